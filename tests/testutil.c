@@ -1,0 +1,67 @@
+#include "testutil.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *
+need_env(const char *name)
+{
+	const char *v = getenv(name);
+
+	if (v == NULL || *v == '\0')
+		cr_assert_fail("%s is not set: run the suite with ./scripts/test, "
+		    "which starts the private services", name);
+	return v;
+}
+
+redisContext *
+tu_redis_connect(void)
+{
+	const char *host = need_env("HIVE_TEST_REDIS_HOST");
+	int port = atoi(need_env("HIVE_TEST_REDIS_PORT"));
+	redisContext *c = redisConnect(host, port);
+
+	if (c == NULL || c->err)
+		cr_assert_fail("connect to redis %s:%d: %s", host, port,
+		    c ? c->errstr : "out of memory");
+	return c;
+}
+
+PGconn *
+tu_pg_connect(void)
+{
+	PGconn *pg = PQconnectdb(need_env("HIVE_TEST_PG"));
+
+	if (PQstatus(pg) != CONNECTION_OK)
+		cr_assert_fail("connect to postgres: %s", PQerrorMessage(pg));
+	return pg;
+}
+
+void
+tu_unique(char *buf, size_t len, const char *tag)
+{
+	static int n;
+
+	snprintf(buf, len, "t%ld-%d-%s", (long)getpid(), ++n, tag);
+}
+
+const char *
+tu_build_path(const char *rel)
+{
+	static char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", need_env("HIVE_BUILD_DIR"), rel);
+	return path;
+}
+
+long long
+tu_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

@@ -1,0 +1,25 @@
+/*
+ * testutil.h - helpers every test file may use: connections to the private
+ * services that scripts/test started, unique key prefixes so that tests
+ * running in parallel never share a stream, and waiting without sleep.
+ */
+#ifndef HIVE_TESTUTIL_H
+#define HIVE_TESTUTIL_H
+
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+#include <stddef.h>
+
+/* Connect to the private Redis (HIVE_TEST_REDIS_HOST/PORT); the test
+ * fails with a clear message when the variables are not set. */
+redisContext *tu_redis_connect(void);
+/* Connect to the private PostgreSQL (HIVE_TEST_PG). */
+PGconn *tu_pg_connect(void);
+/* "t<pid>-<n>-<tag>": a prefix no other test in this run uses. */
+void tu_unique(char *buf, size_t len, const char *tag);
+/* Path of a built program, from HIVE_BUILD_DIR. */
+const char *tu_build_path(const char *rel);
+/* Monotonic milliseconds. */
+long long tu_now_ms(void);
+
+#endif
