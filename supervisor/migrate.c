@@ -1,0 +1,294 @@
+/*
+ * migrate.c - versioned schema migrations, applied by hived at start.
+ *
+ * Several hosts may start at once against one database, so the whole
+ * sequence runs under a session advisory lock:
+ *
+ *   pg_advisory_lock(K)
+ *   CREATE TABLE IF NOT EXISTS hive_schema
+ *   SELECT max(version)              -- what this database has
+ *   for each newer migration:  BEGIN; <sql>; INSERT hive_schema; COMMIT
+ *   pg_advisory_unlock(K)
+ *
+ * The second host blocks on the lock (server side: hived's loop does not
+ * wait), then finds nothing to do.  A migration is one transaction, so a
+ * failure leaves the schema at the previous version.  A database newer
+ * than this build is refused: an old hived must not write a newer schema.
+ *
+ * Migrations are append-only: never edit one that has been released; add
+ * the next version.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "pg.h"
+
+/* "hive" in ASCII: the advisory lock key of migrations. */
+#define MIGRATE_LOCK "1751741797"
+
+struct migration {
+	int version;
+	const char *name;
+	const char *sql;
+};
+
+static const struct migration migrations[] = {
+	{ 1, "the record",
+	"CREATE TABLE hosts ("
+	"  host text PRIMARY KEY,"
+	"  started_at timestamptz NOT NULL DEFAULT now(),"
+	"  last_seen timestamptz NOT NULL DEFAULT now());"
+	/* One row per agent instance on a host: its current state. */
+	"CREATE TABLE agents ("
+	"  host text NOT NULL,"
+	"  name text NOT NULL,"
+	"  instance int NOT NULL,"
+	"  state text NOT NULL,"
+	"  pid int,"
+	"  restarts int NOT NULL DEFAULT 0,"
+	"  tasks_done bigint NOT NULL DEFAULT 0,"
+	"  last_heartbeat timestamptz,"
+	"  updated_at timestamptz NOT NULL DEFAULT now(),"
+	"  PRIMARY KEY (host, name, instance));"
+	/* One row per task: where it is now.  message is the task as it was
+	 * submitted, so it can be put back on its queue after Redis lost it. */
+	"CREATE TABLE tasks ("
+	"  id text PRIMARY KEY,"
+	"  stream text NOT NULL,"
+	"  entry text,"
+	"  state text NOT NULL CHECK (state IN"
+	"    ('queued', 'running', 'completed', 'failed', 'dead')),"
+	"  attempts int NOT NULL DEFAULT 0,"
+	"  agent text,"
+	"  workflow text,"
+	"  message bytea,"
+	"  result jsonb,"
+	"  error text,"
+	"  created_at timestamptz NOT NULL DEFAULT now(),"
+	"  updated_at timestamptz NOT NULL DEFAULT now(),"
+	"  finished_at timestamptz);"
+	"CREATE INDEX tasks_unfinished ON tasks (created_at)"
+	"  WHERE state IN ('queued', 'running');"
+	/* Every state change of every task, in order.  source is the stream
+	 * entry it was read from: recording the same entry twice (the recorder
+	 * died between COMMIT and XACK) is a no-op. */
+	"CREATE TABLE task_states ("
+	"  seq bigserial PRIMARY KEY,"
+	"  task_id text NOT NULL,"
+	"  state text NOT NULL,"
+	"  attempt int,"
+	"  agent text,"
+	"  at timestamptz NOT NULL DEFAULT now(),"
+	"  detail text,"
+	"  source text UNIQUE);"
+	"CREATE INDEX task_states_task ON task_states (task_id, seq);"
+	"CREATE TABLE workflows ("
+	"  id text PRIMARY KEY,"
+	"  name text,"
+	"  state text NOT NULL,"
+	"  created_at timestamptz NOT NULL DEFAULT now(),"
+	"  finished_at timestamptz);"
+	"CREATE TABLE workflow_edges ("
+	"  workflow_id text NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,"
+	"  task_id text NOT NULL,"
+	"  depends_on text NOT NULL,"
+	"  PRIMARY KEY (workflow_id, task_id, depends_on));"
+	/* Versioned memory of each agent instance ("name/instance"). */
+	"CREATE TABLE memory_snapshots ("
+	"  agent text NOT NULL,"
+	"  version bigint NOT NULL,"
+	"  memory jsonb NOT NULL,"
+	"  task_id text,"
+	"  host text,"
+	"  created_at timestamptz NOT NULL DEFAULT now(),"
+	"  PRIMARY KEY (agent, version));"
+	/* The audit trail. */
+	"CREATE TABLE events ("
+	"  id bigserial PRIMARY KEY,"
+	"  at timestamptz NOT NULL DEFAULT now(),"
+	"  kind text NOT NULL,"
+	"  host text,"
+	"  agent text,"
+	"  task_id text,"
+	"  pid int,"
+	"  reason text,"
+	"  source text UNIQUE);"
+	"CREATE INDEX events_at ON events (at);"
+	},
+};
+
+#define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+int
+sup_schema_version(void)
+{
+	return migrations[NMIGRATIONS - 1].version;
+}
+
+enum mig_step { MIG_LOCK, MIG_TABLE, MIG_VERSION, MIG_APPLY, MIG_ROLLBACK,
+	MIG_UNLOCK };
+
+struct mig {
+	struct sup_pg *pg;
+	enum mig_step step;
+	int have;                    /* version the database has */
+	int next;                    /* index of the migration being applied */
+	int ok;
+	sup_migrate_cb *done;
+	void *arg;
+};
+
+static void mig_cb(struct sup_pg *, PGresult *, const char *, void *);
+
+static int
+mig_send(struct mig *m, const char *sql)
+{
+	if (sup_pg_query(m->pg, sql, 0, NULL, NULL, NULL, mig_cb, m) == 0)
+		return 0;
+	log_warnx("postgres: migrate: out of memory");
+	return -1;
+}
+
+/* Apply migration m->next, or unlock when there are no more. */
+static void
+mig_apply_next(struct mig *m)
+{
+	const struct migration *mi;
+	char *sql;
+	size_t len;
+
+	while (m->next < NMIGRATIONS && migrations[m->next].version <= m->have)
+		m->next++;
+	if (m->next >= NMIGRATIONS) {
+		m->step = MIG_UNLOCK;
+		mig_send(m, "SELECT pg_advisory_unlock(" MIGRATE_LOCK ")");
+		return;
+	}
+	mi = &migrations[m->next];
+	len = strlen(mi->sql) + strlen(mi->name) + 160;
+	if ((sql = malloc(len)) == NULL) {
+		log_warnx("postgres: migrate: out of memory");
+		return;
+	}
+	/* The name is ours, never user input: no quoting needed beyond it
+	 * holding no quote, which the table above guarantees. */
+	snprintf(sql, len, "BEGIN; %s INSERT INTO hive_schema (version, name) "
+	    "VALUES (%d, '%s'); COMMIT;", mi->sql, mi->version, mi->name);
+	m->step = MIG_APPLY;
+	log_info("postgres: applying schema migration %d (%s)", mi->version,
+	    mi->name);
+	mig_send(m, sql);
+	free(sql);
+}
+
+static void
+mig_finish(struct mig *m)
+{
+	sup_migrate_cb *done = m->done;
+	void *arg = m->arg;
+	int ok = m->ok, have = m->have;
+
+	free(m);
+	done(ok, have, arg);
+}
+
+static void
+mig_restart(struct mig *m)
+{
+	/* The connection was lost: the session lock is gone with it and an
+	 * open transaction was rolled back.  Start over on the next one. */
+	m->step = MIG_LOCK;
+	m->next = 0;
+	mig_send(m, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")");
+}
+
+static void
+mig_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
+{
+	struct mig *m = arg;
+
+	if (res == NULL) {
+		if (m->step == MIG_UNLOCK)
+			mig_finish(m);   /* the lock went with the connection */
+		else
+			mig_restart(m);
+		return;
+	}
+	if (err != NULL) {
+		log_warnx("postgres: migrate: %s", err);
+		m->ok = 0;
+		switch (m->step) {
+		case MIG_UNLOCK:
+			mig_finish(m);
+			break;
+		case MIG_APPLY:
+			/* The failed transaction must end before the unlock. */
+			m->step = MIG_ROLLBACK;
+			mig_send(m, "ROLLBACK");
+			break;
+		default:
+			m->step = MIG_UNLOCK;
+			mig_send(m, "SELECT pg_advisory_unlock(" MIGRATE_LOCK ")");
+			break;
+		}
+		return;
+	}
+	switch (m->step) {
+	case MIG_LOCK:
+		m->step = MIG_TABLE;
+		mig_send(m, "CREATE TABLE IF NOT EXISTS hive_schema ("
+		    "version int PRIMARY KEY, name text NOT NULL, "
+		    "applied_at timestamptz NOT NULL DEFAULT now())");
+		break;
+	case MIG_TABLE:
+		m->step = MIG_VERSION;
+		mig_send(m, "SELECT coalesce(max(version), 0) FROM hive_schema");
+		break;
+	case MIG_VERSION:
+		m->have = atoi(PQgetvalue(res, 0, 0));
+		if (m->have > sup_schema_version()) {
+			log_warnx("postgres: the database has schema version %d, "
+			    "newer than this hived knows (%d): upgrade hived",
+			    m->have, sup_schema_version());
+			m->ok = 0;
+			m->step = MIG_UNLOCK;
+			mig_send(m, "SELECT pg_advisory_unlock(" MIGRATE_LOCK ")");
+			break;
+		}
+		mig_apply_next(m);
+		break;
+	case MIG_APPLY:
+		m->have = migrations[m->next].version;
+		m->next++;
+		mig_apply_next(m);
+		break;
+	case MIG_ROLLBACK:
+		m->step = MIG_UNLOCK;
+		mig_send(m, "SELECT pg_advisory_unlock(" MIGRATE_LOCK ")");
+		break;
+	case MIG_UNLOCK:
+		mig_finish(m);
+		break;
+	}
+}
+
+int
+sup_migrate(struct sup_pg *pg, sup_migrate_cb *done, void *arg)
+{
+	struct mig *m = calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		return -1;
+	m->pg = pg;
+	m->done = done;
+	m->arg = arg;
+	m->ok = 1;
+	m->step = MIG_LOCK;
+	if (mig_send(m, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")") < 0) {
+		free(m);
+		return -1;
+	}
+	return 0;
+}

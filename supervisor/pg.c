@@ -1,0 +1,432 @@
+/*
+ * pg.c - one non-blocking PostgreSQL connection on the libev loop (pg.h).
+ *
+ *   DOWN --connect--> CONNECTING --PQconnectPoll OK--> UP
+ *     ^                    |                            |
+ *     +---- retry timer <--+---- failure / lost <-------+
+ *
+ * Queries form a FIFO; the head is the one sent.  When the connection is
+ * lost, the query in flight fails (res NULL: nobody knows whether it
+ * committed, so its owner must not assume either way) and the ones not yet
+ * sent stay queued for the next connection.
+ */
+#include "pg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define PG_BACKOFF_MIN_MS 100
+#define PG_BACKOFF_MAX_MS 5000
+
+enum pg_state { PG_DOWN, PG_CONNECTING, PG_UP };
+
+struct pg_query {
+	struct pg_query *next;
+	char *sql;
+	int nparams;
+	char **values;
+	int *lengths;
+	int *formats;
+	sup_pg_cb *cb;
+	void *arg;
+};
+
+struct sup_pg {
+	struct ev_loop *loop;
+	char *conninfo;
+	PGconn *conn;
+	enum pg_state st;
+	ev_io io;
+	int io_fd;
+	ev_timer retry;
+	unsigned backoff_ms;
+	int outage_logged;
+	ev_tstamp down_since;
+	struct pg_query *head, *tail;
+	unsigned nqueued;
+	int sent;                    /* head has been sent */
+	PGresult *res;               /* result kept for the head query */
+	int res_failed;              /* res is an error: keep it, drop later ones */
+	sup_pg_state_cb *state_cb;
+	void *arg;
+};
+
+static void pg_connect(struct sup_pg *);
+static void pg_send_next(struct sup_pg *);
+
+static void
+pg_query_free(struct pg_query *q)
+{
+	if (q == NULL)
+		return;
+	free(q->sql);
+	if (q->values != NULL)
+		for (int i = 0; i < q->nparams; i++)
+			free(q->values[i]);
+	free(q->values);
+	free(q->lengths);
+	free(q->formats);
+	free(q);
+}
+
+/* Watch the connection's socket for ev (EV_READ and/or EV_WRITE). libpq
+ * may change the socket while connecting (several hosts), so re-set it. */
+static void
+pg_watch(struct sup_pg *pg, int events)
+{
+	int fd = PQsocket(pg->conn);
+
+	if (ev_is_active(&pg->io) && fd == pg->io_fd &&
+	    (pg->io.events & (EV_READ | EV_WRITE)) == events)
+		return;
+	ev_io_stop(pg->loop, &pg->io);
+	if (fd < 0)
+		return;
+	ev_io_set(&pg->io, fd, events);
+	pg->io_fd = fd;
+	ev_io_start(pg->loop, &pg->io);
+}
+
+static void
+pg_schedule_retry(struct sup_pg *pg)
+{
+	ev_timer_stop(pg->loop, &pg->retry);
+	ev_timer_set(&pg->retry, pg->backoff_ms / 1000.0, 0.);
+	ev_timer_start(pg->loop, &pg->retry);
+	pg->backoff_ms *= 2;
+	if (pg->backoff_ms > PG_BACKOFF_MAX_MS)
+		pg->backoff_ms = PG_BACKOFF_MAX_MS;
+}
+
+static void
+pg_clear_result(struct sup_pg *pg)
+{
+	if (pg->res != NULL)
+		PQclear(pg->res);
+	pg->res = NULL;
+	pg->res_failed = 0;
+}
+
+/* Connection failed or lost: fail the query in flight, keep the rest. */
+static void
+pg_down(struct sup_pg *pg, const char *what)
+{
+	struct pg_query *q = NULL;
+	int was_up = pg->st == PG_UP;
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), "%s", pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
+	msg[strcspn(msg, "\n")] = '\0';
+	ev_io_stop(pg->loop, &pg->io);
+	if (pg->conn != NULL)
+		PQfinish(pg->conn);
+	pg->conn = NULL;
+	pg->st = PG_DOWN;
+	pg_clear_result(pg);
+	if (!pg->outage_logged) {
+		log_warnx("postgres: %s: %s; retrying, queries wait (%u queued)",
+		    what, msg, pg->nqueued);
+		pg->outage_logged = 1;
+		pg->down_since = ev_now(pg->loop);
+	} else
+		log_debug("postgres: %s: %s", what, msg);
+	if (pg->sent && pg->head != NULL) {
+		q = pg->head;
+		pg->head = q->next;
+		if (pg->head == NULL)
+			pg->tail = NULL;
+		pg->nqueued--;
+	}
+	pg->sent = 0;
+	pg_schedule_retry(pg);
+	if (was_up && pg->state_cb != NULL)
+		pg->state_cb(pg, 0, pg->arg);
+	if (q != NULL) {
+		q->cb(pg, NULL, msg, q->arg);
+		pg_query_free(q);
+	}
+}
+
+static void
+pg_up(struct sup_pg *pg)
+{
+	if (PQsetnonblocking(pg->conn, 1) != 0) {
+		pg_down(pg, "set non-blocking");
+		return;
+	}
+	pg->st = PG_UP;
+	pg->backoff_ms = PG_BACKOFF_MIN_MS;
+	if (pg->outage_logged)
+		log_info("postgres: connected again after %.1fs; %u queries queued",
+		    ev_now(pg->loop) - pg->down_since, pg->nqueued);
+	else
+		log_debug("postgres: connected");
+	pg->outage_logged = 0;
+	pg_watch(pg, EV_READ);
+	if (pg->state_cb != NULL)
+		pg->state_cb(pg, 1, pg->arg);
+	if (pg->st == PG_UP)
+		pg_send_next(pg);
+}
+
+static void
+pg_connect_poll(struct sup_pg *pg)
+{
+	switch (PQconnectPoll(pg->conn)) {
+	case PGRES_POLLING_READING:
+		pg_watch(pg, EV_READ);
+		break;
+	case PGRES_POLLING_WRITING:
+		pg_watch(pg, EV_WRITE);
+		break;
+	case PGRES_POLLING_OK:
+		pg_up(pg);
+		break;
+	default:
+		pg_down(pg, "connect");
+		break;
+	}
+}
+
+static void
+pg_connect(struct sup_pg *pg)
+{
+	pg->conn = PQconnectStart(pg->conninfo);
+	if (pg->conn == NULL || PQstatus(pg->conn) == CONNECTION_BAD) {
+		pg_down(pg, "connect");
+		return;
+	}
+	pg->st = PG_CONNECTING;
+	pg_watch(pg, EV_WRITE);
+}
+
+static void
+pg_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sup_pg *pg = w->data;
+
+	if (pg->st == PG_DOWN)
+		pg_connect(pg);
+}
+
+/* Flush what libpq buffered; watch for writability only while it has more. */
+static int
+pg_flush(struct sup_pg *pg)
+{
+	int r = PQflush(pg->conn);
+
+	if (r < 0) {
+		pg_down(pg, "send");
+		return -1;
+	}
+	pg_watch(pg, r == 1 ? EV_READ | EV_WRITE : EV_READ);
+	return 0;
+}
+
+static void
+pg_send_next(struct sup_pg *pg)
+{
+	struct pg_query *q = pg->head;
+	int ok;
+
+	if (pg->st != PG_UP || pg->sent || q == NULL)
+		return;
+	if (q->values == NULL)
+		ok = PQsendQuery(pg->conn, q->sql);
+	else
+		ok = PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL,
+		    (const char *const *)q->values, q->lengths, q->formats, 0);
+	if (!ok) {
+		pg_down(pg, "send query");
+		return;
+	}
+	pg->sent = 1;
+	pg_flush(pg);
+}
+
+/* The head query has returned all its results: hand it to its owner. */
+static void
+pg_complete(struct sup_pg *pg)
+{
+	struct pg_query *q = pg->head;
+	PGresult *res = pg->res;
+	const char *err = NULL;
+
+	pg->head = q->next;
+	if (pg->head == NULL)
+		pg->tail = NULL;
+	pg->nqueued--;
+	pg->sent = 0;
+	pg->res = NULL;
+	pg->res_failed = 0;
+	if (res == NULL)
+		err = "no result";
+	else {
+		ExecStatusType st = PQresultStatus(res);
+		if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK &&
+		    st != PGRES_COPY_IN && st != PGRES_EMPTY_QUERY)
+			err = PQresultErrorMessage(res);
+	}
+	q->cb(pg, res, err, q->arg);
+	if (res != NULL)
+		PQclear(res);
+	pg_query_free(q);
+}
+
+static void
+pg_read(struct sup_pg *pg)
+{
+	PGnotify *n;
+
+	if (!PQconsumeInput(pg->conn)) {
+		pg_down(pg, "connection lost");
+		return;
+	}
+	while ((n = PQnotifies(pg->conn)) != NULL)
+		PQfreemem(n);
+	while (pg->st == PG_UP && pg->sent && !PQisBusy(pg->conn)) {
+		PGresult *r = PQgetResult(pg->conn);
+		if (r == NULL) {
+			pg_complete(pg);
+			if (pg->st == PG_UP)
+				pg_send_next(pg);
+			continue;
+		}
+		/* Keep the first failing result, else the last one. */
+		if (pg->res_failed) {
+			PQclear(r);
+			continue;
+		}
+		ExecStatusType st = PQresultStatus(r);
+		pg_clear_result(pg);
+		pg->res = r;
+		pg->res_failed = st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE;
+	}
+	if (pg->st == PG_UP && PQstatus(pg->conn) == CONNECTION_BAD)
+		pg_down(pg, "connection lost");
+}
+
+static void
+pg_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct sup_pg *pg = w->data;
+
+	if (pg->st == PG_CONNECTING) {
+		pg_connect_poll(pg);
+		return;
+	}
+	if (pg->st != PG_UP)
+		return;
+	if (revents & EV_WRITE) {
+		if (pg_flush(pg) < 0)
+			return;
+	}
+	if (revents & EV_READ)
+		pg_read(pg);
+}
+
+struct sup_pg *
+sup_pg_new(struct ev_loop *loop, const char *conninfo,
+    sup_pg_state_cb *state_cb, void *arg)
+{
+	struct sup_pg *pg = calloc(1, sizeof(*pg));
+
+	if (pg == NULL)
+		return NULL;
+	pg->conninfo = strdup(conninfo);
+	if (pg->conninfo == NULL) {
+		free(pg);
+		return NULL;
+	}
+	pg->loop = loop;
+	pg->state_cb = state_cb;
+	pg->arg = arg;
+	pg->backoff_ms = PG_BACKOFF_MIN_MS;
+	pg->io_fd = -1;
+	ev_init(&pg->io, pg_io_cb);
+	pg->io.data = pg;
+	ev_init(&pg->retry, pg_retry_cb);
+	pg->retry.data = pg;
+	pg_connect(pg);
+	return pg;
+}
+
+void
+sup_pg_free(struct sup_pg *pg)
+{
+	struct pg_query *q, *next;
+
+	if (pg == NULL)
+		return;
+	ev_io_stop(pg->loop, &pg->io);
+	ev_timer_stop(pg->loop, &pg->retry);
+	pg_clear_result(pg);
+	if (pg->conn != NULL)
+		PQfinish(pg->conn);
+	for (q = pg->head; q != NULL; q = next) {
+		next = q->next;
+		pg_query_free(q);
+	}
+	free(pg->conninfo);
+	free(pg);
+}
+
+int
+sup_pg_is_up(const struct sup_pg *pg)
+{
+	return pg->st == PG_UP;
+}
+
+unsigned
+sup_pg_pending(const struct sup_pg *pg)
+{
+	return pg->nqueued;
+}
+
+int
+sup_pg_query(struct sup_pg *pg, const char *sql, int nparams,
+    const char *const *values, const int *lengths, const int *formats,
+    sup_pg_cb *cb, void *arg)
+{
+	struct pg_query *q = calloc(1, sizeof(*q));
+
+	if (q == NULL)
+		return -1;
+	q->cb = cb;
+	q->arg = arg;
+	q->nparams = nparams;
+	if ((q->sql = strdup(sql)) == NULL)
+		goto err;
+	if (nparams > 0 || values != NULL) {
+		q->values = calloc((size_t)nparams + 1, sizeof(char *));
+		q->lengths = calloc((size_t)nparams + 1, sizeof(int));
+		q->formats = calloc((size_t)nparams + 1, sizeof(int));
+		if (q->values == NULL || q->lengths == NULL || q->formats == NULL)
+			goto err;
+		for (int i = 0; i < nparams; i++) {
+			size_t len;
+			if (values[i] == NULL)
+				continue;        /* SQL NULL */
+			q->formats[i] = formats ? formats[i] : 0;
+			len = q->formats[i] ? (size_t)lengths[i] : strlen(values[i]);
+			q->lengths[i] = (int)len;
+			if ((q->values[i] = malloc(len + 1)) == NULL)
+				goto err;
+			memcpy(q->values[i], values[i], len);
+			q->values[i][len] = '\0';
+		}
+	}
+	if (pg->tail != NULL)
+		pg->tail->next = q;
+	else
+		pg->head = q;
+	pg->tail = q;
+	pg->nqueued++;
+	pg_send_next(pg);
+	return 0;
+err:
+	pg_query_free(q);
+	return -1;
+}

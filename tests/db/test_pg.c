@@ -1,0 +1,205 @@
+/*
+ * test_pg.c - the non-blocking PostgreSQL connection and the migrations,
+ * against the private PostgreSQL that scripts/test started.
+ */
+#include <criterion/criterion.h>
+#include <ev.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "pg.h"
+#include "testutil.h"
+
+/* A fresh database for one test: migrations start from nothing. */
+static void
+fresh_db(char *conninfo, size_t len)
+{
+	PGconn *admin = tu_pg_connect();
+	char name[64], sql[128];
+	PGresult *res;
+
+	tu_unique(name, sizeof(name), "db");
+	for (char *p = name; *p; p++)
+		if (*p == '-')
+			*p = '_';
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+	res = PQexec(admin, sql);
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s",
+	    PQerrorMessage(admin));
+	PQclear(res);
+	PQfinish(admin);
+	snprintf(conninfo, len, "%s dbname=%s", getenv("HIVE_TEST_PG"), name);
+}
+
+static int
+scalar_int(const char *conninfo, const char *sql)
+{
+	PGconn *c = PQconnectdb(conninfo);
+	PGresult *res = PQexec(c, sql);
+	int v;
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", sql,
+	    PQerrorMessage(c));
+	v = atoi(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	PQfinish(c);
+	return v;
+}
+
+struct done { int n, ok, version; };
+
+static void
+on_migrated(int ok, int version, void *arg)
+{
+	struct done *d = arg;
+
+	d->n++;
+	d->ok += ok;
+	d->version = version;
+}
+
+static void
+run_until(struct ev_loop *loop, int *counter, int want)
+{
+	long long deadline = tu_now_ms() + 30000;
+
+	while (*counter < want && tu_now_ms() < deadline)
+		ev_run(loop, EVRUN_ONCE);
+	cr_assert_eq(*counter, want, "timed out waiting for callbacks");
+}
+
+TestSuite(pg, .init = NULL);
+
+Test(pg, migrate_fresh_database)
+{
+	struct ev_loop *loop = ev_loop_new(0);
+	char ci[512];
+	struct done d = { 0 };
+	struct sup_pg *pg;
+
+	log_init("test", 0);
+	fresh_db(ci, sizeof(ci));
+	pg = sup_pg_new(loop, ci, NULL, NULL);
+	cr_assert_not_null(pg);
+	cr_assert_eq(sup_migrate(pg, on_migrated, &d), 0);
+	run_until(loop, &d.n, 1);
+	cr_assert_eq(d.ok, 1);
+	cr_assert_eq(d.version, sup_schema_version());
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM hive_schema"),
+	    sup_schema_version());
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM information_schema.tables "
+	    "WHERE table_name IN ('agents', 'tasks', 'task_states', 'workflows', "
+	    "'workflow_edges', 'memory_snapshots', 'events', 'hosts')"), 8);
+
+	/* Again: nothing to do, nothing added. */
+	cr_assert_eq(sup_migrate(pg, on_migrated, &d), 0);
+	run_until(loop, &d.n, 2);
+	cr_assert_eq(d.ok, 2);
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM hive_schema"),
+	    sup_schema_version());
+	sup_pg_free(pg);
+	ev_loop_destroy(loop);
+}
+
+Test(pg, two_hosts_migrate_at_once)
+{
+	struct ev_loop *loop = ev_loop_new(0);
+	char ci[512];
+	struct done d = { 0 };
+	struct sup_pg *a, *b;
+
+	log_init("test", 0);
+	fresh_db(ci, sizeof(ci));
+	a = sup_pg_new(loop, ci, NULL, NULL);
+	b = sup_pg_new(loop, ci, NULL, NULL);
+	cr_assert_eq(sup_migrate(a, on_migrated, &d), 0);
+	cr_assert_eq(sup_migrate(b, on_migrated, &d), 0);
+	run_until(loop, &d.n, 2);
+	cr_assert_eq(d.ok, 2, "both migrations succeed");
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM hive_schema"),
+	    sup_schema_version(), "each version applied once");
+	sup_pg_free(a);
+	sup_pg_free(b);
+	ev_loop_destroy(loop);
+}
+
+struct q { int n, failed, ok; char val[64]; };
+
+static void
+on_query(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
+{
+	struct q *q = arg;
+
+	q->n++;
+	if (res == NULL || err != NULL) {
+		q->failed++;
+		return;
+	}
+	q->ok++;
+	if (PQntuples(res) > 0)
+		snprintf(q->val, sizeof(q->val), "%s", PQgetvalue(res, 0, 0));
+}
+
+static int ups, downs;
+
+static void
+on_state(struct sup_pg *pg, int up, void *arg)
+{
+	if (up)
+		ups++;
+	else
+		downs++;
+}
+
+Test(pg, params_errors_and_reconnect)
+{
+	struct ev_loop *loop = ev_loop_new(0);
+	struct q q = { 0 };
+	const char *vals[2] = { "21", NULL };
+	struct sup_pg *pg;
+	char pid[64];
+
+	log_init("test", 0);
+	pg = sup_pg_new(loop, getenv("HIVE_TEST_PG"), on_state, NULL);
+	cr_assert_eq(sup_pg_query(pg, "SELECT $1::int * 2", 1, vals, NULL,
+	    NULL, on_query, &q), 0);
+	run_until(loop, &q.n, 1);
+	cr_assert_eq(q.ok, 1);
+	cr_assert_str_eq(q.val, "42");
+
+	/* An SQL error is reported, and the connection goes on. */
+	cr_assert_eq(sup_pg_query(pg, "SELECT nonsense FROM nowhere", 0, NULL,
+	    NULL, NULL, on_query, &q), 0);
+	cr_assert_eq(sup_pg_query(pg, "SELECT pg_backend_pid()", 0, NULL, NULL,
+	    NULL, on_query, &q), 0);
+	run_until(loop, &q.n, 3);
+	cr_assert_eq(q.failed, 1);
+	cr_assert_eq(q.ok, 2);
+	snprintf(pid, sizeof(pid), "%s", q.val);
+
+	/* Kill our backend from outside: the query in flight fails, the
+	 * connection comes back by itself, and a later query runs. */
+	PGconn *admin = tu_pg_connect();
+	const char *p[1] = { pid };
+	cr_assert_eq(sup_pg_query(pg, "SELECT pg_sleep(30)", 0, NULL, NULL, NULL,
+	    on_query, &q), 0);
+	cr_assert_eq(sup_pg_query(pg, "SELECT 'after'", 0, NULL, NULL, NULL,
+	    on_query, &q), 0);
+	/* Let the sleep reach the server before killing it. */
+	ev_run(loop, EVRUN_NOWAIT);
+	PGresult *r = PQexecParams(admin, "SELECT pg_terminate_backend($1::int)",
+	    1, NULL, p, NULL, NULL, 0);
+	cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+	PQclear(r);
+	PQfinish(admin);
+	run_until(loop, &q.n, 5);
+	cr_assert_eq(q.failed, 2, "the query in flight failed");
+	cr_assert_str_eq(q.val, "after", "the queued query ran after reconnect");
+	cr_assert_eq(downs, 1);
+	cr_assert_eq(ups, 2);
+	sup_pg_free(pg);
+	ev_loop_destroy(loop);
+}
