@@ -1,0 +1,293 @@
+/*
+ * rconn.c - see rconn.h.
+ *
+ * hiredis owns and frees its redisAsyncContext after the disconnect
+ * callback, so the only pointer we keep (rc->ac) is cleared there and in
+ * the failed-connect callback; everything else reaches the rconn through
+ * ac->data.
+ */
+#include "rconn.h"
+
+#include <hiredis/adapters/libev.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define RCONN_BACKOFF_MIN_MS 100
+#define RCONN_BACKOFF_MAX_MS 5000
+#define RCONN_CONNECT_TIMEOUT 5.0
+
+struct rconn {
+	struct ev_loop *loop;
+	char name[64];
+	char host[256];
+	int port;
+	int is_unix;
+	redisAsyncContext *ac;
+	int up;
+	unsigned backoff_ms;
+	int outage_logged;
+	ev_tstamp down_since;
+	ev_timer retry;              /* reconnect after backoff */
+	ev_timer connect_timeout;    /* hiredis 0.14 has none for async */
+	rconn_state_cb *state_cb;
+	void *arg;
+};
+
+static void rconn_connect(struct rconn *);
+
+int
+rconn_parse_addr(const char *addr, char *host, size_t hostlen, int *port,
+    int *is_unix)
+{
+	const char *colon;
+	char *end;
+	long p;
+
+	if (strncmp(addr, "unix:", 5) == 0)
+		addr += 5;
+	if (addr[0] == '/') {
+		if (strlen(addr) >= hostlen || strlen(addr) >= 108)
+			return -1;
+		snprintf(host, hostlen, "%s", addr);
+		*port = 0;
+		*is_unix = 1;
+		return 0;
+	}
+	*is_unix = 0;
+	if (addr[0] == '[') {
+		const char *rb = strchr(addr, ']');
+		if (rb == NULL || rb[1] != ':' || (size_t)(rb - addr - 1) >= hostlen)
+			return -1;
+		memcpy(host, addr + 1, (size_t)(rb - addr - 1));
+		host[rb - addr - 1] = '\0';
+		colon = rb + 1;
+	} else {
+		colon = strrchr(addr, ':');
+		if (colon == NULL) {
+			/* A bare host: the default port. */
+			if (*addr == '\0' || strlen(addr) >= hostlen)
+				return -1;
+			snprintf(host, hostlen, "%s", addr);
+			*port = 6379;
+			return 0;
+		}
+		if (colon == addr || (size_t)(colon - addr) >= hostlen)
+			return -1;
+		memcpy(host, addr, (size_t)(colon - addr));
+		host[colon - addr] = '\0';
+	}
+	p = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || p <= 0 || p > 65535)
+		return -1;
+	*port = (int)p;
+	return 0;
+}
+
+static void
+rconn_schedule(struct rconn *rc)
+{
+	ev_timer_stop(rc->loop, &rc->retry);
+	ev_timer_set(&rc->retry, rc->backoff_ms / 1000.0, 0.);
+	ev_timer_start(rc->loop, &rc->retry);
+	rc->backoff_ms *= 2;
+	if (rc->backoff_ms > RCONN_BACKOFF_MAX_MS)
+		rc->backoff_ms = RCONN_BACKOFF_MAX_MS;
+}
+
+static void
+rconn_lost(struct rconn *rc, const char *what, const char *err)
+{
+	int was_up = rc->up;
+
+	rc->up = 0;
+	rc->ac = NULL;
+	ev_timer_stop(rc->loop, &rc->connect_timeout);
+	if (!rc->outage_logged) {
+		log_warnx("%s: %s: %s; reconnecting", rc->name, what,
+		    err ? err : "unknown error");
+		rc->outage_logged = 1;
+		rc->down_since = ev_now(rc->loop);
+	} else
+		log_debug("%s: %s: %s", rc->name, what, err ? err : "?");
+	rconn_schedule(rc);
+	if (was_up && rc->state_cb != NULL)
+		rc->state_cb(rc, 0, rc->arg);
+}
+
+static void
+rconn_on_connect(const redisAsyncContext *ac, int status)
+{
+	struct rconn *rc = ac->data;
+
+	if (rc == NULL)
+		return;
+	if (status != REDIS_OK) {
+		/* hiredis frees ac after this callback. */
+		rconn_lost(rc, "connect", ac->errstr);
+		return;
+	}
+	ev_timer_stop(rc->loop, &rc->connect_timeout);
+	rc->up = 1;
+	rc->backoff_ms = RCONN_BACKOFF_MIN_MS;
+	if (rc->outage_logged)
+		log_info("%s: connected again after %.1fs", rc->name,
+		    ev_now(rc->loop) - rc->down_since);
+	else
+		log_debug("%s: connected", rc->name);
+	rc->outage_logged = 0;
+	if (rc->state_cb != NULL)
+		rc->state_cb(rc, 1, rc->arg);
+}
+
+static void
+rconn_on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct rconn *rc = ac->data;
+
+	if (rc == NULL)              /* rconn_free: nobody to tell */
+		return;
+	rconn_lost(rc, "connection lost",
+	    status == REDIS_OK ? "closed" : ac->errstr);
+}
+
+static void
+rconn_connect(struct rconn *rc)
+{
+	redisAsyncContext *ac;
+
+	ac = rc->is_unix ? redisAsyncConnectUnix(rc->host)
+	    : redisAsyncConnect(rc->host, rc->port);
+	if (ac == NULL) {
+		rconn_lost(rc, "connect", "out of memory");
+		return;
+	}
+	if (ac->err) {
+		char err[128];
+		snprintf(err, sizeof(err), "%s", ac->errstr);
+		redisAsyncFree(ac);
+		rconn_lost(rc, "connect", err);
+		return;
+	}
+	ac->data = rc;
+	if (redisLibevAttach(rc->loop, ac) != REDIS_OK) {
+		redisAsyncFree(ac);
+		rconn_lost(rc, "connect", "cannot attach to the event loop");
+		return;
+	}
+	redisAsyncSetConnectCallback(ac, rconn_on_connect);
+	redisAsyncSetDisconnectCallback(ac, rconn_on_disconnect);
+	rc->ac = ac;
+	ev_timer_set(&rc->connect_timeout, RCONN_CONNECT_TIMEOUT, 0.);
+	ev_timer_start(rc->loop, &rc->connect_timeout);
+}
+
+static void
+rconn_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct rconn *rc = w->data;
+
+	if (rc->ac == NULL)
+		rconn_connect(rc);
+}
+
+static void
+rconn_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct rconn *rc = w->data;
+
+	redisAsyncContext *ac = rc->ac;
+
+	/* Still not connected: give up on this attempt.  hiredis calls no
+	 * callback for a context freed before it connected, so schedule the
+	 * next attempt here. */
+	if (ac == NULL || rc->up)
+		return;
+	ac->data = NULL;
+	redisAsyncFree(ac);
+	rconn_lost(rc, "connect", "timed out");
+}
+
+struct rconn *
+rconn_new(struct ev_loop *loop, const char *addr, const char *name,
+    rconn_state_cb *state_cb, void *arg, char *errbuf, size_t errlen)
+{
+	struct rconn *rc = calloc(1, sizeof(*rc));
+
+	if (rc == NULL) {
+		snprintf(errbuf, errlen, "out of memory");
+		return NULL;
+	}
+	if (rconn_parse_addr(addr, rc->host, sizeof(rc->host), &rc->port,
+	    &rc->is_unix) < 0) {
+		snprintf(errbuf, errlen, "bad redis address \"%s\" (want "
+		    "host:port or /path/to/redis.sock)", addr);
+		free(rc);
+		return NULL;
+	}
+	rc->loop = loop;
+	snprintf(rc->name, sizeof(rc->name), "%s", name);
+	rc->state_cb = state_cb;
+	rc->arg = arg;
+	rc->backoff_ms = RCONN_BACKOFF_MIN_MS;
+	ev_init(&rc->retry, rconn_retry_cb);
+	rc->retry.data = rc;
+	ev_init(&rc->connect_timeout, rconn_timeout_cb);
+	rc->connect_timeout.data = rc;
+	rconn_connect(rc);
+	return rc;
+}
+
+void
+rconn_free(struct rconn *rc)
+{
+	if (rc == NULL)
+		return;
+	ev_timer_stop(rc->loop, &rc->retry);
+	ev_timer_stop(rc->loop, &rc->connect_timeout);
+	if (rc->ac != NULL) {
+		rc->ac->data = NULL;     /* its callbacks must not find us */
+		redisAsyncFree(rc->ac);
+	}
+	free(rc);
+}
+
+int
+rconn_is_up(const struct rconn *rc)
+{
+	return rc->up;
+}
+
+redisAsyncContext *
+rconn_ctx(struct rconn *rc)
+{
+	return rc->up ? rc->ac : NULL;
+}
+
+int
+rconn_cmd(struct rconn *rc, redisCallbackFn *fn, void *priv,
+    const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	if (!rc->up)
+		return -1;
+	va_start(ap, fmt);
+	r = redisvAsyncCommand(rc->ac, fn, priv, fmt, ap);
+	va_end(ap);
+	return r == REDIS_OK ? 0 : -1;
+}
+
+int
+rconn_argv(struct rconn *rc, redisCallbackFn *fn, void *priv, int argc,
+    const char **argv, const size_t *argvlen)
+{
+	if (!rc->up)
+		return -1;
+	return redisAsyncCommandArgv(rc->ac, fn, priv, argc, argv, argvlen)
+	    == REDIS_OK ? 0 : -1;
+}

@@ -1,0 +1,48 @@
+/*
+ * rconn.h - a Redis connection that comes back by itself.
+ *
+ * hiredis async on the libev loop.  When the connection fails or is lost,
+ * commands in flight get a NULL reply (their owners keep whatever they had
+ * not seen acknowledged and try again), state_cb says "down", and a timer
+ * reconnects with backoff (100 ms doubling to 5 s), logged once per outage.
+ * While down, rconn_cmd refuses commands (-1): callers retry on their own
+ * schedule, nothing queues up unbounded.
+ */
+#ifndef HIVE_RCONN_H
+#define HIVE_RCONN_H
+
+#include <ev.h>
+#include <hiredis/async.h>
+#include <stddef.h>
+
+struct rconn;
+
+/* up: 1 connected (commands may be sent), 0 lost. */
+typedef void rconn_state_cb(struct rconn *rc, int up, void *arg);
+
+/*
+ * addr: "host:port", "[v6addr]:port", "/path/to.sock" or "unix:/path".
+ * name: for log lines ("redis(recorder)").  Connecting starts at once.
+ * Returns NULL on a bad address (message in errbuf) or out of memory.
+ */
+struct rconn *rconn_new(struct ev_loop *loop, const char *addr,
+    const char *name, rconn_state_cb *state_cb, void *arg,
+    char *errbuf, size_t errlen);
+/* Closes the connection: callbacks in flight get a NULL reply. */
+void rconn_free(struct rconn *rc);
+int rconn_is_up(const struct rconn *rc);
+/* The live context, or NULL while down. */
+redisAsyncContext *rconn_ctx(struct rconn *rc);
+
+/* Send a command (redisAsyncCommand / redisAsyncCommandArgv): 0, or -1
+ * when down (fn is then not called). */
+int rconn_cmd(struct rconn *rc, redisCallbackFn *fn, void *priv,
+    const char *fmt, ...);
+int rconn_argv(struct rconn *rc, redisCallbackFn *fn, void *priv, int argc,
+    const char **argv, const size_t *argvlen);
+
+/* Parse addr into host/port or path: 0 or -1. */
+int rconn_parse_addr(const char *addr, char *host, size_t hostlen, int *port,
+    int *is_unix);
+
+#endif
