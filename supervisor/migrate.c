@@ -84,6 +84,21 @@ static const struct migration migrations[] = {
 	"  detail text,"
 	"  source text UNIQUE);"
 	"CREATE INDEX task_states_task ON task_states (task_id, seq);"
+	/* A task ends once: a second result (delivery is at least once) is
+	 * not a second completion. */
+	"CREATE UNIQUE INDEX task_states_final ON task_states (task_id)"
+	"  WHERE state IN ('completed', 'failed', 'dead');"
+	/* The order of states for the recorder: a final state is never
+	 * replaced, then a higher attempt wins, then a later state. */
+	"CREATE FUNCTION hive_state_rank(s text) RETURNS int"
+	"  LANGUAGE sql IMMUTABLE AS"
+	"  'SELECT CASE s WHEN ''queued'' THEN 1 WHEN ''running'' THEN 2 ELSE 3 END';"
+	"CREATE FUNCTION hive_wins(os text, oa int, ns text, na int)"
+	"  RETURNS boolean LANGUAGE sql IMMUTABLE AS"
+	"  'SELECT CASE WHEN hive_state_rank(os) = 3 THEN false"
+	"   WHEN hive_state_rank(ns) = 3 THEN true"
+	"   WHEN na <> oa THEN na > oa"
+	"   ELSE hive_state_rank(ns) >= hive_state_rank(os) END';"
 	"CREATE TABLE workflows ("
 	"  id text PRIMARY KEY,"
 	"  name text,"

@@ -430,3 +430,18 @@ err:
 	pg_query_free(q);
 	return -1;
 }
+
+static void
+pg_forgotten_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
+{
+}
+
+void
+sup_pg_forget(struct sup_pg *pg, void *arg)
+{
+	for (struct pg_query *q = pg->head; q != NULL; q = q->next)
+		if (q->arg == arg) {
+			q->cb = pg_forgotten_cb;
+			q->arg = NULL;
+		}
+}

@@ -44,6 +44,10 @@ int sup_pg_query(struct sup_pg *pg, const char *sql, int nparams,
     const char *const *values, const int *lengths, const int *formats,
     sup_pg_cb *cb, void *arg);
 
+/* The owner of arg is going away: its queued queries still run (a
+ * transaction in flight must end) but their callbacks are not called. */
+void sup_pg_forget(struct sup_pg *pg, void *arg);
+
 /*
  * Schema migrations (migrate.c): bring the database to the newest schema
  * version under an advisory lock, so several hosts starting at once is

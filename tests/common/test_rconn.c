@@ -34,6 +34,17 @@ on_reply(redisAsyncContext *ac, void *r, void *priv)
 	    reply ? "(non-string)" : "(null)");
 }
 
+static long long client_id;
+
+static void
+on_id(redisAsyncContext *ac, void *r, void *priv)
+{
+	redisReply *reply = r;
+
+	replies++;
+	client_id = reply ? reply->integer : -1;
+}
+
 static void
 run_until(struct ev_loop *loop, int *counter, int want)
 {
@@ -48,7 +59,7 @@ run_until(struct ev_loop *loop, int *counter, int want)
 Test(rconn, command_and_reconnect)
 {
 	struct ev_loop *loop = ev_loop_new(0);
-	char addr[128], err[128], name[64];
+	char addr[128], err[128];
 	struct rconn *rc;
 	redisContext *admin;
 	redisReply *r;
@@ -63,12 +74,13 @@ Test(rconn, command_and_reconnect)
 	run_until(loop, &replies, 1);
 	cr_assert_str_eq(last, "hello");
 
-	/* Name our connection, then kill it from outside. */
-	tu_unique(name, sizeof(name), "rconn");
-	cr_assert_eq(rconn_cmd(rc, on_reply, NULL, "CLIENT SETNAME %s", name), 0);
+	/* Kill our connection (only ours: other tests share this Redis)
+	 * from outside. */
+	cr_assert_eq(rconn_cmd(rc, on_id, NULL, "CLIENT ID"), 0);
 	run_until(loop, &replies, 2);
 	admin = tu_redis_connect();
-	r = redisCommand(admin, "CLIENT KILL TYPE normal SKIPME yes");
+	r = redisCommand(admin, "CLIENT KILL ID %lld", client_id);
+	cr_assert_eq(r->integer, 1);
 	freeReplyObject(r);
 	redisFree(admin);
 	run_until(loop, &downs, 1);

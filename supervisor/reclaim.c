@@ -1,0 +1,772 @@
+/*
+ * reclaim.c - dead consumers' tasks requeued, streams trimmed (reclaim.h).
+ *
+ * One pass, every scan_ms:
+ *
+ *   SCAN queue streams --> XINFO CONSUMERS key workers      (per stream)
+ *        --> consumer with pending > 0: EXISTS <p>:alive:<consumer>
+ *        --> missing: reclaim(key, consumer, min idle = alive ttl)
+ *
+ *   reclaim: XPENDING key workers IDLE t - + 100 consumer
+ *        --> XCLAIM key workers hived@<host> t ids...   (atomic: ours now)
+ *        --> per entry, one MULTI/EXEC:
+ *              requeue: XADD key (attempt + 1), XACK key workers id
+ *              or give up: XADD dead, XADD results (failed), XACK
+ *
+ * Every step is a callback carrying a small heap context; a lost
+ * connection ends the pass (callbacks get NULL) and the next pass starts
+ * over: everything it would have done is still pending in Redis.
+ */
+#include "reclaim.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hive_proto.h"
+#include "log.h"
+#include "rconn.h"
+#include "scan.h"
+
+#define RC_BATCH       "100"
+#define RC_MAX_STREAMS 1024
+
+struct sup_reclaim {
+	struct ev_loop *loop;
+	struct rconn *rc;
+	struct sup_reclaim_opts o;
+	char *prefix, *host;
+	char me[HIVE_AGENT_MAX + HIVE_HOST_MAX + 8];   /* our claiming consumer */
+	char *streams[RC_MAX_STREAMS];   /* queue streams seen by the last scan */
+	int nstreams;
+	int scanning;
+	ev_timer beat;                   /* host key, and the pass schedule */
+	ev_tstamp last_scan, last_trim;
+	int want_trim;
+	struct sup_reclaim_stats st;
+};
+
+/* One consumer on one stream being reclaimed. */
+struct rc_job {
+	struct sup_reclaim *r;
+	char key[HIVE_KEY_MAX];
+	char consumer[HIVE_AGENT_MAX + HIVE_HOST_MAX + 8];
+	unsigned long long min_idle;
+	unsigned deliveries[100];
+	char ids[100][HIVE_ENTRY_ID_MAX + 1];
+	int n;
+};
+
+static void rc_claim_pending(struct rc_job *j);
+
+static void
+rc_ignore_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	redisReply *reply = r;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		log_warnx("reclaim: %s", reply->str);
+}
+
+/* "agent/3@host" -> "agent"; 0 or -1. */
+static int
+consumer_agent(const char *consumer, char *agent, size_t len)
+{
+	size_t n = strcspn(consumer, "/@");
+
+	if (n == 0 || n >= len)
+		return -1;
+	memcpy(agent, consumer, n);
+	agent[n] = '\0';
+	return 0;
+}
+
+/* Where a requeued task goes: back to its queue, except that a direct
+ * queue belongs to one instance, which is gone: its agent's queue. */
+static void
+requeue_key(struct sup_reclaim *r, const char *key, const char *consumer,
+    char *out, size_t len)
+{
+	char direct[HIVE_KEY_MAX], agent[HIVE_NAME_MAX + 1];
+
+	snprintf(direct, sizeof(direct), "%s:direct:", r->prefix);
+	if (strncmp(key, direct, strlen(direct)) == 0 &&
+	    consumer_agent(key + strlen(direct), agent, sizeof(agent)) == 0 &&
+	    proto_key_agent_queue(out, len, r->prefix, agent, HIVE_PRIO_DEFAULT) > 0)
+		return;
+	snprintf(out, len, "%s", key);
+}
+
+static void
+send_multi(struct sup_reclaim *r)
+{
+	rconn_cmd(r->rc, rc_ignore_cb, NULL, "MULTI");
+}
+
+static void
+send_exec(struct sup_reclaim *r)
+{
+	rconn_cmd(r->rc, rc_ignore_cb, NULL, "EXEC");
+}
+
+/* Give up on an entry: dead letter with the reason, a failed result so
+ * whoever waits for it learns, acknowledge.  t may be NULL (malformed). */
+static void
+rc_give_up(struct rc_job *j, const char *id, const char *raw, size_t rawlen,
+    const struct hive_task *t, unsigned attempt, const char *reason)
+{
+	struct sup_reclaim *r = j->r;
+	struct hive_dead d = { 0 };
+	struct hive_result res = { 0 };
+	struct proto_err err;
+	msgpack_sbuffer sb, sr;
+	char key[HIVE_KEY_MAX], agent[HIVE_AGENT_MAX + 1];
+	uint64_t now = proto_now_ms();
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_sbuffer_init(&sr);
+	snprintf(agent, sizeof(agent), "%.*s", (int)strcspn(j->consumer, "@"),
+	    j->consumer);
+	if (t != NULL)
+		d.id = t->id;
+	d.reason = HIVE_STR(reason);
+	d.stream = HIVE_STR(j->key);
+	d.entry = HIVE_STR(id);
+	d.agent = HIVE_STR(agent);
+	d.attempt = attempt;
+	d.ts_ms = now;
+	d.raw.ptr = raw;
+	d.raw.len = rawlen > HIVE_RAW_MAX ? HIVE_RAW_MAX : (uint32_t)rawlen;
+	if (proto_encode_dead(&sb, &d, &err) < 0) {
+		char eb[128];
+		log_warnx("reclaim: dead letter for %s %s: %s", j->key, id,
+		    proto_strerror(&err, eb, sizeof(eb)));
+		goto out;
+	}
+	if (t != NULL) {
+		res.id = t->id;
+		res.agent = HIVE_STR(agent);
+		res.host = HIVE_STR(r->host);
+		res.status = HIVE_STATUS_ERROR;
+		res.error = HIVE_STR(reason);
+		res.attempt = attempt;
+		res.started_ms = res.finished_ms = now;
+		res.workflow = t->workflow;
+		if (proto_encode_result(&sr, &res, &err) < 0)
+			sr.size = 0;
+	}
+	send_multi(r);
+	proto_key_named(key, sizeof(key), r->prefix, "dead");
+	rconn_cmd(r->rc, rc_ignore_cb, NULL, "XADD %s * m %b", key, sb.data, sb.size);
+	if (sr.size > 0) {
+		proto_key_named(key, sizeof(key), r->prefix, "results");
+		rconn_cmd(r->rc, rc_ignore_cb, NULL, "XADD %s * m %b", key,
+		    sr.data, sr.size);
+		if (t->reply_to.len > 0)
+			rconn_cmd(r->rc, rc_ignore_cb, NULL, "XADD %b * m %b",
+			    t->reply_to.ptr, (size_t)t->reply_to.len, sr.data, sr.size);
+	}
+	rconn_cmd(r->rc, rc_ignore_cb, NULL, "XACK %s " HIVE_GROUP_WORKERS " %s",
+	    j->key, id);
+	send_exec(r);
+	r->st.dead++;
+	log_warnx("reclaim: task=%.*s stream=%s entry=%s dead letter: %s",
+	    t ? (int)t->id.len : 1, t ? t->id.ptr : "?", j->key, id, reason);
+out:
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_sbuffer_destroy(&sr);
+}
+
+static void
+rc_requeue(struct rc_job *j, const char *id, const char *val, size_t len,
+    unsigned deliveries)
+{
+	struct sup_reclaim *r = j->r;
+	struct hive_task t;
+	struct proto_err err;
+	char reason[HIVE_REASON_MAX], key[HIVE_KEY_MAX], agent[HIVE_NAME_MAX + 1];
+	unsigned made, max = 0;
+	msgpack_sbuffer sb;
+
+	if (proto_decode_task(val, len, &t, &err) < 0) {
+		char eb[160];
+		snprintf(reason, sizeof(reason), "malformed task: %s",
+		    proto_strerror(&err, eb, sizeof(eb)));
+		rc_give_up(j, id, val, len, NULL, 0, reason);
+		return;
+	}
+	/* Attempts made: the task's own count, plus one per delivery after
+	 * the first (each was a worker that took it and did not finish). */
+	made = t.attempt + (deliveries > 0 ? deliveries - 1 : 0);
+	max = t.max_attempts;
+	if (max == 0 && r->o.agent_max_attempts != NULL &&
+	    consumer_agent(j->consumer, agent, sizeof(agent)) == 0)
+		max = r->o.agent_max_attempts(agent, r->o.arg);
+	if (max == 0)
+		max = r->o.max_attempts;
+	if (made >= max) {
+		snprintf(reason, sizeof(reason), "gave up after %u attempts: "
+		    "worker %s died with it", made, j->consumer);
+		rc_give_up(j, id, val, len, &t, made, reason);
+		proto_task_clear(&t);
+		return;
+	}
+	t.attempt = made + 1;
+	msgpack_sbuffer_init(&sb);
+	if (proto_encode_task(&sb, &t, &err) < 0) {
+		char eb[160];
+		snprintf(reason, sizeof(reason), "cannot requeue: %s",
+		    proto_strerror(&err, eb, sizeof(eb)));
+		rc_give_up(j, id, val, len, &t, made, reason);
+		goto out;
+	}
+	requeue_key(r, j->key, j->consumer, key, sizeof(key));
+	send_multi(r);
+	rconn_cmd(r->rc, rc_ignore_cb, NULL, "XADD %s * m %b", key, sb.data, sb.size);
+	rconn_cmd(r->rc, rc_ignore_cb, NULL, "XACK %s " HIVE_GROUP_WORKERS " %s",
+	    j->key, id);
+	send_exec(r);
+	r->st.requeued++;
+	log_notice("reclaim: task=%.*s attempt=%u requeued to %s: worker %s is "
+	    "gone", (int)t.id.len, t.id.ptr, t.attempt, key, j->consumer);
+out:
+	msgpack_sbuffer_destroy(&sb);
+	proto_task_clear(&t);
+}
+
+static void
+rc_claim_cb(redisAsyncContext *ac, void *rp, void *priv)
+{
+	struct rc_job *j = priv;
+	redisReply *reply = rp;
+	int full = j->n == 100;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+		if (reply != NULL)
+			log_warnx("reclaim: XCLAIM %s: %s", j->key,
+			    reply->type == REDIS_REPLY_ERROR ? reply->str : "bad reply");
+		free(j);
+		return;
+	}
+	for (size_t i = 0; i < reply->elements; i++) {
+		redisReply *e = reply->element[i], *f;
+		const char *val = NULL;
+		size_t vlen = 0;
+		unsigned dl = 1;
+
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING)
+			continue;
+		for (int k = 0; k < j->n; k++)
+			if (strcmp(j->ids[k], e->element[0]->str) == 0)
+				dl = j->deliveries[k];
+		f = e->element[1];
+		for (size_t x = 0; f->type == REDIS_REPLY_ARRAY && x + 1 < f->elements;
+		    x += 2)
+			if (f->element[x]->type == REDIS_REPLY_STRING &&
+			    strcmp(f->element[x]->str, "m") == 0 &&
+			    f->element[x + 1]->type == REDIS_REPLY_STRING) {
+				val = f->element[x + 1]->str;
+				vlen = f->element[x + 1]->len;
+			}
+		if (val == NULL) {
+			/* Deleted under us, or not a Hive entry: ack it. */
+			rconn_cmd(j->r->rc, rc_ignore_cb, NULL,
+			    "XACK %s " HIVE_GROUP_WORKERS " %s", j->key,
+			    e->element[0]->str);
+			continue;
+		}
+		rc_requeue(j, e->element[0]->str, val, vlen, dl);
+	}
+	if (full) {                  /* more may be pending: next page */
+		j->n = 0;
+		rc_claim_pending(j);
+		return;
+	}
+	free(j);
+}
+
+static void
+rc_pending_cb(redisAsyncContext *ac, void *rp, void *priv)
+{
+	struct rc_job *j = priv;
+	redisReply *reply = rp;
+	const char **argv;
+	char idle[32];
+	int argc = 0;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+	    reply->elements == 0) {
+		/* NOGROUP: no worker ever read this stream; nothing pending. */
+		if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+		    strncmp(reply->str, "NOGROUP", 7) != 0)
+			log_warnx("reclaim: XPENDING %s: %s", j->key, reply->str);
+		free(j);
+		return;
+	}
+	j->n = 0;
+	for (size_t i = 0; i < reply->elements && j->n < 100; i++) {
+		redisReply *e = reply->element[i];
+		if (e->type != REDIS_REPLY_ARRAY || e->elements < 4 ||
+		    e->element[0]->type != REDIS_REPLY_STRING ||
+		    e->element[0]->len > HIVE_ENTRY_ID_MAX)
+			continue;
+		snprintf(j->ids[j->n], sizeof(j->ids[0]), "%s", e->element[0]->str);
+		j->deliveries[j->n] = (unsigned)e->element[3]->integer;
+		j->n++;
+	}
+	if (j->n == 0 || (argv = calloc((size_t)j->n + 6, sizeof(*argv))) == NULL) {
+		free(j);
+		return;
+	}
+	snprintf(idle, sizeof(idle), "%llu", j->min_idle);
+	argv[argc++] = "XCLAIM";
+	argv[argc++] = j->key;
+	argv[argc++] = HIVE_GROUP_WORKERS;
+	argv[argc++] = j->r->me;
+	argv[argc++] = idle;
+	for (int k = 0; k < j->n; k++)
+		argv[argc++] = j->ids[k];
+	if (rconn_argv(j->r->rc, rc_claim_cb, j, argc, argv, NULL) < 0)
+		free(j);
+	free(argv);
+}
+
+static void
+rc_claim_pending(struct rc_job *j)
+{
+	if (rconn_cmd(j->r->rc, rc_pending_cb, j, "XPENDING %s "
+	    HIVE_GROUP_WORKERS " IDLE %llu - + " RC_BATCH " %s", j->key,
+	    j->min_idle, j->consumer) < 0)
+		free(j);
+}
+
+static void
+rc_reclaim(struct sup_reclaim *r, const char *key, const char *consumer,
+    unsigned long long min_idle)
+{
+	struct rc_job *j = calloc(1, sizeof(*j));
+
+	if (j == NULL)
+		return;
+	j->r = r;
+	snprintf(j->key, sizeof(j->key), "%s", key);
+	snprintf(j->consumer, sizeof(j->consumer), "%s", consumer);
+	j->min_idle = min_idle;
+	rc_claim_pending(j);
+}
+
+/* ---- finding dead consumers ---- */
+
+struct rc_check {
+	struct sup_reclaim *r;
+	char key[HIVE_KEY_MAX];
+	char consumer[HIVE_AGENT_MAX + HIVE_HOST_MAX + 8];
+};
+
+static void
+rc_alive_cb(redisAsyncContext *ac, void *rp, void *priv)
+{
+	struct rc_check *c = priv;
+	redisReply *reply = rp;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER &&
+	    reply->integer == 0)
+		rc_reclaim(c->r, c->key, c->consumer, c->r->o.alive_ttl_ms);
+	free(c);
+}
+
+static void
+rc_consumers_cb(redisAsyncContext *ac, void *rp, void *priv)
+{
+	struct rc_check *c0 = priv;
+	struct sup_reclaim *r = c0->r;
+	redisReply *reply = rp;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+		free(c0);
+		return;
+	}
+	for (size_t i = 0; i < reply->elements; i++) {
+		redisReply *m = reply->element[i];
+		const char *name = NULL;
+		long long pending = 0;
+		struct rc_check *c;
+
+		/* RESP2: a flat array name, n, pending, n, idle, n, ... */
+		for (size_t k = 0; m->type == REDIS_REPLY_ARRAY && k + 1 < m->elements;
+		    k += 2) {
+			redisReply *f = m->element[k], *v = m->element[k + 1];
+			if (f->type != REDIS_REPLY_STRING)
+				continue;
+			if (strcmp(f->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+				name = v->str;
+			else if (strcmp(f->str, "pending") == 0 &&
+			    v->type == REDIS_REPLY_INTEGER)
+				pending = v->integer;
+		}
+		/* Our own claiming consumer holds entries only between XCLAIM
+		 * and EXEC; leave it to us. */
+		if (name == NULL || pending == 0 || strcmp(name, r->me) == 0 ||
+		    strlen(name) >= sizeof(c0->consumer))
+			continue;
+		if ((c = calloc(1, sizeof(*c))) == NULL)
+			break;
+		c->r = r;
+		memcpy(c->key, c0->key, sizeof(c->key));
+		snprintf(c->consumer, sizeof(c->consumer), "%s", name);
+		if (rconn_cmd(r->rc, rc_alive_cb, c, "EXISTS %s:alive:%s",
+		    r->prefix, name) < 0)
+			free(c);
+	}
+	free(c0);
+}
+
+/* ---- trimming ---- */
+
+struct rc_id { uint64_t ms, seq; };
+
+static int
+parse_id(const char *s, struct rc_id *id)
+{
+	char *end;
+
+	id->ms = strtoull(s, &end, 10);
+	if (*end == '\0') {
+		id->seq = 0;
+		return 0;
+	}
+	if (*end != '-')
+		return -1;
+	id->seq = strtoull(end + 1, &end, 10);
+	return *end == '\0' ? 0 : -1;
+}
+
+static int
+id_less(struct rc_id a, struct rc_id b)
+{
+	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq);
+}
+
+struct rc_trim {
+	struct sup_reclaim *r;
+	char key[HIVE_KEY_MAX];
+	struct rc_id floor;          /* nothing at or above this is cut */
+	int waiting;                 /* XPENDING replies still to come */
+	int failed;
+};
+
+static void
+rc_trim_finish(struct rc_trim *t)
+{
+	char minid[64];
+
+	if (!t->failed && (t->floor.ms > 0 || t->floor.seq > 0)) {
+		snprintf(minid, sizeof(minid), "%" PRIu64 "-%" PRIu64,
+		    t->floor.ms, t->floor.seq);
+		/* "~": whole macro nodes only, so it cuts less, never more. */
+		rconn_cmd(t->r->rc, rc_ignore_cb, NULL, "XTRIM %s MINID ~ %s",
+		    t->key, minid);
+		t->r->st.trimmed++;
+	}
+	free(t);
+}
+
+static void
+rc_lower(struct rc_trim *t, const char *id)
+{
+	struct rc_id v;
+
+	if (parse_id(id, &v) < 0) {
+		t->failed = 1;
+		return;
+	}
+	if (id_less(v, t->floor))
+		t->floor = v;
+}
+
+static void
+rc_trim_pending_cb(redisAsyncContext *ac, void *rp, void *priv)
+{
+	struct rc_trim *t = priv;
+	redisReply *reply = rp;
+
+	/* XPENDING summary: count, smallest id, greatest id, consumers. */
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+	    reply->elements < 2 || reply->element[1]->type != REDIS_REPLY_STRING)
+		t->failed = 1;
+	else
+		rc_lower(t, reply->element[1]->str);
+	if (--t->waiting == 0)
+		rc_trim_finish(t);
+}
+
+static void
+rc_groups_cb(redisAsyncContext *ac, void *rp, void *priv)
+{
+	struct rc_trim *t = priv;
+	redisReply *reply = rp;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+	    reply->elements == 0) {
+		free(t);                 /* no group: nobody reads it, keep it */
+		return;
+	}
+	t->waiting = 1;              /* held until every group is looked at */
+	for (size_t i = 0; i < reply->elements; i++) {
+		redisReply *g = reply->element[i];
+		const char *name = NULL, *last = NULL;
+		long long pending = -1;
+
+		for (size_t k = 0; g->type == REDIS_REPLY_ARRAY && k + 1 < g->elements;
+		    k += 2) {
+			redisReply *f = g->element[k], *v = g->element[k + 1];
+			if (f->type != REDIS_REPLY_STRING)
+				continue;
+			if (strcmp(f->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
+				name = v->str;
+			else if (strcmp(f->str, "pending") == 0 &&
+			    v->type == REDIS_REPLY_INTEGER)
+				pending = v->integer;
+			else if (strcmp(f->str, "last-delivered-id") == 0 &&
+			    v->type == REDIS_REPLY_STRING)
+				last = v->str;
+		}
+		if (name == NULL || last == NULL || pending < 0) {
+			t->failed = 1;
+			continue;
+		}
+		/* Not yet read by this group: everything above its last
+		 * delivered id.  Read but not acknowledged: its pending. */
+		rc_lower(t, last);
+		if (pending > 0) {
+			t->waiting++;
+			if (rconn_cmd(t->r->rc, rc_trim_pending_cb, t, "XPENDING %s %s",
+			    t->key, name) < 0) {
+				t->waiting--;
+				t->failed = 1;
+			}
+		}
+	}
+	if (--t->waiting == 0)
+		rc_trim_finish(t);
+}
+
+static void
+rc_trim(struct sup_reclaim *r, const char *key)
+{
+	struct rc_trim *t = calloc(1, sizeof(*t));
+	uint64_t now = proto_now_ms();
+
+	if (t == NULL)
+		return;
+	t->r = r;
+	snprintf(t->key, sizeof(t->key), "%s", key);
+	t->floor.ms = now > r->o.retain_ms ? now - r->o.retain_ms : 0;
+	t->floor.seq = 0;
+	if (rconn_cmd(r->rc, rc_groups_cb, t, "XINFO GROUPS %s", key) < 0)
+		free(t);
+}
+
+/* ---- the pass ---- */
+
+static void
+rc_forget(struct sup_reclaim *r)
+{
+	for (int i = 0; i < r->nstreams; i++)
+		free(r->streams[i]);
+	r->nstreams = 0;
+}
+
+static void
+rc_scan_key(const char *key, void *arg)
+{
+	struct sup_reclaim *r = arg;
+
+	for (int i = 0; i < r->nstreams; i++)
+		if (strcmp(r->streams[i], key) == 0)
+			return;
+	if (r->nstreams < RC_MAX_STREAMS && (r->streams[r->nstreams] = strdup(key)))
+		r->nstreams++;
+}
+
+static void
+rc_scan_done(int ok, void *arg)
+{
+	struct sup_reclaim *r = arg;
+	static const char *const named[] = { "results", "events", "dead",
+	    "broadcast" };
+	char key[HIVE_KEY_MAX];
+
+	r->scanning = 0;
+	if (!ok)
+		return;
+	r->st.scans++;
+	for (int i = 0; i < r->nstreams; i++) {
+		struct rc_check *c = calloc(1, sizeof(*c));
+		if (c == NULL)
+			break;
+		c->r = r;
+		snprintf(c->key, sizeof(c->key), "%s", r->streams[i]);
+		if (rconn_cmd(r->rc, rc_consumers_cb, c, "XINFO CONSUMERS %s "
+		    HIVE_GROUP_WORKERS, r->streams[i]) < 0)
+			free(c);
+	}
+	if (!r->want_trim)
+		return;
+	r->want_trim = 0;
+	for (int i = 0; i < r->nstreams; i++)
+		rc_trim(r, r->streams[i]);
+	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
+		if (proto_key_named(key, sizeof(key), r->prefix, named[i]) > 0)
+			rc_trim(r, key);
+}
+
+static void
+rc_pass(struct sup_reclaim *r)
+{
+	if (r->scanning || !rconn_is_up(r->rc))
+		return;
+	rc_forget(r);                /* deleted streams drop out */
+	r->scanning = sup_scan_queues(r->rc, r->prefix, rc_scan_key,
+	    rc_scan_done, r) == 0;
+}
+
+static void
+rc_beat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sup_reclaim *r = w->data;
+	ev_tstamp now = ev_now(loop);
+
+	if (!rconn_is_up(r->rc))
+		return;
+	rconn_cmd(r->rc, rc_ignore_cb, NULL, "SET %s:host:%s %" PRIu64 " PX %u",
+	    r->prefix, r->host, proto_now_ms(), r->o.alive_ttl_ms);
+	if (now - r->last_trim >= r->o.trim_ms / 1000.0) {
+		r->last_trim = now;
+		r->want_trim = 1;
+	}
+	if (now - r->last_scan >= r->o.scan_ms / 1000.0) {
+		r->last_scan = now;
+		rc_pass(r);
+	}
+}
+
+static void
+rc_state(struct rconn *rc, int up, void *arg)
+{
+	struct sup_reclaim *r = arg;
+
+	r->scanning = 0;
+	if (up)
+		rc_beat_cb(r->loop, &r->beat, 0);
+}
+
+struct sup_reclaim *
+sup_reclaim_new(struct ev_loop *loop, const struct sup_reclaim_opts *o)
+{
+	struct sup_reclaim *r = calloc(1, sizeof(*r));
+	char err[256];
+
+	if (r == NULL)
+		return NULL;
+	r->loop = loop;
+	r->o = *o;
+	if (r->o.alive_ttl_ms == 0)
+		r->o.alive_ttl_ms = 5000;
+	if (r->o.scan_ms == 0)
+		r->o.scan_ms = 2000;
+	if (r->o.trim_ms == 0)
+		r->o.trim_ms = 30000;
+	if (r->o.retain_ms == 0)
+		r->o.retain_ms = 600000;
+	if (r->o.max_attempts == 0)
+		r->o.max_attempts = 3;
+	r->prefix = strdup(o->prefix);
+	r->host = strdup(o->host);
+	if (r->prefix == NULL || r->host == NULL)
+		goto err;
+	r->o.prefix = r->prefix;
+	r->o.host = r->host;
+	r->o.redis = NULL;
+	snprintf(r->me, sizeof(r->me), "hived@%s", r->host);
+	ev_timer_init(&r->beat, rc_beat_cb, 0.5, 0.5);
+	r->beat.data = r;
+	ev_timer_start(loop, &r->beat);
+	r->rc = rconn_new(loop, o->redis, "redis(reclaim)", rc_state, r, err,
+	    sizeof(err));
+	if (r->rc == NULL) {
+		log_warnx("reclaim: %s", err);
+		goto err;
+	}
+	return r;
+err:
+	sup_reclaim_free(r);
+	return NULL;
+}
+
+void
+sup_reclaim_free(struct sup_reclaim *r)
+{
+	if (r == NULL)
+		return;
+	ev_timer_stop(r->loop, &r->beat);
+	rconn_free(r->rc);           /* pending callbacks run with NULL here */
+	rc_forget(r);
+	free(r->prefix);
+	free(r->host);
+	free(r);
+}
+
+struct rc_dead {
+	struct sup_reclaim *r;
+	char consumer[HIVE_AGENT_MAX + HIVE_HOST_MAX + 8];
+	uint64_t dead_ms;
+};
+
+static void
+rc_dead_key(const char *key, void *arg)
+{
+	struct rc_dead *d = arg;
+	uint64_t now = proto_now_ms();
+
+	rc_reclaim(d->r, key, d->consumer, now > d->dead_ms ? now - d->dead_ms : 0);
+}
+
+static void
+rc_dead_done(int ok, void *arg)
+{
+	free(arg);
+}
+
+void
+sup_reclaim_consumer(struct sup_reclaim *r, const char *consumer,
+    uint64_t dead_ms)
+{
+	struct rc_dead *d = calloc(1, sizeof(*d));
+
+	if (d == NULL)
+		return;
+	d->r = r;
+	snprintf(d->consumer, sizeof(d->consumer), "%s", consumer);
+	d->dead_ms = dead_ms;
+	/* Its streams: every queue (the consumer is in the workers group of
+	 * those its agent reads; XPENDING finds nothing on the others). */
+	if (sup_scan_queues(r->rc, r->prefix, rc_dead_key, rc_dead_done, d) < 0)
+		free(d);
+}
+
+void
+sup_reclaim_kick(struct sup_reclaim *r)
+{
+	r->want_trim = 1;
+	r->last_scan = ev_now(r->loop);
+	rc_pass(r);
+}
+
+void
+sup_reclaim_stats(const struct sup_reclaim *r, struct sup_reclaim_stats *out)
+{
+	*out = r->st;
+}

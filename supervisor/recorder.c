@@ -1,0 +1,1204 @@
+/*
+ * recorder.c - Redis streams into PostgreSQL, in batches (recorder.h).
+ *
+ *   +-> XREADGROUP recorder <host> ... STREAMS q.. results events dead
+ *   |         |  (first the entries still pending to us: id 0, then ">")
+ *   |   decode, merge per task, build one SQL transaction
+ *   |         |
+ *   |   PostgreSQL  --fails--> same transaction again (pg queues it until
+ *   |         |                the connection is back; Redis keeps the
+ *   |      COMMIT              entries pending meanwhile)
+ *   |         |
+ *   +---- XACK what the transaction held
+ *
+ * Ordering: the streams are read in one command, so a task's queue entry
+ * and its result may arrive in different batches in either order.  Rows in
+ * task_states carry the time of the event itself (the stream entry's time,
+ * a result's started/finished times), and the tasks row only moves forward:
+ * a final state (completed, failed, dead) is never replaced; otherwise a
+ * higher attempt wins, then a later state (queued < running < final).  The
+ * same rule is applied in C to merge one batch (hive_wins() in SQL).
+ */
+#include "recorder.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hive_proto.h"
+#include "log.h"
+#include "rconn.h"
+#include "scan.h"
+
+#define REC_GROUP        HIVE_GROUP_RECORDER
+#define REC_MAX_STREAMS  1024
+#define REC_SCAN_EVERY   2.0     /* seconds between looks for new queues */
+#define REC_BLOCK_MS     "1000"
+#define REC_ERR_RETRY    5.0     /* seconds before an SQL error is retried */
+
+enum rec_kind { REC_QUEUE, REC_RESULTS, REC_EVENTS, REC_DEAD };
+
+struct rec_stream {
+	char *key;
+	enum rec_kind kind;
+};
+
+/* One stream entry in the batch: what to XACK after COMMIT. */
+struct rec_ack {
+	int stream;
+	char id[HIVE_ENTRY_ID_MAX + 1];
+};
+
+/* The state of one task that a batch writes to its tasks row. */
+struct rec_task {
+	char id[HIVE_ID_MAX + 1];
+	int rank;                    /* 1 queued, 2 running, 3 final */
+	const char *state;
+	uint32_t attempts;
+	char *agent;
+	char *workflow;
+	char *result;                /* JSON text or NULL */
+	char *error;
+	uint64_t created_ms, finished_ms;
+	/* From the newest queue entry: what recovery puts back. */
+	int has_msg;
+	uint32_t msg_attempt;
+	int msg_stream;
+	char msg_entry[HIVE_ENTRY_ID_MAX + 1];
+	const char *msg;             /* borrowed from the reply */
+	size_t msglen;
+};
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+struct sup_recorder {
+	struct ev_loop *loop;
+	struct sup_pg *pg;
+	struct rconn *rc;
+	char *prefix, *host;
+	unsigned keep, count;
+	struct rec_stream streams[REC_MAX_STREAMS];
+	int nstreams;
+	int reading;                 /* an XREADGROUP is in flight */
+	int writing;                 /* a transaction is in flight */
+	int pending_phase;           /* reading our pending entries (id 0) */
+	int scanning;
+	struct sbuf sql;             /* the transaction in flight */
+	struct rec_ack *acks;
+	size_t nacks, capacks;
+	ev_timer scan_timer;
+	ev_timer retry_timer;
+	struct sup_recorder_stats st;
+};
+
+static void rec_read(struct sup_recorder *);
+
+/* ---- a growing string, and SQL literals ---- */
+
+static void
+sb_add(struct sbuf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		char *p;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if ((p = realloc(b->p, cap)) == NULL) {
+			b->oom = 1;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void
+sb_puts(struct sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+static void __attribute__((format(printf, 2, 3)))
+sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		sb_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+static void
+sb_reset(struct sbuf *b)
+{
+	b->len = 0;
+	b->oom = 0;
+	if (b->p != NULL)
+		b->p[0] = '\0';
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+	size_t need;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if ((s[0] & 0xe0) == 0xc0) {
+		need = 2;
+		cp = s[0] & 0x1f;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		need = 3;
+		cp = s[0] & 0x0f;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		need = 4;
+		cp = s[0] & 0x07;
+	} else
+		return 0;
+	if (need > n)
+		return 0;
+	for (size_t i = 1; i < need; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((need == 2 && cp < 0x80) || (need == 3 && cp < 0x800) ||
+	    (need == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return need;
+}
+
+/*
+ * A text literal.  PostgreSQL text holds neither NUL nor invalid UTF-8,
+ * and a value it refuses would stop the whole batch, so such bytes become
+ * U+FFFD.  Quotes are doubled (standard_conforming_strings is on).
+ */
+static void
+sb_lit(struct sbuf *b, const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, start = 0;
+
+	sb_add(b, "'", 1);
+	while (i < n) {
+		size_t l = u[i] == 0 ? 0 : utf8_len(u + i, n - i);
+		if (l == 1 && u[i] == '\'') {
+			sb_add(b, s + start, i - start);
+			sb_add(b, "''", 2);
+			start = ++i;
+		} else if (l == 0) {
+			sb_add(b, s + start, i - start);
+			sb_add(b, "\xef\xbf\xbd", 3);
+			start = ++i;
+		} else
+			i += l;
+	}
+	sb_add(b, s + start, i - start);
+	sb_add(b, "'", 1);
+}
+
+static void
+sb_lit_or_null(struct sbuf *b, const char *s)
+{
+	if (s == NULL)
+		sb_puts(b, "NULL");
+	else
+		sb_lit(b, s, strlen(s));
+}
+
+static void
+sb_hstr(struct sbuf *b, struct hive_str s)
+{
+	if (s.ptr == NULL || s.len == 0)
+		sb_puts(b, "NULL");
+	else
+		sb_lit(b, s.ptr, s.len);
+}
+
+static void
+sb_bytea(struct sbuf *b, const char *p, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	char chunk[512];
+	size_t k = 0;
+
+	sb_puts(b, "'\\x");
+	for (size_t i = 0; i < n; i++) {
+		chunk[k++] = hex[(unsigned char)p[i] >> 4];
+		chunk[k++] = hex[(unsigned char)p[i] & 15];
+		if (k == sizeof(chunk)) {
+			sb_add(b, chunk, k);
+			k = 0;
+		}
+	}
+	sb_add(b, chunk, k);
+	sb_puts(b, "'::bytea");
+}
+
+static void
+sb_time(struct sbuf *b, uint64_t ms)
+{
+	if (ms == 0)
+		sb_puts(b, "now()");
+	else
+		sb_printf(b, "to_timestamp(%" PRIu64 "/1000.0)", ms);
+}
+
+/*
+ * A value as JSON text for a jsonb column, or NULL when it has no JSON form
+ * (it is then recorded as absent, with the reason in the log).  jsonb
+ * refuses the escape \u0000, so it becomes \ufffd.
+ */
+static char *
+json_text(const msgpack_object *o, const char *what, struct hive_str task)
+{
+	struct proto_err err;
+	json_t *j;
+	char *s, *p;
+
+	if (o->type == MSGPACK_OBJECT_NIL)
+		return NULL;
+	if ((j = proto_obj_to_json(o, &err)) == NULL) {
+		char eb[160];
+		log_warnx("recorder: task=%.*s: %s has no JSON form, not "
+		    "recorded: %s", (int)task.len, task.ptr, what,
+		    proto_strerror(&err, eb, sizeof(eb)));
+		return NULL;
+	}
+	s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(j);
+	if (s == NULL)
+		return NULL;
+	for (p = s; (p = strchr(p, '\\')) != NULL; p += 2) {
+		if (p[1] == 'u' && strncmp(p + 2, "0000", 4) == 0)
+			memcpy(p + 2, "fffd", 4);
+		if (p[1] == '\0')
+			break;
+	}
+	return s;
+}
+
+static char *
+hstrdup(struct hive_str s)
+{
+	char *p;
+
+	if (s.ptr == NULL || s.len == 0)
+		return NULL;
+	if ((p = malloc(s.len + 1)) == NULL)
+		return NULL;
+	memcpy(p, s.ptr, s.len);
+	p[s.len] = '\0';
+	return p;
+}
+
+/* ---- the batch ---- */
+
+struct rec_batch {
+	struct rec_task *tasks;
+	size_t ntasks, captasks;
+	struct sbuf states;          /* VALUES rows of task_states */
+	struct sbuf events;          /* VALUES rows of events */
+	struct sbuf snaps;           /* VALUES rows of memory_snapshots */
+	struct sbuf snap_agents;     /* 'a','b' for pruning */
+};
+
+/* Does a new state of a task replace the one recorded?  (hive_wins) */
+static int
+state_wins(int orank, uint32_t oatt, int nrank, uint32_t natt)
+{
+	if (orank == 3)
+		return 0;
+	if (nrank == 3)
+		return 1;
+	if (natt != oatt)
+		return natt > oatt;
+	return nrank >= orank;
+}
+
+static struct rec_task *
+batch_task(struct rec_batch *bt)
+{
+	struct rec_task *t;
+
+	if (bt->ntasks == bt->captasks) {
+		size_t cap = bt->captasks ? bt->captasks * 2 : 64;
+		t = realloc(bt->tasks, cap * sizeof(*t));
+		if (t == NULL)
+			return NULL;
+		bt->tasks = t;
+		bt->captasks = cap;
+	}
+	t = &bt->tasks[bt->ntasks++];
+	memset(t, 0, sizeof(*t));
+	return t;
+}
+
+static void
+task_free(struct rec_task *t)
+{
+	free(t->agent);
+	free(t->workflow);
+	free(t->result);
+	free(t->error);
+}
+
+static void
+batch_free(struct rec_batch *bt)
+{
+	for (size_t i = 0; i < bt->ntasks; i++)
+		task_free(&bt->tasks[i]);
+	free(bt->tasks);
+	free(bt->states.p);
+	free(bt->events.p);
+	free(bt->snaps.p);
+	free(bt->snap_agents.p);
+}
+
+static void
+add_state(struct rec_batch *bt, struct hive_str task, const char *state,
+    uint32_t attempt, struct hive_str agent, uint64_t at_ms,
+    struct hive_str detail, const char *stream, const char *entry,
+    const char *suffix)
+{
+	struct sbuf *b = &bt->states;
+	char src[HIVE_KEY_MAX + HIVE_ENTRY_ID_MAX + 16];
+
+	snprintf(src, sizeof(src), "%s/%s%s", stream, entry, suffix);
+	sb_puts(b, b->len ? ",(" : "(");
+	sb_hstr(b, task);
+	sb_printf(b, ",'%s',%" PRIu32 ",", state, attempt);
+	sb_hstr(b, agent);
+	sb_puts(b, ",");
+	sb_time(b, at_ms);
+	sb_puts(b, ",");
+	sb_hstr(b, detail);
+	sb_puts(b, ",");
+	sb_lit_or_null(b, src);
+	sb_puts(b, ")");
+}
+
+static void
+add_event(struct rec_batch *bt, struct hive_str kind, uint64_t at_ms,
+    struct hive_str host, struct hive_str agent, struct hive_str task,
+    int64_t pid, struct hive_str reason, const char *stream, const char *entry)
+{
+	struct sbuf *b = &bt->events;
+	char src[HIVE_KEY_MAX + HIVE_ENTRY_ID_MAX + 4];
+
+	snprintf(src, sizeof(src), "%s/%s", stream, entry);
+	sb_puts(b, b->len ? ",(" : "(");
+	sb_time(b, at_ms);
+	sb_puts(b, ",");
+	sb_hstr(b, kind);
+	sb_puts(b, ",");
+	sb_hstr(b, host);
+	sb_puts(b, ",");
+	sb_hstr(b, agent);
+	sb_puts(b, ",");
+	sb_hstr(b, task);
+	if (pid > 0 && pid <= INT32_MAX)
+		sb_printf(b, ",%" PRId64 ",", pid);
+	else
+		sb_puts(b, ",NULL,");
+	sb_hstr(b, reason);
+	sb_puts(b, ",");
+	sb_lit_or_null(b, src);
+	sb_puts(b, ")");
+}
+
+static uint64_t
+entry_ms(const char *id)
+{
+	return strtoull(id, NULL, 10);
+}
+
+static int
+set_id(struct rec_task *t, struct hive_str id)
+{
+	if (id.len == 0 || id.len > HIVE_ID_MAX)
+		return -1;
+	memcpy(t->id, id.ptr, id.len);
+	t->id[id.len] = '\0';
+	return 0;
+}
+
+static void
+record_task(struct sup_recorder *rec, struct rec_batch *bt, int si,
+    const char *entry, const char *buf, size_t len)
+{
+	struct hive_task m;
+	struct proto_err err;
+	struct rec_task *t;
+	const char *key = rec->streams[si].key;
+	static const struct hive_str none = { NULL, 0 };
+
+	if (proto_decode_task(buf, len, &m, &err) < 0) {
+		/* The worker that reads it dead-letters it with this reason;
+		 * the dead-letter stream is what records it. */
+		char eb[160];
+		log_debug("recorder: %s %s: not a task (%s)", key, entry,
+		    proto_strerror(&err, eb, sizeof(eb)));
+		return;
+	}
+	if ((t = batch_task(bt)) == NULL || set_id(t, m.id) < 0)
+		goto out;
+	t->rank = 1;
+	t->state = "queued";
+	t->attempts = m.attempt;
+	t->workflow = hstrdup(m.workflow);
+	t->created_ms = m.created_ms ? m.created_ms : entry_ms(entry);
+	t->has_msg = 1;
+	t->msg_attempt = m.attempt;
+	t->msg_stream = si;
+	snprintf(t->msg_entry, sizeof(t->msg_entry), "%s", entry);
+	t->msg = buf;
+	t->msglen = len;
+	add_state(bt, m.id, "queued", m.attempt, none, entry_ms(entry), none,
+	    key, entry, "");
+out:
+	proto_task_clear(&m);
+}
+
+static void
+record_result(struct sup_recorder *rec, struct rec_batch *bt, int si,
+    const char *entry, const char *buf, size_t len)
+{
+	struct hive_result m;
+	struct proto_err err;
+	struct rec_task *t;
+	const char *key = rec->streams[si].key;
+	const char *state;
+	static const struct hive_str none = { NULL, 0 };
+
+	if (proto_decode_result(buf, len, &m, &err) < 0) {
+		char eb[160];
+		log_warnx("recorder: %s %s: bad result, skipped: %s", key, entry,
+		    proto_strerror(&err, eb, sizeof(eb)));
+		return;
+	}
+	state = m.status == HIVE_STATUS_OK ? "completed" : "failed";
+	if ((t = batch_task(bt)) == NULL || set_id(t, m.id) < 0)
+		goto out;
+	t->rank = 3;
+	t->state = state;
+	t->attempts = m.attempt;
+	t->agent = hstrdup(m.agent);
+	t->workflow = hstrdup(m.workflow);
+	t->result = json_text(&m.result, "result", m.id);
+	t->error = hstrdup(m.error);
+	t->finished_ms = m.finished_ms ? m.finished_ms : entry_ms(entry);
+	t->created_ms = m.started_ms ? m.started_ms : t->finished_ms;
+	if (m.started_ms)
+		add_state(bt, m.id, "running", m.attempt, m.agent, m.started_ms,
+		    none, key, entry, ":run");
+	add_state(bt, m.id, state, m.attempt, m.agent, t->finished_ms, m.error,
+	    key, entry, "");
+	if (m.memory_v > 0 && m.memory.type == MSGPACK_OBJECT_MAP) {
+		char *mem = json_text(&m.memory, "memory", m.id);
+		struct sbuf *b = &bt->snaps;
+		if (mem != NULL) {
+			sb_puts(b, b->len ? ",(" : "(");
+			sb_hstr(b, m.agent);
+			sb_printf(b, ",%" PRIu64 ",", m.memory_v);
+			sb_lit(b, mem, strlen(mem));
+			sb_puts(b, "::jsonb,");
+			sb_hstr(b, m.id);
+			sb_puts(b, ",");
+			sb_hstr(b, m.host);
+			sb_puts(b, ",");
+			sb_time(b, t->finished_ms);
+			sb_puts(b, ")");
+			sb_puts(&bt->snap_agents, bt->snap_agents.len ? "," : "");
+			sb_hstr(&bt->snap_agents, m.agent);
+			free(mem);
+		}
+	}
+out:
+	proto_result_clear(&m);
+}
+
+static void
+record_event(struct sup_recorder *rec, struct rec_batch *bt, int si,
+    const char *entry, const char *buf, size_t len)
+{
+	struct hive_event m;
+	struct proto_err err;
+
+	if (proto_decode_event(buf, len, &m, &err) < 0) {
+		char eb[160];
+		log_warnx("recorder: %s %s: bad event, skipped: %s",
+		    rec->streams[si].key, entry,
+		    proto_strerror(&err, eb, sizeof(eb)));
+		return;
+	}
+	add_event(bt, m.kind, m.ts_ms ? m.ts_ms : entry_ms(entry), m.host,
+	    m.agent, m.task, m.pid, m.reason, rec->streams[si].key, entry);
+	proto_event_clear(&m);
+}
+
+static void
+record_dead(struct sup_recorder *rec, struct rec_batch *bt, int si,
+    const char *entry, const char *buf, size_t len)
+{
+	struct hive_dead m;
+	struct proto_err err;
+	struct rec_task *t;
+	const char *key = rec->streams[si].key;
+	uint64_t at;
+	static const struct hive_str kind = { "task.dead", 9 };
+
+	if (proto_decode_dead(buf, len, &m, &err) < 0) {
+		char eb[160];
+		log_warnx("recorder: %s %s: bad dead letter, skipped: %s", key,
+		    entry, proto_strerror(&err, eb, sizeof(eb)));
+		return;
+	}
+	at = m.ts_ms ? m.ts_ms : entry_ms(entry);
+	add_event(bt, kind, at, (struct hive_str){ NULL, 0 }, m.agent, m.id, 0,
+	    m.reason, key, entry);
+	if (m.id.len > 0 && (t = batch_task(bt)) != NULL) {
+		if (set_id(t, m.id) < 0) {
+			bt->ntasks--;
+			goto out;
+		}
+		t->rank = 3;
+		t->state = "dead";
+		t->attempts = m.attempt;
+		t->agent = hstrdup(m.agent);
+		t->error = hstrdup(m.reason);
+		t->created_ms = t->finished_ms = at;
+		add_state(bt, m.id, "dead", m.attempt, m.agent, at, m.reason, key,
+		    entry, "");
+	}
+out:
+	proto_dead_clear(&m);
+}
+
+static int
+task_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct rec_task *)a)->id,
+	    ((const struct rec_task *)b)->id);
+}
+
+/* Fold run[1..n) into run[0] by the rule of hive_wins. */
+static void
+merge_tasks(struct rec_task *run, size_t n)
+{
+	struct rec_task *w = &run[0];
+
+	for (size_t i = 1; i < n; i++) {
+		struct rec_task *t = &run[i];
+		if (t->has_msg && (!w->has_msg || t->msg_attempt >= w->msg_attempt)) {
+			w->has_msg = 1;
+			w->msg_attempt = t->msg_attempt;
+			w->msg_stream = t->msg_stream;
+			memcpy(w->msg_entry, t->msg_entry, sizeof(w->msg_entry));
+			w->msg = t->msg;
+			w->msglen = t->msglen;
+		}
+		if (t->created_ms && (!w->created_ms || t->created_ms < w->created_ms))
+			w->created_ms = t->created_ms;
+		if (w->workflow == NULL) {
+			w->workflow = t->workflow;
+			t->workflow = NULL;
+		}
+		if (state_wins(w->rank, w->attempts, t->rank, t->attempts)) {
+			uint32_t att = w->attempts > t->attempts ? w->attempts : t->attempts;
+#define TAKE(f) do { free(w->f); w->f = t->f; t->f = NULL; } while (0)
+			TAKE(agent);
+			TAKE(result);
+			TAKE(error);
+#undef TAKE
+			w->rank = t->rank;
+			w->state = t->state;
+			w->finished_ms = t->finished_ms;
+			w->attempts = att;
+		} else if (t->attempts > w->attempts)
+			w->attempts = t->attempts;
+	}
+}
+
+static void
+sql_tasks(struct sup_recorder *rec, struct rec_batch *bt, struct sbuf *b)
+{
+	size_t i = 0, first = 1;
+
+	if (bt->ntasks == 0)
+		return;
+	qsort(bt->tasks, bt->ntasks, sizeof(*bt->tasks), task_cmp);
+	sb_puts(b, "INSERT INTO tasks AS t (id, stream, entry, state, attempts, "
+	    "agent, workflow, message, result, error, created_at, updated_at, "
+	    "finished_at) VALUES ");
+	while (i < bt->ntasks) {
+		size_t j = i + 1;
+		struct rec_task *t = &bt->tasks[i];
+		while (j < bt->ntasks && strcmp(bt->tasks[j].id, t->id) == 0)
+			j++;
+		merge_tasks(t, j - i);
+		sb_puts(b, first ? "(" : ",(");
+		first = 0;
+		sb_lit(b, t->id, strlen(t->id));
+		sb_puts(b, ",");
+		if (t->has_msg) {
+			sb_lit_or_null(b, rec->streams[t->msg_stream].key);
+			sb_puts(b, ",");
+			sb_lit_or_null(b, t->msg_entry);
+		} else
+			sb_puts(b, "'',NULL");
+		sb_printf(b, ",'%s',%" PRIu32 ",", t->state, t->attempts);
+		sb_lit_or_null(b, t->agent);
+		sb_puts(b, ",");
+		sb_lit_or_null(b, t->workflow);
+		sb_puts(b, ",");
+		if (t->has_msg)
+			sb_bytea(b, t->msg, t->msglen);
+		else
+			sb_puts(b, "NULL");
+		sb_puts(b, ",");
+		if (t->result != NULL) {
+			sb_lit(b, t->result, strlen(t->result));
+			sb_puts(b, "::jsonb");
+		} else
+			sb_puts(b, "NULL");
+		sb_puts(b, ",");
+		sb_lit_or_null(b, t->error);
+		sb_puts(b, ",");
+		sb_time(b, t->created_ms);
+		sb_puts(b, ",now(),");
+		if (t->rank == 3)
+			sb_time(b, t->finished_ms);
+		else
+			sb_puts(b, "NULL");
+		sb_puts(b, ")");
+		i = j;
+	}
+	/* W: does the new state replace the recorded one (see the top). */
+#define W "hive_wins(t.state, t.attempts, EXCLUDED.state, EXCLUDED.attempts)"
+#define M "(EXCLUDED.message IS NOT NULL AND (t.message IS NULL OR " \
+	  "EXCLUDED.attempts >= t.attempts))"
+	sb_puts(b, " ON CONFLICT (id) DO UPDATE SET "
+	    "stream = CASE WHEN " M " THEN EXCLUDED.stream ELSE t.stream END, "
+	    "entry = CASE WHEN " M " THEN EXCLUDED.entry ELSE t.entry END, "
+	    "message = CASE WHEN " M " THEN EXCLUDED.message ELSE t.message END, "
+	    "state = CASE WHEN " W " THEN EXCLUDED.state ELSE t.state END, "
+	    "agent = CASE WHEN " W " AND EXCLUDED.agent IS NOT NULL "
+	    "THEN EXCLUDED.agent ELSE t.agent END, "
+	    "result = CASE WHEN " W " THEN EXCLUDED.result ELSE t.result END, "
+	    "error = CASE WHEN " W " THEN EXCLUDED.error ELSE t.error END, "
+	    "finished_at = CASE WHEN " W " THEN EXCLUDED.finished_at "
+	    "ELSE t.finished_at END, "
+	    "attempts = greatest(t.attempts, EXCLUDED.attempts), "
+	    "workflow = coalesce(t.workflow, EXCLUDED.workflow), "
+	    "created_at = least(t.created_at, EXCLUDED.created_at), "
+	    "updated_at = now();");
+#undef W
+#undef M
+}
+
+/*
+ * Build the transaction of a batch into rec->sql.  Returns the number of
+ * statements besides BEGIN/COMMIT (0: nothing to write, only to ack).
+ */
+static int
+build_sql(struct sup_recorder *rec, struct rec_batch *bt)
+{
+	struct sbuf *b = &rec->sql;
+	int n = 0;
+
+	sb_reset(b);
+	sb_puts(b, "BEGIN;");
+	if (bt->ntasks > 0) {
+		sql_tasks(rec, bt, b);
+		n++;
+	}
+	if (bt->states.len > 0) {
+		sb_puts(b, "INSERT INTO task_states (task_id, state, attempt, agent, "
+		    "at, detail, source) VALUES ");
+		sb_add(b, bt->states.p, bt->states.len);
+		sb_puts(b, " ON CONFLICT DO NOTHING;");
+		n++;
+	}
+	if (bt->events.len > 0) {
+		sb_puts(b, "INSERT INTO events (at, kind, host, agent, task_id, pid, "
+		    "reason, source) VALUES ");
+		sb_add(b, bt->events.p, bt->events.len);
+		sb_puts(b, " ON CONFLICT DO NOTHING;");
+		n++;
+	}
+	if (bt->snaps.len > 0) {
+		sb_puts(b, "INSERT INTO memory_snapshots (agent, version, memory, "
+		    "task_id, host, created_at) VALUES ");
+		sb_add(b, bt->snaps.p, bt->snaps.len);
+		sb_puts(b, " ON CONFLICT DO NOTHING;");
+		sb_printf(b, "DELETE FROM memory_snapshots m USING (SELECT agent, "
+		    "max(version) AS top FROM memory_snapshots WHERE agent IN (");
+		sb_add(b, bt->snap_agents.p, bt->snap_agents.len);
+		sb_printf(b, ") GROUP BY agent) x WHERE m.agent = x.agent AND "
+		    "m.version <= x.top - %u;", rec->keep);
+		n++;
+	}
+	sb_puts(b, "COMMIT;");
+	return b->oom ? -1 : n;
+}
+
+/* ---- Redis side ---- */
+
+static void
+rec_group_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	redisReply *reply = r;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+	    strncmp(reply->str, "BUSYGROUP", 9) != 0)
+		log_warnx("recorder: XGROUP CREATE: %s", reply->str);
+}
+
+/* Group at 0: what was submitted before the recorder existed is recorded
+ * too.  Sent before the next XREADGROUP on this connection, so that read
+ * never meets NOGROUP.  A queue stream that is gone fails here and makes
+ * the next read fail with NOGROUP, which starts discovery over. */
+static void
+rec_create_group(struct sup_recorder *rec, int i)
+{
+	rconn_cmd(rec->rc, rec_group_cb, NULL, rec->streams[i].kind != REC_QUEUE ?
+	    "XGROUP CREATE %s " REC_GROUP " 0 MKSTREAM" :
+	    "XGROUP CREATE %s " REC_GROUP " 0", rec->streams[i].key);
+}
+
+static int
+rec_add_stream(struct sup_recorder *rec, const char *key, enum rec_kind kind)
+{
+	for (int i = 0; i < rec->nstreams; i++)
+		if (strcmp(rec->streams[i].key, key) == 0)
+			return 0;
+	if (rec->nstreams == REC_MAX_STREAMS) {
+		log_warnx("recorder: more than %d streams; %s is not recorded",
+		    REC_MAX_STREAMS, key);
+		return -1;
+	}
+	if ((rec->streams[rec->nstreams].key = strdup(key)) == NULL)
+		return -1;
+	rec->streams[rec->nstreams].kind = kind;
+	rec->nstreams++;
+	rec->st.streams = (unsigned)rec->nstreams;
+	rec_create_group(rec, rec->nstreams - 1);
+	return 0;
+}
+
+static void
+rec_fixed_streams(struct sup_recorder *rec)
+{
+	static const struct { const char *name; enum rec_kind kind; } fixed[] = {
+		{ "results", REC_RESULTS }, { "events", REC_EVENTS },
+		{ "dead", REC_DEAD },
+	};
+	char key[HIVE_KEY_MAX];
+
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		if (proto_key_named(key, sizeof(key), rec->prefix, fixed[i].name) > 0)
+			rec_add_stream(rec, key, fixed[i].kind);
+}
+
+static void
+rec_forget_streams(struct sup_recorder *rec)
+{
+	for (int i = 0; i < rec->nstreams; i++)
+		free(rec->streams[i].key);
+	rec->nstreams = 0;
+}
+
+static void
+rec_scan_key(const char *key, void *arg)
+{
+	rec_add_stream(arg, key, REC_QUEUE);
+}
+
+static void
+rec_scan_done(int ok, void *arg)
+{
+	struct sup_recorder *rec = arg;
+
+	rec->scanning = 0;
+}
+
+static void
+rec_scan(struct sup_recorder *rec)
+{
+	rec->scanning = sup_scan_queues(rec->rc, rec->prefix, rec_scan_key,
+	    rec_scan_done, rec) == 0;
+}
+
+static void
+rec_scan_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sup_recorder *rec = w->data;
+
+	if (!rec->scanning)
+		rec_scan(rec);
+}
+
+static void
+rec_xack_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	redisReply *reply = r;
+
+	/* A lost XACK only means the entry is read and recorded again, which
+	 * changes nothing (see the top). */
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		log_warnx("recorder: XACK: %s", reply->str);
+}
+
+static void
+rec_ack_all(struct sup_recorder *rec)
+{
+	size_t i = 0;
+
+	while (i < rec->nacks) {
+		size_t j = i;
+		int si = rec->acks[i].stream;
+		const char **argv;
+		size_t *lens;
+		int argc = 0;
+
+		while (j < rec->nacks && rec->acks[j].stream == si)
+			j++;
+		argv = calloc(j - i + 3, sizeof(*argv));
+		lens = calloc(j - i + 3, sizeof(*lens));
+		if (argv != NULL && lens != NULL) {
+			argv[argc++] = "XACK";
+			argv[argc++] = rec->streams[si].key;
+			argv[argc++] = REC_GROUP;
+			for (size_t k = i; k < j; k++)
+				argv[argc++] = rec->acks[k].id;
+			for (int k = 0; k < argc; k++)
+				lens[k] = strlen(argv[k]);
+			rconn_argv(rec->rc, rec_xack_cb, NULL, argc, argv, lens);
+		}
+		free(argv);
+		free(lens);
+		i = j;
+	}
+	rec->st.entries += rec->nacks;
+	rec->nacks = 0;
+}
+
+static void rec_write(struct sup_recorder *rec);
+
+static void
+rec_rollback_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
+{
+	struct sup_recorder *rec = arg;
+
+	ev_timer_stop(rec->loop, &rec->retry_timer);
+	ev_timer_set(&rec->retry_timer, REC_ERR_RETRY, 0.);
+	ev_timer_start(rec->loop, &rec->retry_timer);
+}
+
+static void
+rec_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
+{
+	struct sup_recorder *rec = arg;
+
+	if (res == NULL) {
+		/* The connection went in the middle: whether it committed is
+		 * unknown, and it does not matter (writing twice is a no-op).
+		 * Queue it again; pg runs it once it is connected. */
+		rec->st.retries++;
+		rec_write(rec);
+		return;
+	}
+	if (err != NULL) {
+		log_warnx("recorder: batch of %zu entries not recorded, retrying "
+		    "in %.0fs: %s", rec->nacks, REC_ERR_RETRY, err);
+		rec->st.retries++;
+		/* The failed transaction is still open on this connection. */
+		if (sup_pg_query(rec->pg, "ROLLBACK", 0, NULL, NULL, NULL,
+		    rec_rollback_cb, rec) < 0)
+			rec_rollback_cb(pg, NULL, NULL, rec);
+		return;
+	}
+	rec->writing = 0;
+	rec->st.batches++;
+	rec_ack_all(rec);
+	rec_read(rec);
+}
+
+static void
+rec_write(struct sup_recorder *rec)
+{
+	rec->writing = 1;
+	if (sup_pg_query(rec->pg, rec->sql.p, 0, NULL, NULL, NULL, rec_pg_cb,
+	    rec) < 0) {
+		ev_timer_set(&rec->retry_timer, REC_ERR_RETRY, 0.);
+		ev_timer_start(rec->loop, &rec->retry_timer);
+	}
+}
+
+static int
+rec_stream_index(struct sup_recorder *rec, const char *key)
+{
+	for (int i = 0; i < rec->nstreams; i++)
+		if (strcmp(rec->streams[i].key, key) == 0)
+			return i;
+	return -1;
+}
+
+static int
+rec_push_ack(struct sup_recorder *rec, int si, const char *id)
+{
+	if (rec->nacks == rec->capacks) {
+		size_t cap = rec->capacks ? rec->capacks * 2 : 256;
+		struct rec_ack *a = realloc(rec->acks, cap * sizeof(*a));
+		if (a == NULL)
+			return -1;
+		rec->acks = a;
+		rec->capacks = cap;
+	}
+	rec->acks[rec->nacks].stream = si;
+	snprintf(rec->acks[rec->nacks].id, sizeof(rec->acks[0].id), "%s", id);
+	rec->nacks++;
+	return 0;
+}
+
+static void
+rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct sup_recorder *rec = priv;
+	redisReply *reply = r;
+	struct rec_batch bt;
+	size_t entries = 0;
+	int n;
+
+	rec->reading = 0;
+	if (reply == NULL)           /* connection lost: state_cb restarts us */
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		/* NOGROUP: a stream vanished (FLUSHALL, DEL).  Start over
+		 * from the streams that must exist; the scan finds the rest. */
+		log_warnx("recorder: XREADGROUP: %s; looking for streams again",
+		    reply->str);
+		rec_forget_streams(rec);
+		rec_fixed_streams(rec);
+		ev_timer_set(&rec->retry_timer, 1.0, 0.);
+		ev_timer_start(rec->loop, &rec->retry_timer);
+		return;
+	}
+	memset(&bt, 0, sizeof(bt));
+	rec->nacks = 0;
+	for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
+		redisReply *s = reply->element[i];
+		int si;
+		if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+		    s->element[0]->type != REDIS_REPLY_STRING ||
+		    (si = rec_stream_index(rec, s->element[0]->str)) < 0)
+			continue;
+		for (size_t k = 0; k < s->element[1]->elements; k++) {
+			redisReply *e = s->element[1]->element[k];
+			redisReply *f;
+			const char *val = NULL;
+			size_t vlen = 0;
+			if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+			    e->element[0]->type != REDIS_REPLY_STRING)
+				continue;
+			entries++;
+			f = e->element[1];
+			/* A pending entry that was deleted reads as nil:
+			 * nothing to record, only to acknowledge. */
+			for (size_t x = 0; f->type == REDIS_REPLY_ARRAY &&
+			    x + 1 < f->elements; x += 2)
+				if (f->element[x]->type == REDIS_REPLY_STRING &&
+				    strcmp(f->element[x]->str, "m") == 0 &&
+				    f->element[x + 1]->type == REDIS_REPLY_STRING) {
+					val = f->element[x + 1]->str;
+					vlen = f->element[x + 1]->len;
+				}
+			if (rec_push_ack(rec, si, e->element[0]->str) < 0)
+				goto oom;
+			if (val == NULL)
+				continue;
+			switch (rec->streams[si].kind) {
+			case REC_QUEUE:
+				record_task(rec, &bt, si, e->element[0]->str, val, vlen);
+				break;
+			case REC_RESULTS:
+				record_result(rec, &bt, si, e->element[0]->str, val, vlen);
+				break;
+			case REC_EVENTS:
+				record_event(rec, &bt, si, e->element[0]->str, val, vlen);
+				break;
+			case REC_DEAD:
+				record_dead(rec, &bt, si, e->element[0]->str, val, vlen);
+				break;
+			}
+		}
+	}
+	if (entries == 0) {
+		batch_free(&bt);
+		rec->st.caught_up = !rec->pending_phase;
+		rec->pending_phase = 0;
+		rec_read(rec);
+		return;
+	}
+	rec->st.caught_up = 0;
+	if ((n = build_sql(rec, &bt)) < 0)
+		goto oom;
+	batch_free(&bt);
+	if (n == 0) {                /* nothing to write: only acks */
+		rec_ack_all(rec);
+		rec_read(rec);
+		return;
+	}
+	rec_write(rec);
+	return;
+oom:
+	batch_free(&bt);
+	rec->nacks = 0;
+	log_warnx("recorder: out of memory; reading again in %.0fs", REC_ERR_RETRY);
+	rec->pending_phase = 1;      /* what we read stays pending: re-read it */
+	ev_timer_set(&rec->retry_timer, REC_ERR_RETRY, 0.);
+	ev_timer_start(rec->loop, &rec->retry_timer);
+}
+
+static void
+rec_read(struct sup_recorder *rec)
+{
+	const char **argv;
+	int argc = 0, n = rec->nstreams;
+	char count[16];
+
+	if (rec->reading || rec->writing || !rconn_is_up(rec->rc) || n == 0)
+		return;
+	if ((argv = calloc((size_t)(2 * n + 10), sizeof(*argv))) == NULL)
+		return;
+	snprintf(count, sizeof(count), "%u", rec->count);
+	argv[argc++] = "XREADGROUP";
+	argv[argc++] = "GROUP";
+	argv[argc++] = REC_GROUP;
+	argv[argc++] = rec->host;
+	argv[argc++] = "COUNT";
+	argv[argc++] = count;
+	if (!rec->pending_phase) {
+		argv[argc++] = "BLOCK";
+		argv[argc++] = REC_BLOCK_MS;
+	}
+	argv[argc++] = "STREAMS";
+	for (int i = 0; i < n; i++)
+		argv[argc++] = rec->streams[i].key;
+	for (int i = 0; i < n; i++)
+		argv[argc++] = rec->pending_phase ? "0" : ">";
+	if (rconn_argv(rec->rc, rec_read_cb, rec, argc, argv, NULL) == 0)
+		rec->reading = 1;
+	free(argv);
+}
+
+static void
+rec_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sup_recorder *rec = w->data;
+
+	if (rec->writing)
+		rec_write(rec);
+	else
+		rec_read(rec);
+}
+
+static void
+rec_redis_state(struct rconn *rc, int up, void *arg)
+{
+	struct sup_recorder *rec = arg;
+
+	rec->reading = 0;
+	if (!up)
+		return;
+	/* Whatever we read and did not acknowledge is pending to us: read
+	 * that first.  A transaction in flight goes on: its acks are sent
+	 * after COMMIT on this new connection. */
+	rec->pending_phase = 1;
+	for (int i = 0; i < rec->nstreams; i++)
+		rec_create_group(rec, i);
+	rec_fixed_streams(rec);
+	if (!rec->scanning)
+		rec_scan(rec);
+	rec_read(rec);
+}
+
+struct sup_recorder *
+sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
+    const struct sup_recorder_opts *o)
+{
+	struct sup_recorder *rec = calloc(1, sizeof(*rec));
+	char err[256];
+
+	if (rec == NULL)
+		return NULL;
+	rec->loop = loop;
+	rec->pg = pg;
+	rec->keep = o->snapshots_keep ? o->snapshots_keep : 10;
+	rec->count = o->batch ? o->batch : 256;
+	rec->prefix = strdup(o->prefix);
+	rec->host = strdup(o->host);
+	if (rec->prefix == NULL || rec->host == NULL)
+		goto err;
+	ev_timer_init(&rec->scan_timer, rec_scan_timer_cb, REC_SCAN_EVERY,
+	    REC_SCAN_EVERY);
+	rec->scan_timer.data = rec;
+	ev_timer_start(loop, &rec->scan_timer);
+	ev_init(&rec->retry_timer, rec_retry_cb);
+	rec->retry_timer.data = rec;
+	rec->rc = rconn_new(loop, o->redis, "redis(recorder)", rec_redis_state,
+	    rec, err, sizeof(err));
+	if (rec->rc == NULL) {
+		log_warnx("recorder: %s", err);
+		goto err;
+	}
+	return rec;
+err:
+	sup_recorder_free(rec);
+	return NULL;
+}
+
+void
+sup_recorder_free(struct sup_recorder *rec)
+{
+	if (rec == NULL)
+		return;
+	ev_timer_stop(rec->loop, &rec->scan_timer);
+	ev_timer_stop(rec->loop, &rec->retry_timer);
+	if (rec->pg != NULL)
+		sup_pg_forget(rec->pg, rec);
+	rconn_free(rec->rc);
+	rec_forget_streams(rec);
+	free(rec->sql.p);
+	free(rec->acks);
+	free(rec->prefix);
+	free(rec->host);
+	free(rec);
+}
+
+void
+sup_recorder_stats(const struct sup_recorder *rec, struct sup_recorder_stats *out)
+{
+	*out = rec->st;
+}

@@ -1,0 +1,50 @@
+/*
+ * recorder.h - the record: Redis streams into PostgreSQL.
+ *
+ * The recorder reads the queue streams (<p>:q:*, <p>:direct:*), results,
+ * events and dead letters in its own consumer group ("recorder"; one
+ * consumer per host, so several hosts share the work) and writes each batch
+ * in ONE transaction.  It acknowledges an entry only after the transaction
+ * that holds it committed, so nothing read is lost when hived, Redis or
+ * PostgreSQL dies in between; and every row it writes is keyed by the
+ * stream entry it came from, so a batch recorded twice (COMMIT, then death
+ * before XACK) changes nothing the second time.
+ *
+ * PostgreSQL down: the batch waits and is retried as it is; Redis keeps the
+ * entries pending meanwhile.  Nothing is dropped.
+ */
+#ifndef HIVE_RECORDER_H
+#define HIVE_RECORDER_H
+
+#include <ev.h>
+#include <stdint.h>
+
+#include "pg.h"
+
+struct sup_recorder;
+
+struct sup_recorder_opts {
+	const char *redis;           /* address (rconn_new) */
+	const char *prefix;          /* key prefix */
+	const char *host;            /* this host: the consumer name */
+	unsigned snapshots_keep;     /* memory snapshots kept per agent */
+	unsigned batch;              /* entries per stream per read (256) */
+};
+
+struct sup_recorder_stats {
+	uint64_t batches;            /* transactions committed */
+	uint64_t entries;            /* stream entries recorded and acked */
+	uint64_t retries;            /* batches sent again after a failure */
+	unsigned streams;            /* streams being read */
+	int caught_up;               /* the last read returned nothing */
+};
+
+/* Starts reading at once (its own Redis connection); pg is lent and must
+ * outlive the recorder.  NULL on a bad address or out of memory. */
+struct sup_recorder *sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
+    const struct sup_recorder_opts *opts);
+void sup_recorder_free(struct sup_recorder *rec);
+void sup_recorder_stats(const struct sup_recorder *rec,
+    struct sup_recorder_stats *out);
+
+#endif

@@ -1,0 +1,233 @@
+/*
+ * test_reclaim.c - a dead consumer's tasks requeued with their attempt
+ * count, dead-lettered past max attempts; a live one's left alone however
+ * long it runs; trimming never cuts what a group has not acknowledged.
+ */
+#include <criterion/criterion.h>
+#include <ev.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hive_proto.h"
+#include "log.h"
+#include "reclaim.h"
+#include "testutil.h"
+
+struct env {
+	struct ev_loop *loop;
+	char prefix[64], redis[128], queue[128];
+	struct sup_reclaim *r;
+	redisContext *rc;
+};
+
+static void
+env_init(struct env *e, unsigned retain_ms)
+{
+	memset(e, 0, sizeof(*e));
+	log_init("test", 0);
+	e->loop = ev_loop_new(0);
+	tu_unique(e->prefix, sizeof(e->prefix), "recl");
+	snprintf(e->redis, sizeof(e->redis), "%s:%s",
+	    getenv("HIVE_TEST_REDIS_HOST"), getenv("HIVE_TEST_REDIS_PORT"));
+	proto_key_queue(e->queue, sizeof(e->queue), e->prefix, "echo", 1);
+	struct sup_reclaim_opts o = { .redis = e->redis, .prefix = e->prefix,
+	    .host = "host-a", .alive_ttl_ms = 100, .scan_ms = 100,
+	    .trim_ms = 100, .retain_ms = retain_ms, .max_attempts = 3 };
+	e->r = sup_reclaim_new(e->loop, &o);
+	cr_assert_not_null(e->r);
+	e->rc = tu_redis_connect();
+	freeReplyObject(redisCommand(e->rc, "XGROUP CREATE %s workers 0 MKSTREAM",
+	    e->queue));
+}
+
+static void
+env_fini(struct env *e)
+{
+	sup_reclaim_free(e->r);
+	ev_loop_destroy(e->loop);
+	redisFree(e->rc);
+}
+
+static void
+submit(struct env *e, const char *id, unsigned attempt, unsigned max)
+{
+	msgpack_sbuffer sb;
+	struct hive_task t = { 0 };
+	struct proto_err err;
+
+	msgpack_sbuffer_init(&sb);
+	t.id = HIVE_STR(id);
+	t.attempt = attempt;
+	t.max_attempts = max;
+	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
+	freeReplyObject(redisCommand(e->rc, "XADD %s * m %b", e->queue, sb.data,
+	    sb.size));
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* Read one entry as consumer; returns its task's attempt (0: none). */
+static unsigned
+take(struct env *e, const char *consumer)
+{
+	redisReply *r = redisCommand(e->rc, "XREADGROUP GROUP workers %s COUNT 1 "
+	    "STREAMS %s >", consumer, e->queue);
+	unsigned attempt = 0;
+
+	if (r->type == REDIS_REPLY_ARRAY) {
+		redisReply *ent = r->element[0]->element[1]->element[0];
+		redisReply *val = ent->element[1]->element[1];
+		struct hive_task t;
+		struct proto_err err;
+		cr_assert_eq(proto_decode_task(val->str, val->len, &t, &err), 0);
+		attempt = t.attempt;
+		proto_task_clear(&t);
+	}
+	freeReplyObject(r);
+	return attempt;
+}
+
+static long long
+count(struct env *e, const char *fmt, const char *key)
+{
+	redisReply *r = redisCommand(e->rc, fmt, key);
+	long long n = r->type == REDIS_REPLY_INTEGER ? r->integer :
+	    r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER ? r->element[0]->integer : -1;
+
+	freeReplyObject(r);
+	return n;
+}
+
+static int tick;
+
+static void
+tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	tick = 1;
+}
+
+/* Run the loop until XLEN key reaches want (checked every 20 ms). */
+static void
+run_until_len(struct env *e, const char *key, long long want)
+{
+	long long deadline = tu_now_ms() + 20000, n = -1;
+	ev_timer t;
+
+	ev_timer_init(&t, tick_cb, 0.02, 0.02);
+	ev_timer_start(e->loop, &t);
+	while (tu_now_ms() < deadline) {
+		ev_run(e->loop, EVRUN_ONCE);
+		if (tick) {
+			tick = 0;
+			if ((n = count(e, "XLEN %s", key)) == want)
+				break;
+		}
+	}
+	ev_timer_stop(e->loop, &t);
+	cr_assert_eq(n, want, "XLEN %s: %lld, want %lld", key, n, want);
+}
+
+Test(reclaim, dead_consumer_requeued_then_dead_letter)
+{
+	struct env e;
+	char dead[128], results[128];
+
+	env_init(&e, 600000);
+	proto_key_named(dead, sizeof(dead), e.prefix, "dead");
+	proto_key_named(results, sizeof(results), e.prefix, "results");
+	submit(&e, "t1", 1, 2);
+	cr_assert_eq(take(&e, "echo/1@gone-host"), 1);
+	/* No alive key for echo/1@gone-host: requeued as attempt 2. */
+	run_until_len(&e, e.queue, 2);
+	cr_assert_eq(count(&e, "XPENDING %s workers", e.queue), 0, "old entry acked");
+	cr_assert_eq(take(&e, "echo/2@gone-host"), 2);
+	/* Attempt 2 of 2 dies too: dead letter, and a failed result. */
+	run_until_len(&e, dead, 1);
+	run_until_len(&e, results, 1);
+	cr_assert_eq(count(&e, "XPENDING %s workers", e.queue), 0);
+	redisReply *r = redisCommand(e.rc, "XRANGE %s - +", dead);
+	struct hive_dead d;
+	struct proto_err err;
+	redisReply *v = r->element[0]->element[1]->element[1];
+	cr_assert_eq(proto_decode_dead(v->str, v->len, &d, &err), 0);
+	cr_assert(d.reason.len > 0 && memmem(d.reason.ptr, d.reason.len,
+	    "gave up after 2 attempts", 24) != NULL, "reason: %.*s",
+	    (int)d.reason.len, d.reason.ptr);
+	cr_assert_eq(d.id.len, 2);
+	proto_dead_clear(&d);
+	freeReplyObject(r);
+	env_fini(&e);
+}
+
+Test(reclaim, live_consumer_keeps_its_task)
+{
+	struct env e;
+	char alive[192];
+	struct sup_reclaim_stats st;
+
+	env_init(&e, 600000);
+	snprintf(alive, sizeof(alive), "%s:alive:echo/1@host-a", e.prefix);
+	freeReplyObject(redisCommand(e.rc, "SET %s 1 PX 60000", alive));
+	submit(&e, "slow", 1, 0);
+	cr_assert_eq(take(&e, "echo/1@host-a"), 1);
+	/* Several passes, each long after the entry went idle. */
+	long long until = tu_now_ms() + 800;
+	while (tu_now_ms() < until)
+		ev_run(e.loop, EVRUN_ONCE);
+	sup_reclaim_stats(e.r, &st);
+	cr_assert_geq(st.scans, 2);
+	cr_assert_eq(st.requeued, 0);
+	cr_assert_eq(count(&e, "XLEN %s", e.queue), 1);
+	cr_assert_eq(count(&e, "XPENDING %s workers", e.queue), 1);
+	/* hived saw it die: taken back at once. */
+	sup_reclaim_consumer(e.r, "echo/1@host-a", proto_now_ms() - 1000);
+	run_until_len(&e, e.queue, 2);
+	env_fini(&e);
+}
+
+Test(reclaim, trim_keeps_unacknowledged)
+{
+	struct env e;
+
+	env_init(&e, 1);             /* retention 1 ms: only groups protect */
+	for (int i = 0; i < 300; i++)
+		submit(&e, "x", 1, 0);
+	/* A live consumer reads 10 and acks none, a second group read none:
+	 * nothing may go. */
+	char alive[192];
+	snprintf(alive, sizeof(alive), "%s:alive:echo/1@host-a", e.prefix);
+	freeReplyObject(redisCommand(e.rc, "SET %s 1 PX 60000", alive));
+	freeReplyObject(redisCommand(e.rc, "XGROUP CREATE %s other 0", e.queue));
+	for (int i = 0; i < 10; i++)
+		take(&e, "echo/1@host-a");
+	sup_reclaim_kick(e.r);
+	long long until = tu_now_ms() + 500;
+	while (tu_now_ms() < until)
+		ev_run(e.loop, EVRUN_ONCE);
+	cr_assert_eq(count(&e, "XLEN %s", e.queue), 300);
+	/* The other group goes away; workers read 250 in all and ack them:
+	 * what lies below the 250th may go, the 50 unread stay. */
+	freeReplyObject(redisCommand(e.rc, "XGROUP DESTROY %s other", e.queue));
+	for (int i = 0; i < 240; i++)
+		take(&e, "echo/1@host-a");
+	redisReply *r = redisCommand(e.rc, "XPENDING %s workers - + 1000", e.queue);
+	for (size_t i = 0; i < r->elements; i++)
+		freeReplyObject(redisCommand(e.rc, "XACK %s workers %s", e.queue,
+		    r->element[i]->element[0]->str));
+	freeReplyObject(r);
+	long long len = 300;
+	until = tu_now_ms() + 20000;
+	while (tu_now_ms() < until && len == 300) {
+		sup_reclaim_kick(e.r);
+		long long t2 = tu_now_ms() + 50;
+		while (tu_now_ms() < t2)
+			ev_run(e.loop, EVRUN_ONCE);
+		len = count(&e, "XLEN %s", e.queue);
+	}
+	/* "~" cuts whole nodes (100 entries by default): 200 go. */
+	cr_assert_lt(len, 300, "trimmed");
+	cr_assert_geq(len, 50, "unread entries kept (len %lld)", len);
+	env_fini(&e);
+}

@@ -1,0 +1,306 @@
+/*
+ * test_recorder.c - streams into PostgreSQL: every state of every task in
+ * order, memory snapshots, duplicates recorded once, and an outage of
+ * PostgreSQL that loses nothing.  Real Redis, real PostgreSQL.
+ */
+#include <criterion/criterion.h>
+#include <ev.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hive_proto.h"
+#include "log.h"
+#include "pg.h"
+#include "recorder.h"
+#include "testutil.h"
+
+struct env {
+	struct ev_loop *loop;
+	char conninfo[512];
+	char dbname[64];
+	char prefix[64];
+	char redis[128];
+	struct sup_pg *pg;
+	struct sup_recorder *rec;
+	redisContext *rc;
+	PGconn *check;
+};
+
+static void
+on_migrated(int ok, int version, void *arg)
+{
+	*(int *)arg = ok ? 1 : -1;
+}
+
+static void
+env_init(struct env *e)
+{
+	PGconn *admin = tu_pg_connect();
+	char sql[128];
+	PGresult *res;
+	int migrated = 0;
+
+	memset(e, 0, sizeof(*e));
+	log_init("test", 0);
+	e->loop = ev_loop_new(0);
+	tu_unique(e->dbname, sizeof(e->dbname), "rec");
+	for (char *p = e->dbname; *p; p++)
+		if (*p == '-')
+			*p = '_';
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", e->dbname);
+	res = PQexec(admin, sql);
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(admin));
+	PQclear(res);
+	PQfinish(admin);
+	snprintf(e->conninfo, sizeof(e->conninfo), "%s dbname=%s",
+	    getenv("HIVE_TEST_PG"), e->dbname);
+	tu_unique(e->prefix, sizeof(e->prefix), "rec");
+	snprintf(e->redis, sizeof(e->redis), "%s:%s",
+	    getenv("HIVE_TEST_REDIS_HOST"), getenv("HIVE_TEST_REDIS_PORT"));
+	e->pg = sup_pg_new(e->loop, e->conninfo, NULL, NULL);
+	cr_assert_eq(sup_migrate(e->pg, on_migrated, &migrated), 0);
+	while (migrated == 0)
+		ev_run(e->loop, EVRUN_ONCE);
+	cr_assert_eq(migrated, 1);
+	struct sup_recorder_opts o = { .redis = e->redis, .prefix = e->prefix,
+	    .host = "test-host", .snapshots_keep = 3, .batch = 64 };
+	e->rec = sup_recorder_new(e->loop, e->pg, &o);
+	cr_assert_not_null(e->rec);
+	e->rc = tu_redis_connect();
+	e->check = PQconnectdb(e->conninfo);
+	cr_assert_eq(PQstatus(e->check), CONNECTION_OK);
+}
+
+static void
+env_fini(struct env *e)
+{
+	sup_recorder_free(e->rec);
+	sup_pg_free(e->pg);
+	ev_loop_destroy(e->loop);
+	PQfinish(e->check);
+	redisFree(e->rc);
+}
+
+static long
+scalar(struct env *e, const char *sql)
+{
+	PGresult *res = PQexec(e->check, sql);
+	long v;
+
+	cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s: %s", sql,
+	    PQerrorMessage(e->check));
+	v = atol(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return v;
+}
+
+static int check_due;
+
+static void
+check_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	check_due = 1;
+}
+
+/* Run the loop until sql returns want, checking every 50 ms. */
+static void
+run_until_sql(struct env *e, const char *sql, long want)
+{
+	long long deadline = tu_now_ms() + 30000;
+	ev_timer t;
+	long got = -1;
+
+	ev_timer_init(&t, check_cb, 0.05, 0.05);
+	ev_timer_start(e->loop, &t);
+	while (tu_now_ms() < deadline) {
+		ev_run(e->loop, EVRUN_ONCE);
+		if (check_due) {
+			check_due = 0;
+			if ((got = scalar(e, sql)) == want)
+				break;
+		}
+	}
+	ev_timer_stop(e->loop, &t);
+	cr_assert_eq(got, want, "%s: got %ld, want %ld", sql, got, want);
+}
+
+static void
+xadd(struct env *e, const char *name, const msgpack_sbuffer *sb)
+{
+	char key[HIVE_KEY_MAX];
+	redisReply *r;
+
+	snprintf(key, sizeof(key), "%s:%s", e->prefix, name);
+	r = redisCommand(e->rc, "XADD %s * m %b", key, sb->data, sb->size);
+	cr_assert_eq(r->type, REDIS_REPLY_STRING, "XADD %s: %s", key, r->str);
+	freeReplyObject(r);
+}
+
+static void
+submit(struct env *e, const char *id, unsigned attempt)
+{
+	msgpack_sbuffer sb;
+	struct hive_task t = { 0 };
+	struct proto_err err;
+
+	msgpack_sbuffer_init(&sb);
+	t.id = HIVE_STR(id);
+	t.attempt = attempt;
+	t.payload.type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+	t.payload.via.u64 = 7;
+	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
+	xadd(e, "q:echo:1", &sb);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void
+complete(struct env *e, const char *id, unsigned attempt, uint64_t memv,
+    const char *memval)
+{
+	msgpack_sbuffer sb;
+	msgpack_zone z;
+	struct hive_result r = { 0 };
+	struct proto_err err;
+	uint64_t now = proto_now_ms();
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_zone_init(&z, 1024);
+	r.id = HIVE_STR(id);
+	r.agent = HIVE_STR("echo/1");
+	r.host = HIVE_STR("test-host");
+	r.status = HIVE_STATUS_OK;
+	r.result.type = MSGPACK_OBJECT_STR;
+	r.result.via.str.ptr = "done";
+	r.result.via.str.size = 4;
+	r.attempt = attempt;
+	r.started_ms = now;
+	r.finished_ms = now;
+	if (memv > 0) {
+		json_t *j = json_pack("{s:s}", "note", memval);
+		cr_assert_eq(proto_json_to_obj(j, &z, &r.memory, &err), 0);
+		json_decref(j);
+		r.memory_v = memv;
+	}
+	cr_assert_eq(proto_encode_result(&sb, &r, &err), 0, "%s",
+	    proto_strerror(&err, (char[128]){0}, 128));
+	xadd(e, "results", &sb);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_zone_destroy(&z);
+}
+
+Test(recorder, states_in_order_and_memory)
+{
+	struct env e;
+	char sql[256];
+
+	env_init(&e);
+	for (int i = 0; i < 20; i++) {
+		snprintf(sql, sizeof(sql), "task-%d", i);
+		submit(&e, sql, 1);
+	}
+	for (int i = 0; i < 20; i++) {
+		char v[16];
+		snprintf(sql, sizeof(sql), "task-%d", i);
+		snprintf(v, sizeof(v), "v%d", i + 1);
+		complete(&e, sql, 1, (uint64_t)i + 1, v);
+	}
+	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE state = 'completed'", 20);
+	/* queued -> running -> completed, in that order, for every task. */
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM (SELECT task_id, "
+	    "string_agg(state, ',' ORDER BY at, hive_state_rank(state)) s FROM "
+	    "task_states GROUP BY task_id) x WHERE s = 'queued,running,completed'"),
+	    20);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM tasks WHERE message IS NOT "
+	    "NULL AND result = '\"done\"'::jsonb AND attempts = 1 AND agent = 'echo/1'"),
+	    20);
+	/* Memory: the last 3 versions kept, the newest is the last result's. */
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM memory_snapshots"), 3);
+	cr_assert_eq(scalar(&e, "SELECT max(version) FROM memory_snapshots "
+	    "WHERE memory->>'note' = 'v20'"), 20);
+	env_fini(&e);
+}
+
+Test(recorder, result_before_queue_entry_and_duplicates)
+{
+	struct env e;
+
+	env_init(&e);
+	/* The result is seen first, twice (at least once delivery), then a
+	 * late queue entry: completed once, never back to queued. */
+	complete(&e, "dup", 1, 0, NULL);
+	complete(&e, "dup", 1, 0, NULL);
+	run_until_sql(&e, "SELECT count(*) FROM task_states WHERE task_id = 'dup' "
+	    "AND state = 'completed'", 1);
+	submit(&e, "dup", 1);
+	run_until_sql(&e, "SELECT count(*) FROM task_states WHERE task_id = 'dup' "
+	    "AND state = 'queued'", 1);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM tasks WHERE id = 'dup' AND "
+	    "state = 'completed' AND message IS NOT NULL"), 1);
+	/* A requeued attempt 2 of an unfinished task moves it forward. */
+	submit(&e, "again", 1);
+	submit(&e, "again", 2);
+	run_until_sql(&e, "SELECT attempts FROM tasks WHERE id = 'again' AND "
+	    "state = 'queued'", 2);
+	env_fini(&e);
+}
+
+Test(recorder, postgres_outage_loses_nothing)
+{
+	struct env e;
+	char sql[256];
+	PGconn *admin;
+	PGresult *res;
+
+	env_init(&e);
+	for (int i = 0; i < 10; i++) {
+		snprintf(sql, sizeof(sql), "a-%d", i);
+		submit(&e, sql, 1);
+	}
+	run_until_sql(&e, "SELECT count(*) FROM tasks", 10);
+
+	/* PostgreSQL "goes away" for the recorder: its database refuses
+	 * connections and its backend is killed. */
+	admin = tu_pg_connect();
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false",
+	    e.dbname);
+	PQclear(PQexec(admin, sql));
+	PQfinish(e.check);
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM "
+	    "pg_stat_activity WHERE datname = '%s'", e.dbname);
+	PQclear(PQexec(admin, sql));
+	for (int i = 0; i < 50; i++) {
+		snprintf(sql, sizeof(sql), "b-%d", i);
+		submit(&e, sql, 1);
+		complete(&e, sql, 1, 0, NULL);
+	}
+	/* Let the recorder try and fail for a while. */
+	long long until = tu_now_ms() + 1500;
+	while (tu_now_ms() < until)
+		ev_run(e.loop, EVRUN_ONCE);
+	struct sup_recorder_stats st;
+	sup_recorder_stats(e.rec, &st);
+	cr_assert(st.retries >= 1 || !sup_pg_is_up(e.pg), "the recorder noticed");
+
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true",
+	    e.dbname);
+	res = PQexec(admin, sql);
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	PQfinish(admin);
+	e.check = PQconnectdb(e.conninfo);
+	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE state = 'completed'", 50);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM tasks"), 60);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM task_states WHERE "
+	    "state = 'completed'"), 50, "none twice");
+	/* And Redis holds nothing unacknowledged for the recorder. */
+	char key[128];
+	snprintf(key, sizeof(key), "%s:results", e.prefix);
+	redisReply *r = redisCommand(e.rc, "XPENDING %s recorder", key);
+	cr_assert_eq(r->element[0]->integer, 0);
+	freeReplyObject(r);
+	env_fini(&e);
+}
