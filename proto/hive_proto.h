@@ -9,6 +9,9 @@
  * Every message is one msgpack map whose keys are strings.  Every map has a
  * version field "v" (currently 1).  Unknown keys are ignored so that a newer
  * sender can add optional fields; a message with a newer "v" is rejected.
+ * A known key twice is an error; a field whose value is nil counts as
+ * absent.  Nesting depth counts containers: a scalar has depth 0, a map or
+ * array one more than its deepest element.
  *
  * Where messages live:
  *
@@ -63,6 +66,10 @@
 #define HIVE_MEMORY_MAX    (1u << 20)   /* an encoded memory map: 1 MiB */
 #define HIVE_RESULT_MAX    (3u << 20)   /* a whole encoded result: 3 MiB */
 #define HIVE_MSG_MAX       (4u << 20)   /* any message, dead letters too */
+#define HIVE_RAW_MAX       (HIVE_MSG_MAX - 16 * 1024) /* raw bytes kept in
+                                         * a dead letter: room is left for
+                                         * its other fields; the producer
+                                         * cuts longer input */
 #define HIVE_FRAME_MAX     HIVE_MSG_MAX /* a socketpair frame body */
 #define HIVE_FRAME_HDR     4
 
@@ -171,7 +178,7 @@ struct hive_dead {
 	struct hive_str agent;       /* who gave up on it, optional */
 	uint32_t attempt;
 	uint64_t ts_ms;
-	struct hive_str raw;         /* the original bytes (bin), <= HIVE_MSG_MAX */
+	struct hive_str raw;         /* the original bytes (bin), <= HIVE_RAW_MAX */
 	msgpack_unpacked up_;
 };
 
@@ -254,6 +261,15 @@ int proto_decode_dead(const char *buf, size_t len, struct hive_dead *out,
 int proto_decode_frame(const char *buf, size_t len, struct hive_frame *out,
     struct proto_err *err);
 
+/*
+ * One msgpack value of any type (not a message: no "v", no fields), for
+ * callers that need a value from bytes: the same reader as the decoders
+ * (exact length, depth <= HIVE_DEPTH_MAX, len <= HIVE_MSG_MAX, borrows
+ * from buf).  Free with msgpack_unpacked_destroy().
+ */
+int proto_decode_value(const char *buf, size_t len, msgpack_unpacked *out,
+    struct proto_err *err);
+
 void proto_task_clear(struct hive_task *);
 void proto_result_clear(struct hive_result *);
 void proto_event_clear(struct hive_event *);
@@ -290,7 +306,7 @@ struct proto_framer {
 void proto_framer_init(struct proto_framer *);
 void proto_framer_free(struct proto_framer *);
 int proto_framer_feed(struct proto_framer *, const void *data, size_t len);
-/* 1 and *body/*blen set (valid until the next feed/next call), 0 when no
+/* 1 and *body, *blen set (valid until the next feed/next call), 0 when no
  * whole frame is buffered, -1 on a bad length (err set). */
 int proto_framer_next(struct proto_framer *, const char **body, size_t *blen,
     struct proto_err *err);
@@ -350,5 +366,22 @@ int proto_json_to_obj(const struct json_t *j, msgpack_zone *z,
     msgpack_object *out, struct proto_err *err);
 
 uint64_t proto_now_ms(void);   /* wall clock, unix ms */
+
+/* ---- the field tables, for docs/PROTOCOL.md and its test ---- */
+
+struct proto_field_doc {
+	const char *name;            /* key in the map */
+	const char *type;            /* "uint", "str", "map", "bin", "any" */
+	int required;
+};
+
+/*
+ * The fields the codec knows for a message: "task", "result", "event",
+ * "dead", or a frame type "hello", "memory", "heartbeat", "control" (its
+ * "v" and "t" included).  Fills up to max rows in wire order; returns the
+ * number of fields, or -1 for an unknown message.
+ */
+int proto_field_docs(const char *message, struct proto_field_doc *out,
+    size_t max);
 
 #endif /* HIVE_PROTO_H */

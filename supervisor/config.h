@@ -59,9 +59,12 @@ struct hive_agent_conf {
 	uint64_t max_rss_kb;         /* max_rss = 0 (no limit), e.g. 512M */
 	char *env[HIVE_ENV_MAX];     /* environment = KEY=value KEY2="a b" */
 	int nenv;
-	char *directory;             /* directory = (hived's) */
+	char *directory;             /* directory = (hived's: NULL) */
 	int autostart;               /* autostart = yes; no: starts asleep */
-	uint64_t hash;               /* of every setting: what changed on reload */
+	uint64_t hash;               /* of every setting: what changed on reload
+	                              * (also of the [hive] settings its worker
+	                              * gets: redis, prefix, host, worker,
+	                              * heartbeat_interval; not of file/line) */
 };
 
 struct hive_conf {
@@ -69,10 +72,11 @@ struct hive_conf {
 	char redis[HIVE_KEY_MAX];    /* redis = 127.0.0.1:6379 | /path/redis.sock */
 	char prefix[HIVE_NAME_MAX + 1]; /* prefix = hive */
 	char host[HIVE_HOST_MAX + 1];   /* host = gethostname() */
-	char *postgres;              /* postgres = (libpq conninfo; "" = none) */
+	char *postgres;              /* postgres = (libpq conninfo; "" = none;
+	                              * never NULL) */
 	char *worker_path;           /* worker = the hive-worker installed beside hived */
 	char http[64];               /* http = 127.0.0.1:8420 ("" = off) */
-	char *token_file;            /* token_file = (none) */
+	char *token_file;            /* token_file = (none: NULL) */
 	unsigned stop_timeout_ms;    /* stop_timeout = 30s */
 	unsigned heartbeat_ms;       /* heartbeat_interval = 1s (workers beat) */
 	unsigned snapshots_keep;     /* snapshots_keep = 10 */
@@ -88,6 +92,10 @@ struct hive_conf {
  * error it found, one per line as "file:line: message", to errf.
  */
 struct hive_conf *conf_load(const char *path, FILE *errf);
+/* The same for one file's text (len bytes, NULs allowed) named name in
+ * messages, without agents.d/: for tests and the fuzz target. */
+struct hive_conf *conf_load_string(const char *name, const char *text,
+    size_t len, FILE *errf);
 void conf_free(struct hive_conf *);
 const struct hive_agent_conf *conf_agent(const struct hive_conf *, const char *name);
 

@@ -172,6 +172,7 @@ Test(reclaim, live_consumer_keeps_its_task)
 	freeReplyObject(redisCommand(e.rc, "SET %s 1 PX 60000", alive));
 	submit(&e, "slow", 1, 0);
 	cr_assert_eq(take(&e, "echo/1@host-a"), 1);
+	uint64_t died = proto_now_ms();   /* "dies" after taking it */
 	/* Several passes, each long after the entry went idle. */
 	long long until = tu_now_ms() + 800;
 	while (tu_now_ms() < until)
@@ -182,7 +183,7 @@ Test(reclaim, live_consumer_keeps_its_task)
 	cr_assert_eq(count(&e, "XLEN %s", e.queue), 1);
 	cr_assert_eq(count(&e, "XPENDING %s workers", e.queue), 1);
 	/* hived saw it die: taken back at once. */
-	sup_reclaim_consumer(e.r, "echo/1@host-a", proto_now_ms() - 1000);
+	sup_reclaim_consumer(e.r, "echo/1@host-a", died);
 	run_until_len(&e, e.queue, 2);
 	env_fini(&e);
 }

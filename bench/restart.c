@@ -1,0 +1,483 @@
+/*
+ * restart.c - how fast hived brings a killed worker back, and what hived
+ * costs, measured from outside on real processes:
+ *
+ *   fork_exec_wait.*        the floor: fork + exec /bin/true + waitpid, in
+ *                           a loop, in this run on this machine
+ *   restart.kill_to_spawn.* SIGKILL of a worker to hived's log line for its
+ *                           replacement (hived's own reaction)
+ *   restart.kill_to_ready.* SIGKILL to the replacement's ready heartbeat,
+ *                           logged by hived; the replacement got the agent's
+ *                           memory (checked: memory_v on the start line)
+ *   hived.rss.8_agents      VmRSS of hived with 8 agents running
+ *   start.500_instances     hived start to 500 ready heartbeats
+ *   hived.rss/cpu_idle.500_instances
+ *                           with 500 workers heartbeating every second
+ *
+ * Timestamps are taken when this program reads hived's log lines from a
+ * pipe (-v: one line per event), so they include the pipe, a few µs.
+ * Each kill hits an instance that has been ready for over a second, so
+ * every restart is a "first" one (no backoff: docs/OPERATIONS.md).
+ * Output lines are "name: value unit".  Run it through bench/restart.sh,
+ * which starts a private Redis.
+ *
+ *   bench_restart [-k KILLS] [-n INSTANCES] [-m MEMORY_BYTES]
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "hive_proto.h"
+
+#define AGENTS8 8
+
+struct run {
+	pid_t pid;
+	int logfd;
+	char *buf;
+	size_t len, cap, off;
+	char dir[256];
+	char conf[300];
+};
+
+static const char *hived_path, *worker_path, *handler_path;
+static char prefix[64];
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "bench_restart: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of n sorted values. */
+static double
+pct(const double *v, size_t n, double p)
+{
+	size_t i = (size_t)(p / 100. * (double)n + 0.999999);
+
+	if (i < 1)
+		i = 1;
+	if (i > n)
+		i = n;
+	return v[i - 1];
+}
+
+static void
+report(const char *name, double *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	printf("%s.median: %.2f ms\n", name, pct(v, n, 50));
+	printf("%s.p99: %.2f ms\n", name, pct(v, n, 99));
+	printf("%s.min: %.2f ms\n", name, v[0]);
+	fflush(stdout);
+}
+
+static long
+rss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/* utime + stime in clock ticks. */
+static long long
+cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return -1;
+	if (fgets(buf, sizeof(buf), f) == NULL) {
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+	    &ut, &st) != 2)
+		return -1;
+	return (long long)(ut + st);
+}
+
+/* ---- the fork + exec floor ---- */
+
+static void
+bench_fork(int n)
+{
+	double *v = calloc((size_t)n, sizeof(*v));
+
+	for (int i = 0; i < n; i++) {
+		double t0 = now_ms();
+		pid_t pid = fork();
+		int st;
+
+		if (pid == 0) {
+			execl("/bin/true", "true", (char *)NULL);
+			_exit(127);
+		}
+		if (pid < 0 || waitpid(pid, &st, 0) != pid)
+			die("fork: %s", strerror(errno));
+		v[i] = now_ms() - t0;
+	}
+	report("fork_exec_wait", v, (size_t)n);
+	free(v);
+}
+
+/* ---- hived ---- */
+
+static void
+write_conf(struct run *r, const char *agents, int nagents, int instances)
+{
+	const char *host = getenv("HIVE_TEST_REDIS_HOST");
+	const char *port = getenv("HIVE_TEST_REDIS_PORT");
+	FILE *f = fopen(r->conf, "w");
+
+	if (f == NULL)
+		die("%s: %s", r->conf, strerror(errno));
+	fprintf(f,
+	    "[hive]\nredis = %s:%s\nprefix = %s\nworker = %s\nhttp =\n"
+	    "heartbeat_interval = 1s\nstop_timeout = 30s\n\n",
+	    host ? host : "127.0.0.1", port ? port : "6379", prefix,
+	    worker_path);
+	for (int a = 0; a < nagents; a++)
+		fprintf(f, "[agent \"%s%d\"]\ncommand = %s\ninstances = %d\n"
+		    "restart_limit = 10000\nrestart_window = 60s\n"
+		    "heartbeat_deadline = 60s\n\n", agents, a, handler_path,
+		    instances);
+	fclose(f);
+}
+
+static void
+start(struct run *r, int verbose)
+{
+	int fds[2];
+
+	if (pipe2(fds, O_CLOEXEC) == -1)
+		die("pipe: %s", strerror(errno));
+	fcntl(fds[0], F_SETPIPE_SZ, 1 << 20);
+	if ((r->pid = fork()) == 0) {
+		dup2(fds[1], 2);
+		if (verbose)
+			execl(hived_path, "hived", "-v", "--config", r->conf,
+			    (char *)NULL);
+		else
+			execl(hived_path, "hived", "--config", r->conf, (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	r->logfd = fds[0];
+	r->len = r->off = 0;
+}
+
+/* Next whole log line, or NULL after timeout_ms. */
+static const char *
+next_line(struct run *r, int timeout_ms)
+{
+	static char line[4096];
+	double end = now_ms() + timeout_ms;
+
+	for (;;) {
+		char *nl = r->buf ? memchr(r->buf + r->off, '\n', r->len - r->off)
+		    : NULL;
+
+		if (nl != NULL) {
+			size_t l = (size_t)(nl - (r->buf + r->off));
+
+			if (l >= sizeof(line))
+				l = sizeof(line) - 1;
+			memcpy(line, r->buf + r->off, l);
+			line[l] = '\0';
+			r->off = (size_t)(nl - r->buf) + 1;
+			if (r->off == r->len)
+				r->off = r->len = 0;
+			return line;
+		}
+		double left = end - now_ms();
+		struct pollfd p = { r->logfd, POLLIN, 0 };
+		char chunk[65536];
+		ssize_t n;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return NULL;
+		if ((n = read(r->logfd, chunk, sizeof(chunk))) <= 0)
+			return NULL;
+		if (r->len + (size_t)n > r->cap) {
+			r->cap = (r->len + (size_t)n) * 2;
+			if ((r->buf = realloc(r->buf, r->cap)) == NULL)
+				die("out of memory");
+		}
+		memcpy(r->buf + r->len, chunk, (size_t)n);
+		r->len += (size_t)n;
+	}
+}
+
+/* Wait for a line with both needles; die after timeout_ms. */
+static const char *
+wait_line(struct run *r, const char *a, const char *b, int timeout_ms)
+{
+	double end = now_ms() + timeout_ms;
+	const char *l;
+
+	while ((l = next_line(r, (int)(end - now_ms()))) != NULL)
+		if (strstr(l, a) && (b == NULL || strstr(l, b)))
+			return l;
+	die("no log line with '%s' '%s' within %d ms", a, b ? b : "",
+	    timeout_ms);
+}
+
+static long long
+field(const char *line, const char *key)
+{
+	char pat[32];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), " %s=", key);
+	return (p = strstr(line, pat)) ? strtoll(p + strlen(pat), NULL, 10) : -1;
+}
+
+static void
+stop(struct run *r, const char *name)
+{
+	double t0 = now_ms();
+	int st;
+
+	kill(r->pid, SIGTERM);
+	/* Keep reading: hived must never block on a full pipe. */
+	while (next_line(r, 100) != NULL || waitpid(r->pid, &st, WNOHANG) == 0)
+		;
+	if (name != NULL)
+		printf("%s: %.2f s\n", name, (now_ms() - t0) / 1e3);
+	close(r->logfd);
+}
+
+static void
+submit(redisContext *c, const char *agent, const char *id)
+{
+	struct hive_task t;
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	char key[HIVE_KEY_MAX];
+	redisReply *rep;
+
+	memset(&t, 0, sizeof(t));
+	t.v = HIVE_PROTO_VERSION;
+	t.id = HIVE_STR(id);
+	t.attempt = 1;
+	t.payload.type = MSGPACK_OBJECT_NIL;
+	msgpack_sbuffer_init(&sb);
+	if (proto_encode_task(&sb, &t, &err) == -1 ||
+	    proto_key_direct(key, sizeof(key), prefix, agent, 1) < 0)
+		die("encode task");
+	rep = redisCommand(c, "XADD %s * m %b", key, sb.data, sb.size);
+	if (rep == NULL || rep->type != REDIS_REPLY_STRING)
+		die("XADD %s", key);
+	freeReplyObject(rep);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/*
+ * 8 agents; each gets a task (and so a memory), then KILLS SIGKILLs round
+ * robin, each to an instance ready for over a second.
+ */
+static void
+bench_kills(struct run *r, int kills)
+{
+	double ready_at[AGENTS8], *to_spawn, *to_ready;
+	pid_t pids[AGENTS8];
+	redisContext *c;
+	const char *host = getenv("HIVE_TEST_REDIS_HOST");
+	const char *port = getenv("HIVE_TEST_REDIS_PORT");
+	char label[64], id[32];
+	int got = 0;
+
+	write_conf(r, "a", AGENTS8, 1);
+	start(r, 1);
+	while (got < AGENTS8) {
+		const char *l = wait_line(r, "state=ready", "from=starting", 60000);
+		int a;
+
+		if (sscanf(strstr(l, "agent=a") + 7, "%d", &a) != 1 || a >= AGENTS8)
+			die("bad line %s", l);
+		pids[a] = (pid_t)field(l, "pid");
+		ready_at[a] = now_ms();
+		got++;
+	}
+	c = redisConnect(host ? host : "127.0.0.1", port ? atoi(port) : 6379);
+	if (c == NULL || c->err)
+		die("redis: %s", c ? c->errstr : "oom");
+	for (int a = 0; a < AGENTS8; a++) {
+		snprintf(label, sizeof(label), "a%d", a);
+		snprintf(id, sizeof(id), "warm-%d", a);
+		submit(c, label, id);
+	}
+	for (got = 0; got < AGENTS8; got++)
+		wait_line(r, "memory_v=1 kept", NULL, 30000);
+	redisFree(c);
+	printf("hived.rss.8_agents: %.2f MB\n", rss_kb(r->pid) / 1024.);
+
+	to_spawn = calloc((size_t)kills, sizeof(double));
+	to_ready = calloc((size_t)kills, sizeof(double));
+	for (int k = 0; k < kills; k++) {
+		int a = k % AGENTS8;
+		double t0, wait = ready_at[a] + 1100 - now_ms();
+		const char *l;
+
+		/* Let the instance be stable, reading the log meanwhile. */
+		while (wait > 0) {
+			next_line(r, (int)wait);
+			wait = ready_at[a] + 1100 - now_ms();
+		}
+		snprintf(label, sizeof(label), "agent=a%d/1 pid=", a);
+		t0 = now_ms();
+		if (kill(pids[a], SIGKILL) == -1)
+			die("kill %ld: %s", (long)pids[a], strerror(errno));
+		l = wait_line(r, label, "state=starting", 10000);
+		to_spawn[k] = now_ms() - t0;
+		if (field(l, "memory_v") < 1)
+			die("replacement without memory: %s", l);
+		l = wait_line(r, label, "state=ready", 10000);
+		to_ready[k] = now_ms() - t0;
+		ready_at[a] = now_ms();
+		pids[a] = (pid_t)field(l, "pid");
+	}
+	report("restart.kill_to_spawn", to_spawn, (size_t)kills);
+	report("restart.kill_to_ready", to_ready, (size_t)kills);
+	printf("hived.rss.8_agents_after_kills: %.2f MB\n",
+	    rss_kb(r->pid) / 1024.);
+	free(to_spawn);
+	free(to_ready);
+	stop(r, NULL);
+}
+
+static void
+bench_many(struct run *r, int instances)
+{
+	int per = 50, nagents = (instances + per - 1) / per, got = 0;
+	char name[64];
+	double t0;
+	long long c0, c1;
+	long hz = sysconf(_SC_CLK_TCK);
+
+	if (instances < per)
+		per = instances, nagents = 1;
+	write_conf(r, "m", nagents, per);
+	t0 = now_ms();
+	start(r, 0);
+	while (got < nagents * per) {
+		wait_line(r, "state=ready", "from=starting", 300000);
+		got++;
+	}
+	printf("start.%d_instances.all_ready: %.2f s\n", got,
+	    (now_ms() - t0) / 1e3);
+	/* Settle, then hived alone with every worker beating once a second. */
+	for (double end = now_ms() + 2000; now_ms() < end;)
+		next_line(r, 100);
+	printf("hived.rss.%d_instances: %.2f MB\n", got, rss_kb(r->pid) / 1024.);
+	c0 = cpu_ticks(r->pid);
+	t0 = now_ms();
+	for (double end = now_ms() + 10000; now_ms() < end;)
+		next_line(r, 100);
+	c1 = cpu_ticks(r->pid);
+	printf("hived.cpu_idle.%d_instances: %.2f %%\n", got,
+	    100. * (double)(c1 - c0) / (double)hz / ((now_ms() - t0) / 1e3));
+	fflush(stdout);
+	snprintf(name, sizeof(name), "stop.%d_instances", got);
+	stop(r, name);
+}
+
+int
+main(int argc, char *argv[])
+{
+	int kills = 50, instances = 500, ch;
+	struct run r;
+	char mem[32];
+
+	memset(&r, 0, sizeof(r));
+	while ((ch = getopt(argc, argv, "k:n:m:")) != -1) {
+		switch (ch) {
+		case 'k':
+			kills = atoi(optarg);
+			break;
+		case 'n':
+			instances = atoi(optarg);
+			break;
+		case 'm':
+			snprintf(mem, sizeof(mem), "%s", optarg);
+			setenv("RESTART_MEM_BYTES", mem, 1);
+			break;
+		default:
+			fprintf(stderr, "usage: bench_restart [-k kills] "
+			    "[-n instances] [-m memory_bytes]\n");
+			return 2;
+		}
+	}
+	if ((hived_path = getenv("HIVED")) == NULL ||
+	    (worker_path = getenv("HIVE_WORKER")) == NULL ||
+	    (handler_path = getenv("RESTART_HANDLER")) == NULL)
+		die("HIVED, HIVE_WORKER, RESTART_HANDLER must be set "
+		    "(bench/restart.sh does)");
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(prefix, sizeof(prefix), "bench%ld", (long)getpid());
+	snprintf(r.dir, sizeof(r.dir), "/tmp/hive-bench-restart-XXXXXX");
+	if (mkdtemp(r.dir) == NULL)
+		die("mkdtemp: %s", strerror(errno));
+	snprintf(r.conf, sizeof(r.conf), "%s/hive.conf", r.dir);
+
+	bench_fork(kills);
+	if (kills > 0)
+		bench_kills(&r, kills);
+	if (instances > 0)
+		bench_many(&r, instances);
+	unlink(r.conf);
+	rmdir(r.dir);
+	free(r.buf);
+	return 0;
+}

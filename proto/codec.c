@@ -1,0 +1,319 @@
+/*
+ * codec.c - the messages that live in Redis streams: task, result, event,
+ * dead letter.  Each is one table of fields (the single definition of its
+ * wire form: docs/PROTOCOL.md documents these tables and
+ * tests/proto/test_protocol_doc.c checks it does) and four small
+ * functions around the generic code of fields.c.
+ */
+#include "proto_int.h"
+
+#include <stddef.h>
+
+/* Table rows.  The type string is the msgpack type docs/PROTOCOL.md shows. */
+#define F_V(st) \
+	{ .name = "v", .kind = PF_VERSION, .required = true, \
+	  .off = offsetof(st, v), .size = 4, .min = 1, \
+	  .max = HIVE_PROTO_VERSION, .type = "uint" }
+#define F_STR(nm, k, req, st, mem, mn, mx) \
+	{ .name = nm, .kind = k, .required = req, .off = offsetof(st, mem), \
+	  .min = mn, .max = mx, .type = "str" }
+#define F_UINT(nm, req, st, mem, mn, mx, df) \
+	{ .name = nm, .kind = PF_UINT, .required = req, \
+	  .off = offsetof(st, mem), .size = sizeof(((st *)0)->mem), \
+	  .min = mn, .max = mx, .dflt = df, .type = "uint" }
+#define F_PIDF(nm, req, st, mem) \
+	{ .name = nm, .kind = PF_PID, .required = req, \
+	  .off = offsetof(st, mem), .size = 8, .min = 0, .max = INT32_MAX, \
+	  .type = "uint" }
+#define F_OBJ(nm, k, st, mem, mx, ty) \
+	{ .name = nm, .kind = k, .required = false, .off = offsetof(st, mem), \
+	  .max = mx, .type = ty }
+#define F_ENUM(nm, st, mem, e) \
+	{ .name = nm, .kind = PF_ENUM, .required = true, \
+	  .off = offsetof(st, mem), .en = &e, .type = "str" }
+
+static const char *const status_names[] = { "ok", "error" };
+static const struct proto_enum status_enum = { status_names, 2,
+	HIVE_STATUS_OK };
+
+static const struct proto_field task_fields[] = {
+	F_V(struct hive_task),
+	F_STR("id", PF_ID, true, struct hive_task, id, 1, HIVE_ID_MAX),
+	F_OBJ("payload", PF_ANY, struct hive_task, payload, 0, "any"),
+	F_UINT("attempt", false, struct hive_task, attempt, 1,
+	    HIVE_ATTEMPTS_MAX, 1),
+	F_UINT("max_attempts", false, struct hive_task, max_attempts, 0,
+	    HIVE_ATTEMPTS_MAX, 0),
+	F_UINT("timeout_ms", false, struct hive_task, timeout_ms, 0,
+	    HIVE_TIMEOUT_MAX, 0),
+	F_UINT("created_ms", false, struct hive_task, created_ms, 0,
+	    UINT64_MAX, 0),
+	F_STR("reply_to", PF_REPLY, false, struct hive_task, reply_to, 1,
+	    HIVE_KEY_MAX),
+	F_STR("workflow", PF_ID, false, struct hive_task, workflow, 1,
+	    HIVE_ID_MAX),
+};
+
+static const struct proto_field result_fields[] = {
+	F_V(struct hive_result),
+	F_STR("id", PF_ID, true, struct hive_result, id, 1, HIVE_ID_MAX),
+	F_STR("agent", PF_AGENT, true, struct hive_result, agent, 1,
+	    HIVE_AGENT_MAX),
+	F_STR("host", PF_PRINT, true, struct hive_result, host, 1,
+	    HIVE_HOST_MAX),
+	F_ENUM("status", struct hive_result, status, status_enum),
+	F_OBJ("result", PF_ANY, struct hive_result, result, 0, "any"),
+	F_STR("error", PF_TEXT, false, struct hive_result, error, 0,
+	    HIVE_ERROR_MAX),
+	F_UINT("attempt", false, struct hive_result, attempt, 1,
+	    HIVE_ATTEMPTS_MAX, 1),
+	F_UINT("started_ms", false, struct hive_result, started_ms, 0,
+	    UINT64_MAX, 0),
+	F_UINT("finished_ms", false, struct hive_result, finished_ms, 0,
+	    UINT64_MAX, 0),
+	F_OBJ("memory", PF_MAP, struct hive_result, memory, HIVE_MEMORY_MAX,
+	    "map"),
+	F_UINT("memory_v", false, struct hive_result, memory_v, 0,
+	    UINT64_MAX, 0),
+	F_STR("workflow", PF_ID, false, struct hive_result, workflow, 1,
+	    HIVE_ID_MAX),
+};
+
+static const struct proto_field event_fields[] = {
+	F_V(struct hive_event),
+	F_STR("kind", PF_NAME, true, struct hive_event, kind, 1,
+	    HIVE_KIND_MAX),
+	F_UINT("ts_ms", true, struct hive_event, ts_ms, 0, UINT64_MAX, 0),
+	F_STR("host", PF_PRINT, true, struct hive_event, host, 1,
+	    HIVE_HOST_MAX),
+	F_STR("agent", PF_AGENT, false, struct hive_event, agent, 1,
+	    HIVE_AGENT_MAX),
+	F_STR("task", PF_ID, false, struct hive_event, task, 1, HIVE_ID_MAX),
+	F_PIDF("pid", false, struct hive_event, pid),
+	F_UINT("attempt", false, struct hive_event, attempt, 0,
+	    HIVE_ATTEMPTS_MAX, 0),
+	F_STR("reason", PF_TEXT, false, struct hive_event, reason, 0,
+	    HIVE_REASON_MAX),
+};
+
+static const struct proto_field dead_fields[] = {
+	F_V(struct hive_dead),
+	F_STR("id", PF_ID, false, struct hive_dead, id, 1, HIVE_ID_MAX),
+	F_STR("reason", PF_TEXT, true, struct hive_dead, reason, 1,
+	    HIVE_REASON_MAX),
+	F_STR("stream", PF_PRINT, false, struct hive_dead, stream, 1,
+	    HIVE_KEY_MAX),
+	F_STR("entry", PF_ENTRY, false, struct hive_dead, entry, 1,
+	    HIVE_ENTRY_ID_MAX),
+	F_STR("agent", PF_AGENT, false, struct hive_dead, agent, 1,
+	    HIVE_AGENT_MAX),
+	F_UINT("attempt", false, struct hive_dead, attempt, 0,
+	    HIVE_ATTEMPTS_MAX, 0),
+	F_UINT("ts_ms", true, struct hive_dead, ts_ms, 0, UINT64_MAX, 0),
+	{ .name = "raw", .kind = PF_RAW, .required = false,
+	  .off = offsetof(struct hive_dead, raw), .max = HIVE_RAW_MAX,
+	  .type = "bin" },
+};
+
+#define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
+
+_Static_assert(NFIELDS(result_fields) <= PROTO_FIELDS_MAX, "table too big");
+_Static_assert(NFIELDS(task_fields) <= PROTO_FIELDS_MAX, "table too big");
+_Static_assert(NFIELDS(event_fields) <= PROTO_FIELDS_MAX, "table too big");
+_Static_assert(NFIELDS(dead_fields) <= PROTO_FIELDS_MAX, "table too big");
+
+/* ---- rules across fields ---- */
+
+/* A failed task says why; memory and its version come together (the
+ * version of a memory is >= 1, 0 means "no memory"). */
+static int
+result_rules(const struct hive_result *m, struct proto_err *err)
+{
+	if (m->status == HIVE_STATUS_ERROR && m->error.len == 0)
+		return proto_fail(err, PROTO_E_MISSING, "error",
+		    "required when status is error");
+	if (m->memory.type != MSGPACK_OBJECT_NIL && m->memory_v == 0)
+		return proto_fail(err, PROTO_E_MISSING, "memory_v",
+		    "required (>= 1) with memory");
+	if (m->memory.type == MSGPACK_OBJECT_NIL && m->memory_v != 0)
+		return proto_fail(err, PROTO_E_MISSING, "memory",
+		    "required when memory_v is set");
+	return 0;
+}
+
+/* ---- decoders ---- */
+
+/* Decode buf into the struct at out whose msgpack_unpacked is *up (a
+ * member of it); table t; out zeroed on failure. */
+static int
+decode_msg(const char *buf, size_t len, size_t max,
+    const struct proto_field *t, size_t n, void *out, size_t outsize,
+    msgpack_unpacked *up, struct proto_err *err)
+{
+	msgpack_unpacked tmp;
+
+	memset(out, 0, outsize);
+	if (proto_unpack_msg(buf, len, max, &tmp, err) == -1)
+		return -1;
+	if (proto_fields_decode(&tmp.data, t, n, out, err) == -1) {
+		msgpack_unpacked_destroy(&tmp);
+		memset(out, 0, outsize);
+		return -1;
+	}
+	*up = tmp;
+	return 0;
+}
+
+int
+proto_decode_task(const char *buf, size_t len, struct hive_task *out,
+    struct proto_err *err)
+{
+	return decode_msg(buf, len, HIVE_TASK_MAX, task_fields,
+	    NFIELDS(task_fields), out, sizeof(*out), &out->up_, err);
+}
+
+int
+proto_decode_result(const char *buf, size_t len, struct hive_result *out,
+    struct proto_err *err)
+{
+	if (decode_msg(buf, len, HIVE_RESULT_MAX, result_fields,
+	    NFIELDS(result_fields), out, sizeof(*out), &out->up_, err) == -1)
+		return -1;
+	if (result_rules(out, err) == -1) {
+		proto_result_clear(out);
+		return -1;
+	}
+	return 0;
+}
+
+int
+proto_decode_event(const char *buf, size_t len, struct hive_event *out,
+    struct proto_err *err)
+{
+	return decode_msg(buf, len, HIVE_MSG_MAX, event_fields,
+	    NFIELDS(event_fields), out, sizeof(*out), &out->up_, err);
+}
+
+int
+proto_decode_dead(const char *buf, size_t len, struct hive_dead *out,
+    struct proto_err *err)
+{
+	return decode_msg(buf, len, HIVE_MSG_MAX, dead_fields,
+	    NFIELDS(dead_fields), out, sizeof(*out), &out->up_, err);
+}
+
+void
+proto_task_clear(struct hive_task *m)
+{
+	if (m == NULL)
+		return;
+	msgpack_unpacked_destroy(&m->up_);
+	memset(m, 0, sizeof(*m));
+}
+
+void
+proto_result_clear(struct hive_result *m)
+{
+	if (m == NULL)
+		return;
+	msgpack_unpacked_destroy(&m->up_);
+	memset(m, 0, sizeof(*m));
+}
+
+void
+proto_event_clear(struct hive_event *m)
+{
+	if (m == NULL)
+		return;
+	msgpack_unpacked_destroy(&m->up_);
+	memset(m, 0, sizeof(*m));
+}
+
+void
+proto_dead_clear(struct hive_dead *m)
+{
+	if (m == NULL)
+		return;
+	msgpack_unpacked_destroy(&m->up_);
+	memset(m, 0, sizeof(*m));
+}
+
+/* ---- encoders ---- */
+
+int
+proto_encode_task(msgpack_sbuffer *sb, const struct hive_task *m,
+    struct proto_err *err)
+{
+	return proto_encode_tables(sb, HIVE_TASK_MAX, task_fields,
+	    NFIELDS(task_fields), NULL, 0, m, err);
+}
+
+int
+proto_encode_result(msgpack_sbuffer *sb, const struct hive_result *m,
+    struct proto_err *err)
+{
+	if (result_rules(m, err) == -1)
+		return -1;
+	return proto_encode_tables(sb, HIVE_RESULT_MAX, result_fields,
+	    NFIELDS(result_fields), NULL, 0, m, err);
+}
+
+int
+proto_encode_event(msgpack_sbuffer *sb, const struct hive_event *m,
+    struct proto_err *err)
+{
+	return proto_encode_tables(sb, HIVE_MSG_MAX, event_fields,
+	    NFIELDS(event_fields), NULL, 0, m, err);
+}
+
+int
+proto_encode_dead(msgpack_sbuffer *sb, const struct hive_dead *m,
+    struct proto_err *err)
+{
+	return proto_encode_tables(sb, HIVE_MSG_MAX, dead_fields,
+	    NFIELDS(dead_fields), NULL, 0, m, err);
+}
+
+/* ---- the tables, for docs ---- */
+
+static void
+doc_rows(const struct proto_field *t, size_t n, struct proto_field_doc *out,
+    size_t max, size_t *count)
+{
+	for (size_t i = 0; i < n; i++, (*count)++) {
+		if (*count >= max)
+			continue;
+		out[*count].name = t[i].name;
+		out[*count].type = t[i].type;
+		out[*count].required = t[i].required;
+	}
+}
+
+int
+proto_field_docs(const char *message, struct proto_field_doc *out,
+    size_t max)
+{
+	static const struct {
+		const char *name;
+		const struct proto_field *t;
+		size_t n;
+	} msgs[] = {
+		{ "task", task_fields, NFIELDS(task_fields) },
+		{ "result", result_fields, NFIELDS(result_fields) },
+		{ "event", event_fields, NFIELDS(event_fields) },
+		{ "dead", dead_fields, NFIELDS(dead_fields) },
+	};
+	const struct proto_field *t;
+	size_t count = 0, n;
+
+	for (size_t i = 0; i < NFIELDS(msgs); i++)
+		if (strcmp(message, msgs[i].name) == 0) {
+			doc_rows(msgs[i].t, msgs[i].n, out, max, &count);
+			return (int)count;
+		}
+	if ((t = proto_frame_table(message, &n)) == NULL)
+		return -1;
+	doc_rows(proto_frame_common, proto_frame_common_n, out, max, &count);
+	doc_rows(t, n, out, max, &count);
+	return (int)count;
+}

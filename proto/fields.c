@@ -1,0 +1,643 @@
+/*
+ * fields.c - the table-driven core of every encoder and decoder.
+ *
+ * A message is a msgpack map; its table (codec.c, frame.c) lists the
+ * fields Hive knows.  Decoding: one pass over the map finds each known
+ * field (a non-string key is E_NOTMAP, a known key twice E_DUPLICATE,
+ * unknown keys are skipped so newer senders may add optional fields), then
+ * the fields are checked in table order, "v" first, so a message from a
+ * newer version is reported as such rather than as a field it got "wrong".
+ * Encoding runs the same checks on the C struct before writing anything.
+ */
+#include "proto_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+/* Enum fields are read and written through an int (memcpy): the enums of
+ * hive_proto.h must be int-sized, which they are on every ABI Hive runs
+ * on; this says so at build time. */
+_Static_assert(sizeof(enum hive_status) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum hive_frame_type) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum hive_wstate) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum hive_ctl) == sizeof(int), "enum size");
+
+static const char *
+type_name(msgpack_object_type t)
+{
+	switch (t) {
+	case MSGPACK_OBJECT_NIL:              return "nil";
+	case MSGPACK_OBJECT_BOOLEAN:          return "bool";
+	case MSGPACK_OBJECT_POSITIVE_INTEGER: return "uint";
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "int";
+	case MSGPACK_OBJECT_FLOAT32:          return "float32";
+	case MSGPACK_OBJECT_FLOAT64:          return "float64";
+	case MSGPACK_OBJECT_STR:              return "str";
+	case MSGPACK_OBJECT_ARRAY:            return "array";
+	case MSGPACK_OBJECT_MAP:              return "map";
+	case MSGPACK_OBJECT_BIN:              return "bin";
+	case MSGPACK_OBJECT_EXT:              return "ext";
+	}
+	return "unknown";
+}
+
+/* ---- string validators ---- */
+
+int
+proto_check_print(const char *s, size_t len, size_t max,
+    enum proto_errcode *why)
+{
+	if (len == 0 || len > max) {
+		*why = PROTO_E_SIZE;
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) {
+			*why = PROTO_E_VALUE;
+			return -1;
+		}
+	return 0;
+}
+
+static bool
+name_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+}
+
+int
+proto_check_name(const char *s, size_t len, enum proto_errcode *why)
+{
+	if (len == 0 || len > HIVE_NAME_MAX) {
+		*why = PROTO_E_SIZE;
+		return -1;
+	}
+	if (s[0] == '.' || s[0] == '-') {
+		*why = PROTO_E_VALUE;
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++)
+		if (!name_char((unsigned char)s[i])) {
+			*why = PROTO_E_VALUE;
+			return -1;
+		}
+	return 0;
+}
+
+/* "name" or "name/instance", instance 1..HIVE_INSTANCE_MAX in plain
+ * decimal (no sign, no leading zero). */
+int
+proto_check_agent(const char *s, size_t len, enum proto_errcode *why)
+{
+	const char *slash;
+	size_t nlen, ilen;
+	unsigned inst = 0;
+
+	if (len == 0 || len > HIVE_AGENT_MAX) {
+		*why = PROTO_E_SIZE;
+		return -1;
+	}
+	slash = memchr(s, '/', len);
+	nlen = slash ? (size_t)(slash - s) : len;
+	if (proto_check_name(s, nlen, why) == -1) {
+		*why = PROTO_E_VALUE;   /* the whole is within its limit */
+		return -1;
+	}
+	if (slash == NULL)
+		return 0;
+	ilen = len - nlen - 1;
+	*why = PROTO_E_VALUE;
+	if (ilen == 0 || ilen > 4 || slash[1] == '0')
+		return -1;
+	for (size_t i = 0; i < ilen; i++) {
+		if (slash[1 + i] < '0' || slash[1 + i] > '9')
+			return -1;
+		inst = inst * 10 + (unsigned)(slash[1 + i] - '0');
+	}
+	if (inst < 1 || inst > HIVE_INSTANCE_MAX)
+		return -1;
+	return 0;
+}
+
+/* Strict UTF-8 (no overlong forms, no surrogates, <= U+10FFFF) and no
+ * NUL: text fields end up in PostgreSQL text columns and JSON. */
+int
+proto_check_utf8(const char *str, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned c = s[i], n;
+		uint32_t cp, min;
+
+		if (c == 0)
+			return -1;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1; cp = c & 0x1f; min = 0x80;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2; cp = c & 0x0f; min = 0x800;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3; cp = c & 0x07; min = 0x10000;
+		} else {
+			return -1;
+		}
+		if (n > len - i - 1)
+			return -1;
+		for (unsigned k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return -1;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return -1;
+		i += n + 1;
+	}
+	return 0;
+}
+
+/* Entry id of a Redis stream: "<ms>-<seq>", both decimal. */
+static int
+check_entry(const char *s, size_t len, enum proto_errcode *why)
+{
+	const char *dash;
+
+	if (len == 0 || len > HIVE_ENTRY_ID_MAX) {
+		*why = PROTO_E_SIZE;
+		return -1;
+	}
+	*why = PROTO_E_VALUE;
+	dash = memchr(s, '-', len);
+	if (dash == NULL || dash == s || dash == s + len - 1)
+		return -1;
+	for (size_t i = 0; i < len; i++)
+		if (s + i != dash && (s[i] < '0' || s[i] > '9'))
+			return -1;
+	return 0;
+}
+
+static int
+enum_find(const struct proto_enum *en, const char *s, size_t len)
+{
+	for (unsigned i = 0; i < en->count; i++)
+		if (strlen(en->names[i]) == len &&
+		    memcmp(en->names[i], s, len) == 0)
+			return en->base + (int)i;
+	return -1;
+}
+
+/* Check the string s of field f; shared by decoder and encoder. */
+static int
+check_str(const struct proto_field *f, const char *s, size_t len,
+    struct proto_err *err)
+{
+	enum proto_errcode why = PROTO_E_SIZE;
+	int rc = 0;
+
+	switch (f->kind) {
+	case PF_ID:
+	case PF_PRINT:
+		rc = proto_check_print(s, len, f->max, &why);
+		break;
+	case PF_REPLY:
+		rc = proto_check_print(s, len, f->max, &why);
+		if (rc == 0 && (len <= strlen(HIVE_REPLY_PREFIX) ||
+		    memcmp(s, HIVE_REPLY_PREFIX, strlen(HIVE_REPLY_PREFIX)) != 0))
+			return proto_fail(err, PROTO_E_VALUE, f->name,
+			    "must start with \"%s\" and name something",
+			    HIVE_REPLY_PREFIX);
+		break;
+	case PF_NAME:
+		rc = proto_check_name(s, len, &why);
+		if (rc == 0 && len > f->max) {
+			why = PROTO_E_SIZE;
+			rc = -1;
+		}
+		break;
+	case PF_AGENT:
+		rc = proto_check_agent(s, len, &why);
+		break;
+	case PF_ENTRY:
+		rc = check_entry(s, len, &why);
+		break;
+	case PF_TEXT:
+		if (len < f->min || len > f->max)
+			rc = -1;
+		else if (proto_check_utf8(s, len) == -1)
+			return proto_fail(err, PROTO_E_VALUE, f->name,
+			    "not UTF-8 text without NUL");
+		break;
+	case PF_ENUM:
+		if (enum_find(f->en, s, len) == -1)
+			return proto_fail(err, PROTO_E_VALUE, f->name,
+			    "\"%.*s\" is not a known value",
+			    (int)(len > 32 ? 32 : len), s);
+		break;
+	default:
+		break;
+	}
+	if (rc == 0)
+		return 0;
+	if (why == PROTO_E_SIZE) {
+		if (len == 0)
+			return proto_fail(err, PROTO_E_SIZE, f->name, "empty");
+		return proto_fail(err, PROTO_E_SIZE, f->name,
+		    "%zu bytes > %" PRIu64, len, f->max);
+	}
+	return proto_fail(err, PROTO_E_VALUE, f->name, "bad characters");
+}
+
+static int
+check_uint(const struct proto_field *f, uint64_t u, struct proto_err *err)
+{
+	if (u < f->min)
+		return proto_fail(err, PROTO_E_SIZE, f->name,
+		    "%" PRIu64 " < %" PRIu64, u, f->min);
+	if (u > f->max)
+		return proto_fail(err, PROTO_E_SIZE, f->name,
+		    "%" PRIu64 " > %" PRIu64, u, f->max);
+	return 0;
+}
+
+static bool
+is_str_kind(enum proto_fkind k)
+{
+	return k == PF_ID || k == PF_NAME || k == PF_AGENT || k == PF_PRINT ||
+	    k == PF_REPLY || k == PF_ENTRY || k == PF_TEXT || k == PF_ENUM;
+}
+
+/* ---- decoding ---- */
+
+/* Check one present, non-nil value o against field f and store it in the
+ * message at base (strings and values borrow from o). */
+static int
+decode_one(const struct proto_field *f, const msgpack_object *o, char *base,
+    struct proto_err *err)
+{
+	void *p = base + f->off;
+
+	if (f->kind == PF_VERSION) {
+		if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+			return proto_fail(err, PROTO_E_VERSION, f->name,
+			    "%" PRId64 ", this side speaks %d", o->via.i64,
+			    HIVE_PROTO_VERSION);
+		if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+			return proto_fail(err, PROTO_E_TYPE, f->name,
+			    "uint expected, got %s", type_name(o->type));
+		if (o->via.u64 < 1 || o->via.u64 > HIVE_PROTO_VERSION)
+			return proto_fail(err, PROTO_E_VERSION, f->name,
+			    "%" PRIu64 ", this side speaks %d", o->via.u64,
+			    HIVE_PROTO_VERSION);
+		*(uint32_t *)p = (uint32_t)o->via.u64;
+		return 0;
+	}
+	if (is_str_kind(f->kind)) {
+		struct hive_str *s = p;
+
+		if (o->type != MSGPACK_OBJECT_STR)
+			return proto_fail(err, PROTO_E_TYPE, f->name,
+			    "str expected, got %s", type_name(o->type));
+		if (check_str(f, o->via.str.ptr, o->via.str.size, err) == -1)
+			return -1;
+		if (f->kind == PF_ENUM) {
+			int v = enum_find(f->en, o->via.str.ptr, o->via.str.size);
+
+			memcpy(p, &v, sizeof(v));   /* enums are int-sized */
+			return 0;
+		}
+		s->ptr = o->via.str.ptr;
+		s->len = o->via.str.size;
+		return 0;
+	}
+	switch (f->kind) {
+	case PF_UINT:
+	case PF_PID:
+		if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+			return proto_fail(err, PROTO_E_SIZE, f->name,
+			    "%" PRId64 " < %" PRIu64, o->via.i64, f->min);
+		if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+			return proto_fail(err, PROTO_E_TYPE, f->name,
+			    "uint expected, got %s", type_name(o->type));
+		if (check_uint(f, o->via.u64, err) == -1)
+			return -1;
+		if (f->kind == PF_PID)
+			*(int64_t *)p = (int64_t)o->via.u64;
+		else if (f->size == 8)
+			*(uint64_t *)p = o->via.u64;
+		else
+			*(uint32_t *)p = (uint32_t)o->via.u64;
+		return 0;
+	case PF_MAP:
+		if (o->type != MSGPACK_OBJECT_MAP)
+			return proto_fail(err, PROTO_E_TYPE, f->name,
+			    "map expected, got %s", type_name(o->type));
+		/* FALLTHROUGH */
+	case PF_ANY:
+		if (f->max > 0) {
+			uint64_t size = 0;
+
+			/* depth was bounded by the reader */
+			if (proto_obj_check(o, HIVE_DEPTH_MAX, &size, err,
+			    f->name) == -1)
+				return -1;
+			if (size > f->max)
+				return proto_fail(err, PROTO_E_SIZE, f->name,
+				    "%" PRIu64 " bytes > %" PRIu64, size,
+				    f->max);
+		}
+		*(msgpack_object *)p = *o;
+		return 0;
+	case PF_RAW: {
+		struct hive_str *s = p;
+
+		if (o->type == MSGPACK_OBJECT_BIN) {
+			s->ptr = o->via.bin.ptr;
+			s->len = o->via.bin.size;
+		} else if (o->type == MSGPACK_OBJECT_STR) {
+			s->ptr = o->via.str.ptr;
+			s->len = o->via.str.size;
+		} else {
+			return proto_fail(err, PROTO_E_TYPE, f->name,
+			    "bin expected, got %s", type_name(o->type));
+		}
+		if (s->len > f->max) {
+			uint32_t n = s->len;
+
+			s->ptr = NULL;
+			s->len = 0;
+			return proto_fail(err, PROTO_E_SIZE, f->name,
+			    "%" PRIu32 " bytes > %" PRIu64, n, f->max);
+		}
+		return 0;
+	}
+	default:
+		break;
+	}
+	return proto_fail(err, PROTO_E_TYPE, f->name, "no decoder");
+}
+
+int
+proto_fields_decode(const msgpack_object *map, const struct proto_field *t,
+    size_t n, void *out, struct proto_err *err)
+{
+	const msgpack_object *val[PROTO_FIELDS_MAX] = { 0 };
+
+	if (map->type != MSGPACK_OBJECT_MAP)
+		return proto_fail(err, PROTO_E_NOTMAP, "", "not a map");
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		const msgpack_object *k = &map->via.map.ptr[i].key;
+
+		if (k->type != MSGPACK_OBJECT_STR)
+			return proto_fail(err, PROTO_E_NOTMAP, "",
+			    "key %" PRIu32 " is a %s, not a str", i,
+			    type_name(k->type));
+		for (size_t j = 0; j < n && j < PROTO_FIELDS_MAX; j++) {
+			if (strlen(t[j].name) != k->via.str.size ||
+			    memcmp(t[j].name, k->via.str.ptr,
+			    k->via.str.size) != 0)
+				continue;
+			if (val[j] != NULL)
+				return proto_fail(err, PROTO_E_DUPLICATE,
+				    t[j].name, "key appears twice");
+			val[j] = &map->via.map.ptr[i].val;
+			break;
+		}
+	}
+	for (size_t j = 0; j < n && j < PROTO_FIELDS_MAX; j++) {
+		const struct proto_field *f = &t[j];
+
+		if (val[j] == NULL || val[j]->type == MSGPACK_OBJECT_NIL) {
+			if (f->required)
+				return proto_fail(err, PROTO_E_MISSING, f->name,
+				    "required");
+			if (f->kind == PF_UINT && f->size == 8)
+				*(uint64_t *)((char *)out + f->off) = f->dflt;
+			else if (f->kind == PF_UINT)
+				*(uint32_t *)((char *)out + f->off) =
+				    (uint32_t)f->dflt;
+			continue;
+		}
+		if (decode_one(f, val[j], out, err) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* ---- encoding ---- */
+
+static uint64_t
+get_uint(const struct proto_field *f, const char *base)
+{
+	if (f->kind == PF_PID) {
+		int64_t i;
+
+		memcpy(&i, base + f->off, sizeof(i));
+		return (uint64_t)i;
+	}
+	if (f->size == 8) {
+		uint64_t u;
+
+		memcpy(&u, base + f->off, sizeof(u));
+		return u;
+	} else {
+		uint32_t u;
+
+		memcpy(&u, base + f->off, sizeof(u));
+		return u;
+	}
+}
+
+/* Will field f of m be written?  Absent optional fields are: empty
+ * strings, nil values, and integers that are 0 or their default (0 in an
+ * optional integer means "the default", so a zeroed struct is valid). */
+static bool
+present(const struct proto_field *f, const char *base)
+{
+	const void *p = base + f->off;
+
+	if (f->required || f->kind == PF_VERSION || f->kind == PF_ENUM)
+		return true;
+	if (is_str_kind(f->kind) || f->kind == PF_RAW)
+		return ((const struct hive_str *)p)->len > 0;
+	if (f->kind == PF_ANY || f->kind == PF_MAP)
+		return ((const msgpack_object *)p)->type != MSGPACK_OBJECT_NIL;
+	if (f->kind == PF_PID) {
+		int64_t i;
+
+		memcpy(&i, p, sizeof(i));
+		return i != 0;
+	}
+	return get_uint(f, base) != 0 && get_uint(f, base) != f->dflt;
+}
+
+/* The encoder's check of one field that will be written: the rules of
+ * decode_one(), applied to the C value. */
+static int
+check_one(const struct proto_field *f, const char *base,
+    struct proto_err *err)
+{
+	const void *p = base + f->off;
+
+	if (f->kind == PF_VERSION)
+		return 0;               /* always HIVE_PROTO_VERSION */
+	if (f->kind == PF_ENUM) {
+		int v;
+
+		memcpy(&v, p, sizeof(v));
+		if (v < f->en->base || v >= f->en->base + (int)f->en->count)
+			return proto_fail(err, PROTO_E_VALUE, f->name,
+			    "%d is not a known value", v);
+		return 0;
+	}
+	if (is_str_kind(f->kind) || f->kind == PF_RAW) {
+		const struct hive_str *s = p;
+
+		if (s->len == 0)
+			return proto_fail(err, PROTO_E_MISSING, f->name,
+			    "required");
+		if (s->ptr == NULL)
+			return proto_fail(err, PROTO_E_VALUE, f->name,
+			    "NULL pointer");
+		if (f->kind == PF_RAW) {
+			if (s->len > f->max)
+				return proto_fail(err, PROTO_E_SIZE, f->name,
+				    "%" PRIu32 " bytes > %" PRIu64, s->len,
+				    f->max);
+			return 0;
+		}
+		return check_str(f, s->ptr, s->len, err);
+	}
+	switch (f->kind) {
+	case PF_UINT:
+	case PF_PID: {
+		uint64_t u = get_uint(f, base);
+
+		if (f->kind == PF_PID && (int64_t)u < 0)
+			return proto_fail(err, PROTO_E_SIZE, f->name,
+			    "%" PRId64 " < 0", (int64_t)u);
+		return check_uint(f, u, err);
+	}
+	case PF_MAP:
+	case PF_ANY: {
+		const msgpack_object *o = p;
+		uint64_t size = 0;
+
+		if (o->type == MSGPACK_OBJECT_NIL)
+			return proto_fail(err, PROTO_E_MISSING, f->name,
+			    "required");
+		if (f->kind == PF_MAP && o->type != MSGPACK_OBJECT_MAP)
+			return proto_fail(err, PROTO_E_TYPE, f->name,
+			    "map expected, got %s", type_name(o->type));
+		if (proto_obj_check(o, HIVE_DEPTH_MAX, &size, err,
+		    f->name) == -1)
+			return -1;
+		if (f->max > 0 && size > f->max)
+			return proto_fail(err, PROTO_E_SIZE, f->name,
+			    "%" PRIu64 " bytes > %" PRIu64, size, f->max);
+		return 0;
+	}
+	default:
+		break;
+	}
+	return proto_fail(err, PROTO_E_TYPE, f->name, "no encoder");
+}
+
+int
+proto_fields_check(const struct proto_field *t, size_t n, const void *m,
+    uint32_t *count, struct proto_err *err)
+{
+	*count = 0;
+	for (size_t j = 0; j < n; j++) {
+		if (!present(&t[j], m))
+			continue;
+		if (check_one(&t[j], m, err) == -1)
+			return -1;
+		(*count)++;
+	}
+	return 0;
+}
+
+static int
+pack_cstr(msgpack_packer *pk, const char *s, size_t len)
+{
+	return msgpack_pack_str(pk, len) | msgpack_pack_str_body(pk, s, len);
+}
+
+int
+proto_fields_pack(msgpack_packer *pk, const struct proto_field *t, size_t n,
+    const void *m)
+{
+	const char *base = m;
+	int rc = 0;
+
+	for (size_t j = 0; j < n; j++) {
+		const struct proto_field *f = &t[j];
+		const void *p = base + f->off;
+
+		if (!present(f, base))
+			continue;
+		rc |= pack_cstr(pk, f->name, strlen(f->name));
+		if (f->kind == PF_VERSION) {
+			rc |= msgpack_pack_uint32(pk, HIVE_PROTO_VERSION);
+		} else if (f->kind == PF_ENUM) {
+			int v;
+			const char *name;
+
+			memcpy(&v, p, sizeof(v));
+			name = f->en->names[v - f->en->base];
+			rc |= pack_cstr(pk, name, strlen(name));
+		} else if (is_str_kind(f->kind)) {
+			const struct hive_str *s = p;
+
+			rc |= pack_cstr(pk, s->ptr, s->len);
+		} else if (f->kind == PF_RAW) {
+			const struct hive_str *s = p;
+
+			rc |= msgpack_pack_bin(pk, s->len) |
+			    msgpack_pack_bin_body(pk, s->ptr, s->len);
+		} else if (f->kind == PF_UINT) {
+			rc |= msgpack_pack_uint64(pk, get_uint(f, base));
+		} else if (f->kind == PF_PID) {
+			rc |= msgpack_pack_int64(pk, (int64_t)get_uint(f, base));
+		} else {
+			rc |= msgpack_pack_object(pk, *(const msgpack_object *)p);
+		}
+	}
+	return rc ? -1 : 0;
+}
+
+int
+proto_encode_tables(msgpack_sbuffer *sb, size_t max,
+    const struct proto_field *t1, size_t n1,
+    const struct proto_field *t2, size_t n2, const void *m,
+    struct proto_err *err)
+{
+	msgpack_packer pk;
+	uint32_t c1 = 0, c2 = 0;
+	size_t start = sb->size;
+
+	if (proto_fields_check(t1, n1, m, &c1, err) == -1)
+		return -1;
+	if (t2 != NULL && proto_fields_check(t2, n2, m, &c2, err) == -1)
+		return -1;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	if (msgpack_pack_map(&pk, c1 + c2) != 0 ||
+	    proto_fields_pack(&pk, t1, n1, m) == -1 ||
+	    (t2 != NULL && proto_fields_pack(&pk, t2, n2, m) == -1)) {
+		sb->size = start;
+		return proto_fail(err, PROTO_E_TOOBIG, "", "out of memory");
+	}
+	if (sb->size - start > max) {
+		size_t n = sb->size - start;
+
+		sb->size = start;
+		return proto_fail(err, PROTO_E_TOOBIG, "", "%zu bytes > %zu",
+		    n, max);
+	}
+	return 0;
+}

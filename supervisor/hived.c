@@ -1,0 +1,557 @@
+/*
+ * hived.c - the daemon around the agents: one libev loop, its signals, the
+ * housekeeping timer, reload, graceful stop, and what systemd is told.
+ *
+ * Signal handlers do nothing but wake the loop (ev_signal); all the work
+ * happens in these callbacks, on the loop, like everything else.
+ */
+#include "hived.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+
+static void sup_signal_cb(struct ev_loop *, ev_signal *, int);
+static void sup_hk_cb(struct ev_loop *, ev_timer *, int);
+
+/* First line of path, without surrounding blanks; 0, or -1 (logged). */
+int
+sup_read_token(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "re");
+	size_t n;
+	char *s;
+
+	if (f == NULL) {
+		log_warn("token_file %s", path);
+		return -1;
+	}
+	if (fgets(buf, (int)len, f) == NULL) {
+		log_warnx("token_file %s: empty", path);
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	n = strcspn(buf, "\r\n");
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		buf[--n] = '\0';
+	for (s = buf; *s == ' ' || *s == '\t'; s++)
+		;
+	memmove(buf, s, strlen(s) + 1);
+	if (*buf == '\0') {
+		log_warnx("token_file %s: empty", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* Write the HTTP port for tests and scripts: to a temporary name, then
+ * renamed, so a reader never sees half a number. */
+static int
+write_port_file(const char *path, unsigned port)
+{
+	char tmp[4096];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if ((f = fopen(tmp, "we")) == NULL) {
+		log_warn("port file %s", tmp);
+		return -1;
+	}
+	fprintf(f, "%u\n", port);
+	if (fclose(f) != 0 || rename(tmp, path) == -1) {
+		log_warn("port file %s", path);
+		return -1;
+	}
+	return 0;
+}
+
+struct sup *
+sup_new(const char *conf_path, struct hive_conf *conf, const char *port_file)
+{
+	struct sup *sup = calloc(1, sizeof(*sup));
+	double hk = SUP_HOUSEKEEPING_S;
+	uint64_t usec = 0;
+
+	if (sup == NULL) {
+		conf_free(conf);
+		return NULL;
+	}
+	TAILQ_INIT(&sup->agents);
+	sup->devnull = -1;
+	sup->port_file = port_file;
+	if ((sup->conf_path = strdup(conf_path)) == NULL ||
+	    (sup->cref = sup_cref_new(conf)) == NULL) {
+		conf_free(conf);
+		goto err;
+	}
+	sup->loop = ev_default_loop(EVFLAG_AUTO);
+	if (sup->loop == NULL) {
+		log_warnx("cannot initialise libev");
+		goto err;
+	}
+	sup->started = ev_now(sup->loop);
+	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Each worker costs a socketpair end for its life and an exec pipe
+	 * until it has exec'd, and a start forks every worker in one loop
+	 * iteration: 500 instances would pass a soft limit of 1024.  Raise
+	 * the soft limit to the hard one (systemd's own advice); workers
+	 * get the original back, for programs that still use select().
+	 */
+	if (getrlimit(RLIMIT_NOFILE, &sup->nofile) == 0 &&
+	    sup->nofile.rlim_cur < sup->nofile.rlim_max) {
+		struct rlimit rl = sup->nofile;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("raise RLIMIT_NOFILE");
+	}
+	if ((sup->devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) == -1) {
+		log_warn("/dev/null");
+		goto err;
+	}
+	if ((sup->mem = sup_memstore_new()) == NULL)
+		goto err;
+	if (conf->token_file != NULL && *conf->token_file &&
+	    sup_read_token(conf->token_file, sup->token, sizeof(sup->token)) == -1)
+		goto err;
+
+	ev_signal_init(&sup->sig_term, sup_signal_cb, SIGTERM);
+	ev_signal_init(&sup->sig_int, sup_signal_cb, SIGINT);
+	ev_signal_init(&sup->sig_hup, sup_signal_cb, SIGHUP);
+	ev_signal_init(&sup->sig_usr1, sup_signal_cb, SIGUSR1);
+	sup->sig_term.data = sup->sig_int.data = sup;
+	sup->sig_hup.data = sup->sig_usr1.data = sup;
+	ev_signal_start(sup->loop, &sup->sig_term);
+	ev_signal_start(sup->loop, &sup->sig_int);
+	ev_signal_start(sup->loop, &sup->sig_hup);
+	ev_signal_start(sup->loop, &sup->sig_usr1);
+	ev_child_init(&sup->child, sup_spawn_child_cb, 0, 0);
+	sup->child.data = sup;
+	ev_child_start(sup->loop, &sup->child);
+
+	/* systemd wants a ping at least every WATCHDOG_USEC; twice as often
+	 * leaves room for a slow iteration. */
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+		sup->watchdog_usec = usec;
+		if (usec / 2e6 < hk)
+			hk = usec / 2e6;
+	}
+	ev_timer_init(&sup->hk, sup_hk_cb, hk, hk);
+	sup->hk.data = sup;
+	/* Lowest priority: in an iteration that also has heartbeats to read
+	 * (after a stall), they are read before deadlines are judged. */
+	ev_set_priority(&sup->hk, EV_MINPRI);
+	ev_timer_start(sup->loop, &sup->hk);
+
+	for (size_t i = 0; i < conf->nagents; i++) {
+		struct sup_agent *a = sup_agent_new(sup, sup->cref,
+		    &conf->agents[i]);
+
+		if (a == NULL) {
+			log_warnx("agent=%s: out of memory", conf->agents[i].name);
+			goto err;
+		}
+		TAILQ_INSERT_TAIL(&sup->agents, a, entry);
+	}
+
+	if (conf->http[0] != '\0') {
+		if ((sup->http = sup_http_new(sup, conf->http)) == NULL)
+			goto err;
+		if (port_file != NULL &&
+		    write_port_file(port_file, sup_http_port(sup->http)) == -1)
+			goto err;
+	}
+	return sup;
+err:
+	sup_free(sup);
+	return NULL;
+}
+
+/*
+ * After a graceful stop every worker has been reaped.  When start-up
+ * fails half-way, workers may not have been forked yet.  Either way any
+ * worker still alive is left to the EOF rule (spawn.c): its socketpair
+ * closes with us.
+ */
+void
+sup_free(struct sup *sup)
+{
+	struct sup_agent *a;
+
+	if (sup == NULL)
+		return;
+	while ((a = TAILQ_FIRST(&sup->agents)) != NULL) {
+		TAILQ_REMOVE(&sup->agents, a, entry);
+		sup_agent_free(a);
+	}
+	sup_http_free(sup->http);
+	sup_memstore_free(sup->mem);
+	sup_cref_unref(sup->cref);
+	if (sup->loop != NULL) {
+		ev_timer_stop(sup->loop, &sup->hk);
+		ev_signal_stop(sup->loop, &sup->sig_term);
+		ev_signal_stop(sup->loop, &sup->sig_int);
+		ev_signal_stop(sup->loop, &sup->sig_hup);
+		ev_signal_stop(sup->loop, &sup->sig_usr1);
+		ev_child_stop(sup->loop, &sup->child);
+		ev_loop_destroy(sup->loop);
+	}
+	if (sup->devnull >= 0)
+		close(sup->devnull);
+	free(sup->conf_path);
+	free(sup);
+}
+
+unsigned
+sup_count_states(struct sup *sup, unsigned counts[SUP_ST_COUNT])
+{
+	struct sup_agent *a;
+	unsigned n = 0;
+
+	memset(counts, 0, sizeof(unsigned) * SUP_ST_COUNT);
+	TAILQ_FOREACH(a, &sup->agents, entry)
+		for (unsigned i = 0; i < a->ninst; i++, n++)
+			counts[a->inst[i]->fsm.state]++;
+	return n;
+}
+
+void
+sup_summary(struct sup *sup, char *buf, size_t len)
+{
+	unsigned c[SUP_ST_COUNT], nagents = 0;
+	struct sup_agent *a;
+	size_t off;
+	int w;
+
+	sup_count_states(sup, c);
+	TAILQ_FOREACH(a, &sup->agents, entry)
+		nagents += !a->removed;
+	w = snprintf(buf, len, "%u agent%s: %u ready, %u busy, %u failed",
+	    nagents, nagents == 1 ? "" : "s", c[SUP_ST_READY], c[SUP_ST_BUSY],
+	    c[SUP_ST_FAILED]);
+	off = w < 0 ? 0 : (size_t)w;
+	/* The rest only when there are some: the line stays short. */
+	for (int s = 0; s < SUP_ST_COUNT && off < len; s++) {
+		if (s == SUP_ST_READY || s == SUP_ST_BUSY || s == SUP_ST_FAILED ||
+		    c[s] == 0)
+			continue;
+		w = snprintf(buf + off, len - off, ", %u %s", c[s],
+		    sup_state_name((enum sup_state)s));
+		off += w < 0 ? 0 : (size_t)w;
+	}
+}
+
+static void
+sup_notify_status(struct sup *sup, int force)
+{
+	char line[sizeof(sup->status)];
+
+	sup_summary(sup, line, sizeof(line));
+	if (!force && strcmp(line, sup->status) == 0)
+		return;
+	memcpy(sup->status, line, sizeof(line));
+	sd_notifyf(0, "STATUS=%s", line);
+}
+
+/* Start-up is over when every agent's first instance has settled: ready
+ * or busy, or somewhere it will stay without an operator. */
+static int
+sup_first_settled(struct sup *sup)
+{
+	struct sup_agent *a;
+
+	TAILQ_FOREACH(a, &sup->agents, entry) {
+		if (a->removed || a->ninst == 0)
+			continue;
+		switch (a->inst[0]->fsm.state) {
+		case SUP_ST_STARTING:
+		case SUP_ST_RESTARTING:
+		case SUP_ST_STOPPING:
+			return 0;
+		default:
+			break;
+		}
+	}
+	return 1;
+}
+
+void
+sup_state_changed(struct sup *sup)
+{
+	if (sup->stopping) {
+		if (sup->nchildren == 0)
+			ev_break(sup->loop, EVBREAK_ALL);
+		return;
+	}
+	if (!sup->ready_sent && sup_first_settled(sup)) {
+		char line[sizeof(sup->status)];
+
+		sup->ready_sent = 1;
+		sup_summary(sup, line, sizeof(line));
+		memcpy(sup->status, line, sizeof(line));
+		sd_notifyf(0, "READY=1\nSTATUS=%s", line);
+		log_info("ready %s", line);
+	}
+}
+
+static int
+str_differs(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") != 0;
+}
+
+/* Settings of [hive] that are on every worker's command line. */
+static int
+globals_changed(const struct hive_conf *o, const struct hive_conf *n)
+{
+	return strcmp(o->redis, n->redis) != 0 ||
+	    strcmp(o->prefix, n->prefix) != 0 ||
+	    strcmp(o->host, n->host) != 0 ||
+	    str_differs(o->worker_path, n->worker_path) ||
+	    o->heartbeat_ms != n->heartbeat_ms || o->verbose != n->verbose;
+}
+
+static void
+log_conf_errors(char *text, const char *what)
+{
+	char *line, *save = NULL;
+
+	for (line = strtok_r(text, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save))
+		log_warnx("%s: %s", what, line);
+}
+
+/*
+ * SIGHUP.  The file is loaded and validated whole before anything
+ * changes; a bad one is logged and the running configuration stays.
+ * Then: agents whose section changed restart (each instance drains and
+ * comes back with its memory), unchanged ones keep their workers, added
+ * ones start, removed ones drain and stop.
+ */
+int
+sup_reload(struct sup *sup)
+{
+	struct hive_conf *nc, *oc = sup->cref->conf;
+	struct sup_cref *ncref;
+	struct sup_agent *a;
+	char *errs = NULL;
+	size_t errlen = 0;
+	FILE *errf;
+	unsigned added = 0, changed = 0, removed = 0, same = 0;
+	int all;
+
+	if (sup->stopping) {
+		log_info("reload ignored: stopping");
+		return -1;
+	}
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+	    (unsigned long long)(ev_time() * 1e6), sup->conf_path);
+	log_info("reload file=%s", sup->conf_path);
+	if ((errf = open_memstream(&errs, &errlen)) == NULL) {
+		log_warn("reload: open_memstream");
+		goto keep;
+	}
+	nc = conf_load(sup->conf_path, errf);
+	fclose(errf);
+	if (nc == NULL) {
+		log_conf_errors(errs, "reload");
+		log_warnx("reload failed: keeping the running configuration");
+		goto keep;
+	}
+	free(errs);
+	errs = NULL;
+	if ((ncref = sup_cref_new(nc)) == NULL) {
+		conf_free(nc);
+		log_warnx("reload: out of memory");
+		goto keep;
+	}
+	if (str_differs(oc->http, nc->http))
+		log_warnx("reload: http address changes need a restart of hived "
+		    "(still %s)", oc->http);
+	if (nc->token_file != NULL && *nc->token_file) {
+		char tok[SUP_TOKEN_MAX];
+
+		if (sup_read_token(nc->token_file, tok, sizeof(tok)) == 0)
+			memcpy(sup->token, tok, sizeof(tok));
+		else
+			log_warnx("reload: keeping the previous token");
+	} else {
+		sup->token[0] = '\0';
+	}
+	log_set_verbose(log_verbose() || nc->verbose);
+	all = globals_changed(oc, nc);
+
+	TAILQ_FOREACH(a, &sup->agents, entry)
+		if (conf_agent(nc, a->name) == NULL && !a->removed) {
+			a->removed = 1;
+			removed++;
+			log_info("agent=%s removed: stopping", a->name);
+			sup_agent_event(a, SUP_EV_STOP);
+		}
+	/* The cref switch comes first: spawns below read globals from it. */
+	sup_cref_unref(sup->cref);
+	sup->cref = ncref;
+	for (size_t i = 0; i < nc->nagents; i++) {
+		const struct hive_agent_conf *ac = &nc->agents[i];
+
+		if ((a = sup_agent_find(sup, ac->name)) == NULL) {
+			if ((a = sup_agent_new(sup, ncref, ac)) == NULL) {
+				log_warnx("agent=%s: out of memory", ac->name);
+				continue;
+			}
+			TAILQ_INSERT_TAIL(&sup->agents, a, entry);
+			added++;
+			log_info("agent=%s added", a->name);
+			sup_agent_start(a);
+			continue;
+		}
+		if (a->removed || all || a->conf->hash != ac->hash) {
+			changed++;
+			log_info("agent=%s changed: restarting", a->name);
+			sup_agent_reconfigure(a, ncref, ac, 1);
+		} else {
+			same++;
+			sup_agent_reconfigure(a, ncref, ac, 0);
+		}
+	}
+	log_info("reload done added=%u changed=%u removed=%u unchanged=%u",
+	    added, changed, removed, same);
+	sup_state_changed(sup);
+	sd_notifyf(0, "READY=1\nSTATUS=reloaded");
+	sup_notify_status(sup, 1);
+	return 0;
+keep:
+	free(errs);
+	sd_notify(0, "READY=1");
+	sup_notify_status(sup, 1);
+	return -1;
+}
+
+/*
+ * SIGTERM/SIGINT: stop taking work and stop every worker.  Each live
+ * worker gets CONTROL drain and stop_timeout to finish its tasks, then
+ * SIGKILL (the grace timer is the instance timer: agent.c).  The loop ends
+ * once every child is reaped (sup_state_changed).
+ */
+void
+sup_shutdown(struct sup *sup)
+{
+	struct sup_agent *a;
+
+	if (sup->stopping) {
+		log_info("already stopping, children=%u", sup->nchildren);
+		return;
+	}
+	sup->stopping = 1;
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+	log_info("stopping children=%u timeout_ms=%u", sup->nchildren,
+	    sup->cref->conf->stop_timeout_ms);
+	TAILQ_FOREACH(a, &sup->agents, entry)
+		sup_agent_event(a, SUP_EV_STOP);
+	sup_state_changed(sup);
+}
+
+static void
+sup_log_status(struct sup *sup)
+{
+	struct sup_agent *a;
+	char line[sizeof(sup->status)];
+
+	sup_summary(sup, line, sizeof(line));
+	log_info("status %s children=%u memory_bytes=%zu", line,
+	    sup->nchildren, sup_memstore_bytes(sup->mem));
+	TAILQ_FOREACH(a, &sup->agents, entry)
+		for (unsigned i = 0; i < a->ninst; i++)
+			sup_inst_log_status(a->inst[i]);
+}
+
+static void
+sup_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct sup *sup = w->data;
+
+	switch (w->signum) {
+	case SIGTERM:
+	case SIGINT:
+		log_info("signal=%s", w->signum == SIGTERM ? "TERM" : "INT");
+		sup_shutdown(sup);
+		break;
+	case SIGHUP:
+		sup_reload(sup);
+		break;
+	case SIGUSR1:
+		sup_log_status(sup);
+		break;
+	}
+}
+
+/*
+ * The housekeeping timer (like Redis' serverCron): heartbeat deadlines,
+ * freeing what reload retired, the systemd watchdog and STATUS=.
+ */
+static void
+sup_hk_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sup *sup = w->data;
+	ev_tstamp now = ev_now(loop);
+	struct sup_agent *a, *next;
+
+	TAILQ_FOREACH(a, &sup->agents, entry) {
+		const struct hive_agent_conf *c = a->conf;
+
+		for (unsigned i = 0; i < a->ninst; i++) {
+			struct sup_inst *in = a->inst[i];
+			enum sup_state s = in->fsm.state;
+
+			if (in->pid <= 0 || c->heartbeat_deadline_ms == 0 ||
+			    (s != SUP_ST_STARTING && s != SUP_ST_READY &&
+			    s != SUP_ST_BUSY))
+				continue;
+			if ((now - in->last_hb) * 1000. < c->heartbeat_deadline_ms)
+				continue;
+			log_warnx("agent=%s pid=%ld heartbeat deadline missed "
+			    "age_ms=%.0f deadline_ms=%u", in->label, (long)in->pid,
+			    (now - in->last_hb) * 1000., c->heartbeat_deadline_ms);
+			sup_inst_event(in, SUP_EV_DEADLINE, 0);
+		}
+	}
+	for (a = TAILQ_FIRST(&sup->agents); a != NULL; a = next) {
+		next = TAILQ_NEXT(a, entry);
+		sup_agent_collect(a);
+		if (sup_agent_gone(a)) {
+			log_info("agent=%s gone", a->name);
+			TAILQ_REMOVE(&sup->agents, a, entry);
+			sup_agent_free(a);
+		}
+	}
+	if (sup->watchdog_usec > 0)
+		sd_notify(0, "WATCHDOG=1");
+	if (sup->ready_sent && !sup->stopping)
+		sup_notify_status(sup, 0);
+}
+
+int
+sup_run(struct sup *sup)
+{
+	struct sup_agent *a;
+
+	log_info("started pid=%ld agents=%zu config=%s", (long)getpid(),
+	    sup->cref->conf->nagents, sup->conf_path);
+	TAILQ_FOREACH(a, &sup->agents, entry)
+		sup_agent_start(a);
+	sup_state_changed(sup);
+	ev_run(sup->loop, 0);
+	log_info("stopped");
+	return 0;
+}

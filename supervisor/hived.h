@@ -1,0 +1,329 @@
+/*
+ * hived.h - the supervisor's private header: every type and every prototype
+ * of hived, grouped by the file that defines them, so that this page is a
+ * map of the program.
+ *
+ *   main.c     command line, start-up, exit
+ *   hived.c    the daemon: loop, signals, housekeeping timer, reload,
+ *              graceful stop, sd_notify
+ *   agent.c    agents and their instances; the lifecycle state table (a
+ *              pure function) and the actions its cells ask for
+ *   spawn.c    fork + exec of hive-worker, the exec-error pipe, reaping
+ *   link.c     the socketpair to each worker: frames in and out, dispatch
+ *   memory.c   the latest memory of each agent instance
+ *   http.c     the control API on loopback (libmicrohttpd on the libev loop)
+ *
+ * Ownership, top down: struct sup owns the agents (a list), the memory
+ * store, the HTTP server and the current configuration.  An agent owns its
+ * instances; an instance owns its timer, its link (while a worker lives) and
+ * its exec-error pipe (until the worker has exec'd).  Configurations are
+ * reference counted (struct sup_cref) because an agent removed by a reload
+ * still needs its old section while its workers drain.
+ *
+ * Lifecycle of one agent instance (the table in agent.c is the truth):
+ *
+ *    STOPPED --start--> STARTING --ready hb--> READY <--busy/ready hb--> BUSY
+ *                          |                     |                        |
+ *                          +---------------------+------ exit ------------+
+ *                                                |
+ *          policy says no: STOPPED (exit 0) or CRASHED (failure)
+ *          rate limit hit: FAILED --reset/restart/cooldown--> STARTING
+ *          otherwise:      RESTARTING --backoff timer--> STARTING
+ *
+ *    sleep/restart/reload/recycle/stop on a live worker: CONTROL drain ->
+ *    STOPPING (with what to do after the exit: restart, sleep, stop), and
+ *    SIGKILL when stop_timeout ends.  A hung or broken worker: SIGKILL ->
+ *    STOPPING (after: crash, i.e. handled like a crash when reaped).
+ */
+#ifndef HIVE_HIVED_H
+#define HIVE_HIVED_H
+
+#include <sys/queue.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <ev.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "hive_proto.h"
+
+#define SUP_HOUSEKEEPING_S  0.25     /* the one periodic timer */
+#define SUP_STABLE_MS       1000     /* ready this long: backoff starts over */
+#define SUP_TOKEN_MAX       256
+
+struct sup;
+struct sup_agent;
+struct sup_inst;
+struct sup_link;
+struct sup_http;
+struct sup_memstore;
+
+/* ---- agent.c: the lifecycle state table ---- */
+
+enum sup_state {
+	SUP_ST_STARTING = 0,  /* forked; no ready heartbeat yet */
+	SUP_ST_READY,         /* worker says ready (pulling work) */
+	SUP_ST_BUSY,          /* worker says busy (tasks in flight) */
+	SUP_ST_SLEEPING,      /* no worker, on purpose; wake starts one */
+	SUP_ST_STOPPING,      /* drain sent or killed; waiting for the exit */
+	SUP_ST_STOPPED,       /* no worker: exited cleanly, removed, shut down */
+	SUP_ST_CRASHED,       /* no worker: failed and the policy says stay down */
+	SUP_ST_RESTARTING,    /* no worker: backoff timer running */
+	SUP_ST_FAILED,        /* no worker: restart-rate limit hit, quarantined */
+	SUP_ST_COUNT
+};
+
+/* What a STOPPING instance does once its worker has exited. */
+enum sup_after {
+	SUP_AFTER_NONE = 0,
+	SUP_AFTER_RESTART,    /* operator restart, reload, recycle: not counted */
+	SUP_AFTER_SLEEP,
+	SUP_AFTER_STOP,       /* shutdown or agent removed */
+	SUP_AFTER_CRASH,      /* hived killed it (hung, bad frame): a crash */
+};
+
+enum sup_event {
+	SUP_EV_START = 0,     /* first start (hived start, agent added);
+	                       * guard asleep: autostart = no */
+	SUP_EV_READY,         /* heartbeat: ready */
+	SUP_EV_BUSY,          /* heartbeat: busy */
+	SUP_EV_EXIT,          /* the worker was reaped (guard: exit_ok) */
+	SUP_EV_TIMER,         /* the instance timer: backoff, cooldown, grace */
+	SUP_EV_DEADLINE,      /* no heartbeat within heartbeat_deadline */
+	SUP_EV_BADFRAME,      /* the worker broke the protocol */
+	SUP_EV_RECYCLE,       /* max_tasks or max_rss reached */
+	SUP_EV_RESTART,       /* operator */
+	SUP_EV_SLEEP,         /* operator */
+	SUP_EV_WAKE,          /* operator */
+	SUP_EV_RESET,         /* operator: clear the failed state and history */
+	SUP_EV_RELOAD,        /* SIGHUP changed this agent's section */
+	SUP_EV_STOP,          /* shutdown, agent or instance removed */
+	SUP_EV_COUNT
+};
+
+/* Actions a cell asks for, done by sup_inst_event in this order. */
+#define SUP_ACT_CLEAR       0x01  /* forget the restart history */
+#define SUP_ACT_COUNT       0x02  /* record a restart against the limit */
+#define SUP_ACT_BACKOFF     0x04  /* arm the timer with the backoff delay */
+#define SUP_ACT_QUARANTINE  0x08  /* log; arm the cooldown timer if any */
+#define SUP_ACT_DRAIN       0x10  /* CONTROL drain; arm the grace timer */
+#define SUP_ACT_KILL        0x20  /* SIGKILL the worker's process group */
+#define SUP_ACT_SPAWN       0x40  /* fork + exec a fresh worker */
+
+struct sup_fsm {
+	enum sup_state state;
+	enum sup_after after;         /* meaningful in STOPPING only */
+};
+
+/* Facts the table needs but does not own. */
+struct sup_guard {
+	int exit_ok;                  /* EXIT: exited with status 0 */
+	enum hive_restart policy;
+	int limit_hit;                /* one more restart would pass the limit */
+	int asleep;                   /* START: autostart = no */
+};
+
+struct sup_step {
+	struct sup_fsm next;
+	unsigned act;                 /* SUP_ACT_* */
+	int handled;                  /* 0: the event does not apply here */
+};
+
+struct sup_step sup_fsm_step(struct sup_fsm cur, enum sup_event ev,
+    const struct sup_guard *g);
+const char *sup_state_name(enum sup_state);
+const char *sup_event_name(enum sup_event);
+const char *sup_after_name(enum sup_after);
+
+/* ---- agent.c: agents and instances ---- */
+
+/* A loaded configuration, shared by the agents whose sections it holds. */
+struct sup_cref {
+	struct hive_conf *conf;
+	unsigned refs;
+};
+
+struct sup_inst {
+	struct sup_agent *agent;
+	unsigned n;                   /* instance number, 1.. */
+	char label[HIVE_AGENT_MAX + 1];   /* "name/n", for logs and the API */
+	struct sup_fsm fsm;
+	int retired;                  /* beyond the configured count: stopping */
+
+	pid_t pid;                    /* 0: no worker (reaped or never forked) */
+	struct sup_link *link;        /* NULL when pid is 0 */
+	int exec_fd;                  /* exec-error pipe, -1 once read */
+	ev_io exec_io;
+	ev_timer timer;               /* backoff | cooldown | grace (by state) */
+
+	ev_tstamp spawned_at;         /* ev_now of the fork */
+	ev_tstamp last_hb;            /* of the last heartbeat (or the fork) */
+	ev_tstamp ready_since;        /* 0: not ready since the fork */
+	int hello;                    /* HELLO seen from this worker */
+	int have_hb;                  /* a heartbeat seen from this worker */
+
+	unsigned backoff_n;           /* restarts since it was last stable */
+	uint64_t *hist;               /* ring of restart times (ms), limit long */
+	unsigned hist_cap, hist_len, hist_head;
+
+	uint64_t restarts;            /* workers started after the first */
+	uint64_t done_base;           /* tasks done by earlier workers */
+	uint64_t done;                /* by this worker (from heartbeats) */
+	uint32_t inflight;
+	int64_t handler_pid;
+	uint64_t handler_rss_kb;
+	int last_status;              /* wait status of the last exit, -1 none */
+	struct sup_mem *mem;          /* this instance's memory (store owns it) */
+};
+
+struct sup_agent {
+	TAILQ_ENTRY(sup_agent) entry;
+	struct sup *sup;
+	char name[HIVE_NAME_MAX + 1];
+	const struct hive_agent_conf *conf;   /* inside cref */
+	struct sup_cref *cref;
+	struct sup_inst **inst;       /* inst[i] is instance i + 1 */
+	unsigned ninst;
+	int removed;                  /* gone from the config: draining */
+};
+
+TAILQ_HEAD(sup_agents, sup_agent);
+
+struct sup_cref *sup_cref_new(struct hive_conf *);    /* takes conf */
+struct sup_cref *sup_cref_ref(struct sup_cref *);
+void sup_cref_unref(struct sup_cref *);
+
+struct sup_agent *sup_agent_new(struct sup *, struct sup_cref *,
+    const struct hive_agent_conf *);
+void sup_agent_free(struct sup_agent *);
+struct sup_agent *sup_agent_find(struct sup *, const char *name);
+/* Start (or put asleep, autostart = no) every configured instance. */
+void sup_agent_start(struct sup_agent *);
+/* Point the agent at a new section; restart it if changed. */
+void sup_agent_reconfigure(struct sup_agent *, struct sup_cref *,
+    const struct hive_agent_conf *, int changed);
+/* Feed an event to every instance; returns how many handled it. */
+int sup_agent_event(struct sup_agent *, enum sup_event);
+/* Free retired instances and removed agents that have no worker left. */
+void sup_agent_collect(struct sup_agent *);
+int sup_agent_gone(const struct sup_agent *);
+
+/* Feed one event through the table and do the actions; 1 if handled.
+ * exit_ok matters for SUP_EV_EXIT only.  Never frees inst. */
+int sup_inst_event(struct sup_inst *, enum sup_event, int exit_ok);
+void sup_inst_hello(struct sup_inst *, const struct hive_hello *);
+void sup_inst_heartbeat(struct sup_inst *, const struct hive_heartbeat *);
+void sup_inst_memory(struct sup_inst *, const struct hive_memory *);
+/* A worker was reaped (spawn.c calls this). */
+void sup_inst_exited(struct sup_inst *, int status);
+struct sup_inst *sup_inst_by_pid(struct sup *, pid_t);
+/* One status line for SIGUSR1, the API's view, STATUS=. */
+void sup_inst_log_status(const struct sup_inst *);
+
+/* ---- spawn.c ---- */
+
+/* Fork and exec a worker for inst; on success inst->pid and inst->link are
+ * set and the MEMORY frame is queued.  -1 (logged) if nothing was forked. */
+int sup_spawn(struct sup_inst *);
+/* The one ev_child watcher (pid 0: every child): reap and dispatch. */
+void sup_spawn_child_cb(struct ev_loop *, ev_child *, int);
+/* Close the exec-error pipe if still open. */
+void sup_spawn_close_exec(struct sup_inst *);
+
+/* ---- link.c ---- */
+
+struct sup_link *sup_link_new(struct sup_inst *, int fd);
+void sup_link_free(struct sup_link *);
+/* Queue a frame; the write watcher runs only while output is queued. */
+int sup_link_send(struct sup_link *, const struct hive_frame *);
+/* Queue bytes that already are one or more whole frames. */
+int sup_link_send_raw(struct sup_link *, const char *buf, size_t len);
+/* At exit: read and handle what the worker wrote before dying (its last
+ * MEMORY frame may be there), ignoring everything else. */
+void sup_link_final_read(struct sup_link *);
+
+/* ---- memory.c ---- */
+
+/*
+ * The latest memory of each agent instance, the msgpack encoding of the
+ * memory map and its version.  An entry lives as long as the store: an
+ * agent removed and added again gets its memory back.  Part 2 fills the
+ * store from PostgreSQL at start (sup_mem_put with each snapshot).
+ */
+struct sup_mem {
+	char key[HIVE_AGENT_MAX + 1];    /* "name/instance" */
+	uint64_t v;                      /* 0: none yet */
+	char *buf;                       /* msgpack map, NULL when v is 0 */
+	size_t len;
+	struct sup_mem *next;
+};
+
+struct sup_memstore *sup_memstore_new(void);
+void sup_memstore_free(struct sup_memstore *);
+/* The entry for name/instance, created empty if needed; NULL: no memory. */
+struct sup_mem *sup_mem_get(struct sup_memstore *, const char *name,
+    unsigned instance);
+/* Keep obj (a map) as version v if v is newer: 1 kept, 0 older, -1 error. */
+int sup_mem_put(struct sup_mem *, uint64_t v, const msgpack_object *obj);
+int sup_mem_put_raw(struct sup_mem *, uint64_t v, const char *buf,
+    size_t len);
+/* Append the MEMORY frame for this entry (v 0: nil) to sb. */
+int sup_mem_encode_frame(const struct sup_mem *, const char *name,
+    unsigned instance, msgpack_sbuffer *sb);
+size_t sup_memstore_bytes(const struct sup_memstore *);
+
+/* ---- http.c ---- */
+
+/* Listen on addr ("host:port", port 0 = any free one).  NULL (logged) on
+ * failure.  The bound port is sup_http_port(). */
+struct sup_http *sup_http_new(struct sup *, const char *addr);
+void sup_http_free(struct sup_http *);
+unsigned sup_http_port(const struct sup_http *);
+
+/* ---- hived.c ---- */
+
+struct sup {
+	struct ev_loop *loop;
+	char *conf_path;
+	struct sup_cref *cref;            /* the configuration in force */
+	struct sup_agents agents;
+	struct sup_memstore *mem;
+	struct sup_http *http;
+	const char *port_file;            /* --port-file: write the HTTP port */
+	char token[SUP_TOKEN_MAX];        /* "" : every POST is refused */
+
+	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
+	ev_child child;
+	ev_timer hk;
+	ev_tstamp started;
+
+	int stopping;                     /* SIGTERM/SIGINT: draining to exit */
+	int ready_sent;                   /* READY=1 sent (start-up done) */
+	int devnull;                      /* stdin of workers, CLOEXEC */
+	struct rlimit nofile;             /* RLIMIT_NOFILE as hived got it:
+	                                   * workers get it back (spawn.c) */
+	unsigned nchildren;               /* workers forked and not reaped */
+	uint64_t watchdog_usec;           /* 0: no systemd watchdog */
+	char status[160];                 /* last STATUS= sent */
+};
+
+struct sup *sup_new(const char *conf_path, struct hive_conf *conf,
+    const char *port_file);
+void sup_free(struct sup *);
+/* Run until a graceful stop has reaped every worker. */
+int sup_run(struct sup *);
+/* An instance changed state (agent.c calls this): READY=1 when due,
+ * exit when stopping and no worker is left. */
+void sup_state_changed(struct sup *);
+/* SIGHUP: 0 reloaded, -1 the old configuration is kept. */
+int sup_reload(struct sup *);
+void sup_shutdown(struct sup *);
+/* "3 agents: 2 ready, 1 busy, 0 failed" */
+void sup_summary(struct sup *, char *buf, size_t len);
+/* Counts of instances by state; returns the number of instances. */
+unsigned sup_count_states(struct sup *, unsigned counts[SUP_ST_COUNT]);
+int sup_read_token(const char *path, char *buf, size_t len);
+
+#endif /* HIVE_HIVED_H */

@@ -1,0 +1,131 @@
+/*
+ * main.c - hived's command line.
+ *
+ *   hived [-v] [--config FILE] [--port-file FILE]
+ *   hived --check-config FILE
+ *   hived --help | --version
+ *
+ * Start-up may die (fatal): a bad configuration, a port in use.  Once the
+ * loop runs, hived never exits but for SIGTERM/SIGINT (hived.c).
+ */
+#include "hived.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define HIVED_DEFAULT_CONF "/etc/hive/hive.conf"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: hived [-v] [--config FILE] [--port-file FILE]\n"
+	    "       hived --check-config FILE\n"
+	    "       hived --help | --version\n"
+	    "\n"
+	    "  -c, --config FILE        configuration (default %s)\n"
+	    "  -n, --check-config FILE  validate FILE (and its agents.d/), print\n"
+	    "                           every error as file:line, exit 0 or 1\n"
+	    "  -p, --port-file FILE     write the HTTP port there once listening\n"
+	    "  -v, --verbose            debug logging (and -v for the workers)\n"
+	    "  -h, --help               this text\n"
+	    "  -V, --version            print the version\n"
+	    "\n"
+	    "Signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
+	    "USR1 logs one status line per agent instance.\n",
+	    HIVED_DEFAULT_CONF);
+}
+
+/* conf_load with its errors sent through the log, one line each. */
+static struct hive_conf *
+load(const char *path)
+{
+	struct hive_conf *c;
+	char *errs = NULL, *line, *save = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&errs, &len);
+
+	if (f == NULL)
+		fatal("open_memstream");
+	c = conf_load(path, f);
+	fclose(f);
+	for (line = strtok_r(errs, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save))
+		log_warnx("config: %s", line);
+	free(errs);
+	return c;
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", required_argument, NULL, 'n' },
+		{ "port-file", required_argument, NULL, 'p' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *conf_path = HIVED_DEFAULT_CONF, *check = NULL;
+	const char *port_file = NULL;
+	struct hive_conf *conf;
+	struct sup *sup;
+	int ch, verbose = 0;
+
+	while ((ch = getopt_long(argc, argv, "c:n:p:vhV", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			conf_path = optarg;
+			break;
+		case 'n':
+			check = optarg;
+			break;
+		case 'p':
+			port_file = optarg;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("hived %s\n", HIVE_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	log_init("hived", verbose);
+
+	if (check != NULL) {
+		/* Errors as the parser writes them, for people and editors. */
+		if ((conf = conf_load(check, stderr)) == NULL)
+			return 1;
+		printf("%s: ok, %zu agent%s\n", check, conf->nagents,
+		    conf->nagents == 1 ? "" : "s");
+		conf_free(conf);
+		return 0;
+	}
+
+	if ((conf = load(conf_path)) == NULL)
+		fatalx("configuration %s is not valid", conf_path);
+	if (conf->verbose)
+		log_set_verbose(1);
+	if ((sup = sup_new(conf_path, conf, port_file)) == NULL)
+		fatalx("cannot start");
+	sup_run(sup);
+	sup_free(sup);
+	return 0;
+}

@@ -1,0 +1,379 @@
+/*
+ * spawn.c - fork and exec one hive-worker, and reap every child.
+ *
+ * The child gets, and only gets:
+ *
+ *   fd 0   /dev/null
+ *   fd 1,2 hived's stdout and stderr (journald under systemd)
+ *   fd 3   its end of the socketpair (docs/WORKER-CONTRACT.md)
+ *
+ * Everything else hived holds is close-on-exec (sockets, pipes, libev's and
+ * libmicrohttpd's descriptors); the child marks every fd above 3
+ * close-on-exec once more before exec, as a belt for a library that forgot.
+ *
+ * Exec errors travel back on a close-on-exec pipe ("the exec pipe"): exec
+ * succeeding closes it (EOF in hived), failing writes the stage and errno
+ * first.  hived reads it from the loop (never blocking), only to log why;
+ * the child's exit 127 is reaped and handled like any crash.
+ *
+ * Why no PR_SET_PDEATHSIG: a worker must finish its task when hived dies,
+ * and a signal would cut it short.  The worker treats EOF on fd 3 as "hived
+ * is gone" (drain, then exit 0), and the kernel guarantees that EOF: hived's
+ * end of the socketpair is close-on-exec, so no other process holds it.
+ */
+#include "hived.h"
+
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+extern char **environ;
+
+enum { EXEC_STAGE_CHDIR = 1, EXEC_STAGE_FD, EXEC_STAGE_EXEC };
+
+struct exec_report {
+	int stage;
+	int err;
+};
+
+/* argv and envp, built before fork so the child only calls what is
+ * async-signal-safe. */
+struct spawn_args {
+	char *argv[HIVE_ARGV_MAX + 40];
+	char strs[5][24];
+	char caps[HIVE_CAPS_MAX * (HIVE_NAME_MAX + 1) + 1];
+};
+
+static const char *
+worker_path(const struct hive_conf *c)
+{
+	return c->worker_path != NULL && *c->worker_path ? c->worker_path :
+	    "hive-worker";
+}
+
+static int
+build_args(struct sup_inst *in, struct spawn_args *sa)
+{
+	const struct hive_agent_conf *ac = in->agent->conf;
+	const struct hive_conf *c = in->agent->sup->cref->conf;
+	int n = 0, i;
+	size_t off = 0;
+
+	sa->argv[n++] = (char *)worker_path(c);
+	sa->argv[n++] = "--agent";
+	sa->argv[n++] = (char *)ac->name;
+	snprintf(sa->strs[0], sizeof(sa->strs[0]), "%u", in->n);
+	sa->argv[n++] = "--instance";
+	sa->argv[n++] = sa->strs[0];
+	sa->argv[n++] = "--mode";
+	sa->argv[n++] = ac->mode == HIVE_MODE_EXEC ? "exec" : "stream";
+	if (ac->ncaps > 0) {
+		sa->caps[0] = '\0';
+		for (i = 0; i < ac->ncaps; i++) {
+			int w = snprintf(sa->caps + off, sizeof(sa->caps) - off,
+			    "%s%s", i ? "," : "", ac->caps[i]);
+
+			if (w < 0 || (size_t)w >= sizeof(sa->caps) - off)
+				return -1;
+			off += (size_t)w;
+		}
+		sa->argv[n++] = "--capabilities";
+		sa->argv[n++] = sa->caps;
+	}
+	snprintf(sa->strs[1], sizeof(sa->strs[1]), "%u", ac->concurrency);
+	sa->argv[n++] = "--concurrency";
+	sa->argv[n++] = sa->strs[1];
+	sa->argv[n++] = "--redis";
+	sa->argv[n++] = (char *)c->redis;
+	sa->argv[n++] = "--prefix";
+	sa->argv[n++] = (char *)c->prefix;
+	sa->argv[n++] = "--host";
+	sa->argv[n++] = (char *)c->host;
+	sa->argv[n++] = "--fd";
+	sa->argv[n++] = "3";
+	snprintf(sa->strs[2], sizeof(sa->strs[2]), "%u", ac->task_timeout_ms);
+	sa->argv[n++] = "--task-timeout";
+	sa->argv[n++] = sa->strs[2];
+	snprintf(sa->strs[3], sizeof(sa->strs[3]), "%u", ac->max_attempts);
+	sa->argv[n++] = "--max-attempts";
+	sa->argv[n++] = sa->strs[3];
+	snprintf(sa->strs[4], sizeof(sa->strs[4]), "%u", c->heartbeat_ms);
+	sa->argv[n++] = "--heartbeat-ms";
+	sa->argv[n++] = sa->strs[4];
+	if (log_verbose())
+		sa->argv[n++] = "-v";
+	sa->argv[n++] = "--";
+	for (i = 0; ac->argv != NULL && ac->argv[i] != NULL; i++) {
+		if (n >= (int)(sizeof(sa->argv) / sizeof(sa->argv[0])) - 1)
+			return -1;
+		sa->argv[n++] = ac->argv[i];
+	}
+	if (i == 0)
+		return -1;
+	sa->argv[n] = NULL;
+	return 0;
+}
+
+/*
+ * What systemd hands hived alone: a worker (or its handler) that found
+ * NOTIFY_SOCKET or WATCHDOG_USEC would believe it is the service.
+ */
+static int
+env_is_hiveds(const char *e)
+{
+	static const char *const mine[] = {
+		"NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=",
+		"LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=",
+	};
+
+	for (size_t i = 0; i < sizeof(mine) / sizeof(mine[0]); i++)
+		if (strncmp(e, mine[i], strlen(mine[i])) == 0)
+			return 1;
+	return 0;
+}
+
+/* hived's environment (less env_is_hiveds) with the agent's KEY=value
+ * entries on top. */
+static char **
+build_env(const struct hive_agent_conf *ac)
+{
+	size_t ne = 0, n = 0;
+	char **env;
+
+	while (environ != NULL && environ[ne] != NULL)
+		ne++;
+	env = calloc(ne + (size_t)ac->nenv + 1, sizeof(*env));
+	if (env == NULL)
+		return NULL;
+	for (size_t i = 0; i < ne; i++) {
+		const char *eq = strchr(environ[i], '=');
+		size_t klen = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+		int over = env_is_hiveds(environ[i]);
+
+		for (int j = 0; j < ac->nenv && !over; j++)
+			over = strncmp(ac->env[j], environ[i], klen) == 0 &&
+			    ac->env[j][klen] == '=';
+		if (!over)
+			env[n++] = environ[i];
+	}
+	for (int j = 0; j < ac->nenv; j++)
+		env[n++] = ac->env[j];
+	env[n] = NULL;
+	return env;
+}
+
+static void
+report(int fd, int stage)
+{
+	struct exec_report r = { stage, errno };
+
+	/* Nothing to do if this fails: the exit status still says 127. */
+	if (write(fd, &r, sizeof(r)) < 0)
+		return;
+}
+
+/* In the child: only async-signal-safe calls from here to exec. */
+__attribute__((noreturn)) static void
+child(int sock, int errw, int devnull, const struct rlimit *nofile,
+    const char *dir, char *const argv[], char *const envp[])
+{
+	sigset_t none;
+
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);    /* SIGPIPE was ignored; libev's go too */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Its own session: a ^C on hived's terminal is hived's to handle,
+	 * and a kill of the group reaches the worker's handler too. */
+	setsid();
+
+	if (errw == 3 && (errw = fcntl(errw, F_DUPFD_CLOEXEC, 4)) == -1)
+		goto fail_fd;
+	if (sock == 3) {
+		if (fcntl(3, F_SETFD, 0) == -1)
+			goto fail_fd;
+	} else if (dup2(sock, 3) == -1) {
+		goto fail_fd;
+	}
+	if (devnull >= 0 && dup2(devnull, 0) == -1)
+		goto fail_fd;
+	/* Belt: nothing above fd 3 survives exec (errw included, which is
+	 * what makes EOF mean success). */
+	if (close_range(4u, ~0u, CLOSE_RANGE_CLOEXEC) == -1)
+		for (int fd = 4; fd < 1024; fd++)
+			if (fd != errw)
+				fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+	if (nofile->rlim_cur != 0)
+		setrlimit(RLIMIT_NOFILE, nofile);
+	if (dir != NULL && *dir && chdir(dir) == -1) {
+		report(errw, EXEC_STAGE_CHDIR);
+		_exit(127);
+	}
+	execve(argv[0], argv, envp);
+	report(errw, EXEC_STAGE_EXEC);
+	_exit(127);
+fail_fd:
+	report(errw, EXEC_STAGE_FD);
+	_exit(127);
+}
+
+static void
+exec_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct sup_inst *in = w->data;
+	struct exec_report r;
+	ssize_t n;
+
+	n = read(in->exec_fd, &r, sizeof(r));
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n == (ssize_t)sizeof(r)) {
+		errno = r.err;
+		log_warn("agent=%s pid=%ld %s %s", in->label, (long)in->pid,
+		    r.stage == EXEC_STAGE_CHDIR ? "chdir to" :
+		    r.stage == EXEC_STAGE_FD ? "set up fds for" : "exec",
+		    r.stage == EXEC_STAGE_CHDIR ? in->agent->conf->directory :
+		    worker_path(in->agent->sup->cref->conf));
+	}
+	sup_spawn_close_exec(in);
+}
+
+void
+sup_spawn_close_exec(struct sup_inst *in)
+{
+	if (in->exec_fd < 0)
+		return;
+	ev_io_stop(in->agent->sup->loop, &in->exec_io);
+	close(in->exec_fd);
+	in->exec_fd = -1;
+}
+
+int
+sup_spawn(struct sup_inst *in)
+{
+	struct sup *sup = in->agent->sup;
+	const struct hive_agent_conf *ac = in->agent->conf;
+	struct spawn_args *sa = NULL;
+	char **env = NULL;
+	int sv[2] = { -1, -1 }, ep[2] = { -1, -1 };
+	sigset_t all, old;
+	msgpack_sbuffer sb;
+	pid_t pid;
+
+	msgpack_sbuffer_init(&sb);
+	if ((sa = calloc(1, sizeof(*sa))) == NULL ||
+	    (env = build_env(ac)) == NULL) {
+		log_warnx("agent=%s spawn: out of memory", in->label);
+		goto err;
+	}
+	if (build_args(in, sa) == -1) {
+		log_warnx("agent=%s spawn: command line too long", in->label);
+		goto err;
+	}
+	/* The memory frame is encoded before fork so a failure costs no
+	 * process; the link queues it right after. */
+	if (sup_mem_encode_frame(in->mem, in->agent->name, in->n, &sb) == -1) {
+		log_warnx("agent=%s spawn: cannot encode memory_v=%llu",
+		    in->label, (unsigned long long)in->mem->v);
+		goto err;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_warn("agent=%s socketpair", in->label);
+		goto err;
+	}
+	if (pipe2(ep, O_CLOEXEC) == -1) {
+		log_warn("agent=%s pipe", in->label);
+		goto err;
+	}
+	/* Signals blocked across fork: the child must not run a handler of
+	 * hived's before it has reset them. */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	pid = fork();
+	if (pid == 0)
+		child(sv[1], ep[1], sup->devnull, &sup->nofile, ac->directory,
+		    sa->argv, env);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (pid == -1) {
+		log_warn("agent=%s fork", in->label);
+		goto err;
+	}
+	sup->nchildren++;
+	close(sv[1]);
+	close(ep[1]);
+	sv[1] = ep[1] = -1;
+
+	in->pid = pid;
+	in->spawned_at = in->last_hb = ev_now(sup->loop);
+	in->ready_since = 0;
+	in->hello = in->have_hb = 0;
+	in->done = 0;
+
+	fcntl(ep[0], F_SETFL, O_NONBLOCK);
+	in->exec_fd = ep[0];
+	ep[0] = -1;
+	ev_io_init(&in->exec_io, exec_io_cb, in->exec_fd, EV_READ);
+	in->exec_io.data = in;
+	ev_io_start(sup->loop, &in->exec_io);
+
+	in->link = sup_link_new(in, sv[0]);
+	sv[0] = -1;
+	if (in->link == NULL ||
+	    sup_link_send_raw(in->link, sb.data, sb.size) == -1) {
+		/* The worker waits for its memory; without it, it is of no
+		 * use: kill it, the reaper handles the rest like a crash. */
+		log_warnx("agent=%s pid=%ld cannot queue the memory frame",
+		    in->label, (long)pid);
+		kill(pid, SIGKILL);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	free(env);
+	free(sa);
+	return 0;
+err:
+	for (int i = 0; i < 2; i++) {
+		if (sv[i] >= 0)
+			close(sv[i]);
+		if (ep[i] >= 0)
+			close(ep[i]);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	free(env);
+	free(sa);
+	return -1;
+}
+
+/*
+ * The ev_child watcher for pid 0: libev reaps every child with waitpid(-1)
+ * and hands each status here.  A pid that is not a worker (none should
+ * exist: hived forks nothing else) is logged and forgotten - reaped all
+ * the same, so never a zombie.
+ */
+void
+sup_spawn_child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+	struct sup *sup = w->data;
+	struct sup_inst *in;
+
+	if (!WIFEXITED(w->rstatus) && !WIFSIGNALED(w->rstatus))
+		return;     /* stopped/continued: not an exit */
+	in = sup_inst_by_pid(sup, w->rpid);
+	if (in == NULL) {
+		log_info("pid=%ld reaped status=0x%x (not a worker)",
+		    (long)w->rpid, w->rstatus);
+		return;
+	}
+	if (sup->nchildren > 0)
+		sup->nchildren--;
+	sup_inst_exited(in, w->rstatus);
+	sup_state_changed(sup);
+}

@@ -1,0 +1,1042 @@
+/*
+ * test_worker.c - hive-worker end to end: a real worker process against
+ * the private Redis, with real handlers (examples/echo.c, the Python and
+ * shell examples, tests/worker/test_handler.c).
+ *
+ * Each test uses its own key prefix.  Nothing waits by time: results are
+ * awaited with XREAD BLOCK on the results stream, processes with pidfds,
+ * handlers signal through fifos.  Deadlines are failure guards only.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "hive_proto.h"
+#include "testutil.h"
+
+#define GUARD_MS 30000      /* a failure guard, never a timing */
+
+struct tw {
+	char prefix[64];
+	char agent[32];
+	char host[80];              /* unique too: CLIENT KILL finds ours */
+	redisContext *rc;
+	char last_result[64];
+	char last_dead[64];
+};
+
+struct res {
+	char id[HIVE_ID_MAX + 1];
+	char agent[HIVE_AGENT_MAX + 1];
+	int status;
+	json_t *result;
+	char error[HIVE_ERROR_MAX];
+	unsigned attempt;
+	json_t *memory;
+	unsigned long long memory_v;
+};
+
+static void
+res_clear(struct res *r)
+{
+	json_decref(r->result);
+	json_decref(r->memory);
+	memset(r, 0, sizeof(*r));
+}
+
+static const char *
+env(const char *name)
+{
+	const char *v = getenv(name);
+
+	cr_assert(v != NULL, "%s not set: run through meson test", name);
+	return v;
+}
+
+static void
+tw_init(struct tw *t, const char *tag)
+{
+	memset(t, 0, sizeof(*t));
+	tu_unique(t->prefix, sizeof(t->prefix), tag);
+	snprintf(t->agent, sizeof(t->agent), "a");
+	snprintf(t->host, sizeof(t->host), "h%s", t->prefix);
+	t->rc = tu_redis_connect();
+	snprintf(t->last_result, sizeof(t->last_result), "0");
+	snprintf(t->last_dead, sizeof(t->last_dead), "0");
+}
+
+static void
+tw_fini(struct tw *t)
+{
+	redisReply *r, *k;
+	char pat[96];
+
+	snprintf(pat, sizeof(pat), "%s:*", t->prefix);
+	r = redisCommand(t->rc, "KEYS %s", pat);
+	if (r && r->type == REDIS_REPLY_ARRAY)
+		for (size_t i = 0; i < r->elements; i++) {
+			k = redisCommand(t->rc, "DEL %s", r->element[i]->str);
+			freeReplyObject(k);
+		}
+	freeReplyObject(r);
+	redisFree(t->rc);
+}
+
+static pid_t
+worker_start_fd(struct tw *t, const char *const *extra, const char *const *handler,
+    int fd3)
+{
+	const char *argv[64];
+	char redis[128];
+	int n = 0;
+	pid_t pid;
+
+	snprintf(redis, sizeof(redis), "%s:%s", env("HIVE_TEST_REDIS_HOST"),
+	    env("HIVE_TEST_REDIS_PORT"));
+	argv[n++] = env("HIVE_WORKER");
+	argv[n++] = "--agent";
+	argv[n++] = t->agent;
+	argv[n++] = "--prefix";
+	argv[n++] = t->prefix;
+	argv[n++] = "--redis";
+	argv[n++] = redis;
+	argv[n++] = "--host";
+	argv[n++] = t->host;
+	if (getenv("HIVE_TEST_VERBOSE")) argv[n++] = "-v";
+	for (; extra && *extra; extra++)
+		argv[n++] = *extra;
+	argv[n++] = "--";
+	for (; *handler; handler++)
+		argv[n++] = *handler;
+	argv[n] = NULL;
+	pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		/* A failed assertion ends the test process: the worker must
+		 * not outlive it (its stream handler then sees EOF). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (fd3 >= 0) {
+			dup2(fd3, 3);
+			if (fd3 != 3)
+				close(fd3);
+		}
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static pid_t
+worker_start(struct tw *t, const char *const *extra, const char *const *handler)
+{
+	return worker_start_fd(t, extra, handler, -1);
+}
+
+/* Wait for a process (ours or not) to be gone: pidfd + poll. */
+static int
+wait_gone(pid_t pid, int ms)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	struct pollfd p;
+	int rc;
+
+	if (fd == -1)
+		return errno == ESRCH ? 0 : -1;
+	p.fd = fd;
+	p.events = POLLIN;
+	rc = poll(&p, 1, ms);
+	close(fd);
+	return rc == 1 ? 0 : -1;
+}
+
+/* Exit status of our child worker, within the guard. */
+static int
+worker_wait(pid_t pid)
+{
+	int st;
+
+	if (wait_gone(pid, GUARD_MS) == -1) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		cr_assert_fail("worker %d did not exit", (int)pid);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	return st;
+}
+
+/* SIGTERM: drain, exit 0 (and under ASan: no leaks). */
+static void
+worker_stop(pid_t pid)
+{
+	int st;
+
+	kill(pid, SIGTERM);
+	st = worker_wait(pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	    "worker exit status %#x, want a clean exit 0", st);
+}
+
+static void
+xadd_raw(struct tw *t, const char *key, const void *m, size_t len)
+{
+	redisReply *r = redisCommand(t->rc, "XADD %s * m %b", key, m, len);
+
+	cr_assert(r && r->type == REDIS_REPLY_STRING, "XADD %s: %s", key,
+	    r ? r->str : t->rc->errstr);
+	freeReplyObject(r);
+}
+
+static void
+submit_to(struct tw *t, const char *key, const char *id, const char *payload,
+    unsigned timeout_ms)
+{
+	struct hive_task task;
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	msgpack_zone z;
+	json_t *j = json_loads(payload, JSON_DECODE_ANY, NULL);
+	char why[256];
+
+	cr_assert(j != NULL, "bad payload JSON %s", payload);
+	msgpack_zone_init(&z, 1024);
+	memset(&task, 0, sizeof(task));
+	task.v = HIVE_PROTO_VERSION;
+	task.id = HIVE_STR(id);
+	cr_assert_eq(proto_json_to_obj(j, &z, &task.payload, &err), 0);
+	task.attempt = 1;
+	task.timeout_ms = timeout_ms;
+	task.created_ms = proto_now_ms();
+	msgpack_sbuffer_init(&sb);
+	cr_assert_eq(proto_encode_task(&sb, &task, &err), 0, "%s",
+	    proto_strerror(&err, why, sizeof(why)));
+	xadd_raw(t, key, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_zone_destroy(&z);
+	json_decref(j);
+}
+
+static const char *
+qkey(struct tw *t, const char *cap, unsigned prio)
+{
+	static char k[4][HIVE_KEY_MAX];
+	static int i;
+	char *b = k[i++ % 4];
+
+	cr_assert(proto_key_queue(b, HIVE_KEY_MAX, t->prefix, cap, prio) > 0);
+	return b;
+}
+
+static const char *
+nkey(struct tw *t, const char *name)
+{
+	static char k[4][HIVE_KEY_MAX];
+	static int i;
+	char *b = k[i++ % 4];
+
+	cr_assert(proto_key_named(b, HIVE_KEY_MAX, t->prefix, name) > 0);
+	return b;
+}
+
+static void
+submit(struct tw *t, const char *id, const char *payload)
+{
+	submit_to(t, qkey(t, "c", 1), id, payload, 0);
+}
+
+/* Next entry of <p>:<stream> after *last, within the guard; its "m". */
+static redisReply *
+next_entry(struct tw *t, const char *stream, char *last, size_t lastlen,
+    const char **m, size_t *mlen)
+{
+	redisReply *r, *e;
+	long long deadline = tu_now_ms() + GUARD_MS;
+
+	for (;;) {
+		long long left = deadline - tu_now_ms();
+		cr_assert(left > 0, "no entry on %s within %d ms", stream, GUARD_MS);
+		r = redisCommand(t->rc, "XREAD COUNT 1 BLOCK %lld STREAMS %s %s",
+		    left, nkey(t, stream), last);
+		cr_assert(r != NULL, "XREAD: %s", t->rc->errstr);
+		if (r->type == REDIS_REPLY_ARRAY)
+			break;
+		freeReplyObject(r);
+	}
+	e = r->element[0]->element[1]->element[0];
+	snprintf(last, lastlen, "%s", e->element[0]->str);
+	cr_assert_str_eq(e->element[1]->element[0]->str, "m");
+	*m = e->element[1]->element[1]->str;
+	*mlen = e->element[1]->element[1]->len;
+	return r;
+}
+
+static void
+next_result(struct tw *t, struct res *out)
+{
+	struct hive_result hr;
+	struct proto_err err;
+	const char *m;
+	size_t len;
+	char why[256];
+	redisReply *r = next_entry(t, "results", t->last_result,
+	    sizeof(t->last_result), &m, &len);
+
+	cr_assert_eq(proto_decode_result(m, len, &hr, &err), 0, "result: %s",
+	    proto_strerror(&err, why, sizeof(why)));
+	memset(out, 0, sizeof(*out));
+	snprintf(out->id, sizeof(out->id), "%.*s", (int)hr.id.len, hr.id.ptr);
+	snprintf(out->agent, sizeof(out->agent), "%.*s", (int)hr.agent.len,
+	    hr.agent.ptr);
+	out->status = hr.status;
+	snprintf(out->error, sizeof(out->error), "%.*s", (int)hr.error.len,
+	    hr.error.ptr);
+	out->attempt = hr.attempt;
+	if (hr.result.type != MSGPACK_OBJECT_NIL)
+		out->result = proto_obj_to_json(&hr.result, &err);
+	if (hr.memory.type != MSGPACK_OBJECT_NIL)
+		out->memory = proto_obj_to_json(&hr.memory, &err);
+	out->memory_v = (unsigned long long)hr.memory_v;
+	proto_result_clear(&hr);
+	freeReplyObject(r);
+}
+
+/* The result as compact JSON text, for comparisons. */
+static char *
+jtext(json_t *j)
+{
+	static char buf[8][1024];
+	static int i;
+	char *b = buf[i++ % 8], *s;
+
+	if (j == NULL)
+		return strcpy(b, "(none)");
+	s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+	snprintf(b, 1024, "%s", s);
+	free(s);
+	return b;
+}
+
+static long long
+pending_count(struct tw *t, const char *key)
+{
+	redisReply *r = redisCommand(t->rc, "XPENDING %s workers", key);
+	long long n;
+
+	cr_assert(r && r->type == REDIS_REPLY_ARRAY, "XPENDING %s", key);
+	n = r->element[0]->integer;
+	freeReplyObject(r);
+	return n;
+}
+
+static const char *const stream_args[] = { "--capabilities", "c", NULL };
+
+/* ---- round trips ---- */
+
+Test(worker, stream_round_trip)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_ECHO"), NULL };
+	const char *x[] = { "--capabilities", "c", "--concurrency", "4", NULL };
+	pid_t w;
+	char id[16];
+
+	tw_init(&t, "stream");
+	w = worker_start(&t, x, h);
+	for (int i = 0; i < 20; i++) {
+		snprintf(id, sizeof(id), "t%d", i);
+		submit(&t, id, "{\"n\":[1,2,{\"s\":\"x\\\"y\"}]}");
+	}
+	for (int i = 0; i < 20; i++) {
+		next_result(&t, &r);
+		cr_assert_eq(r.status, HIVE_STATUS_OK, "%s: %s", r.id, r.error);
+		cr_assert_str_eq(jtext(r.result), "{\"n\":[1,2,{\"s\":\"x\\\"y\"}]}");
+		cr_assert_str_eq(r.agent, "a/1");
+		cr_assert_eq(r.attempt, 1);
+		res_clear(&r);
+	}
+	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 0);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+Test(worker, exec_round_trip)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "exec", NULL };
+	const char *x[] = { "--capabilities", "c", "--mode", "exec",
+	    "--concurrency", "2", NULL };
+	pid_t w;
+
+	tw_init(&t, "exec");
+	w = worker_start(&t, x, h);
+	submit(&t, "ok", "{\"op\":\"echo\",\"v\":1}");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	cr_assert_str_eq(jtext(r.result), "{\"op\":\"echo\",\"v\":1}");
+	res_clear(&r);
+	submit(&t, "bad", "{\"op\":\"fail\"}");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_ERROR);
+	cr_assert_str_eq(r.error, "asked to fail");
+	res_clear(&r);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+Test(worker, exec_shell_example_text_result)
+{
+	struct tw t;
+	struct res r;
+	char path[4096];
+	const char *h[] = { "/bin/sh", path, NULL };
+	const char *x[] = { "--capabilities", "c", "--mode", "exec", NULL };
+	pid_t w;
+
+	snprintf(path, sizeof(path), "%s/examples/shout.sh",
+	    env("HIVE_SOURCE_DIR"));
+	tw_init(&t, "shell");
+	w = worker_start(&t, x, h);
+	submit(&t, "s1", "\"hello hive\"");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	cr_assert_str_eq(jtext(r.result), "\"HELLO HIVE\"");
+	res_clear(&r);
+	submit(&t, "s2", "\"\"");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_ERROR);
+	cr_assert(strstr(r.error, "nothing to shout") != NULL, "%s", r.error);
+	res_clear(&r);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+/* ---- faults ---- */
+
+Test(worker, handler_killed_mid_task_is_retried)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+	pid_t w;
+
+	tw_init(&t, "hdie");
+	w = worker_start(&t, stream_args, h);
+	submit(&t, "d1", "{\"op\":\"die-once\"}");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	cr_assert_str_eq(r.id, "d1");
+	cr_assert_eq(r.attempt, 2, "attempt %u", r.attempt);
+	res_clear(&r);
+	/* The restarted handler goes on serving. */
+	submit(&t, "d2", "{\"op\":\"echo\"}");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_OK);
+	res_clear(&r);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+struct gate {
+	char started[256], release[256];
+	int sfd;
+};
+
+static void
+gate_init(struct gate *g, const char *prefix)
+{
+	snprintf(g->started, sizeof(g->started), "/tmp/%s.started", prefix);
+	snprintf(g->release, sizeof(g->release), "/tmp/%s.release", prefix);
+	unlink(g->started);
+	unlink(g->release);
+	cr_assert_eq(mkfifo(g->started, 0600), 0);
+	cr_assert_eq(mkfifo(g->release, 0600), 0);
+	g->sfd = open(g->started, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	cr_assert(g->sfd >= 0);
+}
+
+static void
+gate_wait_started(struct gate *g)
+{
+	struct pollfd p = { .fd = g->sfd, .events = POLLIN };
+	char c;
+
+	cr_assert_eq(poll(&p, 1, GUARD_MS), 1, "handler never started");
+	cr_assert_eq(read(g->sfd, &c, 1), 1);
+}
+
+static void
+gate_release(struct gate *g)
+{
+	int fd = open(g->release, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+
+	cr_assert(fd >= 0, "release: %s", strerror(errno));
+	cr_assert_eq(write(fd, "1", 1), 1);
+	close(fd);
+}
+
+static void
+gate_fini(struct gate *g)
+{
+	close(g->sfd);
+	unlink(g->started);
+	unlink(g->release);
+}
+
+static char *
+gate_payload(struct gate *g, bool first)
+{
+	static char p[700];
+
+	snprintf(p, sizeof(p), "{\"op\":\"gate\",\"started\":\"%s\","
+	    "\"release\":\"%s\",\"first\":%s}", g->started, g->release,
+	    first ? "true" : "false");
+	return p;
+}
+
+Test(worker, worker_killed_mid_task_is_resumed)
+{
+	struct tw t;
+	struct res r;
+	struct gate g;
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+	pid_t w;
+	int st;
+
+	tw_init(&t, "wkill");
+	gate_init(&g, t.prefix);
+	w = worker_start(&t, stream_args, h);
+	submit(&t, "k1", gate_payload(&g, true));
+	gate_wait_started(&g);
+	kill(w, SIGKILL);
+	waitpid(w, &st, 0);
+	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 1);
+	/* Same agent, instance and host: the same consumer. */
+	w = worker_start(&t, stream_args, h);
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	cr_assert_str_eq(r.id, "k1");
+	cr_assert_eq(r.attempt, 2, "attempt %u", r.attempt);
+	res_clear(&r);
+	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 0);
+	worker_stop(w);
+	gate_fini(&g);
+	tw_fini(&t);
+}
+
+Test(worker, task_past_max_attempts_goes_dead)
+{
+	struct tw t;
+	struct gate g;
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+	const char *x[] = { "--capabilities", "c", "--max-attempts", "1", NULL };
+	struct hive_dead d;
+	struct proto_err err;
+	const char *m;
+	size_t len;
+	redisReply *e;
+	pid_t w;
+	int st;
+
+	tw_init(&t, "poison");
+	gate_init(&g, t.prefix);
+	w = worker_start(&t, x, h);
+	submit(&t, "p1", gate_payload(&g, true));
+	gate_wait_started(&g);
+	kill(w, SIGKILL);
+	waitpid(w, &st, 0);
+	w = worker_start(&t, x, h);
+	e = next_entry(&t, "dead", t.last_dead, sizeof(t.last_dead), &m, &len);
+	cr_assert_eq(proto_decode_dead(m, len, &d, &err), 0);
+	cr_assert(d.reason.len > 0);
+	cr_assert(memmem(d.reason.ptr, d.reason.len, "max_attempts", 12) != NULL,
+	    "reason: %.*s", (int)d.reason.len, d.reason.ptr);
+	cr_assert(d.id.len == 2 && memcmp(d.id.ptr, "p1", 2) == 0);
+	proto_dead_clear(&d);
+	freeReplyObject(e);
+	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 0);
+	worker_stop(w);
+	gate_fini(&g);
+	tw_fini(&t);
+}
+
+Test(worker, malformed_tasks_go_dead_with_reason)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_ECHO"), NULL };
+	struct hive_dead d;
+	struct proto_err err;
+	const char *m;
+	size_t len;
+	redisReply *e, *x;
+	pid_t w;
+	char *big;
+
+	tw_init(&t, "bad");
+	w = worker_start(&t, stream_args, h);
+	xadd_raw(&t, qkey(&t, "c", 1), "\xc1garbage", 8);
+	x = redisCommand(t.rc, "XADD %s * other field", qkey(&t, "c", 1));
+	freeReplyObject(x);
+	big = calloc(1, HIVE_TASK_MAX + 16);
+	big[0] = (char)0xdb;   /* str32 header claiming more than the limit */
+	big[1] = 0x00; big[2] = 0x10; big[3] = 0x00; big[4] = 0x08;
+	xadd_raw(&t, qkey(&t, "c", 1), big, HIVE_TASK_MAX + 16);
+	free(big);
+	submit(&t, "good", "1");
+	for (int i = 0; i < 3; i++) {
+		e = next_entry(&t, "dead", t.last_dead, sizeof(t.last_dead), &m,
+		    &len);
+		cr_assert_eq(proto_decode_dead(m, len, &d, &err), 0);
+		cr_assert(d.reason.len > 0, "dead letter without a reason");
+		cr_assert(d.stream.len > 0 && d.entry.len > 0);
+		if (i == 0)
+			cr_assert(d.raw.len == 8 &&
+			    memcmp(d.raw.ptr, "\xc1garbage", 8) == 0);
+		if (i == 1)
+			cr_assert(memmem(d.reason.ptr, d.reason.len, "'m'", 3),
+			    "%.*s", (int)d.reason.len, d.reason.ptr);
+		proto_dead_clear(&d);
+		freeReplyObject(e);
+	}
+	next_result(&t, &r);
+	cr_assert_str_eq(r.id, "good");
+	cr_assert_eq(r.status, HIVE_STATUS_OK);
+	res_clear(&r);
+	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 0);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+Test(worker, stream_garbage_answer_fails_that_task)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+	pid_t w;
+
+	tw_init(&t, "garbage");
+	w = worker_start(&t, stream_args, h);
+	submit(&t, "g1", "{\"op\":\"garbage\"}");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_ERROR);
+	cr_assert(strstr(r.error, "invalid answer") != NULL, "%s", r.error);
+	res_clear(&r);
+	submit(&t, "g2", "{\"op\":\"echo\"}");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_OK);
+	cr_assert_eq(r.attempt, 1, "the handler was not restarted");
+	res_clear(&r);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+/* ---- pulling ---- */
+
+Test(worker, priorities_higher_first)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_ECHO"), NULL };
+	char id[16];
+	pid_t w;
+
+	tw_init(&t, "prio");
+	/* Queued before the worker starts, lowest level first. */
+	for (int i = 0; i < 9; i++) {
+		unsigned prio = (unsigned)(i % 3);
+		snprintf(id, sizeof(id), "p%u-%d", prio, i);
+		submit_to(&t, qkey(&t, "c", prio), id, "0", 0);
+	}
+	w = worker_start(&t, stream_args, h);
+	for (int i = 0; i < 9; i++) {
+		next_result(&t, &r);
+		cr_assert_eq(r.id[1] - '0', 2 - i / 3, "result %d is %s", i, r.id);
+		res_clear(&r);
+	}
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+Test(worker, broadcast_reaches_every_worker)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_ECHO"), NULL };
+	const char *x1[] = { "--instance", "1", NULL };
+	const char *x2[] = { "--instance", "2", NULL };
+	char key[HIVE_KEY_MAX];
+	pid_t w1, w2;
+	int seen = 0;
+
+	tw_init(&t, "bcast");
+	w1 = worker_start(&t, x1, h);
+	w2 = worker_start(&t, x2, h);
+	/* A task through each direct queue: both are set up. */
+	for (unsigned i = 1; i <= 2; i++) {
+		cr_assert(proto_key_direct(key, sizeof(key), t.prefix, "a", i) > 0);
+		submit_to(&t, key, "warm", "0", 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		next_result(&t, &r);
+		res_clear(&r);
+	}
+	submit_to(&t, nkey(&t, "broadcast"), "all", "\"hi\"", 0);
+	for (int i = 0; i < 2; i++) {
+		next_result(&t, &r);
+		cr_assert_str_eq(r.id, "all");
+		cr_assert_eq(r.status, HIVE_STATUS_OK);
+		seen |= strcmp(r.agent, "a/1") == 0 ? 1 : strcmp(r.agent, "a/2") == 0 ? 2 : 0;
+		res_clear(&r);
+	}
+	cr_assert_eq(seen, 3, "broadcast seen by a/1 and a/2");
+	worker_stop(w1);
+	worker_stop(w2);
+	tw_fini(&t);
+}
+
+Test(worker, stream_concurrency_runs_n_at_once)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+	const char *x[] = { "--capabilities", "c", "--concurrency", "4", NULL };
+	char id[16];
+	pid_t w;
+
+	tw_init(&t, "sconc");
+	w = worker_start(&t, x, h);
+	/* The handler answers none until it holds 4: only 4 in flight at
+	 * once can finish these. */
+	for (int i = 0; i < 4; i++) {
+		snprintf(id, sizeof(id), "b%d", i);
+		submit(&t, id, "{\"op\":\"barrier\",\"n\":4}");
+	}
+	for (int i = 0; i < 4; i++) {
+		next_result(&t, &r);
+		cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+		res_clear(&r);
+	}
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+Test(worker, exec_concurrency_runs_n_at_once)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "exec", NULL };
+	const char *x[] = { "--capabilities", "c", "--mode", "exec",
+	    "--concurrency", "3", NULL };
+	char id[16], dir[128], payload[256];
+	pid_t w;
+
+	tw_init(&t, "econc");
+	snprintf(dir, sizeof(dir), "/tmp/%s.d", t.prefix);
+	cr_assert_eq(mkdir(dir, 0700), 0);
+	w = worker_start(&t, x, h);
+	snprintf(payload, sizeof(payload),
+	    "{\"op\":\"barrier\",\"n\":3,\"dir\":\"%s\"}", dir);
+	for (int i = 0; i < 3; i++) {
+		snprintf(id, sizeof(id), "e%d", i);
+		submit(&t, id, payload);
+	}
+	for (int i = 0; i < 3; i++) {
+		next_result(&t, &r);
+		cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+		res_clear(&r);
+		snprintf(id, sizeof(id), "e%d", i);
+	}
+	for (int i = 0; i < 3; i++) {
+		char f[256];
+		snprintf(f, sizeof(f), "%s/e%d", dir, i);
+		unlink(f);
+	}
+	rmdir(dir);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+Test(worker, exec_timeout_kills_process_group)
+{
+	struct tw t;
+	struct res r;
+	char pidfile[128], script[512];
+	const char *h[] = { "/bin/sh", "-c", script, NULL };
+	const char *x[] = { "--capabilities", "c", "--mode", "exec",
+	    "--task-timeout", "1000", NULL };
+	FILE *f;
+	long gc = 0;
+	pid_t w;
+
+	tw_init(&t, "timeout");
+	snprintf(pidfile, sizeof(pidfile), "/tmp/%s.pid", t.prefix);
+	/* The grandchild writes its pid, then everything sleeps. */
+	snprintf(script, sizeof(script),
+	    "sleep 300 & echo $! > %s.tmp && mv %s.tmp %s; wait", pidfile,
+	    pidfile, pidfile);
+	w = worker_start(&t, x, h);
+	submit(&t, "slow", "0");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_ERROR);
+	cr_assert(strstr(r.error, "timed out") != NULL, "%s", r.error);
+	res_clear(&r);
+	f = fopen(pidfile, "r");
+	cr_assert(f != NULL, "the grandchild never wrote %s", pidfile);
+	cr_assert_eq(fscanf(f, "%ld", &gc), 1);
+	fclose(f);
+	unlink(pidfile);
+	cr_assert_eq(wait_gone((pid_t)gc, GUARD_MS), 0,
+	    "grandchild %ld still alive", gc);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+/* Kill every connection of the worker from the server side. */
+static int
+kill_worker_clients(struct tw *t)
+{
+	redisReply *r = redisCommand(t->rc, "CLIENT LIST");
+	char *line, *save, *list, *name, want[128];
+	int n = 0;
+
+	cr_assert(r && r->type != REDIS_REPLY_ERROR);
+	list = strdup(r->str);
+	freeReplyObject(r);
+	snprintf(want, sizeof(want), "name=hive-worker:a/1@%s:", t->host);
+	for (line = strtok_r(list, "\n", &save); line;
+	    line = strtok_r(NULL, "\n", &save)) {
+		long long id;
+		if ((name = strstr(line, want)) == NULL)
+			continue;
+		if (sscanf(line, "id=%lld", &id) != 1)
+			continue;
+		r = redisCommand(t->rc, "CLIENT KILL ID %lld", id);
+		freeReplyObject(r);
+		n++;
+	}
+	free(list);
+	return n;
+}
+
+Test(worker, redis_connection_killed_worker_goes_on)
+{
+	struct tw t;
+	struct res r;
+	struct gate g;
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+	pid_t w;
+
+	tw_init(&t, "rkill");
+	gate_init(&g, t.prefix);
+	w = worker_start(&t, stream_args, h);
+	submit(&t, "r0", "{\"op\":\"echo\"}");
+	next_result(&t, &r);
+	res_clear(&r);
+	submit(&t, "r1", gate_payload(&g, false));
+	gate_wait_started(&g);
+	cr_assert(kill_worker_clients(&t) >= 3, "worker connections not found");
+	gate_release(&g);
+	next_result(&t, &r);
+	cr_assert_str_eq(r.id, "r1");
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	cr_assert_eq(r.attempt, 1);
+	res_clear(&r);
+	submit(&t, "r2", "{\"op\":\"echo\"}");
+	next_result(&t, &r);
+	cr_assert_str_eq(r.id, "r2");
+	res_clear(&r);
+	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 0);
+	worker_stop(w);
+	gate_fini(&g);
+	tw_fini(&t);
+}
+
+/* ---- memory, fds, the link to hived ---- */
+
+Test(worker, memory_carried_across_tasks)
+{
+	struct tw t;
+	struct res r;
+	char path[4096];
+	const char *h[] = { "python3", path, NULL };
+	pid_t w;
+
+	snprintf(path, sizeof(path), "%s/examples/wordcount.py",
+	    env("HIVE_SOURCE_DIR"));
+	tw_init(&t, "memory");
+	w = worker_start(&t, stream_args, h);
+	submit(&t, "m1", "{\"text\":\"the cat and the dog\"}");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	cr_assert_eq(r.memory_v, 1);
+	cr_assert_eq(json_integer_value(json_object_get(r.result, "words")), 5);
+	res_clear(&r);
+	submit(&t, "m2", "{\"text\":\"the end\"}");
+	next_result(&t, &r);
+	cr_assert_eq(r.memory_v, 2);
+	cr_assert_eq(json_integer_value(json_object_get(r.result, "total")), 7,
+	    "%s", jtext(r.result));
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(
+	    r.memory, "seen"), "the")), 3, "%s", jtext(r.memory));
+	res_clear(&r);
+	worker_stop(w);
+	/* A new worker starts with empty memory when standalone; hived
+	 * hands it the snapshot (see link_protocol_memory_and_drain). */
+	tw_fini(&t);
+}
+
+Test(worker, handlers_get_only_stdio)
+{
+	struct tw t;
+	struct res r;
+	const char *hs[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+	const char *he[] = { env("HIVE_TEST_HANDLER"), "exec", NULL };
+	const char *xe[] = { "--capabilities", "c", "--mode", "exec", NULL };
+	pid_t w;
+
+	tw_init(&t, "fds");
+	w = worker_start(&t, stream_args, hs);
+	submit(&t, "f1", "{\"op\":\"fds\"}");
+	next_result(&t, &r);
+	cr_assert_str_eq(jtext(r.result), "[0,1,2]");
+	res_clear(&r);
+	worker_stop(w);
+	w = worker_start(&t, xe, he);
+	submit(&t, "f2", "{\"op\":\"fds\"}");
+	next_result(&t, &r);
+	cr_assert_str_eq(jtext(r.result), "[0,1,2]");
+	res_clear(&r);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+static void
+send_frame(int fd, const struct hive_frame *f)
+{
+	msgpack_sbuffer sb;
+	struct proto_err err;
+
+	msgpack_sbuffer_init(&sb);
+	cr_assert_eq(proto_encode_frame(&sb, f, &err), 0);
+	cr_assert_eq(write(fd, sb.data, sb.size), (ssize_t)sb.size);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* Read frames until one of type want; returns it decoded (clear it). */
+static void
+recv_frame(int fd, struct proto_framer *fr, enum hive_frame_type want,
+    struct hive_frame *out)
+{
+	struct proto_err err;
+	const char *body;
+	size_t blen;
+	char buf[4096];
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	for (;;) {
+		while (proto_framer_next(fr, &body, &blen, &err) == 1) {
+			cr_assert_eq(proto_decode_frame(body, blen, out, &err), 0);
+			if (out->type == want)
+				return;
+			proto_frame_clear(out);
+		}
+		cr_assert_eq(poll(&p, 1, GUARD_MS), 1, "no frame %d", want);
+		ssize_t n = read(fd, buf, sizeof(buf));
+		cr_assert(n > 0, "hive-worker closed the socketpair");
+		cr_assert_eq(proto_framer_feed(fr, buf, (size_t)n), 0);
+	}
+}
+
+Test(worker, link_protocol_memory_and_drain)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+	const char *x[] = { "--capabilities", "c", "--fd", "3",
+	    "--heartbeat-ms", "50", NULL };
+	struct hive_frame f;
+	struct proto_framer fr;
+	msgpack_zone z;
+	json_t *mem = json_pack("{s:i}", "n", 5);
+	struct proto_err err;
+	int sp[2], st;
+	pid_t w;
+
+	tw_init(&t, "link");
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	w = worker_start_fd(&t, x, h, sp[1]);
+	close(sp[1]);
+	proto_framer_init(&fr);
+	msgpack_zone_init(&z, 1024);
+	memset(&f, 0, sizeof(f));
+	f.v = HIVE_PROTO_VERSION;
+	f.type = HIVE_FRAME_MEMORY;
+	f.u.memory.agent = HIVE_STR("a");
+	f.u.memory.instance = 1;
+	f.u.memory.memory_v = 7;
+	cr_assert_eq(proto_json_to_obj(mem, &z, &f.u.memory.memory, &err), 0);
+	send_frame(sp[0], &f);
+
+	recv_frame(sp[0], &fr, HIVE_FRAME_HELLO, &f);
+	cr_assert_eq(f.u.hello.instance, 1);
+	cr_assert_eq(f.u.hello.pid, w);
+	proto_frame_clear(&f);
+
+	submit(&t, "c1", "{\"op\":\"count\"}");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	cr_assert_str_eq(jtext(r.result), "6", "memory from hived reached the handler");
+	cr_assert_eq(r.memory_v, 8);
+	res_clear(&r);
+	recv_frame(sp[0], &fr, HIVE_FRAME_MEMORY, &f);
+	cr_assert_eq(f.u.memory.memory_v, 8);
+	proto_frame_clear(&f);
+	recv_frame(sp[0], &fr, HIVE_FRAME_HEARTBEAT, &f);
+	cr_assert(f.u.heartbeat.done >= 1 || f.u.heartbeat.state != HIVE_WSTATE_STARTING);
+	cr_assert(f.u.heartbeat.handler_pid > 0);
+	proto_frame_clear(&f);
+
+	memset(&f, 0, sizeof(f));
+	f.v = HIVE_PROTO_VERSION;
+	f.type = HIVE_FRAME_CONTROL;
+	f.u.control.cmd = HIVE_CTL_DRAIN;
+	send_frame(sp[0], &f);
+	st = worker_wait(w);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %#x", st);
+	close(sp[0]);
+	proto_framer_free(&fr);
+	msgpack_zone_destroy(&z);
+	json_decref(mem);
+	tw_fini(&t);
+}
+
+Test(worker, usage_error_exits_2)
+{
+	pid_t pid = fork();
+	int st;
+
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 2);
+		execl(env("HIVE_WORKER"), "hive-worker", "--mode", "bogus",
+		    (char *)NULL);
+		_exit(127);
+	}
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %#x", st);
+}

@@ -1,0 +1,481 @@
+/*
+ * handler_stream.c - mode=stream: one long-lived handler process.
+ *
+ *   worker --{"id","attempt","agent","payload","memory"}\n-->  stdin
+ *   worker <--{"id","status","result","error","memory"}\n--  stdout
+ *
+ * Up to `concurrency` tasks are in flight, answers are matched by id and
+ * may come in any order.  stderr is the worker's (the journal).  The
+ * handler runs in its own process group.
+ *
+ * When it dies, what it printed is read to the end first (answers it gave
+ * before dying count), then each task still in flight goes back to the
+ * front of the backlog with attempt + 1, and the handler is restarted: at
+ * once the first time, then with a backoff that a good answer resets.  The
+ * memory lives in the worker, so a restarted handler gets it with its next
+ * task.  A line that is not a valid answer fails the task it belongs to
+ * when that can be known (one task in flight, or an "id" we can read);
+ * otherwise it is logged and dropped.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "worker.h"
+
+/* A line from the handler may be as long as the biggest result. */
+#define WRK_LINE_MAX HIVE_RESULT_MAX
+
+static void stream_exited(struct wrk *, int status);
+
+void
+wrk_stream_init(struct wrk *w)
+{
+	w->h.state = WRK_H_NONE;
+	w->h.in_fd = w->h.out_fd = -1;
+}
+
+bool
+wrk_stream_ready(const struct wrk *w)
+{
+	return w->h.state == WRK_H_RUNNING;
+}
+
+bool
+wrk_stream_gone(const struct wrk *w)
+{
+	return w->h.state == WRK_H_NONE;
+}
+
+static void
+stream_close_in(struct wrk *w)
+{
+	ev_io_stop(w->loop, &w->h.in_w);
+	if (w->h.in_fd >= 0)
+		close(w->h.in_fd);
+	w->h.in_fd = -1;
+	wrk_buf_reset(&w->h.in);
+}
+
+void
+wrk_stream_flush(struct wrk *w)
+{
+	struct wrk_handler *h = &w->h;
+	ssize_t n;
+
+	while (h->in_fd >= 0 && wrk_buf_avail(&h->in) > 0) {
+		n = write(h->in_fd, wrk_buf_data(&h->in), wrk_buf_avail(&h->in));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			break;
+		if (n == -1) {
+			/* EPIPE: it closed stdin or died; ev_child tells. */
+			log_warn("agent=%s pid=%ld write to handler",
+			    w->agent_inst, (long)h->pid);
+			stream_close_in(w);
+			return;
+		}
+		wrk_buf_consume(&h->in, (size_t)n);
+	}
+	if (h->in_fd >= 0 && wrk_buf_avail(&h->in) > 0)
+		ev_io_start(w->loop, &h->in_w);
+	else
+		ev_io_stop(w->loop, &h->in_w);
+}
+
+static void
+stream_wcb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	wrk_stream_flush(io->data);
+}
+
+int
+wrk_stream_send(struct wrk *w, struct wrk_task *t)
+{
+	char err[HIVE_ERROR_MAX];
+
+	if (wrk_task_line(w, t, &w->h.in, err, sizeof(err)) == -1) {
+		wrk_task_fail(w, t, "%s", err);
+		return -1;
+	}
+	/* Written by the flush at the end of this loop turn, together with
+	 * whatever else is dispatched in it. */
+	return 0;
+}
+
+static struct wrk_task *
+running_by_id(struct wrk *w, const char *id)
+{
+	struct wrk_task *t;
+
+	TAILQ_FOREACH(t, &w->running, q)
+		if (strcmp(t->id, id) == 0)
+			return t;
+	return NULL;
+}
+
+/* The id of a line that could not be parsed, if it starts the usual way:
+ * {"id":"...". */
+static struct wrk_task *
+guess_task(struct wrk *w, const char *line, size_t len)
+{
+	char id[HIVE_ID_MAX + 1];
+	const char *p, *end = line + len;
+	size_t n = 0;
+
+	if (w->nrunning == 1)
+		return TAILQ_FIRST(&w->running);
+	if (len < 8 || memcmp(line, "{\"id\":\"", 7) != 0)
+		return NULL;
+	for (p = line + 7; p < end && *p != '"' && n < HIVE_ID_MAX; p++)
+		id[n++] = *p;
+	if (p >= end || *p != '"')
+		return NULL;
+	id[n] = '\0';
+	return running_by_id(w, id);
+}
+
+static void
+bad_line(struct wrk *w, const char *line, size_t len, const char *why)
+{
+	struct wrk_task *t = guess_task(w, line, len);
+	int show = len > 120 ? 120 : (int)len;
+
+	if (t != NULL) {
+		wrk_task_fail(w, t, "handler wrote an invalid answer: %s: "
+		    "%.*s%s", why, show, line, len > 120 ? "..." : "");
+		return;
+	}
+	log_warnx("agent=%s pid=%ld handler wrote an invalid line (%s), "
+	    "dropped: %.*s%s", w->agent_inst, (long)w->h.pid, why, show, line,
+	    len > 120 ? "..." : "");
+}
+
+static void
+stream_line(struct wrk *w, const char *line, size_t len)
+{
+	json_t *j, *id, *st, *res, *er, *mem;
+	json_error_t jerr;
+	struct wrk_task *t;
+	enum hive_status status;
+	const char *s;
+
+	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' '))
+		len--;
+	if (len == 0)
+		return;
+	if ((j = json_loadb(line, len, 0, &jerr)) == NULL) {
+		bad_line(w, line, len, "not JSON");
+		return;
+	}
+	if (!json_is_object(j) || !json_is_string(id = json_object_get(j, "id"))) {
+		bad_line(w, line, len, "not an object with a string \"id\"");
+		goto out;
+	}
+	if ((t = running_by_id(w, json_string_value(id))) == NULL) {
+		log_warnx("agent=%s pid=%ld task=%s answer for no task in "
+		    "flight, dropped", w->agent_inst, (long)w->h.pid,
+		    json_string_value(id));
+		goto out;
+	}
+	st = json_object_get(j, "status");
+	res = json_object_get(j, "result");
+	er = json_object_get(j, "error");
+	mem = json_object_get(j, "memory");
+	s = json_is_string(st) ? json_string_value(st) : NULL;
+	if (s != NULL && strcmp(s, "ok") == 0)
+		status = HIVE_STATUS_OK;
+	else if (s != NULL && strcmp(s, "error") == 0)
+		status = HIVE_STATUS_ERROR;
+	else {
+		wrk_task_fail(w, t, "handler answered without \"status\": "
+		    "\"ok\" or \"error\"");
+		goto out;
+	}
+	if (mem != NULL && !json_is_null(mem) && !json_is_object(mem)) {
+		wrk_task_fail(w, t, "handler answered with a \"memory\" that "
+		    "is not an object");
+		goto out;
+	}
+	if (json_is_null(mem))
+		mem = NULL;
+	w->h.answered = true;
+	if (status == HIVE_STATUS_ERROR && er != NULL && !json_is_string(er)) {
+		/* Keep a structured error readable. */
+		char *text = json_dumps(er, JSON_COMPACT | JSON_ENCODE_ANY);
+		wrk_task_finish(w, t, status, res, text ? text : "error", mem);
+		free(text);
+	} else {
+		wrk_task_finish(w, t, status, res,
+		    status == HIVE_STATUS_ERROR ? json_string_value(er) : NULL,
+		    mem);
+	}
+out:
+	json_decref(j);
+}
+
+/* Split what was read into lines; an over-long line fails its task. */
+static void
+stream_lines(struct wrk *w)
+{
+	struct wrk_handler *h = &w->h;
+	char *p, *nl;
+	size_t len;
+
+	for (;;) {
+		p = wrk_buf_data(&h->out);
+		len = wrk_buf_avail(&h->out);
+		if (len == 0)
+			break;
+		nl = memchr(p, '\n', len);
+		if (h->skipping) {
+			if (nl == NULL) {
+				wrk_buf_reset(&h->out);
+				break;
+			}
+			h->skipping = false;
+			wrk_buf_consume(&h->out, (size_t)(nl - p) + 1);
+			continue;
+		}
+		if (nl == NULL) {
+			if (len > WRK_LINE_MAX) {
+				bad_line(w, p, len, "line too long");
+				h->skipping = true;
+				wrk_buf_reset(&h->out);
+			}
+			break;
+		}
+		if ((size_t)(nl - p) > WRK_LINE_MAX)
+			bad_line(w, p, (size_t)(nl - p), "line too long");
+		else
+			stream_line(w, p, (size_t)(nl - p));
+		wrk_buf_consume(&h->out, (size_t)(nl - p) + 1);
+	}
+}
+
+/* Read what is there: 0 at EOF, 1 when it would block, 2 when there may
+ * be more. */
+static int
+stream_read(struct wrk *w)
+{
+	struct wrk_handler *h = &w->h;
+	ssize_t n;
+	int rounds = 0;
+
+	/* A few reads per turn: enough to drain a busy pipe, bounded so
+	 * that Redis replies are not starved. */
+	while (h->out_fd >= 0 && rounds++ < 16) {
+		if (wrk_buf_reserve(&h->out, 65536) == -1)
+			fatal("handler output");
+		n = read(h->out_fd, h->out.p + h->out.len, h->out.cap - h->out.len);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			return 1;
+		if (n <= 0) {
+			if (n == -1)
+				log_warn("agent=%s read from handler",
+				    w->agent_inst);
+			return 0;
+		}
+		h->out.len += (size_t)n;
+		stream_lines(w);
+	}
+	return 2;
+}
+
+static void
+stream_close_out(struct wrk *w)
+{
+	ev_io_stop(w->loop, &w->h.out_w);
+	if (w->h.out_fd >= 0)
+		close(w->h.out_fd);
+	w->h.out_fd = -1;
+}
+
+static void
+stream_rcb(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct wrk *w = io->data;
+
+	if (stream_read(w) == 0) {
+		/* It closed stdout: it can answer no more.  Make sure it is
+		 * gone; ev_child then retries its tasks. */
+		stream_close_out(w);
+		if (w->h.state == WRK_H_RUNNING) {
+			log_warnx("agent=%s pid=%ld handler closed its stdout "
+			    "(exiting?), making sure it is gone",
+			    w->agent_inst, (long)w->h.pid);
+			kill(-w->h.pid, SIGKILL);
+		}
+	}
+}
+
+static void
+stream_ccb(struct ev_loop *loop, ev_child *c, int revents)
+{
+	ev_child_stop(loop, c);
+	stream_exited(c->data, c->rstatus);
+}
+
+int
+wrk_stream_start(struct wrk *w)
+{
+	struct wrk_handler *h = &w->h;
+	pid_t pid;
+
+	h->restart_due = 0;
+	if ((pid = wrk_spawn(w->o.argv, &h->in_fd, &h->out_fd, NULL)) == -1) {
+		h->state = WRK_H_NONE;
+		h->backoff_ms = h->backoff_ms ? h->backoff_ms :
+		    WRK_HANDLER_BACKOFF_MS;
+		h->restart_due = wrk_now() + h->backoff_ms;
+		wrk_schedule(w);
+		return -1;
+	}
+	h->pid = pid;
+	h->state = WRK_H_RUNNING;
+	h->answered = false;
+	h->skipping = false;
+	wrk_buf_reset(&h->out);
+	wrk_buf_reset(&h->in);
+	ev_io_init(&h->in_w, stream_wcb, h->in_fd, EV_WRITE);
+	ev_io_init(&h->out_w, stream_rcb, h->out_fd, EV_READ);
+	ev_child_init(&h->child_w, stream_ccb, pid, 0);
+	h->in_w.data = h->out_w.data = h->child_w.data = w;
+	ev_io_start(w->loop, &h->out_w);
+	ev_child_start(w->loop, &h->child_w);
+	log_info("agent=%s pid=%ld handler started: %s", w->agent_inst,
+	    (long)pid, w->o.argv[0]);
+	wrk_state_changed(w);
+	return 0;
+}
+
+static void
+stream_exited(struct wrk *w, int status)
+{
+	struct wrk_handler *h = &w->h;
+	struct wrk_task *t, *prev;
+	bool expected = h->state == WRK_H_STOPPING;
+	unsigned delay;
+
+	/* Answers it gave before it died still count: read to EOF, or
+	 * until a grandchild holding stdout has nothing more. */
+	while (h->out_fd >= 0 && stream_read(w) == 2)
+		;
+	stream_close_out(w);
+	stream_close_in(w);
+	wrk_buf_reset(&h->out);
+	if (WIFSIGNALED(status))
+		log_info("agent=%s pid=%ld handler killed by signal %d",
+		    w->agent_inst, (long)h->pid, WTERMSIG(status));
+	else if (expected && WEXITSTATUS(status) == 0)
+		log_info("agent=%s pid=%ld handler exited", w->agent_inst,
+		    (long)h->pid);
+	else
+		log_warnx("agent=%s pid=%ld handler exited with status %d",
+		    w->agent_inst, (long)h->pid, WEXITSTATUS(status));
+	/* Whatever it was running goes back, oldest first. */
+	for (t = TAILQ_LAST(&w->running, wrk_task_list); t != NULL; t = prev) {
+		prev = TAILQ_PREV(t, wrk_task_list, q);
+		log_warnx("agent=%s task=%s attempt=%u handler died running "
+		    "it, retrying", w->agent_inst, t->id, t->attempt);
+		wrk_task_retry(w, t);
+	}
+	h->state = WRK_H_NONE;
+	h->pid = 0;
+	h->term_due = h->kill_due = 0;
+	if (w->stopping_handler) {
+		wrk_state_changed(w);
+		wrk_check_drained(w);
+		return;
+	}
+	/* The first restart, and the first after good answers, at once;
+	 * then with a doubling delay. */
+	if (h->answered)
+		h->backoff_ms = 0;
+	delay = h->backoff_ms;
+	h->backoff_ms = h->backoff_ms == 0 ? WRK_HANDLER_BACKOFF_MS :
+	    h->backoff_ms * 2 > WRK_HANDLER_BACKOFF_MAX_MS ?
+	    WRK_HANDLER_BACKOFF_MAX_MS : h->backoff_ms * 2;
+	h->restart_due = wrk_now() + delay;
+	log_info("agent=%s restarting handler in %ums", w->agent_inst, delay);
+	wrk_schedule(w);
+	wrk_state_changed(w);
+}
+
+/* Stop it: close stdin (a well-behaved handler exits at EOF), then TERM,
+ * then KILL, each after a grace. */
+void
+wrk_stream_stop(struct wrk *w)
+{
+	struct wrk_handler *h = &w->h;
+
+	h->restart_due = 0;
+	if (h->state != WRK_H_RUNNING)
+		return;
+	h->state = WRK_H_STOPPING;
+	stream_close_in(w);
+	h->term_due = wrk_now() + WRK_STOP_GRACE_MS;
+	h->kill_due = h->term_due + WRK_STOP_GRACE_MS;
+	wrk_schedule(w);
+}
+
+/* At exit: nothing may outlive the worker.  Blocks in waitpid, which is
+ * fine once the loop is done. */
+void
+wrk_stream_kill(struct wrk *w)
+{
+	struct wrk_handler *h = &w->h;
+
+	if (h->state != WRK_H_NONE) {
+		kill(-h->pid, SIGKILL);
+		(void)waitpid(h->pid, NULL, 0);
+		ev_child_stop(w->loop, &h->child_w);
+		h->state = WRK_H_NONE;
+	}
+	stream_close_in(w);
+	stream_close_out(w);
+	wrk_buf_free(&h->in);
+	wrk_buf_free(&h->out);
+}
+
+void
+wrk_stream_cron(struct wrk *w, uint64_t now)
+{
+	struct wrk_handler *h = &w->h;
+
+	if (h->state == WRK_H_NONE && h->restart_due && h->restart_due <= now &&
+	    !w->stopping_handler)
+		(void)wrk_stream_start(w);
+	if (h->state == WRK_H_STOPPING && h->term_due && h->term_due <= now) {
+		log_warnx("agent=%s pid=%ld handler still running after stdin "
+		    "closed, sending TERM", w->agent_inst, (long)h->pid);
+		kill(-h->pid, SIGTERM);
+		h->term_due = 0;
+	}
+	if (h->state == WRK_H_STOPPING && h->kill_due && h->kill_due <= now) {
+		log_warnx("agent=%s pid=%ld handler ignored TERM, sending KILL",
+		    w->agent_inst, (long)h->pid);
+		kill(-h->pid, SIGKILL);
+		h->kill_due = 0;
+	}
+}
+
+uint64_t
+wrk_stream_next_due(const struct wrk *w)
+{
+	const struct wrk_handler *h = &w->h;
+	uint64_t due = 0;
+
+	if (h->state == WRK_H_NONE)
+		due = h->restart_due;
+	if (h->state == WRK_H_STOPPING)
+		due = h->term_due ? h->term_due : h->kill_due;
+	return due;
+}

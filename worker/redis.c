@@ -1,0 +1,876 @@
+/*
+ * redis.c - the worker's three hiredis connections, all on the loop:
+ *
+ *   cmd    setup (names, groups, our pending entries), MULTI/EXEC batches
+ *          that publish results and acknowledge tasks, dead letters,
+ *          CLIENT UNBLOCK
+ *   pull   reads of the queue streams: a non-blocking pass in priority
+ *          order, and a BLOCKing read over all of them when all are empty
+ *   bcast  a BLOCKing read of the broadcast stream in this instance's own
+ *          group (its group name differs, so it cannot share the read)
+ *
+ * A blocking read holds its connection, hence three.  They go up and down
+ * together: when one is lost all are dropped, and after a backoff (100 ms
+ * doubling to 5 s) all are opened again and set up anew.  Nothing is lost
+ * meanwhile: tasks we hold stay pending in Redis, results wait in the out
+ * queue and are published after the reconnect, and setup re-reads our
+ * pending entries (skipping those we hold) in case a reply was lost.
+ *
+ * hiredis runs every outstanding callback with a NULL reply when its
+ * context goes away; such callbacks only undo their bookkeeping, they
+ * never send (the context is being freed).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/adapters/libev.h>
+
+#include "log.h"
+#include "worker.h"
+
+static const char *const conn_name[WRK_CONN_N] = { "cmd", "pull", "bcast" };
+
+static void redis_down(struct wrk *, const char *why);
+
+static int
+conn_index(const struct wrk *w, const redisAsyncContext *ac)
+{
+	for (int i = 0; i < WRK_CONN_N; i++)
+		if (w->redis.ac[i] == ac)
+			return i;
+	return -1;
+}
+
+static bool
+reply_is_error(const redisReply *r, const char *prefix)
+{
+	return r->type == REDIS_REPLY_ERROR &&
+	    (prefix == NULL || strncmp(r->str, prefix, strlen(prefix)) == 0);
+}
+
+/* ---- connecting ---- */
+
+static void redis_setup(struct wrk *);
+
+static void
+on_connect(const redisAsyncContext *ac, int status)
+{
+	struct wrk *w = ac->data;
+	int i = conn_index(w, ac);
+
+	if (i < 0)
+		return;
+	if (status != REDIS_OK) {
+		/* hiredis frees the context after this callback. */
+		log_warnx("agent=%s redis %s connect to %s: %s", w->agent_inst,
+		    conn_name[i], w->o.redis, ac->errstr);
+		w->redis.ac[i] = NULL;
+		redis_down(w, "connect failed");
+		return;
+	}
+	w->redis.connected[i] = true;
+	for (i = 0; i < WRK_CONN_N; i++)
+		if (!w->redis.connected[i])
+			return;
+	redis_setup(w);
+}
+
+static void
+on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct wrk *w = ac->data;
+	int i = conn_index(w, ac);
+
+	if (i < 0)
+		return;        /* we dropped it ourselves */
+	w->redis.ac[i] = NULL;
+	w->redis.connected[i] = false;
+	log_warnx("agent=%s lost redis %s connection: %s", w->agent_inst,
+	    conn_name[i], status == REDIS_OK ? "closed" : ac->errstr);
+	redis_down(w, "connection lost");
+}
+
+static redisAsyncContext *
+conn_open(struct wrk *w)
+{
+	redisAsyncContext *ac;
+	char host[HIVE_KEY_MAX], *colon;
+	int port = 6379;
+
+	if (w->o.redis[0] == '/') {
+		ac = redisAsyncConnectUnix(w->o.redis);
+	} else {
+		snprintf(host, sizeof(host), "%s", w->o.redis);
+		if ((colon = strrchr(host, ':')) != NULL) {
+			*colon = '\0';
+			port = atoi(colon + 1);
+		}
+		ac = redisAsyncConnect(host, port);
+	}
+	if (ac == NULL) {
+		log_warnx("agent=%s redis connect to %s: out of memory",
+		    w->agent_inst, w->o.redis);
+		return NULL;
+	}
+	if (ac->err) {
+		log_warnx("agent=%s redis connect to %s: %s", w->agent_inst,
+		    w->o.redis, ac->errstr);
+		redisAsyncFree(ac);
+		return NULL;
+	}
+	/* hiredis 0.14 opens its socket without close-on-exec. */
+	if (fcntl(ac->c.fd, F_SETFD, FD_CLOEXEC) == -1)
+		log_warn("agent=%s fcntl redis socket", w->agent_inst);
+	ac->data = w;
+	if (redisLibevAttach(w->loop, ac) != REDIS_OK) {
+		redisAsyncFree(ac);
+		return NULL;
+	}
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	return ac;
+}
+
+static void
+redis_connect_all(struct wrk *w)
+{
+	struct wrk_redis *r = &w->redis;
+
+	r->state = WRK_REDIS_CONNECTING;
+	r->reconnect_due = 0;
+	for (int i = 0; i < WRK_CONN_N; i++) {
+		r->connected[i] = false;
+		r->client_id[i] = 0;
+		if ((r->ac[i] = conn_open(w)) == NULL) {
+			redis_down(w, "connect failed");
+			return;
+		}
+	}
+}
+
+/*
+ * Drop every connection and retry after the backoff.  Callable from any
+ * hiredis callback: redisAsyncFree of the context whose callback runs is
+ * deferred by hiredis until that callback returns.
+ */
+static void
+redis_down(struct wrk *w, const char *why)
+{
+	struct wrk_redis *r = &w->redis;
+	redisAsyncContext *ac;
+
+	if (r->state == WRK_REDIS_DOWN)
+		return;
+	r->state = WRK_REDIS_DOWN;
+	for (int i = 0; i < WRK_CONN_N; i++) {
+		if ((ac = r->ac[i]) == NULL)
+			continue;
+		r->ac[i] = NULL;
+		r->connected[i] = false;
+		redisAsyncFree(ac);
+	}
+	r->pull_busy = r->pull_blocking = r->bcast_busy = false;
+	r->reconnect_due = wrk_now() + r->backoff_ms;
+	log_info("agent=%s redis down (%s), retrying in %ums", w->agent_inst,
+	    why, r->backoff_ms);
+	r->backoff_ms = r->backoff_ms * 2 > WRK_REDIS_BACKOFF_MAX_MS ?
+	    WRK_REDIS_BACKOFF_MAX_MS : r->backoff_ms * 2;
+	wrk_schedule(w);
+	wrk_state_changed(w);
+}
+
+void
+wrk_redis_start(struct wrk *w)
+{
+	w->redis.backoff_ms = WRK_REDIS_BACKOFF_MS;
+	redis_connect_all(w);
+}
+
+void
+wrk_redis_stop(struct wrk *w)
+{
+	struct wrk_redis *r = &w->redis;
+	redisAsyncContext *ac;
+
+	r->state = WRK_REDIS_DOWN;
+	for (int i = 0; i < WRK_CONN_N; i++) {
+		if ((ac = r->ac[i]) == NULL)
+			continue;
+		r->ac[i] = NULL;
+		redisAsyncFree(ac);
+	}
+}
+
+void
+wrk_redis_cron(struct wrk *w, uint64_t now)
+{
+	if (w->redis.state == WRK_REDIS_DOWN && w->redis.reconnect_due &&
+	    w->redis.reconnect_due <= now && !w->forced)
+		redis_connect_all(w);
+	if (w->redis.retry_due && w->redis.retry_due <= now)
+		w->redis.retry_due = 0;   /* wrk_publish runs at the next turn */
+}
+
+uint64_t
+wrk_redis_next_due(const struct wrk *w)
+{
+	uint64_t due = 0;
+
+	if (w->redis.state == WRK_REDIS_DOWN)
+		due = w->redis.reconnect_due;
+	if (w->redis.retry_due && (!due || w->redis.retry_due < due))
+		due = w->redis.retry_due;
+	return due;
+}
+
+/* ---- entries ---- */
+
+/*
+ * Take the entries of one stream out of an XREADGROUP reply
+ * ([[id, [field, value, ...] | nil], ...]) onto the backlog.  counts, when
+ * given (re-reading our pending list), are earlier deliveries by entry id
+ * (from XPENDING).  Returns the
+ * number of entries, or -1 when the reply has the wrong shape.
+ */
+static int
+take_entries(struct wrk *w, int key, const redisReply *entries,
+    const redisReply *pending)
+{
+	const redisReply *e, *f, *m;
+	struct wrk_task *t;
+	uint32_t deliveries;
+	size_t i, j;
+
+	if (entries->type != REDIS_REPLY_ARRAY)
+		return -1;
+	for (i = 0; i < entries->elements; i++) {
+		e = entries->element[i];
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING ||
+		    e->element[0]->len > HIVE_ENTRY_ID_MAX)
+			return -1;
+		/* Re-reading our pending list after a reconnect shows what
+		 * we hold already; a read of new entries (">") cannot. */
+		if (pending != NULL &&
+		    wrk_task_find(w, key, e->element[0]->str) != NULL)
+			continue;
+		f = e->element[1];
+		m = NULL;
+		if (f->type == REDIS_REPLY_ARRAY) {
+			for (j = 0; j + 1 < f->elements; j += 2)
+				if (f->element[j]->type == REDIS_REPLY_STRING &&
+				    strcmp(f->element[j]->str, "m") == 0 &&
+				    f->element[j + 1]->type == REDIS_REPLY_STRING) {
+					m = f->element[j + 1];
+					break;
+				}
+		}
+		deliveries = 0;
+		if (pending != NULL && pending->type == REDIS_REPLY_ARRAY)
+			for (j = 0; j < pending->elements; j++) {
+				const redisReply *p = pending->element[j];
+				if (p->type == REDIS_REPLY_ARRAY &&
+				    p->elements == 4 &&
+				    p->element[0]->type == REDIS_REPLY_STRING &&
+				    strcmp(p->element[0]->str,
+				    e->element[0]->str) == 0 &&
+				    p->element[3]->type == REDIS_REPLY_INTEGER) {
+					deliveries = (uint32_t)p->element[3]->integer;
+					break;
+				}
+			}
+		if (f->type == REDIS_REPLY_ARRAY && m == NULL) {
+			/* An entry without our field: say so in the dead
+			 * letter, with its first value as the raw bytes. */
+			t = wrk_task_new(w, key, e->element[0]->str,
+			    f->elements >= 2 ? f->element[1]->str : "",
+			    f->elements >= 2 ? f->element[1]->len : 0);
+			if (t == NULL)
+				fatal("task");
+			if (f->elements >= 2 && f->element[1]->str == NULL)
+				t->rawlen = 0;
+			log_warnx("agent=%s stream=%s entry=%s reason=\"entry "
+			    "has no field 'm'\"", w->agent_inst,
+			    w->keys[key].name, t->entry);
+			wrk_task_dead(w, t, "entry has no field 'm'");
+			continue;
+		}
+		t = wrk_task_new(w, key, e->element[0]->str,
+		    m ? m->str : NULL, m ? m->len : 0);
+		if (t == NULL)
+			fatal("task");
+		wrk_task_accept(w, t, deliveries);
+	}
+	return (int)i;
+}
+
+/* An XREADGROUP reply: [[key, entries], ...] or nil. */
+static int
+take_read(struct wrk *w, const redisReply *r, int only_key)
+{
+	int n = 0, got, k;
+
+	if (r->type == REDIS_REPLY_NIL)
+		return 0;
+	if (r->type != REDIS_REPLY_ARRAY)
+		return -1;
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *s = r->element[i];
+		if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+		    s->element[0]->type != REDIS_REPLY_STRING)
+			return -1;
+		k = only_key;
+		if (k < 0)
+			for (k = 0; k < w->nkeys; k++)
+				if (strcmp(w->keys[k].name, s->element[0]->str) == 0)
+					break;
+		if (k >= w->nkeys)
+			return -1;
+		if ((got = take_entries(w, k, s->element[1], NULL)) < 0)
+			return -1;
+		n += got;
+	}
+	return n;
+}
+
+/* ---- setup: names, groups, our pending entries ---- */
+
+static void setup_reply(redisAsyncContext *, void *, void *);
+static void pending_page(struct wrk *, int key);
+
+static void
+setup_done_one(struct wrk *w)
+{
+	struct wrk_redis *r = &w->redis;
+
+	if (--r->setup_outstanding > 0 || r->state != WRK_REDIS_SETUP)
+		return;
+	r->state = WRK_REDIS_UP;
+	r->backoff_ms = WRK_REDIS_BACKOFF_MS;
+	log_info("agent=%s redis ready: %d streams, %d pending tasks resumed",
+	    w->agent_inst, w->nkeys, w->nbacklog + w->nrunning);
+	wrk_state_changed(w);
+}
+
+static void
+setup_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct wrk *w = ac->data;
+	redisReply *r = reply;
+	const char *what = priv;
+
+	if (r == NULL)
+		return;
+	if (reply_is_error(r, NULL) && !reply_is_error(r, "BUSYGROUP")) {
+		log_warnx("agent=%s redis %s: %s", w->agent_inst, what, r->str);
+		redis_down(w, what);
+		return;
+	}
+	if (strcmp(what, "CLIENT ID pull") == 0 && r->type == REDIS_REPLY_INTEGER)
+		w->redis.client_id[WRK_CONN_PULL] = r->integer;
+	if (strcmp(what, "CLIENT ID bcast") == 0 && r->type == REDIS_REPLY_INTEGER)
+		w->redis.client_id[WRK_CONN_BCAST] = r->integer;
+	setup_done_one(w);
+}
+
+/* The XPENDING reply of a page waits here for its XREADGROUP reply. */
+struct pending_page {
+	struct wrk *w;
+	int key;
+	redisReply *pending;
+};
+
+static void
+pending_xpending(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct pending_page *pp = priv;
+	redisReply *r = reply;
+
+	if (r == NULL)
+		return;
+	if (r->type == REDIS_REPLY_ARRAY) {
+		/* Kept past the callback: hiredis frees replies after their
+		 * callback unless told otherwise, so take a deep copy. */
+		pp->pending = calloc(1, sizeof(redisReply));
+		if (pp->pending == NULL)
+			fatal("pending");
+		pp->pending->type = REDIS_REPLY_ARRAY;
+		pp->pending->elements = r->elements;
+		pp->pending->element = r->element;
+		/* Steal the elements: hiredis frees r itself only. */
+		r->element = NULL;
+		r->elements = 0;
+	} else if (r->type == REDIS_REPLY_ERROR) {
+		log_warnx("agent=%s redis XPENDING %s: %s", pp->w->agent_inst,
+		    pp->w->keys[pp->key].name, r->str);
+	}
+}
+
+static void
+pending_read(redisAsyncContext *ac, void *reply, void *priv)
+{
+	static const redisReply no_pending = { .type = REDIS_REPLY_NIL };
+	struct pending_page *pp = priv;
+	struct wrk *w = pp->w;
+	struct wrk_key *k = &w->keys[pp->key];
+	redisReply *r = reply, *entries;
+	int n = -1;
+
+	if (r == NULL)
+		goto out;
+	if (r->type == REDIS_REPLY_ERROR) {
+		log_warnx("agent=%s redis XREADGROUP %s 0: %s", w->agent_inst,
+		    k->name, r->str);
+		redis_down(w, "reading pending entries");
+		goto out;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+	    r->element[0]->type == REDIS_REPLY_ARRAY &&
+	    r->element[0]->elements == 2) {
+		entries = r->element[0]->element[1];
+		n = take_entries(w, pp->key, entries, pp->pending ?
+		    pp->pending : &no_pending);
+		if (n == WRK_PENDING_PAGE) {
+			const redisReply *last = entries->element[n - 1];
+			snprintf(k->pending_after, sizeof(k->pending_after),
+			    "%s", last->element[0]->str);
+			pending_page(w, pp->key);
+		}
+	} else if (r->type == REDIS_REPLY_NIL) {
+		n = 0;
+	}
+	if (n < 0) {
+		log_warnx("agent=%s redis XREADGROUP %s 0: unexpected reply",
+		    w->agent_inst, k->name);
+		redis_down(w, "reading pending entries");
+		goto out;
+	}
+	setup_done_one(w);
+out:
+	if (pp->pending != NULL)
+		freeReplyObject(pp->pending);
+	free(pp);
+}
+
+static void
+pending_page(struct wrk *w, int key)
+{
+	struct wrk_key *k = &w->keys[key];
+	struct pending_page *pp;
+	char start[HIVE_ENTRY_ID_MAX + 2], count[16];
+
+	if ((pp = calloc(1, sizeof(*pp))) == NULL)
+		fatal("pending");
+	pp->w = w;
+	pp->key = key;
+	snprintf(start, sizeof(start), "(%s", k->pending_after);
+	snprintf(count, sizeof(count), "%d", WRK_PENDING_PAGE);
+	/* XPENDING first: delivery counts as they were before this read
+	 * (reading our history counts as a delivery too). */
+	redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], pending_xpending, pp,
+	    "XPENDING %s %s %s + %s %s", k->name, k->group, start, count,
+	    w->consumer);
+	redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], pending_read, pp,
+	    "XREADGROUP GROUP %s %s COUNT %s STREAMS %s %s", k->group,
+	    w->consumer, count, k->name, k->pending_after);
+	w->redis.setup_outstanding++;
+}
+
+static void
+redis_setup(struct wrk *w)
+{
+	struct wrk_redis *r = &w->redis;
+	redisAsyncContext *cmd = r->ac[WRK_CONN_CMD];
+	char name[sizeof(w->consumer) + 32];
+
+	r->state = WRK_REDIS_SETUP;
+	/* Hold one count until everything is sent, so that a fast reply
+	 * cannot finish the setup half-way. */
+	r->setup_outstanding = 1;
+	for (int i = 0; i < WRK_CONN_N; i++) {
+		/* A name operators (and tests) can find in CLIENT LIST. */
+		snprintf(name, sizeof(name), "hive-worker:%s:%s", w->consumer,
+		    conn_name[i]);
+		for (char *p = name; *p; p++)
+			if (*p == ' ')
+				*p = '_';
+		redisAsyncCommand(r->ac[i], setup_reply, "CLIENT SETNAME",
+		    "CLIENT SETNAME %s", name);
+		r->setup_outstanding++;
+	}
+	redisAsyncCommand(r->ac[WRK_CONN_PULL], setup_reply, "CLIENT ID pull",
+	    "CLIENT ID");
+	redisAsyncCommand(r->ac[WRK_CONN_BCAST], setup_reply, "CLIENT ID bcast",
+	    "CLIENT ID");
+	r->setup_outstanding += 2;
+	for (int k = 0; k < w->nkeys; k++) {
+		/* Queues are read from their start; a new instance's own
+		 * broadcast group sees what is broadcast from now on. */
+		redisAsyncCommand(cmd, setup_reply, "XGROUP CREATE",
+		    "XGROUP CREATE %s %s %s MKSTREAM", w->keys[k].name,
+		    w->keys[k].group, w->keys[k].broadcast ? "$" : "0");
+		r->setup_outstanding++;
+	}
+	for (int k = 0; k < w->nkeys; k++) {
+		snprintf(w->keys[k].pending_after,
+		    sizeof(w->keys[k].pending_after), "0");
+		pending_page(w, k);
+	}
+	setup_done_one(w);
+}
+
+/* ---- pulling ---- */
+
+/*
+ * The non-blocking pass, run inside Redis in one round trip: read the
+ * queue keys in serving order, COUNT = the room left, stopping when the
+ * room is filled.  Strict priority is then exact (a lower level is read
+ * only if every higher one is empty at that instant) and costs one round
+ * trip however many keys there are.  The reply has XREADGROUP's shape.
+ * XREADGROUP without BLOCK may run in a script.
+ */
+static const char pull_script[] =
+    "local room = tonumber(ARGV[3]) "
+    "local out = {} "
+    "for _, k in ipairs(KEYS) do "
+    "  if room <= 0 then break end "
+    "  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], "
+    "      'COUNT', room, 'STREAMS', k, '>') "
+    "  if r and #r[1][2] > 0 then "
+    "    out[#out + 1] = r[1] "
+    "    room = room - #r[1][2] "
+    "  end "
+    "end "
+    "return out";
+
+static void pull_reply(redisAsyncContext *, void *, void *);
+
+static int
+pull_room(const struct wrk *w)
+{
+	return (int)w->o.concurrency - w->nrunning - w->nbacklog;
+}
+
+/* A pass (block false) or one BLOCKing read of every queue key. */
+static void
+pull_send(struct wrk *w, int count, bool block)
+{
+	const char *argv[12 + 2 * (2 + HIVE_PRIO_LEVELS * (WRK_CAPS_MAX + 1))];
+	char cnt[16], blk[16], nk[16];
+	int argc = 0, nq = 0;
+
+	snprintf(cnt, sizeof(cnt), "%d", count);
+	snprintf(blk, sizeof(blk), "%d", WRK_BLOCK_MS);
+	for (int k = 0; k < w->nkeys; k++)
+		nq += !w->keys[k].broadcast;
+	snprintf(nk, sizeof(nk), "%d", nq);
+	if (block) {
+		argv[argc++] = "XREADGROUP";
+		argv[argc++] = "GROUP";
+		argv[argc++] = HIVE_GROUP_WORKERS;
+		argv[argc++] = w->consumer;
+		argv[argc++] = "COUNT";
+		argv[argc++] = cnt;
+		argv[argc++] = "BLOCK";
+		argv[argc++] = blk;
+		argv[argc++] = "STREAMS";
+	} else {
+		argv[argc++] = "EVAL";
+		argv[argc++] = pull_script;
+		argv[argc++] = nk;
+	}
+	for (int k = 0; k < w->nkeys; k++)
+		if (!w->keys[k].broadcast)
+			argv[argc++] = w->keys[k].name;
+	if (block) {
+		for (int k = 0; k < w->nkeys; k++)
+			if (!w->keys[k].broadcast)
+				argv[argc++] = ">";
+	} else {
+		argv[argc++] = HIVE_GROUP_WORKERS;
+		argv[argc++] = w->consumer;
+		argv[argc++] = cnt;
+	}
+	w->redis.pull_busy = true;
+	w->redis.pull_blocking = block;
+	redisAsyncCommandArgv(w->redis.ac[WRK_CONN_PULL], pull_reply, NULL,
+	    argc, argv, NULL);
+}
+
+/*
+ * A pass that found nothing ends in one BLOCKing read over every queue
+ * key; one that found something is followed by another pass at the next
+ * loop turn if room is left (more may have come meanwhile).
+ */
+static void
+pull_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct wrk *w = ac->data;
+	struct wrk_redis *rd = &w->redis;
+	redisReply *r = reply;
+	bool was_block = rd->pull_blocking;
+	int n, room;
+
+	if (r == NULL)
+		return;
+	rd->pull_busy = rd->pull_blocking = false;
+	if (r->type == REDIS_REPLY_ERROR) {
+		/* NOGROUP: the stream was deleted (or Redis lost it); the
+		 * setup after a reconnect creates the groups again. */
+		log_warnx("agent=%s redis XREADGROUP: %s", w->agent_inst, r->str);
+		redis_down(w, "read failed");
+		return;
+	}
+	if ((n = take_read(w, r, -1)) < 0) {
+		log_warnx("agent=%s redis XREADGROUP: unexpected reply",
+		    w->agent_inst);
+		redis_down(w, "read failed");
+		return;
+	}
+	if (was_block || n > 0)
+		return;                 /* the next turn starts a new pass */
+	room = pull_room(w);
+	if (wrk_may_pull(w) && rd->state == WRK_REDIS_UP && room > 0)
+		pull_send(w, room, true);
+}
+
+static void
+bcast_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct wrk *w = ac->data;
+	redisReply *r = reply;
+
+	if (r == NULL)
+		return;
+	w->redis.bcast_busy = false;
+	if (r->type == REDIS_REPLY_ERROR) {
+		log_warnx("agent=%s redis XREADGROUP %s: %s", w->agent_inst,
+		    w->keys[w->bcast_key].name, r->str);
+		redis_down(w, "broadcast read failed");
+		return;
+	}
+	if (take_read(w, r, w->bcast_key) < 0) {
+		log_warnx("agent=%s redis XREADGROUP %s: unexpected reply",
+		    w->agent_inst, w->keys[w->bcast_key].name);
+		redis_down(w, "broadcast read failed");
+	}
+}
+
+void
+wrk_pull(struct wrk *w)
+{
+	struct wrk_redis *rd = &w->redis;
+	struct wrk_key *bk = &w->keys[w->bcast_key];
+	char cnt[16], blk[16];
+	int room;
+
+	if (rd->state != WRK_REDIS_UP || !wrk_may_pull(w))
+		return;
+	room = pull_room(w);
+	if (!rd->pull_busy && room > 0)
+		pull_send(w, room, false);
+	/* Broadcasts: at most `concurrency` held at a time. */
+	if (!rd->bcast_busy && w->nbcast < (int)w->o.concurrency) {
+		snprintf(cnt, sizeof(cnt), "%d", (int)w->o.concurrency - w->nbcast);
+		snprintf(blk, sizeof(blk), "%d", WRK_BLOCK_MS);
+		rd->bcast_busy = true;
+		redisAsyncCommand(rd->ac[WRK_CONN_BCAST], bcast_reply, NULL,
+		    "XREADGROUP GROUP %s %s COUNT %s BLOCK %s STREAMS %s >",
+		    bk->group, w->consumer, cnt, blk, bk->name);
+	}
+}
+
+static void
+unblock_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	/* 1 or 0 (it was not blocked any more): either is fine. */
+}
+
+void
+wrk_redis_unblock(struct wrk *w)
+{
+	struct wrk_redis *rd = &w->redis;
+	char id[32];
+
+	if (rd->state != WRK_REDIS_UP)
+		return;
+	if (rd->pull_busy && rd->pull_blocking && rd->client_id[WRK_CONN_PULL]) {
+		snprintf(id, sizeof(id), "%lld", rd->client_id[WRK_CONN_PULL]);
+		redisAsyncCommand(rd->ac[WRK_CONN_CMD], unblock_reply, NULL,
+		    "CLIENT UNBLOCK %s", id);
+	}
+	if (rd->bcast_busy && rd->client_id[WRK_CONN_BCAST]) {
+		snprintf(id, sizeof(id), "%lld", rd->client_id[WRK_CONN_BCAST]);
+		redisAsyncCommand(rd->ac[WRK_CONN_CMD], unblock_reply, NULL,
+		    "CLIENT UNBLOCK %s", id);
+	}
+}
+
+bool
+wrk_redis_idle(const struct wrk *w)
+{
+	return !w->redis.pull_busy && !w->redis.bcast_busy &&
+	    w->redis.state != WRK_REDIS_SETUP;
+}
+
+/* ---- publishing: results, dead letters and acks in one MULTI/EXEC ---- */
+
+/* Per batch, so that one MULTI/EXEC stays a reasonable size. */
+#define WRK_BATCH_TASKS  512
+#define WRK_BATCH_BYTES  (8u << 20)
+
+static void
+batch_release(struct wrk *w, struct wrk_batch *b)
+{
+	struct wrk_task *t;
+
+	TAILQ_FOREACH(t, &w->outq, q)
+		if (t->batch == b)
+			t->batch = NULL;
+	w->redis.batches--;
+	free(b);
+}
+
+static void
+exec_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct wrk_batch *b = priv;
+	struct wrk *w = b->w;
+	redisReply *r = reply;
+	struct wrk_task *t, *next;
+	json_t *mem = NULL;
+	uint64_t mem_v = 0;
+	int n = 0;
+
+	if (r == NULL) {
+		/* Connection gone: publish them again after the reconnect. */
+		batch_release(w, b);
+		return;
+	}
+	if (r->type != REDIS_REPLY_ARRAY) {
+		/* EXECABORT (e.g. OOM while queueing) or nil: nothing was
+		 * applied; try again a little later. */
+		log_warnx("agent=%s redis MULTI/EXEC of %d results: %s",
+		    w->agent_inst, b->n, r->type == REDIS_REPLY_ERROR ? r->str :
+		    "aborted");
+		batch_release(w, b);
+		w->redis.retry_due = wrk_now() + 1000;
+		wrk_schedule(w);
+		return;
+	}
+	for (size_t i = 0; i < r->elements; i++)
+		if (r->element[i]->type == REDIS_REPLY_ERROR)
+			/* e.g. a reply_to key of another type: the rest of
+			 * the transaction was applied all the same. */
+			log_warnx("agent=%s redis in MULTI/EXEC: %s",
+			    w->agent_inst, r->element[i]->str);
+	for (t = TAILQ_FIRST(&w->outq); t != NULL && n < b->n; t = next) {
+		next = TAILQ_NEXT(t, q);
+		if (t->batch != b)
+			continue;
+		TAILQ_REMOVE(&w->outq, t, q);
+		w->noutq--;
+		n++;
+		if (t->memory != NULL && t->memory_v > mem_v) {
+			json_decref(mem);
+			mem = json_incref(t->memory);
+			mem_v = t->memory_v;
+		}
+		wrk_task_acked(w, t);
+	}
+	w->redis.batches--;
+	free(b);
+	/* Only the newest memory matters to hived; it is what the last
+	 * acknowledged result carried. */
+	if (mem != NULL && mem_v > w->memory_sent_v)
+		wrk_link_memory(w, mem, mem_v);
+	json_decref(mem);
+	wrk_state_changed(w);
+}
+
+/*
+ * Close a batch: one XACK per stream for all its entries (fewer commands
+ * than one per task), then EXEC.
+ */
+static void
+batch_send(struct wrk *w, struct wrk_batch *b)
+{
+	redisAsyncContext *ac = w->redis.ac[WRK_CONN_CMD];
+	struct wrk_task *t;
+	const char **argv;
+	int argc;
+
+	if ((argv = calloc((size_t)b->n + 3, sizeof(*argv))) == NULL)
+		fatal("batch");
+	for (int k = 0; k < w->nkeys; k++) {
+		argc = 0;
+		argv[argc++] = "XACK";
+		argv[argc++] = w->keys[k].name;
+		argv[argc++] = w->keys[k].group;
+		TAILQ_FOREACH(t, &w->outq, q)
+			if (t->batch == b && t->key == k)
+				argv[argc++] = t->entry;
+		if (argc > 3)
+			redisAsyncCommandArgv(ac, NULL, NULL, argc, argv, NULL);
+	}
+	free(argv);
+	redisAsyncCommand(ac, exec_reply, b, "EXEC");
+	w->redis.batches++;
+}
+
+void
+wrk_publish(struct wrk *w)
+{
+	redisAsyncContext *ac = w->redis.ac[WRK_CONN_CMD];
+	struct wrk_batch *b = NULL;
+	struct wrk_task *t;
+	size_t bytes = 0;
+	const char *argv[5];
+	size_t argvlen[5];
+
+	if (w->redis.state != WRK_REDIS_UP || w->redis.retry_due || w->noutq == 0)
+		return;
+	TAILQ_FOREACH(t, &w->outq, q) {
+		if (t->batch != NULL)
+			continue;
+		if (b == NULL) {
+			if ((b = calloc(1, sizeof(*b))) == NULL)
+				fatal("batch");
+			b->w = w;
+			redisAsyncCommand(ac, NULL, NULL, "MULTI");
+		}
+		if (t->out_kind != WRK_OUT_ACK) {
+			argv[0] = "XADD";
+			argv[1] = t->out_kind == WRK_OUT_DEAD ? w->dead_key :
+			    w->results_key;
+			argv[2] = "*";
+			argv[3] = "m";
+			argv[4] = t->out.data;
+			for (int i = 0; i < 4; i++)
+				argvlen[i] = strlen(argv[i]);
+			argvlen[4] = t->out.size;
+			redisAsyncCommandArgv(ac, NULL, NULL, 5, argv, argvlen);
+			if (t->out_kind == WRK_OUT_RESULT && t->reply_to) {
+				argv[1] = t->reply_to;
+				argvlen[1] = strlen(t->reply_to);
+				redisAsyncCommandArgv(ac, NULL, NULL, 5, argv,
+				    argvlen);
+			}
+		}
+		t->batch = b;
+		b->n++;
+		bytes += t->out.size;
+		if (b->n >= WRK_BATCH_TASKS || bytes >= WRK_BATCH_BYTES) {
+			batch_send(w, b);
+			b = NULL;
+			bytes = 0;
+		}
+	}
+	if (b != NULL)
+		batch_send(w, b);
+}

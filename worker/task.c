@@ -1,0 +1,450 @@
+/*
+ * task.c - a task's life in the worker (see the diagram in worker.h):
+ * accepted from a Redis entry onto the backlog, dispatched to the handler,
+ * finished into an encoded result (or dead letter) on the out queue, freed
+ * once the MULTI/EXEC that publishes and acknowledges it succeeded.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "worker.h"
+
+struct wrk_task *
+wrk_task_new(struct wrk *w, int key, const char *entry, const char *raw,
+    size_t rawlen)
+{
+	struct wrk_task *t;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return NULL;
+	t->key = key;
+	snprintf(t->entry, sizeof(t->entry), "%s", entry);
+	msgpack_sbuffer_init(&t->out);
+	if (raw != NULL) {
+		/* +1: never malloc(0); the copy outlives the hiredis reply. */
+		if ((t->raw = malloc(rawlen + 1)) == NULL) {
+			free(t);
+			return NULL;
+		}
+		memcpy(t->raw, raw, rawlen);
+		t->rawlen = rawlen;
+	}
+	(void)w;
+	return t;
+}
+
+void
+wrk_task_free(struct wrk_task *t)
+{
+	if (t == NULL)
+		return;
+	if (t->decoded)
+		proto_task_clear(&t->t);
+	free(t->raw);
+	msgpack_sbuffer_destroy(&t->out);
+	free(t->reply_to);
+	json_decref(t->memory);
+	free(t);
+}
+
+/* Queue a finished task for publishing. */
+static void
+task_to_outq(struct wrk *w, struct wrk_task *t)
+{
+	TAILQ_INSERT_TAIL(&w->outq, t, q);
+	w->noutq++;
+}
+
+struct wrk_task *
+wrk_task_find(struct wrk *w, int key, const char *entry)
+{
+	struct wrk_task_list *lists[] = { &w->backlog, &w->running, &w->outq };
+	struct wrk_task *t;
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+		TAILQ_FOREACH(t, lists[i], q)
+			if (t->key == key && strcmp(t->entry, entry) == 0)
+				return t;
+	return NULL;
+}
+
+/*
+ * Keys are numbered in the order they are served (broadcast first, then
+ * the direct queue, then priority 2, 1, 0), so the backlog is kept sorted
+ * by key: a later entry of a higher priority overtakes what waits.
+ */
+static void
+backlog_insert(struct wrk *w, struct wrk_task *t, bool front)
+{
+	struct wrk_task *o;
+
+	if (front) {
+		TAILQ_FOREACH(o, &w->backlog, q)
+			if (o->key >= t->key)
+				break;
+	} else {
+		TAILQ_FOREACH_REVERSE(o, &w->backlog, wrk_task_list, q)
+			if (o->key <= t->key)
+				break;
+		o = o ? TAILQ_NEXT(o, q) : TAILQ_FIRST(&w->backlog);
+	}
+	if (o != NULL)
+		TAILQ_INSERT_BEFORE(o, t, q);
+	else
+		TAILQ_INSERT_TAIL(&w->backlog, t, q);
+	w->nbacklog++;
+}
+
+void
+wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
+{
+	struct proto_err err;
+	char why[HIVE_REASON_MAX];
+
+	if (t->key == w->bcast_key)
+		w->nbcast++;
+	if (t->raw == NULL) {
+		/* XREADGROUP of our pending list shows deleted entries with
+		 * no fields: nothing to run, only to acknowledge. */
+		log_warnx("agent=%s stream=%s entry=%s deleted while pending, "
+		    "acknowledging", w->agent_inst, w->keys[t->key].name,
+		    t->entry);
+		if (t->key == w->bcast_key)
+			w->nbcast--;
+		t->out_kind = WRK_OUT_ACK;
+		task_to_outq(w, t);
+		return;
+	}
+	if (proto_decode_task(t->raw, t->rawlen, &t->t, &err) == -1) {
+		proto_strerror(&err, why, sizeof(why));
+		log_warnx("agent=%s stream=%s entry=%s reason=\"malformed task: "
+		    "%s\"", w->agent_inst, w->keys[t->key].name, t->entry, why);
+		if (t->key == w->bcast_key)
+			w->nbcast--;
+		wrk_task_dead(w, t, why);
+		return;
+	}
+	t->decoded = true;
+	snprintf(t->id, sizeof(t->id), "%.*s", (int)t->t.id.len, t->t.id.ptr);
+	/* Each earlier delivery of this entry was a worker that took it and
+	 * died (or lost it) before acknowledging it: those were attempts. */
+	t->attempt = (t->t.attempt ? t->t.attempt : 1) + deliveries;
+	t->max_attempts = t->t.max_attempts ? t->t.max_attempts :
+	    w->o.max_attempts;
+	if (t->attempt > t->max_attempts) {
+		snprintf(why, sizeof(why), "attempt %u > max_attempts %u: "
+		    "workers died %u times running it", t->attempt,
+		    t->max_attempts, deliveries);
+		log_warnx("agent=%s task=%s reason=\"%s\"", w->agent_inst,
+		    t->id, why);
+		if (t->key == w->bcast_key)
+			w->nbcast--;
+		wrk_task_dead(w, t, why);
+		return;
+	}
+	if (t->t.reply_to.len > 0 &&
+	    (t->reply_to = strndup(t->t.reply_to.ptr, t->t.reply_to.len)) == NULL)
+		fatal("strndup");
+	if (deliveries > 0)
+		log_info("agent=%s task=%s attempt=%u resuming pending task",
+		    w->agent_inst, t->id, t->attempt);
+	else
+		log_debug("agent=%s task=%s entry=%s accepted", w->agent_inst,
+		    t->id, t->entry);
+	backlog_insert(w, t, false);
+}
+
+/* Hand backlog tasks to the handler while it has room. */
+void
+wrk_dispatch(struct wrk *w)
+{
+	struct wrk_task *t;
+	bool changed = false;
+
+	while ((t = TAILQ_FIRST(&w->backlog)) != NULL &&
+	    w->nrunning < (int)w->o.concurrency && !w->forced) {
+		if (w->o.mode == WRK_MODE_STREAM && !wrk_stream_ready(w))
+			break;
+		TAILQ_REMOVE(&w->backlog, t, q);
+		w->nbacklog--;
+		TAILQ_INSERT_TAIL(&w->running, t, q);
+		w->nrunning++;
+		t->started_ms = proto_now_ms();
+		changed = true;
+		log_debug("agent=%s task=%s attempt=%u started", w->agent_inst,
+		    t->id, t->attempt);
+		if (w->o.mode == WRK_MODE_STREAM)
+			(void)wrk_stream_send(w, t);   /* fails the task itself */
+		else
+			(void)wrk_exec_start(w, t);
+	}
+	if (changed)
+		wrk_state_changed(w);
+}
+
+static int
+dump_to_buf(const char *data, size_t len, void *arg)
+{
+	return wrk_buf_append(arg, data, len);
+}
+
+/*
+ * The line a handler reads:
+ *   {"id":"..","attempt":N,"agent":"name/1","payload":..,"memory":{..}}\n
+ * Names and ids are checked by the codec ([A-Za-z0-9_.-] and printable
+ * ASCII), so only '"' and '\' in an id need escaping.
+ */
+int
+wrk_task_line(struct wrk *w, struct wrk_task *t, struct wrk_buf *b,
+    char *err, size_t errlen)
+{
+	struct proto_err perr;
+	json_t *payload = NULL;
+	size_t mark = b->len;
+	char num[32];
+	int n;
+
+	if (t->t.payload.type != MSGPACK_OBJECT_NIL &&
+	    (payload = proto_obj_to_json(&t->t.payload, &perr)) == NULL) {
+		snprintf(err, errlen, "payload has no JSON form: %s",
+		    proto_strerror(&perr, (char[HIVE_REASON_MAX]){ 0 },
+		    HIVE_REASON_MAX));
+		return -1;
+	}
+	if (wrk_buf_append(b, "{\"id\":\"", 7) == -1)
+		goto nomem;
+	for (size_t i = 0; t->id[i]; i++) {
+		if ((t->id[i] == '"' || t->id[i] == '\\') &&
+		    wrk_buf_append(b, "\\", 1) == -1)
+			goto nomem;
+		if (wrk_buf_append(b, &t->id[i], 1) == -1)
+			goto nomem;
+	}
+	n = snprintf(num, sizeof(num), "\",\"attempt\":%u", t->attempt);
+	if (wrk_buf_append(b, num, (size_t)n) == -1 ||
+	    wrk_buf_append(b, ",\"agent\":\"", 10) == -1 ||
+	    wrk_buf_append(b, w->agent_inst, strlen(w->agent_inst)) == -1 ||
+	    wrk_buf_append(b, "\",\"payload\":", 12) == -1)
+		goto nomem;
+	if (payload == NULL) {
+		if (wrk_buf_append(b, "null", 4) == -1)
+			goto nomem;
+	} else if (json_dump_callback(payload, dump_to_buf, b,
+	    JSON_COMPACT | JSON_ENCODE_ANY) == -1)
+		goto nomem;
+	if (wrk_buf_append(b, ",\"memory\":", 10) == -1 ||
+	    wrk_buf_append(b, w->memory_text, strlen(w->memory_text)) == -1 ||
+	    wrk_buf_append(b, "}\n", 2) == -1)
+		goto nomem;
+	json_decref(payload);
+	return 0;
+nomem:
+	json_decref(payload);
+	b->len = mark;
+	snprintf(err, errlen, "out of memory building the handler's input");
+	return -1;
+}
+
+static void
+task_leave_running(struct wrk *w, struct wrk_task *t)
+{
+	TAILQ_REMOVE(&w->running, t, q);
+	w->nrunning--;
+	if (t->key == w->bcast_key)
+		w->nbcast--;
+}
+
+/* Encode t's result into t->out; -1 with why when it cannot be. */
+static int
+task_encode(struct wrk *w, struct wrk_task *t, enum hive_status status,
+    json_t *result, const char *error, json_t *memory, uint64_t memory_v,
+    char *why, size_t whylen)
+{
+	struct hive_result r;
+	struct proto_err perr;
+	msgpack_zone z;
+	int rc = -1;
+
+	memset(&r, 0, sizeof(r));
+	msgpack_zone_init(&z, 2048);
+	r.v = HIVE_PROTO_VERSION;
+	r.id = t->t.id;
+	r.agent = HIVE_STR(w->agent_inst);
+	r.host = HIVE_STR(w->o.host);
+	r.status = status;
+	r.result.type = MSGPACK_OBJECT_NIL;
+	r.memory.type = MSGPACK_OBJECT_NIL;
+	if (result != NULL && !json_is_null(result) &&
+	    proto_json_to_obj(result, &z, &r.result, &perr) == -1) {
+		snprintf(why, whylen, "result not publishable: %s",
+		    proto_strerror(&perr, (char[HIVE_REASON_MAX]){ 0 },
+		    HIVE_REASON_MAX));
+		goto out;
+	}
+	if (error != NULL)
+		r.error = HIVE_STR(error);
+	r.attempt = t->attempt;
+	r.started_ms = t->started_ms;
+	r.finished_ms = proto_now_ms();
+	if (memory != NULL) {
+		if (proto_json_to_obj(memory, &z, &r.memory, &perr) == -1) {
+			snprintf(why, whylen, "memory not publishable: %s",
+			    proto_strerror(&perr, (char[HIVE_REASON_MAX]){ 0 },
+			    HIVE_REASON_MAX));
+			goto out;
+		}
+		r.memory_v = memory_v;
+	}
+	r.workflow = t->t.workflow;
+	msgpack_sbuffer_clear(&t->out);
+	if (proto_encode_result(&t->out, &r, &perr) == -1) {
+		snprintf(why, whylen, "result not publishable: %s",
+		    proto_strerror(&perr, (char[HIVE_REASON_MAX]){ 0 },
+		    HIVE_REASON_MAX));
+		goto out;
+	}
+	rc = 0;
+out:
+	msgpack_zone_destroy(&z);
+	return rc;
+}
+
+/* Error texts must fit the codec: cut at HIVE_ERROR_MAX, on a UTF-8
+ * character boundary. */
+static void
+error_fit(char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < HIVE_ERROR_MAX)
+		return;
+	n = HIVE_ERROR_MAX - 1;
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	s[n] = '\0';
+}
+
+void
+wrk_task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
+    json_t *result, const char *error, json_t *memory)
+{
+	char why[HIVE_ERROR_MAX];
+	char *etext = NULL;
+	uint64_t v = w->memory_v + 1;
+
+	task_leave_running(w, t);
+	if (error != NULL && strlen(error) >= HIVE_ERROR_MAX) {
+		if ((etext = strdup(error)) == NULL)
+			fatal("strdup");
+		error_fit(etext);
+		error = etext;
+	}
+	if (status == HIVE_STATUS_ERROR && (error == NULL || *error == '\0'))
+		error = "handler reported an error without a text";
+	if (task_encode(w, t, status, result, error, memory, v, why,
+	    sizeof(why)) == -1) {
+		log_warnx("agent=%s task=%s reason=\"%s\"", w->agent_inst, t->id,
+		    why);
+		memory = NULL;
+		error_fit(why);
+		if (task_encode(w, t, HIVE_STATUS_ERROR, NULL, why, NULL, 0,
+		    why, sizeof(why)) == -1)
+			fatalx("agent=%s task=%s cannot encode an error result: "
+			    "%s", w->agent_inst, t->id, why);
+		status = HIVE_STATUS_ERROR;
+	}
+	if (memory != NULL) {
+		t->memory = json_incref(memory);
+		t->memory_v = v;
+		if (wrk_set_memory(w, memory, v) == -1)
+			fatal("agent=%s keeping memory", w->agent_inst);
+	}
+	free(etext);
+	t->out_kind = WRK_OUT_RESULT;
+	log_debug("agent=%s task=%s attempt=%u status=%s", w->agent_inst, t->id,
+	    t->attempt, status == HIVE_STATUS_OK ? "ok" : "error");
+	task_to_outq(w, t);
+	wrk_state_changed(w);
+}
+
+void
+wrk_task_fail(struct wrk *w, struct wrk_task *t, const char *fmt, ...)
+{
+	char text[HIVE_ERROR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	log_warnx("agent=%s task=%s attempt=%u reason=\"%s\"", w->agent_inst,
+	    t->id, t->attempt, text);
+	wrk_task_finish(w, t, HIVE_STATUS_ERROR, NULL, text, NULL);
+}
+
+/* Dead letters keep the raw bytes, cut so that the whole letter fits. */
+#define WRK_DEAD_RAW_MAX (HIVE_MSG_MAX - 16 * 1024)
+
+void
+wrk_task_dead(struct wrk *w, struct wrk_task *t, const char *reason)
+{
+	struct hive_dead d;
+	struct proto_err perr;
+	char why[HIVE_REASON_MAX];
+
+	memset(&d, 0, sizeof(d));
+	d.v = HIVE_PROTO_VERSION;
+	d.id = HIVE_STR(t->id);
+	snprintf(why, sizeof(why), "%s%s", reason,
+	    t->rawlen > WRK_DEAD_RAW_MAX ? " (raw bytes cut)" : "");
+	d.reason = HIVE_STR(why);
+	d.stream = HIVE_STR(w->keys[t->key].name);
+	d.entry = HIVE_STR(t->entry);
+	d.agent = HIVE_STR(w->agent_inst);
+	d.attempt = t->attempt;
+	d.ts_ms = proto_now_ms();
+	d.raw.ptr = t->raw ? t->raw : "";
+	d.raw.len = (uint32_t)(t->rawlen > WRK_DEAD_RAW_MAX ? WRK_DEAD_RAW_MAX :
+	    t->rawlen);
+	msgpack_sbuffer_clear(&t->out);
+	if (proto_encode_dead(&t->out, &d, &perr) == -1) {
+		/* The id may be what is wrong: leave it out and retry. */
+		d.id = HIVE_STR("");
+		if (proto_encode_dead(&t->out, &d, &perr) == -1)
+			fatalx("agent=%s entry=%s cannot encode a dead letter: "
+			    "%s", w->agent_inst, t->entry,
+			    proto_strerror(&perr, why, sizeof(why)));
+	}
+	t->out_kind = WRK_OUT_DEAD;
+	task_to_outq(w, t);
+}
+
+void
+wrk_task_retry(struct wrk *w, struct wrk_task *t)
+{
+	char why[HIVE_REASON_MAX];
+
+	task_leave_running(w, t);
+	t->attempt++;
+	if (t->attempt > t->max_attempts) {
+		snprintf(why, sizeof(why), "attempt %u > max_attempts %u: the "
+		    "handler died running it", t->attempt, t->max_attempts);
+		log_warnx("agent=%s task=%s reason=\"%s\"", w->agent_inst,
+		    t->id, why);
+		wrk_task_dead(w, t, why);
+		return;
+	}
+	if (t->key == w->bcast_key)
+		w->nbcast++;
+	backlog_insert(w, t, true);
+}
+
+void
+wrk_task_acked(struct wrk *w, struct wrk_task *t)
+{
+	if (t->out_kind == WRK_OUT_RESULT)
+		w->done++;
+	wrk_task_free(t);
+}

@@ -1,0 +1,349 @@
+/*
+ * worker.h - hive-worker's private header: every type and every function
+ * of the worker, grouped by the file that defines them.  Read it as the
+ * map of the program:
+ *
+ *   worker.c          main, command line, the loop, signals, the one
+ *                     housekeeping timer, drain and exit
+ *   task.c            a task's life: backlog -> running -> out queue,
+ *                     the JSON line a handler gets, turning a handler's
+ *                     answer into an encoded result
+ *   redis.c           three hiredis connections: pulls, results, acks,
+ *                     dead letters, reconnect with backoff
+ *   link.c            the socketpair to hived (frames, heartbeats)
+ *   spawn.c           fork+exec of handlers, careful about fds and signals
+ *   handler_stream.c  mode=stream: one long-lived handler, JSON lines
+ *   handler_exec.c    mode=exec: one process per task
+ *   buf.c             a byte buffer with a read offset
+ *
+ * A task lives on exactly one of three lists:
+ *
+ *   backlog --dispatch--> running --result--> outq --EXEC ok--> freed
+ *      ^                     |                 |
+ *      +--handler died-------+                 +--(a MULTI batch in flight;
+ *         (attempt + 1)                            back to outq when the
+ *                                                  connection is lost)
+ *
+ * It is XACKed only by the MULTI/EXEC that publishes its result, so until
+ * then it stays in Redis' pending list of this consumer: a worker that dies
+ * loses nothing, its successor (same consumer name) re-reads and resumes.
+ */
+#ifndef HIVE_WORKER_H
+#define HIVE_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <ev.h>
+#include <hiredis/async.h>
+#include <jansson.h>
+#include <msgpack.h>
+
+#include "hive_proto.h"
+
+/* ---- buf.c ---- */
+
+struct wrk_buf {
+	char *p;
+	size_t off;     /* bytes before off are consumed */
+	size_t len;     /* bytes in p */
+	size_t cap;
+};
+
+int wrk_buf_append(struct wrk_buf *, const void *data, size_t len);
+int wrk_buf_reserve(struct wrk_buf *, size_t more);
+void wrk_buf_consume(struct wrk_buf *, size_t n);
+void wrk_buf_reset(struct wrk_buf *);
+void wrk_buf_free(struct wrk_buf *);
+static inline size_t wrk_buf_avail(const struct wrk_buf *b) { return b->len - b->off; }
+static inline char *wrk_buf_data(const struct wrk_buf *b) { return b->p + b->off; }
+
+/* ---- worker.c: options and the worker ---- */
+
+enum wrk_mode { WRK_MODE_STREAM = 0, WRK_MODE_EXEC };
+
+#define WRK_CAPS_MAX        32
+#define WRK_CONCURRENCY_MAX 1024
+/* Redis reconnect backoff: first retry after this, doubling to the cap. */
+#define WRK_REDIS_BACKOFF_MS      100
+#define WRK_REDIS_BACKOFF_MAX_MS  5000
+/* A stream handler that died is restarted at once the first time, then
+ * after this, doubling to the cap; a result from it resets the backoff. */
+#define WRK_HANDLER_BACKOFF_MS     100
+#define WRK_HANDLER_BACKOFF_MAX_MS 5000
+/* Stopping a handler: close stdin, TERM after this grace, KILL after it
+ * again. */
+#define WRK_STOP_GRACE_MS   2000
+/* How long a blocking XREADGROUP waits before it is re-issued. */
+#define WRK_BLOCK_MS        5000
+/* Entries asked for per page when re-reading the pending list. */
+#define WRK_PENDING_PAGE    256
+
+struct wrk_opts {
+	char agent[HIVE_NAME_MAX + 1];
+	unsigned instance;
+	enum wrk_mode mode;
+	char *caps[WRK_CAPS_MAX];
+	int ncaps;
+	unsigned concurrency;
+	char redis[HIVE_KEY_MAX];    /* host:port or /path/to.sock */
+	char prefix[HIVE_NAME_MAX + 1];
+	char host[HIVE_HOST_MAX + 1];
+	int fd;                      /* socketpair to hived, -1 = standalone */
+	unsigned task_timeout_ms;    /* 0 = none */
+	unsigned max_attempts;
+	unsigned heartbeat_ms;
+	int verbose;
+	char **argv;                 /* the handler, NULL-terminated, borrowed */
+};
+
+/* One stream the worker reads, in the order it serves them. */
+struct wrk_key {
+	char name[HIVE_KEY_MAX];
+	const char *group;           /* HIVE_GROUP_WORKERS or the consumer name */
+	bool broadcast;
+	/* Re-reading our pending entries, one page at a time. */
+	bool pending_more;
+	char pending_after[HIVE_ENTRY_ID_MAX + 1];
+};
+
+enum wrk_out_kind {
+	WRK_OUT_NONE = 0,
+	WRK_OUT_RESULT,              /* XADD results (+ reply_to), XACK */
+	WRK_OUT_DEAD,                /* XADD dead, XACK */
+	WRK_OUT_ACK,                 /* XACK only (entry deleted from its stream) */
+};
+
+struct wrk_proc;
+struct wrk;
+
+struct wrk_task {
+	TAILQ_ENTRY(wrk_task) q;
+	int key;                     /* index into w->keys */
+	char entry[HIVE_ENTRY_ID_MAX + 1];
+	char *raw;                   /* owned copy of the entry's "m" */
+	size_t rawlen;
+	bool decoded;                /* t is valid (and borrows raw) */
+	struct hive_task t;
+	char id[HIVE_ID_MAX + 1];    /* t.id, NUL-terminated ("" if unknown) */
+	uint32_t attempt;            /* this run's attempt */
+	uint32_t max_attempts;
+	uint64_t started_ms;
+	struct wrk_proc *proc;       /* exec mode, while running */
+	/* Once finished: what to publish. */
+	enum wrk_out_kind out_kind;
+	msgpack_sbuffer out;
+	char *reply_to;              /* NUL-terminated copy, or NULL */
+	json_t *memory;              /* memory published with it, or NULL */
+	uint64_t memory_v;
+	struct wrk_batch *batch;     /* the MULTI/EXEC publishing it, or NULL */
+};
+
+TAILQ_HEAD(wrk_task_list, wrk_task);
+
+/* A MULTI/EXEC in flight: its tasks stay on the out queue, marked with
+ * the batch, until its reply comes. */
+struct wrk_batch {
+	struct wrk *w;
+	int n;
+};
+
+enum wrk_conn { WRK_CONN_CMD = 0, WRK_CONN_PULL, WRK_CONN_BCAST, WRK_CONN_N };
+
+enum wrk_redis_state {
+	WRK_REDIS_DOWN = 0,          /* waiting for reconnect_due */
+	WRK_REDIS_CONNECTING,        /* connections being opened */
+	WRK_REDIS_SETUP,             /* groups, pending entries */
+	WRK_REDIS_UP,
+};
+
+struct wrk_redis {
+	redisAsyncContext *ac[WRK_CONN_N];
+	bool connected[WRK_CONN_N];
+	enum wrk_redis_state state;
+	unsigned backoff_ms;
+	uint64_t reconnect_due;      /* monotonic ms, 0 = none */
+	long long client_id[WRK_CONN_N];
+	int setup_outstanding;       /* replies still expected during setup */
+	bool setup_failed;
+	bool pull_busy;              /* a read is outstanding on the pull conn */
+	bool pull_blocking;          /* ... and it is a BLOCK */
+	bool bcast_busy;
+	int batches;                 /* MULTI/EXEC in flight */
+	uint64_t retry_due;          /* an EXEC failed: publish again then */
+};
+
+struct wrk_link {
+	int fd;                      /* -1 = standalone */
+	ev_io rio, wio;
+	struct proto_framer fr;
+	struct wrk_buf out;
+	bool eof;
+};
+
+enum wrk_hstate {
+	WRK_H_NONE = 0,              /* not started / dead, restart_due may be set */
+	WRK_H_RUNNING,
+	WRK_H_STOPPING,              /* stdin closed, waiting for it to exit */
+};
+
+/* The stream-mode handler (one process). */
+struct wrk_handler {
+	enum wrk_hstate state;
+	pid_t pid;
+	int in_fd, out_fd;
+	ev_io in_w, out_w;
+	ev_child child_w;
+	struct wrk_buf in;           /* lines to write to its stdin */
+	struct wrk_buf out;          /* what it printed, not yet a whole line */
+	bool skipping;               /* dropping the rest of an over-long line */
+	char skip_id[HIVE_ID_MAX + 1];
+	unsigned backoff_ms;
+	uint64_t restart_due;        /* monotonic ms, 0 = none */
+	uint64_t term_due, kill_due; /* stopping */
+	bool answered;               /* gave a result since it started */
+};
+
+/* An exec-mode handler process, one per task. */
+struct wrk_proc {
+	struct wrk *w;
+	struct wrk_task *task;
+	pid_t pid;
+	int in_fd, out_fd, err_fd;
+	ev_io in_w, out_w, err_w;
+	ev_child child_w;
+	ev_timer timeout_w;
+	struct wrk_buf in, out, err;
+	bool exited, timed_out, overflow;
+	int status;
+};
+
+struct wrk {
+	struct ev_loop *loop;
+	struct wrk_opts o;
+	char agent_inst[HIVE_AGENT_MAX + 1];   /* "name/instance" */
+	char consumer[HIVE_AGENT_MAX + HIVE_HOST_MAX + 4];
+	struct wrk_key *keys;
+	int nkeys;
+	int bcast_key;               /* index of the broadcast key */
+	char results_key[HIVE_KEY_MAX];
+	char dead_key[HIVE_KEY_MAX];
+
+	struct wrk_task_list backlog, running, outq;
+	int nbacklog, nrunning, noutq, nbcast;  /* nbcast: broadcast tasks held */
+
+	json_t *memory;              /* the agent's memory (an object) */
+	char *memory_text;           /* its compact JSON, for handler lines */
+	uint64_t memory_v;           /* version of the latest memory */
+	uint64_t memory_sent_v;      /* last version sent to hived */
+	bool have_memory;            /* hived's first MEMORY frame came */
+
+	enum hive_wstate wstate;
+	uint64_t done;
+	bool draining;
+	bool stopping_handler;
+	bool forced;                 /* second signal: leave now */
+	int exit_code;
+
+	struct wrk_redis redis;
+	struct wrk_link link;
+	struct wrk_handler h;        /* mode=stream */
+	int nprocs;                  /* mode=exec: processes running */
+
+	ev_timer cron;               /* the one housekeeping timer */
+	ev_prepare flush;            /* batches writes once per loop turn */
+	ev_signal sigterm, sigint;
+	uint64_t heartbeat_due;
+};
+
+uint64_t wrk_now(void);          /* monotonic ms */
+void wrk_schedule(struct wrk *);  /* re-arm the housekeeping timer */
+void wrk_state_changed(struct wrk *);
+void wrk_drain(struct wrk *, const char *why);
+void wrk_check_drained(struct wrk *);
+void wrk_fail(struct wrk *, const char *why);  /* exit 1 from the loop */
+bool wrk_may_pull(const struct wrk *);
+int wrk_set_memory(struct wrk *, json_t *memory, uint64_t v);
+
+/* ---- task.c ---- */
+
+struct wrk_task *wrk_task_new(struct wrk *, int key, const char *entry,
+    const char *raw, size_t rawlen);
+void wrk_task_free(struct wrk_task *);
+/* Put a new task on the backlog (in key order), or straight on the out
+ * queue if it cannot be run (malformed, deleted, out of attempts). */
+void wrk_task_accept(struct wrk *, struct wrk_task *, uint32_t deliveries);
+struct wrk_task *wrk_task_find(struct wrk *, int key, const char *entry);
+void wrk_dispatch(struct wrk *);
+/* The JSON line for a handler, with '\n'; appended to b. */
+int wrk_task_line(struct wrk *, struct wrk_task *, struct wrk_buf *b,
+    char *err, size_t errlen);
+/* Finish a running task: status, result (borrowed, may be NULL), error
+ * text (NULL when ok), memory (borrowed, NULL = unchanged).  Moves it to
+ * the out queue. */
+void wrk_task_finish(struct wrk *, struct wrk_task *, enum hive_status,
+    json_t *result, const char *error, json_t *memory);
+/* Finish with an error text built like printf. */
+void wrk_task_fail(struct wrk *, struct wrk_task *, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Give up on a task: dead letter with reason, then XACK. */
+void wrk_task_dead(struct wrk *, struct wrk_task *, const char *reason);
+/* A running task goes back to the head of the backlog (handler died). */
+void wrk_task_retry(struct wrk *, struct wrk_task *);
+/* The EXEC that published it succeeded. */
+void wrk_task_acked(struct wrk *, struct wrk_task *);
+
+/* ---- redis.c ---- */
+
+void wrk_redis_start(struct wrk *);
+void wrk_redis_stop(struct wrk *);
+void wrk_redis_cron(struct wrk *, uint64_t now);
+uint64_t wrk_redis_next_due(const struct wrk *);
+void wrk_pull(struct wrk *);
+void wrk_publish(struct wrk *);  /* send the out queue in one MULTI/EXEC */
+void wrk_redis_unblock(struct wrk *);  /* end blocking reads (drain) */
+bool wrk_redis_idle(const struct wrk *);
+
+/* ---- link.c ---- */
+
+int wrk_link_open(struct wrk *, int fd);
+void wrk_link_close(struct wrk *);
+void wrk_link_hello(struct wrk *);
+void wrk_link_heartbeat(struct wrk *);
+void wrk_link_memory(struct wrk *, json_t *memory, uint64_t v);
+bool wrk_link_flushed(const struct wrk *);
+
+/* ---- spawn.c ---- */
+
+/*
+ * Run argv in a new process group with pipes for the fds asked for (NULL:
+ * the child inherits ours).  The parent's ends are non-blocking and
+ * close-on-exec.  Returns the pid, or -1 (with the reason logged) when
+ * the pipes, the fork or the exec failed.
+ */
+pid_t wrk_spawn(char *const argv[], int *in_fd, int *out_fd, int *err_fd);
+/* Resident set size of pid in KiB, 0 if unknown. */
+uint64_t wrk_rss_kb(pid_t pid);
+
+/* ---- handler_stream.c ---- */
+
+void wrk_stream_init(struct wrk *);
+int wrk_stream_start(struct wrk *);
+bool wrk_stream_ready(const struct wrk *);
+int wrk_stream_send(struct wrk *, struct wrk_task *);
+void wrk_stream_flush(struct wrk *);
+void wrk_stream_stop(struct wrk *);
+void wrk_stream_kill(struct wrk *);
+void wrk_stream_cron(struct wrk *, uint64_t now);
+uint64_t wrk_stream_next_due(const struct wrk *);
+bool wrk_stream_gone(const struct wrk *);
+
+/* ---- handler_exec.c ---- */
+
+int wrk_exec_start(struct wrk *, struct wrk_task *);
+void wrk_exec_kill_all(struct wrk *);
+
+#endif /* HIVE_WORKER_H */
