@@ -1018,9 +1018,9 @@ Test(config, example_etc_hive_conf_is_valid)
 	cr_assert_eq(c->nagents, 3);
 	cr_assert_not_null(a = conf_agent(c, "echo"));
 	cr_assert_eq(a->mode, HIVE_MODE_STREAM);
-	cr_assert_not_null(a = conf_agent(c, "notes"));
+	cr_assert_not_null(a = conf_agent(c, "counter"));
 	cr_assert_eq(a->mode, HIVE_MODE_STREAM);
-	cr_assert_not_null(a = conf_agent(c, "shell"));
+	cr_assert_not_null(a = conf_agent(c, "shouter"));
 	cr_assert_eq(a->mode, HIVE_MODE_EXEC);
 	conf_free(c);
 }
