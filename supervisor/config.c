@@ -372,7 +372,7 @@ err:
 
 /* host:port, [v6]:port, with a port 1..65535: 0 or -1. */
 static int
-conf_valid_hostport(const char *s)
+conf_valid_hostport(const char *s, int port0_ok)
 {
 	const char *colon = strrchr(s, ':');
 	uint64_t port;
@@ -381,7 +381,7 @@ conf_valid_hostport(const char *s)
 	if (colon == NULL || colon == s)
 		return -1;
 	if ((end = conf_digits(colon + 1, &port)) == NULL || *end != '\0' ||
-	    port == 0 || port > 65535)
+	    (port == 0 && !port0_ok) || port > 65535)
 		return -1;
 	if (*s == '[') {
 		if (colon[-1] != ']' || colon - s < 3)
@@ -1097,7 +1097,7 @@ conf_build_hive(struct conf_parser *ps, const struct conf_sect *sc,
 
 		if (strcmp(k, "redis") == 0) {
 			if (strlen(v) >= sizeof(c->redis) ||
-			    (v[0] != '/' && conf_valid_hostport(v) != 0))
+			    (v[0] != '/' && conf_valid_hostport(v, 0) != 0))
 				conf_kv_err(ps, f, kv, "expected HOST:PORT or the "
 				    "absolute path of a unix socket");
 			else
@@ -1118,7 +1118,7 @@ conf_build_hive(struct conf_parser *ps, const struct conf_sect *sc,
 			kv_path(ps, f, kv, &c->worker_path);
 		} else if (strcmp(k, "http") == 0) {
 			if (strlen(v) >= sizeof(c->http) ||
-			    (v[0] != '\0' && conf_valid_hostport(v) != 0))
+			    (v[0] != '\0' && conf_valid_hostport(v, 1) != 0))
 				conf_kv_err(ps, f, kv, "expected HOST:PORT, or nothing "
 				    "for no HTTP API");
 			else
