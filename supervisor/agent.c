@@ -497,7 +497,7 @@ inst_drain(struct sup_inst *in, enum sup_event why)
 	f.u.control.cmd = HIVE_CTL_DRAIN;
 	f.u.control.reason = HIVE_STR(sup_event_name(why));
 	if (in->link != NULL && sup_link_send(in->link, &f) == -1)
-		log_warnx("agent=%s pid=%ld cannot send drain; killing",
+		log_warnx("agent=%s pid=%ld cannot send drain (worker gone?)",
 		    in->label, (long)in->pid);
 	/* The grace timer covers a lost or ignored drain too. */
 	inst_arm(in, in->agent->sup->cref->conf->stop_timeout_ms);
@@ -606,8 +606,10 @@ sup_inst_event(struct sup_inst *in, enum sup_event ev, int exit_ok)
 		    "memory_v=%llu", in->label, (long)in->pid, sup_state_name(was),
 		    sup_event_name(ev), (unsigned long long)in->mem->v);
 	}
-	if (in->fsm.state != was)
+	if (in->fsm.state != was) {
+		sup_record_transition(in, was, ev);
 		sup_state_changed(sup);
+	}
 	return 1;
 }
 
@@ -707,7 +709,7 @@ sup_inst_exited(struct sup_inst *in, int status)
 		sup_link_free(in->link);
 		in->link = NULL;
 	}
-	sup_spawn_close_exec(in);
+	sup_spawn_exec_reaped(in, pid);
 	in->done_base += in->done;
 	in->done = 0;
 	in->inflight = 0;

@@ -196,6 +196,7 @@ sup_free(struct sup *sup)
 		sup_agent_free(a);
 	}
 	sup_http_free(sup->http);
+	sup_record_free(sup);
 	sup_memstore_free(sup->mem);
 	sup_cref_unref(sup->cref);
 	if (sup->loop != NULL) {
@@ -427,6 +428,7 @@ sup_reload(struct sup *sup)
 	}
 	log_info("reload done added=%u changed=%u removed=%u unchanged=%u",
 	    added, changed, removed, same);
+	sup_record_queues(sup);
 	sup_state_changed(sup);
 	sd_notifyf(0, "READY=1\nSTATUS=reloaded");
 	sup_notify_status(sup, 1);
@@ -535,6 +537,7 @@ sup_hk_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			sup_agent_free(a);
 		}
 	}
+	sup_record_tick(sup);
 	if (sup->watchdog_usec > 0)
 		sd_notify(0, "WATCHDOG=1");
 	if (sup->ready_sent && !sup->stopping)
@@ -544,14 +547,15 @@ sup_hk_cb(struct ev_loop *loop, ev_timer *w, int revents)
 int
 sup_run(struct sup *sup)
 {
-	struct sup_agent *a;
-
 	log_info("started pid=%ld agents=%zu config=%s", (long)getpid(),
 	    sup->cref->conf->nagents, sup->conf_path);
-	TAILQ_FOREACH(a, &sup->agents, entry)
-		sup_agent_start(a);
-	sup_state_changed(sup);
+	/* The agents start once Redis and PostgreSQL have been looked at
+	 * (record.c); without agents, READY=1 may go out at once. */
+	if (sup_record_start(sup) < 0)
+		return 1;
+	if (TAILQ_EMPTY(&sup->agents))
+		sup_state_changed(sup);
 	ev_run(sup->loop, 0);
 	log_info("stopped");
-	return 0;
+	return sup->exit_code;
 }

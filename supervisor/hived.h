@@ -12,6 +12,10 @@
  *   link.c     the socketpair to each worker: frames in and out, dispatch
  *   memory.c   the latest memory of each agent instance
  *   http.c     the control API on loopback (libmicrohttpd on the libev loop)
+ *   record.c   Redis and PostgreSQL on hived's side: start-up checks,
+ *              memory snapshots, events, the agents table; it runs the
+ *              recorder (recorder.c), reclaimer (reclaim.c) and recovery
+ *              (recover.c), which have headers of their own
  *
  * Ownership, top down: struct sup owns the agents (a list), the memory
  * store, the HTTP server and the current configuration.  An agent owns its
@@ -59,6 +63,7 @@ struct sup_inst;
 struct sup_link;
 struct sup_http;
 struct sup_memstore;
+struct sup_record;
 
 /* ---- agent.c: the lifecycle state table ---- */
 
@@ -175,6 +180,7 @@ struct sup_inst {
 	int64_t handler_pid;
 	uint64_t handler_rss_kb;
 	int last_status;              /* wait status of the last exit, -1 none */
+	int record_dirty;             /* its agents-table row is out of date */
 	struct sup_mem *mem;          /* this instance's memory (store owns it) */
 };
 
@@ -231,6 +237,8 @@ int sup_spawn(struct sup_inst *);
 void sup_spawn_child_cb(struct ev_loop *, ev_child *, int);
 /* Close the exec-error pipe if still open. */
 void sup_spawn_close_exec(struct sup_inst *);
+/* The worker (pid) was reaped: log its exec report if any, close. */
+void sup_spawn_exec_reaped(struct sup_inst *, pid_t pid);
 
 /* ---- link.c ---- */
 
@@ -282,6 +290,21 @@ struct sup_http *sup_http_new(struct sup *, const char *addr);
 void sup_http_free(struct sup_http *);
 unsigned sup_http_port(const struct sup_http *);
 
+/* ---- record.c ---- */
+
+/* Connect to Redis (refuse an evicting one) and PostgreSQL (migrate, load
+ * the memory snapshots), then start the agents: when both are done, or
+ * after a bounded wait.  -1 on a bad address. */
+int sup_record_start(struct sup *);
+void sup_record_free(struct sup *);
+/* agent.c calls this after every change of an instance's state. */
+void sup_record_transition(struct sup_inst *, enum sup_state was,
+    enum sup_event ev);
+/* The housekeeping timer calls this. */
+void sup_record_tick(struct sup *);
+/* The configuration changed: name its queues to the recorder. */
+void sup_record_queues(struct sup *);
+
 /* ---- hived.c ---- */
 
 struct sup {
@@ -291,6 +314,8 @@ struct sup {
 	struct sup_agents agents;
 	struct sup_memstore *mem;
 	struct sup_http *http;
+	struct sup_record *record;        /* Redis and PostgreSQL (record.c) */
+	int exit_code;                    /* of hived, once stopped */
 	const char *port_file;            /* --port-file: write the HTTP port */
 	char token[SUP_TOKEN_MAX];        /* "" : every POST is refused */
 

@@ -10,6 +10,7 @@
  */
 #include "hived.h"
 
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +77,7 @@ main(int argc, char *argv[])
 	const char *port_file = NULL;
 	struct hive_conf *conf;
 	struct sup *sup;
-	int ch, verbose = 0;
+	int ch, verbose = 0, rc;
 
 	while ((ch = getopt_long(argc, argv, "c:n:p:vhV", opts, NULL)) != -1) {
 		switch (ch) {
@@ -108,6 +109,11 @@ main(int argc, char *argv[])
 		return 2;
 	}
 	log_init("hived", verbose);
+	/* A closed 0, 1 or 2 would be reused by the next open(): a socket
+	 * could become a worker's stdin, a log line land in a socket. */
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) == -1 && open("/dev/null", O_RDWR) != fd)
+			fatal("/dev/null");
 
 	if (check != NULL) {
 		/* Errors as the parser writes them, for people and editors. */
@@ -125,7 +131,7 @@ main(int argc, char *argv[])
 		log_set_verbose(1);
 	if ((sup = sup_new(conf_path, conf, port_file)) == NULL)
 		fatalx("cannot start");
-	sup_run(sup);
+	rc = sup_run(sup);
 	sup_free(sup);
-	return 0;
+	return rc;
 }

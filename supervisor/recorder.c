@@ -999,6 +999,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		 * from the streams that must exist; the scan finds the rest. */
 		log_warnx("recorder: XREADGROUP: %s; looking for streams again",
 		    reply->str);
+		rec->st.resets++;
 		rec_forget_streams(rec);
 		rec_fixed_streams(rec);
 		ev_timer_set(&rec->retry_timer, 1.0, 0.);
@@ -1195,6 +1196,12 @@ sup_recorder_free(struct sup_recorder *rec)
 	free(rec->prefix);
 	free(rec->host);
 	free(rec);
+}
+
+void
+sup_recorder_add_queue(struct sup_recorder *rec, const char *key)
+{
+	rec_add_stream(rec, key, REC_QUEUE);
 }
 
 void

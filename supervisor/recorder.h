@@ -37,6 +37,7 @@ struct sup_recorder_stats {
 	uint64_t retries;            /* batches sent again after a failure */
 	unsigned streams;            /* streams being read */
 	int caught_up;               /* the last read returned nothing */
+	uint64_t resets;             /* streams vanished (Redis lost data?) */
 };
 
 /* Starts reading at once (its own Redis connection); pg is lent and must
@@ -44,6 +45,9 @@ struct sup_recorder_stats {
 struct sup_recorder *sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
     const struct sup_recorder_opts *opts);
 void sup_recorder_free(struct sup_recorder *rec);
+/* Record this queue stream (hived names its agents' queues at once, so
+ * they do not wait for the periodic scan that finds the others). */
+void sup_recorder_add_queue(struct sup_recorder *rec, const char *key);
 void sup_recorder_stats(const struct sup_recorder *rec,
     struct sup_recorder_stats *out);
 

@@ -1,0 +1,540 @@
+/*
+ * record.c - hived's side of Redis and PostgreSQL: start-up checks, the
+ * memory snapshots it starts workers with, events, the agents table, and
+ * the recorder, reclaimer and recovery (recorder.c, reclaim.c, recover.c).
+ *
+ * Start-up, before any worker is forked:
+ *
+ *   Redis:      CONFIG GET maxmemory-policy   (refuse an evicting Redis)
+ *   PostgreSQL: migrate -> latest snapshot of every agent instance
+ *
+ * Agents start once both are done, or after SUP_START_WAIT seconds with
+ * what there is (logged): a Redis or PostgreSQL that is down at boot must
+ * not keep every agent down.  The workers reconnect on their own, their
+ * memory key in Redis covers a missing snapshot, and a Redis found to
+ * evict later still stops hived.
+ *
+ * Steady state, from the housekeeping timer: the agents table is written
+ * (changed rows each second, all rows every 10 s), and a recovery pass
+ * runs every 30 s while the recorder is caught up, and soon after Redis
+ * came back from an outage (it may have lost data).
+ */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hived.h"
+#include "log.h"
+#include "pg.h"
+#include "rconn.h"
+#include "reclaim.h"
+#include "recorder.h"
+#include "recover.h"
+
+#define SUP_START_WAIT      10.0     /* s: at most this long before agents start */
+#define SUP_RECOVER_EVERY   30.0     /* s */
+#define SUP_AGENTS_ALL      10.0     /* s: every row of the agents table */
+
+struct sup_record {
+	struct sup *sup;
+	struct rconn *rc;
+	struct sup_pg *pg;
+	struct sup_recorder *rec;
+	struct sup_reclaim *reclaim;
+	int redis_checked;           /* eviction policy looked at */
+	int pg_done;                 /* migrated and snapshots loaded (or no pg) */
+	int started;                 /* agents started */
+	ev_timer start_timer;
+	int recovering;
+	int redis_was_down;          /* recover soon after it is back */
+	ev_tstamp next_recover;
+	ev_tstamp last_all;
+	uint64_t resets_seen;        /* recorder's count of vanished streams */
+	int agents_busy;             /* an agents-table write in flight */
+};
+
+static void rec_try_start(struct sup_record *r);
+
+/* ---- events: <p>:events, recorded in PostgreSQL by the recorder ---- */
+
+static void
+ignore_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+	redisReply *rp = reply;
+
+	if (rp != NULL && rp->type == REDIS_REPLY_ERROR)
+		log_warnx("redis(hived): %s", rp->str);
+}
+
+static void
+rec_event(struct sup_record *r, const char *kind, const struct sup_inst *in,
+    int64_t pid, const char *reason)
+{
+	const struct hive_conf *c = r->sup->cref->conf;
+	struct hive_event e = { 0 };
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	char key[HIVE_KEY_MAX];
+
+	if (r->rc == NULL || !rconn_is_up(r->rc))
+		return;                  /* events are best effort; state is not */
+	e.kind = HIVE_STR(kind);
+	e.ts_ms = proto_now_ms();
+	e.host = HIVE_STR(c->host);
+	if (in != NULL)
+		e.agent = HIVE_STR(in->label);
+	e.pid = pid;
+	if (reason != NULL)
+		e.reason = HIVE_STR(reason);
+	msgpack_sbuffer_init(&sb);
+	if (proto_encode_event(&sb, &e, &err) == 0 &&
+	    proto_key_named(key, sizeof(key), c->prefix, "events") > 0)
+		rconn_cmd(r->rc, ignore_cb, NULL, "XADD %s * m %b", key, sb.data,
+		    sb.size);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/*
+ * An instance changed state (agent.c, after the table moved it).  Every
+ * change but ready<->busy is an event; a worker that died and is not
+ * started again at once has its tasks taken back now, not when its
+ * liveness key runs out.
+ */
+void
+sup_record_transition(struct sup_inst *in, enum sup_state was,
+    enum sup_event ev)
+{
+	struct sup_record *r = in->agent->sup->record;
+	enum sup_state now = in->fsm.state;
+	char kind[48], reason[96], consumer[HIVE_AGENT_MAX + HIVE_HOST_MAX + 8];
+	int st = in->last_status;
+
+	if (r == NULL)
+		return;
+	in->record_dirty = 1;
+	if ((was == SUP_ST_READY && now == SUP_ST_BUSY) ||
+	    (was == SUP_ST_BUSY && now == SUP_ST_READY))
+		return;
+	if (ev == SUP_EV_EXIT && st != -1 && WIFSIGNALED(st))
+		snprintf(reason, sizeof(reason), "%s after %s, signal %d",
+		    sup_event_name(ev), sup_state_name(was), WTERMSIG(st));
+	else if (ev == SUP_EV_EXIT && st != -1)
+		snprintf(reason, sizeof(reason), "%s after %s, status %d",
+		    sup_event_name(ev), sup_state_name(was), WEXITSTATUS(st));
+	else
+		snprintf(reason, sizeof(reason), "%s after %s", sup_event_name(ev),
+		    sup_state_name(was));
+	snprintf(kind, sizeof(kind), "agent.%s", sup_state_name(now));
+	rec_event(r, kind, in, in->pid, reason);
+
+	if (ev == SUP_EV_EXIT && now != SUP_ST_STARTING && r->reclaim != NULL &&
+	    !(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) &&
+	    proto_consumer_name(consumer, sizeof(consumer), in->agent->name,
+	    in->n, r->sup->cref->conf->host) > 0)
+		sup_reclaim_consumer(r->reclaim, consumer, proto_now_ms());
+}
+
+/* ---- the agents table ---- */
+
+static void
+agents_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
+{
+	struct sup_record *r = arg;
+
+	r->agents_busy = 0;
+	if (err != NULL && res != NULL)
+		log_warnx("postgres: agents table: %s", err);
+}
+
+/*
+ * Write the rows of the instances that changed (all of them when all is
+ * set) in one statement.  Agent and host names are [A-Za-z0-9_.-] (the
+ * config checks them), state names are ours: nothing here needs quoting.
+ */
+static void
+agents_flush(struct sup_record *r, int all)
+{
+	struct sup *sup = r->sup;
+	const char *host = sup->cref->conf->host;
+	ev_tstamp now = ev_now(sup->loop);
+	struct sup_agent *a;
+	char *sql = NULL, row[512];
+	size_t len = 0, cap = 0;
+	int n = 0;
+
+	if (r->pg == NULL || !sup_pg_is_up(r->pg) || r->agents_busy)
+		return;
+	TAILQ_FOREACH(a, &sup->agents, entry)
+		for (unsigned i = 0; i < a->ninst; i++) {
+			struct sup_inst *in = a->inst[i];
+			int k;
+			if (!all && !in->record_dirty)
+				continue;
+			in->record_dirty = 0;
+			char pid[24], hb[64];
+			if (in->pid > 0)
+				snprintf(pid, sizeof(pid), "%ld", (long)in->pid);
+			else
+				snprintf(pid, sizeof(pid), "NULL");
+			if (in->have_hb)
+				snprintf(hb, sizeof(hb), "now() - interval '%ld ms'",
+				    (long)((now - in->last_hb) * 1000.));
+			else
+				snprintf(hb, sizeof(hb), "NULL");
+			k = snprintf(row, sizeof(row), "%s('%s','%s',%u,'%s',%s,"
+			    "%" PRIu64 ",%" PRIu64 ",%s)", n ? "," : "", host,
+			    a->name, in->n, sup_state_name(in->fsm.state), pid,
+			    in->restarts, in->done_base + in->done, hb);
+			if (k < 0 || (size_t)k >= sizeof(row))
+				continue;
+			k = (int)strlen(row);
+			if (len + (size_t)k + 512 > cap) {
+				size_t ncap = cap ? cap * 2 : 4096;
+				char *p;
+				while (len + (size_t)k + 512 > ncap)
+					ncap *= 2;
+				if ((p = realloc(sql, ncap)) == NULL)
+					goto out;
+				sql = p;
+				cap = ncap;
+				if (len == 0)
+					len = (size_t)snprintf(sql, cap, "INSERT INTO agents "
+					    "(host, name, instance, state, pid, restarts, "
+					    "tasks_done, last_heartbeat) VALUES ");
+			}
+			memcpy(sql + len, row, (size_t)k + 1);
+			len += (size_t)k;
+			n++;
+		}
+	if (n == 0)
+		goto out;
+	snprintf(sql + len, cap - len, " ON CONFLICT (host, name, instance) DO "
+	    "UPDATE SET state = EXCLUDED.state, pid = EXCLUDED.pid, restarts = "
+	    "EXCLUDED.restarts, tasks_done = EXCLUDED.tasks_done, "
+	    "last_heartbeat = coalesce(EXCLUDED.last_heartbeat, "
+	    "agents.last_heartbeat), updated_at = now()");
+	if (sup_pg_query(r->pg, sql, 0, NULL, NULL, NULL, agents_cb, r) == 0)
+		r->agents_busy = 1;
+out:
+	free(sql);
+}
+
+/* ---- recovery ---- */
+
+static void
+recovered_cb(unsigned n, int ok, void *arg)
+{
+	struct sup_record *r = arg;
+
+	r->recovering = 0;
+	r->next_recover = ev_now(r->sup->loop) + (ok ? SUP_RECOVER_EVERY : 5.0);
+}
+
+static void
+maybe_recover(struct sup_record *r)
+{
+	struct sup_recorder_stats st;
+	const struct hive_conf *c = r->sup->cref->conf;
+
+	if (r->rec == NULL || r->recovering || !rconn_is_up(r->rc) ||
+	    !sup_pg_is_up(r->pg))
+		return;
+	sup_recorder_stats(r->rec, &st);
+	if (st.resets != r->resets_seen) {
+		/* Streams vanished under the recorder: Redis lost data (or
+		 * someone deleted keys).  Look as soon as it has caught up. */
+		r->resets_seen = st.resets;
+		r->next_recover = ev_now(r->sup->loop) + 1.0;
+		return;
+	}
+	if (!st.caught_up || ev_now(r->sup->loop) < r->next_recover)
+		return;
+	if (sup_recover(r->pg, r->rc, c->prefix, c->host, recovered_cb, r) == 0)
+		r->recovering = 1;
+}
+
+/* From the housekeeping timer. */
+void
+sup_record_tick(struct sup *sup)
+{
+	struct sup_record *r = sup->record;
+	ev_tstamp now = ev_now(sup->loop);
+	int all;
+
+	if (r == NULL || !r->started)
+		return;
+	all = now - r->last_all >= SUP_AGENTS_ALL;
+	if (all)
+		r->last_all = now;
+	agents_flush(r, all);
+	maybe_recover(r);
+}
+
+/* ---- start-up ---- */
+
+static void
+start_agents(struct sup_record *r, const char *why)
+{
+	struct sup_agent *a;
+
+	if (r->started)
+		return;
+	r->started = 1;
+	ev_timer_stop(r->sup->loop, &r->start_timer);
+	if (why != NULL)
+		log_warnx("starting the agents without waiting longer: %s", why);
+	TAILQ_FOREACH(a, &r->sup->agents, entry)
+		sup_agent_start(a);
+	sup_state_changed(r->sup);
+}
+
+static void
+rec_try_start(struct sup_record *r)
+{
+	if (r->redis_checked && r->pg_done)
+		start_agents(r, NULL);
+}
+
+static void
+start_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sup_record *r = w->data;
+
+	start_agents(r, !r->redis_checked ? "Redis is not reachable yet" :
+	    "PostgreSQL is not ready yet (memory snapshots not loaded)");
+}
+
+static void
+policy_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct sup_record *r = priv;
+	const struct hive_conf *c = r->sup->cref->conf;
+	redisReply *rp = reply;
+
+	if (rp == NULL)
+		return;                  /* lost: asked again when it is back */
+	if (rp->type == REDIS_REPLY_ARRAY && rp->elements == 2 &&
+	    rp->element[1]->type == REDIS_REPLY_STRING) {
+		const char *pol = rp->element[1]->str;
+		if (strcmp(pol, "noeviction") != 0 && !c->allow_eviction) {
+			log_crit("redis maxmemory-policy is %s: Redis may evict "
+			    "queued tasks. Set it to noeviction (CONFIG SET "
+			    "maxmemory-policy noeviction, and in redis.conf), or "
+			    "allow_eviction = yes in [hive] to run anyway", pol);
+			r->sup->exit_code = 1;
+			sup_shutdown(r->sup);
+			return;
+		}
+		if (strcmp(pol, "noeviction") != 0)
+			log_warnx("redis maxmemory-policy is %s: queued tasks may "
+			    "be evicted (allow_eviction = yes)", pol);
+	} else
+		log_warnx("redis: cannot read maxmemory-policy (%s): make sure it "
+		    "is noeviction", rp->type == REDIS_REPLY_ERROR ? rp->str :
+		    "unexpected reply");
+	r->redis_checked = 1;
+	rec_try_start(r);
+}
+
+static void
+redis_state_cb(struct rconn *rc, int up, void *arg)
+{
+	struct sup_record *r = arg;
+
+	if (!up) {
+		r->redis_was_down = 1;
+		return;
+	}
+	if (!r->redis_checked || r->redis_was_down)
+		rconn_cmd(rc, policy_cb, r, "CONFIG GET maxmemory-policy");
+	if (r->redis_was_down) {
+		/* Redis may have come back empty: look soon. */
+		r->redis_was_down = 0;
+		r->next_recover = ev_now(r->sup->loop) + 2.0;
+	}
+}
+
+static void
+snapshots_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
+{
+	struct sup_record *r = arg;
+	int n, loaded = 0;
+
+	if (res == NULL) {           /* connection lost: ask again */
+		sup_pg_query(pg, "SELECT DISTINCT ON (agent) agent, version, "
+		    "memory::text FROM memory_snapshots ORDER BY agent, version DESC",
+		    0, NULL, NULL, NULL, snapshots_cb, r);
+		return;
+	}
+	if (err != NULL) {
+		log_warnx("postgres: memory snapshots: %s", err);
+		r->pg_done = 1;
+		rec_try_start(r);
+		return;
+	}
+	n = PQntuples(res);
+	for (int i = 0; i < n; i++) {
+		const char *agent = PQgetvalue(res, i, 0);
+		uint64_t v = strtoull(PQgetvalue(res, i, 1), NULL, 10);
+		const char *slash = strrchr(agent, '/');
+		char name[HIVE_NAME_MAX + 1];
+		unsigned inst;
+		json_t *j;
+		json_error_t je;
+		msgpack_zone z;
+		msgpack_object o;
+		struct proto_err perr;
+		struct sup_mem *m;
+
+		if (slash == NULL || (size_t)(slash - agent) > HIVE_NAME_MAX ||
+		    (inst = (unsigned)strtoul(slash + 1, NULL, 10)) == 0)
+			continue;
+		memcpy(name, agent, (size_t)(slash - agent));
+		name[slash - agent] = '\0';
+		if ((j = json_loads(PQgetvalue(res, i, 2), 0, &je)) == NULL)
+			continue;
+		msgpack_zone_init(&z, 4096);
+		if (json_is_object(j) && proto_json_to_obj(j, &z, &o, &perr) == 0 &&
+		    (m = sup_mem_get(r->sup->mem, name, inst)) != NULL &&
+		    sup_mem_put(m, v, &o) == 1)
+			loaded++;
+		msgpack_zone_destroy(&z);
+		json_decref(j);
+	}
+	log_info("postgres: memory of %d agent instances loaded from snapshots",
+	    loaded);
+	r->pg_done = 1;
+	rec_try_start(r);
+}
+
+static void
+migrated_cb(int ok, int version, void *arg)
+{
+	struct sup_record *r = arg;
+	const struct hive_conf *c = r->sup->cref->conf;
+	struct sup_recorder_opts o = { .redis = c->redis, .prefix = c->prefix,
+	    .host = c->host, .snapshots_keep = c->snapshots_keep };
+
+	if (!ok) {
+		/* A schema we cannot use (newer, or a failed migration):
+		 * recording into it would do harm.  Stop. */
+		log_crit("postgres: schema not usable (see above); stopping");
+		r->sup->exit_code = 1;
+		sup_shutdown(r->sup);
+		return;
+	}
+	log_info("postgres: schema version %d", version);
+	if ((r->rec = sup_recorder_new(r->sup->loop, r->pg, &o)) == NULL)
+		log_crit("recorder: cannot start: nothing is recorded");
+	else
+		sup_record_queues(r->sup);
+	sup_pg_query(r->pg, "SELECT DISTINCT ON (agent) agent, version, "
+	    "memory::text FROM memory_snapshots ORDER BY agent, version DESC",
+	    0, NULL, NULL, NULL, snapshots_cb, r);
+}
+
+/*
+ * Name every queue of the configured agents to the recorder (at start and
+ * after a reload): capabilities and agent queues at each priority, direct
+ * queues.  Queues nobody here serves are found by the recorder's scan.
+ */
+void
+sup_record_queues(struct sup *sup)
+{
+	struct sup_record *r = sup->record;
+	const struct hive_conf *c = sup->cref->conf;
+	char key[HIVE_KEY_MAX];
+
+	if (r == NULL || r->rec == NULL)
+		return;
+	for (size_t i = 0; i < c->nagents; i++) {
+		const struct hive_agent_conf *a = &c->agents[i];
+		for (unsigned p = 0; p < HIVE_PRIO_LEVELS; p++) {
+			for (int k = 0; k < a->ncaps; k++)
+				if (proto_key_queue(key, sizeof(key), c->prefix,
+				    a->caps[k], p) > 0)
+					sup_recorder_add_queue(r->rec, key);
+			if (proto_key_agent_queue(key, sizeof(key), c->prefix,
+			    a->name, p) > 0)
+				sup_recorder_add_queue(r->rec, key);
+		}
+		for (unsigned n = 1; n <= a->instances; n++)
+			if (proto_key_direct(key, sizeof(key), c->prefix, a->name,
+			    n) > 0)
+				sup_recorder_add_queue(r->rec, key);
+	}
+}
+
+static unsigned
+agent_max_attempts(const char *agent, void *arg)
+{
+	struct sup *sup = arg;
+	const struct hive_agent_conf *a = conf_agent(sup->cref->conf, agent);
+
+	return a != NULL ? a->max_attempts : 0;
+}
+
+/*
+ * Connect to Redis (and PostgreSQL when configured) and start the agents
+ * once the checks are done.  -1 only on a broken configuration.
+ */
+int
+sup_record_start(struct sup *sup)
+{
+	const struct hive_conf *c = sup->cref->conf;
+	struct sup_record *r = calloc(1, sizeof(*r));
+	char err[256];
+
+	if (r == NULL)
+		return -1;
+	sup->record = r;
+	r->sup = sup;
+	r->next_recover = ev_now(sup->loop) + 5.0;
+	r->last_all = ev_now(sup->loop);
+	ev_timer_init(&r->start_timer, start_timeout_cb, SUP_START_WAIT, 0.);
+	r->start_timer.data = r;
+	ev_timer_start(sup->loop, &r->start_timer);
+	if ((r->rc = rconn_new(sup->loop, c->redis, "redis(hived)",
+	    redis_state_cb, r, err, sizeof(err))) == NULL) {
+		log_warnx("%s", err);
+		return -1;
+	}
+	struct sup_reclaim_opts ro = { .redis = c->redis, .prefix = c->prefix,
+	    .host = c->host, .alive_ttl_ms = 5 * c->heartbeat_ms > 5000 ?
+	    5 * c->heartbeat_ms : 5000, .agent_max_attempts = agent_max_attempts,
+	    .arg = sup };
+	if ((r->reclaim = sup_reclaim_new(sup->loop, &ro)) == NULL)
+		return -1;
+	if (c->postgres == NULL || c->postgres[0] == '\0') {
+		r->pg_done = 1;
+		return 0;
+	}
+	if ((r->pg = sup_pg_new(sup->loop, c->postgres, NULL, NULL)) == NULL ||
+	    sup_migrate(r->pg, migrated_cb, r) < 0) {
+		log_warnx("postgres: out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+void
+sup_record_free(struct sup *sup)
+{
+	struct sup_record *r = sup->record;
+
+	if (r == NULL)
+		return;
+	ev_timer_stop(sup->loop, &r->start_timer);
+	sup_recorder_free(r->rec);
+	sup_reclaim_free(r->reclaim);
+	if (r->pg != NULL)
+		sup_pg_forget(r->pg, r);
+	sup_pg_free(r->pg);
+	rconn_free(r->rc);
+	free(r);
+	sup->record = NULL;
+}

@@ -1,0 +1,319 @@
+/*
+ * test_record.c - hived with PostgreSQL, end to end: every task's states
+ * recorded in order, memory snapshots that a restarted hived starts its
+ * workers with, tasks Redis lost put back from PostgreSQL, an outage of
+ * PostgreSQL that loses nothing, two hosts where one dies with its workers.
+ *
+ * Real hived, hive-worker, Redis and PostgreSQL.  Each test has its own
+ * database and key prefix.  Waits are for events (log lines, results in
+ * Redis, rows in PostgreSQL polled with a deadline as a failure guard).
+ */
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hive_proto.h"
+#include "hived_proc.h"
+#include "testutil.h"
+
+#define T_LONG 30000
+
+TestSuite(record, .fini = hp_cleanup, .timeout = 120);
+
+static const char *
+real(void)
+{
+	static char path[4096];
+
+	snprintf(path, sizeof(path), "%s", tu_build_path("worker/hive-worker"));
+	return path;
+}
+
+/* A fresh database; its connection string in ci. */
+static void
+fresh_db(char *ci, size_t len, char *name, size_t nlen)
+{
+	PGconn *admin = tu_pg_connect();
+	char sql[128];
+	PGresult *res;
+
+	tu_unique(name, nlen, "e2e");
+	for (char *p = name; *p; p++)
+		if (*p == '-')
+			*p = '_';
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+	res = PQexec(admin, sql);
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s",
+	    PQerrorMessage(admin));
+	PQclear(res);
+	PQfinish(admin);
+	snprintf(ci, len, "%s dbname=%s", getenv("HIVE_TEST_PG"), name);
+}
+
+static long
+scalar(const char *ci, const char *sql)
+{
+	PGconn *c = PQconnectdb(ci);
+	PGresult *res;
+	long v = -1;
+
+	if (PQstatus(c) == CONNECTION_OK) {
+		res = PQexec(c, sql);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+			v = atol(PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
+	PQfinish(c);
+	return v;
+}
+
+/* Poll sql until it returns want (every 50 ms, reading hived's log). */
+static void
+wait_sql(struct hp *h, const char *ci, const char *sql, long want)
+{
+	long long end = tu_now_ms() + T_LONG;
+	long got = -1;
+
+	while (tu_now_ms() < end) {
+		if ((got = scalar(ci, sql)) == want)
+			return;
+		if (h != NULL)
+			hp_pump(h, 50);
+		else
+			usleep(50000);
+	}
+	cr_assert_fail("%s: %ld, want %ld", sql, got, want);
+}
+
+static void
+agent_conf(char *buf, size_t len, const char *name, const char *extra)
+{
+	snprintf(buf, len,
+	    "[agent \"%s\"]\n"
+	    "command = /usr/bin/python3 %s/tests/supervisor/counter.py\n"
+	    "capabilities = work\n"
+	    "%s\n", name, getenv("HIVE_SOURCE_DIR"), extra ? extra : "");
+}
+
+static void
+submit(redisContext *c, const char *key, const char *id, const char *payload)
+{
+	struct hive_task t;
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	msgpack_zone z;
+	json_t *j = json_loads(payload, 0, NULL);
+	redisReply *r;
+
+	msgpack_zone_init(&z, 1024);
+	msgpack_sbuffer_init(&sb);
+	memset(&t, 0, sizeof(t));
+	t.id = HIVE_STR(id);
+	t.attempt = 1;
+	cr_assert_eq(proto_json_to_obj(j, &z, &t.payload, &err), 0);
+	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
+	r = redisCommand(c, "XADD %s * m %b", key, sb.data, sb.size);
+	cr_assert(r != NULL && r->type == REDIS_REPLY_STRING);
+	freeReplyObject(r);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_zone_destroy(&z);
+	json_decref(j);
+}
+
+static void
+stop_ok(struct hp *h)
+{
+	int st;
+
+	hp_signal(h, SIGTERM);
+	st = hp_wait_exit(h, T_LONG);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "hived status 0x%x", st);
+}
+
+static void
+start_hived(struct hp *h, const char *ci, const char *host, const char *agents)
+{
+	char extra[1024];
+
+	snprintf(extra, sizeof(extra), "postgres = %s\nhost = %s\n", ci, host);
+	hp_write_conf(h, real(), extra, agents);
+	hp_start(h);
+}
+
+Test(record, states_memory_agents_events)
+{
+	struct hp *h = hp_new("rec");
+	char ci[512], db[64], agents[1024], key[HIVE_KEY_MAX], id[32], sql[256];
+	redisContext *c = tu_redis_connect();
+	size_t from = 0;
+
+	fresh_db(ci, sizeof(ci), db, sizeof(db));
+	agent_conf(agents, sizeof(agents), "counter", NULL);
+	start_hived(h, ci, "host-a", agents);
+	hp_wait(h, &from, T_LONG, "agent=counter/1", "state=ready", NULL);
+	proto_key_queue(key, sizeof(key), h->prefix, "work", 1);
+	for (int i = 0; i < 5; i++) {
+		snprintf(id, sizeof(id), "t-%d", i);
+		submit(c, key, id, "{}");
+	}
+	wait_sql(h, ci, "SELECT count(*) FROM tasks WHERE state = 'completed'", 5);
+	wait_sql(h, ci, "SELECT count(*) FROM task_states WHERE state = 'queued'", 5);
+	/* queued -> running -> completed, in that order, once each. */
+	if (scalar(ci, "SELECT count(*) FROM (SELECT task_id, "
+	    "string_agg(state, ',' ORDER BY at, hive_state_rank(state)) s FROM "
+	    "task_states GROUP BY task_id) x WHERE s = 'queued,running,completed'")
+	    != 5) {
+		PGconn *pc = PQconnectdb(ci);
+		PGresult *res = PQexec(pc, "SELECT task_id, state, "
+		    "to_char(at, 'HH24:MI:SS.US'), source FROM task_states ORDER BY task_id, at");
+		for (int i = 0; i < PQntuples(res); i++)
+			fprintf(stderr, "%s %s %s %s\n", PQgetvalue(res, i, 0),
+			    PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+			    PQgetvalue(res, i, 3));
+		PQclear(res);
+		PQfinish(pc);
+		cr_assert_fail("states out of order (above)");
+	}
+	wait_sql(h, ci, "SELECT max(version) FROM memory_snapshots WHERE "
+	    "agent = 'counter/1' AND (memory->>'count')::int = 5", 5);
+	wait_sql(h, ci, "SELECT count(*) FROM agents WHERE host = 'host-a' AND "
+	    "name = 'counter' AND instance = 1 AND state IN ('ready', 'busy') "
+	    "AND pid IS NOT NULL AND tasks_done = 5", 1);
+	snprintf(sql, sizeof(sql), "SELECT count(*) >= 1 FROM events WHERE "
+	    "kind = 'agent.ready' AND agent = 'counter/1' AND host = 'host-a'");
+	wait_sql(h, ci, "SELECT count(*) FROM events WHERE kind = 'agent.ready' "
+	    "AND agent = 'counter/1' AND host = 'host-a'", 1);
+	stop_ok(h);
+	redisFree(c);
+}
+
+/* A restarted hived starts its workers with the snapshot from PostgreSQL,
+ * also when Redis no longer has the memory. */
+Test(record, restart_gets_snapshot)
+{
+	struct hp *h = hp_new("snap");
+	char ci[512], db[64], agents[1024], key[HIVE_KEY_MAX], mkey[256];
+	redisContext *c = tu_redis_connect();
+	size_t from = 0;
+
+	fresh_db(ci, sizeof(ci), db, sizeof(db));
+	agent_conf(agents, sizeof(agents), "counter", NULL);
+	start_hived(h, ci, "host-a", agents);
+	hp_wait(h, &from, T_LONG, "agent=counter/1", "state=ready", NULL);
+	proto_key_queue(key, sizeof(key), h->prefix, "work", 1);
+	submit(c, key, "a", "{}");
+	submit(c, key, "b", "{}");
+	submit(c, key, "c", "{}");
+	wait_sql(h, ci, "SELECT max(version) FROM memory_snapshots WHERE "
+	    "agent = 'counter/1'", 3);
+	stop_ok(h);
+
+	/* Redis forgets the memory; only PostgreSQL has it now. */
+	snprintf(mkey, sizeof(mkey), "%s:memory:counter/1", h->prefix);
+	freeReplyObject(redisCommand(c, "DEL %s", mkey));
+	from = hp_mark(h);
+	hp_start(h);
+	hp_wait(h, &from, T_LONG, "memory of 1 agent instances loaded", NULL);
+	hp_wait(h, &from, T_LONG, "agent=counter/1", "memory_v=3", NULL);
+	submit(c, key, "d", "{}");
+	wait_sql(h, ci, "SELECT (result->>'count')::int FROM tasks WHERE id = 'd' "
+	    "AND state = 'completed'", 4);
+	stop_ok(h);
+	redisFree(c);
+}
+
+/* Redis loses the queue (its keys deleted: FLUSHALL for one
+ * installation): the tasks PostgreSQL holds as unfinished are put back
+ * and run. */
+Test(record, lost_queue_requeued_from_postgres)
+{
+	struct hp *h = hp_new("lost");
+	char ci[512], db[64], agents[1024], key[HIVE_KEY_MAX], id[32];
+	redisContext *c = tu_redis_connect();
+	redisReply *r;
+	size_t from = 0;
+
+	fresh_db(ci, sizeof(ci), db, sizeof(db));
+	/* Asleep: the tasks wait in the queue. */
+	agent_conf(agents, sizeof(agents), "counter", "autostart = no");
+	start_hived(h, ci, "host-a", agents);
+	hp_wait(h, &from, T_LONG, "agent=counter/1", "state=sleeping", NULL);
+	proto_key_queue(key, sizeof(key), h->prefix, "work", 1);
+	for (int i = 0; i < 6; i++) {
+		snprintf(id, sizeof(id), "lost-%d", i);
+		submit(c, key, id, "{}");
+	}
+	wait_sql(h, ci, "SELECT count(*) FROM tasks WHERE state = 'queued'", 6);
+	r = redisCommand(c, "DEL %s", key);
+	cr_assert_eq(r->integer, 1);
+	freeReplyObject(r);
+	hp_wait(h, &from, T_LONG, "recover:", "queued again", NULL);
+	cr_assert_eq(hp_post(h, "/agents/counter/wake"), 200);
+	wait_sql(h, ci, "SELECT count(*) FROM tasks WHERE state = 'completed'", 6);
+	cr_assert_eq(scalar(ci, "SELECT count(*) FROM task_states WHERE "
+	    "state = 'completed'"), 6);
+	stop_ok(h);
+	redisFree(c);
+}
+
+/* PostgreSQL refuses this database for a while; work goes on, and every
+ * record arrives once it is back, none twice. */
+Test(record, postgres_outage_loses_nothing)
+{
+	struct hp *h = hp_new("pgout");
+	char ci[512], db[64], agents[1024], key[HIVE_KEY_MAX], id[32], sql[256];
+	redisContext *c = tu_redis_connect();
+	PGconn *admin;
+	size_t from = 0;
+
+	fresh_db(ci, sizeof(ci), db, sizeof(db));
+	agent_conf(agents, sizeof(agents), "counter", NULL);
+	start_hived(h, ci, "host-a", agents);
+	hp_wait(h, &from, T_LONG, "agent=counter/1", "state=ready", NULL);
+	proto_key_queue(key, sizeof(key), h->prefix, "work", 1);
+	submit(c, key, "before", "{}");
+	wait_sql(h, ci, "SELECT count(*) FROM tasks WHERE state = 'completed'", 1);
+
+	admin = tu_pg_connect();
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false", db);
+	PQclear(PQexec(admin, sql));
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM "
+	    "pg_stat_activity WHERE datname = '%s'", db);
+	PQclear(PQexec(admin, sql));
+	hp_wait(h, &from, T_LONG, "postgres:", "retrying", NULL);
+	for (int i = 0; i < 40; i++) {
+		snprintf(id, sizeof(id), "during-%d", i);
+		submit(c, key, id, "{}");
+	}
+	/* The work is done meanwhile: the last result is in Redis. */
+	char rkey[HIVE_KEY_MAX];
+	proto_key_named(rkey, sizeof(rkey), h->prefix, "results");
+	long long end = tu_now_ms() + T_LONG;
+	redisReply *r = NULL;
+	while (tu_now_ms() < end) {
+		r = redisCommand(c, "XLEN %s", rkey);
+		if (r->integer >= 41)
+			break;
+		freeReplyObject(r);
+		r = NULL;
+		hp_pump(h, 50);
+	}
+	cr_assert_not_null(r, "the work went on without PostgreSQL");
+	freeReplyObject(r);
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true", db);
+	PQclear(PQexec(admin, sql));
+	PQfinish(admin);
+	hp_wait(h, &from, T_LONG, "postgres: connected again", NULL);
+	wait_sql(h, ci, "SELECT count(*) FROM tasks WHERE state = 'completed'", 41);
+	cr_assert_eq(scalar(ci, "SELECT count(*) FROM task_states WHERE "
+	    "state = 'completed'"), 41);
+	stop_ok(h);
+	redisFree(c);
+}
