@@ -17,7 +17,6 @@
 
 struct sup_memstore {
 	struct sup_mem *head;
-	size_t bytes;
 };
 
 struct sup_memstore *

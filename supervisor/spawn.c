@@ -195,6 +195,10 @@ child(int sock, int errw, int devnull, const struct rlimit *nofile,
 	 * and a kill of the group reaches the worker's handler too. */
 	setsid();
 
+	/* Order matters: /dev/null, the pipe or the socket may be fd 3
+	 * (main.c makes sure 0-2 are taken, so none is below 3). */
+	if (devnull >= 0 && dup2(devnull, 0) == -1)
+		goto fail_fd;
 	if (errw == 3 && (errw = fcntl(errw, F_DUPFD_CLOEXEC, 4)) == -1)
 		goto fail_fd;
 	if (sock == 3) {
@@ -203,8 +207,6 @@ child(int sock, int errw, int devnull, const struct rlimit *nofile,
 	} else if (dup2(sock, 3) == -1) {
 		goto fail_fd;
 	}
-	if (devnull >= 0 && dup2(devnull, 0) == -1)
-		goto fail_fd;
 	/* Belt: nothing above fd 3 survives exec (errw included, which is
 	 * what makes EOF mean success). */
 	if (close_range(4u, ~0u, CLOSE_RANGE_CLOEXEC) == -1)
@@ -226,24 +228,45 @@ fail_fd:
 	_exit(127);
 }
 
-static void
-exec_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+/*
+ * Read the exec pipe: 1 when it is finished (EOF: exec worked; or the
+ * report, logged), 0 when nothing is there yet.  The child writes its
+ * report before it exits, so once it is reaped the report is in the pipe.
+ */
+static int
+exec_read(struct sup_inst *in, pid_t pid)
 {
-	struct sup_inst *in = w->data;
 	struct exec_report r;
 	ssize_t n;
 
 	n = read(in->exec_fd, &r, sizeof(r));
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
-		return;
+		return 0;
 	if (n == (ssize_t)sizeof(r)) {
 		errno = r.err;
-		log_warn("agent=%s pid=%ld %s %s", in->label, (long)in->pid,
+		log_warn("agent=%s pid=%ld %s %s", in->label, (long)pid,
 		    r.stage == EXEC_STAGE_CHDIR ? "chdir to" :
 		    r.stage == EXEC_STAGE_FD ? "set up fds for" : "exec",
 		    r.stage == EXEC_STAGE_CHDIR ? in->agent->conf->directory :
 		    worker_path(in->agent->sup->cref->conf));
 	}
+	return 1;
+}
+
+static void
+exec_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct sup_inst *in = w->data;
+
+	if (exec_read(in, in->pid))
+		sup_spawn_close_exec(in);
+}
+
+void
+sup_spawn_exec_reaped(struct sup_inst *in, pid_t pid)
+{
+	if (in->exec_fd >= 0)
+		exec_read(in, pid);
 	sup_spawn_close_exec(in);
 }
 

@@ -18,9 +18,15 @@
  *   done=N        report N tasks done in heartbeats
  *   rss=N         report a handler RSS of N KiB
  *
- * Every worker logs "fake agent=NAME/N pid=P memory_v=V n=N notify=0|1"
- * on start (notify: whether NOTIFY_SOCKET leaked into its environment).
+ * Every worker logs on start
+ *
+ *   fake agent=NAME/N pid=P memory_v=V n=N notify=0|1 tag=T fds=0,1,2,3 cwd=D
+ *
+ * notify: whether NOTIFY_SOCKET leaked into its environment; tag: the
+ * FAKE_TAG variable; fds: every descriptor it inherited; cwd: its working
+ * directory.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -97,6 +103,35 @@ read_frame(size_t *len)
 		got += (size_t)n;
 	}
 	return body;
+}
+
+/* "0,1,2,3": the descriptors open in this process (but the listing's). */
+static void
+list_fds(char *buf, size_t len)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	size_t off = 0;
+	int fds[64], n = 0;
+
+	buf[0] = '\0';
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL && n < 64)
+		if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d))
+			fds[n++] = atoi(e->d_name);
+	closedir(d);
+	for (int i = 0; i < n; i++)          /* readdir order is not sorted */
+		for (int j = i + 1; j < n; j++)
+			if (fds[j] < fds[i]) {
+				int t = fds[i];
+
+				fds[i] = fds[j];
+				fds[j] = t;
+			}
+	for (int i = 0; i < n && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%d", i ? "," : "",
+		    fds[i]);
 }
 
 static void
@@ -206,10 +241,18 @@ main(int argc, char *argv[])
 		}
 	proto_frame_clear(&f);
 	free(body);
-	fprintf(stderr, "fake agent=%s/%u pid=%ld memory_v=%llu n=%lld "
-	    "notify=%d\n", agent, instance, (long)getpid(),
-	    (unsigned long long)mem_v, (long long)n,
-	    getenv("NOTIFY_SOCKET") != NULL);
+	{
+		char fds[256], cwd[1024];
+		const char *tag = getenv("FAKE_TAG");
+
+		list_fds(fds, sizeof(fds));
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			snprintf(cwd, sizeof(cwd), "?");
+		fprintf(stderr, "fake agent=%s/%u pid=%ld memory_v=%llu n=%lld "
+		    "notify=%d tag=%s fds=%s cwd=%s\n", agent, instance,
+		    (long)getpid(), (unsigned long long)mem_v, (long long)n,
+		    getenv("NOTIFY_SOCKET") != NULL, tag ? tag : "", fds, cwd);
+	}
 	if (crash_early)
 		_exit(3);
 

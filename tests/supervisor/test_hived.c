@@ -513,6 +513,40 @@ Test(hived, usr1_logs_one_line_per_instance)
 	stop_ok(h);
 }
 
+Test(hived, worker_gets_fd3_environment_and_directory_only)
+{
+	struct hp *h = hp_new("spawn");
+	char agents[2048], want[700];
+	size_t from = 0;
+
+	/* Open descriptors in hived (HTTP, links, libev) must not leak. */
+	snprintf(agents, sizeof(agents),
+	    "[agent \"e\"]\ncommand = ok\ninstances = 3\n"
+	    "environment = FAKE_TAG=hello\ndirectory = %s\n", h->dir);
+	hp_write_conf(h, fake(), NULL, agents);
+	hp_start(h);
+	snprintf(want, sizeof(want), "cwd=%s", h->dir);
+	for (int i = 0; i < 3; i++)
+		hp_wait(h, &from, T_SHORT, "fake agent=e/",
+		    " tag=hello fds=0,1,2,3 cwd=", want, NULL);
+	stop_ok(h);
+}
+
+Test(hived, exec_failure_is_a_crash_not_a_storm)
+{
+	struct hp *h = hp_new("exec");
+	size_t from = 0;
+
+	hp_write_conf(h, "/nonexistent/hive-worker", NULL,
+	    "[agent \"x\"]\ncommand = ok\nrestart_limit = 2\nbackoff = 10ms\n");
+	hp_start(h);
+	hp_wait(h, &from, T_SHORT, "agent=x/1", "exec /nonexistent/hive-worker",
+	    "No such file", NULL);
+	hp_wait(h, &from, T_SHORT, "agent=x/1", "exited status=127", NULL);
+	hp_wait(h, &from, T_SHORT, "agent=x/1", "state=failed", NULL);
+	stop_ok(h);
+}
+
 /* The next sd_notify datagram containing want (others are skipped). */
 static void
 notify_wait(struct hp *h, int sock, const char *want, char *got, size_t len)
