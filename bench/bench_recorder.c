@@ -1,0 +1,857 @@
+/*
+ * bench_recorder.c - the record's cost: how fast the recorder writes
+ * streams into PostgreSQL, against a bare COPY of the same rows in the
+ * same run, and what recording does to end-to-end throughput.
+ *
+ *   recorder.throughput     N tasks in a queue stream and their N results
+ *                           in the results stream, written there before
+ *                           the recorder starts (proto encoders, like a
+ *                           client and a worker would); then sup_recorder
+ *                           (supervisor/recorder.c, built in) on a fresh,
+ *                           migrated database, from its start until it has
+ *                           committed and acknowledged all 2N entries.
+ *                           A record is one stream entry: 2N records.
+ *   recorder.copy.ceiling   the same rows (N tasks rows in their final
+ *                           state, 3N task_states rows: queued, running,
+ *                           completed) sent with COPY FROM STDIN
+ *                           (PQputCopyData) in one transaction into scratch
+ *                           tables made LIKE tasks / task_states INCLUDING
+ *                           ALL (same columns, indexes and constraints).
+ *                           Rows are built before the clock starts; 2N
+ *                           records over the time of the COPY.
+ *   e2e.worker_only.throughput
+ *                           one stream-mode hive-worker (echo handler), M
+ *                           tasks submitted in pipelined batches, first
+ *                           submit to last result (as bench_worker)
+ *   e2e.recorded.throughput the same with a recorder running (in a child
+ *                           process, as in hived), first submit to the
+ *                           moment PostgreSQL holds all M tasks completed
+ *                           with their 3 states each
+ *   e2e.recording.results_throughput
+ *                           in that run, first submit to the last result:
+ *                           what the worker does while being recorded
+ *
+ * The record is checked with count(*) after each run: every task
+ * completed, every state there once.
+ *
+ *   bench_recorder [-n records_tasks] [-b batch] [-e e2e_tasks]
+ *                  [-c concurrency]      (-e 0 skips the end-to-end part)
+ *
+ * Run it through bench/run: it needs HIVE_TEST_REDIS_HOST/PORT,
+ * HIVE_TEST_PG (a libpq connection string to a server where it may create
+ * a database), HIVE_WORKER and HIVE_ECHO.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+#include <hiredis/hiredis.h>
+#include <libpq-fe.h>
+
+#include "hive_proto.h"
+#include "log.h"
+#include "pg.h"
+#include "recorder.h"
+
+#define BATCH       1000     /* XADDs per pipelined batch */
+#define POLL_S      0.005    /* recorder progress checks */
+#define STALL_S     60.0     /* no progress for this long: give up */
+#define COPY_CHUNK  (256 * 1024)
+#define AGENT       "bench/1"
+#define HOST        "bench-host"
+
+static const char *redis_host, *redis_port;
+static char conninfo[1024];
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "bench_recorder: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static double
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double
+tv_s(struct timeval tv)
+{
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* CPU seconds this process has used. */
+static double
+self_cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+}
+
+/*
+ * CPU seconds used so far by the PostgreSQL server bench/run started
+ * (HIVE_TEST_PG_PID, its postmaster) and its live children, from
+ * /proc/PID/stat; -1 when unknown.  Says where a recorder's time goes.
+ */
+static double
+pg_cpu_s(void)
+{
+	const char *env = getenv("HIVE_TEST_PG_PID");
+	long pm = env ? atol(env) : 0, hz = sysconf(_SC_CLK_TCK);
+	unsigned long long ticks = 0;
+	struct dirent *de;
+	char path[300], buf[1024];
+	DIR *d;
+
+	if (pm <= 0 || hz <= 0 || (d = opendir("/proc")) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		unsigned long long ut, st;
+		long pid = atol(de->d_name), ppid;
+		char *p;
+		FILE *f;
+		size_t n;
+
+		if (pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+		if ((f = fopen(path, "r")) == NULL)
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		/* pid (comm) state ppid ... utime stime: fields 4, 14, 15;
+		 * comm may hold anything, so count from its last ')'. */
+		if ((p = strrchr(buf, ')')) == NULL ||
+		    sscanf(p + 1, " %*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+		    "%llu %llu", &ppid, &ut, &st) != 3)
+			continue;
+		if (pid == pm || ppid == pm)
+			ticks += ut + st;
+	}
+	closedir(d);
+	return (double)ticks / (double)hz;
+}
+
+/* ---- blocking Redis and PostgreSQL, for everything but the recorder ---- */
+
+static redisContext *
+redis_connect(void)
+{
+	redisContext *c = redisConnect(redis_host, atoi(redis_port));
+
+	if (c == NULL || c->err)
+		die("connect to redis: %s", c ? c->errstr : "out of memory");
+	return c;
+}
+
+static void
+rcmd(redisContext *c, const char *fmt, ...)
+{
+	va_list ap;
+	redisReply *r;
+
+	va_start(ap, fmt);
+	r = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	if (r == NULL)
+		die("redis: %s", c->errstr);
+	if (r->type == REDIS_REPLY_ERROR)
+		die("redis: %s", r->str);
+	freeReplyObject(r);
+}
+
+static PGconn *
+pg_connect(const char *ci)
+{
+	PGconn *pc = PQconnectdb(ci);
+
+	if (PQstatus(pc) != CONNECTION_OK)
+		die("connect to postgres: %s", PQerrorMessage(pc));
+	return pc;
+}
+
+static void
+pexec(PGconn *pc, const char *sql)
+{
+	PGresult *res = PQexec(pc, sql);
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+	    PQresultStatus(res) != PGRES_TUPLES_OK)
+		die("%s: %s", sql, PQerrorMessage(pc));
+	PQclear(res);
+}
+
+static long
+pscalar(PGconn *pc, const char *fmt, ...)
+{
+	char sql[512];
+	PGresult *res;
+	va_list ap;
+	long v;
+
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	res = PQexec(pc, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+		die("%s: %s", sql, PQerrorMessage(pc));
+	v = PQgetisnull(res, 0, 0) ? -1 : atol(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return v;
+}
+
+/* ---- messages ---- */
+
+static void
+map1(msgpack_object *o, msgpack_object_kv *kv, const char *key, uint64_t v)
+{
+	kv->key.type = MSGPACK_OBJECT_STR;
+	kv->key.via.str.ptr = key;
+	kv->key.via.str.size = (uint32_t)strlen(key);
+	kv->val.type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+	kv->val.via.u64 = v;
+	o->type = MSGPACK_OBJECT_MAP;
+	o->via.map.size = 1;
+	o->via.map.ptr = kv;
+}
+
+/* Task "<tag>-<i>" with payload {"n": i}, appended to sb. */
+static void
+encode_task(msgpack_sbuffer *sb, const char *tag, int i, uint64_t ms)
+{
+	struct hive_task t;
+	struct proto_err err;
+	msgpack_object_kv kv;
+	char id[96], why[256];
+
+	snprintf(id, sizeof(id), "%s-%d", tag, i);
+	memset(&t, 0, sizeof(t));
+	t.v = HIVE_PROTO_VERSION;
+	t.id = HIVE_STR(id);
+	map1(&t.payload, &kv, "n", (uint64_t)i);
+	t.attempt = 1;
+	t.created_ms = ms;
+	if (proto_encode_task(sb, &t, &err) == -1)
+		die("encode task: %s", proto_strerror(&err, why, sizeof(why)));
+}
+
+/* Its result as a worker running the echo handler publishes it. */
+static void
+encode_result(msgpack_sbuffer *sb, const char *tag, int i, uint64_t ms)
+{
+	struct hive_result r;
+	struct proto_err err;
+	msgpack_object_kv kv;
+	char id[96], why[256];
+
+	snprintf(id, sizeof(id), "%s-%d", tag, i);
+	memset(&r, 0, sizeof(r));
+	r.v = HIVE_PROTO_VERSION;
+	r.id = HIVE_STR(id);
+	r.agent = HIVE_STR(AGENT);
+	r.host = HIVE_STR(HOST);
+	r.status = HIVE_STATUS_OK;
+	map1(&r.result, &kv, "n", (uint64_t)i);
+	r.memory.type = MSGPACK_OBJECT_NIL;
+	r.attempt = 1;
+	r.started_ms = ms;
+	r.finished_ms = ms + 1;
+	if (proto_encode_result(sb, &r, &err) == -1)
+		die("encode result: %s", proto_strerror(&err, why, sizeof(why)));
+}
+
+/* XADD n tasks (results: 0) or n results (1) to key, pipelined. */
+static void
+fill(redisContext *c, const char *key, const char *tag, int n, int results)
+{
+	msgpack_sbuffer sb;
+	redisReply *r;
+	uint64_t ms = proto_now_ms();
+
+	msgpack_sbuffer_init(&sb);
+	for (int i = 0; i < n; i += BATCH) {
+		int m = n - i < BATCH ? n - i : BATCH;
+		for (int j = 0; j < m; j++) {
+			msgpack_sbuffer_clear(&sb);
+			if (results)
+				encode_result(&sb, tag, i + j, ms);
+			else
+				encode_task(&sb, tag, i + j, ms);
+			redisAppendCommand(c, "XADD %s * m %b", key, sb.data,
+			    sb.size);
+		}
+		for (int j = 0; j < m; j++) {
+			if (redisGetReply(c, (void **)&r) != REDIS_OK)
+				die("XADD: %s", c->errstr);
+			if (r->type == REDIS_REPLY_ERROR)
+				die("XADD: %s", r->str);
+			freeReplyObject(r);
+		}
+	}
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- the recorder on a loop of its own ---- */
+
+struct rec_wait {
+	struct sup_recorder *rec;
+	uint64_t want;               /* entries committed and acked */
+	uint64_t last;
+	double progress;
+	int done;
+};
+
+static void
+on_migrated(int ok, int version, void *arg)
+{
+	*(int *)arg = ok ? 1 : -1;
+}
+
+static void
+migrate(void)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct sup_pg *pg;
+	int migrated = 0;
+
+	if (loop == NULL || (pg = sup_pg_new(loop, conninfo, NULL, NULL)) == NULL)
+		die("out of memory");
+	if (sup_migrate(pg, on_migrated, &migrated) == -1)
+		die("migrate: out of memory");
+	while (migrated == 0)
+		ev_run(loop, EVRUN_ONCE);
+	if (migrated != 1)
+		die("schema migration failed (see the log above)");
+	sup_pg_free(pg);
+	ev_loop_destroy(loop);
+}
+
+static void
+poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct rec_wait *rw = w->data;
+	struct sup_recorder_stats st;
+	double now = mono_s();
+
+	sup_recorder_stats(rw->rec, &st);
+	if (st.entries != rw->last) {
+		rw->last = st.entries;
+		rw->progress = now;
+	}
+	if (st.entries >= rw->want) {
+		rw->done = 1;
+		ev_break(loop, EVBREAK_ONE);
+	} else if (now - rw->progress > STALL_S)
+		die("recorder: no progress for %.0f s (%" PRIu64 " of %" PRIu64
+		    " entries)", STALL_S, st.entries, rw->want);
+}
+
+/*
+ * Start a recorder on prefix and run it until it has recorded want
+ * entries.  Returns the seconds from its start to then; *batches gets the
+ * transactions it committed, *cpu_rec and *cpu_pg the CPU seconds the
+ * recorder (this process) and PostgreSQL used meanwhile.
+ */
+static double
+record_all(const char *prefix, unsigned batch, uint64_t want,
+    uint64_t *batches, double *cpu_rec, double *cpu_pg)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct sup_recorder_opts o;
+	struct sup_recorder_stats st;
+	struct rec_wait rw;
+	struct sup_pg *pg;
+	char redis[256];
+	ev_timer poll;
+	double t0, t1;
+
+	if (loop == NULL)
+		die("out of memory");
+	snprintf(redis, sizeof(redis), "%s:%s", redis_host, redis_port);
+	memset(&o, 0, sizeof(o));
+	o.redis = redis;
+	o.prefix = prefix;
+	o.host = HOST;
+	o.batch = batch;
+	memset(&rw, 0, sizeof(rw));
+	rw.want = want;
+
+	/* PostgreSQL connected before the clock starts: hived's is too. */
+	if ((pg = sup_pg_new(loop, conninfo, NULL, NULL)) == NULL)
+		die("out of memory");
+	while (!sup_pg_is_up(pg))
+		ev_run(loop, EVRUN_ONCE);
+
+	*cpu_rec = self_cpu_s();
+	*cpu_pg = pg_cpu_s();
+	t0 = rw.progress = mono_s();
+	if ((rw.rec = sup_recorder_new(loop, pg, &o)) == NULL)
+		die("sup_recorder_new failed");
+	ev_timer_init(&poll, poll_cb, POLL_S, POLL_S);
+	poll.data = &rw;
+	ev_timer_start(loop, &poll);
+	ev_run(loop, 0);
+	t1 = mono_s();
+	*cpu_rec = self_cpu_s() - *cpu_rec;
+	*cpu_pg = *cpu_pg < 0 ? -1 : pg_cpu_s() - *cpu_pg;
+	ev_timer_stop(loop, &poll);
+	sup_recorder_stats(rw.rec, &st);
+	*batches = st.batches;
+	sup_recorder_free(rw.rec);
+	sup_pg_free(pg);
+	ev_loop_destroy(loop);
+	return t1 - t0;
+}
+
+/* The record holds n tasks of tag, completed, with 3 states each. */
+static void
+check_record(PGconn *pc, const char *tag, int n)
+{
+	long done, states;
+
+	done = pscalar(pc, "SELECT count(*) FROM tasks WHERE id LIKE '%s-%%' "
+	    "AND state = 'completed' AND attempts = 1", tag);
+	states = pscalar(pc, "SELECT count(*) FROM task_states WHERE task_id "
+	    "LIKE '%s-%%'", tag);
+	if (done != n || states != 3L * n)
+		die("record of %s: %ld of %d tasks completed, %ld of %ld states",
+		    tag, done, n, states, 3L * n);
+}
+
+/* ---- the ceiling: a bare COPY of the same rows ---- */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+};
+
+static void
+sb_add(struct sbuf *b, const char *s, size_t n)
+{
+	if (b->len + n > b->cap) {
+		while (b->len + n > b->cap)
+			b->cap = b->cap ? b->cap * 2 : 1 << 20;
+		if ((b->p = realloc(b->p, b->cap)) == NULL)
+			die("out of memory");
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static void __attribute__((format(printf, 2, 3)))
+sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	char tmp[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(tmp))
+		die("row too long");
+	sb_add(b, tmp, (size_t)n);
+}
+
+/* A timestamptz in COPY text form. */
+static void
+ts_text(char *buf, size_t len, uint64_t ms)
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&s, &tm);
+	n = strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%03u+00", (unsigned)(ms % 1000));
+}
+
+static void
+copy_rows(PGconn *pc, const char *sql, const struct sbuf *rows)
+{
+	PGresult *res = PQexec(pc, sql);
+
+	if (PQresultStatus(res) != PGRES_COPY_IN)
+		die("%s: %s", sql, PQerrorMessage(pc));
+	PQclear(res);
+	for (size_t off = 0; off < rows->len; off += COPY_CHUNK) {
+		size_t n = rows->len - off < COPY_CHUNK ? rows->len - off : COPY_CHUNK;
+		if (PQputCopyData(pc, rows->p + off, (int)n) != 1)
+			die("PQputCopyData: %s", PQerrorMessage(pc));
+	}
+	if (PQputCopyEnd(pc, NULL) != 1)
+		die("PQputCopyEnd: %s", PQerrorMessage(pc));
+	while ((res = PQgetResult(pc)) != NULL) {
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			die("COPY: %s", PQerrorMessage(pc));
+		PQclear(res);
+	}
+}
+
+/*
+ * What the recorder writes for n tasks and their results, as COPY rows:
+ * the tasks row in its final state (with the task message, the result as
+ * JSON) and three task_states rows.  Returns the seconds of the COPY.
+ */
+static double
+copy_ceiling(PGconn *pc, const char *qkey, const char *rkey, const char *tag,
+    int n)
+{
+	static const char hex[] = "0123456789abcdef";
+	struct sbuf tasks = { 0 }, states = { 0 };
+	msgpack_sbuffer sb;
+	uint64_t ms = proto_now_ms();
+	char t0s[48], t1s[48];
+	double t0, t1;
+
+	pexec(pc, "CREATE TABLE bench_copy_tasks (LIKE tasks INCLUDING ALL)");
+	pexec(pc, "CREATE TABLE bench_copy_states (LIKE task_states INCLUDING ALL)");
+	msgpack_sbuffer_init(&sb);
+	ts_text(t0s, sizeof(t0s), ms);
+	ts_text(t1s, sizeof(t1s), ms + 1);
+	for (int i = 0; i < n; i++) {
+		char entry[64];
+		snprintf(entry, sizeof(entry), "%" PRIu64 "-%d", ms, i);
+		msgpack_sbuffer_clear(&sb);
+		encode_task(&sb, tag, i, ms);
+		/* id stream entry state attempts agent workflow message result
+		 * error created_at updated_at finished_at */
+		sb_printf(&tasks, "%s-%d\t%s\t%s\tcompleted\t1\t" AGENT "\t\\N\t\\\\x",
+		    tag, i, qkey, entry);
+		for (size_t k = 0; k < sb.size; k++) {
+			char h[2] = { hex[(unsigned char)sb.data[k] >> 4],
+			    hex[(unsigned char)sb.data[k] & 15] };
+			sb_add(&tasks, h, 2);
+		}
+		sb_printf(&tasks, "\t{\"n\": %d}\t\\N\t%s\t%s\t%s\n", i, t0s, t1s,
+		    t1s);
+		/* task_id state attempt agent at detail source */
+		sb_printf(&states, "%s-%d\tqueued\t1\t\\N\t%s\t\\N\t%s/%s\n", tag, i,
+		    t0s, qkey, entry);
+		sb_printf(&states, "%s-%d\trunning\t1\t" AGENT "\t%s\t\\N\t%s/%s:run\n",
+		    tag, i, t0s, rkey, entry);
+		sb_printf(&states, "%s-%d\tcompleted\t1\t" AGENT "\t%s\t\\N\t%s/%s\n",
+		    tag, i, t1s, rkey, entry);
+	}
+	msgpack_sbuffer_destroy(&sb);
+
+	t0 = mono_s();
+	pexec(pc, "BEGIN");
+	copy_rows(pc, "COPY bench_copy_tasks (id, stream, entry, state, attempts, "
+	    "agent, workflow, message, result, error, created_at, updated_at, "
+	    "finished_at) FROM STDIN", &tasks);
+	copy_rows(pc, "COPY bench_copy_states (task_id, state, attempt, agent, at, "
+	    "detail, source) FROM STDIN", &states);
+	pexec(pc, "COMMIT");
+	t1 = mono_s();
+
+	if (pscalar(pc, "SELECT count(*) FROM bench_copy_tasks") != n ||
+	    pscalar(pc, "SELECT count(*) FROM bench_copy_states") != 3L * n)
+		die("COPY: rows missing");
+	pexec(pc, "DROP TABLE bench_copy_tasks, bench_copy_states");
+	free(tasks.p);
+	free(states.p);
+	return t1 - t0;
+}
+
+/* ---- end to end: a worker, with and without a recorder ---- */
+
+static pid_t
+start_worker(const char *prefix, const char *conc)
+{
+	char redis[256];
+	pid_t pid;
+
+	snprintf(redis, sizeof(redis), "%s:%s", redis_host, redis_port);
+	if ((pid = fork()) == -1)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		execl(getenv("HIVE_WORKER"), "hive-worker", "--agent", "bench",
+		    "--capabilities", "bench", "--mode", "stream", "--concurrency",
+		    conc, "--prefix", prefix, "--redis", redis, "--host", HOST,
+		    "--", getenv("HIVE_ECHO"), (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Stop a child we started and reap it; returns the CPU seconds it used. */
+static double
+stop_child(pid_t pid, const char *what)
+{
+	struct rusage ru;
+	int st;
+
+	kill(pid, SIGTERM);
+	if (wait4(pid, &st, 0, &ru) == -1)
+		die("wait4: %s", strerror(errno));
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fprintf(stderr, "bench_recorder: %s exit status %#x\n", what, st);
+	return tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+}
+
+/* Wait for n entries on key after *last. */
+static void
+await_results(redisContext *c, const char *key, char *last, size_t lastlen,
+    int n)
+{
+	redisReply *r, *entries;
+	int got = 0;
+
+	while (got < n) {
+		r = redisCommand(c, "XREAD COUNT 1000 BLOCK 30000 STREAMS %s %s",
+		    key, last);
+		if (r == NULL)
+			die("XREAD: %s", c->errstr);
+		if (r->type != REDIS_REPLY_ARRAY)
+			die("results: none for 30 s: is the worker running?");
+		entries = r->element[0]->element[1];
+		got += (int)entries->elements;
+		snprintf(last, lastlen, "%s",
+		    entries->element[entries->elements - 1]->element[0]->str);
+		freeReplyObject(r);
+	}
+}
+
+static void
+child_term_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	ev_break(loop, EVBREAK_ALL);
+}
+
+/*
+ * The recorder as hived runs it: in its own process, on its own loop.
+ * The child holds none of the parent's connections: it closes their fds
+ * (without a goodbye on them, which would end the parent's sessions).
+ */
+static pid_t
+start_recorder(const char *prefix, int close1, int close2)
+{
+	struct sup_recorder_opts o;
+	struct sup_recorder *rec;
+	struct ev_loop *loop;
+	struct sup_pg *pg;
+	char redis[256];
+	ev_signal term;
+	pid_t pid;
+
+	fflush(NULL);
+	if ((pid = fork()) == -1)
+		die("fork: %s", strerror(errno));
+	if (pid > 0)
+		return pid;
+	close(close1);
+	close(close2);
+	if ((loop = ev_loop_new(EVFLAG_AUTO)) == NULL)
+		_exit(1);
+	snprintf(redis, sizeof(redis), "%s:%s", redis_host, redis_port);
+	memset(&o, 0, sizeof(o));
+	o.redis = redis;
+	o.prefix = prefix;
+	o.host = HOST;
+	if ((pg = sup_pg_new(loop, conninfo, NULL, NULL)) == NULL ||
+	    (rec = sup_recorder_new(loop, pg, &o)) == NULL)
+		_exit(1);
+	ev_signal_init(&term, child_term_cb, SIGTERM);
+	ev_signal_start(loop, &term);
+	ev_run(loop, 0);
+	ev_signal_stop(loop, &term);
+	sup_recorder_free(rec);
+	sup_pg_free(pg);
+	ev_loop_destroy(loop);
+	_exit(0);
+}
+
+/* Poll (every POLL_S) until PostgreSQL holds n tasks of tag and their
+ * states; the last task first, with a cheap lookup. */
+static void
+await_record(PGconn *pc, const char *tag, int n)
+{
+	struct timespec ts = { 0, (long)(POLL_S * 1e9) };
+	double deadline = mono_s() + 300;
+	long v;
+
+	while (mono_s() < deadline) {
+		v = pscalar(pc, "SELECT count(*) FROM tasks WHERE id = '%s-%d' "
+		    "AND state = 'completed'", tag, n - 1);
+		if (v == 1 &&
+		    pscalar(pc, "SELECT count(*) FROM task_states WHERE task_id "
+		    "LIKE '%s-%%'", tag) == 3L * n)
+			return;
+		nanosleep(&ts, NULL);
+	}
+	die("record of %s: not complete after 300 s", tag);
+}
+
+/*
+ * n tasks through one worker: tasks/s from the first submit to the last
+ * result (and, with a recorder, to the last record in PostgreSQL, with
+ * the CPU seconds the recorder and PostgreSQL used).
+ */
+static void
+e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
+    int n, int record, double *to_result, double *to_record, double *cpu_rec,
+    double *cpu_pg)
+{
+	char q[HIVE_KEY_MAX], res[HIVE_KEY_MAX], last[64] = "0";
+	char tag[64], warm[64];
+	pid_t w, r = -1;
+	double t0;
+
+	proto_key_queue(q, sizeof(q), prefix, "bench", HIVE_PRIO_DEFAULT);
+	proto_key_named(res, sizeof(res), prefix, "results");
+	snprintf(tag, sizeof(tag), "%s-t", prefix);
+	snprintf(warm, sizeof(warm), "%s-w", prefix);
+	w = start_worker(prefix, conc);
+	fill(c, q, warm, 1, 0);
+	await_results(c, res, last, sizeof(last), 1);
+	if (record) {
+		/* Caught up with the warm-up task: the recorder reads. */
+		r = start_recorder(prefix, c->fd, PQsocket(pc));
+		await_record(pc, warm, 1);
+	}
+	*cpu_pg = pg_cpu_s();
+	t0 = mono_s();
+	fill(c, q, tag, n, 0);
+	await_results(c, res, last, sizeof(last), n);
+	*to_result = n / (mono_s() - t0);
+	if (record) {
+		await_record(pc, tag, n);
+		*to_record = n / (mono_s() - t0);
+		*cpu_pg = *cpu_pg < 0 ? -1 : pg_cpu_s() - *cpu_pg;
+		check_record(pc, tag, n);
+		*cpu_rec = stop_child(r, "recorder");
+	}
+	stop_child(w, "worker");
+}
+
+int
+main(int argc, char **argv)
+{
+	int n = 50000, ne = 50000, ch;
+	unsigned batch = 0;
+	const char *conc = "256";
+	char prefix[64], dbname[64], qkey[HIVE_KEY_MAX], rkey[HIVE_KEY_MAX];
+	char sql[256], tag[64];
+	const char *pgbase;
+	double trec, tcopy, rec_rate, copy_rate;
+	double w_res = 0, r_res = 0, r_rec = 0, unused, cpu_rec, cpu_pg;
+	uint64_t batches;
+	redisContext *c;
+	PGconn *admin, *pc;
+
+	while ((ch = getopt(argc, argv, "n:b:e:c:")) != -1) {
+		switch (ch) {
+		case 'n': n = atoi(optarg); break;
+		case 'b': batch = (unsigned)atoi(optarg); break;
+		case 'e': ne = atoi(optarg); break;
+		case 'c': conc = optarg; break;
+		default:
+			fprintf(stderr, "usage: bench_recorder [-n tasks] [-b batch] "
+			    "[-e e2e_tasks] [-c concurrency]\n");
+			return 2;
+		}
+	}
+	redis_host = getenv("HIVE_TEST_REDIS_HOST");
+	redis_port = getenv("HIVE_TEST_REDIS_PORT");
+	pgbase = getenv("HIVE_TEST_PG");
+	if (!redis_host || !redis_port || !pgbase ||
+	    (ne > 0 && (!getenv("HIVE_WORKER") || !getenv("HIVE_ECHO"))))
+		die("environment: run it through bench/run");
+	if (n < 1 || ne < 0)
+		die("-n must be positive, -e not negative");
+	signal(SIGPIPE, SIG_IGN);
+	log_init("bench_recorder", 0);
+
+	/* A fresh database, migrated as hived does it. */
+	snprintf(dbname, sizeof(dbname), "bench_rec_%ld", (long)getpid());
+	admin = pg_connect(pgbase);
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
+	pexec(admin, sql);
+	snprintf(conninfo, sizeof(conninfo), "%s dbname=%s", pgbase, dbname);
+	migrate();
+	pc = pg_connect(conninfo);
+	c = redis_connect();
+
+	/* Recorder throughput: everything is in Redis before it starts. */
+	snprintf(prefix, sizeof(prefix), "benchrec%ld", (long)getpid());
+	snprintf(tag, sizeof(tag), "r%ld", (long)getpid());
+	proto_key_queue(qkey, sizeof(qkey), prefix, "bench", HIVE_PRIO_DEFAULT);
+	proto_key_named(rkey, sizeof(rkey), prefix, "results");
+	fill(c, qkey, tag, n, 0);
+	fill(c, rkey, tag, n, 1);
+	trec = record_all(prefix, batch, 2 * (uint64_t)n, &batches, &cpu_rec,
+	    &cpu_pg);
+	check_record(pc, tag, n);
+	rec_rate = 2.0 * n / trec;
+
+	/* The ceiling, on the same server, the same database. */
+	tcopy = copy_ceiling(pc, qkey, rkey, tag, n);
+	copy_rate = 2.0 * n / tcopy;
+	rcmd(c, "DEL %s %s", qkey, rkey);
+
+	printf("recorder.copy.ceiling: %.0f records/s (COPY of %d tasks rows + "
+	    "%d task_states rows in one transaction)\n", copy_rate, n, 3 * n);
+	printf("recorder.throughput: %.0f records/s (COPY ceiling %.0f records/s, "
+	    "%.0f %%; %d tasks + %d results = %.0f tasks/s recorded, "
+	    "%" PRIu64 " transactions; CPU in %.2f s: recorder %.2f s, "
+	    "postgres %.2f s)\n", rec_rate, copy_rate,
+	    100.0 * rec_rate / copy_rate, n, n, n / trec, batches, trec,
+	    cpu_rec, cpu_pg);
+	fflush(stdout);
+
+	if (ne > 0) {
+		snprintf(prefix, sizeof(prefix), "benche2e%ld-a", (long)getpid());
+		e2e_run(c, pc, prefix, conc, ne, 0, &w_res, &unused, &cpu_rec,
+		    &cpu_pg);
+		snprintf(prefix, sizeof(prefix), "benche2e%ld-b", (long)getpid());
+		e2e_run(c, pc, prefix, conc, ne, 1, &r_res, &r_rec, &cpu_rec,
+		    &cpu_pg);
+		printf("e2e.worker_only.throughput: %.0f tasks/s (one stream worker, "
+		    "echo handler, %d tasks, concurrency %s)\n", w_res, ne, conc);
+		printf("e2e.recorded.throughput: %.0f tasks/s (worker only %.0f "
+		    "tasks/s, %.0f %%; first submit to all %d recorded in "
+		    "PostgreSQL; CPU in %.2f s: recorder %.2f s, postgres %.2f s)\n",
+		    r_rec, w_res, 100.0 * r_rec / w_res, ne, ne / r_rec, cpu_rec,
+		    cpu_pg);
+		printf("e2e.recording.results_throughput: %.0f tasks/s (worker only "
+		    "%.0f tasks/s, %.0f %%; first submit to last result, with the "
+		    "recorder running)\n", r_res, w_res, 100.0 * r_res / w_res);
+		fflush(stdout);
+	}
+
+	snprintf(prefix, sizeof(prefix), "benche2e%ld-", (long)getpid());
+	rcmd(c, "EVAL %s 0 %s", "for _,k in ipairs(redis.call('KEYS', ARGV[1]..'*')) "
+	    "do redis.call('DEL', k) end return 0", prefix);
+	redisFree(c);
+	PQfinish(pc);
+	snprintf(sql, sizeof(sql), "DROP DATABASE %s", dbname);
+	pexec(admin, sql);
+	PQfinish(admin);
+	return 0;
+}
