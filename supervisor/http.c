@@ -17,8 +17,19 @@
  * to do; an ev_io watches it and calls MHD_run, and a timer follows
  * MHD_get_timeout (connection timeouts, data MHD already buffered).
  * Requests are answered at once from hived's state: nothing is suspended.
+ *
+ * A request goes through three steps:
+ *
+ *   MHD callbacks --(strings, body bytes)--> http_route --> answer
+ *   http_handler     struct http_request     (pure)        http_health,
+ *                                                          http_agents,
+ *                                                          http_act
+ *
+ * http_route (see http.h) decides the endpoint and validates the request
+ * without MHD or hived's structures, so that it can be fuzzed.
  */
 #include "hived.h"
+#include "http.h"
 
 #include <sys/socket.h>
 
@@ -26,13 +37,12 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 #include <microhttpd.h>
 
 #include "log.h"
-
-#define HTTP_BODY_MAX   4096      /* POST bodies are not used: keep them small */
 
 struct sup_http {
 	struct sup *sup;
@@ -40,6 +50,17 @@ struct sup_http {
 	ev_io io;
 	ev_timer tm;
 	unsigned port;
+};
+
+/*
+ * One request in progress (MHD's *con_cls): made when its headers are in,
+ * freed by http_completed whatever the request's end (answered, client
+ * gone, daemon stopped).  The body is kept up to HTTP_BODY_MAX; len
+ * counts all of it, so that a larger one is refused.
+ */
+struct http_conn {
+	size_t len;
+	char body[HTTP_BODY_MAX];
 };
 
 static void
@@ -172,6 +193,8 @@ http_health(struct sup_http *h, struct MHD_Connection *c)
 	    "summary", line));
 }
 
+/* ---- routing: no MHD, no hived structures (http.h) ---- */
+
 /* Constant time in the length of the expected token. */
 static int
 token_ok(const char *want, const char *got)
@@ -184,65 +207,170 @@ token_ok(const char *want, const char *got)
 	return d == 0;
 }
 
-static enum MHD_Result
-http_action(struct sup_http *h, struct MHD_Connection *c, const char *name,
-    const char *action)
+static unsigned __attribute__((format(printf, 3, 4)))
+route_fail(struct http_decision *out, unsigned status, const char *fmt, ...)
 {
-	struct sup *sup = h->sup;
-	const char *auth, *qi;
-	struct sup_agent *a;
-	enum sup_event ev;
-	unsigned lo, hi, applied = 0;
-	json_t *arr;
+	va_list ap;
 
-	if (sup->token[0] == '\0')
-		return http_error(c, MHD_HTTP_FORBIDDEN,
+	out->ep = HTTP_EP_ERROR;
+	out->status = status;
+	va_start(ap, fmt);
+	vsnprintf(out->error, sizeof(out->error), fmt, ap);
+	va_end(ap);
+	return status;
+}
+
+/* Printable ASCII only: safe to quote back in an error (valid UTF-8). */
+static int
+printable(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			return 0;
+	return 1;
+}
+
+/*
+ * The value of query argument key: the first one of that name, names
+ * compared without case (as MHD_lookup_connection_value does); NULL when
+ * absent or given without a value.
+ */
+static const char *
+route_arg(const struct http_request *rq, const char *key)
+{
+	for (size_t i = 0; i < rq->nargs; i++)
+		if (rq->args[i].key != NULL &&
+		    strcasecmp(rq->args[i].key, key) == 0)
+			return rq->args[i].value;
+	return NULL;
+}
+
+static const char *const action_names[] = {
+	[HTTP_ACT_RESTART] = "restart",
+	[HTTP_ACT_SLEEP] = "sleep",
+	[HTTP_ACT_WAKE] = "wake",
+	[HTTP_ACT_RESET] = "reset",
+};
+
+const char *
+http_action_name(enum http_action a)
+{
+	return (unsigned)a < sizeof(action_names) / sizeof(action_names[0]) ?
+	    action_names[a] : "?";
+}
+
+/*
+ * The checks, in the order a client sees them: body size, path and
+ * method, agent name, token, action, hived stopping, agent, instance.
+ */
+unsigned
+http_route(const struct http_view *view, const struct http_request *rq,
+    struct http_decision *out)
+{
+	const char *url = rq->url, *p, *slash, *auth, *qi;
+	char action[16];
+	int is_get = strcmp(rq->method, "GET") == 0;
+	int is_post = strcmp(rq->method, "POST") == 0;
+	int n;
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	out->status = MHD_HTTP_OK;
+	if (rq->body_len > HTTP_BODY_MAX)
+		return route_fail(out, MHD_HTTP_CONTENT_TOO_LARGE,
+		    "body too large");
+
+	if (strcmp(url, "/health") == 0 || strcmp(url, "/agents") == 0) {
+		if (!is_get)
+			return route_fail(out, MHD_HTTP_METHOD_NOT_ALLOWED,
+			    "%s needs GET", url);
+		out->ep = url[1] == 'h' ? HTTP_EP_HEALTH : HTTP_EP_AGENTS;
+		return out->status;
+	}
+	if (strncmp(url, "/agents/", 8) != 0)
+		return route_fail(out, MHD_HTTP_NOT_FOUND, "no such path");
+	p = url + 8;
+	if ((slash = strchr(p, '/')) == NULL || slash == p ||
+	    (size_t)(slash - p) > HIVE_NAME_MAX ||
+	    strlen(slash + 1) >= sizeof(action) || strchr(slash + 1, '/'))
+		return route_fail(out, MHD_HTTP_NOT_FOUND,
+		    "expected /agents/NAME/ACTION");
+	memcpy(out->agent, p, (size_t)(slash - p));
+	out->agent[slash - p] = '\0';
+	memcpy(action, slash + 1, strlen(slash + 1) + 1);
+	if (proto_valid_name(out->agent, strlen(out->agent)) != 0)
+		return route_fail(out, MHD_HTTP_BAD_REQUEST, "bad agent name");
+	if (!is_post)
+		return route_fail(out, MHD_HTTP_METHOD_NOT_ALLOWED,
+		    "actions need POST");
+
+	if (view->token[0] == '\0')
+		return route_fail(out, MHD_HTTP_FORBIDDEN,
 		    "control is off: no token_file in [hive]");
-	auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-	    MHD_HTTP_HEADER_AUTHORIZATION);
+	auth = rq->authorization;
 	if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0)
-		return http_error(c, MHD_HTTP_UNAUTHORIZED,
+		return route_fail(out, MHD_HTTP_UNAUTHORIZED,
 		    "missing bearer token");
-	if (!token_ok(sup->token, auth + 7))
-		return http_error(c, MHD_HTTP_FORBIDDEN, "wrong token");
+	if (!token_ok(view->token, auth + 7))
+		return route_fail(out, MHD_HTTP_FORBIDDEN, "wrong token");
 
-	if (strcmp(action, "restart") == 0)
-		ev = SUP_EV_RESTART;
-	else if (strcmp(action, "sleep") == 0)
-		ev = SUP_EV_SLEEP;
-	else if (strcmp(action, "wake") == 0)
-		ev = SUP_EV_WAKE;
-	else if (strcmp(action, "reset") == 0)
-		ev = SUP_EV_RESET;
-	else
-		return http_error(c, MHD_HTTP_NOT_FOUND, "unknown action '%s' "
-		    "(restart, sleep, wake, reset)", action);
-	if (sup->stopping)
-		return http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+	for (i = 0; i < sizeof(action_names) / sizeof(action_names[0]); i++)
+		if (strcmp(action, action_names[i]) == 0)
+			break;
+	if (i == sizeof(action_names) / sizeof(action_names[0]))
+		return route_fail(out, MHD_HTTP_NOT_FOUND, "unknown action%s%s%s "
+		    "(restart, sleep, wake, reset)", printable(action) ? " '" : "",
+		    printable(action) ? action : "", printable(action) ? "'" : "");
+	out->action = (enum http_action)i;
+	if (view->stopping)
+		return route_fail(out, MHD_HTTP_SERVICE_UNAVAILABLE,
 		    "hived is stopping");
-	if ((a = sup_agent_find(sup, name)) == NULL || a->removed)
-		return http_error(c, MHD_HTTP_NOT_FOUND, "no agent '%s'", name);
-	lo = 1;
-	hi = a->conf->instances < a->ninst ? a->conf->instances : a->ninst;
-	if ((qi = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
-	    "instance")) != NULL) {
+	if ((n = view->agent_instances(view->arg, out->agent)) < 0)
+		return route_fail(out, MHD_HTTP_NOT_FOUND, "no agent '%s'",
+		    out->agent);
+	out->lo = 1;
+	out->hi = (unsigned)n;
+	if ((qi = route_arg(rq, "instance")) != NULL) {
 		char *end;
 		unsigned long v = strtoul(qi, &end, 10);
 
 		if (*qi == '\0' || *end != '\0' || v < 1 || v > HIVE_INSTANCE_MAX)
-			return http_error(c, MHD_HTTP_BAD_REQUEST,
+			return route_fail(out, MHD_HTTP_BAD_REQUEST,
 			    "instance must be a number 1..%d", HIVE_INSTANCE_MAX);
-		if (v > hi)
-			return http_error(c, MHD_HTTP_NOT_FOUND,
-			    "agent '%s' has %u instance%s", name, hi,
-			    hi == 1 ? "" : "s");
-		lo = hi = (unsigned)v;
+		if (v > out->hi)
+			return route_fail(out, MHD_HTTP_NOT_FOUND,
+			    "agent '%s' has %u instance%s", out->agent, out->hi,
+			    out->hi == 1 ? "" : "s");
+		out->lo = out->hi = (unsigned)v;
 	}
+	out->ep = HTTP_EP_ACTION;
+	return out->status;
+}
 
-	log_info("http action=%s agent=%s instances=%u..%u", action, name, lo, hi);
+/* ---- answers ---- */
+
+static const enum sup_event action_events[] = {
+	[HTTP_ACT_RESTART] = SUP_EV_RESTART,
+	[HTTP_ACT_SLEEP] = SUP_EV_SLEEP,
+	[HTTP_ACT_WAKE] = SUP_EV_WAKE,
+	[HTTP_ACT_RESET] = SUP_EV_RESET,
+};
+
+/* The action rt says, on instances rt->lo..hi of agent a. */
+static enum MHD_Result
+http_act(struct sup_http *h, struct MHD_Connection *c, struct sup_agent *a,
+    const struct http_decision *rt)
+{
+	const char *action = http_action_name(rt->action);
+	enum sup_event ev = action_events[rt->action];
+	unsigned applied = 0;
+	json_t *arr;
+
+	log_info("http action=%s agent=%s instances=%u..%u", action, rt->agent,
+	    rt->lo, rt->hi);
 	if ((arr = json_array()) == NULL)
 		return MHD_NO;
-	for (unsigned i = lo; i <= hi; i++) {
+	for (unsigned i = rt->lo; i <= rt->hi; i++) {
 		struct sup_inst *in = a->inst[i - 1];
 		int done = sup_inst_event(in, ev, 0);
 
@@ -259,59 +387,132 @@ http_action(struct sup_http *h, struct MHD_Connection *c, const char *name,
 		return http_send(c, MHD_HTTP_CONFLICT, err);
 	}
 	return http_send(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:o}",
-	    "agent", name, "action", action, "instances", arr));
+	    "agent", rt->agent, "action", action, "instances", arr));
 }
 
+/* http_view's lookup: the agent found is kept for http_act. */
+struct http_lookup {
+	struct sup *sup;
+	struct sup_agent *agent;
+};
+
+static int
+lookup_instances(void *arg, const char *name)
+{
+	struct http_lookup *lk = arg;
+	struct sup_agent *a = sup_agent_find(lk->sup, name);
+
+	if (a == NULL || a->removed)
+		return -1;
+	lk->agent = a;
+	/* Instances a reload is removing are not addressed. */
+	return (int)(a->conf->instances < a->ninst ? a->conf->instances :
+	    a->ninst);
+}
+
+/* The query arguments into an array: MHD_get_connection_values' callback. */
+struct http_args {
+	struct http_arg *v;
+	size_t n, cap;
+};
+
+static enum MHD_Result
+collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+    const char *value)
+{
+	struct http_args *as = cls;
+
+	if (as->n == as->cap)
+		return MHD_NO;
+	as->v[as->n].key = key;
+	as->v[as->n].value = value;
+	as->n++;
+	return MHD_YES;
+}
+
+/*
+ * MHD calls this for a request: first with its headers (*con_cls NULL),
+ * then once per piece of body, then with *upload_data_size 0 to answer.
+ */
 static enum MHD_Result
 http_handler(void *cls, struct MHD_Connection *c, const char *url,
     const char *method, const char *version, const char *upload_data,
     size_t *upload_data_size, void **con_cls)
 {
-	static int seen;          /* marks a request whose headers are in */
 	struct sup_http *h = cls;
-	char name[HIVE_NAME_MAX + 2], action[16];
-	const char *p, *slash;
-	int is_get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
-	int is_post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+	struct http_conn *hc = *con_cls;
+	struct http_lookup lk = { h->sup, NULL };
+	struct http_view view = { h->sup->token, h->sup->stopping,
+	    lookup_instances, &lk };
+	struct http_request rq;
+	struct http_args as = { NULL, 0, 0 };
+	struct http_decision rt;
+	int nargs;
 
-	if (*con_cls == NULL) {
+	if (hc == NULL) {
 		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 		    MHD_HTTP_HEADER_CONTENT_LENGTH);
 
-		*con_cls = &seen;
+		if ((hc = calloc(1, sizeof(*hc))) == NULL)
+			return MHD_NO;
+		*con_cls = hc;
+		/* Refused before it is read. */
 		if (cl != NULL && strtoull(cl, NULL, 10) > HTTP_BODY_MAX)
 			return http_error(c, MHD_HTTP_CONTENT_TOO_LARGE,
 			    "body too large");
 		return MHD_YES;
 	}
 	if (*upload_data_size > 0) {
-		*upload_data_size = 0;   /* no endpoint reads a body */
+		size_t n = *upload_data_size;
+		size_t room = hc->len < HTTP_BODY_MAX ? HTTP_BODY_MAX - hc->len : 0;
+
+		if (room > 0)
+			memcpy(hc->body + hc->len, upload_data, n < room ? n : room);
+		/* Past the limit only "larger" matters: len stops there. */
+		hc->len = n > room ? HTTP_BODY_MAX + 1 : hc->len + n;
+		*upload_data_size = 0;
 		return MHD_YES;
 	}
 
-	if (strcmp(url, "/health") == 0 || strcmp(url, "/agents") == 0) {
-		if (!is_get)
-			return http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "%s needs GET", url);
-		return url[1] == 'h' ? http_health(h, c) : http_agents(h, c);
+	nargs = MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, NULL, NULL);
+	if (nargs > 0) {
+		if ((as.v = calloc((size_t)nargs, sizeof(*as.v))) == NULL)
+			return MHD_NO;
+		as.cap = (size_t)nargs;
+		MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg,
+		    &as);
 	}
-	if (strncmp(url, "/agents/", 8) != 0)
-		return http_error(c, MHD_HTTP_NOT_FOUND, "no such path");
-	p = url + 8;
-	if ((slash = strchr(p, '/')) == NULL || slash == p ||
-	    (size_t)(slash - p) > HIVE_NAME_MAX ||
-	    strlen(slash + 1) >= sizeof(action) || strchr(slash + 1, '/'))
-		return http_error(c, MHD_HTTP_NOT_FOUND,
-		    "expected /agents/NAME/ACTION");
-	memcpy(name, p, (size_t)(slash - p));
-	name[slash - p] = '\0';
-	snprintf(action, sizeof(action), "%s", slash + 1);
-	if (proto_valid_name(name, strlen(name)) != 0)
-		return http_error(c, MHD_HTTP_BAD_REQUEST, "bad agent name");
-	if (!is_post)
-		return http_error(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-		    "actions need POST");
-	return http_action(h, c, name, action);
+	rq.method = method;
+	rq.url = url;
+	rq.args = as.v;
+	rq.nargs = as.n;
+	rq.authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_AUTHORIZATION);
+	rq.body = hc->body;
+	rq.body_len = hc->len;
+	http_route(&view, &rq, &rt);
+	free(as.v);
+
+	switch (rt.ep) {
+	case HTTP_EP_HEALTH:
+		return http_health(h, c);
+	case HTTP_EP_AGENTS:
+		return http_agents(h, c);
+	case HTTP_EP_ACTION:
+		return http_act(h, c, lk.agent, &rt);
+	case HTTP_EP_ERROR:
+		break;
+	}
+	return http_send(c, rt.status, json_pack("{s:s}", "error", rt.error));
+}
+
+/* Every request that reached http_handler ends here, however it ended. */
+static void
+http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	free(*con_cls);
+	*con_cls = NULL;
 }
 
 static void
@@ -396,6 +597,7 @@ sup_http_new(struct sup *sup, const char *addr)
 	/* The logger first: MHD logs about options as it reads them. */
 	h->d = MHD_start_daemon(flags, 0, NULL, NULL, http_handler, h,
 	    MHD_OPTION_EXTERNAL_LOGGER, http_logger, NULL,
+	    MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
