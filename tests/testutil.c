@@ -41,6 +41,27 @@ tu_pg_connect(void)
 }
 
 void
+tu_pg_fresh_db(const char *tag, char *name, size_t nlen, char *ci,
+    size_t cilen)
+{
+	PGconn *admin = tu_pg_connect();
+	char sql[160];
+	PGresult *res;
+
+	tu_unique(name, nlen, tag);
+	for (char *p = name; *p; p++)
+		if (*p == '-')
+			*p = '_';
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+	res = PQexec(admin, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		cr_assert_fail("%s: %s", sql, PQerrorMessage(admin));
+	PQclear(res);
+	PQfinish(admin);
+	snprintf(ci, cilen, "%s dbname=%s", need_env("HIVE_TEST_PG"), name);
+}
+
+void
 tu_unique(char *buf, size_t len, const char *tag)
 {
 	static int n;

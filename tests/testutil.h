@@ -15,6 +15,10 @@
 redisContext *tu_redis_connect(void);
 /* Connect to the private PostgreSQL (HIVE_TEST_PG). */
 PGconn *tu_pg_connect(void);
+/* A new, empty database on the private PostgreSQL, named after tag (its
+ * name in name, a libpq connection string to it in ci). */
+void tu_pg_fresh_db(const char *tag, char *name, size_t nlen, char *ci,
+    size_t cilen);
 /* "t<pid>-<n>-<tag>": a prefix no other test in this run uses. */
 void tu_unique(char *buf, size_t len, const char *tag);
 /* Path of a built program, from HIVE_BUILD_DIR. */

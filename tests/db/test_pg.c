@@ -17,21 +17,9 @@
 static void
 fresh_db(char *conninfo, size_t len)
 {
-	PGconn *admin = tu_pg_connect();
-	char name[64], sql[128];
-	PGresult *res;
+	char name[64];
 
-	tu_unique(name, sizeof(name), "db");
-	for (char *p = name; *p; p++)
-		if (*p == '-')
-			*p = '_';
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
-	res = PQexec(admin, sql);
-	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s",
-	    PQerrorMessage(admin));
-	PQclear(res);
-	PQfinish(admin);
-	snprintf(conninfo, len, "%s dbname=%s", getenv("HIVE_TEST_PG"), name);
+	tu_pg_fresh_db("db", name, sizeof(name), conninfo, len);
 }
 
 static int

@@ -39,25 +39,13 @@ on_migrated(int ok, int version, void *arg)
 static void
 env_init(struct env *e)
 {
-	PGconn *admin = tu_pg_connect();
-	char sql[128];
-	PGresult *res;
 	int migrated = 0;
 
 	memset(e, 0, sizeof(*e));
 	log_init("test", 0);
 	e->loop = ev_loop_new(0);
-	tu_unique(e->dbname, sizeof(e->dbname), "rec");
-	for (char *p = e->dbname; *p; p++)
-		if (*p == '-')
-			*p = '_';
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", e->dbname);
-	res = PQexec(admin, sql);
-	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(admin));
-	PQclear(res);
-	PQfinish(admin);
-	snprintf(e->conninfo, sizeof(e->conninfo), "%s dbname=%s",
-	    getenv("HIVE_TEST_PG"), e->dbname);
+	tu_pg_fresh_db("rec", e->dbname, sizeof(e->dbname), e->conninfo,
+	    sizeof(e->conninfo));
 	tu_unique(e->prefix, sizeof(e->prefix), "rec");
 	snprintf(e->redis, sizeof(e->redis), "%s:%s",
 	    getenv("HIVE_TEST_REDIS_HOST"), getenv("HIVE_TEST_REDIS_PORT"));

@@ -59,7 +59,7 @@ Test(recover, requeues_exactly_the_lost)
 {
 	struct ev_loop *loop = ev_loop_new(0);
 	char dbname[64], ci[512], prefix[64], queue[128], addr[128], err[128];
-	PGconn *admin, *c;
+	PGconn *c;
 	struct sup_pg *pg;
 	struct rconn *rc;
 	redisContext *r;
@@ -68,16 +68,7 @@ Test(recover, requeues_exactly_the_lost)
 	struct outcome out = { 0 };
 
 	log_init("test", 0);
-	tu_unique(dbname, sizeof(dbname), "rv");
-	for (char *p = dbname; *p; p++)
-		if (*p == '-')
-			*p = '_';
-	admin = tu_pg_connect();
-	char sql[128];
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-	exec_ok(admin, sql, 0, NULL, NULL, NULL);
-	PQfinish(admin);
-	snprintf(ci, sizeof(ci), "%s dbname=%s", getenv("HIVE_TEST_PG"), dbname);
+	tu_pg_fresh_db("rv", dbname, sizeof(dbname), ci, sizeof(ci));
 	pg = sup_pg_new(loop, ci, NULL, NULL);
 	sup_migrate(pg, on_migrated, &migrated);
 	while (migrated == 0)

@@ -36,27 +36,6 @@ real(void)
 	return path;
 }
 
-/* A fresh database; its connection string in ci. */
-static void
-fresh_db(char *ci, size_t len, char *name, size_t nlen)
-{
-	PGconn *admin = tu_pg_connect();
-	char sql[128];
-	PGresult *res;
-
-	tu_unique(name, nlen, "e2e");
-	for (char *p = name; *p; p++)
-		if (*p == '-')
-			*p = '_';
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
-	res = PQexec(admin, sql);
-	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s",
-	    PQerrorMessage(admin));
-	PQclear(res);
-	PQfinish(admin);
-	snprintf(ci, len, "%s dbname=%s", getenv("HIVE_TEST_PG"), name);
-}
-
 static long
 scalar(const char *ci, const char *sql)
 {
@@ -154,7 +133,7 @@ Test(record, states_memory_agents_events)
 	redisContext *c = tu_redis_connect();
 	size_t from = 0;
 
-	fresh_db(ci, sizeof(ci), db, sizeof(db));
+	tu_pg_fresh_db("e2e", db, sizeof(db), ci, sizeof(ci));
 	agent_conf(agents, sizeof(agents), "counter", NULL);
 	start_hived(h, ci, "host-a", agents);
 	hp_wait(h, &from, T_LONG, "agent=counter/1", "state=ready", NULL);
@@ -203,7 +182,7 @@ Test(record, restart_gets_snapshot)
 	redisContext *c = tu_redis_connect();
 	size_t from = 0;
 
-	fresh_db(ci, sizeof(ci), db, sizeof(db));
+	tu_pg_fresh_db("e2e", db, sizeof(db), ci, sizeof(ci));
 	agent_conf(agents, sizeof(agents), "counter", NULL);
 	start_hived(h, ci, "host-a", agents);
 	hp_wait(h, &from, T_LONG, "agent=counter/1", "state=ready", NULL);
@@ -240,7 +219,7 @@ Test(record, lost_queue_requeued_from_postgres)
 	redisReply *r;
 	size_t from = 0;
 
-	fresh_db(ci, sizeof(ci), db, sizeof(db));
+	tu_pg_fresh_db("e2e", db, sizeof(db), ci, sizeof(ci));
 	/* Asleep: the tasks wait in the queue. */
 	agent_conf(agents, sizeof(agents), "counter", "autostart = no");
 	start_hived(h, ci, "host-a", agents);
@@ -273,7 +252,7 @@ Test(record, postgres_outage_loses_nothing)
 	PGconn *admin;
 	size_t from = 0;
 
-	fresh_db(ci, sizeof(ci), db, sizeof(db));
+	tu_pg_fresh_db("e2e", db, sizeof(db), ci, sizeof(ci));
 	agent_conf(agents, sizeof(agents), "counter", NULL);
 	start_hived(h, ci, "host-a", agents);
 	hp_wait(h, &from, T_LONG, "agent=counter/1", "state=ready", NULL);
