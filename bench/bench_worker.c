@@ -10,6 +10,13 @@
  *   worker.exec.throughput     one worker, mode=exec, concurrency 1
  *   fork.ceiling               fork + exec + pipe I/O + waitpid of the same
  *                              handler in a loop
+ *   worker.*.cpu               the worker process' own CPU time per task
+ *                              (user + system, its handlers excluded)
+ *
+ * The exec figures are taken in EXEC_ROUNDS rounds, each a slice of the
+ * ceiling loop then a slice of the worker's tasks, so that both see the
+ * same load on a machine that is not quiet; the CPU time per task is the
+ * figure that load disturbs least.
  *
  * Output lines are "name: value unit (...)".  Run it through
  * bench/worker.sh, which starts a private Redis.
@@ -31,6 +38,7 @@
 #include "hive_proto.h"
 
 #define BATCH 1000
+#define EXEC_ROUNDS 10
 
 static const char *redis_host, *redis_port, *redis_sock;
 static int use_sock;
@@ -220,39 +228,40 @@ stop_worker(pid_t pid)
 		fprintf(stderr, "bench_worker: worker exit status %#x\n", st);
 }
 
-/* Tasks/s of one worker over n tasks, after one warm-up task. */
+/* CPU time (user + system) of pid itself, without its children, in s. */
 static double
-worker_run(redisContext *c, const char *prefix, const char *mode,
-    const char *conc, int n)
+proc_cpu(pid_t pid)
 {
-	char q[HIVE_KEY_MAX], results[HIVE_KEY_MAX], last[64] = "0";
-	double t0, t1;
-	pid_t w;
+	char path[64], buf[1024], *p;
+	unsigned long ut, st;
+	FILE *f;
+	size_t n;
 
-	proto_key_queue(q, sizeof(q), prefix, "bench", 1);
-	proto_key_named(results, sizeof(results), prefix, "results");
-	w = start_worker(prefix, mode, conc);
-	submit(c, q, "w", 1);
-	await_results(c, results, last, 1);
-	t0 = now_s();
-	submit(c, q, "t", n);
-	await_results(c, results, last, n);
-	t1 = now_s();
-	stop_worker(w);
-	return n / (t1 - t0);
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		die("open", path);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* After "pid (comm)": state ppid pgrp session tty tpgid flags minflt
+	 * cminflt majflt cmajflt utime stime ... */
+	if ((p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+	    &ut, &st) != 2)
+		die("parse", path);
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* fork + exec of the handler, its task on stdin, its answer read, waitpid. */
+/* fork + exec of the handler, its task on stdin, its answer read, waitpid:
+ * seconds for n of them. */
 static double
-fork_ceiling(int n)
+fork_loop(int n)
 {
-	msgpack_sbuffer sb;
 	char line[256], buf[4096];
-	double t0, t1;
+	double t0;
 	int in[2], out[2], st, len;
 	pid_t pid;
 
-	msgpack_sbuffer_init(&sb);
 	t0 = now_s();
 	for (int i = 0; i < n; i++) {
 		len = snprintf(line, sizeof(line), "{\"id\":\"f%d\",\"attempt\":1,"
@@ -279,9 +288,47 @@ fork_ceiling(int n)
 		close(out[0]);
 		waitpid(pid, &st, 0);
 	}
-	t1 = now_s();
-	msgpack_sbuffer_destroy(&sb);
-	return n / (t1 - t0);
+	return now_s() - t0;
+}
+
+struct run {
+	double secs;                 /* the worker's time over its tasks */
+	double cpu;                  /* its own CPU time meanwhile */
+	double fork_secs;            /* rounds > 1: the ceiling's time */
+};
+
+/*
+ * One worker over n tasks, after one warm-up task, in `rounds` slices;
+ * with rounds > 1 the ceiling loop runs as many tasks before each slice.
+ */
+static void
+worker_run(redisContext *c, const char *prefix, const char *mode,
+    const char *conc, int n, int rounds, struct run *out)
+{
+	char q[HIVE_KEY_MAX], results[HIVE_KEY_MAX], last[64] = "0", tag[16];
+	double t0, cpu0;
+	pid_t w;
+	int m;
+
+	memset(out, 0, sizeof(*out));
+	proto_key_queue(q, sizeof(q), prefix, "bench", 1);
+	proto_key_named(results, sizeof(results), prefix, "results");
+	w = start_worker(prefix, mode, conc);
+	submit(c, q, "w", 1);
+	await_results(c, results, last, 1);
+	for (int r = 0; r < rounds; r++) {
+		m = n / rounds + (r == rounds - 1 ? n % rounds : 0);
+		if (rounds > 1)
+			out->fork_secs += fork_loop(m);
+		snprintf(tag, sizeof(tag), "t%d-", r);
+		cpu0 = proc_cpu(w);
+		t0 = now_s();
+		submit(c, q, tag, m);
+		await_results(c, results, last, m);
+		out->secs += now_s() - t0;
+		out->cpu += proc_cpu(w) - cpu0;
+	}
+	stop_worker(w);
 }
 
 int
@@ -291,7 +338,8 @@ main(int argc, char **argv)
 	const char *conc = "256";
 	char prefix[64];
 	redisContext *c;
-	double ceil, ws, fk, we;
+	double ceil;
+	struct run rs, re;
 
 	while ((ch = getopt(argc, argv, "n:e:c:s")) != -1) {
 		switch (ch) {
@@ -316,19 +364,28 @@ main(int argc, char **argv)
 
 	snprintf(prefix, sizeof(prefix), "bench%ld", (long)getpid());
 	ceil = redis_ceiling(c, prefix, n);
-	ws = worker_run(c, prefix, "stream", conc, n);
+	worker_run(c, prefix, "stream", conc, n, 1, &rs);
 	printf("redis.ceiling: %.0f tasks/s (pipelined XADD, XREADGROUP COUNT 64, XACK)\n",
 	    ceil);
 	printf("worker.stream.throughput: %.0f tasks/s (ceiling %.0f tasks/s, %.0f %%; "
-	    "%d tasks, concurrency %s)\n", ws, ceil, 100.0 * ws / ceil, n, conc);
+	    "%d tasks, concurrency %s)\n", n / rs.secs, ceil,
+	    100.0 * n / rs.secs / ceil, n, conc);
+	printf("worker.stream.cpu: %.1f us/task (the worker process only)\n",
+	    1e6 * rs.cpu / n);
 	fflush(stdout);
 
 	snprintf(prefix, sizeof(prefix), "bench%ld-exec", (long)getpid());
-	fk = fork_ceiling(ne);
-	we = worker_run(c, prefix, "exec", "1", ne);
-	printf("fork.ceiling: %.0f tasks/s (fork+exec+wait of the echo handler)\n", fk);
+	if (ne < EXEC_ROUNDS)
+		ne = EXEC_ROUNDS;
+	worker_run(c, prefix, "exec", "1", ne, EXEC_ROUNDS, &re);
+	printf("fork.ceiling: %.0f tasks/s (fork+exec+wait of the echo handler)\n",
+	    ne / re.fork_secs);
 	printf("worker.exec.throughput: %.0f tasks/s (fork+exec+wait %.0f tasks/s, "
-	    "%.0f %%; %d tasks, concurrency 1)\n", we, fk, 100.0 * we / fk, ne);
+	    "%.0f %%; %d tasks, concurrency 1, %d rounds interleaved with the "
+	    "ceiling)\n", ne / re.secs, ne / re.fork_secs,
+	    100.0 * re.fork_secs / re.secs, ne, EXEC_ROUNDS);
+	printf("worker.exec.cpu: %.0f us/task (the worker process only, its "
+	    "handlers excluded)\n", 1e6 * re.cpu / ne);
 
 	cmd(c, "EVAL %s 0 %s", "for _,k in ipairs(redis.call('KEYS', ARGV[1]..'*')) "
 	    "do redis.call('DEL', k) end return 0", "bench");

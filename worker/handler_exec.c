@@ -4,7 +4,7 @@
  * The task's JSON line goes to its stdin, which is then closed; its stdout
  * is the result; its exit status decides: 0 is ok, anything else an error
  * whose text is the tail of its stderr (bounded), or the exit status when
- * it wrote none.  stdout is read as:
+ * it wrote none.  stdout is read (answer.c) as:
  *
  *   a JSON object with "result" and/or "memory"   taken as such
  *   any other JSON value                          the result
@@ -170,11 +170,9 @@ proc_finish(struct wrk_proc *p)
 {
 	struct wrk *w = p->w;
 	struct wrk_task *t = p->task;
+	struct wrk_answer a;
 	char text[HIVE_ERROR_MAX];
-	json_t *j = NULL, *res, *mem = NULL, *str = NULL;
-	json_error_t jerr;
 	int st = p->status;
-	size_t n;
 
 	/* What it wrote before exiting is in the pipes. */
 	(void)proc_read(p, false);
@@ -185,65 +183,28 @@ proc_finish(struct wrk_proc *p)
 	if (p->timed_out) {
 		err_text(p, text, sizeof(text) - 64);
 		wrk_task_fail(w, t, "timed out after %u ms%s%s",
-		    t->t.timeout_ms ? t->t.timeout_ms : w->o.task_timeout_ms,
-		    text[0] ? ": " : "", text);
-		goto out;
-	}
-	if (p->overflow) {
+		    wrk_task_timeout(w, t), text[0] ? ": " : "", text);
+	} else if (p->overflow) {
 		wrk_task_fail(w, t, "handler output over %u bytes",
 		    HIVE_RESULT_MAX);
-		goto out;
-	}
-	if (WIFSIGNALED(st)) {
+	} else if (WIFSIGNALED(st)) {
 		err_text(p, text, sizeof(text) - 64);
 		wrk_task_fail(w, t, "handler killed by signal %d%s%s",
 		    WTERMSIG(st), text[0] ? ": " : "", text);
-		goto out;
-	}
-	if (WEXITSTATUS(st) != 0) {
+	} else if (WEXITSTATUS(st) != 0) {
 		err_text(p, text, sizeof(text));
 		if (text[0] == '\0')
 			snprintf(text, sizeof(text), "handler exited with "
 			    "status %d", WEXITSTATUS(st));
 		wrk_task_finish(w, t, HIVE_STATUS_ERROR, NULL, text, NULL);
-		goto out;
+	} else if (wrk_answer_exec(p->out.p, p->out.len, &a, text,
+	    sizeof(text)) == -1) {
+		wrk_task_fail(w, t, "%s", text);
+		wrk_answer_clear(&a);
+	} else {
+		wrk_task_finish(w, t, HIVE_STATUS_OK, a.result, NULL, a.memory);
+		wrk_answer_clear(&a);
 	}
-	n = p->out.len;
-	while (n > 0 && (p->out.p[n - 1] == '\n' || p->out.p[n - 1] == '\r' ||
-	    p->out.p[n - 1] == ' '))
-		n--;
-	if (n == 0) {
-		wrk_task_finish(w, t, HIVE_STATUS_OK, NULL, NULL, NULL);
-		goto out;
-	}
-	if ((j = json_loadb(p->out.p, n, JSON_DECODE_ANY, &jerr)) == NULL) {
-		/* Plain text is a fine result for a CLI agent. */
-		if ((str = json_stringn(p->out.p, n)) == NULL) {
-			/* Not UTF-8: no JSON string can hold it. */
-			wrk_task_fail(w, t, "handler output is neither JSON "
-			    "nor UTF-8 text");
-			goto out;
-		}
-		wrk_task_finish(w, t, HIVE_STATUS_OK, str, NULL, NULL);
-		goto out;
-	}
-	res = j;
-	if (json_is_object(j) && (json_object_get(j, "result") != NULL ||
-	    json_object_get(j, "memory") != NULL)) {
-		res = json_object_get(j, "result");
-		mem = json_object_get(j, "memory");
-		if (json_is_null(mem))
-			mem = NULL;
-		if (mem != NULL && !json_is_object(mem)) {
-			wrk_task_fail(w, t, "handler answered with a \"memory\" "
-			    "that is not an object");
-			goto out;
-		}
-	}
-	wrk_task_finish(w, t, HIVE_STATUS_OK, res, NULL, mem);
-out:
-	json_decref(j);
-	json_decref(str);
 	proc_free(p);
 }
 
@@ -296,8 +257,7 @@ wrk_exec_start(struct wrk *w, struct wrk_task *t)
 	ev_io_start(w->loop, &p->out_w);
 	ev_io_start(w->loop, &p->err_w);
 	ev_child_start(w->loop, &p->child_w);
-	timeout = t->t.timeout_ms ? t->t.timeout_ms : w->o.task_timeout_ms;
-	if (timeout > 0) {
+	if ((timeout = wrk_task_timeout(w, t)) > 0) {
 		ev_timer_init(&p->timeout_w, proc_tcb, timeout / 1000.0, 0.);
 		p->timeout_w.data = p;
 		ev_timer_start(w->loop, &p->timeout_w);

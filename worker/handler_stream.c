@@ -13,9 +13,15 @@
  * front of the backlog with attempt + 1, and the handler is restarted: at
  * once the first time, then with a backoff that a good answer resets.  The
  * memory lives in the worker, so a restarted handler gets it with its next
- * task.  A line that is not a valid answer fails the task it belongs to
- * when that can be known (one task in flight, or an "id" we can read);
- * otherwise it is logged and dropped.
+ * task.  A line that is not a valid answer (answer.c) fails the task it
+ * belongs to when that can be known (one task in flight, or an "id" we
+ * can read); otherwise it is logged and dropped.
+ *
+ * A task in flight past its timeout (its timeout_ms, else --task-timeout)
+ * fails with "timed out after N ms", a final result like any other: a
+ * handler stuck on it is not given it again.  The handler, which may be
+ * stuck on it, is killed with its process group and restarted as after a
+ * crash; the other tasks it had go to the new one with attempt + 1.
  */
 #include <errno.h>
 #include <signal.h>
@@ -26,9 +32,6 @@
 
 #include "log.h"
 #include "worker.h"
-
-/* A line from the handler may be as long as the biggest result. */
-#define WRK_LINE_MAX HIVE_RESULT_MAX
 
 static void stream_exited(struct wrk *, int status);
 
@@ -97,11 +100,21 @@ stream_wcb(struct ev_loop *loop, ev_io *io, int revents)
 int
 wrk_stream_send(struct wrk *w, struct wrk_task *t)
 {
+	struct wrk_handler *h = &w->h;
 	char err[HIVE_ERROR_MAX];
+	unsigned timeout;
 
-	if (wrk_task_line(w, t, &w->h.in, err, sizeof(err)) == -1) {
+	if (wrk_task_line(w, t, &h->in, err, sizeof(err)) == -1) {
 		wrk_task_fail(w, t, "%s", err);
 		return -1;
+	}
+	t->due = 0;
+	if ((timeout = wrk_task_timeout(w, t)) > 0) {
+		t->due = wrk_now() + timeout;
+		if (!h->task_due || t->due < h->task_due) {
+			h->task_due = t->due;
+			wrk_schedule(w);
+		}
 	}
 	/* Written by the flush at the end of this loop turn, together with
 	 * whatever else is dispatched in it. */
@@ -119,104 +132,40 @@ running_by_id(struct wrk *w, const char *id)
 	return NULL;
 }
 
-/* The id of a line that could not be parsed, if it starts the usual way:
- * {"id":"...". */
-static struct wrk_task *
-guess_task(struct wrk *w, const char *line, size_t len)
-{
-	char id[HIVE_ID_MAX + 1];
-	const char *p, *end = line + len;
-	size_t n = 0;
-
-	if (w->nrunning == 1)
-		return TAILQ_FIRST(&w->running);
-	if (len < 8 || memcmp(line, "{\"id\":\"", 7) != 0)
-		return NULL;
-	for (p = line + 7; p < end && *p != '"' && n < HIVE_ID_MAX; p++)
-		id[n++] = *p;
-	if (p >= end || *p != '"')
-		return NULL;
-	id[n] = '\0';
-	return running_by_id(w, id);
-}
-
-static void
-bad_line(struct wrk *w, const char *line, size_t len, const char *why)
-{
-	struct wrk_task *t = guess_task(w, line, len);
-	int show = len > 120 ? 120 : (int)len;
-
-	if (t != NULL) {
-		wrk_task_fail(w, t, "handler wrote an invalid answer: %s: "
-		    "%.*s%s", why, show, line, len > 120 ? "..." : "");
-		return;
-	}
-	log_warnx("agent=%s pid=%ld handler wrote an invalid line (%s), "
-	    "dropped: %.*s%s", w->agent_inst, (long)w->h.pid, why, show, line,
-	    len > 120 ? "..." : "");
-}
-
+/*
+ * One line from the handler: the answer for the task it names, or a
+ * failure for the task it seems to belong to (see answer.c).
+ */
 static void
 stream_line(struct wrk *w, const char *line, size_t len)
 {
-	json_t *j, *id, *st, *res, *er, *mem;
-	json_error_t jerr;
+	struct wrk_answer a;
 	struct wrk_task *t;
-	enum hive_status status;
-	const char *s;
+	char why[HIVE_ERROR_MAX];
+	int rc;
 
-	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' '))
-		len--;
-	if (len == 0)
+	if ((rc = wrk_answer_line(line, len, &a, why, sizeof(why))) == 1)
 		return;
-	if ((j = json_loadb(line, len, 0, &jerr)) == NULL) {
-		bad_line(w, line, len, "not JSON");
-		return;
-	}
-	if (!json_is_object(j) || !json_is_string(id = json_object_get(j, "id"))) {
-		bad_line(w, line, len, "not an object with a string \"id\"");
-		goto out;
-	}
-	if ((t = running_by_id(w, json_string_value(id))) == NULL) {
-		log_warnx("agent=%s pid=%ld task=%s answer for no task in "
-		    "flight, dropped", w->agent_inst, (long)w->h.pid,
-		    json_string_value(id));
-		goto out;
-	}
-	st = json_object_get(j, "status");
-	res = json_object_get(j, "result");
-	er = json_object_get(j, "error");
-	mem = json_object_get(j, "memory");
-	s = json_is_string(st) ? json_string_value(st) : NULL;
-	if (s != NULL && strcmp(s, "ok") == 0)
-		status = HIVE_STATUS_OK;
-	else if (s != NULL && strcmp(s, "error") == 0)
-		status = HIVE_STATUS_ERROR;
-	else {
-		wrk_task_fail(w, t, "handler answered without \"status\": "
-		    "\"ok\" or \"error\"");
-		goto out;
-	}
-	if (mem != NULL && !json_is_null(mem) && !json_is_object(mem)) {
-		wrk_task_fail(w, t, "handler answered with a \"memory\" that "
-		    "is not an object");
-		goto out;
-	}
-	if (json_is_null(mem))
-		mem = NULL;
-	w->h.answered = true;
-	if (status == HIVE_STATUS_ERROR && er != NULL && !json_is_string(er)) {
-		/* Keep a structured error readable. */
-		char *text = json_dumps(er, JSON_COMPACT | JSON_ENCODE_ANY);
-		wrk_task_finish(w, t, status, res, text ? text : "error", mem);
-		free(text);
+	t = a.id[0] != '\0' ? running_by_id(w, a.id) : NULL;
+	/* Garbage while one task is in flight can only be its answer. */
+	if (t == NULL && rc == -1 && !a.id_sure && w->nrunning == 1)
+		t = TAILQ_FIRST(&w->running);
+	if (t == NULL) {
+		if (rc == 0)
+			log_warnx("agent=%s pid=%ld task=%s answer for no task "
+			    "in flight, dropped", w->agent_inst, (long)w->h.pid,
+			    a.id);
+		else
+			log_warnx("agent=%s pid=%ld line for no task in flight, "
+			    "dropped: %s", w->agent_inst, (long)w->h.pid, why);
+	} else if (rc == -1) {
+		wrk_task_fail(w, t, "%s", why);
 	} else {
-		wrk_task_finish(w, t, status, res,
-		    status == HIVE_STATUS_ERROR ? json_string_value(er) : NULL,
-		    mem);
+		w->h.answered = true;
+		wrk_task_finish(w, t, a.status, a.result,
+		    a.status == HIVE_STATUS_ERROR ? a.error : NULL, a.memory);
 	}
-out:
-	json_decref(j);
+	wrk_answer_clear(&a);
 }
 
 /* Split what was read into lines; an over-long line fails its task. */
@@ -244,16 +193,14 @@ stream_lines(struct wrk *w)
 		}
 		if (nl == NULL) {
 			if (len > WRK_LINE_MAX) {
-				bad_line(w, p, len, "line too long");
+				/* Fails as too long; the rest is skipped. */
+				stream_line(w, p, len);
 				h->skipping = true;
 				wrk_buf_reset(&h->out);
 			}
 			break;
 		}
-		if ((size_t)(nl - p) > WRK_LINE_MAX)
-			bad_line(w, p, (size_t)(nl - p), "line too long");
-		else
-			stream_line(w, p, (size_t)(nl - p));
+		stream_line(w, p, (size_t)(nl - p));
 		wrk_buf_consume(&h->out, (size_t)(nl - p) + 1);
 	}
 }
@@ -389,7 +336,7 @@ stream_exited(struct wrk *w, int status)
 	}
 	h->state = WRK_H_NONE;
 	h->pid = 0;
-	h->term_due = h->kill_due = 0;
+	h->term_due = h->kill_due = h->task_due = 0;
 	if (w->stopping_handler) {
 		wrk_state_changed(w);
 		wrk_check_drained(w);
@@ -445,10 +392,52 @@ wrk_stream_kill(struct wrk *w)
 	wrk_buf_free(&h->out);
 }
 
+/*
+ * Fail the tasks in flight past their timeout; if there were any, kill
+ * the handler (see the top of this file).  Recomputes h->task_due.
+ */
+static void
+stream_timeouts(struct wrk *w, uint64_t now)
+{
+	struct wrk_handler *h = &w->h;
+	struct wrk_task *t, *next;
+	int n = 0;
+
+	h->task_due = 0;
+	for (t = TAILQ_FIRST(&w->running); t != NULL; t = next) {
+		next = TAILQ_NEXT(t, q);
+		if (t->due == 0)
+			continue;
+		if (t->due > now) {
+			if (!h->task_due || t->due < h->task_due)
+				h->task_due = t->due;
+			continue;
+		}
+		n++;
+		wrk_task_fail(w, t, "timed out after %u ms",
+		    wrk_task_timeout(w, t));
+	}
+	if (n == 0)
+		return;
+	log_warnx("agent=%s pid=%ld %d task%s timed out, killing the "
+	    "handler's process group; %d other task%s in flight will be "
+	    "retried", w->agent_inst, (long)h->pid, n, n == 1 ? "" : "s",
+	    w->nrunning, w->nrunning == 1 ? "" : "s");
+	/* STOPPING: nothing more is dispatched to it; stream_exited then
+	 * retries the rest and restarts it. */
+	h->state = WRK_H_STOPPING;
+	h->term_due = h->kill_due = h->task_due = 0;
+	kill(-h->pid, SIGKILL);
+	wrk_state_changed(w);
+}
+
 void
 wrk_stream_cron(struct wrk *w, uint64_t now)
 {
 	struct wrk_handler *h = &w->h;
+
+	if (h->state == WRK_H_RUNNING && h->task_due && h->task_due <= now)
+		stream_timeouts(w, now);
 
 	if (h->state == WRK_H_NONE && h->restart_due && h->restart_due <= now &&
 	    !w->stopping_handler)
@@ -475,6 +464,8 @@ wrk_stream_next_due(const struct wrk *w)
 
 	if (h->state == WRK_H_NONE)
 		due = h->restart_due;
+	if (h->state == WRK_H_RUNNING)
+		due = h->task_due;
 	if (h->state == WRK_H_STOPPING)
 		due = h->term_due ? h->term_due : h->kill_due;
 	return due;

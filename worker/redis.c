@@ -1,20 +1,34 @@
 /*
  * redis.c - the worker's three hiredis connections, all on the loop:
  *
- *   cmd    setup (names, groups, our pending entries), MULTI/EXEC batches
- *          that publish results and acknowledge tasks, dead letters,
- *          CLIENT UNBLOCK
- *   pull   reads of the queue streams: a non-blocking pass in priority
- *          order, and a BLOCKing read over all of them when all are empty
+ *   cmd    setup (names, liveness key, groups, our pending entries),
+ *          the non-blocking pull pass over the queue streams in priority
+ *          order, MULTI/EXEC batches that publish results and acknowledge
+ *          tasks, dead letters, the liveness key's refresh, CLIENT UNBLOCK
+ *   pull   a BLOCKing read over every queue stream, when the pass found
+ *          them all empty
  *   bcast  a BLOCKing read of the broadcast stream in this instance's own
  *          group (its group name differs, so it cannot share the read)
  *
- * A blocking read holds its connection, hence three.  They go up and down
+ * A blocking read holds its connection, hence three.  The pass shares the
+ * cmd connection with the results: when a task ends, the pass that fills
+ * its slot and the MULTI/EXEC that publishes its result leave in one write
+ * (wrk_redis_flush), and the next task comes back with the EXEC's reply.
+ * They go up and down
  * together: when one is lost all are dropped, and after a backoff (100 ms
  * doubling to 5 s) all are opened again and set up anew.  Nothing is lost
  * meanwhile: tasks we hold stay pending in Redis, results wait in the out
  * queue and are published after the reconnect, and setup re-reads our
  * pending entries (skipping those we hold) in case a reply was lost.
+ *
+ * The liveness key <prefix>:alive:<consumer> = our pid, with a time to
+ * live of WRK_ALIVE_BEATS heartbeats (at least WRK_ALIVE_MIN_MS), tells
+ * hived's reclaimer that this consumer's pending entries are in hands
+ * (supervisor/reclaim.h).  It is SET first thing after each connect,
+ * before our pending entries are re-read, so that a reclaimer never takes
+ * back what we are resuming; refreshed every heartbeat from the
+ * housekeeping timer; DELeted after a drain.  A worker that is killed
+ * leaves it to expire.
  *
  * hiredis runs every outstanding callback with a NULL reply when its
  * context goes away; such callbacks only undo their bookkeeping, they
@@ -26,8 +40,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
 #include <hiredis/adapters/libev.h>
 
 #include "log.h"
@@ -206,25 +222,106 @@ wrk_redis_stop(struct wrk *w)
 	}
 }
 
+/* ---- the liveness key ---- */
+
+static void
+alive_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct wrk *w = ac->data;
+	redisReply *r = reply;
+
+	if (r == NULL)
+		return;
+	if (r->type == REDIS_REPLY_ERROR) {
+		/* Without it the reclaimer takes our tasks back: say so,
+		 * once, and keep trying. */
+		if (!w->redis.alive_warned)
+			log_warnx("agent=%s redis SET %s: %s", w->agent_inst,
+			    w->alive_key, r->str);
+		w->redis.alive_warned = true;
+		return;
+	}
+	if (w->redis.alive_warned)
+		log_info("agent=%s liveness key %s set again", w->agent_inst,
+		    w->alive_key);
+	w->redis.alive_warned = false;
+}
+
+/* SET the liveness key; the reply goes to cb (setup) or alive_reply. */
+static void
+alive_set(struct wrk *w, redisCallbackFn *cb, void *priv)
+{
+	char pid[24], ttl[16];
+
+	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+	snprintf(ttl, sizeof(ttl), "%u", w->alive_ttl_ms);
+	redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], cb, priv,
+	    "SET %s %s PX %s", w->alive_key, pid, ttl);
+	w->redis.alive_due = wrk_now() + w->o.heartbeat_ms;
+	wrk_schedule(w);        /* after a reconnect nothing else may */
+}
+
+static void
+alive_del_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct wrk *w = ac->data;
+	redisReply *r = reply;
+
+	w->redis.alive_del_sent = false;
+	if (r == NULL)
+		return;         /* connection lost: the key expires by itself */
+	if (r->type == REDIS_REPLY_ERROR)
+		log_warnx("agent=%s redis DEL %s: %s", w->agent_inst,
+		    w->alive_key, r->str);
+	w->redis.alive_deleted = true;
+	wrk_check_drained(w);
+}
+
+bool
+wrk_redis_forget(struct wrk *w)
+{
+	struct wrk_redis *r = &w->redis;
+
+	if (r->alive_deleted || r->state != WRK_REDIS_UP)
+		return true;
+	if (!r->alive_del_sent) {
+		r->alive_del_sent = true;
+		r->alive_due = 0;
+		redisAsyncCommand(r->ac[WRK_CONN_CMD], alive_del_reply, NULL,
+		    "DEL %s", w->alive_key);
+	}
+	return false;
+}
+
 void
 wrk_redis_cron(struct wrk *w, uint64_t now)
 {
-	if (w->redis.state == WRK_REDIS_DOWN && w->redis.reconnect_due &&
-	    w->redis.reconnect_due <= now && !w->forced)
+	struct wrk_redis *r = &w->redis;
+
+	if (r->state == WRK_REDIS_DOWN && r->reconnect_due &&
+	    r->reconnect_due <= now && !w->forced)
 		redis_connect_all(w);
-	if (w->redis.retry_due && w->redis.retry_due <= now)
-		w->redis.retry_due = 0;   /* wrk_publish runs at the next turn */
+	if (r->retry_due && r->retry_due <= now)
+		r->retry_due = 0;   /* wrk_publish runs at the next turn */
+	if ((r->state == WRK_REDIS_UP || r->state == WRK_REDIS_SETUP) &&
+	    r->alive_due && r->alive_due <= now && !r->alive_del_sent &&
+	    !r->alive_deleted)
+		alive_set(w, alive_reply, NULL);
 }
 
 uint64_t
 wrk_redis_next_due(const struct wrk *w)
 {
+	const struct wrk_redis *r = &w->redis;
 	uint64_t due = 0;
 
-	if (w->redis.state == WRK_REDIS_DOWN)
-		due = w->redis.reconnect_due;
-	if (w->redis.retry_due && (!due || w->redis.retry_due < due))
-		due = w->redis.retry_due;
+	if (r->state == WRK_REDIS_DOWN)
+		due = r->reconnect_due;
+	if (r->retry_due && (!due || r->retry_due < due))
+		due = r->retry_due;
+	if ((r->state == WRK_REDIS_UP || r->state == WRK_REDIS_SETUP) &&
+	    r->alive_due && (!due || r->alive_due < due))
+		due = r->alive_due;
 	return due;
 }
 
@@ -503,6 +600,12 @@ redis_setup(struct wrk *w)
 		    "CLIENT SETNAME %s", name);
 		r->setup_outstanding++;
 	}
+	/* Before anything is re-read: see the top of this file.  (Not
+	 * again once a drain has deleted it.) */
+	if (!r->alive_deleted) {
+		alive_set(w, setup_reply, "SET alive");
+		r->setup_outstanding++;
+	}
 	redisAsyncCommand(r->ac[WRK_CONN_PULL], setup_reply, "CLIENT ID pull",
 	    "CLIENT ID");
 	redisAsyncCommand(r->ac[WRK_CONN_BCAST], setup_reply, "CLIENT ID bcast",
@@ -598,8 +701,8 @@ pull_send(struct wrk *w, int count, bool block)
 	}
 	w->redis.pull_busy = true;
 	w->redis.pull_blocking = block;
-	redisAsyncCommandArgv(w->redis.ac[WRK_CONN_PULL], pull_reply, NULL,
-	    argc, argv, NULL);
+	redisAsyncCommandArgv(w->redis.ac[block ? WRK_CONN_PULL : WRK_CONN_CMD],
+	    pull_reply, NULL, argc, argv, NULL);
 }
 
 /*
@@ -709,6 +812,29 @@ wrk_redis_unblock(struct wrk *w)
 		redisAsyncCommand(rd->ac[WRK_CONN_CMD], unblock_reply, NULL,
 		    "CLIENT UNBLOCK %s", id);
 	}
+}
+
+/*
+ * Write what this loop turn queued, now: otherwise it waits for the next
+ * turn, when the loop has seen the sockets writable.  hiredis starts a
+ * connection's write watcher when a command is queued and stops it once
+ * the buffer is written; both happen before libev tells the kernel, so
+ * this costs no epoll_ctl either.  Only on connected contexts: on one
+ * still connecting, the write event is what completes the connect.
+ */
+void
+wrk_redis_flush(struct wrk *w)
+{
+	redisAsyncContext *ac;
+
+	if (w->redis.state != WRK_REDIS_UP && w->redis.state != WRK_REDIS_SETUP)
+		return;
+	/* A failed write drops every connection (on_disconnect): ac[i] is
+	 * read again each time. */
+	for (int i = 0; i < WRK_CONN_N; i++)
+		if ((ac = w->redis.ac[i]) != NULL &&
+		    (ac->c.flags & REDIS_CONNECTED) && sdslen(ac->c.obuf) > 0)
+			redisAsyncHandleWrite(ac);
 }
 
 bool

@@ -185,6 +185,12 @@ wrk_dispatch(struct wrk *w)
 		wrk_state_changed(w);
 }
 
+unsigned
+wrk_task_timeout(const struct wrk *w, const struct wrk_task *t)
+{
+	return t->t.timeout_ms ? t->t.timeout_ms : w->o.task_timeout_ms;
+}
+
 static int
 dump_to_buf(const char *data, size_t len, void *arg)
 {
@@ -312,21 +318,6 @@ out:
 	return rc;
 }
 
-/* Error texts must fit the codec: cut at HIVE_ERROR_MAX, on a UTF-8
- * character boundary. */
-static void
-error_fit(char *s)
-{
-	size_t n = strlen(s);
-
-	if (n < HIVE_ERROR_MAX)
-		return;
-	n = HIVE_ERROR_MAX - 1;
-	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-		n--;
-	s[n] = '\0';
-}
-
 void
 wrk_task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
     json_t *result, const char *error, json_t *memory)
@@ -339,7 +330,7 @@ wrk_task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
 	if (error != NULL && strlen(error) >= HIVE_ERROR_MAX) {
 		if ((etext = strdup(error)) == NULL)
 			fatal("strdup");
-		error_fit(etext);
+		wrk_text_fit(etext, HIVE_ERROR_MAX);
 		error = etext;
 	}
 	if (status == HIVE_STATUS_ERROR && (error == NULL || *error == '\0'))
@@ -349,7 +340,7 @@ wrk_task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
 		log_warnx("agent=%s task=%s reason=\"%s\"", w->agent_inst, t->id,
 		    why);
 		memory = NULL;
-		error_fit(why);
+		wrk_text_fit(why, sizeof(why));
 		if (task_encode(w, t, HIVE_STATUS_ERROR, NULL, why, NULL, 0,
 		    why, sizeof(why)) == -1)
 			fatalx("agent=%s task=%s cannot encode an error result: "

@@ -346,6 +346,7 @@ on_turn(struct ev_loop *loop, ev_prepare *pr, int revents)
 	if (w->o.mode == WRK_MODE_STREAM)
 		wrk_stream_flush(w);
 	wrk_publish(w);
+	wrk_redis_flush(w);
 	if (state_dirty)
 		update_state(w);
 	if (w->draining)
@@ -391,6 +392,8 @@ wrk_check_drained(struct wrk *w)
 	w->stopping_handler = true;     /* no restart from here on */
 	if (w->wstate != HIVE_WSTATE_DRAINING)
 		update_state(w);
+	if (!wrk_redis_forget(w))
+		return;                 /* the DEL's reply calls again */
 	if (!wrk_link_flushed(w))
 		return;                 /* link_write calls again once done */
 	log_info("agent=%s drained: %llu tasks done, exiting", w->agent_inst,
@@ -453,6 +456,12 @@ main(int argc, char **argv)
 	if (make_keys(w) == -1)
 		usage("--prefix %s: stream keys would be too long or invalid",
 		    w->o.prefix);
+	if (snprintf(w->alive_key, sizeof(w->alive_key), "%s:alive:%s",
+	    w->o.prefix, w->consumer) >= (int)sizeof(w->alive_key))
+		usage("--prefix %s: the liveness key would be too long",
+		    w->o.prefix);
+	w->alive_ttl_ms = w->o.heartbeat_ms > WRK_ALIVE_MIN_MS / WRK_ALIVE_BEATS ?
+	    w->o.heartbeat_ms * WRK_ALIVE_BEATS : WRK_ALIVE_MIN_MS;
 
 	/* A handler that dies under a write must not kill us. */
 	memset(&sa, 0, sizeof(sa));

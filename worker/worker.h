@@ -9,11 +9,14 @@
  *                     the JSON line a handler gets, turning a handler's
  *                     answer into an encoded result
  *   redis.c           three hiredis connections: pulls, results, acks,
- *                     dead letters, reconnect with backoff
+ *                     dead letters, the liveness key, reconnect with
+ *                     backoff
  *   link.c            the socketpair to hived (frames, heartbeats)
  *   spawn.c           fork+exec of handlers, careful about fds and signals
  *   handler_stream.c  mode=stream: one long-lived handler, JSON lines
  *   handler_exec.c    mode=exec: one process per task
+ *   answer.c          what a handler wrote, parsed into an answer (no
+ *                     worker state: tests/fuzz/fuzz_handler.c runs it)
  *   buf.c             a byte buffer with a read offset
  *
  * A task lives on exactly one of three lists:
@@ -81,6 +84,10 @@ enum wrk_mode { WRK_MODE_STREAM = 0, WRK_MODE_EXEC };
 #define WRK_BLOCK_MS        5000
 /* Entries asked for per page when re-reading the pending list. */
 #define WRK_PENDING_PAGE    256
+/* The liveness key <prefix>:alive:<consumer> (supervisor/reclaim.h) lives
+ * this many heartbeats, and never less than the minimum. */
+#define WRK_ALIVE_BEATS     5
+#define WRK_ALIVE_MIN_MS    5000
 
 struct wrk_opts {
 	char agent[HIVE_NAME_MAX + 1];
@@ -132,6 +139,8 @@ struct wrk_task {
 	uint32_t attempt;            /* this run's attempt */
 	uint32_t max_attempts;
 	uint64_t started_ms;
+	uint64_t due;                /* stream mode: monotonic ms at which it
+	                              * times out, 0 = never */
 	struct wrk_proc *proc;       /* exec mode, while running */
 	/* Once finished: what to publish. */
 	enum wrk_out_kind out_kind;
@@ -169,11 +178,18 @@ struct wrk_redis {
 	long long client_id[WRK_CONN_N];
 	int setup_outstanding;       /* replies still expected during setup */
 	bool setup_failed;
-	bool pull_busy;              /* a read is outstanding on the pull conn */
-	bool pull_blocking;          /* ... and it is a BLOCK */
+	bool pull_busy;              /* a read is outstanding: a pass on the
+	                              * cmd conn or a BLOCK on the pull conn */
+	bool pull_blocking;          /* ... and it is the BLOCK */
 	bool bcast_busy;
 	int batches;                 /* MULTI/EXEC in flight */
 	uint64_t retry_due;          /* an EXEC failed: publish again then */
+	/* The liveness key: SET at setup, then every heartbeat; DEL once
+	 * drained. */
+	uint64_t alive_due;          /* next SET, 0 = none */
+	bool alive_warned;           /* a SET failed: said once */
+	bool alive_del_sent;         /* DEL in flight: no more SET */
+	bool alive_deleted;
 };
 
 struct wrk_link {
@@ -204,6 +220,10 @@ struct wrk_handler {
 	unsigned backoff_ms;
 	uint64_t restart_due;        /* monotonic ms, 0 = none */
 	uint64_t term_due, kill_due; /* stopping */
+	/* The earliest timeout of a task in flight, 0 = none.  It may be
+	 * early (that task answered since): the check then finds nothing
+	 * and looks again. */
+	uint64_t task_due;
 	bool answered;               /* gave a result since it started */
 };
 
@@ -231,6 +251,8 @@ struct wrk {
 	int bcast_key;               /* index of the broadcast key */
 	char results_key[HIVE_KEY_MAX];
 	char dead_key[HIVE_KEY_MAX];
+	char alive_key[HIVE_NAME_MAX + HIVE_AGENT_MAX + HIVE_HOST_MAX + 16];  /* <prefix>:alive:<consumer> */
+	unsigned alive_ttl_ms;
 
 	struct wrk_task_list backlog, running, outq;
 	int nbacklog, nrunning, noutq, nbcast;  /* nbcast: broadcast tasks held */
@@ -278,6 +300,9 @@ void wrk_task_free(struct wrk_task *);
 void wrk_task_accept(struct wrk *, struct wrk_task *, uint32_t deliveries);
 struct wrk_task *wrk_task_find(struct wrk *, int key, const char *entry);
 void wrk_dispatch(struct wrk *);
+/* The timeout of a task in ms: its own timeout_ms, else --task-timeout;
+ * 0 = none. */
+unsigned wrk_task_timeout(const struct wrk *, const struct wrk_task *);
 /* The JSON line for a handler, with '\n'; appended to b. */
 int wrk_task_line(struct wrk *, struct wrk_task *, struct wrk_buf *b,
     char *err, size_t errlen);
@@ -304,8 +329,13 @@ void wrk_redis_cron(struct wrk *, uint64_t now);
 uint64_t wrk_redis_next_due(const struct wrk *);
 void wrk_pull(struct wrk *);
 void wrk_publish(struct wrk *);  /* send the out queue in one MULTI/EXEC */
+void wrk_redis_flush(struct wrk *);  /* write what this turn queued, now */
 void wrk_redis_unblock(struct wrk *);  /* end blocking reads (drain) */
 bool wrk_redis_idle(const struct wrk *);
+/* Drained: DEL the liveness key.  true once it is gone (or Redis is down
+ * and it will expire by itself); false while the DEL is in flight, whose
+ * reply calls wrk_check_drained again. */
+bool wrk_redis_forget(struct wrk *);
 
 /* ---- link.c ---- */
 
@@ -321,8 +351,8 @@ bool wrk_link_flushed(const struct wrk *);
 /*
  * Run argv in a new process group with pipes for the fds asked for (NULL:
  * the child inherits ours).  The parent's ends are non-blocking and
- * close-on-exec.  Returns the pid, or -1 (with the reason logged) when
- * the pipes, the fork or the exec failed.
+ * close-on-exec.  Returns the pid once the child has exec'd, or -1 with
+ * errno (and the reason logged) when the pipes or the exec failed.
  */
 pid_t wrk_spawn(char *const argv[], int *in_fd, int *out_fd, int *err_fd);
 /* Resident set size of pid in KiB, 0 if unknown. */
@@ -345,5 +375,53 @@ bool wrk_stream_gone(const struct wrk *);
 
 int wrk_exec_start(struct wrk *, struct wrk_task *);
 void wrk_exec_kill_all(struct wrk *);
+
+/* ---- answer.c ---- */
+
+/* A stream handler's line is at most as long as the biggest result. */
+#define WRK_LINE_MAX     HIVE_RESULT_MAX
+/* Bytes of a handler's output quoted in an error text or a log line, and
+ * the size of a buffer that holds such an excerpt whole. */
+#define WRK_EXCERPT_MAX  120
+#define WRK_EXCERPT_SIZE (WRK_EXCERPT_MAX + 8)
+
+/* A handler's answer to one task. */
+struct wrk_answer {
+	char id[HIVE_ID_MAX + 1];    /* the task answered, "" if unknown */
+	bool id_sure;                /* id is a valid task id read from a
+	                              * JSON object, not a guess */
+	enum hive_status status;
+	json_t *result;              /* owned, NULL = none */
+	json_t *memory;              /* owned, an object; NULL = unchanged */
+	char error[HIVE_ERROR_MAX];  /* status error: why (never ""), else "" */
+};
+
+/*
+ * A stream handler's output line (without its '\n').  Returns 0 with *a
+ * the answer; 1 for a blank line (nothing in *a); -1 when it is not a
+ * valid answer: why is the error text for the task it belongs to, and
+ * a->id that task when it can be told (read from the JSON, or guessed
+ * from a line that starts {"id":"...").  Clear *a in every case.
+ */
+int wrk_answer_line(const char *line, size_t len, struct wrk_answer *a,
+    char *why, size_t whylen);
+/*
+ * An exec handler's whole stdout, after it exited 0 (see handler_exec.c
+ * for the forms it may take).  0 with *a (status ok, no id), or -1 with
+ * why.  Clear *a in every case.
+ */
+int wrk_answer_exec(const char *out, size_t len, struct wrk_answer *a,
+    char *why, size_t whylen);
+void wrk_answer_clear(struct wrk_answer *);
+/* Cut the text s so that strlen(s) < size, on a UTF-8 character
+ * boundary. */
+void wrk_text_fit(char *s, size_t size);
+/*
+ * Up to WRK_EXCERPT_MAX bytes of what a handler wrote, made safe for an
+ * error text or a log line: UTF-8 characters are kept, control
+ * characters and bytes that are not UTF-8 become '?', and "..." marks a
+ * cut.  out is always NUL-terminated; size WRK_EXCERPT_SIZE holds it all.
+ */
+void wrk_excerpt(const char *p, size_t len, char *out, size_t size);
 
 #endif /* HIVE_WORKER_H */

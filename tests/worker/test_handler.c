@@ -14,6 +14,9 @@
  *   garbage    stream: print a line that is not JSON instead of answering
  *   fds        result = the fds open in this process
  *   count      memory.n + 1 as memory and result
+ *   hold       stream: attempt 1 is never answered (the handler goes on
+ *              reading); later attempts: echo
+ *   pid        result = this process' pid
  *
  * Usage: test_handler stream | exec
  */
@@ -182,6 +185,13 @@ run(json_t *task)
 		json_t *f = fds();
 		answer(task, "ok", f, NULL, NULL);
 		json_decref(f);
+	} else if (strcmp(op, "hold") == 0) {
+		if (attempt > 1)
+			answer(task, "ok", p, NULL, NULL);
+	} else if (strcmp(op, "pid") == 0) {
+		json_t *r = json_integer((json_int_t)getpid());
+		answer(task, "ok", r, NULL, NULL);
+		json_decref(r);
 	} else if (strcmp(op, "count") == 0) {
 		json_t *m = json_object_get(task, "memory");
 		json_int_t n = json_integer_value(json_object_get(m, "n")) + 1;

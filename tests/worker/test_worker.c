@@ -426,6 +426,27 @@ Test(worker, exec_shell_example_text_result)
 
 /* ---- faults ---- */
 
+Test(worker, exec_handler_that_cannot_start_fails_task)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { "/nonexistent/hive-handler", NULL };
+	const char *x[] = { "--capabilities", "c", "--mode", "exec", NULL };
+	pid_t w;
+
+	tw_init(&t, "noexec");
+	w = worker_start(&t, x, h);
+	submit(&t, "n1", "1");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_ERROR);
+	cr_assert_str_eq(r.error, "cannot start handler "
+	    "/nonexistent/hive-handler: No such file or directory");
+	res_clear(&r);
+	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 0);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
 Test(worker, handler_killed_mid_task_is_retried)
 {
 	struct tw t;
@@ -805,6 +826,60 @@ Test(worker, exec_timeout_kills_process_group)
 	tw_fini(&t);
 }
 
+Test(worker, stream_timeout_fails_task_and_restarts_handler)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+	const char *x[] = { "--capabilities", "c", "--concurrency", "3",
+	    "--task-timeout", "1000", NULL };
+	bool slow = false, held = false;
+	long long old_pid;
+	pid_t w;
+
+	tw_init(&t, "stimeout");
+	w = worker_start(&t, x, h);
+	submit(&t, "p0", "{\"op\":\"pid\"}");
+	next_result(&t, &r);
+	old_pid = json_integer_value(r.result);
+	cr_assert(old_pid > 0, "%s", jtext(r.result));
+	res_clear(&r);
+	/* Both are held by the handler.  "held" has a timeout of its own,
+	 * longer than --task-timeout; "slow" has --task-timeout's. */
+	submit_to(&t, qkey(&t, "c", 1), "held", "{\"op\":\"hold\"}", 60000);
+	submit(&t, "slow", "{\"op\":\"hold\"}");
+	for (int i = 0; i < 2; i++) {
+		next_result(&t, &r);
+		if (strcmp(r.id, "slow") == 0) {
+			cr_assert(!slow, "slow answered twice");
+			slow = true;
+			cr_assert_eq(r.status, HIVE_STATUS_ERROR);
+			cr_assert_str_eq(r.error, "timed out after 1000 ms");
+			cr_assert_eq(r.attempt, 1);
+		} else {
+			cr_assert_str_eq(r.id, "held");
+			held = true;
+			/* Re-sent to the restarted handler, which answers. */
+			cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+			cr_assert_eq(r.attempt, 2, "attempt %u", r.attempt);
+		}
+		res_clear(&r);
+	}
+	cr_assert(slow && held);
+	/* The old handler was killed, a new one serves, and the timed-out
+	 * task was not run again (its result would come before this). */
+	cr_assert_eq(wait_gone((pid_t)old_pid, GUARD_MS), 0,
+	    "handler %lld still alive", old_pid);
+	submit(&t, "p1", "{\"op\":\"pid\"}");
+	next_result(&t, &r);
+	cr_assert_str_eq(r.id, "p1");
+	cr_assert(json_integer_value(r.result) != old_pid);
+	res_clear(&r);
+	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 0);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
 /* Kill every connection of the worker from the server side. */
 static int
 kill_worker_clients(struct tw *t)
@@ -1021,6 +1096,130 @@ Test(worker, link_protocol_memory_and_drain)
 	proto_framer_free(&fr);
 	msgpack_zone_destroy(&z);
 	json_decref(mem);
+	tw_fini(&t);
+}
+
+/* ---- the liveness key (supervisor/reclaim.h) ---- */
+
+static const char *
+alive_key(struct tw *t)
+{
+	static char k[256];
+
+	snprintf(k, sizeof(k), "%s:alive:a/1@%s", t->prefix, t->host);
+	return k;
+}
+
+static long long
+redis_int(struct tw *t, const char *cmd, const char *key)
+{
+	redisReply *r = redisCommand(t->rc, "%s %s", cmd, key);
+	long long n;
+
+	cr_assert(r && r->type == REDIS_REPLY_INTEGER, "%s %s", cmd, key);
+	n = r->integer;
+	freeReplyObject(r);
+	return n;
+}
+
+static void
+assert_alive_pid(struct tw *t, pid_t pid)
+{
+	redisReply *r = redisCommand(t->rc, "GET %s", alive_key(t));
+	char want[24];
+
+	snprintf(want, sizeof(want), "%ld", (long)pid);
+	cr_assert(r && r->type == REDIS_REPLY_STRING, "no key %s", alive_key(t));
+	cr_assert_str_eq(r->str, want);
+	freeReplyObject(r);
+}
+
+Test(worker, alive_key_kept_while_running_deleted_after_drain)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_ECHO"), NULL };
+	/* ttl = max(5000, 5 * 50) */
+	const char *x[] = { "--capabilities", "c", "--fd", "3",
+	    "--heartbeat-ms", "50", NULL };
+	struct hive_frame f;
+	struct proto_framer fr;
+	long long ttl;
+	int sp[2], st, beats;
+	pid_t w;
+
+	tw_init(&t, "alive");
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	w = worker_start_fd(&t, x, h, sp[1]);
+	close(sp[1]);
+	proto_framer_init(&fr);
+	memset(&f, 0, sizeof(f));
+	f.v = HIVE_PROTO_VERSION;
+	f.type = HIVE_FRAME_MEMORY;
+	f.u.memory.agent = HIVE_STR("a");
+	f.u.memory.instance = 1;
+	send_frame(sp[0], &f);
+	recv_frame(sp[0], &fr, HIVE_FRAME_HELLO, &f);
+	proto_frame_clear(&f);
+	/* A result: the setup, which sets the key, is done. */
+	submit(&t, "a1", "1");
+	next_result(&t, &r);
+	res_clear(&r);
+	assert_alive_pid(&t, w);
+	ttl = redis_int(&t, "PTTL", alive_key(&t));
+	cr_assert(ttl > 0 && ttl <= 5000, "PTTL %lld", ttl);
+	/* Refreshed every heartbeat: gone, it comes back. */
+	cr_assert_eq(redis_int(&t, "DEL", alive_key(&t)), 1);
+	for (beats = 0; redis_int(&t, "EXISTS", alive_key(&t)) == 0; beats++) {
+		cr_assert(beats < 400, "key not set again in 400 heartbeats");
+		recv_frame(sp[0], &fr, HIVE_FRAME_HEARTBEAT, &f);
+		proto_frame_clear(&f);
+	}
+	ttl = redis_int(&t, "PTTL", alive_key(&t));
+	cr_assert(ttl > 0 && ttl <= 5000, "PTTL %lld", ttl);
+	assert_alive_pid(&t, w);
+
+	memset(&f, 0, sizeof(f));
+	f.v = HIVE_PROTO_VERSION;
+	f.type = HIVE_FRAME_CONTROL;
+	f.u.control.cmd = HIVE_CTL_DRAIN;
+	send_frame(sp[0], &f);
+	st = worker_wait(w);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %#x", st);
+	cr_assert_eq(redis_int(&t, "EXISTS", alive_key(&t)), 0,
+	    "a drained worker leaves no liveness key");
+	close(sp[0]);
+	proto_framer_free(&fr);
+	tw_fini(&t);
+}
+
+Test(worker, alive_key_expires_after_sigkill)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_ECHO"), NULL };
+	/* ttl = max(5000, 5 * 2000) */
+	const char *x[] = { "--capabilities", "c", "--heartbeat-ms", "2000",
+	    NULL };
+	long long ttl;
+	pid_t w;
+	int st;
+
+	tw_init(&t, "alivekill");
+	w = worker_start(&t, x, h);
+	submit(&t, "k1", "1");
+	next_result(&t, &r);
+	res_clear(&r);
+	assert_alive_pid(&t, w);
+	/* Set at most a heartbeat ago (a guard of 3 s for a slow machine). */
+	ttl = redis_int(&t, "PTTL", alive_key(&t));
+	cr_assert(ttl > 5000 && ttl <= 10000, "PTTL %lld", ttl);
+	kill(w, SIGKILL);
+	cr_assert_eq(waitpid(w, &st, 0), w);
+	/* Nobody deletes it: it has a time to live and expires by itself. */
+	ttl = redis_int(&t, "PTTL", alive_key(&t));
+	cr_assert(ttl > 0 && ttl <= 10000, "PTTL %lld", ttl);
+	assert_alive_pid(&t, w);
 	tw_fini(&t);
 }
 
