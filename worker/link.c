@@ -110,13 +110,21 @@ link_frame(struct wrk *w, const char *body, size_t len)
 			wrk_fail(w, "bad memory from hived");
 			break;
 		}
-		if (wrk_set_memory(w, mem, f.u.memory.memory_v) == -1)
-			fatal("memory");
-		w->memory_sent_v = f.u.memory.memory_v;
+		/* Redis' copy (read at start, redis.c) may be newer than
+		 * hived's: hived hears of a memory only after the worker that
+		 * made it acknowledged it, and that worker may have died in
+		 * between.  The newer one wins, and hived learns of it. */
+		if (f.u.memory.memory_v >= w->memory_v) {
+			if (wrk_set_memory(w, mem, f.u.memory.memory_v) == -1)
+				fatal("memory");
+			w->memory_sent_v = f.u.memory.memory_v;
+		} else
+			wrk_link_memory(w, w->memory, w->memory_v);
 		json_decref(mem);
 		w->have_memory = true;
-		log_info("agent=%s memory_v=%llu from hived", w->agent_inst,
-		    (unsigned long long)f.u.memory.memory_v);
+		log_info("agent=%s memory_v=%llu from hived, using memory_v=%llu",
+		    w->agent_inst, (unsigned long long)f.u.memory.memory_v,
+		    (unsigned long long)w->memory_v);
 		wrk_state_changed(w);
 		break;
 	case HIVE_FRAME_CONTROL:

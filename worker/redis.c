@@ -578,6 +578,52 @@ pending_page(struct wrk *w, int key)
 	w->redis.setup_outstanding++;
 }
 
+/*
+ * HMGET <memory key> v m: adopt Redis' memory if it is newer than what we
+ * have (hived's copy, when its frame came first).  A key that is missing
+ * (first start, Redis lost data) leaves hived's copy in force.
+ */
+static void
+memory_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct wrk *w = ac->data;
+	redisReply *r = reply;
+	msgpack_unpacked up;
+	struct proto_err err;
+	json_t *mem = NULL;
+	uint64_t v;
+
+	if (r == NULL)
+		return;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[1]->type != REDIS_REPLY_STRING)
+		goto done;               /* no key (or not ours): nothing newer */
+	v = strtoull(r->element[0]->str, NULL, 10);
+	if (v <= w->memory_v)
+		goto done;
+	if (proto_decode_value(r->element[1]->str, r->element[1]->len, &up,
+	    &err) == -1) {
+		log_warnx("agent=%s %s: not a memory, ignored", w->agent_inst,
+		    w->memory_key);
+		goto done;
+	}
+	if (up.data.type == MSGPACK_OBJECT_MAP &&
+	    (mem = proto_obj_to_json(&up.data, &err)) != NULL) {
+		if (wrk_set_memory(w, mem, v) == -1)
+			fatal("memory");
+		log_info("agent=%s memory_v=%llu from redis", w->agent_inst,
+		    (unsigned long long)v);
+		if (w->have_memory)
+			wrk_link_memory(w, w->memory, w->memory_v);
+	}
+	json_decref(mem);
+	msgpack_unpacked_destroy(&up);
+done:
+	w->memory_checked = true;
+	setup_done_one(w);
+}
+
 static void
 redis_setup(struct wrk *w)
 {
@@ -604,6 +650,13 @@ redis_setup(struct wrk *w)
 	 * again once a drain has deleted it.) */
 	if (!r->alive_deleted) {
 		alive_set(w, setup_reply, "SET alive");
+		r->setup_outstanding++;
+	}
+	/* The memory after our last acknowledged task, before any task is
+	 * re-read or pulled (replies come in order on this connection). */
+	if (!w->memory_checked) {
+		redisAsyncCommand(cmd, memory_reply, NULL, "HMGET %s v m",
+		    w->memory_key);
 		r->setup_outstanding++;
 	}
 	redisAsyncCommand(r->ac[WRK_CONN_PULL], setup_reply, "CLIENT ID pull",
@@ -920,8 +973,45 @@ exec_reply(redisAsyncContext *ac, void *reply, void *priv)
 }
 
 /*
+ * The newest memory a batch's results carry goes to the memory key in the
+ * same transaction: once a task is acknowledged, the memory after it is in
+ * Redis, whatever happens to this worker next.
+ */
+static void
+batch_memory(struct wrk *w, struct wrk_batch *b)
+{
+	struct wrk_task *t, *newest = NULL;
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_zone z;
+	msgpack_object o;
+	char v[24];
+
+	TAILQ_FOREACH(t, &w->outq, q)
+		if (t->batch == b && t->memory != NULL &&
+		    (newest == NULL || t->memory_v > newest->memory_v))
+			newest = t;
+	if (newest == NULL)
+		return;
+	msgpack_zone_init(&z, 2048);
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	/* It was converted once already for the result: cannot fail. */
+	if (proto_json_to_obj(newest->memory, &z, &o, &err) == 0 &&
+	    msgpack_pack_object(&pk, o) == 0) {
+		snprintf(v, sizeof(v), "%llu",
+		    (unsigned long long)newest->memory_v);
+		redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], NULL, NULL,
+		    "HSET %s v %s m %b", w->memory_key, v, sb.data, sb.size);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_zone_destroy(&z);
+}
+
+/*
  * Close a batch: one XACK per stream for all its entries (fewer commands
- * than one per task), then EXEC.
+ * than one per task), the memory key, then EXEC.
  */
 static void
 batch_send(struct wrk *w, struct wrk_batch *b)
@@ -945,6 +1035,7 @@ batch_send(struct wrk *w, struct wrk_batch *b)
 			redisAsyncCommandArgv(ac, NULL, NULL, argc, argv, NULL);
 	}
 	free(argv);
+	batch_memory(w, b);
 	redisAsyncCommand(ac, exec_reply, b, "EXEC");
 	w->redis.batches++;
 }

@@ -460,6 +460,10 @@ main(int argc, char **argv)
 	    w->o.prefix, w->consumer) >= (int)sizeof(w->alive_key))
 		usage("--prefix %s: the liveness key would be too long",
 		    w->o.prefix);
+	if (snprintf(w->memory_key, sizeof(w->memory_key), "%s:memory:%s",
+	    w->o.prefix, w->agent_inst) >= (int)sizeof(w->memory_key))
+		usage("--prefix %s: the memory key would be too long",
+		    w->o.prefix);
 	w->alive_ttl_ms = w->o.heartbeat_ms > WRK_ALIVE_MIN_MS / WRK_ALIVE_BEATS ?
 	    w->o.heartbeat_ms * WRK_ALIVE_BEATS : WRK_ALIVE_MIN_MS;
 

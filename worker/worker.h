@@ -252,6 +252,11 @@ struct wrk {
 	char results_key[HIVE_KEY_MAX];
 	char dead_key[HIVE_KEY_MAX];
 	char alive_key[HIVE_NAME_MAX + HIVE_AGENT_MAX + HIVE_HOST_MAX + 16];  /* <prefix>:alive:<consumer> */
+	/* <prefix>:memory:<agent>/<instance>: a hash (v, m) with the memory
+	 * after the last acknowledged task, written in the MULTI/EXEC that
+	 * acknowledges it, read once at start (see redis.c). */
+	char memory_key[HIVE_NAME_MAX + HIVE_AGENT_MAX + 16];
+	bool memory_checked;         /* the memory key has been read */
 	unsigned alive_ttl_ms;
 
 	struct wrk_task_list backlog, running, outq;

@@ -968,9 +968,19 @@ Test(worker, memory_carried_across_tasks)
 	cr_assert_eq(json_integer_value(json_object_get(json_object_get(
 	    r.memory, "seen"), "the")), 3, "%s", jtext(r.memory));
 	res_clear(&r);
+	/* SIGKILL right after the ack: the memory after m2 is in Redis (the
+	 * memory key, written in the acknowledging MULTI/EXEC), and a new
+	 * worker of the same instance starts from it, even standalone. */
+	kill(w, SIGKILL);
+	waitpid(w, NULL, 0);
+	w = worker_start(&t, stream_args, h);
+	submit(&t, "m3", "{\"text\":\"the\"}");
+	next_result(&t, &r);
+	cr_assert_eq(r.memory_v, 3);
+	cr_assert_eq(json_integer_value(json_object_get(r.result, "total")), 8,
+	    "%s", jtext(r.result));
+	res_clear(&r);
 	worker_stop(w);
-	/* A new worker starts with empty memory when standalone; hived
-	 * hands it the snapshot (see link_protocol_memory_and_drain). */
 	tw_fini(&t);
 }
 
