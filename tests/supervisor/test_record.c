@@ -296,3 +296,48 @@ Test(record, postgres_outage_loses_nothing)
 	stop_ok(h);
 	redisFree(c);
 }
+
+/* Two hosts on one Redis and one PostgreSQL.  Host A dies with its
+ * workers (SIGKILL, no goodbye) while it holds tasks; host B takes them
+ * over once A's worker's liveness key has expired, and finishes all. */
+Test(record, host_dies_other_finishes)
+{
+	struct hp *a = hp_new("hosta"), *b = hp_new("hostb");
+	char ci[512], db[64], agents[1024], key[HIVE_KEY_MAX], id[32];
+	redisContext *c = tu_redis_connect();
+	size_t fa = 0, fb = 0;
+	pid_t wa;
+
+	tu_pg_fresh_db("e2e", db, sizeof(db), ci, sizeof(ci));
+	/* One installation: the same prefix on both hosts. */
+	memcpy(b->prefix, a->prefix, sizeof(b->prefix));
+	agent_conf(agents, sizeof(agents), "wa", NULL);
+	start_hived(a, ci, "host-a", agents);
+	hp_wait(a, &fa, T_LONG, "agent=wa/1", "state=ready", NULL);
+	proto_key_queue(key, sizeof(key), a->prefix, "work", 1);
+	/* A takes the first task and holds it for a while. */
+	submit(c, key, "held", "{\"sleep_ms\": 3000}");
+	hp_wait(a, &fa, T_LONG, "agent=wa/1", "state=busy", NULL);
+	agent_conf(agents, sizeof(agents), "wb", NULL);
+	start_hived(b, ci, "host-b", agents);
+	hp_wait(b, &fb, T_LONG, "agent=wb/1", "state=ready", NULL);
+	for (int i = 0; i < 5; i++) {
+		snprintf(id, sizeof(id), "more-%d", i);
+		submit(c, key, id, "{}");
+	}
+	/* Host A goes: its worker, then hived, both SIGKILLed. */
+	wa = hp_agent_pid(a, "wa/1");
+	cr_assert(wa > 0);
+	kill(wa, SIGKILL);
+	hp_signal(a, SIGKILL);
+	hp_wait_exit(a, T_LONG);
+	wait_sql(b, ci, "SELECT count(*) FROM tasks WHERE state = 'completed'", 6);
+	cr_assert_eq(scalar(ci, "SELECT attempts FROM tasks WHERE id = 'held' "
+	    "AND state = 'completed' AND agent = 'wb/1'"), 2,
+	    "the task A held was finished by B, as attempt 2");
+	cr_assert_eq(scalar(ci, "SELECT count(*) FROM task_states WHERE "
+	    "state = 'completed'"), 6, "each completed once");
+	hp_wait(b, &fb, T_LONG, "reclaim: task=held", "requeued", NULL);
+	stop_ok(b);
+	redisFree(c);
+}
