@@ -52,13 +52,24 @@ struct rc_job {
 	struct sup_reclaim *r;
 	char key[HIVE_KEY_MAX];
 	char consumer[HIVE_AGENT_MAX + HIVE_HOST_MAX + 8];
-	unsigned long long min_idle;
+	uint64_t dead_since_ms;      /* the consumer is dead since then */
 	unsigned deliveries[100];
 	char ids[100][HIVE_ENTRY_ID_MAX + 1];
 	int n;
 };
 
 static void rc_claim_pending(struct rc_job *j);
+
+/* Entries idle for less than the consumer has been dead, measured when
+ * the command is sent, were re-read since by a restarted worker of the
+ * same name: they are its, not ours. */
+static unsigned long long
+rc_min_idle(const struct rc_job *j)
+{
+	uint64_t now = proto_now_ms();
+
+	return now > j->dead_since_ms ? now - j->dead_since_ms : 0;
+}
 
 static void
 rc_ignore_cb(redisAsyncContext *ac, void *r, void *priv)
@@ -320,7 +331,7 @@ rc_pending_cb(redisAsyncContext *ac, void *rp, void *priv)
 		free(j);
 		return;
 	}
-	snprintf(idle, sizeof(idle), "%llu", j->min_idle);
+	snprintf(idle, sizeof(idle), "%llu", rc_min_idle(j));
 	argv[argc++] = "XCLAIM";
 	argv[argc++] = j->key;
 	argv[argc++] = HIVE_GROUP_WORKERS;
@@ -338,7 +349,7 @@ rc_claim_pending(struct rc_job *j)
 {
 	if (rconn_cmd(j->r->rc, rc_pending_cb, j, "XPENDING %s "
 	    HIVE_GROUP_WORKERS " IDLE %llu - + " RC_BATCH " %s", j->key,
-	    j->min_idle, j->consumer) < 0)
+	    rc_min_idle(j), j->consumer) < 0)
 		free(j);
 }
 
@@ -353,7 +364,7 @@ rc_reclaim(struct sup_reclaim *r, const char *key, const char *consumer,
 	j->r = r;
 	snprintf(j->key, sizeof(j->key), "%s", key);
 	snprintf(j->consumer, sizeof(j->consumer), "%s", consumer);
-	j->min_idle = min_idle;
+	j->dead_since_ms = proto_now_ms() - min_idle;
 	rc_claim_pending(j);
 }
 

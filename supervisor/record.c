@@ -225,13 +225,16 @@ out:
 
 /* ---- recovery ---- */
 
+#define SUP_RECOVER_LIMIT 5000   /* RV_LIMIT of recover.c: a full pass */
+
 static void
 recovered_cb(unsigned n, int ok, void *arg)
 {
 	struct sup_record *r = arg;
 
 	r->recovering = 0;
-	r->next_recover = ev_now(r->sup->loop) + (ok ? SUP_RECOVER_EVERY : 5.0);
+	r->next_recover = ev_now(r->sup->loop) + (!ok ? 5.0 :
+	    n >= SUP_RECOVER_LIMIT ? 1.0 : SUP_RECOVER_EVERY);
 }
 
 static void
@@ -248,7 +251,7 @@ maybe_recover(struct sup_record *r)
 		/* Streams vanished under the recorder: Redis lost data (or
 		 * someone deleted keys).  Look as soon as it has caught up. */
 		r->resets_seen = st.resets;
-		r->next_recover = ev_now(r->sup->loop) + 1.0;
+		r->next_recover = ev_now(r->sup->loop) + 3.0;
 		return;
 	}
 	if (!st.caught_up || ev_now(r->sup->loop) < r->next_recover)
@@ -354,7 +357,7 @@ redis_state_cb(struct rconn *rc, int up, void *arg)
 	if (r->redis_was_down) {
 		/* Redis may have come back empty: look soon. */
 		r->redis_was_down = 0;
-		r->next_recover = ev_now(r->sup->loop) + 2.0;
+		r->next_recover = ev_now(r->sup->loop) + 3.0;
 	}
 }
 

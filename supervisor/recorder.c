@@ -988,7 +988,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	struct sup_recorder *rec = priv;
 	redisReply *reply = r;
 	struct rec_batch bt;
-	size_t entries = 0;
+	size_t entries = 0, most = 0;
 	int n;
 
 	rec->reading = 0;
@@ -1015,6 +1015,8 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		    s->element[0]->type != REDIS_REPLY_STRING ||
 		    (si = rec_stream_index(rec, s->element[0]->str)) < 0)
 			continue;
+		if (s->element[1]->elements > most)
+			most = s->element[1]->elements;
 		for (size_t k = 0; k < s->element[1]->elements; k++) {
 			redisReply *e = s->element[1]->element[k];
 			redisReply *f;
@@ -1062,7 +1064,8 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		rec_read(rec);
 		return;
 	}
-	rec->st.caught_up = 0;
+	/* No stream gave a full batch: nothing is waiting behind this one. */
+	rec->st.caught_up = !rec->pending_phase && most < rec->count;
 	if ((n = build_sql(rec, &bt)) < 0)
 		goto oom;
 	batch_free(&bt);
