@@ -287,8 +287,13 @@ wrk_redis_forget(struct wrk *w)
 	if (!r->alive_del_sent) {
 		r->alive_del_sent = true;
 		r->alive_due = 0;
+		/* Only if it is still ours: a new worker of the same name
+		 * (hived restarted, we are finishing our last tasks) may
+		 * already have set it to its own pid. */
 		redisAsyncCommand(r->ac[WRK_CONN_CMD], alive_del_reply, NULL,
-		    "DEL %s", w->alive_key);
+		    "EVAL %s 1 %s %ld", "if redis.call('GET', KEYS[1]) == "
+		    "ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+		    w->alive_key, (long)getpid());
 	}
 	return false;
 }
