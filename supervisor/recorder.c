@@ -717,6 +717,22 @@ sql_tasks(struct sup_recorder *rec, struct rec_batch *bt, struct sbuf *b)
 #undef M
 }
 
+/* "INSERT INTO <table> VALUES <rows> ON CONFLICT DO NOTHING;" when there
+ * are rows: every row a batch writes is keyed, so writing it twice is a
+ * no-op.  Returns 1 if it wrote a statement. */
+static int
+sql_rows(struct sbuf *b, const char *table, const struct sbuf *rows)
+{
+	if (rows->len == 0)
+		return 0;
+	sb_puts(b, "INSERT INTO ");
+	sb_puts(b, table);
+	sb_puts(b, " VALUES ");
+	sb_add(b, rows->p, rows->len);
+	sb_puts(b, " ON CONFLICT DO NOTHING;");
+	return 1;
+}
+
 /*
  * Build the transaction of a batch into rec->sql.  Returns the number of
  * statements besides BEGIN/COMMIT (0: nothing to write, only to ack).
@@ -733,26 +749,13 @@ build_sql(struct sup_recorder *rec, struct rec_batch *bt)
 		sql_tasks(rec, bt, b);
 		n++;
 	}
-	if (bt->states.len > 0) {
-		sb_puts(b, "INSERT INTO task_states (task_id, state, attempt, agent, "
-		    "at, detail, source) VALUES ");
-		sb_add(b, bt->states.p, bt->states.len);
-		sb_puts(b, " ON CONFLICT DO NOTHING;");
-		n++;
-	}
-	if (bt->events.len > 0) {
-		sb_puts(b, "INSERT INTO events (at, kind, host, agent, task_id, pid, "
-		    "reason, source) VALUES ");
-		sb_add(b, bt->events.p, bt->events.len);
-		sb_puts(b, " ON CONFLICT DO NOTHING;");
-		n++;
-	}
-	if (bt->snaps.len > 0) {
-		sb_puts(b, "INSERT INTO memory_snapshots (agent, version, memory, "
-		    "task_id, host, created_at) VALUES ");
-		sb_add(b, bt->snaps.p, bt->snaps.len);
-		sb_puts(b, " ON CONFLICT DO NOTHING;");
-		sb_printf(b, "DELETE FROM memory_snapshots m USING (SELECT agent, "
+	n += sql_rows(b, "task_states (task_id, state, attempt, agent, at, "
+	    "detail, source)", &bt->states);
+	n += sql_rows(b, "events (at, kind, host, agent, task_id, pid, reason, "
+	    "source)", &bt->events);
+	if (sql_rows(b, "memory_snapshots (agent, version, memory, task_id, "
+	    "host, created_at)", &bt->snaps)) {
+		sb_puts(b, "DELETE FROM memory_snapshots m USING (SELECT agent, "
 		    "max(version) AS top FROM memory_snapshots WHERE agent IN (");
 		sb_add(b, bt->snap_agents.p, bt->snap_agents.len);
 		sb_printf(b, ") GROUP BY agent) x WHERE m.agent = x.agent AND "
