@@ -47,6 +47,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/adapters/libev.h>
 
+#include "benchutil.h"
 #include "hive_proto.h"
 
 #define PACE_S      0.001    /* the pacing timer's period */
@@ -83,28 +84,6 @@ struct lat_stats {
 static const char *redis_host, *redis_port, *redis_sock;
 static int use_sock;
 
-static void __attribute__((noreturn, format(printf, 1, 2)))
-die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "bench_latency: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-static double
-mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int64_t
 now_us(void)
 {
@@ -123,24 +102,8 @@ connect_sync(void)
 	    redisConnect(redis_host, atoi(redis_port));
 
 	if (c == NULL || c->err)
-		die("connect to redis: %s", c ? c->errstr : "out of memory");
+		bench_die("connect to redis: %s", c ? c->errstr : "out of memory");
 	return c;
-}
-
-static void
-cmd(redisContext *c, const char *fmt, ...)
-{
-	va_list ap;
-	redisReply *r;
-
-	va_start(ap, fmt);
-	r = redisvCommand(c, fmt, ap);
-	va_end(ap);
-	if (r == NULL)
-		die("redis: %s", c->errstr);
-	if (r->type == REDIS_REPLY_ERROR)
-		die("redis: %s", r->str);
-	freeReplyObject(r);
 }
 
 static redisAsyncContext *
@@ -150,7 +113,7 @@ connect_async(struct ev_loop *loop)
 	    redisAsyncConnect(redis_host, atoi(redis_port));
 
 	if (ac == NULL || ac->err)
-		die("connect to redis: %s", ac ? ac->errstr : "out of memory");
+		bench_die("connect to redis: %s", ac ? ac->errstr : "out of memory");
 	redisLibevAttach(loop, ac);
 	return ac;
 }
@@ -188,7 +151,7 @@ encode_task(struct lat_run *r, int i, int64_t t)
 	m.reply_to = HIVE_STR(r->reply);
 	msgpack_sbuffer_clear(&r->sb);
 	if (proto_encode_task(&r->sb, &m, &err) == -1)
-		die("encode task: %s", proto_strerror(&err, why, sizeof(why)));
+		bench_die("encode task: %s", proto_strerror(&err, why, sizeof(why)));
 }
 
 /* What the raw consumer publishes: a result like a worker's, with
@@ -220,7 +183,7 @@ encode_result(msgpack_sbuffer *sb, struct hive_str id, int64_t t)
 	m.started_ms = m.finished_ms = (uint64_t)t / 1000;
 	msgpack_sbuffer_clear(sb);
 	if (proto_encode_result(sb, &m, &err) == -1)
-		die("encode result: %s", proto_strerror(&err, why, sizeof(why)));
+		bench_die("encode result: %s", proto_strerror(&err, why, sizeof(why)));
 }
 
 /* Index of a task id "<tag>-<i>" of this run, or -1. */
@@ -290,11 +253,11 @@ check_cb(redisAsyncContext *ac, void *reply, void *priv)
 
 	if (rep == NULL) {
 		if (!r->closing)
-			die("redis: connection lost: %s", ac->errstr);
+			bench_die("redis: connection lost: %s", ac->errstr);
 		return;
 	}
 	if (rep->type == REDIS_REPLY_ERROR)
-		die("redis: %s", rep->str);
+		bench_die("redis: %s", rep->str);
 }
 
 static void
@@ -323,7 +286,7 @@ static void
 pace_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct lat_run *r = w->data;
-	double now = mono_s();
+	double now = bench_mono_s();
 	long due = (long)((now - r->t0) * r->rate) + 1;
 
 	if (due > r->n)
@@ -344,8 +307,8 @@ watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct lat_run *r = w->data;
 
-	if (mono_s() - r->progress > STALL_S)
-		die("%s run: no result for %.0f s (%d of %d; sent %d): is the "
+	if (bench_mono_s() - r->progress > STALL_S)
+		bench_die("%s run: no result for %.0f s (%d of %d; sent %d): is the "
 		    "worker running?", r->kind == LAT_RAW ? "raw" : "worker",
 		    STALL_S, r->got, r->n, r->sent);
 }
@@ -364,11 +327,11 @@ read_cb(redisAsyncContext *ac, void *reply, void *priv)
 
 	if (rep == NULL) {
 		if (!r->closing)
-			die("redis: XREAD: connection lost: %s", ac->errstr);
+			bench_die("redis: XREAD: connection lost: %s", ac->errstr);
 		return;
 	}
 	if (rep->type == REDIS_REPLY_ERROR)
-		die("redis: XREAD: %s", rep->str);
+		bench_die("redis: XREAD: %s", rep->str);
 	if ((entries = reply_entries(rep)) != NULL) {
 		for (size_t k = 0; k < entries->elements; k++) {
 			const redisReply *e = entries->element[k];
@@ -377,10 +340,10 @@ read_cb(redisAsyncContext *ac, void *reply, void *priv)
 			snprintf(r->last, sizeof(r->last), "%s",
 			    e->element[0]->str);
 			if (proto_decode_result(m->str, m->len, &res, &err) == -1)
-				die("result %s: %s", r->last,
+				bench_die("result %s: %s", r->last,
 				    proto_strerror(&err, why, sizeof(why)));
 			if (res.status != HIVE_STATUS_OK)
-				die("task %.*s failed: %.*s", (int)res.id.len,
+				bench_die("task %.*s failed: %.*s", (int)res.id.len,
 				    res.id.ptr, (int)res.error.len, res.error.ptr);
 			if ((i = task_index(r, res.id)) >= 0 && r->done_us[i] == 0) {
 				const msgpack_object *o = &res.result;
@@ -395,10 +358,10 @@ read_cb(redisAsyncContext *ac, void *reply, void *priv)
 						r->start_us[i] = (int64_t)kv->val.via.u64;
 				}
 				if (r->start_us[i] == 0)
-					die("result of %.*s has no recv_us",
+					bench_die("result of %.*s has no recv_us",
 					    (int)res.id.len, res.id.ptr);
 				r->got++;
-				r->progress = mono_s();
+				r->progress = bench_mono_s();
 			}
 			proto_result_clear(&res);
 		}
@@ -432,11 +395,11 @@ consume_cb(redisAsyncContext *ac, void *reply, void *priv)
 
 	if (rep == NULL) {
 		if (!r->closing)
-			die("redis: XREADGROUP: connection lost: %s", ac->errstr);
+			bench_die("redis: XREADGROUP: connection lost: %s", ac->errstr);
 		return;
 	}
 	if (rep->type == REDIS_REPLY_ERROR)
-		die("redis: XREADGROUP: %s", rep->str);
+		bench_die("redis: XREADGROUP: %s", rep->str);
 	msgpack_sbuffer_init(&out);
 	if ((entries = reply_entries(rep)) != NULL) {
 		for (size_t k = 0; k < entries->elements; k++) {
@@ -444,7 +407,7 @@ consume_cb(redisAsyncContext *ac, void *reply, void *priv)
 			if ((m = entry_msg(e)) == NULL)
 				continue;
 			if (proto_decode_task(m->str, m->len, &task, &err) == -1)
-				die("task %s: %s", e->element[0]->str,
+				bench_die("task %s: %s", e->element[0]->str,
 				    proto_strerror(&err, why, sizeof(why)));
 			encode_result(&out, task.id, t);
 			redisAsyncCommand(ac, check_cb, r, "MULTI");
@@ -489,7 +452,7 @@ stats(const int64_t *from, const int64_t *to, int n)
 	int i50, i99;
 
 	if (d == NULL)
-		die("out of memory");
+		bench_die("out of memory");
 	for (int i = 0; i < n; i++)
 		d[i] = to[i] - from[i];
 	qsort(d, (size_t)n, sizeof(*d), cmp_i64);
@@ -517,7 +480,7 @@ run_paced(struct lat_run *r, struct lat_stats *start, struct lat_stats *result)
 	r->start_us = calloc((size_t)r->n, sizeof(int64_t));
 	r->done_us = calloc((size_t)r->n, sizeof(int64_t));
 	if (r->loop == NULL || !r->sent_us || !r->start_us || !r->done_us)
-		die("out of memory");
+		bench_die("out of memory");
 	msgpack_sbuffer_init(&r->sb);
 	snprintf(r->last, sizeof(r->last), "0-0");
 	r->sub = connect_async(r->loop);
@@ -540,7 +503,7 @@ run_paced(struct lat_run *r, struct lat_stats *start, struct lat_stats *result)
 	ev_timer_init(&r->watchdog, watchdog_cb, 1., 1.);
 	r->watchdog.data = r;
 	ev_now_update(r->loop);
-	r->t0 = r->progress = mono_s();
+	r->t0 = r->progress = bench_mono_s();
 	ev_timer_start(r->loop, &r->pace);
 	ev_timer_start(r->loop, &r->watchdog);
 	pace_cb(r->loop, &r->pace, 0);      /* task 0 at t0 */
@@ -579,7 +542,7 @@ start_worker(const char *prefix, const char *conc)
 	else
 		snprintf(redis, sizeof(redis), "%s:%s", redis_host, redis_port);
 	if ((pid = fork()) == -1)
-		die("fork: %s", strerror(errno));
+		bench_die("fork: %s", strerror(errno));
 	if (pid == 0) {
 		execl(getenv("HIVE_WORKER"), "hive-worker", "--agent", "lat",
 		    "--capabilities", "lat", "--mode", "stream", "--concurrency",
@@ -597,7 +560,7 @@ stop_worker(pid_t pid)
 
 	kill(pid, SIGTERM);
 	if (waitpid(pid, &st, 0) == -1)
-		die("waitpid: %s", strerror(errno));
+		bench_die("waitpid: %s", strerror(errno));
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		fprintf(stderr, "bench_latency: worker exit status %#x\n", st);
 }
@@ -613,20 +576,20 @@ warm_up(redisContext *c, struct lat_run *r)
 	msgpack_sbuffer_init(&r->sb);
 	for (int i = 0; i < WARMUP; i++) {
 		encode_task(r, i, now_us());
-		cmd(c, "XADD %s * m %b", r->queue, r->sb.data, r->sb.size);
+		bench_cmd(c, "XADD %s * m %b", r->queue, r->sb.data, r->sb.size);
 		rep = redisCommand(c, "XREAD COUNT 1 BLOCK 30000 STREAMS %s %s",
 		    r->reply, last);
 		if (rep == NULL)
-			die("XREAD: %s", c->errstr);
+			bench_die("XREAD: %s", c->errstr);
 		if ((entries = reply_entries(rep)) == NULL ||
 		    entries->elements != 1)
-			die("warm-up: no result for 30 s: is the worker running?");
+			bench_die("warm-up: no result for 30 s: is the worker running?");
 		snprintf(last, sizeof(last), "%s",
 		    entries->element[0]->element[0]->str);
 		freeReplyObject(rep);
 	}
 	msgpack_sbuffer_destroy(&r->sb);
-	cmd(c, "DEL %s", r->reply);
+	bench_cmd(c, "DEL %s", r->reply);
 }
 
 int
@@ -654,13 +617,13 @@ main(int argc, char **argv)
 		}
 	}
 	if (n < 1 || rate < 1 || rate > 1000000)
-		die("-n and -r must be positive (-r at most 1000000)");
+		bench_die("-n and -r must be positive (-r at most 1000000)");
 	redis_host = getenv("HIVE_TEST_REDIS_HOST");
 	redis_port = getenv("HIVE_TEST_REDIS_PORT");
 	redis_sock = getenv("HIVE_TEST_REDIS_SOCK");
 	if (!redis_host || !redis_port || !getenv("HIVE_WORKER") ||
 	    !getenv("HIVE_STAMP") || (use_sock && !redis_sock))
-		die("environment: run it through bench/run");
+		bench_die("environment: run it through bench/run");
 	signal(SIGPIPE, SIG_IGN);
 	c = connect_sync();
 	snprintf(prefix, sizeof(prefix), "benchlat%ld", (long)getpid());
@@ -674,9 +637,9 @@ main(int argc, char **argv)
 	snprintf(raw.queue, sizeof(raw.queue), "%s:rawq", prefix);
 	snprintf(raw.results, sizeof(raw.results), "%s:rawresults", prefix);
 	snprintf(raw.reply, sizeof(raw.reply), HIVE_REPLY_PREFIX "%s-raw", prefix);
-	cmd(c, "XGROUP CREATE %s g $ MKSTREAM", raw.queue);
+	bench_cmd(c, "XGROUP CREATE %s g $ MKSTREAM", raw.queue);
 	raw_rate = run_paced(&raw, &rs, &rr);
-	cmd(c, "DEL %s %s %s", raw.queue, raw.results, raw.reply);
+	bench_cmd(c, "DEL %s %s %s", raw.queue, raw.results, raw.reply);
 
 	/* The worker. */
 	memset(&wk, 0, sizeof(wk));
@@ -711,9 +674,9 @@ main(int argc, char **argv)
 	printf("latency.result.max: %.3f ms (raw redis %.3f ms)\n", wr.max, rr.max);
 	fflush(stdout);
 
-	cmd(c, "EVAL %s 0 %s", "for _,k in ipairs(redis.call('KEYS', ARGV[1]..'*')) "
+	bench_cmd(c, "EVAL %s 0 %s", "for _,k in ipairs(redis.call('KEYS', ARGV[1]..'*')) "
 	    "do redis.call('DEL', k) end return 0", prefix);
-	cmd(c, "DEL %s", wk.reply);
+	bench_cmd(c, "DEL %s", wk.reply);
 	redisFree(c);
 	return 0;
 }

@@ -59,6 +59,7 @@
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 
+#include "benchutil.h"
 #include "hive_proto.h"
 #include "log.h"
 #include "pg.h"
@@ -73,28 +74,6 @@
 
 static const char *redis_host, *redis_port;
 static char conninfo[1024];
-
-static void __attribute__((noreturn, format(printf, 1, 2)))
-die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "bench_recorder: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-static double
-mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static double
 tv_s(struct timeval tv)
@@ -165,7 +144,7 @@ redis_connect(void)
 	redisContext *c = redisConnect(redis_host, atoi(redis_port));
 
 	if (c == NULL || c->err)
-		die("connect to redis: %s", c ? c->errstr : "out of memory");
+		bench_die("connect to redis: %s", c ? c->errstr : "out of memory");
 	return c;
 }
 
@@ -179,9 +158,9 @@ rcmd(redisContext *c, const char *fmt, ...)
 	r = redisvCommand(c, fmt, ap);
 	va_end(ap);
 	if (r == NULL)
-		die("redis: %s", c->errstr);
+		bench_die("redis: %s", c->errstr);
 	if (r->type == REDIS_REPLY_ERROR)
-		die("redis: %s", r->str);
+		bench_die("redis: %s", r->str);
 	freeReplyObject(r);
 }
 
@@ -191,7 +170,7 @@ pg_connect(const char *ci)
 	PGconn *pc = PQconnectdb(ci);
 
 	if (PQstatus(pc) != CONNECTION_OK)
-		die("connect to postgres: %s", PQerrorMessage(pc));
+		bench_die("connect to postgres: %s", PQerrorMessage(pc));
 	return pc;
 }
 
@@ -202,7 +181,7 @@ pexec(PGconn *pc, const char *sql)
 
 	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
 	    PQresultStatus(res) != PGRES_TUPLES_OK)
-		die("%s: %s", sql, PQerrorMessage(pc));
+		bench_die("%s: %s", sql, PQerrorMessage(pc));
 	PQclear(res);
 }
 
@@ -219,7 +198,7 @@ pscalar(PGconn *pc, const char *fmt, ...)
 	va_end(ap);
 	res = PQexec(pc, sql);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-		die("%s: %s", sql, PQerrorMessage(pc));
+		bench_die("%s: %s", sql, PQerrorMessage(pc));
 	v = PQgetisnull(res, 0, 0) ? -1 : atol(PQgetvalue(res, 0, 0));
 	PQclear(res);
 	return v;
@@ -257,7 +236,7 @@ encode_task(msgpack_sbuffer *sb, const char *tag, int i, uint64_t ms)
 	t.attempt = 1;
 	t.created_ms = ms;
 	if (proto_encode_task(sb, &t, &err) == -1)
-		die("encode task: %s", proto_strerror(&err, why, sizeof(why)));
+		bench_die("encode task: %s", proto_strerror(&err, why, sizeof(why)));
 }
 
 /* Its result as a worker running the echo handler publishes it. */
@@ -282,7 +261,7 @@ encode_result(msgpack_sbuffer *sb, const char *tag, int i, uint64_t ms)
 	r.started_ms = ms;
 	r.finished_ms = ms + 1;
 	if (proto_encode_result(sb, &r, &err) == -1)
-		die("encode result: %s", proto_strerror(&err, why, sizeof(why)));
+		bench_die("encode result: %s", proto_strerror(&err, why, sizeof(why)));
 }
 
 /* XADD n tasks (results: 0) or n results (1) to key, pipelined. */
@@ -307,9 +286,9 @@ fill(redisContext *c, const char *key, const char *tag, int n, int results)
 		}
 		for (int j = 0; j < m; j++) {
 			if (redisGetReply(c, (void **)&r) != REDIS_OK)
-				die("XADD: %s", c->errstr);
+				bench_die("XADD: %s", c->errstr);
 			if (r->type == REDIS_REPLY_ERROR)
-				die("XADD: %s", r->str);
+				bench_die("XADD: %s", r->str);
 			freeReplyObject(r);
 		}
 	}
@@ -340,13 +319,13 @@ migrate(void)
 	int migrated = 0;
 
 	if (loop == NULL || (pg = sup_pg_new(loop, conninfo, NULL, NULL)) == NULL)
-		die("out of memory");
+		bench_die("out of memory");
 	if (sup_migrate(pg, on_migrated, &migrated) == -1)
-		die("migrate: out of memory");
+		bench_die("migrate: out of memory");
 	while (migrated == 0)
 		ev_run(loop, EVRUN_ONCE);
 	if (migrated != 1)
-		die("schema migration failed (see the log above)");
+		bench_die("schema migration failed (see the log above)");
 	sup_pg_free(pg);
 	ev_loop_destroy(loop);
 }
@@ -356,7 +335,7 @@ poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct rec_wait *rw = w->data;
 	struct sup_recorder_stats st;
-	double now = mono_s();
+	double now = bench_mono_s();
 
 	sup_recorder_stats(rw->rec, &st);
 	if (st.entries != rw->last) {
@@ -367,7 +346,7 @@ poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		rw->done = 1;
 		ev_break(loop, EVBREAK_ONE);
 	} else if (now - rw->progress > STALL_S)
-		die("recorder: no progress for %.0f s (%" PRIu64 " of %" PRIu64
+		bench_die("recorder: no progress for %.0f s (%" PRIu64 " of %" PRIu64
 		    " entries)", STALL_S, st.entries, rw->want);
 }
 
@@ -391,7 +370,7 @@ record_all(const char *prefix, unsigned batch, uint64_t want,
 	double t0, t1;
 
 	if (loop == NULL)
-		die("out of memory");
+		bench_die("out of memory");
 	snprintf(redis, sizeof(redis), "%s:%s", redis_host, redis_port);
 	memset(&o, 0, sizeof(o));
 	o.redis = redis;
@@ -403,20 +382,20 @@ record_all(const char *prefix, unsigned batch, uint64_t want,
 
 	/* PostgreSQL connected before the clock starts: hived's is too. */
 	if ((pg = sup_pg_new(loop, conninfo, NULL, NULL)) == NULL)
-		die("out of memory");
+		bench_die("out of memory");
 	while (!sup_pg_is_up(pg))
 		ev_run(loop, EVRUN_ONCE);
 
 	*cpu_rec = self_cpu_s();
 	*cpu_pg = pg_cpu_s();
-	t0 = rw.progress = mono_s();
+	t0 = rw.progress = bench_mono_s();
 	if ((rw.rec = sup_recorder_new(loop, pg, &o)) == NULL)
-		die("sup_recorder_new failed");
+		bench_die("sup_recorder_new failed");
 	ev_timer_init(&poll, poll_cb, POLL_S, POLL_S);
 	poll.data = &rw;
 	ev_timer_start(loop, &poll);
 	ev_run(loop, 0);
-	t1 = mono_s();
+	t1 = bench_mono_s();
 	*cpu_rec = self_cpu_s() - *cpu_rec;
 	*cpu_pg = *cpu_pg < 0 ? -1 : pg_cpu_s() - *cpu_pg;
 	ev_timer_stop(loop, &poll);
@@ -439,7 +418,7 @@ check_record(PGconn *pc, const char *tag, int n)
 	states = pscalar(pc, "SELECT count(*) FROM task_states WHERE task_id "
 	    "LIKE '%s-%%'", tag);
 	if (done != n || states != 3L * n)
-		die("record of %s: %ld of %d tasks completed, %ld of %ld states",
+		bench_die("record of %s: %ld of %d tasks completed, %ld of %ld states",
 		    tag, done, n, states, 3L * n);
 }
 
@@ -457,7 +436,7 @@ sb_add(struct sbuf *b, const char *s, size_t n)
 		while (b->len + n > b->cap)
 			b->cap = b->cap ? b->cap * 2 : 1 << 20;
 		if ((b->p = realloc(b->p, b->cap)) == NULL)
-			die("out of memory");
+			bench_die("out of memory");
 	}
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
@@ -474,7 +453,7 @@ sb_printf(struct sbuf *b, const char *fmt, ...)
 	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(tmp))
-		die("row too long");
+		bench_die("row too long");
 	sb_add(b, tmp, (size_t)n);
 }
 
@@ -497,18 +476,18 @@ copy_rows(PGconn *pc, const char *sql, const struct sbuf *rows)
 	PGresult *res = PQexec(pc, sql);
 
 	if (PQresultStatus(res) != PGRES_COPY_IN)
-		die("%s: %s", sql, PQerrorMessage(pc));
+		bench_die("%s: %s", sql, PQerrorMessage(pc));
 	PQclear(res);
 	for (size_t off = 0; off < rows->len; off += COPY_CHUNK) {
 		size_t n = rows->len - off < COPY_CHUNK ? rows->len - off : COPY_CHUNK;
 		if (PQputCopyData(pc, rows->p + off, (int)n) != 1)
-			die("PQputCopyData: %s", PQerrorMessage(pc));
+			bench_die("PQputCopyData: %s", PQerrorMessage(pc));
 	}
 	if (PQputCopyEnd(pc, NULL) != 1)
-		die("PQputCopyEnd: %s", PQerrorMessage(pc));
+		bench_die("PQputCopyEnd: %s", PQerrorMessage(pc));
 	while ((res = PQgetResult(pc)) != NULL) {
 		if (PQresultStatus(res) != PGRES_COMMAND_OK)
-			die("COPY: %s", PQerrorMessage(pc));
+			bench_die("COPY: %s", PQerrorMessage(pc));
 		PQclear(res);
 	}
 }
@@ -560,7 +539,7 @@ copy_ceiling(PGconn *pc, const char *qkey, const char *rkey, const char *tag,
 	}
 	msgpack_sbuffer_destroy(&sb);
 
-	t0 = mono_s();
+	t0 = bench_mono_s();
 	pexec(pc, "BEGIN");
 	copy_rows(pc, "COPY bench_copy_tasks (id, stream, entry, state, attempts, "
 	    "agent, workflow, message, result, error, created_at, updated_at, "
@@ -568,11 +547,11 @@ copy_ceiling(PGconn *pc, const char *qkey, const char *rkey, const char *tag,
 	copy_rows(pc, "COPY bench_copy_states (task_id, state, attempt, agent, at, "
 	    "detail, source) FROM STDIN", &states);
 	pexec(pc, "COMMIT");
-	t1 = mono_s();
+	t1 = bench_mono_s();
 
 	if (pscalar(pc, "SELECT count(*) FROM bench_copy_tasks") != n ||
 	    pscalar(pc, "SELECT count(*) FROM bench_copy_states") != 3L * n)
-		die("COPY: rows missing");
+		bench_die("COPY: rows missing");
 	pexec(pc, "DROP TABLE bench_copy_tasks, bench_copy_states");
 	free(tasks.p);
 	free(states.p);
@@ -589,7 +568,7 @@ start_worker(const char *prefix, const char *conc)
 
 	snprintf(redis, sizeof(redis), "%s:%s", redis_host, redis_port);
 	if ((pid = fork()) == -1)
-		die("fork: %s", strerror(errno));
+		bench_die("fork: %s", strerror(errno));
 	if (pid == 0) {
 		execl(getenv("HIVE_WORKER"), "hive-worker", "--agent", "bench",
 		    "--capabilities", "bench", "--mode", "stream", "--concurrency",
@@ -609,7 +588,7 @@ stop_child(pid_t pid, const char *what)
 
 	kill(pid, SIGTERM);
 	if (wait4(pid, &st, 0, &ru) == -1)
-		die("wait4: %s", strerror(errno));
+		bench_die("wait4: %s", strerror(errno));
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		fprintf(stderr, "bench_recorder: %s exit status %#x\n", what, st);
 	return tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
@@ -627,9 +606,9 @@ await_results(redisContext *c, const char *key, char *last, size_t lastlen,
 		r = redisCommand(c, "XREAD COUNT 1000 BLOCK 30000 STREAMS %s %s",
 		    key, last);
 		if (r == NULL)
-			die("XREAD: %s", c->errstr);
+			bench_die("XREAD: %s", c->errstr);
 		if (r->type != REDIS_REPLY_ARRAY)
-			die("results: none for 30 s: is the worker running?");
+			bench_die("results: none for 30 s: is the worker running?");
 		entries = r->element[0]->element[1];
 		got += (int)entries->elements;
 		snprintf(last, lastlen, "%s",
@@ -662,7 +641,7 @@ start_recorder(const char *prefix, int close1, int close2)
 
 	fflush(NULL);
 	if ((pid = fork()) == -1)
-		die("fork: %s", strerror(errno));
+		bench_die("fork: %s", strerror(errno));
 	if (pid > 0)
 		return pid;
 	close(close1);
@@ -693,10 +672,10 @@ static void
 await_record(PGconn *pc, const char *tag, int n)
 {
 	struct timespec ts = { 0, (long)(POLL_S * 1e9) };
-	double deadline = mono_s() + 300;
+	double deadline = bench_mono_s() + 300;
 	long v;
 
-	while (mono_s() < deadline) {
+	while (bench_mono_s() < deadline) {
 		v = pscalar(pc, "SELECT count(*) FROM tasks WHERE id = '%s-%d' "
 		    "AND state = 'completed'", tag, n - 1);
 		if (v == 1 &&
@@ -705,7 +684,7 @@ await_record(PGconn *pc, const char *tag, int n)
 			return;
 		nanosleep(&ts, NULL);
 	}
-	die("record of %s: not complete after 300 s", tag);
+	bench_die("record of %s: not complete after 300 s", tag);
 }
 
 /*
@@ -736,13 +715,13 @@ e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
 		await_record(pc, warm, 1);
 	}
 	*cpu_pg = pg_cpu_s();
-	t0 = mono_s();
+	t0 = bench_mono_s();
 	fill(c, q, tag, n, 0);
 	await_results(c, res, last, sizeof(last), n);
-	*to_result = n / (mono_s() - t0);
+	*to_result = n / (bench_mono_s() - t0);
 	if (record) {
 		await_record(pc, tag, n);
-		*to_record = n / (mono_s() - t0);
+		*to_record = n / (bench_mono_s() - t0);
 		*cpu_pg = *cpu_pg < 0 ? -1 : pg_cpu_s() - *cpu_pg;
 		check_record(pc, tag, n);
 		*cpu_rec = stop_child(r, "recorder");
@@ -782,9 +761,9 @@ main(int argc, char **argv)
 	pgbase = getenv("HIVE_TEST_PG");
 	if (!redis_host || !redis_port || !pgbase ||
 	    (ne > 0 && (!getenv("HIVE_WORKER") || !getenv("HIVE_ECHO"))))
-		die("environment: run it through bench/run");
+		bench_die("environment: run it through bench/run");
 	if (n < 1 || ne < 0)
-		die("-n must be positive, -e not negative");
+		bench_die("-n must be positive, -e not negative");
 	signal(SIGPIPE, SIG_IGN);
 	log_init("bench_recorder", 0);
 

@@ -35,6 +35,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "benchutil.h"
 #include "hive_proto.h"
 
 #define BATCH 1000
@@ -43,22 +44,6 @@
 static const char *redis_host, *redis_port, *redis_sock;
 static int use_sock;
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void __attribute__((noreturn))
-die(const char *what, const char *why)
-{
-	fprintf(stderr, "bench_worker: %s: %s\n", what, why);
-	exit(1);
-}
-
 static redisContext *
 connect_redis(void)
 {
@@ -66,22 +51,8 @@ connect_redis(void)
 	    redisConnect(redis_host, atoi(redis_port));
 
 	if (c == NULL || c->err)
-		die("connect to redis", c ? c->errstr : "out of memory");
+		bench_die("connect to redis: %s", c ? c->errstr : "out of memory");
 	return c;
-}
-
-static void
-cmd(redisContext *c, const char *fmt, ...)
-{
-	va_list ap;
-	redisReply *r;
-
-	va_start(ap, fmt);
-	r = redisvCommand(c, fmt, ap);
-	va_end(ap);
-	if (r == NULL)
-		die("redis", c->errstr);
-	freeReplyObject(r);
 }
 
 /* One encoded task, id "<tag><i>", payload {"n": i}. */
@@ -111,7 +82,7 @@ encode_task(msgpack_sbuffer *sb, const char *tag, int i)
 	t.attempt = 1;
 	msgpack_sbuffer_clear(sb);
 	if (proto_encode_task(sb, &t, &err) == -1)
-		die("encode task", proto_strerror(&err, why, sizeof(why)));
+		bench_die("encode task: %s", proto_strerror(&err, why, sizeof(why)));
 }
 
 /* XADD n tasks to key in pipelined batches. */
@@ -131,7 +102,7 @@ submit(redisContext *c, const char *key, const char *tag, int n)
 		}
 		for (int j = 0; j < m; j++) {
 			if (redisGetReply(c, (void **)&r) != REDIS_OK)
-				die("XADD", c->errstr);
+				bench_die("XADD: %s", c->errstr);
 			freeReplyObject(r);
 		}
 	}
@@ -149,9 +120,9 @@ await_results(redisContext *c, const char *key, char *last, int n)
 		r = redisCommand(c, "XREAD COUNT 1000 BLOCK 30000 STREAMS %s %s",
 		    key, last);
 		if (r == NULL)
-			die("XREAD", c->errstr);
+			bench_die("XREAD: %s", c->errstr);
 		if (r->type != REDIS_REPLY_ARRAY)
-			die("results", "none for 30 s: is the worker running?");
+			bench_die("results: %s", "none for 30 s: is the worker running?");
 		entries = r->element[0]->element[1];
 		got += (int)entries->elements;
 		snprintf(last, 64, "%s",
@@ -171,14 +142,14 @@ redis_ceiling(redisContext *c, const char *prefix, int n)
 	int done = 0;
 
 	snprintf(key, sizeof(key), "%s:ceiling", prefix);
-	cmd(c, "XGROUP CREATE %s g 0 MKSTREAM", key);
-	t0 = now_s();
+	bench_cmd(c, "XGROUP CREATE %s g 0 MKSTREAM", key);
+	t0 = bench_mono_s();
 	submit(c, key, "c", n);
 	while (done < n) {
 		r = redisCommand(c, "XREADGROUP GROUP g c COUNT 64 STREAMS %s >",
 		    key);
 		if (r == NULL || r->type != REDIS_REPLY_ARRAY)
-			die("XREADGROUP", c->errstr);
+			bench_die("XREADGROUP: %s", c->errstr);
 		entries = r->element[0]->element[1];
 		argv[0] = "XACK";
 		argv[1] = key;
@@ -190,8 +161,8 @@ redis_ceiling(redisContext *c, const char *prefix, int n)
 		    argv, NULL));
 		freeReplyObject(r);
 	}
-	t1 = now_s();
-	cmd(c, "DEL %s", key);
+	t1 = bench_mono_s();
+	bench_cmd(c, "DEL %s", key);
 	return n / (t1 - t0);
 }
 
@@ -206,7 +177,7 @@ start_worker(const char *prefix, const char *mode, const char *conc)
 	else
 		snprintf(redis, sizeof(redis), "%s:%s", redis_host, redis_port);
 	if ((pid = fork()) == -1)
-		die("fork", strerror(errno));
+		bench_die("fork: %s", strerror(errno));
 	if (pid == 0) {
 		execl(getenv("HIVE_WORKER"), "hive-worker", "--agent", "bench",
 		    "--capabilities", "bench", "--mode", mode, "--concurrency",
@@ -239,7 +210,7 @@ proc_cpu(pid_t pid)
 
 	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
 	if ((f = fopen(path, "re")) == NULL)
-		die("open", path);
+		bench_die("open: %s", path);
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = '\0';
@@ -248,7 +219,7 @@ proc_cpu(pid_t pid)
 	if ((p = strrchr(buf, ')')) == NULL ||
 	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
 	    &ut, &st) != 2)
-		die("parse", path);
+		bench_die("parse: %s", path);
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
@@ -262,15 +233,15 @@ fork_loop(int n)
 	int in[2], out[2], st, len;
 	pid_t pid;
 
-	t0 = now_s();
+	t0 = bench_mono_s();
 	for (int i = 0; i < n; i++) {
 		len = snprintf(line, sizeof(line), "{\"id\":\"f%d\",\"attempt\":1,"
 		    "\"agent\":\"bench/1\",\"payload\":{\"n\":%d},\"memory\":{}}\n",
 		    i, i);
 		if (pipe(in) == -1 || pipe(out) == -1)
-			die("pipe", strerror(errno));
+			bench_die("pipe: %s", strerror(errno));
 		if ((pid = fork()) == -1)
-			die("fork", strerror(errno));
+			bench_die("fork: %s", strerror(errno));
 		if (pid == 0) {
 			dup2(in[0], 0);
 			dup2(out[1], 1);
@@ -281,14 +252,14 @@ fork_loop(int n)
 		close(in[0]);
 		close(out[1]);
 		if (write(in[1], line, (size_t)len) != len)
-			die("write", strerror(errno));
+			bench_die("write: %s", strerror(errno));
 		close(in[1]);
 		while (read(out[0], buf, sizeof(buf)) > 0)
 			;
 		close(out[0]);
 		waitpid(pid, &st, 0);
 	}
-	return now_s() - t0;
+	return bench_mono_s() - t0;
 }
 
 struct run {
@@ -322,10 +293,10 @@ worker_run(redisContext *c, const char *prefix, const char *mode,
 			out->fork_secs += fork_loop(m);
 		snprintf(tag, sizeof(tag), "t%d-", r);
 		cpu0 = proc_cpu(w);
-		t0 = now_s();
+		t0 = bench_mono_s();
 		submit(c, q, tag, m);
 		await_results(c, results, last, m);
-		out->secs += now_s() - t0;
+		out->secs += bench_mono_s() - t0;
 		out->cpu += proc_cpu(w) - cpu0;
 	}
 	stop_worker(w);
@@ -358,7 +329,7 @@ main(int argc, char **argv)
 	redis_sock = getenv("HIVE_TEST_REDIS_SOCK");
 	if (!redis_host || !redis_port || !getenv("HIVE_WORKER") ||
 	    !getenv("HIVE_ECHO") || (use_sock && !redis_sock))
-		die("environment", "run it through bench/worker.sh");
+		bench_die("environment: %s", "run it through bench/worker.sh");
 	signal(SIGPIPE, SIG_IGN);
 	c = connect_redis();
 
@@ -387,7 +358,7 @@ main(int argc, char **argv)
 	printf("worker.exec.cpu: %.0f us/task (the worker process only, its "
 	    "handlers excluded)\n", 1e6 * re.cpu / ne);
 
-	cmd(c, "EVAL %s 0 %s", "for _,k in ipairs(redis.call('KEYS', ARGV[1]..'*')) "
+	bench_cmd(c, "EVAL %s 0 %s", "for _,k in ipairs(redis.call('KEYS', ARGV[1]..'*')) "
 	    "do redis.call('DEL', k) end return 0", "bench");
 	redisFree(c);
 	return 0;

@@ -38,6 +38,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "benchutil.h"
 #include "hive_proto.h"
 
 #define AGENTS8 8
@@ -61,19 +62,6 @@ now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void __attribute__((noreturn, format(printf, 1, 2)))
-die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "bench_restart: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
 }
 
 static int
@@ -164,7 +152,7 @@ bench_fork(int n)
 			_exit(127);
 		}
 		if (pid < 0 || waitpid(pid, &st, 0) != pid)
-			die("fork: %s", strerror(errno));
+			bench_die("fork: %s", strerror(errno));
 		v[i] = now_ms() - t0;
 	}
 	report("fork_exec_wait", v, (size_t)n);
@@ -181,7 +169,7 @@ write_conf(struct run *r, const char *agents, int nagents, int instances)
 	FILE *f = fopen(r->conf, "w");
 
 	if (f == NULL)
-		die("%s: %s", r->conf, strerror(errno));
+		bench_die("%s: %s", r->conf, strerror(errno));
 	fprintf(f,
 	    "[hive]\nredis = %s:%s\nprefix = %s\nworker = %s\nhttp =\n"
 	    "heartbeat_interval = 1s\nstop_timeout = 30s\n\n",
@@ -201,7 +189,7 @@ start(struct run *r, int verbose)
 	int fds[2];
 
 	if (pipe2(fds, O_CLOEXEC) == -1)
-		die("pipe: %s", strerror(errno));
+		bench_die("pipe: %s", strerror(errno));
 	fcntl(fds[0], F_SETPIPE_SZ, 1 << 20);
 	if ((r->pid = fork()) == 0) {
 		dup2(fds[1], 2);
@@ -252,7 +240,7 @@ next_line(struct run *r, int timeout_ms)
 		if (r->len + (size_t)n > r->cap) {
 			r->cap = (r->len + (size_t)n) * 2;
 			if ((r->buf = realloc(r->buf, r->cap)) == NULL)
-				die("out of memory");
+				bench_die("out of memory");
 		}
 		memcpy(r->buf + r->len, chunk, (size_t)n);
 		r->len += (size_t)n;
@@ -269,7 +257,7 @@ wait_line(struct run *r, const char *a, const char *b, int timeout_ms)
 	while ((l = next_line(r, (int)(end - now_ms()))) != NULL)
 		if (strstr(l, a) && (b == NULL || strstr(l, b)))
 			return l;
-	die("no log line with '%s' '%s' within %d ms", a, b ? b : "",
+	bench_die("no log line with '%s' '%s' within %d ms", a, b ? b : "",
 	    timeout_ms);
 }
 
@@ -315,10 +303,10 @@ submit(redisContext *c, const char *agent, const char *id)
 	msgpack_sbuffer_init(&sb);
 	if (proto_encode_task(&sb, &t, &err) == -1 ||
 	    proto_key_direct(key, sizeof(key), prefix, agent, 1) < 0)
-		die("encode task");
+		bench_die("encode task");
 	rep = redisCommand(c, "XADD %s * m %b", key, sb.data, sb.size);
 	if (rep == NULL || rep->type != REDIS_REPLY_STRING)
-		die("XADD %s", key);
+		bench_die("XADD %s", key);
 	freeReplyObject(rep);
 	msgpack_sbuffer_destroy(&sb);
 }
@@ -345,14 +333,14 @@ bench_kills(struct run *r, int kills)
 		int a;
 
 		if (sscanf(strstr(l, "agent=a") + 7, "%d", &a) != 1 || a >= AGENTS8)
-			die("bad line %s", l);
+			bench_die("bad line %s", l);
 		pids[a] = (pid_t)field(l, "pid");
 		ready_at[a] = now_ms();
 		got++;
 	}
 	c = redisConnect(host ? host : "127.0.0.1", port ? atoi(port) : 6379);
 	if (c == NULL || c->err)
-		die("redis: %s", c ? c->errstr : "oom");
+		bench_die("redis: %s", c ? c->errstr : "oom");
 	for (int a = 0; a < AGENTS8; a++) {
 		snprintf(label, sizeof(label), "a%d", a);
 		snprintf(id, sizeof(id), "warm-%d", a);
@@ -378,11 +366,11 @@ bench_kills(struct run *r, int kills)
 		snprintf(label, sizeof(label), "agent=a%d/1 pid=", a);
 		t0 = now_ms();
 		if (kill(pids[a], SIGKILL) == -1)
-			die("kill %ld: %s", (long)pids[a], strerror(errno));
+			bench_die("kill %ld: %s", (long)pids[a], strerror(errno));
 		l = wait_line(r, label, "state=starting", 10000);
 		to_spawn[k] = now_ms() - t0;
 		if (field(l, "memory_v") < 1)
-			die("replacement without memory: %s", l);
+			bench_die("replacement without memory: %s", l);
 		l = wait_line(r, label, "state=ready", 10000);
 		to_ready[k] = now_ms() - t0;
 		ready_at[a] = now_ms();
@@ -462,13 +450,13 @@ main(int argc, char *argv[])
 	if ((hived_path = getenv("HIVED")) == NULL ||
 	    (worker_path = getenv("HIVE_WORKER")) == NULL ||
 	    (handler_path = getenv("RESTART_HANDLER")) == NULL)
-		die("HIVED, HIVE_WORKER, RESTART_HANDLER must be set "
+		bench_die("HIVED, HIVE_WORKER, RESTART_HANDLER must be set "
 		    "(bench/restart.sh does)");
 	signal(SIGPIPE, SIG_IGN);
 	snprintf(prefix, sizeof(prefix), "bench%ld", (long)getpid());
 	snprintf(r.dir, sizeof(r.dir), "/tmp/hive-bench-restart-XXXXXX");
 	if (mkdtemp(r.dir) == NULL)
-		die("mkdtemp: %s", strerror(errno));
+		bench_die("mkdtemp: %s", strerror(errno));
 	snprintf(r.conf, sizeof(r.conf), "%s/hive.conf", r.dir);
 
 	bench_fork(kills);
