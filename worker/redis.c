@@ -21,14 +21,39 @@
  * queue and are published after the reconnect, and setup re-reads our
  * pending entries (skipping those we hold) in case a reply was lost.
  *
- * The liveness key <prefix>:alive:<consumer> = our pid, with a time to
- * live of WRK_ALIVE_BEATS heartbeats (at least WRK_ALIVE_MIN_MS), tells
- * hived's reclaimer that this consumer's pending entries are in hands
- * (supervisor/reclaim.h).  It is SET first thing after each connect,
- * before our pending entries are re-read, so that a reclaimer never takes
- * back what we are resuming; refreshed every heartbeat from the
- * housekeeping timer; DELeted after a drain.  A worker that is killed
- * leaves it to expire.
+ * The liveness key <prefix>:alive:<consumer> = "<pid> <boot id>,<pid
+ * namespace>", with a time to live of WRK_ALIVE_BEATS heartbeats (at
+ * least WRK_ALIVE_MIN_MS), tells hived's reclaimer that this consumer's
+ * pending entries are in hands (supervisor/reclaim.h), and a new worker
+ * of the same name that its predecessor still runs them (below).  It is
+ * taken at setup, before our pending entries are re-read, so that a
+ * reclaimer never takes back what we are resuming; refreshed every
+ * heartbeat from the housekeeping timer; deleted after a drain if it is
+ * still ours.  A worker that is killed leaves it to expire.
+ *
+ * A predecessor of the same name.  When hived dies its workers drain and
+ * exit; a new hived at once starts workers with the same consumer names,
+ * whose pending entries are the very tasks the old ones are finishing.
+ * So a worker takes the key only when it is missing or its own (one
+ * EVAL), and until it has, reads nothing: no pending entries, no new
+ * ones, no broadcasts (state WAITING, STARTING to hived).  It asks again
+ * every WRK_ALIVE_POLL_MS, and takes the key once the predecessor has
+ * deleted it at its exit or it expired (the predecessor was killed on
+ * another host, or its pid cannot be checked).  A task is never run
+ * twice for being slow: as long as the predecessor lives it refreshes the
+ * key, and the wait has no other bound.  A predecessor killed on this
+ * host (the common case: a worker crashed and hived restarts it in
+ * milliseconds) would still hold the key for its time to live, seconds;
+ * its value names its pid and this host's pid space, and when the kernel
+ * has no such pid the worker takes the key over at once, in the same EVAL
+ * that checks the value is still that one.  A pid reused since only
+ * makes it wait for the expiry.
+ *
+ * The wait is for a worker's start.  A worker that held the key, lost
+ * Redis and reconnects sets it again unconditionally: it holds tasks of
+ * this consumer already (limit: if its key expired meanwhile and a
+ * successor took over, both run those tasks; only an outage longer than
+ * the time to live that overlaps a hived restart gets there).
  *
  * hiredis runs every outstanding callback with a NULL reply when its
  * context goes away; such callbacks only undo their bookkeeping, they
@@ -36,6 +61,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +79,7 @@
 static const char *const conn_name[WRK_CONN_N] = { "cmd", "pull", "bcast" };
 
 static void redis_down(struct wrk *, const char *why);
+static void alive_stamp(struct wrk *);
 
 static int
 conn_index(const struct wrk *w, const redisAsyncContext *ac)
@@ -203,6 +231,7 @@ redis_down(struct wrk *w, const char *why)
 void
 wrk_redis_start(struct wrk *w)
 {
+	alive_stamp(w);
 	w->redis.backoff_ms = WRK_REDIS_BACKOFF_MS;
 	redis_connect_all(w);
 }
@@ -223,6 +252,101 @@ wrk_redis_stop(struct wrk *w)
 }
 
 /* ---- the liveness key ---- */
+
+/*
+ * Our value of the liveness key: our pid, then what tells this host's pid
+ * space from any other's, the kernel's boot id and our pid namespace.  A
+ * successor that finds the same second part may ask the kernel about the
+ * pid.  When they cannot be read, the pid alone (alive_where ""): no
+ * successor ever takes it for gone, the key expires.
+ */
+static void
+alive_stamp(struct wrk *w)
+{
+	struct wrk_redis *r = &w->redis;
+	char boot[64] = "", ns[64] = "";
+	size_t left;
+	ssize_t n;
+	int fd, len;
+
+	if ((fd = open("/proc/sys/kernel/random/boot_id",
+	    O_RDONLY | O_CLOEXEC)) != -1) {
+		n = read(fd, boot, sizeof(boot) - 1);
+		boot[n > 0 ? n : 0] = '\0';
+		boot[strcspn(boot, "\n ,")] = '\0';
+		close(fd);
+	}
+	n = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
+	ns[n > 0 ? n : 0] = '\0';
+	ns[strcspn(ns, " ")] = '\0';
+	len = snprintf(r->alive_self, sizeof(r->alive_self), "%ld",
+	    (long)getpid());
+	left = sizeof(r->alive_self) - (size_t)len;
+	r->alive_where = r->alive_self + len;
+	if (boot[0] != '\0' && ns[0] != '\0' &&
+	    (size_t)snprintf(r->alive_self + len, left, " %s,%s", boot, ns) < left)
+		r->alive_where++;       /* past the space */
+	else
+		r->alive_self[len] = '\0';
+}
+
+/* The pid at the start of a liveness key's value, 0 if none. */
+static long
+alive_pid(const char *v)
+{
+	char *end;
+	long pid;
+
+	errno = 0;
+	pid = strtol(v, &end, 10);
+	if (errno || end == v || pid <= 0 || pid > INT_MAX ||
+	    (*end != '\0' && *end != ' '))
+		return 0;
+	return pid;
+}
+
+/*
+ * Whether the worker that wrote the value v is provably gone: it ran in
+ * our pid space since this boot, and the kernel has no process of its pid
+ * (a zombie still counts: hived reaps a worker before it restarts it).
+ */
+static bool
+alive_holder_gone(const struct wrk *w, const char *v)
+{
+	const char *where = strchr(v, ' ');
+	long pid = alive_pid(v);
+
+	if (pid == 0 || where == NULL || w->redis.alive_where[0] == '\0' ||
+	    strcmp(where + 1, w->redis.alive_where) != 0)
+		return false;
+	return kill((pid_t)pid, 0) == -1 && errno == ESRCH;
+}
+
+/*
+ * Take the key: SET it (with its time to live) if it is missing, ours, or
+ * exactly ARGV[3] (a value whose worker is provably gone, "" = none), and
+ * return 1; else return the value of the worker that holds it.
+ */
+static const char claim_script[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v and v ~= ARGV[1] and (ARGV[3] == '' or v ~= ARGV[3]) then "
+    "  return v "
+    "end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "return 1";
+
+static void claim_reply(redisAsyncContext *, void *, void *);
+
+static void
+claim_send(struct wrk *w, const char *gone)
+{
+	char ttl[16];
+
+	snprintf(ttl, sizeof(ttl), "%u", w->alive_ttl_ms);
+	redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], claim_reply, NULL,
+	    "EVAL %s 1 %s %s %s %s", claim_script, w->alive_key,
+	    w->redis.alive_self, ttl, gone);
+}
 
 static void
 alive_reply(redisAsyncContext *ac, void *reply, void *priv)
@@ -251,12 +375,11 @@ alive_reply(redisAsyncContext *ac, void *reply, void *priv)
 static void
 alive_set(struct wrk *w, redisCallbackFn *cb, void *priv)
 {
-	char pid[24], ttl[16];
+	char ttl[16];
 
-	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	snprintf(ttl, sizeof(ttl), "%u", w->alive_ttl_ms);
 	redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], cb, priv,
-	    "SET %s %s PX %s", w->alive_key, pid, ttl);
+	    "SET %s %s PX %s", w->alive_key, w->redis.alive_self, ttl);
 	w->redis.alive_due = wrk_now() + w->o.heartbeat_ms;
 	wrk_schedule(w);        /* after a reconnect nothing else may */
 }
@@ -282,18 +405,18 @@ wrk_redis_forget(struct wrk *w)
 {
 	struct wrk_redis *r = &w->redis;
 
-	if (r->alive_deleted || r->state != WRK_REDIS_UP)
+	if (r->alive_deleted || !r->alive_owned || r->state != WRK_REDIS_UP)
 		return true;
 	if (!r->alive_del_sent) {
 		r->alive_del_sent = true;
 		r->alive_due = 0;
 		/* Only if it is still ours: a new worker of the same name
-		 * (hived restarted, we are finishing our last tasks) may
-		 * already have set it to its own pid. */
+		 * may have taken it since, had it expired (we lost Redis
+		 * for longer than its time to live). */
 		redisAsyncCommand(r->ac[WRK_CONN_CMD], alive_del_reply, NULL,
-		    "EVAL %s 1 %s %ld", "if redis.call('GET', KEYS[1]) == "
+		    "EVAL %s 1 %s %s", "if redis.call('GET', KEYS[1]) == "
 		    "ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-		    w->alive_key, (long)getpid());
+		    w->alive_key, r->alive_self);
 	}
 	return false;
 }
@@ -312,6 +435,11 @@ wrk_redis_cron(struct wrk *w, uint64_t now)
 	    r->alive_due && r->alive_due <= now && !r->alive_del_sent &&
 	    !r->alive_deleted)
 		alive_set(w, alive_reply, NULL);
+	if (r->state == WRK_REDIS_WAITING && r->claim_due &&
+	    r->claim_due <= now && !w->draining && !w->forced) {
+		r->claim_due = 0;
+		claim_send(w, "");
+	}
 }
 
 uint64_t
@@ -327,6 +455,9 @@ wrk_redis_next_due(const struct wrk *w)
 	if ((r->state == WRK_REDIS_UP || r->state == WRK_REDIS_SETUP) &&
 	    r->alive_due && (!due || r->alive_due < due))
 		due = r->alive_due;
+	if (r->state == WRK_REDIS_WAITING && r->claim_due && !w->draining &&
+	    (!due || r->claim_due < due))
+		due = r->claim_due;
 	return due;
 }
 
@@ -452,8 +583,14 @@ setup_done_one(struct wrk *w)
 
 	if (--r->setup_outstanding > 0 || r->state != WRK_REDIS_SETUP)
 		return;
-	r->state = WRK_REDIS_UP;
 	r->backoff_ms = WRK_REDIS_BACKOFF_MS;
+	if (!r->alive_owned) {
+		/* claim_reply set claim_due. */
+		r->state = WRK_REDIS_WAITING;
+		wrk_schedule(w);
+		return;
+	}
+	r->state = WRK_REDIS_UP;
 	log_info("agent=%s redis ready: %d streams, %d pending tasks resumed",
 	    w->agent_inst, w->nkeys, w->nbacklog + w->nrunning);
 	wrk_state_changed(w);
@@ -629,6 +766,103 @@ done:
 	setup_done_one(w);
 }
 
+/*
+ * Once the liveness key is ours: the memory (first time only), then our
+ * pending entries, on the cmd connection in that order.
+ */
+static void
+setup_resume(struct wrk *w)
+{
+	struct wrk_redis *r = &w->redis;
+
+	if (!w->memory_checked) {
+		redisAsyncCommand(r->ac[WRK_CONN_CMD], memory_reply, NULL,
+		    "HMGET %s v m", w->memory_key);
+		r->setup_outstanding++;
+	}
+	for (int k = 0; k < w->nkeys; k++) {
+		snprintf(w->keys[k].pending_after,
+		    sizeof(w->keys[k].pending_after), "0");
+		pending_page(w, k);
+	}
+}
+
+/*
+ * The reply to claim_send (see "A predecessor of the same name" at the
+ * top of this file): 1, the key is ours; or the value of the worker
+ * holding it.  Sent during the setup (one of its outstanding replies) or
+ * while WAITING (then the setup resumes from here).
+ */
+static void
+claim_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct wrk *w = ac->data;
+	struct wrk_redis *r = &w->redis;
+	redisReply *rp = reply;
+	uint64_t now = wrk_now();
+
+	if (rp == NULL)
+		return;
+	if (rp->type == REDIS_REPLY_STRING) {
+		if (!r->wait_since)
+			r->wait_since = now;
+		if (alive_holder_gone(w, rp->str)) {
+			log_info("agent=%s consumer=%s previous worker pid=%ld "
+			    "is gone (no such process): taking over",
+			    w->agent_inst, w->consumer, alive_pid(rp->str));
+			snprintf(r->alive_holder, sizeof(r->alive_holder), "%s",
+			    rp->str);
+			claim_send(w, rp->str);  /* stands for this reply */
+			return;
+		}
+		if (strcmp(r->alive_holder, rp->str) != 0) {
+			snprintf(r->alive_holder, sizeof(r->alive_holder), "%s",
+			    rp->str);
+			log_info("agent=%s consumer=%s waiting for the previous "
+			    "worker pid=%ld to finish: its liveness key %s is "
+			    "set; resuming and pulling nothing until it is gone",
+			    w->agent_inst, w->consumer, alive_pid(rp->str),
+			    w->alive_key);
+			r->wait_note_due = now + WRK_ALIVE_NOTE_MS;
+		} else if (r->wait_note_due <= now) {
+			log_info("agent=%s consumer=%s still waiting for the "
+			    "previous worker pid=%ld (%llu s)", w->agent_inst,
+			    w->consumer, alive_pid(rp->str),
+			    (unsigned long long)(now - r->wait_since) / 1000);
+			r->wait_note_due = now + WRK_ALIVE_NOTE_MS;
+		}
+		r->claim_due = now + WRK_ALIVE_POLL_MS;
+		if (r->state == WRK_REDIS_SETUP)
+			setup_done_one(w);   /* ends in WAITING */
+		else
+			wrk_schedule(w);
+		return;
+	}
+	if (rp->type != REDIS_REPLY_INTEGER) {
+		log_warnx("agent=%s redis EVAL (take %s): %s", w->agent_inst,
+		    w->alive_key, rp->type == REDIS_REPLY_ERROR ? rp->str :
+		    "unexpected reply");
+		redis_down(w, "taking the liveness key");
+		return;
+	}
+	if (r->alive_holder[0] != '\0')
+		log_info("agent=%s consumer=%s took over from the previous "
+		    "worker pid=%ld after %llu ms", w->agent_inst, w->consumer,
+		    alive_pid(r->alive_holder),
+		    (unsigned long long)(now - r->wait_since));
+	r->alive_owned = true;
+	r->alive_holder[0] = '\0';
+	r->claim_due = 0;
+	r->alive_due = now + w->o.heartbeat_ms;
+	if (r->state == WRK_REDIS_WAITING) {
+		r->state = WRK_REDIS_SETUP;
+		r->setup_outstanding = 1;   /* this reply */
+	}
+	setup_resume(w);
+	setup_done_one(w);
+	wrk_schedule(w);
+}
+
 static void
 redis_setup(struct wrk *w)
 {
@@ -651,19 +885,6 @@ redis_setup(struct wrk *w)
 		    "CLIENT SETNAME %s", name);
 		r->setup_outstanding++;
 	}
-	/* Before anything is re-read: see the top of this file.  (Not
-	 * again once a drain has deleted it.) */
-	if (!r->alive_deleted) {
-		alive_set(w, setup_reply, "SET alive");
-		r->setup_outstanding++;
-	}
-	/* The memory after our last acknowledged task, before any task is
-	 * re-read or pulled (replies come in order on this connection). */
-	if (!w->memory_checked) {
-		redisAsyncCommand(cmd, memory_reply, NULL, "HMGET %s v m",
-		    w->memory_key);
-		r->setup_outstanding++;
-	}
 	redisAsyncCommand(r->ac[WRK_CONN_PULL], setup_reply, "CLIENT ID pull",
 	    "CLIENT ID");
 	redisAsyncCommand(r->ac[WRK_CONN_BCAST], setup_reply, "CLIENT ID bcast",
@@ -677,11 +898,25 @@ redis_setup(struct wrk *w)
 		    w->keys[k].group, w->keys[k].broadcast ? "$" : "0");
 		r->setup_outstanding++;
 	}
-	for (int k = 0; k < w->nkeys; k++) {
-		snprintf(w->keys[k].pending_after,
-		    sizeof(w->keys[k].pending_after), "0");
-		pending_page(w, k);
+	/*
+	 * The liveness key before anything is re-read: see the top of this
+	 * file.  The memory after our last acknowledged task comes next,
+	 * before any task is re-read or pulled (replies come in order on
+	 * this connection), and after a predecessor's exit: its last tasks
+	 * wrote it.
+	 */
+	if (!r->alive_owned) {
+		claim_send(w, "");
+		r->setup_outstanding++;
+		setup_done_one(w);
+		return;
 	}
+	/* A reconnect: ours already (not again once a drain deleted it). */
+	if (!r->alive_deleted) {
+		alive_set(w, setup_reply, "SET alive");
+		r->setup_outstanding++;
+	}
+	setup_resume(w);
 	setup_done_one(w);
 }
 
@@ -885,7 +1120,9 @@ wrk_redis_flush(struct wrk *w)
 {
 	redisAsyncContext *ac;
 
-	if (w->redis.state != WRK_REDIS_UP && w->redis.state != WRK_REDIS_SETUP)
+	if (w->redis.state != WRK_REDIS_UP &&
+	    w->redis.state != WRK_REDIS_SETUP &&
+	    w->redis.state != WRK_REDIS_WAITING)
 		return;
 	/* A failed write drops every connection (on_disconnect): ac[i] is
 	 * read again each time. */

@@ -29,7 +29,9 @@
  *
  * It is XACKed only by the MULTI/EXEC that publishes its result, so until
  * then it stays in Redis' pending list of this consumer: a worker that dies
- * loses nothing, its successor (same consumer name) re-reads and resumes.
+ * loses nothing, its successor (same consumer name) re-reads and resumes,
+ * once the predecessor is gone (redis.c, "A predecessor of the same
+ * name").
  */
 #ifndef HIVE_WORKER_H
 #define HIVE_WORKER_H
@@ -88,6 +90,12 @@ enum wrk_mode { WRK_MODE_STREAM = 0, WRK_MODE_EXEC };
  * this many heartbeats, and never less than the minimum. */
 #define WRK_ALIVE_BEATS     5
 #define WRK_ALIVE_MIN_MS    5000
+/* A worker that finds the liveness key held by a live predecessor of its
+ * name asks again this often, and says it still waits this often. */
+#define WRK_ALIVE_POLL_MS   100
+#define WRK_ALIVE_NOTE_MS   60000
+/* The key's value: "<pid> <boot id>,<pid namespace>" (redis.c). */
+#define WRK_ALIVE_VALUE_MAX 128
 
 struct wrk_opts {
 	char agent[HIVE_NAME_MAX + 1];
@@ -165,7 +173,10 @@ enum wrk_conn { WRK_CONN_CMD = 0, WRK_CONN_PULL, WRK_CONN_BCAST, WRK_CONN_N };
 enum wrk_redis_state {
 	WRK_REDIS_DOWN = 0,          /* waiting for reconnect_due */
 	WRK_REDIS_CONNECTING,        /* connections being opened */
-	WRK_REDIS_SETUP,             /* groups, pending entries */
+	WRK_REDIS_SETUP,             /* groups, liveness key, pending entries */
+	WRK_REDIS_WAITING,           /* the liveness key is a live predecessor's
+	                              * (same consumer name): asked again every
+	                              * WRK_ALIVE_POLL_MS, nothing read */
 	WRK_REDIS_UP,
 };
 
@@ -190,6 +201,16 @@ struct wrk_redis {
 	bool alive_warned;           /* a SET failed: said once */
 	bool alive_del_sent;         /* DEL in flight: no more SET */
 	bool alive_deleted;
+	/* Taking the key over from a predecessor of the same name (redis.c):
+	 * nothing is re-read or pulled before it is ours. */
+	bool alive_owned;            /* it has been ours since start */
+	char alive_self[WRK_ALIVE_VALUE_MAX];   /* our value */
+	const char *alive_where;     /* in alive_self, after the pid; "" when
+	                              * this host cannot be told */
+	char alive_holder[WRK_ALIVE_VALUE_MAX]; /* the predecessor's value */
+	uint64_t claim_due;          /* WAITING: ask again then */
+	uint64_t wait_since;         /* first found held, 0 = never */
+	uint64_t wait_note_due;      /* next "still waiting" line */
 };
 
 struct wrk_link {

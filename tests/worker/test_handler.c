@@ -8,7 +8,7 @@
  *   gate       {"started": fifo, "release": fifo[, "first": true]}: say
  *              "started" on one fifo, wait for a byte on the other (or
  *              stdin EOF: the worker died), then answer; with "first"
- *              only attempt 1 waits
+ *              only attempt 1 waits; with "count": true, answer as count
  *   barrier    {"n": N[, "dir": D]}: answer only once N barrier tasks are
  *              in flight (stream: held here; exec: files in D)
  *   garbage    stream: print a line that is not JSON instead of answering
@@ -125,6 +125,20 @@ gate(json_t *p)
 static json_t *held[64];
 static int nheld;
 
+/* memory.n + 1 as memory and result. */
+static void
+count(json_t *task)
+{
+	json_t *m = json_object_get(task, "memory");
+	json_int_t n = json_integer_value(json_object_get(m, "n")) + 1;
+	json_t *nm = json_pack("{s:I}", "n", n);
+	json_t *r = json_integer(n);
+
+	answer(task, "ok", r, NULL, nm);
+	json_decref(nm);
+	json_decref(r);
+}
+
 static void
 run(json_t *task)
 {
@@ -143,7 +157,10 @@ run(json_t *task)
 	} else if (strcmp(op, "gate") == 0) {
 		if (!json_is_true(json_object_get(p, "first")) || attempt == 1)
 			gate(p);
-		answer(task, "ok", p, NULL, NULL);
+		if (json_is_true(json_object_get(p, "count")))
+			count(task);
+		else
+			answer(task, "ok", p, NULL, NULL);
 	} else if (strcmp(op, "barrier") == 0) {
 		int n = (int)json_integer_value(json_object_get(p, "n"));
 		if (exec_mode) {
@@ -193,13 +210,7 @@ run(json_t *task)
 		answer(task, "ok", r, NULL, NULL);
 		json_decref(r);
 	} else if (strcmp(op, "count") == 0) {
-		json_t *m = json_object_get(task, "memory");
-		json_int_t n = json_integer_value(json_object_get(m, "n")) + 1;
-		json_t *nm = json_pack("{s:I}", "n", n);
-		json_t *r = json_integer(n);
-		answer(task, "ok", r, NULL, nm);
-		json_decref(nm);
-		json_decref(r);
+		count(task);
 	} else {
 		answer(task, "error", NULL, "unknown op", NULL);
 	}

@@ -96,8 +96,8 @@ tw_fini(struct tw *t)
 }
 
 static pid_t
-worker_start_fd(struct tw *t, const char *const *extra, const char *const *handler,
-    int fd3)
+worker_start_io(struct tw *t, const char *const *extra,
+    const char *const *handler, int fd3, int errfd)
 {
 	const char *argv[64];
 	char redis[128];
@@ -128,6 +128,8 @@ worker_start_fd(struct tw *t, const char *const *extra, const char *const *handl
 		/* A failed assertion ends the test process: the worker must
 		 * not outlive it (its stream handler then sees EOF). */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (errfd >= 0)
+			dup2(errfd, 2);
 		if (fd3 >= 0) {
 			dup2(fd3, 3);
 			if (fd3 != 3)
@@ -137,6 +139,13 @@ worker_start_fd(struct tw *t, const char *const *extra, const char *const *handl
 		_exit(127);
 	}
 	return pid;
+}
+
+static pid_t
+worker_start_fd(struct tw *t, const char *const *extra,
+    const char *const *handler, int fd3)
+{
+	return worker_start_io(t, extra, handler, fd3, -1);
 }
 
 static pid_t
@@ -1138,9 +1147,12 @@ assert_alive_pid(struct tw *t, pid_t pid)
 	redisReply *r = redisCommand(t->rc, "GET %s", alive_key(t));
 	char want[24];
 
+	/* "<pid>", or "<pid> <boot id>,<pid namespace>" */
 	snprintf(want, sizeof(want), "%ld", (long)pid);
 	cr_assert(r && r->type == REDIS_REPLY_STRING, "no key %s", alive_key(t));
-	cr_assert_str_eq(r->str, want);
+	cr_assert(strncmp(r->str, want, strlen(want)) == 0 &&
+	    (r->str[strlen(want)] == '\0' || r->str[strlen(want)] == ' '),
+	    "key %s = \"%s\", want pid %s", alive_key(t), r->str, want);
 	freeReplyObject(r);
 }
 
@@ -1230,6 +1242,299 @@ Test(worker, alive_key_expires_after_sigkill)
 	ttl = redis_int(&t, "PTTL", alive_key(&t));
 	cr_assert(ttl > 0 && ttl <= 10000, "PTTL %lld", ttl);
 	assert_alive_pid(&t, w);
+	tw_fini(&t);
+}
+
+/* ---- a successor of the same consumer name (docs/WORKER-CONTRACT.md) ---- */
+
+/* A worker's stderr through a pipe, copied to ours as it is read. */
+struct errlog {
+	int fd;                     /* read end */
+	char buf[32768];
+	size_t len;
+};
+
+static int
+errlog_open(struct errlog *e)
+{
+	int p[2];
+
+	memset(e, 0, sizeof(*e));
+	cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+	e->fd = p[0];
+	return p[1];                /* for the worker; close it after the fork */
+}
+
+/* Read until some line holds needle (a guard, never a timing). */
+static void
+errlog_wait(struct errlog *e, const char *needle)
+{
+	long long deadline = tu_now_ms() + GUARD_MS;
+	struct pollfd p = { .fd = e->fd, .events = POLLIN };
+	ssize_t n;
+
+	for (;;) {
+		e->buf[e->len] = '\0';
+		if (strstr(e->buf, needle) != NULL)
+			return;
+		if (e->len > sizeof(e->buf) / 2) {
+			/* Keep the last line (it may be incomplete). */
+			char *nl = strrchr(e->buf, '\n');
+			size_t keep = nl ? e->len - (size_t)(nl + 1 - e->buf) : 0;
+			memmove(e->buf, e->buf + e->len - keep, keep);
+			e->len = keep;
+		}
+		long long left = deadline - tu_now_ms();
+		cr_assert(left > 0 && poll(&p, 1, (int)left) == 1,
+		    "worker never logged \"%s\"", needle);
+		n = read(e->fd, e->buf + e->len, sizeof(e->buf) - 1 - e->len);
+		cr_assert(n > 0, "worker closed stderr before logging \"%s\"",
+		    needle);
+		fwrite(e->buf + e->len, 1, (size_t)n, stderr);
+		e->len += (size_t)n;
+	}
+}
+
+/* After the worker exited: the rest to our stderr. */
+static void
+errlog_close(struct errlog *e)
+{
+	char b[4096];
+	ssize_t n;
+
+	while ((n = read(e->fd, b, sizeof(b))) > 0)
+		fwrite(b, 1, (size_t)n, stderr);
+	close(e->fd);
+}
+
+/* How many results of task id the results stream holds, and how many
+ * entries it holds in all. */
+static int
+results_of(struct tw *t, const char *id, int *total)
+{
+	redisReply *r = redisCommand(t->rc, "XRANGE %s - +",
+	    nkey(t, "results"));
+	struct hive_result hr;
+	struct proto_err err;
+	int n = 0;
+
+	cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+	for (size_t i = 0; i < r->elements; i++) {
+		redisReply *m = r->element[i]->element[1]->element[1];
+		cr_assert_eq(proto_decode_result(m->str, m->len, &hr, &err), 0);
+		if (hr.id.len == strlen(id) &&
+		    memcmp(hr.id.ptr, id, hr.id.len) == 0)
+			n++;
+		proto_result_clear(&hr);
+	}
+	*total = (int)r->elements;
+	freeReplyObject(r);
+	return n;
+}
+
+/* Deliveries of the one entry pending on key, to consumer a/1@host. */
+static long long
+pending_deliveries(struct tw *t, const char *key)
+{
+	redisReply *r = redisCommand(t->rc, "XPENDING %s workers - + 10", key);
+	char consumer[128];
+	long long n;
+
+	snprintf(consumer, sizeof(consumer), "a/1@%s", t->host);
+	cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1,
+	    "XPENDING %s: want one entry", key);
+	cr_assert_str_eq(r->element[0]->element[1]->str, consumer);
+	n = r->element[0]->element[3]->integer;
+	freeReplyObject(r);
+	return n;
+}
+
+/*
+ * hived dies: its worker A drains on EOF and is still running a task when
+ * the new hived starts B with the same consumer name.  B must wait for A
+ * (resume nothing, pull nothing), A finishes and acknowledges its task,
+ * B takes over as soon as A's exit deletes its liveness key (long before
+ * that key would expire), with the memory A's last task left, and the
+ * task ran once.
+ */
+Test(worker, successor_waits_for_draining_predecessor_of_same_name)
+{
+	struct tw t;
+	struct res r;
+	struct gate g;
+	struct errlog e;
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+	/* The key lives 5 x 4000 ms: a takeover within that is A's DEL. */
+	const char *xa[] = { "--capabilities", "c", "--fd", "3",
+	    "--heartbeat-ms", "4000", NULL };
+	char want[160], payload[800];
+	struct hive_frame f;
+	long long exited, took;
+	int sp[2], errw, st, total;
+	pid_t a, b;
+
+	tw_init(&t, "succ");
+	gate_init(&g, t.prefix);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+	a = worker_start_fd(&t, xa, h, sp[1]);
+	close(sp[1]);
+	memset(&f, 0, sizeof(f));
+	f.v = HIVE_PROTO_VERSION;
+	f.type = HIVE_FRAME_MEMORY;
+	f.u.memory.agent = HIVE_STR("a");
+	f.u.memory.instance = 1;
+	send_frame(sp[0], &f);
+	submit(&t, "m1", "{\"op\":\"count\"}");     /* memory n = 1 */
+	next_result(&t, &r);
+	cr_assert_str_eq(jtext(r.result), "1");
+	res_clear(&r);
+	/* The slow task; its answer makes the memory n = 2. */
+	snprintf(payload, sizeof(payload), "{\"op\":\"gate\",\"started\":\"%s\","
+	    "\"release\":\"%s\",\"first\":true,\"count\":true}", g.started,
+	    g.release);
+	submit(&t, "s1", payload);
+	gate_wait_started(&g);
+
+	/* hived dies; the new one starts B at once. */
+	close(sp[0]);
+	errw = errlog_open(&e);
+	b = worker_start_io(&t, stream_args, h, -1, errw);
+	close(errw);
+	snprintf(want, sizeof(want), "waiting for the previous worker pid=%ld",
+	    (long)a);
+	errlog_wait(&e, want);
+	/* B has not re-read s1 (that would count a delivery), nor run it. */
+	cr_assert_eq(pending_deliveries(&t, qkey(&t, "c", 1)), 1);
+	cr_assert_eq(results_of(&t, "s1", &total), 0);
+	/* Queued meanwhile: B serves it once it has taken over. */
+	submit(&t, "n1", "{\"op\":\"count\"}");
+
+	gate_release(&g);
+	next_result(&t, &r);
+	cr_assert_str_eq(r.id, "s1");
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	cr_assert_eq(r.attempt, 1, "s1 ran by B: attempt %u", r.attempt);
+	res_clear(&r);
+	st = worker_wait(a);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "A exit %#x", st);
+	exited = tu_now_ms();
+	snprintf(want, sizeof(want), "took over from the previous worker pid=%ld",
+	    (long)a);
+	errlog_wait(&e, want);
+	took = tu_now_ms() - exited;
+	cr_assert(took < 10000, "took over %lld ms after A's exit: the key's "
+	    "expiry, not A's DEL", took);
+	cr_log_info("B took over %lld ms after A exited", took);
+
+	/* n1, then: with the memory A's last task wrote (n = 2). */
+	next_result(&t, &r);
+	cr_assert_str_eq(r.id, "n1");
+	cr_assert_str_eq(jtext(r.result), "3", "B did not start from A's "
+	    "last memory");
+	res_clear(&r);
+	cr_assert_eq(results_of(&t, "s1", &total), 1, "s1 ran twice");
+	cr_assert_eq(total, 3);
+	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 0);
+	assert_alive_pid(&t, b);
+	worker_stop(b);
+	errlog_close(&e);
+	gate_fini(&g);
+	tw_fini(&t);
+}
+
+/*
+ * A worker killed on this host (hived restarts it in milliseconds): its
+ * key would live seconds more, but its pid is gone, so the successor
+ * takes over and resumes its task at once.
+ */
+Test(worker, successor_takes_over_from_killed_predecessor_at_once)
+{
+	struct tw t;
+	struct res r;
+	struct gate g;
+	struct errlog e;
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+	/* The key lives 5 x 4000 ms. */
+	const char *xa[] = { "--capabilities", "c", "--heartbeat-ms", "4000",
+	    NULL };
+	char want[160];
+	long long ttl, t0, took;
+	int errw, st, total;
+	pid_t a, b;
+
+	tw_init(&t, "succkill");
+	gate_init(&g, t.prefix);
+	a = worker_start(&t, xa, h);
+	submit(&t, "k1", gate_payload(&g, true));
+	gate_wait_started(&g);
+	kill(a, SIGKILL);
+	cr_assert_eq(waitpid(a, &st, 0), a);    /* reaped, as hived does */
+	ttl = redis_int(&t, "PTTL", alive_key(&t));
+	cr_assert(ttl > 0, "A's key is gone already (PTTL %lld)", ttl);
+
+	t0 = tu_now_ms();
+	errw = errlog_open(&e);
+	b = worker_start_io(&t, stream_args, h, -1, errw);
+	close(errw);
+	next_result(&t, &r);
+	took = tu_now_ms() - t0;
+	cr_assert_str_eq(r.id, "k1");
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	cr_assert_eq(r.attempt, 2, "attempt %u", r.attempt);
+	res_clear(&r);
+	cr_assert(took < ttl, "resumed after %lld ms, A's key had %lld ms to "
+	    "live: B waited for it to expire", took, ttl);
+	cr_log_info("B resumed A's task %lld ms after it started", took);
+	snprintf(want, sizeof(want), "previous worker pid=%ld is gone",
+	    (long)a);
+	errlog_wait(&e, want);
+	cr_assert_eq(results_of(&t, "k1", &total), 1);
+	cr_assert_eq(total, 1);
+	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 0);
+	assert_alive_pid(&t, b);
+	worker_stop(b);
+	errlog_close(&e);
+	gate_fini(&g);
+	tw_fini(&t);
+}
+
+/*
+ * A key whose worker cannot be checked from here (another host's value)
+ * is waited for until it is gone, with nothing pulled meanwhile.
+ */
+Test(worker, worker_waits_for_a_liveness_key_it_cannot_check)
+{
+	struct tw t;
+	struct res r;
+	struct errlog e;
+	const char *h[] = { env("HIVE_ECHO"), NULL };
+	redisReply *rr;
+	int errw, total;
+	pid_t b;
+
+	tw_init(&t, "succfar");
+	rr = redisCommand(t.rc, "SET %s %s PX 60000", alive_key(&t),
+	    "1 another-boot,pid:[1]");
+	cr_assert(rr && rr->type == REDIS_REPLY_STATUS);
+	freeReplyObject(rr);
+	submit(&t, "f1", "1");
+	errw = errlog_open(&e);
+	b = worker_start_io(&t, stream_args, h, -1, errw);
+	close(errw);
+	errlog_wait(&e, "waiting for the previous worker pid=1");
+	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 0, "pulled while "
+	    "waiting");
+	cr_assert_eq(results_of(&t, "f1", &total), 0);
+	/* That worker exits (or its key expires): B goes on. */
+	cr_assert_eq(redis_int(&t, "DEL", alive_key(&t)), 1);
+	next_result(&t, &r);
+	cr_assert_str_eq(r.id, "f1");
+	cr_assert_eq(r.attempt, 1);
+	res_clear(&r);
+	errlog_wait(&e, "took over from the previous worker pid=1");
+	assert_alive_pid(&t, b);
+	worker_stop(b);
+	errlog_close(&e);
 	tw_fini(&t);
 }
 
