@@ -135,6 +135,54 @@ static const struct migration migrations[] = {
 	"  source text UNIQUE);"
 	"CREATE INDEX events_at ON events (at);"
 	},
+	/* A row per state per task cost the recorder three index insertions
+	 * per task: a task's row now carries the times of its attempt, and
+	 * task_attempts those of the attempts a later one superseded.
+	 * task_states stays, as a view of both. */
+	{ 2, "state times in the task row",
+	"ALTER TABLE tasks ADD COLUMN queued_at timestamptz,"
+	"  ADD COLUMN started_at timestamptz;"
+	"CREATE TABLE task_attempts ("
+	"  task_id text NOT NULL,"
+	"  attempt int NOT NULL,"
+	"  state text NOT NULL,"
+	"  agent text,"
+	"  queued_at timestamptz,"
+	"  started_at timestamptz,"
+	"  finished_at timestamptz,"
+	"  detail text,"
+	"  PRIMARY KEY (task_id, attempt));"
+	"UPDATE tasks t SET queued_at = s.at FROM task_states s"
+	"  WHERE s.task_id = t.id AND s.attempt = t.attempts AND s.state = 'queued';"
+	"UPDATE tasks t SET started_at = s.at FROM task_states s"
+	"  WHERE s.task_id = t.id AND s.attempt = t.attempts AND s.state = 'running';"
+	"INSERT INTO task_attempts SELECT s.task_id, s.attempt,"
+	"  (array_agg(s.state ORDER BY hive_state_rank(s.state) DESC))[1],"
+	"  max(s.agent),"
+	"  min(s.at) FILTER (WHERE s.state = 'queued'),"
+	"  min(s.at) FILTER (WHERE s.state = 'running'),"
+	"  min(s.at) FILTER (WHERE hive_state_rank(s.state) = 3),"
+	"  max(s.detail)"
+	"  FROM task_states s JOIN tasks t ON t.id = s.task_id"
+	"  WHERE s.attempt < t.attempts GROUP BY s.task_id, s.attempt;"
+	"DROP TABLE task_states;"
+	/* Every state change of every task: (task_id, state, attempt, agent,
+	 * at, detail); in order: ORDER BY attempt, at, hive_state_rank(state). */
+	"CREATE VIEW task_states AS"
+	"  SELECT id AS task_id, 'queued'::text AS state, attempts AS attempt,"
+	"    NULL::text AS agent, queued_at AS at, NULL::text AS detail"
+	"    FROM tasks WHERE queued_at IS NOT NULL"
+	"  UNION ALL SELECT id, 'running', attempts, agent, started_at, NULL"
+	"    FROM tasks WHERE started_at IS NOT NULL"
+	"  UNION ALL SELECT id, state, attempts, agent, finished_at, error"
+	"    FROM tasks WHERE finished_at IS NOT NULL"
+	"  UNION ALL SELECT task_id, 'queued', attempt, NULL, queued_at, NULL"
+	"    FROM task_attempts WHERE queued_at IS NOT NULL"
+	"  UNION ALL SELECT task_id, 'running', attempt, agent, started_at, NULL"
+	"    FROM task_attempts WHERE started_at IS NOT NULL"
+	"  UNION ALL SELECT task_id, state, attempt, agent, finished_at, detail"
+	"    FROM task_attempts WHERE finished_at IS NOT NULL;"
+	},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

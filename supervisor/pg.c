@@ -12,6 +12,7 @@
  */
 #include "pg.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,8 @@ struct pg_query {
 	char **values;
 	int *lengths;
 	int *formats;
+	char *copy;                  /* data of the query's COPY FROM STDIN */
+	size_t copylen;
 	sup_pg_cb *cb;
 	void *arg;
 };
@@ -68,6 +71,7 @@ pg_query_free(struct pg_query *q)
 	free(q->values);
 	free(q->lengths);
 	free(q->formats);
+	free(q->copy);
 	free(q);
 }
 
@@ -275,6 +279,33 @@ pg_complete(struct sup_pg *pg)
 	pg_query_free(q);
 }
 
+/*
+ * The server waits for the data of a COPY FROM STDIN: send the query's
+ * (once; a query without data, or a second COPY, ends it with an error).
+ * libpq buffers it all (its buffer grows), so this does not wait; the
+ * flush goes on from the write watcher.
+ */
+static int
+pg_copy_in(struct sup_pg *pg)
+{
+	struct pg_query *q = pg->head;
+	int r;
+
+	if (q->copy != NULL) {
+		r = PQputCopyData(pg->conn, q->copy, (int)q->copylen);
+		if (r == 1)
+			r = PQputCopyEnd(pg->conn, NULL);
+		free(q->copy);
+		q->copy = NULL;
+	} else
+		r = PQputCopyEnd(pg->conn, "no COPY data for this query");
+	if (r != 1) {
+		pg_down(pg, "send COPY data");
+		return -1;
+	}
+	return pg_flush(pg);
+}
+
 static void
 pg_read(struct sup_pg *pg)
 {
@@ -300,6 +331,12 @@ pg_read(struct sup_pg *pg)
 			continue;
 		}
 		ExecStatusType st = PQresultStatus(r);
+		if (st == PGRES_COPY_IN) {
+			PQclear(r);
+			if (pg_copy_in(pg) < 0)
+				return;
+			continue;
+		}
 		pg_clear_result(pg);
 		pg->res = r;
 		pg->res_failed = st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE;
@@ -429,6 +466,24 @@ sup_pg_query(struct sup_pg *pg, const char *sql, int nparams,
 err:
 	pg_query_free(q);
 	return -1;
+}
+
+int
+sup_pg_query_copy(struct sup_pg *pg, const char *sql, const char *data,
+    size_t len, sup_pg_cb *cb, void *arg)
+{
+	char *copy;
+
+	if (len > INT_MAX || (copy = malloc(len ? len : 1)) == NULL)
+		return -1;
+	memcpy(copy, data, len);
+	if (sup_pg_query(pg, sql, 0, NULL, NULL, NULL, cb, arg) < 0) {
+		free(copy);
+		return -1;
+	}
+	pg->tail->copy = copy;
+	pg->tail->copylen = len;
+	return 0;
 }
 
 static void

@@ -44,6 +44,13 @@ int sup_pg_query(struct sup_pg *pg, const char *sql, int nparams,
     const char *const *values, const int *lengths, const int *formats,
     sup_pg_cb *cb, void *arg);
 
+/*
+ * Queue a simple query holding one COPY ... FROM STDIN among its
+ * statements, and the data to send for it (COPY text format, copied).
+ */
+int sup_pg_query_copy(struct sup_pg *pg, const char *sql, const char *data,
+    size_t len, sup_pg_cb *cb, void *arg);
+
 /* The owner of arg is going away: its queued queries still run (a
  * transaction in flight must end) but their callbacks are not called. */
 void sup_pg_forget(struct sup_pg *pg, void *arg);

@@ -3,7 +3,9 @@
  *
  *   +-> XREADGROUP recorder <host> ... STREAMS q.. results events dead
  *   |         |  (first the entries still pending to us: id 0, then ">")
- *   |   decode, merge per task, build one SQL transaction
+ *   |   decode, fold each task's entries into one row (and the tasks
+ *   |   held from the last batch), COPY the rows into a temporary table,
+ *   |   upsert tasks from it: one transaction
  *   |         |
  *   |   PostgreSQL  --fails--> same transaction again (pg queues it until
  *   |         |                the connection is back; Redis keeps the
@@ -11,13 +13,21 @@
  *   |         |
  *   +---- XACK what the transaction held
  *
+ * One row per task: the tasks row carries the times of its attempt's
+ * states (queued_at, started_at, finished_at), task_attempts those of the
+ * attempts a requeued one superseded; the view task_states shows them all.
+ * Writing a task costs one INSERT when its queue entry and its result are
+ * in one batch, an INSERT and an UPDATE otherwise; so a queue entry whose
+ * result may come soon is held (REC_HOLD_MS: not written, not
+ * acknowledged, still pending in Redis) and folded into the next batch.
+ *
  * Ordering: the streams are read in one command, so a task's queue entry
- * and its result may arrive in different batches in either order.  Rows in
- * task_states carry the time of the event itself (the stream entry's time,
- * a result's started/finished times), and the tasks row only moves forward:
+ * and its result may arrive in different batches in either order.  The
+ * times are those of the events themselves (the stream entry's time, a
+ * result's started/finished times), and the tasks row only moves forward:
  * a final state (completed, failed, dead) is never replaced; otherwise a
  * higher attempt wins, then a later state (queued < running < final).  The
- * same rule is applied in C to merge one batch (hive_wins() in SQL).
+ * same rule folds one batch in C (state_wins; hive_wins() in SQL).
  */
 #include "recorder.h"
 
@@ -37,7 +47,7 @@
 #define REC_GROUP        HIVE_GROUP_RECORDER
 #define REC_MAX_STREAMS  1024
 #define REC_SCAN_EVERY   2.0     /* seconds between looks for new queues */
-#define REC_BLOCK_MS     "1000"
+#define REC_BLOCK_MS     1000
 #define REC_ERR_RETRY    5.0     /* seconds before an SQL error is retried */
 
 enum rec_kind { REC_QUEUE, REC_RESULTS, REC_EVENTS, REC_DEAD };
@@ -63,7 +73,13 @@ struct rec_task {
 	char *workflow;
 	char *result;                /* JSON text or NULL */
 	char *error;
-	uint64_t created_ms, finished_ms;
+	uint64_t created_ms, queued_ms, started_ms, finished_ms;
+	/* This one's own queue entry: acknowledged once it is written. */
+	int has_q;
+	int q_stream;
+	char q_entry[HIVE_ENTRY_ID_MAX + 1];
+	char *own_msg;               /* a held task's copy of its message */
+	int skip;                    /* folded into another, or held */
 	/* From the newest queue entry: what recovery puts back. */
 	int has_msg;
 	uint32_t msg_attempt;
@@ -79,6 +95,14 @@ struct sbuf {
 	int oom;
 };
 
+/* One transaction: its SQL, its COPY data, what to XACK after COMMIT. */
+struct rec_txn {
+	struct sbuf sql;
+	struct sbuf copy;
+	struct rec_ack *acks;
+	size_t nacks, capacks;
+};
+
 struct sup_recorder {
 	struct ev_loop *loop;
 	struct sup_pg *pg;
@@ -88,18 +112,26 @@ struct sup_recorder {
 	struct rec_stream streams[REC_MAX_STREAMS];
 	int nstreams;
 	int reading;                 /* an XREADGROUP is in flight */
-	int writing;                 /* a transaction is in flight */
+	int writing;                 /* tx[wi] is in flight */
+	int prepared;                /* tx[1 - wi] waits for it to end */
 	int pending_phase;           /* reading our pending entries (id 0) */
 	int scanning;
-	struct sbuf sql;             /* the transaction in flight */
-	struct rec_ack *acks;
-	size_t nacks, capacks;
+	/* The next batch is read and folded while one is being written. */
+	struct rec_txn tx[2];
+	int wi;                      /* the one written */
+	struct rec_txn *fill;        /* the one a read fills */
+	struct rec_task *held;       /* queue entries waiting for their result */
+	size_t nheld, capheld;
+	uint64_t results_clock;      /* ms: the results stream is read up to */
 	ev_timer scan_timer;
-	ev_timer retry_timer;
+	ev_timer retry_timer;        /* writing tx[wi] again */
+	ev_timer read_timer;         /* reading again */
 	struct sup_recorder_stats st;
 };
 
 static void rec_read(struct sup_recorder *);
+static void rec_read_later(struct sup_recorder *, double);
+static int rec_push_ack(struct sup_recorder *, int, const char *);
 
 /* ---- a growing string, and SQL literals ---- */
 
@@ -236,26 +268,6 @@ sb_hstr(struct sbuf *b, struct hive_str s)
 }
 
 static void
-sb_bytea(struct sbuf *b, const char *p, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	char chunk[512];
-	size_t k = 0;
-
-	sb_puts(b, "'\\x");
-	for (size_t i = 0; i < n; i++) {
-		chunk[k++] = hex[(unsigned char)p[i] >> 4];
-		chunk[k++] = hex[(unsigned char)p[i] & 15];
-		if (k == sizeof(chunk)) {
-			sb_add(b, chunk, k);
-			k = 0;
-		}
-	}
-	sb_add(b, chunk, k);
-	sb_puts(b, "'::bytea");
-}
-
-static void
 sb_time(struct sbuf *b, uint64_t ms)
 {
 	if (ms == 0)
@@ -317,7 +329,6 @@ hstrdup(struct hive_str s)
 struct rec_batch {
 	struct rec_task *tasks;
 	size_t ntasks, captasks;
-	struct sbuf states;          /* VALUES rows of task_states */
 	struct sbuf events;          /* VALUES rows of events */
 	struct sbuf snaps;           /* VALUES rows of memory_snapshots */
 	struct sbuf snap_agents;     /* 'a','b' for pruning */
@@ -361,6 +372,7 @@ task_free(struct rec_task *t)
 	free(t->workflow);
 	free(t->result);
 	free(t->error);
+	free(t->own_msg);
 }
 
 static void
@@ -369,33 +381,9 @@ batch_free(struct rec_batch *bt)
 	for (size_t i = 0; i < bt->ntasks; i++)
 		task_free(&bt->tasks[i]);
 	free(bt->tasks);
-	free(bt->states.p);
 	free(bt->events.p);
 	free(bt->snaps.p);
 	free(bt->snap_agents.p);
-}
-
-static void
-add_state(struct rec_batch *bt, struct hive_str task, const char *state,
-    uint32_t attempt, struct hive_str agent, uint64_t at_ms,
-    struct hive_str detail, const char *stream, const char *entry,
-    const char *suffix)
-{
-	struct sbuf *b = &bt->states;
-	char src[HIVE_KEY_MAX + HIVE_ENTRY_ID_MAX + 16];
-
-	snprintf(src, sizeof(src), "%s/%s%s", stream, entry, suffix);
-	sb_puts(b, b->len ? ",(" : "(");
-	sb_hstr(b, task);
-	sb_printf(b, ",'%s',%" PRIu32 ",", state, attempt);
-	sb_hstr(b, agent);
-	sb_puts(b, ",");
-	sb_time(b, at_ms);
-	sb_puts(b, ",");
-	sb_hstr(b, detail);
-	sb_puts(b, ",");
-	sb_lit_or_null(b, src);
-	sb_puts(b, ")");
 }
 
 static void
@@ -450,32 +438,39 @@ record_task(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	struct hive_task m;
 	struct proto_err err;
 	struct rec_task *t;
-	const char *key = rec->streams[si].key;
-	static const struct hive_str none = { NULL, 0 };
 
 	if (proto_decode_task(buf, len, &m, &err) < 0) {
 		/* The worker that reads it dead-letters it with this reason;
 		 * the dead-letter stream is what records it. */
 		char eb[160];
-		log_debug("recorder: %s %s: not a task (%s)", key, entry,
-		    proto_strerror(&err, eb, sizeof(eb)));
+		log_debug("recorder: %s %s: not a task (%s)", rec->streams[si].key,
+		    entry, proto_strerror(&err, eb, sizeof(eb)));
+		rec_push_ack(rec, si, entry);
 		return;
 	}
-	if ((t = batch_task(bt)) == NULL || set_id(t, m.id) < 0)
+	if ((t = batch_task(bt)) == NULL) {
+		proto_task_clear(&m);
+		return;
+	}
+	t->has_q = 1;
+	t->q_stream = si;
+	snprintf(t->q_entry, sizeof(t->q_entry), "%s", entry);
+	if (set_id(t, m.id) < 0) {
+		t->skip = 1;             /* acknowledged, nothing to write */
 		goto out;
+	}
 	t->rank = 1;
 	t->state = "queued";
 	t->attempts = m.attempt;
 	t->workflow = hstrdup(m.workflow);
-	t->created_ms = m.created_ms ? m.created_ms : entry_ms(entry);
+	t->queued_ms = entry_ms(entry);
+	t->created_ms = m.created_ms ? m.created_ms : t->queued_ms;
 	t->has_msg = 1;
 	t->msg_attempt = m.attempt;
 	t->msg_stream = si;
 	snprintf(t->msg_entry, sizeof(t->msg_entry), "%s", entry);
 	t->msg = buf;
 	t->msglen = len;
-	add_state(bt, m.id, "queued", m.attempt, none, entry_ms(entry), none,
-	    key, entry, "");
 out:
 	proto_task_clear(&m);
 }
@@ -488,8 +483,6 @@ record_result(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	struct proto_err err;
 	struct rec_task *t;
 	const char *key = rec->streams[si].key;
-	const char *state;
-	static const struct hive_str none = { NULL, 0 };
 
 	if (proto_decode_result(buf, len, &m, &err) < 0) {
 		char eb[160];
@@ -497,23 +490,21 @@ record_result(struct sup_recorder *rec, struct rec_batch *bt, int si,
 		    proto_strerror(&err, eb, sizeof(eb)));
 		return;
 	}
-	state = m.status == HIVE_STATUS_OK ? "completed" : "failed";
-	if ((t = batch_task(bt)) == NULL || set_id(t, m.id) < 0)
+	if ((t = batch_task(bt)) == NULL || set_id(t, m.id) < 0) {
+		if (t != NULL)
+			bt->ntasks--;
 		goto out;
+	}
 	t->rank = 3;
-	t->state = state;
+	t->state = m.status == HIVE_STATUS_OK ? "completed" : "failed";
 	t->attempts = m.attempt;
 	t->agent = hstrdup(m.agent);
 	t->workflow = hstrdup(m.workflow);
 	t->result = json_text(&m.result, "result", m.id);
 	t->error = hstrdup(m.error);
 	t->finished_ms = m.finished_ms ? m.finished_ms : entry_ms(entry);
+	t->started_ms = m.started_ms;
 	t->created_ms = m.started_ms ? m.started_ms : t->finished_ms;
-	if (m.started_ms)
-		add_state(bt, m.id, "running", m.attempt, m.agent, m.started_ms,
-		    none, key, entry, ":run");
-	add_state(bt, m.id, state, m.attempt, m.agent, t->finished_ms, m.error,
-	    key, entry, "");
 	if (m.memory_v > 0 && m.memory.type == MSGPACK_OBJECT_MAP) {
 		char *mem = json_text(&m.memory, "memory", m.id);
 		struct sbuf *b = &bt->snaps;
@@ -588,8 +579,6 @@ record_dead(struct sup_recorder *rec, struct rec_batch *bt, int si,
 		t->agent = hstrdup(m.agent);
 		t->error = hstrdup(m.reason);
 		t->created_ms = t->finished_ms = at;
-		add_state(bt, m.id, "dead", m.attempt, m.agent, at, m.reason, key,
-		    entry, "");
 	}
 out:
 	proto_dead_clear(&m);
@@ -602,14 +591,184 @@ task_cmp(const void *a, const void *b)
 	    ((const struct rec_task *)b)->id);
 }
 
-/* Fold run[1..n) into run[0] by the rule of hive_wins. */
+/* ---- COPY text format ---- */
+
+/* A text field: \ tab newline CR escaped; NUL and invalid UTF-8 (which
+ * PostgreSQL text refuses, failing the whole batch) become U+FFFD. */
 static void
-merge_tasks(struct rec_task *run, size_t n)
+cp_text(struct sbuf *b, const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, start = 0;
+
+	while (i < n) {
+		size_t l = u[i] == 0 ? 0 : utf8_len(u + i, n - i);
+		const char *esc = NULL;
+		if (l == 1)
+			switch (u[i]) {
+			case '\\': esc = "\\\\"; break;
+			case '\t': esc = "\\t"; break;
+			case '\n': esc = "\\n"; break;
+			case '\r': esc = "\\r"; break;
+			}
+		else if (l == 0)
+			esc = "\xef\xbf\xbd";
+		if (esc == NULL) {
+			i += l;
+			continue;
+		}
+		sb_add(b, s + start, i - start);
+		sb_puts(b, esc);
+		start = ++i;
+	}
+	sb_add(b, s + start, i - start);
+}
+
+static void
+cp_str(struct sbuf *b, const char *s, char sep)
+{
+	if (s == NULL)
+		sb_puts(b, "\\N");
+	else
+		cp_text(b, s, strlen(s));
+	sb_add(b, &sep, 1);
+}
+
+static void
+cp_ms(struct sbuf *b, uint64_t ms, char sep)
+{
+	if (ms == 0)
+		sb_puts(b, "\\N");
+	else
+		sb_printf(b, "%" PRIu64, ms);
+	sb_add(b, &sep, 1);
+}
+
+/* bytea in COPY text: its \x hex form, the backslash escaped. */
+static void
+cp_bytea(struct sbuf *b, const char *p, size_t n, char sep)
+{
+	static const char hex[] = "0123456789abcdef";
+	char chunk[512];
+	size_t k = 0;
+
+	sb_puts(b, "\\\\x");
+	for (size_t i = 0; i < n; i++) {
+		chunk[k++] = hex[(unsigned char)p[i] >> 4];
+		chunk[k++] = hex[(unsigned char)p[i] & 15];
+		if (k == sizeof(chunk)) {
+			sb_add(b, chunk, k);
+			k = 0;
+		}
+	}
+	sb_add(b, chunk, k);
+	sb_add(b, &sep, 1);
+}
+
+/*
+ * One row of the staging table (STAGE_COLUMNS).  kind 't': the task's
+ * row; kind 'a': an attempt the batch itself saw superseded, for
+ * task_attempts.
+ */
+static void
+cp_row(struct sup_recorder *rec, struct sbuf *b, char kind,
+    const struct rec_task *t)
+{
+	char k[2] = { kind, '\t' };
+
+	sb_add(b, k, 2);
+	cp_str(b, t->id, '\t');
+	if (kind == 't' && t->has_msg) {
+		cp_str(b, rec->streams[t->msg_stream].key, '\t');
+		cp_str(b, t->msg_entry, '\t');
+	} else
+		sb_puts(b, "\t\\N\t");
+	sb_printf(b, "%s\t%" PRIu32 "\t", t->state, t->attempts);
+	cp_str(b, t->agent, '\t');
+	cp_str(b, kind == 't' ? t->workflow : NULL, '\t');
+	if (kind == 't' && t->has_msg)
+		cp_bytea(b, t->msg, t->msglen, '\t');
+	else
+		sb_puts(b, "\\N\t");
+	cp_str(b, kind == 't' ? t->result : NULL, '\t');
+	cp_str(b, t->error, '\t');
+	cp_ms(b, t->created_ms, '\t');
+	cp_ms(b, t->queued_ms, '\t');
+	cp_ms(b, t->started_ms, '\t');
+	cp_ms(b, t->rank == 3 ? t->finished_ms : 0, '\n');
+}
+
+#define STAGE "hive_rec_stage"
+#define STAGE_COLUMNS \
+	"kind \"char\", id text, stream text, entry text, state text, " \
+	"attempts int, agent text, workflow text, message bytea, result jsonb, " \
+	"error text, created_ms bigint, queued_ms bigint, started_ms bigint, " \
+	"finished_ms bigint"
+
+/* ---- folding a batch ---- */
+
+/* Queue entries younger than this (behind what the results stream has
+ * been read up to) wait for their result, to be written in one row with
+ * it: a task that ends within it costs one INSERT, not an INSERT and an
+ * UPDATE.  Its entry stays pending in Redis meanwhile. */
+#define REC_HOLD_MS      250
+#define REC_HOLD_MAX     65536
+
+static int
+rec_hold(struct sup_recorder *rec, const struct rec_task *w)
+{
+	struct rec_task *h;
+
+	if (rec->nheld == rec->capheld) {
+		size_t cap = rec->capheld ? rec->capheld * 2 : 256;
+		if (cap > REC_HOLD_MAX ||
+		    (h = realloc(rec->held, cap * sizeof(*h))) == NULL)
+			return -1;
+		rec->held = h;
+		rec->capheld = cap;
+	}
+	h = &rec->held[rec->nheld];
+	*h = *w;
+	h->agent = h->result = h->error = NULL;
+	h->workflow = w->workflow ? strdup(w->workflow) : NULL;
+	if ((h->own_msg = malloc(w->msglen ? w->msglen : 1)) == NULL ||
+	    (w->workflow != NULL && h->workflow == NULL)) {
+		task_free(h);
+		return -1;
+	}
+	memcpy(h->own_msg, w->msg, w->msglen);
+	h->msg = h->own_msg;
+	h->skip = 0;
+	rec->nheld++;
+	return 0;
+}
+
+/*
+ * Fold run[0..n) (one task's entries) into run[0] by the rule of
+ * hive_wins; the times (queued, started, finished) are those of the
+ * winning attempt.  Entries of an attempt the fold supersedes go to copy
+ * as 'a' rows.
+ */
+static void
+fold_task(struct sup_recorder *rec, struct rec_task *run, size_t n,
+    struct sbuf *copy)
 {
 	struct rec_task *w = &run[0];
+	int rank = w->rank;
+	uint32_t att = w->attempts;
 
+	for (size_t i = 1; i < n; i++)
+		if (state_wins(rank, att, run[i].rank, run[i].attempts)) {
+			rank = run[i].rank;
+			if (run[i].attempts > att)
+				att = run[i].attempts;
+		}
+	for (size_t i = 0; i < n; i++)
+		if (run[i].attempts < att && run[i].rank > 0)
+			cp_row(rec, copy, 'a', &run[i]);
 	for (size_t i = 1; i < n; i++) {
 		struct rec_task *t = &run[i];
+		t->skip = 1;
 		if (t->has_msg && (!w->has_msg || t->msg_attempt >= w->msg_attempt)) {
 			w->has_msg = 1;
 			w->msg_attempt = t->msg_attempt;
@@ -625,96 +784,88 @@ merge_tasks(struct rec_task *run, size_t n)
 			t->workflow = NULL;
 		}
 		if (state_wins(w->rank, w->attempts, t->rank, t->attempts)) {
-			uint32_t att = w->attempts > t->attempts ? w->attempts : t->attempts;
 #define TAKE(f) do { free(w->f); w->f = t->f; t->f = NULL; } while (0)
 			TAKE(agent);
 			TAKE(result);
 			TAKE(error);
 #undef TAKE
+			if (t->attempts > w->attempts) {
+				w->queued_ms = t->queued_ms;
+				w->started_ms = t->started_ms;
+				w->attempts = t->attempts;
+			}
 			w->rank = t->rank;
 			w->state = t->state;
 			w->finished_ms = t->finished_ms;
-			w->attempts = att;
-		} else if (t->attempts > w->attempts)
-			w->attempts = t->attempts;
+		}
+		if (t->attempts == w->attempts) {
+			if (w->queued_ms == 0)
+				w->queued_ms = t->queued_ms;
+			if (w->started_ms == 0)
+				w->started_ms = t->started_ms;
+		}
 	}
 }
 
-static void
-sql_tasks(struct sup_recorder *rec, struct rec_batch *bt, struct sbuf *b)
+/*
+ * Fold the batch (and the tasks held from earlier ones) into one row per
+ * task, in the COPY data; hold the queue entries that may soon meet their
+ * result; queue the acknowledgements of the queue entries written.
+ * Returns the number of rows written.
+ */
+static size_t
+fold_batch(struct sup_recorder *rec, struct rec_batch *bt, struct sbuf *copy,
+    uint64_t now_ms)
 {
-	size_t i = 0, first = 1;
+	size_t i = 0, rows = 0;
+	int may_hold = !rec->pending_phase;
 
-	if (bt->ntasks == 0)
-		return;
-	qsort(bt->tasks, bt->ntasks, sizeof(*bt->tasks), task_cmp);
-	sb_puts(b, "INSERT INTO tasks AS t (id, stream, entry, state, attempts, "
-	    "agent, workflow, message, result, error, created_at, updated_at, "
-	    "finished_at) VALUES ");
+	for (size_t h = 0; h < rec->nheld; h++) {
+		struct rec_task *t = batch_task(bt);
+		if (t == NULL) {         /* stays held: out of memory */
+			memmove(rec->held, rec->held + h,
+			    (rec->nheld - h) * sizeof(*rec->held));
+			rec->nheld -= h;
+			goto fold;
+		}
+		*t = rec->held[h];
+	}
+	rec->nheld = 0;
+fold:
+	if (bt->ntasks > 1)
+		qsort(bt->tasks, bt->ntasks, sizeof(*bt->tasks), task_cmp);
 	while (i < bt->ntasks) {
-		size_t j = i + 1;
-		struct rec_task *t = &bt->tasks[i];
-		while (j < bt->ntasks && strcmp(bt->tasks[j].id, t->id) == 0)
+		size_t j = i + 1, nq = 0;
+		struct rec_task *w = &bt->tasks[i];
+		while (j < bt->ntasks && strcmp(bt->tasks[j].id, w->id) == 0)
 			j++;
-		merge_tasks(t, j - i);
-		sb_puts(b, first ? "(" : ",(");
-		first = 0;
-		sb_lit(b, t->id, strlen(t->id));
-		sb_puts(b, ",");
-		if (t->has_msg) {
-			sb_lit_or_null(b, rec->streams[t->msg_stream].key);
-			sb_puts(b, ",");
-			sb_lit_or_null(b, t->msg_entry);
-		} else
-			sb_puts(b, "'',NULL");
-		sb_printf(b, ",'%s',%" PRIu32 ",", t->state, t->attempts);
-		sb_lit_or_null(b, t->agent);
-		sb_puts(b, ",");
-		sb_lit_or_null(b, t->workflow);
-		sb_puts(b, ",");
-		if (t->has_msg)
-			sb_bytea(b, t->msg, t->msglen);
-		else
-			sb_puts(b, "NULL");
-		sb_puts(b, ",");
-		if (t->result != NULL) {
-			sb_lit(b, t->result, strlen(t->result));
-			sb_puts(b, "::jsonb");
-		} else
-			sb_puts(b, "NULL");
-		sb_puts(b, ",");
-		sb_lit_or_null(b, t->error);
-		sb_puts(b, ",");
-		sb_time(b, t->created_ms);
-		sb_puts(b, ",now(),");
-		if (t->rank == 3)
-			sb_time(b, t->finished_ms);
-		else
-			sb_puts(b, "NULL");
-		sb_puts(b, ")");
+		if (w->skip) {           /* queue entries without a task id */
+			for (size_t k = i; k < j; k++)
+				if (bt->tasks[k].has_q)
+					rec_push_ack(rec, bt->tasks[k].q_stream,
+					    bt->tasks[k].q_entry);
+			i = j;
+			continue;
+		}
+		fold_task(rec, w, j - i, copy);
+		for (size_t k = i; k < j; k++)
+			nq += bt->tasks[k].has_q;
+		if (may_hold && w->rank == 1 && nq == 1 && w->has_q &&
+		    w->queued_ms + REC_HOLD_MS > rec->results_clock &&
+		    rec_hold(rec, w) == 0) {
+			w->skip = 1;
+			i = j;
+			continue;
+		}
+		cp_row(rec, copy, 't', w);
+		rows++;
+		for (size_t k = i; k < j; k++)
+			if (bt->tasks[k].has_q)
+				rec_push_ack(rec, bt->tasks[k].q_stream,
+				    bt->tasks[k].q_entry);
 		i = j;
 	}
-	/* W: does the new state replace the recorded one (see the top). */
-#define W "hive_wins(t.state, t.attempts, EXCLUDED.state, EXCLUDED.attempts)"
-#define M "(EXCLUDED.message IS NOT NULL AND (t.message IS NULL OR " \
-	  "EXCLUDED.attempts >= t.attempts))"
-	sb_puts(b, " ON CONFLICT (id) DO UPDATE SET "
-	    "stream = CASE WHEN " M " THEN EXCLUDED.stream ELSE t.stream END, "
-	    "entry = CASE WHEN " M " THEN EXCLUDED.entry ELSE t.entry END, "
-	    "message = CASE WHEN " M " THEN EXCLUDED.message ELSE t.message END, "
-	    "state = CASE WHEN " W " THEN EXCLUDED.state ELSE t.state END, "
-	    "agent = CASE WHEN " W " AND EXCLUDED.agent IS NOT NULL "
-	    "THEN EXCLUDED.agent ELSE t.agent END, "
-	    "result = CASE WHEN " W " THEN EXCLUDED.result ELSE t.result END, "
-	    "error = CASE WHEN " W " THEN EXCLUDED.error ELSE t.error END, "
-	    "finished_at = CASE WHEN " W " THEN EXCLUDED.finished_at "
-	    "ELSE t.finished_at END, "
-	    "attempts = greatest(t.attempts, EXCLUDED.attempts), "
-	    "workflow = coalesce(t.workflow, EXCLUDED.workflow), "
-	    "created_at = least(t.created_at, EXCLUDED.created_at), "
-	    "updated_at = now();");
-#undef W
-#undef M
+	return rows;
 }
 
 /* "INSERT INTO <table> VALUES <rows> ON CONFLICT DO NOTHING;" when there
@@ -733,24 +884,86 @@ sql_rows(struct sbuf *b, const char *table, const struct sbuf *rows)
 	return 1;
 }
 
+/* W: does the staged state replace the recorded one (see the top);
+ * N: ... and is it a later attempt, whose times replace the row's;
+ * M: does the staged message replace the recorded one. */
+#define W "hive_wins(t.state, t.attempts, s.state, s.attempts)"
+#define WX "hive_wins(t.state, t.attempts, EXCLUDED.state, EXCLUDED.attempts)"
+#define NX "(" WX " AND EXCLUDED.attempts > t.attempts)"
+#define SX "EXCLUDED.attempts = t.attempts"
+#define MX "(EXCLUDED.message IS NOT NULL AND (t.message IS NULL OR " \
+	  "EXCLUDED.attempts >= t.attempts))"
+#define MS(c) "CASE WHEN s." c " IS NULL THEN NULL ELSE to_timestamp(s." c \
+	  " / 1000.0) END"
+
+static const char sql_stage[] =
+	"SET LOCAL client_min_messages = warning;"
+	"CREATE TEMP TABLE IF NOT EXISTS " STAGE " (" STAGE_COLUMNS ") "
+	"ON COMMIT DELETE ROWS;"
+	"COPY " STAGE " FROM STDIN;"
+	/* The attempt a later one supersedes keeps its states. */
+	"INSERT INTO task_attempts AS a (task_id, attempt, state, agent, "
+	"queued_at, started_at, finished_at, detail) "
+	"SELECT t.id, t.attempts, t.state, t.agent, t.queued_at, t.started_at, "
+	"t.finished_at, t.error FROM " STAGE " s JOIN tasks t ON t.id = s.id "
+	"WHERE s.kind = 't' AND s.attempts > 1 AND s.attempts > t.attempts "
+	"AND " W " "
+	"UNION ALL SELECT s.id, s.attempts, s.state, s.agent, " MS("queued_ms")
+	", " MS("started_ms") ", " MS("finished_ms") ", s.error FROM " STAGE " s "
+	"WHERE s.kind = 'a' ON CONFLICT DO NOTHING;"
+	"INSERT INTO tasks AS t (id, stream, entry, state, attempts, agent, "
+	"workflow, message, result, error, created_at, queued_at, started_at, "
+	"finished_at, updated_at) "
+	"SELECT s.id, coalesce(s.stream, ''), s.entry, s.state, s.attempts, "
+	"s.agent, s.workflow, s.message, s.result, s.error, "
+	"coalesce(" MS("created_ms") ", now()), " MS("queued_ms") ", "
+	MS("started_ms") ", " MS("finished_ms") ", now() "
+	"FROM " STAGE " s WHERE s.kind = 't' "
+	"ON CONFLICT (id) DO UPDATE SET "
+	"stream = CASE WHEN " MX " THEN EXCLUDED.stream ELSE t.stream END, "
+	"entry = CASE WHEN " MX " THEN EXCLUDED.entry ELSE t.entry END, "
+	"message = CASE WHEN " MX " THEN EXCLUDED.message ELSE t.message END, "
+	"state = CASE WHEN " WX " THEN EXCLUDED.state ELSE t.state END, "
+	"agent = CASE WHEN " WX " AND EXCLUDED.agent IS NOT NULL "
+	"THEN EXCLUDED.agent ELSE t.agent END, "
+	"result = CASE WHEN " WX " THEN EXCLUDED.result ELSE t.result END, "
+	"error = CASE WHEN " WX " THEN EXCLUDED.error ELSE t.error END, "
+	"finished_at = CASE WHEN " WX " THEN EXCLUDED.finished_at "
+	"ELSE t.finished_at END, "
+	"queued_at = CASE WHEN " NX " THEN EXCLUDED.queued_at WHEN " SX
+	" THEN coalesce(t.queued_at, EXCLUDED.queued_at) ELSE t.queued_at END, "
+	"started_at = CASE WHEN " NX " THEN EXCLUDED.started_at WHEN " SX
+	" THEN coalesce(EXCLUDED.started_at, t.started_at) "
+	"ELSE t.started_at END, "
+	"attempts = CASE WHEN " WX " THEN greatest(t.attempts, EXCLUDED.attempts) "
+	"ELSE t.attempts END, "
+	"workflow = coalesce(t.workflow, EXCLUDED.workflow), "
+	"created_at = least(t.created_at, EXCLUDED.created_at), "
+	"updated_at = now();";
+#undef W
+#undef WX
+#undef NX
+#undef SX
+#undef MX
+#undef MS
+
 /*
- * Build the transaction of a batch into rec->sql.  Returns the number of
- * statements besides BEGIN/COMMIT (0: nothing to write, only to ack).
+ * Build the transaction of a batch, and its COPY data, into rec->fill.  Returns the number of statements besides BEGIN/COMMIT (0:
+ * nothing to write, only to ack), -1 when out of memory.
  */
 static int
-build_sql(struct sup_recorder *rec, struct rec_batch *bt)
+build_sql(struct sup_recorder *rec, struct rec_batch *bt, uint64_t now_ms)
 {
-	struct sbuf *b = &rec->sql;
+	struct sbuf *b = &rec->fill->sql, *copy = &rec->fill->copy;
 	int n = 0;
 
 	sb_reset(b);
+	sb_reset(copy);
 	sb_puts(b, "BEGIN;");
-	if (bt->ntasks > 0) {
-		sql_tasks(rec, bt, b);
+	if (fold_batch(rec, bt, copy, now_ms) > 0 || copy->len > 0) {
+		sb_puts(b, sql_stage);
 		n++;
 	}
-	n += sql_rows(b, "task_states (task_id, state, attempt, agent, at, "
-	    "detail, source)", &bt->states);
 	n += sql_rows(b, "events (at, kind, host, agent, task_id, pid, reason, "
 	    "source)", &bt->events);
 	if (sql_rows(b, "memory_snapshots (agent, version, memory, task_id, "
@@ -763,7 +976,7 @@ build_sql(struct sup_recorder *rec, struct rec_batch *bt)
 		n++;
 	}
 	sb_puts(b, "COMMIT;");
-	return b->oom ? -1 : n;
+	return b->oom || copy->oom ? -1 : n;
 }
 
 /* ---- Redis side ---- */
@@ -873,19 +1086,30 @@ rec_xack_cb(redisAsyncContext *ac, void *r, void *priv)
 		log_warnx("recorder: XACK: %s", reply->str);
 }
 
+static int
+ack_cmp(const void *a, const void *b)
+{
+	const struct rec_ack *x = a, *y = b;
+
+	return (x->stream > y->stream) - (x->stream < y->stream);
+}
+
 static void
-rec_ack_all(struct sup_recorder *rec)
+rec_ack_all(struct sup_recorder *rec, struct rec_txn *tx)
 {
 	size_t i = 0;
 
-	while (i < rec->nacks) {
+	/* One XACK per stream. */
+	qsort(tx->acks, tx->nacks, sizeof(*tx->acks), ack_cmp);
+
+	while (i < tx->nacks) {
 		size_t j = i;
-		int si = rec->acks[i].stream;
+		int si = tx->acks[i].stream;
 		const char **argv;
 		size_t *lens;
 		int argc = 0;
 
-		while (j < rec->nacks && rec->acks[j].stream == si)
+		while (j < tx->nacks && tx->acks[j].stream == si)
 			j++;
 		argv = calloc(j - i + 3, sizeof(*argv));
 		lens = calloc(j - i + 3, sizeof(*lens));
@@ -894,7 +1118,7 @@ rec_ack_all(struct sup_recorder *rec)
 			argv[argc++] = rec->streams[si].key;
 			argv[argc++] = REC_GROUP;
 			for (size_t k = i; k < j; k++)
-				argv[argc++] = rec->acks[k].id;
+				argv[argc++] = tx->acks[k].id;
 			for (int k = 0; k < argc; k++)
 				lens[k] = strlen(argv[k]);
 			rconn_argv(rec->rc, rec_xack_cb, NULL, argc, argv, lens);
@@ -903,8 +1127,8 @@ rec_ack_all(struct sup_recorder *rec)
 		free(lens);
 		i = j;
 	}
-	rec->st.entries += rec->nacks;
-	rec->nacks = 0;
+	rec->st.entries += tx->nacks;
+	tx->nacks = 0;
 }
 
 static void rec_write(struct sup_recorder *rec);
@@ -934,7 +1158,7 @@ rec_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 	}
 	if (err != NULL) {
 		log_warnx("recorder: batch of %zu entries not recorded, retrying "
-		    "in %.0fs: %s", rec->nacks, REC_ERR_RETRY, err);
+		    "in %.0fs: %s", rec->tx[rec->wi].nacks, REC_ERR_RETRY, err);
 		rec->st.retries++;
 		/* The failed transaction is still open on this connection. */
 		if (sup_pg_query(rec->pg, "ROLLBACK", 0, NULL, NULL, NULL,
@@ -944,16 +1168,25 @@ rec_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 	}
 	rec->writing = 0;
 	rec->st.batches++;
-	rec_ack_all(rec);
+	rec_ack_all(rec, &rec->tx[rec->wi]);
+	if (rec->prepared) {
+		rec->prepared = 0;
+		rec->wi = 1 - rec->wi;
+		rec_write(rec);
+	}
 	rec_read(rec);
 }
 
 static void
 rec_write(struct sup_recorder *rec)
 {
+	struct rec_txn *tx = &rec->tx[rec->wi];
+
 	rec->writing = 1;
-	if (sup_pg_query(rec->pg, rec->sql.p, 0, NULL, NULL, NULL, rec_pg_cb,
-	    rec) < 0) {
+	if ((tx->copy.len > 0 ? sup_pg_query_copy(rec->pg, tx->sql.p,
+	    tx->copy.p, tx->copy.len, rec_pg_cb, rec) :
+	    sup_pg_query(rec->pg, tx->sql.p, 0, NULL, NULL, NULL, rec_pg_cb,
+	    rec)) < 0) {
 		ev_timer_set(&rec->retry_timer, REC_ERR_RETRY, 0.);
 		ev_timer_start(rec->loop, &rec->retry_timer);
 	}
@@ -971,17 +1204,19 @@ rec_stream_index(struct sup_recorder *rec, const char *key)
 static int
 rec_push_ack(struct sup_recorder *rec, int si, const char *id)
 {
-	if (rec->nacks == rec->capacks) {
-		size_t cap = rec->capacks ? rec->capacks * 2 : 256;
-		struct rec_ack *a = realloc(rec->acks, cap * sizeof(*a));
+	struct rec_txn *tx = rec->fill;
+
+	if (tx->nacks == tx->capacks) {
+		size_t cap = tx->capacks ? tx->capacks * 2 : 256;
+		struct rec_ack *a = realloc(tx->acks, cap * sizeof(*a));
 		if (a == NULL)
 			return -1;
-		rec->acks = a;
-		rec->capacks = cap;
+		tx->acks = a;
+		tx->capacks = cap;
 	}
-	rec->acks[rec->nacks].stream = si;
-	snprintf(rec->acks[rec->nacks].id, sizeof(rec->acks[0].id), "%s", id);
-	rec->nacks++;
+	tx->acks[tx->nacks].stream = si;
+	snprintf(tx->acks[tx->nacks].id, sizeof(tx->acks[0].id), "%s", id);
+	tx->nacks++;
 	return 0;
 }
 
@@ -991,7 +1226,8 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	struct sup_recorder *rec = priv;
 	redisReply *reply = r;
 	struct rec_batch bt;
-	size_t entries = 0, most = 0;
+	size_t entries = 0, most = 0, nresults = 0;
+	uint64_t results_ms = 0, now_ms = (uint64_t)(ev_now(rec->loop) * 1000.);
 	int n;
 
 	rec->reading = 0;
@@ -1005,12 +1241,14 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		rec->st.resets++;
 		rec_forget_streams(rec);
 		rec_fixed_streams(rec);
-		ev_timer_set(&rec->retry_timer, 1.0, 0.);
-		ev_timer_start(rec->loop, &rec->retry_timer);
+		rec_read_later(rec, 1.0);
 		return;
 	}
 	memset(&bt, 0, sizeof(bt));
-	rec->nacks = 0;
+	/* While tx[wi] is being written, this batch is prepared in the
+	 * other one, and sent when that one has ended. */
+	rec->fill = &rec->tx[rec->writing ? 1 - rec->wi : rec->wi];
+	rec->fill->nacks = 0;
 	for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
 		redisReply *s = reply->element[i];
 		int si;
@@ -1040,10 +1278,17 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 					val = f->element[x + 1]->str;
 					vlen = f->element[x + 1]->len;
 				}
-			if (rec_push_ack(rec, si, e->element[0]->str) < 0)
+			/* A queue entry is acknowledged when its task is
+			 * written, which may be a later batch (fold_batch). */
+			if ((val == NULL || rec->streams[si].kind != REC_QUEUE) &&
+			    rec_push_ack(rec, si, e->element[0]->str) < 0)
 				goto oom;
 			if (val == NULL)
 				continue;
+			if (rec->streams[si].kind == REC_RESULTS) {
+				nresults++;
+				results_ms = entry_ms(e->element[0]->str);
+			}
 			switch (rec->streams[si].kind) {
 			case REC_QUEUE:
 				record_task(rec, &bt, si, e->element[0]->str, val, vlen);
@@ -1060,32 +1305,51 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 			}
 		}
 	}
-	if (entries == 0) {
+	/* How far the results are read: held queue entries older than
+	 * that by REC_HOLD_MS will not meet their result in the next read. */
+	if (nresults < rec->count)
+		rec->results_clock = now_ms;
+	else if (results_ms > rec->results_clock)
+		rec->results_clock = results_ms;
+	if (entries == 0 && rec->writing) {
+		/* Nothing new while a batch is written: its end reads on. */
+		batch_free(&bt);
+		return;
+	}
+	if (entries == 0 && rec->nheld == 0) {
 		batch_free(&bt);
 		rec->st.caught_up = !rec->pending_phase;
 		rec->pending_phase = 0;
 		rec_read(rec);
 		return;
 	}
-	/* No stream gave a full batch: nothing is waiting behind this one. */
-	rec->st.caught_up = !rec->pending_phase && most < rec->count;
-	if ((n = build_sql(rec, &bt)) < 0)
+	if (entries == 0)
+		rec->pending_phase = 0;
+	if ((n = build_sql(rec, &bt, now_ms)) < 0)
 		goto oom;
 	batch_free(&bt);
+	/* No stream gave a full batch: nothing is waiting behind this one. */
+	rec->st.caught_up = !rec->pending_phase && most < rec->count &&
+	    rec->nheld == 0;
+	rec->st.held = rec->nheld;
 	if (n == 0) {                /* nothing to write: only acks */
-		rec_ack_all(rec);
+		rec_ack_all(rec, rec->fill);
 		rec_read(rec);
 		return;
 	}
+	if (rec->writing) {
+		rec->prepared = 1;
+		return;
+	}
 	rec_write(rec);
+	rec_read(rec);
 	return;
 oom:
 	batch_free(&bt);
-	rec->nacks = 0;
+	rec->fill->nacks = 0;
 	log_warnx("recorder: out of memory; reading again in %.0fs", REC_ERR_RETRY);
 	rec->pending_phase = 1;      /* what we read stays pending: re-read it */
-	ev_timer_set(&rec->retry_timer, REC_ERR_RETRY, 0.);
-	ev_timer_start(rec->loop, &rec->retry_timer);
+	rec_read_later(rec, REC_ERR_RETRY);
 }
 
 static void
@@ -1093,9 +1357,13 @@ rec_read(struct sup_recorder *rec)
 {
 	const char **argv;
 	int argc = 0, n = rec->nstreams;
-	char count[16];
+	char count[16], block[16];
 
-	if (rec->reading || rec->writing || !rconn_is_up(rec->rc) || n == 0)
+	/* One batch written and one prepared at most; reading our pending
+	 * entries again while some are being written would read those. */
+	if (rec->reading || (rec->writing && (rec->prepared ||
+	    rec->pending_phase)) || ev_is_active(&rec->read_timer) ||
+	    !rconn_is_up(rec->rc) || n == 0)
 		return;
 	if ((argv = calloc((size_t)(2 * n + 10), sizeof(*argv))) == NULL)
 		return;
@@ -1106,9 +1374,14 @@ rec_read(struct sup_recorder *rec)
 	argv[argc++] = rec->host;
 	argv[argc++] = "COUNT";
 	argv[argc++] = count;
-	if (!rec->pending_phase) {
+	/* While a batch is written, the read does not block: the XACKs
+	 * after its COMMIT go on this connection, behind the read. */
+	if (!rec->pending_phase && !rec->writing) {
+		/* Held entries are looked at again within REC_HOLD_MS. */
+		snprintf(block, sizeof(block), "%d",
+		    rec->nheld > 0 ? REC_HOLD_MS : REC_BLOCK_MS);
 		argv[argc++] = "BLOCK";
-		argv[argc++] = REC_BLOCK_MS;
+		argv[argc++] = block;
 	}
 	argv[argc++] = "STREAMS";
 	for (int i = 0; i < n; i++)
@@ -1123,12 +1396,30 @@ rec_read(struct sup_recorder *rec)
 static void
 rec_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct sup_recorder *rec = w->data;
+	rec_write(w->data);
+}
 
-	if (rec->writing)
-		rec_write(rec);
-	else
-		rec_read(rec);
+static void
+rec_read_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	rec_read(w->data);
+}
+
+static void
+rec_read_later(struct sup_recorder *rec, double after)
+{
+	ev_timer_stop(rec->loop, &rec->read_timer);
+	ev_timer_set(&rec->read_timer, after, 0.);
+	ev_timer_start(rec->loop, &rec->read_timer);
+}
+
+static void
+rec_drop_held(struct sup_recorder *rec)
+{
+	for (size_t i = 0; i < rec->nheld; i++)
+		task_free(&rec->held[i]);
+	rec->nheld = 0;
+	rec->st.held = 0;
 }
 
 static void
@@ -1143,6 +1434,7 @@ rec_redis_state(struct rconn *rc, int up, void *arg)
 	 * that first.  A transaction in flight goes on: its acks are sent
 	 * after COMMIT on this new connection. */
 	rec->pending_phase = 1;
+	rec_drop_held(rec);          /* pending in Redis: read again */
 	for (int i = 0; i < rec->nstreams; i++)
 		rec_create_group(rec, i);
 	rec_fixed_streams(rec);
@@ -1174,6 +1466,9 @@ sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
 	ev_timer_start(loop, &rec->scan_timer);
 	ev_init(&rec->retry_timer, rec_retry_cb);
 	rec->retry_timer.data = rec;
+	ev_init(&rec->read_timer, rec_read_timer_cb);
+	rec->read_timer.data = rec;
+	rec->fill = &rec->tx[0];
 	rec->rc = rconn_new(loop, o->redis, "redis(recorder)", rec_redis_state,
 	    rec, err, sizeof(err));
 	if (rec->rc == NULL) {
@@ -1193,12 +1488,18 @@ sup_recorder_free(struct sup_recorder *rec)
 		return;
 	ev_timer_stop(rec->loop, &rec->scan_timer);
 	ev_timer_stop(rec->loop, &rec->retry_timer);
+	ev_timer_stop(rec->loop, &rec->read_timer);
 	if (rec->pg != NULL)
 		sup_pg_forget(rec->pg, rec);
 	rconn_free(rec->rc);
 	rec_forget_streams(rec);
-	free(rec->sql.p);
-	free(rec->acks);
+	rec_drop_held(rec);
+	free(rec->held);
+	for (int i = 0; i < 2; i++) {
+		free(rec->tx[i].sql.p);
+		free(rec->tx[i].copy.p);
+		free(rec->tx[i].acks);
+	}
 	free(rec->prefix);
 	free(rec->host);
 	free(rec);

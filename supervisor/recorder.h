@@ -6,9 +6,10 @@
  * consumer per host, so several hosts share the work) and writes each batch
  * in ONE transaction.  It acknowledges an entry only after the transaction
  * that holds it committed, so nothing read is lost when hived, Redis or
- * PostgreSQL dies in between; and every row it writes is keyed by the
- * stream entry it came from, so a batch recorded twice (COMMIT, then death
- * before XACK) changes nothing the second time.
+ * PostgreSQL dies in between; and every row it writes is keyed (a task by
+ * its id, moving only forward; an event by the stream entry it came
+ * from), so a batch recorded twice (COMMIT, then death before XACK)
+ * changes nothing the second time.
  *
  * PostgreSQL down: the batch waits and is retried as it is; Redis keeps the
  * entries pending meanwhile.  Nothing is dropped.
@@ -37,6 +38,7 @@ struct sup_recorder_stats {
 	uint64_t retries;            /* batches sent again after a failure */
 	unsigned streams;            /* streams being read */
 	int caught_up;               /* the last read returned nothing */
+	size_t held;                 /* queue entries waiting for their result */
 	uint64_t resets;             /* streams vanished (Redis lost data?) */
 };
 

@@ -552,14 +552,13 @@ class Run:
             self.say("failed_or_dead", len(dead), "tasks")
         if self.name == "redis_nopersist":
             # Put back by recovery: the same message, attempt 1, on a new
-            # queue entry; its tasks row holds the new entry, its first
-            # 'queued' state the old one.  Lag: old entry to new entry.
+            # queue entry; its tasks row holds the new entry, its queued_at
+            # the time of the first one.  Lag: old entry to new entry.
             n, lag = self.pg.psql(
-                "SELECT count(*), coalesce(round(max(split_part(t.entry, '-', 1)"
-                "::bigint / 1000.0 - extract(epoch FROM s.at))::numeric, 1), 0) "
-                "FROM tasks t JOIN task_states s ON s.task_id = t.id "
-                "AND s.state = 'queued' AND s.attempt = 1 WHERE t.attempts = 1 "
-                "AND s.source <> t.stream || '/' || t.entry")[0]
+                "SELECT count(*), coalesce(round(max(split_part(entry, '-', 1)"
+                "::bigint / 1000.0 - extract(epoch FROM queued_at))::numeric, 1), 0) "
+                "FROM tasks WHERE attempts = 1 AND split_part(entry, '-', 1)"
+                "::bigint > (extract(epoch FROM queued_at) * 1000)::bigint")[0]
             self.say("requeued", n, "tasks (put back by recovery)")
             self.say("requeue_lag_max", lag, "s (lost queue entry to its new one)")
         for k, v in self.counts.items():
@@ -602,8 +601,9 @@ class Run:
         log(f"{self.name}: lost (first 20 of {len(lost)}): {' '.join(lost[:20])}")
         for t in lost[:5]:
             log(f"  {t}: tasks row: {tasks.get(t, 'none')}")
-            for r in self.pg.psql("SELECT state, attempt, agent, at, detail, source "
-                                  f"FROM task_states WHERE task_id = '{t}' ORDER BY seq"):
+            for r in self.pg.psql("SELECT state, attempt, agent, at, detail "
+                                  f"FROM task_states WHERE task_id = '{t}' "
+                                  "ORDER BY attempt, at, hive_state_rank(state)"):
                 log(f"    state {' | '.join(r)}")
             for r in self.pg.psql("SELECT kind, agent, reason FROM events "
                                   f"WHERE task_id = '{t}' ORDER BY id"):

@@ -292,3 +292,75 @@ Test(recorder, postgres_outage_loses_nothing)
 	freeReplyObject(r);
 	env_fini(&e);
 }
+
+static long
+pending(struct env *e, const char *name)
+{
+	char key[128];
+	redisReply *r;
+	long n;
+
+	snprintf(key, sizeof(key), "%s:%s", e->prefix, name);
+	r = redisCommand(e->rc, "XPENDING %s recorder", key);
+	cr_assert(r != NULL && r->type == REDIS_REPLY_ARRAY, "XPENDING %s", key);
+	n = (long)r->element[0]->integer;
+	freeReplyObject(r);
+	return n;
+}
+
+/* A queue entry waits a moment for its result, to be written in one row
+ * with it; without a result it is written queued all the same, and only
+ * then acknowledged. */
+Test(recorder, queue_entry_without_result_is_written)
+{
+	struct env e;
+	struct sup_recorder_stats st;
+
+	env_init(&e);
+	submit(&e, "alone", 1);
+	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE id = 'alone' AND "
+	    "state = 'queued' AND queued_at IS NOT NULL AND message IS NOT NULL", 1);
+	/* Acknowledged after the COMMIT: let the XACK go out. */
+	long long until = tu_now_ms() + 300;
+	while (tu_now_ms() < until)
+		ev_run(e.loop, EVRUN_NOWAIT);
+	cr_assert_eq(pending(&e, "q:echo:1"), 0);
+	sup_recorder_stats(e.rec, &st);
+	cr_assert_eq(st.held, 0);
+
+	/* Entry and result close together: one row, no update. */
+	submit(&e, "quick", 1);
+	complete(&e, "quick", 1, 0, NULL);
+	run_until_sql(&e, "SELECT count(*) FROM task_states WHERE task_id = "
+	    "'quick'", 3);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM tasks WHERE id = 'quick' "
+	    "AND state = 'completed' AND message IS NOT NULL AND queued_at <= "
+	    "started_at AND started_at <= finished_at"), 1);
+	env_fini(&e);
+}
+
+/* Every attempt keeps its states: an attempt superseded by a requeued one
+ * (in a later batch, or in the same batch) moves to task_attempts. */
+Test(recorder, superseded_attempts_keep_their_states)
+{
+	struct env e;
+
+	env_init(&e);
+	submit(&e, "later", 1);
+	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE id = 'later'", 1);
+	submit(&e, "later", 2);
+	complete(&e, "later", 2, 0, NULL);
+	/* Both attempts of "same" arrive in one read. */
+	submit(&e, "same", 1);
+	submit(&e, "same", 2);
+	complete(&e, "same", 2, 0, NULL);
+	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE state = 'completed' "
+	    "AND attempts = 2", 2);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM (SELECT task_id, "
+	    "string_agg(state || attempt, ',' ORDER BY attempt, at, "
+	    "hive_state_rank(state)) s FROM task_states GROUP BY task_id) x "
+	    "WHERE s = 'queued1,queued2,running2,completed2'"), 2);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM task_attempts WHERE "
+	    "attempt = 1 AND state = 'queued'"), 2);
+	env_fini(&e);
+}

@@ -151,7 +151,7 @@ Test(record, states_memory_agents_events)
 	    != 5) {
 		PGconn *pc = PQconnectdb(ci);
 		PGresult *res = PQexec(pc, "SELECT task_id, state, "
-		    "to_char(at, 'HH24:MI:SS.US'), source FROM task_states ORDER BY task_id, at");
+		    "to_char(at, 'HH24:MI:SS.US'), attempt FROM task_states ORDER BY task_id, at");
 		for (int i = 0; i < PQntuples(res); i++)
 			fprintf(stderr, "%s %s %s %s\n", PQgetvalue(res, i, 0),
 			    PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
