@@ -364,3 +364,37 @@ Test(recorder, superseded_attempts_keep_their_states)
 	    "attempt = 1 AND state = 'queued'"), 2);
 	env_fini(&e);
 }
+
+/* Bytes that COPY's text format escapes (the protocol refuses NUL and
+ * invalid UTF-8 before they get here), in a result's error: recorded as
+ * they are. */
+Test(recorder, odd_bytes_in_text_fields)
+{
+	static const char odd[] = "a\tb\nc\\d\r\\N\xc3\xa9\xf0\x9f\x98\x80" "e'f\"";
+	struct env e;
+	msgpack_sbuffer sb;
+	struct hive_result r = { 0 };
+	struct proto_err err;
+	uint64_t now = proto_now_ms();
+
+	env_init(&e);
+	submit(&e, "odd", 1);
+	msgpack_sbuffer_init(&sb);
+	r.id = HIVE_STR("odd");
+	r.agent = HIVE_STR("echo/1");
+	r.host = HIVE_STR("test-host");
+	r.status = HIVE_STATUS_ERROR;
+	r.error.ptr = odd;
+	r.error.len = sizeof(odd) - 1;
+	r.attempt = 1;
+	r.started_ms = now;
+	r.finished_ms = now;
+	cr_assert_eq(proto_encode_result(&sb, &r, &err), 0);
+	xadd(&e, "results", &sb);
+	msgpack_sbuffer_destroy(&sb);
+	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE id = 'odd' AND "
+	    "state = 'failed'", 1);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM tasks WHERE id = 'odd' AND "
+	    "error = E'a\\tb\\nc\\\\d\\r\\\\N\\u00e9\\U0001F600e''f\"'"), 1);
+	env_fini(&e);
+}
