@@ -986,8 +986,14 @@ rec_group_cb(redisAsyncContext *ac, void *r, void *priv)
 {
 	redisReply *reply = r;
 
-	if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
-	    strncmp(reply->str, "BUSYGROUP", 9) != 0)
+	if (reply == NULL || reply->type != REDIS_REPLY_ERROR ||
+	    strncmp(reply->str, "BUSYGROUP", 9) == 0)
+		return;
+	/* A queue stream that is gone (Redis lost it, or nobody submitted
+	 * to it since): the next read meets NOGROUP and starts over. */
+	if (strstr(reply->str, "requires the key to exist") != NULL)
+		log_debug("recorder: XGROUP CREATE: %s", reply->str);
+	else
 		log_warnx("recorder: XGROUP CREATE: %s", reply->str);
 }
 
