@@ -12,6 +12,17 @@
  *                              handler in a loop
  *   worker.*.cpu               the worker process' own CPU time per task
  *                              (user + system, its handlers excluded)
+ *   worker.stream.2_agents.throughput
+ *                              two workers of two agents, each with its own
+ *                              queue, loaded at once by two submitters: all
+ *                              tasks over the time to the last result
+ *   redis.ceiling.2_loops      two bare loops as above, on two streams, at
+ *                              once (two threads, two connections)
+ *   worker.rss.<N>_agents.*    VmRSS of the hive-worker processes of hived
+ *                              running N agents of one instance (median,
+ *                              max, total)
+ *   rss.ceiling.sleep          VmRSS of sleep(1), started and read the same
+ *                              way: the least a process costs
  *
  * The exec figures are taken in EXEC_ROUNDS rounds, each a slice of the
  * ceiling loop then a slice of the worker's tasks, so that both see the
@@ -22,9 +33,18 @@
  * bench/worker.sh, which starts a private Redis.
  *
  *   bench_worker [-n stream_tasks] [-e exec_tasks] [-c concurrency]
+ *                [-a agents,agents... (RSS runs; "" for none)]
  *                [-s (use the unix socket)]
+ *
+ * -n is per agent: the 2-agent run moves twice as many tasks.  The RSS
+ * runs need HIVED (the hived binary) in the environment.
  */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,20 +151,19 @@ await_results(redisContext *c, const char *key, char *last, int n)
 	}
 }
 
-/* The bare Redis loop: what a worker could do if it did nothing else. */
-static double
-redis_ceiling(redisContext *c, const char *prefix, int n)
+/*
+ * The bare Redis loop: what a worker could do if it did nothing else.
+ * n tasks XADDed to key (its group g made), then read with XREADGROUP
+ * COUNT 64 and XACKed until all are done.
+ */
+static void
+ceiling_loop(redisContext *c, const char *key, const char *tag, int n)
 {
-	char key[128];
 	redisReply *r, *entries;
 	const char *argv[3 + 64];
-	double t0, t1;
 	int done = 0;
 
-	snprintf(key, sizeof(key), "%s:ceiling", prefix);
-	bench_cmd(c, "XGROUP CREATE %s g 0 MKSTREAM", key);
-	t0 = bench_mono_s();
-	submit(c, key, "c", n);
+	submit(c, key, tag, n);
 	while (done < n) {
 		r = redisCommand(c, "XREADGROUP GROUP g c COUNT 64 STREAMS %s >",
 		    key);
@@ -161,13 +180,110 @@ redis_ceiling(redisContext *c, const char *prefix, int n)
 		    argv, NULL));
 		freeReplyObject(r);
 	}
+}
+
+static double
+redis_ceiling(redisContext *c, const char *prefix, int n)
+{
+	char key[128];
+	double t0, t1;
+
+	snprintf(key, sizeof(key), "%s:ceiling", prefix);
+	bench_cmd(c, "XGROUP CREATE %s g 0 MKSTREAM", key);
+	t0 = bench_mono_s();
+	ceiling_loop(c, key, "c", n);
 	t1 = bench_mono_s();
 	bench_cmd(c, "DEL %s", key);
 	return n / (t1 - t0);
 }
 
+/*
+ * One client thread of the 2-agent runs: its own connection, set up before
+ * the barrier, then either the bare loop over `key` (ceiling) or the
+ * submission of n tasks to the queue `key` (a worker reads them).
+ */
+struct client {
+	pthread_t tid;
+	pthread_barrier_t *go;
+	char key[HIVE_KEY_MAX];
+	char tag[16];
+	int n;
+	int ceiling;
+	double end;                  /* ceiling: when its loop was done */
+};
+
+static void *
+client_main(void *arg)
+{
+	struct client *cl = arg;
+	redisContext *c = connect_redis();
+
+	if (cl->ceiling)
+		bench_cmd(c, "XGROUP CREATE %s g 0 MKSTREAM", cl->key);
+	pthread_barrier_wait(cl->go);
+	if (cl->ceiling) {
+		ceiling_loop(c, cl->key, cl->tag, cl->n);
+		cl->end = bench_mono_s();
+		bench_cmd(c, "DEL %s", cl->key);
+	} else
+		submit(c, cl->key, cl->tag, cl->n);
+	redisFree(c);
+	return NULL;
+}
+
+/* Starts the clients (keys and counts filled in) held at a barrier; once
+ * they are connected, lets them go and returns the time they went. */
+static double
+clients_start(struct client *cl, int ncl, pthread_barrier_t *go)
+{
+	double t0;
+	int e;
+
+	if ((e = pthread_barrier_init(go, NULL, (unsigned)ncl + 1)) != 0)
+		bench_die("pthread_barrier_init: %s", strerror(e));
+	for (int i = 0; i < ncl; i++) {
+		cl[i].go = go;
+		if ((e = pthread_create(&cl[i].tid, NULL, client_main, &cl[i])) != 0)
+			bench_die("pthread_create: %s", strerror(e));
+	}
+	pthread_barrier_wait(go);
+	t0 = bench_mono_s();
+	return t0;
+}
+
+static void
+clients_join(struct client *cl, int ncl, pthread_barrier_t *go)
+{
+	for (int i = 0; i < ncl; i++)
+		pthread_join(cl[i].tid, NULL);
+	pthread_barrier_destroy(go);
+}
+
+/* Two bare loops at once, each on its own stream: tasks/s of both. */
+static double
+redis_ceiling2(const char *prefix, int n)
+{
+	struct client cl[2];
+	pthread_barrier_t go;
+	double t0, t1;
+
+	memset(cl, 0, sizeof(cl));
+	for (int i = 0; i < 2; i++) {
+		snprintf(cl[i].key, sizeof(cl[i].key), "%s:ceiling%d", prefix, i);
+		snprintf(cl[i].tag, sizeof(cl[i].tag), "c%d-", i);
+		cl[i].n = n;
+		cl[i].ceiling = 1;
+	}
+	t0 = clients_start(cl, 2, &go);
+	clients_join(cl, 2, &go);
+	t1 = cl[0].end > cl[1].end ? cl[0].end : cl[1].end;
+	return 2.0 * n / (t1 - t0);
+}
+
+/* A worker of agent `agent` whose one capability has the same name. */
 static pid_t
-start_worker(const char *prefix, const char *mode, const char *conc)
+start_worker(const char *prefix, const char *agent, const char *mode,
+    const char *conc)
 {
 	char redis[256];
 	pid_t pid;
@@ -179,8 +295,8 @@ start_worker(const char *prefix, const char *mode, const char *conc)
 	if ((pid = fork()) == -1)
 		bench_die("fork: %s", strerror(errno));
 	if (pid == 0) {
-		execl(getenv("HIVE_WORKER"), "hive-worker", "--agent", "bench",
-		    "--capabilities", "bench", "--mode", mode, "--concurrency",
+		execl(getenv("HIVE_WORKER"), "hive-worker", "--agent", agent,
+		    "--capabilities", agent, "--mode", mode, "--concurrency",
 		    conc, "--prefix", prefix, "--redis", redis, "--",
 		    getenv("HIVE_ECHO"), (char *)NULL);
 		_exit(127);
@@ -284,7 +400,7 @@ worker_run(redisContext *c, const char *prefix, const char *mode,
 	memset(out, 0, sizeof(*out));
 	proto_key_queue(q, sizeof(q), prefix, "bench", 1);
 	proto_key_named(results, sizeof(results), prefix, "results");
-	w = start_worker(prefix, mode, conc);
+	w = start_worker(prefix, "bench", mode, conc);
 	submit(c, q, "w", 1);
 	await_results(c, results, last, 1);
 	for (int r = 0; r < rounds; r++) {
@@ -302,25 +418,308 @@ worker_run(redisContext *c, const char *prefix, const char *mode,
 	stop_worker(w);
 }
 
+/*
+ * Two workers of two agents (bench-a, bench-b), each fed by its own
+ * submitter thread on its own queue, n tasks each, loaded at once; this
+ * thread reads the shared results stream.  Seconds from the submitters'
+ * start to the last of the 2n results; *cpu: both workers' CPU time.
+ */
+static double
+worker_run2(redisContext *c, const char *prefix, const char *conc, int n,
+    double *cpu)
+{
+	static const char *agents[2] = { "bench-a", "bench-b" };
+	char results[HIVE_KEY_MAX], last[64] = "0";
+	struct client cl[2];
+	pthread_barrier_t go;
+	double t0, secs, cpu0 = 0;
+	pid_t w[2];
+
+	memset(cl, 0, sizeof(cl));
+	proto_key_named(results, sizeof(results), prefix, "results");
+	for (int i = 0; i < 2; i++) {
+		proto_key_queue(cl[i].key, sizeof(cl[i].key), prefix, agents[i], 1);
+		snprintf(cl[i].tag, sizeof(cl[i].tag), "%c", 'a' + i);
+		cl[i].n = n;
+		w[i] = start_worker(prefix, agents[i], "stream", conc);
+		submit(c, cl[i].key, "warm", 1);
+	}
+	await_results(c, results, last, 2);
+	for (int i = 0; i < 2; i++)
+		cpu0 += proc_cpu(w[i]);
+	t0 = clients_start(cl, 2, &go);
+	await_results(c, results, last, 2 * n);
+	secs = bench_mono_s() - t0;
+	clients_join(cl, 2, &go);
+	*cpu = -cpu0;
+	for (int i = 0; i < 2; i++) {
+		*cpu += proc_cpu(w[i]);
+		stop_worker(w[i]);
+	}
+	return secs;
+}
+
+/* ---- worker RSS under hived ---- */
+
+/* VmRSS and RssAnon of pid in kB; -1 when it is gone. */
+static int
+proc_rss(pid_t pid, long *rss, long *anon)
+{
+	char path[64], line[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	*rss = *anon = -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		sscanf(line, "VmRSS: %ld kB", rss);
+		sscanf(line, "RssAnon: %ld kB", anon);
+	}
+	fclose(f);
+	return *rss < 0 ? -1 : 0;
+}
+
+/* State letter, parent and command name of pid from /proc/pid/stat; -1
+ * when it is gone. */
+static int
+proc_stat(pid_t pid, char *state, pid_t *ppid, char *comm, size_t commlen)
+{
+	char path[64], buf[1024], *l, *r;
+	long pp;
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	if ((l = strchr(buf, '(')) == NULL || (r = strrchr(buf, ')')) == NULL ||
+	    sscanf(r + 1, " %c %ld", state, &pp) != 2)
+		return -1;
+	*r = '\0';
+	snprintf(comm, commlen, "%s", l + 1);
+	*ppid = (pid_t)pp;
+	return 0;
+}
+
+static int
+cmp_long(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The ceiling: VmRSS (kB) of `sleep 60` started with fork + exec, read once
+ * it sleeps; the median of 5.
+ */
+static long
+sleep_rss(void)
+{
+	long v[5], anon;
+	char st, comm[64];
+	pid_t pid, pp;
+	double end;
+
+	for (int i = 0; i < 5; i++) {
+		fflush(stdout);
+		if ((pid = fork()) == -1)
+			bench_die("fork: %s", strerror(errno));
+		if (pid == 0) {
+			execlp("sleep", "sleep", "60", (char *)NULL);
+			_exit(127);
+		}
+		end = bench_mono_s() + 5;
+		while (proc_stat(pid, &st, &pp, comm, sizeof(comm)) == -1 ||
+		    strcmp(comm, "sleep") != 0 || st != 'S') {
+			if (bench_mono_s() > end)
+				bench_die("sleep did not start");
+			usleep(1000);
+		}
+		usleep(50000);
+		if (proc_rss(pid, &v[i], &anon) == -1)
+			bench_die("no VmRSS for sleep");
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	qsort(v, 5, sizeof(v[0]), cmp_long);
+	return v[2];
+}
+
+/* hived started with its log on a pipe, which is read for ready lines. */
+struct hived {
+	pid_t pid;
+	int logfd;
+	char buf[8192];
+	size_t len;
+	int ready;                   /* "state=ready from=starting" lines */
+};
+
+/* Reads hived's log for up to ms; counts ready lines.  -1 at EOF. */
+static int
+hived_read(struct hived *h, int ms)
+{
+	struct pollfd p = { h->logfd, POLLIN, 0 };
+	char *nl, *line;
+	ssize_t n;
+
+	if (poll(&p, 1, ms) <= 0)
+		return 0;
+	if ((n = read(h->logfd, h->buf + h->len, sizeof(h->buf) - 1 - h->len)) <= 0)
+		return -1;
+	h->len += (size_t)n;
+	h->buf[h->len] = '\0';
+	line = h->buf;
+	while ((nl = strchr(line, '\n')) != NULL) {
+		*nl = '\0';
+		if (strstr(line, "state=ready") && strstr(line, "from=starting"))
+			h->ready++;
+		line = nl + 1;
+	}
+	h->len -= (size_t)(line - h->buf);
+	memmove(h->buf, line, h->len);
+	if (h->len == sizeof(h->buf) - 1)
+		h->len = 0;          /* a line longer than the buffer: drop it */
+	return 0;
+}
+
+/*
+ * hived with `agents` agents of one stream-mode instance each (the echo
+ * handler), all ready, then 2 s to settle: VmRSS of each hive-worker whose
+ * parent is hived.  Prints median, max and total beside the ceiling
+ * (sleep_kb for one process, times the count for the total).
+ */
+static void
+rss_run(const char *prefix, int agents, long sleep_kb)
+{
+	char dir[] = "/tmp/hive-bench-rss-XXXXXX", conf[64], st, comm[64];
+	long *rss, *anon, hived_kb, hived_anon, total = 0;
+	struct hived h;
+	struct dirent *de;
+	double end;
+	int fds[2], n = 0, stw;
+	pid_t pp;
+	DIR *d;
+	FILE *f;
+
+	if (mkdtemp(dir) == NULL)
+		bench_die("mkdtemp: %s", strerror(errno));
+	snprintf(conf, sizeof(conf), "%s/hive.conf", dir);
+	if ((f = fopen(conf, "we")) == NULL)
+		bench_die("%s: %s", conf, strerror(errno));
+	fprintf(f, "[hive]\nredis = %s:%s\nprefix = %s-rss%d\nworker = %s\n"
+	    "http =\nheartbeat_interval = 1s\nstop_timeout = 30s\n\n",
+	    redis_host, redis_port, prefix, agents, getenv("HIVE_WORKER"));
+	for (int a = 0; a < agents; a++)
+		fprintf(f, "[agent \"r%d\"]\ncommand = %s\nmode = stream\n"
+		    "heartbeat_deadline = 60s\n\n", a, getenv("HIVE_ECHO"));
+	if (fclose(f) == EOF)
+		bench_die("%s: %s", conf, strerror(errno));
+
+	memset(&h, 0, sizeof(h));
+	if (pipe2(fds, O_CLOEXEC) == -1)
+		bench_die("pipe: %s", strerror(errno));
+	fflush(stdout);
+	if ((h.pid = fork()) == -1)
+		bench_die("fork: %s", strerror(errno));
+	if (h.pid == 0) {
+		dup2(fds[1], 2);
+		execl(getenv("HIVED"), "hived", "--config", conf, (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	h.logfd = fds[0];
+	end = bench_mono_s() + 120;
+	while (h.ready < agents) {
+		if (hived_read(&h, 100) == -1 || bench_mono_s() > end)
+			bench_die("hived: %d of %d workers ready", h.ready, agents);
+	}
+	for (end = bench_mono_s() + 2; bench_mono_s() < end;)
+		hived_read(&h, 100);
+
+	if ((rss = calloc((size_t)agents, sizeof(*rss))) == NULL ||
+	    (anon = calloc((size_t)agents, sizeof(*anon))) == NULL)
+		bench_die("out of memory");
+	if ((d = opendir("/proc")) == NULL)
+		bench_die("/proc: %s", strerror(errno));
+	while ((de = readdir(d)) != NULL && n < agents) {
+		pid_t pid;
+
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		pid = (pid_t)atol(de->d_name);
+		if (proc_stat(pid, &st, &pp, comm, sizeof(comm)) == 0 &&
+		    pp == h.pid && strcmp(comm, "hive-worker") == 0 &&
+		    proc_rss(pid, &rss[n], &anon[n]) == 0) {
+			total += rss[n];
+			n++;
+		}
+	}
+	closedir(d);
+	if (n != agents)
+		bench_die("%d hive-worker processes under hived, %d expected", n,
+		    agents);
+	if (proc_rss(h.pid, &hived_kb, &hived_anon) == -1)
+		bench_die("hived is gone");
+	qsort(rss, (size_t)n, sizeof(*rss), cmp_long);
+	qsort(anon, (size_t)n, sizeof(*anon), cmp_long);
+
+	printf("rss.ceiling.sleep_x%d: %.2f MB (%d x rss.ceiling.sleep)\n",
+	    agents, agents * sleep_kb / 1024., agents);
+	printf("worker.rss.%d_agents.median: %.2f MB (ceiling sleep %.2f MB, "
+	    "%.1fx; VmRSS of the %d hive-worker processes of hived, median; "
+	    "RssAnon median %.2f MB)\n", agents, rss[n / 2] / 1024.,
+	    sleep_kb / 1024., (double)rss[n / 2] / sleep_kb, n,
+	    anon[n / 2] / 1024.);
+	printf("worker.rss.%d_agents.max: %.2f MB (ceiling sleep %.2f MB, %.1fx)\n",
+	    agents, rss[n - 1] / 1024., sleep_kb / 1024.,
+	    (double)rss[n - 1] / sleep_kb);
+	printf("worker.rss.%d_agents.total: %.2f MB (ceiling %d x sleep %.2f MB, "
+	    "%.1fx)\n", agents, total / 1024., agents,
+	    agents * sleep_kb / 1024., (double)total / (agents * sleep_kb));
+	printf("hived.rss.%d_agents_of_1: %.2f MB (hived itself, beside the "
+	    "workers above)\n", agents, hived_kb / 1024.);
+	fflush(stdout);
+	free(rss);
+	free(anon);
+
+	/* Keep reading: hived must never block on a full pipe. */
+	kill(h.pid, SIGTERM);
+	while (waitpid(h.pid, &stw, WNOHANG) == 0)
+		if (hived_read(&h, 100) == -1)
+			usleep(10000);   /* EOF: hived is on its way out */
+	if (!WIFEXITED(stw) || WEXITSTATUS(stw) != 0)
+		fprintf(stderr, "bench_worker: hived exit status %#x\n", stw);
+	close(h.logfd);
+	unlink(conf);
+	rmdir(dir);
+}
+
 int
 main(int argc, char **argv)
 {
 	int n = 100000, ne = 2000, ch;
-	const char *conc = "256";
-	char prefix[64];
+	const char *conc = "256", *agents = "8,500";
+	char prefix[64], *list, *tok, *save;
 	redisContext *c;
-	double ceil;
+	double ceil, ceil2, secs2, cpu2;
+	long sleep_kb;
 	struct run rs, re;
 
-	while ((ch = getopt(argc, argv, "n:e:c:s")) != -1) {
+	while ((ch = getopt(argc, argv, "n:e:c:a:s")) != -1) {
 		switch (ch) {
 		case 'n': n = atoi(optarg); break;
 		case 'e': ne = atoi(optarg); break;
 		case 'c': conc = optarg; break;
+		case 'a': agents = optarg; break;
 		case 's': use_sock = 1; break;
 		default:
 			fprintf(stderr, "usage: bench_worker [-n tasks] [-e exec_tasks] "
-			    "[-c concurrency] [-s]\n");
+			    "[-c concurrency] [-a agents,...] [-s]\n");
 			return 2;
 		}
 	}
@@ -328,7 +727,8 @@ main(int argc, char **argv)
 	redis_port = getenv("HIVE_TEST_REDIS_PORT");
 	redis_sock = getenv("HIVE_TEST_REDIS_SOCK");
 	if (!redis_host || !redis_port || !getenv("HIVE_WORKER") ||
-	    !getenv("HIVE_ECHO") || (use_sock && !redis_sock))
+	    !getenv("HIVE_ECHO") || (use_sock && !redis_sock) ||
+	    (*agents != '\0' && !getenv("HIVED")))
 		bench_die("environment: %s", "run it through bench/worker.sh");
 	signal(SIGPIPE, SIG_IGN);
 	c = connect_redis();
@@ -345,6 +745,21 @@ main(int argc, char **argv)
 	    1e6 * rs.cpu / n);
 	fflush(stdout);
 
+	snprintf(prefix, sizeof(prefix), "bench%ld-2", (long)getpid());
+	ceil2 = redis_ceiling2(prefix, n);
+	secs2 = worker_run2(c, prefix, conc, n, &cpu2);
+	printf("redis.ceiling.2_loops: %.0f tasks/s (two bare loops at once, "
+	    "each on its own stream and connection: pipelined XADD, XREADGROUP "
+	    "COUNT 64, XACK; 2 x %d tasks)\n", ceil2, n);
+	printf("worker.stream.2_agents.throughput: %.0f tasks/s (ceiling %.0f "
+	    "tasks/s, %.0f %%; two stream workers of two agents, each its own "
+	    "queue and submitter, at once; 2 x %d tasks, concurrency %s; 1 agent: "
+	    "%.0f tasks/s)\n", 2.0 * n / secs2, ceil2,
+	    100.0 * 2.0 * n / secs2 / ceil2, n, conc, n / rs.secs);
+	printf("worker.stream.2_agents.cpu: %.1f us/task (both worker processes "
+	    "only)\n", 1e6 * cpu2 / (2.0 * n));
+	fflush(stdout);
+
 	snprintf(prefix, sizeof(prefix), "bench%ld-exec", (long)getpid());
 	if (ne < EXEC_ROUNDS)
 		ne = EXEC_ROUNDS;
@@ -357,6 +772,21 @@ main(int argc, char **argv)
 	    100.0 * re.fork_secs / re.secs, ne, EXEC_ROUNDS);
 	printf("worker.exec.cpu: %.0f us/task (the worker process only, its "
 	    "handlers excluded)\n", 1e6 * re.cpu / ne);
+	fflush(stdout);
+
+	if (*agents != '\0') {
+		sleep_kb = sleep_rss();
+		printf("rss.ceiling.sleep: %.2f MB (VmRSS of sleep(1), started and "
+		    "read the same way, median of 5)\n", sleep_kb / 1024.);
+		snprintf(prefix, sizeof(prefix), "bench%ld", (long)getpid());
+		if ((list = strdup(agents)) == NULL)
+			bench_die("out of memory");
+		for (tok = strtok_r(list, ",", &save); tok != NULL;
+		    tok = strtok_r(NULL, ",", &save))
+			if (atoi(tok) > 0)
+				rss_run(prefix, atoi(tok), sleep_kb);
+		free(list);
+	}
 
 	bench_cmd(c, "EVAL %s 0 %s", "for _,k in ipairs(redis.call('KEYS', ARGV[1]..'*')) "
 	    "do redis.call('DEL', k) end return 0", "bench");

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# bench/worker.sh - hive-worker's throughput against a private Redis,
-# with the ceilings measured in the same run (see bench_worker.c).
+# bench/worker.sh - hive-worker's throughput (1 and 2 agents) and its RSS
+# under hived (8 and 500 agents) against a private Redis, with the
+# ceilings measured in the same run (see bench_worker.c).
 #
-#   bench/worker.sh [-n TASKS] [-e EXEC_TASKS] [-c CONCURRENCY] [-s]
+#   bench/worker.sh [-n TASKS] [-e EXEC_TASKS] [-c CONCURRENCY] [-a AGENTS,...] [-s]
 #   HIVE_BENCH_BUILD=DIR   build directory (default build-bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,8 @@ bdir=${HIVE_BENCH_BUILD:-build-bench}
 if [ ! -f "$bdir/build.ninja" ]; then
   meson setup "$bdir" -Dtests=disabled >"$bdir.setup.log" 2>&1 || { cat "$bdir.setup.log" >&2; exit 1; }
 fi
-ninja -C "$bdir" bench/bench_worker worker/hive-worker examples/hive-echo >/dev/null
+ninja -C "$bdir" bench/bench_worker worker/hive-worker examples/hive-echo \
+  supervisor/hived >/dev/null
 
 tmp=$(mktemp -d /tmp/hive-bench.XXXXXX)
 trap 'services_stop; rm -rf "$tmp"' EXIT
@@ -20,4 +22,4 @@ trap 'exit 130' INT TERM
 services_start_redis "$tmp"
 
 HIVE_WORKER=$PWD/$bdir/worker/hive-worker HIVE_ECHO=$PWD/$bdir/examples/hive-echo \
-  "$bdir/bench/bench_worker" "$@"
+  HIVED=$PWD/$bdir/supervisor/hived "$bdir/bench/bench_worker" "$@"
