@@ -9,7 +9,12 @@
  *   restart.kill_to_ready.* SIGKILL to the replacement's ready heartbeat,
  *                           logged by hived; the replacement got the agent's
  *                           memory (checked: memory_v on the start line)
- *   hived.rss.8_agents      VmRSS of hived with 8 agents running
+ *   hived.rss.8_agents      VmRSS of hived with 8 agents running, each
+ *                           after one task; no http, no postgres (so
+ *                           neither libmicrohttpd nor libpq is loaded)
+ *   hived.rss.8_agents_full the same with http on loopback (two requests
+ *                           answered) and postgres (HIVE_TEST_PG: schema,
+ *                           recorder, snapshots; the tasks recorded)
  *   start.500_instances     hived start to 500 ready heartbeats
  *   hived.rss/cpu_idle.500_instances
  *                           with 500 workers heartbeating every second
@@ -18,19 +23,22 @@
  * pipe (-v: one line per event), so they include the pipe, a few µs.
  * Each kill hits an instance that has been ready for over a second, so
  * every restart is a "first" one (no backoff: docs/OPERATIONS.md).
- * Output lines are "name: value unit".  Run it through bench/restart.sh,
- * which starts a private Redis.
+ * Output lines are "name: value unit".  Run it through bench/run, which
+ * starts a private Redis and PostgreSQL, or bench/restart.sh (Redis only:
+ * hived.rss.8_agents_full is skipped unless HIVE_TEST_PG is set).
  *
  *   bench_restart [-k KILLS] [-n INSTANCES] [-m MEMORY_BYTES]
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -50,6 +58,7 @@ struct run {
 	size_t len, cap, off;
 	char dir[256];
 	char conf[300];
+	char port_file[300];         /* "" : no --port-file */
 };
 
 static const char *hived_path, *worker_path, *handler_path;
@@ -161,8 +170,11 @@ bench_fork(int n)
 
 /* ---- hived ---- */
 
+/* postgres: a libpq conninfo, or NULL for none; http on loopback (any
+ * free port) when postgres is set, none otherwise. */
 static void
-write_conf(struct run *r, const char *agents, int nagents, int instances)
+write_conf(struct run *r, const char *agents, int nagents, int instances,
+    const char *postgres)
 {
 	const char *host = getenv("HIVE_TEST_REDIS_HOST");
 	const char *port = getenv("HIVE_TEST_REDIS_PORT");
@@ -171,10 +183,14 @@ write_conf(struct run *r, const char *agents, int nagents, int instances)
 	if (f == NULL)
 		bench_die("%s: %s", r->conf, strerror(errno));
 	fprintf(f,
-	    "[hive]\nredis = %s:%s\nprefix = %s\nworker = %s\nhttp =\n"
-	    "heartbeat_interval = 1s\nstop_timeout = 30s\n\n",
+	    "[hive]\nredis = %s:%s\nprefix = %s\nworker = %s\n"
+	    "heartbeat_interval = 1s\nstop_timeout = 30s\n",
 	    host ? host : "127.0.0.1", port ? port : "6379", prefix,
 	    worker_path);
+	if (postgres != NULL)
+		fprintf(f, "http = 127.0.0.1:0\npostgres = %s\n\n", postgres);
+	else
+		fprintf(f, "http =\n\n");
 	for (int a = 0; a < nagents; a++)
 		fprintf(f, "[agent \"%s%d\"]\ncommand = %s\ninstances = %d\n"
 		    "restart_limit = 10000\nrestart_window = 60s\n"
@@ -192,12 +208,21 @@ start(struct run *r, int verbose)
 		bench_die("pipe: %s", strerror(errno));
 	fcntl(fds[0], F_SETPIPE_SZ, 1 << 20);
 	if ((r->pid = fork()) == 0) {
+		const char *argv[8];
+		int n = 0;
+
 		dup2(fds[1], 2);
+		argv[n++] = "hived";
 		if (verbose)
-			execl(hived_path, "hived", "-v", "--config", r->conf,
-			    (char *)NULL);
-		else
-			execl(hived_path, "hived", "--config", r->conf, (char *)NULL);
+			argv[n++] = "-v";
+		argv[n++] = "--config";
+		argv[n++] = r->conf;
+		if (r->port_file[0] != '\0') {
+			argv[n++] = "--port-file";
+			argv[n++] = r->port_file;
+		}
+		argv[n] = NULL;
+		execv(hived_path, (char *const *)argv);
 		_exit(127);
 	}
 	close(fds[1]);
@@ -312,27 +337,31 @@ submit(redisContext *c, const char *agent, const char *id)
 }
 
 /*
- * 8 agents; each gets a task (and so a memory), then KILLS SIGKILLs round
- * robin, each to an instance ready for over a second.
+ * hived with 8 agents NAME0..NAME7 (postgres: as write_conf): wait until
+ * each is ready, give each a task (and so a memory), wait until hived kept
+ * each memory.  pids and ready_at: each instance's, by agent number.
  */
 static void
-bench_kills(struct run *r, int kills)
+start8(struct run *r, const char *name, const char *postgres,
+    pid_t pids[AGENTS8], double ready_at[AGENTS8])
 {
-	double ready_at[AGENTS8], *to_spawn, *to_ready;
-	pid_t pids[AGENTS8];
-	redisContext *c;
 	const char *host = getenv("HIVE_TEST_REDIS_HOST");
 	const char *port = getenv("HIVE_TEST_REDIS_PORT");
 	char label[64], id[32];
+	redisContext *c;
+	size_t nl = strlen(name);
 	int got = 0;
 
-	write_conf(r, "a", AGENTS8, 1);
+	write_conf(r, name, AGENTS8, 1, postgres);
 	start(r, 1);
+	snprintf(label, sizeof(label), "agent=%s", name);
 	while (got < AGENTS8) {
 		const char *l = wait_line(r, "state=ready", "from=starting", 60000);
+		const char *p = strstr(l, label);
 		int a;
 
-		if (sscanf(strstr(l, "agent=a") + 7, "%d", &a) != 1 || a >= AGENTS8)
+		if (p == NULL || sscanf(p + 6 + nl, "%d", &a) != 1 ||
+		    a < 0 || a >= AGENTS8)
 			bench_die("bad line %s", l);
 		pids[a] = (pid_t)field(l, "pid");
 		ready_at[a] = now_ms();
@@ -342,14 +371,29 @@ bench_kills(struct run *r, int kills)
 	if (c == NULL || c->err)
 		bench_die("redis: %s", c ? c->errstr : "oom");
 	for (int a = 0; a < AGENTS8; a++) {
-		snprintf(label, sizeof(label), "a%d", a);
-		snprintf(id, sizeof(id), "warm-%d", a);
+		snprintf(label, sizeof(label), "%s%d", name, a);
+		snprintf(id, sizeof(id), "warm-%s%d", name, a);
 		submit(c, label, id);
 	}
 	for (got = 0; got < AGENTS8; got++)
 		wait_line(r, "memory_v=1 kept", NULL, 30000);
 	redisFree(c);
-	printf("hived.rss.8_agents: %.2f MB\n", rss_kb(r->pid) / 1024.);
+}
+
+/*
+ * 8 agents; each gets a task (and so a memory), then KILLS SIGKILLs round
+ * robin, each to an instance ready for over a second.
+ */
+static void
+bench_kills(struct run *r, int kills)
+{
+	double ready_at[AGENTS8], *to_spawn, *to_ready;
+	pid_t pids[AGENTS8];
+	char label[64];
+
+	start8(r, "a", NULL, pids, ready_at);
+	printf("hived.rss.8_agents: %.2f MB (no http, no postgres)\n",
+	    rss_kb(r->pid) / 1024.);
 
 	to_spawn = calloc((size_t)kills, sizeof(double));
 	to_ready = calloc((size_t)kills, sizeof(double));
@@ -385,6 +429,77 @@ bench_kills(struct run *r, int kills)
 	stop(r, NULL);
 }
 
+/* GET path from hived's HTTP API on 127.0.0.1:port; dies unless 200. */
+static void
+http_get(unsigned port, const char *path)
+{
+	struct sockaddr_in sa;
+	char buf[65536];
+	size_t len = 0;
+	ssize_t n;
+	int fd, code = 0;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1)
+		bench_die("http 127.0.0.1:%u: %s", port, strerror(errno));
+	n = snprintf(buf, sizeof(buf), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+	    "Connection: close\r\n\r\n", path);
+	if (write(fd, buf, (size_t)n) != n)
+		bench_die("http write: %s", strerror(errno));
+	/* hived's log pipe (1 MB) holds what it logs meanwhile. */
+	while (len < sizeof(buf) - 1 &&
+	    (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+	close(fd);
+	if (sscanf(buf, "HTTP/1.%*d %d", &code) != 1 || code != 200)
+		bench_die("GET %s: %.80s", path, buf);
+}
+
+/*
+ * hived.rss.8_agents_full: as hived.rss.8_agents, with what a production
+ * hived loads: http on loopback (libmicrohttpd, GnuTLS under it) with
+ * /health and /agents answered, and postgres (libpq, OpenSSL, Kerberos and
+ * LDAP under it): schema migrated, memory snapshots, the recorder with
+ * the 8 tasks to record.  Measured after 2 s of settling, in which the
+ * recorder commits its batch and the housekeeping timer runs 8 times.
+ */
+static void
+bench_full(struct run *r)
+{
+	const char *pg = getenv("HIVE_TEST_PG");
+	double ready_at[AGENTS8];
+	pid_t pids[AGENTS8];
+	unsigned port = 0;
+	FILE *f;
+
+	if (pg == NULL || *pg == '\0') {
+		printf("hived.rss.8_agents_full: skipped (HIVE_TEST_PG not set: "
+		    "no PostgreSQL)\n");
+		return;
+	}
+	snprintf(r->port_file, sizeof(r->port_file), "%s/port", r->dir);
+	start8(r, "f", pg, pids, ready_at);
+	/* Written before any agent starts. */
+	if ((f = fopen(r->port_file, "r")) == NULL || fscanf(f, "%u", &port) != 1)
+		bench_die("%s: no port", r->port_file);
+	fclose(f);
+	http_get(port, "/health");
+	http_get(port, "/agents");
+	for (double end = now_ms() + 2000; now_ms() < end;)
+		next_line(r, 100);
+	printf("hived.rss.8_agents_full: %.2f MB (http on loopback, postgres)\n",
+	    rss_kb(r->pid) / 1024.);
+	fflush(stdout);
+	stop(r, NULL);
+	unlink(r->port_file);
+	r->port_file[0] = '\0';
+}
+
 static void
 bench_many(struct run *r, int instances)
 {
@@ -396,7 +511,7 @@ bench_many(struct run *r, int instances)
 
 	if (instances < per)
 		per = instances, nagents = 1;
-	write_conf(r, "m", nagents, per);
+	write_conf(r, "m", nagents, per, NULL);
 	t0 = now_ms();
 	start(r, 0);
 	while (got < nagents * per) {
@@ -460,8 +575,10 @@ main(int argc, char *argv[])
 	snprintf(r.conf, sizeof(r.conf), "%s/hive.conf", r.dir);
 
 	bench_fork(kills);
-	if (kills > 0)
+	if (kills > 0) {
 		bench_kills(&r, kills);
+		bench_full(&r);
+	}
 	if (instances > 0)
 		bench_many(&r, instances);
 	unlink(r.conf);

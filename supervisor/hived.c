@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,9 @@
 
 static void sup_signal_cb(struct ev_loop *, ev_signal *, int);
 static void sup_hk_cb(struct ev_loop *, ev_timer *, int);
+
+/* Seconds between two malloc_trim calls (sup_trim). */
+#define SUP_TRIM_S 60
 
 /* First line of path, without surrounding blanks; 0, or -1 (logged). */
 int
@@ -124,6 +128,12 @@ sup_new(const char *conf_path, struct hive_conf *conf, const char *port_file)
 		goto err;
 	if (conf->token_file != NULL && *conf->token_file &&
 	    sup_read_token(conf->token_file, sup->token, sizeof(sup->token)) == -1)
+		goto err;
+	/* Not linked: loaded when set (dl.c).  Neither changes on reload. */
+	if (conf->postgres != NULL && conf->postgres[0] != '\0' &&
+	    sup_dl_libpq() == -1)
+		goto err;
+	if (conf->http[0] != '\0' && sup_dl_microhttpd() == -1)
 		goto err;
 
 	ev_signal_init(&sup->sig_term, sup_signal_cb, SIGTERM);
@@ -265,6 +275,21 @@ sup_notify_status(struct sup *sup, int force)
 	sd_notifyf(0, "STATUS=%s", line);
 }
 
+/*
+ * Give the heap's free pages back to the system: glibc only returns the
+ * top of the heap by itself, and a burst (start-up, a recorder batch, a
+ * reload, a large HTTP answer) leaves free pages between live blocks that
+ * would stay resident for the daemon's life.  Done once start-up is over
+ * and then every SUP_TRIM_S by the housekeeping timer; it walks the free
+ * lists of a heap of a few hundred KB, tens of microseconds.
+ */
+static void
+sup_trim(struct sup *sup)
+{
+	malloc_trim(0);
+	sup->trimmed = ev_now(sup->loop);
+}
+
 /* Start-up is over when every agent's first instance has settled: ready
  * or busy, or somewhere it will stay without an operator. */
 static int
@@ -303,6 +328,7 @@ sup_state_changed(struct sup *sup)
 		memcpy(sup->status, line, sizeof(line));
 		sd_notifyf(0, "READY=1\nSTATUS=%s", line);
 		log_info("ready %s", line);
+		sup_trim(sup);
 	}
 }
 
@@ -542,6 +568,8 @@ sup_hk_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		sd_notify(0, "WATCHDOG=1");
 	if (sup->ready_sent && !sup->stopping)
 		sup_notify_status(sup, 0);
+	if (sup->ready_sent && now - sup->trimmed >= SUP_TRIM_S)
+		sup_trim(sup);
 }
 
 int

@@ -16,6 +16,8 @@
  *              memory snapshots, events, the agents table; it runs the
  *              recorder (recorder.c), reclaimer (reclaim.c) and recovery
  *              (recover.c), which have headers of their own
+ *   dl.c       libpq and libmicrohttpd, loaded (dlopen) only when
+ *              postgres = and http = are set; hived does not link them
  *
  * Ownership, top down: struct sup owns the agents (a list), the memory
  * store, the HTTP server and the current configuration.  An agent owns its
@@ -305,6 +307,14 @@ void sup_record_tick(struct sup *);
 /* The configuration changed: name its queues to the recorder. */
 void sup_record_queues(struct sup *);
 
+/* ---- dl.c ---- */
+
+/* Load libpq (for postgres =) or libmicrohttpd (for http =) and every
+ * function of it that hived calls; once loaded, later calls do nothing.
+ * 0, or -1 (logged: the library or a function is missing). */
+int sup_dl_libpq(void);
+int sup_dl_microhttpd(void);
+
 /* ---- hived.c ---- */
 
 struct sup {
@@ -331,6 +341,7 @@ struct sup {
 	                                   * workers get it back (spawn.c) */
 	unsigned nchildren;               /* workers forked and not reaped */
 	uint64_t watchdog_usec;           /* 0: no systemd watchdog */
+	ev_tstamp trimmed;                /* last malloc_trim (hived.c) */
 	char status[160];                 /* last STATUS= sent */
 };
 

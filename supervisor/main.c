@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -78,6 +79,19 @@ main(int argc, char *argv[])
 	struct hive_conf *conf;
 	struct sup *sup;
 	int ch, verbose = 0, rc;
+
+	/*
+	 * glibc raises its mmap threshold to the largest block freed so far
+	 * (up to 32 MB) and its trim threshold to twice that.  After the
+	 * configuration's read buffer (1 MB, config.c) no free heap under
+	 * 2 MB would go back to the system, and every large transient buffer
+	 * (a reply, a memory frame) would stay resident in a daemon that
+	 * runs for months.  Setting them turns the adjustment off: both stay
+	 * at glibc's initial 128 KB, blocks that large are mmap'd and given
+	 * back when freed, and a free heap top above it is returned.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 128 * 1024);
 
 	while ((ch = getopt_long(argc, argv, "c:n:p:vhV", opts, NULL)) != -1) {
 		switch (ch) {

@@ -1105,6 +1105,8 @@ rec_ack_all(struct sup_recorder *rec, struct rec_txn *tx)
 {
 	size_t i = 0;
 
+	if (tx->nacks == 0)
+		return;
 	/* One XACK per stream. */
 	qsort(tx->acks, tx->nacks, sizeof(*tx->acks), ack_cmp);
 

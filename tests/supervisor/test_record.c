@@ -68,6 +68,9 @@ wait_sql(struct hp *h, const char *ci, const char *sql, long want)
 		else
 			usleep(50000);
 	}
+	if (h != NULL && h->log != NULL)
+		fprintf(stderr, "hived's log, the end:\n%s\n",
+		    h->len > 6000 ? h->log + h->len - 6000 : h->log);
 	cr_assert_fail("%s: %ld, want %ld", sql, got, want);
 }
 
