@@ -443,15 +443,27 @@ hist_add(struct sup_inst *in)
 
 	if (c->restart_limit == 0)
 		return;
-	if (in->hist_cap != c->restart_limit) {
-		uint64_t *h = calloc(c->restart_limit, sizeof(*h));
+	/* The ring grows as restarts come, up to the limit (a limit of
+	 * thousands must not cost every instance its ring at once).  A
+	 * ring larger than a lowered limit still counts right. */
+	if (in->hist_len == in->hist_cap && in->hist_cap < c->restart_limit) {
+		unsigned cap = in->hist_cap ? in->hist_cap * 2 : 4;
+		uint64_t *h;
 
-		if (h == NULL)
-			return;          /* the limit is not enforced this time */
-		free(in->hist);
-		in->hist = h;
-		in->hist_cap = c->restart_limit;
-		in->hist_len = in->hist_head = 0;
+		if (cap > c->restart_limit)
+			cap = c->restart_limit;
+		if ((h = malloc(cap * sizeof(*h))) == NULL) {
+			if (in->hist_cap == 0)
+				return;  /* the limit is not enforced this time */
+		} else {
+			/* Full: the oldest is at head. */
+			for (unsigned i = 0; i < in->hist_len; i++)
+				h[i] = in->hist[(in->hist_head + i) % in->hist_cap];
+			free(in->hist);
+			in->hist = h;
+			in->hist_cap = cap;
+			in->hist_head = in->hist_len;
+		}
 	}
 	in->hist[in->hist_head] = now_ms(in->agent->sup);
 	in->hist_head = (in->hist_head + 1) % in->hist_cap;

@@ -172,7 +172,8 @@ struct sup_inst {
 	int have_hb;                  /* a heartbeat seen from this worker */
 
 	unsigned backoff_n;           /* restarts since it was last stable */
-	uint64_t *hist;               /* ring of restart times (ms), limit long */
+	uint64_t *hist;               /* ring of restart times (ms), grown
+	                               * up to restart_limit */
 	unsigned hist_cap, hist_len, hist_head;
 
 	uint64_t restarts;            /* workers started after the first */

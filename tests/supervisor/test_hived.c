@@ -770,3 +770,27 @@ Test(hived, check_config_exit_status)
 	st = system(cmd);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) != 0, "status 0x%x", st);
 }
+
+/* A restart history that grows as restarts come (4, 8, then the limit)
+ * counts them all: failed after exactly restart_limit restarts. */
+Test(hived, crash_loop_longer_than_the_first_ring)
+{
+	struct hp *h = hp_new("ring");
+	size_t from = 0;
+	json_t *a;
+
+	hp_write_conf(h, fake(), NULL,
+	    "[agent \"c\"]\n"
+	    "command = crash\n"
+	    "restart_limit = 9\n"
+	    "restart_window = 60s\n"
+	    "backoff = 1ms\n"
+	    "backoff_max = 2ms\n");
+	hp_start(h);
+	hp_wait(h, &from, T_SHORT, "agent=c/1 failed reason=restart-limit", NULL);
+	a = hp_agent(h, "c/1");
+	cr_assert_str_eq(json_string_value(json_object_get(a, "state")), "failed");
+	cr_assert_eq(json_integer_value(json_object_get(a, "restarts")), 9);
+	json_decref(a);
+	stop_ok(h);
+}
