@@ -49,6 +49,7 @@
 #define REC_SCAN_EVERY   2.0     /* seconds between looks for new queues */
 #define REC_BLOCK_MS     1000
 #define REC_ERR_RETRY    5.0     /* seconds before an SQL error is retried */
+#define REC_BATCH_BYTES  (16u << 20)  /* stream entries' bytes per read */
 
 enum rec_kind { REC_QUEUE, REC_RESULTS, REC_EVENTS, REC_DEAD };
 
@@ -123,6 +124,9 @@ struct sup_recorder {
 	struct rec_task *held;       /* queue entries waiting for their result */
 	size_t nheld, capheld;
 	uint64_t results_clock;      /* ms: the results stream is read up to */
+	size_t entry_bytes;          /* mean size of an entry, last read */
+	size_t active;               /* streams that gave entries, last read */
+	size_t read_count;           /* COUNT of the read in flight */
 	ev_timer scan_timer;
 	ev_timer retry_timer;        /* writing tx[wi] again */
 	ev_timer read_timer;         /* reading again */
@@ -1234,7 +1238,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	struct sup_recorder *rec = priv;
 	redisReply *reply = r;
 	struct rec_batch bt;
-	size_t entries = 0, most = 0, nresults = 0;
+	size_t entries = 0, most = 0, nresults = 0, bytes = 0, active = 0;
 	uint64_t results_ms = 0, now_ms = (uint64_t)(ev_now(rec->loop) * 1000.);
 	int n;
 
@@ -1264,6 +1268,8 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		    s->element[0]->type != REDIS_REPLY_STRING ||
 		    (si = rec_stream_index(rec, s->element[0]->str)) < 0)
 			continue;
+		if (s->element[1]->elements > 0)
+			active++;
 		if (s->element[1]->elements > most)
 			most = s->element[1]->elements;
 		for (size_t k = 0; k < s->element[1]->elements; k++) {
@@ -1285,6 +1291,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 				    f->element[x + 1]->type == REDIS_REPLY_STRING) {
 					val = f->element[x + 1]->str;
 					vlen = f->element[x + 1]->len;
+					bytes += vlen;
 				}
 			/* A queue entry is acknowledged when its task is
 			 * written, which may be a later batch (fold_batch). */
@@ -1313,9 +1320,13 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 			}
 		}
 	}
+	if (entries > 0) {
+		rec->entry_bytes = bytes / entries + 1;
+		rec->active = active;
+	}
 	/* How far the results are read: held queue entries older than
 	 * that by REC_HOLD_MS will not meet their result in the next read. */
-	if (nresults < rec->count)
+	if (nresults < rec->read_count)
 		rec->results_clock = now_ms;
 	else if (results_ms > rec->results_clock)
 		rec->results_clock = results_ms;
@@ -1337,7 +1348,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		goto oom;
 	batch_free(&bt);
 	/* No stream gave a full batch: nothing is waiting behind this one. */
-	rec->st.caught_up = !rec->pending_phase && most < rec->count &&
+	rec->st.caught_up = !rec->pending_phase && most < rec->read_count &&
 	    rec->nheld == 0;
 	rec->st.held = rec->nheld;
 	if (n == 0) {                /* nothing to write: only acks */
@@ -1360,6 +1371,19 @@ oom:
 	rec_read_later(rec, REC_ERR_RETRY);
 }
 
+/* Entries per stream for the next read: the configured count, less when
+ * entries are large, so that a batch holds about REC_BATCH_BYTES (its
+ * SQL and COPY data about twice that) and not, with 1 MiB tasks on many
+ * queues, gigabytes. */
+static size_t
+rec_count(const struct sup_recorder *rec)
+{
+	size_t per = REC_BATCH_BYTES / (rec->entry_bytes *
+	    (rec->active > 0 ? rec->active : 1));
+
+	return per < 1 ? 1 : per < rec->count ? per : rec->count;
+}
+
 static void
 rec_read(struct sup_recorder *rec)
 {
@@ -1375,7 +1399,8 @@ rec_read(struct sup_recorder *rec)
 		return;
 	if ((argv = calloc((size_t)(2 * n + 10), sizeof(*argv))) == NULL)
 		return;
-	snprintf(count, sizeof(count), "%u", rec->count);
+	rec->read_count = rec->st.count = rec_count(rec);
+	snprintf(count, sizeof(count), "%zu", rec->read_count);
 	argv[argc++] = "XREADGROUP";
 	argv[argc++] = "GROUP";
 	argv[argc++] = REC_GROUP;
@@ -1464,6 +1489,8 @@ sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
 	rec->pg = pg;
 	rec->keep = o->snapshots_keep ? o->snapshots_keep : 10;
 	rec->count = o->batch ? o->batch : 256;
+	rec->entry_bytes = 4096;     /* until a read says otherwise */
+	rec->active = 3;
 	rec->prefix = strdup(o->prefix);
 	rec->host = strdup(o->host);
 	if (rec->prefix == NULL || rec->host == NULL)

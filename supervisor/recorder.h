@@ -39,6 +39,7 @@ struct sup_recorder_stats {
 	unsigned streams;            /* streams being read */
 	int caught_up;               /* the last read returned nothing */
 	size_t held;                 /* queue entries waiting for their result */
+	size_t count;                /* entries per stream of the last read */
 	uint64_t resets;             /* streams vanished (Redis lost data?) */
 };
 

@@ -398,3 +398,42 @@ Test(recorder, odd_bytes_in_text_fields)
 	    "error = E'a\\tb\\nc\\\\d\\r\\\\N\\u00e9\\U0001F600e''f\"'"), 1);
 	env_fini(&e);
 }
+
+/* Large entries make smaller reads: once the recorder has seen 600 KB
+ * tasks it reads fewer at a time (a batch of about 16 MB, not 64 of
+ * them; with many queues, not gigabytes), and records them all. */
+Test(recorder, large_entries_make_smaller_reads)
+{
+	static char big[600 * 1024];
+	struct env e;
+	struct sup_recorder_stats st;
+	msgpack_sbuffer sb;
+	struct proto_err err;
+	char id[32];
+
+	memset(big, 'x', sizeof(big));
+	env_init(&e);
+	submit(&e, "small", 1);
+	run_until_sql(&e, "SELECT count(*) FROM tasks", 1);
+	sup_recorder_stats(e.rec, &st);
+	cr_assert_eq(st.count, 64, "the configured batch while entries are small");
+	for (int i = 0; i < 40; i++) {
+		struct hive_task t = { 0 };
+		snprintf(id, sizeof(id), "big-%d", i);
+		t.id = HIVE_STR(id);
+		t.attempt = 1;
+		t.payload.type = MSGPACK_OBJECT_STR;
+		t.payload.via.str.ptr = big;
+		t.payload.via.str.size = sizeof(big);
+		msgpack_sbuffer_init(&sb);
+		cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
+		xadd(&e, "q:echo:1", &sb);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE id LIKE 'big-%' AND "
+	    "length(message) > 600000", 40);
+	sup_recorder_stats(e.rec, &st);
+	cr_assert(st.count >= 1 && st.count <= (16u << 20) / sizeof(big),
+	    "entries per read after 600 KB ones: %zu", st.count);
+	env_fini(&e);
+}
