@@ -1347,9 +1347,10 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	if ((n = build_sql(rec, &bt, now_ms)) < 0)
 		goto oom;
 	batch_free(&bt);
-	/* No stream gave a full batch: nothing is waiting behind this one. */
-	rec->st.caught_up = !rec->pending_phase && most < rec->read_count &&
-	    rec->nheld == 0;
+	/* No stream gave a full batch: nothing is waiting behind this one.
+	 * (Held entries do not count: they are at the head, and not in
+	 * PostgreSQL, so recovery, which waits for this, cannot meet them.) */
+	rec->st.caught_up = !rec->pending_phase && most < rec->read_count;
 	rec->st.held = rec->nheld;
 	if (n == 0) {                /* nothing to write: only acks */
 		rec_ack_all(rec, rec->fill);

@@ -37,7 +37,7 @@ struct sup_recorder_stats {
 	uint64_t entries;            /* stream entries recorded and acked */
 	uint64_t retries;            /* batches sent again after a failure */
 	unsigned streams;            /* streams being read */
-	int caught_up;               /* the last read returned nothing */
+	int caught_up;               /* the last read gave no full batch */
 	size_t held;                 /* queue entries waiting for their result */
 	size_t count;                /* entries per stream of the last read */
 	uint64_t resets;             /* streams vanished (Redis lost data?) */

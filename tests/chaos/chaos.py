@@ -37,6 +37,7 @@ except ImportError as e:  # scripts/setup installs python3-redis, python3-msgpac
     sys.exit(77)
 
 PREFIX = "chaos"
+RECOVER_LAG_MAX_S = 40   # recovery: every 30 s, at once after a loss
 HOST = "chaos-host"
 OWN_NAMES = ("hive-worker", "hive-echo", "chaos-slow-echo")   # what hived starts
 CLEANING = False   # set while a scenario stops what it started
@@ -561,6 +562,12 @@ class Run:
                 "::bigint > (extract(epoch FROM queued_at) * 1000)::bigint")[0]
             self.say("requeued", n, "tasks (put back by recovery)")
             self.say("requeue_lag_max", lag, "s (lost queue entry to its new one)")
+            # Recovery runs at once after a loss and then every 30 s while
+            # the recorder is at the head of the streams: a lag past that
+            # means it did not run while tasks flowed.
+            if float(lag) > RECOVER_LAG_MAX_S:
+                self.failures.append(f"a lost task waited {lag} s to be put back "
+                                     f"(more than {RECOVER_LAG_MAX_S} s)")
         for k, v in self.counts.items():
             self.say(k, v)
         self.say("client_retries", self.sub.retries, "batches")
