@@ -232,3 +232,39 @@ Test(reclaim, trim_keeps_unacknowledged)
 	cr_assert_geq(len, 50, "unread entries kept (len %lld)", len);
 	env_fini(&e);
 }
+
+/* More than one approximate XTRIM cuts by default (10,000 entries):
+ * 30,000 acknowledged entries older than the retention all go in one
+ * pass (a reclaimer that trims once an hour, started after them), but
+ * the last node. */
+Test(reclaim, one_trim_cuts_more_than_ten_thousand)
+{
+	struct env e;
+	redisReply *r;
+	long long until;
+
+	env_init(&e, 1);
+	sup_reclaim_free(e.r);
+	for (int k = 0; k < 30; k++) {
+		for (int i = 0; i < 1000; i++)
+			redisAppendCommand(e.rc, "XADD %s * m x", e.queue);
+		for (int i = 0; i < 1000; i++) {
+			cr_assert_eq(redisGetReply(e.rc, (void **)&r), REDIS_OK);
+			freeReplyObject(r);
+		}
+	}
+	/* All read and acknowledged by the only group. */
+	freeReplyObject(redisCommand(e.rc, "XGROUP SETID %s workers $",
+	    e.queue));
+	struct sup_reclaim_opts o = { .redis = e.redis, .prefix = e.prefix,
+	    .host = "host-a", .alive_ttl_ms = 100, .scan_ms = 100,
+	    .trim_ms = 3600 * 1000, .retain_ms = 1, .max_attempts = 3 };
+	e.r = sup_reclaim_new(e.loop, &o);
+	cr_assert_not_null(e.r);
+	until = tu_now_ms() + 1500;
+	while (tu_now_ms() < until)
+		ev_run(e.loop, EVRUN_ONCE);
+	cr_assert_leq(count(&e, "XLEN %s", e.queue), 1000,
+	    "one pass trims to the last node");
+	env_fini(&e);
+}
