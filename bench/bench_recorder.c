@@ -31,11 +31,16 @@
  *                           in that run, first submit to the last result:
  *                           what the worker does while being recorded
  *
+ * The end-to-end pair runs -r times (3), worker only then recorded, one
+ * after the other; the figures are medians, the ratios the medians of
+ * the rounds' ratios.
+ *
  * The record is checked with count(*) after each run: every task
  * completed, every state there once.
  *
  *   bench_recorder [-n records_tasks] [-b batch] [-e e2e_tasks]
- *                  [-c concurrency]      (-e 0 skips the end-to-end part)
+ *                  [-r rounds] [-c concurrency]
+ *                                        (-e 0 skips the end-to-end part)
  *
  * Run it through bench/run: it needs HIVE_TEST_REDIS_HOST/PORT,
  * HIVE_TEST_PG (a libpq connection string to a server where it may create
@@ -69,6 +74,7 @@
 #define POLL_S      0.005    /* recorder progress checks */
 #define STALL_S     60.0     /* no progress for this long: give up */
 #define COPY_CHUNK  (256 * 1024)
+#define E2E_ROUNDS_MAX 16
 #define AGENT       "bench/1"
 #define HOST        "bench-host"
 
@@ -407,6 +413,25 @@ record_all(const char *prefix, unsigned batch, uint64_t want,
 	return t1 - t0;
 }
 
+/* The median of n values (sorts a copy). */
+static int
+dbl_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double
+median(const double *v, int n)
+{
+	double s[E2E_ROUNDS_MAX];
+
+	memcpy(s, v, (size_t)n * sizeof(*s));
+	qsort(s, (size_t)n, sizeof(*s), dbl_cmp);
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
 /* The record holds n tasks of tag, completed, with 3 states each. */
 static void
 check_record(PGconn *pc, const char *tag, int n)
@@ -720,27 +745,31 @@ e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
 int
 main(int argc, char **argv)
 {
-	int n = 50000, ne = 50000, ch;
+	int n = 50000, ne = 50000, rounds = 3, ch;
 	unsigned batch = 0;
 	const char *conc = "256";
 	char prefix[64], dbname[64], qkey[HIVE_KEY_MAX], rkey[HIVE_KEY_MAX];
 	char sql[256], tag[64];
 	const char *pgbase;
 	double trec, tcopy, rec_rate, copy_rate;
-	double w_res = 0, r_res = 0, r_rec = 0, unused, cpu_rec, cpu_pg;
+	double w_res[E2E_ROUNDS_MAX], r_res[E2E_ROUNDS_MAX], r_rec[E2E_ROUNDS_MAX];
+	double f_rec[E2E_ROUNDS_MAX], f_res[E2E_ROUNDS_MAX];
+	double c_rec[E2E_ROUNDS_MAX], c_pg[E2E_ROUNDS_MAX];
+	double unused, cpu_rec, cpu_pg;
 	uint64_t batches;
 	redisContext *c;
 	PGconn *admin, *pc;
 
-	while ((ch = getopt(argc, argv, "n:b:e:c:")) != -1) {
+	while ((ch = getopt(argc, argv, "n:b:e:c:r:")) != -1) {
 		switch (ch) {
 		case 'n': n = atoi(optarg); break;
 		case 'b': batch = (unsigned)atoi(optarg); break;
 		case 'e': ne = atoi(optarg); break;
+		case 'r': rounds = atoi(optarg); break;
 		case 'c': conc = optarg; break;
 		default:
 			fprintf(stderr, "usage: bench_recorder [-n tasks] [-b batch] "
-			    "[-e e2e_tasks] [-c concurrency]\n");
+			    "[-e e2e_tasks] [-r rounds] [-c concurrency]\n");
 			return 2;
 		}
 	}
@@ -750,8 +779,9 @@ main(int argc, char **argv)
 	if (!redis_host || !redis_port || !pgbase ||
 	    (ne > 0 && (!getenv("HIVE_WORKER") || !getenv("HIVE_ECHO"))))
 		bench_die("environment: run it through bench/run");
-	if (n < 1 || ne < 0)
-		bench_die("-n must be positive, -e not negative");
+	if (n < 1 || ne < 0 || rounds < 1 || rounds > E2E_ROUNDS_MAX)
+		bench_die("-n must be positive, -e not negative, -r 1..%d",
+		    E2E_ROUNDS_MAX);
 	signal(SIGPIPE, SIG_IGN);
 	log_init("bench_recorder", 0);
 
@@ -794,22 +824,44 @@ main(int argc, char **argv)
 	fflush(stdout);
 
 	if (ne > 0) {
-		snprintf(prefix, sizeof(prefix), "benche2e%ld-a", (long)getpid());
-		e2e_run(c, pc, prefix, conc, ne, 0, &w_res, &unused, &cpu_rec,
-		    &cpu_pg);
-		snprintf(prefix, sizeof(prefix), "benche2e%ld-b", (long)getpid());
-		e2e_run(c, pc, prefix, conc, ne, 1, &r_res, &r_rec, &cpu_rec,
-		    &cpu_pg);
+		/* Rounds of worker only, then with the recorder, one after the
+		 * other: what the machine does meanwhile hits both alike, and
+		 * the medians of the ratios are steadier than one pair. */
+		for (int k = 0; k < rounds; k++) {
+			snprintf(prefix, sizeof(prefix), "benche2e%ld-a%d",
+			    (long)getpid(), k);
+			e2e_run(c, pc, prefix, conc, ne, 0, &w_res[k], &unused,
+			    &cpu_rec, &cpu_pg);
+			snprintf(prefix, sizeof(prefix), "benche2e%ld-b%d",
+			    (long)getpid(), k);
+			e2e_run(c, pc, prefix, conc, ne, 1, &r_res[k], &r_rec[k],
+			    &c_rec[k], &c_pg[k]);
+			f_rec[k] = r_rec[k] / w_res[k];
+			f_res[k] = r_res[k] / w_res[k];
+			c_rec[k] /= ne;
+			c_pg[k] /= ne;
+		}
 		printf("e2e.worker_only.throughput: %.0f tasks/s (one stream worker, "
-		    "echo handler, %d tasks, concurrency %s)\n", w_res, ne, conc);
+		    "echo handler, %d tasks, concurrency %s; median of %d rounds, "
+		    "each followed by the same with a recorder)\n",
+		    median(w_res, rounds), ne, conc, rounds);
 		printf("e2e.recorded.throughput: %.0f tasks/s (worker only %.0f "
-		    "tasks/s, %.0f %%; first submit to all %d recorded in "
-		    "PostgreSQL; CPU in %.2f s: recorder %.2f s, postgres %.2f s)\n",
-		    r_rec, w_res, 100.0 * r_rec / w_res, ne, ne / r_rec, cpu_rec,
-		    cpu_pg);
+		    "tasks/s, %.0f %%: the median of the %d rounds' ratios, ",
+		    median(r_rec, rounds), median(w_res, rounds),
+		    100.0 * median(f_rec, rounds), rounds);
+		for (int k = 0; k < rounds; k++)
+			printf("%s%.0f", k ? " " : "", 100.0 * f_rec[k]);
+		printf(" %%; first submit to all %d recorded in PostgreSQL; CPU "
+		    "per task: recorder %.1f us, postgres %.1f us)\n", ne,
+		    1e6 * median(c_rec, rounds), 1e6 * median(c_pg, rounds));
 		printf("e2e.recording.results_throughput: %.0f tasks/s (worker only "
-		    "%.0f tasks/s, %.0f %%; first submit to last result, with the "
-		    "recorder running)\n", r_res, w_res, 100.0 * r_res / w_res);
+		    "%.0f tasks/s, %.0f %%: the median of the rounds' ratios, ",
+		    median(r_res, rounds), median(w_res, rounds),
+		    100.0 * median(f_res, rounds));
+		for (int k = 0; k < rounds; k++)
+			printf("%s%.0f", k ? " " : "", 100.0 * f_res[k]);
+		printf(" %%; first submit to last result, with the recorder "
+		    "running)\n");
 		fflush(stdout);
 	}
 
