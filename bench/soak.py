@@ -59,6 +59,9 @@ class Stop(BaseException):
     """SIGTERM/SIGINT: unwind, stopping hived on the way out."""
 
 
+RETAIN_MIN = 10        # supervisor/reclaim.h: retain_ms, 10 minutes
+REDIS_FLAT_S = (RETAIN_MIN + 2) * 60   # Redis flat from here on
+
 def log(msg):
     print(f"soak: {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
@@ -287,10 +290,10 @@ def start_hived(o, pg):
 
 # ---- figures ------------------------------------------------------------
 
-def slope_kb_min(samples, key):
+def slope_kb_min(samples, key, after_s=60):
     """Least squares slope of samples[key] (kB) over t (s), in kB/min, over
-    the samples after the first minute; None with fewer than 2."""
-    pts = [(s["t"] / 60.0, s[key]) for s in samples if s["t"] >= 60 and s[key] is not None]
+    the samples from after_s on (the first minute); None with fewer than 2."""
+    pts = [(s["t"] / 60.0, s[key]) for s in samples if s["t"] >= after_s and s[key] is not None]
     if len(pts) < 2:
         return None
     mx = sum(x for x, _ in pts) / len(pts)
@@ -444,6 +447,9 @@ def main():
         def sl(v):
             return "n/a" if v is None else f"{v:.1f}"
         first, last = samples[0], samples[-1]
+        for smp in samples:
+            smp["redis_kb"] = smp["redis"] / 1024 if smp["redis"] is not None else None
+        redis_slope = slope_kb_min(samples, "redis_kb", REDIS_FLAT_S)
         lines = [
             f"soak.duration: {submit_s:.0f} s (tasks submitted for that long, at "
             f"{o.r} tasks/s; then {drain_s:.1f} s until the last result)",
@@ -475,6 +481,10 @@ def main():
             f"soak.worker_unkilled.rss.slope: {sl(slope_kb_min(samples, 'steady'))} KB/min",
             f"soak.redis.used_memory.last: {last['redis'] / 1048576:.2f} MB "
             f"(first {first['redis'] / 1048576:.2f} MB)",
+            f"soak.redis.used_memory.slope: "
+            f"{sl(redis_slope / 1024 if redis_slope is not None else None)} MB/min "
+            f"(after {REDIS_FLAT_S // 60} minutes: hived keeps {RETAIN_MIN} "
+            f"minutes of acknowledged entries, trimming every 30 s)",
         ]
         for line in lines:
             print(line, flush=True)
