@@ -156,6 +156,9 @@ static const struct migration migrations[] = {
 	"  WHERE s.task_id = t.id AND s.attempt = t.attempts AND s.state = 'queued';"
 	"UPDATE tasks t SET started_at = s.at FROM task_states s"
 	"  WHERE s.task_id = t.id AND s.attempt = t.attempts AND s.state = 'running';"
+	"UPDATE tasks t SET finished_at = s.at FROM task_states s"
+	"  WHERE s.task_id = t.id AND s.attempt = t.attempts AND s.state = t.state"
+	"  AND t.finished_at IS NULL AND hive_state_rank(s.state) = 3;"
 	"INSERT INTO task_attempts SELECT s.task_id, s.attempt,"
 	"  (array_agg(s.state ORDER BY hive_state_rank(s.state) DESC))[1],"
 	"  max(s.agent),"
@@ -202,6 +205,7 @@ struct mig {
 	int have;                    /* version the database has */
 	int next;                    /* index of the migration being applied */
 	int ok;
+	int upto;                    /* the newest version to apply */
 	sup_migrate_cb *done;
 	void *arg;
 };
@@ -227,7 +231,7 @@ mig_apply_next(struct mig *m)
 
 	while (m->next < NMIGRATIONS && migrations[m->next].version <= m->have)
 		m->next++;
-	if (m->next >= NMIGRATIONS) {
+	if (m->next >= NMIGRATIONS || migrations[m->next].version > m->upto) {
 		m->step = MIG_UNLOCK;
 		mig_send(m, "SELECT pg_advisory_unlock(" MIGRATE_LOCK ")");
 		return;
@@ -343,10 +347,18 @@ mig_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 int
 sup_migrate(struct sup_pg *pg, sup_migrate_cb *done, void *arg)
 {
+	return sup_migrate_upto(pg, sup_schema_version(), done, arg);
+}
+
+int
+sup_migrate_upto(struct sup_pg *pg, int version, sup_migrate_cb *done,
+    void *arg)
+{
 	struct mig *m = calloc(1, sizeof(*m));
 
 	if (m == NULL)
 		return -1;
+	m->upto = version;
 	m->pg = pg;
 	m->done = done;
 	m->arg = arg;

@@ -63,6 +63,10 @@ void sup_pg_forget(struct sup_pg *pg, void *arg);
  */
 typedef void sup_migrate_cb(int ok, int version, void *arg);
 int sup_migrate(struct sup_pg *pg, sup_migrate_cb *done, void *arg);
+/* The same, up to a version (tests: a database as an older hived left
+ * it). */
+int sup_migrate_upto(struct sup_pg *pg, int version, sup_migrate_cb *done,
+    void *arg);
 /* The newest schema version this build knows. */
 int sup_schema_version(void);
 

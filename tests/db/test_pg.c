@@ -191,3 +191,58 @@ Test(pg, params_errors_and_reconnect)
 	sup_pg_free(pg);
 	ev_loop_destroy(loop);
 }
+
+static void
+exec_ok(const char *conninfo, const char *sql)
+{
+	PGconn *c = PQconnectdb(conninfo);
+	PGresult *res = PQexec(c, sql);
+
+	cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s: %s", sql,
+	    PQerrorMessage(c));
+	PQclear(res);
+	PQfinish(c);
+}
+
+/* A database that a hived of schema 1 filled (a task run twice: attempt
+ * 1 lost with its worker, attempt 2 completed) keeps every state of it
+ * through migration 2. */
+Test(pg, migration_2_carries_the_states_over)
+{
+	struct ev_loop *loop = ev_loop_new(0);
+	char ci[512];
+	struct done d = { 0 };
+	struct sup_pg *pg;
+
+	log_init("test", 0);
+	fresh_db(ci, sizeof(ci));
+	pg = sup_pg_new(loop, ci, NULL, NULL);
+	cr_assert_eq(sup_migrate_upto(pg, 1, on_migrated, &d), 0);
+	run_until(loop, &d.n, 1);
+	cr_assert_eq(d.version, 1);
+	exec_ok(ci, "INSERT INTO tasks (id, stream, entry, state, attempts, "
+	    "agent, message, created_at, finished_at) VALUES ('t1', 'q', '2-0', "
+	    "'completed', 2, 'a/2', '\\x01', now() - interval '10 s', "
+	    "now() - interval '3 s'), ('t2', 'q', '3-0', 'queued', 1, NULL, "
+	    "'\\x02', now(), NULL)");
+	exec_ok(ci, "INSERT INTO task_states (task_id, state, attempt, agent, "
+	    "at) VALUES ('t1', 'queued', 1, NULL, now() - interval '10 s'), "
+	    "('t1', 'running', 1, 'a/1', now() - interval '9 s'), "
+	    "('t1', 'queued', 2, NULL, now() - interval '5 s'), "
+	    "('t1', 'running', 2, 'a/2', now() - interval '4 s'), "
+	    "('t1', 'completed', 2, 'a/2', now() - interval '3 s'), "
+	    "('t2', 'queued', 1, NULL, now())");
+	cr_assert_eq(sup_migrate(pg, on_migrated, &d), 0);
+	run_until(loop, &d.n, 2);
+	cr_assert_eq(d.ok, 2);
+	cr_assert_eq(d.version, sup_schema_version());
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM (SELECT task_id, "
+	    "string_agg(state || attempt || coalesce(agent, '-'), ',' ORDER BY "
+	    "attempt, at, hive_state_rank(state)) s FROM task_states GROUP BY "
+	    "task_id) x WHERE (task_id = 't1' AND s = 'queued1-,running1a/1,"
+	    "queued2-,running2a/2,completed2a/2') OR (task_id = 't2' AND "
+	    "s = 'queued1-')"), 2);
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM task_attempts"), 1);
+	sup_pg_free(pg);
+	ev_loop_destroy(loop);
+}
