@@ -154,22 +154,6 @@ redis_connect(void)
 	return c;
 }
 
-static void
-rcmd(redisContext *c, const char *fmt, ...)
-{
-	va_list ap;
-	redisReply *r;
-
-	va_start(ap, fmt);
-	r = redisvCommand(c, fmt, ap);
-	va_end(ap);
-	if (r == NULL)
-		bench_die("redis: %s", c->errstr);
-	if (r->type == REDIS_REPLY_ERROR)
-		bench_die("redis: %s", r->str);
-	freeReplyObject(r);
-}
-
 static PGconn *
 pg_connect(const char *ci)
 {
@@ -414,21 +398,13 @@ record_all(const char *prefix, unsigned batch, uint64_t want,
 }
 
 /* The median of n values (sorts a copy). */
-static int
-dbl_cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 static double
 median(const double *v, int n)
 {
 	double s[E2E_ROUNDS_MAX];
 
 	memcpy(s, v, (size_t)n * sizeof(*s));
-	qsort(s, (size_t)n, sizeof(*s), dbl_cmp);
+	qsort(s, (size_t)n, sizeof(*s), bench_cmp_double);
 	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
@@ -810,7 +786,7 @@ main(int argc, char **argv)
 	/* The ceiling, on the same server, the same database. */
 	tcopy = copy_ceiling(pc, qkey, rkey, tag, n);
 	copy_rate = 2.0 * n / tcopy;
-	rcmd(c, "DEL %s %s", qkey, rkey);
+	bench_cmd(c, "DEL %s %s", qkey, rkey);
 
 	printf("recorder.copy.ceiling: %.0f records/s (COPY of %d tasks rows, "
 	    "each with the times of its 3 states, in one transaction)\n",
@@ -866,7 +842,7 @@ main(int argc, char **argv)
 	}
 
 	snprintf(prefix, sizeof(prefix), "benche2e%ld-", (long)getpid());
-	rcmd(c, "EVAL %s 0 %s", "for _,k in ipairs(redis.call('KEYS', ARGV[1]..'*')) "
+	bench_cmd(c, "EVAL %s 0 %s", "for _,k in ipairs(redis.call('KEYS', ARGV[1]..'*')) "
 	    "do redis.call('DEL', k) end return 0", prefix);
 	redisFree(c);
 	PQfinish(pc);

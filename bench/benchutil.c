@@ -44,3 +44,11 @@ bench_cmd(redisContext *c, const char *fmt, ...)
 		bench_die("redis: %s", r->str);
 	freeReplyObject(r);
 }
+
+int
+bench_cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}

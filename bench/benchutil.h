@@ -15,5 +15,7 @@ double bench_mono_s(void);
 /* A command whose reply is not needed; a lost connection or an error
  * reply ends the benchmark. */
 void bench_cmd(redisContext *c, const char *fmt, ...);
+/* qsort comparator of doubles, ascending. */
+int bench_cmp_double(const void *a, const void *b);
 
 #endif

@@ -73,14 +73,6 @@ now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Nearest-rank percentile of n sorted values. */
 static double
 pct(const double *v, size_t n, double p)
@@ -97,7 +89,7 @@ pct(const double *v, size_t n, double p)
 static void
 report(const char *name, double *v, size_t n)
 {
-	qsort(v, n, sizeof(*v), cmp_double);
+	qsort(v, n, sizeof(*v), bench_cmp_double);
 	printf("%s.median: %.2f ms\n", name, pct(v, n, 50));
 	printf("%s.p99: %.2f ms\n", name, pct(v, n, 99));
 	printf("%s.min: %.2f ms\n", name, v[0]);
