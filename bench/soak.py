@@ -31,7 +31,6 @@ Slopes are least squares over the samples taken after the first minute,
 in KB per minute: "flat" is a number near 0.
 """
 import argparse
-import ctypes
 import os
 import random
 import signal
@@ -44,6 +43,10 @@ import urllib.request
 
 import msgpack
 import redis
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "scripts", "lib"))
+from hiveprocs import processes, rss_kb, set_subreaper, reap_orphans  # noqa: E402
 
 PREFIX = "soak"
 # name, instances, killed now and then
@@ -68,71 +71,22 @@ def log(msg):
 
 # ---- /proc --------------------------------------------------------------
 
-def proc_stat(pid):
-    """(state, ppid, comm) of pid, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    rest = s[s.rindex(")") + 2:].split()
-    return rest[0], int(rest[1]), s[s.index("(") + 1:s.rindex(")")]
-
-
-def rss_kb(pid):
-    """VmRSS of pid in kB, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def children(ppid, comm):
     """{pid: agent label} of the processes named comm whose parent is ppid;
     the label (name/instance) comes from the worker's command line."""
     out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        st = proc_stat(int(d))
-        if st is None or st[1] != ppid or st[2] != comm:
+    for pid, (state, parent, name) in processes().items():
+        if parent != ppid or name != comm:
             continue
         try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
                 argv = f.read().decode(errors="replace").split("\0")
         except OSError:
             continue
         agent = argv[argv.index("--agent") + 1] if "--agent" in argv else "?"
         inst = argv[argv.index("--instance") + 1] if "--instance" in argv else "1"
-        out[int(d)] = f"{agent}/{inst}"
+        out[pid] = f"{agent}/{inst}"
     return out
-
-
-def set_subreaper():
-    """Handlers of a killed worker (and anything else hived leaves behind)
-    are reparented to us, so that we reap them."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except OSError:
-        pass
-
-
-def reap_orphans():
-    """waitpid the orphans reparented to us; only those (subprocess owns
-    hived's status)."""
-    me = os.getpid()
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = proc_stat(int(d))
-            if st and st[1] == me and st[2] in OWN_NAMES:
-                try:
-                    os.waitpid(int(d), os.WNOHANG)
-                except ChildProcessError:
-                    pass
 
 
 # ---- the client ---------------------------------------------------------
@@ -410,7 +364,7 @@ def main():
                     except ProcessLookupError:
                         pass
                 next_kill = now + random.uniform(KILL_MIN_S, KILL_MAX_S)
-            reap_orphans()
+            reap_orphans(OWN_NAMES)
             time.sleep(min(0.2, max(0.01, min(next_sample, next_kill) - time.monotonic())))
         sub.join()
         if sub.error:
@@ -422,7 +376,7 @@ def main():
         while rd.completed < sub.sent and time.monotonic() - d0 < DRAIN_S:
             if rd.error:
                 raise RuntimeError(f"reader: {rd.error!r}")
-            reap_orphans()
+            reap_orphans(OWN_NAMES)
             time.sleep(0.1)
         drain_s = time.monotonic() - d0
         rd.stop.set()
@@ -503,7 +457,7 @@ def main():
             if hrc != 0:
                 log(f"hived exited with status {hrc}; see {o.dir}/hived.log")
                 ok = False
-        reap_orphans()
+        reap_orphans(OWN_NAMES)
         rc.close()
     return 0 if ok else 1
 

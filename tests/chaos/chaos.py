@@ -14,7 +14,6 @@ success, failure, Ctrl-C and SIGTERM.  Exit status: 0 all scenarios passed,
 1 some failed, 77 skipped (a sanitized build, or no redis/msgpack module).
 """
 import argparse
-import ctypes
 import glob
 import json
 import os
@@ -28,6 +27,10 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "scripts", "lib"))
+from hiveprocs import processes, set_subreaper, reap_orphans  # noqa: E402
 
 try:
     import msgpack
@@ -77,26 +80,9 @@ def free_port():
 
 # ---- processes ----------------------------------------------------------
 
-def proc_stat(pid):
-    """(state, ppid, comm) of pid, or None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    comm = s[s.index("(") + 1:s.rindex(")")]
-    rest = s[s.rindex(")") + 2:].split()
-    return rest[0], int(rest[1]), comm
-
-
 def descendants():
     """Every process below this one: {pid: (state, ppid, comm)}."""
-    table = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = proc_stat(int(d))
-            if st is not None:
-                table[int(d)] = st
+    table = processes()
     mine, todo = {}, [os.getpid()]
     children = {}
     for pid, st in table.items():
@@ -107,29 +93,6 @@ def descendants():
                 mine[c] = table[c]
                 todo.append(c)
     return mine
-
-
-def set_subreaper():
-    """Workers orphaned by a SIGKILLed hived (and handlers orphaned by a
-    killed worker) become our children instead of init's, so that we can
-    reap them and, at the end, find and stop any that are left."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
-    except OSError:
-        pass
-
-
-def reap_orphans():
-    """waitpid the orphaned workers and handlers that were reparented to us
-    (only those: subprocess owns the status of the children it started)."""
-    me = os.getpid()
-    for pid, (state, ppid, comm) in descendants().items():
-        if ppid == me and comm in OWN_NAMES:
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
 
 
 def stop_proc(p, sig=signal.SIGTERM, timeout=15):
@@ -419,11 +382,6 @@ command = {build}/examples/hive-echo
 capabilities = echo
 instances = {instances}
 concurrency = {concurrency}
-max_attempts = 20
-restart_limit = 1000000
-restart_window = 1s
-backoff = 10ms
-backoff_max = 200ms
 """
 
 CONF_SLOW = """
@@ -432,6 +390,10 @@ command = {build}/tests/chaos/chaos-slow-echo {delay}
 capabilities = slow
 instances = {instances}
 concurrency = {concurrency}
+"""
+
+# Both agents: killed over and over, restarted at once, never quarantined.
+CONF_AGENT_LIMITS = """\
 max_attempts = 20
 restart_limit = 1000000
 restart_window = 1s
@@ -480,9 +442,9 @@ class Run:
                           pg=self.pg.conninfo(), top=self.top, build=o.build,
                           instances=o.instances, concurrency=o.concurrency,
                           delay=o.delay)
-            f.write(CONF.format(**fields))
+            f.write(CONF.format(**fields) + CONF_AGENT_LIMITS)
             if o.delay:
-                f.write(CONF_SLOW.format(**fields))
+                f.write(CONF_SLOW.format(**fields) + CONF_AGENT_LIMITS)
         self.hived = Hived(self.top, o.build, conf)
         self.hived.start()
         self.sub = Submitter(self.redis.port, o.tasks, o.rate, f"{self.name}",
@@ -667,7 +629,7 @@ class Run:
                 except ProcessLookupError:
                     pass
             time.sleep(0.1)
-        reap_orphans()
+        reap_orphans(OWN_NAMES)
         if self.pg is not None:
             self.pg.stop()
         if self.redis is not None:
@@ -695,7 +657,7 @@ def sc_kill_workers(run):
             kills += 1
         except ProcessLookupError:
             pass
-        reap_orphans()
+        reap_orphans(OWN_NAMES)
     run.counts["workers_killed"] = kills
 
 
@@ -718,7 +680,7 @@ def _kill_hived(run, with_workers):
             except ProcessLookupError:
                 pass
         kills += 1
-        reap_orphans()
+        reap_orphans(OWN_NAMES)
         run.hived.start()
     run.counts["hived_killed"] = kills
 
