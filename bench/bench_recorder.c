@@ -842,7 +842,8 @@ main(int argc, char **argv)
 	}
 
 	snprintf(prefix, sizeof(prefix), "benche2e%ld-", (long)getpid());
-	bench_cmd(c, "EVAL %s 0 %s", "for _,k in ipairs(redis.call('KEYS', ARGV[1]..'*')) "
+	bench_cmd(c, "EVAL %s 0 %s",
+	    "for _,k in ipairs(redis.call('KEYS', ARGV[1]..'*')) "
 	    "do redis.call('DEL', k) end return 0", prefix);
 	redisFree(c);
 	PQfinish(pc);
