@@ -461,25 +461,6 @@ worker_run2(redisContext *c, const char *prefix, const char *conc, int n,
 
 /* ---- worker RSS under hived ---- */
 
-/* VmRSS and RssAnon of pid in kB; -1 when it is gone. */
-static int
-proc_rss(pid_t pid, long *rss, long *anon)
-{
-	char path[64], line[256];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
-	if ((f = fopen(path, "re")) == NULL)
-		return -1;
-	*rss = *anon = -1;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		sscanf(line, "VmRSS: %ld kB", rss);
-		sscanf(line, "RssAnon: %ld kB", anon);
-	}
-	fclose(f);
-	return *rss < 0 ? -1 : 0;
-}
-
 /* State letter, parent and command name of pid from /proc/pid/stat; -1
  * when it is gone. */
 static int
@@ -541,7 +522,7 @@ sleep_rss(void)
 			usleep(1000);
 		}
 		usleep(50000);
-		if (proc_rss(pid, &v[i], &anon) == -1)
+		if (bench_proc_rss(pid, &v[i], &anon) == -1)
 			bench_die("no VmRSS for sleep");
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
@@ -654,7 +635,7 @@ rss_run(const char *prefix, int agents, long sleep_kb)
 		pid = (pid_t)atol(de->d_name);
 		if (proc_stat(pid, &st, &pp, comm, sizeof(comm)) == 0 &&
 		    pp == h.pid && strcmp(comm, "hive-worker") == 0 &&
-		    proc_rss(pid, &rss[n], &anon[n]) == 0) {
+		    bench_proc_rss(pid, &rss[n], &anon[n]) == 0) {
 			total += rss[n];
 			n++;
 		}
@@ -663,7 +644,7 @@ rss_run(const char *prefix, int agents, long sleep_kb)
 	if (n != agents)
 		bench_die("%d hive-worker processes under hived, %d expected", n,
 		    agents);
-	if (proc_rss(h.pid, &hived_kb, &hived_anon) == -1)
+	if (bench_proc_rss(h.pid, &hived_kb, &hived_anon) == -1)
 		bench_die("hived is gone");
 	qsort(rss, (size_t)n, sizeof(*rss), cmp_long);
 	qsort(anon, (size_t)n, sizeof(*anon), cmp_long);

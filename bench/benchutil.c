@@ -52,3 +52,24 @@ bench_cmp_double(const void *a, const void *b)
 
 	return (x > y) - (x < y);
 }
+
+int
+bench_proc_rss(pid_t pid, long *rss, long *anon)
+{
+	char path[64], line[256];
+	long a = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	*rss = -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		sscanf(line, "VmRSS: %ld kB", rss);
+		sscanf(line, "RssAnon: %ld kB", &a);
+	}
+	fclose(f);
+	if (anon != NULL)
+		*anon = a;
+	return *rss < 0 ? -1 : 0;
+}

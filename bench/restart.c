@@ -96,21 +96,13 @@ report(const char *name, double *v, size_t n)
 	fflush(stdout);
 }
 
+/* VmRSS of pid in kB, -1 when it is gone. */
 static long
 rss_kb(pid_t pid)
 {
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
+	long kb;
 
-	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
+	return bench_proc_rss(pid, &kb, NULL) == 0 ? kb : -1;
 }
 
 /* utime + stime in clock ticks. */
