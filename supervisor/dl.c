@@ -101,51 +101,58 @@ dl_sym(void *h, const char *soname, const char *name)
 	return p;
 }
 
-/* Fills lib.f (lib: pq or mhd, #defined around the use). */
-#define DL_LOAD(f) \
-	if ((lib.f = (__typeof__(lib.f))dl_sym(h, soname, #f)) == NULL) \
-		goto err;
+/* A function of a library, and the table slot its address goes to. */
+struct dl_fn {
+	const char *name;
+	void *slot;
+};
+
+#define DL_PQ(f)  { #f, &pq.f },
+#define DL_MHD(f) { #f, &mhd.f },
+
+static const struct dl_fn pq_fns[] = { PQ_FUNCS(DL_PQ) };
+static const struct dl_fn mhd_fns[] = { MHD_FUNCS(DL_MHD) };
+
+/*
+ * Load soname for the setting what and fill every slot of fns; *handle
+ * says it is done (then this does nothing).  On a failure the table
+ * (lib, size bytes) is left empty and the library closed.
+ */
+static int
+dl_load(void **handle, const char *soname, const char *what,
+    const struct dl_fn *fns, size_t n, void *lib, size_t size)
+{
+	void *h, *p;
+
+	if (*handle != NULL)
+		return 0;
+	if ((h = dl_open(soname, what)) == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if ((p = dl_sym(h, soname, fns[i].name)) == NULL) {
+			memset(lib, 0, size);
+			dlclose(h);
+			return -1;
+		}
+		/* POSIX: dlsym's void * converts to the function pointer. */
+		memcpy(fns[i].slot, &p, sizeof(p));
+	}
+	*handle = h;
+	return 0;
+}
 
 int
 sup_dl_libpq(void)
 {
-	const char *soname = HIVE_LIBPQ_SONAME;
-	void *h;
-
-	if (pq.handle != NULL)
-		return 0;
-	if ((h = dl_open(soname, "postgres")) == NULL)
-		return -1;
-#define lib pq
-	PQ_FUNCS(DL_LOAD)
-#undef lib
-	pq.handle = h;
-	return 0;
-err:
-	memset(&pq, 0, sizeof(pq));
-	dlclose(h);
-	return -1;
+	return dl_load(&pq.handle, HIVE_LIBPQ_SONAME, "postgres", pq_fns,
+	    sizeof(pq_fns) / sizeof(pq_fns[0]), &pq, sizeof(pq));
 }
 
 int
 sup_dl_microhttpd(void)
 {
-	const char *soname = HIVE_MHD_SONAME;
-	void *h;
-
-	if (mhd.handle != NULL)
-		return 0;
-	if ((h = dl_open(soname, "http")) == NULL)
-		return -1;
-#define lib mhd
-	MHD_FUNCS(DL_LOAD)
-#undef lib
-	mhd.handle = h;
-	return 0;
-err:
-	memset(&mhd, 0, sizeof(mhd));
-	dlclose(h);
-	return -1;
+	return dl_load(&mhd.handle, HIVE_MHD_SONAME, "http", mhd_fns,
+	    sizeof(mhd_fns) / sizeof(mhd_fns[0]), &mhd, sizeof(mhd));
 }
 
 static void
