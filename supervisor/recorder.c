@@ -718,10 +718,15 @@ cp_row(struct sup_recorder *rec, struct sbuf *b, char kind,
 #define REC_HOLD_MS      250
 #define REC_HOLD_MAX     65536
 
+/* Move w to the held list; it keeps what it owns, and a message that
+ * is only borrowed from this read's reply is copied. */
 static int
-rec_hold(struct sup_recorder *rec, const struct rec_task *w)
+rec_hold(struct sup_recorder *rec, struct rec_task *w)
 {
 	struct rec_task *h;
+	/* Its own copy, unless the fold gave it another member's message. */
+	char *msg = w->own_msg != NULL && w->msg == w->own_msg ?
+	    w->own_msg : NULL;
 
 	if (rec->nheld == rec->capheld) {
 		size_t cap = rec->capheld ? rec->capheld * 2 : 256;
@@ -731,19 +736,20 @@ rec_hold(struct sup_recorder *rec, const struct rec_task *w)
 		rec->held = h;
 		rec->capheld = cap;
 	}
-	h = &rec->held[rec->nheld];
-	*h = *w;
-	h->agent = h->result = h->error = NULL;
-	h->workflow = w->workflow ? strdup(w->workflow) : NULL;
-	if ((h->own_msg = malloc(w->msglen ? w->msglen : 1)) == NULL ||
-	    (w->workflow != NULL && h->workflow == NULL)) {
-		task_free(h);
-		return -1;
+	if (msg == NULL) {
+		if ((msg = malloc(w->msglen ? w->msglen : 1)) == NULL)
+			return -1;
+		memcpy(msg, w->msg, w->msglen);
 	}
-	memcpy(h->own_msg, w->msg, w->msglen);
-	h->msg = h->own_msg;
+	h = &rec->held[rec->nheld++];
+	*h = *w;
+	h->own_msg = msg;
+	h->msg = msg;
 	h->skip = 0;
-	rec->nheld++;
+	if (msg == w->own_msg)
+		w->own_msg = NULL;
+	w->agent = w->workflow = w->result = w->error = NULL;
+	w->skip = 1;
 	return 0;
 }
 
@@ -811,6 +817,16 @@ fold_task(struct sup_recorder *rec, struct rec_task *run, size_t n,
 	}
 }
 
+/* After the batch commits, acknowledge the queue entries of run[0..n). */
+static void
+ack_queue_entries(struct sup_recorder *rec, const struct rec_task *run,
+    size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		if (run[k].has_q)
+			rec_push_ack(rec, run[k].q_stream, run[k].q_entry);
+}
+
 /*
  * Fold the batch (and the tasks held from earlier ones) into one row per
  * task, in the COPY data; hold the queue entries that may soon meet their
@@ -818,24 +834,20 @@ fold_task(struct sup_recorder *rec, struct rec_task *run, size_t n,
  * Returns the number of rows written.
  */
 static size_t
-fold_batch(struct sup_recorder *rec, struct rec_batch *bt, struct sbuf *copy,
-    uint64_t now_ms)
+fold_batch(struct sup_recorder *rec, struct rec_batch *bt, struct sbuf *copy)
 {
-	size_t i = 0, rows = 0;
+	size_t i = 0, h = 0, rows = 0;
 	int may_hold = !rec->pending_phase;
+	struct rec_task *t;
 
-	for (size_t h = 0; h < rec->nheld; h++) {
-		struct rec_task *t = batch_task(bt);
-		if (t == NULL) {         /* stays held: out of memory */
-			memmove(rec->held, rec->held + h,
-			    (rec->nheld - h) * sizeof(*rec->held));
-			rec->nheld -= h;
-			goto fold;
-		}
-		*t = rec->held[h];
+	/* The held ones join the batch (out of memory: the rest stay held). */
+	while (h < rec->nheld && (t = batch_task(bt)) != NULL)
+		*t = rec->held[h++];
+	if (h > 0) {
+		memmove(rec->held, rec->held + h,
+		    (rec->nheld - h) * sizeof(*rec->held));
+		rec->nheld -= h;
 	}
-	rec->nheld = 0;
-fold:
 	if (bt->ntasks > 1)
 		qsort(bt->tasks, bt->ntasks, sizeof(*bt->tasks), task_cmp);
 	while (i < bt->ntasks) {
@@ -844,10 +856,7 @@ fold:
 		while (j < bt->ntasks && strcmp(bt->tasks[j].id, w->id) == 0)
 			j++;
 		if (w->skip) {           /* queue entries without a task id */
-			for (size_t k = i; k < j; k++)
-				if (bt->tasks[k].has_q)
-					rec_push_ack(rec, bt->tasks[k].q_stream,
-					    bt->tasks[k].q_entry);
+			ack_queue_entries(rec, w, j - i);
 			i = j;
 			continue;
 		}
@@ -857,16 +866,12 @@ fold:
 		if (may_hold && w->rank == 1 && nq == 1 && w->has_q &&
 		    w->queued_ms + REC_HOLD_MS > rec->results_clock &&
 		    rec_hold(rec, w) == 0) {
-			w->skip = 1;
 			i = j;
 			continue;
 		}
 		cp_row(rec, copy, 't', w);
 		rows++;
-		for (size_t k = i; k < j; k++)
-			if (bt->tasks[k].has_q)
-				rec_push_ack(rec, bt->tasks[k].q_stream,
-				    bt->tasks[k].q_entry);
+		ack_queue_entries(rec, w, j - i);
 		i = j;
 	}
 	return rows;
@@ -952,11 +957,12 @@ static const char sql_stage[] =
 #undef MS
 
 /*
- * Build the transaction of a batch, and its COPY data, into rec->fill.  Returns the number of statements besides BEGIN/COMMIT (0:
- * nothing to write, only to ack), -1 when out of memory.
+ * Build the transaction of a batch, and its COPY data, into rec->fill.
+ * Returns the number of statements besides BEGIN/COMMIT (0: nothing to
+ * write, only to ack), -1 when out of memory.
  */
 static int
-build_sql(struct sup_recorder *rec, struct rec_batch *bt, uint64_t now_ms)
+build_sql(struct sup_recorder *rec, struct rec_batch *bt)
 {
 	struct sbuf *b = &rec->fill->sql, *copy = &rec->fill->copy;
 	int n = 0;
@@ -964,7 +970,7 @@ build_sql(struct sup_recorder *rec, struct rec_batch *bt, uint64_t now_ms)
 	sb_reset(b);
 	sb_reset(copy);
 	sb_puts(b, "BEGIN;");
-	if (fold_batch(rec, bt, copy, now_ms) > 0 || copy->len > 0) {
+	if (fold_batch(rec, bt, copy) > 0 || copy->len > 0) {
 		sb_puts(b, sql_stage);
 		n++;
 	}
@@ -1344,7 +1350,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	}
 	if (entries == 0)
 		rec->pending_phase = 0;
-	if ((n = build_sql(rec, &bt, now_ms)) < 0)
+	if ((n = build_sql(rec, &bt)) < 0)
 		goto oom;
 	batch_free(&bt);
 	/* No stream gave a full batch: nothing is waiting behind this one.
