@@ -236,6 +236,39 @@ Test(recorder, result_before_queue_entry_and_duplicates)
 	env_fini(&e);
 }
 
+static long
+pending(struct env *e, const char *name)
+{
+	char key[128];
+	redisReply *r;
+	long n;
+
+	snprintf(key, sizeof(key), "%s:%s", e->prefix, name);
+	r = redisCommand(e->rc, "XPENDING %s recorder", key);
+	cr_assert(r != NULL && r->type == REDIS_REPLY_ARRAY, "XPENDING %s", key);
+	n = (long)r->element[0]->integer;
+	freeReplyObject(r);
+	return n;
+}
+
+static void
+run_for_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	ev_break(loop, EVBREAK_ONE);
+}
+
+/* Run the loop for ms milliseconds. */
+static void
+run_for(struct env *e, long long ms)
+{
+	ev_timer t;
+
+	ev_timer_init(&t, run_for_cb, ms / 1000., 0.);
+	ev_timer_start(e->loop, &t);
+	ev_run(e->loop, 0);
+	ev_timer_stop(e->loop, &t);
+}
+
 Test(recorder, postgres_outage_loses_nothing)
 {
 	struct env e;
@@ -266,9 +299,7 @@ Test(recorder, postgres_outage_loses_nothing)
 		complete(&e, sql, 1, 0, NULL);
 	}
 	/* Let the recorder try and fail for a while. */
-	long long until = tu_now_ms() + 1500;
-	while (tu_now_ms() < until)
-		ev_run(e.loop, EVRUN_ONCE);
+	run_for(&e, 1500);
 	struct sup_recorder_stats st;
 	sup_recorder_stats(e.rec, &st);
 	cr_assert(st.retries >= 1 || !sup_pg_is_up(e.pg), "the recorder noticed");
@@ -285,28 +316,10 @@ Test(recorder, postgres_outage_loses_nothing)
 	cr_assert_eq(scalar(&e, "SELECT count(*) FROM task_states WHERE "
 	    "state = 'completed'"), 50, "none twice");
 	/* And Redis holds nothing unacknowledged for the recorder. */
-	char key[128];
-	snprintf(key, sizeof(key), "%s:results", e.prefix);
-	redisReply *r = redisCommand(e.rc, "XPENDING %s recorder", key);
-	cr_assert_eq(r->element[0]->integer, 0);
-	freeReplyObject(r);
+	cr_assert_eq(pending(&e, "results"), 0);
 	env_fini(&e);
 }
 
-static long
-pending(struct env *e, const char *name)
-{
-	char key[128];
-	redisReply *r;
-	long n;
-
-	snprintf(key, sizeof(key), "%s:%s", e->prefix, name);
-	r = redisCommand(e->rc, "XPENDING %s recorder", key);
-	cr_assert(r != NULL && r->type == REDIS_REPLY_ARRAY, "XPENDING %s", key);
-	n = (long)r->element[0]->integer;
-	freeReplyObject(r);
-	return n;
-}
 
 /* A queue entry waits a moment for its result, to be written in one row
  * with it; without a result it is written queued all the same, and only
@@ -321,9 +334,7 @@ Test(recorder, queue_entry_without_result_is_written)
 	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE id = 'alone' AND "
 	    "state = 'queued' AND queued_at IS NOT NULL AND message IS NOT NULL", 1);
 	/* Acknowledged after the COMMIT: let the XACK go out. */
-	long long until = tu_now_ms() + 300;
-	while (tu_now_ms() < until)
-		ev_run(e.loop, EVRUN_NOWAIT);
+	run_for(&e, 300);
 	cr_assert_eq(pending(&e, "q:echo:1"), 0);
 	sup_recorder_stats(e.rec, &st);
 	cr_assert_eq(st.held, 0);
