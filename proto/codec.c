@@ -1,9 +1,10 @@
 /*
  * codec.c - the messages that live in Redis streams: task, result, event,
- * dead letter.  Each is one table of fields (the single definition of its
- * wire form: docs/PROTOCOL.md documents these tables and
- * tests/proto/test_protocol_doc.c checks it does) and four small
- * functions around the generic code of fields.c.
+ * dead letter, workflow.  Each is one table of fields (the single
+ * definition of its wire form: docs/PROTOCOL.md documents these tables
+ * and tests/proto/test_protocol_doc.c checks it does) and four small
+ * functions around the generic code of fields.c.  A workflow's table
+ * nests the table of its tasks; the rules of its graph are workflow.c.
  */
 #include "proto_int.h"
 
@@ -52,6 +53,9 @@ static const struct proto_field task_fields[] = {
 	    HIVE_KEY_MAX),
 	F_STR("workflow", PF_ID, false, struct hive_task, workflow, 1,
 	    HIVE_ID_MAX),
+	{ .name = "parents", .kind = PF_IDMAP, .required = false,
+	  .off = offsetof(struct hive_task, parents), .min = 0,
+	  .max = HIVE_WF_DEPS_MAX, .type = "map" },
 };
 
 static const struct proto_field result_fields[] = {
@@ -94,6 +98,8 @@ static const struct proto_field event_fields[] = {
 	    HIVE_ATTEMPTS_MAX, 0),
 	F_STR("reason", PF_TEXT, false, struct hive_event, reason, 0,
 	    HIVE_REASON_MAX),
+	F_STR("workflow", PF_ID, false, struct hive_event, workflow, 1,
+	    HIVE_ID_MAX),
 };
 
 static const struct proto_field dead_fields[] = {
@@ -117,7 +123,58 @@ static const struct proto_field dead_fields[] = {
 
 #define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
 
+/* An element of a depends_on list: an id, nameless (an error in it is
+ * named by its path, "tasks[2].depends_on[0]"). */
+static const struct proto_field wf_dep_field[] = {
+	{ .name = "", .kind = PF_ID, .required = true, .off = 0, .min = 1,
+	  .max = HIVE_ID_MAX, .type = "str" },
+};
+
+/* A map in a workflow's "tasks": what the coordinator turns into a task
+ * on <p>:q:<capability>:<prio>.  The payload must fit in that task. */
+static const struct proto_field wf_task_fields[] = {
+	F_STR("id", PF_ID, true, struct hive_wf_task, id, 1, HIVE_ID_MAX),
+	F_STR("capability", PF_CAP, true, struct hive_wf_task, capability, 1,
+	    HIVE_NAME_MAX + 1),
+	{ .name = "prio", .kind = PF_UINT, .required = false,
+	  .off = offsetof(struct hive_wf_task, prio),
+	  .size = sizeof(((struct hive_wf_task *)0)->prio), .min = 0,
+	  .max = HIVE_PRIO_LEVELS - 1, .dflt = HIVE_PRIO_DEFAULT,
+	  .zero_is_value = true, .type = "uint" },
+	F_OBJ("payload", PF_ANY, struct hive_wf_task, payload, HIVE_TASK_MAX,
+	    "any"),
+	{ .name = "depends_on", .kind = PF_LIST, .required = false,
+	  .off = offsetof(struct hive_wf_task, depends_on),
+	  .cnt_off = offsetof(struct hive_wf_task, ndeps), .min = 0,
+	  .max = HIVE_WF_DEPS_MAX, .sub = wf_dep_field, .nsub = 1,
+	  .submap = false, .elsize = sizeof(struct hive_str),
+	  .type = "array" },
+	F_UINT("max_attempts", false, struct hive_wf_task, max_attempts, 0,
+	    HIVE_ATTEMPTS_MAX, 0),
+	F_UINT("timeout_ms", false, struct hive_wf_task, timeout_ms, 0,
+	    HIVE_TIMEOUT_MAX, 0),
+	F_STR("reply_to", PF_REPLY, false, struct hive_wf_task, reply_to, 1,
+	    HIVE_KEY_MAX),
+};
+
+static const struct proto_field workflow_fields[] = {
+	F_V(struct hive_workflow),
+	F_STR("id", PF_ID, true, struct hive_workflow, id, 1, HIVE_ID_MAX),
+	F_STR("name", PF_NAME, false, struct hive_workflow, name, 1,
+	    HIVE_NAME_MAX),
+	F_UINT("created_ms", false, struct hive_workflow, created_ms, 0,
+	    UINT64_MAX, 0),
+	{ .name = "tasks", .kind = PF_LIST, .required = true,
+	  .off = offsetof(struct hive_workflow, tasks),
+	  .cnt_off = offsetof(struct hive_workflow, ntasks), .min = 1,
+	  .max = HIVE_WF_TASKS_MAX, .sub = wf_task_fields,
+	  .nsub = NFIELDS(wf_task_fields), .submap = true,
+	  .elsize = sizeof(struct hive_wf_task), .type = "array" },
+};
+
 _Static_assert(NFIELDS(result_fields) <= PROTO_FIELDS_MAX, "table too big");
+_Static_assert(NFIELDS(workflow_fields) <= PROTO_FIELDS_MAX, "table too big");
+_Static_assert(NFIELDS(wf_task_fields) <= PROTO_FIELDS_MAX, "table too big");
 _Static_assert(NFIELDS(task_fields) <= PROTO_FIELDS_MAX, "table too big");
 _Static_assert(NFIELDS(event_fields) <= PROTO_FIELDS_MAX, "table too big");
 _Static_assert(NFIELDS(dead_fields) <= PROTO_FIELDS_MAX, "table too big");
@@ -146,16 +203,16 @@ result_rules(const struct hive_result *m, struct proto_err *err)
 /* Decode buf into the struct at out whose msgpack_unpacked is *up (a
  * member of it); table t; out zeroed on failure. */
 static int
-decode_msg(const char *buf, size_t len, size_t max,
+decode_msg(const char *buf, size_t len, size_t max, unsigned depth,
     const struct proto_field *t, size_t n, void *out, size_t outsize,
     msgpack_unpacked *up, struct proto_err *err)
 {
 	msgpack_unpacked tmp;
 
 	memset(out, 0, outsize);
-	if (proto_unpack_msg(buf, len, max, &tmp, err) == -1)
+	if (proto_unpack_msg(buf, len, max, depth, &tmp, err) == -1)
 		return -1;
-	if (proto_fields_decode(&tmp.data, t, n, out, err) == -1) {
+	if (proto_fields_decode(&tmp.data, t, n, out, tmp.zone, err) == -1) {
 		msgpack_unpacked_destroy(&tmp);
 		memset(out, 0, outsize);
 		return -1;
@@ -168,16 +225,18 @@ int
 proto_decode_task(const char *buf, size_t len, struct hive_task *out,
     struct proto_err *err)
 {
-	return decode_msg(buf, len, HIVE_TASK_MAX, task_fields,
-	    NFIELDS(task_fields), out, sizeof(*out), &out->up_, err);
+	return decode_msg(buf, len, HIVE_TASK_MAX, PROTO_TREE_DEPTH,
+	    task_fields, NFIELDS(task_fields), out, sizeof(*out), &out->up_,
+	    err);
 }
 
 int
 proto_decode_result(const char *buf, size_t len, struct hive_result *out,
     struct proto_err *err)
 {
-	if (decode_msg(buf, len, HIVE_RESULT_MAX, result_fields,
-	    NFIELDS(result_fields), out, sizeof(*out), &out->up_, err) == -1)
+	if (decode_msg(buf, len, HIVE_RESULT_MAX, PROTO_TREE_DEPTH,
+	    result_fields, NFIELDS(result_fields), out, sizeof(*out),
+	    &out->up_, err) == -1)
 		return -1;
 	if (result_rules(out, err) == -1) {
 		proto_result_clear(out);
@@ -190,16 +249,48 @@ int
 proto_decode_event(const char *buf, size_t len, struct hive_event *out,
     struct proto_err *err)
 {
-	return decode_msg(buf, len, HIVE_MSG_MAX, event_fields,
-	    NFIELDS(event_fields), out, sizeof(*out), &out->up_, err);
+	return decode_msg(buf, len, HIVE_MSG_MAX, PROTO_TREE_DEPTH,
+	    event_fields, NFIELDS(event_fields), out, sizeof(*out), &out->up_,
+	    err);
 }
 
 int
 proto_decode_dead(const char *buf, size_t len, struct hive_dead *out,
     struct proto_err *err)
 {
-	return decode_msg(buf, len, HIVE_MSG_MAX, dead_fields,
-	    NFIELDS(dead_fields), out, sizeof(*out), &out->up_, err);
+	return decode_msg(buf, len, HIVE_MSG_MAX, PROTO_TREE_DEPTH,
+	    dead_fields, NFIELDS(dead_fields), out, sizeof(*out), &out->up_,
+	    err);
+}
+
+/*
+ * A workflow: the table (the tasks and their depends_on lists are arrays
+ * in the message's zone), then the rules of its graph.  Its tree is two
+ * levels deeper than other messages' so that a task's payload may nest
+ * HIVE_DEPTH_MAX deep like a task's own.
+ */
+int
+proto_decode_workflow(const char *buf, size_t len, struct hive_workflow *out,
+    struct proto_err *err)
+{
+	if (decode_msg(buf, len, HIVE_MSG_MAX, PROTO_WF_TREE_DEPTH,
+	    workflow_fields, NFIELDS(workflow_fields), out, sizeof(*out),
+	    &out->up_, err) == -1)
+		return -1;
+	if (proto_workflow_rules(out, err) == -1) {
+		proto_workflow_clear(out);
+		return -1;
+	}
+	return 0;
+}
+
+void
+proto_workflow_clear(struct hive_workflow *m)
+{
+	if (m == NULL)
+		return;
+	msgpack_unpacked_destroy(&m->up_);
+	memset(m, 0, sizeof(*m));
 }
 
 void
@@ -274,6 +365,21 @@ proto_encode_dead(msgpack_sbuffer *sb, const struct hive_dead *m,
 	    NFIELDS(dead_fields), NULL, 0, m, err);
 }
 
+/* The table's checks first: the rules walk the arrays, which must be
+ * sound. */
+int
+proto_encode_workflow(msgpack_sbuffer *sb, const struct hive_workflow *m,
+    struct proto_err *err)
+{
+	uint32_t count;
+
+	if (proto_fields_check(workflow_fields, NFIELDS(workflow_fields), m,
+	    &count, err) == -1 || proto_workflow_rules(m, err) == -1)
+		return -1;
+	return proto_encode_tables(sb, HIVE_MSG_MAX, workflow_fields,
+	    NFIELDS(workflow_fields), NULL, 0, m, err);
+}
+
 /* ---- the tables, for docs ---- */
 
 static void
@@ -302,6 +408,8 @@ proto_field_docs(const char *message, struct proto_field_doc *out,
 		{ "result", result_fields, NFIELDS(result_fields) },
 		{ "event", event_fields, NFIELDS(event_fields) },
 		{ "dead", dead_fields, NFIELDS(dead_fields) },
+		{ "workflow", workflow_fields, NFIELDS(workflow_fields) },
+		{ "workflow task", wf_task_fields, NFIELDS(wf_task_fields) },
 	};
 	const struct proto_field *t;
 	size_t count = 0, n;

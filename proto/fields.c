@@ -8,6 +8,12 @@
  * the fields are checked in table order, "v" first, so a message from a
  * newer version is reported as such rather than as a field it got "wrong".
  * Encoding runs the same checks on the C struct before writing anything.
+ *
+ * Two kinds nest: PF_LIST (an array whose elements are maps decoded
+ * against a table of their own, or values checked as one field: the tasks
+ * of a workflow and their depends_on lists) and PF_IDMAP (a map keyed by
+ * task ids: a task's parents).  An error inside a list names its path,
+ * "tasks[2].depends_on[0]", so the one struct proto_err still says where.
  */
 #include "proto_int.h"
 
@@ -238,6 +244,22 @@ check_str(const struct proto_field *f, const char *s, size_t len,
 			    "\"%.*s\" is not a known value",
 			    (int)(len > 32 ? 32 : len), s);
 		break;
+	case PF_CAP: {
+		size_t at = len > 0 && s[0] == '@';
+
+		if (proto_check_name(s + at, len - at, &why) == 0)
+			return 0;
+		if (len == 0)
+			return proto_fail(err, PROTO_E_SIZE, f->name, "empty");
+		if (len == at)
+			return proto_fail(err, PROTO_E_VALUE, f->name,
+			    "\"@\" names no agent");
+		if (why == PROTO_E_SIZE)
+			return proto_fail(err, PROTO_E_SIZE, f->name,
+			    "%zu bytes > %zu", len, HIVE_NAME_MAX + at);
+		return proto_fail(err, PROTO_E_VALUE, f->name,
+		    "bad characters");
+	}
 	default:
 		break;
 	}
@@ -268,7 +290,111 @@ static bool
 is_str_kind(enum proto_fkind k)
 {
 	return k == PF_ID || k == PF_NAME || k == PF_AGENT || k == PF_PRINT ||
-	    k == PF_REPLY || k == PF_ENTRY || k == PF_TEXT || k == PF_ENUM;
+	    k == PF_REPLY || k == PF_ENTRY || k == PF_TEXT || k == PF_ENUM ||
+	    k == PF_CAP;
+}
+
+/* Append s to the NUL-terminated dst of len bytes, cut to fit cap. */
+static size_t
+cat(char *dst, size_t len, size_t cap, const char *s)
+{
+	while (*s != '\0' && len + 1 < cap)
+		dst[len++] = *s++;
+	dst[len] = '\0';
+	return len;
+}
+
+/* An error inside element i of the list f: put "name[i]" before the
+ * field the error names, so "prio" becomes "tasks[2].prio" and the
+ * nameless element of an id list "depends_on[0]".  The longest path the
+ * tables make, "tasks[999].depends_on[99]", fits; were one longer, its
+ * start would still say where. */
+static int
+fail_in(const struct proto_field *f, uint32_t i, struct proto_err *err)
+{
+	char inner[sizeof(err->field)], idx[16];
+	size_t len;
+
+	if (err == NULL)
+		return -1;
+	memcpy(inner, err->field, sizeof(inner));
+	inner[sizeof(inner) - 1] = '\0';
+	snprintf(idx, sizeof(idx), "[%" PRIu32 "]", i);
+	len = cat(err->field, 0, sizeof(err->field), f->name);
+	len = cat(err->field, len, sizeof(err->field), idx);
+	if (inner[0] != '\0')
+		len = cat(err->field, len, sizeof(err->field), ".");
+	cat(err->field, len, sizeof(err->field), inner);
+	return -1;
+}
+
+/*
+ * A PF_IDMAP value, decoded or about to be encoded: a map of min..max
+ * entries, nesting and pointers sound (proto_obj_check), every key an id
+ * and none twice.  The duplicate search is quadratic: max is small
+ * (HIVE_WF_DEPS_MAX) and checked first.
+ */
+static int
+check_idmap(const struct proto_field *f, const msgpack_object *o,
+    struct proto_err *err)
+{
+	enum proto_errcode why;
+	uint64_t size = 0;
+	uint32_t n;
+
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return proto_fail(err, PROTO_E_TYPE, f->name,
+		    "map expected, got %s", type_name(o->type));
+	n = o->via.map.size;
+	if (n < f->min || n > f->max)
+		return proto_fail(err, PROTO_E_SIZE, f->name,
+		    "%" PRIu32 " entries, not %" PRIu64 "..%" PRIu64, n,
+		    f->min, f->max);
+	if (proto_obj_check(o, HIVE_DEPTH_MAX, &size, err, f->name) == -1)
+		return -1;
+	for (uint32_t i = 0; i < n; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+
+		if (k->type != MSGPACK_OBJECT_STR)
+			return proto_fail(err, PROTO_E_TYPE, f->name,
+			    "key %" PRIu32 " is a %s, not a str", i,
+			    type_name(k->type));
+		if (proto_check_print(k->via.str.ptr, k->via.str.size,
+		    HIVE_ID_MAX, &why) == -1)
+			return proto_fail(err, why, f->name,
+			    "key %" PRIu32 " is no id (%s)", i,
+			    why == PROTO_E_SIZE ? "length" : "characters");
+		for (uint32_t j = 0; j < i; j++) {
+			const msgpack_object *kj = &o->via.map.ptr[j].key;
+
+			if (kj->via.str.size == k->via.str.size &&
+			    memcmp(kj->via.str.ptr, k->via.str.ptr,
+			    k->via.str.size) == 0)
+				return proto_fail(err, PROTO_E_DUPLICATE,
+				    f->name, "key '%.*s' appears twice",
+				    (int)(k->via.str.size > 40 ? 40 :
+				    k->via.str.size), k->via.str.ptr);
+		}
+	}
+	return 0;
+}
+
+static uint32_t
+list_count(const struct proto_field *f, const char *base)
+{
+	uint32_t n;
+
+	memcpy(&n, base + f->cnt_off, sizeof(n));
+	return n;
+}
+
+static char *
+list_items(const struct proto_field *f, const char *base)
+{
+	void *items;
+
+	memcpy(&items, base + f->off, sizeof(items));
+	return items;
 }
 
 /* ---- decoding ---- */
@@ -277,7 +403,7 @@ is_str_kind(enum proto_fkind k)
  * message at base (strings and values borrow from o). */
 static int
 decode_one(const struct proto_field *f, const msgpack_object *o, char *base,
-    struct proto_err *err)
+    msgpack_zone *z, struct proto_err *err)
 {
 	void *p = base + f->off;
 
@@ -352,6 +478,52 @@ decode_one(const struct proto_field *f, const msgpack_object *o, char *base,
 		}
 		*(msgpack_object *)p = *o;
 		return 0;
+	case PF_IDMAP:
+		if (check_idmap(f, o, err) == -1)
+			return -1;
+		*(msgpack_object *)p = *o;
+		return 0;
+	case PF_LIST: {
+		uint32_t n;
+		char *items = NULL;
+
+		if (o->type != MSGPACK_OBJECT_ARRAY)
+			return proto_fail(err, PROTO_E_TYPE, f->name,
+			    "array expected, got %s", type_name(o->type));
+		n = o->via.array.size;
+		if (n == 0 && f->min > 0)
+			return proto_fail(err, PROTO_E_SIZE, f->name, "empty");
+		if (n < f->min || n > f->max)
+			return proto_fail(err, PROTO_E_SIZE, f->name,
+			    "%" PRIu32 " entries, not %" PRIu64 "..%" PRIu64, n,
+			    f->min, f->max);
+		/* n is at most max (HIVE_WF_TASKS_MAX): bounded whatever the
+		 * input claims, and the reader saw n elements already. */
+		if (n > 0) {
+			if (z == NULL || (items = msgpack_zone_malloc(z,
+			    (size_t)n * f->elsize)) == NULL)
+				return proto_fail(err, PROTO_E_TOOBIG, f->name,
+				    "out of memory");
+			memset(items, 0, (size_t)n * f->elsize);
+		}
+		for (uint32_t i = 0; i < n; i++) {
+			const msgpack_object *e = &o->via.array.ptr[i];
+			char *item = items + (size_t)i * f->elsize;
+
+			if (f->submap && e->type != MSGPACK_OBJECT_MAP) {
+				proto_fail(err, PROTO_E_TYPE, "",
+				    "map expected, got %s", type_name(e->type));
+				return fail_in(f, i, err);
+			}
+			if (f->submap ? proto_fields_decode(e, f->sub, f->nsub,
+			    item, z, err) == -1 :
+			    decode_one(&f->sub[0], e, item, z, err) == -1)
+				return fail_in(f, i, err);
+		}
+		memcpy(p, &items, sizeof(items));
+		memcpy(base + f->cnt_off, &n, sizeof(n));
+		return 0;
+	}
 	case PF_RAW: {
 		struct hive_str *s = p;
 
@@ -383,7 +555,7 @@ decode_one(const struct proto_field *f, const msgpack_object *o, char *base,
 
 int
 proto_fields_decode(const msgpack_object *map, const struct proto_field *t,
-    size_t n, void *out, struct proto_err *err)
+    size_t n, void *out, msgpack_zone *z, struct proto_err *err)
 {
 	const msgpack_object *val[PROTO_FIELDS_MAX] = { 0 };
 
@@ -422,7 +594,7 @@ proto_fields_decode(const msgpack_object *map, const struct proto_field *t,
 				    (uint32_t)f->dflt;
 			continue;
 		}
-		if (decode_one(f, val[j], out, err) == -1)
+		if (decode_one(f, val[j], out, z, err) == -1)
 			return -1;
 	}
 	return 0;
@@ -453,8 +625,9 @@ get_uint(const struct proto_field *f, const char *base)
 }
 
 /* Will field f of m be written?  Absent optional fields are: empty
- * strings, nil values, and integers that are 0 or their default (0 in an
- * optional integer means "the default", so a zeroed struct is valid). */
+ * strings, nil values, empty lists, and integers that are 0 or their
+ * default (0 in an optional integer means "the default", so a zeroed
+ * struct is valid; unless 0 is a value of its own, zero_is_value). */
 static bool
 present(const struct proto_field *f, const char *base)
 {
@@ -464,15 +637,29 @@ present(const struct proto_field *f, const char *base)
 		return true;
 	if (is_str_kind(f->kind) || f->kind == PF_RAW)
 		return ((const struct hive_str *)p)->len > 0;
-	if (f->kind == PF_ANY || f->kind == PF_MAP)
+	if (f->kind == PF_ANY || f->kind == PF_MAP || f->kind == PF_IDMAP)
 		return ((const msgpack_object *)p)->type != MSGPACK_OBJECT_NIL;
+	if (f->kind == PF_LIST)
+		return list_count(f, base) > 0;
 	if (f->kind == PF_PID) {
 		int64_t i;
 
 		memcpy(&i, p, sizeof(i));
 		return i != 0;
 	}
+	if (f->zero_is_value)
+		return get_uint(f, base) != f->dflt;
 	return get_uint(f, base) != 0 && get_uint(f, base) != f->dflt;
+}
+
+static uint32_t
+count_present(const struct proto_field *t, size_t n, const char *base)
+{
+	uint32_t c = 0;
+
+	for (size_t j = 0; j < n; j++)
+		c += present(&t[j], base);
+	return c;
 }
 
 /* The encoder's check of one field that will be written: the rules of
@@ -541,6 +728,32 @@ check_one(const struct proto_field *f, const char *base,
 			    "%" PRIu64 " bytes > %" PRIu64, size, f->max);
 		return 0;
 	}
+	case PF_IDMAP:
+		return check_idmap(f, p, err);
+	case PF_LIST: {
+		uint32_t n = list_count(f, base), c;
+		const char *items = list_items(f, base);
+
+		if (n == 0 && f->min > 0)
+			return proto_fail(err, PROTO_E_MISSING, f->name,
+			    "required");
+		if (n < f->min || n > f->max)
+			return proto_fail(err, PROTO_E_SIZE, f->name,
+			    "%" PRIu32 " entries, not %" PRIu64 "..%" PRIu64, n,
+			    f->min, f->max);
+		if (items == NULL)
+			return proto_fail(err, PROTO_E_VALUE, f->name,
+			    "NULL pointer");
+		for (uint32_t i = 0; i < n; i++) {
+			const char *item = items + (size_t)i * f->elsize;
+
+			if (f->submap ? proto_fields_check(f->sub, f->nsub,
+			    item, &c, err) == -1 :
+			    check_one(&f->sub[0], item, err) == -1)
+				return fail_in(f, i, err);
+		}
+		return 0;
+	}
 	default:
 		break;
 	}
@@ -568,6 +781,58 @@ pack_cstr(msgpack_packer *pk, const char *s, size_t len)
 	return msgpack_pack_str(pk, len) | msgpack_pack_str_body(pk, s, len);
 }
 
+/* Pack the value of field f of the struct at base (checked).  Lists
+ * recurse through proto_fields_pack() (two levels: the tables nest no
+ * deeper). */
+static int
+pack_value(msgpack_packer *pk, const struct proto_field *f, const char *base)
+{
+	const void *p = base + f->off;
+	int rc = 0;
+
+	if (f->kind == PF_VERSION) {
+		rc |= msgpack_pack_uint32(pk, HIVE_PROTO_VERSION);
+	} else if (f->kind == PF_ENUM) {
+		int v;
+		const char *name;
+
+		memcpy(&v, p, sizeof(v));
+		name = f->en->names[v - f->en->base];
+		rc |= pack_cstr(pk, name, strlen(name));
+	} else if (is_str_kind(f->kind)) {
+		const struct hive_str *s = p;
+
+		rc |= pack_cstr(pk, s->ptr, s->len);
+	} else if (f->kind == PF_RAW) {
+		const struct hive_str *s = p;
+
+		rc |= msgpack_pack_bin(pk, s->len) |
+		    msgpack_pack_bin_body(pk, s->ptr, s->len);
+	} else if (f->kind == PF_UINT) {
+		rc |= msgpack_pack_uint64(pk, get_uint(f, base));
+	} else if (f->kind == PF_PID) {
+		rc |= msgpack_pack_int64(pk, (int64_t)get_uint(f, base));
+	} else if (f->kind == PF_LIST) {
+		uint32_t n = list_count(f, base);
+		const char *items = list_items(f, base);
+
+		rc |= msgpack_pack_array(pk, n);
+		for (uint32_t i = 0; i < n; i++) {
+			const char *item = items + (size_t)i * f->elsize;
+
+			if (f->submap)
+				rc |= msgpack_pack_map(pk, count_present(f->sub,
+				    f->nsub, item)) |
+				    proto_fields_pack(pk, f->sub, f->nsub, item);
+			else
+				rc |= pack_value(pk, &f->sub[0], item);
+		}
+	} else {
+		rc |= msgpack_pack_object(pk, *(const msgpack_object *)p);
+	}
+	return rc;
+}
+
 int
 proto_fields_pack(msgpack_packer *pk, const struct proto_field *t, size_t n,
     const void *m)
@@ -576,37 +841,10 @@ proto_fields_pack(msgpack_packer *pk, const struct proto_field *t, size_t n,
 	int rc = 0;
 
 	for (size_t j = 0; j < n; j++) {
-		const struct proto_field *f = &t[j];
-		const void *p = base + f->off;
-
-		if (!present(f, base))
+		if (!present(&t[j], base))
 			continue;
-		rc |= pack_cstr(pk, f->name, strlen(f->name));
-		if (f->kind == PF_VERSION) {
-			rc |= msgpack_pack_uint32(pk, HIVE_PROTO_VERSION);
-		} else if (f->kind == PF_ENUM) {
-			int v;
-			const char *name;
-
-			memcpy(&v, p, sizeof(v));
-			name = f->en->names[v - f->en->base];
-			rc |= pack_cstr(pk, name, strlen(name));
-		} else if (is_str_kind(f->kind)) {
-			const struct hive_str *s = p;
-
-			rc |= pack_cstr(pk, s->ptr, s->len);
-		} else if (f->kind == PF_RAW) {
-			const struct hive_str *s = p;
-
-			rc |= msgpack_pack_bin(pk, s->len) |
-			    msgpack_pack_bin_body(pk, s->ptr, s->len);
-		} else if (f->kind == PF_UINT) {
-			rc |= msgpack_pack_uint64(pk, get_uint(f, base));
-		} else if (f->kind == PF_PID) {
-			rc |= msgpack_pack_int64(pk, (int64_t)get_uint(f, base));
-		} else {
-			rc |= msgpack_pack_object(pk, *(const msgpack_object *)p);
-		}
+		rc |= pack_cstr(pk, t[j].name, strlen(t[j].name));
+		rc |= pack_value(pk, &t[j], base);
 	}
 	return rc ? -1 : 0;
 }

@@ -153,13 +153,15 @@ proto_decode_frame(const char *buf, size_t len, struct hive_frame *out,
 	size_t n;
 
 	memset(out, 0, sizeof(*out));
-	if (proto_unpack_msg(buf, len, HIVE_FRAME_MAX, &up, err) == -1)
+	if (proto_unpack_msg(buf, len, HIVE_FRAME_MAX, PROTO_TREE_DEPTH, &up,
+	    err) == -1)
 		return -1;
 	if (proto_fields_decode(&up.data, proto_frame_common,
-	    proto_frame_common_n, out, err) == -1)
+	    proto_frame_common_n, out, up.zone, err) == -1)
 		goto err;
 	t = table_of(out->type, &n);        /* known: "t" was checked */
-	if (t == NULL || proto_fields_decode(&up.data, t, n, out, err) == -1)
+	if (t == NULL || proto_fields_decode(&up.data, t, n, out, up.zone,
+	    err) == -1)
 		goto err;
 	if (memory_rules(out, err) == -1)
 		goto err;

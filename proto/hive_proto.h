@@ -16,7 +16,8 @@
  * Where messages live:
  *
  *   Redis streams      each entry has one field "m" whose value is the
- *                      encoded message (task, result, event, dead letter)
+ *                      encoded message (task, result, event, dead
+ *                      letter, workflow)
  *   hived <-> worker   a SOCK_STREAM socketpair carrying frames:
  *
  *       +----------------+------------------------------+
@@ -71,6 +72,8 @@
                                          * its other fields; the producer
                                          * cuts longer input */
 #define HIVE_FRAME_MAX     HIVE_MSG_MAX /* a socketpair frame body */
+#define HIVE_WF_TASKS_MAX  1000         /* tasks in one workflow */
+#define HIVE_WF_DEPS_MAX   100          /* depends_on entries of one task */
 #define HIVE_FRAME_HDR     4
 
 /* The reply_to key of a task must start with this (after the key prefix
@@ -94,7 +97,9 @@ enum proto_errcode {
 
 struct proto_err {
 	enum proto_errcode code;
-	char field[24];      /* "" when the error is about the whole message */
+	char field[32];      /* "" when the error is about the whole message;
+	                      * inside a workflow a path such as
+	                      * "tasks[3].depends_on[0]" */
 	char detail[96];     /* e.g. "200 bytes > 128" */
 };
 
@@ -129,6 +134,11 @@ struct hive_task {
 	uint64_t created_ms;         /* 0 = unknown; unix ms by the submitter */
 	struct hive_str reply_to;    /* optional; starts with HIVE_REPLY_PREFIX */
 	struct hive_str workflow;    /* optional workflow id */
+	msgpack_object parents;      /* map or nil: set by hived on a workflow
+	                              * task, each task it depends on (its id)
+	                              * -> that task's result (any; nil when
+	                              * it returned none); at most
+	                              * HIVE_WF_DEPS_MAX entries, keys unique */
 	msgpack_unpacked up_;        /* owns the decoded tree */
 };
 
@@ -165,6 +175,7 @@ struct hive_event {
 	int64_t pid;                 /* 0 = none */
 	uint32_t attempt;            /* 0 = none */
 	struct hive_str reason;      /* optional */
+	struct hive_str workflow;    /* optional workflow id (workflow.*) */
 	msgpack_unpacked up_;
 };
 
@@ -180,6 +191,40 @@ struct hive_dead {
 	uint64_t ts_ms;
 	struct hive_str raw;         /* the original bytes (bin), <= HIVE_RAW_MAX */
 	msgpack_unpacked up_;
+};
+
+/* One task of a workflow: what the coordinator puts on a queue once every
+ * task it depends on has completed. */
+struct hive_wf_task {
+	struct hive_str id;          /* the task id (unique in the workflow) */
+	struct hive_str capability;  /* "name": <p>:q:<name>:<prio>, or
+	                              * "@agent": <p>:q:@<agent>:<prio> */
+	uint32_t prio;               /* 0..2, default HIVE_PRIO_DEFAULT; 0 is
+	                              * a priority here, not "the default":
+	                              * set it when building one by hand */
+	msgpack_object payload;      /* any; nil when absent; encoded it fits
+	                              * in a task (HIVE_TASK_MAX) */
+	uint32_t max_attempts;       /* 0 = the agent's setting */
+	uint32_t timeout_ms;         /* 0 = the agent's setting */
+	struct hive_str reply_to;    /* optional */
+	uint32_t ndeps;              /* 0..HIVE_WF_DEPS_MAX */
+	struct hive_str *depends_on; /* ndeps ids of other tasks of this
+	                              * workflow, each once; NULL when 0 */
+};
+
+/* A set of tasks with depends_on edges, submitted to <p>:workflows.  The
+ * decoder checks that task ids are unique, that every depends_on names a
+ * task of the workflow (not itself, not twice), and that there is no
+ * cycle. */
+struct hive_workflow {
+	uint32_t v;
+	struct hive_str id;          /* the workflow id */
+	struct hive_str name;        /* optional, a name: what it is */
+	uint64_t created_ms;         /* 0 = unknown */
+	uint32_t ntasks;             /* 1..HIVE_WF_TASKS_MAX */
+	struct hive_wf_task *tasks;  /* in the order submitted; decoded, the
+	                              * arrays live in up_'s zone */
+	msgpack_unpacked up_;        /* owns the tree and the arrays above */
 };
 
 /* ---- frames on the hived <-> worker socketpair ---- */
@@ -260,6 +305,8 @@ int proto_decode_dead(const char *buf, size_t len, struct hive_dead *out,
     struct proto_err *err);
 int proto_decode_frame(const char *buf, size_t len, struct hive_frame *out,
     struct proto_err *err);
+int proto_decode_workflow(const char *buf, size_t len,
+    struct hive_workflow *out, struct proto_err *err);
 
 /*
  * One msgpack value of any type (not a message: no "v", no fields), for
@@ -275,6 +322,7 @@ void proto_result_clear(struct hive_result *);
 void proto_event_clear(struct hive_event *);
 void proto_dead_clear(struct hive_dead *);
 void proto_frame_clear(struct hive_frame *);
+void proto_workflow_clear(struct hive_workflow *);
 
 /*
  * Encoders append one message to sb (for frames: length header included).
@@ -291,6 +339,8 @@ int proto_encode_event(msgpack_sbuffer *sb, const struct hive_event *m,
 int proto_encode_dead(msgpack_sbuffer *sb, const struct hive_dead *m,
     struct proto_err *err);
 int proto_encode_frame(msgpack_sbuffer *sb, const struct hive_frame *m,
+    struct proto_err *err);
+int proto_encode_workflow(msgpack_sbuffer *sb, const struct hive_workflow *m,
     struct proto_err *err);
 
 /*
@@ -326,6 +376,7 @@ int proto_framer_next(struct proto_framer *, const char **body, size_t *blen,
  *   <p>:results                   results of all tasks
  *   <p>:events                    events
  *   <p>:dead                      dead letters
+ *   <p>:workflows                 workflows submitted to the coordinator
  */
 int proto_key_queue(char *buf, size_t len, const char *prefix,
     const char *capability, unsigned prio);
@@ -334,12 +385,15 @@ int proto_key_agent_queue(char *buf, size_t len, const char *prefix,
 int proto_key_direct(char *buf, size_t len, const char *prefix,
     const char *agent, unsigned instance);
 int proto_key_named(char *buf, size_t len, const char *prefix,
-    const char *name);   /* "broadcast", "results", "events", "dead" */
+    const char *name);   /* "broadcast", "results", "events", "dead",
+                          * "workflows" */
 
 /* The consumer group of workers on queue and direct streams. */
 #define HIVE_GROUP_WORKERS   "workers"
 /* The consumer group of the recorder on every stream it records. */
 #define HIVE_GROUP_RECORDER  "recorder"
+/* The consumer group of hived's workflow coordinators on <p>:workflows. */
+#define HIVE_GROUP_COORD     "coordinator"
 /* On the broadcast stream each worker instance has its own group, named
  * like its consumer, so every worker gets every entry. */
 
@@ -371,14 +425,16 @@ uint64_t proto_now_ms(void);   /* wall clock, unix ms */
 
 struct proto_field_doc {
 	const char *name;            /* key in the map */
-	const char *type;            /* "uint", "str", "map", "bin", "any" */
+	const char *type;            /* "uint", "str", "map", "bin", "any",
+	                              * "array" */
 	int required;
 };
 
 /*
  * The fields the codec knows for a message: "task", "result", "event",
- * "dead", or a frame type "hello", "memory", "heartbeat", "control" (its
- * "v" and "t" included).  Fills up to max rows in wire order; returns the
+ * "dead", "workflow", "workflow task" (a map in a workflow's "tasks"), or
+ * a frame type "hello", "memory", "heartbeat", "control" (its "v" and "t"
+ * included).  Fills up to max rows in wire order; returns the
  * number of fields, or -1 for an unknown message.
  */
 int proto_field_docs(const char *message, struct proto_field_doc *out,

@@ -34,6 +34,13 @@ enum proto_fkind {
 	PF_MAP,         /* msgpack_object, map (or nil = absent)         */
 	PF_RAW,         /* bin (str accepted), bytes in a struct hive_str */
 	PF_ENUM,        /* str naming one value of an enum               */
+	PF_CAP,         /* str, a name or "@" and an agent name          */
+	PF_IDMAP,       /* msgpack_object, map (or nil) whose keys are
+	                 * ids, each once; min..max entries              */
+	PF_LIST,        /* array of min..max elements, each checked by
+	                 * sub (see struct proto_field); in C a uint32_t
+	                 * count at cnt_off and a pointer at off to an
+	                 * array of elsize-byte elements                 */
 };
 
 /* Names of an enum's values: names[i] is the value base + i. */
@@ -54,6 +61,18 @@ struct proto_field {
 	uint64_t dflt;              /* PF_UINT: value when absent */
 	const struct proto_enum *en;
 	const char *type;           /* msgpack type for docs: "uint", "str"... */
+	bool zero_is_value;         /* PF_UINT: 0 is a value of its own, not
+	                             * "the default" (written unless dflt) */
+	/* PF_LIST: with submap, each element is a map decoded against the
+	 * table sub[0..nsub) into an elsize-byte struct; without, each
+	 * element is one value checked as the field sub[0] (name "", off 0)
+	 * into an elsize-byte member.  Decoded arrays live in the message's
+	 * zone. */
+	const struct proto_field *sub;
+	unsigned nsub;
+	bool submap;
+	size_t elsize;
+	size_t cnt_off;
 };
 
 /* Fields of one message table, at most this many (duplicate detection
@@ -61,8 +80,12 @@ struct proto_field {
 #define PROTO_FIELDS_MAX 16
 
 /* Limits of the generic reader: a message map holds values of depth
- * HIVE_DEPTH_MAX, so the whole tree is one level deeper. */
+ * HIVE_DEPTH_MAX, so the whole tree is one level deeper.  A workflow
+ * holds its tasks' payloads two containers further down (the "tasks"
+ * array, a task's map); that is the deepest any message goes. */
 #define PROTO_TREE_DEPTH (HIVE_DEPTH_MAX + 1)
+#define PROTO_WF_TREE_DEPTH (HIVE_DEPTH_MAX + 3)
+#define PROTO_UNPACK_DEPTH_MAX PROTO_WF_TREE_DEPTH
 
 /* ---- errors (unpack.c) ---- */
 
@@ -85,10 +108,11 @@ int proto_unpack(const char *buf, size_t len, unsigned maxdepth,
 
 /*
  * proto_unpack() of a message: len <= max (else E_TOOBIG), a map at the
- * top (else E_NOTMAP).
+ * top (else E_NOTMAP), at most maxdepth containers deep (PROTO_TREE_DEPTH
+ * for every message but the workflow).
  */
 int proto_unpack_msg(const char *buf, size_t len, size_t max,
-    msgpack_unpacked *out, struct proto_err *err);
+    unsigned maxdepth, msgpack_unpacked *out, struct proto_err *err);
 
 /*
  * Check a value a caller built (encoders): depth <= maxdepth, types known,
@@ -104,10 +128,12 @@ int proto_obj_check(const msgpack_object *o, unsigned maxdepth,
  * Decode the fields of table t from the map (keys already known to be
  * strings or not: this checks).  Fields not in t are ignored; a field of t
  * twice is E_DUPLICATE; nil counts as absent.  Defaults are written for
- * absent fields.  Errors come in table order after the duplicate check.
+ * absent fields.  Errors come in table order after the duplicate check;
+ * an error inside an element of a PF_LIST names its path
+ * ("tasks[2].prio").  The arrays of PF_LIST fields are allocated in z.
  */
 int proto_fields_decode(const msgpack_object *map, const struct proto_field *t,
-    size_t n, void *out, struct proto_err *err);
+    size_t n, void *out, msgpack_zone *z, struct proto_err *err);
 
 /* Validate the fields of table t in struct m as the decoder would and
  * count those that will be written (required ones and those not at their
@@ -133,6 +159,13 @@ int proto_check_utf8(const char *s, size_t len);
 int proto_encode_tables(msgpack_sbuffer *sb, size_t max,
     const struct proto_field *t1, size_t n1,
     const struct proto_field *t2, size_t n2, const void *m,
+    struct proto_err *err);
+
+/* The rules of a workflow's graph (workflow.c): task ids unique, each
+ * depends_on names another task of it, once, and no cycle.  Run on a
+ * decoded workflow and on one about to be encoded; 0, or -1 with *err
+ * (E_VALUE, field "tasks"; E_TOOBIG when out of memory). */
+int proto_workflow_rules(const struct hive_workflow *m,
     struct proto_err *err);
 
 /* Field tables of the frames, for proto_field_docs() (frame.c). */

@@ -164,7 +164,7 @@ int
 proto_unpack(const char *buf, size_t len, unsigned maxdepth,
     msgpack_unpacked *out, struct proto_err *err)
 {
-	struct open_container st[PROTO_TREE_DEPTH + 1];
+	struct open_container st[PROTO_UNPACK_DEPTH_MAX + 1];
 	const unsigned char *p = (const unsigned char *)buf;
 	msgpack_zone *z = NULL;
 	msgpack_object root, *dst = &root;
@@ -172,8 +172,8 @@ proto_unpack(const char *buf, size_t len, unsigned maxdepth,
 	size_t off = 0;
 
 	memset(out, 0, sizeof(*out));
-	if (maxdepth > PROTO_TREE_DEPTH)
-		maxdepth = PROTO_TREE_DEPTH;
+	if (maxdepth > PROTO_UNPACK_DEPTH_MAX)
+		maxdepth = PROTO_UNPACK_DEPTH_MAX;
 	if (len == 0) {
 		proto_fail(err, PROTO_E_MALFORMED, "", "empty");
 		goto err;
@@ -406,7 +406,7 @@ err:
 }
 
 int
-proto_unpack_msg(const char *buf, size_t len, size_t max,
+proto_unpack_msg(const char *buf, size_t len, size_t max, unsigned maxdepth,
     msgpack_unpacked *out, struct proto_err *err)
 {
 	memset(out, 0, sizeof(*out));
@@ -415,7 +415,7 @@ proto_unpack_msg(const char *buf, size_t len, size_t max,
 	if (len > max)
 		return proto_fail(err, PROTO_E_TOOBIG, "", "%zu bytes > %zu",
 		    len, max);
-	if (proto_unpack(buf, len, PROTO_TREE_DEPTH, out, err) == -1)
+	if (proto_unpack(buf, len, maxdepth, out, err) == -1)
 		return -1;
 	if (out->data.type != MSGPACK_OBJECT_MAP) {
 		msgpack_unpacked_destroy(out);

@@ -20,6 +20,7 @@ fz_same_event(const struct hive_event *a, const struct hive_event *b)
 	fz_str_eq(a->reason, b->reason);
 	FZ_CHECK(memchr(a->reason.ptr ? a->reason.ptr : "", '\0',
 	    a->reason.len) == NULL);
+	fz_str_eq(a->workflow, b->workflow);
 }
 
 FZ_MESSAGE_TARGET(event)

@@ -21,6 +21,10 @@ fz_same_task(const struct hive_task *a, const struct hive_task *b)
 	FZ_CHECK(a->reply_to.len == 0 || memcmp(a->reply_to.ptr,
 	    HIVE_REPLY_PREFIX, strlen(HIVE_REPLY_PREFIX)) == 0);
 	fz_str_eq(a->workflow, b->workflow);
+	fz_obj_eq(&a->parents, &b->parents);
+	FZ_CHECK(a->parents.type == MSGPACK_OBJECT_NIL ||
+	    (a->parents.type == MSGPACK_OBJECT_MAP &&
+	    a->parents.via.map.size <= HIVE_WF_DEPS_MAX));
 }
 
 FZ_MESSAGE_TARGET(task)

@@ -136,6 +136,14 @@ pb_decode(enum pb_kind kind, const char *buf, size_t len,
 			proto_frame_clear(&m);
 		break;
 	}
+	case PB_WORKFLOW: {
+		struct hive_workflow m;
+
+		rc = proto_decode_workflow(buf, len, &m, err);
+		if (rc == 0)
+			proto_workflow_clear(&m);
+		break;
+	}
 	case PB_VALUE: {
 		msgpack_unpacked up;
 
@@ -152,7 +160,7 @@ const char *
 pb_kind_name(enum pb_kind kind)
 {
 	static const char *const names[] = { "task", "result", "event",
-		"dead", "frame", "value" };
+		"dead", "frame", "workflow", "value" };
 
 	return names[kind];
 }

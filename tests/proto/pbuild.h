@@ -8,7 +8,8 @@
 
 #include "hive_proto.h"
 
-enum pb_kind { PB_TASK, PB_RESULT, PB_EVENT, PB_DEAD, PB_FRAME, PB_VALUE };
+enum pb_kind { PB_TASK, PB_RESULT, PB_EVENT, PB_DEAD, PB_FRAME, PB_WORKFLOW,
+	PB_VALUE };
 
 /*
  * JSON text with expansions, as a new string (free() it):

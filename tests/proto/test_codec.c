@@ -116,6 +116,7 @@ Test(codec, task_minimal_and_defaults)
 	cr_assert_eq(d.created_ms, 0);
 	cr_assert_eq(d.reply_to.len, 0);
 	cr_assert_eq(d.workflow.len, 0);
+	cr_assert_eq(d.parents.type, MSGPACK_OBJECT_NIL);
 	proto_task_clear(&d);
 	msgpack_sbuffer_destroy(&sb);
 }
@@ -216,6 +217,7 @@ Test(codec, event_round_trip)
 	e.pid = 4242;
 	e.attempt = 2;
 	e.reason = HIVE_STR("killed by signal 9");
+	e.workflow = HIVE_STR("wf-3");
 	cr_assert_eq(proto_encode_event(&sb, &e, &err), 0, "%s", err.detail);
 	cr_assert_eq(proto_decode_event(sb.data, sb.size, &d, &err), 0);
 	assert_str(d.kind, "agent.crashed", "kind");
@@ -226,6 +228,7 @@ Test(codec, event_round_trip)
 	cr_assert_eq(d.pid, 4242);
 	cr_assert_eq(d.attempt, 2);
 	assert_str(d.reason, "killed by signal 9", "reason");
+	assert_str(d.workflow, "wf-3", "workflow");
 	proto_event_clear(&d);
 
 	/* minimal: kind, ts_ms (even 0) and host */
@@ -238,6 +241,7 @@ Test(codec, event_round_trip)
 	cr_assert_eq(d.ts_ms, 0);
 	cr_assert_eq(d.pid, 0);
 	cr_assert_eq(d.agent.len, 0);
+	cr_assert_eq(d.workflow.len, 0);
 	proto_event_clear(&d);
 	msgpack_sbuffer_destroy(&sb);
 }
@@ -306,7 +310,10 @@ Test(codec, clear_accepts_zeroed)
 	struct hive_event e = { 0 };
 	struct hive_dead d = { 0 };
 	struct hive_frame f = { 0 };
+	struct hive_workflow w = { 0 };
 
+	proto_workflow_clear(&w);
+	proto_workflow_clear(NULL);
 	proto_task_clear(&t);
 	proto_result_clear(&r);
 	proto_event_clear(&e);
@@ -333,6 +340,10 @@ struct bad_case {
 #define D_(j) "{\"v\": 1, \"reason\": \"r\", \"ts_ms\": 5" j "}"
 #define H_(j) "{\"v\": 1, \"t\": \"hello\", \"agent\": \"echo\", " \
 	"\"instance\": 1, \"pid\": 42" j "}"
+/* a workflow whose tasks are j; W1_ one task {"id": "a", "capability":
+ * "c"} with more fields j */
+#define W_(j) "{\"v\": 1, \"id\": \"w\", \"tasks\": [" j "]}"
+#define W1_(j) W_("{\"id\": \"a\", \"capability\": \"c\"" j "}")
 
 static const struct bad_case bad_cases[] = {
 	/* the whole message */
@@ -414,6 +425,30 @@ static const struct bad_case bad_cases[] = {
 	  "workflow" },
 	{ PB_TASK, T_(", \"payload\": \"~1048576~\""), NULL, PROTO_E_TOOBIG,
 	  "" },
+	/* task.parents */
+	{ PB_TASK, T_(", \"parents\": {\"a\": 1, \"b\": null, \"c\": [1]}"),
+	  NULL, PROTO_OK, "" },
+	{ PB_TASK, T_(", \"parents\": {}"), NULL, PROTO_OK, "" },
+	{ PB_TASK, T_(", \"parents\": null"), NULL, PROTO_OK, "" },
+	{ PB_TASK, T_(", \"parents\": {\"~128~\": 1}"), NULL, PROTO_OK, "" },
+	{ PB_TASK, T_(", \"parents\": [\"a\"]"), NULL, PROTO_E_TYPE,
+	  "parents" },
+	{ PB_TASK, T_(", \"parents\": \"a\""), NULL, PROTO_E_TYPE,
+	  "parents" },
+	{ PB_TASK, T_(", \"parents\": {\"a b\": 1}"), NULL, PROTO_E_VALUE,
+	  "parents" },
+	{ PB_TASK, T_(", \"parents\": {\"\": 1}"), NULL, PROTO_E_SIZE,
+	  "parents" },
+	{ PB_TASK, T_(", \"parents\": {\"~129~\": 1}"), NULL, PROTO_E_SIZE,
+	  "parents" },
+	{ PB_TASK, T_(", \"parents\": {\"caf\\u00e9\": 1}"), NULL,
+	  PROTO_E_VALUE, "parents" },
+	/* {"v":1,"id":"a","parents":{1: 2}}: a key that is no str */
+	{ PB_TASK, NULL, "83 a1 76 01 a2 69 64 a1 61 a7 70 61 72 65 6e 74 73"
+	  " 81 01 02", PROTO_E_TYPE, "parents" },
+	/* {"v":1,"id":"a","parents":{"x": 1, "x": 2}} */
+	{ PB_TASK, NULL, "83 a1 76 01 a2 69 64 a1 61 a7 70 61 72 65 6e 74 73"
+	  " 82 a1 78 01 a1 78 02", PROTO_E_DUPLICATE, "parents" },
 	/* result */
 	{ PB_RESULT, R_(""), NULL, PROTO_OK, "" },
 	{ PB_RESULT, "{\"v\": 1, \"id\": \"t1\", \"host\": \"h\", "
@@ -505,6 +540,141 @@ static const struct bad_case bad_cases[] = {
 	{ PB_EVENT, E_(", \"reason\": \"~1025~\""), NULL, PROTO_E_SIZE,
 	  "reason" },
 	{ PB_EVENT, E_(", \"reason\": {}"), NULL, PROTO_E_TYPE, "reason" },
+	{ PB_EVENT, E_(", \"workflow\": \"wf-1\""), NULL, PROTO_OK, "" },
+	{ PB_EVENT, E_(", \"workflow\": \"\""), NULL, PROTO_E_SIZE,
+	  "workflow" },
+	{ PB_EVENT, E_(", \"workflow\": \"w f\""), NULL, PROTO_E_VALUE,
+	  "workflow" },
+	{ PB_EVENT, E_(", \"workflow\": \"~129~\""), NULL, PROTO_E_SIZE,
+	  "workflow" },
+	{ PB_EVENT, E_(", \"workflow\": 1"), NULL, PROTO_E_TYPE, "workflow" },
+	/* workflow: the message */
+	{ PB_WORKFLOW, W1_(""), NULL, PROTO_OK, "" },
+	{ PB_WORKFLOW, "{\"id\": \"w\", \"tasks\": [{\"id\": \"a\", "
+	  "\"capability\": \"c\"}]}", NULL, PROTO_E_MISSING, "v" },
+	{ PB_WORKFLOW, "{\"v\": 2, \"id\": \"w\", \"tasks\": 1}", NULL,
+	  PROTO_E_VERSION, "v" },
+	{ PB_WORKFLOW, "{\"v\": 1, \"tasks\": [{\"id\": \"a\", "
+	  "\"capability\": \"c\"}]}", NULL, PROTO_E_MISSING, "id" },
+	{ PB_WORKFLOW, "{\"v\": 1, \"id\": \"w w\", \"tasks\": [{\"id\": "
+	  "\"a\", \"capability\": \"c\"}]}", NULL, PROTO_E_VALUE, "id" },
+	{ PB_WORKFLOW, "{\"v\": 1, \"id\": \"w\"}", NULL, PROTO_E_MISSING,
+	  "tasks" },
+	{ PB_WORKFLOW, "{\"v\": 1, \"id\": \"w\", \"tasks\": null}", NULL,
+	  PROTO_E_MISSING, "tasks" },
+	{ PB_WORKFLOW, W_(""), NULL, PROTO_E_SIZE, "tasks" },
+	{ PB_WORKFLOW, "{\"v\": 1, \"id\": \"w\", \"tasks\": {}}", NULL,
+	  PROTO_E_TYPE, "tasks" },
+	{ PB_WORKFLOW, W_("\"a\""), NULL, PROTO_E_TYPE, "tasks[0]" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"c\"}, null"),
+	  NULL, PROTO_E_TYPE, "tasks[1]" },
+	{ PB_WORKFLOW, "{\"v\": 1, \"id\": \"w\", \"name\": \"a b\", "
+	  "\"tasks\": [{\"id\": \"a\", \"capability\": \"c\"}]}", NULL,
+	  PROTO_E_VALUE, "name" },
+	{ PB_WORKFLOW, "{\"v\": 1, \"id\": \"w\", \"name\": \"~65~\", "
+	  "\"tasks\": [{\"id\": \"a\", \"capability\": \"c\"}]}", NULL,
+	  PROTO_E_SIZE, "name" },
+	{ PB_WORKFLOW, "{\"v\": 1, \"id\": \"w\", \"created_ms\": -1, "
+	  "\"tasks\": [{\"id\": \"a\", \"capability\": \"c\"}]}", NULL,
+	  PROTO_E_SIZE, "created_ms" },
+	{ PB_WORKFLOW, "{\"v\": 1, \"id\": \"w\", \"future\": [1], "
+	  "\"tasks\": [{\"id\": \"a\", \"capability\": \"c\", "
+	  "\"future\": {}, \"prio\": null}]}", NULL, PROTO_OK, "" },
+	/* workflow: a task's fields */
+	{ PB_WORKFLOW, W_("{\"capability\": \"c\"}"), NULL, PROTO_E_MISSING,
+	  "tasks[0].id" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\"}"), NULL, PROTO_E_MISSING,
+	  "tasks[0].capability" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"c\"}, "
+	  "{\"id\": \"b c\", \"capability\": \"c\"}"), NULL,
+	  PROTO_E_VALUE, "tasks[1].id" },
+	{ PB_WORKFLOW, W_("{\"id\": \"~129~\", \"capability\": \"c\"}"),
+	  NULL, PROTO_E_SIZE, "tasks[0].id" },
+	{ PB_WORKFLOW, W_("{\"id\": 7, \"capability\": \"c\"}"), NULL,
+	  PROTO_E_TYPE, "tasks[0].id" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"@reviewer\"}"),
+	  NULL, PROTO_OK, "" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"~64~\"}"),
+	  NULL, PROTO_OK, "" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"@~64~\"}"),
+	  NULL, PROTO_OK, "" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"~65~\"}"),
+	  NULL, PROTO_E_SIZE, "tasks[0].capability" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"@~65~\"}"),
+	  NULL, PROTO_E_SIZE, "tasks[0].capability" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"\"}"), NULL,
+	  PROTO_E_SIZE, "tasks[0].capability" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"@\"}"), NULL,
+	  PROTO_E_VALUE, "tasks[0].capability" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"@@x\"}"), NULL,
+	  PROTO_E_VALUE, "tasks[0].capability" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"code review\"}"),
+	  NULL, PROTO_E_VALUE, "tasks[0].capability" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"-x\"}"), NULL,
+	  PROTO_E_VALUE, "tasks[0].capability" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"x/1\"}"), NULL,
+	  PROTO_E_VALUE, "tasks[0].capability" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": [\"c\"]}"), NULL,
+	  PROTO_E_TYPE, "tasks[0].capability" },
+	{ PB_WORKFLOW, W1_(", \"prio\": 0"), NULL, PROTO_OK, "" },
+	{ PB_WORKFLOW, W1_(", \"prio\": 2"), NULL, PROTO_OK, "" },
+	{ PB_WORKFLOW, W1_(", \"prio\": 3"), NULL, PROTO_E_SIZE,
+	  "tasks[0].prio" },
+	{ PB_WORKFLOW, W1_(", \"prio\": -1"), NULL, PROTO_E_SIZE,
+	  "tasks[0].prio" },
+	{ PB_WORKFLOW, W1_(", \"prio\": \"high\""), NULL, PROTO_E_TYPE,
+	  "tasks[0].prio" },
+	{ PB_WORKFLOW, W1_(", \"payload\": ~d29~"), NULL, PROTO_OK, "" },
+	{ PB_WORKFLOW, W1_(", \"payload\": \"~1048576~\""), NULL,
+	  PROTO_E_SIZE, "tasks[0].payload" },
+	{ PB_WORKFLOW, W1_(", \"max_attempts\": 1000"), NULL, PROTO_OK, "" },
+	{ PB_WORKFLOW, W1_(", \"max_attempts\": 1001"), NULL, PROTO_E_SIZE,
+	  "tasks[0].max_attempts" },
+	{ PB_WORKFLOW, W1_(", \"timeout_ms\": 604800000"), NULL, PROTO_OK, "" },
+	{ PB_WORKFLOW, W1_(", \"timeout_ms\": 604800001"), NULL, PROTO_E_SIZE,
+	  "tasks[0].timeout_ms" },
+	{ PB_WORKFLOW, W1_(", \"reply_to\": \"hive:reply:x\""), NULL, PROTO_OK,
+	  "" },
+	{ PB_WORKFLOW, W1_(", \"reply_to\": \"x:y\""), NULL, PROTO_E_VALUE,
+	  "tasks[0].reply_to" },
+	{ PB_WORKFLOW, W1_(", \"reply_to\": 1"), NULL, PROTO_E_TYPE,
+	  "tasks[0].reply_to" },
+	{ PB_WORKFLOW, W1_(", \"depends_on\": []"), NULL, PROTO_OK, "" },
+	{ PB_WORKFLOW, W1_(", \"depends_on\": null"), NULL, PROTO_OK, "" },
+	{ PB_WORKFLOW, W1_(", \"depends_on\": \"b\""), NULL, PROTO_E_TYPE,
+	  "tasks[0].depends_on" },
+	{ PB_WORKFLOW, W1_(", \"depends_on\": {}"), NULL, PROTO_E_TYPE,
+	  "tasks[0].depends_on" },
+	{ PB_WORKFLOW, W1_(", \"depends_on\": [1]"), NULL, PROTO_E_TYPE,
+	  "tasks[0].depends_on[0]" },
+	{ PB_WORKFLOW, W1_(", \"depends_on\": [null]"), NULL, PROTO_E_TYPE,
+	  "tasks[0].depends_on[0]" },
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"c\"}, "
+	  "{\"id\": \"b\", \"capability\": \"c\", \"depends_on\": "
+	  "[\"a\", \"\"]}"), NULL, PROTO_E_SIZE, "tasks[1].depends_on[1]" },
+	{ PB_WORKFLOW, W1_(", \"depends_on\": [\"x y\"]"), NULL, PROTO_E_VALUE,
+	  "tasks[0].depends_on[0]" },
+	{ PB_WORKFLOW, W1_(", \"depends_on\": [\"~129~\"]"), NULL,
+	  PROTO_E_SIZE, "tasks[0].depends_on[0]" },
+	/* {"v":1,"id":"w","tasks":[{"id":"a","id":"b","capability":"c"}]} */
+	{ PB_WORKFLOW, NULL, "83 a1 76 01 a2 69 64 a1 77 a5 74 61 73 6b 73 91"
+	  " 83 a2 69 64 a1 61 a2 69 64 a1 62 aa 63 61 70 61 62 69 6c 69 74 79"
+	  " a1 63", PROTO_E_DUPLICATE, "tasks[0].id" },
+	/* {"v":1,"id":"w","tasks":[{"id":"a",1:2,"capability":"c"}]} */
+	{ PB_WORKFLOW, NULL, "83 a1 76 01 a2 69 64 a1 77 a5 74 61 73 6b 73 91"
+	  " 83 a2 69 64 a1 61 01 02 aa 63 61 70 61 62 69 6c 69 74 79 a1 63",
+	  PROTO_E_NOTMAP, "tasks[0]" },
+	/* {"v":1,"id":"w","tasks":[..],"tasks":[..]} */
+	{ PB_WORKFLOW, NULL, "84 a1 76 01 a2 69 64 a1 77 a5 74 61 73 6b 73 90"
+	  " a5 74 61 73 6b 73 90", PROTO_E_DUPLICATE, "tasks" },
+	/* workflow: the graph */
+	{ PB_WORKFLOW, W_("{\"id\": \"a\", \"capability\": \"c\"}, "
+	  "{\"id\": \"a\", \"capability\": \"d\"}"), NULL, PROTO_E_VALUE,
+	  "tasks" },
+	{ PB_WORKFLOW, W1_(", \"depends_on\": [\"x\"]"), NULL, PROTO_E_VALUE,
+	  "tasks" },
+	{ PB_WORKFLOW, W1_(", \"depends_on\": [\"a\"]"), NULL, PROTO_E_VALUE,
+	  "tasks" },
 	/* dead */
 	{ PB_DEAD, D_(""), NULL, PROTO_OK, "" },
 	{ PB_DEAD, "{\"v\": 1, \"ts_ms\": 5}", NULL, PROTO_E_MISSING,
@@ -658,6 +828,7 @@ Test(codec, rejects_malformed_result) { run_cases(PB_RESULT); }
 Test(codec, rejects_malformed_event) { run_cases(PB_EVENT); }
 Test(codec, rejects_malformed_dead) { run_cases(PB_DEAD); }
 Test(codec, rejects_malformed_frame) { run_cases(PB_FRAME); }
+Test(codec, rejects_malformed_workflow) { run_cases(PB_WORKFLOW); }
 Test(codec, rejects_malformed_value) { run_cases(PB_VALUE); }
 
 /* ---- whole-message limits and structure ---- */

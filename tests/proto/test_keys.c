@@ -29,6 +29,8 @@ Test(keys, formats)
 	cr_assert_str_eq(b, "hive:events");
 	cr_assert_gt(proto_key_named(b, sizeof(b), "hive", "dead"), 0);
 	cr_assert_str_eq(b, "hive:dead");
+	cr_assert_gt(proto_key_named(b, sizeof(b), "hive", "workflows"), 0);
+	cr_assert_str_eq(b, "hive:workflows");
 	cr_assert_gt(proto_consumer_name(b, sizeof(b), "reviewer", 2,
 	    "node-1.example.org"), 0);
 	cr_assert_str_eq(b, "reviewer/2@node-1.example.org");

@@ -5,7 +5,8 @@
  * against the codec:
  *
  *   ```msgpack-hex KIND      every example decodes with KIND's decoder
- *   ```json KIND             and re-encodes to the same bytes; the JSON
+ *   ```json KIND             (task, result, event, dead, frame, workflow)
+ *                            and re-encodes to the same bytes; the JSON
  *                            block after it is what the bytes hold
  *   <!-- fields: NAME -->    the table after the marker lists exactly the
  *   | `field` | type | yes | fields of proto_field_docs(NAME), in order,
@@ -116,9 +117,9 @@ static enum pb_kind
 kind_of(const char *name)
 {
 	static const char *const names[] = { "task", "result", "event", "dead",
-		"frame" };
+		"frame", "workflow" };
 
-	for (int k = 0; k < 5; k++)
+	for (int k = 0; k <= PB_WORKFLOW; k++)
 		if (strcmp(name, names[k]) == 0)
 			return (enum pb_kind)k;
 	cr_assert_fail("unknown example kind \"%s\"", name);
@@ -185,6 +186,16 @@ round_trip(enum pb_kind kind, const msgpack_sbuffer *in, int line)
 		proto_frame_clear(&m);
 		break;
 	}
+	case PB_WORKFLOW: {
+		struct hive_workflow m;
+
+		cr_assert_eq(proto_decode_workflow(in->data, in->size, &m, &err),
+		    0, "line %d: %s", line,
+		    proto_strerror(&err, why, sizeof(why)));
+		rc = proto_encode_workflow(&out, &m, &err);
+		proto_workflow_clear(&m);
+		break;
+	}
 	default:
 		break;
 	}
@@ -228,7 +239,8 @@ check_json(const msgpack_sbuffer *in, const struct block *b)
 Test(protocol_doc, examples_decode_and_match_their_json)
 {
 	struct page pg;
-	int seen[5] = { 0 }, frames[HIVE_FRAME_CONTROL + 1] = { 0 };
+	int seen[PB_WORKFLOW + 1] = { 0 };
+	int frames[HIVE_FRAME_CONTROL + 1] = { 0 };
 
 	load(&pg);
 	for (int i = 0; i < pg.nblocks; i++) {
@@ -256,7 +268,7 @@ Test(protocol_doc, examples_decode_and_match_their_json)
 		check_json(&sb, &pg.blocks[i + 1]);
 		msgpack_sbuffer_destroy(&sb);
 	}
-	for (int k = 0; k < 5; k++)
+	for (int k = 0; k <= PB_WORKFLOW; k++)
 		cr_expect_gt(seen[k], 0, "no example of a %s",
 		    pb_kind_name((enum pb_kind)k));
 	for (int t = HIVE_FRAME_HELLO; t <= HIVE_FRAME_CONTROL; t++)
@@ -289,7 +301,8 @@ cells(char *row, char **out, int max)
 Test(protocol_doc, field_tables_are_the_codec)
 {
 	static const char *const msgs[] = { "task", "result", "event", "dead",
-		"hello", "memory", "heartbeat", "control" };
+		"workflow", "workflow task", "hello", "memory", "heartbeat",
+		"control" };
 	struct page pg;
 
 	load(&pg);
@@ -429,8 +442,8 @@ Test(protocol_doc, names_and_codes_are_the_codec)
 	proto_consumer_name(key, sizeof(key), "reviewer", 2, "node-1");
 	cr_expect_not_null(strstr(pg.text, "`reviewer/2@node-1`"));
 	static const char *const named[] = { "broadcast", "results", "events",
-		"dead" };
-	for (int i = 0; i < 4; i++) {
+		"dead", "workflows" };
+	for (int i = 0; i < 5; i++) {
 		cr_assert_gt(proto_key_named(key, sizeof(key), "hive", named[i]),
 		    0);
 		snprintf(want, sizeof(want), "`%s`", key);
@@ -439,6 +452,7 @@ Test(protocol_doc, names_and_codes_are_the_codec)
 	}
 	cr_expect_not_null(strstr(pg.text, "`" HIVE_GROUP_WORKERS "`"));
 	cr_expect_not_null(strstr(pg.text, "`" HIVE_GROUP_RECORDER "`"));
+	cr_expect_not_null(strstr(pg.text, "`" HIVE_GROUP_COORD "`"));
 	cr_expect_not_null(strstr(pg.text, "`" HIVE_REPLY_PREFIX));
 	/* every error code in the Errors table, and no other */
 	for (int c = PROTO_E_MALFORMED; c <= PROTO_E_DUPLICATE; c++) {
