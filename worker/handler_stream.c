@@ -1,7 +1,7 @@
 /*
  * handler_stream.c - mode=stream: one long-lived handler process.
  *
- *   worker --{"id","attempt","agent","payload","memory"}\n-->  stdin
+ *   worker --{"id","attempt","agent","payload"[,"parents"],"memory"}\n--> stdin
  *   worker <--{"id","status","result","error","memory"}\n--  stdout
  *
  * Up to `concurrency` tasks are in flight, answers are matched by id and

@@ -199,16 +199,21 @@ dump_to_buf(const char *data, size_t len, void *arg)
 
 /*
  * The line a handler reads:
- *   {"id":"..","attempt":N,"agent":"name/1","payload":..,"memory":{..}}\n
- * Names and ids are checked by the codec ([A-Za-z0-9_.-] and printable
- * ASCII), so only '"' and '\' in an id need escaping.
+ *   {"id":"..","attempt":N,"agent":"name/1","payload":..,"memory":{..},
+ *    "parents":{..}}\n
+ * "parents" (a workflow task's dependencies' results by task id) only
+ * when the task has them, last: a script that finds the fields it
+ * knows by their order keeps working.  Names and ids are checked by the codec
+ * ([A-Za-z0-9_.-] and printable ASCII), so only '"' and '\' in an id
+ * need escaping.  A payload or parents without a JSON form fails the
+ * task (-1, err says why).
  */
 int
 wrk_task_line(struct wrk *w, struct wrk_task *t, struct wrk_buf *b,
     char *err, size_t errlen)
 {
 	struct proto_err perr;
-	json_t *payload = NULL;
+	json_t *payload = NULL, *parents = NULL;
 	size_t mark = b->len;
 	char num[32];
 	int n;
@@ -218,6 +223,14 @@ wrk_task_line(struct wrk *w, struct wrk_task *t, struct wrk_buf *b,
 		snprintf(err, errlen, "payload has no JSON form: %s",
 		    proto_strerror(&perr, (char[HIVE_REASON_MAX]){ 0 },
 		    HIVE_REASON_MAX));
+		return -1;
+	}
+	if (t->t.parents.type != MSGPACK_OBJECT_NIL &&
+	    (parents = proto_obj_to_json(&t->t.parents, &perr)) == NULL) {
+		snprintf(err, errlen, "parents have no JSON form: %s",
+		    proto_strerror(&perr, (char[HIVE_REASON_MAX]){ 0 },
+		    HIVE_REASON_MAX));
+		json_decref(payload);
 		return -1;
 	}
 	if (wrk_buf_append(b, "{\"id\":\"", 7) == -1)
@@ -242,13 +255,20 @@ wrk_task_line(struct wrk *w, struct wrk_task *t, struct wrk_buf *b,
 	    JSON_COMPACT | JSON_ENCODE_ANY) == -1)
 		goto nomem;
 	if (wrk_buf_append(b, ",\"memory\":", 10) == -1 ||
-	    wrk_buf_append(b, w->memory_text, strlen(w->memory_text)) == -1 ||
-	    wrk_buf_append(b, "}\n", 2) == -1)
+	    wrk_buf_append(b, w->memory_text, strlen(w->memory_text)) == -1)
+		goto nomem;
+	if (parents != NULL && (wrk_buf_append(b, ",\"parents\":", 11) == -1 ||
+	    json_dump_callback(parents, dump_to_buf, b,
+	    JSON_COMPACT | JSON_ENCODE_ANY) == -1))
+		goto nomem;
+	if (wrk_buf_append(b, "}\n", 2) == -1)
 		goto nomem;
 	json_decref(payload);
+	json_decref(parents);
 	return 0;
 nomem:
 	json_decref(payload);
+	json_decref(parents);
 	b->len = mark;
 	snprintf(err, errlen, "out of memory building the handler's input");
 	return -1;

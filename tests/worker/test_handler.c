@@ -17,6 +17,7 @@
  *   hold       stream: attempt 1 is never answered (the handler goes on
  *              reading); later attempts: echo
  *   pid        result = this process' pid
+ *   line       result = the task line as read (every key, in its order)
  *
  * Usage: test_handler stream | exec
  */
@@ -211,6 +212,8 @@ run(json_t *task)
 		json_decref(r);
 	} else if (strcmp(op, "count") == 0) {
 		count(task);
+	} else if (strcmp(op, "line") == 0) {
+		answer(task, "ok", task, NULL, NULL);
 	} else {
 		answer(task, "error", NULL, "unknown op", NULL);
 	}

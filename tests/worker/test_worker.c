@@ -1018,6 +1018,102 @@ Test(worker, handlers_get_only_stdio)
 	tw_fini(&t);
 }
 
+/*
+ * A workflow task's "parents" reach the handler: last in its line, after
+ * "memory", as JSON, in both modes; a task without parents has no such
+ * key.  The handler (op "line") answers with the line it read.
+ */
+static void
+submit_parents(struct tw *t, const char *id, const char *parents)
+{
+	struct hive_task task;
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	msgpack_zone z;
+	json_t *p = json_loads("{\"op\":\"line\"}", 0, NULL);
+	json_t *j = parents ? json_loads(parents, 0, NULL) : NULL;
+	char why[256];
+
+	cr_assert(parents == NULL || j != NULL, "bad JSON %s", parents);
+	msgpack_zone_init(&z, 1024);
+	memset(&task, 0, sizeof(task));
+	task.id = HIVE_STR(id);
+	task.workflow = HIVE_STR("wf-1");
+	cr_assert_eq(proto_json_to_obj(p, &z, &task.payload, &err), 0);
+	if (j != NULL)
+		cr_assert_eq(proto_json_to_obj(j, &z, &task.parents, &err), 0);
+	msgpack_sbuffer_init(&sb);
+	cr_assert_eq(proto_encode_task(&sb, &task, &err), 0, "%s",
+	    proto_strerror(&err, why, sizeof(why)));
+	xadd_raw(t, qkey(t, "c", 1), sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_zone_destroy(&z);
+	json_decref(p);
+	json_decref(j);
+}
+
+/* The keys of the line the handler saw, in order, "a,b,c". */
+static const char *
+line_keys(json_t *line)
+{
+	static char buf[256];
+	const char *k;
+	json_t *v;
+	size_t len = 0;
+
+	cr_assert(json_is_object(line), "the handler saw no object");
+	buf[0] = '\0';
+	json_object_foreach(line, k, v)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%s",
+		    len ? "," : "", k);
+	return buf;
+}
+
+static void
+parents_seen(const char *const *x, const char *const *h, const char *tag)
+{
+	static const char parents[] = "{\"a\":{\"n\":1},\"b\":null,"
+	    "\"c\":[\"x\",2.5]}";
+	struct tw t;
+	struct res r;
+	json_t *want = json_loads(parents, 0, NULL);
+	pid_t w;
+
+	tw_init(&t, tag);
+	w = worker_start(&t, x, h);
+	submit_parents(&t, "p1", parents);
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	cr_assert_str_eq(line_keys(r.result),
+	    "id,attempt,agent,payload,memory,parents");
+	cr_assert(json_equal(json_object_get(r.result, "parents"), want),
+	    "parents seen: %s", jtext(json_object_get(r.result, "parents")));
+	res_clear(&r);
+	submit_parents(&t, "p2", NULL);
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	cr_assert_str_eq(line_keys(r.result), "id,attempt,agent,payload,memory");
+	res_clear(&r);
+	worker_stop(w);
+	json_decref(want);
+	tw_fini(&t);
+}
+
+Test(worker, stream_handler_sees_parents)
+{
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+
+	parents_seen(stream_args, h, "pars");
+}
+
+Test(worker, exec_handler_sees_parents)
+{
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "exec", NULL };
+	const char *x[] = { "--capabilities", "c", "--mode", "exec", NULL };
+
+	parents_seen(x, h, "pare");
+}
+
 static void
 send_frame(int fd, const struct hive_frame *f)
 {
