@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "coord.h"
 #include "hived.h"
 #include "log.h"
 #include "pg.h"
@@ -44,6 +45,7 @@ struct sup_record {
 	struct rconn *rc;
 	struct sup_pg *pg;
 	struct sup_recorder *rec;
+	struct sup_coord *coord;
 	struct sup_reclaim *reclaim;
 	int redis_checked;           /* eviction policy looked at */
 	int pg_done;                 /* migrated and snapshots loaded (or no pg) */
@@ -415,12 +417,20 @@ snapshots_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 }
 
 static void
+coord_ended(const char *const *ids, size_t n, void *arg)
+{
+	sup_coord_ended(arg, ids, n);
+}
+
+static void
 migrated_cb(int ok, int version, void *arg)
 {
 	struct sup_record *r = arg;
 	const struct hive_conf *c = r->sup->cref->conf;
 	struct sup_recorder_opts o = { .redis = c->redis, .prefix = c->prefix,
 	    .host = c->host, .snapshots_keep = c->snapshots_keep };
+	struct sup_coord_opts co = { .redis = c->redis, .prefix = c->prefix,
+	    .host = c->host };
 
 	if (!ok) {
 		/* A schema we cannot use (newer, or a failed migration):
@@ -431,6 +441,12 @@ migrated_cb(int ok, int version, void *arg)
 		return;
 	}
 	log_info("postgres: schema version %d", version);
+	if ((r->coord = sup_coord_new(r->sup->loop, r->pg, &co)) == NULL)
+		log_crit("coordinator: cannot start: workflows wait");
+	else {
+		o.ended = coord_ended;
+		o.ended_arg = r->coord;
+	}
 	if ((r->rec = sup_recorder_new(r->sup->loop, r->pg, &o)) == NULL)
 		log_crit("recorder: cannot start: nothing is recorded");
 	else
@@ -533,6 +549,7 @@ sup_record_free(struct sup *sup)
 		return;
 	ev_timer_stop(sup->loop, &r->start_timer);
 	sup_recorder_free(r->rec);
+	sup_coord_free(r->coord);
 	sup_reclaim_free(r->reclaim);
 	if (r->pg != NULL)
 		sup_pg_forget(r->pg, r);

@@ -102,6 +102,8 @@ struct rec_txn {
 	struct sbuf copy;
 	struct rec_ack *acks;
 	size_t nacks, capacks;
+	char **ended;                /* final workflow (or dead) task ids */
+	size_t nended, capended;
 };
 
 struct sup_recorder {
@@ -110,6 +112,8 @@ struct sup_recorder {
 	struct rconn *rc;
 	char *prefix, *host;
 	unsigned keep, count;
+	void (*ended)(const char *const *, size_t, void *);
+	void *ended_arg;
 	struct rec_stream streams[REC_MAX_STREAMS];
 	int nstreams;
 	int reading;                 /* an XREADGROUP is in flight */
@@ -393,7 +397,8 @@ batch_free(struct rec_batch *bt)
 static void
 add_event(struct rec_batch *bt, struct hive_str kind, uint64_t at_ms,
     struct hive_str host, struct hive_str agent, struct hive_str task,
-    int64_t pid, struct hive_str reason, const char *stream, const char *entry)
+    int64_t pid, struct hive_str reason, struct hive_str workflow,
+    const char *stream, const char *entry)
 {
 	struct sbuf *b = &bt->events;
 	char src[HIVE_KEY_MAX + HIVE_ENTRY_ID_MAX + 4];
@@ -416,6 +421,8 @@ add_event(struct rec_batch *bt, struct hive_str kind, uint64_t at_ms,
 	sb_hstr(b, reason);
 	sb_puts(b, ",");
 	sb_lit_or_null(b, src);
+	sb_puts(b, ",");
+	sb_hstr(b, workflow);
 	sb_puts(b, ")");
 }
 
@@ -548,7 +555,8 @@ record_event(struct sup_recorder *rec, struct rec_batch *bt, int si,
 		return;
 	}
 	add_event(bt, m.kind, m.ts_ms ? m.ts_ms : entry_ms(entry), m.host,
-	    m.agent, m.task, m.pid, m.reason, rec->streams[si].key, entry);
+	    m.agent, m.task, m.pid, m.reason, m.workflow, rec->streams[si].key,
+	    entry);
 	proto_event_clear(&m);
 }
 
@@ -571,7 +579,7 @@ record_dead(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	}
 	at = m.ts_ms ? m.ts_ms : entry_ms(entry);
 	add_event(bt, kind, at, (struct hive_str){ NULL, 0 }, m.agent, m.id, 0,
-	    m.reason, key, entry);
+	    m.reason, (struct hive_str){ NULL, 0 }, key, entry);
 	if (m.id.len > 0 && (t = batch_task(bt)) != NULL) {
 		if (set_id(t, m.id) < 0) {
 			bt->ntasks--;
@@ -827,6 +835,33 @@ ack_queue_entries(struct sup_recorder *rec, const struct rec_task *run,
 			rec_push_ack(rec, run[k].q_stream, run[k].q_entry);
 }
 
+/* A task the coordinator hears of after COMMIT (out of memory: its sweep
+ * finds it). */
+static void
+push_ended(struct rec_txn *tx, const char *id)
+{
+	char *c;
+
+	if (tx->nended == tx->capended) {
+		size_t cap = tx->capended ? tx->capended * 2 : 64;
+		char **v = realloc(tx->ended, cap * sizeof(*v));
+		if (v == NULL)
+			return;
+		tx->ended = v;
+		tx->capended = cap;
+	}
+	if ((c = strdup(id)) != NULL)
+		tx->ended[tx->nended++] = c;
+}
+
+static void
+clear_ended(struct rec_txn *tx)
+{
+	for (size_t i = 0; i < tx->nended; i++)
+		free(tx->ended[i]);
+	tx->nended = 0;
+}
+
 /*
  * Fold the batch (and the tasks held from earlier ones) into one row per
  * task, in the COPY data; hold the queue entries that may soon meet their
@@ -871,6 +906,9 @@ fold_batch(struct sup_recorder *rec, struct rec_batch *bt, struct sbuf *copy)
 		}
 		cp_row(rec, copy, 't', w);
 		rows++;
+		if (w->rank == 3 && rec->ended != NULL && (w->workflow != NULL ||
+		    strcmp(w->state, "dead") == 0))
+			push_ended(rec->fill, w->id);
 		ack_queue_entries(rec, w, j - i);
 		i = j;
 	}
@@ -975,7 +1013,7 @@ build_sql(struct sup_recorder *rec, struct rec_batch *bt)
 		n++;
 	}
 	n += sql_rows(b, "events (at, kind, host, agent, task_id, pid, reason, "
-	    "source)", &bt->events);
+	    "source, workflow)", &bt->events);
 	if (sql_rows(b, "memory_snapshots (agent, version, memory, task_id, "
 	    "host, created_at)", &bt->snaps)) {
 		sb_puts(b, "DELETE FROM memory_snapshots m USING (SELECT agent, "
@@ -1187,6 +1225,12 @@ rec_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 	rec->writing = 0;
 	rec->st.batches++;
 	rec_ack_all(rec, &rec->tx[rec->wi]);
+	if (rec->tx[rec->wi].nended > 0) {
+		struct rec_txn *tx = &rec->tx[rec->wi];
+		rec->ended((const char *const *)tx->ended, tx->nended,
+		    rec->ended_arg);
+		clear_ended(tx);
+	}
 	if (rec->prepared) {
 		rec->prepared = 0;
 		rec->wi = 1 - rec->wi;
@@ -1267,6 +1311,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	 * other one, and sent when that one has ended. */
 	rec->fill = &rec->tx[rec->writing ? 1 - rec->wi : rec->wi];
 	rec->fill->nacks = 0;
+	clear_ended(rec->fill);
 	for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
 		redisReply *s = reply->element[i];
 		int si;
@@ -1373,6 +1418,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 oom:
 	batch_free(&bt);
 	rec->fill->nacks = 0;
+	clear_ended(rec->fill);
 	log_warnx("recorder: out of memory; reading again in %.0fs", REC_ERR_RETRY);
 	rec->pending_phase = 1;      /* what we read stays pending: re-read it */
 	rec_read_later(rec, REC_ERR_RETRY);
@@ -1496,6 +1542,8 @@ sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
 	rec->pg = pg;
 	rec->keep = o->snapshots_keep ? o->snapshots_keep : 10;
 	rec->count = o->batch ? o->batch : 256;
+	rec->ended = o->ended;
+	rec->ended_arg = o->ended_arg;
 	rec->entry_bytes = 4096;     /* until a read says otherwise */
 	rec->active = 3;
 	rec->prefix = strdup(o->prefix);
@@ -1541,6 +1589,8 @@ sup_recorder_free(struct sup_recorder *rec)
 		free(rec->tx[i].sql.p);
 		free(rec->tx[i].copy.p);
 		free(rec->tx[i].acks);
+		clear_ended(&rec->tx[i]);
+		free(rec->tx[i].ended);
 	}
 	free(rec->prefix);
 	free(rec->host);

@@ -30,6 +30,11 @@ struct sup_recorder_opts {
 	const char *host;            /* this host: the consumer name */
 	unsigned snapshots_keep;     /* memory snapshots kept per agent */
 	unsigned batch;              /* entries per stream per read (256) */
+	/* Called after each COMMIT with the tasks it moved to a final state
+	 * that belong to a workflow, or are dead (a dead letter does not
+	 * name the workflow): the coordinator's cue.  May be NULL. */
+	void (*ended)(const char *const *ids, size_t n, void *arg);
+	void *ended_arg;
 };
 
 struct sup_recorder_stats {

@@ -1,0 +1,931 @@
+/*
+ * coord.c - the workflow coordinator (coord.h).
+ *
+ *   XREADGROUP coordinator hived@<host> BLOCK ... STREAMS <p>:workflows
+ *         |   (first our own pending entries: id 0, then ">")
+ *   decode + validate --bad--> <p>:dead (reason), XACK + XDEL
+ *         |
+ *   SELECT hive_wf_submit(json, host)  --conflict--> <p>:dead
+ *         |  ok / duplicate
+ *   XACK + XDEL; release(workflow)
+ *
+ *   release:  SELECT * FROM hive_wf_release(done ids, workflow ids)
+ *             run  -> XADD queue (message + parents)
+ *             dead -> XADD <p>:dead, an error result to <p>:results
+ *                     (and the task's reply_to)
+ *             end  -> XADD <p>:events workflow.completed | .failed
+ *
+ * One submission and one release at a time; ended task ids that come
+ * meanwhile wait for the next release, which takes them all.  Reads block
+ * on a connection of their own, so that writes never wait behind them.
+ */
+#include "coord.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hive_proto.h"
+#include "log.h"
+#include "rconn.h"
+
+#define SUP_COORD_SWEEP   10.0   /* s between sweeps of every workflow */
+#define SUP_COORD_CLAIM   60000  /* ms: another host's submission, idle */
+#define SUP_COORD_RETRY   2.0    /* s before a failed step is tried again */
+#define SUP_COORD_COUNT   16     /* submissions per read */
+#define SUP_COORD_BLOCK   1000   /* ms */
+
+struct co_entry {
+	char id[HIVE_ENTRY_ID_MAX + 1];
+	char *msg;                   /* NULL: deleted while pending */
+	size_t len;
+};
+
+struct co_ids {
+	char **v;
+	size_t n, cap;
+};
+
+struct sup_coord {
+	struct ev_loop *loop;
+	struct sup_pg *pg;
+	struct rconn *rd;            /* blocking reads of <p>:workflows */
+	struct rconn *wr;            /* everything else */
+	char prefix[HIVE_NAME_MAX + 1];
+	char host[HIVE_HOST_MAX + 1];
+	char consumer[HIVE_HOST_MAX + 8];
+	char key[HIVE_KEY_MAX];      /* <p>:workflows */
+	char kdead[HIVE_KEY_MAX], kresults[HIVE_KEY_MAX], kevents[HIVE_KEY_MAX];
+	int group_ok;                /* XGROUP CREATE sent on this connection */
+	int reading;
+	int pending_phase;           /* re-reading our own pending entries */
+	struct co_entry *q;          /* entries read, not yet handled */
+	size_t nq, capq, iq;
+	int submitting;              /* q[iq] is in PostgreSQL */
+	char wid[HIVE_ID_MAX + 1];   /* its workflow id */
+	int releasing;
+	json_t *entries;             /* released task id -> its queue entry */
+	unsigned xadds;              /* released tasks' XADDs not answered */
+	int closing;                 /* sup_coord_free: no more queries */
+	struct co_ids done;          /* ended tasks, for the next release */
+	struct co_ids wfs;           /* submitted workflows, likewise */
+	int sweep_due;
+	ev_timer read_timer;
+	ev_timer sweep_timer;
+	ev_timer retry_timer;        /* the submission at q[iq] again */
+	struct sup_coord_stats st;
+};
+
+static void co_read(struct sup_coord *);
+static void co_next(struct sup_coord *);
+static void co_release(struct sup_coord *);
+
+/* ---- small things ---- */
+
+static int
+ids_add(struct co_ids *l, const char *s, size_t len)
+{
+	char *c;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		char **v = realloc(l->v, cap * sizeof(*v));
+		if (v == NULL)
+			return -1;
+		l->v = v;
+		l->cap = cap;
+	}
+	if ((c = strndup(s, len)) == NULL)
+		return -1;
+	l->v[l->n++] = c;
+	return 0;
+}
+
+static void
+ids_clear(struct co_ids *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	l->n = 0;
+}
+
+/* The ids as a JSON array text (NULL when out of memory). */
+static char *
+ids_json(const struct co_ids *l)
+{
+	json_t *a = json_array();
+	char *s;
+
+	for (size_t i = 0; a != NULL && i < l->n; i++)
+		if (json_array_append_new(a, json_string(l->v[i])) < 0) {
+			json_decref(a);
+			return NULL;
+		}
+	s = a != NULL ? json_dumps(a, JSON_COMPACT) : NULL;
+	json_decref(a);
+	return s;
+}
+
+static void
+co_ignore_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	redisReply *reply = r;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		log_warnx("coordinator: %s", reply->str);
+}
+
+static void
+co_xadd(struct sup_coord *co, const char *key, const msgpack_sbuffer *sb)
+{
+	if (rconn_cmd(co->wr, co_ignore_cb, NULL, "XADD %s * m %b", key,
+	    sb->data, sb->size) < 0)
+		log_warnx("coordinator: Redis is down: an entry for %s is not "
+		    "written", key);
+}
+
+/* A dead letter: id may be empty (a workflow that could not be read). */
+static void
+co_dead(struct sup_coord *co, struct hive_str id, const char *reason,
+    const char *stream, const char *entry, const char *raw, size_t rawlen)
+{
+	struct hive_dead d = { 0 };
+	struct proto_err err;
+	msgpack_sbuffer sb;
+
+	d.id = id;
+	d.reason = HIVE_STR(reason);
+	d.stream = HIVE_STR(stream);
+	if (entry != NULL)
+		d.entry = HIVE_STR(entry);
+	d.ts_ms = proto_now_ms();
+	d.raw.ptr = raw;
+	d.raw.len = rawlen > HIVE_RAW_MAX ? HIVE_RAW_MAX : (uint32_t)rawlen;
+	msgpack_sbuffer_init(&sb);
+	if (proto_encode_dead(&sb, &d, &err) == 0)
+		co_xadd(co, co->kdead, &sb);
+	else {
+		char eb[160];
+		log_warnx("coordinator: dead letter: %s",
+		    proto_strerror(&err, eb, sizeof(eb)));
+	}
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- submissions ---- */
+
+static void
+co_entries_free(struct sup_coord *co)
+{
+	for (size_t i = 0; i < co->nq; i++)
+		free(co->q[i].msg);
+	co->nq = co->iq = 0;
+}
+
+/* The submission at q[iq] is done with: acknowledge and delete it. */
+static void
+co_done_entry(struct sup_coord *co)
+{
+	struct co_entry *e = &co->q[co->iq];
+
+	/* On the reading connection: the next read comes after them. */
+	rconn_cmd(co->rd, co_ignore_cb, NULL, "XACK %s " HIVE_GROUP_COORD " %s",
+	    co->key, e->id);
+	rconn_cmd(co->rd, co_ignore_cb, NULL, "XDEL %s %s", co->key, e->id);
+	co->iq++;
+	co->submitting = 0;
+	co_next(co);
+}
+
+static void
+co_reject(struct sup_coord *co, struct hive_str wid, const char *why)
+{
+	struct co_entry *e = &co->q[co->iq];
+	char reason[HIVE_REASON_MAX];
+
+	if (wid.len > 0)
+		snprintf(reason, sizeof(reason), "workflow %.*s: %s",
+		    (int)wid.len, wid.ptr, why);
+	else
+		snprintf(reason, sizeof(reason), "workflow: %s", why);
+	log_warnx("coordinator: %s %s: %s", co->key, e->id, reason);
+	co_dead(co, (struct hive_str){ NULL, 0 }, reason, co->key, e->id,
+	    e->msg, e->len);
+	co->st.rejected++;
+	co_done_entry(co);
+}
+
+static void
+co_submit_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
+{
+	struct sup_coord *co = arg;
+	const char *v;
+
+	if (res == NULL || err != NULL) {
+		/* PostgreSQL is down or said no: the entry stays pending
+		 * and is tried again (writing it twice is a no-op). */
+		if (err != NULL)
+			log_warnx("coordinator: workflow %s not recorded, retrying "
+			    "in %.0fs: %s", co->wid, SUP_COORD_RETRY, err);
+		co->submitting = 0;
+		ev_timer_set(&co->retry_timer, SUP_COORD_RETRY, 0.);
+		ev_timer_start(co->loop, &co->retry_timer);
+		return;
+	}
+	v = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
+	if (strcmp(v, "ok") == 0 || strcmp(v, "duplicate") == 0) {
+		if (v[0] == 'o') {
+			co->st.submitted++;
+			log_info("coordinator: workflow %s recorded", co->wid);
+		} else
+			log_info("coordinator: workflow %s was recorded before",
+			    co->wid);
+		if (ids_add(&co->wfs, co->wid, strlen(co->wid)) < 0)
+			co->sweep_due = 1;   /* the sweep finds its tasks */
+		co_release(co);
+		co_done_entry(co);
+	} else
+		co_reject(co, HIVE_STR(co->wid), v[0] ? v : "not recorded");
+}
+
+/* Queue key of a workflow task into buf: 0, or -1 if it has none. */
+static int
+co_task_key(struct sup_coord *co, const struct hive_wf_task *t, char *buf,
+    size_t len)
+{
+	char name[HIVE_NAME_MAX + 2];
+
+	snprintf(name, sizeof(name), "%.*s", (int)t->capability.len,
+	    t->capability.ptr);
+	if (name[0] == '@')
+		return proto_key_agent_queue(buf, len, co->prefix, name + 1,
+		    t->prio) > 0 ? 0 : -1;
+	return proto_key_queue(buf, len, co->prefix, name, t->prio) > 0 ? 0 : -1;
+}
+
+static char *
+hex(const char *p, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	char *s = malloc(2 * n + 1);
+
+	if (s == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		s[2 * i] = digits[(unsigned char)p[i] >> 4];
+		s[2 * i + 1] = digits[(unsigned char)p[i] & 15];
+	}
+	s[2 * n] = '\0';
+	return s;
+}
+
+/*
+ * The workflow as hive_wf_submit takes it: {"id", "name", "created_ms",
+ * "tasks": [{"id", "stream", "message" (hex), "deps"}]}.  NULL with why
+ * set when a task cannot be encoded (why empty: out of memory).
+ */
+static json_t *
+co_submission(struct sup_coord *co, const struct hive_workflow *w,
+    char *why, size_t whylen)
+{
+	json_t *doc, *tasks;
+	uint64_t created = w->created_ms ? w->created_ms : proto_now_ms();
+
+	why[0] = '\0';
+	doc = json_pack("{s:s%,s:I,s:[]}", "id", w->id.ptr, (size_t)w->id.len,
+	    "created_ms", (json_int_t)created, "tasks");
+	if (doc == NULL)
+		return NULL;
+	if (w->name.len > 0)
+		json_object_set_new(doc, "name", json_stringn(w->name.ptr,
+		    w->name.len));
+	tasks = json_object_get(doc, "tasks");
+	for (uint32_t i = 0; i < w->ntasks; i++) {
+		const struct hive_wf_task *t = &w->tasks[i];
+		struct hive_task m = { 0 };
+		struct proto_err err;
+		msgpack_sbuffer sb;
+		char key[HIVE_KEY_MAX], *hx;
+		json_t *jt, *deps;
+
+		if (co_task_key(co, t, key, sizeof(key)) < 0) {
+			snprintf(why, whylen, "task %.*s: no queue for '%.*s'",
+			    (int)t->id.len, t->id.ptr, (int)t->capability.len,
+			    t->capability.ptr);
+			goto fail;
+		}
+		m.id = t->id;
+		m.payload = t->payload;
+		m.attempt = 1;
+		m.max_attempts = t->max_attempts;
+		m.timeout_ms = t->timeout_ms;
+		m.created_ms = created;
+		m.reply_to = t->reply_to;
+		m.workflow = w->id;
+		msgpack_sbuffer_init(&sb);
+		if (proto_encode_task(&sb, &m, &err) < 0) {
+			char eb[160];
+			snprintf(why, whylen, "task %.*s: %s", (int)t->id.len,
+			    t->id.ptr, proto_strerror(&err, eb, sizeof(eb)));
+			msgpack_sbuffer_destroy(&sb);
+			goto fail;
+		}
+		hx = hex(sb.data, sb.size);
+		msgpack_sbuffer_destroy(&sb);
+		deps = json_array();
+		for (uint32_t k = 0; deps != NULL && k < t->ndeps; k++)
+			json_array_append_new(deps, json_stringn(
+			    t->depends_on[k].ptr, t->depends_on[k].len));
+		jt = hx == NULL || deps == NULL ? NULL :
+		    json_pack("{s:s%,s:s,s:s,s:o}", "id", t->id.ptr,
+		    (size_t)t->id.len, "stream", key, "message", hx, "deps", deps);
+		free(hx);
+		if (jt == NULL || json_array_append_new(tasks, jt) < 0) {
+			if (jt == NULL)
+				json_decref(deps);
+			goto fail;
+		}
+	}
+	return doc;
+fail:
+	json_decref(doc);
+	return NULL;
+}
+
+/* Handle the submission at q[iq]. */
+static void
+co_submit(struct sup_coord *co)
+{
+	struct co_entry *e = &co->q[co->iq];
+	struct hive_workflow w;
+	struct proto_err err;
+	json_t *doc;
+	char *text, why[512], eb[160];
+	const char *params[2];
+
+	co->submitting = 1;
+	if (e->msg == NULL) {        /* deleted while it was pending */
+		co_done_entry(co);
+		return;
+	}
+	if (proto_decode_workflow(e->msg, e->len, &w, &err) < 0) {
+		co_reject(co, (struct hive_str){ NULL, 0 },
+		    proto_strerror(&err, eb, sizeof(eb)));
+		return;
+	}
+	doc = co_submission(co, &w, why, sizeof(why));
+	if (doc == NULL) {
+		if (why[0] != '\0')
+			co_reject(co, w.id, why);
+		else
+			co->submitting = 0;  /* out of memory: the retry timer */
+		proto_workflow_clear(&w);
+		if (why[0] == '\0') {
+			ev_timer_set(&co->retry_timer, SUP_COORD_RETRY, 0.);
+			ev_timer_start(co->loop, &co->retry_timer);
+		}
+		return;
+	}
+	text = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	if (text == NULL) {
+		proto_workflow_clear(&w);
+		co->submitting = 0;
+		ev_timer_set(&co->retry_timer, SUP_COORD_RETRY, 0.);
+		ev_timer_start(co->loop, &co->retry_timer);
+		return;
+	}
+	snprintf(co->wid, sizeof(co->wid), "%.*s", (int)w.id.len, w.id.ptr);
+	proto_workflow_clear(&w);
+	params[0] = text;
+	params[1] = co->host;
+	if (sup_pg_query(co->pg, "SELECT hive_wf_submit($1::jsonb, $2)", 2,
+	    params, NULL, NULL, co_submit_cb, co) < 0) {
+		co->submitting = 0;
+		ev_timer_set(&co->retry_timer, SUP_COORD_RETRY, 0.);
+		ev_timer_start(co->loop, &co->retry_timer);
+	}
+	free(text);
+}
+
+/* The next submission read, or the next read. */
+static void
+co_next(struct sup_coord *co)
+{
+	if (co->submitting)
+		return;
+	if (co->iq < co->nq) {
+		co_submit(co);
+		return;
+	}
+	co_entries_free(co);
+	co_read(co);
+}
+
+static void
+co_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sup_coord *co = w->data;
+
+	if (!co->submitting)
+		co_next(co);
+}
+
+/* ---- reading <p>:workflows ---- */
+
+static void
+co_read_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct sup_coord *co = priv;
+	redisReply *reply = r, *s, *list;
+
+	co->reading = 0;
+	if (reply == NULL)           /* lost: the state callback reads again */
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		/* NOGROUP: the stream is gone (Redis lost it); make it again. */
+		log_warnx("coordinator: XREADGROUP: %s", reply->str);
+		co->group_ok = 0;
+		ev_timer_set(&co->read_timer, 1.0, 0.);
+		ev_timer_start(co->loop, &co->read_timer);
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0 ||
+	    (s = reply->element[0])->type != REDIS_REPLY_ARRAY ||
+	    s->elements != 2 || (list = s->element[1])->type !=
+	    REDIS_REPLY_ARRAY || list->elements == 0) {
+		co->pending_phase = 0;   /* nothing (more) of ours pending */
+		co_read(co);
+		return;
+	}
+	if (list->elements > co->capq) {
+		struct co_entry *q = realloc(co->q, list->elements * sizeof(*q));
+		if (q == NULL) {
+			ev_timer_set(&co->read_timer, SUP_COORD_RETRY, 0.);
+			ev_timer_start(co->loop, &co->read_timer);
+			return;
+		}
+		co->q = q;
+		co->capq = list->elements;
+	}
+	for (size_t k = 0; k < list->elements; k++) {
+		redisReply *e = list->element[k], *f;
+		struct co_entry *ce;
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[0]->type != REDIS_REPLY_STRING ||
+		    e->element[0]->len > HIVE_ENTRY_ID_MAX)
+			continue;
+		ce = &co->q[co->nq];
+		memcpy(ce->id, e->element[0]->str, e->element[0]->len + 1);
+		f = e->element[1];
+		ce->msg = NULL;
+		ce->len = 0;
+		if (f->type == REDIS_REPLY_ARRAY) {
+			/* No field m: an empty message, which does not decode
+			 * and goes to the dead letters like any bad one. */
+			const char *v = "";
+			for (size_t x = 0; x + 1 < f->elements; x += 2)
+				if (f->element[x]->type == REDIS_REPLY_STRING &&
+				    strcmp(f->element[x]->str, "m") == 0 &&
+				    f->element[x + 1]->type == REDIS_REPLY_STRING) {
+					v = f->element[x + 1]->str;
+					ce->len = f->element[x + 1]->len;
+					break;
+				}
+			if ((ce->msg = malloc(ce->len ? ce->len : 1)) == NULL)
+				continue;    /* stays pending: read again later */
+			memcpy(ce->msg, v, ce->len);
+		}
+		co->nq++;
+	}
+	co_next(co);
+}
+
+static void
+co_read(struct sup_coord *co)
+{
+	if (co->reading || co->submitting || co->iq < co->nq ||
+	    !rconn_is_up(co->rd))
+		return;
+	if (!co->group_ok) {
+		rconn_cmd(co->rd, co_ignore_cb, NULL, "XGROUP CREATE %s "
+		    HIVE_GROUP_COORD " 0 MKSTREAM", co->key);
+		/* BUSYGROUP is the usual answer; the read says if not. */
+		co->group_ok = 1;
+		co->pending_phase = 1;
+	}
+	if (rconn_cmd(co->rd, co_read_cb, co, "XREADGROUP GROUP "
+	    HIVE_GROUP_COORD " %s COUNT %d BLOCK %d STREAMS %s %s",
+	    co->consumer, SUP_COORD_COUNT, SUP_COORD_BLOCK, co->key,
+	    co->pending_phase ? "0" : ">") == 0)
+		co->reading = 1;
+}
+
+static void
+co_read_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	co_read(w->data);
+}
+
+static void
+co_rd_state(struct rconn *rc, int up, void *arg)
+{
+	struct sup_coord *co = arg;
+
+	co->reading = 0;
+	co->group_ok = 0;            /* Redis may have lost it: create again */
+	if (up)
+		co_read(co);
+}
+
+/* ---- releasing ---- */
+
+static void
+co_entries_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
+{
+	if (err != NULL)
+		log_warnx("coordinator: entries of released tasks: %s", err);
+}
+
+/* Once every released task's XADD answered: their entries in PostgreSQL
+ * (the recorder writes the same when it reads them), so that recovery
+ * can tell whether Redis still has them, and the sweep does not send
+ * them again. */
+static void
+co_entries_flush(struct sup_coord *co)
+{
+	const char *params[1];
+	char *text;
+
+	if (co->closing || co->xadds > 0 || co->entries == NULL ||
+	    json_object_size(co->entries) == 0)
+		return;
+	text = json_dumps(co->entries, JSON_COMPACT);
+	json_object_clear(co->entries);
+	if (text == NULL)
+		return;
+	params[0] = text;
+	sup_pg_query(co->pg, "UPDATE tasks t SET entry = v.value FROM "
+	    "jsonb_each_text($1::jsonb) v WHERE t.id = v.key AND "
+	    "t.entry IS NULL", 1, params, NULL, NULL, co_entries_cb, co);
+	free(text);
+}
+
+struct co_xadd {
+	struct sup_coord *co;
+	char id[HIVE_ID_MAX + 1];
+};
+
+static void
+co_released_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct co_xadd *x = priv;
+	struct sup_coord *co = x->co;
+	redisReply *reply = r;
+
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING) {
+		if (co->entries != NULL)
+			json_object_set_new(co->entries, x->id,
+			    json_string(reply->str));
+	} else if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
+		log_warnx("coordinator: task %s: %s", x->id, reply->str);
+	free(x);
+	co->xadds--;
+	co_entries_flush(co);
+}
+
+/* A released task on its queue, with its parents' results. */
+static void
+co_run(struct sup_coord *co, const char *id, const char *stream,
+    const unsigned char *msg, size_t len, const char *parents)
+{
+	struct hive_task t;
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	msgpack_zone z;
+	json_t *j = NULL;
+	struct co_xadd *x;
+	char eb[160], why[HIVE_REASON_MAX];
+
+	if (proto_decode_task((const char *)msg, len, &t, &err) < 0) {
+		snprintf(why, sizeof(why), "recorded message unreadable: %s",
+		    proto_strerror(&err, eb, sizeof(eb)));
+		goto dead;
+	}
+	msgpack_zone_init(&z, 1024);
+	msgpack_sbuffer_init(&sb);
+	if (parents != NULL && parents[0] != '\0') {
+		json_error_t je;
+		if ((j = json_loads(parents, JSON_DECODE_ANY, &je)) == NULL ||
+		    proto_json_to_obj(j, &z, &t.parents, &err) < 0) {
+			snprintf(why, sizeof(why), "parents' results: %s", j == NULL ?
+			    je.text : proto_strerror(&err, eb, sizeof(eb)));
+			goto dead_clear;
+		}
+	}
+	if (proto_encode_task(&sb, &t, &err) < 0) {
+		snprintf(why, sizeof(why), "with its parents' results: %s",
+		    proto_strerror(&err, eb, sizeof(eb)));
+		goto dead_clear;
+	}
+	if ((x = malloc(sizeof(*x))) != NULL) {
+		x->co = co;
+		snprintf(x->id, sizeof(x->id), "%s", id);
+		if (rconn_cmd(co->wr, co_released_cb, x, "XADD %s * m %b", stream,
+		    sb.data, sb.size) == 0)
+			co->xadds++;
+		else {
+			/* Redis down: the sweep sends it after 10 s. */
+			log_warnx("coordinator: Redis is down: task %s waits", id);
+			free(x);
+		}
+	}
+	co->st.released++;
+	json_decref(j);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_zone_destroy(&z);
+	proto_task_clear(&t);
+	return;
+dead_clear:
+	json_decref(j);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_zone_destroy(&z);
+	proto_task_clear(&t);
+dead:
+	/* The recorder records the dead letter: the task is dead, and its
+	 * dependents follow at the next release. */
+	log_warnx("coordinator: task %s cannot run: %s", id, why);
+	co_dead(co, HIVE_STR(id), why, stream, NULL, (const char *)msg, len);
+}
+
+/* A task that never runs: a dead letter, and an error result for whoever
+ * waits for it. */
+static void
+co_cancel(struct sup_coord *co, const char *id, const char *workflow,
+    const char *stream, const unsigned char *msg, size_t len,
+    const char *reason)
+{
+	struct hive_result res = { 0 };
+	struct hive_task t;
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	int have_task;
+	uint64_t now = proto_now_ms();
+
+	co->st.cancelled++;
+	co_dead(co, HIVE_STR(id), reason, stream, NULL, (const char *)msg, len);
+	have_task = proto_decode_task((const char *)msg, len, &t, &err) == 0;
+	res.id = HIVE_STR(id);
+	res.agent = HIVE_STR("hived");
+	res.host = HIVE_STR(co->host);
+	res.status = HIVE_STATUS_ERROR;
+	res.error = HIVE_STR(reason);
+	res.attempt = 1;
+	res.started_ms = res.finished_ms = now;
+	res.workflow = HIVE_STR(workflow);
+	msgpack_sbuffer_init(&sb);
+	if (proto_encode_result(&sb, &res, &err) == 0) {
+		co_xadd(co, co->kresults, &sb);
+		if (have_task && t.reply_to.len > 0) {
+			char key[HIVE_KEY_MAX + 1];
+			snprintf(key, sizeof(key), "%.*s", (int)t.reply_to.len,
+			    t.reply_to.ptr);
+			co_xadd(co, key, &sb);
+		}
+	}
+	msgpack_sbuffer_destroy(&sb);
+	if (have_task)
+		proto_task_clear(&t);
+}
+
+static void
+co_end(struct sup_coord *co, const char *workflow, const char *reason)
+{
+	struct hive_event e = { 0 };
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	int ok = strncmp(reason, "completed", 9) == 0;
+
+	co->st.finished++;
+	log_info("coordinator: workflow %s %s", workflow, reason);
+	e.kind = HIVE_STR(ok ? "workflow.completed" : "workflow.failed");
+	e.ts_ms = proto_now_ms();
+	e.host = HIVE_STR(co->host);
+	e.workflow = HIVE_STR(workflow);
+	/* "completed: 3 completed, 0 failed" -> "3 completed, 0 failed" */
+	e.reason = HIVE_STR(strchr(reason, ' ') ? strchr(reason, ' ') + 1 :
+	    reason);
+	msgpack_sbuffer_init(&sb);
+	if (proto_encode_event(&sb, &e, &err) == 0)
+		co_xadd(co, co->kevents, &sb);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void
+co_release_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
+{
+	struct sup_coord *co = arg;
+
+	co->releasing = 0;
+	if (res == NULL || err != NULL) {
+		/* What it was asked is lost with it: the sweep asks about
+		 * everything. */
+		if (err != NULL)
+			log_warnx("coordinator: release: %s", err);
+		co->sweep_due = 1;
+		return;
+	}
+	for (int i = 0; i < PQntuples(res); i++) {
+		const char *kind = PQgetvalue(res, i, 0);
+		const char *id = PQgetvalue(res, i, 1);
+		const char *wf = PQgetvalue(res, i, 2);
+		const char *stream = PQgetvalue(res, i, 3);
+		unsigned char *msg = NULL;
+		size_t len = 0;
+
+		if (strcmp(kind, "end") == 0) {
+			co_end(co, wf, PQgetvalue(res, i, 6));
+			continue;
+		}
+		msg = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 4),
+		    &len);
+		if (msg == NULL)
+			co->sweep_due = 1;
+		else if (strcmp(kind, "run") == 0)
+			co_run(co, id, stream, msg, len, PQgetvalue(res, i, 5));
+		else if (strcmp(kind, "dead") == 0)
+			co_cancel(co, id, wf, stream, msg, len, PQgetvalue(res, i, 6));
+		PQfreemem(msg);
+	}
+	if (co->done.n > 0 || co->wfs.n > 0 || co->sweep_due)
+		co_release(co);
+}
+
+/* Ask PostgreSQL what may run now: about the ended tasks and submitted
+ * workflows gathered so far, or (sweep_due, nothing gathered) about
+ * everything. */
+static void
+co_release(struct sup_coord *co)
+{
+	char *done = NULL, *wfs = NULL;
+	const char *params[2];
+	int rc;
+
+	if (co->releasing || co->closing)
+		return;
+	if (co->done.n == 0 && co->wfs.n == 0) {
+		if (!co->sweep_due)
+			return;
+		co->sweep_due = 0;
+		rc = sup_pg_query(co->pg, "SELECT * FROM hive_wf_release(NULL, "
+		    "NULL)", 0, NULL, NULL, NULL, co_release_cb, co);
+	} else {
+		if ((done = ids_json(&co->done)) == NULL ||
+		    (wfs = ids_json(&co->wfs)) == NULL) {
+			free(done);
+			co->sweep_due = 1;   /* out of memory: sweep later */
+			ids_clear(&co->done);
+			ids_clear(&co->wfs);
+			return;
+		}
+		ids_clear(&co->done);
+		ids_clear(&co->wfs);
+		params[0] = done;
+		params[1] = wfs;
+		rc = sup_pg_query(co->pg, "SELECT * FROM hive_wf_release("
+		    "ARRAY(SELECT jsonb_array_elements_text($1::jsonb)), "
+		    "ARRAY(SELECT jsonb_array_elements_text($2::jsonb)))", 2,
+		    params, NULL, NULL, co_release_cb, co);
+		free(done);
+		free(wfs);
+	}
+	if (rc == 0)
+		co->releasing = 1;
+	else
+		co->sweep_due = 1;
+}
+
+void
+sup_coord_ended(struct sup_coord *co, const char *const *ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ids_add(&co->done, ids[i], strlen(ids[i])) < 0) {
+			co->sweep_due = 1;
+			break;
+		}
+	co_release(co);
+}
+
+/* ---- the sweep ---- */
+
+static void
+co_claim_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct sup_coord *co = priv;
+	redisReply *reply = r;
+
+	/* [next, [entries...], [deleted...]]: entries now ours, read as
+	 * our own pending ones. */
+	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
+	    reply->elements >= 2 && reply->element[1]->type ==
+	    REDIS_REPLY_ARRAY && reply->element[1]->elements > 0) {
+		log_notice("coordinator: %zu workflow submissions taken over "
+		    "from a host that stopped", reply->element[1]->elements);
+		co->pending_phase = 1;
+	}
+}
+
+static void
+co_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sup_coord *co = w->data;
+
+	co->sweep_due = 1;
+	co_release(co);
+	/* Submissions another host read and never finished.  Handling one
+	 * takes milliseconds: a minute idle means that host is gone. */
+	if (rconn_is_up(co->wr))
+		rconn_cmd(co->wr, co_claim_cb, co, "XAUTOCLAIM %s "
+		    HIVE_GROUP_COORD " %s %d 0-0 COUNT %d", co->key, co->consumer,
+		    SUP_COORD_CLAIM, SUP_COORD_COUNT);
+}
+
+/* ---- life ---- */
+
+struct sup_coord *
+sup_coord_new(struct ev_loop *loop, struct sup_pg *pg,
+    const struct sup_coord_opts *o)
+{
+	struct sup_coord *co = calloc(1, sizeof(*co));
+	char err[256];
+
+	if (co == NULL)
+		return NULL;
+	co->loop = loop;
+	co->pg = pg;
+	snprintf(co->prefix, sizeof(co->prefix), "%s", o->prefix);
+	snprintf(co->host, sizeof(co->host), "%s", o->host);
+	snprintf(co->consumer, sizeof(co->consumer), "hived@%s", o->host);
+	if (proto_key_named(co->key, sizeof(co->key), o->prefix, "workflows") < 0 ||
+	    proto_key_named(co->kdead, sizeof(co->kdead), o->prefix, "dead") < 0 ||
+	    proto_key_named(co->kresults, sizeof(co->kresults), o->prefix,
+	    "results") < 0 ||
+	    proto_key_named(co->kevents, sizeof(co->kevents), o->prefix,
+	    "events") < 0) {
+		free(co);
+		return NULL;
+	}
+	ev_timer_init(&co->read_timer, co_read_timer_cb, 0., 0.);
+	co->read_timer.data = co;
+	ev_timer_init(&co->retry_timer, co_retry_cb, SUP_COORD_RETRY, 0.);
+	co->retry_timer.data = co;
+	ev_timer_init(&co->sweep_timer, co_sweep_cb, SUP_COORD_SWEEP,
+	    SUP_COORD_SWEEP);
+	co->sweep_timer.data = co;
+	ev_timer_start(loop, &co->sweep_timer);
+	co->pending_phase = 1;
+	co->sweep_due = 1;           /* what an earlier hived left */
+	if ((co->entries = json_object()) == NULL) {
+		free(co);
+		return NULL;
+	}
+	if ((co->wr = rconn_new(loop, o->redis, "redis(coordinator)", NULL,
+	    NULL, err, sizeof(err))) == NULL ||
+	    (co->rd = rconn_new(loop, o->redis, "redis(workflows)", co_rd_state,
+	    co, err, sizeof(err))) == NULL) {
+		log_warnx("coordinator: %s", err);
+		sup_coord_free(co);
+		return NULL;
+	}
+	co_release(co);
+	return co;
+}
+
+void
+sup_coord_free(struct sup_coord *co)
+{
+	if (co == NULL)
+		return;
+	co->closing = 1;
+	ev_timer_stop(co->loop, &co->read_timer);
+	ev_timer_stop(co->loop, &co->retry_timer);
+	ev_timer_stop(co->loop, &co->sweep_timer);
+	sup_pg_forget(co->pg, co);
+	rconn_free(co->rd);
+	rconn_free(co->wr);          /* XADD callbacks: NULL replies, now */
+	json_decref(co->entries);
+	co_entries_free(co);
+	free(co->q);
+	ids_clear(&co->done);
+	ids_clear(&co->wfs);
+	free(co->done.v);
+	free(co->wfs.v);
+	free(co);
+}
+
+void
+sup_coord_stats(const struct sup_coord *co, struct sup_coord_stats *out)
+{
+	*out = co->st;
+}
