@@ -168,11 +168,43 @@ def main():
         print(f"  dead letter: reason \"{d['reason']}\" (from {d['stream']})")
 
     if args.pg:
+        say("a workflow: two texts counted side by side, then a summary of both")
+        wid = f"demo-wf-{os.getpid()}"
+        ta, tb, ts = f"{wid}-count-a", f"{wid}-count-b", f"{wid}-summary"
+        wf = {"v": 1, "id": wid, "name": "wordcount-report", "tasks": [
+            {"id": ta, "capability": "text",
+             "payload": {"text": "the cat and the dog and the bird"}},
+            {"id": tb, "capability": "text",
+             "payload": {"text": "a dog a cat"}},
+            {"id": ts, "capability": "summary", "depends_on": [ta, tb],
+             "reply_to": h.reply},
+        ]}
+        h.r.xadd(f"{h.p}:workflows", {"m": msgpack.packb(wf)})
+        print(f"  {DIM}XADD {h.p}:workflows: {ta} and {tb} (agent counter), "
+              f"then {ts} (agent summary), which depends on both{OFF}")
+        res = h.results([ts])[0]
+        show(res)
+        if res["status"] != "ok" or res["result"].get("words") != 12:
+            sys.exit("demo: the workflow's summary is wrong")
+        deadline = time.time() + 20
+        ended = None
+        while ended is None and time.time() < deadline:
+            for _, f in h.r.xrange(f"{h.p}:events", "-", "+"):
+                e = msgpack.unpackb(f[b"m"], raw=False)
+                if e.get("workflow") == wid:
+                    ended = e
+            time.sleep(0.05)
+        if ended is None:
+            sys.exit("demo: no event for the workflow's end")
+        print(f"  event {ended['kind']}: {ended.get('reason', '')}")
+
         say("the record in PostgreSQL")
         time.sleep(1.5)
         q = ("SELECT state, count(*) FROM tasks GROUP BY state ORDER BY 1;"
              "SELECT agent, max(version) AS memory_version, count(*) AS snapshots "
-             "FROM memory_snapshots GROUP BY agent ORDER BY 1;")
+             "FROM memory_snapshots GROUP BY agent ORDER BY 1;"
+             "SELECT id, name, state, finished_at - created_at AS took "
+             "FROM workflows;")
         subprocess.run(["psql", "-X", "-q", args.pg, "-c", q], check=False)
 
 
