@@ -3,13 +3,12 @@
 
 A task of a workflow gets, in "parents", the results of the tasks it
 depends on (docs/HANDLERS.md).  This one adds up the word counts that
-wordcount.py tasks returned and names the most frequent words among them:
+wordcount.py tasks returned:
 
-    task:    {"id": "...", "payload": {...},
-              "parents": {"count-a": {"words": 5, "top": [["the", 2], ...]},
-                          "count-b": {...}}, ...}
-    result:  {"words": 12, "from": ["count-a", "count-b"],
-              "top": [["the", 4], ...]}
+    task:    {"id": "...", "payload": {...}, "memory": {...},
+              "parents": {"count-a": {"words": 8, ...},
+                          "count-b": {"words": 4, ...}}}
+    result:  {"words": 12, "from": ["count-a", "count-b"]}
 
 A task without parents (not in a workflow) is an error.
 """
@@ -22,17 +21,10 @@ def handle(task):
     if not isinstance(parents, dict) or not parents:
         return {"id": task["id"], "status": "error",
                 "error": "no parents: run me as a step of a workflow"}
-    words, top = 0, {}
-    for result in parents.values():
-        if not isinstance(result, dict):
-            continue
-        words += result.get("words", 0)
-        for word, n in result.get("top", []):
-            top[word] = top.get(word, 0) + n
-    best = sorted(top.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    words = sum(r.get("words", 0) for r in parents.values()
+                if isinstance(r, dict))
     return {"id": task["id"], "status": "ok",
-            "result": {"words": words, "from": sorted(parents),
-                       "top": [[w, n] for w, n in best]}}
+            "result": {"words": words, "from": sorted(parents)}}
 
 
 for line in sys.stdin:
