@@ -201,6 +201,8 @@ static const struct migration migrations[] = {
 	"ALTER TABLE events ADD COLUMN workflow text;"
 	"CREATE INDEX tasks_workflow ON tasks (workflow)"
 	"  WHERE workflow IS NOT NULL;"
+	"CREATE INDEX workflows_running ON workflows (id)"
+	"  WHERE state = 'running';"
 	"CREATE INDEX workflow_edges_task ON workflow_edges (task_id);"
 	"CREATE INDEX workflow_edges_parent ON workflow_edges (depends_on);"
 	/* w: {"id", "name", "created_ms", "tasks": [{"id", "stream",
