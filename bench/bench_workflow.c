@@ -184,44 +184,40 @@ new_reply(char *buf, size_t len)
 
 /* ---- the client's way ---- */
 
-static double
-client_chain(redisContext *c, int n)
+/* A wave: n tasks "<prefix>-<tag><seq>-<name><i>" submitted pipelined,
+ * then their n replies awaited. */
+static void
+client_wave(redisContext *c, const char *reply, char *last, size_t lastlen,
+    const char *name, int n)
 {
-	char reply[128], last[64] = "0", id[96];
-	double t0 = bench_mono_s();
+	char id[128];
 
-	new_reply(reply, sizeof(reply));
 	for (int i = 0; i < n; i++) {
-		snprintf(id, sizeof(id), "%s-c%u-%d", prefix, seq, i);
+		snprintf(id, sizeof(id), "%s-%u-%s%d", prefix, seq, name, i);
 		submit_task(c, id, reply);
-		drain_replies(c, 1);
-		wait_reply(c, reply, last, sizeof(last), 1);
 	}
-	bench_cmd(c, "DEL %s", reply);
-	return bench_mono_s() - t0;
+	drain_replies(c, n);
+	wait_reply(c, reply, last, lastlen, n);
 }
 
+/* kind 'c': a chain of n, one wave of 1 each; 'f': 1, n, 1. */
 static double
-client_fan(redisContext *c, int m)
+client(redisContext *c, char kind, int n)
 {
-	char reply[128], last[64] = "0", id[96];
+	char reply[128], last[64] = "0", name[32];
 	double t0 = bench_mono_s();
 
 	new_reply(reply, sizeof(reply));
-	snprintf(id, sizeof(id), "%s-f%u-root", prefix, seq);
-	submit_task(c, id, reply);
-	drain_replies(c, 1);
-	wait_reply(c, reply, last, sizeof(last), 1);
-	for (int i = 0; i < m; i++) {
-		snprintf(id, sizeof(id), "%s-f%u-%d", prefix, seq, i);
-		submit_task(c, id, reply);
+	if (kind == 'c')
+		for (int i = 0; i < n; i++) {
+			snprintf(name, sizeof(name), "c%d-", i);
+			client_wave(c, reply, last, sizeof(last), name, 1);
+		}
+	else {
+		client_wave(c, reply, last, sizeof(last), "root", 1);
+		client_wave(c, reply, last, sizeof(last), "fan", n);
+		client_wave(c, reply, last, sizeof(last), "sink", 1);
 	}
-	drain_replies(c, m);
-	wait_reply(c, reply, last, sizeof(last), m);
-	snprintf(id, sizeof(id), "%s-f%u-sink", prefix, seq);
-	submit_task(c, id, reply);
-	drain_replies(c, 1);
-	wait_reply(c, reply, last, sizeof(last), 1);
 	bench_cmd(c, "DEL %s", reply);
 	return bench_mono_s() - t0;
 }
@@ -347,12 +343,12 @@ main(int argc, char **argv)
 	c = redis_connect();
 
 	/* Warm up both ways: hived, its workers and the coordinator up. */
-	client_chain(c, 3);
+	client(c, 'c', 3);
 	workflow(c, 'c', 3);
 	for (int r = 0; r < rounds; r++) {
-		cc[r] = client_chain(c, n);
+		cc[r] = client(c, 'c', n);
 		wc[r] = workflow(c, 'c', n);
-		cf[r] = client_fan(c, m);
+		cf[r] = client(c, 'f', m);
 		wf[r] = workflow(c, 'f', m);
 		over_c[r] = (wc[r] - cc[r]) / (n - 1);
 		over_f[r] = (wf[r] - cf[r]) / (2.0 * m);
