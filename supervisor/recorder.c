@@ -109,7 +109,7 @@ struct sbuf {
  * The tasks whose row was written from a result or a dead letter without
  * their queue entry (task_is_new): hashes of their ids, in two
  * generations of REC_ENDS_GEN; when the newer is full the older is
- * forgotten, and evicted_ms says how far: its ends were read up to then.
+ * forgotten, and evicted_ms says how far: its ends were all read by then.
  */
 #define REC_ENDS_GEN     16384
 #define REC_ENDS_SLOTS   (2 * REC_ENDS_GEN)    /* a power of 2 */
@@ -117,6 +117,7 @@ struct sbuf {
 struct rec_ends_gen {
 	uint64_t slot[REC_ENDS_SLOTS];         /* 0: empty */
 	size_t n;
+	uint64_t read_ms;            /* its ends were read by then */
 };
 
 struct rec_ends {
@@ -960,11 +961,10 @@ ends_add(struct rec_ends *e, const char *id, uint64_t ends_seen)
 	if (ends_gen_has(g, h))
 		return;
 	if (g->n == REC_ENDS_GEN) {
-		/* The older generation goes: its ends are not older than
-		 * those the newer one holds, all read by ends_seen. */
-		e->evicted_ms = ends_seen;
 		e->cur = 1 - e->cur;
 		g = &e->gen[e->cur];
+		if (g->read_ms > e->evicted_ms)
+			e->evicted_ms = g->read_ms;
 		memset(g, 0, sizeof(*g));
 	}
 	for (i = h & (REC_ENDS_SLOTS - 1); g->slot[i] != 0;
@@ -972,6 +972,7 @@ ends_add(struct rec_ends *e, const char *id, uint64_t ends_seen)
 		;
 	g->slot[i] = h;
 	g->n++;
+	g->read_ms = ends_seen;
 }
 
 /*
