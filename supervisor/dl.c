@@ -50,9 +50,9 @@
 	X(PQerrorMessage) X(PQfinish) X(PQflush) X(PQfreemem) \
 	X(PQgetResult) X(PQgetvalue) X(PQisBusy) X(PQnotifies) \
 	X(PQntuples) X(PQputCopyData) X(PQputCopyEnd) \
-	X(PQresultErrorMessage) X(PQresultStatus) X(PQsendQuery) \
-	X(PQsendQueryParams) X(PQsetnonblocking) X(PQsocket) X(PQstatus) \
-	X(PQunescapeBytea)
+	X(PQresultErrorField) X(PQresultErrorMessage) X(PQresultStatus) \
+	X(PQsendQuery) X(PQsendQueryParams) X(PQsetnonblocking) X(PQsocket) \
+	X(PQstatus) X(PQunescapeBytea)
 
 /* MHD_start_daemon and MHD_get_daemon_info are variadic: the trampolines
  * call MHD_start_daemon_va, and MHD_get_daemon_info without the extra
@@ -254,6 +254,12 @@ int
 PQputCopyEnd(PGconn *conn, const char *errormsg)
 {
 	return PQ(PQputCopyEnd)(conn, errormsg);
+}
+
+char *
+PQresultErrorField(const PGresult *res, int fieldcode)
+{
+	return PQ(PQresultErrorField)(res, fieldcode);
 }
 
 char *

@@ -30,8 +30,9 @@ struct pg_query {
 	char **values;
 	int *lengths;
 	int *formats;
-	char *copy;                  /* data of the query's COPY FROM STDIN */
-	size_t copylen;
+	char *copy;                  /* data of its COPY FROM STDIN, in turn */
+	size_t *copylen;             /* each one's length */
+	int ncopy, copied;
 	sup_pg_cb *cb;
 	void *arg;
 };
@@ -72,6 +73,7 @@ pg_query_free(struct pg_query *q)
 	free(q->lengths);
 	free(q->formats);
 	free(q->copy);
+	free(q->copylen);
 	free(q);
 }
 
@@ -281,9 +283,9 @@ pg_complete(struct sup_pg *pg)
 
 /*
  * The server waits for the data of a COPY FROM STDIN: send the query's
- * (once; a query without data, or a second COPY, ends it with an error).
- * libpq buffers it all (its buffer grows), so this does not wait; the
- * flush goes on from the write watcher.
+ * next piece (a query without data, or with fewer pieces than COPYs,
+ * ends it with an error).  libpq buffers it all (its buffer grows), so
+ * this does not wait; the flush goes on from the write watcher.
  */
 static int
 pg_copy_in(struct sup_pg *pg)
@@ -291,12 +293,18 @@ pg_copy_in(struct sup_pg *pg)
 	struct pg_query *q = pg->head;
 	int r;
 
-	if (q->copy != NULL) {
-		r = PQputCopyData(pg->conn, q->copy, (int)q->copylen);
+	if (q->copied < q->ncopy) {
+		size_t off = 0;
+		for (int i = 0; i < q->copied; i++)
+			off += q->copylen[i];
+		r = PQputCopyData(pg->conn, q->copy + off,
+		    (int)q->copylen[q->copied]);
 		if (r == 1)
 			r = PQputCopyEnd(pg->conn, NULL);
-		free(q->copy);
-		q->copy = NULL;
+		if (++q->copied == q->ncopy) {
+			free(q->copy);
+			q->copy = NULL;
+		}
 	} else
 		r = PQputCopyEnd(pg->conn, "no COPY data for this query");
 	if (r != 1) {
@@ -469,21 +477,45 @@ err:
 }
 
 int
-sup_pg_query_copy(struct sup_pg *pg, const char *sql, const char *data,
-    size_t len, sup_pg_cb *cb, void *arg)
+sup_pg_query_copyv(struct sup_pg *pg, const char *sql, int n,
+    const char *const *data, const size_t *len, sup_pg_cb *cb, void *arg)
 {
+	size_t total = 0, off = 0;
+	size_t *lens;
 	char *copy;
 
-	if (len > INT_MAX || (copy = malloc(len ? len : 1)) == NULL)
+	for (int i = 0; i < n; i++) {
+		if (len[i] > INT_MAX)
+			return -1;
+		total += len[i];
+	}
+	if (n < 1 || (copy = malloc(total ? total : 1)) == NULL)
 		return -1;
-	memcpy(copy, data, len);
-	if (sup_pg_query(pg, sql, 0, NULL, NULL, NULL, cb, arg) < 0) {
+	if ((lens = calloc((size_t)n, sizeof(*lens))) == NULL) {
 		free(copy);
 		return -1;
 	}
+	for (int i = 0; i < n; i++) {
+		memcpy(copy + off, data[i], len[i]);
+		off += len[i];
+		lens[i] = len[i];
+	}
+	if (sup_pg_query(pg, sql, 0, NULL, NULL, NULL, cb, arg) < 0) {
+		free(copy);
+		free(lens);
+		return -1;
+	}
 	pg->tail->copy = copy;
-	pg->tail->copylen = len;
+	pg->tail->copylen = lens;
+	pg->tail->ncopy = n;
 	return 0;
+}
+
+int
+sup_pg_query_copy(struct sup_pg *pg, const char *sql, const char *data,
+    size_t len, sup_pg_cb *cb, void *arg)
+{
+	return sup_pg_query_copyv(pg, sql, 1, &data, &len, cb, arg);
 }
 
 static void

@@ -46,10 +46,14 @@ int sup_pg_query(struct sup_pg *pg, const char *sql, int nparams,
 
 /*
  * Queue a simple query holding one COPY ... FROM STDIN among its
- * statements, and the data to send for it (COPY text format, copied).
+ * statements, and the data to send for it (copied).
  */
 int sup_pg_query_copy(struct sup_pg *pg, const char *sql, const char *data,
     size_t len, sup_pg_cb *cb, void *arg);
+/* The same with n COPY FROM STDIN among its statements: data[i] (len[i]
+ * bytes, text or binary as the statement says) is sent for the i-th. */
+int sup_pg_query_copyv(struct sup_pg *pg, const char *sql, int n,
+    const char *const *data, const size_t *len, sup_pg_cb *cb, void *arg);
 
 /* The owner of arg is going away: its queued queries still run (a
  * transaction in flight must end) but their callbacks are not called. */

@@ -4,8 +4,9 @@
  *   +-> XREADGROUP recorder <host> ... STREAMS q.. results events dead
  *   |         |  (first the entries still pending to us: id 0, then ">")
  *   |   decode, fold each task's entries into one row (and the tasks
- *   |   held from the last batch), COPY the rows into a temporary table,
- *   |   upsert tasks from it: one transaction
+ *   |   held from the last batch); COPY the rows of new tasks into tasks,
+ *   |   the others into a temporary table and upsert tasks from it: one
+ *   |   transaction (binary COPY)
  *   |         |
  *   |   PostgreSQL  --fails--> same transaction again (pg queues it until
  *   |         |                the connection is back; Redis keeps the
@@ -20,6 +21,13 @@
  * in one batch, an INSERT and an UPDATE otherwise; so a queue entry whose
  * result may come soon is held (REC_HOLD_MS: not written, not
  * acknowledged, still pending in Redis) and folded into the next batch.
+ * A new task's row (task_is_new: its first attempt, its queue entry in
+ * the batch, nothing written for it before) is copied straight into
+ * tasks, the cheapest write there is.  Should it be there after all (a
+ * batch written again after the recorder died between COMMIT and XACK),
+ * the COPY fails on the primary key, and the same batch is rolled back
+ * and written again with every row upserted: nothing is lost, nothing
+ * acknowledged before it is written.
  *
  * Ordering: the streams are read in one command, so a task's queue entry
  * and its result may arrive in different batches in either order.  The
@@ -79,6 +87,7 @@ struct rec_task {
 	int has_q;
 	int q_stream;
 	char q_entry[HIVE_ENTRY_ID_MAX + 1];
+	int reread;                  /* read again from our pending entries */
 	char *own_msg;               /* a held task's copy of its message */
 	int skip;                    /* folded into another, or held */
 	/* From the newest queue entry: what recovery puts back. */
@@ -96,10 +105,37 @@ struct sbuf {
 	int oom;
 };
 
-/* One transaction: its SQL, its COPY data, what to XACK after COMMIT. */
+/*
+ * The tasks whose row was written from a result or a dead letter without
+ * their queue entry (task_is_new): hashes of their ids, in two
+ * generations of REC_ENDS_GEN; when the newer is full the older is
+ * forgotten, and evicted_ms says how far: its ends were all read by then.
+ */
+#define REC_ENDS_GEN     16384
+#define REC_ENDS_SLOTS   (2 * REC_ENDS_GEN)    /* a power of 2 */
+
+struct rec_ends_gen {
+	uint64_t slot[REC_ENDS_SLOTS];         /* 0: empty */
+	size_t n;
+	uint64_t read_ms;            /* its ends were read by then */
+};
+
+struct rec_ends {
+	struct rec_ends_gen gen[2];
+	int cur;
+	uint64_t evicted_ms;
+};
+
+/* One transaction: its rows (COPY binary data), its other statements,
+ * what to XACK after COMMIT.  Its SQL is made from them when it is sent
+ * (rec_write). */
 struct rec_txn {
 	struct sbuf sql;
-	struct sbuf copy;
+	struct sbuf stage;           /* rows for the staging table */
+	struct sbuf fresh;           /* rows of new tasks, for tasks itself */
+	struct sbuf rest;            /* events, memory snapshots */
+	int attempts;                /* a staged row may supersede an attempt */
+	int restage;                 /* the fresh rows go through the stage */
 	struct rec_ack *acks;
 	size_t nacks, capacks;
 	char **ended;                /* final workflow (or dead) task ids */
@@ -128,6 +164,8 @@ struct sup_recorder {
 	struct rec_task *held;       /* queue entries waiting for their result */
 	size_t nheld, capheld;
 	uint64_t results_clock;      /* ms: the results stream is read up to */
+	uint64_t ends_seen;          /* ms: newest result or dead letter read */
+	struct rec_ends *ends;
 	size_t entry_bytes;          /* mean size of an entry, last read */
 	size_t active;               /* streams that gave entries, last read */
 	size_t read_count;           /* COUNT of the read in flight */
@@ -475,6 +513,7 @@ record_task(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	t->attempts = m.attempt;
 	t->workflow = hstrdup(m.workflow);
 	t->queued_ms = entry_ms(entry);
+	t->reread = rec->pending_phase;
 	t->created_ms = m.created_ms ? m.created_ms : t->queued_ms;
 	t->has_msg = 1;
 	t->msg_attempt = m.attempt;
@@ -603,119 +642,182 @@ task_cmp(const void *a, const void *b)
 	    ((const struct rec_task *)b)->id);
 }
 
-/* ---- COPY text format ---- */
+/* ---- COPY binary format ----
+ *
+ *   "PGCOPY\n\377\r\n\0" | flags int32 0 | extension length int32 0
+ *   per row:  field count int16 | per field: length int32 (-1: NULL), bytes
+ *   trailer:  int16 -1
+ *
+ * All integers big-endian.  No escaping and no hex: a message goes as its
+ * own bytes, a time as microseconds since 2000-01-01 (timestamptz).
+ */
 
-/* A text field: \ tab newline CR escaped; NUL and invalid UTF-8 (which
- * PostgreSQL text refuses, failing the whole batch) become U+FFFD. */
 static void
-cp_text(struct sbuf *b, const char *s, size_t n)
+bin_u16(struct sbuf *b, uint16_t v)
+{
+	unsigned char x[2] = { v >> 8, v & 0xff };
+
+	sb_add(b, (char *)x, 2);
+}
+
+static void
+bin_u32(struct sbuf *b, uint32_t v)
+{
+	unsigned char x[4] = { v >> 24, (v >> 16) & 0xff, (v >> 8) & 0xff,
+	    v & 0xff };
+
+	sb_add(b, (char *)x, 4);
+}
+
+static void
+bin_header(struct sbuf *b)
+{
+	sb_add(b, "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0", 19);
+}
+
+static void
+bin_trailer(struct sbuf *b)
+{
+	bin_u16(b, 0xffff);
+}
+
+static void
+bin_null(struct sbuf *b)
+{
+	bin_u32(b, 0xffffffffu);
+}
+
+/* A text field.  PostgreSQL text holds neither NUL nor invalid UTF-8, and
+ * a value it refuses would stop the whole batch, so such bytes become
+ * U+FFFD.  pre: a byte before the text (jsonb's version), or -1. */
+static void
+bin_text_pre(struct sbuf *b, int pre, const char *s, size_t n)
 {
 	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0, start = 0;
+	size_t i = 0, start = 0, at;
 
+	if (s == NULL) {
+		bin_null(b);
+		return;
+	}
+	bin_u32(b, 0);               /* its length, once known */
+	at = b->len;
+	if (pre >= 0) {
+		char c = (char)pre;
+		sb_add(b, &c, 1);
+	}
 	while (i < n) {
-		size_t l = u[i] == 0 ? 0 : utf8_len(u + i, n - i);
-		const char *esc = NULL;
-		if (l == 1)
-			switch (u[i]) {
-			case '\\': esc = "\\\\"; break;
-			case '\t': esc = "\\t"; break;
-			case '\n': esc = "\\n"; break;
-			case '\r': esc = "\\r"; break;
-			}
-		else if (l == 0)
-			esc = "\xef\xbf\xbd";
-		if (esc == NULL) {
+		size_t l;
+		if (u[i] >= 0x01 && u[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((l = u[i] == 0 ? 0 : utf8_len(u + i, n - i)) > 0) {
 			i += l;
 			continue;
 		}
 		sb_add(b, s + start, i - start);
-		sb_puts(b, esc);
+		sb_add(b, "\xef\xbf\xbd", 3);
 		start = ++i;
 	}
 	sb_add(b, s + start, i - start);
-}
-
-static void
-cp_str(struct sbuf *b, const char *s, char sep)
-{
-	if (s == NULL)
-		sb_puts(b, "\\N");
-	else
-		cp_text(b, s, strlen(s));
-	sb_add(b, &sep, 1);
-}
-
-static void
-cp_ms(struct sbuf *b, uint64_t ms, char sep)
-{
-	if (ms == 0)
-		sb_puts(b, "\\N");
-	else
-		sb_printf(b, "%" PRIu64, ms);
-	sb_add(b, &sep, 1);
-}
-
-/* bytea in COPY text: its \x hex form, the backslash escaped. */
-static void
-cp_bytea(struct sbuf *b, const char *p, size_t n, char sep)
-{
-	static const char hex[] = "0123456789abcdef";
-	char chunk[512];
-	size_t k = 0;
-
-	sb_puts(b, "\\\\x");
-	for (size_t i = 0; i < n; i++) {
-		chunk[k++] = hex[(unsigned char)p[i] >> 4];
-		chunk[k++] = hex[(unsigned char)p[i] & 15];
-		if (k == sizeof(chunk)) {
-			sb_add(b, chunk, k);
-			k = 0;
-		}
+	if (!b->oom) {
+		uint32_t len = (uint32_t)(b->len - at);
+		unsigned char *x = (unsigned char *)b->p + at - 4;
+		x[0] = len >> 24;
+		x[1] = (len >> 16) & 0xff;
+		x[2] = (len >> 8) & 0xff;
+		x[3] = len & 0xff;
 	}
-	sb_add(b, chunk, k);
-	sb_add(b, &sep, 1);
+}
+
+static void
+bin_str(struct sbuf *b, const char *s)
+{
+	bin_text_pre(b, -1, s, s != NULL ? strlen(s) : 0);
+}
+
+static void
+bin_int4(struct sbuf *b, uint32_t v)
+{
+	bin_u32(b, 4);
+	bin_u32(b, v);
+}
+
+/* Milliseconds since 1970 as a timestamptz; 0 is NULL. */
+static void
+bin_time(struct sbuf *b, uint64_t ms)
+{
+	int64_t us;
+
+	if (ms == 0) {
+		bin_null(b);
+		return;
+	}
+	us = ((int64_t)ms - INT64_C(946684800000)) * 1000;
+	bin_u32(b, 8);
+	bin_u32(b, (uint32_t)((uint64_t)us >> 32));
+	bin_u32(b, (uint32_t)((uint64_t)us & 0xffffffffu));
 }
 
 /*
- * One row of the staging table (STAGE_COLUMNS).  kind 't': the task's
- * row; kind 'a': an attempt the batch itself saw superseded, for
- * task_attempts.
+ * One row of tasks columns (TASK_COLUMNS), as COPY into tasks takes it,
+ * or, with a kind first, one of the staging table's (STAGE_COLUMNS).
+ * kind 't': the task's row; kind 'a': an attempt the batch itself saw
+ * superseded, for task_attempts; 0: a tasks row (no kind).
  */
 static void
-cp_row(struct sup_recorder *rec, struct sbuf *b, char kind,
+bin_row(struct sup_recorder *rec, struct sbuf *b, char kind,
     const struct rec_task *t)
 {
-	char k[2] = { kind, '\t' };
+	int row = kind != 'a', msg = row && t->has_msg;
 
-	sb_add(b, k, 2);
-	cp_str(b, t->id, '\t');
-	if (kind == 't' && t->has_msg) {
-		cp_str(b, rec->streams[t->msg_stream].key, '\t');
-		cp_str(b, t->msg_entry, '\t');
+	bin_u16(b, kind ? 15 : 14);
+	if (kind) {
+		bin_u32(b, 1);
+		sb_add(b, &kind, 1);
+	}
+	bin_str(b, t->id);
+	bin_str(b, msg ? rec->streams[t->msg_stream].key : NULL);
+	bin_str(b, msg ? t->msg_entry : NULL);
+	bin_str(b, t->state);
+	bin_int4(b, t->attempts);
+	bin_str(b, t->agent);
+	bin_str(b, row ? t->workflow : NULL);
+	if (msg) {
+		bin_u32(b, (uint32_t)t->msglen);
+		sb_add(b, t->msg, t->msglen);
 	} else
-		sb_puts(b, "\t\\N\t");
-	sb_printf(b, "%s\t%" PRIu32 "\t", t->state, t->attempts);
-	cp_str(b, t->agent, '\t');
-	cp_str(b, kind == 't' ? t->workflow : NULL, '\t');
-	if (kind == 't' && t->has_msg)
-		cp_bytea(b, t->msg, t->msglen, '\t');
+		bin_null(b);
+	if (row && t->result != NULL)
+		bin_text_pre(b, 1, t->result, strlen(t->result));
 	else
-		sb_puts(b, "\\N\t");
-	cp_str(b, kind == 't' ? t->result : NULL, '\t');
-	cp_str(b, t->error, '\t');
-	cp_ms(b, t->created_ms, '\t');
-	cp_ms(b, t->queued_ms, '\t');
-	cp_ms(b, t->started_ms, '\t');
-	cp_ms(b, t->rank == 3 ? t->finished_ms : 0, '\n');
+		bin_null(b);
+	bin_str(b, t->error);
+	bin_time(b, t->created_ms);
+	bin_time(b, t->queued_ms);
+	bin_time(b, t->started_ms);
+	bin_time(b, t->rank == 3 ? t->finished_ms : 0);
+}
+
+static void
+stage_row(struct sup_recorder *rec, struct rec_txn *tx, char kind,
+    const struct rec_task *t)
+{
+	if (tx->stage.len == 0)
+		bin_header(&tx->stage);
+	bin_row(rec, &tx->stage, kind, t);
 }
 
 #define STAGE "hive_rec_stage"
+#define TASK_COLUMNS \
+	"id, stream, entry, state, attempts, agent, workflow, message, " \
+	"result, error, created_at, queued_at, started_at, finished_at"
 #define STAGE_COLUMNS \
-	"kind \"char\", id text, stream text, entry text, state text, " \
-	"attempts int, agent text, workflow text, message bytea, result jsonb, " \
-	"error text, created_ms bigint, queued_ms bigint, started_ms bigint, " \
-	"finished_ms bigint"
+	"kind \"char\" NOT NULL DEFAULT 't', id text, stream text, " \
+	"entry text, state text, attempts int, agent text, workflow text, " \
+	"message bytea, result jsonb, error text, created_at timestamptz, " \
+	"queued_at timestamptz, started_at timestamptz, finished_at timestamptz"
 
 /* ---- folding a batch ---- */
 
@@ -769,7 +871,7 @@ rec_hold(struct sup_recorder *rec, struct rec_task *w)
  */
 static void
 fold_task(struct sup_recorder *rec, struct rec_task *run, size_t n,
-    struct sbuf *copy)
+    struct rec_txn *tx)
 {
 	struct rec_task *w = &run[0];
 	int rank = w->rank;
@@ -782,8 +884,10 @@ fold_task(struct sup_recorder *rec, struct rec_task *run, size_t n,
 				att = run[i].attempts;
 		}
 	for (size_t i = 0; i < n; i++)
-		if (run[i].attempts < att && run[i].rank > 0)
-			cp_row(rec, copy, 'a', &run[i]);
+		if (run[i].attempts < att && run[i].rank > 0) {
+			stage_row(rec, tx, 'a', &run[i]);
+			tx->attempts = 1;
+		}
 	for (size_t i = 1; i < n; i++) {
 		struct rec_task *t = &run[i];
 		t->skip = 1;
@@ -823,6 +927,92 @@ fold_task(struct sup_recorder *rec, struct rec_task *run, size_t n,
 				w->started_ms = t->started_ms;
 		}
 	}
+}
+
+static uint64_t
+ends_hash(const char *id)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+
+	for (; *id != '\0'; id++)
+		h = (h ^ (unsigned char)*id) * UINT64_C(1099511628211);
+	return h ? h : 1;
+}
+
+static int
+ends_gen_has(const struct rec_ends_gen *g, uint64_t h)
+{
+	for (size_t i = h & (REC_ENDS_SLOTS - 1); g->slot[i] != 0;
+	    i = (i + 1) & (REC_ENDS_SLOTS - 1))
+		if (g->slot[i] == h)
+			return 1;
+	return 0;
+}
+
+static int
+ends_has(const struct rec_ends *e, const char *id)
+{
+	uint64_t h = ends_hash(id);
+
+	return ends_gen_has(&e->gen[0], h) || ends_gen_has(&e->gen[1], h);
+}
+
+/* Remember a task written without its queue entry; the ends read so far
+ * are up to ends_seen (ms). */
+static void
+ends_add(struct rec_ends *e, const char *id, uint64_t ends_seen)
+{
+	struct rec_ends_gen *g = &e->gen[e->cur];
+	uint64_t h = ends_hash(id);
+	size_t i;
+
+	if (ends_gen_has(g, h))
+		return;
+	if (g->n == REC_ENDS_GEN) {
+		e->cur = 1 - e->cur;
+		g = &e->gen[e->cur];
+		if (g->read_ms > e->evicted_ms)
+			e->evicted_ms = g->read_ms;
+		memset(g, 0, sizeof(*g));
+	}
+	for (i = h & (REC_ENDS_SLOTS - 1); g->slot[i] != 0;
+	    i = (i + 1) & (REC_ENDS_SLOTS - 1))
+		;
+	g->slot[i] = h;
+	g->n++;
+	g->read_ms = ends_seen;
+}
+
+/*
+ * Is the task of run[0..n) surely not in tasks yet, so that its row can be
+ * copied there, not upserted through the stage?  Its first attempt, its
+ * queue entry among them, not re-read from our pending entries, not a
+ * workflow's task (a coordinator creates those rows beforehand), and no
+ * row written for it before from a result or a dead letter alone (rec
+ * ->ends; one forgotten since was read before evicted_ms, and a queue
+ * entry is older than its result).  Wrong only when a batch is written
+ * again (the recorder died between COMMIT and XACK), a task is put back
+ * in a queue with the same attempt, or another recorder wrote the row:
+ * the COPY then meets the row, and the batch is written again with every
+ * row staged (rec_pg_cb).
+ */
+static int
+task_is_new(const struct sup_recorder *rec, const struct rec_task *run,
+    size_t n)
+{
+	int q = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		if (run[k].attempts != 1 || run[k].workflow != NULL)
+			return 0;
+		if (run[k].has_q) {
+			if (run[k].reread ||
+			    run[k].queued_ms <= rec->ends->evicted_ms)
+				return 0;
+			q = 1;
+		}
+	}
+	return q && !ends_has(rec->ends, run[0].id);
 }
 
 /* After the batch commits, acknowledge the queue entries of run[0..n). */
@@ -869,7 +1059,7 @@ clear_ended(struct rec_txn *tx)
  * Returns the number of rows written.
  */
 static size_t
-fold_batch(struct sup_recorder *rec, struct rec_batch *bt, struct sbuf *copy)
+fold_batch(struct sup_recorder *rec, struct rec_batch *bt, struct rec_txn *tx)
 {
 	size_t i = 0, h = 0, rows = 0;
 	int may_hold = !rec->pending_phase;
@@ -888,6 +1078,7 @@ fold_batch(struct sup_recorder *rec, struct rec_batch *bt, struct sbuf *copy)
 	while (i < bt->ntasks) {
 		size_t j = i + 1, nq = 0;
 		struct rec_task *w = &bt->tasks[i];
+		int fresh;
 		while (j < bt->ntasks && strcmp(bt->tasks[j].id, w->id) == 0)
 			j++;
 		if (w->skip) {           /* queue entries without a task id */
@@ -895,16 +1086,27 @@ fold_batch(struct sup_recorder *rec, struct rec_batch *bt, struct sbuf *copy)
 			i = j;
 			continue;
 		}
-		fold_task(rec, w, j - i, copy);
+		fresh = task_is_new(rec, w, j - i);
+		fold_task(rec, w, j - i, tx);
 		for (size_t k = i; k < j; k++)
 			nq += bt->tasks[k].has_q;
+		if (nq == 0)
+			ends_add(rec->ends, w->id, rec->ends_seen);
 		if (may_hold && w->rank == 1 && nq == 1 && w->has_q &&
 		    w->queued_ms + REC_HOLD_MS > rec->results_clock &&
 		    rec_hold(rec, w) == 0) {
 			i = j;
 			continue;
 		}
-		cp_row(rec, copy, 't', w);
+		if (fresh && w->created_ms != 0) {
+			if (tx->fresh.len == 0)
+				bin_header(&tx->fresh);
+			bin_row(rec, &tx->fresh, 0, w);
+		} else {
+			stage_row(rec, tx, 't', w);
+			if (w->attempts > 1)
+				tx->attempts = 1;
+		}
 		rows++;
 		if (w->rank == 3 && rec->ended != NULL && (w->workflow != NULL ||
 		    strcmp(w->state, "dead") == 0))
@@ -940,31 +1142,30 @@ sql_rows(struct sbuf *b, const char *table, const struct sbuf *rows)
 #define SX "EXCLUDED.attempts = t.attempts"
 #define MX "(EXCLUDED.message IS NOT NULL AND (t.message IS NULL OR " \
 	  "EXCLUDED.attempts >= t.attempts))"
-#define MS(c) "CASE WHEN s." c " IS NULL THEN NULL ELSE to_timestamp(s." c \
-	  " / 1000.0) END"
 
-static const char sql_stage[] =
+static const char sql_stage_table[] =
 	"SET LOCAL client_min_messages = warning;"
 	"CREATE TEMP TABLE IF NOT EXISTS " STAGE " (" STAGE_COLUMNS ") "
-	"ON COMMIT DELETE ROWS;"
-	"COPY " STAGE " FROM STDIN;"
-	/* The attempt a later one supersedes keeps its states. */
+	"ON COMMIT DELETE ROWS;";
+
+/* The attempt a later one supersedes keeps its states. */
+static const char sql_attempts[] =
 	"INSERT INTO task_attempts AS a (task_id, attempt, state, agent, "
 	"queued_at, started_at, finished_at, detail) "
 	"SELECT t.id, t.attempts, t.state, t.agent, t.queued_at, t.started_at, "
 	"t.finished_at, t.error FROM " STAGE " s JOIN tasks t ON t.id = s.id "
 	"WHERE s.kind = 't' AND s.attempts > 1 AND s.attempts > t.attempts "
 	"AND " W " "
-	"UNION ALL SELECT s.id, s.attempts, s.state, s.agent, " MS("queued_ms")
-	", " MS("started_ms") ", " MS("finished_ms") ", s.error FROM " STAGE " s "
-	"WHERE s.kind = 'a' ON CONFLICT DO NOTHING;"
-	"INSERT INTO tasks AS t (id, stream, entry, state, attempts, agent, "
-	"workflow, message, result, error, created_at, queued_at, started_at, "
-	"finished_at, updated_at) "
+	"UNION ALL SELECT s.id, s.attempts, s.state, s.agent, s.queued_at, "
+	"s.started_at, s.finished_at, s.error FROM " STAGE " s "
+	"WHERE s.kind = 'a' ON CONFLICT DO NOTHING;";
+
+static const char sql_upsert[] =
+	"INSERT INTO tasks AS t (" TASK_COLUMNS ", updated_at) "
 	"SELECT s.id, coalesce(s.stream, ''), s.entry, s.state, s.attempts, "
 	"s.agent, s.workflow, s.message, s.result, s.error, "
-	"coalesce(" MS("created_ms") ", now()), " MS("queued_ms") ", "
-	MS("started_ms") ", " MS("finished_ms") ", now() "
+	"coalesce(s.created_at, now()), s.queued_at, s.started_at, "
+	"s.finished_at, now() "
 	"FROM " STAGE " s WHERE s.kind = 't' "
 	"ON CONFLICT (id) DO UPDATE SET "
 	"stream = CASE WHEN " MX " THEN EXCLUDED.stream ELSE t.stream END, "
@@ -992,26 +1193,29 @@ static const char sql_stage[] =
 #undef NX
 #undef SX
 #undef MX
-#undef MS
 
 /*
- * Build the transaction of a batch, and its COPY data, into rec->fill.
- * Returns the number of statements besides BEGIN/COMMIT (0: nothing to
- * write, only to ack), -1 when out of memory.
+ * Fold a batch into rec->fill: its rows, its other statements.  Returns
+ * the number of statements besides BEGIN/COMMIT (0: nothing to write,
+ * only to ack), -1 when out of memory.
  */
 static int
-build_sql(struct sup_recorder *rec, struct rec_batch *bt)
+build_txn(struct sup_recorder *rec, struct rec_batch *bt)
 {
-	struct sbuf *b = &rec->fill->sql, *copy = &rec->fill->copy;
+	struct rec_txn *tx = rec->fill;
+	struct sbuf *b = &tx->rest;
 	int n = 0;
 
+	sb_reset(&tx->stage);
+	sb_reset(&tx->fresh);
 	sb_reset(b);
-	sb_reset(copy);
-	sb_puts(b, "BEGIN;");
-	if (fold_batch(rec, bt, copy) > 0 || copy->len > 0) {
-		sb_puts(b, sql_stage);
+	tx->attempts = tx->restage = 0;
+	if (fold_batch(rec, bt, tx) > 0 || tx->stage.len > 0)
 		n++;
-	}
+	if (tx->stage.len > 0)
+		bin_trailer(&tx->stage);
+	if (tx->fresh.len > 0)
+		bin_trailer(&tx->fresh);
 	n += sql_rows(b, "events (at, kind, host, agent, task_id, pid, reason, "
 	    "source, workflow)", &bt->events);
 	if (sql_rows(b, "memory_snapshots (agent, version, memory, task_id, "
@@ -1023,8 +1227,52 @@ build_sql(struct sup_recorder *rec, struct rec_batch *bt)
 		    "m.version <= x.top - %u;", rec->keep);
 		n++;
 	}
+	return b->oom || tx->stage.oom || tx->fresh.oom ? -1 : n;
+}
+
+/*
+ * The transaction of tx, in tx->sql, and its COPY data in data/len (in
+ * the order of its COPY statements); returns how many, -1 when out of
+ * memory.  New tasks' rows are copied into tasks; the others go through
+ * the stage: copied there, then upserted by the rule of hive_wins.  After
+ * a unique violation (tx->restage) the new rows are staged too.
+ */
+static int
+txn_sql(struct rec_txn *tx, const char *data[2], size_t len[2])
+{
+	struct sbuf *b = &tx->sql;
+	int n = 0, direct = tx->fresh.len > 0 && !tx->restage;
+
+	sb_reset(b);
+	sb_puts(b, "BEGIN;");
+	if (direct) {
+		sb_puts(b, "COPY tasks (" TASK_COLUMNS ") FROM STDIN "
+		    "(FORMAT binary);");
+		data[n] = tx->fresh.p;
+		len[n++] = tx->fresh.len;
+	}
+	if (tx->stage.len > 0 || (tx->fresh.len > 0 && !direct)) {
+		sb_puts(b, sql_stage_table);
+		if (tx->stage.len > 0) {
+			sb_puts(b, "COPY " STAGE " (kind, " TASK_COLUMNS ") FROM "
+			    "STDIN (FORMAT binary);");
+			data[n] = tx->stage.p;
+			len[n++] = tx->stage.len;
+		}
+		if (tx->fresh.len > 0 && !direct) {
+			sb_puts(b, "COPY " STAGE " (" TASK_COLUMNS ") FROM "
+			    "STDIN (FORMAT binary);");
+			data[n] = tx->fresh.p;
+			len[n++] = tx->fresh.len;
+		}
+		if (tx->attempts)
+			sb_puts(b, sql_attempts);
+		sb_puts(b, sql_upsert);
+	}
+	if (tx->rest.len > 0)
+		sb_add(b, tx->rest.p, tx->rest.len);
 	sb_puts(b, "COMMIT;");
-	return b->oom || copy->oom ? -1 : n;
+	return b->oom ? -1 : n;
 }
 
 /* ---- Redis side ---- */
@@ -1199,10 +1447,19 @@ rec_rollback_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 	ev_timer_start(rec->loop, &rec->retry_timer);
 }
 
+/* The batch is rolled back after a unique violation: write it again. */
+static void
+rec_restage_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
+{
+	rec_write(arg);
+}
+
 static void
 rec_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 {
 	struct sup_recorder *rec = arg;
+	struct rec_txn *tx = &rec->tx[rec->wi];
+	const char *state;
 
 	if (res == NULL) {
 		/* The connection went in the middle: whether it committed is
@@ -1210,6 +1467,19 @@ rec_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 		 * Queue it again; pg runs it once it is connected. */
 		rec->st.retries++;
 		rec_write(rec);
+		return;
+	}
+	if (err != NULL && tx->fresh.len > 0 && !tx->restage &&
+	    (state = PQresultErrorField(res, PG_DIAG_SQLSTATE)) != NULL &&
+	    strcmp(state, "23505") == 0) {
+		/* A row copied as new was there (task_is_new): the same
+		 * batch again, every row through the stage. */
+		log_debug("recorder: %s; writing the batch again, staged", err);
+		tx->restage = 1;
+		rec->st.restaged++;
+		if (sup_pg_query(rec->pg, "ROLLBACK", 0, NULL, NULL, NULL,
+		    rec_restage_cb, rec) < 0)
+			rec_rollback_cb(pg, NULL, NULL, rec);
 		return;
 	}
 	if (err != NULL) {
@@ -1243,12 +1513,15 @@ static void
 rec_write(struct sup_recorder *rec)
 {
 	struct rec_txn *tx = &rec->tx[rec->wi];
+	const char *data[2];
+	size_t len[2];
+	int n;
 
 	rec->writing = 1;
-	if ((tx->copy.len > 0 ? sup_pg_query_copy(rec->pg, tx->sql.p,
-	    tx->copy.p, tx->copy.len, rec_pg_cb, rec) :
-	    sup_pg_query(rec->pg, tx->sql.p, 0, NULL, NULL, NULL, rec_pg_cb,
-	    rec)) < 0) {
+	if ((n = txn_sql(tx, data, len)) < 0 || (n > 0 ?
+	    sup_pg_query_copyv(rec->pg, tx->sql.p, n, data, len, rec_pg_cb,
+	    rec) : sup_pg_query(rec->pg, tx->sql.p, 0, NULL, NULL, NULL,
+	    rec_pg_cb, rec)) < 0) {
 		ev_timer_set(&rec->retry_timer, REC_ERR_RETRY, 0.);
 		ev_timer_start(rec->loop, &rec->retry_timer);
 	}
@@ -1289,7 +1562,8 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	redisReply *reply = r;
 	struct rec_batch bt;
 	size_t entries = 0, most = 0, nresults = 0, bytes = 0, active = 0;
-	uint64_t results_ms = 0, now_ms = (uint64_t)(ev_now(rec->loop) * 1000.);
+	uint64_t results_ms = 0, ends_ms = 0;
+	uint64_t now_ms = (uint64_t)(ev_now(rec->loop) * 1000.);
 	int n;
 
 	rec->reading = 0;
@@ -1355,6 +1629,10 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 				nresults++;
 				results_ms = entry_ms(e->element[0]->str);
 			}
+			if ((rec->streams[si].kind == REC_RESULTS ||
+			    rec->streams[si].kind == REC_DEAD) &&
+			    entry_ms(e->element[0]->str) > ends_ms)
+				ends_ms = entry_ms(e->element[0]->str);
 			switch (rec->streams[si].kind) {
 			case REC_QUEUE:
 				record_task(rec, &bt, si, e->element[0]->str, val, vlen);
@@ -1377,6 +1655,8 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	}
 	/* How far the results are read: held queue entries older than
 	 * that by REC_HOLD_MS will not meet their result in the next read. */
+	if (ends_ms > rec->ends_seen)
+		rec->ends_seen = ends_ms;
 	if (nresults < rec->read_count)
 		rec->results_clock = now_ms;
 	else if (results_ms > rec->results_clock)
@@ -1395,7 +1675,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	}
 	if (entries == 0)
 		rec->pending_phase = 0;
-	if ((n = build_sql(rec, &bt)) < 0)
+	if ((n = build_txn(rec, &bt)) < 0)
 		goto oom;
 	batch_free(&bt);
 	/* No stream gave a full batch: nothing is waiting behind this one.
@@ -1548,7 +1828,8 @@ sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
 	rec->active = 3;
 	rec->prefix = strdup(o->prefix);
 	rec->host = strdup(o->host);
-	if (rec->prefix == NULL || rec->host == NULL)
+	rec->ends = calloc(1, sizeof(*rec->ends));
+	if (rec->prefix == NULL || rec->host == NULL || rec->ends == NULL)
 		goto err;
 	ev_timer_init(&rec->scan_timer, rec_scan_timer_cb, REC_SCAN_EVERY,
 	    REC_SCAN_EVERY);
@@ -1587,11 +1868,14 @@ sup_recorder_free(struct sup_recorder *rec)
 	free(rec->held);
 	for (int i = 0; i < 2; i++) {
 		free(rec->tx[i].sql.p);
-		free(rec->tx[i].copy.p);
+		free(rec->tx[i].stage.p);
+		free(rec->tx[i].fresh.p);
+		free(rec->tx[i].rest.p);
 		free(rec->tx[i].acks);
 		clear_ended(&rec->tx[i]);
 		free(rec->tx[i].ended);
 	}
+	free(rec->ends);
 	free(rec->prefix);
 	free(rec->host);
 	free(rec);

@@ -41,6 +41,7 @@ struct sup_recorder_stats {
 	uint64_t batches;            /* transactions committed */
 	uint64_t entries;            /* stream entries recorded and acked */
 	uint64_t retries;            /* batches sent again after a failure */
+	uint64_t restaged;           /* ... after a row copied as new was not */
 	unsigned streams;            /* streams being read */
 	int caught_up;               /* the last read gave no full batch */
 	size_t held;                 /* queue entries waiting for their result */

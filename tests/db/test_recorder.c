@@ -376,9 +376,9 @@ Test(recorder, superseded_attempts_keep_their_states)
 	env_fini(&e);
 }
 
-/* Bytes that COPY's text format escapes (the protocol refuses NUL and
- * invalid UTF-8 before they get here), in a result's error: recorded as
- * they are. */
+/* Bytes that COPY's text format would escape, and SQL quotes (the
+ * protocol refuses NUL and invalid UTF-8 before they get here), in a
+ * result's error: recorded as they are. */
 Test(recorder, odd_bytes_in_text_fields)
 {
 	static const char odd[] = "a\tb\nc\\d\r\\N\xc3\xa9\xf0\x9f\x98\x80" "e'f\"";
@@ -407,6 +407,112 @@ Test(recorder, odd_bytes_in_text_fields)
 	    "state = 'failed'", 1);
 	cr_assert_eq(scalar(&e, "SELECT count(*) FROM tasks WHERE id = 'odd' AND "
 	    "error = E'a\\tb\\nc\\\\d\\r\\\\N\\u00e9\\U0001F600e''f\"'"), 1);
+	env_fini(&e);
+}
+
+static void
+redeliver(struct env *e, const char *name)
+{
+	char key[128];
+	redisReply *r;
+
+	snprintf(key, sizeof(key), "%s:%s", e->prefix, name);
+	r = redisCommand(e->rc, "XGROUP SETID %s recorder 0", key);
+	cr_assert(r != NULL && r->type == REDIS_REPLY_STATUS, "SETID %s", key);
+	freeReplyObject(r);
+}
+
+static void
+restart_recorder(struct env *e)
+{
+	struct sup_recorder_opts o = { .redis = e->redis, .prefix = e->prefix,
+	    .host = "test-host", .snapshots_keep = 3, .batch = 64 };
+
+	sup_recorder_free(e->rec);
+	e->rec = sup_recorder_new(e->loop, e->pg, &o);
+	cr_assert_not_null(e->rec);
+}
+
+/* New tasks' rows are copied into tasks, not upserted.  A batch read
+ * again (as after a recorder died between COMMIT and XACK) meets its own
+ * rows there: it is rolled back and written again through the upsert,
+ * which changes nothing, or moves a queued row forward; nothing is lost,
+ * everything is acknowledged. */
+Test(recorder, batch_recorded_twice)
+{
+	struct env e;
+	struct sup_recorder_stats st;
+	char id[32];
+
+	env_init(&e);
+	for (int i = 0; i < 20; i++) {
+		snprintf(id, sizeof(id), "t-%d", i);
+		submit(&e, id, 1);
+		complete(&e, id, 1, 0, NULL);
+	}
+	for (int i = 0; i < 5; i++) {
+		snprintf(id, sizeof(id), "late-%d", i);
+		submit(&e, id, 1);
+	}
+	run_until_sql(&e, "SELECT count(*) FROM task_states", 65);
+	run_for(&e, 300);            /* the XACKs */
+	sup_recorder_stats(e.rec, &st);
+	cr_assert_eq(st.restaged, 0, "new rows copied, no conflict");
+	cr_assert_eq(pending(&e, "q:echo:1"), 0);
+
+	/* Everything again, and the results of the queued ones. */
+	redeliver(&e, "q:echo:1");
+	redeliver(&e, "results");
+	for (int i = 0; i < 5; i++) {
+		snprintf(id, sizeof(id), "late-%d", i);
+		complete(&e, id, 1, 0, NULL);
+	}
+	restart_recorder(&e);
+	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE state = 'completed'",
+	    25);
+	run_for(&e, 300);
+	sup_recorder_stats(e.rec, &st);
+	cr_assert_geq(st.restaged, 1, "the copy met the rows");
+	cr_assert_eq(st.retries, 0, "no other failure");
+	cr_assert_eq(pending(&e, "q:echo:1"), 0);
+	cr_assert_eq(pending(&e, "results"), 0);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM tasks"), 25);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM (SELECT task_id, "
+	    "string_agg(state, ',' ORDER BY at, hive_state_rank(state)) s FROM "
+	    "task_states GROUP BY task_id) x WHERE s = 'queued,running,completed'"),
+	    25);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM task_attempts"), 0);
+	env_fini(&e);
+}
+
+/* A workflow's task: its row may be there before its queue entry (the
+ * coordinator writes it), so it is upserted, never copied. */
+Test(recorder, workflow_rows_are_upserted)
+{
+	struct env e;
+	struct sup_recorder_stats st;
+	msgpack_sbuffer sb;
+	struct hive_task t = { 0 };
+	struct proto_err err;
+
+	env_init(&e);
+	cr_assert_eq(scalar(&e, "WITH x AS (INSERT INTO tasks (id, stream, "
+	    "state, workflow) VALUES ('wf-a', '', 'queued', 'wf') RETURNING 1) "
+	    "SELECT count(*) FROM x"), 1);
+	msgpack_sbuffer_init(&sb);
+	t.id = HIVE_STR("wf-a");
+	t.workflow = HIVE_STR("wf");
+	t.attempt = 1;
+	t.payload.type = MSGPACK_OBJECT_NIL;
+	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
+	xadd(&e, "q:echo:1", &sb);
+	msgpack_sbuffer_destroy(&sb);
+	complete(&e, "wf-a", 1, 0, NULL);
+	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE id = 'wf-a' AND "
+	    "state = 'completed' AND message IS NOT NULL", 1);
+	sup_recorder_stats(e.rec, &st);
+	cr_assert_eq(st.restaged, 0);
+	cr_assert_eq(st.retries, 0);
 	env_fini(&e);
 }
 
