@@ -1110,7 +1110,7 @@ fold_batch(struct sup_recorder *rec, struct rec_batch *bt, struct rec_txn *tx)
 		rows++;
 		if (w->rank == 3 && rec->ended != NULL && (w->workflow != NULL ||
 		    strcmp(w->state, "dead") == 0))
-			push_ended(rec->fill, w->id);
+			push_ended(tx, w->id);
 		ack_queue_entries(rec, w, j - i);
 		i = j;
 	}
@@ -1494,9 +1494,8 @@ rec_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 	}
 	rec->writing = 0;
 	rec->st.batches++;
-	rec_ack_all(rec, &rec->tx[rec->wi]);
-	if (rec->tx[rec->wi].nended > 0) {
-		struct rec_txn *tx = &rec->tx[rec->wi];
+	rec_ack_all(rec, tx);
+	if (tx->nended > 0) {
 		rec->ended((const char *const *)tx->ended, tx->nended,
 		    rec->ended_arg);
 		clear_ended(tx);
