@@ -35,6 +35,9 @@
 #define SUP_COORD_RETRY   2.0    /* s before a failed step is tried again */
 #define SUP_COORD_COUNT   16     /* submissions per read */
 #define SUP_COORD_BLOCK   1000   /* ms */
+#define SUP_COORD_TRIES   3      /* SQL errors before a submission is refused */
+/* created_ms beyond 9999-12-31 is no time PostgreSQL can hold. */
+#define SUP_COORD_MS_MAX  253402300799999ull
 
 struct co_entry {
 	char id[HIVE_ENTRY_ID_MAX + 1];
@@ -64,6 +67,7 @@ struct sup_coord {
 	size_t nq, capq, iq;
 	int submitting;              /* q[iq] is in PostgreSQL */
 	char wid[HIVE_ID_MAX + 1];   /* its workflow id */
+	int sub_errors;              /* SQL errors it met so far */
 	int releasing;
 	json_t *entries;             /* released task id -> its queue entry */
 	unsigned xadds;              /* released tasks' XADDs not answered */
@@ -195,6 +199,7 @@ co_done_entry(struct sup_coord *co)
 	rconn_cmd(co->rd, co_ignore_cb, NULL, "XDEL %s %s", co->key, e->id);
 	co->iq++;
 	co->submitting = 0;
+	co->sub_errors = 0;
 	co_next(co);
 }
 
@@ -222,6 +227,15 @@ co_submit_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 	struct sup_coord *co = arg;
 	const char *v;
 
+	if (err != NULL && ++co->sub_errors >= SUP_COORD_TRIES) {
+		/* The same error each time: it is the workflow's, not a
+		 * passing one; it must not hold up those behind it. */
+		char why[HIVE_REASON_MAX];
+		snprintf(why, sizeof(why), "PostgreSQL refused it %d times: %s",
+		    SUP_COORD_TRIES, err);
+		co_reject(co, HIVE_STR(co->wid), why);
+		return;
+	}
 	if (res == NULL || err != NULL) {
 		/* PostgreSQL is down or said no: the entry stays pending
 		 * and is tried again (writing it twice is a no-op). */
@@ -293,6 +307,11 @@ co_submission(struct sup_coord *co, const struct hive_workflow *w,
 	uint64_t created = w->created_ms ? w->created_ms : proto_now_ms();
 
 	why[0] = '\0';
+	if (created > SUP_COORD_MS_MAX) {
+		snprintf(why, whylen, "created_ms %llu is past the year 9999",
+		    (unsigned long long)created);
+		return NULL;
+	}
 	doc = json_pack("{s:s%,s:I,s:[]}", "id", w->id.ptr, (size_t)w->id.len,
 	    "created_ms", (json_int_t)created, "tasks");
 	if (doc == NULL)

@@ -87,7 +87,8 @@ expect_sql(const char *sql, const char *want)
 }
 
 static void
-submit(struct hp *h, const char *wid, const struct wt *ts, size_t n)
+submit_at(struct hp *h, const char *wid, const struct wt *ts, size_t n,
+    uint64_t created_ms)
 {
 	struct hive_workflow w = { 0 };
 	struct hive_wf_task tasks[16];
@@ -120,6 +121,7 @@ submit(struct hp *h, const char *wid, const struct wt *ts, size_t n)
 		tasks[i].depends_on = deps[i];
 	}
 	w.id = HIVE_STR(wid);
+	w.created_ms = created_ms;
 	w.ntasks = (uint32_t)n;
 	w.tasks = tasks;
 	msgpack_sbuffer_init(&sb);
@@ -132,6 +134,12 @@ submit(struct hp *h, const char *wid, const struct wt *ts, size_t n)
 	msgpack_sbuffer_destroy(&sb);
 	msgpack_zone_destroy(&z);
 	redisFree(c);
+}
+
+static void
+submit(struct hp *h, const char *wid, const struct wt *ts, size_t n)
+{
+	submit_at(h, wid, ts, n, 0);
 }
 
 /* XADD raw bytes to <p>:workflows. */
@@ -324,10 +332,13 @@ Test(workflow, bad_workflow_is_dead_lettered_and_twice_runs_once)
 	submit(h, "wf-one", one, 1);
 	submit(h, "wf-one", one, 1);                  /* again: a no-op */
 	submit(h, "wf-clash", clash, 2);              /* solo exists already */
+	submit_at(h, "wf-late", clash, 1, UINT64_MAX); /* no such time */
 	wait_sql(h, "SELECT state FROM workflows WHERE id = 'wf-one'",
 	    "completed");
 	end = tu_now_ms() + T_LONG;
-	while (count_entries(h, "dead", "exists already") == 0 &&
+	/* One host handles submissions in order: the last one's dead
+	 * letter comes last. */
+	while (count_entries(h, "dead", "past the year") == 0 &&
 	    tu_now_ms() < end)
 		hp_pump(h, 50);
 	cr_assert_eq(count_entries(h, "dead", "workflow: field 'id'"), 1,
@@ -336,6 +347,8 @@ Test(workflow, bad_workflow_is_dead_lettered_and_twice_runs_once)
 	    "the workflow with a cycle is a dead letter");
 	cr_assert_eq(count_entries(h, "dead", "workflow wf-clash: task solo "
 	    "exists already"), 1);
+	cr_assert_eq(count_entries(h, "dead", "workflow wf-late: created_ms "
+	    "18446744073709551615 is past the year 9999"), 1);
 	expect_sql("SELECT count(*) FROM workflows", "1");
 	expect_sql("SELECT count(*) FROM tasks WHERE id = 'other'", "0");
 	/* solo ran once: one result. */
