@@ -303,10 +303,15 @@ class Submitter(threading.Thread):
     holds the ids Redis acknowledged, in order.  While `gate` is held by
     someone else nothing is in flight."""
 
-    def __init__(self, port, n, rate, tag, queues):
+    def __init__(self, port, n, rate, tag, queues, workflows=False):
         super().__init__(daemon=True)
         self.port, self.n, self.rate, self.tag = port, n, rate, tag
         self.queues = queues
+        # workflows: tasks go in fours, as one workflow each (a diamond:
+        # a, then b and c, then d with both results) on PREFIX:workflows.
+        self.workflows = workflows
+        if workflows:
+            self.n -= self.n % 4
         self.accepted = []
         self.gate = threading.Lock()
         self.stop = threading.Event()
@@ -316,6 +321,17 @@ class Submitter(threading.Thread):
 
     def task_id(self, i):
         return f"{self.tag}-{i}"
+
+    def diamond(self, k, ids, now):
+        """Workflow wf-<k>: ids[0]; ids[1] and ids[2] after it; ids[3]
+        after both.  Capabilities alternate as the queues do."""
+        caps = [q.split(":")[2] for q in self.queues]
+        deps = [[], [ids[0]], [ids[0]], [ids[1], ids[2]]]
+        tasks = [{"id": t, "capability": caps[(k + j) % len(caps)],
+                  "payload": {"n": k + j}, "depends_on": d}
+                 for j, (t, d) in enumerate(zip(ids, deps))]
+        return msgpack.packb({"v": 1, "id": f"{self.tag}-wf-{k}",
+                              "created_ms": now, "tasks": tasks})
 
     def run(self):
         try:
@@ -336,18 +352,29 @@ class Submitter(threading.Thread):
                 time.sleep(max(0.01, t0 + i / self.rate - time.monotonic()))
                 continue
             due = min(due, i + 500)
+            if self.workflows:
+                due -= due % 4
+                if due <= i:
+                    time.sleep(0.01)
+                    continue
             ids = [self.task_id(k) for k in range(i, due)]
             now = int(time.time() * 1000)
-            msgs = [msgpack.packb({"v": 1, "id": t, "payload": {"n": k},
-                                   "created_ms": now})
-                    for k, t in zip(range(i, due), ids)]
+            if self.workflows:
+                msgs = [self.diamond(k, ids[k - i:k - i + 4], now)
+                        for k in range(i, due, 4)]
+                keys = [f"{PREFIX}:workflows"] * len(msgs)
+            else:
+                msgs = [msgpack.packb({"v": 1, "id": t, "payload": {"n": k},
+                                       "created_ms": now})
+                        for k, t in zip(range(i, due), ids)]
+                keys = [self.queues[k % len(self.queues)] for k in range(i, due)]
             give_up = time.monotonic() + 120
             while True:
                 with self.gate:
                     try:
                         p = r.pipeline(transaction=False)
-                        for k, m in zip(range(i, due), msgs):
-                            p.xadd(self.queues[k % len(self.queues)], {"m": m})
+                        for key, m in zip(keys, msgs):
+                            p.xadd(key, {"m": m})
                         p.execute()
                         self.accepted.extend(ids)
                         break
@@ -426,7 +453,7 @@ class Run:
               flush=True)
 
     # -- set up -----------------------------------------------------------
-    def setup(self, aof=False):
+    def setup(self, aof=False, workflows=False):
         o = self.o
         self.redis = Redis(self.top, aof)
         self.redis.start()
@@ -448,7 +475,7 @@ class Run:
         self.hived = Hived(self.top, o.build, conf)
         self.hived.start()
         self.sub = Submitter(self.redis.port, o.tasks, o.rate, f"{self.name}",
-                             self.queues)
+                             self.queues, workflows=workflows)
 
     def agents(self):
         return self.hived.agents()
@@ -535,12 +562,33 @@ class Run:
         self.say("client_retries", self.sub.retries, "batches")
         self.say("submit_time", f"{self.sub.t_last - self.sub.t_first:.1f}", "s")
         self.say("drain_time", f"{wait_s:.1f}", "s (end of submission to all completed)")
+        if self.sub.workflows:
+            self.verify_workflows()
         if lost:
             self.failures.append(f"{len(lost)} tasks lost")
             self.explain(lost, tasks)
         if twice:
             self.failures.append(f"{len(twice)} tasks recorded completed twice")
             log(f"{self.name}: completed twice: {' '.join(twice[:20])}")
+
+    def verify_workflows(self):
+        """Every workflow completed, and no task was given out before all
+        it depends on had completed."""
+        want = len(self.counted()) // 4
+        done = int(self.pg.psql("SELECT count(*) FROM workflows "
+                                "WHERE state = 'completed'")[0][0])
+        early = int(self.pg.psql(
+            "SELECT count(*) FROM workflow_edges e JOIN tasks t "
+            "ON t.id = e.task_id JOIN tasks p ON p.id = e.depends_on "
+            "WHERE t.queued_at < p.finished_at")[0][0])
+        self.say("workflows", want)
+        self.say("workflows_completed", done)
+        self.say("released_early", early, "tasks (queued before a task they "
+                 "depend on had finished)")
+        if done != want:
+            self.failures.append(f"{want - done} workflows not completed")
+        if early:
+            self.failures.append(f"{early} tasks released early")
 
     def results_twice(self):
         """Tasks with more than one ok result in the results stream (what
@@ -777,6 +825,43 @@ def sc_redis_nopersist(run):
     _redis_restarts(run, True)
 
 
+def sc_workflows(run):
+    """(e) Tasks as workflows (diamonds of four), while workers are
+    SIGKILLed every 100-300 ms and hived with all of them now and then."""
+    kills = hived_kills = 0
+    next_hived = time.monotonic() + run.o.hived_every
+    while run.sub.is_alive():
+        if run.chaos_stop.wait(random.uniform(0.1, 0.3)):
+            break
+        run.hived.check()
+        if time.monotonic() >= next_hived:
+            pids = []
+            for a in run.agents():
+                pids += [p for p in (a.get("pid"), a.get("handler_pid")) if p]
+            run.hived.kill()
+            for p in pids:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            hived_kills += 1
+            reap_orphans(OWN_NAMES)
+            run.hived.start()
+            next_hived = time.monotonic() + random.uniform(
+                0.5 * run.o.hived_every, 1.5 * run.o.hived_every)
+            continue
+        live = [a for a in run.agents() if a.get("pid")]
+        if live:
+            try:
+                os.kill(random.choice(live)["pid"], signal.SIGKILL)
+                kills += 1
+            except ProcessLookupError:
+                pass
+        reap_orphans(OWN_NAMES)
+    run.counts["workers_killed"] = kills
+    run.counts["hived_killed"] = hived_kills
+
+
 def sc_pg_outage(run):
     """(d) PostgreSQL stopped (fast shutdown) for a while, then started again
     on the same data and port, while tasks flow."""
@@ -801,6 +886,7 @@ SCENARIOS = {
     "redis_aof": (sc_redis_aof, {"aof": True}),
     "redis_nopersist": (sc_redis_nopersist, {}),
     "pg_outage": (sc_pg_outage, {}),
+    "workflows": (sc_workflows, {"workflows": True}),
 }
 
 
