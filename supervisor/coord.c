@@ -33,7 +33,7 @@
 #define SUP_COORD_SWEEP   10.0   /* s between sweeps of every workflow */
 #define SUP_COORD_CLAIM   60000  /* ms: another host's submission, idle */
 #define SUP_COORD_RETRY   2.0    /* s before a failed step is tried again */
-#define SUP_COORD_COUNT   16     /* submissions per read */
+#define SUP_COORD_COUNT   64     /* submissions per read */
 #define SUP_COORD_BLOCK   1000   /* ms */
 #define SUP_COORD_TRIES   3      /* SQL errors before a submission is refused */
 /* created_ms beyond 9999-12-31 is no time PostgreSQL can hold. */
@@ -43,6 +43,9 @@ struct co_entry {
 	char id[HIVE_ENTRY_ID_MAX + 1];
 	char *msg;                   /* NULL: deleted while pending */
 	size_t len;
+	int done;                    /* acknowledged (recorded or refused) */
+	int sent;                    /* in the statement in flight */
+	char wid[HIVE_ID_MAX + 1];   /* its workflow id, once decoded */
 };
 
 struct co_ids {
@@ -65,9 +68,10 @@ struct sup_coord {
 	int pending_phase;           /* re-reading our own pending entries */
 	struct co_entry *q;          /* entries read, not yet handled */
 	size_t nq, capq, iq;
-	int submitting;              /* q[iq] is in PostgreSQL */
-	char wid[HIVE_ID_MAX + 1];   /* its workflow id */
-	int sub_errors;              /* SQL errors it met so far */
+	int submitting;              /* q[iq..iend) are in PostgreSQL */
+	size_t iend;
+	int one_by_one;              /* a batch failed: its entries alone */
+	int sub_errors;              /* SQL errors of a lone entry so far */
 	int releasing;
 	json_t *entries;             /* released task id -> its queue entry */
 	unsigned xadds;              /* released tasks' XADDs not answered */
@@ -184,83 +188,109 @@ co_entries_free(struct sup_coord *co)
 {
 	for (size_t i = 0; i < co->nq; i++)
 		free(co->q[i].msg);
-	co->nq = co->iq = 0;
+	co->nq = co->iq = co->iend = 0;
+	co->one_by_one = 0;
 }
 
-/* The submission at q[iq] is done with: acknowledge and delete it. */
+/* A submission done with (recorded, or refused): acknowledge and delete
+ * it, on the reading connection, so that the next read comes after. */
 static void
-co_done_entry(struct sup_coord *co)
+co_ack(struct sup_coord *co, struct co_entry *e)
 {
-	struct co_entry *e = &co->q[co->iq];
-
-	/* On the reading connection: the next read comes after them. */
 	rconn_cmd(co->rd, co_ignore_cb, NULL, "XACK %s " HIVE_GROUP_COORD " %s",
 	    co->key, e->id);
 	rconn_cmd(co->rd, co_ignore_cb, NULL, "XDEL %s %s", co->key, e->id);
-	co->iq++;
-	co->submitting = 0;
-	co->sub_errors = 0;
-	co_next(co);
+	e->done = 1;
 }
 
 static void
-co_reject(struct sup_coord *co, struct hive_str wid, const char *why)
+co_refuse(struct sup_coord *co, struct co_entry *e, const char *why)
 {
-	struct co_entry *e = &co->q[co->iq];
 	char reason[HIVE_REASON_MAX];
 
-	if (wid.len > 0)
-		snprintf(reason, sizeof(reason), "workflow %.*s: %s",
-		    (int)wid.len, wid.ptr, why);
+	if (e->wid[0] != '\0')
+		snprintf(reason, sizeof(reason), "workflow %s: %s", e->wid, why);
 	else
 		snprintf(reason, sizeof(reason), "workflow: %s", why);
 	log_warnx("coordinator: %s %s: %s", co->key, e->id, reason);
 	co_dead(co, (struct hive_str){ NULL, 0 }, reason, co->key, e->id,
 	    e->msg, e->len);
 	co->st.rejected++;
-	co_done_entry(co);
+	co_ack(co, e);
 }
 
+static void
+co_retry_later(struct sup_coord *co)
+{
+	co->submitting = 0;
+	ev_timer_set(&co->retry_timer, SUP_COORD_RETRY, 0.);
+	ev_timer_start(co->loop, &co->retry_timer);
+}
+
+/* q[iq..iend) came back from PostgreSQL: one verdict per entry sent, in
+ * order ('ok', 'duplicate', or why it cannot be recorded). */
 static void
 co_submit_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 {
 	struct sup_coord *co = arg;
-	const char *v;
+	size_t sent = 0;
+	int row = 0;
 
+	for (size_t i = co->iq; i < co->iend; i++)
+		sent += co->q[i].sent;
+	if (err != NULL && sent > 1) {
+		/* Whose error is it?  Each entry again, alone. */
+		log_warnx("coordinator: %zu workflows not recorded, trying each "
+		    "alone: %s", sent, err);
+		co->one_by_one = 1;
+		co->submitting = 0;
+		co_next(co);
+		return;
+	}
 	if (err != NULL && ++co->sub_errors >= SUP_COORD_TRIES) {
 		/* The same error each time: it is the workflow's, not a
 		 * passing one; it must not hold up those behind it. */
 		char why[HIVE_REASON_MAX];
 		snprintf(why, sizeof(why), "PostgreSQL refused it %d times: %s",
 		    SUP_COORD_TRIES, err);
-		co_reject(co, HIVE_STR(co->wid), why);
-		return;
-	}
-	if (res == NULL || err != NULL) {
-		/* PostgreSQL is down or said no: the entry stays pending
-		 * and is tried again (writing it twice is a no-op). */
+		for (size_t i = co->iq; i < co->iend; i++)
+			if (co->q[i].sent)
+				co_refuse(co, &co->q[i], why);
+	} else if (res == NULL || err != NULL) {
+		/* PostgreSQL is down or said no: the entries stay pending
+		 * and are tried again (writing one twice is a no-op). */
 		if (err != NULL)
-			log_warnx("coordinator: workflow %s not recorded, retrying "
-			    "in %.0fs: %s", co->wid, SUP_COORD_RETRY, err);
-		co->submitting = 0;
-		ev_timer_set(&co->retry_timer, SUP_COORD_RETRY, 0.);
-		ev_timer_start(co->loop, &co->retry_timer);
+			log_warnx("coordinator: workflow not recorded, retrying "
+			    "in %.0fs: %s", SUP_COORD_RETRY, err);
+		co_retry_later(co);
 		return;
 	}
-	v = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
-	if (strcmp(v, "ok") == 0 || strcmp(v, "duplicate") == 0) {
+	for (size_t i = co->iq; i < co->iend && err == NULL; i++) {
+		struct co_entry *e = &co->q[i];
+		const char *v;
+		if (!e->sent)
+			continue;
+		v = row < PQntuples(res) ? PQgetvalue(res, row, 0) : "";
+		row++;
+		if (strcmp(v, "ok") != 0 && strcmp(v, "duplicate") != 0) {
+			co_refuse(co, e, v[0] ? v : "not recorded");
+			continue;
+		}
 		if (v[0] == 'o') {
 			co->st.submitted++;
-			log_info("coordinator: workflow %s recorded", co->wid);
+			log_info("coordinator: workflow %s recorded", e->wid);
 		} else
 			log_info("coordinator: workflow %s was recorded before",
-			    co->wid);
-		if (ids_add(&co->wfs, co->wid, strlen(co->wid)) < 0)
+			    e->wid);
+		if (ids_add(&co->wfs, e->wid, strlen(e->wid)) < 0)
 			co->sweep_due = 1;   /* the sweep finds its tasks */
-		co_release(co);
-		co_done_entry(co);
-	} else
-		co_reject(co, HIVE_STR(co->wid), v[0] ? v : "not recorded");
+		co_ack(co, e);
+	}
+	co->iq = co->iend;
+	co->submitting = 0;
+	co->sub_errors = 0;
+	co_release(co);
+	co_next(co);
 }
 
 /* Queue key of a workflow task into buf: 0, or -1 if it has none. */
@@ -372,68 +402,82 @@ fail:
 	return NULL;
 }
 
-/* Handle the submission at q[iq]. */
+/* Send what is left of the read (one entry after a batch failed) in one
+ * statement: hive_wf_submit for each, in order, each seeing the ones
+ * before it; what does not decode is refused at once. */
 static void
 co_submit(struct sup_coord *co)
 {
-	struct co_entry *e = &co->q[co->iq];
-	struct hive_workflow w;
+	json_t *all = json_array();
 	struct proto_err err;
-	json_t *doc;
-	char *text, why[512], eb[160];
+	char *text = NULL, why[512], eb[160];
 	const char *params[2];
+	size_t nsent = 0, max = co->one_by_one ? 1 : co->nq;
+	size_t i;
 
+	if (all == NULL) {
+		co_retry_later(co);
+		return;
+	}
 	co->submitting = 1;
-	if (e->msg == NULL) {        /* deleted while it was pending */
-		co_done_entry(co);
-		return;
-	}
-	if (proto_decode_workflow(e->msg, e->len, &w, &err) < 0) {
-		co_reject(co, (struct hive_str){ NULL, 0 },
-		    proto_strerror(&err, eb, sizeof(eb)));
-		return;
-	}
-	doc = co_submission(co, &w, why, sizeof(why));
-	if (doc == NULL) {
-		if (why[0] != '\0')
-			co_reject(co, w.id, why);
-		else
-			co->submitting = 0;  /* out of memory: the retry timer */
-		proto_workflow_clear(&w);
-		if (why[0] == '\0') {
-			ev_timer_set(&co->retry_timer, SUP_COORD_RETRY, 0.);
-			ev_timer_start(co->loop, &co->retry_timer);
+	for (i = co->iq; i < co->nq && nsent < max; i++) {
+		struct co_entry *e = &co->q[i];
+		struct hive_workflow w;
+		json_t *doc;
+
+		e->sent = 0;
+		if (e->done)
+			continue;
+		if (e->msg == NULL) {    /* deleted while it was pending */
+			co_ack(co, e);
+			continue;
 		}
-		return;
-	}
-	text = json_dumps(doc, JSON_COMPACT);
-	json_decref(doc);
-	if (text == NULL) {
+		if (proto_decode_workflow(e->msg, e->len, &w, &err) < 0) {
+			co_refuse(co, e, proto_strerror(&err, eb, sizeof(eb)));
+			continue;
+		}
+		snprintf(e->wid, sizeof(e->wid), "%.*s", (int)w.id.len, w.id.ptr);
+		doc = co_submission(co, &w, why, sizeof(why));
 		proto_workflow_clear(&w);
+		if (doc == NULL && why[0] != '\0') {
+			co_refuse(co, e, why);
+			continue;
+		}
+		if (doc == NULL || json_array_append_new(all, doc) < 0)
+			break;               /* out of memory: the rest later */
+		e->sent = 1;
+		nsent++;
+	}
+	co->iend = i;
+	if (nsent == 0) {
+		json_decref(all);
+		co->iq = co->iend;
 		co->submitting = 0;
-		ev_timer_set(&co->retry_timer, SUP_COORD_RETRY, 0.);
-		ev_timer_start(co->loop, &co->retry_timer);
+		if (i < co->nq && !co->q[i].done)
+			co_retry_later(co);  /* out of memory */
+		else
+			co_next(co);
 		return;
 	}
-	snprintf(co->wid, sizeof(co->wid), "%.*s", (int)w.id.len, w.id.ptr);
-	proto_workflow_clear(&w);
+	text = json_dumps(all, JSON_COMPACT);
+	json_decref(all);
 	params[0] = text;
 	params[1] = co->host;
-	if (sup_pg_query(co->pg, "SELECT hive_wf_submit($1::jsonb, $2)", 2,
-	    params, NULL, NULL, co_submit_cb, co) < 0) {
-		co->submitting = 0;
-		ev_timer_set(&co->retry_timer, SUP_COORD_RETRY, 0.);
-		ev_timer_start(co->loop, &co->retry_timer);
-	}
+	if (text == NULL || sup_pg_query(co->pg, "SELECT hive_wf_submit(x, $2) "
+	    "FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS w(x, n) "
+	    "ORDER BY n", 2, params, NULL, NULL, co_submit_cb, co) < 0)
+		co_retry_later(co);
 	free(text);
 }
 
-/* The next submission read, or the next read. */
+/* The next submissions read, or the next read. */
 static void
 co_next(struct sup_coord *co)
 {
 	if (co->submitting)
 		return;
+	while (co->iq < co->nq && co->q[co->iq].done)
+		co->iq++;
 	if (co->iq < co->nq) {
 		co_submit(co);
 		return;
@@ -496,6 +540,7 @@ co_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		    e->element[0]->len > HIVE_ENTRY_ID_MAX)
 			continue;
 		ce = &co->q[co->nq];
+		memset(ce, 0, sizeof(*ce));
 		memcpy(ce->id, e->element[0]->str, e->element[0]->len + 1);
 		f = e->element[1];
 		ce->msg = NULL;
