@@ -55,6 +55,7 @@ struct sup_pg {
 	int res_failed;              /* res is an error: keep it, drop later ones */
 	sup_pg_state_cb *state_cb;
 	void *arg;
+	char *prelude;               /* first on every session (sup_pg_prelude) */
 };
 
 static void pg_connect(struct sup_pg *);
@@ -155,6 +156,53 @@ pg_down(struct sup_pg *pg, const char *what)
 	}
 }
 
+/* Queue q last, or first (before any query not yet sent). */
+static void
+pg_enqueue(struct sup_pg *pg, struct pg_query *q, int first)
+{
+	if (first && pg->head != NULL && !pg->sent) {
+		q->next = pg->head;
+		pg->head = q;
+	} else if (first && pg->head != NULL) {
+		q->next = pg->head->next;
+		pg->head->next = q;
+		if (pg->tail == pg->head)
+			pg->tail = q;
+	} else {
+		if (pg->tail != NULL)
+			pg->tail->next = q;
+		else
+			pg->head = q;
+		pg->tail = q;
+	}
+	pg->nqueued++;
+	pg_send_next(pg);
+}
+
+static void
+pg_prelude_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
+{
+	if (err != NULL && res != NULL)
+		log_warnx("postgres: the session's first statements failed: %s",
+		    err);
+}
+
+/* The prelude, first in the queue (a new session: nothing was sent). */
+static void
+pg_queue_prelude(struct sup_pg *pg)
+{
+	struct pg_query *q;
+
+	if (pg->prelude == NULL || (q = calloc(1, sizeof(*q))) == NULL)
+		return;
+	if ((q->sql = strdup(pg->prelude)) == NULL) {
+		free(q);
+		return;
+	}
+	q->cb = pg_prelude_cb;
+	pg_enqueue(pg, q, 1);
+}
+
 static void
 pg_up(struct sup_pg *pg)
 {
@@ -171,6 +219,7 @@ pg_up(struct sup_pg *pg)
 		log_debug("postgres: connected");
 	pg->outage_logged = 0;
 	pg_watch(pg, EV_READ);
+	pg_queue_prelude(pg);
 	if (pg->state_cb != NULL)
 		pg->state_cb(pg, 1, pg->arg);
 	if (pg->st == PG_UP)
@@ -415,7 +464,22 @@ sup_pg_free(struct sup_pg *pg)
 		pg_query_free(q);
 	}
 	free(pg->conninfo);
+	free(pg->prelude);
 	free(pg);
+}
+
+int
+sup_pg_prelude(struct sup_pg *pg, const char *sql)
+{
+	char *c = strdup(sql);
+
+	if (c == NULL)
+		return -1;
+	free(pg->prelude);
+	pg->prelude = c;
+	if (pg->st == PG_UP)
+		pg_queue_prelude(pg);
+	return 0;
 }
 
 int
@@ -463,13 +527,7 @@ sup_pg_query(struct sup_pg *pg, const char *sql, int nparams,
 			q->values[i][len] = '\0';
 		}
 	}
-	if (pg->tail != NULL)
-		pg->tail->next = q;
-	else
-		pg->head = q;
-	pg->tail = q;
-	pg->nqueued++;
-	pg_send_next(pg);
+	pg_enqueue(pg, q, 0);
 	return 0;
 err:
 	pg_query_free(q);

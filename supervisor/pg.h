@@ -55,6 +55,14 @@ int sup_pg_query_copy(struct sup_pg *pg, const char *sql, const char *data,
 int sup_pg_query_copyv(struct sup_pg *pg, const char *sql, int n,
     const char *const *data, const size_t *len, sup_pg_cb *cb, void *arg);
 
+/*
+ * Statements that set up a session (temporary tables, prepared
+ * statements): run first on every connection from now on, before the
+ * queries that wait, and now if connected.  Their failure is logged; the
+ * queries after them fail or not on their own.
+ */
+int sup_pg_prelude(struct sup_pg *pg, const char *sql);
+
 /* The owner of arg is going away: its queued queries still run (a
  * transaction in flight must end) but their callbacks are not called. */
 void sup_pg_forget(struct sup_pg *pg, void *arg);

@@ -1143,11 +1143,6 @@ sql_rows(struct sbuf *b, const char *table, const struct sbuf *rows)
 #define MX "(EXCLUDED.message IS NOT NULL AND (t.message IS NULL OR " \
 	  "EXCLUDED.attempts >= t.attempts))"
 
-static const char sql_stage_table[] =
-	"SET LOCAL client_min_messages = warning;"
-	"CREATE TEMP TABLE IF NOT EXISTS " STAGE " (" STAGE_COLUMNS ") "
-	"ON COMMIT DELETE ROWS;";
-
 /* The attempt a later one supersedes keeps its states. */
 static const char sql_attempts[] =
 	"INSERT INTO task_attempts AS a (task_id, attempt, state, agent, "
@@ -1193,6 +1188,31 @@ static const char sql_upsert[] =
 #undef NX
 #undef SX
 #undef MX
+
+/* The first statements of every session of the connection: the stage,
+ * and the two statements that read it, planned once per session rather
+ * than once per batch.  DEALLOCATE ALL: it may run again on a session
+ * (after a batch failed, or for a second recorder on one connection). */
+static const char sql_prelude_head[] =
+	"DEALLOCATE ALL;"
+	"SET client_min_messages = warning;"
+	"CREATE TEMP TABLE IF NOT EXISTS " STAGE " (" STAGE_COLUMNS ") "
+	"ON COMMIT DELETE ROWS;"
+	"RESET client_min_messages;"
+	"PREPARE hive_rec_attempts AS ";
+
+static char *
+rec_prelude(void)
+{
+	size_t n = sizeof(sql_prelude_head) + sizeof(sql_attempts) +
+	    sizeof(sql_upsert) + 64;
+	char *p = malloc(n);
+
+	if (p != NULL)
+		snprintf(p, n, "%s%sPREPARE hive_rec_upsert AS %s",
+		    sql_prelude_head, sql_attempts, sql_upsert);
+	return p;
+}
 
 /*
  * Fold a batch into rec->fill: its rows, its other statements.  Returns
@@ -1252,7 +1272,6 @@ txn_sql(struct rec_txn *tx, const char *data[2], size_t len[2])
 		len[n++] = tx->fresh.len;
 	}
 	if (tx->stage.len > 0 || (tx->fresh.len > 0 && !direct)) {
-		sb_puts(b, sql_stage_table);
 		if (tx->stage.len > 0) {
 			sb_puts(b, "COPY " STAGE " (kind, " TASK_COLUMNS ") FROM "
 			    "STDIN (FORMAT binary);");
@@ -1266,8 +1285,8 @@ txn_sql(struct rec_txn *tx, const char *data[2], size_t len[2])
 			len[n++] = tx->fresh.len;
 		}
 		if (tx->attempts)
-			sb_puts(b, sql_attempts);
-		sb_puts(b, sql_upsert);
+			sb_puts(b, "EXECUTE hive_rec_attempts;");
+		sb_puts(b, "EXECUTE hive_rec_upsert;");
 	}
 	if (tx->rest.len > 0)
 		sb_add(b, tx->rest.p, tx->rest.len);
@@ -1438,6 +1457,16 @@ rec_ack_all(struct sup_recorder *rec, struct rec_txn *tx)
 static void rec_write(struct sup_recorder *rec);
 
 static void
+rec_setup(struct sup_recorder *rec)
+{
+	char *sql = rec_prelude();
+
+	if (sql == NULL || sup_pg_prelude(rec->pg, sql) < 0)
+		log_warnx("recorder: out of memory setting up the session");
+	free(sql);
+}
+
+static void
 rec_rollback_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 {
 	struct sup_recorder *rec = arg;
@@ -1486,10 +1515,12 @@ rec_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 		log_warnx("recorder: batch of %zu entries not recorded, retrying "
 		    "in %.0fs: %s", rec->tx[rec->wi].nacks, REC_ERR_RETRY, err);
 		rec->st.retries++;
-		/* The failed transaction is still open on this connection. */
+		/* The failed transaction is still open on this connection.
+		 * The session's set-up may be what failed: again after it. */
 		if (sup_pg_query(rec->pg, "ROLLBACK", 0, NULL, NULL, NULL,
 		    rec_rollback_cb, rec) < 0)
 			rec_rollback_cb(pg, NULL, NULL, rec);
+		rec_setup(rec);
 		return;
 	}
 	rec->writing = 0;
@@ -1839,6 +1870,7 @@ sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
 	ev_init(&rec->read_timer, rec_read_timer_cb);
 	rec->read_timer.data = rec;
 	rec->fill = &rec->tx[0];
+	rec_setup(rec);
 	rec->rc = rconn_new(loop, o->redis, "redis(recorder)", rec_redis_state,
 	    rec, err, sizeof(err));
 	if (rec->rc == NULL) {
