@@ -717,20 +717,26 @@ def _kill_hived(run, with_workers):
             break
         if not run.sub.is_alive():
             break
-        pids = []
-        if with_workers:
-            for a in run.agents():
-                pids += [p for p in (a.get("pid"), a.get("handler_pid")) if p]
-        run.hived.kill()
-        for p in pids:   # ours: children of the hived we just killed
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        restart_hived(run, with_workers)
         kills += 1
-        reap_orphans(OWN_NAMES)
-        run.hived.start()
     run.counts["hived_killed"] = kills
+
+
+def restart_hived(run, with_workers):
+    """SIGKILL hived (and, with_workers, every worker and handler it
+    showed just before) and start it again."""
+    pids = []
+    if with_workers:
+        for a in run.agents():
+            pids += [p for p in (a.get("pid"), a.get("handler_pid")) if p]
+    run.hived.kill()
+    for p in pids:   # ours: children of the hived we just killed
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    reap_orphans(OWN_NAMES)
+    run.hived.start()
 
 
 def sc_kill_hived(run):
@@ -835,18 +841,8 @@ def sc_workflows(run):
             break
         run.hived.check()
         if time.monotonic() >= next_hived:
-            pids = []
-            for a in run.agents():
-                pids += [p for p in (a.get("pid"), a.get("handler_pid")) if p]
-            run.hived.kill()
-            for p in pids:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            restart_hived(run, True)
             hived_kills += 1
-            reap_orphans(OWN_NAMES)
-            run.hived.start()
             next_hived = time.monotonic() + random.uniform(
                 0.5 * run.o.hived_every, 1.5 * run.o.hived_every)
             continue
