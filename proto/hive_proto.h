@@ -418,6 +418,14 @@ struct json_t;
 struct json_t *proto_obj_to_json(const msgpack_object *o, struct proto_err *err);
 int proto_json_to_obj(const struct json_t *j, msgpack_zone *z,
     msgpack_object *out, struct proto_err *err);
+/*
+ * The compact JSON text of o (malloc'd, NUL-terminated, its length in
+ * *len if len is not NULL), written straight from o: the JSON value
+ * proto_obj_to_json(o) gives, the same values refused, strings escaped
+ * as jansson does, without building a tree.
+ */
+char *proto_obj_json_text(const msgpack_object *o, size_t *len,
+    struct proto_err *err);
 
 uint64_t proto_now_ms(void);   /* wall clock, unix ms */
 

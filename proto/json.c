@@ -281,3 +281,300 @@ proto_json_to_obj(const struct json_t *j, msgpack_zone *z,
 	 * changes j. */
 	return to_obj((json_t *)j, HIVE_DEPTH_MAX, z, out, err);
 }
+
+/* ---- msgpack -> JSON text, without a tree ---- */
+
+struct jtext {
+	char *p;
+	size_t len, cap;
+	struct proto_err *err;
+};
+
+static int
+jt_add(struct jtext *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		char *p;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if ((p = realloc(b->p, cap)) == NULL)
+			return proto_fail(b->err, PROTO_E_TOOBIG, "",
+			    "out of memory");
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	return 0;
+}
+
+/* Length of the UTF-8 sequence at s (n bytes left), 0 if it is not one:
+ * no overlong forms, no surrogates, nothing past U+10FFFF (jansson's
+ * rules). */
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0], cp;
+	size_t len;
+
+	if (c < 0x80)
+		return 1;
+	if (c < 0xc2 || c > 0xf4)
+		return 0;
+	len = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+	cp = c & (len == 2 ? 0x1f : len == 3 ? 0x0f : 0x07);
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* A JSON string: '"', '\' and control characters escaped as jansson
+ * does, the rest as it is; -1 if s is not UTF-8. */
+static int
+jt_str(struct jtext *b, const char *str, size_t n, const char *what)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0, run = 0;
+
+	if (jt_add(b, "\"", 1) == -1)
+		return -1;
+	while (i < n) {
+		unsigned char c = s[i];
+		char esc[8];
+		size_t k;
+
+		if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0x80) {
+			if ((k = utf8_seq(s + i, n - i)) == 0)
+				return proto_fail(b->err, PROTO_E_VALUE, "",
+				    "%s is not UTF-8", what);
+			i += k;
+			continue;
+		}
+		if (jt_add(b, str + run, i - run) == -1)
+			return -1;
+		switch (c) {
+		case '"': memcpy(esc, "\\\"", 3); break;
+		case '\\': memcpy(esc, "\\\\", 3); break;
+		case '\b': memcpy(esc, "\\b", 3); break;
+		case '\f': memcpy(esc, "\\f", 3); break;
+		case '\n': memcpy(esc, "\\n", 3); break;
+		case '\r': memcpy(esc, "\\r", 3); break;
+		case '\t': memcpy(esc, "\\t", 3); break;
+		default: snprintf(esc, sizeof(esc), "\\u%04X", c); break;
+		}
+		if (jt_add(b, esc, strlen(esc)) == -1)
+			return -1;
+		run = ++i;
+	}
+	if (jt_add(b, str + run, n - run) == -1)
+		return -1;
+	return jt_add(b, "\"", 1);
+}
+
+static int
+jt_u64(struct jtext *b, uint64_t v, int neg)
+{
+	char d[24];
+	size_t i = sizeof(d);
+
+	do {
+		d[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	if (neg)
+		d[--i] = '-';
+	return jt_add(b, d + i, sizeof(d) - i);
+}
+
+/* As jansson writes a real: %.17g, with ".0" when it would read back as
+ * an integer, and the exponent without '+' or leading zeros. */
+static int
+jt_real(struct jtext *b, double v)
+{
+	char d[40], *e, *z;
+	int n = snprintf(d, sizeof(d), "%.17g", v);
+
+	if (n < 0 || (size_t)n >= sizeof(d) - 2)
+		return proto_fail(b->err, PROTO_E_VALUE, "", "float");
+	if (strpbrk(d, ".e") == NULL) {
+		memcpy(d + n, ".0", 3);
+		n += 2;
+	}
+	if ((e = strchr(d, 'e')) != NULL) {
+		e++;
+		if (*e == '-')
+			e++;
+		z = *e == '+' ? e + 1 : e;
+		while (*z == '0' && z[1] != '\0')
+			z++;
+		memmove(e, z, strlen(z) + 1);
+		n = (int)strlen(d);
+	}
+	return jt_add(b, d, (size_t)n);
+}
+
+static int
+kcmp(const void *a, const void *b, void *keys)
+{
+	const msgpack_object *x = (const msgpack_object *)keys +
+	    *(const uint32_t *)a;
+	const msgpack_object *y = (const msgpack_object *)keys +
+	    *(const uint32_t *)b;
+	uint32_t n = x->via.str.size < y->via.str.size ? x->via.str.size :
+	    y->via.str.size;
+	int c = n ? memcmp(x->via.str.ptr, y->via.str.ptr, n) : 0;
+
+	return c ? c : (x->via.str.size > y->via.str.size) -
+	    (x->via.str.size < y->via.str.size);
+}
+
+/* Keys of map m: strings, without NUL, each once (for a large map, found
+ * by sorting their indexes). */
+static int
+jt_keys(struct jtext *b, const msgpack_object_map *m)
+{
+	const msgpack_object *dup = NULL;
+
+	for (uint32_t i = 0; i < m->size; i++) {
+		const msgpack_object *k = &m->ptr[i].key;
+		if (k->type != MSGPACK_OBJECT_STR)
+			return proto_fail(b->err, PROTO_E_NOTMAP, "",
+			    "map key is not a string");
+		if (k->via.str.size > 0 &&
+		    memchr(k->via.str.ptr, '\0', k->via.str.size) != NULL)
+			return proto_fail(b->err, PROTO_E_VALUE, "",
+			    "map key contains NUL");
+	}
+	if (m->size <= 8) {
+		for (uint32_t i = 1; i < m->size && dup == NULL; i++)
+			for (uint32_t j = 0; j < i; j++)
+				if (m->ptr[i].key.via.str.size ==
+				    m->ptr[j].key.via.str.size &&
+				    (m->ptr[i].key.via.str.size == 0 ||
+				    memcmp(m->ptr[i].key.via.str.ptr,
+				    m->ptr[j].key.via.str.ptr,
+				    m->ptr[i].key.via.str.size) == 0)) {
+					dup = &m->ptr[i].key;
+					break;
+				}
+	} else {
+		msgpack_object *keys = malloc(m->size * sizeof(*keys));
+		uint32_t *ix = malloc(m->size * sizeof(*ix));
+		if (keys == NULL || ix == NULL) {
+			free(keys);
+			free(ix);
+			return proto_fail(b->err, PROTO_E_TOOBIG, "",
+			    "out of memory");
+		}
+		for (uint32_t i = 0; i < m->size; i++) {
+			keys[i] = m->ptr[i].key;
+			ix[i] = i;
+		}
+		qsort_r(ix, m->size, sizeof(*ix), kcmp, keys);
+		for (uint32_t i = 1; i < m->size && dup == NULL; i++)
+			if (kcmp(&ix[i - 1], &ix[i], keys) == 0)
+				dup = &m->ptr[ix[i]].key;
+		free(keys);
+		free(ix);
+	}
+	if (dup != NULL)
+		return proto_fail(b->err, PROTO_E_DUPLICATE, "",
+		    "key \"%.*s\" twice", (int)(dup->via.str.size > 32 ? 32 :
+		    dup->via.str.size), dup->via.str.ptr ? dup->via.str.ptr : "");
+	return 0;
+}
+
+static int
+jt_value(struct jtext *b, const msgpack_object *o, unsigned depth)
+{
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL:
+		return jt_add(b, "null", 4);
+	case MSGPACK_OBJECT_BOOLEAN:
+		return o->via.boolean ? jt_add(b, "true", 4) :
+		    jt_add(b, "false", 5);
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		if (o->via.u64 > (uint64_t)INT64_MAX)
+			return proto_fail(b->err, PROTO_E_SIZE, "",
+			    "integer %" PRIu64 " > %" PRId64 " has no JSON form",
+			    o->via.u64, INT64_MAX);
+		return jt_u64(b, o->via.u64, 0);
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		return jt_u64(b, o->via.i64 == INT64_MIN ?
+		    (uint64_t)INT64_MAX + 1 : (uint64_t)-o->via.i64, 1);
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		if (!isfinite(o->via.f64))
+			return proto_fail(b->err, PROTO_E_VALUE, "",
+			    "non-finite float has no JSON form");
+		return jt_real(b, o->via.f64);
+	case MSGPACK_OBJECT_STR:
+		return jt_str(b, o->via.str.ptr, o->via.str.size, "string");
+	case MSGPACK_OBJECT_BIN:
+	case MSGPACK_OBJECT_EXT:
+		return proto_fail(b->err, PROTO_E_TYPE, "", "%s has no JSON form",
+		    o->type == MSGPACK_OBJECT_BIN ? "bin" : "ext");
+	case MSGPACK_OBJECT_ARRAY:
+		if (depth == 0)
+			break;
+		if (jt_add(b, "[", 1) == -1)
+			return -1;
+		for (uint32_t i = 0; i < o->via.array.size; i++)
+			if ((i > 0 && jt_add(b, ",", 1) == -1) ||
+			    jt_value(b, &o->via.array.ptr[i], depth - 1) == -1)
+				return -1;
+		return jt_add(b, "]", 1);
+	case MSGPACK_OBJECT_MAP:
+		if (depth == 0)
+			break;
+		if (jt_keys(b, &o->via.map) == -1 || jt_add(b, "{", 1) == -1)
+			return -1;
+		for (uint32_t i = 0; i < o->via.map.size; i++) {
+			const msgpack_object_kv *kv = &o->via.map.ptr[i];
+			if ((i > 0 && jt_add(b, ",", 1) == -1) ||
+			    jt_str(b, kv->key.via.str.ptr, kv->key.via.str.size,
+			    "map key") == -1 || jt_add(b, ":", 1) == -1 ||
+			    jt_value(b, &kv->val, depth - 1) == -1)
+				return -1;
+		}
+		return jt_add(b, "}", 1);
+	default:
+		return proto_fail(b->err, PROTO_E_TYPE, "",
+		    "unknown msgpack type %d", (int)o->type);
+	}
+	return proto_fail(b->err, PROTO_E_SIZE, "", "nesting deeper than %u",
+	    HIVE_DEPTH_MAX);
+}
+
+char *
+proto_obj_json_text(const msgpack_object *o, size_t *len,
+    struct proto_err *err)
+{
+	struct jtext b = { NULL, 0, 0, err };
+
+	if (jt_value(&b, o, HIVE_DEPTH_MAX) == -1) {
+		free(b.p);
+		return NULL;
+	}
+	if (jt_add(&b, "", 0) == -1) {   /* room for the NUL */
+		free(b.p);
+		return NULL;
+	}
+	b.p[b.len] = '\0';
+	if (len != NULL)
+		*len = b.len;
+	return b.p;
+}

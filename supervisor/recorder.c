@@ -41,7 +41,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,22 +330,17 @@ static char *
 json_text(const msgpack_object *o, const char *what, struct hive_str task)
 {
 	struct proto_err err;
-	json_t *j;
 	char *s, *p;
 
 	if (o->type == MSGPACK_OBJECT_NIL)
 		return NULL;
-	if ((j = proto_obj_to_json(o, &err)) == NULL) {
+	if ((s = proto_obj_json_text(o, NULL, &err)) == NULL) {
 		char eb[160];
 		log_warnx("recorder: task=%.*s: %s has no JSON form, not "
 		    "recorded: %s", (int)task.len, task.ptr, what,
 		    proto_strerror(&err, eb, sizeof(eb)));
 		return NULL;
 	}
-	s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-	json_decref(j);
-	if (s == NULL)
-		return NULL;
 	for (p = s; (p = strchr(p, '\\')) != NULL; p += 2) {
 		if (p[1] == 'u' && strncmp(p + 2, "0000", 4) == 0)
 			memcpy(p + 2, "fffd", 4);

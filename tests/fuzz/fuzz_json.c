@@ -4,6 +4,8 @@
  *
  *   as msgpack:  value --to_json--> j --to_obj--> value'   value == value'
  *                j --json_dumps--> text --json_loads--> j'  j == j'
+ *                value --proto_obj_json_text--> text'       text == text'
+ *                (and it refuses exactly what to_json refuses)
  *   as JSON:     j --to_obj--> value --pack--> bytes --proto_decode_value
  *                --to_json--> j'                            j == j'
  *
@@ -72,25 +74,35 @@ as_msgpack(const uint8_t *data, size_t size)
 	msgpack_unpacked up;
 	msgpack_object back;
 	msgpack_zone *z;
-	struct proto_err err;
+	struct proto_err err, err2;
 	json_t *j, *j2;
-	char *text;
+	char *text, *direct;
+	size_t dlen;
 
 	memset(&err, 0, sizeof(err));
+	memset(&err2, 0, sizeof(err2));
 	if (proto_decode_value((const char *)data, size, &up, &err) == -1) {
 		fz_err_ok(&err);
 		return;
 	}
+	direct = proto_obj_json_text(&up.data, &dlen, &err2);
 	if ((j = proto_obj_to_json(&up.data, &err)) == NULL) {
 		fz_err_ok(&err);
+		/* the direct writer refuses what the tree refuses */
+		FZ_CHECK(direct == NULL);
+		fz_err_ok(&err2);
 		msgpack_unpacked_destroy(&up);
 		return;
 	}
+	FZ_CHECK(direct != NULL);
 	FZ_CHECK((z = msgpack_zone_new(4096)) != NULL);
 	FZ_CHECK(proto_json_to_obj(j, z, &back, &err) == 0);
 	same_value(&up.data, &back, 0);
 	text = json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT);
 	FZ_CHECK(text != NULL);
+	/* and writes the same text */
+	FZ_CHECK(dlen == strlen(text) && memcmp(direct, text, dlen) == 0);
+	free(direct);
 	j2 = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 	FZ_CHECK(j2 != NULL);
 	FZ_CHECK(json_equal(j, j2));

@@ -27,6 +27,26 @@ hex_to_json(const char *hex, struct proto_err *err)
 		    JSON_PRESERVE_ORDER);
 		json_decref(j);
 	}
+	/* Written straight, without jansson's tree: the same text, the same
+	 * refusals. */
+	{
+		struct proto_err e2;
+		size_t len;
+		char *t = proto_obj_json_text(&up.data, &len, &e2);
+		if (s != NULL) {
+			cr_assert_not_null(t, "%s: jansson wrote %s, the direct "
+			    "writer refused: %s", hex, s, e2.detail);
+			cr_assert_str_eq(t, s, "%s", hex);
+			cr_assert_eq(len, strlen(t));
+		} else {
+			cr_assert_null(t, "%s: refused by jansson (%s), written "
+			    "as %s", hex, err->detail, t);
+			cr_assert_eq(e2.code, err->code, "%s: %s, jansson %s", hex,
+			    proto_errcode_name(e2.code),
+			    proto_errcode_name(err->code));
+		}
+		free(t);
+	}
 	msgpack_unpacked_destroy(&up);
 	msgpack_sbuffer_destroy(&sb);
 	return s;
@@ -51,6 +71,17 @@ Test(json, msgpack_to_json)
 		{ "90", "[]" },
 		{ "80", "{}" },
 		{ "82 a1 62 01 a1 61 92 c0 a0", "{\"b\":1,\"a\":[null,\"\"]}" },
+		{ "a8 22 5c 2f 01 0a 09 1f 00", "\"\\\"\\\\/\\u0001\\n\\t\\u001F\\u0000\"" },
+		{ "a4 f0 9f 90 9d", "\"\xf0\x9f\x90\x9d\"" },
+		{ "cb 7e 37 e4 3c 88 00 75 9c", "1.0000000000000001e300" },
+		{ "cb 00 01 00 00 00 00 00 00", "1.3906711615670009e-309" },
+		{ "cb 44 30 00 00 00 00 00 00", "2.9514790517935283e20" },
+		{ "cb c0 59 00 00 00 00 00 00", "-100.0" },
+		{ "cb 00 00 00 00 00 00 00 00", "0.0" },
+		{ "89 a1 61 01 a1 62 02 a1 63 03 a1 64 04 a1 65 05 a1 66 06 "
+		  "a1 67 07 a1 68 08 a1 69 09",
+		  "{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,"
+		  "\"g\":7,\"h\":8,\"i\":9}" },
 	};
 	struct proto_err err;
 
@@ -83,6 +114,12 @@ Test(json, refuses_what_json_cannot_hold)
 		{ "a2 c3 28", PROTO_E_VALUE },                  /* bad UTF-8 */
 		{ "81 a2 c3 28 01", PROTO_E_VALUE },            /* key too */
 		{ "81 a2 61 00 01", PROTO_E_VALUE },            /* NUL in key */
+		{ "89 a1 61 01 a1 62 02 a1 63 03 a1 64 04 a1 65 05 a1 66 06 "
+		  "a1 67 07 a1 68 08 a1 64 09", PROTO_E_DUPLICATE }, /* 9 keys */
+		{ "a3 ed a0 80", PROTO_E_VALUE },               /* surrogate */
+		{ "a2 c0 80", PROTO_E_VALUE },                  /* overlong */
+		{ "a4 f4 90 80 80", PROTO_E_VALUE },            /* > U+10FFFF */
+		{ "a2 e2 82", PROTO_E_VALUE },                  /* cut short */
 	};
 	struct proto_err err;
 
