@@ -191,46 +191,43 @@ wrk_task_timeout(const struct wrk *w, const struct wrk_task *t)
 	return t->t.timeout_ms ? t->t.timeout_ms : w->o.task_timeout_ms;
 }
 
-static int
-dump_to_buf(const char *data, size_t len, void *arg)
-{
-	return wrk_buf_append(arg, data, len);
-}
-
 /*
  * The line a handler reads:
  *   {"id":"..","attempt":N,"agent":"name/1","payload":..,"memory":{..},
  *    "parents":{..}}\n
  * "parents" (a workflow task's dependencies' results by task id) only
- * when the task has them, last: a script that finds the fields it
- * knows by their order keeps working.  Names and ids are checked by the codec
+ * when the task has them, last: a script that finds the fields it knows
+ * by their order keeps working.  Names and ids are checked by the codec
  * ([A-Za-z0-9_.-] and printable ASCII), so only '"' and '\' in an id
- * need escaping.  A payload or parents without a JSON form fails the
- * task (-1, err says why).
+ * need escaping.  Payload and parents are written straight from msgpack
+ * (proto_obj_json_text); one without a JSON form fails the task (-1, err
+ * says why).
  */
 int
 wrk_task_line(struct wrk *w, struct wrk_task *t, struct wrk_buf *b,
     char *err, size_t errlen)
 {
 	struct proto_err perr;
-	json_t *payload = NULL, *parents = NULL;
-	size_t mark = b->len;
+	char *payload = NULL, *parents = NULL;
+	size_t plen = 4, rlen = 0, mark = b->len;
 	char num[32];
 	int n;
 
 	if (t->t.payload.type != MSGPACK_OBJECT_NIL &&
-	    (payload = proto_obj_to_json(&t->t.payload, &perr)) == NULL) {
+	    (payload = proto_obj_json_text(&t->t.payload, &plen,
+	    &perr)) == NULL) {
 		snprintf(err, errlen, "payload has no JSON form: %s",
 		    proto_strerror(&perr, (char[HIVE_REASON_MAX]){ 0 },
 		    HIVE_REASON_MAX));
 		return -1;
 	}
 	if (t->t.parents.type != MSGPACK_OBJECT_NIL &&
-	    (parents = proto_obj_to_json(&t->t.parents, &perr)) == NULL) {
+	    (parents = proto_obj_json_text(&t->t.parents, &rlen,
+	    &perr)) == NULL) {
 		snprintf(err, errlen, "parents have no JSON form: %s",
 		    proto_strerror(&perr, (char[HIVE_REASON_MAX]){ 0 },
 		    HIVE_REASON_MAX));
-		json_decref(payload);
+		free(payload);
 		return -1;
 	}
 	if (wrk_buf_append(b, "{\"id\":\"", 7) == -1)
@@ -246,29 +243,22 @@ wrk_task_line(struct wrk *w, struct wrk_task *t, struct wrk_buf *b,
 	if (wrk_buf_append(b, num, (size_t)n) == -1 ||
 	    wrk_buf_append(b, ",\"agent\":\"", 10) == -1 ||
 	    wrk_buf_append(b, w->agent_inst, strlen(w->agent_inst)) == -1 ||
-	    wrk_buf_append(b, "\",\"payload\":", 12) == -1)
-		goto nomem;
-	if (payload == NULL) {
-		if (wrk_buf_append(b, "null", 4) == -1)
-			goto nomem;
-	} else if (json_dump_callback(payload, dump_to_buf, b,
-	    JSON_COMPACT | JSON_ENCODE_ANY) == -1)
-		goto nomem;
-	if (wrk_buf_append(b, ",\"memory\":", 10) == -1 ||
+	    wrk_buf_append(b, "\",\"payload\":", 12) == -1 ||
+	    wrk_buf_append(b, payload ? payload : "null", plen) == -1 ||
+	    wrk_buf_append(b, ",\"memory\":", 10) == -1 ||
 	    wrk_buf_append(b, w->memory_text, strlen(w->memory_text)) == -1)
 		goto nomem;
 	if (parents != NULL && (wrk_buf_append(b, ",\"parents\":", 11) == -1 ||
-	    json_dump_callback(parents, dump_to_buf, b,
-	    JSON_COMPACT | JSON_ENCODE_ANY) == -1))
+	    wrk_buf_append(b, parents, rlen) == -1))
 		goto nomem;
 	if (wrk_buf_append(b, "}\n", 2) == -1)
 		goto nomem;
-	json_decref(payload);
-	json_decref(parents);
+	free(payload);
+	free(parents);
 	return 0;
 nomem:
-	json_decref(payload);
-	json_decref(parents);
+	free(payload);
+	free(parents);
 	b->len = mark;
 	snprintf(err, errlen, "out of memory building the handler's input");
 	return -1;
