@@ -883,6 +883,7 @@ SCENARIOS = {
     "redis_nopersist": (sc_redis_nopersist, {}),
     "pg_outage": (sc_pg_outage, {}),
     "workflows": (sc_workflows, {"workflows": True}),
+    "workflows_pg_outage": (sc_pg_outage, {"workflows": True}),
 }
 
 
