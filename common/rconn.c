@@ -291,3 +291,16 @@ rconn_argv(struct rconn *rc, redisCallbackFn *fn, void *priv, int argc,
 	return redisAsyncCommandArgv(rc->ac, fn, priv, argc, argv, argvlen)
 	    == REDIS_OK ? 0 : -1;
 }
+
+const redisReply *
+rconn_entry_field(const redisReply *f, const char *name)
+{
+	if (f == NULL || f->type != REDIS_REPLY_ARRAY)
+		return NULL;
+	for (size_t i = 0; i + 1 < f->elements; i += 2)
+		if (f->element[i]->type == REDIS_REPLY_STRING &&
+		    strcmp(f->element[i]->str, name) == 0 &&
+		    f->element[i + 1]->type == REDIS_REPLY_STRING)
+			return f->element[i + 1];
+	return NULL;
+}

@@ -41,6 +41,14 @@ int rconn_cmd(struct rconn *rc, redisCallbackFn *fn, void *priv,
 int rconn_argv(struct rconn *rc, redisCallbackFn *fn, void *priv, int argc,
     const char **argv, const size_t *argvlen);
 
+/*
+ * The value of field name in a stream entry's fields (the array of name,
+ * value, ... that XREADGROUP, XRANGE and XCLAIM give; nil for an entry
+ * deleted while pending): its string reply, NULL when there is none.
+ */
+const redisReply *rconn_entry_field(const redisReply *fields,
+    const char *name);
+
 /* Parse addr into host/port or path: 0 or -1. */
 int rconn_parse_addr(const char *addr, char *host, size_t hostlen, int *port,
     int *is_unix);

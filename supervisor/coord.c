@@ -548,15 +548,9 @@ co_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		if (f->type == REDIS_REPLY_ARRAY) {
 			/* No field m: an empty message, which does not decode
 			 * and goes to the dead letters like any bad one. */
-			const char *v = "";
-			for (size_t x = 0; x + 1 < f->elements; x += 2)
-				if (f->element[x]->type == REDIS_REPLY_STRING &&
-				    strcmp(f->element[x]->str, "m") == 0 &&
-				    f->element[x + 1]->type == REDIS_REPLY_STRING) {
-					v = f->element[x + 1]->str;
-					ce->len = f->element[x + 1]->len;
-					break;
-				}
+			const redisReply *m = rconn_entry_field(f, "m");
+			const char *v = m != NULL ? m->str : "";
+			ce->len = m != NULL ? m->len : 0;
 			if ((ce->msg = malloc(ce->len ? ce->len : 1)) == NULL)
 				continue;    /* stays pending: read again later */
 			memcpy(ce->msg, v, ce->len);

@@ -261,7 +261,8 @@ rc_claim_cb(redisAsyncContext *ac, void *rp, void *priv)
 		return;
 	}
 	for (size_t i = 0; i < reply->elements; i++) {
-		redisReply *e = reply->element[i], *f;
+		redisReply *e = reply->element[i];
+		const redisReply *f;
 		const char *val = NULL;
 		size_t vlen = 0;
 		unsigned dl = 1;
@@ -272,15 +273,10 @@ rc_claim_cb(redisAsyncContext *ac, void *rp, void *priv)
 		for (int k = 0; k < j->n; k++)
 			if (strcmp(j->ids[k], e->element[0]->str) == 0)
 				dl = j->deliveries[k];
-		f = e->element[1];
-		for (size_t x = 0; f->type == REDIS_REPLY_ARRAY && x + 1 < f->elements;
-		    x += 2)
-			if (f->element[x]->type == REDIS_REPLY_STRING &&
-			    strcmp(f->element[x]->str, "m") == 0 &&
-			    f->element[x + 1]->type == REDIS_REPLY_STRING) {
-				val = f->element[x + 1]->str;
-				vlen = f->element[x + 1]->len;
-			}
+		if ((f = rconn_entry_field(e->element[1], "m")) != NULL) {
+			val = f->str;
+			vlen = f->len;
+		}
 		if (val == NULL) {
 			/* Deleted under us, or not a Hive entry: ack it. */
 			rconn_cmd(j->r->rc, rc_ignore_cb, NULL,

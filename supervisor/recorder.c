@@ -1623,25 +1623,20 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 			most = s->element[1]->elements;
 		for (size_t k = 0; k < s->element[1]->elements; k++) {
 			redisReply *e = s->element[1]->element[k];
-			redisReply *f;
+			const redisReply *f;
 			const char *val = NULL;
 			size_t vlen = 0;
 			if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
 			    e->element[0]->type != REDIS_REPLY_STRING)
 				continue;
 			entries++;
-			f = e->element[1];
 			/* A pending entry that was deleted reads as nil:
 			 * nothing to record, only to acknowledge. */
-			for (size_t x = 0; f->type == REDIS_REPLY_ARRAY &&
-			    x + 1 < f->elements; x += 2)
-				if (f->element[x]->type == REDIS_REPLY_STRING &&
-				    strcmp(f->element[x]->str, "m") == 0 &&
-				    f->element[x + 1]->type == REDIS_REPLY_STRING) {
-					val = f->element[x + 1]->str;
-					vlen = f->element[x + 1]->len;
-					bytes += vlen;
-				}
+			if ((f = rconn_entry_field(e->element[1], "m")) != NULL) {
+				val = f->str;
+				vlen = f->len;
+				bytes += vlen;
+			}
 			/* A queue entry is acknowledged when its task is
 			 * written, which may be a later batch (fold_batch). */
 			if ((val == NULL || rec->streams[si].kind != REC_QUEUE) &&

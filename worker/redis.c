@@ -74,6 +74,7 @@
 #include <hiredis/adapters/libev.h>
 
 #include "log.h"
+#include "rconn.h"
 #include "worker.h"
 
 static const char *const conn_name[WRK_CONN_N] = { "cmd", "pull", "bcast" };
@@ -493,16 +494,7 @@ take_entries(struct wrk *w, int key, const redisReply *entries,
 		    wrk_task_find(w, key, e->element[0]->str) != NULL)
 			continue;
 		f = e->element[1];
-		m = NULL;
-		if (f->type == REDIS_REPLY_ARRAY) {
-			for (j = 0; j + 1 < f->elements; j += 2)
-				if (f->element[j]->type == REDIS_REPLY_STRING &&
-				    strcmp(f->element[j]->str, "m") == 0 &&
-				    f->element[j + 1]->type == REDIS_REPLY_STRING) {
-					m = f->element[j + 1];
-					break;
-				}
-		}
+		m = rconn_entry_field(f, "m");
 		deliveries = 0;
 		if (pending != NULL && pending->type == REDIS_REPLY_ARRAY)
 			for (j = 0; j < pending->elements; j++) {
