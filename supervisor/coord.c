@@ -82,7 +82,6 @@ struct sup_coord {
 	ev_timer read_timer;
 	ev_timer sweep_timer;
 	ev_timer retry_timer;        /* the submission at q[iq] again */
-	struct sup_coord_stats st;
 };
 
 static void co_read(struct sup_coord *);
@@ -215,7 +214,6 @@ co_refuse(struct sup_coord *co, struct co_entry *e, const char *why)
 	log_warnx("coordinator: %s %s: %s", co->key, e->id, reason);
 	co_dead(co, (struct hive_str){ NULL, 0 }, reason, co->key, e->id,
 	    e->msg, e->len);
-	co->st.rejected++;
 	co_ack(co, e);
 }
 
@@ -276,12 +274,8 @@ co_submit_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 			co_refuse(co, e, v[0] ? v : "not recorded");
 			continue;
 		}
-		if (v[0] == 'o') {
-			co->st.submitted++;
-			log_info("coordinator: workflow %s recorded", e->wid);
-		} else
-			log_info("coordinator: workflow %s was recorded before",
-			    e->wid);
+		log_info("coordinator: workflow %s %s", e->wid, v[0] == 'o' ?
+		    "recorded" : "was recorded before");
 		if (ids_add(&co->wfs, e->wid, strlen(e->wid)) < 0)
 			co->sweep_due = 1;   /* the sweep finds its tasks */
 		co_ack(co, e);
@@ -699,7 +693,6 @@ co_run(struct sup_coord *co, const char *id, const char *stream,
 			free(x);
 		}
 	}
-	co->st.released++;
 	json_decref(j);
 	msgpack_sbuffer_destroy(&sb);
 	msgpack_zone_destroy(&z);
@@ -731,7 +724,6 @@ co_cancel(struct sup_coord *co, const char *id, const char *workflow,
 	int have_task;
 	uint64_t now = proto_now_ms();
 
-	co->st.cancelled++;
 	co_dead(co, HIVE_STR(id), reason, stream, NULL, (const char *)msg, len);
 	have_task = proto_decode_task((const char *)msg, len, &t, &err) == 0;
 	res.id = HIVE_STR(id);
@@ -765,7 +757,6 @@ co_end(struct sup_coord *co, const char *workflow, const char *reason)
 	msgpack_sbuffer sb;
 	int ok = strncmp(reason, "completed", 9) == 0;
 
-	co->st.finished++;
 	log_info("coordinator: workflow %s %s", workflow, reason);
 	e.kind = HIVE_STR(ok ? "workflow.completed" : "workflow.failed");
 	e.ts_ms = proto_now_ms();
@@ -980,10 +971,4 @@ sup_coord_free(struct sup_coord *co)
 	free(co->done.v);
 	free(co->wfs.v);
 	free(co);
-}
-
-void
-sup_coord_stats(const struct sup_coord *co, struct sup_coord_stats *out)
-{
-	*out = co->st;
 }

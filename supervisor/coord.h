@@ -31,7 +31,6 @@
 
 #include <ev.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include "pg.h"
 
@@ -43,14 +42,6 @@ struct sup_coord_opts {
 	const char *host;            /* this host: consumer hived@<host> */
 };
 
-struct sup_coord_stats {
-	uint64_t submitted;          /* workflows recorded */
-	uint64_t rejected;           /* workflows sent to the dead letters */
-	uint64_t released;           /* tasks put on their queue */
-	uint64_t cancelled;          /* tasks that never ran: a dependency failed */
-	uint64_t finished;           /* workflows ended */
-};
-
 /* Starts at once (its own Redis connections); pg is lent and must outlive
  * it.  NULL on a bad address or out of memory. */
 struct sup_coord *sup_coord_new(struct ev_loop *loop, struct sup_pg *pg,
@@ -58,6 +49,5 @@ struct sup_coord *sup_coord_new(struct ev_loop *loop, struct sup_pg *pg,
 void sup_coord_free(struct sup_coord *co);
 /* These workflow tasks reached a final state in PostgreSQL (committed). */
 void sup_coord_ended(struct sup_coord *co, const char *const *ids, size_t n);
-void sup_coord_stats(const struct sup_coord *co, struct sup_coord_stats *out);
 
 #endif
