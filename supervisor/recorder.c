@@ -20,7 +20,9 @@
  * Writing a task costs one INSERT when its queue entry and its result are
  * in one batch, an INSERT and an UPDATE otherwise; so a queue entry whose
  * result may come soon is held (REC_HOLD_MS: not written, not
- * acknowledged, still pending in Redis) and folded into the next batch.
+ * acknowledged, still pending in Redis) until its result is read, or the
+ * hold ends; should Redis go away or lose our streams meanwhile, the held
+ * entries are written at once (rec_flush).
  * A new task's row (task_is_new: its first attempt, its queue entry in
  * the batch, nothing written for it before) is copied straight into
  * tasks, the cheapest write there is.  Should it be there after all (a
@@ -125,6 +127,23 @@ struct rec_ends {
 	uint64_t evicted_ms;
 };
 
+/*
+ * Queue entries waiting for their result (REC_HOLD_MS): v[head..n) in the
+ * order they were held (taken ones marked skip), and an open-addressing
+ * index of their ids (index in v + 1; 0 empty, HELD_TOMB taken).
+ */
+#define HELD_TOMB        UINT32_MAX
+
+struct rec_held {
+	struct rec_task *v;
+	size_t head, n, cap;
+	uint32_t *slot;
+	size_t nslots;               /* a power of 2, at least 2 * cap */
+	size_t live;                 /* held, not taken */
+	size_t tombs;                /* HELD_TOMB slots */
+	size_t bytes;                /* their messages */
+};
+
 /* One transaction: its rows (COPY binary data), its other statements,
  * what to XACK after COMMIT.  Its SQL is made from them when it is sent
  * (rec_write). */
@@ -137,6 +156,7 @@ struct rec_txn {
 	int restage;                 /* the fresh rows go through the stage */
 	struct rec_ack *acks;
 	size_t nacks, capacks;
+	unsigned gen;                /* rec->gen when its acks were taken */
 	char **ended;                /* final workflow (or dead) task ids */
 	size_t nended, capended;
 };
@@ -146,11 +166,12 @@ struct sup_recorder {
 	struct sup_pg *pg;
 	struct rconn *rc;
 	char *prefix, *host;
-	unsigned keep, count;
+	unsigned keep, count, hold_ms;
 	void (*ended)(const char *const *, size_t, void *);
 	void *ended_arg;
 	struct rec_stream streams[REC_MAX_STREAMS];
 	int nstreams;
+	unsigned gen;                /* streams forgotten this many times */
 	int reading;                 /* an XREADGROUP is in flight */
 	int writing;                 /* tx[wi] is in flight */
 	int prepared;                /* tx[1 - wi] waits for it to end */
@@ -160,8 +181,8 @@ struct sup_recorder {
 	struct rec_txn tx[2];
 	int wi;                      /* the one written */
 	struct rec_txn *fill;        /* the one a read fills */
-	struct rec_task *held;       /* queue entries waiting for their result */
-	size_t nheld, capheld;
+	struct rec_held held;        /* queue entries waiting for their result */
+	int flush;                   /* write the held ones now (Redis lost) */
 	uint64_t results_clock;      /* ms: the results stream is read up to */
 	uint64_t ends_seen;          /* ms: newest result or dead letter read */
 	struct rec_ends *ends;
@@ -175,6 +196,7 @@ struct sup_recorder {
 };
 
 static void rec_read(struct sup_recorder *);
+static void rec_flush(struct sup_recorder *);
 static void rec_read_later(struct sup_recorder *, double);
 static int rec_push_ack(struct sup_recorder *, int, const char *);
 
@@ -818,34 +840,107 @@ stage_row(struct sup_recorder *rec, struct rec_txn *tx, char kind,
 /* Queue entries younger than this (behind what the results stream has
  * been read up to) wait for their result, to be written in one row with
  * it: a task that ends within it costs one INSERT, not an INSERT and an
- * UPDATE.  Its entry stays pending in Redis meanwhile. */
-#define REC_HOLD_MS      250
-#define REC_HOLD_MAX     65536
+ * UPDATE, which costs PostgreSQL twice to three times as much.  Its entry
+ * stays pending in Redis meanwhile, and should Redis go away, the held
+ * ones are written at once (rec_flush).  A second: what Redis with
+ * appendfsync everysec may lose anyway. */
+#define REC_HOLD_MS      1000          /* sup_recorder_opts.hold_ms */
+#define REC_HOLD_MAX     (1u << 20)    /* entries */
+#define REC_HOLD_BYTES   (64u << 20)   /* their messages */
+/* Held entries are looked at again at least this often when idle. */
+#define REC_HOLD_LOOK_MS 250
 
-/* Move w to the held list; it keeps what it owns, and a message that
- * is only borrowed from this read's reply is copied. */
+static uint64_t ends_hash(const char *);
+
+static size_t
+held_find(const struct rec_held *hd, const char *id, int *found)
+{
+	size_t mask = hd->nslots - 1, i, tomb = SIZE_MAX;
+
+	*found = 0;
+	for (i = ends_hash(id) & mask; hd->slot[i] != 0; i = (i + 1) & mask) {
+		if (hd->slot[i] == HELD_TOMB) {
+			if (tomb == SIZE_MAX)
+				tomb = i;
+		} else if (strcmp(hd->v[hd->slot[i] - 1].id, id) == 0) {
+			*found = 1;
+			return i;
+		}
+	}
+	return tomb != SIZE_MAX ? tomb : i;
+}
+
+/* The index again, for v[head..n) moved to v[0..) and a new size. */
+static int
+held_rebuild(struct rec_held *hd, size_t cap)
+{
+	size_t nslots = 1024;
+	uint32_t *slot;
+	struct rec_task *v;
+	int found;
+
+	if (hd->head > 0) {
+		memmove(hd->v, hd->v + hd->head, (hd->n - hd->head) * sizeof(*hd->v));
+		hd->n -= hd->head;
+		hd->head = 0;
+	}
+	if (cap > hd->cap) {
+		if ((v = realloc(hd->v, cap * sizeof(*v))) == NULL)
+			return -1;
+		hd->v = v;
+		hd->cap = cap;
+	}
+	while (nslots < 2 * hd->cap)
+		nslots *= 2;
+	if (nslots != hd->nslots) {
+		if ((slot = malloc(nslots * sizeof(*slot))) == NULL)
+			return -1;
+		free(hd->slot);
+		hd->slot = slot;
+		hd->nslots = nslots;
+	}
+	memset(hd->slot, 0, hd->nslots * sizeof(*hd->slot));
+	hd->tombs = 0;
+	for (size_t k = 0; k < hd->n; k++)
+		if (!hd->v[k].skip)
+			hd->slot[held_find(hd, hd->v[k].id, &found)] = (uint32_t)k + 1;
+	return 0;
+}
+
+/* Move w to the held ones; it keeps what it owns, and a message that
+ * is only borrowed from this read's reply is copied.  -1: not held (too
+ * many, out of memory): it is written now. */
 static int
 rec_hold(struct sup_recorder *rec, struct rec_task *w)
 {
+	struct rec_held *hd = &rec->held;
 	struct rec_task *h;
+	size_t i;
+	int found;
 	/* Its own copy, unless the fold gave it another member's message. */
 	char *msg = w->own_msg != NULL && w->msg == w->own_msg ?
 	    w->own_msg : NULL;
 
-	if (rec->nheld == rec->capheld) {
-		size_t cap = rec->capheld ? rec->capheld * 2 : 256;
-		if (cap > REC_HOLD_MAX ||
-		    (h = realloc(rec->held, cap * sizeof(*h))) == NULL)
-			return -1;
-		rec->held = h;
-		rec->capheld = cap;
-	}
+	if (hd->live >= REC_HOLD_MAX || hd->bytes + w->msglen > REC_HOLD_BYTES)
+		return -1;
+	if (hd->n == hd->cap ? held_rebuild(hd, hd->head > hd->cap / 4 ?
+	    hd->cap : hd->cap ? 2 * hd->cap : 1024) < 0 :
+	    hd->live + hd->tombs >= hd->nslots / 2 && held_rebuild(hd, 0) < 0)
+		return -1;
+	i = held_find(hd, w->id, &found);
+	if (found)                   /* not after a fold: never */
+		return -1;
+	if (hd->slot[i] == HELD_TOMB)
+		hd->tombs--;
 	if (msg == NULL) {
 		if ((msg = malloc(w->msglen ? w->msglen : 1)) == NULL)
 			return -1;
 		memcpy(msg, w->msg, w->msglen);
 	}
-	h = &rec->held[rec->nheld++];
+	h = &hd->v[hd->n];
+	hd->slot[i] = (uint32_t)++hd->n;
+	hd->live++;
+	hd->bytes += w->msglen;
 	*h = *w;
 	h->own_msg = msg;
 	h->msg = msg;
@@ -855,6 +950,76 @@ rec_hold(struct sup_recorder *rec, struct rec_task *w)
 	w->agent = w->workflow = w->result = w->error = NULL;
 	w->skip = 1;
 	return 0;
+}
+
+/* Move the held one of index slot i into the batch.  -1: out of memory,
+ * it stays held. */
+static int
+held_take(struct rec_held *hd, size_t i, struct rec_batch *bt)
+{
+	struct rec_task *t = batch_task(bt);
+	size_t k = hd->slot[i] - 1;
+
+	if (t == NULL)
+		return -1;
+	hd->slot[i] = HELD_TOMB;
+	hd->tombs++;
+	*t = hd->v[k];
+	hd->v[k].skip = 1;
+	hd->v[k].own_msg = NULL;
+	hd->live--;
+	hd->bytes -= t->msglen;
+	return 0;
+}
+
+/*
+ * The held ones that join this batch: those whose task has entries in it,
+ * those held long enough, and, when they may not be held (reading our
+ * pending entries, or Redis gone), all of them.
+ */
+static void
+held_to_batch(struct sup_recorder *rec, struct rec_batch *bt, int all)
+{
+	struct rec_held *hd = &rec->held;
+	size_t nb = bt->ntasks, i;
+	int found;
+
+	if (hd->live == 0)
+		return;
+	for (size_t k = 0; !all && k < nb; k++) {
+		i = held_find(hd, bt->tasks[k].id, &found);
+		if (found && held_take(hd, i, bt) < 0)
+			return;
+	}
+	while (hd->head < hd->n) {
+		struct rec_task *h = &hd->v[hd->head];
+		if (!h->skip) {
+			if (!all && h->queued_ms + rec->hold_ms > rec->results_clock)
+				break;
+			i = held_find(hd, h->id, &found);
+			if (held_take(hd, i, bt) < 0)
+				return;
+		}
+		hd->head++;
+	}
+	if (hd->head == hd->n) {
+		hd->head = hd->n = 0;
+		if (hd->tombs > 0) {
+			memset(hd->slot, 0, hd->nslots * sizeof(*hd->slot));
+			hd->tombs = 0;
+		}
+	}
+}
+
+static void
+held_free(struct rec_held *hd)
+{
+	for (size_t k = hd->head; k < hd->n; k++)
+		if (!hd->v[k].skip)
+			task_free(&hd->v[k]);
+	free(hd->v);
+	free(hd->slot);
+	memset(hd, 0, sizeof(*hd));
 }
 
 /*
@@ -1055,18 +1220,10 @@ clear_ended(struct rec_txn *tx)
 static size_t
 fold_batch(struct sup_recorder *rec, struct rec_batch *bt, struct rec_txn *tx)
 {
-	size_t i = 0, h = 0, rows = 0;
-	int may_hold = !rec->pending_phase;
-	struct rec_task *t;
+	size_t i = 0, rows = 0;
+	int may_hold = !rec->pending_phase && !rec->flush;
 
-	/* The held ones join the batch (out of memory: the rest stay held). */
-	while (h < rec->nheld && (t = batch_task(bt)) != NULL)
-		*t = rec->held[h++];
-	if (h > 0) {
-		memmove(rec->held, rec->held + h,
-		    (rec->nheld - h) * sizeof(*rec->held));
-		rec->nheld -= h;
-	}
+	held_to_batch(rec, bt, !may_hold);
 	if (bt->ntasks > 1)
 		qsort(bt->tasks, bt->ntasks, sizeof(*bt->tasks), task_cmp);
 	while (i < bt->ntasks) {
@@ -1087,7 +1244,7 @@ fold_batch(struct sup_recorder *rec, struct rec_batch *bt, struct rec_txn *tx)
 		if (nq == 0)
 			ends_add(rec->ends, w->id, rec->ends_seen);
 		if (may_hold && w->rank == 1 && nq == 1 && w->has_q &&
-		    w->queued_ms + REC_HOLD_MS > rec->results_clock &&
+		    w->queued_ms + rec->hold_ms > rec->results_clock &&
 		    rec_hold(rec, w) == 0) {
 			i = j;
 			continue;
@@ -1098,6 +1255,7 @@ fold_batch(struct sup_recorder *rec, struct rec_batch *bt, struct rec_txn *tx)
 			bin_row(rec, &tx->fresh, 0, w);
 		} else {
 			stage_row(rec, tx, 't', w);
+			rec->st.staged++;
 			if (w->attempts > 1)
 				tx->attempts = 1;
 		}
@@ -1358,6 +1516,7 @@ rec_forget_streams(struct sup_recorder *rec)
 	for (int i = 0; i < rec->nstreams; i++)
 		free(rec->streams[i].key);
 	rec->nstreams = 0;
+	rec->gen++;
 }
 
 static void
@@ -1416,6 +1575,13 @@ rec_ack_all(struct sup_recorder *rec, struct rec_txn *tx)
 
 	if (tx->nacks == 0)
 		return;
+	/* Its streams were forgotten since (Redis lost them): nothing to
+	 * acknowledge; if they were not lost after all, their entries are
+	 * read and recorded again, which changes nothing. */
+	if (tx->gen != rec->gen) {
+		tx->nacks = 0;
+		return;
+	}
 	/* One XACK per stream. */
 	qsort(tx->acks, tx->nacks, sizeof(*tx->acks), ack_cmp);
 
@@ -1530,6 +1696,8 @@ rec_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 		rec->wi = 1 - rec->wi;
 		rec_write(rec);
 	}
+	if (rec->flush)
+		rec_flush(rec);
 	rec_read(rec);
 }
 
@@ -1599,6 +1767,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		log_warnx("recorder: XREADGROUP: %s; looking for streams again",
 		    reply->str);
 		rec->st.resets++;
+		rec_flush(rec);
 		rec_forget_streams(rec);
 		rec_fixed_streams(rec);
 		rec_read_later(rec, 1.0);
@@ -1609,6 +1778,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	 * other one, and sent when that one has ended. */
 	rec->fill = &rec->tx[rec->writing ? 1 - rec->wi : rec->wi];
 	rec->fill->nacks = 0;
+	rec->fill->gen = rec->gen;
 	clear_ended(rec->fill);
 	for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
 		redisReply *s = reply->element[i];
@@ -1685,7 +1855,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		batch_free(&bt);
 		return;
 	}
-	if (entries == 0 && rec->nheld == 0) {
+	if (entries == 0 && rec->held.live == 0) {
 		batch_free(&bt);
 		rec->st.caught_up = !rec->pending_phase;
 		rec->pending_phase = 0;
@@ -1701,7 +1871,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	 * (Held entries do not count: they are at the head, and not in
 	 * PostgreSQL, so recovery, which waits for this, cannot meet them.) */
 	rec->st.caught_up = !rec->pending_phase && most < rec->read_count;
-	rec->st.held = rec->nheld;
+	rec->st.held = rec->held.live;
 	if (n == 0) {                /* nothing to write: only acks */
 		rec_ack_all(rec, rec->fill);
 		rec_read(rec);
@@ -1762,9 +1932,8 @@ rec_read(struct sup_recorder *rec)
 	/* While a batch is written, the read does not block: the XACKs
 	 * after its COMMIT go on this connection, behind the read. */
 	if (!rec->pending_phase && !rec->writing) {
-		/* Held entries are looked at again within REC_HOLD_MS. */
 		snprintf(block, sizeof(block), "%d",
-		    rec->nheld > 0 ? REC_HOLD_MS : REC_BLOCK_MS);
+		    rec->held.live > 0 ? REC_HOLD_LOOK_MS : REC_BLOCK_MS);
 		argv[argc++] = "BLOCK";
 		argv[argc++] = block;
 	}
@@ -1798,13 +1967,48 @@ rec_read_later(struct sup_recorder *rec, double after)
 	ev_timer_start(rec->loop, &rec->read_timer);
 }
 
+/*
+ * Redis went away, or lost our streams: the held entries are written now
+ * (as queued; their results, if any come, update the rows), for Redis may
+ * have lost them, and recovery puts back only what PostgreSQL has.  If it
+ * did not lose them, they are read again from our pending entries, and
+ * writing them twice changes nothing.  With a batch in flight and another
+ * prepared, this waits for the first (rec_pg_cb).
+ */
 static void
-rec_drop_held(struct sup_recorder *rec)
+rec_flush(struct sup_recorder *rec)
 {
-	for (size_t i = 0; i < rec->nheld; i++)
-		task_free(&rec->held[i]);
-	rec->nheld = 0;
-	rec->st.held = 0;
+	struct rec_batch bt;
+	int n;
+
+	if (rec->held.live == 0) {
+		rec->flush = 0;
+		return;
+	}
+	rec->flush = 1;
+	if (rec->writing && rec->prepared)
+		return;
+	memset(&bt, 0, sizeof(bt));
+	rec->fill = &rec->tx[rec->writing ? 1 - rec->wi : rec->wi];
+	rec->fill->nacks = 0;
+	rec->fill->gen = rec->gen;
+	clear_ended(rec->fill);
+	n = build_txn(rec, &bt);
+	batch_free(&bt);
+	rec->flush = rec->held.live > 0;     /* out of memory: later */
+	rec->st.held = rec->held.live;
+	if (n < 0) {
+		rec->fill->nacks = 0;
+		clear_ended(rec->fill);
+		return;
+	}
+	rec->st.flushed += rec->fill->nacks;
+	log_notice("recorder: Redis went away or lost streams: %zu held queue "
+	    "entries written to PostgreSQL now", rec->fill->nacks);
+	if (rec->writing)
+		rec->prepared = 1;
+	else
+		rec_write(rec);
 }
 
 static void
@@ -1813,13 +2017,14 @@ rec_redis_state(struct rconn *rc, int up, void *arg)
 	struct sup_recorder *rec = arg;
 
 	rec->reading = 0;
-	if (!up)
+	if (!up) {
+		rec_flush(rec);
 		return;
+	}
 	/* Whatever we read and did not acknowledge is pending to us: read
 	 * that first.  A transaction in flight goes on: its acks are sent
 	 * after COMMIT on this new connection. */
 	rec->pending_phase = 1;
-	rec_drop_held(rec);          /* pending in Redis: read again */
 	for (int i = 0; i < rec->nstreams; i++)
 		rec_create_group(rec, i);
 	rec_fixed_streams(rec);
@@ -1841,6 +2046,7 @@ sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
 	rec->pg = pg;
 	rec->keep = o->snapshots_keep ? o->snapshots_keep : 10;
 	rec->count = o->batch ? o->batch : 256;
+	rec->hold_ms = o->hold_ms ? o->hold_ms : REC_HOLD_MS;
 	rec->ended = o->ended;
 	rec->ended_arg = o->ended_arg;
 	rec->entry_bytes = 4096;     /* until a read says otherwise */
@@ -1884,8 +2090,7 @@ sup_recorder_free(struct sup_recorder *rec)
 		sup_pg_forget(rec->pg, rec);
 	rconn_free(rec->rc);
 	rec_forget_streams(rec);
-	rec_drop_held(rec);
-	free(rec->held);
+	held_free(&rec->held);
 	for (int i = 0; i < 2; i++) {
 		free(rec->tx[i].sql.p);
 		free(rec->tx[i].stage.p);

@@ -30,6 +30,7 @@ struct sup_recorder_opts {
 	const char *host;            /* this host: the consumer name */
 	unsigned snapshots_keep;     /* memory snapshots kept per agent */
 	unsigned batch;              /* entries per stream per read (256) */
+	unsigned hold_ms;            /* a queue entry waits for its result (1000) */
 	/* Called after each COMMIT with the tasks it moved to a final state
 	 * that belong to a workflow, or are dead (a dead letter does not
 	 * name the workflow): the coordinator's cue.  May be NULL. */
@@ -42,6 +43,8 @@ struct sup_recorder_stats {
 	uint64_t entries;            /* stream entries recorded and acked */
 	uint64_t retries;            /* batches sent again after a failure */
 	uint64_t restaged;           /* ... after a row copied as new was not */
+	uint64_t staged;             /* task rows upserted, not copied as new */
+	uint64_t flushed;            /* held entries written as Redis went away */
 	unsigned streams;            /* streams being read */
 	int caught_up;               /* the last read gave no full batch */
 	size_t held;                 /* queue entries waiting for their result */

@@ -8,6 +8,7 @@
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@ on_migrated(int ok, int version, void *arg)
 }
 
 static void
-env_init(struct env *e)
+env_init_hold(struct env *e, unsigned hold_ms)
 {
 	int migrated = 0;
 
@@ -55,12 +56,19 @@ env_init(struct env *e)
 		ev_run(e->loop, EVRUN_ONCE);
 	cr_assert_eq(migrated, 1);
 	struct sup_recorder_opts o = { .redis = e->redis, .prefix = e->prefix,
-	    .host = "test-host", .snapshots_keep = 3, .batch = 64 };
+	    .host = "test-host", .snapshots_keep = 3, .batch = 64,
+	    .hold_ms = hold_ms };
 	e->rec = sup_recorder_new(e->loop, e->pg, &o);
 	cr_assert_not_null(e->rec);
 	e->rc = tu_redis_connect();
 	e->check = PQconnectdb(e->conninfo);
 	cr_assert_eq(PQstatus(e->check), CONNECTION_OK);
+}
+
+static void
+env_init(struct env *e)
+{
+	env_init_hold(e, 0);
 }
 
 static void
@@ -552,5 +560,92 @@ Test(recorder, large_entries_make_smaller_reads)
 	sup_recorder_stats(e.rec, &st);
 	cr_assert(st.count >= 1 && st.count <= (16u << 20) / sizeof(big),
 	    "entries per read after 600 KB ones: %zu", st.count);
+	env_fini(&e);
+}
+
+/* Run the loop until the recorder holds want queue entries. */
+static void
+run_until_held(struct env *e, size_t want)
+{
+	long long deadline = tu_now_ms() + 30000;
+	struct sup_recorder_stats st = { 0 };
+
+	while (tu_now_ms() < deadline) {
+		run_for(e, 20);
+		sup_recorder_stats(e->rec, &st);
+		if (st.held == want)
+			break;
+	}
+	cr_assert_eq(st.held, want, "held %zu, want %zu", st.held, want);
+}
+
+/* A burst of queue entries is held, each until its result comes, in any
+ * order: every task is written once, in one row (copied, never upserted),
+ * and only then acknowledged.  (A hold long enough that none expires.) */
+Test(recorder, held_entries_meet_results_in_any_order)
+{
+	struct env e;
+	struct sup_recorder_stats st;
+	char id[32];
+	enum { N = 600 };
+
+	env_init_hold(&e, 60000);
+	for (int i = 0; i < N; i++) {
+		snprintf(id, sizeof(id), "burst-%d", i);
+		submit(&e, id, 1);
+	}
+	run_until_held(&e, N);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM tasks"), 0, "held: not "
+	    "written");
+	cr_assert_eq(pending(&e, "q:echo:1"), N, "held: not acknowledged");
+	/* Every other one from the end, then the rest from the start. */
+	for (int i = N - 1; i >= 0; i -= 2) {
+		snprintf(id, sizeof(id), "burst-%d", i);
+		complete(&e, id, 1, 0, NULL);
+	}
+	for (int i = 0; i < N; i += 2) {
+		snprintf(id, sizeof(id), "burst-%d", i);
+		complete(&e, id, 1, 0, NULL);
+	}
+	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE state = 'completed' "
+	    "AND message IS NOT NULL AND queued_at IS NOT NULL", N);
+	run_for(&e, 300);
+	sup_recorder_stats(e.rec, &st);
+	cr_assert_eq(st.held, 0);
+	cr_assert_eq(st.staged, 0, "%" PRIu64 " rows upserted", st.staged);
+	cr_assert_eq(st.restaged, 0);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM task_states"), 3 * N);
+	cr_assert_eq(pending(&e, "q:echo:1"), 0);
+	cr_assert_eq(pending(&e, "results"), 0);
+	env_fini(&e);
+}
+
+/* Redis loses the queue while entries are held: they are written at once
+ * (queued, with their message: what recovery puts back), not when the
+ * hold ends, and their results, when they come, complete the rows. */
+Test(recorder, held_entries_written_when_redis_loses_them)
+{
+	struct env e;
+	struct sup_recorder_stats st;
+	char key[128];
+	redisReply *r;
+
+	env_init_hold(&e, 600000);
+	submit(&e, "lost-1", 1);
+	submit(&e, "lost-2", 1);
+	submit(&e, "lost-3", 1);
+	run_until_held(&e, 3);
+	snprintf(key, sizeof(key), "%s:q:echo:1", e.prefix);
+	r = redisCommand(e.rc, "DEL %s", key);
+	cr_assert(r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+	freeReplyObject(r);
+	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE id LIKE 'lost-%' "
+	    "AND state = 'queued' AND message IS NOT NULL", 3);
+	sup_recorder_stats(e.rec, &st);
+	cr_assert_eq(st.flushed, 3);
+	cr_assert_eq(st.held, 0);
+	complete(&e, "lost-2", 1, 0, NULL);
+	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE id = 'lost-2' AND "
+	    "state = 'completed' AND message IS NOT NULL", 1);
 	env_fini(&e);
 }
