@@ -793,9 +793,12 @@ def _redis_restarts(run, lose):
             if lose:
                 before = run.sub.accepted[checked:]
                 checked = len(run.sub.accepted)
-                # After the kill no queue entry can be newly recorded; a
-                # batch the recorder had already read may still commit,
-                # which only makes more tasks durable than counted here.
+                # After the kill no queue entry can be newly recorded, but
+                # what the recorder had read is written as Redis goes
+                # (held entries, a batch in flight): read PostgreSQL a
+                # moment later.  What commits later still only makes more
+                # tasks durable than counted here.
+                time.sleep(1.0)
                 rows = run.pg.psql("SELECT id, state, message IS NOT NULL FROM tasks")
                 durable = {r[0] for r in rows
                            if r[2] == "t" or r[1] in ("completed", "failed", "dead")}
