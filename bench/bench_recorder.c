@@ -26,7 +26,12 @@
  *   e2e.recorded.throughput the same with a recorder running (in a child
  *                           process, as in hived), first submit to the
  *                           moment PostgreSQL holds all M tasks completed
- *                           with their 3 states each
+ *                           with their 3 states each; beside it the CPU
+ *                           per task of the recorder, of PostgreSQL, and
+ *                           of the whole machine (/proc/stat: every
+ *                           process), with and without recording: with
+ *                           every core busy, the ratio can be no better
+ *                           than worker-only's CPU over recorded's
  *   e2e.recording.results_throughput
  *                           in that run, first submit to the last result:
  *                           what the worker does while being recorded
@@ -676,15 +681,34 @@ await_record(PGconn *pc, const char *tag, int n)
 	bench_die("record of %s: not complete after 300 s", tag);
 }
 
+/* CPU seconds the whole machine has spent busy (every process, every
+ * core: /proc/stat), -1 if unknown. */
+static double
+machine_busy_s(void)
+{
+	unsigned long long us, ni, sy, id, io, irq, sirq;
+	long hz = sysconf(_SC_CLK_TCK);
+	FILE *f = fopen("/proc/stat", "r");
+	int n;
+
+	if (f == NULL)
+		return -1;
+	n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu", &us, &ni, &sy,
+	    &id, &io, &irq, &sirq);
+	fclose(f);
+	return n == 7 && hz > 0 ? (double)(us + ni + sy + irq + sirq) / hz : -1;
+}
+
 /*
  * n tasks through one worker: tasks/s from the first submit to the last
  * result (and, with a recorder, to the last record in PostgreSQL, with
- * the CPU seconds the recorder and PostgreSQL used).
+ * the CPU seconds the recorder and PostgreSQL used); *busy: the machine's
+ * busy CPU seconds meanwhile.
  */
 static void
 e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
     int n, int record, double *to_result, double *to_record, double *cpu_rec,
-    double *cpu_pg)
+    double *cpu_pg, double *busy)
 {
 	char q[HIVE_KEY_MAX], res[HIVE_KEY_MAX], last[64] = "0";
 	char tag[64], warm[64];
@@ -704,13 +728,17 @@ e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
 		await_record(pc, warm, 1);
 	}
 	*cpu_pg = pg_cpu_s();
+	*busy = machine_busy_s();
 	t0 = bench_mono_s();
 	fill(c, q, tag, n, 0);
 	await_results(c, res, last, sizeof(last), n);
 	*to_result = n / (bench_mono_s() - t0);
+	if (!record)
+		*busy = *busy < 0 ? -1 : machine_busy_s() - *busy;
 	if (record) {
 		await_record(pc, tag, n);
 		*to_record = n / (bench_mono_s() - t0);
+		*busy = *busy < 0 ? -1 : machine_busy_s() - *busy;
 		*cpu_pg = *cpu_pg < 0 ? -1 : pg_cpu_s() - *cpu_pg;
 		check_record(pc, tag, n);
 		*cpu_rec = stop_child(r, "recorder");
@@ -731,6 +759,7 @@ main(int argc, char **argv)
 	double w_res[E2E_ROUNDS_MAX], r_res[E2E_ROUNDS_MAX], r_rec[E2E_ROUNDS_MAX];
 	double f_rec[E2E_ROUNDS_MAX], f_res[E2E_ROUNDS_MAX];
 	double c_rec[E2E_ROUNDS_MAX], c_pg[E2E_ROUNDS_MAX];
+	double b_wo[E2E_ROUNDS_MAX], b_rec[E2E_ROUNDS_MAX];
 	double unused, cpu_rec, cpu_pg;
 	uint64_t batches;
 	redisContext *c;
@@ -807,11 +836,13 @@ main(int argc, char **argv)
 			snprintf(prefix, sizeof(prefix), "benche2e%ld-a%d",
 			    (long)getpid(), k);
 			e2e_run(c, pc, prefix, conc, ne, 0, &w_res[k], &unused,
-			    &cpu_rec, &cpu_pg);
+			    &cpu_rec, &cpu_pg, &b_wo[k]);
 			snprintf(prefix, sizeof(prefix), "benche2e%ld-b%d",
 			    (long)getpid(), k);
 			e2e_run(c, pc, prefix, conc, ne, 1, &r_res[k], &r_rec[k],
-			    &c_rec[k], &c_pg[k]);
+			    &c_rec[k], &c_pg[k], &b_rec[k]);
+			b_wo[k] /= ne;
+			b_rec[k] /= ne;
 			f_rec[k] = r_rec[k] / w_res[k];
 			f_res[k] = r_res[k] / w_res[k];
 			c_rec[k] /= ne;
@@ -828,8 +859,12 @@ main(int argc, char **argv)
 		for (int k = 0; k < rounds; k++)
 			printf("%s%.0f", k ? " " : "", 100.0 * f_rec[k]);
 		printf(" %%; first submit to all %d recorded in PostgreSQL; CPU "
-		    "per task: recorder %.1f us, postgres %.1f us)\n", ne,
-		    1e6 * median(c_rec, rounds), 1e6 * median(c_pg, rounds));
+		    "per task: recorder %.1f us, postgres %.1f us; the machine's "
+		    "busy CPU per task: %.1f us, %.1f us worker only, on %ld "
+		    "cores)\n", ne,
+		    1e6 * median(c_rec, rounds), 1e6 * median(c_pg, rounds),
+		    1e6 * median(b_rec, rounds), 1e6 * median(b_wo, rounds),
+		    sysconf(_SC_NPROCESSORS_ONLN));
 		printf("e2e.recording.results_throughput: %.0f tasks/s (worker only "
 		    "%.0f tasks/s, %.0f %%: the median of the rounds' ratios, ",
 		    median(r_res, rounds), median(w_res, rounds),
