@@ -1747,6 +1747,17 @@ rec_push_ack(struct sup_recorder *rec, int si, const char *id)
 	return 0;
 }
 
+/* While tx[wi] is being written, the next batch is prepared in the
+ * other one, and sent when that one has ended. */
+static void
+rec_fill_begin(struct sup_recorder *rec)
+{
+	rec->fill = &rec->tx[rec->writing ? 1 - rec->wi : rec->wi];
+	rec->fill->nacks = 0;
+	rec->fill->gen = rec->gen;
+	clear_ended(rec->fill);
+}
+
 static void
 rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 {
@@ -1774,12 +1785,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		return;
 	}
 	memset(&bt, 0, sizeof(bt));
-	/* While tx[wi] is being written, this batch is prepared in the
-	 * other one, and sent when that one has ended. */
-	rec->fill = &rec->tx[rec->writing ? 1 - rec->wi : rec->wi];
-	rec->fill->nacks = 0;
-	rec->fill->gen = rec->gen;
-	clear_ended(rec->fill);
+	rec_fill_begin(rec);
 	for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
 		redisReply *s = reply->element[i];
 		int si;
@@ -1989,10 +1995,7 @@ rec_flush(struct sup_recorder *rec)
 	if (rec->writing && rec->prepared)
 		return;
 	memset(&bt, 0, sizeof(bt));
-	rec->fill = &rec->tx[rec->writing ? 1 - rec->wi : rec->wi];
-	rec->fill->nacks = 0;
-	rec->fill->gen = rec->gen;
-	clear_ended(rec->fill);
+	rec_fill_begin(rec);
 	n = build_txn(rec, &bt);
 	batch_free(&bt);
 	rec->flush = rec->held.live > 0;     /* out of memory: later */
