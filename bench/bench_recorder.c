@@ -29,9 +29,10 @@
  *                           with their 3 states each; beside it the CPU
  *                           per task of the recorder, of PostgreSQL, and
  *                           of the whole machine (/proc/stat: every
- *                           process), with and without recording: with
- *                           every core busy, the ratio can be no better
- *                           than worker-only's CPU over recorded's
+ *                           process), with and without recording, and the
+ *                           best ratio that CPU allows: every core busy
+ *                           recording at worker-only's rate,
+ *                           cores / (worker-only tasks/s * CPU per task)
  *   e2e.recording.results_throughput
  *                           in that run, first submit to the last result:
  *                           what the worker does while being recorded
@@ -860,11 +861,13 @@ main(int argc, char **argv)
 			printf("%s%.0f", k ? " " : "", 100.0 * f_rec[k]);
 		printf(" %%; first submit to all %d recorded in PostgreSQL; CPU "
 		    "per task: recorder %.1f us, postgres %.1f us; the machine's "
-		    "busy CPU per task: %.1f us, %.1f us worker only, on %ld "
-		    "cores)\n", ne,
+		    "busy CPU per task: %.1f us, %.1f us worker only; on %ld "
+		    "cores the ratio can be at most %.0f %%)\n", ne,
 		    1e6 * median(c_rec, rounds), 1e6 * median(c_pg, rounds),
 		    1e6 * median(b_rec, rounds), 1e6 * median(b_wo, rounds),
-		    sysconf(_SC_NPROCESSORS_ONLN));
+		    sysconf(_SC_NPROCESSORS_ONLN), 100.0 *
+		    sysconf(_SC_NPROCESSORS_ONLN) / (median(w_res, rounds) *
+		    median(b_rec, rounds)));
 		printf("e2e.recording.results_throughput: %.0f tasks/s (worker only "
 		    "%.0f tasks/s, %.0f %%: the median of the rounds' ratios, ",
 		    median(r_res, rounds), median(w_res, rounds),
