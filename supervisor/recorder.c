@@ -870,34 +870,41 @@ held_find(const struct rec_held *hd, const char *id, int *found)
 	return tomb != SIZE_MAX ? tomb : i;
 }
 
-/* The index again, for v[head..n) moved to v[0..) and a new size. */
+/* The index again, for v[head..n) moved to v[0..) and room for cap
+ * (at least).  -1: out of memory, nothing changed. */
 static int
 held_rebuild(struct rec_held *hd, size_t cap)
 {
 	size_t nslots = 1024;
-	uint32_t *slot;
+	uint32_t *slot = hd->slot;
 	struct rec_task *v;
 	int found;
 
+	if (cap < hd->cap)
+		cap = hd->cap;
+	while (nslots < 2 * cap)
+		nslots *= 2;
+	if (nslots != hd->nslots &&
+	    (slot = malloc(nslots * sizeof(*slot))) == NULL)
+		return -1;
+	if (cap > hd->cap) {
+		if ((v = realloc(hd->v, cap * sizeof(*v))) == NULL) {
+			if (slot != hd->slot)
+				free(slot);
+			return -1;
+		}
+		hd->v = v;
+		hd->cap = cap;
+	}
+	if (slot != hd->slot) {
+		free(hd->slot);
+		hd->slot = slot;
+		hd->nslots = nslots;
+	}
 	if (hd->head > 0) {
 		memmove(hd->v, hd->v + hd->head, (hd->n - hd->head) * sizeof(*hd->v));
 		hd->n -= hd->head;
 		hd->head = 0;
-	}
-	if (cap > hd->cap) {
-		if ((v = realloc(hd->v, cap * sizeof(*v))) == NULL)
-			return -1;
-		hd->v = v;
-		hd->cap = cap;
-	}
-	while (nslots < 2 * hd->cap)
-		nslots *= 2;
-	if (nslots != hd->nslots) {
-		if ((slot = malloc(nslots * sizeof(*slot))) == NULL)
-			return -1;
-		free(hd->slot);
-		hd->slot = slot;
-		hd->nslots = nslots;
 	}
 	memset(hd->slot, 0, hd->nslots * sizeof(*hd->slot));
 	hd->tombs = 0;
