@@ -317,7 +317,7 @@ sup_state_changed(struct sup *sup)
 {
 	if (sup->stopping) {
 		if (sup->nchildren == 0)
-			ev_break(sup->loop, EVBREAK_ALL);
+			sup_record_stop(sup);
 		return;
 	}
 	if (!sup->ready_sent && sup_first_settled(sup)) {

@@ -307,6 +307,9 @@ void sup_record_transition(struct sup_inst *, enum sup_state was,
 void sup_record_tick(struct sup *);
 /* The configuration changed: name its queues to the recorder. */
 void sup_record_queues(struct sup *);
+/* Stopping, every child gone: end the loop once the recorder has written
+ * what it read (bounded). */
+void sup_record_stop(struct sup *);
 
 /* ---- dl.c ---- */
 

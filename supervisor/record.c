@@ -39,6 +39,7 @@
 #define SUP_START_WAIT      10.0     /* s: at most this long before agents start */
 #define SUP_RECOVER_EVERY   30.0     /* s */
 #define SUP_AGENTS_ALL      10.0     /* s: every row of the agents table */
+#define SUP_FINISH_WAIT     5.0      /* s: at exit, for the recorder */
 
 struct sup_record {
 	struct sup *sup;
@@ -57,6 +58,8 @@ struct sup_record {
 	ev_tstamp last_all;
 	uint64_t resets_seen;        /* recorder's count of vanished streams */
 	int agents_busy;             /* an agents-table write in flight */
+	int finishing;               /* sup_record_stop */
+	ev_timer finish_timer;
 };
 
 static void rec_try_start(struct sup_record *r);
@@ -540,6 +543,47 @@ sup_record_start(struct sup *sup)
 	return 0;
 }
 
+static void
+finish_done(void *arg)
+{
+	struct sup_record *r = arg;
+
+	ev_timer_stop(r->sup->loop, &r->finish_timer);
+	log_info("recorder: all read is recorded");
+	ev_break(r->sup->loop, EVBREAK_ALL);
+}
+
+static void
+finish_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	log_warnx("recorder: not done after %.0fs (Redis or PostgreSQL down?); "
+	    "the rest stays pending in Redis and is recorded when hived starts "
+	    "again", SUP_FINISH_WAIT);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+/*
+ * hived stops and every child is gone: the recorder writes what it holds
+ * and what the last workers sent (their results, the stop events), then
+ * the loop ends; after SUP_FINISH_WAIT it ends anyway.
+ */
+void
+sup_record_stop(struct sup *sup)
+{
+	struct sup_record *r = sup->record;
+
+	if (r == NULL || r->rec == NULL) {
+		ev_break(sup->loop, EVBREAK_ALL);
+		return;
+	}
+	if (r->finishing)
+		return;
+	r->finishing = 1;
+	ev_timer_init(&r->finish_timer, finish_timeout_cb, SUP_FINISH_WAIT, 0.);
+	ev_timer_start(sup->loop, &r->finish_timer);
+	sup_recorder_finish(r->rec, finish_done, r);
+}
+
 void
 sup_record_free(struct sup *sup)
 {
@@ -548,6 +592,7 @@ sup_record_free(struct sup *sup)
 	if (r == NULL)
 		return;
 	ev_timer_stop(sup->loop, &r->start_timer);
+	ev_timer_stop(sup->loop, &r->finish_timer);
 	sup_recorder_free(r->rec);
 	sup_coord_free(r->coord);
 	sup_reclaim_free(r->reclaim);

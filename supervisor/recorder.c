@@ -65,6 +65,7 @@ enum rec_kind { REC_QUEUE, REC_RESULTS, REC_EVENTS, REC_DEAD };
 struct rec_stream {
 	char *key;
 	enum rec_kind kind;
+	int make;                    /* created if missing (not a scanned queue) */
 };
 
 /* One stream entry in the batch: what to XACK after COMMIT. */
@@ -183,6 +184,10 @@ struct sup_recorder {
 	struct rec_txn *fill;        /* the one a read fills */
 	struct rec_held held;        /* queue entries waiting for their result */
 	int flush;                   /* write the held ones now (Redis lost) */
+	void (*finish)(void *);      /* sup_recorder_finish: stopping */
+	void *finish_arg;
+	uint64_t reads_sent, reads_done;
+	uint64_t finish_after;       /* reads sent before the finish began */
 	uint64_t results_clock;      /* ms: the results stream is read up to */
 	uint64_t ends_seen;          /* ms: newest result or dead letter read */
 	struct rec_ends *ends;
@@ -197,6 +202,17 @@ struct sup_recorder {
 
 static void rec_read(struct sup_recorder *);
 static void rec_flush(struct sup_recorder *);
+
+/* sup_recorder_finish's end. */
+static void
+rec_finished(struct sup_recorder *rec)
+{
+	void (*done)(void *) = rec->finish;
+
+	rec->finish = NULL;
+	if (done != NULL)
+		done(rec->finish_arg);
+}
 static void rec_read_later(struct sup_recorder *, double);
 static int rec_push_ack(struct sup_recorder *, int, const char *);
 
@@ -1228,7 +1244,7 @@ static size_t
 fold_batch(struct sup_recorder *rec, struct rec_batch *bt, struct rec_txn *tx)
 {
 	size_t i = 0, rows = 0;
-	int may_hold = !rec->pending_phase && !rec->flush;
+	int may_hold = !rec->pending_phase && !rec->flush && rec->finish == NULL;
 
 	held_to_batch(rec, bt, !may_hold);
 	if (bt->ntasks > 1)
@@ -1473,18 +1489,21 @@ rec_group_cb(redisAsyncContext *ac, void *r, void *priv)
 
 /* Group at 0: what was submitted before the recorder existed is recorded
  * too.  Sent before the next XREADGROUP on this connection, so that read
- * never meets NOGROUP.  A queue stream that is gone fails here and makes
- * the next read fail with NOGROUP, which starts discovery over. */
+ * never meets NOGROUP.  The fixed streams and the configured agents'
+ * queues are created if missing (as their workers create them); a queue
+ * found by the scan that is gone since fails here and makes the next read
+ * fail with NOGROUP, which starts discovery over. */
 static void
 rec_create_group(struct sup_recorder *rec, int i)
 {
-	rconn_cmd(rec->rc, rec_group_cb, NULL, rec->streams[i].kind != REC_QUEUE ?
+	rconn_cmd(rec->rc, rec_group_cb, NULL, rec->streams[i].make ?
 	    "XGROUP CREATE %s " REC_GROUP " 0 MKSTREAM" :
 	    "XGROUP CREATE %s " REC_GROUP " 0", rec->streams[i].key);
 }
 
 static int
-rec_add_stream(struct sup_recorder *rec, const char *key, enum rec_kind kind)
+rec_add_stream(struct sup_recorder *rec, const char *key, enum rec_kind kind,
+    int make)
 {
 	for (int i = 0; i < rec->nstreams; i++)
 		if (strcmp(rec->streams[i].key, key) == 0)
@@ -1497,6 +1516,7 @@ rec_add_stream(struct sup_recorder *rec, const char *key, enum rec_kind kind)
 	if ((rec->streams[rec->nstreams].key = strdup(key)) == NULL)
 		return -1;
 	rec->streams[rec->nstreams].kind = kind;
+	rec->streams[rec->nstreams].make = make;
 	rec->nstreams++;
 	rec->st.streams = (unsigned)rec->nstreams;
 	rec_create_group(rec, rec->nstreams - 1);
@@ -1514,7 +1534,7 @@ rec_fixed_streams(struct sup_recorder *rec)
 
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
 		if (proto_key_named(key, sizeof(key), rec->prefix, fixed[i].name) > 0)
-			rec_add_stream(rec, key, fixed[i].kind);
+			rec_add_stream(rec, key, fixed[i].kind, 1);
 }
 
 static void
@@ -1529,7 +1549,7 @@ rec_forget_streams(struct sup_recorder *rec)
 static void
 rec_scan_key(const char *key, void *arg)
 {
-	rec_add_stream(arg, key, REC_QUEUE);
+	rec_add_stream(arg, key, REC_QUEUE, 0);
 }
 
 static void
@@ -1705,7 +1725,11 @@ rec_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 	}
 	if (rec->flush)
 		rec_flush(rec);
-	rec_read(rec);
+	if (rec->finish != NULL && !rec->writing && !rconn_is_up(rec->rc) &&
+	    rec->held.live == 0)
+		rec_finished(rec);
+	else
+		rec_read(rec);
 }
 
 static void
@@ -1777,6 +1801,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	int n;
 
 	rec->reading = 0;
+	rec->reads_done++;
 	if (reply == NULL)           /* connection lost: state_cb restarts us */
 		return;
 	if (reply->type == REDIS_REPLY_ERROR) {
@@ -1871,6 +1896,11 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	if (entries == 0 && rec->held.live == 0) {
 		batch_free(&bt);
 		rec->st.caught_up = !rec->pending_phase;
+		if (rec->finish != NULL && !rec->pending_phase &&
+		    rec->reads_done > rec->finish_after) {
+			rec_finished(rec);
+			return;
+		}
 		rec->pending_phase = 0;
 		rec_read(rec);
 		return;
@@ -1944,7 +1974,7 @@ rec_read(struct sup_recorder *rec)
 	argv[argc++] = count;
 	/* While a batch is written, the read does not block: the XACKs
 	 * after its COMMIT go on this connection, behind the read. */
-	if (!rec->pending_phase && !rec->writing) {
+	if (!rec->pending_phase && !rec->writing && rec->finish == NULL) {
 		snprintf(block, sizeof(block), "%d",
 		    rec->held.live > 0 ? REC_HOLD_LOOK_MS : REC_BLOCK_MS);
 		argv[argc++] = "BLOCK";
@@ -1955,8 +1985,10 @@ rec_read(struct sup_recorder *rec)
 		argv[argc++] = rec->streams[i].key;
 	for (int i = 0; i < n; i++)
 		argv[argc++] = rec->pending_phase ? "0" : ">";
-	if (rconn_argv(rec->rc, rec_read_cb, rec, argc, argv, NULL) == 0)
+	if (rconn_argv(rec->rc, rec_read_cb, rec, argc, argv, NULL) == 0) {
 		rec->reading = 1;
+		rec->reads_sent++;
+	}
 	free(argv);
 }
 
@@ -2043,6 +2075,27 @@ rec_redis_state(struct rconn *rc, int up, void *arg)
 	rec_read(rec);
 }
 
+void
+sup_recorder_finish(struct sup_recorder *rec, void (*done)(void *),
+    void *arg)
+{
+	rec->finish = done;
+	rec->finish_arg = arg;
+	/* A read already sent may have been answered before the last
+	 * results came: only a later one that finds nothing ends it. */
+	rec->finish_after = rec->reads_sent;
+	if (!rconn_is_up(rec->rc)) {
+		rec_flush(rec);
+		if (!rec->writing && rec->held.live == 0)
+			rec_finished(rec);
+		return;
+	}
+	/* A blocking read in flight ends within REC_BLOCK_MS; the next ones
+	 * do not block. */
+	ev_timer_stop(rec->loop, &rec->read_timer);
+	rec_read(rec);
+}
+
 struct sup_recorder *
 sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
     const struct sup_recorder_opts *o)
@@ -2119,7 +2172,7 @@ sup_recorder_free(struct sup_recorder *rec)
 void
 sup_recorder_add_queue(struct sup_recorder *rec, const char *key)
 {
-	rec_add_stream(rec, key, REC_QUEUE);
+	rec_add_stream(rec, key, REC_QUEUE, 1);
 }
 
 void

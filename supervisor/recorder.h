@@ -58,8 +58,15 @@ struct sup_recorder *sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
     const struct sup_recorder_opts *opts);
 void sup_recorder_free(struct sup_recorder *rec);
 /* Record this queue stream (hived names its agents' queues at once, so
- * they do not wait for the periodic scan that finds the others). */
+ * they do not wait for the periodic scan that finds the others); it is
+ * created if missing, as its workers would. */
 void sup_recorder_add_queue(struct sup_recorder *rec, const char *key);
+/* hived stops: hold nothing more, write what is held and what a last read
+ * (not blocking) finds, then call done(arg), once: when a read found
+ * nothing and nothing is being written, or, Redis being down, once what
+ * was held is written.  The recorder goes on until freed. */
+void sup_recorder_finish(struct sup_recorder *rec, void (*done)(void *),
+    void *arg);
 void sup_recorder_stats(const struct sup_recorder *rec,
     struct sup_recorder_stats *out);
 

@@ -344,3 +344,67 @@ Test(record, host_dies_other_finishes)
 	stop_ok(b);
 	redisFree(c);
 }
+
+/* Entries pending to the recorder group of key (-1: no such group). */
+static long
+recorder_pending(redisContext *c, const char *key)
+{
+	redisReply *r = redisCommand(c, "XPENDING %s recorder", key);
+	long n = -1;
+
+	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements >= 1)
+		n = (long)r->element[0]->integer;
+	freeReplyObject(r);
+	return n;
+}
+
+/* hived stops: before it exits, the recorder writes the queue entries it
+ * holds (waiting for results that will not come) and the result of the
+ * task the worker finished while draining.  Read after hived has exited,
+ * with no hived running: PostgreSQL has them all. */
+Test(record, term_records_everything_read_before_exit)
+{
+	struct hp *h = hp_new("fin");
+	char ci[512], db[64], agents[1024], key[HIVE_KEY_MAX], id[32];
+	redisContext *c = tu_redis_connect();
+	long long end;
+	size_t from = 0;
+
+	tu_pg_fresh_db("e2e", db, sizeof(db), ci, sizeof(ci));
+	/* Asleep: the tasks wait in the queue, held by the recorder. */
+	agent_conf(agents, sizeof(agents), "counter", "autostart = no");
+	start_hived(h, ci, "host-a", agents);
+	hp_wait(h, &from, T_LONG, "agent=counter/1", "state=sleeping", NULL);
+	proto_key_queue(key, sizeof(key), h->prefix, "work", 1);
+	/* Once the recorder has recorded one task, it is surely reading the
+	 * queue, and reads each entry as it comes. */
+	submit(c, key, "first", "{}");
+	wait_sql(h, ci, "SELECT count(*) FROM tasks WHERE id = 'first'", 1);
+	for (int i = 0; i < 3; i++) {
+		snprintf(id, sizeof(id), "held-%d", i);
+		submit(c, key, id, "{}");
+	}
+	end = tu_now_ms() + T_LONG;
+	while (recorder_pending(c, key) != 3 && tu_now_ms() < end)
+		hp_pump(h, 5);
+	cr_assert_eq(recorder_pending(c, key), 3, "read by the recorder");
+	stop_ok(h);
+	cr_assert_eq(scalar(ci, "SELECT count(*) FROM tasks WHERE id LIKE "
+	    "'held-%' AND state = 'queued' AND message IS NOT NULL"), 3);
+	cr_assert_eq(recorder_pending(c, key), 0);
+
+	/* Awake, one task in flight when SIGTERM comes: the worker finishes
+	 * it (drain), and its result is recorded before hived exits. */
+	agent_conf(agents, sizeof(agents), "counter", NULL);
+	from = hp_mark(h);
+	start_hived(h, ci, "host-a", agents);
+	wait_sql(h, ci, "SELECT count(*) FROM tasks WHERE id LIKE 'held-%' AND "
+	    "state = 'completed'", 3);
+	hp_wait(h, &from, T_LONG, "agent=counter/1", "state=ready", NULL);
+	submit(c, key, "slow", "{\"sleep_ms\": 400}");
+	hp_wait(h, &from, T_LONG, "agent=counter/1", "state=busy", NULL);
+	stop_ok(h);
+	cr_assert_eq(scalar(ci, "SELECT count(*) FROM tasks WHERE id = 'slow' "
+	    "AND state = 'completed' AND message IS NOT NULL"), 1);
+	redisFree(c);
+}
