@@ -202,6 +202,8 @@ struct sup_recorder {
 
 static void rec_read(struct sup_recorder *);
 static void rec_flush(struct sup_recorder *);
+static void rec_read_later(struct sup_recorder *, double);
+static int rec_push_ack(struct sup_recorder *, int, const char *);
 
 /* sup_recorder_finish's end. */
 static void
@@ -213,8 +215,6 @@ rec_finished(struct sup_recorder *rec)
 	if (done != NULL)
 		done(rec->finish_arg);
 }
-static void rec_read_later(struct sup_recorder *, double);
-static int rec_push_ack(struct sup_recorder *, int, const char *);
 
 /* ---- a growing string, and SQL literals ---- */
 
@@ -2061,6 +2061,9 @@ rec_redis_state(struct rconn *rc, int up, void *arg)
 	rec->reading = 0;
 	if (!up) {
 		rec_flush(rec);
+		/* Stopping, and nothing more can be read: done once written. */
+		if (rec->finish != NULL && !rec->writing && rec->held.live == 0)
+			rec_finished(rec);
 		return;
 	}
 	/* Whatever we read and did not acknowledge is pending to us: read
