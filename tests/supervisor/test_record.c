@@ -211,23 +211,32 @@ Test(record, restart_gets_snapshot)
 	redisFree(c);
 }
 
+/* hived on a fresh database with one counter agent asleep, so that what
+ * is submitted waits in its queue (key). */
+static void
+start_asleep(struct hp *h, char *ci, size_t cilen, char *key, size_t *from)
+{
+	char db[64], agents[1024];
+
+	tu_pg_fresh_db("e2e", db, sizeof(db), ci, cilen);
+	agent_conf(agents, sizeof(agents), "counter", "autostart = no");
+	start_hived(h, ci, "host-a", agents);
+	hp_wait(h, from, T_LONG, "agent=counter/1", "state=sleeping", NULL);
+	proto_key_queue(key, HIVE_KEY_MAX, h->prefix, "work", 1);
+}
+
 /* Redis loses the queue (its keys deleted: FLUSHALL for one
  * installation): the tasks PostgreSQL holds as unfinished are put back
  * and run. */
 Test(record, lost_queue_requeued_from_postgres)
 {
 	struct hp *h = hp_new("lost");
-	char ci[512], db[64], agents[1024], key[HIVE_KEY_MAX], id[32];
+	char ci[512], key[HIVE_KEY_MAX], id[32];
 	redisContext *c = tu_redis_connect();
 	redisReply *r;
 	size_t from = 0;
 
-	tu_pg_fresh_db("e2e", db, sizeof(db), ci, sizeof(ci));
-	/* Asleep: the tasks wait in the queue. */
-	agent_conf(agents, sizeof(agents), "counter", "autostart = no");
-	start_hived(h, ci, "host-a", agents);
-	hp_wait(h, &from, T_LONG, "agent=counter/1", "state=sleeping", NULL);
-	proto_key_queue(key, sizeof(key), h->prefix, "work", 1);
+	start_asleep(h, ci, sizeof(ci), key, &from);
 	for (int i = 0; i < 6; i++) {
 		snprintf(id, sizeof(id), "lost-%d", i);
 		submit(c, key, id, "{}");
@@ -365,17 +374,13 @@ recorder_pending(redisContext *c, const char *key)
 Test(record, term_records_everything_read_before_exit)
 {
 	struct hp *h = hp_new("fin");
-	char ci[512], db[64], agents[1024], key[HIVE_KEY_MAX], id[32];
+	char ci[512], agents[1024], key[HIVE_KEY_MAX], id[32];
 	redisContext *c = tu_redis_connect();
 	long long end;
 	size_t from = 0;
 
-	tu_pg_fresh_db("e2e", db, sizeof(db), ci, sizeof(ci));
-	/* Asleep: the tasks wait in the queue, held by the recorder. */
-	agent_conf(agents, sizeof(agents), "counter", "autostart = no");
-	start_hived(h, ci, "host-a", agents);
-	hp_wait(h, &from, T_LONG, "agent=counter/1", "state=sleeping", NULL);
-	proto_key_queue(key, sizeof(key), h->prefix, "work", 1);
+	/* The tasks wait in the queue, held by the recorder. */
+	start_asleep(h, ci, sizeof(ci), key, &from);
 	/* Once the recorder has recorded one task, it is surely reading the
 	 * queue, and reads each entry as it comes. */
 	submit(c, key, "first", "{}");
