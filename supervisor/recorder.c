@@ -861,7 +861,7 @@ stage_row(struct sup_recorder *rec, struct rec_txn *tx, char kind,
  * ones are written at once (rec_flush).  A second: what Redis with
  * appendfsync everysec may lose anyway. */
 #define REC_HOLD_MS      1000          /* sup_recorder_opts.hold_ms */
-#define REC_HOLD_MAX     (1u << 20)    /* entries */
+#define REC_HOLD_MAX     65536         /* entries (a power of 2) */
 #define REC_HOLD_BYTES   (64u << 20)   /* their messages */
 /* Held entries are looked at again at least this often when idle. */
 #define REC_HOLD_LOOK_MS 250
@@ -886,12 +886,12 @@ held_find(const struct rec_held *hd, const char *id, int *found)
 	return tomb != SIZE_MAX ? tomb : i;
 }
 
-/* The index again, for v[head..n) moved to v[0..) and room for cap
- * (at least).  -1: out of memory, nothing changed. */
+/* The index again, for the held ones of v[head..n) moved to v[0..) and
+ * room for cap (at least).  -1: out of memory, nothing changed. */
 static int
 held_rebuild(struct rec_held *hd, size_t cap)
 {
-	size_t nslots = 1024;
+	size_t nslots = 1024, m = 0;
 	uint32_t *slot = hd->slot;
 	struct rec_task *v;
 	int found;
@@ -917,16 +917,18 @@ held_rebuild(struct rec_held *hd, size_t cap)
 		hd->slot = slot;
 		hd->nslots = nslots;
 	}
-	if (hd->head > 0) {
-		memmove(hd->v, hd->v + hd->head, (hd->n - hd->head) * sizeof(*hd->v));
-		hd->n -= hd->head;
-		hd->head = 0;
-	}
 	memset(hd->slot, 0, hd->nslots * sizeof(*hd->slot));
 	hd->tombs = 0;
-	for (size_t k = 0; k < hd->n; k++)
-		if (!hd->v[k].skip)
-			hd->slot[held_find(hd, hd->v[k].id, &found)] = (uint32_t)k + 1;
+	for (size_t k = hd->head; k < hd->n; k++) {
+		if (hd->v[k].skip)
+			continue;
+		if (m != k)
+			hd->v[m] = hd->v[k];
+		m++;
+		hd->slot[held_find(hd, hd->v[m - 1].id, &found)] = (uint32_t)m;
+	}
+	hd->n = m;
+	hd->head = 0;
 	return 0;
 }
 
@@ -946,9 +948,15 @@ rec_hold(struct sup_recorder *rec, struct rec_task *w)
 
 	if (hd->live >= REC_HOLD_MAX || hd->bytes + w->msglen > REC_HOLD_BYTES)
 		return -1;
-	if (hd->n == hd->cap ? held_rebuild(hd, hd->head > hd->cap / 4 ?
-	    hd->cap : hd->cap ? 2 * hd->cap : 1024) < 0 :
-	    hd->live + hd->tombs >= hd->nslots / 2 && held_rebuild(hd, 0) < 0)
+	if (hd->n == hd->cap) {
+		/* Full: the taken ones out, and twice the room if that is
+		 * not a quarter of it. */
+		size_t cap = hd->cap == 0 ? 1024 : hd->live >= hd->cap / 4 * 3 &&
+		    hd->cap < REC_HOLD_MAX ? 2 * hd->cap : hd->cap;
+		if (held_rebuild(hd, cap) < 0 || hd->n == hd->cap)
+			return -1;
+	} else if (hd->live + hd->tombs >= hd->nslots / 2 &&
+	    held_rebuild(hd, 0) < 0)
 		return -1;
 	i = held_find(hd, w->id, &found);
 	if (found)                   /* not after a fold: never */

@@ -593,30 +593,37 @@ run_until_held(struct env *e, size_t want)
 	cr_assert_eq(st.held, want, "held %zu, want %zu", st.held, want);
 }
 
-/* A burst of queue entries is held, each until its result comes, in any
- * order: every task is written once, in one row (copied, never upserted),
- * and only then acknowledged.  (A hold long enough that none expires.) */
+/* Bursts of queue entries are held, each until its result comes, in any
+ * order, while more come (enough to grow and compact the recorder's
+ * index of them): every task is written once, in one row (copied, never
+ * upserted), and only then acknowledged.  (A hold long enough that none
+ * expires.) */
 Test(recorder, held_entries_meet_results_in_any_order)
 {
 	struct env e;
 	struct sup_recorder_stats st;
 	char id[32];
-	enum { N = 600 };
+	enum { ROUNDS = 8, BURST = 500, N = ROUNDS * BURST };
 
 	env_init_hold(&e, 60000);
-	for (int i = 0; i < N; i++) {
-		snprintf(id, sizeof(id), "burst-%d", i);
-		submit(&e, id, 1);
+	for (int r = 0; r < ROUNDS; r++) {
+		for (int i = 0; i < BURST; i++) {
+			snprintf(id, sizeof(id), "burst-%d", r * BURST + i);
+			submit(&e, id, 1);
+		}
+		run_until_held(&e, (size_t)(r * BURST / 2 + BURST));
+		/* Half of this burst ends now, from its end backwards. */
+		for (int i = BURST - 1; i >= 0; i -= 2) {
+			snprintf(id, sizeof(id), "burst-%d", r * BURST + i);
+			complete(&e, id, 1, 0, NULL);
+		}
+		run_until_held(&e, (size_t)((r + 1) * BURST / 2));
 	}
-	run_until_held(&e, N);
-	cr_assert_eq(scalar(&e, "SELECT count(*) FROM tasks"), 0, "held: not "
-	    "written");
-	cr_assert_eq(pending(&e, "q:echo:1"), N, "held: not acknowledged");
-	/* Every other one from the end, then the rest from the start. */
-	for (int i = N - 1; i >= 0; i -= 2) {
-		snprintf(id, sizeof(id), "burst-%d", i);
-		complete(&e, id, 1, 0, NULL);
-	}
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM tasks WHERE state = "
+	    "'queued'"), 0, "held: not written");
+	/* The held ones stay pending (the others once their XACKs are in). */
+	run_until_pending(&e, "q:echo:1", N / 2);
+	/* The other halves, from the first. */
 	for (int i = 0; i < N; i += 2) {
 		snprintf(id, sizeof(id), "burst-%d", i);
 		complete(&e, id, 1, 0, NULL);
