@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdlib.h>
+#include <string.h>
 
 char *
 pb_expand(const char *json)
@@ -163,4 +164,13 @@ pb_kind_name(enum pb_kind kind)
 		"dead", "frame", "workflow", "value" };
 
 	return names[kind];
+}
+
+void
+pb_assert_str(struct hive_str s, const char *want, const char *what)
+{
+	cr_assert_eq(s.len, strlen(want), "%s: length %u, want %zu (\"%s\")",
+	    what, s.len, strlen(want), want);
+	cr_assert(memcmp(s.ptr, want, s.len) == 0, "%s: \"%.*s\" != \"%s\"",
+	    what, (int)s.len, s.ptr, want);
 }

@@ -26,5 +26,7 @@ void pb_hex(msgpack_sbuffer *sb, const char *hex);
 int pb_decode(enum pb_kind kind, const char *buf, size_t len,
     struct proto_err *err);
 const char *pb_kind_name(enum pb_kind kind);
+/* The test fails unless s is want; what names it in the message. */
+void pb_assert_str(struct hive_str s, const char *want, const char *what);
 
 #endif

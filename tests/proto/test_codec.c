@@ -10,15 +10,6 @@
 #include "pbuild.h"
 #include "proto_int.h"
 
-static void
-assert_str(struct hive_str s, const char *want, const char *what)
-{
-	cr_assert_eq(s.len, strlen(want), "%s: length %u, want %zu (\"%s\")",
-	    what, s.len, strlen(want), want);
-	cr_assert(memcmp(s.ptr, want, s.len) == 0, "%s: \"%.*s\" != \"%s\"",
-	    what, (int)s.len, s.ptr, want);
-}
-
 /* A map {"k": "v", "n": [1, -2, 1.5, true, nil, bin "\x00\xff"]} built
  * by hand, to put in payload/result/memory. */
 static void
@@ -73,14 +64,14 @@ Test(codec, task_round_trip_all_fields)
 	cr_assert_eq(proto_decode_task(sb.data, sb.size, &d, &err), 0,
 	    "%s: %s", err.field, err.detail);
 	cr_assert_eq(d.v, 1);
-	assert_str(d.id, "task-0001", "id");
+	pb_assert_str(d.id, "task-0001", "id");
 	assert_sample(&d.payload);
 	cr_assert_eq(d.attempt, 3);
 	cr_assert_eq(d.max_attempts, 5);
 	cr_assert_eq(d.timeout_ms, 60000);
 	cr_assert_eq(d.created_ms, 1700000000123ull);
-	assert_str(d.reply_to, "hive:reply:client-7", "reply_to");
-	assert_str(d.workflow, "wf-9", "workflow");
+	pb_assert_str(d.reply_to, "hive:reply:client-7", "reply_to");
+	pb_assert_str(d.workflow, "wf-9", "workflow");
 	/* strings borrow from the input buffer */
 	cr_assert(d.id.ptr >= sb.data && d.id.ptr < sb.data + sb.size);
 	/* re-encoding what was decoded gives the same bytes */
@@ -108,7 +99,7 @@ Test(codec, task_minimal_and_defaults)
 	cr_assert_eq(sb.size, 9);
 	cr_assert(memcmp(sb.data, "\x82\xa1v\x01\xa2id\xa1x", 9) == 0);
 	cr_assert_eq(proto_decode_task(sb.data, sb.size, &d, &err), 0);
-	assert_str(d.id, "x", "id");
+	pb_assert_str(d.id, "x", "id");
 	cr_assert_eq(d.payload.type, MSGPACK_OBJECT_NIL);
 	cr_assert_eq(d.attempt, 1, "attempt defaults to 1");
 	cr_assert_eq(d.max_attempts, 0);
@@ -152,19 +143,19 @@ Test(codec, result_round_trip_all_fields)
 	    err.field, err.detail);
 	cr_assert_eq(proto_decode_result(sb.data, sb.size, &d, &err), 0,
 	    "%s: %s", err.field, err.detail);
-	assert_str(d.id, "task-0001", "id");
-	assert_str(d.agent, "reviewer/2", "agent");
-	assert_str(d.host, "node-1.example.org", "host");
+	pb_assert_str(d.id, "task-0001", "id");
+	pb_assert_str(d.agent, "reviewer/2", "agent");
+	pb_assert_str(d.host, "node-1.example.org", "host");
 	cr_assert_eq(d.status, HIVE_STATUS_ERROR);
 	assert_sample(&d.result);
-	assert_str(d.error, "handler exited 3: caf\xc3\xa9", "error");
+	pb_assert_str(d.error, "handler exited 3: caf\xc3\xa9", "error");
 	cr_assert_eq(d.attempt, 2);
 	cr_assert_eq(d.started_ms, 1700000000000ull);
 	cr_assert_eq(d.finished_ms, 1700000000456ull);
 	cr_assert_eq(d.memory.type, MSGPACK_OBJECT_MAP);
 	cr_assert_eq(d.memory.via.map.size, 2);
 	cr_assert_eq(d.memory_v, 42);
-	assert_str(d.workflow, "wf-9", "workflow");
+	pb_assert_str(d.workflow, "wf-9", "workflow");
 	cr_assert_eq(proto_encode_result(&sb2, &d, &err), 0);
 	cr_assert_eq(sb2.size, sb.size);
 	cr_assert(memcmp(sb.data, sb2.data, sb.size) == 0);
@@ -190,8 +181,8 @@ Test(codec, result_minimal)
 	r.status = HIVE_STATUS_OK;
 	cr_assert_eq(proto_encode_result(&sb, &r, &err), 0, "%s", err.detail);
 	cr_assert_eq(proto_decode_result(sb.data, sb.size, &d, &err), 0);
-	assert_str(d.id, "t", "id");
-	assert_str(d.agent, "echo/1", "agent");
+	pb_assert_str(d.id, "t", "id");
+	pb_assert_str(d.agent, "echo/1", "agent");
 	cr_assert_eq(d.status, HIVE_STATUS_OK);
 	cr_assert_eq(d.result.type, MSGPACK_OBJECT_NIL);
 	cr_assert_eq(d.memory.type, MSGPACK_OBJECT_NIL);
@@ -220,15 +211,15 @@ Test(codec, event_round_trip)
 	e.workflow = HIVE_STR("wf-3");
 	cr_assert_eq(proto_encode_event(&sb, &e, &err), 0, "%s", err.detail);
 	cr_assert_eq(proto_decode_event(sb.data, sb.size, &d, &err), 0);
-	assert_str(d.kind, "agent.crashed", "kind");
+	pb_assert_str(d.kind, "agent.crashed", "kind");
 	cr_assert_eq(d.ts_ms, 1700000000999ull);
-	assert_str(d.host, "node-1", "host");
-	assert_str(d.agent, "reviewer/2", "agent");
-	assert_str(d.task, "task-7", "task");
+	pb_assert_str(d.host, "node-1", "host");
+	pb_assert_str(d.agent, "reviewer/2", "agent");
+	pb_assert_str(d.task, "task-7", "task");
 	cr_assert_eq(d.pid, 4242);
 	cr_assert_eq(d.attempt, 2);
-	assert_str(d.reason, "killed by signal 9", "reason");
-	assert_str(d.workflow, "wf-3", "workflow");
+	pb_assert_str(d.reason, "killed by signal 9", "reason");
+	pb_assert_str(d.workflow, "wf-3", "workflow");
 	proto_event_clear(&d);
 
 	/* minimal: kind, ts_ms (even 0) and host */
@@ -264,11 +255,11 @@ Test(codec, dead_round_trip)
 	m.raw = (struct hive_str){ raw, sizeof(raw) - 1 };
 	cr_assert_eq(proto_encode_dead(&sb, &m, &err), 0, "%s", err.detail);
 	cr_assert_eq(proto_decode_dead(sb.data, sb.size, &d, &err), 0);
-	assert_str(d.id, "task-7", "id");
-	assert_str(d.reason, "field 'v': unsupported version (2)", "reason");
-	assert_str(d.stream, "hive:q:echo:1", "stream");
-	assert_str(d.entry, "1700000000000-0", "entry");
-	assert_str(d.agent, "echo/1", "agent");
+	pb_assert_str(d.id, "task-7", "id");
+	pb_assert_str(d.reason, "field 'v': unsupported version (2)", "reason");
+	pb_assert_str(d.stream, "hive:q:echo:1", "stream");
+	pb_assert_str(d.entry, "1700000000000-0", "entry");
+	pb_assert_str(d.agent, "echo/1", "agent");
 	cr_assert_eq(d.attempt, 3);
 	cr_assert_eq(d.ts_ms, 1700000001000ull);
 	cr_assert_eq(d.raw.len, sizeof(raw) - 1);

@@ -8,14 +8,6 @@
 
 #include "pbuild.h"
 
-static void
-assert_str(struct hive_str s, const char *want)
-{
-	cr_assert_eq(s.len, strlen(want), "\"%.*s\" != \"%s\"", (int)s.len,
-	    s.ptr, want);
-	cr_assert(memcmp(s.ptr, want, s.len) == 0);
-}
-
 /* Encode f, cut it with a framer fed byte by byte, decode into d. */
 static void
 through_the_pipe(const struct hive_frame *f, struct hive_frame *d,
@@ -61,7 +53,7 @@ Test(frame, round_trip_every_type)
 	f.u.hello.instance = 9999;
 	f.u.hello.pid = 2147483647;
 	through_the_pipe(&f, &d, &sb, &fr);
-	assert_str(d.u.hello.agent, "reviewer");
+	pb_assert_str(d.u.hello.agent, "reviewer", "hello.agent");
 	cr_assert_eq(d.u.hello.instance, 9999);
 	cr_assert_eq(d.u.hello.pid, 2147483647);
 	proto_frame_clear(&d);
@@ -76,7 +68,7 @@ Test(frame, round_trip_every_type)
 	f.u.memory.memory_v = 17;
 	f.u.memory.memory = mem.data;
 	through_the_pipe(&f, &d, &sb, &fr);
-	assert_str(d.u.memory.agent, "reviewer");
+	pb_assert_str(d.u.memory.agent, "reviewer", "memory.agent");
 	cr_assert_eq(d.u.memory.instance, 2);
 	cr_assert_eq(d.u.memory.memory_v, 17);
 	cr_assert_eq(d.u.memory.memory.type, MSGPACK_OBJECT_MAP);
@@ -104,7 +96,7 @@ Test(frame, round_trip_every_type)
 	f.u.heartbeat.handler_rss_kb = 12345;
 	through_the_pipe(&f, &d, &sb, &fr);
 	cr_assert_eq(d.u.heartbeat.state, HIVE_WSTATE_BUSY);
-	assert_str(d.u.heartbeat.task, "task-1");
+	pb_assert_str(d.u.heartbeat.task, "task-1", "heartbeat.task");
 	cr_assert_eq(d.u.heartbeat.inflight, 3);
 	cr_assert_eq(d.u.heartbeat.done, 1ull << 40);
 	cr_assert_eq(d.u.heartbeat.handler_pid, 777);
@@ -131,7 +123,7 @@ Test(frame, round_trip_every_type)
 	f.u.control.reason = HIVE_STR("hived stopping");
 	through_the_pipe(&f, &d, &sb, &fr);
 	cr_assert_eq(d.u.control.cmd, HIVE_CTL_DRAIN);
-	assert_str(d.u.control.reason, "hived stopping");
+	pb_assert_str(d.u.control.reason, "hived stopping", "control.reason");
 	proto_frame_clear(&d);
 	f.u.control.reason = (struct hive_str){ NULL, 0 };
 	through_the_pipe(&f, &d, &sb, &fr);

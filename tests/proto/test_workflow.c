@@ -13,15 +13,6 @@
 #include "pbuild.h"
 #include "proto_int.h"
 
-static void
-assert_str(struct hive_str s, const char *want, const char *what)
-{
-	cr_assert_eq(s.len, strlen(want), "%s: length %u, want %zu (\"%s\")",
-	    what, s.len, strlen(want), want);
-	cr_assert(memcmp(s.ptr, want, s.len) == 0, "%s: \"%.*s\" != \"%s\"",
-	    what, (int)s.len, s.ptr, want);
-}
-
 /* The JSON text of a value, compact, for comparisons (free() it). */
 static char *
 jtext(const msgpack_object *o)
@@ -111,8 +102,8 @@ Test(workflow, round_trip_with_payloads_and_deps)
 	cr_assert_eq(proto_decode_workflow(sb.data, sb.size, &d, &err), 0,
 	    "%s", proto_strerror(&err, why, sizeof(why)));
 	cr_assert_eq(d.v, 1);
-	assert_str(d.id, "wf-1", "id");
-	assert_str(d.name, "review", "name");
+	pb_assert_str(d.id, "wf-1", "id");
+	pb_assert_str(d.name, "review", "name");
 	cr_assert_eq(d.created_ms, 1700000000000ull);
 	cr_assert_eq(d.ntasks, 4);
 	/* the arrays live in the message's zone, not in the input */
@@ -120,8 +111,8 @@ Test(workflow, round_trip_with_payloads_and_deps)
 	cr_assert((const char *)d.tasks < sb.data ||
 	    (const char *)d.tasks >= sb.data + sb.size);
 
-	assert_str(d.tasks[0].id, "fetch", "tasks[0].id");
-	assert_str(d.tasks[0].capability, "git", "tasks[0].capability");
+	pb_assert_str(d.tasks[0].id, "fetch", "tasks[0].id");
+	pb_assert_str(d.tasks[0].capability, "git", "tasks[0].capability");
 	cr_assert_eq(d.tasks[0].prio, 0, "prio 0 survives the round trip");
 	assert_json(&d.tasks[0].payload,
 	    "{\"repo\":\"hive\",\"n\":[1,-2,2.5,true,null]}", "payload");
@@ -131,22 +122,22 @@ Test(workflow, round_trip_with_payloads_and_deps)
 	cr_assert_null(d.tasks[0].depends_on);
 	cr_assert_eq(d.tasks[0].reply_to.len, 0);
 
-	assert_str(d.tasks[1].id, "lint", "tasks[1].id");
+	pb_assert_str(d.tasks[1].id, "lint", "tasks[1].id");
 	cr_assert_eq(d.tasks[1].prio, 1);
 	assert_json(&d.tasks[1].payload, "[\"x\",{\"deep\":[[[]]]}]",
 	    "payload");
 	cr_assert_eq(d.tasks[1].ndeps, 1);
-	assert_str(d.tasks[1].depends_on[0], "fetch", "depends_on[0]");
+	pb_assert_str(d.tasks[1].depends_on[0], "fetch", "depends_on[0]");
 
-	assert_str(d.tasks[2].capability, "@tester", "tasks[2].capability");
+	pb_assert_str(d.tasks[2].capability, "@tester", "tasks[2].capability");
 	cr_assert_eq(d.tasks[2].prio, 2);
 	cr_assert_eq(d.tasks[2].payload.type, MSGPACK_OBJECT_NIL);
 
-	assert_str(d.tasks[3].capability, "@reviewer", "capability");
+	pb_assert_str(d.tasks[3].capability, "@reviewer", "capability");
 	cr_assert_eq(d.tasks[3].ndeps, 2);
-	assert_str(d.tasks[3].depends_on[0], "lint", "depends_on[0]");
-	assert_str(d.tasks[3].depends_on[1], "test", "depends_on[1]");
-	assert_str(d.tasks[3].reply_to, "hive:reply:cli-7", "reply_to");
+	pb_assert_str(d.tasks[3].depends_on[0], "lint", "depends_on[0]");
+	pb_assert_str(d.tasks[3].depends_on[1], "test", "depends_on[1]");
+	pb_assert_str(d.tasks[3].reply_to, "hive:reply:cli-7", "reply_to");
 	/* ids borrow from the input */
 	cr_assert(d.tasks[3].depends_on[1].ptr >= sb.data &&
 	    d.tasks[3].depends_on[1].ptr < sb.data + sb.size);
@@ -619,7 +610,7 @@ Test(workflow, parents_round_trip)
 		free(got);
 		free(want);
 	}
-	assert_str(d.workflow, "wf-1", "workflow");
+	pb_assert_str(d.workflow, "wf-1", "workflow");
 	cr_assert_eq(proto_encode_task(&sb2, &d, &err), 0);
 	cr_assert_eq(sb2.size, sb.size);
 	cr_assert(memcmp(sb.data, sb2.data, sb.size) == 0);
