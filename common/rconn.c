@@ -292,6 +292,15 @@ rconn_argv(struct rconn *rc, redisCallbackFn *fn, void *priv, int argc,
 	    == REDIS_OK ? 0 : -1;
 }
 
+void
+rconn_log_error(redisAsyncContext *ac, void *reply, void *priv)
+{
+	const redisReply *r = reply;
+
+	if (r != NULL && r->type == REDIS_REPLY_ERROR)
+		log_warnx("%s: %s", (const char *)priv, r->str);
+}
+
 const redisReply *
 rconn_entry_field(const redisReply *f, const char *name)
 {

@@ -40,6 +40,9 @@ int rconn_cmd(struct rconn *rc, redisCallbackFn *fn, void *priv,
     const char *fmt, ...);
 int rconn_argv(struct rconn *rc, redisCallbackFn *fn, void *priv, int argc,
     const char **argv, const size_t *argvlen);
+/* A callback for replies nothing waits for: an error reply is logged,
+ * after priv (a string that outlives the command: who sent it). */
+void rconn_log_error(redisAsyncContext *ac, void *reply, void *priv);
 
 /*
  * The value of field name in a stream entry's fields (the array of name,

@@ -135,19 +135,10 @@ ids_json(const struct co_ids *l)
 }
 
 static void
-co_ignore_cb(redisAsyncContext *ac, void *r, void *priv)
-{
-	redisReply *reply = r;
-
-	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
-		log_warnx("coordinator: %s", reply->str);
-}
-
-static void
 co_xadd(struct sup_coord *co, const char *key, const msgpack_sbuffer *sb)
 {
-	if (rconn_cmd(co->wr, co_ignore_cb, NULL, "XADD %s * m %b", key,
-	    sb->data, sb->size) < 0)
+	if (rconn_cmd(co->wr, rconn_log_error, "coordinator", "XADD %s * m %b",
+	    key, sb->data, sb->size) < 0)
 		log_warnx("coordinator: Redis is down: an entry for %s is not "
 		    "written", key);
 }
@@ -196,9 +187,10 @@ co_entries_free(struct sup_coord *co)
 static void
 co_ack(struct sup_coord *co, struct co_entry *e)
 {
-	rconn_cmd(co->rd, co_ignore_cb, NULL, "XACK %s " HIVE_GROUP_COORD " %s",
-	    co->key, e->id);
-	rconn_cmd(co->rd, co_ignore_cb, NULL, "XDEL %s %s", co->key, e->id);
+	rconn_cmd(co->rd, rconn_log_error, "coordinator",
+	    "XACK %s " HIVE_GROUP_COORD " %s", co->key, e->id);
+	rconn_cmd(co->rd, rconn_log_error, "coordinator", "XDEL %s %s", co->key,
+	    e->id);
 	e->done = 1;
 }
 
@@ -561,8 +553,9 @@ co_read(struct sup_coord *co)
 	    !rconn_is_up(co->rd))
 		return;
 	if (!co->group_ok) {
-		rconn_cmd(co->rd, co_ignore_cb, NULL, "XGROUP CREATE %s "
-		    HIVE_GROUP_COORD " 0 MKSTREAM", co->key);
+		rconn_cmd(co->rd, rconn_log_error, "coordinator",
+		    "XGROUP CREATE %s " HIVE_GROUP_COORD " 0 MKSTREAM",
+		    co->key);
 		/* BUSYGROUP is the usual answer; the read says if not. */
 		co->group_ok = 1;
 		co->pending_phase = 1;

@@ -71,15 +71,6 @@ rc_min_idle(const struct rc_job *j)
 	return now > j->dead_since_ms ? now - j->dead_since_ms : 0;
 }
 
-static void
-rc_ignore_cb(redisAsyncContext *ac, void *r, void *priv)
-{
-	redisReply *reply = r;
-
-	if (reply != NULL && reply->type == REDIS_REPLY_ERROR)
-		log_warnx("reclaim: %s", reply->str);
-}
-
 /* "agent/3@host" -> "agent"; 0 or -1. */
 static int
 consumer_agent(const char *consumer, char *agent, size_t len)
@@ -112,13 +103,13 @@ requeue_key(struct sup_reclaim *r, const char *key, const char *consumer,
 static void
 send_multi(struct sup_reclaim *r)
 {
-	rconn_cmd(r->rc, rc_ignore_cb, NULL, "MULTI");
+	rconn_cmd(r->rc, rconn_log_error, "reclaim", "MULTI");
 }
 
 static void
 send_exec(struct sup_reclaim *r)
 {
-	rconn_cmd(r->rc, rc_ignore_cb, NULL, "EXEC");
+	rconn_cmd(r->rc, rconn_log_error, "reclaim", "EXEC");
 }
 
 /* Give up on an entry: dead letter with the reason, a failed result so
@@ -169,17 +160,19 @@ rc_give_up(struct rc_job *j, const char *id, const char *raw, size_t rawlen,
 	}
 	send_multi(r);
 	proto_key_named(key, sizeof(key), r->prefix, "dead");
-	rconn_cmd(r->rc, rc_ignore_cb, NULL, "XADD %s * m %b", key, sb.data, sb.size);
+	rconn_cmd(r->rc, rconn_log_error, "reclaim", "XADD %s * m %b", key,
+	    sb.data, sb.size);
 	if (sr.size > 0) {
 		proto_key_named(key, sizeof(key), r->prefix, "results");
-		rconn_cmd(r->rc, rc_ignore_cb, NULL, "XADD %s * m %b", key,
-		    sr.data, sr.size);
+		rconn_cmd(r->rc, rconn_log_error, "reclaim",
+		    "XADD %s * m %b", key, sr.data, sr.size);
 		if (t->reply_to.len > 0)
-			rconn_cmd(r->rc, rc_ignore_cb, NULL, "XADD %b * m %b",
-			    t->reply_to.ptr, (size_t)t->reply_to.len, sr.data, sr.size);
+			rconn_cmd(r->rc, rconn_log_error, "reclaim",
+			    "XADD %b * m %b", t->reply_to.ptr,
+			    (size_t)t->reply_to.len, sr.data, sr.size);
 	}
-	rconn_cmd(r->rc, rc_ignore_cb, NULL, "XACK %s " HIVE_GROUP_WORKERS " %s",
-	    j->key, id);
+	rconn_cmd(r->rc, rconn_log_error, "reclaim",
+	    "XACK %s " HIVE_GROUP_WORKERS " %s", j->key, id);
 	send_exec(r);
 	r->st.dead++;
 	log_warnx("reclaim: task=%.*s stream=%s entry=%s dead letter: %s",
@@ -234,9 +227,10 @@ rc_requeue(struct rc_job *j, const char *id, const char *val, size_t len,
 	}
 	requeue_key(r, j->key, j->consumer, key, sizeof(key));
 	send_multi(r);
-	rconn_cmd(r->rc, rc_ignore_cb, NULL, "XADD %s * m %b", key, sb.data, sb.size);
-	rconn_cmd(r->rc, rc_ignore_cb, NULL, "XACK %s " HIVE_GROUP_WORKERS " %s",
-	    j->key, id);
+	rconn_cmd(r->rc, rconn_log_error, "reclaim", "XADD %s * m %b", key,
+	    sb.data, sb.size);
+	rconn_cmd(r->rc, rconn_log_error, "reclaim",
+	    "XACK %s " HIVE_GROUP_WORKERS " %s", j->key, id);
 	send_exec(r);
 	r->st.requeued++;
 	log_notice("reclaim: task=%.*s attempt=%u requeued to %s: worker %s is "
@@ -279,7 +273,7 @@ rc_claim_cb(redisAsyncContext *ac, void *rp, void *priv)
 		}
 		if (val == NULL) {
 			/* Deleted under us, or not a Hive entry: ack it. */
-			rconn_cmd(j->r->rc, rc_ignore_cb, NULL,
+			rconn_cmd(j->r->rc, rconn_log_error, "reclaim",
 			    "XACK %s " HIVE_GROUP_WORKERS " %s", j->key,
 			    e->element[0]->str);
 			continue;
@@ -476,7 +470,7 @@ rc_trim_finish(struct rc_trim *t)
 		 * LIMIT 0: with "~" Redis stops after 100 nodes (10,000
 		 * entries) by default, less than a pass every 30 s must cut
 		 * from a stream that takes more than 333 entries/s. */
-		rconn_cmd(t->r->rc, rc_ignore_cb, NULL,
+		rconn_cmd(t->r->rc, rconn_log_error, "reclaim",
 		    "XTRIM %s MINID ~ %s LIMIT 0", t->key, minid);
 		t->r->st.trimmed++;
 	}
@@ -651,8 +645,9 @@ rc_beat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	if (!rconn_is_up(r->rc))
 		return;
-	rconn_cmd(r->rc, rc_ignore_cb, NULL, "SET %s:host:%s %" PRIu64 " PX %u",
-	    r->prefix, r->host, proto_now_ms(), r->o.alive_ttl_ms);
+	rconn_cmd(r->rc, rconn_log_error, "reclaim",
+	    "SET %s:host:%s %" PRIu64 " PX %u", r->prefix, r->host,
+	    proto_now_ms(), r->o.alive_ttl_ms);
 	if (now - r->last_trim >= r->o.trim_ms / 1000.0) {
 		r->last_trim = now;
 		r->want_trim = 1;

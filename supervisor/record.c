@@ -67,15 +67,6 @@ static void rec_try_start(struct sup_record *r);
 /* ---- events: <p>:events, recorded in PostgreSQL by the recorder ---- */
 
 static void
-ignore_cb(redisAsyncContext *ac, void *reply, void *priv)
-{
-	redisReply *rp = reply;
-
-	if (rp != NULL && rp->type == REDIS_REPLY_ERROR)
-		log_warnx("redis(hived): %s", rp->str);
-}
-
-static void
 rec_event(struct sup_record *r, const char *kind, const struct sup_inst *in,
     int64_t pid, const char *reason)
 {
@@ -98,8 +89,8 @@ rec_event(struct sup_record *r, const char *kind, const struct sup_inst *in,
 	msgpack_sbuffer_init(&sb);
 	if (proto_encode_event(&sb, &e, &err) == 0 &&
 	    proto_key_named(key, sizeof(key), c->prefix, "events") > 0)
-		rconn_cmd(r->rc, ignore_cb, NULL, "XADD %s * m %b", key, sb.data,
-		    sb.size);
+		rconn_cmd(r->rc, rconn_log_error, "redis(hived)",
+		    "XADD %s * m %b", key, sb.data, sb.size);
 	msgpack_sbuffer_destroy(&sb);
 }
 
