@@ -30,6 +30,17 @@ tu_redis_connect(void)
 	return c;
 }
 
+void
+tu_xadd(redisContext *c, const char *key, const void *m, size_t len)
+{
+	redisReply *r = redisCommand(c, "XADD %s * m %b", key, m, len);
+
+	cr_assert(r != NULL && r->type == REDIS_REPLY_STRING, "XADD %s: %s",
+	    key, r == NULL ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str :
+	    "not an entry id");
+	freeReplyObject(r);
+}
+
 PGconn *
 tu_pg_connect(void)
 {

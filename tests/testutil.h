@@ -13,6 +13,8 @@
 /* Connect to the private Redis (HIVE_TEST_REDIS_HOST/PORT); the test
  * fails with a clear message when the variables are not set. */
 redisContext *tu_redis_connect(void);
+/* XADD key * m <m>: the test fails unless Redis takes it. */
+void tu_xadd(redisContext *c, const char *key, const void *m, size_t len);
 /* Connect to the private PostgreSQL (HIVE_TEST_PG). */
 PGconn *tu_pg_connect(void);
 /* A new, empty database on the private PostgreSQL, named after tag (its

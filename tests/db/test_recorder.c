@@ -128,12 +128,9 @@ static void
 xadd(struct env *e, const char *name, const msgpack_sbuffer *sb)
 {
 	char key[HIVE_KEY_MAX];
-	redisReply *r;
 
 	snprintf(key, sizeof(key), "%s:%s", e->prefix, name);
-	r = redisCommand(e->rc, "XADD %s * m %b", key, sb->data, sb->size);
-	cr_assert_eq(r->type, REDIS_REPLY_STRING, "XADD %s: %s", key, r->str);
-	freeReplyObject(r);
+	tu_xadd(e->rc, key, sb->data, sb->size);
 }
 
 static void

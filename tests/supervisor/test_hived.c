@@ -111,7 +111,6 @@ submit(redisContext *c, const char *prefix, const char *agent,
 	msgpack_zone z;
 	json_t *j = json_loads(payload, 0, NULL);
 	char key[HIVE_KEY_MAX];
-	redisReply *r;
 
 	cr_assert(j != NULL);
 	msgpack_zone_init(&z, 1024);
@@ -123,9 +122,7 @@ submit(redisContext *c, const char *prefix, const char *agent,
 	cr_assert_eq(proto_json_to_obj(j, &z, &t.payload, &err), 0);
 	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
 	cr_assert(proto_key_direct(key, sizeof(key), prefix, agent, instance) > 0);
-	r = redisCommand(c, "XADD %s * m %b", key, sb.data, sb.size);
-	cr_assert(r != NULL && r->type == REDIS_REPLY_STRING, "XADD %s", key);
-	freeReplyObject(r);
+	tu_xadd(c, key, sb.data, sb.size);
 	msgpack_sbuffer_destroy(&sb);
 	msgpack_zone_destroy(&z);
 	json_decref(j);

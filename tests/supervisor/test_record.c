@@ -92,7 +92,6 @@ submit(redisContext *c, const char *key, const char *id, const char *payload)
 	msgpack_sbuffer sb;
 	msgpack_zone z;
 	json_t *j = json_loads(payload, 0, NULL);
-	redisReply *r;
 
 	msgpack_zone_init(&z, 1024);
 	msgpack_sbuffer_init(&sb);
@@ -101,9 +100,7 @@ submit(redisContext *c, const char *key, const char *id, const char *payload)
 	t.attempt = 1;
 	cr_assert_eq(proto_json_to_obj(j, &z, &t.payload, &err), 0);
 	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
-	r = redisCommand(c, "XADD %s * m %b", key, sb.data, sb.size);
-	cr_assert(r != NULL && r->type == REDIS_REPLY_STRING);
-	freeReplyObject(r);
+	tu_xadd(c, key, sb.data, sb.size);
 	msgpack_sbuffer_destroy(&sb);
 	msgpack_zone_destroy(&z);
 	json_decref(j);

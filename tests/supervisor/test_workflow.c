@@ -97,7 +97,6 @@ submit_at(struct hp *h, const char *wid, const struct wt *ts, size_t n,
 	msgpack_sbuffer sb;
 	msgpack_zone z;
 	redisContext *c = tu_redis_connect();
-	redisReply *r;
 	char key[HIVE_KEY_MAX], eb[160];
 
 	cr_assert(n <= 16);
@@ -128,9 +127,7 @@ submit_at(struct hp *h, const char *wid, const struct wt *ts, size_t n,
 	cr_assert_eq(proto_encode_workflow(&sb, &w, &err), 0, "%s",
 	    proto_strerror(&err, eb, sizeof(eb)));
 	proto_key_named(key, sizeof(key), h->prefix, "workflows");
-	r = redisCommand(c, "XADD %s * m %b", key, sb.data, sb.size);
-	cr_assert(r != NULL && r->type == REDIS_REPLY_STRING);
-	freeReplyObject(r);
+	tu_xadd(c, key, sb.data, sb.size);
 	msgpack_sbuffer_destroy(&sb);
 	msgpack_zone_destroy(&z);
 	redisFree(c);
@@ -147,13 +144,10 @@ static void
 submit_raw(struct hp *h, const char *bytes, size_t len)
 {
 	redisContext *c = tu_redis_connect();
-	redisReply *r;
 	char key[HIVE_KEY_MAX];
 
 	proto_key_named(key, sizeof(key), h->prefix, "workflows");
-	r = redisCommand(c, "XADD %s * m %b", key, bytes, len);
-	cr_assert(r != NULL && r->type == REDIS_REPLY_STRING);
-	freeReplyObject(r);
+	tu_xadd(c, key, bytes, len);
 	redisFree(c);
 }
 
