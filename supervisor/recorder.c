@@ -186,8 +186,7 @@ struct sup_recorder {
 	int flush;                   /* write the held ones now (Redis lost) */
 	void (*finish)(void *);      /* sup_recorder_finish: stopping */
 	void *finish_arg;
-	uint64_t reads_sent, reads_done;
-	uint64_t finish_after;       /* reads sent before the finish began */
+	int stale_read;              /* the read in flight began before it */
 	uint64_t results_clock;      /* ms: the results stream is read up to */
 	uint64_t ends_seen;          /* ms: newest result or dead letter read */
 	struct rec_ends *ends;
@@ -1806,10 +1805,10 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	size_t entries = 0, most = 0, nresults = 0, bytes = 0, active = 0;
 	uint64_t results_ms = 0, ends_ms = 0;
 	uint64_t now_ms = (uint64_t)(ev_now(rec->loop) * 1000.);
-	int n;
+	int n, stale = rec->stale_read;
 
 	rec->reading = 0;
-	rec->reads_done++;
+	rec->stale_read = 0;
 	if (reply == NULL)           /* connection lost: state_cb restarts us */
 		return;
 	if (reply->type == REDIS_REPLY_ERROR) {
@@ -1904,8 +1903,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	if (entries == 0 && rec->held.live == 0) {
 		batch_free(&bt);
 		rec->st.caught_up = !rec->pending_phase;
-		if (rec->finish != NULL && !rec->pending_phase &&
-		    rec->reads_done > rec->finish_after) {
+		if (rec->finish != NULL && !rec->pending_phase && !stale) {
 			rec_finished(rec);
 			return;
 		}
@@ -1993,10 +1991,8 @@ rec_read(struct sup_recorder *rec)
 		argv[argc++] = rec->streams[i].key;
 	for (int i = 0; i < n; i++)
 		argv[argc++] = rec->pending_phase ? "0" : ">";
-	if (rconn_argv(rec->rc, rec_read_cb, rec, argc, argv, NULL) == 0) {
+	if (rconn_argv(rec->rc, rec_read_cb, rec, argc, argv, NULL) == 0)
 		rec->reading = 1;
-		rec->reads_sent++;
-	}
 	free(argv);
 }
 
@@ -2094,7 +2090,7 @@ sup_recorder_finish(struct sup_recorder *rec, void (*done)(void *),
 	rec->finish_arg = arg;
 	/* A read already sent may have been answered before the last
 	 * results came: only a later one that finds nothing ends it. */
-	rec->finish_after = rec->reads_sent;
+	rec->stale_read = rec->reading;
 	if (!rconn_is_up(rec->rc)) {
 		rec_flush(rec);
 		if (!rec->writing && rec->held.live == 0)
