@@ -25,14 +25,18 @@
  *                           submit to last result (as bench_worker)
  *   e2e.recorded.throughput the same with a recorder running (in a child
  *                           process, as in hived), first submit to the
- *                           moment PostgreSQL holds all M tasks completed
- *                           with their 3 states each; beside it the CPU
- *                           per task of the recorder, of PostgreSQL, and
- *                           of the whole machine (/proc/stat: every
- *                           process), with and without recording, and the
- *                           best ratio that CPU allows: every core busy
- *                           recording at worker-only's rate,
- *                           cores / (worker-only tasks/s * CPU per task)
+ *                           moment the recorder has committed (and
+ *                           acknowledged) all 2M stream entries: it
+ *                           stores its count in shared memory every
+ *                           millisecond; the record is checked after the
+ *                           clock stops.  Beside it the CPU per task of
+ *                           the recorder, PostgreSQL, Redis (INFO cpu) and
+ *                           the worker, with and without recording, of
+ *                           the whole machine (/proc/stat: every
+ *                           process), and the best ratio that CPU allows:
+ *                           every core busy recording at worker-only's
+ *                           rate, cores / (worker-only tasks/s * CPU per
+ *                           task)
  *   e2e.recording.results_throughput
  *                           in that run, first submit to the last result:
  *                           what the worker does while being recorded
@@ -50,7 +54,9 @@
  *
  * Run it through bench/run: it needs HIVE_TEST_REDIS_HOST/PORT,
  * HIVE_TEST_PG (a libpq connection string to a server where it may create
- * a database), HIVE_WORKER and HIVE_ECHO.
+ * a database), HIVE_WORKER and HIVE_ECHO.  HIVE_BENCH_STATS=1 also prints
+ * to stderr, for each end-to-end run, Redis' INFO commandstats (reset
+ * before it) and the recorder's counters (transactions, upserts).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -61,6 +67,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <stddef.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -86,6 +94,10 @@
 
 static const char *redis_host, *redis_port;
 static char conninfo[1024];
+/* Stream entries the recorder child has committed and acknowledged, in
+ * memory shared with it (it stores its count every COMMITTED_S). */
+static uint64_t *committed;
+#define COMMITTED_S 0.001
 
 static double
 tv_s(struct timeval tv)
@@ -618,6 +630,15 @@ child_term_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+static void
+child_count_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sup_recorder_stats st;
+
+	sup_recorder_stats(w->data, &st);
+	__atomic_store_n(committed, st.entries, __ATOMIC_RELEASE);
+}
+
 /*
  * The recorder as hived runs it: in its own process, on its own loop.
  * The child holds none of the parent's connections: it closes their fds
@@ -632,6 +653,7 @@ start_recorder(const char *prefix, int close1, int close2)
 	struct sup_pg *pg;
 	char redis[256];
 	ev_signal term;
+	ev_timer count;
 	pid_t pid;
 
 	fflush(NULL);
@@ -653,8 +675,21 @@ start_recorder(const char *prefix, int close1, int close2)
 		_exit(1);
 	ev_signal_init(&term, child_term_cb, SIGTERM);
 	ev_signal_start(loop, &term);
+	ev_timer_init(&count, child_count_cb, COMMITTED_S, COMMITTED_S);
+	count.data = rec;
+	ev_timer_start(loop, &count);
 	ev_run(loop, 0);
+	ev_timer_stop(loop, &count);
 	ev_signal_stop(loop, &term);
+	if (getenv("HIVE_BENCH_STATS")) {
+		struct sup_recorder_stats st;
+
+		sup_recorder_stats(rec, &st);
+		fprintf(stderr, "bench_recorder: %s, recorder: %" PRIu64
+		    " transactions, %" PRIu64 " entries, %" PRIu64 " rows "
+		    "upserted, %" PRIu64 " retries\n", prefix, st.batches,
+		    st.entries, st.staged, st.retries);
+	}
 	sup_recorder_free(rec);
 	sup_pg_free(pg);
 	ev_loop_destroy(loop);
@@ -682,6 +717,47 @@ await_record(PGconn *pc, const char *tag, int n)
 	bench_die("record of %s: not complete after 300 s", tag);
 }
 
+/*
+ * Wait until the recorder child has committed n entries more than base:
+ * then they are in PostgreSQL (check_record reads them after the clock
+ * stops; polling PostgreSQL here would add its own queries to what is
+ * measured).
+ */
+static void
+await_committed(uint64_t base, uint64_t n)
+{
+	struct timespec ts = { 0, (long)(COMMITTED_S * 1e9) };
+	double deadline = bench_mono_s() + 300;
+
+	while (__atomic_load_n(committed, __ATOMIC_ACQUIRE) < base + n) {
+		if (bench_mono_s() > deadline)
+			bench_die("recorder: %" PRIu64 " of %" PRIu64 " entries "
+			    "committed after 300 s", __atomic_load_n(committed,
+			    __ATOMIC_ACQUIRE) - base, n);
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* CPU seconds the Redis server has used so far (INFO cpu); -1 unknown. */
+static double
+redis_cpu_s(redisContext *c)
+{
+	redisReply *r = redisCommand(c, "INFO cpu");
+	double s = -1;
+	char *p;
+
+	if (r && r->type == REDIS_REPLY_STRING &&
+	    (p = strstr(r->str, "used_cpu_sys:")) != NULL) {
+		s = atof(p + 13);
+		if ((p = strstr(r->str, "used_cpu_user:")) != NULL)
+			s += atof(p + 14);
+		else
+			s = -1;
+	}
+	freeReplyObject(r);
+	return s;
+}
+
 /* CPU seconds the whole machine has spent busy (every process, every
  * core: /proc/stat), -1 if unknown. */
 static double
@@ -700,22 +776,44 @@ machine_busy_s(void)
 	return n == 7 && hz > 0 ? (double)(us + ni + sy + irq + sirq) / hz : -1;
 }
 
+/* One e2e_run: rates in tasks/s, CPU in seconds. */
+struct e2e {
+	double to_result;            /* first submit to the last result */
+	double to_record;            /* ... to the last record committed */
+	double busy;                 /* the machine's busy CPU meanwhile */
+	double cpu_redis;            /* Redis' CPU meanwhile */
+	double cpu_pg;               /* PostgreSQL's (recording only) */
+	double cpu_rec;              /* the recorder's, its whole life */
+	double cpu_worker;           /* the worker's, its whole life */
+};
+
+/* The median of one field of n runs, times scale. */
+static double
+e2e_median(const struct e2e *v, int n, size_t off, double scale)
+{
+	double x[E2E_ROUNDS_MAX];
+
+	for (int k = 0; k < n; k++)
+		memcpy(&x[k], (const char *)&v[k] + off, sizeof(double));
+	return scale * median(x, n);
+}
+
 /*
  * n tasks through one worker: tasks/s from the first submit to the last
- * result (and, with a recorder, to the last record in PostgreSQL, with
- * the CPU seconds the recorder and PostgreSQL used); *busy: the machine's
- * busy CPU seconds meanwhile.
+ * result (and, with a recorder, to the last record committed to
+ * PostgreSQL), and the CPU that took.
  */
 static void
 e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
-    int n, int record, double *to_result, double *to_record, double *cpu_rec,
-    double *cpu_pg, double *busy)
+    int n, int record, struct e2e *out)
 {
 	char q[HIVE_KEY_MAX], res[HIVE_KEY_MAX], last[64] = "0";
 	char tag[64], warm[64];
+	uint64_t base = 0;
 	pid_t w, r = -1;
 	double t0;
 
+	memset(out, 0, sizeof(*out));
 	proto_key_queue(q, sizeof(q), prefix, "bench", HIVE_PRIO_DEFAULT);
 	proto_key_named(res, sizeof(res), prefix, "results");
 	snprintf(tag, sizeof(tag), "%s-t", prefix);
@@ -725,26 +823,42 @@ e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
 	await_results(c, res, last, sizeof(last), 1);
 	if (record) {
 		/* Caught up with the warm-up task: the recorder reads. */
+		__atomic_store_n(committed, 0, __ATOMIC_RELEASE);
 		r = start_recorder(prefix, c->fd, PQsocket(pc));
 		await_record(pc, warm, 1);
+		await_committed(0, 2);
+		base = __atomic_load_n(committed, __ATOMIC_ACQUIRE);
 	}
-	*cpu_pg = pg_cpu_s();
-	*busy = machine_busy_s();
+	if (getenv("HIVE_BENCH_STATS"))
+		bench_cmd(c, "CONFIG RESETSTAT");
+	out->cpu_pg = pg_cpu_s();
+	out->cpu_redis = redis_cpu_s(c);
+	out->busy = machine_busy_s();
 	t0 = bench_mono_s();
 	fill(c, q, tag, n, 0);
 	await_results(c, res, last, sizeof(last), n);
-	*to_result = n / (bench_mono_s() - t0);
-	if (!record)
-		*busy = *busy < 0 ? -1 : machine_busy_s() - *busy;
+	out->to_result = n / (bench_mono_s() - t0);
 	if (record) {
-		await_record(pc, tag, n);
-		*to_record = n / (bench_mono_s() - t0);
-		*busy = *busy < 0 ? -1 : machine_busy_s() - *busy;
-		*cpu_pg = *cpu_pg < 0 ? -1 : pg_cpu_s() - *cpu_pg;
-		check_record(pc, tag, n);
-		*cpu_rec = stop_child(r, "recorder");
+		/* A queue entry and a result per task. */
+		await_committed(base, 2 * (uint64_t)n);
+		out->to_record = n / (bench_mono_s() - t0);
+		out->cpu_pg = out->cpu_pg < 0 ? -1 : pg_cpu_s() - out->cpu_pg;
 	}
-	stop_child(w, "worker");
+	out->busy = out->busy < 0 ? -1 : machine_busy_s() - out->busy;
+	out->cpu_redis = out->cpu_redis < 0 ? -1 :
+	    redis_cpu_s(c) - out->cpu_redis;
+	if (getenv("HIVE_BENCH_STATS")) {
+		redisReply *x = redisCommand(c, "INFO commandstats");
+
+		if (x != NULL && x->type == REDIS_REPLY_STRING)
+			fprintf(stderr, "bench_recorder: %s, %s", prefix, x->str);
+		freeReplyObject(x);
+	}
+	if (record) {
+		check_record(pc, tag, n);
+		out->cpu_rec = stop_child(r, "recorder");
+	}
+	out->cpu_worker = stop_child(w, "worker");
 }
 
 int
@@ -757,11 +871,9 @@ main(int argc, char **argv)
 	char sql[256], tag[64];
 	const char *pgbase;
 	double trec, tcopy, rec_rate, copy_rate;
-	double w_res[E2E_ROUNDS_MAX], r_res[E2E_ROUNDS_MAX], r_rec[E2E_ROUNDS_MAX];
+	struct e2e wo[E2E_ROUNDS_MAX], re[E2E_ROUNDS_MAX];
 	double f_rec[E2E_ROUNDS_MAX], f_res[E2E_ROUNDS_MAX];
-	double c_rec[E2E_ROUNDS_MAX], c_pg[E2E_ROUNDS_MAX];
-	double b_wo[E2E_ROUNDS_MAX], b_rec[E2E_ROUNDS_MAX];
-	double unused, cpu_rec, cpu_pg;
+	double cpu_rec, cpu_pg, w_rate, busy;
 	uint64_t batches;
 	redisContext *c;
 	PGconn *admin, *pc;
@@ -790,6 +902,10 @@ main(int argc, char **argv)
 		    E2E_ROUNDS_MAX);
 	signal(SIGPIPE, SIG_IGN);
 	log_init("bench_recorder", 0);
+	committed = mmap(NULL, sizeof(*committed), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (committed == MAP_FAILED)
+		bench_die("mmap: %s", strerror(errno));
 
 	/* A fresh database, migrated as hived does it. */
 	snprintf(dbname, sizeof(dbname), "bench_rec_%ld", (long)getpid());
@@ -836,41 +952,44 @@ main(int argc, char **argv)
 		for (int k = 0; k < rounds; k++) {
 			snprintf(prefix, sizeof(prefix), "benche2e%ld-a%d",
 			    (long)getpid(), k);
-			e2e_run(c, pc, prefix, conc, ne, 0, &w_res[k], &unused,
-			    &cpu_rec, &cpu_pg, &b_wo[k]);
+			e2e_run(c, pc, prefix, conc, ne, 0, &wo[k]);
 			snprintf(prefix, sizeof(prefix), "benche2e%ld-b%d",
 			    (long)getpid(), k);
-			e2e_run(c, pc, prefix, conc, ne, 1, &r_res[k], &r_rec[k],
-			    &c_rec[k], &c_pg[k], &b_rec[k]);
-			b_wo[k] /= ne;
-			b_rec[k] /= ne;
-			f_rec[k] = r_rec[k] / w_res[k];
-			f_res[k] = r_res[k] / w_res[k];
-			c_rec[k] /= ne;
-			c_pg[k] /= ne;
+			e2e_run(c, pc, prefix, conc, ne, 1, &re[k]);
+			f_rec[k] = re[k].to_record / wo[k].to_result;
+			f_res[k] = re[k].to_result / wo[k].to_result;
 		}
+#define E2E_MEDIAN(v, field, scale) \
+	e2e_median(v, rounds, offsetof(struct e2e, field), scale)
+		w_rate = E2E_MEDIAN(wo, to_result, 1);
+		busy = E2E_MEDIAN(re, busy, 1.0 / ne);
 		printf("e2e.worker_only.throughput: %.0f tasks/s (one stream worker, "
 		    "echo handler, %d tasks, concurrency %s; median of %d rounds, "
 		    "each followed by the same with a recorder)\n",
-		    median(w_res, rounds), ne, conc, rounds);
+		    w_rate, ne, conc, rounds);
 		printf("e2e.recorded.throughput: %.0f tasks/s (worker only %.0f "
 		    "tasks/s, %.0f %%: the median of the %d rounds' ratios, ",
-		    median(r_rec, rounds), median(w_res, rounds),
+		    E2E_MEDIAN(re, to_record, 1), w_rate,
 		    100.0 * median(f_rec, rounds), rounds);
 		for (int k = 0; k < rounds; k++)
 			printf("%s%.0f", k ? " " : "", 100.0 * f_rec[k]);
-		printf(" %%; first submit to all %d recorded in PostgreSQL; CPU "
-		    "per task: recorder %.1f us, postgres %.1f us; the machine's "
-		    "busy CPU per task: %.1f us, %.1f us worker only; on %ld "
-		    "cores the ratio can be at most %.0f %%)\n", ne,
-		    1e6 * median(c_rec, rounds), 1e6 * median(c_pg, rounds),
-		    1e6 * median(b_rec, rounds), 1e6 * median(b_wo, rounds),
+		printf(" %%; first submit to all %d committed to PostgreSQL; CPU "
+		    "per task: recorder %.1f us, postgres %.1f us, redis %.1f us "
+		    "(%.1f worker only), worker %.1f us (%.1f); the machine's "
+		    "busy CPU per task: %.1f us (%.1f); on %ld cores the ratio "
+		    "can be at most %.0f %%)\n", ne,
+		    E2E_MEDIAN(re, cpu_rec, 1e6 / ne),
+		    E2E_MEDIAN(re, cpu_pg, 1e6 / ne),
+		    E2E_MEDIAN(re, cpu_redis, 1e6 / ne),
+		    E2E_MEDIAN(wo, cpu_redis, 1e6 / ne),
+		    E2E_MEDIAN(re, cpu_worker, 1e6 / ne),
+		    E2E_MEDIAN(wo, cpu_worker, 1e6 / ne),
+		    1e6 * busy, E2E_MEDIAN(wo, busy, 1e6 / ne),
 		    sysconf(_SC_NPROCESSORS_ONLN), 100.0 *
-		    sysconf(_SC_NPROCESSORS_ONLN) / (median(w_res, rounds) *
-		    median(b_rec, rounds)));
+		    sysconf(_SC_NPROCESSORS_ONLN) / (w_rate * busy));
 		printf("e2e.recording.results_throughput: %.0f tasks/s (worker only "
 		    "%.0f tasks/s, %.0f %%: the median of the rounds' ratios, ",
-		    median(r_res, rounds), median(w_res, rounds),
+		    E2E_MEDIAN(re, to_result, 1), w_rate,
 		    100.0 * median(f_res, rounds));
 		for (int k = 0; k < rounds; k++)
 			printf("%s%.0f", k ? " " : "", 100.0 * f_res[k]);
