@@ -193,6 +193,10 @@ struct sup_recorder {
 	size_t entry_bytes;          /* mean size of an entry, last read */
 	size_t active;               /* streams that gave entries, last read */
 	size_t read_count;           /* COUNT of the read in flight */
+	/* The task array of the last batch, for the next (batch_begin):
+	 * growing a new one for every batch made malloc work for it. */
+	struct rec_task *spare;
+	size_t nspare;
 	ev_timer scan_timer;
 	ev_timer retry_timer;        /* writing tx[wi] again */
 	ev_timer read_timer;         /* reading again */
@@ -452,12 +456,31 @@ task_free(struct rec_task *t)
 	free(t->own_msg);
 }
 
+/* Most tasks a kept array holds (REC_TASK_SPARE * 376 bytes). */
+#define REC_TASK_SPARE   8192
+
 static void
-batch_free(struct rec_batch *bt)
+batch_begin(struct sup_recorder *rec, struct rec_batch *bt)
+{
+	memset(bt, 0, sizeof(*bt));
+	bt->tasks = rec->spare;
+	bt->captasks = rec->nspare;
+	rec->spare = NULL;
+	rec->nspare = 0;
+}
+
+/* Frees what the batch holds; keeps its task array for the next. */
+static void
+batch_end(struct sup_recorder *rec, struct rec_batch *bt)
 {
 	for (size_t i = 0; i < bt->ntasks; i++)
 		task_free(&bt->tasks[i]);
-	free(bt->tasks);
+	if (rec->spare == NULL && bt->captasks <= REC_TASK_SPARE) {
+		rec->spare = bt->tasks;
+		rec->nspare = bt->captasks;
+	} else {
+		free(bt->tasks);
+	}
 	free(bt->events.p);
 	free(bt->snaps.p);
 	free(bt->snap_agents.p);
@@ -501,6 +524,17 @@ entry_ms(const char *id)
 	return strtoull(id, NULL, 10);
 }
 
+/* An entry id into dst (size bytes), cut to fit (snprintf's "%s" in the
+ * hot path, without the format). */
+static void
+entry_copy(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 static int
 set_id(struct rec_task *t, struct hive_str id)
 {
@@ -534,7 +568,7 @@ record_task(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	}
 	t->has_q = 1;
 	t->q_stream = si;
-	snprintf(t->q_entry, sizeof(t->q_entry), "%s", entry);
+	entry_copy(t->q_entry, sizeof(t->q_entry), entry);
 	if (set_id(t, m.id) < 0) {
 		t->skip = 1;             /* acknowledged, nothing to write */
 		goto out;
@@ -549,7 +583,7 @@ record_task(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	t->has_msg = 1;
 	t->msg_attempt = m.attempt;
 	t->msg_stream = si;
-	snprintf(t->msg_entry, sizeof(t->msg_entry), "%s", entry);
+	entry_copy(t->msg_entry, sizeof(t->msg_entry), entry);
 	t->msg = buf;
 	t->msglen = len;
 out:
@@ -1780,7 +1814,7 @@ rec_push_ack(struct sup_recorder *rec, int si, const char *id)
 		tx->capacks = cap;
 	}
 	tx->acks[tx->nacks].stream = si;
-	snprintf(tx->acks[tx->nacks].id, sizeof(tx->acks[0].id), "%s", id);
+	entry_copy(tx->acks[tx->nacks].id, sizeof(tx->acks[0].id), id);
 	tx->nacks++;
 	return 0;
 }
@@ -1823,7 +1857,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		rec_read_later(rec, 1.0);
 		return;
 	}
-	memset(&bt, 0, sizeof(bt));
+	batch_begin(rec, &bt);
 	rec_fill_begin(rec);
 	for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
 		redisReply *s = reply->element[i];
@@ -1897,11 +1931,11 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		rec->results_clock = results_ms;
 	if (entries == 0 && rec->writing) {
 		/* Nothing new while a batch is written: its end reads on. */
-		batch_free(&bt);
+		batch_end(rec, &bt);
 		return;
 	}
 	if (entries == 0 && rec->held.live == 0) {
-		batch_free(&bt);
+		batch_end(rec, &bt);
 		rec->st.caught_up = !rec->pending_phase;
 		if (rec->finish != NULL && !rec->pending_phase && !stale) {
 			rec_finished(rec);
@@ -1915,7 +1949,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		rec->pending_phase = 0;
 	if ((n = build_txn(rec, &bt)) < 0)
 		goto oom;
-	batch_free(&bt);
+	batch_end(rec, &bt);
 	/* No stream gave a full batch: nothing is waiting behind this one.
 	 * (Held entries do not count: they are at the head, and not in
 	 * PostgreSQL, so recovery, which waits for this, cannot meet them.) */
@@ -1934,7 +1968,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	rec_read(rec);
 	return;
 oom:
-	batch_free(&bt);
+	batch_end(rec, &bt);
 	rec->fill->nacks = 0;
 	clear_ended(rec->fill);
 	log_warnx("recorder: out of memory; reading again in %.0fs", REC_ERR_RETRY);
@@ -2037,10 +2071,10 @@ rec_flush(struct sup_recorder *rec)
 	rec->flush = 1;
 	if (rec->writing && rec->prepared)
 		return;
-	memset(&bt, 0, sizeof(bt));
+	batch_begin(rec, &bt);
 	rec_fill_begin(rec);
 	n = build_txn(rec, &bt);
-	batch_free(&bt);
+	batch_end(rec, &bt);
 	rec->flush = rec->held.live > 0;     /* out of memory: later */
 	rec->st.held = rec->held.live;
 	if (n < 0) {
@@ -2161,6 +2195,7 @@ sup_recorder_free(struct sup_recorder *rec)
 	rconn_free(rec->rc);
 	rec_forget_streams(rec);
 	held_free(&rec->held);
+	free(rec->spare);
 	for (int i = 0; i < 2; i++) {
 		free(rec->tx[i].sql.p);
 		free(rec->tx[i].stage.p);
