@@ -1628,18 +1628,33 @@ rec_xack_cb(redisAsyncContext *ac, void *r, void *priv)
 		log_warnx("recorder: XACK: %s", reply->str);
 }
 
-static int
-ack_cmp(const void *a, const void *b)
+/* One XACK for the entries of stream si among tx's acks (ids[0..n)). */
+static void
+rec_xack(struct sup_recorder *rec, int si, const char **ids, size_t n)
 {
-	const struct rec_ack *x = a, *y = b;
+	const char **argv = calloc(n + 3, sizeof(*argv));
+	size_t *lens = calloc(n + 3, sizeof(*lens));
+	int argc = 0;
 
-	return (x->stream > y->stream) - (x->stream < y->stream);
+	if (argv != NULL && lens != NULL) {
+		argv[argc++] = "XACK";
+		argv[argc++] = rec->streams[si].key;
+		argv[argc++] = REC_GROUP;
+		for (size_t k = 0; k < n; k++)
+			argv[argc++] = ids[k];
+		for (int k = 0; k < argc; k++)
+			lens[k] = strlen(argv[k]);
+		rconn_argv(rec->rc, rec_xack_cb, NULL, argc, argv, lens);
+	}
+	free(argv);
+	free(lens);
 }
 
 static void
 rec_ack_all(struct sup_recorder *rec, struct rec_txn *tx)
 {
-	size_t i = 0;
+	unsigned at[REC_MAX_STREAMS + 1];
+	const char **ids;
 
 	if (tx->nacks == 0)
 		return;
@@ -1650,34 +1665,27 @@ rec_ack_all(struct sup_recorder *rec, struct rec_txn *tx)
 		tx->nacks = 0;
 		return;
 	}
-	/* One XACK per stream. */
-	qsort(tx->acks, tx->nacks, sizeof(*tx->acks), ack_cmp);
-
-	while (i < tx->nacks) {
-		size_t j = i;
-		int si = tx->acks[i].stream;
-		const char **argv;
-		size_t *lens;
-		int argc = 0;
-
-		while (j < tx->nacks && tx->acks[j].stream == si)
-			j++;
-		argv = calloc(j - i + 3, sizeof(*argv));
-		lens = calloc(j - i + 3, sizeof(*lens));
-		if (argv != NULL && lens != NULL) {
-			argv[argc++] = "XACK";
-			argv[argc++] = rec->streams[si].key;
-			argv[argc++] = REC_GROUP;
-			for (size_t k = i; k < j; k++)
-				argv[argc++] = tx->acks[k].id;
-			for (int k = 0; k < argc; k++)
-				lens[k] = strlen(argv[k]);
-			rconn_argv(rec->rc, rec_xack_cb, NULL, argc, argv, lens);
-		}
-		free(argv);
-		free(lens);
-		i = j;
+	/* One XACK per stream: the ids by stream (a counting sort), each
+	 * stream's in the order read. */
+	if ((ids = malloc(tx->nacks * sizeof(*ids))) == NULL) {
+		tx->nacks = 0;       /* read and recorded again: no change */
+		return;
 	}
+	memset(at, 0, sizeof(at));
+	for (size_t i = 0; i < tx->nacks; i++)
+		at[tx->acks[i].stream + 1]++;
+	for (int s = 1; s <= rec->nstreams; s++)
+		at[s] += at[s - 1];
+	for (size_t i = 0; i < tx->nacks; i++)
+		ids[at[tx->acks[i].stream]++] = tx->acks[i].id;
+	/* at[s] is now where stream s ends, and so where s + 1 begins. */
+	for (int s = 0; s < rec->nstreams; s++) {
+		unsigned from = s ? at[s - 1] : 0;
+
+		if (at[s] > from)
+			rec_xack(rec, s, ids + from, at[s] - from);
+	}
+	free(ids);
 	rec->st.entries += tx->nacks;
 	tx->nacks = 0;
 }
