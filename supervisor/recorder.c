@@ -59,6 +59,9 @@
 #define REC_BLOCK_MS     1000
 #define REC_ERR_RETRY    5.0     /* seconds before an SQL error is retried */
 #define REC_BATCH_BYTES  (16u << 20)  /* stream entries' bytes per read */
+#define REC_ADOPT_EVERY  5.0     /* seconds between looks for dead hosts' */
+#define REC_ADOPT_PAGE   1000    /* entries claimed per XCLAIM */
+#define REC_ADOPT_IDLE   "1000"  /* ms: claimed from another recently: not */
 
 enum rec_kind { REC_QUEUE, REC_RESULTS, REC_EVENTS, REC_DEAD };
 
@@ -177,6 +180,8 @@ struct sup_recorder {
 	int writing;                 /* tx[wi] is in flight */
 	int prepared;                /* tx[1 - wi] waits for it to end */
 	int pending_phase;           /* reading our pending entries (id 0) */
+	int want_pending;            /* ... once the read in flight is in */
+	unsigned adopting;           /* adoption commands in flight */
 	int scanning;
 	/* The next batch is read and folded while one is being written. */
 	struct rec_txn tx[2];
@@ -198,6 +203,7 @@ struct sup_recorder {
 	struct rec_task *spare;
 	size_t nspare;
 	ev_timer scan_timer;
+	ev_timer adopt_timer;        /* dead hosts' entries (rec_adopt) */
 	ev_timer retry_timer;        /* writing tx[wi] again */
 	ev_timer read_timer;         /* reading again */
 	struct sup_recorder_stats st;
@@ -1587,6 +1593,193 @@ rec_forget_streams(struct sup_recorder *rec)
 	rec->gen++;
 }
 
+/*
+ * Entries read by the recorder of a host that is gone stay pending to its
+ * consumer (the host's name) until it comes back, which it may never do:
+ * the others take them over.  Every REC_ADOPT_EVERY, per stream:
+ *
+ *   XPENDING key recorder               -> consumers with entries pending
+ *   EXISTS <p>:host:<consumer>           (each hived's heartbeat, reclaim.c)
+ *   0: XPENDING key recorder - + n <consumer>  -> their ids
+ *      XCLAIM key recorder <us> 1000 <ids> JUSTID
+ *
+ * then read our pending entries (id 0), which now hold them.  A host only
+ * briefly stalled may still write what it read too: the record is keyed,
+ * writing an entry twice changes nothing.
+ */
+struct rec_adopt {
+	struct sup_recorder *rec;
+	unsigned gen;                /* rec->gen when sent: streams still ours */
+	int stream;
+	char consumer[128];
+};
+
+static void rec_adopt_range(struct sup_recorder *, struct rec_adopt *);
+
+/* Done with one command of a pass.  NULL reply: the connection is gone
+ * (rec_redis_state counts the pass over) or rec is being freed. */
+static int
+adopt_done(struct rec_adopt *a, const redisReply *reply)
+{
+	if (reply == NULL) {
+		free(a);
+		return -1;
+	}
+	a->rec->adopting--;
+	if (a->gen != a->rec->gen || reply->type == REDIS_REPLY_ERROR) {
+		free(a);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+rec_adopt_claim_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct rec_adopt *a = priv;
+	redisReply *reply = r;
+	struct sup_recorder *rec = a->rec;
+
+	if (adopt_done(a, reply) < 0)
+		return;
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0) {
+		log_warnx("recorder: %s: %zu entries read by host %s, which is "
+		    "gone, are recorded here", rec->streams[a->stream].key,
+		    reply->elements, a->consumer);
+		rec->st.adopted += reply->elements;
+		rec->want_pending = 1;
+		rec_read(rec);
+		if (reply->elements >= REC_ADOPT_PAGE) {
+			rec_adopt_range(rec, a);     /* more of them */
+			return;
+		}
+	}
+	free(a);
+}
+
+static void
+rec_adopt_range_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct rec_adopt *a = priv;
+	redisReply *reply = r;
+	struct sup_recorder *rec = a->rec;
+	const char **argv;
+	int argc = 0;
+
+	if (adopt_done(a, reply) < 0)
+		return;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0 ||
+	    (argv = calloc(reply->elements + 8, sizeof(*argv))) == NULL) {
+		free(a);
+		return;
+	}
+	argv[argc++] = "XCLAIM";
+	argv[argc++] = rec->streams[a->stream].key;
+	argv[argc++] = REC_GROUP;
+	argv[argc++] = rec->host;
+	argv[argc++] = REC_ADOPT_IDLE;
+	for (size_t i = 0; i < reply->elements; i++) {
+		const redisReply *e = reply->element[i];
+		if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 &&
+		    e->element[0]->type == REDIS_REPLY_STRING)
+			argv[argc++] = e->element[0]->str;
+	}
+	argv[argc++] = "JUSTID";
+	if (rconn_argv(rec->rc, rec_adopt_claim_cb, a, argc, argv, NULL) == 0)
+		rec->adopting++;
+	else
+		free(a);
+	free(argv);
+}
+
+/* The next page of a's consumer's pending entries, to be claimed. */
+static void
+rec_adopt_range(struct sup_recorder *rec, struct rec_adopt *a)
+{
+	if (rconn_cmd(rec->rc, rec_adopt_range_cb, a, "XPENDING %s " REC_GROUP
+	    " - + %d %s", rec->streams[a->stream].key, REC_ADOPT_PAGE,
+	    a->consumer) == 0)
+		rec->adopting++;
+	else
+		free(a);
+}
+
+static void
+rec_adopt_alive_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct rec_adopt *a = priv;
+	redisReply *reply = r;
+
+	if (adopt_done(a, reply) < 0)
+		return;
+	if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
+		rec_adopt_range(a->rec, a);  /* no heartbeat: gone */
+	else
+		free(a);
+}
+
+static void
+rec_adopt_pending_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct rec_adopt *a = priv;
+	redisReply *reply = r, *list;
+	struct sup_recorder *rec = a->rec;
+
+	if (adopt_done(a, reply) < 0)
+		return;
+	/* [count, first, last, [[consumer, count], ...]] */
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 4 &&
+	    (list = reply->element[3])->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0; i < list->elements; i++) {
+			const redisReply *c = list->element[i];
+			struct rec_adopt *b;
+
+			if (c->type != REDIS_REPLY_ARRAY || c->elements < 1 ||
+			    c->element[0]->type != REDIS_REPLY_STRING ||
+			    strcmp(c->element[0]->str, rec->host) == 0 ||
+			    c->element[0]->len >= sizeof(b->consumer) ||
+			    (b = malloc(sizeof(*b))) == NULL)
+				continue;
+			*b = *a;
+			memcpy(b->consumer, c->element[0]->str,
+			    c->element[0]->len + 1);
+			if (rconn_cmd(rec->rc, rec_adopt_alive_cb, b,
+			    "EXISTS %s:host:%s", rec->prefix, b->consumer) == 0)
+				rec->adopting++;
+			else
+				free(b);
+		}
+	}
+	free(a);
+}
+
+static void
+rec_adopt(struct sup_recorder *rec)
+{
+	if (rec->adopting > 0 || !rconn_is_up(rec->rc))
+		return;
+	for (int i = 0; i < rec->nstreams; i++) {
+		struct rec_adopt *a = calloc(1, sizeof(*a));
+
+		if (a == NULL)
+			return;
+		a->rec = rec;
+		a->gen = rec->gen;
+		a->stream = i;
+		if (rconn_cmd(rec->rc, rec_adopt_pending_cb, a, "XPENDING %s "
+		    REC_GROUP, rec->streams[i].key) == 0)
+			rec->adopting++;
+		else
+			free(a);
+	}
+}
+
+static void
+rec_adopt_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	rec_adopt(w->data);
+}
+
 static void
 rec_scan_key(const char *key, void *arg)
 {
@@ -2004,6 +2197,12 @@ rec_read(struct sup_recorder *rec)
 	int argc = 0, n = rec->nstreams;
 	char count[16], block[16];
 
+	/* Entries were claimed (rec_adopt): read our pending ones, once no
+	 * batch is being written (that would read its entries again). */
+	if (rec->want_pending && !rec->reading && !rec->writing) {
+		rec->want_pending = 0;
+		rec->pending_phase = 1;
+	}
 	/* One batch written and one prepared at most; reading our pending
 	 * entries again while some are being written would read those. */
 	if (rec->reading || (rec->writing && (rec->prepared ||
@@ -2106,6 +2305,7 @@ rec_redis_state(struct rconn *rc, int up, void *arg)
 
 	rec->reading = 0;
 	if (!up) {
+		rec->adopting = 0;   /* theirs got NULL replies */
 		rec_flush(rec);
 		/* Stopping, and nothing more can be read: done once written. */
 		if (rec->finish != NULL && !rec->writing && rec->held.live == 0)
@@ -2172,6 +2372,10 @@ sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
 	    REC_SCAN_EVERY);
 	rec->scan_timer.data = rec;
 	ev_timer_start(loop, &rec->scan_timer);
+	ev_timer_init(&rec->adopt_timer, rec_adopt_timer_cb, REC_ADOPT_EVERY,
+	    REC_ADOPT_EVERY);
+	rec->adopt_timer.data = rec;
+	ev_timer_start(loop, &rec->adopt_timer);
 	ev_init(&rec->retry_timer, rec_retry_cb);
 	rec->retry_timer.data = rec;
 	ev_init(&rec->read_timer, rec_read_timer_cb);
@@ -2196,6 +2400,7 @@ sup_recorder_free(struct sup_recorder *rec)
 	if (rec == NULL)
 		return;
 	ev_timer_stop(rec->loop, &rec->scan_timer);
+	ev_timer_stop(rec->loop, &rec->adopt_timer);
 	ev_timer_stop(rec->loop, &rec->retry_timer);
 	ev_timer_stop(rec->loop, &rec->read_timer);
 	if (rec->pg != NULL)

@@ -12,7 +12,9 @@
  * changes nothing the second time.
  *
  * PostgreSQL down: the batch waits and is retried as it is; Redis keeps the
- * entries pending meanwhile.  Nothing is dropped.
+ * entries pending meanwhile.  Nothing is dropped.  A host that dies leaves
+ * entries pending to its consumer: the recorders of the others claim them
+ * once its heartbeat (<p>:host:<host>) has expired, and record them.
  */
 #ifndef HIVE_RECORDER_H
 #define HIVE_RECORDER_H
@@ -50,6 +52,7 @@ struct sup_recorder_stats {
 	size_t held;                 /* queue entries waiting for their result */
 	size_t count;                /* entries per stream of the last read */
 	uint64_t resets;             /* streams vanished (Redis lost data?) */
+	uint64_t adopted;            /* entries taken over from hosts gone */
 };
 
 /* Starts reading at once (its own Redis connection); pg is lent and must

@@ -27,7 +27,10 @@
 
 #include "testutil.h"
 
-static struct hp *current;
+static struct hp *current;      /* the newest */
+#define HP_MAX 8
+static struct hp *started[HP_MAX]; /* every one of the test, for hp_cleanup */
+static int nstarted;
 
 static int
 pidfd_open_(pid_t pid)
@@ -44,7 +47,8 @@ hp_new(const char *tag)
 	FILE *f;
 
 	cr_assert(h != NULL);
-	current = h;
+	cr_assert(nstarted < HP_MAX, "more than %d hived in one test", HP_MAX);
+	current = started[nstarted++] = h;
 	h->logfd = -1;
 	/* Orphaned workers (hived killed) come to us: we reap them. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -97,14 +101,10 @@ kill_children(void)
 	}
 }
 
-void
-hp_cleanup(void)
+static void
+hp_cleanup_one(struct hp *h)
 {
-	struct hp *h = current;
-
-	if (h == NULL)
-		return;
-	current = NULL;
+	current = h;                 /* hp_wait_pid_gone reads its log */
 	if (h->pid > 0) {
 		/* Gracefully first, so its workers are stopped by it. */
 		kill(h->pid, SIGTERM);
@@ -120,6 +120,14 @@ hp_cleanup(void)
 		nftw(h->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(h->log);
 	free(h);
+}
+
+void
+hp_cleanup(void)
+{
+	while (nstarted > 0)
+		hp_cleanup_one(started[--nstarted]);
+	current = NULL;
 }
 
 static unsigned

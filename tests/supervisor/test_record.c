@@ -364,6 +364,79 @@ recorder_pending(redisContext *c, const char *key)
 	return n;
 }
 
+/* Entries pending to the recorder group of key, for one consumer. */
+static long
+recorder_pending_to(redisContext *c, const char *key, const char *consumer)
+{
+	redisReply *r = redisCommand(c, "XPENDING %s recorder - + 1000 %s", key,
+	    consumer);
+	long n = r != NULL && r->type == REDIS_REPLY_ARRAY ?
+	    (long)r->elements : -1;
+
+	freeReplyObject(r);
+	return n;
+}
+
+/* Host A's recorder has read tasks it cannot write (PostgreSQL refuses
+ * the database) when A dies for good; host B, started later, records
+ * them: they were pending to A's consumer, which nobody reads again. */
+Test(record, dead_hosts_reads_recorded_by_another)
+{
+	struct hp *a = hp_new("reca"), *b = hp_new("recb");
+	char ci[512], db[64], agents[1024], key[HIVE_KEY_MAX], id[32], sql[256];
+	redisContext *c = tu_redis_connect();
+	long long end;
+	PGconn *admin;
+	size_t fa = 0, fb = 0;
+
+	memcpy(b->prefix, a->prefix, sizeof(b->prefix));
+	start_asleep(a, ci, sizeof(ci), key, &fa);
+	/* The database is the last dbname= of the connection string. */
+	for (const char *p = ci; (p = strstr(p, "dbname=")) != NULL; p += 7)
+		snprintf(db, sizeof(db), "%s", p + 7);
+	*strchrnul(db, ' ') = '\0';
+	submit(c, key, "first", "{}");
+	wait_sql(a, ci, "SELECT count(*) FROM tasks WHERE id = 'first'", 1);
+
+	admin = tu_pg_connect();
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false", db);
+	PQclear(PQexec(admin, sql));
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM "
+	    "pg_stat_activity WHERE datname = '%s'", db);
+	PQclear(PQexec(admin, sql));
+	hp_wait(a, &fa, T_LONG, "postgres:", "retrying", NULL);
+	for (int i = 0; i < 5; i++) {
+		snprintf(id, sizeof(id), "orphan-%d", i);
+		submit(c, key, id, "{}");
+	}
+	end = tu_now_ms() + T_LONG;
+	while (recorder_pending_to(c, key, "host-a") != 5 && tu_now_ms() < end)
+		hp_pump(a, 10);
+	cr_assert_eq(recorder_pending_to(c, key, "host-a"), 5,
+	    "read by A's recorder, not written");
+	hp_signal(a, SIGKILL);
+	hp_wait_exit(a, T_LONG);
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true", db);
+	PQclear(PQexec(admin, sql));
+	PQfinish(admin);
+
+	agent_conf(agents, sizeof(agents), "counter", "autostart = no");
+	start_hived(b, ci, "host-b", agents);
+	hp_wait(b, &fb, T_LONG, "recorder:", "5 entries read by host host-a",
+	    NULL);
+	wait_sql(b, ci, "SELECT count(*) FROM tasks WHERE id LIKE 'orphan-%' "
+	    "AND state = 'queued' AND message IS NOT NULL", 5);
+	end = tu_now_ms() + T_LONG;
+	while (recorder_pending_to(c, key, "host-a") != 0 && tu_now_ms() < end)
+		hp_pump(b, 10);
+	cr_assert_eq(recorder_pending_to(c, key, "host-a"), 0);
+	/* And they are work like any other: B's agent runs them. */
+	cr_assert_eq(hp_post(b, "/agents/counter/wake"), 200);
+	wait_sql(b, ci, "SELECT count(*) FROM tasks WHERE state = 'completed'", 6);
+	stop_ok(b);
+	redisFree(c);
+}
+
 /* hived stops: before it exits, the recorder writes the queue entries it
  * holds (waiting for results that will not come) and the result of the
  * task the worker finished while draining.  Read after hived has exited,
