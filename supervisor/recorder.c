@@ -1643,9 +1643,9 @@ rec_adopt_claim_cb(redisAsyncContext *ac, void *r, void *priv)
 	if (adopt_done(a, reply) < 0)
 		return;
 	if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0) {
-		log_warnx("recorder: %s: %zu entries read by host %s, which is "
-		    "gone, are recorded here", rec->streams[a->stream].key,
-		    reply->elements, a->consumer);
+		log_warnx("recorder: %s: host %s is gone; %zu %s it had read "
+		    "recorded here", rec->streams[a->stream].key, a->consumer,
+		    reply->elements, reply->elements == 1 ? "entry" : "entries");
 		rec->st.adopted += reply->elements;
 		rec->want_pending = 1;
 		rec_read(rec);

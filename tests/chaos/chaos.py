@@ -437,6 +437,7 @@ class Run:
         self.top = tempfile.mkdtemp(prefix=f"hive-chaos-{name}.")
         os.chmod(self.top, 0o755)
         self.redis = self.pg = self.hived = self.sub = None
+        self.hived_b = None      # host_dies: the second host
         self.failures = []
         self.excluded = set()    # accepted before a Redis loss, not yet durable
         self.chaos_stop = threading.Event()
@@ -453,7 +454,7 @@ class Run:
               flush=True)
 
     # -- set up -----------------------------------------------------------
-    def setup(self, aof=False, workflows=False):
+    def setup(self, aof=False, workflows=False, hosts=1):
         o = self.o
         self.redis = Redis(self.top, aof)
         self.redis.start()
@@ -474,6 +475,21 @@ class Run:
                 f.write(CONF_SLOW.format(**fields) + CONF_AGENT_LIMITS)
         self.hived = Hived(self.top, o.build, conf)
         self.hived.start()
+        if hosts == 2:
+            # A second host of the same installation: its own host name,
+            # its own agents (same capabilities), its own log.
+            top_b = os.path.join(self.top, "b")
+            os.makedirs(top_b)
+            conf_b = os.path.join(top_b, "hive.conf")
+            with open(conf, encoding="utf-8") as f:
+                text = f.read()
+            text = text.replace(f"host = {HOST}\n", f"host = {HOST}-b\n")
+            text = text.replace("[agent:echo]", "[agent:echo-b]")
+            text = text.replace("[agent:slow]", "[agent:slow-b]")
+            with open(conf_b, "w", encoding="utf-8") as f:
+                f.write(text)
+            self.hived_b = Hived(top_b, o.build, conf_b)
+            self.hived_b.start()
         self.sub = Submitter(self.redis.port, o.tasks, o.rate, f"{self.name}",
                              self.queues, workflows=workflows)
 
@@ -662,6 +678,8 @@ class Run:
             self.sub.stop.set()
             self.sub.join(10)
         rc = None
+        if self.hived_b is not None and self.hived_b.proc is not None:
+            self.hived_b.stop()
         if self.hived is not None and self.hived.proc is not None:
             rc = self.hived.stop()
         # Anything hived started that is still there (workers of a killed
@@ -748,6 +766,27 @@ def sc_kill_hived(run):
 def sc_kill_hived_all(run):
     """(b') SIGKILL hived and every worker and handler at once, start again."""
     _kill_hived(run, True)
+
+
+def sc_host_dies(run):
+    """(b'') Two hosts share the work; one dies for good (hived, workers and
+    handlers SIGKILLed) while tasks flow.  The other requeues its tasks and
+    records what its recorder had read: every task still ends completed in
+    PostgreSQL, once."""
+    if run.chaos_stop.wait(0.4 * run.flow_seconds()):
+        return
+    b = run.hived_b
+    pids = []
+    for a in b.agents():
+        pids += [p for p in (a.get("pid"), a.get("handler_pid")) if p]
+    b.kill()
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    reap_orphans(OWN_NAMES)
+    run.counts["hosts_killed"] = 1
 
 
 def burst(run, n):
@@ -882,6 +921,7 @@ SCENARIOS = {
     "kill_workers": (sc_kill_workers, {}),
     "kill_hived": (sc_kill_hived, {}),
     "kill_hived_all": (sc_kill_hived_all, {}),
+    "host_dies": (sc_host_dies, {"hosts": 2}),
     "redis_aof": (sc_redis_aof, {"aof": True}),
     "redis_nopersist": (sc_redis_nopersist, {}),
     "pg_outage": (sc_pg_outage, {}),

@@ -422,7 +422,7 @@ Test(record, dead_hosts_reads_recorded_by_another)
 
 	agent_conf(agents, sizeof(agents), "counter", "autostart = no");
 	start_hived(b, ci, "host-b", agents);
-	hp_wait(b, &fb, T_LONG, "recorder:", "5 entries read by host host-a",
+	hp_wait(b, &fb, T_LONG, "recorder:", "host host-a is gone; 5 entries",
 	    NULL);
 	wait_sql(b, ci, "SELECT count(*) FROM tasks WHERE id LIKE 'orphan-%' "
 	    "AND state = 'queued' AND message IS NOT NULL", 5);
