@@ -160,6 +160,7 @@ struct rec_txn {
 	int restage;                 /* the fresh rows go through the stage */
 	struct rec_ack *acks;
 	size_t nacks, capacks;
+	const char **ackids;         /* rec_ack_all's, capacks of them */
 	unsigned gen;                /* rec->gen when its acks were taken */
 	char **ended;                /* final workflow (or dead) task ids */
 	size_t nended, capended;
@@ -1859,11 +1860,13 @@ rec_ack_all(struct sup_recorder *rec, struct rec_txn *tx)
 		return;
 	}
 	/* One XACK per stream: the ids by stream (a counting sort), each
-	 * stream's in the order read. */
-	if ((ids = malloc(tx->nacks * sizeof(*ids))) == NULL) {
+	 * stream's in the order read.  (The array is kept: a large malloc
+	 * per batch made malloc consolidate its free lists every time.) */
+	if ((ids = realloc(tx->ackids, tx->capacks * sizeof(*ids))) == NULL) {
 		tx->nacks = 0;       /* read and recorded again: no change */
 		return;
 	}
+	tx->ackids = ids;
 	memset(at, 0, sizeof(at));
 	for (size_t i = 0; i < tx->nacks; i++)
 		at[tx->acks[i].stream + 1]++;
@@ -1878,7 +1881,6 @@ rec_ack_all(struct sup_recorder *rec, struct rec_txn *tx)
 		if (at[s] > from)
 			rec_xack(rec, s, ids + from, at[s] - from);
 	}
-	free(ids);
 	rec->st.entries += tx->nacks;
 	tx->nacks = 0;
 }
@@ -2415,6 +2417,7 @@ sup_recorder_free(struct sup_recorder *rec)
 		free(rec->tx[i].fresh.p);
 		free(rec->tx[i].rest.p);
 		free(rec->tx[i].acks);
+		free(rec->tx[i].ackids);
 		clear_ended(&rec->tx[i]);
 		free(rec->tx[i].ended);
 	}
