@@ -161,6 +161,7 @@ struct rec_txn {
 	struct rec_ack *acks;
 	size_t nacks, capacks;
 	const char **ackids;         /* rec_ack_all's, capacks of them */
+	const char **ackargv;        /* ... and capacks + 3 */
 	unsigned gen;                /* rec->gen when its acks were taken */
 	char **ended;                /* final workflow (or dead) task ids */
 	size_t nended, capended;
@@ -1822,33 +1823,23 @@ rec_xack_cb(redisAsyncContext *ac, void *r, void *priv)
 		log_warnx("recorder: XACK: %s", reply->str);
 }
 
-/* One XACK for the entries of stream si among tx's acks (ids[0..n)). */
+/* One XACK for the entries of stream si: ids[0..n), in argv (n + 3). */
 static void
-rec_xack(struct sup_recorder *rec, int si, const char **ids, size_t n)
+rec_xack(struct sup_recorder *rec, int si, const char **ids, size_t n,
+    const char **argv)
 {
-	const char **argv = calloc(n + 3, sizeof(*argv));
-	size_t *lens = calloc(n + 3, sizeof(*lens));
-	int argc = 0;
-
-	if (argv != NULL && lens != NULL) {
-		argv[argc++] = "XACK";
-		argv[argc++] = rec->streams[si].key;
-		argv[argc++] = REC_GROUP;
-		for (size_t k = 0; k < n; k++)
-			argv[argc++] = ids[k];
-		for (int k = 0; k < argc; k++)
-			lens[k] = strlen(argv[k]);
-		rconn_argv(rec->rc, rec_xack_cb, NULL, argc, argv, lens);
-	}
-	free(argv);
-	free(lens);
+	argv[0] = "XACK";
+	argv[1] = rec->streams[si].key;
+	argv[2] = REC_GROUP;
+	memcpy(argv + 3, ids, n * sizeof(*ids));
+	rconn_argv(rec->rc, rec_xack_cb, NULL, (int)n + 3, argv, NULL);
 }
 
 static void
 rec_ack_all(struct sup_recorder *rec, struct rec_txn *tx)
 {
 	unsigned at[REC_MAX_STREAMS + 1];
-	const char **ids;
+	const char **ids, **argv;
 
 	if (tx->nacks == 0)
 		return;
@@ -1860,13 +1851,19 @@ rec_ack_all(struct sup_recorder *rec, struct rec_txn *tx)
 		return;
 	}
 	/* One XACK per stream: the ids by stream (a counting sort), each
-	 * stream's in the order read.  (The array is kept: a large malloc
+	 * stream's in the order read.  (The arrays are kept: a large malloc
 	 * per batch made malloc consolidate its free lists every time.) */
 	if ((ids = realloc(tx->ackids, tx->capacks * sizeof(*ids))) == NULL) {
 		tx->nacks = 0;       /* read and recorded again: no change */
 		return;
 	}
 	tx->ackids = ids;
+	if ((argv = realloc(tx->ackargv, (tx->capacks + 3) *
+	    sizeof(*argv))) == NULL) {
+		tx->nacks = 0;
+		return;
+	}
+	tx->ackargv = argv;
 	memset(at, 0, sizeof(at));
 	for (size_t i = 0; i < tx->nacks; i++)
 		at[tx->acks[i].stream + 1]++;
@@ -1879,7 +1876,7 @@ rec_ack_all(struct sup_recorder *rec, struct rec_txn *tx)
 		unsigned from = s ? at[s - 1] : 0;
 
 		if (at[s] > from)
-			rec_xack(rec, s, ids + from, at[s] - from);
+			rec_xack(rec, s, ids + from, at[s] - from, argv);
 	}
 	rec->st.entries += tx->nacks;
 	tx->nacks = 0;
@@ -2418,6 +2415,7 @@ sup_recorder_free(struct sup_recorder *rec)
 		free(rec->tx[i].rest.p);
 		free(rec->tx[i].acks);
 		free(rec->tx[i].ackids);
+		free(rec->tx[i].ackargv);
 		clear_ended(&rec->tx[i]);
 		free(rec->tx[i].ended);
 	}
