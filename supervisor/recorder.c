@@ -1758,7 +1758,8 @@ rec_adopt_pending_cb(redisAsyncContext *ac, void *r, void *priv)
 static void
 rec_adopt(struct sup_recorder *rec)
 {
-	if (rec->adopting > 0 || !rconn_is_up(rec->rc))
+	/* Stopping: what we took now we would leave pending to us. */
+	if (rec->adopting > 0 || rec->finish != NULL || !rconn_is_up(rec->rc))
 		return;
 	for (int i = 0; i < rec->nstreams; i++) {
 		struct rec_adopt *a = calloc(1, sizeof(*a));
