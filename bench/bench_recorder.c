@@ -41,7 +41,7 @@
  *                           in that run, first submit to the last result:
  *                           what the worker does while being recorded
  *
- * The end-to-end pair runs -r times (3), worker only then recorded, one
+ * The end-to-end pair runs -r times (5), worker only then recorded, one
  * after the other; the figures are medians, the ratios the medians of
  * the rounds' ratios.
  *
@@ -864,7 +864,7 @@ e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
 int
 main(int argc, char **argv)
 {
-	int n = 50000, ne = 50000, rounds = 3, ch;
+	int n = 50000, ne = 50000, rounds = 5, ch;
 	unsigned batch = 0;
 	const char *conc = "256";
 	char prefix[64], dbname[64], qkey[HIVE_KEY_MAX], rkey[HIVE_KEY_MAX];
