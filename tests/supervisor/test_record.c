@@ -208,18 +208,41 @@ Test(record, restart_gets_snapshot)
 	redisFree(c);
 }
 
-/* hived on a fresh database with one counter agent asleep, so that what
- * is submitted waits in its queue (key). */
+/* hived on a fresh database (its name in db, if not NULL) with one
+ * counter agent asleep, so that what is submitted waits in its queue
+ * (key). */
 static void
-start_asleep(struct hp *h, char *ci, size_t cilen, char *key, size_t *from)
+start_asleep(struct hp *h, char *ci, size_t cilen, char *key, size_t *from,
+    char *db, size_t dblen)
 {
-	char db[64], agents[1024];
+	char agents[1024], name[64];
 
-	tu_pg_fresh_db("e2e", db, sizeof(db), ci, cilen);
+	tu_pg_fresh_db("e2e", name, sizeof(name), ci, cilen);
+	if (db != NULL)
+		snprintf(db, dblen, "%s", name);
 	agent_conf(agents, sizeof(agents), "counter", "autostart = no");
 	start_hived(h, ci, "host-a", agents);
 	hp_wait(h, from, T_LONG, "agent=counter/1", "state=sleeping", NULL);
 	proto_key_queue(key, HIVE_KEY_MAX, h->prefix, "work", 1);
+}
+
+/* PostgreSQL refuses the connections to database db and drops those it
+ * has (allow 0), or takes them again (allow 1). */
+static void
+pg_allow(const char *db, int allow)
+{
+	PGconn *admin = tu_pg_connect();
+	char sql[256];
+
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS %s", db,
+	    allow ? "true" : "false");
+	PQclear(PQexec(admin, sql));
+	if (!allow) {
+		snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) "
+		    "FROM pg_stat_activity WHERE datname = '%s'", db);
+		PQclear(PQexec(admin, sql));
+	}
+	PQfinish(admin);
 }
 
 /* Redis loses the queue (its keys deleted: FLUSHALL for one
@@ -233,7 +256,7 @@ Test(record, lost_queue_requeued_from_postgres)
 	redisReply *r;
 	size_t from = 0;
 
-	start_asleep(h, ci, sizeof(ci), key, &from);
+	start_asleep(h, ci, sizeof(ci), key, &from, NULL, 0);
 	for (int i = 0; i < 6; i++) {
 		snprintf(id, sizeof(id), "lost-%d", i);
 		submit(c, key, id, "{}");
@@ -256,9 +279,8 @@ Test(record, lost_queue_requeued_from_postgres)
 Test(record, postgres_outage_loses_nothing)
 {
 	struct hp *h = hp_new("pgout");
-	char ci[512], db[64], agents[1024], key[HIVE_KEY_MAX], id[32], sql[256];
+	char ci[512], db[64], agents[1024], key[HIVE_KEY_MAX], id[32];
 	redisContext *c = tu_redis_connect();
-	PGconn *admin;
 	size_t from = 0;
 
 	tu_pg_fresh_db("e2e", db, sizeof(db), ci, sizeof(ci));
@@ -269,12 +291,7 @@ Test(record, postgres_outage_loses_nothing)
 	submit(c, key, "before", "{}");
 	wait_sql(h, ci, "SELECT count(*) FROM tasks WHERE state = 'completed'", 1);
 
-	admin = tu_pg_connect();
-	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false", db);
-	PQclear(PQexec(admin, sql));
-	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM "
-	    "pg_stat_activity WHERE datname = '%s'", db);
-	PQclear(PQexec(admin, sql));
+	pg_allow(db, 0);
 	hp_wait(h, &from, T_LONG, "postgres:", "retrying", NULL);
 	for (int i = 0; i < 40; i++) {
 		snprintf(id, sizeof(id), "during-%d", i);
@@ -295,9 +312,7 @@ Test(record, postgres_outage_loses_nothing)
 	}
 	cr_assert_not_null(r, "the work went on without PostgreSQL");
 	freeReplyObject(r);
-	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true", db);
-	PQclear(PQexec(admin, sql));
-	PQfinish(admin);
+	pg_allow(db, 1);
 	hp_wait(h, &from, T_LONG, "postgres: connected again", NULL);
 	wait_sql(h, ci, "SELECT count(*) FROM tasks WHERE state = 'completed'", 41);
 	cr_assert_eq(scalar(ci, "SELECT count(*) FROM task_states WHERE "
@@ -383,27 +398,17 @@ recorder_pending_to(redisContext *c, const char *key, const char *consumer)
 Test(record, dead_hosts_reads_recorded_by_another)
 {
 	struct hp *a = hp_new("reca"), *b = hp_new("recb");
-	char ci[512], db[64], agents[1024], key[HIVE_KEY_MAX], id[32], sql[256];
+	char ci[512], db[64], agents[1024], key[HIVE_KEY_MAX], id[32];
 	redisContext *c = tu_redis_connect();
 	long long end;
-	PGconn *admin;
 	size_t fa = 0, fb = 0;
 
 	memcpy(b->prefix, a->prefix, sizeof(b->prefix));
-	start_asleep(a, ci, sizeof(ci), key, &fa);
-	/* The database is the last dbname= of the connection string. */
-	for (const char *p = ci; (p = strstr(p, "dbname=")) != NULL; p += 7)
-		snprintf(db, sizeof(db), "%s", p + 7);
-	*strchrnul(db, ' ') = '\0';
+	start_asleep(a, ci, sizeof(ci), key, &fa, db, sizeof(db));
 	submit(c, key, "first", "{}");
 	wait_sql(a, ci, "SELECT count(*) FROM tasks WHERE id = 'first'", 1);
 
-	admin = tu_pg_connect();
-	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false", db);
-	PQclear(PQexec(admin, sql));
-	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM "
-	    "pg_stat_activity WHERE datname = '%s'", db);
-	PQclear(PQexec(admin, sql));
+	pg_allow(db, 0);
 	hp_wait(a, &fa, T_LONG, "postgres:", "retrying", NULL);
 	for (int i = 0; i < 5; i++) {
 		snprintf(id, sizeof(id), "orphan-%d", i);
@@ -416,9 +421,7 @@ Test(record, dead_hosts_reads_recorded_by_another)
 	    "read by A's recorder, not written");
 	hp_signal(a, SIGKILL);
 	hp_wait_exit(a, T_LONG);
-	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true", db);
-	PQclear(PQexec(admin, sql));
-	PQfinish(admin);
+	pg_allow(db, 1);
 
 	agent_conf(agents, sizeof(agents), "counter", "autostart = no");
 	start_hived(b, ci, "host-b", agents);
@@ -450,7 +453,7 @@ Test(record, term_records_everything_read_before_exit)
 	size_t from = 0;
 
 	/* The tasks wait in the queue, held by the recorder. */
-	start_asleep(h, ci, sizeof(ci), key, &from);
+	start_asleep(h, ci, sizeof(ci), key, &from, NULL, 0);
 	/* Once the recorder has recorded one task, it is surely reading the
 	 * queue, and reads each entry as it comes. */
 	submit(c, key, "first", "{}");
