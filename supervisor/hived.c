@@ -499,6 +499,7 @@ sup_log_status(struct sup *sup)
 	sup_summary(sup, line, sizeof(line));
 	log_info("status %s children=%u memory_bytes=%zu", line,
 	    sup->nchildren, sup_memstore_bytes(sup->mem));
+	sup_record_log_status(sup);
 	TAILQ_FOREACH(a, &sup->agents, entry)
 		for (unsigned i = 0; i < a->ninst; i++)
 			sup_inst_log_status(a->inst[i]);

@@ -310,6 +310,8 @@ void sup_record_queues(struct sup *);
 /* Stopping, every child gone: end the loop once the recorder has written
  * what it read (bounded). */
 void sup_record_stop(struct sup *);
+/* SIGUSR1: one line on the record (recorder, PostgreSQL, reclaimer). */
+void sup_record_log_status(struct sup *);
 
 /* ---- dl.c ---- */
 

@@ -576,6 +576,33 @@ sup_record_stop(struct sup *sup)
 }
 
 void
+sup_record_log_status(struct sup *sup)
+{
+	struct sup_record *r = sup->record;
+	struct sup_recorder_stats st;
+	struct sup_reclaim_stats rs;
+
+	if (r == NULL)
+		return;
+	memset(&rs, 0, sizeof(rs));
+	if (r->reclaim != NULL)
+		sup_reclaim_stats(r->reclaim, &rs);
+	if (r->rec == NULL) {
+		log_info("status record postgres=off requeued=%" PRIu64
+		    " dead=%" PRIu64, rs.requeued, rs.dead);
+		return;
+	}
+	sup_recorder_stats(r->rec, &st);
+	log_info("status record postgres=%s caught_up=%s streams=%u held=%zu "
+	    "transactions=%" PRIu64 " entries=%" PRIu64 " upserted=%" PRIu64
+	    " retries=%" PRIu64 " flushed=%" PRIu64 " claimed=%" PRIu64
+	    " resets=%" PRIu64 " requeued=%" PRIu64 " dead=%" PRIu64,
+	    sup_pg_is_up(r->pg) ? "up" : "down", st.caught_up ? "yes" : "no",
+	    st.streams, st.held, st.batches, st.entries, st.staged, st.retries,
+	    st.flushed, st.adopted, st.resets, rs.requeued, rs.dead);
+}
+
+void
 sup_record_free(struct sup *sup)
 {
 	struct sup_record *r = sup->record;

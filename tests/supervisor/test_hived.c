@@ -504,6 +504,8 @@ Test(hived, usr1_logs_one_line_per_instance)
 	hp_signal(h, SIGUSR1);
 	hp_wait(h, &from, T_SHORT, "status 2 agents: 2 ready, 0 busy, 0 failed, "
 	    "1 sleeping", NULL);
+	hp_wait(h, &from, T_SHORT, "status record postgres=off requeued=0 dead=0",
+	    NULL);
 	hp_wait(h, &from, T_SHORT, "agent=a/1 state=ready pid=", NULL);
 	hp_wait(h, &from, T_SHORT, "agent=a/2 state=ready pid=", NULL);
 	hp_wait(h, &from, T_SHORT, "agent=s/1 state=sleeping pid=0", NULL);

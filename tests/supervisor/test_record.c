@@ -433,6 +433,9 @@ Test(record, dead_hosts_reads_recorded_by_another)
 	while (recorder_pending_to(c, key, "host-a") != 0 && tu_now_ms() < end)
 		hp_pump(b, 10);
 	cr_assert_eq(recorder_pending_to(c, key, "host-a"), 0);
+	/* SIGUSR1 says so too. */
+	hp_signal(b, SIGUSR1);
+	hp_wait(b, &fb, T_LONG, "status record postgres=up", "claimed=5 ", NULL);
 	/* And they are work like any other: B's agent runs them. */
 	cr_assert_eq(hp_post(b, "/agents/counter/wake"), 200);
 	wait_sql(b, ci, "SELECT count(*) FROM tasks WHERE state = 'completed'", 6);
