@@ -59,9 +59,10 @@
 #define REC_BLOCK_MS     1000
 #define REC_ERR_RETRY    5.0     /* seconds before an SQL error is retried */
 #define REC_BATCH_BYTES  (16u << 20)  /* stream entries' bytes per read */
-#define REC_ADOPT_EVERY  5.0     /* seconds between looks for dead hosts' */
+#define REC_ADOPT_EVERY  5.0     /* seconds between looks for dead hosts' entries */
 #define REC_ADOPT_PAGE   1000    /* entries claimed per XCLAIM */
-#define REC_ADOPT_IDLE   "1000"  /* ms: claimed from another recently: not */
+#define REC_ADOPT_IDLE   "1000"  /* ms idle at least: not one another
+                                  * recorder has just claimed */
 
 enum rec_kind { REC_QUEUE, REC_RESULTS, REC_EVENTS, REC_DEAD };
 
