@@ -27,10 +27,16 @@
 
 #include "testutil.h"
 
-static struct hp *current;      /* the newest */
 #define HP_MAX 8
 static struct hp *started[HP_MAX]; /* every one of the test, for hp_cleanup */
 static int nstarted;
+
+/* The newest: hp_wait_pid_gone reads its log meanwhile. */
+static struct hp *
+newest(void)
+{
+	return nstarted > 0 ? started[nstarted - 1] : NULL;
+}
 
 static int
 pidfd_open_(pid_t pid)
@@ -48,7 +54,7 @@ hp_new(const char *tag)
 
 	cr_assert(h != NULL);
 	cr_assert(nstarted < HP_MAX, "more than %d hived in one test", HP_MAX);
-	current = started[nstarted++] = h;
+	started[nstarted++] = h;
 	h->logfd = -1;
 	/* Orphaned workers (hived killed) come to us: we reap them. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -104,7 +110,6 @@ kill_children(void)
 static void
 hp_cleanup_one(struct hp *h)
 {
-	current = h;                 /* hp_wait_pid_gone reads its log */
 	if (h->pid > 0) {
 		/* Gracefully first, so its workers are stopped by it. */
 		kill(h->pid, SIGTERM);
@@ -125,9 +130,9 @@ hp_cleanup_one(struct hp *h)
 void
 hp_cleanup(void)
 {
-	while (nstarted > 0)
-		hp_cleanup_one(started[--nstarted]);
-	current = NULL;
+	/* Newest first, each the newest while it goes. */
+	for (; nstarted > 0; nstarted--)
+		hp_cleanup_one(started[nstarted - 1]);
 }
 
 static unsigned
@@ -464,21 +469,22 @@ hp_wait_pid_gone(pid_t pid, int timeout_ms)
 {
 	int fd = pidfd_open_(pid);
 	long long end = tu_now_ms() + timeout_ms;
+	struct hp *cur = newest();
 	int r = -1;
 
 	if (fd == -1)
 		return errno == ESRCH ? 0 : -1;
 	for (;;) {
 		struct pollfd p[2] = { { fd, POLLIN, 0 },
-		    { current && current->logfd >= 0 ? current->logfd : -1,
+		    { cur && cur->logfd >= 0 ? cur->logfd : -1,
 		    POLLIN, 0 } };
 		long long left = end - tu_now_ms();
 
 		if (left <= 0)
 			break;
 		if (poll(p, 2, (int)left) > 0) {
-			if (p[1].revents && current)
-				hp_pump(current, 0);
+			if (p[1].revents && cur)
+				hp_pump(cur, 0);
 			if (p[0].revents) {
 				r = 0;
 				break;
