@@ -40,10 +40,19 @@
  *   e2e.recording.results_throughput
  *                           in that run, first submit to the last result:
  *                           what the worker does while being recorded
+ *   e2e.group_read.throughput
+ *                           the recording's ceiling: the same run with,
+ *                           instead of the recorder, a reader that reads
+ *                           the queue and results streams as it does (one
+ *                           XREADGROUP of both, in a group of its own, its
+ *                           COUNT), XACKs what it read and writes nothing;
+ *                           first submit to all 2M entries acknowledged
+ *   e2e.xread.throughput    the same reader without a group: XREAD from
+ *                           the last ids seen, nothing to acknowledge
  *
- * The end-to-end pair runs -r times (5), worker only then recorded, one
- * after the other; the figures are medians, the ratios the medians of
- * the rounds' ratios.
+ * The end-to-end runs go in -r rounds (5) of worker only, recorded, group
+ * read and XREAD, one after the other; the figures are medians, the
+ * ratios (to worker only) the medians of the rounds' ratios.
  *
  * The record is checked with count(*) after each run: every task
  * completed, every state there once.
@@ -696,6 +705,104 @@ start_recorder(const char *prefix, int close1, int close2)
 	_exit(0);
 }
 
+/*
+ * What reading costs Redis without recording: a child that reads the
+ * queue and results streams as the recorder does (one read of both, its
+ * COUNT, from the start), writes nothing and counts what it read in
+ * `committed`.  group: in a consumer group of its own, acknowledging
+ * each read (XREADGROUP then XACK per stream, pipelined); otherwise with
+ * XREAD from the last ids it saw.  A blocking client: the child does
+ * nothing else.
+ */
+static volatile sig_atomic_t reader_stop;
+
+static void
+reader_term(int sig)
+{
+	(void)sig;
+	reader_stop = 1;
+}
+
+static pid_t
+start_reader(const char *q, const char *res, int group, int close1,
+    int close2)
+{
+	const char *keys[2] = { q, res }, **argv;
+	char last[2][64] = { "0", "0" }, count[16];
+	size_t argc, *lens, cap = 2 * 256 + 8;
+	redisReply *r, *st;
+	redisContext *c;
+	pid_t pid;
+
+	fflush(NULL);
+	if ((pid = fork()) == -1)
+		bench_die("fork: %s", strerror(errno));
+	if (pid > 0)
+		return pid;
+	close(close1);
+	close(close2);
+	signal(SIGTERM, reader_term);
+	c = redis_connect();
+	argv = calloc(cap, sizeof(*argv));
+	lens = calloc(cap, sizeof(*lens));
+	if (argv == NULL || lens == NULL)
+		_exit(1);
+	for (int i = 0; group && i < 2; i++) {
+		r = redisCommand(c, "XGROUP CREATE %s bench-read 0 MKSTREAM",
+		    keys[i]);
+		freeReplyObject(r);
+	}
+	snprintf(count, sizeof(count), "%d", 256);
+	while (!reader_stop) {
+		if (group)
+			r = redisCommand(c, "XREADGROUP GROUP bench-read %s COUNT %s "
+			    "BLOCK 100 STREAMS %s %s > >", HOST, count, q, res);
+		else
+			r = redisCommand(c, "XREAD COUNT %s BLOCK 100 STREAMS %s %s "
+			    "%s %s", count, q, res, last[0], last[1]);
+		if (r == NULL)
+			_exit(1);
+		for (size_t i = 0; r->type == REDIS_REPLY_ARRAY &&
+		    i < r->elements; i++) {
+			int k = strcmp(r->element[i]->element[0]->str, q) ? 1 : 0;
+
+			st = r->element[i]->element[1];
+			if (st->elements == 0)
+				continue;
+			snprintf(last[k], sizeof(last[k]), "%s",
+			    st->element[st->elements - 1]->element[0]->str);
+			if (!group)
+				continue;
+			argc = 0;
+			argv[argc++] = "XACK";
+			argv[argc++] = keys[k];
+			argv[argc++] = "bench-read";
+			for (size_t j = 0; j < st->elements && argc < cap; j++)
+				argv[argc++] = st->element[j]->element[0]->str;
+			for (size_t j = 0; j < argc; j++)
+				lens[j] = strlen(argv[j]);
+			redisAppendCommandArgv(c, (int)argc, argv, lens);
+		}
+		for (size_t i = 0; group && r->type == REDIS_REPLY_ARRAY &&
+		    i < r->elements; i++) {
+			redisReply *a;
+
+			if (r->element[i]->element[1]->elements == 0)
+				continue;
+			if (redisGetReply(c, (void **)&a) != REDIS_OK)
+				_exit(1);
+			freeReplyObject(a);
+		}
+		for (size_t i = 0; r->type == REDIS_REPLY_ARRAY &&
+		    i < r->elements; i++)
+			__atomic_add_fetch(committed,
+			    r->element[i]->element[1]->elements, __ATOMIC_RELEASE);
+		freeReplyObject(r);
+	}
+	redisFree(c);
+	_exit(0);
+}
+
 /* Poll (every POLL_S) until PostgreSQL holds n tasks of tag and their
  * states; the last task first, with a cheap lookup. */
 static void
@@ -803,10 +910,14 @@ e2e_median(const struct e2e *v, int n, size_t off, double scale)
  * result (and, with a recorder, to the last record committed to
  * PostgreSQL), and the CPU that took.
  */
+enum e2e_mode { E2E_WORKER, E2E_RECORDED, E2E_GROUP_READ, E2E_XREAD };
+
 static void
 e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
-    int n, int record, struct e2e *out)
+    int n, enum e2e_mode mode, struct e2e *out)
 {
+	int record = mode != E2E_WORKER;
+
 	char q[HIVE_KEY_MAX], res[HIVE_KEY_MAX], last[64] = "0";
 	char tag[64], warm[64];
 	uint64_t base = 0;
@@ -824,8 +935,12 @@ e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
 	if (record) {
 		/* Caught up with the warm-up task: the recorder reads. */
 		__atomic_store_n(committed, 0, __ATOMIC_RELEASE);
-		r = start_recorder(prefix, c->fd, PQsocket(pc));
-		await_record(pc, warm, 1);
+		if (mode == E2E_RECORDED) {
+			r = start_recorder(prefix, c->fd, PQsocket(pc));
+			await_record(pc, warm, 1);
+		} else
+			r = start_reader(q, res, mode == E2E_GROUP_READ, c->fd,
+			    PQsocket(pc));
 		await_committed(0, 2);
 		base = __atomic_load_n(committed, __ATOMIC_ACQUIRE);
 	}
@@ -842,7 +957,8 @@ e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
 		/* A queue entry and a result per task. */
 		await_committed(base, 2 * (uint64_t)n);
 		out->to_record = n / (bench_mono_s() - t0);
-		out->cpu_pg = out->cpu_pg < 0 ? -1 : pg_cpu_s() - out->cpu_pg;
+		out->cpu_pg = out->cpu_pg < 0 || mode != E2E_RECORDED ? -1 :
+		    pg_cpu_s() - out->cpu_pg;
 	}
 	out->busy = out->busy < 0 ? -1 : machine_busy_s() - out->busy;
 	out->cpu_redis = out->cpu_redis < 0 ? -1 :
@@ -854,10 +970,11 @@ e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
 			fprintf(stderr, "bench_recorder: %s, %s", prefix, x->str);
 		freeReplyObject(x);
 	}
-	if (record) {
+	if (mode == E2E_RECORDED)
 		check_record(pc, tag, n);
-		out->cpu_rec = stop_child(r, "recorder");
-	}
+	if (record)
+		out->cpu_rec = stop_child(r, mode == E2E_RECORDED ? "recorder" :
+		    "reader");
 	out->cpu_worker = stop_child(w, "worker");
 }
 
@@ -872,6 +989,8 @@ main(int argc, char **argv)
 	const char *pgbase;
 	double trec, tcopy, rec_rate, copy_rate;
 	struct e2e wo[E2E_ROUNDS_MAX], re[E2E_ROUNDS_MAX];
+	struct e2e gr[E2E_ROUNDS_MAX], xr[E2E_ROUNDS_MAX];
+	double f_gr[E2E_ROUNDS_MAX], f_xr[E2E_ROUNDS_MAX];
 	double f_rec[E2E_ROUNDS_MAX], f_res[E2E_ROUNDS_MAX];
 	double cpu_rec, cpu_pg, w_rate, busy;
 	uint64_t batches;
@@ -952,12 +1071,21 @@ main(int argc, char **argv)
 		for (int k = 0; k < rounds; k++) {
 			snprintf(prefix, sizeof(prefix), "benche2e%ld-a%d",
 			    (long)getpid(), k);
-			e2e_run(c, pc, prefix, conc, ne, 0, &wo[k]);
+			e2e_run(c, pc, prefix, conc, ne, E2E_WORKER, &wo[k]);
 			snprintf(prefix, sizeof(prefix), "benche2e%ld-b%d",
 			    (long)getpid(), k);
-			e2e_run(c, pc, prefix, conc, ne, 1, &re[k]);
+			e2e_run(c, pc, prefix, conc, ne, E2E_RECORDED, &re[k]);
+			/* What reading alone costs, the recording's ceiling. */
 			f_rec[k] = re[k].to_record / wo[k].to_result;
 			f_res[k] = re[k].to_result / wo[k].to_result;
+			snprintf(prefix, sizeof(prefix), "benche2e%ld-c%d",
+			    (long)getpid(), k);
+			e2e_run(c, pc, prefix, conc, ne, E2E_GROUP_READ, &gr[k]);
+			snprintf(prefix, sizeof(prefix), "benche2e%ld-d%d",
+			    (long)getpid(), k);
+			e2e_run(c, pc, prefix, conc, ne, E2E_XREAD, &xr[k]);
+			f_gr[k] = gr[k].to_record / wo[k].to_result;
+			f_xr[k] = xr[k].to_record / wo[k].to_result;
 		}
 #define E2E_MEDIAN(v, field, scale) \
 	e2e_median(v, rounds, offsetof(struct e2e, field), scale)
@@ -965,7 +1093,7 @@ main(int argc, char **argv)
 		busy = E2E_MEDIAN(re, busy, 1.0 / ne);
 		printf("e2e.worker_only.throughput: %.0f tasks/s (one stream worker, "
 		    "echo handler, %d tasks, concurrency %s; median of %d rounds, "
-		    "each followed by the same with a recorder)\n",
+		    "each followed by the same recorded and read)\n",
 		    w_rate, ne, conc, rounds);
 		printf("e2e.recorded.throughput: %.0f tasks/s (worker only %.0f "
 		    "tasks/s, %.0f %%: the median of the %d rounds' ratios, ",
@@ -995,6 +1123,28 @@ main(int argc, char **argv)
 			printf("%s%.0f", k ? " " : "", 100.0 * f_res[k]);
 		printf(" %%; first submit to last result, with the recorder "
 		    "running)\n");
+		for (int m = 0; m < 2; m++) {
+			const struct e2e *v = m ? xr : gr;
+			const double *f = m ? f_xr : f_gr;
+
+			printf("e2e.%s.throughput: %.0f tasks/s (worker only %.0f "
+			    "tasks/s, %.0f %%: the median of the rounds' ratios, ",
+			    m ? "xread" : "group_read",
+			    e2e_median(v, rounds, offsetof(struct e2e, to_record),
+			    1), w_rate, 100.0 * median(f, rounds));
+			for (int k = 0; k < rounds; k++)
+				printf("%s%.0f", k ? " " : "", 100.0 * f[k]);
+			printf(" %%; a reader that writes nothing, %s; CPU per task: "
+			    "reader %.1f us, redis %.1f us; the machine's busy CPU "
+			    "per task %.1f us)\n", m ? "XREAD of both streams" :
+			    "XREADGROUP of both streams in a group of its own, "
+			    "then XACK",
+			    e2e_median(v, rounds, offsetof(struct e2e, cpu_rec),
+			    1e6 / ne), e2e_median(v, rounds,
+			    offsetof(struct e2e, cpu_redis), 1e6 / ne),
+			    e2e_median(v, rounds, offsetof(struct e2e, busy),
+			    1e6 / ne));
+		}
 		fflush(stdout);
 	}
 
