@@ -194,7 +194,8 @@ struct sup_recorder {
 	int flush;                   /* write the held ones now (Redis lost) */
 	void (*finish)(void *);      /* sup_recorder_finish: stopping */
 	void *finish_arg;
-	int stale_read;              /* the read in flight began before it */
+	int stale_read;              /* the read in flight began before it,
+	                              * or before XACKs sent since */
 	uint64_t results_clock;      /* ms: the results stream is read up to */
 	uint64_t ends_seen;          /* ms: newest result or dead letter read */
 	struct rec_ends *ends;
@@ -1882,6 +1883,11 @@ rec_ack_all(struct sup_recorder *rec, struct rec_txn *tx)
 	}
 	rec->st.entries += tx->nacks;
 	tx->nacks = 0;
+	/* A read in flight is answered before these XACKs are done (they
+	 * may not even have left us): stopping must not end on its reply,
+	 * but on that of a read sent after them. */
+	if (rec->reading)
+		rec->stale_read = 1;
 }
 
 static void rec_write(struct sup_recorder *rec);
