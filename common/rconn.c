@@ -10,9 +10,20 @@
 
 #include <hiredis/adapters/libev.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define RA_POISON(p, n)   ASAN_POISON_MEMORY_REGION(p, n)
+#define RA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define RA_POISON(p, n)   ((void)(p), (void)(n))
+#define RA_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 #include "log.h"
 
@@ -35,6 +46,7 @@ struct rconn {
 	ev_timer connect_timeout;    /* hiredis 0.14 has none for async */
 	rconn_state_cb *state_cb;
 	void *arg;
+	struct rarena *arena;        /* rconn_reply_arena */
 };
 
 static void rconn_connect(struct rconn *);
@@ -154,6 +166,211 @@ rconn_on_disconnect(const redisAsyncContext *ac, int status)
 	    status == REDIS_OK ? "closed" : ac->errstr);
 }
 
+/*
+ * ---- replies from an arena (rconn_reply_arena) ----
+ *
+ * hiredis builds a reply with a malloc per object and per string (ten
+ * for a stream entry) and frees them one by one after the callback.  Here
+ * they come from blocks of our own: each object is carved from the
+ * current block, and freeing the reply (the top object: hiredis frees
+ * nothing else) makes the blocks free for the next one.  One reply is
+ * alive at a time: hiredis frees each after its callback, before it
+ * parses the next.
+ */
+#define RA_BLOCK_MIN  (64u << 10)
+#define RA_KEEP_MAX   (1u << 20)   /* larger and mostly idle: given back */
+#define RA_ALIGN      16u
+
+struct ra_block {
+	struct ra_block *next;       /* filled before this one */
+	size_t used, cap;
+	_Alignas(RA_ALIGN) unsigned char data[];
+};
+
+struct rarena {
+	struct ra_block *cur;
+	size_t want;                 /* the size of the next block */
+};
+
+/* The top object of a reply: the arena its free resets. */
+struct ra_top {
+	struct rarena *arena;
+	_Alignas(RA_ALIGN) redisReply r;
+};
+
+static void *
+ra_alloc(struct rarena *a, size_t n)
+{
+	struct ra_block *b = a->cur;
+	void *p;
+
+	n = (n + RA_ALIGN - 1) & ~(size_t)(RA_ALIGN - 1);
+	if (b == NULL || b->cap - b->used < n) {
+		size_t cap = a->want > n ? a->want : n;
+
+		if ((b = malloc(sizeof(*b) + cap)) == NULL)
+			return NULL;
+		b->next = a->cur;
+		b->used = 0;
+		b->cap = cap;
+		RA_POISON(b->data, cap);
+		a->cur = b;
+	}
+	p = b->data + b->used;
+	b->used += n;
+	RA_UNPOISON(p, n);
+	return p;
+}
+
+/* The reply is freed: its memory serves the next one.  It took more than
+ * one block: one block of their total from now on; a large block that the
+ * last reply hardly used is given back. */
+static void
+ra_reset(struct rarena *a)
+{
+	struct ra_block *b = a->cur, *next;
+	size_t total = 0;
+
+	if (b != NULL && b->next == NULL && (b->cap <= RA_KEEP_MAX ||
+	    b->used >= b->cap / 4)) {
+		b->used = 0;
+		RA_POISON(b->data, b->cap);
+		return;
+	}
+	for (; b != NULL; b = next) {
+		next = b->next;
+		total += b->used;
+		free(b);
+	}
+	a->cur = NULL;
+	a->want = total > RA_BLOCK_MIN ? total : RA_BLOCK_MIN;
+}
+
+/* A reply object of type, with room for extra bytes after it, linked to
+ * its parent array. */
+static redisReply *
+ra_reply(const redisReadTask *task, int type, size_t extra)
+{
+	struct rarena *a = task->privdata;
+	redisReply *r;
+
+	if (task->parent == NULL) {
+		struct ra_top *t = ra_alloc(a, sizeof(*t) + extra);
+
+		if (t == NULL)
+			return NULL;
+		t->arena = a;
+		r = &t->r;
+	} else {
+		redisReply *parent = task->parent->obj;
+
+		if ((r = ra_alloc(a, sizeof(*r) + extra)) == NULL)
+			return NULL;
+		parent->element[task->idx] = r;
+	}
+	memset(r, 0, sizeof(*r));
+	r->type = type;
+	return r;
+}
+
+static void *
+ra_string(const redisReadTask *task, char *str, size_t len)
+{
+	redisReply *r = ra_reply(task, task->type, len + 1);
+
+	if (r == NULL)
+		return NULL;
+	r->str = (char *)(r + 1);
+	memcpy(r->str, str, len);
+	r->str[len] = '\0';
+	r->len = len;
+	return r;
+}
+
+static void *
+ra_array(const redisReadTask *task, int elements)
+{
+	size_t n = elements > 0 ? (size_t)elements : 0;
+	redisReply *r = ra_reply(task, REDIS_REPLY_ARRAY, n * sizeof(r));
+
+	if (r == NULL)
+		return NULL;
+	r->elements = n;
+	if (n > 0) {
+		r->element = (redisReply **)(r + 1);
+		memset(r->element, 0, n * sizeof(*r->element));
+	}
+	return r;
+}
+
+static void *
+ra_integer(const redisReadTask *task, long long value)
+{
+	redisReply *r = ra_reply(task, REDIS_REPLY_INTEGER, 0);
+
+	if (r != NULL)
+		r->integer = value;
+	return r;
+}
+
+static void *
+ra_nil(const redisReadTask *task)
+{
+	return ra_reply(task, REDIS_REPLY_NIL, 0);
+}
+
+static void
+ra_free(void *obj)
+{
+	struct ra_top *t = (struct ra_top *)(void *)((char *)obj -
+	    offsetof(struct ra_top, r));
+
+	ra_reset(t->arena);
+}
+
+/* After rconn_free: a context hiredis frees later finds no arena. */
+static void
+ra_free_detached(void *obj)
+{
+	(void)obj;
+}
+
+static redisReplyObjectFunctions ra_fns = {
+	ra_string, ra_array, ra_integer, ra_nil, ra_free
+};
+static redisReplyObjectFunctions ra_detached_fns = {
+	ra_string, ra_array, ra_integer, ra_nil, ra_free_detached
+};
+
+static void
+rarena_free(struct rarena *a)
+{
+	struct ra_block *b, *next;
+
+	if (a == NULL)
+		return;
+	for (b = a->cur; b != NULL; b = next) {
+		next = b->next;
+		free(b);
+	}
+	free(a);
+}
+
+int
+rconn_reply_arena(struct rconn *rc)
+{
+	if (rc->arena != NULL)
+		return 0;
+	if ((rc->arena = calloc(1, sizeof(*rc->arena))) == NULL)
+		return -1;
+	rc->arena->want = RA_BLOCK_MIN;
+	if (rc->ac != NULL) {        /* connecting: nothing read yet */
+		rc->ac->c.reader->fn = &ra_fns;
+		rc->ac->c.reader->privdata = rc->arena;
+	}
+	return 0;
+}
+
 static void
 rconn_connect(struct rconn *rc)
 {
@@ -173,6 +390,10 @@ rconn_connect(struct rconn *rc)
 		return;
 	}
 	ac->data = rc;
+	if (rc->arena != NULL) {
+		ac->c.reader->fn = &ra_fns;
+		ac->c.reader->privdata = rc->arena;
+	}
 	if (redisLibevAttach(rc->loop, ac) != REDIS_OK) {
 		redisAsyncFree(ac);
 		rconn_lost(rc, "connect", "cannot attach to the event loop");
@@ -250,8 +471,11 @@ rconn_free(struct rconn *rc)
 	ev_timer_stop(rc->loop, &rc->connect_timeout);
 	if (rc->ac != NULL) {
 		rc->ac->data = NULL;     /* its callbacks must not find us */
+		if (rc->arena != NULL)   /* freed below, hiredis may free later */
+			rc->ac->c.reader->fn = &ra_detached_fns;
 		redisAsyncFree(rc->ac);
 	}
+	rarena_free(rc->arena);
 	free(rc);
 }
 

@@ -40,6 +40,15 @@ int rconn_cmd(struct rconn *rc, redisCallbackFn *fn, void *priv,
     const char *fmt, ...);
 int rconn_argv(struct rconn *rc, redisCallbackFn *fn, void *priv, int argc,
     const char **argv, const size_t *argvlen);
+/*
+ * Build this connection's replies in blocks of its own, reused from one
+ * reply to the next, rather than with a malloc per object and string:
+ * for a connection that reads many stream entries.  Call it right after
+ * rconn_new, before any command.  As with hiredis' own replies, a reply
+ * is gone when its callback returns: keep nothing of it.  0, or -1 when
+ * out of memory (replies are then built as usual).
+ */
+int rconn_reply_arena(struct rconn *rc);
 /* A callback for replies nothing waits for: an error reply is logged,
  * after priv (a string that outlives the command: who sent it). */
 void rconn_log_error(redisAsyncContext *ac, void *reply, void *priv);

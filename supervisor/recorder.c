@@ -2395,6 +2395,10 @@ sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
 		log_warnx("recorder: %s", err);
 		goto err;
 	}
+	/* Its reads are replies of thousands of objects: built in blocks
+	 * reused from one to the next, not a malloc each (out of memory:
+	 * built as usual). */
+	(void)rconn_reply_arena(rec->rc);
 	return rec;
 err:
 	sup_recorder_free(rec);
