@@ -516,6 +516,16 @@ rconn_argv(struct rconn *rc, redisCallbackFn *fn, void *priv, int argc,
 	    == REDIS_OK ? 0 : -1;
 }
 
+int
+rconn_formatted(struct rconn *rc, redisCallbackFn *fn, void *priv,
+    const char *cmd, size_t len)
+{
+	if (!rc->up)
+		return -1;
+	return redisAsyncFormattedCommand(rc->ac, fn, priv, cmd, len) ==
+	    REDIS_OK ? 0 : -1;
+}
+
 void
 rconn_log_error(redisAsyncContext *ac, void *reply, void *priv)
 {

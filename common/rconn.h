@@ -40,6 +40,9 @@ int rconn_cmd(struct rconn *rc, redisCallbackFn *fn, void *priv,
     const char *fmt, ...);
 int rconn_argv(struct rconn *rc, redisCallbackFn *fn, void *priv, int argc,
     const char **argv, const size_t *argvlen);
+/* ... a command already in Redis' protocol (cmd, len bytes; copied). */
+int rconn_formatted(struct rconn *rc, redisCallbackFn *fn, void *priv,
+    const char *cmd, size_t len);
 /*
  * Build this connection's replies in blocks of its own, reused from one
  * reply to the next, rather than with a malloc per object and string:
