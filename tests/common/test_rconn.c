@@ -256,6 +256,30 @@ Test(rconn, reply_arena_builds_what_hiredis_builds)
 		free(got.text[0][k]);
 		free(got.text[1][k]);
 	}
+	/* Killed with a large reply on its way (hiredis frees its context
+	 * and the half-built reply), it comes back building in its arena. */
+	downs = 0;
+	client_id = 0;
+	rconn_cmd(rc[0], on_id, NULL, "CLIENT ID");
+	run_until(loop, &replies, ++sent);
+	rconn_cmd(rc[0], on_reply, NULL, "XRANGE %s - +", big);
+	ev_run(loop, EVRUN_NOWAIT);
+	r = redisCommand(c, "CLIENT KILL ID %lld", client_id);
+	cr_assert_eq(r->integer, 1);
+	freeReplyObject(r);
+	run_until(loop, &downs, 1);
+	run_until(loop, &ups, 3);
+	replies = sent = 0;
+	memset(&got, 0, sizeof(got));
+	for (int i = 0; i < 2; i++) {
+		rconn_cmd(rc[i], on_dump, (void *)(intptr_t)i,
+		    "XRANGE %s - + COUNT 100", big);
+		sent++;
+	}
+	run_until(loop, &replies, sent);
+	cr_assert_str_eq(got.text[0][0], got.text[1][0]);
+	free(got.text[0][0]);
+	free(got.text[1][0]);
 	/* Freed with a large reply on its way: nothing leaks (LSan), and
 	 * hiredis' later free of its half-built reply finds no arena. */
 	rconn_cmd(rc[0], on_reply, NULL, "XRANGE %s - +", big);
