@@ -648,11 +648,26 @@ child_count_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	__atomic_store_n(committed, st.entries, __ATOMIC_RELEASE);
 }
 
-/*
- * The recorder as hived runs it: in its own process, on its own loop.
- * The child holds none of the parent's connections: it closes their fds
- * (without a goodbye on them, which would end the parent's sessions).
- */
+/* Fork a child of the end-to-end run: its pid in the parent, 0 in the
+ * child, which holds none of the parent's connections: it closes their
+ * fds (without a goodbye on them, which would end the parent's
+ * sessions). */
+static pid_t
+fork_child(int close1, int close2)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	if ((pid = fork()) == -1)
+		bench_die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(close1);
+		close(close2);
+	}
+	return pid;
+}
+
+/* The recorder as hived runs it: in its own process, on its own loop. */
 static pid_t
 start_recorder(const char *prefix, int close1, int close2)
 {
@@ -665,13 +680,8 @@ start_recorder(const char *prefix, int close1, int close2)
 	ev_timer count;
 	pid_t pid;
 
-	fflush(NULL);
-	if ((pid = fork()) == -1)
-		bench_die("fork: %s", strerror(errno));
-	if (pid > 0)
+	if ((pid = fork_child(close1, close2)) > 0)
 		return pid;
-	close(close1);
-	close(close2);
 	if ((loop = ev_loop_new(EVFLAG_AUTO)) == NULL)
 		_exit(1);
 	snprintf(redis, sizeof(redis), "%s:%s", redis_host, redis_port);
@@ -734,13 +744,8 @@ start_reader(const char *q, const char *res, int group, int close1,
 	redisContext *c;
 	pid_t pid;
 
-	fflush(NULL);
-	if ((pid = fork()) == -1)
-		bench_die("fork: %s", strerror(errno));
-	if (pid > 0)
+	if ((pid = fork_child(close1, close2)) > 0)
 		return pid;
-	close(close1);
-	close(close2);
 	signal(SIGTERM, reader_term);
 	c = redis_connect();
 	argv = calloc(cap, sizeof(*argv));
