@@ -558,9 +558,13 @@ proto_fields_decode(const msgpack_object *map, const struct proto_field *t,
     size_t n, void *out, msgpack_zone *z, struct proto_err *err)
 {
 	const msgpack_object *val[PROTO_FIELDS_MAX] = { 0 };
+	size_t namelen[PROTO_FIELDS_MAX];
 
 	if (map->type != MSGPACK_OBJECT_MAP)
 		return proto_fail(err, PROTO_E_NOTMAP, "", "not a map");
+	/* Each name's length once, not once per key. */
+	for (size_t j = 0; j < n && j < PROTO_FIELDS_MAX; j++)
+		namelen[j] = strlen(t[j].name);
 	for (uint32_t i = 0; i < map->via.map.size; i++) {
 		const msgpack_object *k = &map->via.map.ptr[i].key;
 
@@ -569,7 +573,7 @@ proto_fields_decode(const msgpack_object *map, const struct proto_field *t,
 			    "key %" PRIu32 " is a %s, not a str", i,
 			    type_name(k->type));
 		for (size_t j = 0; j < n && j < PROTO_FIELDS_MAX; j++) {
-			if (strlen(t[j].name) != k->via.str.size ||
+			if (namelen[j] != k->via.str.size ||
 			    memcmp(t[j].name, k->via.str.ptr,
 			    k->via.str.size) != 0)
 				continue;
