@@ -783,6 +783,15 @@ bin_text_pre(struct sbuf *b, int pre, const char *s, size_t n)
 	}
 	while (i < n) {
 		size_t l;
+		uint64_t w;
+		/* Eight bytes at a time while none is NUL or above 0x7f (a
+		 * NUL borrows into its own top bit). */
+		if (i + 8 <= n && (memcpy(&w, u + i, 8),
+		    !(((w - UINT64_C(0x0101010101010101)) | w) &
+		    UINT64_C(0x8080808080808080)))) {
+			i += 8;
+			continue;
+		}
 		if (u[i] >= 0x01 && u[i] < 0x80) {
 			i++;
 			continue;

@@ -400,7 +400,10 @@ Test(recorder, superseded_attempts_keep_their_states)
  * result's error: recorded as they are. */
 Test(recorder, odd_bytes_in_text_fields)
 {
-	static const char odd[] = "a\tb\nc\\d\r\\N\xc3\xa9\xf0\x9f\x98\x80" "e'f\"";
+	/* Its multi-byte characters across the 8-byte steps in which the
+	 * recorder looks for bytes to replace. */
+	static const char odd[] = "a\tb\nc\\d\r\\N\xc3\xa9\xf0\x9f\x98\x80" "e'f\""
+	    "0123456\xc3\xa9" "0123456\xf0\x9f\x98\x80" "x";
 	struct env e;
 	msgpack_sbuffer sb;
 	struct hive_result r = { 0 };
@@ -425,7 +428,8 @@ Test(recorder, odd_bytes_in_text_fields)
 	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE id = 'odd' AND "
 	    "state = 'failed'", 1);
 	cr_assert_eq(scalar(&e, "SELECT count(*) FROM tasks WHERE id = 'odd' AND "
-	    "error = E'a\\tb\\nc\\\\d\\r\\\\N\\u00e9\\U0001F600e''f\"'"), 1);
+	    "error = E'a\\tb\\nc\\\\d\\r\\\\N\\u00e9\\U0001F600e''f\""
+	    "0123456\\u00e90123456\\U0001F600x'"), 1);
 	env_fini(&e);
 }
 
