@@ -927,7 +927,7 @@ e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
 	int record = mode != E2E_WORKER;
 
 	char q[HIVE_KEY_MAX], res[HIVE_KEY_MAX], last[64] = "0";
-	char tag[64], warm[64];
+	char tag[80], warm[80];         /* prefix (< 64) + "-t" */
 	uint64_t base = 0, base_upserted = 0;
 	pid_t w, r = -1;
 	double t0;
@@ -1078,25 +1078,21 @@ main(int argc, char **argv)
 	fflush(stdout);
 
 	if (ne > 0) {
-		/* Rounds of worker only, then with the recorder, one after the
-		 * other: what the machine does meanwhile hits both alike, and
-		 * the medians of the ratios are steadier than one pair. */
+		/* Rounds of worker only, recorded, and the two readers (what
+		 * reading alone costs: the recording's ceiling), one after the
+		 * other: what the machine does meanwhile hits them alike, and
+		 * the medians of the ratios are steadier than one set. */
 		for (int k = 0; k < rounds; k++) {
-			snprintf(prefix, sizeof(prefix), "benche2e%ld-a%d",
-			    (long)getpid(), k);
-			e2e_run(c, pc, prefix, conc, ne, E2E_WORKER, &wo[k]);
-			snprintf(prefix, sizeof(prefix), "benche2e%ld-b%d",
-			    (long)getpid(), k);
-			e2e_run(c, pc, prefix, conc, ne, E2E_RECORDED, &re[k]);
-			/* What reading alone costs, the recording's ceiling. */
+			struct e2e *out[] = { &wo[k], &re[k], &gr[k], &xr[k] };
+
+			for (int m = E2E_WORKER; m <= E2E_XREAD; m++) {
+				snprintf(prefix, sizeof(prefix), "benche2e%ld-%c%d",
+				    (long)getpid(), "abcd"[m], k);
+				e2e_run(c, pc, prefix, conc, ne, (enum e2e_mode)m,
+				    out[m]);
+			}
 			f_rec[k] = re[k].to_record / wo[k].to_result;
 			f_res[k] = re[k].to_result / wo[k].to_result;
-			snprintf(prefix, sizeof(prefix), "benche2e%ld-c%d",
-			    (long)getpid(), k);
-			e2e_run(c, pc, prefix, conc, ne, E2E_GROUP_READ, &gr[k]);
-			snprintf(prefix, sizeof(prefix), "benche2e%ld-d%d",
-			    (long)getpid(), k);
-			e2e_run(c, pc, prefix, conc, ne, E2E_XREAD, &xr[k]);
 			f_gr[k] = gr[k].to_record / wo[k].to_result;
 			f_xr[k] = xr[k].to_record / wo[k].to_result;
 		}
