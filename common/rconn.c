@@ -225,11 +225,27 @@ ra_alloc(struct rarena *a, size_t n)
 /* The reply is freed: its memory serves the next one.  It took more than
  * one block: one block of their total from now on; a large block that the
  * last reply hardly used is given back. */
+/* Free every block; returns the bytes they had given out. */
+static size_t
+ra_drop(struct rarena *a)
+{
+	struct ra_block *b, *next;
+	size_t total = 0;
+
+	for (b = a->cur; b != NULL; b = next) {
+		next = b->next;
+		total += b->used;
+		free(b);
+	}
+	a->cur = NULL;
+	return total;
+}
+
 static void
 ra_reset(struct rarena *a)
 {
-	struct ra_block *b = a->cur, *next;
-	size_t total = 0;
+	struct ra_block *b = a->cur;
+	size_t total;
 
 	if (b != NULL && b->next == NULL && (b->cap <= RA_KEEP_MAX ||
 	    b->used >= b->cap / 4)) {
@@ -237,12 +253,7 @@ ra_reset(struct rarena *a)
 		RA_POISON(b->data, b->cap);
 		return;
 	}
-	for (; b != NULL; b = next) {
-		next = b->next;
-		total += b->used;
-		free(b);
-	}
-	a->cur = NULL;
+	total = ra_drop(a);
 	a->want = total > RA_BLOCK_MIN ? total : RA_BLOCK_MIN;
 }
 
@@ -345,14 +356,9 @@ static redisReplyObjectFunctions ra_detached_fns = {
 static void
 rarena_free(struct rarena *a)
 {
-	struct ra_block *b, *next;
-
 	if (a == NULL)
 		return;
-	for (b = a->cur; b != NULL; b = next) {
-		next = b->next;
-		free(b);
-	}
+	(void)ra_drop(a);
 	free(a);
 }
 
