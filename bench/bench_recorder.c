@@ -524,11 +524,12 @@ copy_rows(PGconn *pc, const char *sql, const struct sbuf *rows)
 /*
  * What the recorder writes for n tasks and their results, as COPY rows:
  * the tasks row in its final state (with the task message, the result as
- * JSON, the times of its three states).  Returns the seconds of the COPY.
+ * JSON, the times of its three states).  Returns the seconds of the COPY,
+ * and in *cpu_pg PostgreSQL's CPU seconds meanwhile (-1: unknown).
  */
 static double
 copy_ceiling(PGconn *pc, const char *qkey, const char *rkey, const char *tag,
-    int n)
+    int n, double *cpu_pg)
 {
 	static const char hex[] = "0123456789abcdef";
 	struct sbuf tasks = { 0 };
@@ -561,12 +562,14 @@ copy_ceiling(PGconn *pc, const char *qkey, const char *rkey, const char *tag,
 	msgpack_sbuffer_destroy(&sb);
 
 	t0 = bench_mono_s();
+	*cpu_pg = pg_cpu_s();
 	pexec(pc, "BEGIN");
 	copy_rows(pc, "COPY bench_copy_tasks (id, stream, entry, state, attempts, "
 	    "agent, workflow, message, result, error, created_at, queued_at, "
 	    "started_at, updated_at, finished_at) FROM STDIN", &tasks);
 	pexec(pc, "COMMIT");
 	t1 = bench_mono_s();
+	*cpu_pg = *cpu_pg < 0 ? -1 : pg_cpu_s() - *cpu_pg;
 
 	if (pscalar(pc, "SELECT count(*) FROM bench_copy_tasks") != n)
 		bench_die("COPY: rows missing");
@@ -902,6 +905,35 @@ struct e2e {
 	double upserted;             /* rows the recorder upserted */
 };
 
+/*
+ * The most recording can give on this machine, whatever the recorder: to
+ * record a task it must at least read its two entries in a consumer group
+ * and acknowledge them (read_busy: the machine's busy CPU per task in the
+ * group_read runs, worker, Redis and reader together), and PostgreSQL must
+ * at least store its row (the least of its CPU per row under the bare
+ * COPY and under the pre-filled recorder, both of this run).  With every
+ * core busy, the rate is cores / (that sum), against worker only's rate.
+ */
+static void
+print_floor(double w_rate, double read_busy, double copy_pg, double rec_pg)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	double pg = copy_pg < 0 ? rec_pg : rec_pg < 0 || copy_pg < rec_pg ?
+	    copy_pg : rec_pg;
+
+	if (pg < 0 || read_busy <= 0 || w_rate <= 0 || cores <= 0)
+		return;
+	printf("e2e.recorded.floor: %.0f %% (the most recording can give on "
+	    "%ld cores, each busy: worker only %.0f tasks/s against %ld / "
+	    "(%.1f us + %.1f us): the machine's busy CPU per task while the "
+	    "streams are read in a group and acknowledged (group_read), and "
+	    "PostgreSQL's least CPU per row in this run (COPY %.1f us, the "
+	    "pre-filled recorder %.1f us); 80 %% of worker only allows the "
+	    "machine %.1f us per task)\n", 100.0 * cores / (w_rate * (read_busy + pg)), cores,
+	    w_rate, cores, 1e6 * read_busy, 1e6 * pg, 1e6 * copy_pg,
+	    1e6 * rec_pg, 1e6 * cores / (0.8 * w_rate));
+}
+
 /* The median of one field of n runs, times scale. */
 static double
 e2e_median(const struct e2e *v, int n, size_t off, double scale)
@@ -1004,7 +1036,7 @@ main(int argc, char **argv)
 	struct e2e gr[E2E_ROUNDS_MAX], xr[E2E_ROUNDS_MAX];
 	double f_gr[E2E_ROUNDS_MAX], f_xr[E2E_ROUNDS_MAX];
 	double f_rec[E2E_ROUNDS_MAX], f_res[E2E_ROUNDS_MAX];
-	double cpu_rec, cpu_pg, w_rate, busy;
+	double cpu_rec, cpu_pg, cpu_copy, w_rate, busy;
 	uint64_t batches;
 	redisContext *c;
 	PGconn *admin, *pc;
@@ -1062,13 +1094,13 @@ main(int argc, char **argv)
 	rec_rate = 2.0 * n / trec;
 
 	/* The ceiling, on the same server, the same database. */
-	tcopy = copy_ceiling(pc, qkey, rkey, tag, n);
+	tcopy = copy_ceiling(pc, qkey, rkey, tag, n, &cpu_copy);
 	copy_rate = 2.0 * n / tcopy;
 	bench_cmd(c, "DEL %s %s", qkey, rkey);
 
 	printf("recorder.copy.ceiling: %.0f records/s (COPY of %d tasks rows, "
-	    "each with the times of its 3 states, in one transaction)\n",
-	    copy_rate, n);
+	    "each with the times of its 3 states, in one transaction; "
+	    "postgres CPU %.2f s)\n", copy_rate, n, cpu_copy);
 	printf("recorder.throughput: %.0f records/s (COPY ceiling %.0f records/s, "
 	    "%.0f %%; %d tasks + %d results = %.0f tasks/s recorded, "
 	    "%" PRIu64 " transactions; CPU in %.2f s: recorder %.2f s, "
@@ -1157,6 +1189,8 @@ main(int argc, char **argv)
 			    e2e_median(v, rounds, offsetof(struct e2e, busy),
 			    1e6 / ne));
 		}
+		print_floor(w_rate, E2E_MEDIAN(gr, busy, 1.0 / ne),
+		    cpu_copy / n, cpu_pg / n);
 		fflush(stdout);
 	}
 
