@@ -133,14 +133,22 @@ struct rec_ends {
 };
 
 /*
- * Queue entries waiting for their result (REC_HOLD_MS): v[head..n) in the
- * order they were held (taken ones marked skip), and an open-addressing
- * index of their ids (index in v + 1; 0 empty, HELD_TOMB taken).
+ * Queue entries waiting for their result (REC_HOLD_MS): q[head..n) in the
+ * order they were held (t NULL: taken), each task in an allocation of its
+ * own beside its id's hash, and an open-addressing index of them (index
+ * in q + 1; 0 empty, HELD_TOMB taken).  Growing, compacting and indexing
+ * again move the 16-byte q entries and read their hashes, never the
+ * tasks: a burst holds tens of thousands.
  */
 #define HELD_TOMB        UINT32_MAX
 
+struct rec_hq {
+	struct rec_task *t;          /* NULL: taken */
+	uint64_t hash;               /* ends_hash(t->id) */
+};
+
 struct rec_held {
-	struct rec_task *v;
+	struct rec_hq *q;
 	size_t head, n, cap;
 	uint32_t *slot;
 	size_t nslots;               /* a power of 2, at least 2 * cap */
@@ -921,16 +929,22 @@ stage_row(struct sup_recorder *rec, struct rec_txn *tx, char kind,
 static uint64_t ends_hash(const char *);
 
 static size_t
-held_find(const struct rec_held *hd, const char *id, int *found)
+held_find(const struct rec_held *hd, const char *id, uint64_t hash,
+    int *found)
 {
 	size_t mask = hd->nslots - 1, i, tomb = SIZE_MAX;
 
 	*found = 0;
-	for (i = ends_hash(id) & mask; hd->slot[i] != 0; i = (i + 1) & mask) {
+	for (i = hash & mask; hd->slot[i] != 0; i = (i + 1) & mask) {
+		const struct rec_hq *e;
+
 		if (hd->slot[i] == HELD_TOMB) {
 			if (tomb == SIZE_MAX)
 				tomb = i;
-		} else if (strcmp(hd->v[hd->slot[i] - 1].id, id) == 0) {
+			continue;
+		}
+		e = &hd->q[hd->slot[i] - 1];
+		if (e->hash == hash && strcmp(e->t->id, id) == 0) {
 			*found = 1;
 			return i;
 		}
@@ -938,15 +952,25 @@ held_find(const struct rec_held *hd, const char *id, int *found)
 	return tomb != SIZE_MAX ? tomb : i;
 }
 
-/* The index again, for the held ones of v[head..n) moved to v[0..) and
+/* The index slot of q[k], a held one: no id to compare. */
+static size_t
+held_slot_of(const struct rec_held *hd, size_t k)
+{
+	size_t mask = hd->nslots - 1, i = hd->q[k].hash & mask;
+
+	while (hd->slot[i] != k + 1)
+		i = (i + 1) & mask;
+	return i;
+}
+
+/* The index again, for the held ones of q[head..n) moved to q[0..) and
  * room for cap (at least).  -1: out of memory, nothing changed. */
 static int
 held_rebuild(struct rec_held *hd, size_t cap)
 {
-	size_t nslots = 1024, m = 0;
+	size_t nslots = 1024, m = 0, mask;
 	uint32_t *slot = hd->slot;
-	struct rec_task *v;
-	int found;
+	struct rec_hq *q;
 
 	if (cap < hd->cap)
 		cap = hd->cap;
@@ -956,12 +980,12 @@ held_rebuild(struct rec_held *hd, size_t cap)
 	    (slot = malloc(nslots * sizeof(*slot))) == NULL)
 		return -1;
 	if (cap > hd->cap) {
-		if ((v = realloc(hd->v, cap * sizeof(*v))) == NULL) {
+		if ((q = realloc(hd->q, cap * sizeof(*q))) == NULL) {
 			if (slot != hd->slot)
 				free(slot);
 			return -1;
 		}
-		hd->v = v;
+		hd->q = q;
 		hd->cap = cap;
 	}
 	if (slot != hd->slot) {
@@ -970,17 +994,21 @@ held_rebuild(struct rec_held *hd, size_t cap)
 		hd->nslots = nslots;
 	}
 	memset(hd->slot, 0, hd->nslots * sizeof(*hd->slot));
-	hd->tombs = 0;
+	mask = hd->nslots - 1;
 	for (size_t k = hd->head; k < hd->n; k++) {
-		if (hd->v[k].skip)
+		size_t i;
+
+		if (hd->q[k].t == NULL)
 			continue;
-		if (m != k)
-			hd->v[m] = hd->v[k];
-		m++;
-		hd->slot[held_find(hd, hd->v[m - 1].id, &found)] = (uint32_t)m;
+		hd->q[m] = hd->q[k];
+		for (i = hd->q[m].hash & mask; hd->slot[i] != 0;
+		    i = (i + 1) & mask)
+			;
+		hd->slot[i] = (uint32_t)++m;
 	}
 	hd->n = m;
 	hd->head = 0;
+	hd->tombs = 0;
 	return 0;
 }
 
@@ -992,6 +1020,7 @@ rec_hold(struct sup_recorder *rec, struct rec_task *w)
 {
 	struct rec_held *hd = &rec->held;
 	struct rec_task *h;
+	uint64_t hash;
 	size_t i;
 	int found;
 	/* Its own copy, unless the fold gave it another member's message. */
@@ -1010,17 +1039,23 @@ rec_hold(struct sup_recorder *rec, struct rec_task *w)
 	} else if (hd->live + hd->tombs >= hd->nslots / 2 &&
 	    held_rebuild(hd, 0) < 0)
 		return -1;
-	i = held_find(hd, w->id, &found);
+	hash = ends_hash(w->id);
+	i = held_find(hd, w->id, hash, &found);
 	if (found)                   /* not after a fold: never */
 		return -1;
-	if (hd->slot[i] == HELD_TOMB)
-		hd->tombs--;
+	if ((h = malloc(sizeof(*h))) == NULL)
+		return -1;
 	if (msg == NULL) {
-		if ((msg = malloc(w->msglen ? w->msglen : 1)) == NULL)
+		if ((msg = malloc(w->msglen ? w->msglen : 1)) == NULL) {
+			free(h);
 			return -1;
+		}
 		memcpy(msg, w->msg, w->msglen);
 	}
-	h = &hd->v[hd->n];
+	if (hd->slot[i] == HELD_TOMB)
+		hd->tombs--;
+	hd->q[hd->n].t = h;
+	hd->q[hd->n].hash = hash;
 	hd->slot[i] = (uint32_t)++hd->n;
 	hd->live++;
 	hd->bytes += w->msglen;
@@ -1047,9 +1082,9 @@ held_take(struct rec_held *hd, size_t i, struct rec_batch *bt)
 		return -1;
 	hd->slot[i] = HELD_TOMB;
 	hd->tombs++;
-	*t = hd->v[k];
-	hd->v[k].skip = 1;
-	hd->v[k].own_msg = NULL;
+	*t = *hd->q[k].t;            /* what it owns goes with it */
+	free(hd->q[k].t);
+	hd->q[k].t = NULL;
 	hd->live--;
 	hd->bytes -= t->msglen;
 	return 0;
@@ -1070,17 +1105,18 @@ held_to_batch(struct sup_recorder *rec, struct rec_batch *bt, int all)
 	if (hd->live == 0)
 		return;
 	for (size_t k = 0; !all && k < nb; k++) {
-		i = held_find(hd, bt->tasks[k].id, &found);
+		i = held_find(hd, bt->tasks[k].id, ends_hash(bt->tasks[k].id),
+		    &found);
 		if (found && held_take(hd, i, bt) < 0)
 			return;
 	}
 	while (hd->head < hd->n) {
-		struct rec_task *h = &hd->v[hd->head];
-		if (!h->skip) {
+		const struct rec_task *h = hd->q[hd->head].t;
+
+		if (h != NULL) {
 			if (!all && h->queued_ms + rec->hold_ms > rec->results_clock)
 				break;
-			i = held_find(hd, h->id, &found);
-			if (held_take(hd, i, bt) < 0)
+			if (held_take(hd, held_slot_of(hd, hd->head), bt) < 0)
 				return;
 		}
 		hd->head++;
@@ -1097,10 +1133,13 @@ held_to_batch(struct sup_recorder *rec, struct rec_batch *bt, int all)
 static void
 held_free(struct rec_held *hd)
 {
-	for (size_t k = hd->head; k < hd->n; k++)
-		if (!hd->v[k].skip)
-			task_free(&hd->v[k]);
-	free(hd->v);
+	for (size_t k = hd->head; k < hd->n; k++) {
+		if (hd->q[k].t != NULL) {
+			task_free(hd->q[k].t);
+			free(hd->q[k].t);
+		}
+	}
+	free(hd->q);
 	free(hd->slot);
 	memset(hd, 0, sizeof(*hd));
 }
