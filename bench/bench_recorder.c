@@ -49,10 +49,15 @@
  *                           first submit to all 2M entries acknowledged
  *   e2e.xread.throughput    the same reader without a group: XREAD from
  *                           the last ids seen, nothing to acknowledge
+ *   e2e.append_read.throughput
+ *                           the cheapest record that loses nothing: the
+ *                           group reader, appending every entry it read
+ *                           to a table keyed by (stream, entry id) in one
+ *                           binary COPY per read before its XACKs
  *
  * The end-to-end runs go in -r rounds (5) of worker only, recorded, group
- * read and XREAD, one after the other; the figures are medians, the
- * ratios (to worker only) the medians of the rounds' ratios.
+ * read, XREAD and append, one after the other; the figures are medians,
+ * the ratios (to worker only) the medians of the rounds' ratios.
  *
  * The record is checked with count(*) after each run: every task
  * completed, every state there once.
@@ -729,6 +734,74 @@ start_recorder(const char *prefix, int close1, int close2)
  * XREAD from the last ids it saw.  A blocking client: the child does
  * nothing else.
  */
+static void
+be16(struct sbuf *b, uint16_t v)
+{
+	unsigned char x[2] = { (unsigned char)(v >> 8), (unsigned char)v };
+
+	sb_add(b, (const char *)x, 2);
+}
+
+static void
+be32(struct sbuf *b, uint32_t v)
+{
+	unsigned char x[4] = { (unsigned char)(v >> 24),
+	    (unsigned char)(v >> 16), (unsigned char)(v >> 8),
+	    (unsigned char)v };
+
+	sb_add(b, (const char *)x, 4);
+}
+
+/*
+ * The cheapest record that loses nothing: every entry of an XREADGROUP
+ * reply appended as a row (stream, entry id, its first value) to
+ * bench_entries, keyed by (stream, entry) so that a reply written twice
+ * would fail rather than count twice; one binary COPY, its own
+ * transaction, before the XACKs.
+ */
+static void
+append_entries(PGconn *pg, const redisReply *r, const char *q,
+    struct sbuf *rows)
+{
+	static const char sig[] = "PGCOPY\n\377\r\n";
+	size_t n = 0;
+
+	rows->len = 0;
+	sb_add(rows, sig, sizeof(sig));          /* with its '\0' */
+	be32(rows, 0);
+	be32(rows, 0);
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *st = r->element[i]->element[1];
+		uint16_t k = strcmp(r->element[i]->element[0]->str, q) ? 1 : 0;
+
+		for (size_t j = 0; j < st->elements; j++) {
+			const redisReply *e = st->element[j];
+			const redisReply *f = e->element[1];
+			const char *v = f->elements >= 2 ? f->element[1]->str : "";
+			size_t vl = f->elements >= 2 ? f->element[1]->len : 0;
+
+			be16(rows, 3);
+			be32(rows, 2);
+			be16(rows, k);
+			be32(rows, (uint32_t)e->element[0]->len);
+			sb_add(rows, e->element[0]->str, e->element[0]->len);
+			be32(rows, (uint32_t)vl);
+			sb_add(rows, v, vl);
+			n++;
+		}
+	}
+	if (n == 0)
+		return;
+	be16(rows, 0xffff);
+	copy_rows(pg, "COPY bench_entries FROM STDIN (FORMAT binary)", rows);
+}
+
+/* Entries per stream per read: the appending reader reads more at a time,
+ * fewer and larger transactions, as the recorder does (its reads are
+ * bounded by bytes, REC_BATCH_BYTES). */
+#define READER_COUNT         256
+#define READER_COUNT_APPEND  4096
+
 static volatile sig_atomic_t reader_stop;
 
 static void
@@ -739,20 +812,24 @@ reader_term(int sig)
 }
 
 static pid_t
-start_reader(const char *q, const char *res, int group, int close1,
-    int close2)
+start_reader(const char *q, const char *res, int group, int append,
+    int close1, int close2)
 {
 	const char *keys[2] = { q, res }, **argv;
 	char last[2][64] = { "0", "0" }, count[16];
-	size_t argc, *lens, cap = 2 * 256 + 8;
+	size_t argc, *lens, cap = 2 * READER_COUNT_APPEND + 8;
 	redisReply *r, *st;
 	redisContext *c;
+	PGconn *pg = NULL;
+	struct sbuf rows = { 0 };
 	pid_t pid;
 
 	if ((pid = fork_child(close1, close2)) > 0)
 		return pid;
 	signal(SIGTERM, reader_term);
 	c = redis_connect();
+	if (append)
+		pg = pg_connect(conninfo);
 	argv = calloc(cap, sizeof(*argv));
 	lens = calloc(cap, sizeof(*lens));
 	if (argv == NULL || lens == NULL)
@@ -762,7 +839,8 @@ start_reader(const char *q, const char *res, int group, int close1,
 		    keys[i]);
 		freeReplyObject(r);
 	}
-	snprintf(count, sizeof(count), "%d", 256);
+	snprintf(count, sizeof(count), "%d", append ? READER_COUNT_APPEND :
+	    READER_COUNT);
 	while (!reader_stop) {
 		if (group)
 			r = redisCommand(c, "XREADGROUP GROUP bench-read %s COUNT %s "
@@ -772,6 +850,8 @@ start_reader(const char *q, const char *res, int group, int close1,
 			    "%s %s", count, q, res, last[0], last[1]);
 		if (r == NULL)
 			_exit(1);
+		if (pg != NULL && r->type == REDIS_REPLY_ARRAY)
+			append_entries(pg, r, q, &rows);
 		for (size_t i = 0; r->type == REDIS_REPLY_ARRAY &&
 		    i < r->elements; i++) {
 			int k = strcmp(r->element[i]->element[0]->str, q) ? 1 : 0;
@@ -810,6 +890,9 @@ start_reader(const char *q, const char *res, int group, int close1,
 		freeReplyObject(r);
 	}
 	redisFree(c);
+	if (pg != NULL)
+		PQfinish(pg);
+	free(rows.p);
 	_exit(0);
 }
 
@@ -905,35 +988,6 @@ struct e2e {
 	double upserted;             /* rows the recorder upserted */
 };
 
-/*
- * The most recording can give on this machine, whatever the recorder: to
- * record a task it must at least read its two entries in a consumer group
- * and acknowledge them (read_busy: the machine's busy CPU per task in the
- * group_read runs, worker, Redis and reader together), and PostgreSQL must
- * at least store its row (the least of its CPU per row under the bare
- * COPY and under the pre-filled recorder, both of this run).  With every
- * core busy, the rate is cores / (that sum), against worker only's rate.
- */
-static void
-print_floor(double w_rate, double read_busy, double copy_pg, double rec_pg)
-{
-	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	double pg = copy_pg < 0 ? rec_pg : rec_pg < 0 || copy_pg < rec_pg ?
-	    copy_pg : rec_pg;
-
-	if (pg < 0 || read_busy <= 0 || w_rate <= 0 || cores <= 0)
-		return;
-	printf("e2e.recorded.floor: %.0f %% (the most recording can give on "
-	    "%ld cores, each busy: worker only %.0f tasks/s against %ld / "
-	    "(%.1f us + %.1f us): the machine's busy CPU per task while the "
-	    "streams are read in a group and acknowledged (group_read), and "
-	    "PostgreSQL's least CPU per row in this run (COPY %.1f us, the "
-	    "pre-filled recorder %.1f us); 80 %% of worker only allows the "
-	    "machine %.1f us per task)\n", 100.0 * cores / (w_rate * (read_busy + pg)), cores,
-	    w_rate, cores, 1e6 * read_busy, 1e6 * pg, 1e6 * copy_pg,
-	    1e6 * rec_pg, 1e6 * cores / (0.8 * w_rate));
-}
-
 /* The median of one field of n runs, times scale. */
 static double
 e2e_median(const struct e2e *v, int n, size_t off, double scale)
@@ -950,7 +1004,8 @@ e2e_median(const struct e2e *v, int n, size_t off, double scale)
  * result (and, with a recorder, to the last record committed to
  * PostgreSQL), and the CPU that took.
  */
-enum e2e_mode { E2E_WORKER, E2E_RECORDED, E2E_GROUP_READ, E2E_XREAD };
+enum e2e_mode { E2E_WORKER, E2E_RECORDED, E2E_GROUP_READ, E2E_XREAD,
+    E2E_APPEND };
 
 static void
 e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
@@ -979,9 +1034,12 @@ e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
 		if (mode == E2E_RECORDED) {
 			r = start_recorder(prefix, c->fd, PQsocket(pc));
 			await_record(pc, warm, 1);
-		} else
-			r = start_reader(q, res, mode == E2E_GROUP_READ, c->fd,
-			    PQsocket(pc));
+		} else {
+			if (mode == E2E_APPEND)
+				pexec(pc, "TRUNCATE bench_entries");
+			r = start_reader(q, res, mode != E2E_XREAD,
+			    mode == E2E_APPEND, c->fd, PQsocket(pc));
+		}
 		await_committed(0, 2);
 		base = __atomic_load_n(committed, __ATOMIC_ACQUIRE);
 		base_upserted = __atomic_load_n(upserted, __ATOMIC_RELAXED);
@@ -1001,8 +1059,8 @@ e2e_run(redisContext *c, PGconn *pc, const char *prefix, const char *conc,
 		out->to_record = n / (bench_mono_s() - t0);
 		out->upserted = (double)(__atomic_load_n(upserted,
 		    __ATOMIC_RELAXED) - base_upserted);
-		out->cpu_pg = out->cpu_pg < 0 || mode != E2E_RECORDED ? -1 :
-		    pg_cpu_s() - out->cpu_pg;
+		out->cpu_pg = out->cpu_pg < 0 || mode == E2E_GROUP_READ ||
+		    mode == E2E_XREAD ? -1 : pg_cpu_s() - out->cpu_pg;
 	}
 	out->busy = out->busy < 0 ? -1 : machine_busy_s() - out->busy;
 	out->cpu_redis = out->cpu_redis < 0 ? -1 :
@@ -1033,8 +1091,8 @@ main(int argc, char **argv)
 	const char *pgbase;
 	double trec, tcopy, rec_rate, copy_rate;
 	struct e2e wo[E2E_ROUNDS_MAX], re[E2E_ROUNDS_MAX];
-	struct e2e gr[E2E_ROUNDS_MAX], xr[E2E_ROUNDS_MAX];
-	double f_gr[E2E_ROUNDS_MAX], f_xr[E2E_ROUNDS_MAX];
+	struct e2e gr[E2E_ROUNDS_MAX], xr[E2E_ROUNDS_MAX], ap[E2E_ROUNDS_MAX];
+	double f_gr[E2E_ROUNDS_MAX], f_xr[E2E_ROUNDS_MAX], f_ap[E2E_ROUNDS_MAX];
 	double f_rec[E2E_ROUNDS_MAX], f_res[E2E_ROUNDS_MAX];
 	double cpu_rec, cpu_pg, cpu_copy, w_rate, busy;
 	uint64_t batches;
@@ -1110,16 +1168,20 @@ main(int argc, char **argv)
 	fflush(stdout);
 
 	if (ne > 0) {
-		/* Rounds of worker only, recorded, and the two readers (what
-		 * reading alone costs: the recording's ceiling), one after the
-		 * other: what the machine does meanwhile hits them alike, and
-		 * the medians of the ratios are steadier than one set. */
+		/* Rounds of worker only, recorded, and the three readers
+		 * (what reading alone costs, and the cheapest record: the
+		 * recording's ceilings), one after the other: what the
+		 * machine does meanwhile hits them alike, and the medians of
+		 * the ratios are steadier than one set. */
+		pexec(pc, "CREATE TABLE bench_entries (stream int2, entry text, "
+		    "body bytea, PRIMARY KEY (stream, entry))");
 		for (int k = 0; k < rounds; k++) {
-			struct e2e *out[] = { &wo[k], &re[k], &gr[k], &xr[k] };
+			struct e2e *out[] = { &wo[k], &re[k], &gr[k], &xr[k],
+			    &ap[k] };
 
-			for (int m = E2E_WORKER; m <= E2E_XREAD; m++) {
+			for (int m = E2E_WORKER; m <= E2E_APPEND; m++) {
 				snprintf(prefix, sizeof(prefix), "benche2e%ld-%c%d",
-				    (long)getpid(), "abcd"[m], k);
+				    (long)getpid(), "abcde"[m], k);
 				e2e_run(c, pc, prefix, conc, ne, (enum e2e_mode)m,
 				    out[m]);
 			}
@@ -1127,6 +1189,7 @@ main(int argc, char **argv)
 			f_res[k] = re[k].to_result / wo[k].to_result;
 			f_gr[k] = gr[k].to_record / wo[k].to_result;
 			f_xr[k] = xr[k].to_record / wo[k].to_result;
+			f_ap[k] = ap[k].to_record / wo[k].to_result;
 		}
 #define E2E_MEDIAN(v, field, scale) \
 	e2e_median(v, rounds, offsetof(struct e2e, field), scale)
@@ -1167,30 +1230,40 @@ main(int argc, char **argv)
 			printf("%s%.0f", k ? " " : "", 100.0 * f_res[k]);
 		printf(" %%; first submit to last result, with the recorder "
 		    "running)\n");
-		for (int m = 0; m < 2; m++) {
-			const struct e2e *v = m ? xr : gr;
-			const double *f = m ? f_xr : f_gr;
+		for (int m = 0; m < 3; m++) {
+			static const char *const name[] = { "group_read", "xread",
+			    "append_read" };
+			static const char *const what[] = {
+			    "a reader that writes nothing, XREADGROUP of both "
+			    "streams in a group of its own, then XACK",
+			    "a reader that writes nothing, XREAD of both streams",
+			    "the cheapest record: a reader that appends every "
+			    "entry it reads in a group to a table keyed by stream "
+			    "and entry id (one binary COPY per read of up "
+			    "to 4096 entries a stream, its own transaction), then "
+			    "XACKs" };
+			const struct e2e *v = m == 0 ? gr : m == 1 ? xr : ap;
+			const double *f = m == 0 ? f_gr : m == 1 ? f_xr : f_ap;
 
 			printf("e2e.%s.throughput: %.0f tasks/s (worker only %.0f "
 			    "tasks/s, %.0f %%: the median of the rounds' ratios, ",
-			    m ? "xread" : "group_read",
-			    e2e_median(v, rounds, offsetof(struct e2e, to_record),
-			    1), w_rate, 100.0 * median(f, rounds));
+			    name[m], e2e_median(v, rounds,
+			    offsetof(struct e2e, to_record), 1), w_rate,
+			    100.0 * median(f, rounds));
 			for (int k = 0; k < rounds; k++)
 				printf("%s%.0f", k ? " " : "", 100.0 * f[k]);
-			printf(" %%; a reader that writes nothing, %s; CPU per task: "
-			    "reader %.1f us, redis %.1f us; the machine's busy CPU "
-			    "per task %.1f us)\n", m ? "XREAD of both streams" :
-			    "XREADGROUP of both streams in a group of its own, "
-			    "then XACK",
+			printf(" %%; %s; CPU per task: reader %.1f us, ", what[m],
 			    e2e_median(v, rounds, offsetof(struct e2e, cpu_rec),
-			    1e6 / ne), e2e_median(v, rounds,
+			    1e6 / ne));
+			if (m == 2)
+				printf("postgres %.1f us, ", e2e_median(v, rounds,
+				    offsetof(struct e2e, cpu_pg), 1e6 / ne));
+			printf("redis %.1f us; the machine's busy CPU per task "
+			    "%.1f us)\n", e2e_median(v, rounds,
 			    offsetof(struct e2e, cpu_redis), 1e6 / ne),
 			    e2e_median(v, rounds, offsetof(struct e2e, busy),
 			    1e6 / ne));
 		}
-		print_floor(w_rate, E2E_MEDIAN(gr, busy, 1.0 / ne),
-		    cpu_copy / n, cpu_pg / n);
 		fflush(stdout);
 	}
 
