@@ -725,15 +725,6 @@ start_recorder(const char *prefix, int close1, int close2)
 	_exit(0);
 }
 
-/*
- * What reading costs Redis without recording: a child that reads the
- * queue and results streams as the recorder does (one read of both, its
- * COUNT, from the start), writes nothing and counts what it read in
- * `committed`.  group: in a consumer group of its own, acknowledging
- * each read (XREADGROUP then XACK per stream, pipelined); otherwise with
- * XREAD from the last ids it saw.  A blocking client: the child does
- * nothing else.
- */
 static void
 be16(struct sbuf *b, uint16_t v)
 {
@@ -763,13 +754,11 @@ static void
 append_entries(PGconn *pg, const redisReply *r, const char *q,
     struct sbuf *rows)
 {
-	static const char sig[] = "PGCOPY\n\377\r\n";
 	size_t n = 0;
 
+	/* Signature, flags 0, header extension length 0. */
 	rows->len = 0;
-	sb_add(rows, sig, sizeof(sig));          /* with its '\0' */
-	be32(rows, 0);
-	be32(rows, 0);
+	sb_add(rows, "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0", 19);
 	for (size_t i = 0; i < r->elements; i++) {
 		const redisReply *st = r->element[i]->element[1];
 		uint16_t k = strcmp(r->element[i]->element[0]->str, q) ? 1 : 0;
@@ -801,6 +790,8 @@ append_entries(PGconn *pg, const redisReply *r, const char *q,
  * bounded by bytes, REC_BATCH_BYTES). */
 #define READER_COUNT         256
 #define READER_COUNT_APPEND  4096
+#define STR_(x)              #x
+#define STR(x)               STR_(x)
 
 static volatile sig_atomic_t reader_stop;
 
@@ -811,6 +802,15 @@ reader_term(int sig)
 	reader_stop = 1;
 }
 
+/*
+ * What reading costs Redis without recording: a child that reads the
+ * queue and results streams as the recorder does (one read of both, its
+ * COUNT, from the start), writes nothing (append: append_entries) and counts what it read in
+ * `committed`.  group: in a consumer group of its own, acknowledging
+ * each read (XREADGROUP then XACK per stream, pipelined); otherwise with
+ * XREAD from the last ids it saw.  A blocking client: the child does
+ * nothing else.
+ */
 static pid_t
 start_reader(const char *q, const char *res, int group, int append,
     int close1, int close2)
@@ -1239,11 +1239,13 @@ main(int argc, char **argv)
 			    "a reader that writes nothing, XREAD of both streams",
 			    "the cheapest record: a reader that appends every "
 			    "entry it reads in a group to a table keyed by stream "
-			    "and entry id (one binary COPY per read of up "
-			    "to 4096 entries a stream, its own transaction), then "
-			    "XACKs" };
-			const struct e2e *v = m == 0 ? gr : m == 1 ? xr : ap;
-			const double *f = m == 0 ? f_gr : m == 1 ? f_xr : f_ap;
+			    "and entry id (one binary COPY per read of up to "
+			    STR(READER_COUNT_APPEND) " entries a stream, its own "
+			    "transaction), then XACKs" };
+			const struct e2e *const vs[] = { gr, xr, ap };
+			const double *const fs[] = { f_gr, f_xr, f_ap };
+			const struct e2e *v = vs[m];
+			const double *f = fs[m];
 
 			printf("e2e.%s.throughput: %.0f tasks/s (worker only %.0f "
 			    "tasks/s, %.0f %%: the median of the rounds' ratios, ",
