@@ -7,7 +7,7 @@
  *                           in the results stream, written there before
  *                           the recorder starts (proto encoders, like a
  *                           client and a worker would); then sup_recorder
- *                           (supervisor/recorder.c, built in) on a fresh,
+ *                           (record/recorder.c, built in) on a fresh,
  *                           migrated database, from its start until it has
  *                           committed and acknowledged all 2N entries.
  *                           A record is one stream entry: 2N records.
@@ -95,8 +95,7 @@
 #include "benchutil.h"
 #include "hive_proto.h"
 #include "log.h"
-#include "pg.h"
-#include "recorder.h"
+#include "record.h"
 
 #define BATCH       1000     /* XADDs per pipelined batch */
 #define POLL_S      0.005    /* recorder progress checks */

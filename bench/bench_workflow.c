@@ -233,7 +233,7 @@ workflow(redisContext *c, char kind, int n)
 	struct hive_str *deps;
 	struct proto_err err;
 	msgpack_sbuffer sb;
-	char reply[128], last[64] = "0", wid[64], key[HIVE_KEY_MAX], eb[160];
+	char reply[128], last[64] = "0", wid[64], key[HIVE_KEY_MAX], eb[PROTO_ERRBUF];
 	char (*ids)[96];
 	int nt = kind == 'c' ? n : n + 2;
 	double t0;

@@ -62,7 +62,7 @@ class Stop(BaseException):
     """SIGTERM/SIGINT: unwind, stopping hived on the way out."""
 
 
-RETAIN_MIN = 10        # supervisor/reclaim.h: retain_ms, 10 minutes
+RETAIN_MIN = 10        # record/record.h: retain_ms, 10 minutes
 REDIS_FLAT_S = (RETAIN_MIN + 2) * 60   # Redis flat from here on
 
 def log(msg):

@@ -126,47 +126,6 @@ proto_check_agent(const char *s, size_t len, enum proto_errcode *why)
 	return 0;
 }
 
-/* Strict UTF-8 (no overlong forms, no surrogates, <= U+10FFFF) and no
- * NUL: text fields end up in PostgreSQL text columns and JSON. */
-int
-proto_check_utf8(const char *str, size_t len)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned c = s[i], n;
-		uint32_t cp, min;
-
-		if (c == 0)
-			return -1;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1; cp = c & 0x1f; min = 0x80;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2; cp = c & 0x0f; min = 0x800;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3; cp = c & 0x07; min = 0x10000;
-		} else {
-			return -1;
-		}
-		if (n > len - i - 1)
-			return -1;
-		for (unsigned k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return -1;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return -1;
-		i += n + 1;
-	}
-	return 0;
-}
-
 /* Entry id of a Redis stream: "<ms>-<seq>", both decimal. */
 static int
 check_entry(const char *s, size_t len, enum proto_errcode *why)
@@ -234,7 +193,7 @@ check_str(const struct proto_field *f, const char *s, size_t len,
 	case PF_TEXT:
 		if (len < f->min || len > f->max)
 			rc = -1;
-		else if (proto_check_utf8(s, len) == -1)
+		else if (utf8_valid(s, len) == -1)
 			return proto_fail(err, PROTO_E_VALUE, f->name,
 			    "not UTF-8 text without NUL");
 		break;

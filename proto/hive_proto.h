@@ -104,6 +104,8 @@ struct proto_err {
 };
 
 /* "field 'id': too long (200 bytes > 128)"; returns buf. */
+/* Room for any proto_strerror text: "field: detail: what". */
+#define PROTO_ERRBUF 160
 const char *proto_strerror(const struct proto_err *err, char *buf, size_t len);
 const char *proto_errcode_name(enum proto_errcode code);
 

@@ -309,34 +309,6 @@ jt_add(struct jtext *b, const char *s, size_t n)
 	return 0;
 }
 
-/* Length of the UTF-8 sequence at s (n bytes left), 0 if it is not one:
- * no overlong forms, no surrogates, nothing past U+10FFFF (jansson's
- * rules). */
-static size_t
-utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned c = s[0], cp;
-	size_t len;
-
-	if (c < 0x80)
-		return 1;
-	if (c < 0xc2 || c > 0xf4)
-		return 0;
-	len = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-	cp = c & (len == 2 ? 0x1f : len == 3 ? 0x0f : 0x07);
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 /* A JSON string: '"', '\' and control characters escaped as jansson
  * does, the rest as it is; -1 if s is not UTF-8. */
 static int

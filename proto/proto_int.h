@@ -14,6 +14,7 @@
 #define HIVE_PROTO_INT_H
 
 #include "hive_proto.h"
+#include "util.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -150,7 +151,6 @@ int proto_check_print(const char *s, size_t len, size_t max,
     enum proto_errcode *why);
 int proto_check_name(const char *s, size_t len, enum proto_errcode *why);
 int proto_check_agent(const char *s, size_t len, enum proto_errcode *why);
-int proto_check_utf8(const char *s, size_t len);
 
 /* ---- encoders (codec.c, frame.c) ---- */
 

@@ -54,11 +54,7 @@ struct graph {
 static uint32_t
 id_hash(struct hive_str s)
 {
-	uint32_t h = 2166136261u;
-
-	for (uint32_t i = 0; i < s.len; i++)
-		h = (h ^ (unsigned char)s.ptr[i]) * 16777619u;
-	return h;
+	return (uint32_t)hash_fnv1a(s.ptr, s.len);
 }
 
 static bool

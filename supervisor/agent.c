@@ -619,7 +619,7 @@ sup_inst_event(struct sup_inst *in, enum sup_event ev, int exit_ok)
 		    sup_event_name(ev), (unsigned long long)in->mem->v);
 	}
 	if (in->fsm.state != was) {
-		sup_record_transition(in, was, ev);
+		sup_store_transition(in, was, ev);
 		sup_state_changed(sup);
 	}
 	return 1;

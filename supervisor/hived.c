@@ -129,12 +129,6 @@ sup_new(const char *conf_path, struct hive_conf *conf, const char *port_file)
 	if (conf->token_file != NULL && *conf->token_file &&
 	    sup_read_token(conf->token_file, sup->token, sizeof(sup->token)) == -1)
 		goto err;
-	/* Not linked: loaded when set (dl.c).  Neither changes on reload. */
-	if (conf->postgres != NULL && conf->postgres[0] != '\0' &&
-	    sup_dl_libpq() == -1)
-		goto err;
-	if (conf->http[0] != '\0' && sup_dl_microhttpd() == -1)
-		goto err;
 
 	ev_signal_init(&sup->sig_term, sup_signal_cb, SIGTERM);
 	ev_signal_init(&sup->sig_int, sup_signal_cb, SIGINT);
@@ -206,7 +200,7 @@ sup_free(struct sup *sup)
 		sup_agent_free(a);
 	}
 	sup_http_free(sup->http);
-	sup_record_free(sup);
+	sup_store_free(sup);
 	sup_memstore_free(sup->mem);
 	sup_cref_unref(sup->cref);
 	if (sup->loop != NULL) {
@@ -317,7 +311,7 @@ sup_state_changed(struct sup *sup)
 {
 	if (sup->stopping) {
 		if (sup->nchildren == 0)
-			sup_record_stop(sup);
+			sup_store_stop(sup);
 		return;
 	}
 	if (!sup->ready_sent && sup_first_settled(sup)) {
@@ -454,7 +448,7 @@ sup_reload(struct sup *sup)
 	}
 	log_info("reload done added=%u changed=%u removed=%u unchanged=%u",
 	    added, changed, removed, same);
-	sup_record_queues(sup);
+	sup_store_queues(sup);
 	sup_state_changed(sup);
 	sd_notifyf(0, "READY=1\nSTATUS=reloaded");
 	sup_notify_status(sup, 1);
@@ -499,7 +493,7 @@ sup_log_status(struct sup *sup)
 	sup_summary(sup, line, sizeof(line));
 	log_info("status %s children=%u memory_bytes=%zu", line,
 	    sup->nchildren, sup_memstore_bytes(sup->mem));
-	sup_record_log_status(sup);
+	sup_store_log_status(sup);
 	TAILQ_FOREACH(a, &sup->agents, entry)
 		for (unsigned i = 0; i < a->ninst; i++)
 			sup_inst_log_status(a->inst[i]);
@@ -564,7 +558,7 @@ sup_hk_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			sup_agent_free(a);
 		}
 	}
-	sup_record_tick(sup);
+	sup_store_tick(sup);
 	if (sup->watchdog_usec > 0)
 		sd_notify(0, "WATCHDOG=1");
 	if (sup->ready_sent && !sup->stopping)
@@ -579,8 +573,8 @@ sup_run(struct sup *sup)
 	log_info("started pid=%ld agents=%zu config=%s", (long)getpid(),
 	    sup->cref->conf->nagents, sup->conf_path);
 	/* The agents start once Redis and PostgreSQL have been looked at
-	 * (record.c); without agents, READY=1 may go out at once. */
-	if (sup_record_start(sup) < 0)
+	 * (store.c); without agents, READY=1 may go out at once. */
+	if (sup_store_start(sup) < 0)
 		return 1;
 	if (TAILQ_EMPTY(&sup->agents))
 		sup_state_changed(sup);

@@ -11,13 +11,15 @@
  *   spawn.c    fork + exec of hive-worker, the exec-error pipe, reaping
  *   link.c     the socketpair to each worker: frames in and out, dispatch
  *   memory.c   the latest memory of each agent instance
- *   http.c     the control API on loopback (libmicrohttpd on the libev loop)
- *   record.c   Redis and PostgreSQL on hived's side: start-up checks,
- *              memory snapshots, events, the agents table; it runs the
- *              recorder (recorder.c), reclaimer (reclaim.c) and recovery
- *              (recover.c), which have headers of their own
- *   dl.c       libpq and libmicrohttpd, loaded (dlopen) only when
- *              postgres = and http = are set; hived does not link them
+ *   config.c   the configuration: INI files into struct hive_conf,
+ *              validated whole (config.h; a library of its own so the
+ *              tests and the fuzz target link it alone)
+ *   http.c     the control API on loopback (libmicrohttpd on the libev
+ *              loop); its pure router has http.h
+ *   store.c    the bridge to the record (record/, record.h): start-up
+ *              checks of Redis and PostgreSQL, memory snapshots, events,
+ *              the agents table; it starts and feeds the recorder,
+ *              reclaimer, workflow coordinator and recovery
  *
  * Ownership, top down: struct sup owns the agents (a list), the memory
  * store, the HTTP server and the current configuration.  An agent owns its
@@ -65,7 +67,7 @@ struct sup_inst;
 struct sup_link;
 struct sup_http;
 struct sup_memstore;
-struct sup_record;
+struct sup_store;
 
 /* ---- agent.c: the lifecycle state table ---- */
 
@@ -183,7 +185,7 @@ struct sup_inst {
 	int64_t handler_pid;
 	uint64_t handler_rss_kb;
 	int last_status;              /* wait status of the last exit, -1 none */
-	int record_dirty;             /* its agents-table row is out of date */
+	int store_dirty;             /* its agents-table row is out of date */
 	struct sup_mem *mem;          /* this instance's memory (store owns it) */
 };
 
@@ -293,33 +295,25 @@ struct sup_http *sup_http_new(struct sup *, const char *addr);
 void sup_http_free(struct sup_http *);
 unsigned sup_http_port(const struct sup_http *);
 
-/* ---- record.c ---- */
+/* ---- store.c ---- */
 
 /* Connect to Redis (refuse an evicting one) and PostgreSQL (migrate, load
  * the memory snapshots), then start the agents: when both are done, or
  * after a bounded wait.  -1 on a bad address. */
-int sup_record_start(struct sup *);
-void sup_record_free(struct sup *);
+int sup_store_start(struct sup *);
+void sup_store_free(struct sup *);
 /* agent.c calls this after every change of an instance's state. */
-void sup_record_transition(struct sup_inst *, enum sup_state was,
+void sup_store_transition(struct sup_inst *, enum sup_state was,
     enum sup_event ev);
 /* The housekeeping timer calls this. */
-void sup_record_tick(struct sup *);
+void sup_store_tick(struct sup *);
 /* The configuration changed: name its queues to the recorder. */
-void sup_record_queues(struct sup *);
+void sup_store_queues(struct sup *);
 /* Stopping, every child gone: end the loop once the recorder has written
  * what it read (bounded). */
-void sup_record_stop(struct sup *);
+void sup_store_stop(struct sup *);
 /* SIGUSR1: one line on the record (recorder, PostgreSQL, reclaimer). */
-void sup_record_log_status(struct sup *);
-
-/* ---- dl.c ---- */
-
-/* Load libpq (for postgres =) or libmicrohttpd (for http =) and every
- * function of it that hived calls; once loaded, later calls do nothing.
- * 0, or -1 (logged: the library or a function is missing). */
-int sup_dl_libpq(void);
-int sup_dl_microhttpd(void);
+void sup_store_log_status(struct sup *);
 
 /* ---- hived.c ---- */
 
@@ -330,7 +324,7 @@ struct sup {
 	struct sup_agents agents;
 	struct sup_memstore *mem;
 	struct sup_http *http;
-	struct sup_record *record;        /* Redis and PostgreSQL (record.c) */
+	struct sup_store *store;         /* Redis and PostgreSQL (store.c) */
 	int exit_code;                    /* of hived, once stopped */
 	const char *port_file;            /* --port-file: write the HTTP port */
 	char token[SUP_TOKEN_MAX];        /* "" : every POST is refused */

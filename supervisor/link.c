@@ -95,7 +95,7 @@ link_dispatch(struct sup_link *l, const char *body, size_t len, int final)
 	struct sup_inst *in = l->inst;
 	struct hive_frame f;
 	struct proto_err err;
-	char ebuf[160];
+	char ebuf[PROTO_ERRBUF];
 
 	if (proto_decode_frame(body, len, &f, &err) == -1) {
 		if (!final)
@@ -143,7 +143,7 @@ link_read(struct sup_link *l, int final)
 {
 	char buf[65536];
 	struct proto_err err;
-	char ebuf[160];
+	char ebuf[PROTO_ERRBUF];
 	const char *body;
 	size_t blen;
 	ssize_t n;
@@ -239,7 +239,7 @@ int
 sup_link_send(struct sup_link *l, const struct hive_frame *f)
 {
 	struct proto_err err;
-	char ebuf[160];
+	char ebuf[PROTO_ERRBUF];
 
 	if (proto_encode_frame(&l->out, f, &err) == -1) {
 		log_warnx("agent=%s encode frame: %s", l->inst->label,

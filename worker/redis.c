@@ -24,7 +24,7 @@
  * The liveness key <prefix>:alive:<consumer> = "<pid> <boot id>,<pid
  * namespace>", with a time to live of WRK_ALIVE_BEATS heartbeats (at
  * least WRK_ALIVE_MIN_MS), tells hived's reclaimer that this consumer's
- * pending entries are in hands (supervisor/reclaim.h), and a new worker
+ * pending entries are in hands (record/record.h), and a new worker
  * of the same name that its predecessor still runs them (below).  It is
  * taken at setup, before our pending entries are re-read, so that a
  * reclaimer never takes back what we are resuming; refreshed every

@@ -86,7 +86,7 @@ enum wrk_mode { WRK_MODE_STREAM = 0, WRK_MODE_EXEC };
 #define WRK_BLOCK_MS        5000
 /* Entries asked for per page when re-reading the pending list. */
 #define WRK_PENDING_PAGE    256
-/* The liveness key <prefix>:alive:<consumer> (supervisor/reclaim.h) lives
+/* The liveness key <prefix>:alive:<consumer> (record/record.h) lives
  * this many heartbeats, and never less than the minimum. */
 #define WRK_ALIVE_BEATS     5
 #define WRK_ALIVE_MIN_MS    5000

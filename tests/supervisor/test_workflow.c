@@ -97,7 +97,7 @@ submit_at(struct hp *h, const char *wid, const struct wt *ts, size_t n,
 	msgpack_sbuffer sb;
 	msgpack_zone z;
 	redisContext *c = tu_redis_connect();
-	char key[HIVE_KEY_MAX], eb[160];
+	char key[HIVE_KEY_MAX], eb[PROTO_ERRBUF];
 
 	cr_assert(n <= 16);
 	msgpack_zone_init(&z, 1024);

@@ -1214,7 +1214,7 @@ Test(worker, link_protocol_memory_and_drain)
 	tw_fini(&t);
 }
 
-/* ---- the liveness key (supervisor/reclaim.h) ---- */
+/* ---- the liveness key (record/record.h) ---- */
 
 static const char *
 alive_key(struct tw *t)

@@ -12,7 +12,7 @@
 
 #include "hive_proto.h"
 #include "log.h"
-#include "reclaim.h"
+#include "record.h"
 #include "testutil.h"
 
 struct env {

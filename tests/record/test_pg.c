@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "pg.h"
+#include "record.h"
 #include "testutil.h"
 
 /* A fresh database for one test: migrations start from nothing. */

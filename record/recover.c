@@ -7,7 +7,7 @@
  *   missing:  XADD stream * m message           put back as submitted
  *   DEL lock (if still ours: it expires anyway)
  */
-#include "recover.h"
+#include "record.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * scan.c - see scan.h.  Two SCAN walks, one per pattern, one after the
  * other; the walk's state travels with the command.
  */
-#include "scan.h"
+#include "record.h"
 
 #include <stdio.h>
 #include <stdlib.h>

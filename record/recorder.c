@@ -39,7 +39,7 @@
  * higher attempt wins, then a later state (queued < running < final).  The
  * same rule folds one batch in C (state_wins; hive_wins() in SQL).
  */
-#include "recorder.h"
+#include "record.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -51,7 +51,6 @@
 #include "hive_proto.h"
 #include "log.h"
 #include "rconn.h"
-#include "scan.h"
 
 #define REC_GROUP        HIVE_GROUP_RECORDER
 #define REC_MAX_STREAMS  1024
@@ -394,7 +393,7 @@ json_text(const msgpack_object *o, const char *what, struct hive_str task)
 	if (o->type == MSGPACK_OBJECT_NIL)
 		return NULL;
 	if ((s = proto_obj_json_text(o, NULL, &err)) == NULL) {
-		char eb[160];
+		char eb[PROTO_ERRBUF];
 		log_warnx("recorder: task=%.*s: %s has no JSON form, not "
 		    "recorded: %s", (int)task.len, task.ptr, what,
 		    proto_strerror(&err, eb, sizeof(eb)));
@@ -574,7 +573,7 @@ record_task(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	if (proto_decode_task(buf, len, &m, &err) < 0) {
 		/* The worker that reads it dead-letters it with this reason;
 		 * the dead-letter stream is what records it. */
-		char eb[160];
+		char eb[PROTO_ERRBUF];
 		log_debug("recorder: %s %s: not a task (%s)", rec->streams[si].key,
 		    entry, proto_strerror(&err, eb, sizeof(eb)));
 		rec_push_ack(rec, si, entry);
@@ -618,7 +617,7 @@ record_result(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	const char *key = rec->streams[si].key;
 
 	if (proto_decode_result(buf, len, &m, &err) < 0) {
-		char eb[160];
+		char eb[PROTO_ERRBUF];
 		log_warnx("recorder: %s %s: bad result, skipped: %s", key, entry,
 		    proto_strerror(&err, eb, sizeof(eb)));
 		return;
@@ -670,7 +669,7 @@ record_event(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	struct proto_err err;
 
 	if (proto_decode_event(buf, len, &m, &err) < 0) {
-		char eb[160];
+		char eb[PROTO_ERRBUF];
 		log_warnx("recorder: %s %s: bad event, skipped: %s",
 		    rec->streams[si].key, entry,
 		    proto_strerror(&err, eb, sizeof(eb)));
@@ -694,7 +693,7 @@ record_dead(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	static const struct hive_str kind = { "task.dead", 9 };
 
 	if (proto_decode_dead(buf, len, &m, &err) < 0) {
-		char eb[160];
+		char eb[PROTO_ERRBUF];
 		log_warnx("recorder: %s %s: bad dead letter, skipped: %s", key,
 		    entry, proto_strerror(&err, eb, sizeof(eb)));
 		return;

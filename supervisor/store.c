@@ -1,7 +1,8 @@
 /*
- * record.c - hived's side of Redis and PostgreSQL: start-up checks, the
- * memory snapshots it starts workers with, events, the agents table, and
- * the recorder, reclaimer and recovery (recorder.c, reclaim.c, recover.c).
+ * store.c - hived's bridge to the record (record/, record.h): start-up
+ * checks of Redis and PostgreSQL, the memory snapshots it starts workers
+ * with, events, the agents table, and the recorder, reclaimer, workflow
+ * coordinator and recovery, which it starts and feeds.
  *
  * Start-up, before any worker is forked:
  *
@@ -27,21 +28,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "coord.h"
+#include "record.h"
 #include "hived.h"
 #include "log.h"
-#include "pg.h"
 #include "rconn.h"
-#include "reclaim.h"
-#include "recorder.h"
-#include "recover.h"
 
 #define SUP_START_WAIT      10.0     /* s: at most this long before agents start */
 #define SUP_RECOVER_EVERY   30.0     /* s */
 #define SUP_AGENTS_ALL      10.0     /* s: every row of the agents table */
 #define SUP_FINISH_WAIT     5.0      /* s: at exit, for the recorder */
 
-struct sup_record {
+struct sup_store {
 	struct sup *sup;
 	struct rconn *rc;
 	struct sup_pg *pg;
@@ -58,16 +55,16 @@ struct sup_record {
 	ev_tstamp last_all;
 	uint64_t resets_seen;        /* recorder's count of vanished streams */
 	int agents_busy;             /* an agents-table write in flight */
-	int finishing;               /* sup_record_stop */
+	int finishing;               /* sup_store_stop */
 	ev_timer finish_timer;
 };
 
-static void rec_try_start(struct sup_record *r);
+static void store_try_start(struct sup_store *r);
 
 /* ---- events: <p>:events, recorded in PostgreSQL by the recorder ---- */
 
 static void
-rec_event(struct sup_record *r, const char *kind, const struct sup_inst *in,
+store_event(struct sup_store *r, const char *kind, const struct sup_inst *in,
     int64_t pid, const char *reason)
 {
 	const struct hive_conf *c = r->sup->cref->conf;
@@ -101,17 +98,17 @@ rec_event(struct sup_record *r, const char *kind, const struct sup_inst *in,
  * liveness key runs out.
  */
 void
-sup_record_transition(struct sup_inst *in, enum sup_state was,
+sup_store_transition(struct sup_inst *in, enum sup_state was,
     enum sup_event ev)
 {
-	struct sup_record *r = in->agent->sup->record;
+	struct sup_store *r = in->agent->sup->store;
 	enum sup_state now = in->fsm.state;
 	char kind[48], reason[96], consumer[HIVE_AGENT_MAX + HIVE_HOST_MAX + 8];
 	int st = in->last_status;
 
 	if (r == NULL)
 		return;
-	in->record_dirty = 1;
+	in->store_dirty = 1;
 	if ((was == SUP_ST_READY && now == SUP_ST_BUSY) ||
 	    (was == SUP_ST_BUSY && now == SUP_ST_READY))
 		return;
@@ -125,7 +122,7 @@ sup_record_transition(struct sup_inst *in, enum sup_state was,
 		snprintf(reason, sizeof(reason), "%s after %s", sup_event_name(ev),
 		    sup_state_name(was));
 	snprintf(kind, sizeof(kind), "agent.%s", sup_state_name(now));
-	rec_event(r, kind, in, in->pid, reason);
+	store_event(r, kind, in, in->pid, reason);
 
 	if (ev == SUP_EV_EXIT && now != SUP_ST_STARTING && r->reclaim != NULL &&
 	    !(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) &&
@@ -139,7 +136,7 @@ sup_record_transition(struct sup_inst *in, enum sup_state was,
 static void
 agents_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 {
-	struct sup_record *r = arg;
+	struct sup_store *r = arg;
 
 	r->agents_busy = 0;
 	if (err != NULL && res != NULL)
@@ -152,7 +149,7 @@ agents_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
  * config checks them), state names are ours: nothing here needs quoting.
  */
 static void
-agents_flush(struct sup_record *r, int all)
+agents_flush(struct sup_store *r, int all)
 {
 	struct sup *sup = r->sup;
 	const char *host = sup->cref->conf->host;
@@ -168,9 +165,9 @@ agents_flush(struct sup_record *r, int all)
 		for (unsigned i = 0; i < a->ninst; i++) {
 			struct sup_inst *in = a->inst[i];
 			int k;
-			if (!all && !in->record_dirty)
+			if (!all && !in->store_dirty)
 				continue;
-			in->record_dirty = 0;
+			in->store_dirty = 0;
 			char pid[24], hb[64];
 			if (in->pid > 0)
 				snprintf(pid, sizeof(pid), "%ld", (long)in->pid);
@@ -226,7 +223,7 @@ out:
 static void
 recovered_cb(unsigned n, int ok, void *arg)
 {
-	struct sup_record *r = arg;
+	struct sup_store *r = arg;
 
 	r->recovering = 0;
 	r->next_recover = ev_now(r->sup->loop) + (!ok ? 5.0 :
@@ -234,7 +231,7 @@ recovered_cb(unsigned n, int ok, void *arg)
 }
 
 static void
-maybe_recover(struct sup_record *r)
+maybe_recover(struct sup_store *r)
 {
 	struct sup_recorder_stats st;
 	const struct hive_conf *c = r->sup->cref->conf;
@@ -258,9 +255,9 @@ maybe_recover(struct sup_record *r)
 
 /* From the housekeeping timer. */
 void
-sup_record_tick(struct sup *sup)
+sup_store_tick(struct sup *sup)
 {
-	struct sup_record *r = sup->record;
+	struct sup_store *r = sup->store;
 	ev_tstamp now = ev_now(sup->loop);
 	int all;
 
@@ -276,7 +273,7 @@ sup_record_tick(struct sup *sup)
 /* ---- start-up ---- */
 
 static void
-start_agents(struct sup_record *r, const char *why)
+start_agents(struct sup_store *r, const char *why)
 {
 	struct sup_agent *a;
 
@@ -292,7 +289,7 @@ start_agents(struct sup_record *r, const char *why)
 }
 
 static void
-rec_try_start(struct sup_record *r)
+store_try_start(struct sup_store *r)
 {
 	if (r->redis_checked && r->pg_done)
 		start_agents(r, NULL);
@@ -301,7 +298,7 @@ rec_try_start(struct sup_record *r)
 static void
 start_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct sup_record *r = w->data;
+	struct sup_store *r = w->data;
 
 	start_agents(r, !r->redis_checked ? "Redis is not reachable yet" :
 	    "PostgreSQL is not ready yet (memory snapshots not loaded)");
@@ -310,7 +307,7 @@ start_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 policy_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct sup_record *r = priv;
+	struct sup_store *r = priv;
 	const struct hive_conf *c = r->sup->cref->conf;
 	redisReply *rp = reply;
 
@@ -336,13 +333,13 @@ policy_cb(redisAsyncContext *ac, void *reply, void *priv)
 		    "is noeviction", rp->type == REDIS_REPLY_ERROR ? rp->str :
 		    "unexpected reply");
 	r->redis_checked = 1;
-	rec_try_start(r);
+	store_try_start(r);
 }
 
 static void
 redis_state_cb(struct rconn *rc, int up, void *arg)
 {
-	struct sup_record *r = arg;
+	struct sup_store *r = arg;
 
 	if (!up) {
 		r->redis_was_down = 1;
@@ -360,7 +357,7 @@ redis_state_cb(struct rconn *rc, int up, void *arg)
 static void
 snapshots_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 {
-	struct sup_record *r = arg;
+	struct sup_store *r = arg;
 	int n, loaded = 0;
 
 	if (res == NULL) {           /* connection lost: ask again */
@@ -372,7 +369,7 @@ snapshots_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 	if (err != NULL) {
 		log_warnx("postgres: memory snapshots: %s", err);
 		r->pg_done = 1;
-		rec_try_start(r);
+		store_try_start(r);
 		return;
 	}
 	n = PQntuples(res);
@@ -407,7 +404,7 @@ snapshots_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 	log_info("postgres: memory of %d agent instances loaded from snapshots",
 	    loaded);
 	r->pg_done = 1;
-	rec_try_start(r);
+	store_try_start(r);
 }
 
 static void
@@ -419,7 +416,7 @@ coord_ended(const char *const *ids, size_t n, void *arg)
 static void
 migrated_cb(int ok, int version, void *arg)
 {
-	struct sup_record *r = arg;
+	struct sup_store *r = arg;
 	const struct hive_conf *c = r->sup->cref->conf;
 	struct sup_recorder_opts o = { .redis = c->redis, .prefix = c->prefix,
 	    .host = c->host, .snapshots_keep = c->snapshots_keep };
@@ -444,7 +441,7 @@ migrated_cb(int ok, int version, void *arg)
 	if ((r->rec = sup_recorder_new(r->sup->loop, r->pg, &o)) == NULL)
 		log_crit("recorder: cannot start: nothing is recorded");
 	else
-		sup_record_queues(r->sup);
+		sup_store_queues(r->sup);
 	sup_pg_query(r->pg, "SELECT DISTINCT ON (agent) agent, version, "
 	    "memory::text FROM memory_snapshots ORDER BY agent, version DESC",
 	    0, NULL, NULL, NULL, snapshots_cb, r);
@@ -456,9 +453,9 @@ migrated_cb(int ok, int version, void *arg)
  * queues.  Queues nobody here serves are found by the recorder's scan.
  */
 void
-sup_record_queues(struct sup *sup)
+sup_store_queues(struct sup *sup)
 {
-	struct sup_record *r = sup->record;
+	struct sup_store *r = sup->store;
 	const struct hive_conf *c = sup->cref->conf;
 	char key[HIVE_KEY_MAX];
 
@@ -496,15 +493,15 @@ agent_max_attempts(const char *agent, void *arg)
  * once the checks are done.  -1 only on a broken configuration.
  */
 int
-sup_record_start(struct sup *sup)
+sup_store_start(struct sup *sup)
 {
 	const struct hive_conf *c = sup->cref->conf;
-	struct sup_record *r = calloc(1, sizeof(*r));
+	struct sup_store *r = calloc(1, sizeof(*r));
 	char err[256];
 
 	if (r == NULL)
 		return -1;
-	sup->record = r;
+	sup->store = r;
 	r->sup = sup;
 	r->next_recover = ev_now(sup->loop) + 5.0;
 	r->last_all = ev_now(sup->loop);
@@ -537,7 +534,7 @@ sup_record_start(struct sup *sup)
 static void
 finish_done(void *arg)
 {
-	struct sup_record *r = arg;
+	struct sup_store *r = arg;
 
 	ev_timer_stop(r->sup->loop, &r->finish_timer);
 	log_info("recorder: all read is recorded");
@@ -559,9 +556,9 @@ finish_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
  * the loop ends; after SUP_FINISH_WAIT it ends anyway.
  */
 void
-sup_record_stop(struct sup *sup)
+sup_store_stop(struct sup *sup)
 {
-	struct sup_record *r = sup->record;
+	struct sup_store *r = sup->store;
 
 	if (r == NULL || r->rec == NULL) {
 		ev_break(sup->loop, EVBREAK_ALL);
@@ -576,9 +573,9 @@ sup_record_stop(struct sup *sup)
 }
 
 void
-sup_record_log_status(struct sup *sup)
+sup_store_log_status(struct sup *sup)
 {
-	struct sup_record *r = sup->record;
+	struct sup_store *r = sup->store;
 	struct sup_recorder_stats st;
 	struct sup_reclaim_stats rs;
 
@@ -603,9 +600,9 @@ sup_record_log_status(struct sup *sup)
 }
 
 void
-sup_record_free(struct sup *sup)
+sup_store_free(struct sup *sup)
 {
-	struct sup_record *r = sup->record;
+	struct sup_store *r = sup->store;
 
 	if (r == NULL)
 		return;
@@ -619,5 +616,5 @@ sup_record_free(struct sup *sup)
 	sup_pg_free(r->pg);
 	rconn_free(r->rc);
 	free(r);
-	sup->record = NULL;
+	sup->store = NULL;
 }

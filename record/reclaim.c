@@ -17,7 +17,7 @@
  * connection ends the pass (callbacks get NULL) and the next pass starts
  * over: everything it would have done is still pending in Redis.
  */
-#include "reclaim.h"
+#include "record.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,7 +27,6 @@
 #include "hive_proto.h"
 #include "log.h"
 #include "rconn.h"
-#include "scan.h"
 
 #define RC_BATCH       "100"
 #define RC_MAX_STREAMS 1024
@@ -48,7 +47,7 @@ struct sup_reclaim {
 };
 
 /* One consumer on one stream being reclaimed. */
-struct rc_job {
+struct rcl_job {
 	struct sup_reclaim *r;
 	char key[HIVE_KEY_MAX];
 	char consumer[HIVE_AGENT_MAX + HIVE_HOST_MAX + 8];
@@ -58,13 +57,13 @@ struct rc_job {
 	int n;
 };
 
-static void rc_claim_pending(struct rc_job *j);
+static void rcl_claim_pending(struct rcl_job *j);
 
 /* Entries idle for less than the consumer has been dead, measured when
  * the command is sent, were re-read since by a restarted worker of the
  * same name: they are its, not ours. */
 static unsigned long long
-rc_min_idle(const struct rc_job *j)
+rcl_min_idle(const struct rcl_job *j)
 {
 	uint64_t now = proto_now_ms();
 
@@ -115,7 +114,7 @@ send_exec(struct sup_reclaim *r)
 /* Give up on an entry: dead letter with the reason, a failed result so
  * whoever waits for it learns, acknowledge.  t may be NULL (malformed). */
 static void
-rc_give_up(struct rc_job *j, const char *id, const char *raw, size_t rawlen,
+rcl_give_up(struct rcl_job *j, const char *id, const char *raw, size_t rawlen,
     const struct hive_task *t, unsigned attempt, const char *reason)
 {
 	struct sup_reclaim *r = j->r;
@@ -183,7 +182,7 @@ out:
 }
 
 static void
-rc_requeue(struct rc_job *j, const char *id, const char *val, size_t len,
+rcl_requeue(struct rcl_job *j, const char *id, const char *val, size_t len,
     unsigned deliveries)
 {
 	struct sup_reclaim *r = j->r;
@@ -194,10 +193,10 @@ rc_requeue(struct rc_job *j, const char *id, const char *val, size_t len,
 	msgpack_sbuffer sb;
 
 	if (proto_decode_task(val, len, &t, &err) < 0) {
-		char eb[160];
+		char eb[PROTO_ERRBUF];
 		snprintf(reason, sizeof(reason), "malformed task: %s",
 		    proto_strerror(&err, eb, sizeof(eb)));
-		rc_give_up(j, id, val, len, NULL, 0, reason);
+		rcl_give_up(j, id, val, len, NULL, 0, reason);
 		return;
 	}
 	/* Attempts made: the task's own count, plus one per delivery after
@@ -212,17 +211,17 @@ rc_requeue(struct rc_job *j, const char *id, const char *val, size_t len,
 	if (made >= max) {
 		snprintf(reason, sizeof(reason), "gave up after %u attempts: "
 		    "worker %s died with it", made, j->consumer);
-		rc_give_up(j, id, val, len, &t, made, reason);
+		rcl_give_up(j, id, val, len, &t, made, reason);
 		proto_task_clear(&t);
 		return;
 	}
 	t.attempt = made + 1;
 	msgpack_sbuffer_init(&sb);
 	if (proto_encode_task(&sb, &t, &err) < 0) {
-		char eb[160];
+		char eb[PROTO_ERRBUF];
 		snprintf(reason, sizeof(reason), "cannot requeue: %s",
 		    proto_strerror(&err, eb, sizeof(eb)));
-		rc_give_up(j, id, val, len, &t, made, reason);
+		rcl_give_up(j, id, val, len, &t, made, reason);
 		goto out;
 	}
 	requeue_key(r, j->key, j->consumer, key, sizeof(key));
@@ -241,9 +240,9 @@ out:
 }
 
 static void
-rc_claim_cb(redisAsyncContext *ac, void *rp, void *priv)
+rcl_claim_cb(redisAsyncContext *ac, void *rp, void *priv)
 {
-	struct rc_job *j = priv;
+	struct rcl_job *j = priv;
 	redisReply *reply = rp;
 	int full = j->n == 100;
 
@@ -278,20 +277,20 @@ rc_claim_cb(redisAsyncContext *ac, void *rp, void *priv)
 			    e->element[0]->str);
 			continue;
 		}
-		rc_requeue(j, e->element[0]->str, val, vlen, dl);
+		rcl_requeue(j, e->element[0]->str, val, vlen, dl);
 	}
 	if (full) {                  /* more may be pending: next page */
 		j->n = 0;
-		rc_claim_pending(j);
+		rcl_claim_pending(j);
 		return;
 	}
 	free(j);
 }
 
 static void
-rc_pending_cb(redisAsyncContext *ac, void *rp, void *priv)
+rcl_pending_cb(redisAsyncContext *ac, void *rp, void *priv)
 {
-	struct rc_job *j = priv;
+	struct rcl_job *j = priv;
 	redisReply *reply = rp;
 	const char **argv;
 	char idle[32];
@@ -321,7 +320,7 @@ rc_pending_cb(redisAsyncContext *ac, void *rp, void *priv)
 		free(j);
 		return;
 	}
-	snprintf(idle, sizeof(idle), "%llu", rc_min_idle(j));
+	snprintf(idle, sizeof(idle), "%llu", rcl_min_idle(j));
 	argv[argc++] = "XCLAIM";
 	argv[argc++] = j->key;
 	argv[argc++] = HIVE_GROUP_WORKERS;
@@ -329,25 +328,25 @@ rc_pending_cb(redisAsyncContext *ac, void *rp, void *priv)
 	argv[argc++] = idle;
 	for (int k = 0; k < j->n; k++)
 		argv[argc++] = j->ids[k];
-	if (rconn_argv(j->r->rc, rc_claim_cb, j, argc, argv, NULL) < 0)
+	if (rconn_argv(j->r->rc, rcl_claim_cb, j, argc, argv, NULL) < 0)
 		free(j);
 	free(argv);
 }
 
 static void
-rc_claim_pending(struct rc_job *j)
+rcl_claim_pending(struct rcl_job *j)
 {
-	if (rconn_cmd(j->r->rc, rc_pending_cb, j, "XPENDING %s "
+	if (rconn_cmd(j->r->rc, rcl_pending_cb, j, "XPENDING %s "
 	    HIVE_GROUP_WORKERS " IDLE %llu - + " RC_BATCH " %s", j->key,
-	    rc_min_idle(j), j->consumer) < 0)
+	    rcl_min_idle(j), j->consumer) < 0)
 		free(j);
 }
 
 static void
-rc_reclaim(struct sup_reclaim *r, const char *key, const char *consumer,
+rcl_reclaim(struct sup_reclaim *r, const char *key, const char *consumer,
     unsigned long long min_idle)
 {
-	struct rc_job *j = calloc(1, sizeof(*j));
+	struct rcl_job *j = calloc(1, sizeof(*j));
 
 	if (j == NULL)
 		return;
@@ -355,33 +354,33 @@ rc_reclaim(struct sup_reclaim *r, const char *key, const char *consumer,
 	snprintf(j->key, sizeof(j->key), "%s", key);
 	snprintf(j->consumer, sizeof(j->consumer), "%s", consumer);
 	j->dead_since_ms = proto_now_ms() - min_idle;
-	rc_claim_pending(j);
+	rcl_claim_pending(j);
 }
 
 /* ---- finding dead consumers ---- */
 
-struct rc_check {
+struct rcl_check {
 	struct sup_reclaim *r;
 	char key[HIVE_KEY_MAX];
 	char consumer[HIVE_AGENT_MAX + HIVE_HOST_MAX + 8];
 };
 
 static void
-rc_alive_cb(redisAsyncContext *ac, void *rp, void *priv)
+rcl_alive_cb(redisAsyncContext *ac, void *rp, void *priv)
 {
-	struct rc_check *c = priv;
+	struct rcl_check *c = priv;
 	redisReply *reply = rp;
 
 	if (reply != NULL && reply->type == REDIS_REPLY_INTEGER &&
 	    reply->integer == 0)
-		rc_reclaim(c->r, c->key, c->consumer, c->r->o.alive_ttl_ms);
+		rcl_reclaim(c->r, c->key, c->consumer, c->r->o.alive_ttl_ms);
 	free(c);
 }
 
 static void
-rc_consumers_cb(redisAsyncContext *ac, void *rp, void *priv)
+rcl_consumers_cb(redisAsyncContext *ac, void *rp, void *priv)
 {
-	struct rc_check *c0 = priv;
+	struct rcl_check *c0 = priv;
 	struct sup_reclaim *r = c0->r;
 	redisReply *reply = rp;
 
@@ -393,7 +392,7 @@ rc_consumers_cb(redisAsyncContext *ac, void *rp, void *priv)
 		redisReply *m = reply->element[i];
 		const char *name = NULL;
 		long long pending = 0;
-		struct rc_check *c;
+		struct rcl_check *c;
 
 		/* RESP2: a flat array name, n, pending, n, idle, n, ... */
 		for (size_t k = 0; m->type == REDIS_REPLY_ARRAY && k + 1 < m->elements;
@@ -417,7 +416,7 @@ rc_consumers_cb(redisAsyncContext *ac, void *rp, void *priv)
 		c->r = r;
 		memcpy(c->key, c0->key, sizeof(c->key));
 		snprintf(c->consumer, sizeof(c->consumer), "%s", name);
-		if (rconn_cmd(r->rc, rc_alive_cb, c, "EXISTS %s:alive:%s",
+		if (rconn_cmd(r->rc, rcl_alive_cb, c, "EXISTS %s:alive:%s",
 		    r->prefix, name) < 0)
 			free(c);
 	}
@@ -426,10 +425,10 @@ rc_consumers_cb(redisAsyncContext *ac, void *rp, void *priv)
 
 /* ---- trimming ---- */
 
-struct rc_id { uint64_t ms, seq; };
+struct rcl_id { uint64_t ms, seq; };
 
 static int
-parse_id(const char *s, struct rc_id *id)
+parse_id(const char *s, struct rcl_id *id)
 {
 	char *end;
 
@@ -445,21 +444,21 @@ parse_id(const char *s, struct rc_id *id)
 }
 
 static int
-id_less(struct rc_id a, struct rc_id b)
+id_less(struct rcl_id a, struct rcl_id b)
 {
 	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq);
 }
 
-struct rc_trim {
+struct rcl_trim {
 	struct sup_reclaim *r;
 	char key[HIVE_KEY_MAX];
-	struct rc_id floor;          /* nothing at or above this is cut */
+	struct rcl_id floor;          /* nothing at or above this is cut */
 	int waiting;                 /* XPENDING replies still to come */
 	int failed;
 };
 
 static void
-rc_trim_finish(struct rc_trim *t)
+rcl_trim_finish(struct rcl_trim *t)
 {
 	char minid[64];
 
@@ -478,9 +477,9 @@ rc_trim_finish(struct rc_trim *t)
 }
 
 static void
-rc_lower(struct rc_trim *t, const char *id)
+rcl_lower(struct rcl_trim *t, const char *id)
 {
-	struct rc_id v;
+	struct rcl_id v;
 
 	if (parse_id(id, &v) < 0) {
 		t->failed = 1;
@@ -491,9 +490,9 @@ rc_lower(struct rc_trim *t, const char *id)
 }
 
 static void
-rc_trim_pending_cb(redisAsyncContext *ac, void *rp, void *priv)
+rcl_trim_pending_cb(redisAsyncContext *ac, void *rp, void *priv)
 {
-	struct rc_trim *t = priv;
+	struct rcl_trim *t = priv;
 	redisReply *reply = rp;
 
 	/* XPENDING summary: count, smallest id, greatest id, consumers. */
@@ -501,15 +500,15 @@ rc_trim_pending_cb(redisAsyncContext *ac, void *rp, void *priv)
 	    reply->elements < 2 || reply->element[1]->type != REDIS_REPLY_STRING)
 		t->failed = 1;
 	else
-		rc_lower(t, reply->element[1]->str);
+		rcl_lower(t, reply->element[1]->str);
 	if (--t->waiting == 0)
-		rc_trim_finish(t);
+		rcl_trim_finish(t);
 }
 
 static void
-rc_groups_cb(redisAsyncContext *ac, void *rp, void *priv)
+rcl_groups_cb(redisAsyncContext *ac, void *rp, void *priv)
 {
-	struct rc_trim *t = priv;
+	struct rcl_trim *t = priv;
 	redisReply *reply = rp;
 
 	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
@@ -543,10 +542,10 @@ rc_groups_cb(redisAsyncContext *ac, void *rp, void *priv)
 		}
 		/* Not yet read by this group: everything above its last
 		 * delivered id.  Read but not acknowledged: its pending. */
-		rc_lower(t, last);
+		rcl_lower(t, last);
 		if (pending > 0) {
 			t->waiting++;
-			if (rconn_cmd(t->r->rc, rc_trim_pending_cb, t, "XPENDING %s %s",
+			if (rconn_cmd(t->r->rc, rcl_trim_pending_cb, t, "XPENDING %s %s",
 			    t->key, name) < 0) {
 				t->waiting--;
 				t->failed = 1;
@@ -554,13 +553,13 @@ rc_groups_cb(redisAsyncContext *ac, void *rp, void *priv)
 		}
 	}
 	if (--t->waiting == 0)
-		rc_trim_finish(t);
+		rcl_trim_finish(t);
 }
 
 static void
-rc_trim(struct sup_reclaim *r, const char *key)
+rcl_trim(struct sup_reclaim *r, const char *key)
 {
-	struct rc_trim *t = calloc(1, sizeof(*t));
+	struct rcl_trim *t = calloc(1, sizeof(*t));
 	uint64_t now = proto_now_ms();
 
 	if (t == NULL)
@@ -569,14 +568,14 @@ rc_trim(struct sup_reclaim *r, const char *key)
 	snprintf(t->key, sizeof(t->key), "%s", key);
 	t->floor.ms = now > r->o.retain_ms ? now - r->o.retain_ms : 0;
 	t->floor.seq = 0;
-	if (rconn_cmd(r->rc, rc_groups_cb, t, "XINFO GROUPS %s", key) < 0)
+	if (rconn_cmd(r->rc, rcl_groups_cb, t, "XINFO GROUPS %s", key) < 0)
 		free(t);
 }
 
 /* ---- the pass ---- */
 
 static void
-rc_forget(struct sup_reclaim *r)
+rcl_forget(struct sup_reclaim *r)
 {
 	for (int i = 0; i < r->nstreams; i++)
 		free(r->streams[i]);
@@ -584,7 +583,7 @@ rc_forget(struct sup_reclaim *r)
 }
 
 static void
-rc_scan_key(const char *key, void *arg)
+rcl_scan_key(const char *key, void *arg)
 {
 	struct sup_reclaim *r = arg;
 
@@ -596,7 +595,7 @@ rc_scan_key(const char *key, void *arg)
 }
 
 static void
-rc_scan_done(int ok, void *arg)
+rcl_scan_done(int ok, void *arg)
 {
 	struct sup_reclaim *r = arg;
 	static const char *const named[] = { "results", "events", "dead",
@@ -608,12 +607,12 @@ rc_scan_done(int ok, void *arg)
 		return;
 	r->st.scans++;
 	for (int i = 0; i < r->nstreams; i++) {
-		struct rc_check *c = calloc(1, sizeof(*c));
+		struct rcl_check *c = calloc(1, sizeof(*c));
 		if (c == NULL)
 			break;
 		c->r = r;
 		snprintf(c->key, sizeof(c->key), "%s", r->streams[i]);
-		if (rconn_cmd(r->rc, rc_consumers_cb, c, "XINFO CONSUMERS %s "
+		if (rconn_cmd(r->rc, rcl_consumers_cb, c, "XINFO CONSUMERS %s "
 		    HIVE_GROUP_WORKERS, r->streams[i]) < 0)
 			free(c);
 	}
@@ -621,24 +620,24 @@ rc_scan_done(int ok, void *arg)
 		return;
 	r->want_trim = 0;
 	for (int i = 0; i < r->nstreams; i++)
-		rc_trim(r, r->streams[i]);
+		rcl_trim(r, r->streams[i]);
 	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
 		if (proto_key_named(key, sizeof(key), r->prefix, named[i]) > 0)
-			rc_trim(r, key);
+			rcl_trim(r, key);
 }
 
 static void
-rc_pass(struct sup_reclaim *r)
+rcl_pass(struct sup_reclaim *r)
 {
 	if (r->scanning || !rconn_is_up(r->rc))
 		return;
-	rc_forget(r);                /* deleted streams drop out */
-	r->scanning = sup_scan_queues(r->rc, r->prefix, rc_scan_key,
-	    rc_scan_done, r) == 0;
+	rcl_forget(r);                /* deleted streams drop out */
+	r->scanning = sup_scan_queues(r->rc, r->prefix, rcl_scan_key,
+	    rcl_scan_done, r) == 0;
 }
 
 static void
-rc_beat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+rcl_beat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct sup_reclaim *r = w->data;
 	ev_tstamp now = ev_now(loop);
@@ -654,18 +653,18 @@ rc_beat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	if (now - r->last_scan >= r->o.scan_ms / 1000.0) {
 		r->last_scan = now;
-		rc_pass(r);
+		rcl_pass(r);
 	}
 }
 
 static void
-rc_state(struct rconn *rc, int up, void *arg)
+rcl_state(struct rconn *rc, int up, void *arg)
 {
 	struct sup_reclaim *r = arg;
 
 	r->scanning = 0;
 	if (up)
-		rc_beat_cb(r->loop, &r->beat, 0);
+		rcl_beat_cb(r->loop, &r->beat, 0);
 }
 
 struct sup_reclaim *
@@ -696,10 +695,10 @@ sup_reclaim_new(struct ev_loop *loop, const struct sup_reclaim_opts *o)
 	r->o.host = r->host;
 	r->o.redis = NULL;
 	snprintf(r->me, sizeof(r->me), "hived@%s", r->host);
-	ev_timer_init(&r->beat, rc_beat_cb, 0.5, 0.5);
+	ev_timer_init(&r->beat, rcl_beat_cb, 0.5, 0.5);
 	r->beat.data = r;
 	ev_timer_start(loop, &r->beat);
-	r->rc = rconn_new(loop, o->redis, "redis(reclaim)", rc_state, r, err,
+	r->rc = rconn_new(loop, o->redis, "redis(reclaim)", rcl_state, r, err,
 	    sizeof(err));
 	if (r->rc == NULL) {
 		log_warnx("reclaim: %s", err);
@@ -718,29 +717,29 @@ sup_reclaim_free(struct sup_reclaim *r)
 		return;
 	ev_timer_stop(r->loop, &r->beat);
 	rconn_free(r->rc);           /* pending callbacks run with NULL here */
-	rc_forget(r);
+	rcl_forget(r);
 	free(r->prefix);
 	free(r->host);
 	free(r);
 }
 
-struct rc_dead {
+struct rcl_dead {
 	struct sup_reclaim *r;
 	char consumer[HIVE_AGENT_MAX + HIVE_HOST_MAX + 8];
 	uint64_t dead_ms;
 };
 
 static void
-rc_dead_key(const char *key, void *arg)
+rcl_dead_key(const char *key, void *arg)
 {
-	struct rc_dead *d = arg;
+	struct rcl_dead *d = arg;
 	uint64_t now = proto_now_ms();
 
-	rc_reclaim(d->r, key, d->consumer, now > d->dead_ms ? now - d->dead_ms : 0);
+	rcl_reclaim(d->r, key, d->consumer, now > d->dead_ms ? now - d->dead_ms : 0);
 }
 
 static void
-rc_dead_done(int ok, void *arg)
+rcl_dead_done(int ok, void *arg)
 {
 	free(arg);
 }
@@ -749,7 +748,7 @@ void
 sup_reclaim_consumer(struct sup_reclaim *r, const char *consumer,
     uint64_t dead_ms)
 {
-	struct rc_dead *d = calloc(1, sizeof(*d));
+	struct rcl_dead *d = calloc(1, sizeof(*d));
 
 	if (d == NULL)
 		return;
@@ -758,7 +757,7 @@ sup_reclaim_consumer(struct sup_reclaim *r, const char *consumer,
 	d->dead_ms = dead_ms;
 	/* Its streams: every queue (the consumer is in the workers group of
 	 * those its agent reads; XPENDING finds nothing on the others). */
-	if (sup_scan_queues(r->rc, r->prefix, rc_dead_key, rc_dead_done, d) < 0)
+	if (sup_scan_queues(r->rc, r->prefix, rcl_dead_key, rcl_dead_done, d) < 0)
 		free(d);
 }
 
@@ -767,7 +766,7 @@ sup_reclaim_kick(struct sup_reclaim *r)
 {
 	r->want_trim = 1;
 	r->last_scan = ev_now(r->loop);
-	rc_pass(r);
+	rcl_pass(r);
 }
 
 void

@@ -19,7 +19,7 @@
  * meanwhile wait for the next release, which takes them all.  Reads block
  * on a connection of their own, so that writes never wait behind them.
  */
-#include "coord.h"
+#include "record.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -164,7 +164,7 @@ co_dead(struct sup_coord *co, struct hive_str id, const char *reason,
 	if (proto_encode_dead(&sb, &d, &err) == 0)
 		co_xadd(co, co->kdead, &sb);
 	else {
-		char eb[160];
+		char eb[PROTO_ERRBUF];
 		log_warnx("coordinator: dead letter: %s",
 		    proto_strerror(&err, eb, sizeof(eb)));
 	}
@@ -360,7 +360,7 @@ co_submission(struct sup_coord *co, const struct hive_workflow *w,
 		m.workflow = w->id;
 		msgpack_sbuffer_init(&sb);
 		if (proto_encode_task(&sb, &m, &err) < 0) {
-			char eb[160];
+			char eb[PROTO_ERRBUF];
 			snprintf(why, whylen, "task %.*s: %s", (int)t->id.len,
 			    t->id.ptr, proto_strerror(&err, eb, sizeof(eb)));
 			msgpack_sbuffer_destroy(&sb);
@@ -396,7 +396,7 @@ co_submit(struct sup_coord *co)
 {
 	json_t *all = json_array();
 	struct proto_err err;
-	char *text = NULL, why[512], eb[160];
+	char *text = NULL, why[512], eb[PROTO_ERRBUF];
 	const char *params[2];
 	size_t nsent = 0, max = co->one_by_one ? 1 : co->nq;
 	size_t i;
@@ -651,7 +651,7 @@ co_run(struct sup_coord *co, const char *id, const char *stream,
 	msgpack_zone z;
 	json_t *j = NULL;
 	struct co_xadd *x;
-	char eb[160], why[HIVE_REASON_MAX];
+	char eb[PROTO_ERRBUF], why[HIVE_REASON_MAX];
 
 	if (proto_decode_task((const char *)msg, len, &t, &err) < 0) {
 		snprintf(why, sizeof(why), "recorded message unreadable: %s",

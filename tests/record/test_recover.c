@@ -12,9 +12,8 @@
 
 #include "hive_proto.h"
 #include "log.h"
-#include "pg.h"
+#include "record.h"
 #include "rconn.h"
-#include "recover.h"
 #include "testutil.h"
 
 static void

@@ -15,8 +15,7 @@
 
 #include "hive_proto.h"
 #include "log.h"
-#include "pg.h"
-#include "recorder.h"
+#include "record.h"
 #include "testutil.h"
 
 struct env {

@@ -10,7 +10,7 @@
  * committed, so its owner must not assume either way) and the ones not yet
  * sent stay queued for the next connection.
  */
-#include "pg.h"
+#include "record.h"
 
 #include <limits.h>
 #include <stdlib.h>

@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "pg.h"
+#include "record.h"
 
 /* "hive" in ASCII: the advisory lock key of migrations. */
 #define MIGRATE_LOCK "1751741797"
