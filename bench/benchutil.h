@@ -26,7 +26,8 @@ void bench_cmd(redisContext *c, const char *fmt, ...);
  *         of processes that map it, so the Pss of all processes adds up
  *         to the memory they use
  *   anon  RssAnon (/proc/PID/status): its anonymous pages (heap, stacks,
- *         private writable maps): its own, not the libraries'
+ *         and the pages of private maps it wrote, its libraries'
+ *         relocations and data among them): its own, shared with none
  */
 struct bench_mem {
 	long rss;
