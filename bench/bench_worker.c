@@ -21,8 +21,13 @@
  *   worker.rss.<N>_agents.*    VmRSS of the hive-worker processes of hived
  *                              running N agents of one instance (median,
  *                              max, total)
+ *   worker.pss.<N>_agents.*, worker.rss_anon.<N>_agents.*
+ *                              their Pss and RssAnon, read at the same
+ *                              moment (benchutil.h: what each counts)
  *   rss.ceiling.sleep          VmRSS of sleep(1), started and read the same
  *                              way: the least a process costs
+ *   pss.ceiling.sleep, rss_anon.ceiling.sleep
+ *                              its Pss and RssAnon, read the same way
  *
  * The exec figures are taken in EXEC_ROUNDS rounds, each a slice of the
  * ceiling loop then a slice of the worker's tasks, so that both see the
@@ -495,13 +500,14 @@ cmp_long(const void *a, const void *b)
 }
 
 /*
- * The ceiling: VmRSS (kB) of `sleep 60` started with fork + exec, read once
- * it sleeps; the median of 5.
+ * The ceiling: VmRSS, Pss and RssAnon (kB) of `sleep 60` started with
+ * fork + exec, read once it sleeps; the median of 5 of each.
  */
-static long
-sleep_rss(void)
+static struct bench_mem
+sleep_mem(void)
 {
-	long v[5], anon;
+	long rss[5], pss[5], anon[5];
+	struct bench_mem m;
 	char st, comm[64];
 	pid_t pid, pp;
 	double end;
@@ -522,13 +528,48 @@ sleep_rss(void)
 			usleep(1000);
 		}
 		usleep(50000);
-		if (bench_proc_rss(pid, &v[i], &anon) == -1)
+		if (bench_proc_mem(pid, &m) == -1)
 			bench_die("no VmRSS for sleep");
+		rss[i] = m.rss;
+		pss[i] = m.pss;
+		anon[i] = m.anon;
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 	}
-	qsort(v, 5, sizeof(v[0]), cmp_long);
-	return v[2];
+	qsort(rss, 5, sizeof(rss[0]), cmp_long);
+	qsort(pss, 5, sizeof(pss[0]), cmp_long);
+	qsort(anon, 5, sizeof(anon[0]), cmp_long);
+	return (struct bench_mem){ .rss = rss[2], .pss = pss[2], .anon = anon[2] };
+}
+
+/*
+ * worker.<measure>.<agents>_agents.median, .max and .total of the n
+ * workers' values v (kB, sorted here), the first two beside the same
+ * measure of a sleep (ceil_kb).  The RSS lines are printed by the caller.
+ */
+static void
+print_measure(const char *measure, const char *what, int agents, long *v,
+    int n, long ceil_kb)
+{
+	long total = 0;
+
+	qsort(v, (size_t)n, sizeof(*v), cmp_long);
+	if (v[0] < 0 || ceil_kb <= 0) {
+		printf("worker.%s.%d_agents: skipped (no %s in /proc)\n", measure,
+		    agents, what);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		total += v[i];
+	printf("worker.%s.%d_agents.median: %.2f MB (ceiling sleep %.2f MB, "
+	    "%.1fx; %s of the %d hive-worker processes of hived, median)\n",
+	    measure, agents, v[n / 2] / 1024., ceil_kb / 1024.,
+	    (double)v[n / 2] / ceil_kb, what, n);
+	printf("worker.%s.%d_agents.max: %.2f MB (ceiling sleep %.2f MB, "
+	    "%.1fx)\n", measure, agents, v[n - 1] / 1024., ceil_kb / 1024.,
+	    (double)v[n - 1] / ceil_kb);
+	printf("worker.%s.%d_agents.total: %.2f MB (%s summed over the %d "
+	    "workers)\n", measure, agents, total / 1024., what, n);
 }
 
 /* hived started with its log on a pipe, which is read for ready lines. */
@@ -570,15 +611,18 @@ hived_read(struct hived *h, int ms)
 
 /*
  * hived with `agents` agents of one stream-mode instance each (the echo
- * handler), all ready, then 2 s to settle: VmRSS of each hive-worker whose
- * parent is hived.  Prints median, max and total beside the ceiling
- * (sleep_kb for one process, times the count for the total).
+ * handler), all ready, then 2 s to settle: VmRSS, Pss and RssAnon of each
+ * hive-worker whose parent is hived, and of hived.  Prints median, max and
+ * total beside the ceiling (sleep for one process, times the count for
+ * the total of VmRSS).
  */
 static void
-rss_run(const char *prefix, int agents, long sleep_kb)
+rss_run(const char *prefix, int agents, struct bench_mem sleep)
 {
 	char dir[] = "/tmp/hive-bench-rss-XXXXXX", conf[64], st, comm[64];
-	long *rss, *anon, hived_kb, hived_anon, total = 0;
+	char what[32];
+	long *rss, *pss, *anon, sleep_kb = sleep.rss, total = 0;
+	struct bench_mem m, hm;
 	struct hived h;
 	struct dirent *de;
 	double end;
@@ -623,6 +667,7 @@ rss_run(const char *prefix, int agents, long sleep_kb)
 		hived_read(&h, 100);
 
 	if ((rss = calloc((size_t)agents, sizeof(*rss))) == NULL ||
+	    (pss = calloc((size_t)agents, sizeof(*pss))) == NULL ||
 	    (anon = calloc((size_t)agents, sizeof(*anon))) == NULL)
 		bench_die("out of memory");
 	if ((d = opendir("/proc")) == NULL)
@@ -635,7 +680,10 @@ rss_run(const char *prefix, int agents, long sleep_kb)
 		pid = (pid_t)atol(de->d_name);
 		if (proc_stat(pid, &st, &pp, comm, sizeof(comm)) == 0 &&
 		    pp == h.pid && strcmp(comm, "hive-worker") == 0 &&
-		    bench_proc_rss(pid, &rss[n], &anon[n]) == 0) {
+		    bench_proc_mem(pid, &m) == 0) {
+			rss[n] = m.rss;
+			pss[n] = m.pss;
+			anon[n] = m.anon;
 			total += rss[n];
 			n++;
 		}
@@ -644,7 +692,7 @@ rss_run(const char *prefix, int agents, long sleep_kb)
 	if (n != agents)
 		bench_die("%d hive-worker processes under hived, %d expected", n,
 		    agents);
-	if (bench_proc_rss(h.pid, &hived_kb, &hived_anon) == -1)
+	if (bench_proc_mem(h.pid, &hm) == -1)
 		bench_die("hived is gone");
 	qsort(rss, (size_t)n, sizeof(*rss), cmp_long);
 	qsort(anon, (size_t)n, sizeof(*anon), cmp_long);
@@ -662,10 +710,15 @@ rss_run(const char *prefix, int agents, long sleep_kb)
 	printf("worker.rss.%d_agents.total: %.2f MB (ceiling %d x sleep %.2f MB, "
 	    "%.1fx)\n", agents, total / 1024., agents,
 	    agents * sleep_kb / 1024., (double)total / (agents * sleep_kb));
+	print_measure("pss", "Pss", agents, pss, n, sleep.pss);
+	print_measure("rss_anon", "RssAnon", agents, anon, n, sleep.anon);
 	printf("hived.rss.%d_agents_of_1: %.2f MB (hived itself, beside the "
-	    "workers above)\n", agents, hived_kb / 1024.);
+	    "workers above)\n", agents, hm.rss / 1024.);
+	snprintf(what, sizeof(what), "%d_agents_of_1", agents);
+	bench_print_pss_anon("hived", what, &hm);
 	fflush(stdout);
 	free(rss);
+	free(pss);
 	free(anon);
 
 	/* Keep reading: hived must never block on a full pipe. */
@@ -688,7 +741,7 @@ main(int argc, char **argv)
 	char prefix[64], *list, *tok, *save;
 	redisContext *c;
 	double ceil, ceil2, secs2, cpu2;
-	long sleep_kb;
+	struct bench_mem sleep;
 	struct run rs, re;
 
 	while ((ch = getopt(argc, argv, "n:e:c:a:s")) != -1) {
@@ -756,16 +809,21 @@ main(int argc, char **argv)
 	fflush(stdout);
 
 	if (*agents != '\0') {
-		sleep_kb = sleep_rss();
+		sleep = sleep_mem();
 		printf("rss.ceiling.sleep: %.2f MB (VmRSS of sleep(1), started and "
-		    "read the same way, median of 5)\n", sleep_kb / 1024.);
+		    "read the same way, median of 5)\n", sleep.rss / 1024.);
+		if (sleep.pss >= 0)
+			printf("pss.ceiling.sleep: %.2f MB (Pss of the same, median "
+			    "of 5)\n", sleep.pss / 1024.);
+		printf("rss_anon.ceiling.sleep: %.2f MB (RssAnon of the same, "
+		    "median of 5)\n", sleep.anon / 1024.);
 		snprintf(prefix, sizeof(prefix), "bench%ld", (long)getpid());
 		if ((list = strdup(agents)) == NULL)
 			bench_die("out of memory");
 		for (tok = strtok_r(list, ",", &save); tok != NULL;
 		    tok = strtok_r(NULL, ",", &save))
 			if (atoi(tok) > 0)
-				rss_run(prefix, atoi(tok), sleep_kb);
+				rss_run(prefix, atoi(tok), sleep);
 		free(list);
 	}
 

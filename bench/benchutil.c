@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 void
@@ -53,23 +54,50 @@ bench_cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-int
-bench_proc_rss(pid_t pid, long *rss, long *anon)
+/* The "Key: N kB" line of a /proc file, -1 when it has none. */
+static long
+proc_kb(const char *path, const char *key)
 {
-	char path[64], line[256];
-	long a = -1;
+	char line[256];
+	size_t klen = strlen(key);
+	long v = -1;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
 	if ((f = fopen(path, "re")) == NULL)
 		return -1;
-	*rss = -1;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		sscanf(line, "VmRSS: %ld kB", rss);
-		sscanf(line, "RssAnon: %ld kB", &a);
-	}
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+			if (sscanf(line + klen + 1, "%ld kB", &v) != 1)
+				v = -1;
+			break;
+		}
 	fclose(f);
-	if (anon != NULL)
-		*anon = a;
-	return *rss < 0 ? -1 : 0;
+	return v;
+}
+
+int
+bench_proc_mem(pid_t pid, struct bench_mem *m)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	m->rss = proc_kb(path, "VmRSS");
+	m->anon = proc_kb(path, "RssAnon");
+	snprintf(path, sizeof(path), "/proc/%ld/smaps_rollup", (long)pid);
+	m->pss = proc_kb(path, "Pss");
+	return m->rss < 0 ? -1 : 0;
+}
+
+void
+bench_print_pss_anon(const char *who, const char *what,
+    const struct bench_mem *m)
+{
+	if (m->pss < 0)
+		printf("%s.pss.%s: skipped (no Pss in /proc/PID/smaps_rollup)\n",
+		    who, what);
+	else
+		printf("%s.pss.%s: %.2f MB (Pss: shared pages divided among the "
+		    "processes that map them)\n", who, what, m->pss / 1024.);
+	printf("%s.rss_anon.%s: %.2f MB (RssAnon: its own heap, stacks and "
+	    "anonymous maps)\n", who, what, m->anon / 1024.);
 }

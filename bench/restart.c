@@ -10,14 +10,18 @@
  *                           logged by hived; the replacement got the agent's
  *                           memory (checked: memory_v on the start line)
  *   hived.rss.8_agents      VmRSS of hived with 8 agents running, each
- *                           after one task; no http, no postgres (so
- *                           neither libmicrohttpd nor libpq is loaded)
+ *                           after one task; no http, no postgres (hived
+ *                           maps libpq and libmicrohttpd all the same)
  *   hived.rss.8_agents_full the same with http on loopback (two requests
  *                           answered) and postgres (HIVE_TEST_PG: schema,
  *                           recorder, snapshots; the tasks recorded)
  *   start.500_instances     hived start to 500 ready heartbeats
  *   hived.rss/cpu_idle.500_instances
  *                           with 500 workers heartbeating every second
+ *   hived.pss.*, hived.rss_anon.*
+ *                           beside each hived.rss.* figure, hived's Pss
+ *                           and RssAnon read at the same moment
+ *                           (benchutil.h: what each counts)
  *
  * Timestamps are taken when this program reads hived's log lines from a
  * pipe (-v: one line per event), so they include the pipe, a few µs.
@@ -96,13 +100,20 @@ report(const char *name, double *v, size_t n)
 	fflush(stdout);
 }
 
-/* VmRSS of pid in kB, -1 when it is gone. */
-static long
-rss_kb(pid_t pid)
+/*
+ * "hived.rss.<what>: X MB<note>" for hived (pid), then its Pss and RssAnon
+ * as figures of their own (benchutil.h says what each counts).  A hived
+ * that is gone reads as -1 kB.
+ */
+static void
+print_mem(pid_t pid, const char *what, const char *note)
 {
-	long kb;
+	struct bench_mem m;
 
-	return bench_proc_rss(pid, &kb, NULL) == 0 ? kb : -1;
+	bench_proc_mem(pid, &m);
+	printf("hived.rss.%s: %.2f MB%s\n", what, m.rss / 1024., note);
+	bench_print_pss_anon("hived", what, &m);
+	fflush(stdout);
 }
 
 /* utime + stime in clock ticks. */
@@ -376,8 +387,7 @@ bench_kills(struct run *r, int kills)
 	char label[64];
 
 	start8(r, "a", NULL, pids, ready_at);
-	printf("hived.rss.8_agents: %.2f MB (no http, no postgres)\n",
-	    rss_kb(r->pid) / 1024.);
+	print_mem(r->pid, "8_agents", " (no http, no postgres)");
 
 	to_spawn = calloc((size_t)kills, sizeof(double));
 	to_ready = calloc((size_t)kills, sizeof(double));
@@ -406,8 +416,7 @@ bench_kills(struct run *r, int kills)
 	}
 	report("restart.kill_to_spawn", to_spawn, (size_t)kills);
 	report("restart.kill_to_ready", to_ready, (size_t)kills);
-	printf("hived.rss.8_agents_after_kills: %.2f MB\n",
-	    rss_kb(r->pid) / 1024.);
+	print_mem(r->pid, "8_agents_after_kills", "");
 	free(to_spawn);
 	free(to_ready);
 	stop(r, NULL);
@@ -455,6 +464,7 @@ http_get(unsigned port, const char *path)
 static void
 bench_full(struct run *r)
 {
+	static const char *const measures[] = { "rss", "pss", "rss_anon" };
 	const char *pg = getenv("HIVE_TEST_PG");
 	double ready_at[AGENTS8];
 	pid_t pids[AGENTS8];
@@ -462,8 +472,9 @@ bench_full(struct run *r)
 	FILE *f;
 
 	if (pg == NULL || *pg == '\0') {
-		printf("hived.rss.8_agents_full: skipped (HIVE_TEST_PG not set: "
-		    "no PostgreSQL)\n");
+		for (size_t i = 0; i < sizeof(measures) / sizeof(*measures); i++)
+			printf("hived.%s.8_agents_full: skipped (HIVE_TEST_PG not "
+			    "set: no PostgreSQL)\n", measures[i]);
 		return;
 	}
 	snprintf(r->port_file, sizeof(r->port_file), "%s/port", r->dir);
@@ -476,9 +487,7 @@ bench_full(struct run *r)
 	http_get(port, "/agents");
 	for (double end = now_ms() + 2000; now_ms() < end;)
 		next_line(r, 100);
-	printf("hived.rss.8_agents_full: %.2f MB (http on loopback, postgres)\n",
-	    rss_kb(r->pid) / 1024.);
-	fflush(stdout);
+	print_mem(r->pid, "8_agents_full", " (http on loopback, postgres)");
 	stop(r, NULL);
 	unlink(r->port_file);
 	r->port_file[0] = '\0';
@@ -507,7 +516,8 @@ bench_many(struct run *r, int instances)
 	/* Settle, then hived alone with every worker beating once a second. */
 	for (double end = now_ms() + 2000; now_ms() < end;)
 		next_line(r, 100);
-	printf("hived.rss.%d_instances: %.2f MB\n", got, rss_kb(r->pid) / 1024.);
+	snprintf(name, sizeof(name), "%d_instances", got);
+	print_mem(r->pid, name, "");
 	c0 = cpu_ticks(r->pid);
 	t0 = now_ms();
 	for (double end = now_ms() + 10000; now_ms() < end;)
