@@ -47,7 +47,7 @@ static struct hive_conf *
 load(const char *path)
 {
 	struct hive_conf *c;
-	char *errs = NULL, *line, *save = NULL;
+	char *errs = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&errs, &len);
 
@@ -55,9 +55,7 @@ load(const char *path)
 		fatal("open_memstream");
 	c = conf_load(path, f);
 	fclose(f);
-	for (line = strtok_r(errs, "\n", &save); line != NULL;
-	    line = strtok_r(NULL, "\n", &save))
-		log_warnx("config: %s", line);
+	log_warnx_lines("config", errs);
 	free(errs);
 	return c;
 }
