@@ -725,7 +725,7 @@ conf_hive_computed(struct conf_parser *ps, struct hive_conf *c)
 	if (gethostname(host, sizeof(host)) == 0) {
 		host[sizeof(host) - 1] = '\0';
 		if (host[0] != '\0')
-			memcpy(c->host, host, sizeof(host));
+			snprintf(c->host, sizeof(c->host), "%s", host);
 	}
 	if (conf_worker_default[0] != '\0') {
 		char *w = strdup(conf_worker_default);
