@@ -538,17 +538,19 @@ err:
 		free(words[--n]);
 }
 
+/* env has room for k->max (HIVE_ENV_MAX) entries. */
 static void
-set_env(const struct conf_at *at, char **env, int *nenv)
+set_env(const struct conf_at *at, const struct conf_key *k, char **env,
+    int *nenv)
 {
 	char show[CONF_SHOW_MAX];
 	enum conf_split_err why;
-	int n = conf_split(at->value, env, HIVE_ENV_MAX, &why);
+	int n = conf_split(at->value, env, (int)k->max, &why);
 
 	if (n < 0) {
 		if (why == SPLIT_TOO_MANY)
 			conf_err(at->ps, at->file, at->line, "environment: more "
-			    "than %d variables", HIVE_ENV_MAX);
+			    "than %d variables", (int)k->max);
 		else
 			conf_err(at->ps, at->file, at->line, "environment: %s",
 			    conf_split_msg[why]);
@@ -576,9 +578,11 @@ set_env(const struct conf_at *at, char **env, int *nenv)
 	}
 }
 
-/* Names separated by commas and/or blanks, each once. */
+/* Names separated by commas and/or blanks, each once; list has room for
+ * k->max (HIVE_CAPS_MAX) of them. */
 static void
-set_list(const struct conf_at *at, char **list, int *count)
+set_list(const struct conf_at *at, const struct conf_key *k, char **list,
+    int *count)
 {
 	const char *s = at->value;
 	char show[CONF_SHOW_MAX], name[HIVE_NAME_MAX + 1];
@@ -609,9 +613,9 @@ set_list(const struct conf_at *at, char **list, int *count)
 				return;
 			}
 		}
-		if (*count == HIVE_CAPS_MAX) {
+		if (*count == (int)k->max) {
 			conf_err(at->ps, at->file, line, "%s: more than %d",
-			    at->key, HIVE_CAPS_MAX);
+			    at->key, (int)k->max);
 			return;
 		}
 		if ((list[*count] = strdup(name)) == NULL) {
@@ -669,12 +673,12 @@ conf_set(const struct conf_at *at, const struct conf_key *k, void *base)
 		set_command(at, (char ***)(void *)dst);
 		break;
 	case CK_ENV:
-		set_env(at, (char **)(void *)dst, (int *)(void *)((char *)base +
-		    k->cnt));
+		set_env(at, k, (char **)(void *)dst,
+		    (int *)(void *)((char *)base + k->cnt));
 		break;
 	case CK_LIST:
-		set_list(at, (char **)(void *)dst, (int *)(void *)((char *)base +
-		    k->cnt));
+		set_list(at, k, (char **)(void *)dst,
+		    (int *)(void *)((char *)base + k->cnt));
 		break;
 	}
 }

@@ -47,56 +47,62 @@ enum hive_restart {
 #define HIVE_CAPS_MAX   32
 #define HIVE_ENV_MAX    64
 #define HIVE_ARGV_MAX   64
-#define CONF_LINE_MAX   65536        /* bytes in one line: see config_read.c */
+/* Bytes in one line: far above any real value, and low enough that a line
+ * past it is more likely a broken file than a setting (config_read.c). */
+#define CONF_LINE_MAX   65536
 
+/*
+ * Each member is set by the key its comment names; the key's default,
+ * limits and spelling are in the key tables of config.c (and in
+ * docs/CONFIG.md), nowhere else.
+ */
 struct hive_agent_conf {
 	char name[HIVE_NAME_MAX + 1];
 	char file[256];              /* where the section is, for messages */
 	int line;
-	char **argv;                 /* command, split like a shell would (quotes,
+	char **argv;                 /* command: split like a shell would (quotes,
 	                              * backslash) but never run by one; NULL-ended */
-	enum hive_mode mode;         /* mode = stream | exec (stream) */
-	char *caps[HIVE_CAPS_MAX];   /* capabilities = a, b (none: only its own
-	                              * agent and direct queues) */
+	enum hive_mode mode;         /* mode */
+	char *caps[HIVE_CAPS_MAX];   /* capabilities (none: only its own agent
+	                              * and direct queues) */
 	int ncaps;
-	unsigned instances;          /* 1 */
-	unsigned concurrency;        /* 1 */
-	enum hive_restart restart;   /* restart = always */
-	unsigned backoff_ms;         /* backoff = 100ms: second restart's delay */
-	unsigned backoff_max_ms;     /* backoff_max = 30s */
-	unsigned restart_limit;      /* restart_limit = 5 restarts ... */
-	unsigned restart_window_ms;  /* restart_window = 60s ... within this */
-	unsigned cooldown_ms;        /* cooldown = 0: failed until an operator acts */
-	unsigned heartbeat_deadline_ms; /* heartbeat_deadline = 10s */
-	unsigned task_timeout_ms;    /* task_timeout = 0 (none) */
-	unsigned max_attempts;       /* max_attempts = 3 */
-	uint64_t max_tasks;          /* max_tasks = 0 (never recycle) */
-	uint64_t max_rss_kb;         /* max_rss = 0 (no limit), e.g. 512M */
-	char *env[HIVE_ENV_MAX];     /* environment = KEY=value KEY2="a b" */
+	unsigned instances;          /* instances */
+	unsigned concurrency;        /* concurrency */
+	enum hive_restart restart;   /* restart */
+	unsigned backoff_ms;         /* backoff: the second restart's delay */
+	unsigned backoff_max_ms;     /* backoff_max */
+	unsigned restart_limit;      /* restart_limit: restarts ... */
+	unsigned restart_window_ms;  /* restart_window: ... within this */
+	unsigned cooldown_ms;        /* cooldown; 0: failed until an operator acts */
+	unsigned heartbeat_deadline_ms; /* heartbeat_deadline */
+	unsigned task_timeout_ms;    /* task_timeout; 0: none */
+	unsigned max_attempts;       /* max_attempts */
+	uint64_t max_tasks;          /* max_tasks; 0: never recycle */
+	uint64_t max_rss_kb;         /* max_rss; 0: no limit */
+	char *env[HIVE_ENV_MAX];     /* environment: KEY=value each */
 	int nenv;
-	char *directory;             /* directory = (hived's: NULL) */
-	int autostart;               /* autostart = yes; no: starts asleep */
+	char *directory;             /* directory; NULL: hived's */
+	int autostart;               /* autostart; 0: starts asleep */
 	uint64_t hash;               /* of every setting: what changed on reload
 	                              * (also of the [hive] settings its worker
-	                              * gets: redis, prefix, host, worker,
-	                              * heartbeat_interval; not of file/line) */
+	                              * gets, CF_WORKER; not of file/line) */
 };
 
 struct hive_conf {
 	char file[256];              /* the main file */
-	char redis[HIVE_KEY_MAX];    /* redis = 127.0.0.1:6379 | /path/redis.sock */
-	char prefix[HIVE_NAME_MAX + 1]; /* prefix = hive */
-	char host[HIVE_HOST_MAX + 1];   /* host = gethostname() */
-	char *postgres;              /* postgres = (libpq conninfo; "" = none;
-	                              * never NULL) */
-	char *worker_path;           /* worker = the hive-worker installed beside hived */
-	char http[64];               /* http = 127.0.0.1:8420 ("" = off) */
-	char *token_file;            /* token_file = (none: NULL) */
-	unsigned stop_timeout_ms;    /* stop_timeout = 30s */
-	unsigned heartbeat_ms;       /* heartbeat_interval = 1s (workers beat) */
-	unsigned snapshots_keep;     /* snapshots_keep = 10 */
-	int allow_eviction;          /* allow_eviction = no */
-	int verbose;                 /* log_level = info | debug */
+	char redis[HIVE_KEY_MAX];    /* redis: host:port or /path/redis.sock */
+	char prefix[HIVE_NAME_MAX + 1]; /* prefix */
+	char host[HIVE_HOST_MAX + 1];   /* host */
+	char *postgres;              /* postgres: libpq conninfo; "": none;
+	                              * never NULL */
+	char *worker_path;           /* worker */
+	char http[64];               /* http; "": off */
+	char *token_file;            /* token_file; NULL: none */
+	unsigned stop_timeout_ms;    /* stop_timeout */
+	unsigned heartbeat_ms;       /* heartbeat_interval (workers beat) */
+	unsigned snapshots_keep;     /* snapshots_keep */
+	int allow_eviction;          /* allow_eviction */
+	int verbose;                 /* log_level: 0 info, 1 debug */
 	struct hive_agent_conf *agents;
 	size_t nagents;
 };
@@ -165,7 +171,8 @@ struct conf_key {
 	size_t size;                 /* of that member */
 	size_t cnt;                  /* CK_ENV, CK_LIST: offset of the int count */
 	uint64_t min, max;           /* CK_DURATION, CK_UINT, CK_U64: range;
-	                              * CK_ENV, CK_LIST: max entries */
+	                              * CK_COMMAND, CK_ENV, CK_LIST: at most
+	                              * this many words (the arrays' size) */
 	const char *dflt;            /* as written in a file; NULL: none */
 	unsigned flags;              /* CF_* */
 	const char *const *names;    /* CK_ENUM: NULL-ended */
