@@ -328,7 +328,9 @@ static const char *const restart_names[] = {
 	[HIVE_RESTART_NEVER] = "never", NULL,
 };
 
-/* [hive], in docs/CONFIG.md's order. */
+/* [hive], in docs/CONFIG.md's order.  The two CF_COMPUTED defaults are
+ * found at each load (conf_hive_computed): host is gethostname()'s name
+ * ("localhost" if it has none), worker the path main.c found, if any. */
 static const struct conf_key hive_keys[] = {
 	{ HK("redis", CK_TEXT, redis), .dflt = "127.0.0.1:6379",
 	  .flags = CF_WORKER, .valid = conf_valid_redis,
