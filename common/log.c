@@ -81,6 +81,18 @@ LOG_FN(log_crit, LOG_CRIT, 1, 0)
 LOG_FN(log_debug, LOG_DEBUG, log_verb > 0, 0)
 
 void
+log_warnx_lines(const char *prefix, const char *text)
+{
+	while (text != NULL && *text != '\0') {
+		size_t n = strcspn(text, "\n");
+
+		if (n > 0)
+			log_warnx("%s: %.*s", prefix, (int)n, text);
+		text += n + (text[n] == '\n');
+	}
+}
+
+void
 fatal(const char *fmt, ...)
 {
 	int saved = errno;

@@ -25,6 +25,9 @@ void log_notice(const char *fmt, ...) HIVE_PRINTF(1, 2);
 void log_info(const char *fmt, ...) HIVE_PRINTF(1, 2);
 void log_debug(const char *fmt, ...) HIVE_PRINTF(1, 2);
 void log_crit(const char *fmt, ...) HIVE_PRINTF(1, 2);
+/* Each line of text (a program's error report, say) as its own log_warnx
+ * line, "prefix: line"; empty lines are skipped.  text may be NULL. */
+void log_warnx_lines(const char *prefix, const char *text);
 __attribute__((noreturn)) void fatal(const char *fmt, ...) HIVE_PRINTF(1, 2);
 __attribute__((noreturn)) void fatalx(const char *fmt, ...) HIVE_PRINTF(1, 2);
 

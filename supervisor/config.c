@@ -1,206 +1,41 @@
 /*
- * config.c - load and validate hive.conf and agents.d/ (see config.h and
- * docs/CONFIG.md).
+ * config.c - the second pass of the configuration (config.h): the
+ * sections config_read.c found, into struct hive_conf.
  *
- * Two passes.  The first reads every file into sections of raw key/value
- * pairs, each with its line; the second interprets them into struct
- * hive_conf and checks what involves several keys.  Every error of both
- * passes is collected with its file and line, sorted, and written at the
- * end; one error anywhere rejects the whole configuration.
- *
- * How inih is used, and why our reader does more than read.  Debian's inih
- * 55 is built without INI_HANDLER_LINENO, reports only the FIRST bad line,
- * reads lines into a fixed 200-byte buffer (a longer line is silently cut
- * in two), truncates section names to 49 bytes and calls the handler only
- * for key lines.  So inih reads through conf_reader(), which hands it one
- * line at a time and, before it does, looks at the line itself:
- *
- *   - it counts lines, so the handler knows the line of each key;
- *   - it parses [section] lines itself (full length, both spellings of an
- *     agent section) and hands inih a neutral "[s]" instead;
- *   - a line inih would reject or mangle (no '=', too long, NUL byte,
- *     broken section header) is reported here and replaced by "[s]", which
- *     also ends any continuation in inih exactly as in our own state, so
- *     that every bad line is reported, not only the first.
- *
- * inih still does what it is for: splitting "key = value", trimming, and
- * Python-style continuation lines (an indented line continues the value
- * of the key above it; we join the parts with one space).
+ * One table per section (hive_keys, agent_keys) says everything about each
+ * key: where it goes, its kind and range, its default, whether a change
+ * restarts workers.  One setter per kind parses a value into place; the
+ * defaults are set by the same setters from the table's text, as if
+ * written in a file, so a default has exactly one spelling, the one
+ * docs/CONFIG.md shows (test_config_doc.c checks the page against the
+ * tables).  The reload hash of an agent runs over the same tables, so a new
+ * key cannot be left out of it.  What involves several keys (backoff_max
+ * against backoff, heartbeat_deadline against [hive] heartbeat_interval)
+ * is checked after, in code.
  */
 #include "config.h"
 
 #include <ctype.h>
-#include <dirent.h>
-#include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <ini.h>
+#include "util.h"
 
 #ifndef HIVE_BINDIR
 #define HIVE_BINDIR "/usr/local/bin"
 #endif
-#ifndef HIVE_LIBEXECDIR
-#define HIVE_LIBEXECDIR "/usr/local/libexec"
-#endif
 
-#define CONF_PRINTF(a, b) __attribute__((format(printf, a, b)))
-
-#define CONF_FILE_MAX        (1u << 20)  /* bytes in one config file */
-#define CONF_ERRORS_MAX      100         /* errors kept; the rest are counted */
-#define CONF_SECTIONS_MAX    10000       /* sections over all files */
 #define CONF_CONCURRENCY_MAX 1024
 #define CONF_RESTART_LIMIT_MAX 1000000
 #define CONF_SNAPSHOTS_MAX   1000
 #define CONF_HEARTBEAT_MIN   10          /* ms; a faster beat is a busy loop */
-#define CONF_TEXT_SHOWN      60          /* bytes of user text in a message */
 
-/* Where the current key of the handler came from (set by the reader). */
-enum conf_linekind { LK_OTHER = 0, LK_KEY, LK_CONT };
-
-/* Current section of the reader: an index into sects, or one of these. */
-#define CUR_NONE   (-1)   /* before any section: keys are errors */
-#define CUR_IGNORE (-2)   /* a section already reported bad: keys skipped */
-
-struct conf_err {
-	int file;            /* index into files */
-	int line;            /* 0: about the whole file */
-	size_t seq;          /* keeps the order of errors on one line */
-	char *msg;
-};
-
-struct conf_kv {
-	char *key;
-	char *value;
-	int line;
-};
-
-struct conf_sect {
-	int file, line;
-	bool hive;                       /* [hive], else an agent */
-	char name[HIVE_NAME_MAX + 1];
-	struct conf_kv *kv;
-	size_t nkv, cap;
-};
-
-struct conf_parser {
-	char **files;                    /* names for messages; [0] = main */
-	size_t nfiles;
-	struct conf_sect *sects;
-	size_t nsects, capsects;
-	struct conf_err *errs;
-	size_t nerrs, caperrs, nerrs_total;
-	bool oom;
-
-	/* reader state, for the file being parsed */
-	int file;
-	const char *p, *end;
-	int line;
-	bool agents_only;                /* agents.d/: no [hive] */
-	int cur;                         /* section index or CUR_* */
-	bool key_open;                   /* indented lines continue a key */
-	bool swallow;                    /* indented lines follow a bad line */
-	enum conf_linekind kind;         /* of the line inih is handling */
-	struct conf_kv *last;            /* what a continuation extends */
-};
-
-/* ---- errors ---- */
-
-static void conf_err(struct conf_parser *, int file, int line,
-    const char *fmt, ...) CONF_PRINTF(4, 5);
-
-static void
-conf_err(struct conf_parser *ps, int file, int line, const char *fmt, ...)
-{
-	va_list ap;
-	char *msg;
-
-	ps->nerrs_total++;
-	if (ps->nerrs == CONF_ERRORS_MAX)
-		return;
-	if (ps->nerrs == ps->caperrs) {
-		size_t cap = ps->caperrs ? ps->caperrs * 2 : 16;
-		struct conf_err *e = realloc(ps->errs, cap * sizeof(*e));
-
-		if (e == NULL) {
-			ps->oom = true;
-			return;
-		}
-		ps->errs = e;
-		ps->caperrs = cap;
-	}
-	va_start(ap, fmt);
-	if (vasprintf(&msg, fmt, ap) < 0) {
-		ps->oom = true;
-		va_end(ap);
-		return;
-	}
-	va_end(ap);
-	ps->errs[ps->nerrs++] = (struct conf_err){ file, line, ps->nerrs_total,
-	    msg };
-}
-
-static int
-conf_err_cmp(const void *a, const void *b)
-{
-	const struct conf_err *x = a, *y = b;
-
-	if (x->file != y->file)
-		return x->file < y->file ? -1 : 1;
-	if (x->line != y->line)
-		return x->line < y->line ? -1 : 1;
-	return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/* Write the errors sorted by file and line: "file:line: message". */
-static void
-conf_err_print(struct conf_parser *ps, FILE *errf)
-{
-	qsort(ps->errs, ps->nerrs, sizeof(*ps->errs), conf_err_cmp);
-	if (errf == NULL)
-		return;
-	for (size_t i = 0; i < ps->nerrs; i++) {
-		const struct conf_err *e = &ps->errs[i];
-
-		if (e->line > 0)
-			fprintf(errf, "%s:%d: %s\n", ps->files[e->file], e->line,
-			    e->msg);
-		else
-			fprintf(errf, "%s: %s\n", ps->files[e->file], e->msg);
-	}
-	if (ps->nerrs_total > ps->nerrs)
-		fprintf(errf, "%s: %zu more errors not shown\n", ps->files[0],
-		    ps->nerrs_total - ps->nerrs);
-	if (ps->oom)
-		fprintf(errf, "%s: out of memory while reading the configuration\n",
-		    ps->files[0]);
-}
-
-/*
- * User text in a message: at most CONF_TEXT_SHOWN bytes, anything not
- * printable ASCII as '?', so that a message never carries control
- * characters to a terminal or the journal.  Returns buf.
- */
-static const char *
-conf_show(char *buf, size_t len, const char *s)
-{
-	size_t i;
-
-	for (i = 0; s[i] != '\0' && i + 4 < len && i < CONF_TEXT_SHOWN; i++)
-		buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
-	if (s[i] != '\0')
-		buf[i++] = '.', buf[i++] = '.', buf[i++] = '.';
-	buf[i] = '\0';
-	return buf;
-}
-
-#define SHOW_MAX (CONF_TEXT_SHOWN + 8)
+/* CK_ENUM members are read and written through an int. */
+_Static_assert(sizeof(enum hive_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum hive_restart) == sizeof(int), "enum size");
 
 /* ---- value parsers ---- */
 
@@ -295,6 +130,67 @@ conf_parse_bool(const char *s, int *b)
 	return -1;
 }
 
+/* Why conf_split refused a value. */
+enum conf_split_err {
+	SPLIT_NOMEM = 1,
+	SPLIT_BACKSLASH,             /* a backslash ends the value */
+	SPLIT_SQUOTE,                /* unterminated '...' */
+	SPLIT_DQUOTE,                /* unterminated "..." */
+	SPLIT_TOO_MANY,              /* more than max words */
+};
+
+static const char *const conf_split_msg[] = {
+	[SPLIT_NOMEM] = "out of memory",
+	[SPLIT_BACKSLASH] = "backslash at the end",
+	[SPLIT_SQUOTE] = "unterminated single quote",
+	[SPLIT_DQUOTE] = "unterminated double quote",
+	[SPLIT_TOO_MANY] = "too many words",
+};
+
+/* One word of conf_split from *sp into w (room for strlen(*sp) bytes);
+ * returns its length and moves *sp past it, or -1 with *why. */
+static ssize_t
+conf_word(const char **sp, char *w, enum conf_split_err *why)
+{
+	const char *s = *sp;
+	size_t wl = 0;
+
+	while (*s != '\0' && *s != ' ' && *s != '\t') {
+		if (*s == '\\') {
+			if (s[1] == '\0') {
+				*why = SPLIT_BACKSLASH;
+				return -1;
+			}
+			w[wl++] = s[1];
+			s += 2;
+		} else if (*s == '\'') {
+			for (s++; *s != '\0' && *s != '\''; s++)
+				w[wl++] = *s;
+			if (*s == '\0') {
+				*why = SPLIT_SQUOTE;
+				return -1;
+			}
+			s++;
+		} else if (*s == '"') {
+			for (s++; *s != '\0' && *s != '"'; s++) {
+				if (*s == '\\' && s[1] != '\0' &&
+				    strchr("\\\"$`", s[1]) != NULL)
+					s++;
+				w[wl++] = *s;
+			}
+			if (*s == '\0') {
+				*why = SPLIT_DQUOTE;
+				return -1;
+			}
+			s++;
+		} else {
+			w[wl++] = *s++;
+		}
+	}
+	*sp = s;
+	return (ssize_t)wl;
+}
+
 /*
  * Split s into words like a POSIX shell, without any expansion: blanks
  * separate words; '...' keeps everything; "..." keeps everything but lets
@@ -304,59 +200,28 @@ conf_parse_bool(const char *s, int *b)
  * *why set (nothing allocated then).
  */
 static int
-conf_split(const char *s, char **out, int max, const char **why)
+conf_split(const char *s, char **out, int max, enum conf_split_err *why)
 {
 	char *w = malloc(strlen(s) + 1);
 	int n = 0;
+	ssize_t wl;
 
-	*why = "out of memory";
+	*why = SPLIT_NOMEM;
 	if (w == NULL)
 		return -1;
 	for (;;) {
-		size_t wl = 0;
-
 		while (*s == ' ' || *s == '\t')
 			s++;
 		if (*s == '\0')
 			break;
-		while (*s != '\0' && *s != ' ' && *s != '\t') {
-			if (*s == '\\') {
-				if (s[1] == '\0') {
-					*why = "backslash at the end";
-					goto err;
-				}
-				w[wl++] = s[1];
-				s += 2;
-			} else if (*s == '\'') {
-				for (s++; *s != '\0' && *s != '\''; s++)
-					w[wl++] = *s;
-				if (*s == '\0') {
-					*why = "unterminated single quote";
-					goto err;
-				}
-				s++;
-			} else if (*s == '"') {
-				for (s++; *s != '\0' && *s != '"'; s++) {
-					if (*s == '\\' && s[1] != '\0' &&
-					    strchr("\\\"$`", s[1]) != NULL)
-						s++;
-					w[wl++] = *s;
-				}
-				if (*s == '\0') {
-					*why = "unterminated double quote";
-					goto err;
-				}
-				s++;
-			} else {
-				w[wl++] = *s++;
-			}
-		}
+		if ((wl = conf_word(&s, w, why)) < 0)
+			goto err;
 		if (n == max) {
-			*why = "too many words";
+			*why = SPLIT_TOO_MANY;
 			goto err;
 		}
-		if ((out[n] = strndup(w, wl)) == NULL) {
-			*why = "out of memory";
+		if ((out[n] = strndup(w, (size_t)wl)) == NULL) {
+			*why = SPLIT_NOMEM;
 			goto err;
 		}
 		n++;
@@ -370,7 +235,7 @@ err:
 	return -1;
 }
 
-/* host:port, [v6]:port, with a port 1..65535: 0 or -1. */
+/* host:port, [v6]:port, with a port 1..65535 (or 0): 0 or -1. */
 static int
 conf_valid_hostport(const char *s, int port0_ok)
 {
@@ -396,6 +261,26 @@ conf_valid_hostport(const char *s, int port0_ok)
 		    *p != '_')
 			return -1;
 	return 0;
+}
+
+/* The CK_TEXT checks of the tables. */
+
+static int
+conf_valid_redis(const char *s)
+{
+	return s[0] == '/' ? 0 : conf_valid_hostport(s, 0);
+}
+
+static int
+conf_valid_http(const char *s)
+{
+	return s[0] == '\0' ? 0 : conf_valid_hostport(s, 1);
+}
+
+static int
+conf_valid_prefix(const char *s)
+{
+	return proto_valid_name(s, strlen(s));
 }
 
 /* A host name for consumer names: 1..HIVE_HOST_MAX of [A-Za-z0-9._-]. */
@@ -425,737 +310,285 @@ conf_valid_env_name(const char *s, size_t n)
 	return 0;
 }
 
-/* ---- pass 1: reading files into sections ---- */
+/* ---- the key tables ---- */
 
-static struct conf_sect *
-conf_sect_find(struct conf_parser *ps, bool hive, const char *name)
+#define HK(nm, k, m) .name = nm, .kind = k, \
+	.off = offsetof(struct hive_conf, m), \
+	.size = sizeof(((struct hive_conf *)NULL)->m)
+#define AK(nm, k, m) .name = nm, .kind = k, \
+	.off = offsetof(struct hive_agent_conf, m), \
+	.size = sizeof(((struct hive_agent_conf *)NULL)->m)
+
+static const char *const log_level_names[] = { "info", "debug", NULL };
+static const char *const mode_names[] = {
+	[HIVE_MODE_STREAM] = "stream", [HIVE_MODE_EXEC] = "exec", NULL,
+};
+static const char *const restart_names[] = {
+	[HIVE_RESTART_ALWAYS] = "always", [HIVE_RESTART_ON_FAILURE] = "on-failure",
+	[HIVE_RESTART_NEVER] = "never", NULL,
+};
+
+/* [hive], in docs/CONFIG.md's order.  The two CF_COMPUTED defaults are
+ * found at each load (conf_hive_computed): host is gethostname()'s name
+ * ("localhost" if it has none), worker the path main.c found, if any. */
+static const struct conf_key hive_keys[] = {
+	{ HK("redis", CK_TEXT, redis), .dflt = "127.0.0.1:6379",
+	  .flags = CF_WORKER, .valid = conf_valid_redis,
+	  .what = "expected HOST:PORT or the absolute path of a unix socket" },
+	{ HK("prefix", CK_TEXT, prefix), .dflt = "hive", .flags = CF_WORKER,
+	  .valid = conf_valid_prefix, .what = "expected a name of [A-Za-z0-9_.-]" },
+	{ HK("host", CK_TEXT, host), .dflt = "localhost",
+	  .flags = CF_WORKER | CF_COMPUTED, .valid = conf_valid_host,
+	  .what = "expected a host name of [A-Za-z0-9_.-]" },
+	{ HK("postgres", CK_STRING, postgres), .dflt = "" },
+	{ HK("worker", CK_PATH, worker_path), .dflt = HIVE_BINDIR "/hive-worker",
+	  .flags = CF_WORKER | CF_COMPUTED },
+	{ HK("http", CK_TEXT, http), .dflt = "127.0.0.1:8420",
+	  .valid = conf_valid_http,
+	  .what = "expected HOST:PORT, or nothing for no HTTP API" },
+	{ HK("token_file", CK_PATH, token_file) },
+	{ HK("stop_timeout", CK_DURATION, stop_timeout_ms), .min = 1,
+	  .max = UINT_MAX, .dflt = "30s" },
+	{ HK("heartbeat_interval", CK_DURATION, heartbeat_ms),
+	  .min = CONF_HEARTBEAT_MIN, .max = 3600000, .dflt = "1s",
+	  .flags = CF_WORKER },
+	{ HK("snapshots_keep", CK_UINT, snapshots_keep), .min = 1,
+	  .max = CONF_SNAPSHOTS_MAX, .dflt = "10" },
+	{ HK("allow_eviction", CK_BOOL, allow_eviction), .dflt = "no" },
+	{ HK("log_level", CK_ENUM, verbose), .dflt = "info",
+	  .names = log_level_names },
+};
+
+/* [agent:NAME], in docs/CONFIG.md's order. */
+static const struct conf_key agent_keys[] = {
+	{ AK("command", CK_COMMAND, argv), .max = HIVE_ARGV_MAX,
+	  .flags = CF_REQUIRED },
+	{ AK("mode", CK_ENUM, mode), .dflt = "stream", .names = mode_names },
+	{ AK("capabilities", CK_LIST, caps), .max = HIVE_CAPS_MAX,
+	  .cnt = offsetof(struct hive_agent_conf, ncaps) },
+	{ AK("instances", CK_UINT, instances), .min = 1,
+	  .max = HIVE_INSTANCE_MAX, .dflt = "1" },
+	{ AK("concurrency", CK_UINT, concurrency), .min = 1,
+	  .max = CONF_CONCURRENCY_MAX, .dflt = "1" },
+	{ AK("restart", CK_ENUM, restart), .dflt = "always",
+	  .names = restart_names },
+	{ AK("backoff", CK_DURATION, backoff_ms), .max = HIVE_TIMEOUT_MAX,
+	  .dflt = "100ms" },
+	{ AK("backoff_max", CK_DURATION, backoff_max_ms),
+	  .max = HIVE_TIMEOUT_MAX, .dflt = "30s" },
+	{ AK("restart_limit", CK_UINT, restart_limit), .min = 1,
+	  .max = CONF_RESTART_LIMIT_MAX, .dflt = "5" },
+	{ AK("restart_window", CK_DURATION, restart_window_ms), .min = 1,
+	  .max = UINT_MAX, .dflt = "60s" },
+	{ AK("cooldown", CK_DURATION, cooldown_ms), .max = UINT_MAX,
+	  .dflt = "0" },
+	{ AK("heartbeat_deadline", CK_DURATION, heartbeat_deadline_ms),
+	  .min = 1, .max = UINT_MAX, .dflt = "10s" },
+	{ AK("task_timeout", CK_DURATION, task_timeout_ms),
+	  .max = HIVE_TIMEOUT_MAX, .dflt = "0" },
+	{ AK("max_attempts", CK_UINT, max_attempts), .min = 1,
+	  .max = HIVE_ATTEMPTS_MAX, .dflt = "3" },
+	{ AK("max_tasks", CK_U64, max_tasks), .max = UINT64_MAX, .dflt = "0" },
+	{ AK("max_rss", CK_SIZE, max_rss_kb), .dflt = "0" },
+	{ AK("environment", CK_ENV, env), .max = HIVE_ENV_MAX,
+	  .cnt = offsetof(struct hive_agent_conf, nenv) },
+	{ AK("directory", CK_PATH, directory) },
+	{ AK("autostart", CK_BOOL, autostart), .dflt = "yes" },
+};
+
+#define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
+
+const struct conf_key *
+conf_keys(enum conf_section s, size_t *n)
 {
-	for (size_t i = 0; i < ps->nsects; i++) {
-		struct conf_sect *sc = &ps->sects[i];
+	*n = s == CONF_SECT_HIVE ? NKEYS(hive_keys) : NKEYS(agent_keys);
+	return s == CONF_SECT_HIVE ? hive_keys : agent_keys;
+}
 
-		if (sc->hive == hive && (hive || strcmp(sc->name, name) == 0))
-			return sc;
-	}
+static const struct conf_key *
+conf_key_find(const struct conf_key *t, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(t[i].name, name) == 0)
+			return &t[i];
 	return NULL;
 }
 
-/* Add a section; returns its index or CUR_IGNORE (error reported). */
-static int
-conf_sect_add(struct conf_parser *ps, bool hive, const char *name)
-{
-	struct conf_sect *sc;
-
-	if (ps->nsects == CONF_SECTIONS_MAX) {
-		conf_err(ps, ps->file, ps->line, "too many sections (at most %d)",
-		    CONF_SECTIONS_MAX);
-		return CUR_IGNORE;
-	}
-	if (ps->nsects == ps->capsects) {
-		size_t cap = ps->capsects ? ps->capsects * 2 : 8;
-
-		sc = realloc(ps->sects, cap * sizeof(*sc));
-		if (sc == NULL) {
-			ps->oom = true;
-			return CUR_IGNORE;
-		}
-		ps->sects = sc;
-		ps->capsects = cap;
-	}
-	sc = &ps->sects[ps->nsects];
-	*sc = (struct conf_sect){ .file = ps->file, .line = ps->line,
-	    .hive = hive };
-	snprintf(sc->name, sizeof(sc->name), "%s", hive ? "hive" : name);
-	return (int)ps->nsects++;
-}
+/* ---- setters: one value into place, by kind ---- */
 
 /*
- * A section header: inner is the text between '[' and the last ']'.
- * Sets ps->cur.  [hive], [agent:NAME], [agent "NAME"].
+ * Where a setter reports: the parser, the file, and the key being set (its
+ * name, value and line).  A setter leaves the member as it was when the
+ * value is refused, so that the rest of pass 2 still sees the default.
  */
+struct conf_at {
+	struct conf_parser *ps;
+	int file, line;
+	const char *key, *value;
+};
+
 static void
-conf_section(struct conf_parser *ps, char *inner)
+conf_kv_err(const struct conf_at *at, const char *what)
 {
-	char show[SHOW_MAX], *name = NULL, *e;
-	struct conf_sect *dup;
+	char show[CONF_SHOW_MAX];
 
-	while (isspace((unsigned char)*inner))
-		inner++;
-	for (e = inner + strlen(inner); e > inner && isspace((unsigned char)e[-1]); )
-		*--e = '\0';
+	conf_err(at->ps, at->file, at->line, "%s: %s, not '%s'",
+	    at->key, what, conf_show(show, sizeof(show), at->value));
+}
 
-	ps->cur = CUR_IGNORE;
-	if (strcmp(inner, "hive") == 0) {
-		if (ps->agents_only) {
-			conf_err(ps, ps->file, ps->line,
-			    "[hive] belongs in the main file; agents.d/ holds only agent sections");
-			return;
-		}
-		if ((dup = conf_sect_find(ps, true, NULL)) != NULL) {
-			conf_err(ps, ps->file, ps->line,
-			    "duplicate section [hive] (first at line %d)", dup->line);
-			return;
-		}
-		ps->cur = conf_sect_add(ps, true, NULL);
+/* Replace the string at *dst by a copy of v. */
+static void
+set_strdup(const struct conf_at *at, char **dst, const char *v)
+{
+	char *s = strdup(v);
+
+	if (s == NULL) {
+		at->ps->oom = true;
 		return;
 	}
-	if (strncmp(inner, "agent", 5) == 0 && inner[5] == ':') {
-		name = inner + 6;
-		while (isspace((unsigned char)*name))
-			name++;
-	} else if (strncmp(inner, "agent", 5) == 0 &&
-	    isspace((unsigned char)inner[5])) {
-		name = inner + 6;
-		while (isspace((unsigned char)*name))
-			name++;
-		e = name + strlen(name);
-		if (*name != '"' || e - name < 2 || e[-1] != '"') {
-			conf_err(ps, ps->file, ps->line,
-			    "bad section [%s]: write [agent \"NAME\"] or [agent:NAME]",
-			    conf_show(show, sizeof(show), inner));
-			return;
-		}
-		e[-1] = '\0';
-		name++;
-	}
-	if (name == NULL) {
-		conf_err(ps, ps->file, ps->line,
-		    "unknown section [%s]: expected [hive] or [agent:NAME]",
-		    conf_show(show, sizeof(show), inner));
-		return;
-	}
-	if (proto_valid_name(name, strlen(name)) != 0) {
-		conf_err(ps, ps->file, ps->line, "bad agent name '%s': 1..%d of "
-		    "[A-Za-z0-9_.-], not starting with '.' or '-'",
-		    conf_show(show, sizeof(show), name), HIVE_NAME_MAX);
-		return;
-	}
-	if ((dup = conf_sect_find(ps, false, name)) != NULL) {
-		if (dup->file == ps->file)
-			conf_err(ps, ps->file, ps->line,
-			    "duplicate agent '%s' (first at line %d)", name, dup->line);
-		else
-			conf_err(ps, ps->file, ps->line,
-			    "duplicate agent '%s' (first at %s:%d)", name,
-			    ps->files[dup->file], dup->line);
-		return;
-	}
-	ps->cur = conf_sect_add(ps, false, name);
-}
-
-/* The neutral line handed to inih instead of anything we handle or reject:
- * a section header, so that inih also forgets the key a following indented
- * line would continue. */
-static char *
-conf_reader_neutral(char *buf)
-{
-	strcpy(buf, "[s]\n");
-	return buf;
-}
-
-/* A bad line (already reported): inih gets the neutral line, and the
- * indented lines after it, which probably continue it, are skipped rather
- * than reported one by one. */
-static char *
-conf_reader_bad(struct conf_parser *ps, char *buf)
-{
-	ps->key_open = false;
-	ps->swallow = true;
-	ps->last = NULL;
-	return conf_reader_neutral(buf);
-}
-
-/* A line inih gets as it is (len bytes already in buf). */
-static char *
-conf_reader_pass(char *buf, size_t len)
-{
-	buf[len] = '\n';
-	buf[len + 1] = '\0';
-	return buf;
-}
-
-/*
- * inih's ini_reader: the next line of the file being parsed, as fgets
- * would give it (num is inih's buffer size).  See the comment at the top.
- */
-static char *
-conf_reader(char *buf, int num, void *arg)
-{
-	struct conf_parser *ps = arg;
-	const char *line, *nl;
-	char *t;
-	size_t len;
-	char show[SHOW_MAX];
-
-	/* inih's buffer is 200 bytes; a tiny one could not even hold the
-	 * neutral line. */
-	if (ps->p >= ps->end || num < 8)
-		return NULL;
-	line = ps->p;
-	nl = memchr(line, '\n', (size_t)(ps->end - line));
-	len = nl ? (size_t)(nl - line) : (size_t)(ps->end - line);
-	ps->p = line + len + (nl != NULL);
-	ps->line++;
-	ps->kind = LK_OTHER;
-
-	if (len > 0 && line[len - 1] == '\r')
-		len--;
-	if (ps->line == 1 && len >= 3 && memcmp(line, "\xef\xbb\xbf", 3) == 0)
-		line += 3, len -= 3;
-
-	if (memchr(line, '\0', len) != NULL) {
-		conf_err(ps, ps->file, ps->line, "NUL byte in line");
-		return conf_reader_bad(ps, buf);
-	}
-	/* Room for the line, '\n' and '\0', and one byte more: inih treats a
-	 * full buffer as a line cut short. */
-	if (len + 3 > (size_t)num) {
-		conf_err(ps, ps->file, ps->line, "line too long (%zu bytes, at most"
-		    " %d): continue a long value on indented lines", len, num - 3);
-		return conf_reader_bad(ps, buf);
-	}
-	memcpy(buf, line, len);
-	buf[len] = '\0';
-
-	for (t = buf; isspace((unsigned char)*t); t++)
-		;
-	if (*t == '\0' || *t == ';' || *t == '#')
-		return conf_reader_pass(buf, len);   /* blank or comment */
-	if (t > buf && (ps->key_open || ps->swallow)) {
-		if (ps->swallow)
-			return conf_reader_neutral(buf);
-		ps->kind = LK_CONT;
-		return conf_reader_pass(buf, len);
-	}
-	ps->swallow = false;
-	if (*t == '[') {
-		char *close = strrchr(buf, ']');
-
-		ps->key_open = false;
-		ps->last = NULL;
-		for (char *q = close ? close + 1 : NULL; q && *q; q++)
-			if (!isspace((unsigned char)*q))
-				close = NULL;
-		if (close == NULL) {
-			conf_err(ps, ps->file, ps->line,
-			    "bad section header '%s': it must end with ']'",
-			    conf_show(show, sizeof(show), t));
-			ps->cur = CUR_IGNORE;
-			return conf_reader_neutral(buf);
-		}
-		*close = '\0';
-		conf_section(ps, t + 1);
-		return conf_reader_neutral(buf);
-	}
-	if (strpbrk(t, "=:") == NULL) {
-		conf_err(ps, ps->file, ps->line, "expected 'key = value', "
-		    "[section] or a comment, not '%s'",
-		    conf_show(show, sizeof(show), t));
-		return conf_reader_bad(ps, buf);
-	}
-	if (*t == '=' || *t == ':') {
-		conf_err(ps, ps->file, ps->line, "missing key before '%c'", *t);
-		return conf_reader_bad(ps, buf);
-	}
-	ps->kind = LK_KEY;
-	ps->key_open = true;
-	return conf_reader_pass(buf, len);
-}
-
-/* Control characters but tab in a value are refused (they would end up in
- * argv, the environment or a path). */
-static bool
-conf_has_ctl(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
-			return true;
-	return false;
-}
-
-/* inih's handler: one "key = value" (or a continuation of the last one). */
-static int
-conf_handler(void *arg, const char *section, const char *name,
-    const char *value)
-{
-	struct conf_parser *ps = arg;
-	struct conf_sect *sc;
-	struct conf_kv *kv;
-	char show[SHOW_MAX];
-
-	(void)section;                       /* ours is ps->cur: see the top */
-	if (value == NULL || name == NULL)
-		return 1;
-	if (conf_has_ctl(value)) {
-		conf_err(ps, ps->file, ps->line, "control character in value");
-		ps->last = NULL;
-		return 1;
-	}
-	if (ps->kind == LK_CONT) {
-		char *joined;
-
-		if (ps->last == NULL || *value == '\0')
-			return 1;
-		if (asprintf(&joined, "%s%s%s", ps->last->value,
-		    *ps->last->value ? " " : "", value) < 0) {
-			ps->oom = true;
-			return 1;
-		}
-		free(ps->last->value);
-		ps->last->value = joined;
-		return 1;
-	}
-	ps->last = NULL;
-	if (ps->kind != LK_KEY) {
-		/* Only if our reader and inih disagree on a line. */
-		conf_err(ps, ps->file, ps->line, "cannot parse this line");
-		return 1;
-	}
-	if (ps->cur == CUR_IGNORE)
-		return 1;
-	if (ps->cur == CUR_NONE) {
-		conf_err(ps, ps->file, ps->line,
-		    "key '%s' before any section: put it under [hive] or "
-		    "[agent:NAME]", conf_show(show, sizeof(show), name));
-		return 1;
-	}
-	sc = &ps->sects[ps->cur];
-	for (size_t i = 0; i < sc->nkv; i++) {
-		if (strcmp(sc->kv[i].key, name) == 0) {
-			conf_err(ps, ps->file, ps->line,
-			    "duplicate key '%s' (first at line %d)",
-			    conf_show(show, sizeof(show), name), sc->kv[i].line);
-			return 1;
-		}
-	}
-	if (sc->nkv == sc->cap) {
-		size_t cap = sc->cap ? sc->cap * 2 : 8;
-
-		kv = realloc(sc->kv, cap * sizeof(*kv));
-		if (kv == NULL) {
-			ps->oom = true;
-			return 1;
-		}
-		sc->kv = kv;
-		sc->cap = cap;
-	}
-	kv = &sc->kv[sc->nkv];
-	kv->key = strdup(name);
-	kv->value = strdup(value);
-	kv->line = ps->line;
-	if (kv->key == NULL || kv->value == NULL) {
-		free(kv->key);
-		free(kv->value);
-		ps->oom = true;
-		return 1;
-	}
-	sc->nkv++;
-	ps->last = kv;
-	return 1;
-}
-
-/* Parse one file's text (len bytes, may hold NULs) into ps's sections. */
-static void
-conf_parse_text(struct conf_parser *ps, int file, const char *text,
-    size_t len, bool agents_only)
-{
-	int rc;
-
-	ps->file = file;
-	ps->p = text;
-	ps->end = text + len;
-	ps->line = 0;
-	ps->agents_only = agents_only;
-	ps->cur = CUR_NONE;
-	ps->key_open = false;
-	ps->swallow = false;
-	ps->last = NULL;
-#ifdef HIVE_INIH_RUNTIME
-	/* Debian builds inih with these as variables; the defaults would cut
-	 * values at " ;" and skip a BOM we already skip.  Set every time: they
-	 * are process-wide, and hived is single-threaded. */
-	ini_allow_multiline = true;
-	ini_allow_inline_comments = false;
-	ini_allow_no_value = false;
-	ini_stop_on_first_error = false;
-	ini_allow_bom = false;
-#endif
-	rc = ini_parse_stream(conf_reader, ps, conf_handler, ps);
-	if (rc == -2)
-		ps->oom = true;
-	else if (rc > 0)
-		conf_err(ps, file, rc, "cannot parse this line");
-}
-
-/* Read a whole file (at most CONF_FILE_MAX bytes).  Returns 0, or -1 after
- * reporting why. */
-static int
-conf_read_file(struct conf_parser *ps, int file, char **text, size_t *len)
-{
-	const char *path = ps->files[file];
-	FILE *f = fopen(path, "re");
-	struct stat st;
-	char *buf = NULL;
-	size_t n;
-
-	*text = NULL;
-	if (f == NULL) {
-		conf_err(ps, file, 0, "cannot open: %s", strerror(errno));
-		return -1;
-	}
-	if (fstat(fileno(f), &st) == -1 || !S_ISREG(st.st_mode)) {
-		conf_err(ps, file, 0, "not a regular file");
-		goto err;
-	}
-	if ((buf = malloc(CONF_FILE_MAX + 1)) == NULL) {
-		ps->oom = true;
-		goto err;
-	}
-	n = fread(buf, 1, CONF_FILE_MAX + 1, f);
-	if (ferror(f)) {
-		conf_err(ps, file, 0, "cannot read: %s", strerror(errno));
-		goto err;
-	}
-	if (n > CONF_FILE_MAX) {
-		conf_err(ps, file, 0, "larger than %u bytes", CONF_FILE_MAX);
-		goto err;
-	}
-	fclose(f);
-	*text = buf;
-	*len = n;
-	return 0;
-err:
-	free(buf);
-	fclose(f);
-	return -1;
-}
-
-static int
-conf_add_file(struct conf_parser *ps, const char *name)
-{
-	char **f = realloc(ps->files, (ps->nfiles + 1) * sizeof(*f));
-
-	if (f == NULL)
-		return -1;
-	ps->files = f;
-	if ((f[ps->nfiles] = strdup(name)) == NULL)
-		return -1;
-	return (int)ps->nfiles++;
-}
-
-static int
-conf_strcmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Every *.conf in DIR/agents.d, where DIR holds the main file, in name
- * order.  No agents.d/ is fine. */
-static void
-conf_parse_agents_d(struct conf_parser *ps, const char *main_path)
-{
-	const char *slash = strrchr(main_path, '/');
-	char *dir = NULL, **names = NULL;
-	size_t n = 0, cap = 0;
-	DIR *d = NULL;
-	struct dirent *de;
-
-	if (asprintf(&dir, "%.*sagents.d", slash ? (int)(slash - main_path + 1)
-	    : 0, main_path) < 0) {
-		dir = NULL;
-		ps->oom = true;
-		goto out;
-	}
-	if ((d = opendir(dir)) == NULL) {
-		if (errno != ENOENT && errno != ENOTDIR) {
-			int fi = conf_add_file(ps, dir);
-
-			if (fi < 0)
-				ps->oom = true;
-			else
-				conf_err(ps, fi, 0, "cannot open: %s", strerror(errno));
-		}
-		goto out;
-	}
-	while ((de = readdir(d)) != NULL) {
-		size_t l = strlen(de->d_name);
-
-		if (de->d_name[0] == '.' || l <= 5 ||
-		    strcmp(de->d_name + l - 5, ".conf") != 0)
-			continue;
-		if (n == cap) {
-			char **nn;
-
-			cap = cap ? cap * 2 : 8;
-			if ((nn = realloc(names, cap * sizeof(*nn))) == NULL) {
-				ps->oom = true;
-				goto out;
-			}
-			names = nn;
-		}
-		if ((names[n] = strdup(de->d_name)) == NULL) {
-			ps->oom = true;
-			goto out;
-		}
-		n++;
-	}
-	qsort(names, n, sizeof(*names), conf_strcmp);
-	for (size_t i = 0; i < n; i++) {
-		char *path, *text;
-		size_t len;
-		int fi;
-
-		if (asprintf(&path, "%s/%s", dir, names[i]) < 0) {
-			ps->oom = true;
-			goto out;
-		}
-		fi = conf_add_file(ps, path);
-		free(path);
-		if (fi < 0) {
-			ps->oom = true;
-			goto out;
-		}
-		if (conf_read_file(ps, fi, &text, &len) == 0) {
-			conf_parse_text(ps, fi, text, len, true);
-			free(text);
-		}
-	}
-out:
-	if (d != NULL)
-		closedir(d);
-	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	free(dir);
-}
-
-/* ---- pass 2: interpreting sections ---- */
-
-/* The value of one key as the type its setter wants; each reports its
- * own error as "key: ..." at the key's line. */
-
-static void
-conf_kv_err(struct conf_parser *ps, int file, const struct conf_kv *kv,
-    const char *what)
-{
-	char show[SHOW_MAX];
-
-	conf_err(ps, file, kv->line, "%s: %s, not '%s'", kv->key, what,
-	    conf_show(show, sizeof(show), kv->value));
+	free(*dst);
+	*dst = s;
 }
 
 static void
-kv_duration(struct conf_parser *ps, int file, const struct conf_kv *kv,
-    unsigned *dst, unsigned min, unsigned max)
+set_number(const struct conf_at *at, const struct conf_key *k, void *dst)
+{
+	uint64_t v;
+	const char *end = conf_digits(at->value, &v);
+	char what[128];
+
+	if (end == NULL || *end != '\0' || v < k->min || v > k->max) {
+		snprintf(what, sizeof(what), "expected a whole number %llu..%llu",
+		    (unsigned long long)k->min, (unsigned long long)k->max);
+		conf_kv_err(at, what);
+	} else if (k->kind == CK_UINT) {
+		unsigned u = (unsigned)v;
+
+		memcpy(dst, &u, sizeof(u));
+	} else {
+		memcpy(dst, &v, sizeof(v));
+	}
+}
+
+static void
+set_duration(const struct conf_at *at, const struct conf_key *k,
+    unsigned *dst)
 {
 	unsigned v;
 	char what[128];
 
-	if (conf_parse_duration(kv->value, &v) != 0) {
-		conf_kv_err(ps, file, kv, "expected a duration such as 100ms, 2s, "
-		    "5m, 1h (a bare number is seconds)");
-		return;
+	if (conf_parse_duration(at->value, &v) != 0) {
+		conf_kv_err(at, "expected a duration such as 100ms, 2s, 5m, 1h "
+		    "(a bare number is seconds)");
+	} else if (v < k->min || v > k->max) {
+		snprintf(what, sizeof(what), "must be %llums..%llums",
+		    (unsigned long long)k->min, (unsigned long long)k->max);
+		conf_kv_err(at, what);
+	} else {
+		*dst = v;
 	}
-	if (v < min || v > max) {
-		snprintf(what, sizeof(what), "must be %ums..%ums", min, max);
-		conf_kv_err(ps, file, kv, what);
-		return;
-	}
-	*dst = v;
 }
 
+/* "expected a, b or c". */
 static void
-kv_uint(struct conf_parser *ps, int file, const struct conf_kv *kv,
-    uint64_t *dst, uint64_t min, uint64_t max)
+set_enum(const struct conf_at *at, const struct conf_key *k, int *dst)
 {
-	uint64_t v;
-	const char *end = conf_digits(kv->value, &v);
 	char what[128];
+	size_t off, n;
 
-	if (end == NULL || *end != '\0' || v < min || v > max) {
-		snprintf(what, sizeof(what), "expected a whole number %llu..%llu",
-		    (unsigned long long)min, (unsigned long long)max);
-		conf_kv_err(ps, file, kv, what);
+	for (n = 0; k->names[n] != NULL; n++) {
+		if (strcmp(at->value, k->names[n]) == 0) {
+			*dst = (int)n;
+			return;
+		}
+	}
+	off = (size_t)snprintf(what, sizeof(what), "expected");
+	for (size_t i = 0; i < n && off < sizeof(what); i++)
+		off += (size_t)snprintf(what + off, sizeof(what) - off, "%s %s",
+		    i == 0 ? "" : i + 1 == n ? " or" : ",", k->names[i]);
+	conf_kv_err(at, what);
+}
+
+static void
+set_command(const struct conf_at *at, char ***dst)
+{
+	char *words[HIVE_ARGV_MAX];
+	enum conf_split_err why;
+	int n = conf_split(at->value, words, HIVE_ARGV_MAX, &why);
+
+	if (n < 0) {
+		if (why == SPLIT_TOO_MANY)
+			conf_err(at->ps, at->file, at->line, "command: more than %d "
+			    "words", HIVE_ARGV_MAX);
+		else
+			conf_err(at->ps, at->file, at->line, "command: %s",
+			    conf_split_msg[why]);
 		return;
 	}
-	*dst = v;
+	if (n == 0 || words[0][0] == '\0') {
+		conf_err(at->ps, at->file, at->line, "command: empty");
+		goto err;
+	}
+	if ((*dst = calloc((size_t)n + 1, sizeof(**dst))) == NULL) {
+		at->ps->oom = true;
+		goto err;
+	}
+	memcpy(*dst, words, (size_t)n * sizeof(*words));
+	return;
+err:
+	while (n > 0)
+		free(words[--n]);
 }
 
+/* env has room for k->max (HIVE_ENV_MAX) entries. */
 static void
-kv_unsigned(struct conf_parser *ps, int file, const struct conf_kv *kv,
-    unsigned *dst, unsigned min, unsigned max)
+set_env(const struct conf_at *at, const struct conf_key *k, char **env,
+    int *nenv)
 {
-	uint64_t v = *dst;
+	char show[CONF_SHOW_MAX];
+	enum conf_split_err why;
+	int n = conf_split(at->value, env, (int)k->max, &why);
 
-	kv_uint(ps, file, kv, &v, min, max);
-	*dst = (unsigned)v;
-}
-
-static void
-kv_bool(struct conf_parser *ps, int file, const struct conf_kv *kv, int *dst)
-{
-	if (conf_parse_bool(kv->value, dst) != 0)
-		conf_kv_err(ps, file, kv,
-		    "expected yes/no, true/false, on/off or 1/0");
-}
-
-/* An absolute path, strdup'd into *dst (replacing what was there). */
-static void
-kv_path(struct conf_parser *ps, int file, const struct conf_kv *kv,
-    char **dst)
-{
-	char *v;
-
-	if (kv->value[0] != '/' || strlen(kv->value) >= PATH_MAX) {
-		conf_kv_err(ps, file, kv, "expected an absolute path");
+	if (n < 0) {
+		if (why == SPLIT_TOO_MANY)
+			conf_err(at->ps, at->file, at->line, "environment: more "
+			    "than %d variables", (int)k->max);
+		else
+			conf_err(at->ps, at->file, at->line, "environment: %s",
+			    conf_split_msg[why]);
 		return;
 	}
-	if ((v = strdup(kv->value)) == NULL) {
-		ps->oom = true;
-		return;
-	}
-	free(*dst);
-	*dst = v;
-}
+	*nenv = n;
+	for (int i = 0; i < n; i++) {
+		const char *eq = strchr(env[i], '=');
+		size_t kl = eq ? (size_t)(eq - env[i]) : 0;
 
-static void
-kv_string(struct conf_parser *ps, const struct conf_kv *kv, char **dst)
-{
-	char *v = strdup(kv->value);
-
-	if (v == NULL) {
-		ps->oom = true;
-		return;
-	}
-	free(*dst);
-	*dst = v;
-}
-
-static char *
-conf_default_worker(void)
-{
-	char exe[PATH_MAX], *cand[4] = { NULL }, *ret = NULL;
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	size_t i;
-
-	/* Beside hived (installed), then the build tree's layout (so that
-	 * build/supervisor/hived finds build/worker/hive-worker), then where
-	 * `meson install` puts it. */
-	if (n > 0) {
-		char *slash;
-
-		exe[n] = '\0';
-		if ((slash = strrchr(exe, '/')) != NULL)
-			*slash = '\0';
-		if (asprintf(&cand[0], "%s/hive-worker", exe) < 0)
-			cand[0] = NULL;
-		if (asprintf(&cand[1], "%s/../worker/hive-worker", exe) < 0)
-			cand[1] = NULL;
-	}
-	cand[2] = strdup(HIVE_BINDIR "/hive-worker");
-	cand[3] = strdup(HIVE_LIBEXECDIR "/hive/hive-worker");
-	for (i = 0; i < 4 && ret == NULL; i++)
-		if (cand[i] != NULL && access(cand[i], X_OK) == 0)
-			ret = realpath(cand[i], NULL);
-	if (ret == NULL)
-		ret = strdup(HIVE_BINDIR "/hive-worker");
-	for (i = 0; i < 4; i++)
-		free(cand[i]);
-	return ret;
-}
-
-/* Defaults of [hive] (config.h). */
-static int
-conf_hive_defaults(struct hive_conf *c)
-{
-	snprintf(c->redis, sizeof(c->redis), "127.0.0.1:6379");
-	snprintf(c->prefix, sizeof(c->prefix), "hive");
-	if (gethostname(c->host, sizeof(c->host)) != 0 || c->host[0] == '\0')
-		snprintf(c->host, sizeof(c->host), "localhost");
-	c->host[sizeof(c->host) - 1] = '\0';
-	snprintf(c->http, sizeof(c->http), "127.0.0.1:8420");
-	c->stop_timeout_ms = 30000;
-	c->heartbeat_ms = 1000;
-	c->snapshots_keep = 10;
-	c->allow_eviction = 0;
-	c->verbose = 0;
-	c->postgres = strdup("");
-	c->worker_path = conf_default_worker();
-	return c->postgres && c->worker_path ? 0 : -1;
-}
-
-static void
-conf_build_hive(struct conf_parser *ps, const struct conf_sect *sc,
-    struct hive_conf *c)
-{
-	char show[SHOW_MAX];
-	unsigned u;
-
-	for (size_t i = 0; sc != NULL && i < sc->nkv; i++) {
-		const struct conf_kv *kv = &sc->kv[i];
-		const char *k = kv->key, *v = kv->value;
-		int f = sc->file;
-
-		if (strcmp(k, "redis") == 0) {
-			if (strlen(v) >= sizeof(c->redis) ||
-			    (v[0] != '/' && conf_valid_hostport(v, 0) != 0))
-				conf_kv_err(ps, f, kv, "expected HOST:PORT or the "
-				    "absolute path of a unix socket");
-			else
-				snprintf(c->redis, sizeof(c->redis), "%s", v);
-		} else if (strcmp(k, "prefix") == 0) {
-			if (proto_valid_name(v, strlen(v)) != 0)
-				conf_kv_err(ps, f, kv, "expected a name of [A-Za-z0-9_.-]");
-			else
-				snprintf(c->prefix, sizeof(c->prefix), "%s", v);
-		} else if (strcmp(k, "host") == 0) {
-			if (conf_valid_host(v) != 0)
-				conf_kv_err(ps, f, kv, "expected a host name of [A-Za-z0-9_.-]");
-			else
-				snprintf(c->host, sizeof(c->host), "%s", v);
-		} else if (strcmp(k, "postgres") == 0) {
-			kv_string(ps, kv, &c->postgres);
-		} else if (strcmp(k, "worker") == 0) {
-			kv_path(ps, f, kv, &c->worker_path);
-		} else if (strcmp(k, "http") == 0) {
-			if (strlen(v) >= sizeof(c->http) ||
-			    (v[0] != '\0' && conf_valid_hostport(v, 1) != 0))
-				conf_kv_err(ps, f, kv, "expected HOST:PORT, or nothing "
-				    "for no HTTP API");
-			else
-				snprintf(c->http, sizeof(c->http), "%s", v);
-		} else if (strcmp(k, "token_file") == 0) {
-			kv_path(ps, f, kv, &c->token_file);
-		} else if (strcmp(k, "stop_timeout") == 0) {
-			kv_duration(ps, f, kv, &c->stop_timeout_ms, 1, UINT_MAX);
-		} else if (strcmp(k, "heartbeat_interval") == 0) {
-			kv_duration(ps, f, kv, &c->heartbeat_ms, CONF_HEARTBEAT_MIN,
-			    3600000);
-		} else if (strcmp(k, "snapshots_keep") == 0) {
-			u = c->snapshots_keep;
-			kv_unsigned(ps, f, kv, &u, 1, CONF_SNAPSHOTS_MAX);
-			c->snapshots_keep = u;
-		} else if (strcmp(k, "allow_eviction") == 0) {
-			kv_bool(ps, f, kv, &c->allow_eviction);
-		} else if (strcmp(k, "log_level") == 0) {
-			if (strcmp(v, "info") == 0)
-				c->verbose = 0;
-			else if (strcmp(v, "debug") == 0)
-				c->verbose = 1;
-			else
-				conf_kv_err(ps, f, kv, "expected info or debug");
-		} else {
-			conf_err(ps, f, kv->line, "unknown key '%s' in [hive]",
-			    conf_show(show, sizeof(show), k));
+		if (eq == NULL || conf_valid_env_name(env[i], kl) != 0) {
+			conf_err(at->ps, at->file, at->line, "environment: expected "
+			    "NAME=value with NAME of [A-Za-z0-9_] not starting "
+			    "with a digit, not '%s'",
+			    conf_show(show, sizeof(show), env[i]));
+			return;
+		}
+		for (int j = 0; j < i; j++) {
+			if (strncmp(env[j], env[i], kl + 1) == 0) {
+				conf_err(at->ps, at->file, at->line,
+				    "environment: %.*s set twice", (int)kl, env[i]);
+				return;
+			}
 		}
 	}
 }
 
+/* Names separated by commas and/or blanks, each once; list has room for
+ * k->max (HIVE_CAPS_MAX) of them. */
 static void
-conf_agent_caps(struct conf_parser *ps, int f, const struct conf_kv *kv,
-    struct hive_agent_conf *a)
+set_list(const struct conf_at *at, const struct conf_key *k, char **list,
+    int *count)
 {
-	const char *s = kv->value;
-	char show[SHOW_MAX], cap[HIVE_NAME_MAX + 1];
+	const char *s = at->value;
+	char show[CONF_SHOW_MAX], name[HIVE_NAME_MAX + 1];
+	int line = at->line;
 
 	for (;;) {
 		size_t n;
@@ -1167,120 +600,178 @@ conf_agent_caps(struct conf_parser *ps, int f, const struct conf_kv *kv,
 		if (n > HIVE_NAME_MAX || proto_valid_name(s, n) != 0) {
 			char *bad = strndup(s, n);
 
-			conf_err(ps, f, kv->line, "capabilities: bad name '%s': 1..%d "
+			conf_err(at->ps, at->file, line, "%s: bad name '%s': 1..%d "
 			    "of [A-Za-z0-9_.-], not starting with '.' or '-'",
-			    bad ? conf_show(show, sizeof(show), bad) : "?",
-			    HIVE_NAME_MAX);
+			    at->key, bad ? conf_show(show, sizeof(show), bad) :
+			    "?", HIVE_NAME_MAX);
 			free(bad);
 			return;
 		}
-		snprintf(cap, sizeof(cap), "%.*s", (int)n, s);
-		for (int i = 0; i < a->ncaps; i++) {
-			if (strcmp(a->caps[i], cap) == 0) {
-				conf_err(ps, f, kv->line,
-				    "capabilities: '%s' listed twice", cap);
+		snprintf(name, sizeof(name), "%.*s", (int)n, s);
+		for (int i = 0; i < *count; i++) {
+			if (strcmp(list[i], name) == 0) {
+				conf_err(at->ps, at->file, line,
+				    "%s: '%s' listed twice", at->key, name);
 				return;
 			}
 		}
-		if (a->ncaps == HIVE_CAPS_MAX) {
-			conf_err(ps, f, kv->line, "capabilities: more than %d",
-			    HIVE_CAPS_MAX);
+		if (*count == (int)k->max) {
+			conf_err(at->ps, at->file, line, "%s: more than %d",
+			    at->key, (int)k->max);
 			return;
 		}
-		if ((a->caps[a->ncaps] = strdup(cap)) == NULL) {
-			ps->oom = true;
+		if ((list[*count] = strdup(name)) == NULL) {
+			at->ps->oom = true;
 			return;
 		}
-		a->ncaps++;
+		(*count)++;
 		s += n;
 	}
 }
 
+/* Key k of the struct at base, from at->value. */
 static void
-conf_agent_env(struct conf_parser *ps, int f, const struct conf_kv *kv,
-    struct hive_agent_conf *a)
+conf_set(const struct conf_at *at, const struct conf_key *k, void *base)
 {
-	char show[SHOW_MAX];
-	const char *why;
-	int n = conf_split(kv->value, a->env, HIVE_ENV_MAX, &why);
+	char *dst = (char *)base + k->off;
+	const char *v = at->value;
 
-	if (n < 0) {
-		if (strcmp(why, "too many words") == 0)
-			conf_err(ps, f, kv->line, "environment: more than %d "
-			    "variables", HIVE_ENV_MAX);
+	switch (k->kind) {
+	case CK_TEXT:
+		if (strlen(v) >= k->size || k->valid(v) != 0)
+			conf_kv_err(at, k->what);
 		else
-			conf_err(ps, f, kv->line, "environment: %s", why);
-		return;
+			memcpy(dst, v, strlen(v) + 1);
+		break;
+	case CK_STRING:
+		set_strdup(at, (char **)(void *)dst, v);
+		break;
+	case CK_PATH:
+		if (v[0] != '/' || strlen(v) >= PATH_MAX)
+			conf_kv_err(at, "expected an absolute path");
+		else
+			set_strdup(at, (char **)(void *)dst, v);
+		break;
+	case CK_DURATION:
+		set_duration(at, k, (unsigned *)(void *)dst);
+		break;
+	case CK_UINT:
+	case CK_U64:
+		set_number(at, k, dst);
+		break;
+	case CK_SIZE:
+		if (conf_parse_size_kb(v, (uint64_t *)(void *)dst) != 0)
+			conf_kv_err(at, "expected a size such as 512K, 64M, 2G "
+			    "(a bare number is bytes)");
+		break;
+	case CK_BOOL:
+		if (conf_parse_bool(v, (int *)(void *)dst) != 0)
+			conf_kv_err(at, "expected yes/no, true/false, on/off or 1/0");
+		break;
+	case CK_ENUM:
+		set_enum(at, k, (int *)(void *)dst);
+		break;
+	case CK_COMMAND:
+		set_command(at, (char ***)(void *)dst);
+		break;
+	case CK_ENV:
+		set_env(at, k, (char **)(void *)dst,
+		    (int *)(void *)((char *)base + k->cnt));
+		break;
+	case CK_LIST:
+		set_list(at, k, (char **)(void *)dst,
+		    (int *)(void *)((char *)base + k->cnt));
+		break;
 	}
-	a->nenv = n;
-	for (int i = 0; i < n; i++) {
-		const char *eq = strchr(a->env[i], '=');
-		size_t kl = eq ? (size_t)(eq - a->env[i]) : 0;
+}
 
-		if (eq == NULL || conf_valid_env_name(a->env[i], kl) != 0) {
-			conf_err(ps, f, kv->line, "environment: expected NAME=value "
-			    "with NAME of [A-Za-z0-9_] not starting with a digit, "
-			    "not '%s'", conf_show(show, sizeof(show), a->env[i]));
+/*
+ * Every key of table t (n keys) with a default, from its text.  A default
+ * the setter refuses is a broken table, which the tests catch
+ * (test_config_doc.c parses each): abort rather than run with it.
+ */
+static void
+conf_defaults(struct conf_parser *ps, const struct conf_key *t, size_t n,
+    void *base)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct conf_at at = { ps, 0, 0, t[i].name, t[i].dflt };
+		size_t before = ps->nerrs_total;
+
+		if (t[i].dflt == NULL)
+			continue;
+		conf_set(&at, &t[i], base);
+		if (ps->nerrs_total != before)
+			abort();
+	}
+}
+
+/* The worker = default main.c found (conf_set_worker_default). */
+static char conf_worker_default[PATH_MAX];
+
+int
+conf_set_worker_default(const char *path)
+{
+	if (path == NULL) {
+		conf_worker_default[0] = '\0';
+		return 0;
+	}
+	if (strlen(path) >= sizeof(conf_worker_default))
+		return -1;
+	memcpy(conf_worker_default, path, strlen(path) + 1);
+	return 0;
+}
+
+/* The defaults of [hive] that are found, not written (CF_COMPUTED). */
+static void
+conf_hive_computed(struct conf_parser *ps, struct hive_conf *c)
+{
+	char host[sizeof(c->host)];
+
+	if (gethostname(host, sizeof(host)) == 0) {
+		host[sizeof(host) - 1] = '\0';
+		if (host[0] != '\0')
+			snprintf(c->host, sizeof(c->host), "%s", host);
+	}
+	if (conf_worker_default[0] != '\0') {
+		char *w = strdup(conf_worker_default);
+
+		if (w == NULL) {
+			ps->oom = true;
 			return;
 		}
-		for (int j = 0; j < i; j++) {
-			if (strncmp(a->env[j], a->env[i], kl + 1) == 0) {
-				conf_err(ps, f, kv->line, "environment: %.*s set twice",
-				    (int)kl, a->env[i]);
-				return;
-			}
-		}
+		free(c->worker_path);
+		c->worker_path = w;
 	}
 }
 
+/* The keys of section sc (NULL: none) by table t. */
 static void
-conf_agent_command(struct conf_parser *ps, int f, const struct conf_kv *kv,
-    struct hive_agent_conf *a)
+conf_build_sect(struct conf_parser *ps, const struct conf_sect *sc,
+    const struct conf_key *t, size_t n, void *base, const char *where)
 {
-	char *words[HIVE_ARGV_MAX];
-	const char *why;
-	int n = conf_split(kv->value, words, HIVE_ARGV_MAX, &why);
+	char show[CONF_SHOW_MAX];
 
-	if (n < 0) {
-		if (strcmp(why, "too many words") == 0)
-			conf_err(ps, f, kv->line, "command: more than %d words",
-			    HIVE_ARGV_MAX);
+	for (size_t i = 0; sc != NULL && i < sc->nkv; i++) {
+		const struct conf_kv *kv = &sc->kv[i];
+		const struct conf_key *k = conf_key_find(t, n, kv->key);
+		struct conf_at at = { ps, sc->file, kv->line, kv->key,
+		    kv->value };
+
+		if (k == NULL)
+			conf_err(ps, sc->file, kv->line, "unknown key '%s' in %s",
+			    conf_show(show, sizeof(show), kv->key), where);
 		else
-			conf_err(ps, f, kv->line, "command: %s", why);
-		return;
+			conf_set(&at, k, base);
 	}
-	if (n == 0 || words[0][0] == '\0') {
-		conf_err(ps, f, kv->line, "command: empty");
-		goto err;
-	}
-	if ((a->argv = calloc((size_t)n + 1, sizeof(*a->argv))) == NULL) {
-		ps->oom = true;
-		goto err;
-	}
-	memcpy(a->argv, words, (size_t)n * sizeof(*words));
-	return;
-err:
-	while (n > 0)
-		free(words[--n]);
 }
 
-/* FNV-1a, 64 bits: stable across runs and hosts, which a reload needs. */
-static uint64_t
-conf_hash_bytes(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
+/* ---- the reload hash ---- */
 
 static uint64_t
 conf_hash_u64(uint64_t h, uint64_t v)
 {
-	return conf_hash_bytes(h, &v, sizeof(v));
+	return hash_fnv1a_add(h, &v, sizeof(v));
 }
 
 /* A string with its length first, so that "ab","c" and "a","bc" differ;
@@ -1291,166 +782,118 @@ conf_hash_str(uint64_t h, const char *s)
 	if (s == NULL)
 		return conf_hash_u64(h, UINT64_MAX);
 	h = conf_hash_u64(h, strlen(s));
-	return conf_hash_bytes(h, s, strlen(s));
+	return hash_fnv1a_add(h, s, strlen(s));
+}
+
+/* Strings and their number, so that a split in other places differs. */
+static uint64_t
+conf_hash_strs(uint64_t h, char *const *v, int n)
+{
+	int i;
+
+	for (i = 0; (n < 0 && v != NULL && v[i] != NULL) || i < n; i++)
+		h = conf_hash_str(h, v[i]);
+	return conf_hash_u64(h, (uint64_t)i);
+}
+
+/* The parsed value of key k of the struct at base. */
+static uint64_t
+conf_hash_key(uint64_t h, const struct conf_key *k, const void *base)
+{
+	const char *p = (const char *)base + k->off;
+	uint64_t u64;
+	unsigned u;
+	int i;
+
+	switch (k->kind) {
+	case CK_TEXT:
+		return conf_hash_str(h, p);
+	case CK_STRING:
+	case CK_PATH:
+		return conf_hash_str(h, *(char *const *)(const void *)p);
+	case CK_DURATION:
+	case CK_UINT:
+		memcpy(&u, p, sizeof(u));
+		return conf_hash_u64(h, u);
+	case CK_U64:
+	case CK_SIZE:
+		memcpy(&u64, p, sizeof(u64));
+		return conf_hash_u64(h, u64);
+	case CK_BOOL:
+	case CK_ENUM:
+		memcpy(&i, p, sizeof(i));
+		return conf_hash_u64(h, (uint64_t)i);
+	case CK_COMMAND:
+		return conf_hash_strs(h, *(char *const *const *)(const void *)p,
+		    -1);
+	case CK_ENV:
+	case CK_LIST:
+		memcpy(&i, (const char *)base + k->cnt, sizeof(i));
+		return conf_hash_strs(h, (char *const *)(const void *)p, i);
+	}
+	return h;
 }
 
 /*
  * Everything a worker of this agent is started with: the agent's own
  * settings (parsed values, so "2s" and "2000ms" are the same) and the
- * [hive] settings on the worker's command line.  Not file and line:
- * moving a section restarts nothing.
+ * [hive] settings on the worker's command line (CF_WORKER).  Not file and
+ * line: moving a section restarts nothing.
  */
 static uint64_t
 conf_agent_hash(const struct hive_conf *c, const struct hive_agent_conf *a)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-	int i;
+	uint64_t h = conf_hash_str(HASH_FNV1A_INIT, a->name);
 
-	h = conf_hash_str(h, a->name);
-	for (i = 0; a->argv != NULL && a->argv[i] != NULL; i++)
-		h = conf_hash_str(h, a->argv[i]);
-	h = conf_hash_u64(h, (uint64_t)i);
-	h = conf_hash_u64(h, a->mode);
-	for (i = 0; i < a->ncaps; i++)
-		h = conf_hash_str(h, a->caps[i]);
-	h = conf_hash_u64(h, (uint64_t)a->ncaps);
-	h = conf_hash_u64(h, a->instances);
-	h = conf_hash_u64(h, a->concurrency);
-	h = conf_hash_u64(h, a->restart);
-	h = conf_hash_u64(h, a->backoff_ms);
-	h = conf_hash_u64(h, a->backoff_max_ms);
-	h = conf_hash_u64(h, a->restart_limit);
-	h = conf_hash_u64(h, a->restart_window_ms);
-	h = conf_hash_u64(h, a->cooldown_ms);
-	h = conf_hash_u64(h, a->heartbeat_deadline_ms);
-	h = conf_hash_u64(h, a->task_timeout_ms);
-	h = conf_hash_u64(h, a->max_attempts);
-	h = conf_hash_u64(h, a->max_tasks);
-	h = conf_hash_u64(h, a->max_rss_kb);
-	for (i = 0; i < a->nenv; i++)
-		h = conf_hash_str(h, a->env[i]);
-	h = conf_hash_u64(h, (uint64_t)a->nenv);
-	h = conf_hash_str(h, a->directory);
-	h = conf_hash_u64(h, (uint64_t)a->autostart);
-	h = conf_hash_str(h, c->redis);
-	h = conf_hash_str(h, c->prefix);
-	h = conf_hash_str(h, c->host);
-	h = conf_hash_str(h, c->worker_path);
-	h = conf_hash_u64(h, c->heartbeat_ms);
+	for (size_t i = 0; i < NKEYS(agent_keys); i++)
+		h = conf_hash_key(h, &agent_keys[i], a);
+	for (size_t i = 0; i < NKEYS(hive_keys); i++)
+		if (hive_keys[i].flags & CF_WORKER)
+			h = conf_hash_key(h, &hive_keys[i], c);
 	return h;
+}
+
+/* ---- sections into struct hive_conf ---- */
+
+/* What involves several keys of an agent, or a key and [hive]. */
+static void
+conf_check_agent(struct conf_parser *ps, const struct conf_sect *sc,
+    const struct hive_conf *c, const struct hive_agent_conf *a)
+{
+	const struct conf_kv *kb = conf_sect_kv(sc, "backoff"),
+	    *kbm = conf_sect_kv(sc, "backoff_max"),
+	    *khd = conf_sect_kv(sc, "heartbeat_deadline");
+	int f = sc->file;
+
+	for (size_t i = 0; i < NKEYS(agent_keys); i++)
+		if ((agent_keys[i].flags & CF_REQUIRED) &&
+		    conf_sect_kv(sc, agent_keys[i].name) == NULL)
+			conf_err(ps, f, sc->line, "agent '%s': missing %s",
+			    a->name, agent_keys[i].name);
+	if (a->backoff_max_ms < a->backoff_ms)
+		conf_err(ps, f, kbm ? kbm->line : kb ? kb->line : sc->line,
+		    "backoff_max (%ums) is shorter than backoff (%ums)",
+		    a->backoff_max_ms, a->backoff_ms);
+	if (a->heartbeat_deadline_ms <= c->heartbeat_ms)
+		conf_err(ps, f, khd ? khd->line : sc->line, "agent '%s': "
+		    "heartbeat_deadline (%ums) must be longer than [hive] "
+		    "heartbeat_interval (%ums)", a->name, a->heartbeat_deadline_ms,
+		    c->heartbeat_ms);
 }
 
 static void
 conf_build_agent(struct conf_parser *ps, const struct conf_sect *sc,
     const struct hive_conf *c, struct hive_agent_conf *a)
 {
-	const struct conf_kv *cmd = NULL, *kb = NULL, *kbm = NULL, *khd = NULL;
-	char show[SHOW_MAX];
-	int f = sc->file;
+	char where[HIVE_NAME_MAX + 16];
 
 	snprintf(a->name, sizeof(a->name), "%s", sc->name);
 	snprintf(a->file, sizeof(a->file), "%s", ps->files[sc->file]);
 	a->line = sc->line;
-	a->mode = HIVE_MODE_STREAM;
-	a->instances = 1;
-	a->concurrency = 1;
-	a->restart = HIVE_RESTART_ALWAYS;
-	a->backoff_ms = 100;
-	a->backoff_max_ms = 30000;
-	a->restart_limit = 5;
-	a->restart_window_ms = 60000;
-	a->cooldown_ms = 0;
-	a->heartbeat_deadline_ms = 10000;
-	a->task_timeout_ms = 0;
-	a->max_attempts = 3;
-	a->max_tasks = 0;
-	a->max_rss_kb = 0;
-	a->autostart = 1;
-
-	for (size_t i = 0; i < sc->nkv; i++) {
-		const struct conf_kv *kv = &sc->kv[i];
-		const char *k = kv->key, *v = kv->value;
-
-		if (strcmp(k, "command") == 0) {
-			cmd = kv;
-			conf_agent_command(ps, f, kv, a);
-		} else if (strcmp(k, "mode") == 0) {
-			if (strcmp(v, "stream") == 0)
-				a->mode = HIVE_MODE_STREAM;
-			else if (strcmp(v, "exec") == 0)
-				a->mode = HIVE_MODE_EXEC;
-			else
-				conf_kv_err(ps, f, kv, "expected stream or exec");
-		} else if (strcmp(k, "capabilities") == 0) {
-			conf_agent_caps(ps, f, kv, a);
-		} else if (strcmp(k, "instances") == 0) {
-			kv_unsigned(ps, f, kv, &a->instances, 1, HIVE_INSTANCE_MAX);
-		} else if (strcmp(k, "concurrency") == 0) {
-			kv_unsigned(ps, f, kv, &a->concurrency, 1,
-			    CONF_CONCURRENCY_MAX);
-		} else if (strcmp(k, "restart") == 0) {
-			if (strcmp(v, "always") == 0)
-				a->restart = HIVE_RESTART_ALWAYS;
-			else if (strcmp(v, "on-failure") == 0)
-				a->restart = HIVE_RESTART_ON_FAILURE;
-			else if (strcmp(v, "never") == 0)
-				a->restart = HIVE_RESTART_NEVER;
-			else
-				conf_kv_err(ps, f, kv,
-				    "expected always, on-failure or never");
-		} else if (strcmp(k, "backoff") == 0) {
-			kb = kv;
-			kv_duration(ps, f, kv, &a->backoff_ms, 0, HIVE_TIMEOUT_MAX);
-		} else if (strcmp(k, "backoff_max") == 0) {
-			kbm = kv;
-			kv_duration(ps, f, kv, &a->backoff_max_ms, 0,
-			    HIVE_TIMEOUT_MAX);
-		} else if (strcmp(k, "restart_limit") == 0) {
-			kv_unsigned(ps, f, kv, &a->restart_limit, 1,
-			    CONF_RESTART_LIMIT_MAX);
-		} else if (strcmp(k, "restart_window") == 0) {
-			kv_duration(ps, f, kv, &a->restart_window_ms, 1, UINT_MAX);
-		} else if (strcmp(k, "cooldown") == 0) {
-			kv_duration(ps, f, kv, &a->cooldown_ms, 0, UINT_MAX);
-		} else if (strcmp(k, "heartbeat_deadline") == 0) {
-			khd = kv;
-			kv_duration(ps, f, kv, &a->heartbeat_deadline_ms, 1,
-			    UINT_MAX);
-		} else if (strcmp(k, "task_timeout") == 0) {
-			kv_duration(ps, f, kv, &a->task_timeout_ms, 0,
-			    HIVE_TIMEOUT_MAX);
-		} else if (strcmp(k, "max_attempts") == 0) {
-			kv_unsigned(ps, f, kv, &a->max_attempts, 1,
-			    HIVE_ATTEMPTS_MAX);
-		} else if (strcmp(k, "max_tasks") == 0) {
-			kv_uint(ps, f, kv, &a->max_tasks, 0, UINT64_MAX);
-		} else if (strcmp(k, "max_rss") == 0) {
-			if (conf_parse_size_kb(v, &a->max_rss_kb) != 0)
-				conf_kv_err(ps, f, kv, "expected a size such as 512K, "
-				    "64M, 2G (a bare number is bytes)");
-		} else if (strcmp(k, "environment") == 0) {
-			conf_agent_env(ps, f, kv, a);
-		} else if (strcmp(k, "directory") == 0) {
-			kv_path(ps, f, kv, &a->directory);
-		} else if (strcmp(k, "autostart") == 0) {
-			kv_bool(ps, f, kv, &a->autostart);
-		} else {
-			conf_err(ps, f, kv->line, "unknown key '%s' in [agent:%s]",
-			    conf_show(show, sizeof(show), k), a->name);
-		}
-	}
-
-	if (cmd == NULL)
-		conf_err(ps, f, sc->line, "agent '%s': missing command", a->name);
-	if (a->backoff_max_ms < a->backoff_ms)
-		conf_err(ps, f, kbm ? kbm->line : kb ? kb->line : sc->line, "backoff_max (%ums) "
-		    "is shorter than backoff (%ums)", a->backoff_max_ms,
-		    a->backoff_ms);
-	if (a->heartbeat_deadline_ms <= c->heartbeat_ms)
-		conf_err(ps, f, khd ? khd->line : sc->line, "agent '%s': "
-		    "heartbeat_deadline (%ums) must be longer than [hive] "
-		    "heartbeat_interval (%ums)", a->name, a->heartbeat_deadline_ms,
-		    c->heartbeat_ms);
+	snprintf(where, sizeof(where), "[agent:%s]", a->name);
+	conf_defaults(ps, agent_keys, NKEYS(agent_keys), a);
+	conf_build_sect(ps, sc, agent_keys, NKEYS(agent_keys), a, where);
+	conf_check_agent(ps, sc, c, a);
 	a->hash = conf_agent_hash(c, a);
 }
 
@@ -1458,15 +901,15 @@ conf_build_agent(struct conf_parser *ps, const struct conf_sect *sc,
 static void
 conf_build(struct conf_parser *ps, struct hive_conf *c)
 {
-	const struct conf_sect *hive = conf_sect_find(ps, true, NULL);
+	const struct conf_sect *hive = conf_sect_hive(ps);
 	size_t n = ps->nsects - (hive != NULL);
 
 	snprintf(c->file, sizeof(c->file), "%s", ps->files[0]);
-	if (conf_hive_defaults(c) != 0) {
-		ps->oom = true;
+	conf_defaults(ps, hive_keys, NKEYS(hive_keys), c);
+	conf_hive_computed(ps, c);
+	if (ps->oom)
 		return;
-	}
-	conf_build_hive(ps, hive, c);
+	conf_build_sect(ps, hive, hive_keys, NKEYS(hive_keys), c, "[hive]");
 	if (n == 0)
 		return;
 	if ((c->agents = calloc(n, sizeof(*c->agents))) == NULL) {
@@ -1479,68 +922,42 @@ conf_build(struct conf_parser *ps, struct hive_conf *c)
 			    &c->agents[c->nagents++]);
 }
 
-static void
-conf_parser_free(struct conf_parser *ps)
-{
-	for (size_t i = 0; i < ps->nsects; i++) {
-		for (size_t j = 0; j < ps->sects[i].nkv; j++) {
-			free(ps->sects[i].kv[j].key);
-			free(ps->sects[i].kv[j].value);
-		}
-		free(ps->sects[i].kv);
-	}
-	free(ps->sects);
-	for (size_t i = 0; i < ps->nerrs; i++)
-		free(ps->errs[i].msg);
-	free(ps->errs);
-	for (size_t i = 0; i < ps->nfiles; i++)
-		free(ps->files[i]);
-	free(ps->files);
-}
-
 /*
  * Shared end of conf_load and conf_load_string: pass 2, then either the
  * config or NULL after the errors.
  */
 static struct hive_conf *
-conf_finish(struct conf_parser *ps, FILE *errf)
+conf_finish(struct conf_parser *ps, const char *name, FILE *errf)
 {
-	struct hive_conf *c = calloc(1, sizeof(*c));
+	struct hive_conf *c = NULL;
 
-	if (c == NULL)
+	if (ps->nfiles == 0) {
+		/* Not even the file's name could be kept. */
+		if (errf != NULL)
+			fprintf(errf, "%s: out of memory\n", name);
+		goto out;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL)
 		ps->oom = true;
 	else
 		conf_build(ps, c);
-	if (ps->nerrs_total > 0 || ps->oom)
-		goto err;
+	if (ps->nerrs_total > 0 || ps->oom) {
+		conf_err_print(ps, errf);
+		conf_free(c);
+		c = NULL;
+	}
+out:
 	conf_parser_free(ps);
 	return c;
-err:
-	conf_err_print(ps, errf);
-	conf_parser_free(ps);
-	conf_free(c);
-	return NULL;
 }
 
 struct hive_conf *
 conf_load(const char *path, FILE *errf)
 {
 	struct conf_parser ps = { 0 };
-	char *text;
-	size_t len;
 
-	if (conf_add_file(&ps, path) < 0) {
-		if (errf != NULL)
-			fprintf(errf, "%s: out of memory\n", path);
-		conf_parser_free(&ps);
-		return NULL;
-	}
-	if (conf_read_file(&ps, 0, &text, &len) == 0) {
-		conf_parse_text(&ps, 0, text, len, false);
-		free(text);
-	}
-	conf_parse_agents_d(&ps, path);
-	return conf_finish(&ps, errf);
+	conf_read(&ps, path);
+	return conf_finish(&ps, path, errf);
 }
 
 struct hive_conf *
@@ -1548,17 +965,8 @@ conf_load_string(const char *name, const char *text, size_t len, FILE *errf)
 {
 	struct conf_parser ps = { 0 };
 
-	if (conf_add_file(&ps, name) < 0) {
-		if (errf != NULL)
-			fprintf(errf, "%s: out of memory\n", name);
-		conf_parser_free(&ps);
-		return NULL;
-	}
-	if (len > CONF_FILE_MAX)
-		conf_err(&ps, 0, 0, "larger than %u bytes", CONF_FILE_MAX);
-	else
-		conf_parse_text(&ps, 0, text, len, false);
-	return conf_finish(&ps, errf);
+	conf_read_string(&ps, name, text, len);
+	return conf_finish(&ps, name, errf);
 }
 
 static void

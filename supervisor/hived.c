@@ -346,11 +346,7 @@ globals_changed(const struct hive_conf *o, const struct hive_conf *n)
 static void
 log_conf_errors(char *text, const char *what)
 {
-	char *line, *save = NULL;
-
-	for (line = strtok_r(text, "\n", &save); line != NULL;
-	    line = strtok_r(NULL, "\n", &save))
-		log_warnx("%s: %s", what, line);
+	log_warnx_lines(what, text);
 }
 
 /*

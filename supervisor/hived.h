@@ -12,8 +12,10 @@
  *   link.c     the socketpair to each worker: frames in and out, dispatch
  *   memory.c   the latest memory of each agent instance
  *   config.c   the configuration: INI files into struct hive_conf,
- *              validated whole (config.h; a library of its own so the
- *              tests and the fuzz target link it alone)
+ *              validated whole, one key table per section (config.h; a
+ *              library of its own so the tests and the fuzz target link
+ *              it alone)
+ *   config_read.c  its first pass: files -> sections of key = value
  *   http.c     the control API on loopback (libmicrohttpd on the libev
  *              loop); its pure router has http.h
  *   store.c    the bridge to the record (record/, record.h): start-up

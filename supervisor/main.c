@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,13 @@
 #include "log.h"
 
 #define HIVED_DEFAULT_CONF "/etc/hive/hive.conf"
+
+#ifndef HIVE_BINDIR
+#define HIVE_BINDIR "/usr/local/bin"
+#endif
+#ifndef HIVE_LIBEXECDIR
+#define HIVE_LIBEXECDIR "/usr/local/libexec"
+#endif
 
 static void
 usage(FILE *f)
@@ -42,12 +50,48 @@ usage(FILE *f)
 	    HIVED_DEFAULT_CONF);
 }
 
+/*
+ * The default worker = (docs/CONFIG.md), the first executable one of:
+ * beside hived (installed), in the build tree's layout (so that
+ * build/supervisor/hived finds build/worker/hive-worker), then where
+ * `meson install` puts it; its real path, or NULL when there is none (the
+ * configuration's own default then stands).  Found here, once, so that
+ * the parser touches no file but the configuration's.
+ */
+static char *
+default_worker(void)
+{
+	char exe[PATH_MAX], *cand[4] = { NULL }, *ret = NULL;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	size_t i;
+
+	if (n > 0) {
+		char *slash;
+
+		exe[n] = '\0';
+		if ((slash = strrchr(exe, '/')) != NULL)
+			*slash = '\0';
+		if (asprintf(&cand[0], "%s/hive-worker", exe) < 0)
+			cand[0] = NULL;
+		if (asprintf(&cand[1], "%s/../worker/hive-worker", exe) < 0)
+			cand[1] = NULL;
+	}
+	cand[2] = strdup(HIVE_BINDIR "/hive-worker");
+	cand[3] = strdup(HIVE_LIBEXECDIR "/hive/hive-worker");
+	for (i = 0; i < 4 && ret == NULL; i++)
+		if (cand[i] != NULL && access(cand[i], X_OK) == 0)
+			ret = realpath(cand[i], NULL);
+	for (i = 0; i < 4; i++)
+		free(cand[i]);
+	return ret;
+}
+
 /* conf_load with its errors sent through the log, one line each. */
 static struct hive_conf *
 load(const char *path)
 {
 	struct hive_conf *c;
-	char *errs = NULL, *line, *save = NULL;
+	char *errs = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&errs, &len);
 
@@ -55,9 +99,7 @@ load(const char *path)
 		fatal("open_memstream");
 	c = conf_load(path, f);
 	fclose(f);
-	for (line = strtok_r(errs, "\n", &save); line != NULL;
-	    line = strtok_r(NULL, "\n", &save))
-		log_warnx("config: %s", line);
+	log_warnx_lines("config", errs);
 	free(errs);
 	return c;
 }
@@ -78,6 +120,7 @@ main(int argc, char *argv[])
 	const char *port_file = NULL;
 	struct hive_conf *conf;
 	struct sup *sup;
+	char *worker;
 	int ch, verbose = 0, rc;
 
 	/*
@@ -128,6 +171,11 @@ main(int argc, char *argv[])
 	for (int fd = 0; fd < 3; fd++)
 		if (fcntl(fd, F_GETFD) == -1 && open("/dev/null", O_RDWR) != fd)
 			fatal("/dev/null");
+
+	if ((worker = default_worker()) != NULL &&
+	    conf_set_worker_default(worker) != 0)
+		fatalx("worker path %s is too long", worker);
+	free(worker);
 
 	if (check != NULL) {
 		/* Errors as the parser writes them, for people and editors. */
