@@ -89,6 +89,30 @@ tu_build_path(const char *rel)
 	return path;
 }
 
+char *
+tu_read_source(const char *rel)
+{
+	char path[4096];
+	FILE *f;
+	char *buf;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/%s", need_env("HIVE_SOURCE_DIR"), rel);
+	f = fopen(path, "rb");
+	cr_assert_not_null(f, "cannot open %s", path);
+	cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	cr_assert_geq(n, 0, "cannot size %s", path);
+	cr_assert_eq(fseek(f, 0, SEEK_SET), 0);
+	buf = malloc((size_t)n + 1);
+	cr_assert_not_null(buf);
+	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n, "short read of %s",
+	    path);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
 long long
 tu_now_ms(void)
 {

@@ -25,6 +25,9 @@ void tu_pg_fresh_db(const char *tag, char *name, size_t nlen, char *ci,
 void tu_unique(char *buf, size_t len, const char *tag);
 /* Path of a built program, from HIVE_BUILD_DIR. */
 const char *tu_build_path(const char *rel);
+/* The whole of a file of the source tree (from HIVE_SOURCE_DIR), NUL
+ * terminated, to free(); the test fails if it cannot be read. */
+char *tu_read_source(const char *rel);
 /* Monotonic milliseconds. */
 long long tu_now_ms(void);
 

@@ -43,30 +43,6 @@ struct page {
 	int nblocks;
 };
 
-static char *
-read_page(void)
-{
-	const char *src = getenv("HIVE_SOURCE_DIR");
-	char path[4096];
-	FILE *f;
-	char *buf;
-	long n;
-
-	cr_assert(src != NULL && *src != '\0', "HIVE_SOURCE_DIR is not set "
-	    "(meson test sets it)");
-	snprintf(path, sizeof(path), "%s/docs/PROTOCOL.md", src);
-	f = fopen(path, "rb");
-	cr_assert_not_null(f, "cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
-	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
-}
-
 /* Cut the page into its fenced blocks. */
 static void
 load(struct page *pg)
@@ -77,7 +53,7 @@ load(struct page *pg)
 	size_t len = 0;
 
 	memset(pg, 0, sizeof(*pg));
-	pg->text = read_page();
+	pg->text = tu_read_source("docs/PROTOCOL.md");
 	p = strdup(pg->text);
 	for (char *s = p; (line = strsep(&s, "\n")) != NULL; ) {
 		lineno++;

@@ -28,31 +28,7 @@
 #include <string.h>
 
 #include "config.h"
-
-static char *
-read_page(void)
-{
-	const char *src = getenv("HIVE_SOURCE_DIR");
-	char path[PATH_MAX];
-	FILE *f;
-	char *buf;
-	long n;
-
-	cr_assert(src != NULL && *src != '\0', "HIVE_SOURCE_DIR is not set "
-	    "(meson test sets it)");
-	snprintf(path, sizeof(path), "%s/docs/CONFIG.md", src);
-	f = fopen(path, "rb");
-	cr_assert_not_null(f, "cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
-	cr_assert_not_null(buf);
-	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
-}
+#include "testutil.h"
 
 struct row {
 	char key[64];
@@ -211,7 +187,7 @@ check_section(const char *page, const char *heading, enum conf_section s)
 
 Test(config_doc, every_key_documented_with_its_default)
 {
-	char *page = read_page();
+	char *page = tu_read_source("docs/CONFIG.md");
 
 	check_section(page, "## [hive]", CONF_SECT_HIVE);
 	check_section(page, "## [agent:NAME]", CONF_SECT_AGENT);
@@ -220,7 +196,7 @@ Test(config_doc, every_key_documented_with_its_default)
 
 Test(config_doc, line_limit)
 {
-	char *page = read_page(), want[64];
+	char *page = tu_read_source("docs/CONFIG.md"), want[64];
 
 	snprintf(want, sizeof(want), "A line is at most %d bytes",
 	    CONF_LINE_MAX);
@@ -253,7 +229,8 @@ names_between(const char *page, const char *a, const char *b, char *out,
 
 Test(config_doc, reload_names_the_worker_keys)
 {
-	char *page = read_page(), worker[512], other[512], want[64];
+	char *page = tu_read_source("docs/CONFIG.md");
+	char worker[512], other[512], want[64];
 	size_t nk;
 	const struct conf_key *t = conf_keys(CONF_SECT_HIVE, &nk);
 
