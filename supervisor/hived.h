@@ -99,6 +99,7 @@ enum sup_event {
 	SUP_EV_READY,         /* heartbeat: ready */
 	SUP_EV_BUSY,          /* heartbeat: busy */
 	SUP_EV_EXIT,          /* the worker was reaped (guard: exit_ok) */
+	SUP_EV_SPAWNFAIL,     /* the spawn a step asked for forked nothing */
 	SUP_EV_TIMER,         /* the instance timer: backoff, cooldown, grace */
 	SUP_EV_DEADLINE,      /* no heartbeat within heartbeat_deadline */
 	SUP_EV_BADFRAME,      /* the worker broke the protocol */
