@@ -429,7 +429,7 @@ int proto_json_to_obj(const struct json_t *j, msgpack_zone *z,
 char *proto_obj_json_text(const msgpack_object *o, size_t *len,
     struct proto_err *err);
 
-uint64_t proto_now_ms(void);   /* wall clock, unix ms */
+uint64_t proto_now_ms(void);   /* wall clock, unix ms (clock.c) */
 
 /* ---- the field tables, for docs/PROTOCOL.md and its test ---- */
 
