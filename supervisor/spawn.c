@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 extern char **environ;
 
@@ -44,13 +45,35 @@ struct exec_report {
 	int err;
 };
 
-/* argv and envp, built before fork so the child only calls what is
- * async-signal-safe. */
+/*
+ * Room in a worker's argv for what hived adds to the agent's command (at
+ * most HIVE_ARGV_MAX words): the worker's path, twelve options with their
+ * values, "-v" and "--" (27 today), and the closing NULL.
+ */
+#define WORKER_OWN_ARGS 40
+#define SPAWN_ARGV_MAX (HIVE_ARGV_MAX + WORKER_OWN_ARGS)
+
+/*
+ * argv, built before fork so the child only calls what is
+ * async-signal-safe.  Every string is copied into text, NUL-terminated
+ * (execve wants them writable), and argv points into it once complete.
+ */
 struct spawn_args {
-	char *argv[HIVE_ARGV_MAX + 40];
-	char strs[5][24];
-	char caps[HIVE_CAPS_MAX * (HIVE_NAME_MAX + 1) + 1];
+	char *argv[SPAWN_ARGV_MAX];
+	size_t at[SPAWN_ARGV_MAX];   /* argv[i] starts at text.p + at[i] */
+	int argc;
+	enum { ARGS_OK, ARGS_TOO_LONG, ARGS_NOMEM } fail;
+	struct hbuf text;
 };
+
+static void
+spawn_args_free(struct spawn_args *sa)
+{
+	if (sa == NULL)
+		return;
+	hbuf_free(&sa->text);
+	free(sa);
+}
 
 static const char *
 worker_path(const struct hive_conf *c)
@@ -59,66 +82,97 @@ worker_path(const struct hive_conf *c)
 	    "hive-worker";
 }
 
+/* Start an argument: the bytes added until arg_end are it. */
+static void
+arg_begin(struct spawn_args *sa)
+{
+	if (sa->fail == ARGS_OK && sa->argc >= SPAWN_ARGV_MAX - 1)
+		sa->fail = ARGS_TOO_LONG;
+	if (sa->fail == ARGS_OK)
+		sa->at[sa->argc++] = sa->text.len;
+}
+
+static void
+arg_add(struct spawn_args *sa, const char *s)
+{
+	if (sa->fail == ARGS_OK && hbuf_puts(&sa->text, s) == -1)
+		sa->fail = ARGS_NOMEM;
+}
+
+static void
+arg_end(struct spawn_args *sa)
+{
+	if (sa->fail == ARGS_OK && hbuf_putc(&sa->text, '\0') == -1)
+		sa->fail = ARGS_NOMEM;
+}
+
+static void
+arg(struct spawn_args *sa, const char *s)
+{
+	arg_begin(sa);
+	arg_add(sa, s);
+	arg_end(sa);
+}
+
+static void
+opt(struct spawn_args *sa, const char *name, const char *value)
+{
+	arg(sa, name);
+	arg(sa, value);
+}
+
+static void
+opt_uint(struct spawn_args *sa, const char *name, unsigned value)
+{
+	char d[sizeof("4294967295")];
+
+	snprintf(d, sizeof(d), "%u", value);
+	opt(sa, name, d);
+}
+
+/* The worker's command line (docs/WORKER-CONTRACT.md), then the
+ * agent's command after "--".  -1 with sa->fail set when it cannot be
+ * built. */
 static int
 build_args(struct sup_inst *in, struct spawn_args *sa)
 {
 	const struct hive_agent_conf *ac = in->agent->conf;
 	const struct hive_conf *c = in->agent->sup->cref->conf;
-	int n = 0, i;
-	size_t off = 0;
+	int i;
 
-	sa->argv[n++] = (char *)worker_path(c);
-	sa->argv[n++] = "--agent";
-	sa->argv[n++] = (char *)ac->name;
-	snprintf(sa->strs[0], sizeof(sa->strs[0]), "%u", in->n);
-	sa->argv[n++] = "--instance";
-	sa->argv[n++] = sa->strs[0];
-	sa->argv[n++] = "--mode";
-	sa->argv[n++] = ac->mode == HIVE_MODE_EXEC ? "exec" : "stream";
+	arg(sa, worker_path(c));
+	opt(sa, "--agent", ac->name);
+	opt_uint(sa, "--instance", in->n);
+	opt(sa, "--mode", ac->mode == HIVE_MODE_EXEC ? "exec" : "stream");
 	if (ac->ncaps > 0) {
-		sa->caps[0] = '\0';
+		arg(sa, "--capabilities");
+		arg_begin(sa);
 		for (i = 0; i < ac->ncaps; i++) {
-			int w = snprintf(sa->caps + off, sizeof(sa->caps) - off,
-			    "%s%s", i ? "," : "", ac->caps[i]);
-
-			if (w < 0 || (size_t)w >= sizeof(sa->caps) - off)
-				return -1;
-			off += (size_t)w;
+			arg_add(sa, i ? "," : "");
+			arg_add(sa, ac->caps[i]);
 		}
-		sa->argv[n++] = "--capabilities";
-		sa->argv[n++] = sa->caps;
+		arg_end(sa);
 	}
-	snprintf(sa->strs[1], sizeof(sa->strs[1]), "%u", ac->concurrency);
-	sa->argv[n++] = "--concurrency";
-	sa->argv[n++] = sa->strs[1];
-	sa->argv[n++] = "--redis";
-	sa->argv[n++] = (char *)c->redis;
-	sa->argv[n++] = "--prefix";
-	sa->argv[n++] = (char *)c->prefix;
-	sa->argv[n++] = "--host";
-	sa->argv[n++] = (char *)c->host;
-	sa->argv[n++] = "--fd";
-	sa->argv[n++] = "3";
-	snprintf(sa->strs[2], sizeof(sa->strs[2]), "%u", ac->task_timeout_ms);
-	sa->argv[n++] = "--task-timeout";
-	sa->argv[n++] = sa->strs[2];
-	snprintf(sa->strs[3], sizeof(sa->strs[3]), "%u", ac->max_attempts);
-	sa->argv[n++] = "--max-attempts";
-	sa->argv[n++] = sa->strs[3];
-	snprintf(sa->strs[4], sizeof(sa->strs[4]), "%u", c->heartbeat_ms);
-	sa->argv[n++] = "--heartbeat-ms";
-	sa->argv[n++] = sa->strs[4];
+	opt_uint(sa, "--concurrency", ac->concurrency);
+	opt(sa, "--redis", c->redis);
+	opt(sa, "--prefix", c->prefix);
+	opt(sa, "--host", c->host);
+	opt(sa, "--fd", "3");
+	opt_uint(sa, "--task-timeout", ac->task_timeout_ms);
+	opt_uint(sa, "--max-attempts", ac->max_attempts);
+	opt_uint(sa, "--heartbeat-ms", c->heartbeat_ms);
 	if (log_verbose())
-		sa->argv[n++] = "-v";
-	sa->argv[n++] = "--";
-	for (i = 0; ac->argv != NULL && ac->argv[i] != NULL; i++) {
-		if (n >= (int)(sizeof(sa->argv) / sizeof(sa->argv[0])) - 1)
-			return -1;
-		sa->argv[n++] = ac->argv[i];
-	}
-	if (i == 0)
+		arg(sa, "-v");
+	arg(sa, "--");
+	for (i = 0; ac->argv != NULL && ac->argv[i] != NULL; i++)
+		arg(sa, ac->argv[i]);
+	if (i == 0 && sa->fail == ARGS_OK)
+		sa->fail = ARGS_TOO_LONG;       /* no command */
+	if (sa->fail != ARGS_OK)
 		return -1;
-	sa->argv[n] = NULL;
+	for (i = 0; i < sa->argc; i++)
+		sa->argv[i] = sa->text.p + sa->at[i];
+	sa->argv[sa->argc] = NULL;
 	return 0;
 }
 
@@ -299,7 +353,11 @@ sup_spawn(struct sup_inst *in)
 		goto err;
 	}
 	if (build_args(in, sa) == -1) {
-		log_warnx("agent=%s spawn: command line too long", in->label);
+		if (sa->fail == ARGS_NOMEM)
+			log_warnx("agent=%s spawn: out of memory", in->label);
+		else
+			log_warnx("agent=%s spawn: command line too long",
+			    in->label);
 		goto err;
 	}
 	/* The memory frame is encoded before fork so a failure costs no
@@ -360,7 +418,7 @@ sup_spawn(struct sup_inst *in)
 	}
 	msgpack_sbuffer_destroy(&sb);
 	free(env);
-	free(sa);
+	spawn_args_free(sa);
 	return 0;
 err:
 	for (int i = 0; i < 2; i++) {
@@ -371,7 +429,7 @@ err:
 	}
 	msgpack_sbuffer_destroy(&sb);
 	free(env);
-	free(sa);
+	spawn_args_free(sa);
 	return -1;
 }
 
