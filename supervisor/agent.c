@@ -5,8 +5,9 @@
  * The table (sup_fsm_step) is a pure function of (state, event, guard): no
  * clock, no process, no I/O, so tests walk it in isolation.  Each cell is a
  * tiny function that names the next state and the actions; sup_inst_event
- * feeds an event through it, logs the transition and performs the actions.
- * Nothing else in hived assigns an instance's state.
+ * feeds an event through it, logs the transition and performs the actions
+ * (a spawn that forks nothing comes back through the table as the event
+ * SUP_EV_SPAWNFAIL).  Nothing else in hived assigns an instance's state.
  */
 #include "hived.h"
 
