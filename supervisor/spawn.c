@@ -334,23 +334,18 @@ sup_spawn_close_exec(struct sup_inst *in)
 	in->exec_fd = -1;
 }
 
-int
-sup_spawn(struct sup_inst *in)
+/*
+ * What the child needs, made before fork so that a failure costs no
+ * process: its argv and environment, and the memory frame the link
+ * queues right after.  0, or -1 (logged).
+ */
+static int
+spawn_prepare(struct sup_inst *in, struct spawn_args *sa, char ***env,
+    msgpack_sbuffer *sb)
 {
-	struct sup *sup = in->agent->sup;
-	const struct hive_agent_conf *ac = in->agent->conf;
-	struct spawn_args *sa = NULL;
-	char **env = NULL;
-	int sv[2] = { -1, -1 }, ep[2] = { -1, -1 };
-	sigset_t all, old;
-	msgpack_sbuffer sb;
-	pid_t pid;
-
-	msgpack_sbuffer_init(&sb);
-	if ((sa = calloc(1, sizeof(*sa))) == NULL ||
-	    (env = build_env(ac)) == NULL) {
+	if ((*env = build_env(in->agent->conf)) == NULL) {
 		log_warnx("agent=%s spawn: out of memory", in->label);
-		goto err;
+		return -1;
 	}
 	if (build_args(in, sa) == -1) {
 		if (sa->fail == ARGS_NOMEM)
@@ -358,22 +353,77 @@ sup_spawn(struct sup_inst *in)
 		else
 			log_warnx("agent=%s spawn: command line too long",
 			    in->label);
-		goto err;
+		return -1;
 	}
-	/* The memory frame is encoded before fork so a failure costs no
-	 * process; the link queues it right after. */
-	if (sup_mem_encode_frame(in->mem, in->agent->name, in->n, &sb) == -1) {
+	if (sup_mem_encode_frame(in->mem, in->agent->name, in->n, sb) == -1) {
 		log_warnx("agent=%s spawn: cannot encode memory_v=%llu",
 		    in->label, (unsigned long long)in->mem->v);
-		goto err;
+		return -1;
 	}
+	return 0;
+}
+
+/*
+ * The worker pid was forked: the instance takes hived's ends of the exec
+ * pipe (watched until EOF or a report) and of the socketpair (its link,
+ * with the memory frame queued first).
+ */
+static void
+spawn_started(struct sup_inst *in, pid_t pid, int exec_fd, int sock,
+    const msgpack_sbuffer *sb)
+{
+	struct sup *sup = in->agent->sup;
+
+	sup->nchildren++;
+	in->pid = pid;
+	in->spawned_at = in->last_hb = ev_now(sup->loop);
+	in->ready_since = 0;
+	in->hello = in->have_hb = 0;
+	in->done = 0;
+
+	fcntl(exec_fd, F_SETFL, O_NONBLOCK);
+	in->exec_fd = exec_fd;
+	ev_io_init(&in->exec_io, exec_io_cb, in->exec_fd, EV_READ);
+	in->exec_io.data = in;
+	ev_io_start(sup->loop, &in->exec_io);
+
+	in->link = sup_link_new(in, sock);
+	if (in->link == NULL ||
+	    sup_link_send_raw(in->link, sb->data, sb->size) == -1) {
+		/* The worker waits for its memory; without it, it is of no
+		 * use: kill it, the reaper handles the rest like a crash. */
+		log_warnx("agent=%s pid=%ld cannot queue the memory frame",
+		    in->label, (long)pid);
+		kill(pid, SIGKILL);
+	}
+}
+
+int
+sup_spawn(struct sup_inst *in)
+{
+	struct sup *sup = in->agent->sup;
+	const struct hive_agent_conf *ac = in->agent->conf;
+	struct spawn_args *sa = NULL;
+	char **env = NULL;
+	int sv[2] = { -1, -1 }, ep[2] = { -1, -1 }, rc = -1;
+	sigset_t all, old;
+	msgpack_sbuffer sb;
+	pid_t pid;
+
+	msgpack_sbuffer_init(&sb);
+	if ((sa = calloc(1, sizeof(*sa))) == NULL) {
+		log_warnx("agent=%s spawn: out of memory", in->label);
+		goto out;
+	}
+	if (spawn_prepare(in, sa, &env, &sb) == -1)
+		goto out;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
 		log_warn("agent=%s socketpair", in->label);
-		goto err;
+		goto out;
 	}
 	if (pipe2(ep, O_CLOEXEC) == -1) {
 		log_warn("agent=%s pipe", in->label);
-		goto err;
+		goto out;
 	}
 	/* Signals blocked across fork: the child must not run a handler of
 	 * hived's before it has reset them. */
@@ -386,41 +436,15 @@ sup_spawn(struct sup_inst *in)
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (pid == -1) {
 		log_warn("agent=%s fork", in->label);
-		goto err;
+		goto out;
 	}
-	sup->nchildren++;
 	close(sv[1]);
 	close(ep[1]);
 	sv[1] = ep[1] = -1;
-
-	in->pid = pid;
-	in->spawned_at = in->last_hb = ev_now(sup->loop);
-	in->ready_since = 0;
-	in->hello = in->have_hb = 0;
-	in->done = 0;
-
-	fcntl(ep[0], F_SETFL, O_NONBLOCK);
-	in->exec_fd = ep[0];
-	ep[0] = -1;
-	ev_io_init(&in->exec_io, exec_io_cb, in->exec_fd, EV_READ);
-	in->exec_io.data = in;
-	ev_io_start(sup->loop, &in->exec_io);
-
-	in->link = sup_link_new(in, sv[0]);
-	sv[0] = -1;
-	if (in->link == NULL ||
-	    sup_link_send_raw(in->link, sb.data, sb.size) == -1) {
-		/* The worker waits for its memory; without it, it is of no
-		 * use: kill it, the reaper handles the rest like a crash. */
-		log_warnx("agent=%s pid=%ld cannot queue the memory frame",
-		    in->label, (long)pid);
-		kill(pid, SIGKILL);
-	}
-	msgpack_sbuffer_destroy(&sb);
-	free(env);
-	spawn_args_free(sa);
-	return 0;
-err:
+	spawn_started(in, pid, ep[0], sv[0], &sb);
+	ep[0] = sv[0] = -1;             /* the instance's now */
+	rc = 0;
+out:
 	for (int i = 0; i < 2; i++) {
 		if (sv[i] >= 0)
 			close(sv[i]);
@@ -430,7 +454,7 @@ err:
 	msgpack_sbuffer_destroy(&sb);
 	free(env);
 	spawn_args_free(sa);
-	return -1;
+	return rc;
 }
 
 /*
