@@ -358,156 +358,233 @@ list_items(const struct proto_field *f, const char *base)
 
 /* ---- decoding ---- */
 
-/* Check one present, non-nil value o against field f and store it in the
- * message at base (strings and values borrow from o). */
+/*
+ * Each decode_* checks one present, non-nil value o against field f and
+ * stores it at p, the field in the message (strings and values borrow
+ * from o); decode_one picks the one for f's kind.
+ */
+
+static int decode_one(const struct proto_field *, const msgpack_object *,
+    char *, msgpack_zone *, struct proto_err *);
+
+static int
+decode_version(const struct proto_field *f, const msgpack_object *o, void *p,
+    struct proto_err *err)
+{
+	if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+		return proto_fail(err, PROTO_E_VERSION, f->name,
+		    "%" PRId64 ", this side speaks %d", o->via.i64,
+		    HIVE_PROTO_VERSION);
+	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return proto_fail(err, PROTO_E_TYPE, f->name,
+		    "uint expected, got %s", type_name(o->type));
+	if (o->via.u64 < 1 || o->via.u64 > HIVE_PROTO_VERSION)
+		return proto_fail(err, PROTO_E_VERSION, f->name,
+		    "%" PRIu64 ", this side speaks %d", o->via.u64,
+		    HIVE_PROTO_VERSION);
+	*(uint32_t *)p = (uint32_t)o->via.u64;
+	return 0;
+}
+
+/* A str the rules of f's kind accept (check_str). */
+static int
+decode_checked_str(const struct proto_field *f, const msgpack_object *o,
+    struct proto_err *err)
+{
+	if (o->type != MSGPACK_OBJECT_STR)
+		return proto_fail(err, PROTO_E_TYPE, f->name,
+		    "str expected, got %s", type_name(o->type));
+	return check_str(f, o->via.str.ptr, o->via.str.size, err);
+}
+
+static int
+decode_str(const struct proto_field *f, const msgpack_object *o, void *p,
+    struct proto_err *err)
+{
+	struct hive_str *s = p;
+
+	if (decode_checked_str(f, o, err) == -1)
+		return -1;
+	s->ptr = o->via.str.ptr;
+	s->len = o->via.str.size;
+	return 0;
+}
+
+static int
+decode_enum(const struct proto_field *f, const msgpack_object *o, void *p,
+    struct proto_err *err)
+{
+	int v;
+
+	if (decode_checked_str(f, o, err) == -1)
+		return -1;
+	v = enum_find(f->en, o->via.str.ptr, o->via.str.size);
+	memcpy(p, &v, sizeof(v));   /* enums are int-sized */
+	return 0;
+}
+
+static int
+decode_uint(const struct proto_field *f, const msgpack_object *o, void *p,
+    struct proto_err *err)
+{
+	if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+		return proto_fail(err, PROTO_E_SIZE, f->name,
+		    "%" PRId64 " < %" PRIu64, o->via.i64, f->min);
+	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return proto_fail(err, PROTO_E_TYPE, f->name,
+		    "uint expected, got %s", type_name(o->type));
+	if (check_uint(f, o->via.u64, err) == -1)
+		return -1;
+	if (f->kind == PF_PID)
+		*(int64_t *)p = (int64_t)o->via.u64;
+	else if (f->size == 8)
+		*(uint64_t *)p = o->via.u64;
+	else
+		*(uint32_t *)p = (uint32_t)o->via.u64;
+	return 0;
+}
+
+/* PF_ANY, or PF_MAP: a value kept as it is, within f->max packed bytes
+ * (0: no limit). */
+static int
+decode_any(const struct proto_field *f, const msgpack_object *o, void *p,
+    struct proto_err *err)
+{
+	if (f->kind == PF_MAP && o->type != MSGPACK_OBJECT_MAP)
+		return proto_fail(err, PROTO_E_TYPE, f->name,
+		    "map expected, got %s", type_name(o->type));
+	if (f->max > 0) {
+		uint64_t size = 0;
+
+		/* depth was bounded by the reader */
+		if (proto_obj_check(o, HIVE_DEPTH_MAX, &size, err,
+		    f->name) == -1)
+			return -1;
+		if (size > f->max)
+			return proto_fail(err, PROTO_E_SIZE, f->name,
+			    "%" PRIu64 " bytes > %" PRIu64, size, f->max);
+	}
+	*(msgpack_object *)p = *o;
+	return 0;
+}
+
+static int
+decode_idmap(const struct proto_field *f, const msgpack_object *o, void *p,
+    struct proto_err *err)
+{
+	if (check_idmap(f, o, err) == -1)
+		return -1;
+	*(msgpack_object *)p = *o;
+	return 0;
+}
+
+/* The elements go into an array allocated in z; the count and the
+ * pointer into the message at base. */
+static int
+decode_list(const struct proto_field *f, const msgpack_object *o, char *base,
+    msgpack_zone *z, struct proto_err *err)
+{
+	uint32_t n;
+	char *items = NULL;
+
+	if (o->type != MSGPACK_OBJECT_ARRAY)
+		return proto_fail(err, PROTO_E_TYPE, f->name,
+		    "array expected, got %s", type_name(o->type));
+	n = o->via.array.size;
+	if (n == 0 && f->min > 0)
+		return proto_fail(err, PROTO_E_SIZE, f->name, "empty");
+	if (n < f->min || n > f->max)
+		return proto_fail(err, PROTO_E_SIZE, f->name,
+		    "%" PRIu32 " entries, not %" PRIu64 "..%" PRIu64, n,
+		    f->min, f->max);
+	/* n is at most max (HIVE_WF_TASKS_MAX): bounded whatever the
+	 * input claims, and the reader saw n elements already. */
+	if (n > 0) {
+		if (z == NULL || (items = msgpack_zone_malloc(z,
+		    (size_t)n * f->elsize)) == NULL)
+			return proto_fail(err, PROTO_E_TOOBIG, f->name,
+			    "out of memory");
+		memset(items, 0, (size_t)n * f->elsize);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const msgpack_object *e = &o->via.array.ptr[i];
+		char *item = items + (size_t)i * f->elsize;
+
+		if (f->submap && e->type != MSGPACK_OBJECT_MAP) {
+			proto_fail(err, PROTO_E_TYPE, "",
+			    "map expected, got %s", type_name(e->type));
+			return fail_in(f, i, err);
+		}
+		if (f->submap ? proto_fields_decode(e, f->sub, f->nsub,
+		    item, z, err) == -1 :
+		    decode_one(&f->sub[0], e, item, z, err) == -1)
+			return fail_in(f, i, err);
+	}
+	memcpy(base + f->off, &items, sizeof(items));
+	memcpy(base + f->cnt_off, &n, sizeof(n));
+	return 0;
+}
+
+/* bin, or str: the bytes are taken either way. */
+static int
+decode_raw(const struct proto_field *f, const msgpack_object *o, void *p,
+    struct proto_err *err)
+{
+	struct hive_str *s = p;
+
+	if (o->type == MSGPACK_OBJECT_BIN) {
+		s->ptr = o->via.bin.ptr;
+		s->len = o->via.bin.size;
+	} else if (o->type == MSGPACK_OBJECT_STR) {
+		s->ptr = o->via.str.ptr;
+		s->len = o->via.str.size;
+	} else {
+		return proto_fail(err, PROTO_E_TYPE, f->name,
+		    "bin expected, got %s", type_name(o->type));
+	}
+	if (s->len > f->max) {
+		uint32_t n = s->len;
+
+		s->ptr = NULL;
+		s->len = 0;
+		return proto_fail(err, PROTO_E_SIZE, f->name,
+		    "%" PRIu32 " bytes > %" PRIu64, n, f->max);
+	}
+	return 0;
+}
+
 static int
 decode_one(const struct proto_field *f, const msgpack_object *o, char *base,
     msgpack_zone *z, struct proto_err *err)
 {
 	void *p = base + f->off;
 
-	if (f->kind == PF_VERSION) {
-		if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-			return proto_fail(err, PROTO_E_VERSION, f->name,
-			    "%" PRId64 ", this side speaks %d", o->via.i64,
-			    HIVE_PROTO_VERSION);
-		if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-			return proto_fail(err, PROTO_E_TYPE, f->name,
-			    "uint expected, got %s", type_name(o->type));
-		if (o->via.u64 < 1 || o->via.u64 > HIVE_PROTO_VERSION)
-			return proto_fail(err, PROTO_E_VERSION, f->name,
-			    "%" PRIu64 ", this side speaks %d", o->via.u64,
-			    HIVE_PROTO_VERSION);
-		*(uint32_t *)p = (uint32_t)o->via.u64;
-		return 0;
-	}
-	if (is_str_kind(f->kind)) {
-		struct hive_str *s = p;
-
-		if (o->type != MSGPACK_OBJECT_STR)
-			return proto_fail(err, PROTO_E_TYPE, f->name,
-			    "str expected, got %s", type_name(o->type));
-		if (check_str(f, o->via.str.ptr, o->via.str.size, err) == -1)
-			return -1;
-		if (f->kind == PF_ENUM) {
-			int v = enum_find(f->en, o->via.str.ptr, o->via.str.size);
-
-			memcpy(p, &v, sizeof(v));   /* enums are int-sized */
-			return 0;
-		}
-		s->ptr = o->via.str.ptr;
-		s->len = o->via.str.size;
-		return 0;
-	}
 	switch (f->kind) {
+	case PF_VERSION:
+		return decode_version(f, o, p, err);
+	case PF_ID:
+	case PF_NAME:
+	case PF_AGENT:
+	case PF_PRINT:
+	case PF_REPLY:
+	case PF_ENTRY:
+	case PF_TEXT:
+	case PF_CAP:
+		return decode_str(f, o, p, err);
+	case PF_ENUM:
+		return decode_enum(f, o, p, err);
 	case PF_UINT:
 	case PF_PID:
-		if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-			return proto_fail(err, PROTO_E_SIZE, f->name,
-			    "%" PRId64 " < %" PRIu64, o->via.i64, f->min);
-		if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-			return proto_fail(err, PROTO_E_TYPE, f->name,
-			    "uint expected, got %s", type_name(o->type));
-		if (check_uint(f, o->via.u64, err) == -1)
-			return -1;
-		if (f->kind == PF_PID)
-			*(int64_t *)p = (int64_t)o->via.u64;
-		else if (f->size == 8)
-			*(uint64_t *)p = o->via.u64;
-		else
-			*(uint32_t *)p = (uint32_t)o->via.u64;
-		return 0;
+		return decode_uint(f, o, p, err);
 	case PF_MAP:
-		if (o->type != MSGPACK_OBJECT_MAP)
-			return proto_fail(err, PROTO_E_TYPE, f->name,
-			    "map expected, got %s", type_name(o->type));
-		/* FALLTHROUGH */
 	case PF_ANY:
-		if (f->max > 0) {
-			uint64_t size = 0;
-
-			/* depth was bounded by the reader */
-			if (proto_obj_check(o, HIVE_DEPTH_MAX, &size, err,
-			    f->name) == -1)
-				return -1;
-			if (size > f->max)
-				return proto_fail(err, PROTO_E_SIZE, f->name,
-				    "%" PRIu64 " bytes > %" PRIu64, size,
-				    f->max);
-		}
-		*(msgpack_object *)p = *o;
-		return 0;
+		return decode_any(f, o, p, err);
 	case PF_IDMAP:
-		if (check_idmap(f, o, err) == -1)
-			return -1;
-		*(msgpack_object *)p = *o;
-		return 0;
-	case PF_LIST: {
-		uint32_t n;
-		char *items = NULL;
-
-		if (o->type != MSGPACK_OBJECT_ARRAY)
-			return proto_fail(err, PROTO_E_TYPE, f->name,
-			    "array expected, got %s", type_name(o->type));
-		n = o->via.array.size;
-		if (n == 0 && f->min > 0)
-			return proto_fail(err, PROTO_E_SIZE, f->name, "empty");
-		if (n < f->min || n > f->max)
-			return proto_fail(err, PROTO_E_SIZE, f->name,
-			    "%" PRIu32 " entries, not %" PRIu64 "..%" PRIu64, n,
-			    f->min, f->max);
-		/* n is at most max (HIVE_WF_TASKS_MAX): bounded whatever the
-		 * input claims, and the reader saw n elements already. */
-		if (n > 0) {
-			if (z == NULL || (items = msgpack_zone_malloc(z,
-			    (size_t)n * f->elsize)) == NULL)
-				return proto_fail(err, PROTO_E_TOOBIG, f->name,
-				    "out of memory");
-			memset(items, 0, (size_t)n * f->elsize);
-		}
-		for (uint32_t i = 0; i < n; i++) {
-			const msgpack_object *e = &o->via.array.ptr[i];
-			char *item = items + (size_t)i * f->elsize;
-
-			if (f->submap && e->type != MSGPACK_OBJECT_MAP) {
-				proto_fail(err, PROTO_E_TYPE, "",
-				    "map expected, got %s", type_name(e->type));
-				return fail_in(f, i, err);
-			}
-			if (f->submap ? proto_fields_decode(e, f->sub, f->nsub,
-			    item, z, err) == -1 :
-			    decode_one(&f->sub[0], e, item, z, err) == -1)
-				return fail_in(f, i, err);
-		}
-		memcpy(p, &items, sizeof(items));
-		memcpy(base + f->cnt_off, &n, sizeof(n));
-		return 0;
-	}
-	case PF_RAW: {
-		struct hive_str *s = p;
-
-		if (o->type == MSGPACK_OBJECT_BIN) {
-			s->ptr = o->via.bin.ptr;
-			s->len = o->via.bin.size;
-		} else if (o->type == MSGPACK_OBJECT_STR) {
-			s->ptr = o->via.str.ptr;
-			s->len = o->via.str.size;
-		} else {
-			return proto_fail(err, PROTO_E_TYPE, f->name,
-			    "bin expected, got %s", type_name(o->type));
-		}
-		if (s->len > f->max) {
-			uint32_t n = s->len;
-
-			s->ptr = NULL;
-			s->len = 0;
-			return proto_fail(err, PROTO_E_SIZE, f->name,
-			    "%" PRIu32 " bytes > %" PRIu64, n, f->max);
-		}
-		return 0;
-	}
-	default:
-		break;
+		return decode_idmap(f, o, p, err);
+	case PF_LIST:
+		return decode_list(f, o, base, z, err);
+	case PF_RAW:
+		return decode_raw(f, o, p, err);
 	}
 	return proto_fail(err, PROTO_E_TYPE, f->name, "no decoder");
 }
@@ -625,100 +702,149 @@ count_present(const struct proto_field *t, size_t n, const char *base)
 	return c;
 }
 
-/* The encoder's check of one field that will be written: the rules of
- * decode_one(), applied to the C value. */
+/*
+ * The encoder's checks of one field that will be written: the rules of
+ * the decode_* above, applied to the C value at p (the field in the
+ * struct at base).  check_one picks the one for f's kind.
+ */
+
+static int check_one(const struct proto_field *, const char *,
+    struct proto_err *);
+
+static int
+check_enum(const struct proto_field *f, const void *p, struct proto_err *err)
+{
+	int v;
+
+	memcpy(&v, p, sizeof(v));
+	if (v < f->en->base || v >= f->en->base + (int)f->en->count)
+		return proto_fail(err, PROTO_E_VALUE, f->name,
+		    "%d is not a known value", v);
+	return 0;
+}
+
+/* A str or raw field is present (count_present) with bytes to point at. */
+static int
+check_bytes(const struct proto_field *f, const struct hive_str *s,
+    struct proto_err *err)
+{
+	if (s->len == 0)
+		return proto_fail(err, PROTO_E_MISSING, f->name, "required");
+	if (s->ptr == NULL)
+		return proto_fail(err, PROTO_E_VALUE, f->name, "NULL pointer");
+	return 0;
+}
+
+static int
+check_str_field(const struct proto_field *f, const struct hive_str *s,
+    struct proto_err *err)
+{
+	if (check_bytes(f, s, err) == -1)
+		return -1;
+	return check_str(f, s->ptr, s->len, err);
+}
+
+static int
+check_raw(const struct proto_field *f, const struct hive_str *s,
+    struct proto_err *err)
+{
+	if (check_bytes(f, s, err) == -1)
+		return -1;
+	if (s->len > f->max)
+		return proto_fail(err, PROTO_E_SIZE, f->name,
+		    "%" PRIu32 " bytes > %" PRIu64, s->len, f->max);
+	return 0;
+}
+
+static int
+check_uint_field(const struct proto_field *f, const char *base,
+    struct proto_err *err)
+{
+	uint64_t u = get_uint(f, base);
+
+	if (f->kind == PF_PID && (int64_t)u < 0)
+		return proto_fail(err, PROTO_E_SIZE, f->name,
+		    "%" PRId64 " < 0", (int64_t)u);
+	return check_uint(f, u, err);
+}
+
+/* PF_ANY or PF_MAP: a sound value within f->max packed bytes. */
+static int
+check_any(const struct proto_field *f, const msgpack_object *o,
+    struct proto_err *err)
+{
+	uint64_t size = 0;
+
+	if (o->type == MSGPACK_OBJECT_NIL)
+		return proto_fail(err, PROTO_E_MISSING, f->name, "required");
+	if (f->kind == PF_MAP && o->type != MSGPACK_OBJECT_MAP)
+		return proto_fail(err, PROTO_E_TYPE, f->name,
+		    "map expected, got %s", type_name(o->type));
+	if (proto_obj_check(o, HIVE_DEPTH_MAX, &size, err, f->name) == -1)
+		return -1;
+	if (f->max > 0 && size > f->max)
+		return proto_fail(err, PROTO_E_SIZE, f->name,
+		    "%" PRIu64 " bytes > %" PRIu64, size, f->max);
+	return 0;
+}
+
+static int
+check_list(const struct proto_field *f, const char *base,
+    struct proto_err *err)
+{
+	uint32_t n = list_count(f, base), c;
+	const char *items = list_items(f, base);
+
+	if (n == 0 && f->min > 0)
+		return proto_fail(err, PROTO_E_MISSING, f->name, "required");
+	if (n < f->min || n > f->max)
+		return proto_fail(err, PROTO_E_SIZE, f->name,
+		    "%" PRIu32 " entries, not %" PRIu64 "..%" PRIu64, n,
+		    f->min, f->max);
+	if (items == NULL)
+		return proto_fail(err, PROTO_E_VALUE, f->name, "NULL pointer");
+	for (uint32_t i = 0; i < n; i++) {
+		const char *item = items + (size_t)i * f->elsize;
+
+		if (f->submap ? proto_fields_check(f->sub, f->nsub, item, &c,
+		    err) == -1 : check_one(&f->sub[0], item, err) == -1)
+			return fail_in(f, i, err);
+	}
+	return 0;
+}
+
 static int
 check_one(const struct proto_field *f, const char *base,
     struct proto_err *err)
 {
 	const void *p = base + f->off;
 
-	if (f->kind == PF_VERSION)
-		return 0;               /* always HIVE_PROTO_VERSION */
-	if (f->kind == PF_ENUM) {
-		int v;
-
-		memcpy(&v, p, sizeof(v));
-		if (v < f->en->base || v >= f->en->base + (int)f->en->count)
-			return proto_fail(err, PROTO_E_VALUE, f->name,
-			    "%d is not a known value", v);
-		return 0;
-	}
-	if (is_str_kind(f->kind) || f->kind == PF_RAW) {
-		const struct hive_str *s = p;
-
-		if (s->len == 0)
-			return proto_fail(err, PROTO_E_MISSING, f->name,
-			    "required");
-		if (s->ptr == NULL)
-			return proto_fail(err, PROTO_E_VALUE, f->name,
-			    "NULL pointer");
-		if (f->kind == PF_RAW) {
-			if (s->len > f->max)
-				return proto_fail(err, PROTO_E_SIZE, f->name,
-				    "%" PRIu32 " bytes > %" PRIu64, s->len,
-				    f->max);
-			return 0;
-		}
-		return check_str(f, s->ptr, s->len, err);
-	}
 	switch (f->kind) {
+	case PF_VERSION:
+		return 0;               /* always HIVE_PROTO_VERSION */
+	case PF_ENUM:
+		return check_enum(f, p, err);
+	case PF_ID:
+	case PF_NAME:
+	case PF_AGENT:
+	case PF_PRINT:
+	case PF_REPLY:
+	case PF_ENTRY:
+	case PF_TEXT:
+	case PF_CAP:
+		return check_str_field(f, p, err);
+	case PF_RAW:
+		return check_raw(f, p, err);
 	case PF_UINT:
-	case PF_PID: {
-		uint64_t u = get_uint(f, base);
-
-		if (f->kind == PF_PID && (int64_t)u < 0)
-			return proto_fail(err, PROTO_E_SIZE, f->name,
-			    "%" PRId64 " < 0", (int64_t)u);
-		return check_uint(f, u, err);
-	}
+	case PF_PID:
+		return check_uint_field(f, base, err);
 	case PF_MAP:
-	case PF_ANY: {
-		const msgpack_object *o = p;
-		uint64_t size = 0;
-
-		if (o->type == MSGPACK_OBJECT_NIL)
-			return proto_fail(err, PROTO_E_MISSING, f->name,
-			    "required");
-		if (f->kind == PF_MAP && o->type != MSGPACK_OBJECT_MAP)
-			return proto_fail(err, PROTO_E_TYPE, f->name,
-			    "map expected, got %s", type_name(o->type));
-		if (proto_obj_check(o, HIVE_DEPTH_MAX, &size, err,
-		    f->name) == -1)
-			return -1;
-		if (f->max > 0 && size > f->max)
-			return proto_fail(err, PROTO_E_SIZE, f->name,
-			    "%" PRIu64 " bytes > %" PRIu64, size, f->max);
-		return 0;
-	}
+	case PF_ANY:
+		return check_any(f, p, err);
 	case PF_IDMAP:
 		return check_idmap(f, p, err);
-	case PF_LIST: {
-		uint32_t n = list_count(f, base), c;
-		const char *items = list_items(f, base);
-
-		if (n == 0 && f->min > 0)
-			return proto_fail(err, PROTO_E_MISSING, f->name,
-			    "required");
-		if (n < f->min || n > f->max)
-			return proto_fail(err, PROTO_E_SIZE, f->name,
-			    "%" PRIu32 " entries, not %" PRIu64 "..%" PRIu64, n,
-			    f->min, f->max);
-		if (items == NULL)
-			return proto_fail(err, PROTO_E_VALUE, f->name,
-			    "NULL pointer");
-		for (uint32_t i = 0; i < n; i++) {
-			const char *item = items + (size_t)i * f->elsize;
-
-			if (f->submap ? proto_fields_check(f->sub, f->nsub,
-			    item, &c, err) == -1 :
-			    check_one(&f->sub[0], item, err) == -1)
-				return fail_in(f, i, err);
-		}
-		return 0;
-	}
-	default:
-		break;
+	case PF_LIST:
+		return check_list(f, base, err);
 	}
 	return proto_fail(err, PROTO_E_TYPE, f->name, "no encoder");
 }

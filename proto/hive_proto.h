@@ -412,24 +412,25 @@ int proto_valid_id(const char *s, size_t len);
 /* ---- msgpack <-> JSON (handlers speak JSON) ---- */
 
 /*
- * Convert a value to JSON text / JSON to a value. Maps must have string
+ * Convert a value to JSON / JSON to a value. Maps must have string
  * keys; bin and ext have no JSON form and are refused; floats must be
- * finite.  See proto/json.c.
+ * finite.  See proto/json.c.  proto_json_to_obj only reads j (not const:
+ * jansson iterates objects through non-const pointers).
  */
 struct json_t;
 struct json_t *proto_obj_to_json(const msgpack_object *o, struct proto_err *err);
-int proto_json_to_obj(const struct json_t *j, msgpack_zone *z,
+int proto_json_to_obj(struct json_t *j, msgpack_zone *z,
     msgpack_object *out, struct proto_err *err);
 /*
  * The compact JSON text of o (malloc'd, NUL-terminated, its length in
  * *len if len is not NULL), written straight from o: the JSON value
  * proto_obj_to_json(o) gives, the same values refused, strings escaped
- * as jansson does, without building a tree.
+ * as jansson does, without building a tree (proto/json_text.c).
  */
 char *proto_obj_json_text(const msgpack_object *o, size_t *len,
     struct proto_err *err);
 
-uint64_t proto_now_ms(void);   /* wall clock, unix ms */
+uint64_t proto_now_ms(void);   /* wall clock, unix ms (clock.c) */
 
 /* ---- the field tables, for docs/PROTOCOL.md and its test ---- */
 

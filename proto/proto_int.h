@@ -123,6 +123,24 @@ int proto_unpack_msg(const char *buf, size_t len, size_t max,
 int proto_obj_check(const msgpack_object *o, unsigned maxdepth,
     uint64_t *size, struct proto_err *err, const char *field);
 
+/* ---- what has a JSON form (json.c; json_text.c applies the same) ---- */
+
+/*
+ * 0 if o may have a JSON form as far as its own type and value go:
+ * integers within int64, finite floats, no bin or ext, and a container
+ * only with depth > 0 levels left.  Elements, keys and UTF-8 are judged
+ * as the walker meets them.  Else -1 with err set (the field empty).
+ */
+int proto_json_form(const msgpack_object *o, unsigned depth,
+    struct proto_err *err);
+/* 0 if k may be an object key: a string without NUL. */
+int proto_json_key(const msgpack_object *k, struct proto_err *err);
+/* The errors for what a walker finds: key k twice; what ("string", "map
+ * key") not UTF-8; more than HIVE_DEPTH_MAX containers.  Always -1. */
+int proto_json_key_twice(const msgpack_object *k, struct proto_err *err);
+int proto_json_not_utf8(const char *what, struct proto_err *err);
+int proto_json_too_deep(struct proto_err *err);
+
 /* ---- field tables (fields.c) ---- */
 
 /*

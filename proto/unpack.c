@@ -29,9 +29,7 @@
  */
 #include "proto_int.h"
 
-#include <math.h>
 #include <stdio.h>
-#include <time.h>
 
 /* ---- errors ---- */
 
@@ -103,15 +101,6 @@ proto_strerror(const struct proto_err *err, char *buf, size_t len)
 	return buf;
 }
 
-uint64_t
-proto_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- the reader ---- */
 
 static uint64_t
@@ -127,6 +116,18 @@ be(const unsigned char *p, unsigned n)
 struct open_container {
 	msgpack_object *o;
 	uint64_t next, slots;        /* slots: n (array) or 2n (map) */
+};
+
+/* One proto_unpack: the input, where it is, and the open containers
+ * (st[0] the outermost). */
+struct reader {
+	const char *buf;
+	const unsigned char *p;      /* buf, as bytes */
+	size_t len, off;             /* off: the next byte to read */
+	msgpack_zone *z;
+	struct open_container st[PROTO_UNPACK_DEPTH_MAX + 1];
+	unsigned top, maxdepth;      /* top: how many are open */
+	struct proto_err *err;
 };
 
 /* The slot (element, key or value) the next value goes into. */
@@ -160,247 +161,291 @@ top_field(const struct open_container *st, unsigned top, char *buf,
 	    k->via.str.size : len - 1), k->via.str.ptr);
 }
 
+/* The input ends inside a value (at r->off, where it was found out). */
+static int
+truncated(struct reader *r)
+{
+	return proto_fail(r->err, PROTO_E_MALFORMED, "",
+	    "truncated at offset %zu", r->off);
+}
+
+/* The big-endian number of n bytes at r->off, read past. */
+static int
+take(struct reader *r, unsigned n, uint64_t *v)
+{
+	if (n > r->len - r->off)
+		return truncated(r);
+	*v = be(r->p + r->off, n);
+	r->off += n;
+	return 0;
+}
+
+/* str or bin of n bytes, or of a length of hdr bytes read first (hdr >
+ * 0); the bytes are borrowed from the input. */
+static int
+read_bytes(struct reader *r, msgpack_object *dst, msgpack_object_type type,
+    unsigned hdr, uint64_t n)
+{
+	if (hdr > 0 && take(r, hdr, &n) == -1)
+		return -1;
+	if (n > r->len - r->off)
+		return truncated(r);
+	dst->type = type;
+	if (type == MSGPACK_OBJECT_BIN) {
+		dst->via.bin.size = (uint32_t)n;
+		dst->via.bin.ptr = r->buf + r->off;
+	} else {
+		dst->via.str.size = (uint32_t)n;
+		dst->via.str.ptr = r->buf + r->off;
+	}
+	r->off += n;
+	return 0;
+}
+
+/* ext 8/16/32 (0xc7-0xc9) or fixext 1..16 (0xd4-0xd8): a length, the
+ * type byte, the data (borrowed). */
+static int
+read_ext(struct reader *r, msgpack_object *dst, unsigned c)
+{
+	uint64_t n;
+
+	if (c >= 0xd4)
+		n = 1u << (c - 0xd4);
+	else if (take(r, 1u << (c - 0xc7), &n) == -1)
+		return -1;
+	if (r->off >= r->len || n > r->len - r->off - 1)
+		return truncated(r);
+	dst->type = MSGPACK_OBJECT_EXT;
+	dst->via.ext.type = (int8_t)r->p[r->off++];
+	dst->via.ext.size = (uint32_t)n;
+	dst->via.ext.ptr = r->buf + r->off;
+	r->off += n;
+	return 0;
+}
+
+/* float 32 (0xca) or 64 (0xcb); a float 32 is kept widened, as
+ * msgpack-c does. */
+static int
+read_float(struct reader *r, msgpack_object *dst, unsigned c)
+{
+	uint64_t bits;
+
+	if (take(r, c == 0xca ? 4 : 8, &bits) == -1)
+		return -1;
+	if (c == 0xca) {
+		uint32_t b32 = (uint32_t)bits;
+		float f;
+
+		memcpy(&f, &b32, sizeof(f));
+		dst->type = MSGPACK_OBJECT_FLOAT32;
+		dst->via.f64 = f;
+	} else {
+		double d;
+
+		memcpy(&d, &bits, sizeof(d));
+		dst->type = MSGPACK_OBJECT_FLOAT64;
+		dst->via.f64 = d;
+	}
+	return 0;
+}
+
+/* int 8/16/32/64 (0xd0-0xd3). */
+static int
+read_int(struct reader *r, msgpack_object *dst, unsigned c)
+{
+	unsigned n = 1u << (c - 0xd0);
+	uint64_t u;
+	int64_t i;
+
+	if (take(r, n, &u) == -1)
+		return -1;
+	/* sign-extend from n bytes */
+	if (n < 8 && (u >> (n * 8 - 1)) & 1)
+		u |= ~(uint64_t)0 << (n * 8);
+	memcpy(&i, &u, sizeof(i));
+	/* msgpack-c's convention: non-negative values are POSITIVE_INTEGER
+	 * however encoded. */
+	if (i >= 0) {
+		dst->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+		dst->via.u64 = (uint64_t)i;
+	} else {
+		dst->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+		dst->via.i64 = i;
+	}
+	return 0;
+}
+
+/* What read_header found. */
+enum header {
+	HDR_ERROR = -1,              /* err set (the read_* return -1) */
+	HDR_VALUE = 0,               /* a whole scalar, in dst (they return 0) */
+	HDR_MAP,                     /* a map of *n pairs follows */
+	HDR_ARRAY,                   /* an array of *n elements follows */
+};
+
+/*
+ * Read the value at r->off: a scalar whole into dst, or the header of a
+ * container (its count in *n; its elements are the next values).  See
+ * the first-byte table at the top of this file.
+ */
+static enum header
+read_header(struct reader *r, msgpack_object *dst, uint64_t *n)
+{
+	unsigned c;
+	int rc = 0;
+
+	if (r->off >= r->len)
+		return truncated(r);
+	c = r->p[r->off++];
+	memset(dst, 0, sizeof(*dst));
+	if (c <= 0x7f) {
+		dst->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+		dst->via.u64 = c;
+		return HDR_VALUE;
+	}
+	if (c >= 0xe0) {
+		dst->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+		dst->via.i64 = (int8_t)c;
+		return HDR_VALUE;
+	}
+	if (c <= 0x9f) {
+		*n = c & 0x0f;
+		return c <= 0x8f ? HDR_MAP : HDR_ARRAY;
+	}
+	if (c <= 0xbf)
+		return read_bytes(r, dst, MSGPACK_OBJECT_STR, 0, c & 0x1f);
+	switch (c) {
+	case 0xc0:
+		dst->type = MSGPACK_OBJECT_NIL;
+		break;
+	case 0xc2: case 0xc3:
+		dst->type = MSGPACK_OBJECT_BOOLEAN;
+		dst->via.boolean = c == 0xc3;
+		break;
+	case 0xc4: case 0xc5: case 0xc6:
+		rc = read_bytes(r, dst, MSGPACK_OBJECT_BIN, 1u << (c - 0xc4), 0);
+		break;
+	case 0xd9: case 0xda: case 0xdb:
+		rc = read_bytes(r, dst, MSGPACK_OBJECT_STR, 1u << (c - 0xd9), 0);
+		break;
+	case 0xc7: case 0xc8: case 0xc9:
+	case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+		rc = read_ext(r, dst, c);
+		break;
+	case 0xca: case 0xcb:
+		rc = read_float(r, dst, c);
+		break;
+	case 0xcc: case 0xcd: case 0xce: case 0xcf:
+		dst->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+		rc = take(r, 1u << (c - 0xcc), &dst->via.u64);
+		break;
+	case 0xd0: case 0xd1: case 0xd2: case 0xd3:
+		rc = read_int(r, dst, c);
+		break;
+	case 0xdc: case 0xdd: case 0xde: case 0xdf:
+		if (take(r, (c & 1) ? 4 : 2, n) == -1)
+			return HDR_ERROR;
+		return c >= 0xde ? HDR_MAP : HDR_ARRAY;
+	default:                                    /* 0xc1 */
+		return proto_fail(r->err, PROTO_E_MALFORMED, "",
+		    "byte 0x%02x at offset %zu", c, r->off - 1);
+	}
+	return rc == -1 ? HDR_ERROR : HDR_VALUE;
+}
+
+/*
+ * dst becomes a map or array of n, its elements to be read into it: it
+ * is pushed as the innermost open container (unless empty).  Refused
+ * when too deep, or when the rest of the input cannot hold n elements.
+ */
+static int
+push(struct reader *r, msgpack_object *dst, bool is_map, uint64_t n)
+{
+	uint64_t slots = is_map ? 2 * n : n;
+	size_t sz = is_map ? sizeof(msgpack_object_kv) : sizeof(msgpack_object);
+	void *mem;
+
+	if (r->top + 1 > r->maxdepth) {
+		char f[sizeof(r->err->field)];
+
+		top_field(r->st, r->top, f, sizeof(f));
+		return proto_fail(r->err, PROTO_E_SIZE, f,
+		    "nesting deeper than %u", HIVE_DEPTH_MAX);
+	}
+	/* Every element takes at least one byte: a count the rest of the
+	 * input cannot hold is a lie, refuse it before allocating for it. */
+	if (slots > r->len - r->off)
+		return truncated(r);
+	dst->type = is_map ? MSGPACK_OBJECT_MAP : MSGPACK_OBJECT_ARRAY;
+	if (is_map)
+		dst->via.map.size = (uint32_t)n;
+	else
+		dst->via.array.size = (uint32_t)n;
+	if (n == 0)
+		return 0;
+	if ((mem = msgpack_zone_malloc(r->z, (size_t)n * sz)) == NULL)
+		return proto_fail(r->err, PROTO_E_TOOBIG, "", "out of memory");
+	if (is_map)
+		dst->via.map.ptr = mem;
+	else
+		dst->via.array.ptr = mem;
+	r->st[r->top].o = dst;
+	r->st[r->top].next = 0;
+	r->st[r->top].slots = slots;
+	r->top++;
+	return 0;
+}
+
+/* Close the containers that are full; the slot the next value goes
+ * into, or NULL when the outermost value is complete. */
+static msgpack_object *
+pop(struct reader *r)
+{
+	while (r->top > 0 && r->st[r->top - 1].next == r->st[r->top - 1].slots)
+		r->top--;
+	return r->top > 0 ? slot(&r->st[r->top - 1]) : NULL;
+}
+
 int
 proto_unpack(const char *buf, size_t len, unsigned maxdepth,
     msgpack_unpacked *out, struct proto_err *err)
 {
-	struct open_container st[PROTO_UNPACK_DEPTH_MAX + 1];
-	const unsigned char *p = (const unsigned char *)buf;
-	msgpack_zone *z = NULL;
+	struct reader r;
 	msgpack_object root, *dst = &root;
-	unsigned top = 0;
-	size_t off = 0;
 
 	memset(out, 0, sizeof(*out));
-	if (maxdepth > PROTO_UNPACK_DEPTH_MAX)
-		maxdepth = PROTO_UNPACK_DEPTH_MAX;
-	if (len == 0) {
-		proto_fail(err, PROTO_E_MALFORMED, "", "empty");
-		goto err;
-	}
-	if ((z = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE)) == NULL) {
-		proto_fail(err, PROTO_E_TOOBIG, "", "out of memory");
-		goto err;
-	}
+	r.buf = buf;
+	r.p = (const unsigned char *)buf;
+	r.len = len;
+	r.off = 0;
+	r.top = 0;
+	r.maxdepth = maxdepth > PROTO_UNPACK_DEPTH_MAX ?
+	    PROTO_UNPACK_DEPTH_MAX : maxdepth;
+	r.err = err;
+	if (len == 0)
+		return proto_fail(err, PROTO_E_MALFORMED, "", "empty");
+	if ((r.z = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE)) == NULL)
+		return proto_fail(err, PROTO_E_TOOBIG, "", "out of memory");
 
-	for (;;) {
-		unsigned c, hdr = 0;
-		uint64_t n = 0, left;
-		bool is_map = false, is_array = false;
+	do {
+		uint64_t n = 0;
+		enum header h = read_header(&r, dst, &n);
 
-		if (off >= len)
-			goto truncated;
-		c = p[off++];
-		left = len - off;
-		memset(dst, 0, sizeof(*dst));
+		if (h == HDR_ERROR || (h != HDR_VALUE &&
+		    push(&r, dst, h == HDR_MAP, n) == -1))
+			goto err;
+	} while ((dst = pop(&r)) != NULL);
 
-		if (c <= 0x7f) {
-			dst->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
-			dst->via.u64 = c;
-		} else if (c >= 0xe0) {
-			dst->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
-			dst->via.i64 = (int8_t)c;
-		} else if (c <= 0x8f) {
-			is_map = true;
-			n = c & 0x0f;
-		} else if (c <= 0x9f) {
-			is_array = true;
-			n = c & 0x0f;
-		} else if (c <= 0xbf) {
-			n = c & 0x1f;
-			if (n > left)
-				goto truncated;
-			dst->type = MSGPACK_OBJECT_STR;
-			dst->via.str.size = (uint32_t)n;
-			dst->via.str.ptr = buf + off;
-			off += n;
-		} else {
-			switch (c) {
-			case 0xc0:
-				dst->type = MSGPACK_OBJECT_NIL;
-				break;
-			case 0xc2: case 0xc3:
-				dst->type = MSGPACK_OBJECT_BOOLEAN;
-				dst->via.boolean = c == 0xc3;
-				break;
-			case 0xc4: case 0xc5: case 0xc6:    /* bin */
-			case 0xd9: case 0xda: case 0xdb:    /* str */
-				hdr = c <= 0xc6 ? 1u << (c - 0xc4) :
-				    1u << (c - 0xd9);
-				if (hdr > left)
-					goto truncated;
-				n = be(p + off, hdr);
-				off += hdr;
-				if (n > len - off)
-					goto truncated;
-				if (c <= 0xc6) {
-					dst->type = MSGPACK_OBJECT_BIN;
-					dst->via.bin.size = (uint32_t)n;
-					dst->via.bin.ptr = buf + off;
-				} else {
-					dst->type = MSGPACK_OBJECT_STR;
-					dst->via.str.size = (uint32_t)n;
-					dst->via.str.ptr = buf + off;
-				}
-				off += n;
-				break;
-			case 0xc7: case 0xc8: case 0xc9:    /* ext 8/16/32 */
-			case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
-				if (c >= 0xd4) {
-					n = 1u << (c - 0xd4);
-				} else {
-					hdr = 1u << (c - 0xc7);
-					if (hdr > left)
-						goto truncated;
-					n = be(p + off, hdr);
-					off += hdr;
-				}
-				if (off >= len || n > len - off - 1)
-					goto truncated;
-				dst->type = MSGPACK_OBJECT_EXT;
-				dst->via.ext.type = (int8_t)p[off++];
-				dst->via.ext.size = (uint32_t)n;
-				dst->via.ext.ptr = buf + off;
-				off += n;
-				break;
-			case 0xca: case 0xcb: {             /* float 32/64 */
-				uint64_t bits;
-
-				hdr = c == 0xca ? 4 : 8;
-				if (hdr > left)
-					goto truncated;
-				bits = be(p + off, hdr);
-				off += hdr;
-				if (c == 0xca) {
-					uint32_t b32 = (uint32_t)bits;
-					float f;
-
-					memcpy(&f, &b32, sizeof(f));
-					dst->type = MSGPACK_OBJECT_FLOAT32;
-					dst->via.f64 = f;
-				} else {
-					double d;
-
-					memcpy(&d, &bits, sizeof(d));
-					dst->type = MSGPACK_OBJECT_FLOAT64;
-					dst->via.f64 = d;
-				}
-				break;
-			}
-			case 0xcc: case 0xcd: case 0xce: case 0xcf:
-				hdr = 1u << (c - 0xcc);
-				if (hdr > left)
-					goto truncated;
-				dst->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
-				dst->via.u64 = be(p + off, hdr);
-				off += hdr;
-				break;
-			case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
-				uint64_t u;
-				int64_t i;
-
-				hdr = 1u << (c - 0xd0);
-				if (hdr > left)
-					goto truncated;
-				u = be(p + off, hdr);
-				off += hdr;
-				/* sign-extend from hdr bytes */
-				if (hdr < 8 && (u >> (hdr * 8 - 1)) & 1)
-					u |= ~(uint64_t)0 << (hdr * 8);
-				memcpy(&i, &u, sizeof(i));
-				/* msgpack-c's convention: non-negative values
-				 * are POSITIVE_INTEGER however encoded. */
-				if (i >= 0) {
-					dst->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
-					dst->via.u64 = (uint64_t)i;
-				} else {
-					dst->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
-					dst->via.i64 = i;
-				}
-				break;
-			}
-			case 0xdc: case 0xdd: case 0xde: case 0xdf:
-				hdr = (c & 1) ? 4 : 2;
-				if (hdr > left)
-					goto truncated;
-				n = be(p + off, hdr);
-				off += hdr;
-				is_map = c >= 0xde;
-				is_array = !is_map;
-				break;
-			default:                            /* 0xc1 */
-				proto_fail(err, PROTO_E_MALFORMED, "",
-				    "byte 0x%02x at offset %zu", c, off - 1);
-				goto err;
-			}
-		}
-
-		if (is_map || is_array) {
-			uint64_t slots = is_map ? 2 * n : n;
-
-			if (top + 1 > maxdepth) {
-				char f[sizeof(err->field)];
-
-				top_field(st, top, f, sizeof(f));
-				proto_fail(err, PROTO_E_SIZE, f,
-				    "nesting deeper than %u", HIVE_DEPTH_MAX);
-				goto err;
-			}
-			/* Every element takes at least one byte: a count the
-			 * rest of the input cannot hold is a lie, refuse it
-			 * before allocating for it. */
-			if (slots > len - off)
-				goto truncated;
-			if (is_map) {
-				dst->type = MSGPACK_OBJECT_MAP;
-				dst->via.map.size = (uint32_t)n;
-			} else {
-				dst->type = MSGPACK_OBJECT_ARRAY;
-				dst->via.array.size = (uint32_t)n;
-			}
-			if (n > 0) {
-				size_t sz = is_map ? sizeof(msgpack_object_kv) :
-				    sizeof(msgpack_object);
-				void *mem = msgpack_zone_malloc(z, (size_t)n * sz);
-
-				if (mem == NULL) {
-					proto_fail(err, PROTO_E_TOOBIG, "",
-					    "out of memory");
-					goto err;
-				}
-				if (is_map)
-					dst->via.map.ptr = mem;
-				else
-					dst->via.array.ptr = mem;
-				st[top].o = dst;
-				st[top].next = 0;
-				st[top].slots = slots;
-				top++;
-			}
-		}
-
-		/* Where does the next value go?  Close what is full. */
-		while (top > 0 && st[top - 1].next == st[top - 1].slots)
-			top--;
-		if (top == 0)
-			break;
-		dst = slot(&st[top - 1]);
-	}
-
-	if (off != len) {
+	if (r.off != len) {
 		proto_fail(err, PROTO_E_MALFORMED, "",
-		    "%zu trailing bytes", len - off);
+		    "%zu trailing bytes", len - r.off);
 		goto err;
 	}
-	out->zone = z;
+	out->zone = r.z;
 	out->data = root;
 	return 0;
-
-truncated:
-	proto_fail(err, PROTO_E_MALFORMED, "", "truncated at offset %zu", off);
 err:
-	if (z != NULL)
-		msgpack_zone_free(z);
+	msgpack_zone_free(r.z);
 	memset(out, 0, sizeof(*out));
 	return -1;
 }
@@ -459,6 +504,65 @@ hdr_size(uint32_t n, unsigned fix)
 	return 5;
 }
 
+/* Packed size of an integer (msgpack-c packs a non-negative one as
+ * unsigned, in the fewest bytes). */
+static unsigned
+uint_size(uint64_t u)
+{
+	return u < 128 ? 1 : u <= 0xff ? 2 : u <= 0xffff ? 3 :
+	    u <= 0xffffffff ? 5 : 9;
+}
+
+static unsigned
+int_size(int64_t i)
+{
+	if (i >= 0)
+		return uint_size((uint64_t)i);
+	return i >= -32 ? 1 : i >= INT8_MIN ? 2 : i >= INT16_MIN ? 3 :
+	    i >= INT32_MIN ? 5 : 9;
+}
+
+/* Packed size of an ext header: fixext for 1, 2, 4, 8 and 16 bytes. */
+static unsigned
+ext_hdr_size(uint32_t n)
+{
+	return (n == 1 || n == 2 || n == 4 || n == 8 || n == 16) ? 2 :
+	    n <= 0xff ? 3 : n <= 0xffff ? 4 : 6;
+}
+
+/* proto_obj_check of an array or a map: its header, then each element
+ * (key and value) one level deeper. */
+static int
+check_container(const msgpack_object *o, unsigned maxdepth, uint64_t *size,
+    struct proto_err *err, const char *field)
+{
+	bool map = o->type == MSGPACK_OBJECT_MAP;
+	uint32_t n = map ? o->via.map.size : o->via.array.size;
+	const void *ptr = map ? (const void *)o->via.map.ptr :
+	    (const void *)o->via.array.ptr;
+
+	if (maxdepth == 0)
+		return proto_fail(err, PROTO_E_SIZE, field,
+		    "nesting deeper than %u", HIVE_DEPTH_MAX);
+	if (n > 0 && ptr == NULL)
+		return proto_fail(err, PROTO_E_VALUE, field,
+		    "container without pointer");
+	*size += hdr_size(n, 16);
+	for (uint32_t i = 0; i < n; i++) {
+		if (map) {
+			if (proto_obj_check(&o->via.map.ptr[i].key,
+			    maxdepth - 1, size, err, field) == -1 ||
+			    proto_obj_check(&o->via.map.ptr[i].val,
+			    maxdepth - 1, size, err, field) == -1)
+				return -1;
+		} else if (proto_obj_check(&o->via.array.ptr[i], maxdepth - 1,
+		    size, err, field) == -1) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int
 proto_obj_check(const msgpack_object *o, unsigned maxdepth, uint64_t *size,
     struct proto_err *err, const char *field)
@@ -468,24 +572,12 @@ proto_obj_check(const msgpack_object *o, unsigned maxdepth, uint64_t *size,
 	case MSGPACK_OBJECT_BOOLEAN:
 		*size += 1;
 		return 0;
-	case MSGPACK_OBJECT_POSITIVE_INTEGER: {
-		uint64_t u = o->via.u64;
-
-		*size += u < 128 ? 1 : u <= 0xff ? 2 : u <= 0xffff ? 3 :
-		    u <= 0xffffffff ? 5 : 9;
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		*size += uint_size(o->via.u64);
 		return 0;
-	}
-	case MSGPACK_OBJECT_NEGATIVE_INTEGER: {
-		int64_t i = o->via.i64;
-
-		if (i >= 0)             /* msgpack-c packs it as unsigned */
-			*size += i < 128 ? 1 : i <= 0xff ? 2 : i <= 0xffff ? 3 :
-			    i <= 0xffffffff ? 5 : 9;
-		else
-			*size += i >= -32 ? 1 : i >= INT8_MIN ? 2 :
-			    i >= INT16_MIN ? 3 : i >= INT32_MIN ? 5 : 9;
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		*size += int_size(o->via.i64);
 		return 0;
-	}
 	case MSGPACK_OBJECT_FLOAT32:
 		*size += 5;
 		return 0;
@@ -506,44 +598,15 @@ proto_obj_check(const msgpack_object *o, unsigned maxdepth, uint64_t *size,
 		*size += (o->via.bin.size <= 0xff ? 2 :
 		    o->via.bin.size <= 0xffff ? 3 : 5) + o->via.bin.size;
 		return 0;
-	case MSGPACK_OBJECT_EXT: {
-		uint32_t n = o->via.ext.size;
-
-		if (o->via.ext.ptr == NULL && n > 0)
+	case MSGPACK_OBJECT_EXT:
+		if (o->via.ext.ptr == NULL && o->via.ext.size > 0)
 			return proto_fail(err, PROTO_E_VALUE, field,
 			    "ext without pointer");
-		*size += (n == 1 || n == 2 || n == 4 || n == 8 || n == 16) ? 2 :
-		    n <= 0xff ? 3 : n <= 0xffff ? 4 : 6;
-		*size += n;
+		*size += ext_hdr_size(o->via.ext.size) + o->via.ext.size;
 		return 0;
-	}
 	case MSGPACK_OBJECT_ARRAY:
-	case MSGPACK_OBJECT_MAP: {
-		bool map = o->type == MSGPACK_OBJECT_MAP;
-		uint32_t n = map ? o->via.map.size : o->via.array.size;
-
-		if (maxdepth == 0)
-			return proto_fail(err, PROTO_E_SIZE, field,
-			    "nesting deeper than %u", HIVE_DEPTH_MAX);
-		if (n > 0 && (map ? (void *)o->via.map.ptr :
-		    (void *)o->via.array.ptr) == NULL)
-			return proto_fail(err, PROTO_E_VALUE, field,
-			    "container without pointer");
-		*size += hdr_size(n, 16);
-		for (uint32_t i = 0; i < n; i++) {
-			if (map) {
-				if (proto_obj_check(&o->via.map.ptr[i].key,
-				    maxdepth - 1, size, err, field) == -1 ||
-				    proto_obj_check(&o->via.map.ptr[i].val,
-				    maxdepth - 1, size, err, field) == -1)
-					return -1;
-			} else if (proto_obj_check(&o->via.array.ptr[i],
-			    maxdepth - 1, size, err, field) == -1) {
-				return -1;
-			}
-		}
-		return 0;
-	}
+	case MSGPACK_OBJECT_MAP:
+		return check_container(o, maxdepth, size, err, field);
 	}
 	return proto_fail(err, PROTO_E_TYPE, field, "unknown msgpack type %d",
 	    (int)o->type);

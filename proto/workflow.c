@@ -127,64 +127,59 @@ on_cycle(const struct graph *g, uint32_t n)
 	return v;
 }
 
-int
-proto_workflow_rules(const struct hive_workflow *m, struct proto_err *err)
+/* Every task id once: each goes into the id table. */
+static int
+graph_ids(struct graph *g, const struct hive_workflow *m,
+    struct proto_err *err)
 {
-	struct graph *g;
-	uint32_t n = m->ntasks, edges = 0, head = 0, tail = 0;
-	int rc = -1;
+	for (uint32_t i = 0; i < m->ntasks; i++)
+		if (id_find(g, m, m->tasks[i].id, (int)i) != (int)i)
+			return proto_fail(err, PROTO_E_VALUE, "tasks",
+			    "task '%.*s' twice", SHOW(m->tasks[i].id));
+	return 0;
+}
 
-	if (n == 0 || n > HIVE_WF_TASKS_MAX || m->tasks == NULL)
-		return proto_fail(err, PROTO_E_SIZE, "tasks",
-		    "%" PRIu32 " tasks, not 1..%d", n, HIVE_WF_TASKS_MAX);
-	for (uint32_t i = 0; i < n; i++)
-		edges += m->tasks[i].ndeps;     /* each <= HIVE_WF_DEPS_MAX */
-	if ((g = malloc(sizeof(*g))) == NULL || graph_alloc(g, n, edges) == -1) {
-		free(g);
-		return proto_fail(err, PROTO_E_TOOBIG, "tasks", "out of memory");
-	}
+/* Resolve each depends_on entry to a task index (dep, by dstart); count
+ * each task's dependents (ostart) and its dependencies (indeg). */
+static int
+graph_edges(struct graph *g, const struct hive_workflow *m, uint32_t edges,
+    struct proto_err *err)
+{
+	uint32_t k = 0;
 
-	for (uint32_t i = 0; i < n; i++)
-		if (id_find(g, m, m->tasks[i].id, (int)i) != (int)i) {
-			proto_fail(err, PROTO_E_VALUE, "tasks", "task '%.*s' "
-			    "twice", SHOW(m->tasks[i].id));
-			goto out;
-		}
-
-	/* Resolve each entry; count each task's dependents. */
-	for (uint32_t i = 0, k = 0; i < n; i++) {
+	for (uint32_t i = 0; i < m->ntasks; i++) {
 		const struct hive_wf_task *t = &m->tasks[i];
 
 		g->dstart[i] = k;
 		for (uint32_t j = 0; j < t->ndeps; j++, k++) {
 			int d = id_find(g, m, t->depends_on[j], -1);
 
-			if (d < 0) {
-				proto_fail(err, PROTO_E_VALUE, "tasks", "task "
-				    "'%.*s' depends on unknown '%.*s'",
+			if (d < 0)
+				return proto_fail(err, PROTO_E_VALUE, "tasks",
+				    "task '%.*s' depends on unknown '%.*s'",
 				    SHOW(t->id), SHOW(t->depends_on[j]));
-				goto out;
-			}
-			if ((uint32_t)d == i) {
-				proto_fail(err, PROTO_E_VALUE, "tasks", "task "
-				    "'%.*s' depends on itself", SHOW(t->id));
-				goto out;
-			}
-			if (g->mark[d] == i + 1) {
-				proto_fail(err, PROTO_E_VALUE, "tasks", "task "
-				    "'%.*s' lists '%.*s' twice", SHOW(t->id),
-				    SHOW(t->depends_on[j]));
-				goto out;
-			}
+			if ((uint32_t)d == i)
+				return proto_fail(err, PROTO_E_VALUE, "tasks",
+				    "task '%.*s' depends on itself",
+				    SHOW(t->id));
+			if (g->mark[d] == i + 1)
+				return proto_fail(err, PROTO_E_VALUE, "tasks",
+				    "task '%.*s' lists '%.*s' twice",
+				    SHOW(t->id), SHOW(t->depends_on[j]));
 			g->mark[d] = i + 1;
 			g->dep[k] = (uint16_t)d;
 			g->ostart[d + 1]++;
 		}
 		g->indeg[i] = t->ndeps;
 	}
-	g->dstart[n] = edges;
+	g->dstart[m->ntasks] = edges;
+	return 0;
+}
 
-	/* Dependents, grouped by dependency (mark reused as fill cursor). */
+/* Dependents, grouped by dependency (mark reused as fill cursor). */
+static void
+graph_dependents(struct graph *g, uint32_t n)
+{
 	for (uint32_t i = 0; i < n; i++) {
 		g->ostart[i + 1] += g->ostart[i];
 		g->mark[i] = g->ostart[i];
@@ -192,8 +187,16 @@ proto_workflow_rules(const struct hive_workflow *m, struct proto_err *err)
 	for (uint32_t i = 0; i < n; i++)
 		for (uint32_t k = g->dstart[i]; k < g->dstart[i + 1]; k++)
 			g->out[g->mark[g->dep[k]]++] = (uint16_t)i;
+}
 
-	/* Kahn: take away what depends on nothing left. */
+/* Kahn: take away what depends on nothing left; what stays is on a
+ * cycle or after one. */
+static int
+graph_acyclic(struct graph *g, const struct hive_workflow *m,
+    struct proto_err *err)
+{
+	uint32_t n = m->ntasks, head = 0, tail = 0;
+
 	for (uint32_t i = 0; i < n; i++)
 		if (g->indeg[i] == 0)
 			g->queue[tail++] = (uint16_t)i;
@@ -204,13 +207,35 @@ proto_workflow_rules(const struct hive_workflow *m, struct proto_err *err)
 			if (--g->indeg[g->out[k]] == 0)
 				g->queue[tail++] = g->out[k];
 	}
-	if (tail < n) {
-		proto_fail(err, PROTO_E_VALUE, "tasks", "cycle through '%.*s'",
-		    SHOW(m->tasks[on_cycle(g, n)].id));
-		goto out;
+	if (tail < n)
+		return proto_fail(err, PROTO_E_VALUE, "tasks",
+		    "cycle through '%.*s'", SHOW(m->tasks[on_cycle(g, n)].id));
+	return 0;
+}
+
+int
+proto_workflow_rules(const struct hive_workflow *m, struct proto_err *err)
+{
+	struct graph *g;
+	uint32_t n = m->ntasks, edges = 0;
+	int rc;
+
+	if (n == 0 || n > HIVE_WF_TASKS_MAX || m->tasks == NULL)
+		return proto_fail(err, PROTO_E_SIZE, "tasks",
+		    "%" PRIu32 " tasks, not 1..%d", n, HIVE_WF_TASKS_MAX);
+	for (uint32_t i = 0; i < n; i++)
+		edges += m->tasks[i].ndeps;     /* each <= HIVE_WF_DEPS_MAX */
+	if ((g = malloc(sizeof(*g))) == NULL || graph_alloc(g, n, edges) == -1) {
+		free(g);
+		return proto_fail(err, PROTO_E_TOOBIG, "tasks", "out of memory");
 	}
-	rc = 0;
-out:
+	rc = graph_ids(g, m, err);
+	if (rc == 0)
+		rc = graph_edges(g, m, edges, err);
+	if (rc == 0) {
+		graph_dependents(g, n);
+		rc = graph_acyclic(g, m, err);
+	}
 	free(g->mem);
 	free(g);
 	return rc;

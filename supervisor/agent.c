@@ -5,8 +5,9 @@
  * The table (sup_fsm_step) is a pure function of (state, event, guard): no
  * clock, no process, no I/O, so tests walk it in isolation.  Each cell is a
  * tiny function that names the next state and the actions; sup_inst_event
- * feeds an event through it, logs the transition and performs the actions.
- * Nothing else in hived assigns an instance's state.
+ * feeds an event through it, logs the transition and performs the actions
+ * (a spawn that forks nothing comes back through the table as the event
+ * SUP_EV_SPAWNFAIL).  Nothing else in hived assigns an instance's state.
  */
 #include "hived.h"
 
@@ -225,76 +226,134 @@ c_want_stop(struct sup_fsm cur, const struct sup_guard *g)
 	return to(SUP_ST_STOPPING, SUP_AFTER_STOP, 0);
 }
 
+/* Nothing was forked: a crash like an exit with a failure status, so
+ * the policy, backoff and the rate limit apply and a timer retries. */
+static struct sup_step
+c_spawn_fail(struct sup_fsm cur, const struct sup_guard *g)
+{
+	return exit_crash(0, g);
+}
+
 /*
- * Rows: states.  Columns: events, in enum order:
- *
- *   START READY BUSY EXIT TIMER DEADLINE BADFRAME RECYCLE
- *   RESTART SLEEP WAKE RESET RELOAD STOP
+ * Rows: states.  Columns: events, named, so the order of enum sup_event
+ * cannot shift a cell.  A cell not named is c_ign: the event does not
+ * apply in that state.
  */
 static sup_cell *const sup_table[SUP_ST_COUNT][SUP_EV_COUNT] = {
 	[SUP_ST_STARTING] = {
-		c_ign, c_ready, c_busy, c_exit_run, c_ign,
-		c_kill_crash, c_kill_crash, c_ign,
-		c_drain_restart, c_drain_sleep, c_ign, c_clear,
-		c_drain_restart, c_drain_stop },
+		[SUP_EV_READY] = c_ready,
+		[SUP_EV_BUSY] = c_busy,
+		[SUP_EV_EXIT] = c_exit_run,
+		[SUP_EV_SPAWNFAIL] = c_spawn_fail,
+		[SUP_EV_DEADLINE] = c_kill_crash,
+		[SUP_EV_BADFRAME] = c_kill_crash,
+		[SUP_EV_RESTART] = c_drain_restart,
+		[SUP_EV_SLEEP] = c_drain_sleep,
+		[SUP_EV_RESET] = c_clear,
+		[SUP_EV_RELOAD] = c_drain_restart,
+		[SUP_EV_STOP] = c_drain_stop,
+	},
 	[SUP_ST_READY] = {
-		c_ign, c_same, c_busy, c_exit_run, c_ign,
-		c_kill_crash, c_kill_crash, c_drain_restart,
-		c_drain_restart, c_drain_sleep, c_ign, c_clear,
-		c_drain_restart, c_drain_stop },
+		[SUP_EV_READY] = c_same,
+		[SUP_EV_BUSY] = c_busy,
+		[SUP_EV_EXIT] = c_exit_run,
+		[SUP_EV_DEADLINE] = c_kill_crash,
+		[SUP_EV_BADFRAME] = c_kill_crash,
+		[SUP_EV_RECYCLE] = c_drain_restart,
+		[SUP_EV_RESTART] = c_drain_restart,
+		[SUP_EV_SLEEP] = c_drain_sleep,
+		[SUP_EV_RESET] = c_clear,
+		[SUP_EV_RELOAD] = c_drain_restart,
+		[SUP_EV_STOP] = c_drain_stop,
+	},
 	[SUP_ST_BUSY] = {
-		c_ign, c_ready, c_same, c_exit_run, c_ign,
-		c_kill_crash, c_kill_crash, c_drain_restart,
-		c_drain_restart, c_drain_sleep, c_ign, c_clear,
-		c_drain_restart, c_drain_stop },
+		[SUP_EV_READY] = c_ready,
+		[SUP_EV_BUSY] = c_same,
+		[SUP_EV_EXIT] = c_exit_run,
+		[SUP_EV_DEADLINE] = c_kill_crash,
+		[SUP_EV_BADFRAME] = c_kill_crash,
+		[SUP_EV_RECYCLE] = c_drain_restart,
+		[SUP_EV_RESTART] = c_drain_restart,
+		[SUP_EV_SLEEP] = c_drain_sleep,
+		[SUP_EV_RESET] = c_clear,
+		[SUP_EV_RELOAD] = c_drain_restart,
+		[SUP_EV_STOP] = c_drain_stop,
+	},
 	[SUP_ST_SLEEPING] = {
-		c_ign, c_ign, c_ign, c_ign, c_ign,
-		c_ign, c_ign, c_ign,
-		c_spawn, c_ign, c_spawn, c_clear,
-		c_ign, c_to_stopped },
+		[SUP_EV_RESTART] = c_spawn,
+		[SUP_EV_WAKE] = c_spawn,
+		[SUP_EV_RESET] = c_clear,
+		[SUP_EV_STOP] = c_to_stopped,
+	},
 	[SUP_ST_STOPPING] = {
-		c_ign, c_ign, c_ign, c_exit_stopping, c_kill,
-		c_ign, c_kill, c_ign,
-		c_want_restart, c_want_sleep, c_want_wake, c_clear,
-		c_want_reload, c_want_stop },
+		[SUP_EV_EXIT] = c_exit_stopping,
+		[SUP_EV_TIMER] = c_kill,
+		[SUP_EV_BADFRAME] = c_kill,
+		[SUP_EV_RESTART] = c_want_restart,
+		[SUP_EV_SLEEP] = c_want_sleep,
+		[SUP_EV_WAKE] = c_want_wake,
+		[SUP_EV_RESET] = c_clear,
+		[SUP_EV_RELOAD] = c_want_reload,
+		[SUP_EV_STOP] = c_want_stop,
+	},
 	[SUP_ST_STOPPED] = {
-		c_start, c_ign, c_ign, c_ign, c_ign,
-		c_ign, c_ign, c_ign,
-		c_spawn_clear, c_to_sleeping, c_ign, c_clear,
-		c_spawn_clear, c_ign },
+		[SUP_EV_START] = c_start,
+		[SUP_EV_RESTART] = c_spawn_clear,
+		[SUP_EV_SLEEP] = c_to_sleeping,
+		[SUP_EV_RESET] = c_clear,
+		[SUP_EV_RELOAD] = c_spawn_clear,
+	},
 	[SUP_ST_CRASHED] = {
-		c_start, c_ign, c_ign, c_ign, c_ign,
-		c_ign, c_ign, c_ign,
-		c_spawn_clear, c_to_sleeping, c_ign, c_clear,
-		c_spawn_clear, c_to_stopped },
+		[SUP_EV_START] = c_start,
+		[SUP_EV_RESTART] = c_spawn_clear,
+		[SUP_EV_SLEEP] = c_to_sleeping,
+		[SUP_EV_RESET] = c_clear,
+		[SUP_EV_RELOAD] = c_spawn_clear,
+		[SUP_EV_STOP] = c_to_stopped,
+	},
 	[SUP_ST_RESTARTING] = {
-		c_ign, c_ign, c_ign, c_ign, c_spawn,
-		c_ign, c_ign, c_ign,
-		c_spawn, c_to_sleeping, c_ign, c_clear,
-		c_ign, c_to_stopped },
+		[SUP_EV_TIMER] = c_spawn,
+		[SUP_EV_RESTART] = c_spawn,
+		[SUP_EV_SLEEP] = c_to_sleeping,
+		[SUP_EV_RESET] = c_clear,
+		[SUP_EV_STOP] = c_to_stopped,
+	},
 	[SUP_ST_FAILED] = {
-		c_ign, c_ign, c_ign, c_ign, c_spawn_clear,
-		c_ign, c_ign, c_ign,
-		c_spawn_clear, c_to_sleeping_clear, c_ign, c_spawn_clear,
-		c_spawn_clear, c_to_stopped },
+		[SUP_EV_TIMER] = c_spawn_clear,
+		[SUP_EV_RESTART] = c_spawn_clear,
+		[SUP_EV_SLEEP] = c_to_sleeping_clear,
+		[SUP_EV_RESET] = c_spawn_clear,
+		[SUP_EV_RELOAD] = c_spawn_clear,
+		[SUP_EV_STOP] = c_to_stopped,
+	},
 };
 
 struct sup_step
 sup_fsm_step(struct sup_fsm cur, enum sup_event ev, const struct sup_guard *g)
 {
 	static const struct sup_guard none;
+	sup_cell *cell;
 
 	if ((unsigned)cur.state >= SUP_ST_COUNT || (unsigned)ev >= SUP_EV_COUNT)
 		return c_ign(cur, g);
-	return sup_table[cur.state][ev](cur, g != NULL ? g : &none);
+	if ((cell = sup_table[cur.state][ev]) == NULL)
+		return c_ign(cur, g);
+	return cell(cur, g != NULL ? g : &none);
 }
 
 const char *
 sup_state_name(enum sup_state s)
 {
 	static const char *const names[SUP_ST_COUNT] = {
-		"starting", "ready", "busy", "sleeping", "stopping",
-		"stopped", "crashed", "restarting", "failed",
+		[SUP_ST_STARTING] = "starting",
+		[SUP_ST_READY] = "ready",
+		[SUP_ST_BUSY] = "busy",
+		[SUP_ST_SLEEPING] = "sleeping",
+		[SUP_ST_STOPPING] = "stopping",
+		[SUP_ST_STOPPED] = "stopped",
+		[SUP_ST_CRASHED] = "crashed",
+		[SUP_ST_RESTARTING] = "restarting",
+		[SUP_ST_FAILED] = "failed",
 	};
 
 	return (unsigned)s < SUP_ST_COUNT ? names[s] : "?";
@@ -304,12 +363,24 @@ const char *
 sup_event_name(enum sup_event e)
 {
 	static const char *const names[SUP_EV_COUNT] = {
-		"start", "ready", "busy", "exit", "timer", "deadline",
-		"bad-frame", "recycle", "restart", "sleep", "wake", "reset",
-		"reload", "stop",
+		[SUP_EV_START] = "start",
+		[SUP_EV_READY] = "ready",
+		[SUP_EV_BUSY] = "busy",
+		[SUP_EV_EXIT] = "exit",
+		[SUP_EV_SPAWNFAIL] = "spawn-fail",
+		[SUP_EV_TIMER] = "timer",
+		[SUP_EV_DEADLINE] = "deadline",
+		[SUP_EV_BADFRAME] = "bad-frame",
+		[SUP_EV_RECYCLE] = "recycle",
+		[SUP_EV_RESTART] = "restart",
+		[SUP_EV_SLEEP] = "sleep",
+		[SUP_EV_WAKE] = "wake",
+		[SUP_EV_RESET] = "reset",
+		[SUP_EV_RELOAD] = "reload",
+		[SUP_EV_STOP] = "stop",
 	};
 
-	return (unsigned)e < SUP_EV_COUNT ? names[e] : "?";
+	return (unsigned)e < SUP_EV_COUNT && names[e] != NULL ? names[e] : "?";
 }
 
 const char *
@@ -530,56 +601,85 @@ inst_kill(struct sup_inst *in)
 		log_warn("agent=%s pid=%ld kill", in->label, (long)in->pid);
 }
 
-int
-sup_inst_event(struct sup_inst *in, enum sup_event ev, int exit_ok)
+/* The facts the table needs about in, as they are now. */
+static struct sup_guard
+inst_guard(struct sup_inst *in, int exit_ok)
 {
 	struct sup_agent *a = in->agent;
-	struct sup *sup = a->sup;
 	struct sup_guard g;
-	struct sup_step st;
-	enum sup_state was = in->fsm.state;
 
 	memset(&g, 0, sizeof(g));
 	g.exit_ok = exit_ok;
 	/* A removed agent, or any agent while hived stops, never restarts. */
 	g.policy = (a->conf == NULL || a->removed || in->retired ||
-	    sup->stopping) ? HIVE_RESTART_NEVER : a->conf->restart;
+	    a->sup->stopping) ? HIVE_RESTART_NEVER : a->conf->restart;
 	g.limit_hit = limit_hit(in);
 	g.asleep = a->conf != NULL && !a->conf->autostart;
-	st = sup_fsm_step(in->fsm, ev, &g);
-	if (!st.handled)
-		return 0;
+	return g;
+}
 
-	in->fsm = st.next;
-	if (st.next.state != was) {
-		/* Each timer belongs to one state; leaving it stops it. */
-		ev_timer_stop(sup->loop, &in->timer);
-		if (st.act & SUP_ACT_SPAWN)
-			;    /* logged with the new pid below */
-		else if ((was == SUP_ST_READY && st.next.state == SUP_ST_BUSY) ||
-		    (was == SUP_ST_BUSY && st.next.state == SUP_ST_READY))
-			log_debug("agent=%s pid=%ld state=%s", in->label,
-			    (long)in->pid, sup_state_name(st.next.state));
-		else
-			log_info("agent=%s pid=%ld state=%s from=%s event=%s%s%s",
-			    in->label, (long)in->pid,
-			    sup_state_name(st.next.state), sup_state_name(was),
-			    sup_event_name(ev),
-			    st.next.state == SUP_ST_STOPPING ? " then=" : "",
-			    st.next.state == SUP_ST_STOPPING ?
-			    sup_after_name(st.next.after) : "");
-		if ((st.next.state == SUP_ST_READY ||
-		    st.next.state == SUP_ST_BUSY) && in->ready_since == 0)
-			in->ready_since = ev_now(sup->loop);
-	}
+/*
+ * The event an operator reads in the log and the store's events: a spawn
+ * failure is reported as the exit it stands for, the words these lines
+ * have always had.
+ */
+static enum sup_event
+reported(enum sup_event ev)
+{
+	return ev == SUP_EV_SPAWNFAIL ? SUP_EV_EXIT : ev;
+}
 
-	if (st.act & SUP_ACT_CLEAR) {
+/*
+ * The instance left state was for in->fsm: stop the old state's timer,
+ * log the move (a spawn is logged with its pid by inst_apply_actions;
+ * ready <-> busy only at debug, it is the worker's heartbeat) and note
+ * when it began to run.
+ */
+static void
+inst_log_transition(struct sup_inst *in, enum sup_state was,
+    enum sup_event ev, const struct sup_step *st)
+{
+	struct sup *sup = in->agent->sup;
+
+	/* Each timer belongs to one state; leaving it stops it. */
+	ev_timer_stop(sup->loop, &in->timer);
+	if (st->act & SUP_ACT_SPAWN)
+		;    /* logged with the new pid */
+	else if ((was == SUP_ST_READY && st->next.state == SUP_ST_BUSY) ||
+	    (was == SUP_ST_BUSY && st->next.state == SUP_ST_READY))
+		log_debug("agent=%s pid=%ld state=%s", in->label,
+		    (long)in->pid, sup_state_name(st->next.state));
+	else
+		log_info("agent=%s pid=%ld state=%s from=%s event=%s%s%s",
+		    in->label, (long)in->pid,
+		    sup_state_name(st->next.state), sup_state_name(was),
+		    sup_event_name(reported(ev)),
+		    st->next.state == SUP_ST_STOPPING ? " then=" : "",
+		    st->next.state == SUP_ST_STOPPING ?
+		    sup_after_name(st->next.after) : "");
+	if ((st->next.state == SUP_ST_READY ||
+	    st->next.state == SUP_ST_BUSY) && in->ready_since == 0)
+		in->ready_since = ev_now(sup->loop);
+}
+
+/*
+ * Carry out the actions act of a step that took in from was on ev, in
+ * the order of SUP_ACT_*.  0, or -1 when the spawn asked for forked
+ * nothing (logged here).
+ */
+static int
+inst_apply_actions(struct sup_inst *in, enum sup_state was,
+    enum sup_event ev, unsigned act)
+{
+	const struct hive_agent_conf *c = in->agent->conf;
+
+	if (act & SUP_ACT_CLEAR) {
 		in->hist_len = in->hist_head = 0;
 		in->backoff_n = 0;
 	}
-	if (st.act & SUP_ACT_COUNT)
+	if (act & SUP_ACT_COUNT)
 		hist_add(in);
-	if (st.act & SUP_ACT_BACKOFF) {
+	if (act & SUP_ACT_BACKOFF) {
 		unsigned d = backoff_delay_ms(in);
 
 		in->backoff_n++;
@@ -587,42 +687,73 @@ sup_inst_event(struct sup_inst *in, enum sup_event ev, int exit_ok)
 		    d, (unsigned long long)in->restarts + 1);
 		inst_arm(in, d);
 	}
-	if (st.act & SUP_ACT_QUARANTINE) {
+	if (act & SUP_ACT_QUARANTINE) {
 		log_crit("agent=%s failed reason=restart-limit limit=%u "
 		    "window_ms=%u cooldown_ms=%u", in->label,
-		    a->conf->restart_limit, a->conf->restart_window_ms,
-		    a->conf->cooldown_ms);
-		if (a->conf->cooldown_ms > 0)
-			inst_arm(in, a->conf->cooldown_ms);
+		    c->restart_limit, c->restart_window_ms, c->cooldown_ms);
+		if (c->cooldown_ms > 0)
+			inst_arm(in, c->cooldown_ms);
 	}
-	if (st.act & SUP_ACT_DRAIN)
+	if (act & SUP_ACT_DRAIN)
 		inst_drain(in, ev);
-	if (st.act & SUP_ACT_KILL) {
+	if (act & SUP_ACT_KILL) {
 		log_warnx("agent=%s pid=%ld killing reason=%s", in->label,
 		    (long)in->pid, sup_event_name(ev));
 		inst_kill(in);
 	}
-	if (st.act & SUP_ACT_SPAWN) {
+	if (act & SUP_ACT_SPAWN) {
 		if (in->spawned_at > 0)
 			in->restarts++;
 		if (sup_spawn(in) == -1) {
-			/* Nothing forked: handled like a crash, so backoff and
-			 * the rate limit apply and a timer retries. */
 			log_warnx("agent=%s state=starting from=%s event=%s "
 			    "spawn failed", in->label, sup_state_name(was),
 			    sup_event_name(ev));
-			sup_inst_event(in, SUP_EV_EXIT, 0);
-			return 1;
+			return -1;
 		}
 		log_info("agent=%s pid=%ld state=starting from=%s event=%s "
 		    "memory_v=%llu", in->label, (long)in->pid, sup_state_name(was),
 		    sup_event_name(ev), (unsigned long long)in->mem->v);
 	}
+	return 0;
+}
+
+/*
+ * One event through the table, then its transition and actions.  1 done,
+ * 0 the event does not apply, -1 the step's spawn failed: the move into
+ * STARTING is then neither recorded nor announced, the SUP_EV_SPAWNFAIL
+ * that follows moves it on.
+ */
+static int
+inst_step(struct sup_inst *in, enum sup_event ev, int exit_ok)
+{
+	struct sup_guard g = inst_guard(in, exit_ok);
+	enum sup_state was = in->fsm.state;
+	struct sup_step st = sup_fsm_step(in->fsm, ev, &g);
+
+	if (!st.handled)
+		return 0;
+	in->fsm = st.next;
+	if (st.next.state != was)
+		inst_log_transition(in, was, ev, &st);
+	if (inst_apply_actions(in, was, ev, st.act) == -1)
+		return -1;
 	if (in->fsm.state != was) {
-		sup_store_transition(in, was, ev);
-		sup_state_changed(sup);
+		sup_store_transition(in, was, reported(ev));
+		sup_state_changed(in->agent->sup);
 	}
 	return 1;
+}
+
+int
+sup_inst_event(struct sup_inst *in, enum sup_event ev, int exit_ok)
+{
+	int r = inst_step(in, ev, exit_ok);
+
+	/* Nothing forked: the table makes it a crash.  Its SPAWNFAIL
+	 * cells never spawn (test_agent_table.c), so this is one step. */
+	if (r == -1)
+		inst_step(in, SUP_EV_SPAWNFAIL, 0);
+	return r != 0;
 }
 
 void

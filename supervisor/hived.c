@@ -79,12 +79,103 @@ write_port_file(const char *path, unsigned port)
 	return 0;
 }
 
+/*
+ * Each worker costs a socketpair end for its life and an exec pipe until
+ * it has exec'd, and a start forks every worker in one loop iteration:
+ * 500 instances would pass a soft limit of 1024.  Raise the soft limit to
+ * the hard one (systemd's own advice); workers get the original back
+ * (sup->nofile), for programs that still use select().
+ */
+static void
+sup_limits_init(struct sup *sup)
+{
+	if (getrlimit(RLIMIT_NOFILE, &sup->nofile) == 0 &&
+	    sup->nofile.rlim_cur < sup->nofile.rlim_max) {
+		struct rlimit rl = sup->nofile;
+
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_warn("raise RLIMIT_NOFILE");
+	}
+}
+
+/* Signals wake the loop (ev_signal); children are reaped by ev_child. */
+static void
+sup_signals_init(struct sup *sup)
+{
+	ev_signal_init(&sup->sig_term, sup_signal_cb, SIGTERM);
+	ev_signal_init(&sup->sig_int, sup_signal_cb, SIGINT);
+	ev_signal_init(&sup->sig_hup, sup_signal_cb, SIGHUP);
+	ev_signal_init(&sup->sig_usr1, sup_signal_cb, SIGUSR1);
+	sup->sig_term.data = sup->sig_int.data = sup;
+	sup->sig_hup.data = sup->sig_usr1.data = sup;
+	ev_signal_start(sup->loop, &sup->sig_term);
+	ev_signal_start(sup->loop, &sup->sig_int);
+	ev_signal_start(sup->loop, &sup->sig_hup);
+	ev_signal_start(sup->loop, &sup->sig_usr1);
+	ev_child_init(&sup->child, sup_spawn_child_cb, 0, 0);
+	sup->child.data = sup;
+	ev_child_start(sup->loop, &sup->child);
+}
+
+/* The housekeeping timer, every SUP_HOUSEKEEPING_S or more often when
+ * systemd's watchdog asks for it. */
+static void
+sup_hk_init(struct sup *sup)
+{
+	double hk = SUP_HOUSEKEEPING_S;
+	uint64_t usec = 0;
+
+	/* systemd wants a ping at least every WATCHDOG_USEC; twice as often
+	 * leaves room for a slow iteration. */
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+		sup->watchdog_usec = usec;
+		if (usec / 2e6 < hk)
+			hk = usec / 2e6;
+	}
+	ev_timer_init(&sup->hk, sup_hk_cb, hk, hk);
+	sup->hk.data = sup;
+	/* Lowest priority: in an iteration that also has heartbeats to read
+	 * (after a stall), they are read before deadlines are judged. */
+	ev_set_priority(&sup->hk, EV_MINPRI);
+	ev_timer_start(sup->loop, &sup->hk);
+}
+
+/* An agent for each section, not started yet (sup_run does). */
+static int
+sup_agents_init(struct sup *sup, const struct hive_conf *conf)
+{
+	for (size_t i = 0; i < conf->nagents; i++) {
+		struct sup_agent *a = sup_agent_new(sup, sup->cref,
+		    &conf->agents[i]);
+
+		if (a == NULL) {
+			log_warnx("agent=%s: out of memory", conf->agents[i].name);
+			return -1;
+		}
+		TAILQ_INSERT_TAIL(&sup->agents, a, entry);
+	}
+	return 0;
+}
+
+/* The HTTP control endpoint if configured, and its port for tests. */
+static int
+sup_http_init(struct sup *sup, const struct hive_conf *conf)
+{
+	if (conf->http[0] == '\0')
+		return 0;
+	if ((sup->http = sup_http_new(sup, conf->http)) == NULL)
+		return -1;
+	if (sup->port_file != NULL &&
+	    write_port_file(sup->port_file, sup_http_port(sup->http)) == -1)
+		return -1;
+	return 0;
+}
+
 struct sup *
 sup_new(const char *conf_path, struct hive_conf *conf, const char *port_file)
 {
 	struct sup *sup = calloc(1, sizeof(*sup));
-	double hk = SUP_HOUSEKEEPING_S;
-	uint64_t usec = 0;
 
 	if (sup == NULL) {
 		conf_free(conf);
@@ -105,21 +196,7 @@ sup_new(const char *conf_path, struct hive_conf *conf, const char *port_file)
 	}
 	sup->started = ev_now(sup->loop);
 	signal(SIGPIPE, SIG_IGN);
-	/*
-	 * Each worker costs a socketpair end for its life and an exec pipe
-	 * until it has exec'd, and a start forks every worker in one loop
-	 * iteration: 500 instances would pass a soft limit of 1024.  Raise
-	 * the soft limit to the hard one (systemd's own advice); workers
-	 * get the original back, for programs that still use select().
-	 */
-	if (getrlimit(RLIMIT_NOFILE, &sup->nofile) == 0 &&
-	    sup->nofile.rlim_cur < sup->nofile.rlim_max) {
-		struct rlimit rl = sup->nofile;
-
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-			log_warn("raise RLIMIT_NOFILE");
-	}
+	sup_limits_init(sup);
 	if ((sup->devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) == -1) {
 		log_warn("/dev/null");
 		goto err;
@@ -129,53 +206,10 @@ sup_new(const char *conf_path, struct hive_conf *conf, const char *port_file)
 	if (conf->token_file != NULL && *conf->token_file &&
 	    sup_read_token(conf->token_file, sup->token, sizeof(sup->token)) == -1)
 		goto err;
-
-	ev_signal_init(&sup->sig_term, sup_signal_cb, SIGTERM);
-	ev_signal_init(&sup->sig_int, sup_signal_cb, SIGINT);
-	ev_signal_init(&sup->sig_hup, sup_signal_cb, SIGHUP);
-	ev_signal_init(&sup->sig_usr1, sup_signal_cb, SIGUSR1);
-	sup->sig_term.data = sup->sig_int.data = sup;
-	sup->sig_hup.data = sup->sig_usr1.data = sup;
-	ev_signal_start(sup->loop, &sup->sig_term);
-	ev_signal_start(sup->loop, &sup->sig_int);
-	ev_signal_start(sup->loop, &sup->sig_hup);
-	ev_signal_start(sup->loop, &sup->sig_usr1);
-	ev_child_init(&sup->child, sup_spawn_child_cb, 0, 0);
-	sup->child.data = sup;
-	ev_child_start(sup->loop, &sup->child);
-
-	/* systemd wants a ping at least every WATCHDOG_USEC; twice as often
-	 * leaves room for a slow iteration. */
-	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
-		sup->watchdog_usec = usec;
-		if (usec / 2e6 < hk)
-			hk = usec / 2e6;
-	}
-	ev_timer_init(&sup->hk, sup_hk_cb, hk, hk);
-	sup->hk.data = sup;
-	/* Lowest priority: in an iteration that also has heartbeats to read
-	 * (after a stall), they are read before deadlines are judged. */
-	ev_set_priority(&sup->hk, EV_MINPRI);
-	ev_timer_start(sup->loop, &sup->hk);
-
-	for (size_t i = 0; i < conf->nagents; i++) {
-		struct sup_agent *a = sup_agent_new(sup, sup->cref,
-		    &conf->agents[i]);
-
-		if (a == NULL) {
-			log_warnx("agent=%s: out of memory", conf->agents[i].name);
-			goto err;
-		}
-		TAILQ_INSERT_TAIL(&sup->agents, a, entry);
-	}
-
-	if (conf->http[0] != '\0') {
-		if ((sup->http = sup_http_new(sup, conf->http)) == NULL)
-			goto err;
-		if (port_file != NULL &&
-		    write_port_file(port_file, sup_http_port(sup->http)) == -1)
-			goto err;
-	}
+	sup_signals_init(sup);
+	sup_hk_init(sup);
+	if (sup_agents_init(sup, conf) == -1 || sup_http_init(sup, conf) == -1)
+		goto err;
 	return sup;
 err:
 	sup_free(sup);
@@ -350,31 +384,18 @@ log_conf_errors(char *text, const char *what)
 }
 
 /*
- * SIGHUP.  The file is loaded and validated whole before anything
- * changes; a bad one is logged and the running configuration stays.
- * Then: agents whose section changed restart (each instance drains and
- * comes back with its memory), unchanged ones keep their workers, added
- * ones start, removed ones drain and stop.
+ * The new configuration, loaded and validated whole, or NULL (the
+ * errors logged) when it is bad and the running one stays.
  */
-int
-sup_reload(struct sup *sup)
+static struct sup_cref *
+reload_load(struct sup *sup)
 {
-	struct hive_conf *nc, *oc = sup->cref->conf;
+	struct hive_conf *nc;
 	struct sup_cref *ncref;
-	struct sup_agent *a;
 	char *errs = NULL;
 	size_t errlen = 0;
 	FILE *errf;
-	unsigned added = 0, changed = 0, removed = 0, same = 0;
-	int all;
 
-	if (sup->stopping) {
-		log_info("reload ignored: stopping");
-		return -1;
-	}
-	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
-	    (unsigned long long)(ev_time() * 1e6), sup->conf_path);
-	log_info("reload file=%s", sup->conf_path);
 	if ((errf = open_memstream(&errs, &errlen)) == NULL) {
 		log_warn("reload: open_memstream");
 		goto keep;
@@ -393,6 +414,18 @@ sup_reload(struct sup *sup)
 		log_warnx("reload: out of memory");
 		goto keep;
 	}
+	return ncref;
+keep:
+	free(errs);
+	return NULL;
+}
+
+/* The settings of hived itself: the token now, the http address only at
+ * the next start (said so), verbose if either asks for it. */
+static void
+reload_settings(struct sup *sup, const struct hive_conf *oc,
+    const struct hive_conf *nc)
+{
 	if (str_differs(oc->http, nc->http))
 		log_warnx("reload: http address changes need a restart of hived "
 		    "(still %s)", oc->http);
@@ -407,7 +440,21 @@ sup_reload(struct sup *sup)
 		sup->token[0] = '\0';
 	}
 	log_set_verbose(log_verbose() || nc->verbose);
-	all = globals_changed(oc, nc);
+}
+
+/*
+ * Each agent against its new section: removed ones drain and stop, then
+ * ncref becomes the running configuration, then added ones start,
+ * changed ones restart (each instance drains and comes back with its
+ * memory) and unchanged ones keep their workers.
+ */
+static void
+reload_agents(struct sup *sup, struct sup_cref *ncref)
+{
+	const struct hive_conf *nc = ncref->conf;
+	struct sup_agent *a;
+	unsigned added = 0, changed = 0, removed = 0, same = 0;
+	int all = globals_changed(sup->cref->conf, nc);
 
 	TAILQ_FOREACH(a, &sup->agents, entry)
 		if (conf_agent(nc, a->name) == NULL && !a->removed) {
@@ -444,16 +491,37 @@ sup_reload(struct sup *sup)
 	}
 	log_info("reload done added=%u changed=%u removed=%u unchanged=%u",
 	    added, changed, removed, same);
+}
+
+/*
+ * SIGHUP.  The file is loaded and validated whole before anything
+ * changes; a bad one is logged and the running configuration stays.
+ * Then hived's own settings and the agents (reload_agents) change.
+ */
+int
+sup_reload(struct sup *sup)
+{
+	struct sup_cref *ncref;
+
+	if (sup->stopping) {
+		log_info("reload ignored: stopping");
+		return -1;
+	}
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+	    (unsigned long long)(ev_time() * 1e6), sup->conf_path);
+	log_info("reload file=%s", sup->conf_path);
+	if ((ncref = reload_load(sup)) == NULL) {
+		sd_notify(0, "READY=1");
+		sup_notify_status(sup, 1);
+		return -1;
+	}
+	reload_settings(sup, sup->cref->conf, ncref->conf);
+	reload_agents(sup, ncref);
 	sup_store_queues(sup);
 	sup_state_changed(sup);
 	sd_notifyf(0, "READY=1\nSTATUS=reloaded");
 	sup_notify_status(sup, 1);
 	return 0;
-keep:
-	free(errs);
-	sd_notify(0, "READY=1");
-	sup_notify_status(sup, 1);
-	return -1;
 }
 
 /*

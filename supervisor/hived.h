@@ -40,6 +40,9 @@
  *          rate limit hit: FAILED --reset/restart/cooldown--> STARTING
  *          otherwise:      RESTARTING --backoff timer--> STARTING
  *
+ *    A spawn that forked nothing (spawn-fail) leaves STARTING the same way,
+ *    as an exit with a failure status.
+ *
  *    sleep/restart/reload/recycle/stop on a live worker: CONTROL drain ->
  *    STOPPING (with what to do after the exit: restart, sleep, stop), and
  *    SIGKILL when stop_timeout ends.  A hung or broken worker: SIGKILL ->
@@ -101,6 +104,7 @@ enum sup_event {
 	SUP_EV_READY,         /* heartbeat: ready */
 	SUP_EV_BUSY,          /* heartbeat: busy */
 	SUP_EV_EXIT,          /* the worker was reaped (guard: exit_ok) */
+	SUP_EV_SPAWNFAIL,     /* the spawn a step asked for forked nothing */
 	SUP_EV_TIMER,         /* the instance timer: backoff, cooldown, grace */
 	SUP_EV_DEADLINE,      /* no heartbeat within heartbeat_deadline */
 	SUP_EV_BADFRAME,      /* the worker broke the protocol */
@@ -224,7 +228,8 @@ void sup_agent_collect(struct sup_agent *);
 int sup_agent_gone(const struct sup_agent *);
 
 /* Feed one event through the table and do the actions; 1 if handled.
- * exit_ok matters for SUP_EV_EXIT only.  Never frees inst. */
+ * exit_ok matters for SUP_EV_EXIT only.  A spawn the actions ask for
+ * that forks nothing is fed on as SUP_EV_SPAWNFAIL.  Never frees inst. */
 int sup_inst_event(struct sup_inst *, enum sup_event, int exit_ok);
 void sup_inst_hello(struct sup_inst *, const struct hive_hello *);
 void sup_inst_heartbeat(struct sup_inst *, const struct hive_heartbeat *);

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 extern char **environ;
 
@@ -44,13 +45,35 @@ struct exec_report {
 	int err;
 };
 
-/* argv and envp, built before fork so the child only calls what is
- * async-signal-safe. */
+/*
+ * Room in a worker's argv for what hived adds to the agent's command (at
+ * most HIVE_ARGV_MAX words): the worker's path, twelve options with their
+ * values, "-v" and "--" (27 today), and the closing NULL.
+ */
+#define WORKER_OWN_ARGS 40
+#define SPAWN_ARGV_MAX (HIVE_ARGV_MAX + WORKER_OWN_ARGS)
+
+/*
+ * argv, built before fork so the child only calls what is
+ * async-signal-safe.  Every string is copied into text, NUL-terminated
+ * (execve wants them writable), and argv points into it once complete.
+ */
 struct spawn_args {
-	char *argv[HIVE_ARGV_MAX + 40];
-	char strs[5][24];
-	char caps[HIVE_CAPS_MAX * (HIVE_NAME_MAX + 1) + 1];
+	char *argv[SPAWN_ARGV_MAX];
+	size_t at[SPAWN_ARGV_MAX];   /* argv[i] starts at text.p + at[i] */
+	int argc;
+	enum { ARGS_OK, ARGS_TOO_LONG, ARGS_NOMEM } fail;
+	struct hbuf text;
 };
+
+static void
+spawn_args_free(struct spawn_args *sa)
+{
+	if (sa == NULL)
+		return;
+	hbuf_free(&sa->text);
+	free(sa);
+}
 
 static const char *
 worker_path(const struct hive_conf *c)
@@ -59,66 +82,97 @@ worker_path(const struct hive_conf *c)
 	    "hive-worker";
 }
 
+/* Start an argument: the bytes added until arg_end are it. */
+static void
+arg_begin(struct spawn_args *sa)
+{
+	if (sa->fail == ARGS_OK && sa->argc >= SPAWN_ARGV_MAX - 1)
+		sa->fail = ARGS_TOO_LONG;
+	if (sa->fail == ARGS_OK)
+		sa->at[sa->argc++] = sa->text.len;
+}
+
+static void
+arg_add(struct spawn_args *sa, const char *s)
+{
+	if (sa->fail == ARGS_OK && hbuf_puts(&sa->text, s) == -1)
+		sa->fail = ARGS_NOMEM;
+}
+
+static void
+arg_end(struct spawn_args *sa)
+{
+	if (sa->fail == ARGS_OK && hbuf_putc(&sa->text, '\0') == -1)
+		sa->fail = ARGS_NOMEM;
+}
+
+static void
+arg(struct spawn_args *sa, const char *s)
+{
+	arg_begin(sa);
+	arg_add(sa, s);
+	arg_end(sa);
+}
+
+static void
+opt(struct spawn_args *sa, const char *name, const char *value)
+{
+	arg(sa, name);
+	arg(sa, value);
+}
+
+static void
+opt_uint(struct spawn_args *sa, const char *name, unsigned value)
+{
+	char d[sizeof("4294967295")];
+
+	snprintf(d, sizeof(d), "%u", value);
+	opt(sa, name, d);
+}
+
+/* The worker's command line (docs/WORKER-CONTRACT.md), then the
+ * agent's command after "--".  -1 with sa->fail set when it cannot be
+ * built. */
 static int
 build_args(struct sup_inst *in, struct spawn_args *sa)
 {
 	const struct hive_agent_conf *ac = in->agent->conf;
 	const struct hive_conf *c = in->agent->sup->cref->conf;
-	int n = 0, i;
-	size_t off = 0;
+	int i;
 
-	sa->argv[n++] = (char *)worker_path(c);
-	sa->argv[n++] = "--agent";
-	sa->argv[n++] = (char *)ac->name;
-	snprintf(sa->strs[0], sizeof(sa->strs[0]), "%u", in->n);
-	sa->argv[n++] = "--instance";
-	sa->argv[n++] = sa->strs[0];
-	sa->argv[n++] = "--mode";
-	sa->argv[n++] = ac->mode == HIVE_MODE_EXEC ? "exec" : "stream";
+	arg(sa, worker_path(c));
+	opt(sa, "--agent", ac->name);
+	opt_uint(sa, "--instance", in->n);
+	opt(sa, "--mode", ac->mode == HIVE_MODE_EXEC ? "exec" : "stream");
 	if (ac->ncaps > 0) {
-		sa->caps[0] = '\0';
+		arg(sa, "--capabilities");
+		arg_begin(sa);
 		for (i = 0; i < ac->ncaps; i++) {
-			int w = snprintf(sa->caps + off, sizeof(sa->caps) - off,
-			    "%s%s", i ? "," : "", ac->caps[i]);
-
-			if (w < 0 || (size_t)w >= sizeof(sa->caps) - off)
-				return -1;
-			off += (size_t)w;
+			arg_add(sa, i ? "," : "");
+			arg_add(sa, ac->caps[i]);
 		}
-		sa->argv[n++] = "--capabilities";
-		sa->argv[n++] = sa->caps;
+		arg_end(sa);
 	}
-	snprintf(sa->strs[1], sizeof(sa->strs[1]), "%u", ac->concurrency);
-	sa->argv[n++] = "--concurrency";
-	sa->argv[n++] = sa->strs[1];
-	sa->argv[n++] = "--redis";
-	sa->argv[n++] = (char *)c->redis;
-	sa->argv[n++] = "--prefix";
-	sa->argv[n++] = (char *)c->prefix;
-	sa->argv[n++] = "--host";
-	sa->argv[n++] = (char *)c->host;
-	sa->argv[n++] = "--fd";
-	sa->argv[n++] = "3";
-	snprintf(sa->strs[2], sizeof(sa->strs[2]), "%u", ac->task_timeout_ms);
-	sa->argv[n++] = "--task-timeout";
-	sa->argv[n++] = sa->strs[2];
-	snprintf(sa->strs[3], sizeof(sa->strs[3]), "%u", ac->max_attempts);
-	sa->argv[n++] = "--max-attempts";
-	sa->argv[n++] = sa->strs[3];
-	snprintf(sa->strs[4], sizeof(sa->strs[4]), "%u", c->heartbeat_ms);
-	sa->argv[n++] = "--heartbeat-ms";
-	sa->argv[n++] = sa->strs[4];
+	opt_uint(sa, "--concurrency", ac->concurrency);
+	opt(sa, "--redis", c->redis);
+	opt(sa, "--prefix", c->prefix);
+	opt(sa, "--host", c->host);
+	opt(sa, "--fd", "3");
+	opt_uint(sa, "--task-timeout", ac->task_timeout_ms);
+	opt_uint(sa, "--max-attempts", ac->max_attempts);
+	opt_uint(sa, "--heartbeat-ms", c->heartbeat_ms);
 	if (log_verbose())
-		sa->argv[n++] = "-v";
-	sa->argv[n++] = "--";
-	for (i = 0; ac->argv != NULL && ac->argv[i] != NULL; i++) {
-		if (n >= (int)(sizeof(sa->argv) / sizeof(sa->argv[0])) - 1)
-			return -1;
-		sa->argv[n++] = ac->argv[i];
-	}
-	if (i == 0)
+		arg(sa, "-v");
+	arg(sa, "--");
+	for (i = 0; ac->argv != NULL && ac->argv[i] != NULL; i++)
+		arg(sa, ac->argv[i]);
+	if (i == 0 && sa->fail == ARGS_OK)
+		sa->fail = ARGS_TOO_LONG;       /* no command */
+	if (sa->fail != ARGS_OK)
 		return -1;
-	sa->argv[n] = NULL;
+	for (i = 0; i < sa->argc; i++)
+		sa->argv[i] = sa->text.p + sa->at[i];
+	sa->argv[sa->argc] = NULL;
 	return 0;
 }
 
@@ -280,6 +334,70 @@ sup_spawn_close_exec(struct sup_inst *in)
 	in->exec_fd = -1;
 }
 
+/*
+ * What the child needs, made before fork so that a failure costs no
+ * process: its argv and environment, and the memory frame the link
+ * queues right after.  0, or -1 (logged).
+ */
+static int
+spawn_prepare(struct sup_inst *in, struct spawn_args *sa, char ***env,
+    msgpack_sbuffer *sb)
+{
+	if ((*env = build_env(in->agent->conf)) == NULL) {
+		log_warnx("agent=%s spawn: out of memory", in->label);
+		return -1;
+	}
+	if (build_args(in, sa) == -1) {
+		if (sa->fail == ARGS_NOMEM)
+			log_warnx("agent=%s spawn: out of memory", in->label);
+		else
+			log_warnx("agent=%s spawn: command line too long",
+			    in->label);
+		return -1;
+	}
+	if (sup_mem_encode_frame(in->mem, in->agent->name, in->n, sb) == -1) {
+		log_warnx("agent=%s spawn: cannot encode memory_v=%llu",
+		    in->label, (unsigned long long)in->mem->v);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The worker pid was forked: the instance takes hived's ends of the exec
+ * pipe (watched until EOF or a report) and of the socketpair (its link,
+ * with the memory frame queued first).
+ */
+static void
+spawn_started(struct sup_inst *in, pid_t pid, int exec_fd, int sock,
+    const msgpack_sbuffer *sb)
+{
+	struct sup *sup = in->agent->sup;
+
+	sup->nchildren++;
+	in->pid = pid;
+	in->spawned_at = in->last_hb = ev_now(sup->loop);
+	in->ready_since = 0;
+	in->hello = in->have_hb = 0;
+	in->done = 0;
+
+	fcntl(exec_fd, F_SETFL, O_NONBLOCK);
+	in->exec_fd = exec_fd;
+	ev_io_init(&in->exec_io, exec_io_cb, in->exec_fd, EV_READ);
+	in->exec_io.data = in;
+	ev_io_start(sup->loop, &in->exec_io);
+
+	in->link = sup_link_new(in, sock);
+	if (in->link == NULL ||
+	    sup_link_send_raw(in->link, sb->data, sb->size) == -1) {
+		/* The worker waits for its memory; without it, it is of no
+		 * use: kill it, the reaper handles the rest like a crash. */
+		log_warnx("agent=%s pid=%ld cannot queue the memory frame",
+		    in->label, (long)pid);
+		kill(pid, SIGKILL);
+	}
+}
+
 int
 sup_spawn(struct sup_inst *in)
 {
@@ -287,35 +405,25 @@ sup_spawn(struct sup_inst *in)
 	const struct hive_agent_conf *ac = in->agent->conf;
 	struct spawn_args *sa = NULL;
 	char **env = NULL;
-	int sv[2] = { -1, -1 }, ep[2] = { -1, -1 };
+	int sv[2] = { -1, -1 }, ep[2] = { -1, -1 }, rc = -1;
 	sigset_t all, old;
 	msgpack_sbuffer sb;
 	pid_t pid;
 
 	msgpack_sbuffer_init(&sb);
-	if ((sa = calloc(1, sizeof(*sa))) == NULL ||
-	    (env = build_env(ac)) == NULL) {
+	if ((sa = calloc(1, sizeof(*sa))) == NULL) {
 		log_warnx("agent=%s spawn: out of memory", in->label);
-		goto err;
+		goto out;
 	}
-	if (build_args(in, sa) == -1) {
-		log_warnx("agent=%s spawn: command line too long", in->label);
-		goto err;
-	}
-	/* The memory frame is encoded before fork so a failure costs no
-	 * process; the link queues it right after. */
-	if (sup_mem_encode_frame(in->mem, in->agent->name, in->n, &sb) == -1) {
-		log_warnx("agent=%s spawn: cannot encode memory_v=%llu",
-		    in->label, (unsigned long long)in->mem->v);
-		goto err;
-	}
+	if (spawn_prepare(in, sa, &env, &sb) == -1)
+		goto out;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
 		log_warn("agent=%s socketpair", in->label);
-		goto err;
+		goto out;
 	}
 	if (pipe2(ep, O_CLOEXEC) == -1) {
 		log_warn("agent=%s pipe", in->label);
-		goto err;
+		goto out;
 	}
 	/* Signals blocked across fork: the child must not run a handler of
 	 * hived's before it has reset them. */
@@ -328,41 +436,15 @@ sup_spawn(struct sup_inst *in)
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (pid == -1) {
 		log_warn("agent=%s fork", in->label);
-		goto err;
+		goto out;
 	}
-	sup->nchildren++;
 	close(sv[1]);
 	close(ep[1]);
 	sv[1] = ep[1] = -1;
-
-	in->pid = pid;
-	in->spawned_at = in->last_hb = ev_now(sup->loop);
-	in->ready_since = 0;
-	in->hello = in->have_hb = 0;
-	in->done = 0;
-
-	fcntl(ep[0], F_SETFL, O_NONBLOCK);
-	in->exec_fd = ep[0];
-	ep[0] = -1;
-	ev_io_init(&in->exec_io, exec_io_cb, in->exec_fd, EV_READ);
-	in->exec_io.data = in;
-	ev_io_start(sup->loop, &in->exec_io);
-
-	in->link = sup_link_new(in, sv[0]);
-	sv[0] = -1;
-	if (in->link == NULL ||
-	    sup_link_send_raw(in->link, sb.data, sb.size) == -1) {
-		/* The worker waits for its memory; without it, it is of no
-		 * use: kill it, the reaper handles the rest like a crash. */
-		log_warnx("agent=%s pid=%ld cannot queue the memory frame",
-		    in->label, (long)pid);
-		kill(pid, SIGKILL);
-	}
-	msgpack_sbuffer_destroy(&sb);
-	free(env);
-	free(sa);
-	return 0;
-err:
+	spawn_started(in, pid, ep[0], sv[0], &sb);
+	ep[0] = sv[0] = -1;             /* the instance's now */
+	rc = 0;
+out:
 	for (int i = 0; i < 2; i++) {
 		if (sv[i] >= 0)
 			close(sv[i]);
@@ -371,8 +453,8 @@ err:
 	}
 	msgpack_sbuffer_destroy(&sb);
 	free(env);
-	free(sa);
-	return -1;
+	spawn_args_free(sa);
+	return rc;
 }
 
 /*

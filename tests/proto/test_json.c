@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "pbuild.h"
+#include "proto_int.h"
 
 /* JSON text of the msgpack value given as hex, or NULL and *err. */
 static char *
@@ -131,6 +132,64 @@ Test(json, refuses_what_json_cannot_hold)
 		    cases[i].hex, proto_errcode_name(err.code),
 		    proto_errcode_name(cases[i].code));
 	}
+}
+
+/* The one rule set both writers apply, with the words each refusal
+ * gives (they reach dead letters and logs). */
+Test(json, form_rules_and_their_words)
+{
+	msgpack_object o, k;
+	struct proto_err err;
+
+	memset(&o, 0, sizeof(o));
+	o.type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+	o.via.u64 = INT64_MAX;
+	cr_assert_eq(proto_json_form(&o, 0, &err), 0);
+	o.via.u64 = (uint64_t)INT64_MAX + 1;
+	cr_assert_eq(proto_json_form(&o, 0, &err), -1);
+	cr_assert_eq(err.code, PROTO_E_SIZE);
+	cr_assert_str_eq(err.detail, "integer 9223372036854775808 > "
+	    "9223372036854775807 has no JSON form");
+	o.type = MSGPACK_OBJECT_FLOAT32;
+	o.via.f64 = INFINITY;
+	cr_assert_eq(proto_json_form(&o, 1, &err), -1);
+	cr_assert_str_eq(err.detail, "non-finite float has no JSON form");
+	o.via.f64 = 1.5;
+	cr_assert_eq(proto_json_form(&o, 0, &err), 0);
+	o.type = MSGPACK_OBJECT_EXT;
+	cr_assert_eq(proto_json_form(&o, 1, &err), -1);
+	cr_assert_eq(err.code, PROTO_E_TYPE);
+	cr_assert_str_eq(err.detail, "ext has no JSON form");
+	/* A container needs a level left; what is in it is judged later. */
+	memset(&o, 0, sizeof(o));
+	o.type = MSGPACK_OBJECT_MAP;
+	cr_assert_eq(proto_json_form(&o, 1, &err), 0);
+	cr_assert_eq(proto_json_form(&o, 0, &err), -1);
+	cr_assert_eq(err.code, PROTO_E_SIZE);
+	cr_assert_str_eq(err.detail, "nesting deeper than 32");
+	o.type = (msgpack_object_type)99;
+	cr_assert_eq(proto_json_form(&o, 1, &err), -1);
+	cr_assert_str_eq(err.detail, "unknown msgpack type 99");
+
+	memset(&k, 0, sizeof(k));
+	k.type = MSGPACK_OBJECT_STR;
+	cr_assert_eq(proto_json_key(&k, &err), 0);       /* "" is a key */
+	k.via.str.ptr = "a\0b";
+	k.via.str.size = 3;
+	cr_assert_eq(proto_json_key(&k, &err), -1);
+	cr_assert_eq(err.code, PROTO_E_VALUE);
+	cr_assert_str_eq(err.detail, "map key contains NUL");
+	k.via.str.size = 1;
+	cr_assert_eq(proto_json_key(&k, &err), 0);
+	cr_assert_eq(proto_json_key_twice(&k, &err), -1);
+	cr_assert_eq(err.code, PROTO_E_DUPLICATE);
+	cr_assert_str_eq(err.detail, "key \"a\" twice");
+	k.type = MSGPACK_OBJECT_BOOLEAN;
+	cr_assert_eq(proto_json_key(&k, &err), -1);
+	cr_assert_eq(err.code, PROTO_E_NOTMAP);
+	cr_assert_str_eq(err.detail, "map key is not a string");
+	cr_assert_eq(proto_json_not_utf8("map key", &err), -1);
+	cr_assert_str_eq(err.detail, "map key is not UTF-8");
 }
 
 /* Values built in memory (not from the reader) deeper than the limit. */

@@ -99,6 +99,48 @@ Test(agent_table, crash_follows_policy_then_limit)
 	STEP_IS(st, SUP_ST_STARTING, SUP_ACT_SPAWN | SUP_ACT_CLEAR);
 }
 
+/* A spawn that forked nothing is the crash of a worker that never ran:
+ * the same cell as an exit with a failure status, whatever the guard's
+ * exit_ok, and it never spawns again by itself (a timer does), so
+ * sup_inst_event needs one follow-up step at most. */
+Test(agent_table, spawn_failure_is_a_crash_governed_by_backoff_and_limit)
+{
+	struct sup_step st, ex;
+
+	for (int p = 0; p < 3; p++)
+	for (int ok = 0; ok < 2; ok++)
+	for (int lim = 0; lim < 2; lim++) {
+		struct sup_guard g = G((enum hive_restart)p, ok, lim);
+		struct sup_guard crash = G((enum hive_restart)p, 0, lim);
+
+		st = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_SPAWNFAIL, &g);
+		ex = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_EXIT, &crash);
+		cr_assert(st.handled);
+		STEP_IS(st, ex.next.state, ex.act);
+		cr_assert_not(st.act & SUP_ACT_SPAWN);
+	}
+	{
+		struct sup_guard g = G(HIVE_RESTART_ON_FAILURE, 1, 0);
+
+		st = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_SPAWNFAIL, &g);
+		STEP_IS(st, SUP_ST_RESTARTING, SUP_ACT_COUNT | SUP_ACT_BACKOFF);
+		g.limit_hit = 1;
+		st = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_SPAWNFAIL, &g);
+		STEP_IS(st, SUP_ST_FAILED, SUP_ACT_QUARANTINE);
+	}
+	/* Only a spawn leaves an instance in STARTING without a worker. */
+	for (int s = 0; s < SUP_ST_COUNT; s++)
+	for (int a = 0; a <= SUP_AFTER_CRASH; a++) {
+		struct sup_guard g = G(HIVE_RESTART_ALWAYS, 0, 0);
+
+		if (s == SUP_ST_STARTING || ((s != SUP_ST_STOPPING) != (a == 0)))
+			continue;
+		cr_assert_not(sup_fsm_step(S((enum sup_state)s,
+		    (enum sup_after)a), SUP_EV_SPAWNFAIL, &g).handled, "%s",
+		    sup_state_name((enum sup_state)s));
+	}
+}
+
 Test(agent_table, hung_or_broken_worker_is_killed_and_counted)
 {
 	struct sup_guard g = G(HIVE_RESTART_ALWAYS, 0, 0);
@@ -294,6 +336,13 @@ Test(agent_table, invariants_over_every_cell)
 		/* An exit only applies where a worker lived. */
 		if (e == SUP_EV_EXIT)
 			cr_assert(has_worker(st0));
+		/* A failed spawn leaves none, and starts none. */
+		if (e == SUP_EV_SPAWNFAIL) {
+			cr_assert_eq(st0, SUP_ST_STARTING);
+			cr_assert_not(has_worker(st.next.state));
+			cr_assert_not(st.act & (SUP_ACT_SPAWN | SUP_ACT_DRAIN |
+			    SUP_ACT_KILL));
+		}
 		/* Without a worker the state cannot claim one. */
 		if (!has_worker(st0) && !(st.act & SUP_ACT_SPAWN))
 			cr_assert_not(has_worker(st.next.state), "%s in %s",
@@ -312,6 +361,12 @@ Test(agent_table, names)
 	cr_assert_str_eq(sup_state_name(SUP_ST_RESTARTING), "restarting");
 	cr_assert_str_eq(sup_state_name(SUP_ST_FAILED), "failed");
 	cr_assert_str_eq(sup_event_name(SUP_EV_BADFRAME), "bad-frame");
+	cr_assert_str_eq(sup_event_name(SUP_EV_SPAWNFAIL), "spawn-fail");
+	cr_assert_str_eq(sup_event_name(SUP_EV_STOP), "stop");
+	for (int e = 0; e < SUP_EV_COUNT; e++)
+		cr_assert_str_neq(sup_event_name((enum sup_event)e), "?");
+	for (int s = 0; s < SUP_ST_COUNT; s++)
+		cr_assert_str_neq(sup_state_name((enum sup_state)s), "?");
 	cr_assert_str_eq(sup_state_name((enum sup_state)99), "?");
 	cr_assert_not(sup_fsm_step(S(SUP_ST_READY, 0), (enum sup_event)99,
 	    NULL).handled);
