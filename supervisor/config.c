@@ -356,7 +356,7 @@ static const struct conf_key hive_keys[] = {
 	  .max = CONF_SNAPSHOTS_MAX, .dflt = "10" },
 	{ HK("allow_eviction", CK_BOOL, allow_eviction), .dflt = "no" },
 	{ HK("log_level", CK_ENUM, verbose), .dflt = "info",
-	  .names = log_level_names },
+	  .flags = CF_WORKER, .names = log_level_names },
 };
 
 /* [agent:NAME], in docs/CONFIG.md's order. */
@@ -841,16 +841,22 @@ conf_hash_key(uint64_t h, const struct conf_key *k, const void *base)
  * line: moving a section restarts nothing.
  */
 static uint64_t
+conf_worker_hash(uint64_t h, const struct hive_conf *c)
+{
+	for (size_t i = 0; i < NKEYS(hive_keys); i++)
+		if (hive_keys[i].flags & CF_WORKER)
+			h = conf_hash_key(h, &hive_keys[i], c);
+	return h;
+}
+
+static uint64_t
 conf_agent_hash(const struct hive_conf *c, const struct hive_agent_conf *a)
 {
 	uint64_t h = conf_hash_str(HASH_FNV1A_INIT, a->name);
 
 	for (size_t i = 0; i < NKEYS(agent_keys); i++)
 		h = conf_hash_key(h, &agent_keys[i], a);
-	for (size_t i = 0; i < NKEYS(hive_keys); i++)
-		if (hive_keys[i].flags & CF_WORKER)
-			h = conf_hash_key(h, &hive_keys[i], c);
-	return h;
+	return conf_worker_hash(h, c);
 }
 
 /* ---- sections into struct hive_conf ---- */
@@ -910,6 +916,7 @@ conf_build(struct conf_parser *ps, struct hive_conf *c)
 	if (ps->oom)
 		return;
 	conf_build_sect(ps, hive, hive_keys, NKEYS(hive_keys), c, "[hive]");
+	c->worker_hash = conf_worker_hash(HASH_FNV1A_INIT, c);
 	if (n == 0)
 		return;
 	if ((c->agents = calloc(n, sizeof(*c->agents))) == NULL) {

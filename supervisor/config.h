@@ -103,6 +103,9 @@ struct hive_conf {
 	unsigned snapshots_keep;     /* snapshots_keep */
 	int allow_eviction;          /* allow_eviction */
 	int verbose;                 /* log_level: 0 info, 1 debug */
+	uint64_t worker_hash;        /* of the [hive] settings every worker is
+	                              * started with (CF_WORKER): a change
+	                              * restarts every agent */
 	struct hive_agent_conf *agents;
 	size_t nagents;
 };

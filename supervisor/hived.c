@@ -366,16 +366,6 @@ str_differs(const char *a, const char *b)
 	return strcmp(a ? a : "", b ? b : "") != 0;
 }
 
-/* Settings of [hive] that are on every worker's command line. */
-static int
-globals_changed(const struct hive_conf *o, const struct hive_conf *n)
-{
-	return strcmp(o->redis, n->redis) != 0 ||
-	    strcmp(o->prefix, n->prefix) != 0 ||
-	    strcmp(o->host, n->host) != 0 ||
-	    str_differs(o->worker_path, n->worker_path) ||
-	    o->heartbeat_ms != n->heartbeat_ms || o->verbose != n->verbose;
-}
 
 static void
 log_conf_errors(char *text, const char *what)
@@ -454,7 +444,7 @@ reload_agents(struct sup *sup, struct sup_cref *ncref)
 	const struct hive_conf *nc = ncref->conf;
 	struct sup_agent *a;
 	unsigned added = 0, changed = 0, removed = 0, same = 0;
-	int all = globals_changed(sup->cref->conf, nc);
+	int all = sup->cref->conf->worker_hash != nc->worker_hash;
 
 	TAILQ_FOREACH(a, &sup->agents, entry)
 		if (conf_agent(nc, a->name) == NULL && !a->removed) {

@@ -908,12 +908,13 @@ Test(config, hash_and_hive_settings)
 	static const char *worker_keys[] = {
 	    "redis = 127.0.0.1:6390\n", "prefix = other\n", "host = elsewhere\n",
 	    "worker = /opt/hive-worker\n", "heartbeat_interval = 2s\n",
+	    "log_level = debug\n",
 	};
 	/* ...what only hived uses restarts none */
 	static const char *hived_keys[] = {
 	    "postgres = dbname=x\n", "http = 127.0.0.1:1\n",
 	    "token_file = /t\n", "stop_timeout = 5s\n", "snapshots_keep = 2\n",
-	    "allow_eviction = yes\n", "log_level = debug\n",
+	    "allow_eviction = yes\n",
 	};
 	char text[512];
 	uint64_t ha, hb;
