@@ -203,21 +203,21 @@ start(struct run *r, int verbose)
 		bench_die("pipe: %s", strerror(errno));
 	fcntl(fds[0], F_SETPIPE_SZ, 1 << 20);
 	if ((r->pid = fork()) == 0) {
-		const char *argv[8];
+		char *argv[8];
 		int n = 0;
 
 		dup2(fds[1], 2);
-		argv[n++] = "hived";
+		argv[n++] = (char[]){ "hived" };
 		if (verbose)
-			argv[n++] = "-v";
-		argv[n++] = "--config";
+			argv[n++] = (char[]){ "-v" };
+		argv[n++] = (char[]){ "--config" };
 		argv[n++] = r->conf;
 		if (r->port_file[0] != '\0') {
-			argv[n++] = "--port-file";
+			argv[n++] = (char[]){ "--port-file" };
 			argv[n++] = r->port_file;
 		}
 		argv[n] = NULL;
-		execv(hived_path, (char *const *)argv);
+		execv(hived_path, argv);
 		_exit(127);
 	}
 	close(fds[1]);

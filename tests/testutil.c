@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -111,6 +112,23 @@ tu_read_source(const char *rel)
 	buf[n] = '\0';
 	fclose(f);
 	return buf;
+}
+
+void
+tu_execv(const char *const *argv)
+{
+	size_t n = 0;
+	char **v;
+
+	while (argv[n] != NULL)
+		n++;
+	if ((v = calloc(n + 1, sizeof(*v))) == NULL)
+		_exit(127);
+	for (size_t i = 0; i < n; i++)
+		if ((v[i] = strdup(argv[i])) == NULL)
+			_exit(127);
+	execv(v[0], v);
+	_exit(127);
 }
 
 long long

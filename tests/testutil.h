@@ -28,6 +28,9 @@ const char *tu_build_path(const char *rel);
 /* The whole of a file of the source tree (from HIVE_SOURCE_DIR), NUL
  * terminated, to free(); the test fails if it cannot be read. */
 char *tu_read_source(const char *rel);
+/* In a forked child: exec argv[0] with argv (copied, since execv's
+ * argv is not const); _exit(127) if that fails. */
+__attribute__((noreturn)) void tu_execv(const char *const *argv);
 /* Monotonic milliseconds. */
 long long tu_now_ms(void);
 

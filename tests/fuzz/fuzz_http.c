@@ -151,7 +151,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct http_request rq;
 	struct http_decision r1, r2;
 	struct http_view view;
-	char *method, *url, *auth, *query, *full = NULL, *s;
+	char *method, *url, *auth, *query, *full = NULL, *s, *body;
 	unsigned flags, st1, st2;
 	int calls = 0;
 	size_t nargs = 0;
@@ -197,14 +197,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rq.authorization = flags & 0x04 ? NULL : full != NULL ? full : auth;
 	/* The body in its own allocation, so that ASan sees its end. */
 	rq.body_len = (size_t)(end - p);
-	rq.body = NULL;
+	body = NULL;
 	if (rq.body_len > 0) {
-		char *b = malloc(rq.body_len);
-
-		FZ_CHECK(b != NULL);
-		memcpy(b, p, rq.body_len);
-		rq.body = b;
+		FZ_CHECK((body = malloc(rq.body_len)) != NULL);
+		memcpy(body, p, rq.body_len);
 	}
+	rq.body = body;
 	view.token = flags & 0x08 ? "" : FZ_TOKEN;
 	view.stopping = (flags & 0x10) != 0;
 	view.agent_instances = fake_instances;
@@ -221,7 +219,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    r1.hi == r2.hi);
 	FZ_CHECK(calls <= 2);      /* one agent lookup a request at most */
 
-	free((void *)rq.body);
+	free(body);
 	free(full);
 	free(query);
 	free(auth);

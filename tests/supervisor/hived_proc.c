@@ -325,13 +325,12 @@ hp_start(struct hp *h)
 	h->pid = fork();
 	cr_assert(h->pid >= 0);
 	if (h->pid == 0) {
-		char *argv[] = { (char *)tu_build_path("supervisor/hived"), vflag,
+		const char *argv[] = { tu_build_path("supervisor/hived"), vflag,
 		    "--config", h->conf, "--port-file", portfile, NULL };
 
 		dup2(fds[1], 1);
 		dup2(fds[1], 2);
-		execv(argv[0], argv);
-		_exit(127);
+		tu_execv(argv);
 	}
 	close(fds[1]);
 	h->logfd = fds[0];

@@ -135,8 +135,7 @@ worker_start_io(struct tw *t, const char *const *extra,
 			if (fd3 != 3)
 				close(fd3);
 		}
-		execv(argv[0], (char *const *)argv);
-		_exit(127);
+		tu_execv(argv);
 	}
 	return pid;
 }
