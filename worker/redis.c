@@ -15,8 +15,9 @@
  * its slot and the MULTI/EXEC that publishes its result leave in one write
  * (wrk_redis_flush), and the next task comes back with the EXEC's reply.
  * They go up and down
- * together: when one is lost all are dropped, and after a backoff (100 ms
- * doubling to 5 s) all are opened again and set up anew.  Nothing is lost
+ * together, an rconn_group (common/rconn.h): when one is lost all are
+ * dropped, and after a backoff (100 ms doubling to 5 s) all are opened
+ * again and set up anew.  Nothing is lost
  * meanwhile: tasks we hold stay pending in Redis, results wait in the out
  * queue and are published after the reconnect, and setup re-reads our
  * pending entries (skipping those we hold) in case a reply was lost.
@@ -57,7 +58,9 @@
  *
  * hiredis runs every outstanding callback with a NULL reply when its
  * context goes away; such callbacks only undo their bookkeeping, they
- * never send (the context is being freed).
+ * never send (the context is being freed), and they find the worker in
+ * their priv, if at all: rconn_arg(ac) is NULL then.  Everything that
+ * the whole connection held is undone once, in redis_went_down.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -70,26 +73,13 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
-#include <hiredis/sds.h>
-#include <hiredis/adapters/libev.h>
 
 #include "log.h"
 #include "rconn.h"
 #include "worker.h"
 
-static const char *const conn_name[WRK_CONN_N] = { "cmd", "pull", "bcast" };
-
 static void redis_down(struct wrk *, const char *why);
 static void alive_stamp(struct wrk *);
-
-static int
-conn_index(const struct wrk *w, const redisAsyncContext *ac)
-{
-	for (int i = 0; i < WRK_CONN_N; i++)
-		if (w->redis.ac[i] == ac)
-			return i;
-	return -1;
-}
 
 static bool
 reply_is_error(const redisReply *r, const char *prefix)
@@ -98,158 +88,88 @@ reply_is_error(const redisReply *r, const char *prefix)
 	    (prefix == NULL || strncmp(r->str, prefix, strlen(prefix)) == 0);
 }
 
-/* ---- connecting ---- */
+/* ---- connecting: an rconn_group ---- */
 
 static void redis_setup(struct wrk *);
 
-static void
-on_connect(const redisAsyncContext *ac, int status)
+/* The worker of a reply's connection (never NULL but for a NULL reply). */
+static struct wrk *
+conn_wrk(const redisAsyncContext *ac)
 {
-	struct wrk *w = ac->data;
-	int i = conn_index(w, ac);
-
-	if (i < 0)
-		return;
-	if (status != REDIS_OK) {
-		/* hiredis frees the context after this callback. */
-		log_warnx("agent=%s redis %s connect to %s: %s", w->agent_inst,
-		    conn_name[i], w->o.redis, ac->errstr);
-		w->redis.ac[i] = NULL;
-		redis_down(w, "connect failed");
-		return;
-	}
-	w->redis.connected[i] = true;
-	for (i = 0; i < WRK_CONN_N; i++)
-		if (!w->redis.connected[i])
-			return;
-	redis_setup(w);
+	return rconn_arg(ac);
 }
 
-static void
-on_disconnect(const redisAsyncContext *ac, int status)
+static struct rconn *
+conn(const struct wrk *w, enum wrk_conn i)
 {
-	struct wrk *w = ac->data;
-	int i = conn_index(w, ac);
-
-	if (i < 0)
-		return;        /* we dropped it ourselves */
-	w->redis.ac[i] = NULL;
-	w->redis.connected[i] = false;
-	log_warnx("agent=%s lost redis %s connection: %s", w->agent_inst,
-	    conn_name[i], status == REDIS_OK ? "closed" : ac->errstr);
-	redis_down(w, "connection lost");
-}
-
-static redisAsyncContext *
-conn_open(struct wrk *w)
-{
-	redisAsyncContext *ac;
-	char host[HIVE_KEY_MAX], *colon;
-	int port = 6379;
-
-	if (w->o.redis[0] == '/') {
-		ac = redisAsyncConnectUnix(w->o.redis);
-	} else {
-		snprintf(host, sizeof(host), "%s", w->o.redis);
-		if ((colon = strrchr(host, ':')) != NULL) {
-			*colon = '\0';
-			port = atoi(colon + 1);
-		}
-		ac = redisAsyncConnect(host, port);
-	}
-	if (ac == NULL) {
-		log_warnx("agent=%s redis connect to %s: out of memory",
-		    w->agent_inst, w->o.redis);
-		return NULL;
-	}
-	if (ac->err) {
-		log_warnx("agent=%s redis connect to %s: %s", w->agent_inst,
-		    w->o.redis, ac->errstr);
-		redisAsyncFree(ac);
-		return NULL;
-	}
-	/* hiredis 0.14 opens its socket without close-on-exec. */
-	if (fcntl(ac->c.fd, F_SETFD, FD_CLOEXEC) == -1)
-		log_warn("agent=%s fcntl redis socket", w->agent_inst);
-	ac->data = w;
-	if (redisLibevAttach(w->loop, ac) != REDIS_OK) {
-		redisAsyncFree(ac);
-		return NULL;
-	}
-	redisAsyncSetConnectCallback(ac, on_connect);
-	redisAsyncSetDisconnectCallback(ac, on_disconnect);
-	return ac;
-}
-
-static void
-redis_connect_all(struct wrk *w)
-{
-	struct wrk_redis *r = &w->redis;
-
-	r->state = WRK_REDIS_CONNECTING;
-	r->reconnect_due = 0;
-	for (int i = 0; i < WRK_CONN_N; i++) {
-		r->connected[i] = false;
-		r->client_id[i] = 0;
-		if ((r->ac[i] = conn_open(w)) == NULL) {
-			redis_down(w, "connect failed");
-			return;
-		}
-	}
+	return rconn_group_member(w->redis.g, (int)i);
 }
 
 /*
- * Drop every connection and retry after the backoff.  Callable from any
- * hiredis callback: redisAsyncFree of the context whose callback runs is
- * deferred by hiredis until that callback returns.
+ * Every connection is gone (their callbacks in flight have had their NULL
+ * reply): forget what they held; rconn reconnects them all after its
+ * backoff.
+ */
+static void
+redis_went_down(struct wrk *w)
+{
+	struct wrk_redis *r = &w->redis;
+
+	r->state = WRK_REDIS_DOWN;
+	r->pull_busy = r->pull_blocking = r->bcast_busy = false;
+	r->alive_del_sent = false;   /* the key expires by itself */
+	wrk_schedule(w);
+	wrk_state_changed(w);
+}
+
+static void
+on_group(struct rconn_group *g, int up, void *arg)
+{
+	struct wrk *w = arg;
+
+	if (up) {
+		for (int i = 0; i < WRK_CONN_N; i++)
+			w->redis.client_id[i] = 0;
+		redis_setup(w);
+	} else
+		redis_went_down(w);
+}
+
+/*
+ * Drop every connection and retry after the backoff (why: for the log).
+ * Callable from any hiredis callback: redisAsyncFree of the context whose
+ * callback runs is deferred by hiredis until that callback returns.
  */
 static void
 redis_down(struct wrk *w, const char *why)
 {
-	struct wrk_redis *r = &w->redis;
-	redisAsyncContext *ac;
-
-	if (r->state == WRK_REDIS_DOWN)
-		return;
-	r->state = WRK_REDIS_DOWN;
-	for (int i = 0; i < WRK_CONN_N; i++) {
-		if ((ac = r->ac[i]) == NULL)
-			continue;
-		r->ac[i] = NULL;
-		r->connected[i] = false;
-		redisAsyncFree(ac);
-	}
-	r->pull_busy = r->pull_blocking = r->bcast_busy = false;
-	r->reconnect_due = wrk_now() + r->backoff_ms;
-	log_info("agent=%s redis down (%s), retrying in %ums", w->agent_inst,
-	    why, r->backoff_ms);
-	r->backoff_ms = r->backoff_ms * 2 > WRK_REDIS_BACKOFF_MAX_MS ?
-	    WRK_REDIS_BACKOFF_MAX_MS : r->backoff_ms * 2;
-	wrk_schedule(w);
-	wrk_state_changed(w);
+	if (w->redis.state != WRK_REDIS_DOWN)
+		rconn_group_down(w->redis.g, why);
 }
 
 void
 wrk_redis_start(struct wrk *w)
 {
+	static const char *const conn_name[WRK_CONN_N] = {
+		[WRK_CONN_CMD] = "cmd", [WRK_CONN_PULL] = "pull",
+		[WRK_CONN_BCAST] = "bcast",
+	};
+	char name[HIVE_AGENT_MAX + 16], err[HIVE_KEY_MAX + 128];
+
 	alive_stamp(w);
-	w->redis.backoff_ms = WRK_REDIS_BACKOFF_MS;
-	redis_connect_all(w);
+	snprintf(name, sizeof(name), "agent=%s redis", w->agent_inst);
+	w->redis.state = WRK_REDIS_DOWN;
+	if ((w->redis.g = rconn_group_new(w->loop, w->o.redis, name,
+	    WRK_CONN_N, conn_name, on_group, w, err, sizeof(err))) == NULL)
+		fatalx("agent=%s redis: %s", w->agent_inst, err);
 }
 
 void
 wrk_redis_stop(struct wrk *w)
 {
-	struct wrk_redis *r = &w->redis;
-	redisAsyncContext *ac;
-
-	r->state = WRK_REDIS_DOWN;
-	for (int i = 0; i < WRK_CONN_N; i++) {
-		if ((ac = r->ac[i]) == NULL)
-			continue;
-		r->ac[i] = NULL;
-		redisAsyncFree(ac);
-	}
+	w->redis.state = WRK_REDIS_DOWN;
+	rconn_group_free(w->redis.g);
+	w->redis.g = NULL;
 }
 
 /* ---- the liveness key ---- */
@@ -344,7 +264,7 @@ claim_send(struct wrk *w, const char *gone)
 	char ttl[16];
 
 	snprintf(ttl, sizeof(ttl), "%u", w->alive_ttl_ms);
-	redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], claim_reply, NULL,
+	rconn_cmd(conn(w, WRK_CONN_CMD), claim_reply, NULL,
 	    "EVAL %s 1 %s %s %s %s", claim_script, w->alive_key,
 	    w->redis.alive_self, ttl, gone);
 }
@@ -352,11 +272,12 @@ claim_send(struct wrk *w, const char *gone)
 static void
 alive_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct wrk *w = ac->data;
+	struct wrk *w;
 	redisReply *r = reply;
 
 	if (r == NULL)
 		return;
+	w = conn_wrk(ac);
 	if (r->type == REDIS_REPLY_ERROR) {
 		/* Without it the reclaimer takes our tasks back: say so,
 		 * once, and keep trying. */
@@ -379,7 +300,7 @@ alive_set(struct wrk *w, redisCallbackFn *cb, void *priv)
 	char ttl[16];
 
 	snprintf(ttl, sizeof(ttl), "%u", w->alive_ttl_ms);
-	redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], cb, priv,
+	rconn_cmd(conn(w, WRK_CONN_CMD), cb, priv,
 	    "SET %s %s PX %s", w->alive_key, w->redis.alive_self, ttl);
 	w->redis.alive_due = wrk_now() + w->o.heartbeat_ms;
 	wrk_schedule(w);        /* after a reconnect nothing else may */
@@ -388,12 +309,13 @@ alive_set(struct wrk *w, redisCallbackFn *cb, void *priv)
 static void
 alive_del_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct wrk *w = ac->data;
+	struct wrk *w;
 	redisReply *r = reply;
 
-	w->redis.alive_del_sent = false;
 	if (r == NULL)
 		return;         /* connection lost: the key expires by itself */
+	w = conn_wrk(ac);
+	w->redis.alive_del_sent = false;
 	if (r->type == REDIS_REPLY_ERROR)
 		log_warnx("agent=%s redis DEL %s: %s", w->agent_inst,
 		    w->alive_key, r->str);
@@ -414,7 +336,7 @@ wrk_redis_forget(struct wrk *w)
 		/* Only if it is still ours: a new worker of the same name
 		 * may have taken it since, had it expired (we lost Redis
 		 * for longer than its time to live). */
-		redisAsyncCommand(r->ac[WRK_CONN_CMD], alive_del_reply, NULL,
+		rconn_cmd(conn(w, WRK_CONN_CMD), alive_del_reply, NULL,
 		    "EVAL %s 1 %s %s", "if redis.call('GET', KEYS[1]) == "
 		    "ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
 		    w->alive_key, r->alive_self);
@@ -427,9 +349,6 @@ wrk_redis_cron(struct wrk *w, uint64_t now)
 {
 	struct wrk_redis *r = &w->redis;
 
-	if (r->state == WRK_REDIS_DOWN && r->reconnect_due &&
-	    r->reconnect_due <= now && !w->forced)
-		redis_connect_all(w);
 	if (r->retry_due && r->retry_due <= now)
 		r->retry_due = 0;   /* wrk_publish runs at the next turn */
 	if ((r->state == WRK_REDIS_UP || r->state == WRK_REDIS_SETUP) &&
@@ -449,8 +368,6 @@ wrk_redis_next_due(const struct wrk *w)
 	const struct wrk_redis *r = &w->redis;
 	uint64_t due = 0;
 
-	if (r->state == WRK_REDIS_DOWN)
-		due = r->reconnect_due;
 	if (r->retry_due && (!due || r->retry_due < due))
 		due = r->retry_due;
 	if ((r->state == WRK_REDIS_UP || r->state == WRK_REDIS_SETUP) &&
@@ -575,7 +492,7 @@ setup_done_one(struct wrk *w)
 
 	if (--r->setup_outstanding > 0 || r->state != WRK_REDIS_SETUP)
 		return;
-	r->backoff_ms = WRK_REDIS_BACKOFF_MS;
+	rconn_group_ready(r->g);
 	if (!r->alive_owned) {
 		/* claim_reply set claim_due. */
 		r->state = WRK_REDIS_WAITING;
@@ -591,12 +508,13 @@ setup_done_one(struct wrk *w)
 static void
 setup_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct wrk *w = ac->data;
+	struct wrk *w;
 	redisReply *r = reply;
 	const char *what = priv;
 
 	if (r == NULL)
 		return;
+	w = conn_wrk(ac);
 	if (reply_is_error(r, NULL) && !reply_is_error(r, "BUSYGROUP")) {
 		log_warnx("agent=%s redis %s: %s", w->agent_inst, what, r->str);
 		redis_down(w, what);
@@ -703,10 +621,10 @@ pending_page(struct wrk *w, int key)
 	snprintf(count, sizeof(count), "%d", WRK_PENDING_PAGE);
 	/* XPENDING first: delivery counts as they were before this read
 	 * (reading our history counts as a delivery too). */
-	redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], pending_xpending, pp,
+	rconn_cmd(conn(w, WRK_CONN_CMD), pending_xpending, pp,
 	    "XPENDING %s %s %s + %s %s", k->name, k->group, start, count,
 	    w->consumer);
-	redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], pending_read, pp,
+	rconn_cmd(conn(w, WRK_CONN_CMD), pending_read, pp,
 	    "XREADGROUP GROUP %s %s COUNT %s STREAMS %s %s", k->group,
 	    w->consumer, count, k->name, k->pending_after);
 	w->redis.setup_outstanding++;
@@ -720,7 +638,7 @@ pending_page(struct wrk *w, int key)
 static void
 memory_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct wrk *w = ac->data;
+	struct wrk *w;
 	redisReply *r = reply;
 	msgpack_unpacked up;
 	struct proto_err err;
@@ -729,6 +647,7 @@ memory_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 	if (r == NULL)
 		return;
+	w = conn_wrk(ac);
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 	    r->element[0]->type != REDIS_REPLY_STRING ||
 	    r->element[1]->type != REDIS_REPLY_STRING)
@@ -768,7 +687,7 @@ setup_resume(struct wrk *w)
 	struct wrk_redis *r = &w->redis;
 
 	if (!w->memory_checked) {
-		redisAsyncCommand(r->ac[WRK_CONN_CMD], memory_reply, NULL,
+		rconn_cmd(conn(w, WRK_CONN_CMD), memory_reply, NULL,
 		    "HMGET %s v m", w->memory_key);
 		r->setup_outstanding++;
 	}
@@ -788,13 +707,15 @@ setup_resume(struct wrk *w)
 static void
 claim_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct wrk *w = ac->data;
-	struct wrk_redis *r = &w->redis;
+	struct wrk *w;
+	struct wrk_redis *r;
 	redisReply *rp = reply;
 	uint64_t now = wrk_now();
 
 	if (rp == NULL)
 		return;
+	w = conn_wrk(ac);
+	r = &w->redis;
 	if (rp->type == REDIS_REPLY_STRING) {
 		if (!r->wait_since)
 			r->wait_since = now;
@@ -859,7 +780,10 @@ static void
 redis_setup(struct wrk *w)
 {
 	struct wrk_redis *r = &w->redis;
-	redisAsyncContext *cmd = r->ac[WRK_CONN_CMD];
+	static const char *const conn_name[WRK_CONN_N] = {
+		[WRK_CONN_CMD] = "cmd", [WRK_CONN_PULL] = "pull",
+		[WRK_CONN_BCAST] = "bcast",
+	};
 	char name[sizeof(w->consumer) + 32];
 
 	r->state = WRK_REDIS_SETUP;
@@ -873,19 +797,19 @@ redis_setup(struct wrk *w)
 		for (char *p = name; *p; p++)
 			if (*p == ' ')
 				*p = '_';
-		redisAsyncCommand(r->ac[i], setup_reply, "CLIENT SETNAME",
+		rconn_cmd(conn(w, i), setup_reply, "CLIENT SETNAME",
 		    "CLIENT SETNAME %s", name);
 		r->setup_outstanding++;
 	}
-	redisAsyncCommand(r->ac[WRK_CONN_PULL], setup_reply, "CLIENT ID pull",
+	rconn_cmd(conn(w, WRK_CONN_PULL), setup_reply, "CLIENT ID pull",
 	    "CLIENT ID");
-	redisAsyncCommand(r->ac[WRK_CONN_BCAST], setup_reply, "CLIENT ID bcast",
+	rconn_cmd(conn(w, WRK_CONN_BCAST), setup_reply, "CLIENT ID bcast",
 	    "CLIENT ID");
 	r->setup_outstanding += 2;
 	for (int k = 0; k < w->nkeys; k++) {
 		/* Queues are read from their start; a new instance's own
 		 * broadcast group sees what is broadcast from now on. */
-		redisAsyncCommand(cmd, setup_reply, "XGROUP CREATE",
+		rconn_cmd(conn(w, WRK_CONN_CMD), setup_reply, "XGROUP CREATE",
 		    "XGROUP CREATE %s %s %s MKSTREAM", w->keys[k].name,
 		    w->keys[k].group, w->keys[k].broadcast ? "$" : "0");
 		r->setup_outstanding++;
@@ -986,8 +910,8 @@ pull_send(struct wrk *w, int count, bool block)
 	}
 	w->redis.pull_busy = true;
 	w->redis.pull_blocking = block;
-	redisAsyncCommandArgv(w->redis.ac[block ? WRK_CONN_PULL : WRK_CONN_CMD],
-	    pull_reply, NULL, argc, argv, NULL);
+	rconn_argv(conn(w, block ? WRK_CONN_PULL : WRK_CONN_CMD), pull_reply,
+	    NULL, argc, argv, NULL);
 }
 
 /*
@@ -998,14 +922,17 @@ pull_send(struct wrk *w, int count, bool block)
 static void
 pull_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct wrk *w = ac->data;
-	struct wrk_redis *rd = &w->redis;
+	struct wrk *w;
+	struct wrk_redis *rd;
 	redisReply *r = reply;
-	bool was_block = rd->pull_blocking;
+	bool was_block;
 	int n, room;
 
 	if (r == NULL)
 		return;
+	w = conn_wrk(ac);
+	rd = &w->redis;
+	was_block = rd->pull_blocking;
 	rd->pull_busy = rd->pull_blocking = false;
 	if (r->type == REDIS_REPLY_ERROR) {
 		/* NOGROUP: the stream was deleted (or Redis lost it); the
@@ -1030,11 +957,12 @@ pull_reply(redisAsyncContext *ac, void *reply, void *priv)
 static void
 bcast_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct wrk *w = ac->data;
+	struct wrk *w;
 	redisReply *r = reply;
 
 	if (r == NULL)
 		return;
+	w = conn_wrk(ac);
 	w->redis.bcast_busy = false;
 	if (r->type == REDIS_REPLY_ERROR) {
 		log_warnx("agent=%s redis XREADGROUP %s: %s", w->agent_inst,
@@ -1067,7 +995,7 @@ wrk_pull(struct wrk *w)
 		snprintf(cnt, sizeof(cnt), "%d", (int)w->o.concurrency - w->nbcast);
 		snprintf(blk, sizeof(blk), "%d", WRK_BLOCK_MS);
 		rd->bcast_busy = true;
-		redisAsyncCommand(rd->ac[WRK_CONN_BCAST], bcast_reply, NULL,
+		rconn_cmd(conn(w, WRK_CONN_BCAST), bcast_reply, NULL,
 		    "XREADGROUP GROUP %s %s COUNT %s BLOCK %s STREAMS %s >",
 		    bk->group, w->consumer, cnt, blk, bk->name);
 	}
@@ -1089,12 +1017,12 @@ wrk_redis_unblock(struct wrk *w)
 		return;
 	if (rd->pull_busy && rd->pull_blocking && rd->client_id[WRK_CONN_PULL]) {
 		snprintf(id, sizeof(id), "%lld", rd->client_id[WRK_CONN_PULL]);
-		redisAsyncCommand(rd->ac[WRK_CONN_CMD], unblock_reply, NULL,
+		rconn_cmd(conn(w, WRK_CONN_CMD), unblock_reply, NULL,
 		    "CLIENT UNBLOCK %s", id);
 	}
 	if (rd->bcast_busy && rd->client_id[WRK_CONN_BCAST]) {
 		snprintf(id, sizeof(id), "%lld", rd->client_id[WRK_CONN_BCAST]);
-		redisAsyncCommand(rd->ac[WRK_CONN_CMD], unblock_reply, NULL,
+		rconn_cmd(conn(w, WRK_CONN_CMD), unblock_reply, NULL,
 		    "CLIENT UNBLOCK %s", id);
 	}
 }
@@ -1110,18 +1038,14 @@ wrk_redis_unblock(struct wrk *w)
 void
 wrk_redis_flush(struct wrk *w)
 {
-	redisAsyncContext *ac;
-
 	if (w->redis.state != WRK_REDIS_UP &&
 	    w->redis.state != WRK_REDIS_SETUP &&
 	    w->redis.state != WRK_REDIS_WAITING)
 		return;
-	/* A failed write drops every connection (on_disconnect): ac[i] is
-	 * read again each time. */
-	for (int i = 0; i < WRK_CONN_N; i++)
-		if ((ac = w->redis.ac[i]) != NULL &&
-		    (ac->c.flags & REDIS_CONNECTED) && sdslen(ac->c.obuf) > 0)
-			redisAsyncHandleWrite(ac);
+	/* A failed write drops every connection (the group goes down): the
+	 * state is read again each time. */
+	for (int i = 0; i < WRK_CONN_N && w->redis.state != WRK_REDIS_DOWN; i++)
+		rconn_flush(conn(w, i));
 }
 
 bool
@@ -1236,7 +1160,7 @@ batch_memory(struct wrk *w, struct wrk_batch *b)
 	    msgpack_pack_object(&pk, o) == 0) {
 		snprintf(v, sizeof(v), "%llu",
 		    (unsigned long long)newest->memory_v);
-		redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], NULL, NULL,
+		rconn_cmd(conn(w, WRK_CONN_CMD), NULL, NULL,
 		    "HSET %s v %s m %b", w->memory_key, v, sb.data, sb.size);
 	}
 	msgpack_sbuffer_destroy(&sb);
@@ -1250,7 +1174,7 @@ batch_memory(struct wrk *w, struct wrk_batch *b)
 static void
 batch_send(struct wrk *w, struct wrk_batch *b)
 {
-	redisAsyncContext *ac = w->redis.ac[WRK_CONN_CMD];
+	struct rconn *cmd = conn(w, WRK_CONN_CMD);
 	struct wrk_task *t;
 	const char **argv;
 	int argc;
@@ -1266,18 +1190,18 @@ batch_send(struct wrk *w, struct wrk_batch *b)
 			if (t->batch == b && t->key == k)
 				argv[argc++] = t->entry;
 		if (argc > 3)
-			redisAsyncCommandArgv(ac, NULL, NULL, argc, argv, NULL);
+			rconn_argv(cmd, NULL, NULL, argc, argv, NULL);
 	}
 	free(argv);
 	batch_memory(w, b);
-	redisAsyncCommand(ac, exec_reply, b, "EXEC");
+	rconn_cmd(cmd, exec_reply, b, "EXEC");
 	w->redis.batches++;
 }
 
 void
 wrk_publish(struct wrk *w)
 {
-	redisAsyncContext *ac = w->redis.ac[WRK_CONN_CMD];
+	struct rconn *cmd;
 	struct wrk_batch *b = NULL;
 	struct wrk_task *t;
 	size_t bytes = 0;
@@ -1286,6 +1210,7 @@ wrk_publish(struct wrk *w)
 
 	if (w->redis.state != WRK_REDIS_UP || w->redis.retry_due || w->noutq == 0)
 		return;
+	cmd = conn(w, WRK_CONN_CMD);
 	TAILQ_FOREACH(t, &w->outq, q) {
 		if (t->batch != NULL)
 			continue;
@@ -1293,7 +1218,7 @@ wrk_publish(struct wrk *w)
 			if ((b = calloc(1, sizeof(*b))) == NULL)
 				fatal("batch");
 			b->w = w;
-			redisAsyncCommand(ac, NULL, NULL, "MULTI");
+			rconn_cmd(cmd, NULL, NULL, "MULTI");
 		}
 		if (t->out_kind != WRK_OUT_ACK) {
 			argv[0] = "XADD";
@@ -1305,12 +1230,11 @@ wrk_publish(struct wrk *w)
 			for (int i = 0; i < 4; i++)
 				argvlen[i] = strlen(argv[i]);
 			argvlen[4] = t->out.size;
-			redisAsyncCommandArgv(ac, NULL, NULL, 5, argv, argvlen);
+			rconn_argv(cmd, NULL, NULL, 5, argv, argvlen);
 			if (t->out_kind == WRK_OUT_RESULT && t->reply_to) {
 				argv[1] = t->reply_to;
 				argvlen[1] = strlen(t->reply_to);
-				redisAsyncCommandArgv(ac, NULL, NULL, 5, argv,
-				    argvlen);
+				rconn_argv(cmd, NULL, NULL, 5, argv, argvlen);
 			}
 		}
 		t->batch = b;

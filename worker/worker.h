@@ -48,6 +48,7 @@
 #include <msgpack.h>
 
 #include "hive_proto.h"
+#include "rconn.h"
 
 /* ---- buf.c ---- */
 
@@ -72,9 +73,6 @@ enum wrk_mode { WRK_MODE_STREAM = 0, WRK_MODE_EXEC };
 
 #define WRK_CAPS_MAX        32
 #define WRK_CONCURRENCY_MAX 1024
-/* Redis reconnect backoff: first retry after this, doubling to the cap. */
-#define WRK_REDIS_BACKOFF_MS      100
-#define WRK_REDIS_BACKOFF_MAX_MS  5000
 /* A stream handler that died is restarted at once the first time, then
  * after this, doubling to the cap; a result from it resets the backoff. */
 #define WRK_HANDLER_BACKOFF_MS     100
@@ -171,8 +169,8 @@ struct wrk_batch {
 enum wrk_conn { WRK_CONN_CMD = 0, WRK_CONN_PULL, WRK_CONN_BCAST, WRK_CONN_N };
 
 enum wrk_redis_state {
-	WRK_REDIS_DOWN = 0,          /* waiting for reconnect_due */
-	WRK_REDIS_CONNECTING,        /* connections being opened */
+	WRK_REDIS_DOWN = 0,          /* connections being opened, or
+	                              * waiting out the group's backoff */
 	WRK_REDIS_SETUP,             /* groups, liveness key, pending entries */
 	WRK_REDIS_WAITING,           /* the liveness key is a live predecessor's
 	                              * (same consumer name): asked again every
@@ -181,11 +179,8 @@ enum wrk_redis_state {
 };
 
 struct wrk_redis {
-	redisAsyncContext *ac[WRK_CONN_N];
-	bool connected[WRK_CONN_N];
+	struct rconn_group *g;       /* the WRK_CONN_N connections */
 	enum wrk_redis_state state;
-	unsigned backoff_ms;
-	uint64_t reconnect_due;      /* monotonic ms, 0 = none */
 	long long client_id[WRK_CONN_N];
 	int setup_outstanding;       /* replies still expected during setup */
 	bool setup_failed;
