@@ -204,7 +204,7 @@ wrk_task_timeout(const struct wrk *w, const struct wrk_task *t)
  * says why).
  */
 int
-wrk_task_line(struct wrk *w, struct wrk_task *t, struct wrk_buf *b,
+wrk_task_line(struct wrk *w, struct wrk_task *t, struct hbuf *b,
     char *err, size_t errlen)
 {
 	struct proto_err perr;
@@ -230,28 +230,28 @@ wrk_task_line(struct wrk *w, struct wrk_task *t, struct wrk_buf *b,
 		free(payload);
 		return -1;
 	}
-	if (wrk_buf_append(b, "{\"id\":\"", 7) == -1)
+	if (hbuf_add(b, "{\"id\":\"", 7) == -1)
 		goto nomem;
 	for (size_t i = 0; t->id[i]; i++) {
 		if ((t->id[i] == '"' || t->id[i] == '\\') &&
-		    wrk_buf_append(b, "\\", 1) == -1)
+		    hbuf_add(b, "\\", 1) == -1)
 			goto nomem;
-		if (wrk_buf_append(b, &t->id[i], 1) == -1)
+		if (hbuf_add(b, &t->id[i], 1) == -1)
 			goto nomem;
 	}
 	n = snprintf(num, sizeof(num), "\",\"attempt\":%u", t->attempt);
-	if (wrk_buf_append(b, num, (size_t)n) == -1 ||
-	    wrk_buf_append(b, ",\"agent\":\"", 10) == -1 ||
-	    wrk_buf_append(b, w->agent_inst, strlen(w->agent_inst)) == -1 ||
-	    wrk_buf_append(b, "\",\"payload\":", 12) == -1 ||
-	    wrk_buf_append(b, payload ? payload : "null", plen) == -1 ||
-	    wrk_buf_append(b, ",\"memory\":", 10) == -1 ||
-	    wrk_buf_append(b, w->memory_text, strlen(w->memory_text)) == -1)
+	if (hbuf_add(b, num, (size_t)n) == -1 ||
+	    hbuf_add(b, ",\"agent\":\"", 10) == -1 ||
+	    hbuf_add(b, w->agent_inst, strlen(w->agent_inst)) == -1 ||
+	    hbuf_add(b, "\",\"payload\":", 12) == -1 ||
+	    hbuf_add(b, payload ? payload : "null", plen) == -1 ||
+	    hbuf_add(b, ",\"memory\":", 10) == -1 ||
+	    hbuf_add(b, w->memory_text, strlen(w->memory_text)) == -1)
 		goto nomem;
-	if (parents != NULL && (wrk_buf_append(b, ",\"parents\":", 11) == -1 ||
-	    wrk_buf_append(b, parents, rlen) == -1))
+	if (parents != NULL && (hbuf_add(b, ",\"parents\":", 11) == -1 ||
+	    hbuf_add(b, parents, rlen) == -1))
 		goto nomem;
-	if (wrk_buf_append(b, "}\n", 2) == -1)
+	if (hbuf_add(b, "}\n", 2) == -1)
 		goto nomem;
 	free(payload);
 	free(parents);

@@ -17,7 +17,9 @@
  *   handler_exec.c    mode=exec: one process per task
  *   answer.c          what a handler wrote, parsed into an answer (no
  *                     worker state: tests/fuzz/fuzz_handler.c runs it)
- *   buf.c             a byte buffer with a read offset
+ *
+ * From common/: struct hbuf and utf8_seq (util.h), the Redis connections
+ * (rconn.h), the log (log.h).
  *
  * A task lives on exactly one of three lists:
  *
@@ -49,23 +51,7 @@
 
 #include "hive_proto.h"
 #include "rconn.h"
-
-/* ---- buf.c ---- */
-
-struct wrk_buf {
-	char *p;
-	size_t off;     /* bytes before off are consumed */
-	size_t len;     /* bytes in p */
-	size_t cap;
-};
-
-int wrk_buf_append(struct wrk_buf *, const void *data, size_t len);
-int wrk_buf_reserve(struct wrk_buf *, size_t more);
-void wrk_buf_consume(struct wrk_buf *, size_t n);
-void wrk_buf_reset(struct wrk_buf *);
-void wrk_buf_free(struct wrk_buf *);
-static inline size_t wrk_buf_avail(const struct wrk_buf *b) { return b->len - b->off; }
-static inline char *wrk_buf_data(const struct wrk_buf *b) { return b->p + b->off; }
+#include "util.h"
 
 /* ---- worker.c: options and the worker ---- */
 
@@ -212,7 +198,7 @@ struct wrk_link {
 	int fd;                      /* -1 = standalone */
 	ev_io rio, wio;
 	struct proto_framer fr;
-	struct wrk_buf out;
+	struct hbuf out;
 	bool eof;
 };
 
@@ -229,8 +215,8 @@ struct wrk_handler {
 	int in_fd, out_fd;
 	ev_io in_w, out_w;
 	ev_child child_w;
-	struct wrk_buf in;           /* lines to write to its stdin */
-	struct wrk_buf out;          /* what it printed, not yet a whole line */
+	struct hbuf in;           /* lines to write to its stdin */
+	struct hbuf out;          /* what it printed, not yet a whole line */
 	bool skipping;               /* dropping the rest of an over-long line */
 	char skip_id[HIVE_ID_MAX + 1];
 	unsigned backoff_ms;
@@ -252,7 +238,7 @@ struct wrk_proc {
 	ev_io in_w, out_w, err_w;
 	ev_child child_w;
 	ev_timer timeout_w;
-	struct wrk_buf in, out, err;
+	struct hbuf in, out, err;
 	bool exited, timed_out, overflow;
 	int status;
 };
@@ -325,7 +311,7 @@ void wrk_dispatch(struct wrk *);
  * 0 = none. */
 unsigned wrk_task_timeout(const struct wrk *, const struct wrk_task *);
 /* The JSON line for a handler, with '\n'; appended to b. */
-int wrk_task_line(struct wrk *, struct wrk_task *, struct wrk_buf *b,
+int wrk_task_line(struct wrk *, struct wrk_task *, struct hbuf *b,
     char *err, size_t errlen);
 /* Finish a running task: status, result (borrowed, may be NULL), error
  * text (NULL when ok), memory (borrowed, NULL = unchanged).  Moves it to
