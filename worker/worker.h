@@ -8,9 +8,11 @@
  *   task.c            a task's life: backlog -> running -> out queue,
  *                     the JSON line a handler gets, turning a handler's
  *                     answer into an encoded result
- *   redis.c           three hiredis connections: pulls, results, acks,
- *                     dead letters, the liveness key, reconnect with
- *                     backoff
+ *   redis.c           three Redis connections (one rconn_group): setup,
+ *                     the liveness key, our pending entries, pulls,
+ *                     broadcasts
+ *   publish.c         results, dead letters and acks, one MULTI/EXEC per
+ *                     batch
  *   link.c            the socketpair to hived (frames, heartbeats)
  *   spawn.c           fork+exec of handlers, careful about fds and signals
  *   handler_stream.c  mode=stream: one long-lived handler, JSON lines
@@ -335,7 +337,8 @@ void wrk_redis_stop(struct wrk *);
 void wrk_redis_cron(struct wrk *, uint64_t now);
 uint64_t wrk_redis_next_due(const struct wrk *);
 void wrk_pull(struct wrk *);
-void wrk_publish(struct wrk *);  /* send the out queue in one MULTI/EXEC */
+/* One of the connections (rconn_cmd & co refuse while it is down). */
+struct rconn *wrk_redis_conn(const struct wrk *, enum wrk_conn);
 void wrk_redis_flush(struct wrk *);  /* write what this turn queued, now */
 void wrk_redis_unblock(struct wrk *);  /* end blocking reads (drain) */
 bool wrk_redis_idle(const struct wrk *);
@@ -343,6 +346,10 @@ bool wrk_redis_idle(const struct wrk *);
  * and it will expire by itself); false while the DEL is in flight, whose
  * reply calls wrk_check_drained again. */
 bool wrk_redis_forget(struct wrk *);
+
+/* ---- publish.c ---- */
+
+void wrk_publish(struct wrk *);  /* send the out queue in one MULTI/EXEC */
 
 /* ---- link.c ---- */
 
