@@ -100,7 +100,9 @@ proc_read(struct wrk_proc *p, bool err)
 		if (*fd < 0)
 			return 0;
 		if (hbuf_reserve(b, 16384) == -1)
-			fatal("handler output");
+			fatal("agent=%s task=%s buffering the handler's %s",
+			    w->agent_inst, p->task != NULL ? p->task->id : "",
+			    err ? "stderr" : "stdout");
 		n = read(*fd, b->p + b->len, b->cap - b->len);
 		if (n == -1 && errno == EINTR)
 			continue;
@@ -229,7 +231,8 @@ wrk_exec_start(struct wrk *w, struct wrk_task *t)
 	unsigned timeout;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
-		fatal("proc");
+		fatal("agent=%s task=%s starting its handler", w->agent_inst,
+		    t->id);
 	p->w = w;
 	p->task = t;
 	p->in_fd = p->out_fd = p->err_fd = -1;

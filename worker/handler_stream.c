@@ -218,7 +218,8 @@ stream_read(struct wrk *w)
 	 * that Redis replies are not starved. */
 	while (h->out_fd >= 0 && rounds++ < 16) {
 		if (hbuf_reserve(&h->out, 65536) == -1)
-			fatal("handler output");
+			fatal("agent=%s pid=%ld buffering the handler's stdout",
+			    w->agent_inst, (long)h->pid);
 		n = read(h->out_fd, h->out.p + h->out.len, h->out.cap - h->out.len);
 		if (n == -1 && errno == EINTR)
 			continue;

@@ -116,7 +116,8 @@ link_frame(struct wrk *w, const char *body, size_t len)
 		 * between.  The newer one wins, and hived learns of it. */
 		if (f.u.memory.memory_v >= w->memory_v) {
 			if (wrk_set_memory(w, mem, f.u.memory.memory_v) == -1)
-				fatal("memory");
+				fatal("agent=%s keeping the memory from hived",
+				    w->agent_inst);
 			w->memory_sent_v = f.u.memory.memory_v;
 		} else
 			wrk_link_memory(w, w->memory, w->memory_v);
@@ -195,10 +196,8 @@ wrk_link_open(struct wrk *w, int fd)
 		return 0;
 	}
 	if (fcntl(fd, F_SETFD, FD_CLOEXEC) == -1 ||
-	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1) {
-		log_warn("agent=%s --fd %d", w->agent_inst, fd);
-		return -1;
-	}
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1)
+		return -1;              /* errno says why */
 	proto_framer_init(&l->fr);
 	ev_io_init(&l->rio, link_rcb, fd, EV_READ);
 	ev_io_init(&l->wio, link_wcb, fd, EV_WRITE);

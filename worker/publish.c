@@ -139,7 +139,8 @@ batch_send(struct wrk *w, struct wrk_batch *b)
 	int argc;
 
 	if ((argv = calloc((size_t)b->n + 3, sizeof(*argv))) == NULL)
-		fatal("batch");
+		fatal("agent=%s acknowledging a batch of %d results",
+		    w->agent_inst, b->n);
 	for (int k = 0; k < w->nkeys; k++) {
 		argc = 0;
 		argv[argc++] = "XACK";
@@ -175,7 +176,8 @@ wrk_publish(struct wrk *w)
 			continue;
 		if (b == NULL) {
 			if ((b = calloc(1, sizeof(*b))) == NULL)
-				fatal("batch");
+				fatal("agent=%s publishing results",
+				    w->agent_inst);
 			b->w = w;
 			rconn_cmd(cmd, NULL, NULL, "MULTI");
 		}

@@ -439,7 +439,9 @@ take_entries(struct wrk *w, int key, const redisReply *entries,
 			    f->elements >= 2 ? f->element[1]->str : "",
 			    f->elements >= 2 ? f->element[1]->len : 0);
 			if (t == NULL)
-				fatal("task");
+				fatal("agent=%s stream=%s entry=%s taking a task",
+				    w->agent_inst, w->keys[key].name,
+				    e->element[0]->str);
 			if (f->elements >= 2 && f->element[1]->str == NULL)
 				t->rawlen = 0;
 			log_warnx("agent=%s stream=%s entry=%s reason=\"entry "
@@ -451,7 +453,9 @@ take_entries(struct wrk *w, int key, const redisReply *entries,
 		t = wrk_task_new(w, key, e->element[0]->str,
 		    m ? m->str : NULL, m ? m->len : 0);
 		if (t == NULL)
-			fatal("task");
+			fatal("agent=%s stream=%s entry=%s taking a task",
+			    w->agent_inst, w->keys[key].name,
+			    e->element[0]->str);
 		wrk_task_accept(w, t, deliveries);
 	}
 	return (int)i;
@@ -553,7 +557,8 @@ pending_xpending(redisAsyncContext *ac, void *reply, void *priv)
 		 * callback unless told otherwise, so take a deep copy. */
 		pp->pending = calloc(1, sizeof(redisReply));
 		if (pp->pending == NULL)
-			fatal("pending");
+			fatal("agent=%s stream=%s keeping XPENDING's reply",
+			    pp->w->agent_inst, pp->w->keys[pp->key].name);
 		pp->pending->type = REDIS_REPLY_ARRAY;
 		pp->pending->elements = r->elements;
 		pp->pending->element = r->element;
@@ -620,7 +625,8 @@ pending_page(struct wrk *w, int key)
 	char start[HIVE_ENTRY_ID_MAX + 2], count[16];
 
 	if ((pp = calloc(1, sizeof(*pp))) == NULL)
-		fatal("pending");
+		fatal("agent=%s stream=%s re-reading pending entries",
+		    w->agent_inst, k->name);
 	pp->w = w;
 	pp->key = key;
 	snprintf(start, sizeof(start), "(%s", k->pending_after);
@@ -670,7 +676,8 @@ memory_reply(redisAsyncContext *ac, void *reply, void *priv)
 	if (up.data.type == MSGPACK_OBJECT_MAP &&
 	    (mem = proto_obj_to_json(&up.data, &err)) != NULL) {
 		if (wrk_set_memory(w, mem, v) == -1)
-			fatal("memory");
+			fatal("agent=%s keeping the memory from %s",
+			    w->agent_inst, w->memory_key);
 		log_info("agent=%s memory_v=%llu from redis", w->agent_inst,
 		    (unsigned long long)v);
 		if (w->have_memory)

@@ -147,7 +147,8 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 	}
 	if (t->t.reply_to.len > 0 &&
 	    (t->reply_to = strndup(t->t.reply_to.ptr, t->t.reply_to.len)) == NULL)
-		fatal("strndup");
+		fatal("agent=%s task=%s keeping its reply_to", w->agent_inst,
+		    t->id);
 	if (deliveries > 0)
 		log_info("agent=%s task=%s attempt=%u resuming pending task",
 		    w->agent_inst, t->id, t->attempt);
@@ -339,7 +340,8 @@ wrk_task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
 	task_leave_running(w, t);
 	if (error != NULL && strlen(error) >= HIVE_ERROR_MAX) {
 		if ((etext = strdup(error)) == NULL)
-			fatal("strdup");
+			fatal("agent=%s task=%s keeping its error text",
+			    w->agent_inst, t->id);
 		wrk_text_fit(etext, HIVE_ERROR_MAX);
 		error = etext;
 	}
@@ -361,7 +363,8 @@ wrk_task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
 		t->memory = json_incref(memory);
 		t->memory_v = v;
 		if (wrk_set_memory(w, memory, v) == -1)
-			fatal("agent=%s keeping memory", w->agent_inst);
+			fatal("agent=%s task=%s keeping its memory",
+			    w->agent_inst, t->id);
 	}
 	free(etext);
 	t->out_kind = WRK_OUT_RESULT;

@@ -443,7 +443,6 @@ int
 main(int argc, char **argv)
 {
 	struct wrk wrk, *w = &wrk;
-	struct sigaction sa;
 
 	memset(w, 0, sizeof(*w));
 	parse_args(&w->o, argc, argv);
@@ -467,20 +466,18 @@ main(int argc, char **argv)
 	w->alive_ttl_ms = w->o.heartbeat_ms > WRK_ALIVE_MIN_MS / WRK_ALIVE_BEATS ?
 	    w->o.heartbeat_ms * WRK_ALIVE_BEATS : WRK_ALIVE_MIN_MS;
 
-	/* A handler that dies under a write must not kill us. */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
+	/* A handler that dies under a write must not kill us (as hived). */
+	signal(SIGPIPE, SIG_IGN);
 
 	if ((w->loop = ev_default_loop(EVFLAG_AUTO)) == NULL)
-		fatalx("no event loop");
+		fatalx("agent=%s no event loop", w->agent_inst);
 	TAILQ_INIT(&w->backlog);
 	TAILQ_INIT(&w->running);
 	TAILQ_INIT(&w->outq);
 	w->link.fd = -1;
 	wrk_stream_init(w);
 	if (wrk_set_memory(w, NULL, 0) == -1)
-		fatalx("memory");
+		fatal("agent=%s an empty memory", w->agent_inst);
 	ev_timer_init(&w->cron, on_cron, 0., 0.);
 	w->cron.data = w;
 	ev_prepare_init(&w->flush, on_turn);
@@ -493,7 +490,7 @@ main(int argc, char **argv)
 	ev_signal_start(w->loop, &w->sigint);
 
 	if (wrk_link_open(w, w->o.fd) == -1)
-		exit(1);
+		fatal("agent=%s --fd %d", w->agent_inst, w->o.fd);
 	log_info("agent=%s consumer=%s mode=%s concurrency=%u handler=%s "
 	    "starting", w->agent_inst, w->consumer,
 	    w->o.mode == WRK_MODE_STREAM ? "stream" : "exec",

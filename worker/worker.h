@@ -36,6 +36,23 @@
  * loses nothing, its successor (same consumer name) re-reads and resumes,
  * once the predecessor is gone (redis.c, "A predecessor of the same
  * name").
+ *
+ * Errors come in two tiers, and they are not hived's:
+ *
+ *   - Whatever the outside world does is survived: Redis lost (every
+ *     connection dropped, reconnected after a backoff, set up anew), a
+ *     handler that dies, hangs or writes garbage (its task fails or is
+ *     retried, the handler restarted with a backoff), a task that does
+ *     not decode (dead letter).  log_warn/log_warnx, then go on.
+ *   - Out of memory, and a broken invariant (our own frame or result out
+ *     of its limits), end the worker: fatal/fatalx, exit 1, also in the
+ *     steady state.  hived restarts it, and the restart is the recovery:
+ *     nothing was acknowledged that was not published, so the new worker
+ *     re-reads its pending entries and resumes them.  Every fatal names
+ *     the agent and the operation that failed.
+ *
+ * hived never dies in the steady state (it supervises everything else);
+ * a worker may, because hived is there to start it again.
  */
 #ifndef HIVE_WORKER_H
 #define HIVE_WORKER_H
@@ -353,6 +370,7 @@ void wrk_publish(struct wrk *);  /* send the out queue in one MULTI/EXEC */
 
 /* ---- link.c ---- */
 
+/* 0, or -1 with errno when fd is not a usable socket. */
 int wrk_link_open(struct wrk *, int fd);
 void wrk_link_close(struct wrk *);
 void wrk_link_hello(struct wrk *);
