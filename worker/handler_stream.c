@@ -338,7 +338,7 @@ stream_exited(struct wrk *w, int status)
 	h->state = WRK_H_NONE;
 	h->pid = 0;
 	h->term_due = h->kill_due = h->task_due = 0;
-	if (w->stopping_handler) {
+	if (w->phase >= WRK_PH_CLOSING) {     /* no restart */
 		wrk_state_changed(w);
 		wrk_check_drained(w);
 		return;
@@ -441,7 +441,7 @@ wrk_stream_cron(struct wrk *w, uint64_t now)
 		stream_timeouts(w, now);
 
 	if (h->state == WRK_H_NONE && h->restart_due && h->restart_due <= now &&
-	    !w->stopping_handler)
+	    w->phase < WRK_PH_CLOSING)
 		(void)wrk_stream_start(w);
 	if (h->state == WRK_H_STOPPING && h->term_due && h->term_due <= now) {
 		log_warnx("agent=%s pid=%ld handler still running after stdin "

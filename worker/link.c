@@ -44,7 +44,7 @@ link_write(struct wrk *w)
 		ev_io_start(w->loop, &l->wio);
 	else
 		ev_io_stop(w->loop, &l->wio);
-	if (hbuf_avail(&l->out) == 0 && w->draining)
+	if (hbuf_avail(&l->out) == 0 && !wrk_phase_takes_work(w->phase))
 		wrk_check_drained(w);
 }
 
@@ -174,7 +174,7 @@ link_rcb(struct ev_loop *loop, ev_io *io, int revents)
 		fatal("agent=%s frame buffer", w->agent_inst);
 	while ((rc = proto_framer_next(&l->fr, &body, &blen, &err)) == 1) {
 		link_frame(w, body, blen);
-		if (w->forced)
+		if (w->phase == WRK_PH_EXITING)
 			return;
 	}
 	if (rc == -1) {

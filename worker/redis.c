@@ -362,7 +362,7 @@ wrk_redis_cron(struct wrk *w, uint64_t now)
 	    !r->alive_deleted)
 		alive_set(w, alive_reply, NULL);
 	if (r->state == WRK_REDIS_WAITING && r->claim_due &&
-	    r->claim_due <= now && !w->draining && !w->forced) {
+	    r->claim_due <= now && wrk_phase_takes_work(w->phase)) {
 		r->claim_due = 0;
 		claim_send(w, "");
 	}
@@ -379,7 +379,8 @@ wrk_redis_next_due(const struct wrk *w)
 	if ((r->state == WRK_REDIS_UP || r->state == WRK_REDIS_SETUP) &&
 	    r->alive_due && (!due || r->alive_due < due))
 		due = r->alive_due;
-	if (r->state == WRK_REDIS_WAITING && r->claim_due && !w->draining &&
+	if (r->state == WRK_REDIS_WAITING && r->claim_due &&
+	    wrk_phase_takes_work(w->phase) &&
 	    (!due || r->claim_due < due))
 		due = r->claim_due;
 	return due;

@@ -166,7 +166,7 @@ wrk_dispatch(struct wrk *w)
 	bool changed = false;
 
 	while ((t = TAILQ_FIRST(&w->backlog)) != NULL &&
-	    w->nrunning < (int)w->o.concurrency && !w->forced) {
+	    w->nrunning < (int)w->o.concurrency && w->phase != WRK_PH_EXITING) {
 		if (w->o.mode == WRK_MODE_STREAM && !wrk_stream_ready(w))
 			break;
 		TAILQ_REMOVE(&w->backlog, t, q);

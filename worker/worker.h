@@ -3,8 +3,9 @@
  * of the worker, grouped by the file that defines them.  Read it as the
  * map of the program:
  *
- *   worker.c          main, command line, the loop, signals, the one
- *                     housekeeping timer, drain and exit
+ *   worker.c          main, command line (one option table), the loop,
+ *                     signals, the one housekeeping timer, drain and exit
+ *   phase.c/.h        the worker's lifecycle: phases and their table
  *   task.c            a task's life: backlog -> running -> out queue,
  *                     the JSON line a handler gets, turning a handler's
  *                     answer into an encoded result
@@ -69,6 +70,7 @@
 #include <msgpack.h>
 
 #include "hive_proto.h"
+#include "phase.h"
 #include "rconn.h"
 #include "util.h"
 
@@ -188,7 +190,6 @@ struct wrk_redis {
 	enum wrk_redis_state state;
 	long long client_id[WRK_CONN_N];
 	int setup_outstanding;       /* replies still expected during setup */
-	bool setup_failed;
 	bool pull_busy;              /* a read is outstanding: a pass on the
 	                              * cmd conn or a BLOCK on the pull conn */
 	bool pull_blocking;          /* ... and it is the BLOCK */
@@ -287,13 +288,20 @@ struct wrk {
 	char *memory_text;           /* its compact JSON, for handler lines */
 	uint64_t memory_v;           /* version of the latest memory */
 	uint64_t memory_sent_v;      /* last version sent to hived */
-	bool have_memory;            /* hived's first MEMORY frame came */
+	bool have_memory;            /* hived's first MEMORY frame came (or
+	                              * standalone: none comes) */
 
+	/*
+	 * The lifecycle is the phase (phase.h), changed by wrk_phase_event
+	 * only.  The flags left are facts, not phases: have_memory (above:
+	 * a drain may come before hived's first frame), state_dirty (hived
+	 * is due a new state), wstate (the state hived was last told, which
+	 * the phase and what is held decide: update_state).
+	 */
+	enum wrk_phase phase;
 	enum hive_wstate wstate;
+	bool state_dirty;
 	uint64_t done;
-	bool draining;
-	bool stopping_handler;
-	bool forced;                 /* second signal: leave now */
 	int exit_code;
 
 	struct wrk_redis redis;
@@ -313,6 +321,9 @@ void wrk_state_changed(struct wrk *);
 void wrk_drain(struct wrk *, const char *why);
 void wrk_check_drained(struct wrk *);
 void wrk_fail(struct wrk *, const char *why);  /* exit 1 from the loop */
+/* Feed ev to the lifecycle table: true when it applied (w->phase is the
+ * next phase), false when it does not apply in this phase. */
+bool wrk_phase_event(struct wrk *, enum wrk_phase_ev);
 bool wrk_may_pull(const struct wrk *);
 int wrk_set_memory(struct wrk *, json_t *memory, uint64_t v);
 
