@@ -122,8 +122,10 @@ redis_went_down(struct wrk *w)
 	struct wrk_redis *r = &w->redis;
 
 	r->state = WRK_REDIS_DOWN;
-	r->pull_busy = r->pull_blocking = r->bcast_busy = false;
-	r->alive_del_sent = false;   /* the key expires by itself */
+	r->pull = WRK_PULL_IDLE;
+	r->bcast_busy = false;
+	if (r->alive == WRK_ALIVE_DELETING)
+		r->alive = WRK_ALIVE_OURS;   /* or it expires by itself */
 	wrk_schedule(w);
 	wrk_state_changed(w);
 }
@@ -321,11 +323,10 @@ alive_del_reply(redisAsyncContext *ac, void *reply, void *priv)
 	if (r == NULL)
 		return;         /* connection lost: the key expires by itself */
 	w = conn_wrk(ac);
-	w->redis.alive_del_sent = false;
 	if (r->type == REDIS_REPLY_ERROR)
 		log_warnx("agent=%s redis DEL %s: %s", w->agent_inst,
 		    w->alive_key, r->str);
-	w->redis.alive_deleted = true;
+	w->redis.alive = WRK_ALIVE_DELETED;
 	wrk_check_drained(w);
 }
 
@@ -334,10 +335,11 @@ wrk_redis_forget(struct wrk *w)
 {
 	struct wrk_redis *r = &w->redis;
 
-	if (r->alive_deleted || !r->alive_owned || r->state != WRK_REDIS_UP)
+	if (r->alive == WRK_ALIVE_DELETED || r->alive == WRK_ALIVE_NOT_OURS ||
+	    r->state != WRK_REDIS_UP)
 		return true;
-	if (!r->alive_del_sent) {
-		r->alive_del_sent = true;
+	if (r->alive == WRK_ALIVE_OURS) {
+		r->alive = WRK_ALIVE_DELETING;
 		r->alive_due = 0;
 		/* Only if it is still ours: a new worker of the same name
 		 * may have taken it since, had it expired (we lost Redis
@@ -358,8 +360,8 @@ wrk_redis_cron(struct wrk *w, uint64_t now)
 	if (r->retry_due && r->retry_due <= now)
 		r->retry_due = 0;   /* wrk_publish runs at the next turn */
 	if ((r->state == WRK_REDIS_UP || r->state == WRK_REDIS_SETUP) &&
-	    r->alive_due && r->alive_due <= now && !r->alive_del_sent &&
-	    !r->alive_deleted)
+	    r->alive_due && r->alive_due <= now &&
+	    r->alive != WRK_ALIVE_DELETING && r->alive != WRK_ALIVE_DELETED)
 		alive_set(w, alive_reply, NULL);
 	if (r->state == WRK_REDIS_WAITING && r->claim_due &&
 	    r->claim_due <= now && wrk_phase_takes_work(w->phase)) {
@@ -504,7 +506,7 @@ setup_done_one(struct wrk *w)
 	if (--r->setup_outstanding > 0 || r->state != WRK_REDIS_SETUP)
 		return;
 	rconn_group_ready(r->g);
-	if (!r->alive_owned) {
+	if (r->alive == WRK_ALIVE_NOT_OURS) {
 		/* claim_reply set claim_due. */
 		r->state = WRK_REDIS_WAITING;
 		wrk_schedule(w);
@@ -777,7 +779,7 @@ claim_reply(redisAsyncContext *ac, void *reply, void *priv)
 		    "worker pid=%ld after %llu ms", w->agent_inst, w->consumer,
 		    alive_pid(r->alive_holder),
 		    (unsigned long long)(now - r->wait_since));
-	r->alive_owned = true;
+	r->alive = WRK_ALIVE_OURS;
 	r->alive_holder[0] = '\0';
 	r->claim_due = 0;
 	r->alive_due = now + w->o.heartbeat_ms;
@@ -835,14 +837,14 @@ redis_setup(struct wrk *w)
 	 * this connection), and after a predecessor's exit: its last tasks
 	 * wrote it.
 	 */
-	if (!r->alive_owned) {
+	if (r->alive == WRK_ALIVE_NOT_OURS) {
 		claim_send(w, "");
 		r->setup_outstanding++;
 		setup_done_one(w);
 		return;
 	}
 	/* A reconnect: ours already (not again once a drain deleted it). */
-	if (!r->alive_deleted) {
+	if (r->alive != WRK_ALIVE_DELETED) {
 		alive_set(w, setup_reply, "SET alive");
 		r->setup_outstanding++;
 	}
@@ -922,8 +924,7 @@ pull_send(struct wrk *w, int count, bool block)
 		argv[argc++] = w->consumer;
 		argv[argc++] = cnt;
 	}
-	w->redis.pull_busy = true;
-	w->redis.pull_blocking = block;
+	w->redis.pull = block ? WRK_PULL_BLOCK : WRK_PULL_PASS;
 	rconn_argv(conn(w, block ? WRK_CONN_PULL : WRK_CONN_CMD), pull_reply,
 	    NULL, argc, argv, NULL);
 }
@@ -946,8 +947,8 @@ pull_reply(redisAsyncContext *ac, void *reply, void *priv)
 		return;
 	w = conn_wrk(ac);
 	rd = &w->redis;
-	was_block = rd->pull_blocking;
-	rd->pull_busy = rd->pull_blocking = false;
+	was_block = rd->pull == WRK_PULL_BLOCK;
+	rd->pull = WRK_PULL_IDLE;
 	if (r->type == REDIS_REPLY_ERROR) {
 		/* NOGROUP: the stream was deleted (or Redis lost it); the
 		 * setup after a reconnect creates the groups again. */
@@ -1002,7 +1003,7 @@ wrk_pull(struct wrk *w)
 	if (rd->state != WRK_REDIS_UP || !wrk_may_pull(w))
 		return;
 	room = pull_room(w);
-	if (!rd->pull_busy && room > 0)
+	if (rd->pull == WRK_PULL_IDLE && room > 0)
 		pull_send(w, room, false);
 	/* Broadcasts: at most `concurrency` held at a time. */
 	if (!rd->bcast_busy && w->nbcast < (int)w->o.concurrency) {
@@ -1029,7 +1030,7 @@ wrk_redis_unblock(struct wrk *w)
 
 	if (rd->state != WRK_REDIS_UP)
 		return;
-	if (rd->pull_busy && rd->pull_blocking && rd->client_id[WRK_CONN_PULL]) {
+	if (rd->pull == WRK_PULL_BLOCK && rd->client_id[WRK_CONN_PULL]) {
 		snprintf(id, sizeof(id), "%lld", rd->client_id[WRK_CONN_PULL]);
 		rconn_cmd(conn(w, WRK_CONN_CMD), unblock_reply, NULL,
 		    "CLIENT UNBLOCK %s", id);
@@ -1065,6 +1066,6 @@ wrk_redis_flush(struct wrk *w)
 bool
 wrk_redis_idle(const struct wrk *w)
 {
-	return !w->redis.pull_busy && !w->redis.bcast_busy &&
+	return w->redis.pull == WRK_PULL_IDLE && !w->redis.bcast_busy &&
 	    w->redis.state != WRK_REDIS_SETUP;
 }

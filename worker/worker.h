@@ -126,7 +126,6 @@ struct wrk_key {
 	const char *group;           /* HIVE_GROUP_WORKERS or the consumer name */
 	bool broadcast;
 	/* Re-reading our pending entries, one page at a time. */
-	bool pending_more;
 	char pending_after[HIVE_ENTRY_ID_MAX + 1];
 };
 
@@ -185,14 +184,39 @@ enum wrk_redis_state {
 	WRK_REDIS_UP,
 };
 
+/* The queue read in flight, on the cmd connection or the pull one. */
+enum wrk_pull {
+	WRK_PULL_IDLE = 0,
+	WRK_PULL_PASS,               /* the non-blocking pass (cmd) */
+	WRK_PULL_BLOCK,              /* the BLOCKing read (pull) */
+};
+
+/*
+ * The liveness key, as far as this worker goes (redis.c): not ours until
+ * the claim at the first setup succeeds (a predecessor of the same name
+ * may hold it), then ours, SET at each setup and every heartbeat, until
+ * the DEL after a drain.  A connection lost with the DEL in flight makes
+ * it ours again: the next setup, or its expiry, settles it.
+ */
+enum wrk_alive {
+	WRK_ALIVE_NOT_OURS = 0,
+	WRK_ALIVE_OURS,
+	WRK_ALIVE_DELETING,          /* DEL in flight: no more SET */
+	WRK_ALIVE_DELETED,
+};
+
+/*
+ * The connections' state, a phase of their own (state); what reads and
+ * the liveness key are in (pull, alive).  The two bools left are facts:
+ * bcast_busy, a broadcast read is outstanding (on its own connection,
+ * beside any pull), and alive_warned, a failed SET was said once.
+ */
 struct wrk_redis {
 	struct rconn_group *g;       /* the WRK_CONN_N connections */
 	enum wrk_redis_state state;
 	long long client_id[WRK_CONN_N];
 	int setup_outstanding;       /* replies still expected during setup */
-	bool pull_busy;              /* a read is outstanding: a pass on the
-	                              * cmd conn or a BLOCK on the pull conn */
-	bool pull_blocking;          /* ... and it is the BLOCK */
+	enum wrk_pull pull;
 	bool bcast_busy;
 	int batches;                 /* MULTI/EXEC in flight */
 	uint64_t retry_due;          /* an EXEC failed: publish again then */
@@ -200,11 +224,9 @@ struct wrk_redis {
 	 * drained. */
 	uint64_t alive_due;          /* next SET, 0 = none */
 	bool alive_warned;           /* a SET failed: said once */
-	bool alive_del_sent;         /* DEL in flight: no more SET */
-	bool alive_deleted;
 	/* Taking the key over from a predecessor of the same name (redis.c):
 	 * nothing is re-read or pulled before it is ours. */
-	bool alive_owned;            /* it has been ours since start */
+	enum wrk_alive alive;
 	char alive_self[WRK_ALIVE_VALUE_MAX];   /* our value */
 	const char *alive_where;     /* in alive_self, after the pid; "" when
 	                              * this host cannot be told */
