@@ -26,7 +26,7 @@
 
 struct rconn {
 	struct ev_loop *loop;
-	char name[64];
+	char name[160];
 	char host[256];
 	int port;
 	int is_unix;
@@ -43,7 +43,7 @@ struct rconn {
 
 struct rconn_group {
 	struct ev_loop *loop;
-	char name[64];
+	char name[128];
 	int n;
 	struct rconn **m;
 	int up;                      /* every member connected, owner told */

@@ -1,5 +1,5 @@
 /*
- * redis.c - the worker's three hiredis connections, all on the loop:
+ * redis.c - the worker's three Redis connections, all on the loop:
  *
  *   cmd    setup (names, liveness key, groups, our pending entries),
  *          the non-blocking pull pass over the queue streams in priority
@@ -14,10 +14,11 @@
  * cmd connection with the results: when a task ends, the pass that fills
  * its slot and the MULTI/EXEC that publishes its result leave in one write
  * (wrk_redis_flush), and the next task comes back with the EXEC's reply.
- * They go up and down
- * together, an rconn_group (common/rconn.h): when one is lost all are
- * dropped, and after a backoff (100 ms doubling to 5 s) all are opened
- * again and set up anew.  Nothing is lost
+ *
+ * They go up and down together, one rconn_group (common/rconn.h): when
+ * one is lost, or a reply says the setup or a read cannot go on, all are
+ * dropped, and after a backoff (100 ms doubling to 5 s, reset once a
+ * setup succeeds) all are opened again and set up anew.  Nothing is lost
  * meanwhile: tasks we hold stay pending in Redis, results wait in the out
  * queue and are published after the reconnect, and setup re-reads our
  * pending entries (skipping those we hold) in case a reply was lost.
