@@ -496,6 +496,15 @@ take_read(struct wrk *w, const redisReply *r, int only_key)
 
 /* ---- setup: names, groups, our pending entries ---- */
 
+/*
+ * The read loop, as recorder and coordinator have it too: our pending
+ * entries first (setup_resume -> pending_page, a page at a time, with
+ * XPENDING's delivery counts), then new ones (wrk_pull, once UP); an
+ * error such as NOGROUP (the stream was deleted) takes the connections
+ * down, and the next setup creates the groups again (XGROUP CREATE
+ * MKSTREAM).
+ */
+
 static void setup_reply(redisAsyncContext *, void *, void *);
 static void pending_page(struct wrk *, int key);
 
