@@ -1,10 +1,14 @@
 /*
- * rconn.c - see rconn.h.
+ * rconn.c - Redis connections that come back by themselves, alone or in a
+ * group that goes down together (rconn.h).  Replies built in an arena are
+ * rarena.c's.
  *
  * hiredis owns and frees its redisAsyncContext after the disconnect
  * callback, so the only pointer we keep (rc->ac) is cleared there and in
  * the failed-connect callback; everything else reaches the rconn through
- * ac->data.
+ * ac->data.  A context we close ourselves (rconn_drop) first loses its
+ * ac->data: its callbacks, run with NULL replies, and its disconnect
+ * callback then find no rconn.
  */
 #include "rconn.h"
 
