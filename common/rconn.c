@@ -1,14 +1,20 @@
 /*
- * rconn.c - see rconn.h.
+ * rconn.c - Redis connections that come back by themselves, alone or in a
+ * group that goes down together (rconn.h).  Replies built in an arena are
+ * rarena.c's.
  *
  * hiredis owns and frees its redisAsyncContext after the disconnect
  * callback, so the only pointer we keep (rc->ac) is cleared there and in
  * the failed-connect callback; everything else reaches the rconn through
- * ac->data.
+ * ac->data.  A context we close ourselves (rconn_drop) first loses its
+ * ac->data: its callbacks, run with NULL replies, and its disconnect
+ * callback then find no rconn.
  */
 #include "rconn.h"
 
+#include <fcntl.h>
 #include <hiredis/adapters/libev.h>
+#include <hiredis/sds.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,40 +22,50 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define RA_POISON(p, n)   ASAN_POISON_MEMORY_REGION(p, n)
-#define RA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#else
-#define RA_POISON(p, n)   ((void)(p), (void)(n))
-#define RA_UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
 #include "log.h"
+#include "rarena.h"
+#include "util.h"
 
-#define RCONN_BACKOFF_MIN_MS 100
-#define RCONN_BACKOFF_MAX_MS 5000
 #define RCONN_CONNECT_TIMEOUT 5.0
 
 struct rconn {
 	struct ev_loop *loop;
-	char name[64];
+	char name[160];
 	char host[256];
 	int port;
 	int is_unix;
 	redisAsyncContext *ac;
 	int up;
-	unsigned backoff_ms;
-	int outage_logged;
-	ev_tstamp down_since;
-	ev_timer retry;              /* reconnect after backoff */
+	struct backoff bo;           /* alone; a member's is its group's */
+	ev_timer retry;              /* reconnect after backoff (alone) */
 	ev_timer connect_timeout;    /* hiredis 0.14 has none for async */
 	rconn_state_cb *state_cb;
 	void *arg;
 	struct rarena *arena;        /* rconn_reply_arena */
+	struct rconn_group *group;   /* NULL: alone */
+};
+
+struct rconn_group {
+	struct ev_loop *loop;
+	char name[128];
+	int n;
+	struct rconn **m;
+	int up;                      /* every member connected, owner told */
+	struct backoff bo;
+	ev_timer retry;              /* reconnect them all after backoff */
+	rconn_group_cb *cb;
+	void *arg;
 };
 
 static void rconn_connect(struct rconn *);
+static void group_down(struct rconn_group *, const char *who,
+    const char *what, const char *err);
+
+static uint64_t
+loop_ms(struct ev_loop *loop)
+{
+	return (uint64_t)(ev_now(loop) * 1000.);
+}
 
 int
 rconn_parse_addr(const char *addr, char *host, size_t hostlen, int *port,
@@ -100,32 +116,28 @@ rconn_parse_addr(const char *addr, char *host, size_t hostlen, int *port,
 }
 
 static void
-rconn_schedule(struct rconn *rc)
-{
-	ev_timer_stop(rc->loop, &rc->retry);
-	ev_timer_set(&rc->retry, rc->backoff_ms / 1000.0, 0.);
-	ev_timer_start(rc->loop, &rc->retry);
-	rc->backoff_ms *= 2;
-	if (rc->backoff_ms > RCONN_BACKOFF_MAX_MS)
-		rc->backoff_ms = RCONN_BACKOFF_MAX_MS;
-}
-
-static void
 rconn_lost(struct rconn *rc, const char *what, const char *err)
 {
-	int was_up = rc->up;
+	int was_up = rc->up, first;
+	unsigned ms;
 
 	rc->up = 0;
 	rc->ac = NULL;
 	ev_timer_stop(rc->loop, &rc->connect_timeout);
-	if (!rc->outage_logged) {
-		log_warnx("%s: %s: %s; reconnecting", rc->name, what,
-		    err ? err : "unknown error");
-		rc->outage_logged = 1;
-		rc->down_since = ev_now(rc->loop);
-	} else
-		log_debug("%s: %s: %s", rc->name, what, err ? err : "?");
-	rconn_schedule(rc);
+	if (err == NULL)
+		err = "unknown error";
+	if (rc->group != NULL) {
+		group_down(rc->group, rc->name, what, err);
+		return;
+	}
+	ms = backoff_fail(&rc->bo, loop_ms(rc->loop), &first);
+	if (first)
+		log_warnx("%s: %s: %s; reconnecting", rc->name, what, err);
+	else
+		log_debug("%s: %s: %s", rc->name, what, err);
+	ev_timer_stop(rc->loop, &rc->retry);
+	ev_timer_set(&rc->retry, ms / 1000.0, 0.);
+	ev_timer_start(rc->loop, &rc->retry);
 	if (was_up && rc->state_cb != NULL)
 		rc->state_cb(rc, 0, rc->arg);
 }
@@ -134,6 +146,9 @@ static void
 rconn_on_connect(const redisAsyncContext *ac, int status)
 {
 	struct rconn *rc = ac->data;
+	struct rconn_group *g;
+	uint64_t lasted;
+	int down;
 
 	if (rc == NULL)
 		return;
@@ -144,13 +159,23 @@ rconn_on_connect(const redisAsyncContext *ac, int status)
 	}
 	ev_timer_stop(rc->loop, &rc->connect_timeout);
 	rc->up = 1;
-	rc->backoff_ms = RCONN_BACKOFF_MIN_MS;
-	if (rc->outage_logged)
+	if ((g = rc->group) != NULL) {
+		/* The outage ends when the owner says so (rconn_group_ready). */
+		for (int i = 0; i < g->n; i++)
+			if (!g->m[i]->up)
+				return;
+		g->up = 1;
+		if (g->cb != NULL)
+			g->cb(g, 1, g->arg);
+		return;
+	}
+	down = rc->bo.down;
+	lasted = backoff_ok(&rc->bo, loop_ms(rc->loop));
+	if (down)
 		log_info("%s: connected again after %.1fs", rc->name,
-		    ev_now(rc->loop) - rc->down_since);
+		    lasted / 1000.0);
 	else
 		log_debug("%s: connected", rc->name);
-	rc->outage_logged = 0;
 	if (rc->state_cb != NULL)
 		rc->state_cb(rc, 1, rc->arg);
 }
@@ -166,214 +191,15 @@ rconn_on_disconnect(const redisAsyncContext *ac, int status)
 	    status == REDIS_OK ? "closed" : ac->errstr);
 }
 
-/*
- * ---- replies from an arena (rconn_reply_arena) ----
- *
- * hiredis builds a reply with a malloc per object and per string (ten
- * for a stream entry) and frees them one by one after the callback.  Here
- * they come from blocks of our own: each object is carved from the
- * current block, and freeing the reply (the top object: hiredis frees
- * nothing else) makes the blocks free for the next one.  One reply is
- * alive at a time: hiredis frees each after its callback, before it
- * parses the next.
- */
-#define RA_BLOCK_MIN  (64u << 10)
-#define RA_KEEP_MAX   (1u << 20)   /* larger and mostly idle: given back */
-#define RA_ALIGN      16u
-
-struct ra_block {
-	struct ra_block *next;       /* filled before this one */
-	size_t used, cap;
-	_Alignas(RA_ALIGN) unsigned char data[];
-};
-
-struct rarena {
-	struct ra_block *cur;
-	size_t want;                 /* the size of the next block */
-};
-
-/* The top object of a reply: the arena its free resets. */
-struct ra_top {
-	struct rarena *arena;
-	_Alignas(RA_ALIGN) redisReply r;
-};
-
-static void *
-ra_alloc(struct rarena *a, size_t n)
-{
-	struct ra_block *b = a->cur;
-	void *p;
-
-	n = (n + RA_ALIGN - 1) & ~(size_t)(RA_ALIGN - 1);
-	if (b == NULL || b->cap - b->used < n) {
-		size_t cap = a->want > n ? a->want : n;
-
-		if ((b = malloc(sizeof(*b) + cap)) == NULL)
-			return NULL;
-		b->next = a->cur;
-		b->used = 0;
-		b->cap = cap;
-		RA_POISON(b->data, cap);
-		a->cur = b;
-	}
-	p = b->data + b->used;
-	b->used += n;
-	RA_UNPOISON(p, n);
-	return p;
-}
-
-/* The reply is freed: its memory serves the next one.  It took more than
- * one block: one block of their total from now on; a large block that the
- * last reply hardly used is given back. */
-/* Free every block; returns the bytes they had given out. */
-static size_t
-ra_drop(struct rarena *a)
-{
-	struct ra_block *b, *next;
-	size_t total = 0;
-
-	for (b = a->cur; b != NULL; b = next) {
-		next = b->next;
-		total += b->used;
-		free(b);
-	}
-	a->cur = NULL;
-	return total;
-}
-
-static void
-ra_reset(struct rarena *a)
-{
-	struct ra_block *b = a->cur;
-	size_t total;
-
-	if (b != NULL && b->next == NULL && (b->cap <= RA_KEEP_MAX ||
-	    b->used >= b->cap / 4)) {
-		b->used = 0;
-		RA_POISON(b->data, b->cap);
-		return;
-	}
-	total = ra_drop(a);
-	a->want = total > RA_BLOCK_MIN ? total : RA_BLOCK_MIN;
-}
-
-/* A reply object of type, with room for extra bytes after it, linked to
- * its parent array. */
-static redisReply *
-ra_reply(const redisReadTask *task, int type, size_t extra)
-{
-	struct rarena *a = task->privdata;
-	redisReply *r;
-
-	if (task->parent == NULL) {
-		struct ra_top *t = ra_alloc(a, sizeof(*t) + extra);
-
-		if (t == NULL)
-			return NULL;
-		t->arena = a;
-		r = &t->r;
-	} else {
-		redisReply *parent = task->parent->obj;
-
-		if ((r = ra_alloc(a, sizeof(*r) + extra)) == NULL)
-			return NULL;
-		parent->element[task->idx] = r;
-	}
-	memset(r, 0, sizeof(*r));
-	r->type = type;
-	return r;
-}
-
-static void *
-ra_string(const redisReadTask *task, char *str, size_t len)
-{
-	redisReply *r = ra_reply(task, task->type, len + 1);
-
-	if (r == NULL)
-		return NULL;
-	r->str = (char *)(r + 1);
-	memcpy(r->str, str, len);
-	r->str[len] = '\0';
-	r->len = len;
-	return r;
-}
-
-static void *
-ra_array(const redisReadTask *task, int elements)
-{
-	size_t n = elements > 0 ? (size_t)elements : 0;
-	redisReply *r = ra_reply(task, REDIS_REPLY_ARRAY, n * sizeof(r));
-
-	if (r == NULL)
-		return NULL;
-	r->elements = n;
-	if (n > 0) {
-		r->element = (redisReply **)(r + 1);
-		memset(r->element, 0, n * sizeof(*r->element));
-	}
-	return r;
-}
-
-static void *
-ra_integer(const redisReadTask *task, long long value)
-{
-	redisReply *r = ra_reply(task, REDIS_REPLY_INTEGER, 0);
-
-	if (r != NULL)
-		r->integer = value;
-	return r;
-}
-
-static void *
-ra_nil(const redisReadTask *task)
-{
-	return ra_reply(task, REDIS_REPLY_NIL, 0);
-}
-
-static void
-ra_free(void *obj)
-{
-	struct ra_top *t = (struct ra_top *)(void *)((char *)obj -
-	    offsetof(struct ra_top, r));
-
-	ra_reset(t->arena);
-}
-
-/* After rconn_free: a context hiredis frees later finds no arena. */
-static void
-ra_free_detached(void *obj)
-{
-	(void)obj;
-}
-
-static redisReplyObjectFunctions ra_fns = {
-	ra_string, ra_array, ra_integer, ra_nil, ra_free
-};
-static redisReplyObjectFunctions ra_detached_fns = {
-	ra_string, ra_array, ra_integer, ra_nil, ra_free_detached
-};
-
-static void
-rarena_free(struct rarena *a)
-{
-	if (a == NULL)
-		return;
-	(void)ra_drop(a);
-	free(a);
-}
-
 int
 rconn_reply_arena(struct rconn *rc)
 {
 	if (rc->arena != NULL)
 		return 0;
-	if ((rc->arena = calloc(1, sizeof(*rc->arena))) == NULL)
+	if ((rc->arena = rarena_new()) == NULL)
 		return -1;
-	rc->arena->want = RA_BLOCK_MIN;
-	if (rc->ac != NULL) {        /* connecting: nothing read yet */
-		rc->ac->c.reader->fn = &ra_fns;
-		rc->ac->c.reader->privdata = rc->arena;
-	}
+	if (rc->ac != NULL)          /* connecting: nothing read yet */
+		rarena_attach(rc->arena, rc->ac->c.reader);
 	return 0;
 }
 
@@ -395,11 +221,13 @@ rconn_connect(struct rconn *rc)
 		rconn_lost(rc, "connect", err);
 		return;
 	}
+	/* hiredis 0.14 opens its socket without close-on-exec: no child
+	 * (a handler, anything hived spawns) may inherit it. */
+	if (fcntl(ac->c.fd, F_SETFD, FD_CLOEXEC) == -1)
+		log_warn("%s: close-on-exec on the redis socket", rc->name);
 	ac->data = rc;
-	if (rc->arena != NULL) {
-		ac->c.reader->fn = &ra_fns;
-		ac->c.reader->privdata = rc->arena;
-	}
+	if (rc->arena != NULL)
+		rarena_attach(rc->arena, ac->c.reader);
 	if (redisLibevAttach(rc->loop, ac) != REDIS_OK) {
 		redisAsyncFree(ac);
 		rconn_lost(rc, "connect", "cannot attach to the event loop");
@@ -438,9 +266,10 @@ rconn_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	rconn_lost(rc, "connect", "timed out");
 }
 
-struct rconn *
-rconn_new(struct ev_loop *loop, const char *addr, const char *name,
-    rconn_state_cb *state_cb, void *arg, char *errbuf, size_t errlen)
+/* An rconn not yet connecting, or NULL (why in errbuf). */
+static struct rconn *
+rconn_alloc(struct ev_loop *loop, const char *addr, const char *name,
+    char *errbuf, size_t errlen)
 {
 	struct rconn *rc = calloc(1, sizeof(*rc));
 
@@ -457,15 +286,45 @@ rconn_new(struct ev_loop *loop, const char *addr, const char *name,
 	}
 	rc->loop = loop;
 	snprintf(rc->name, sizeof(rc->name), "%s", name);
-	rc->state_cb = state_cb;
-	rc->arg = arg;
-	rc->backoff_ms = RCONN_BACKOFF_MIN_MS;
+	backoff_init(&rc->bo, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
 	ev_init(&rc->retry, rconn_retry_cb);
 	rc->retry.data = rc;
 	ev_init(&rc->connect_timeout, rconn_timeout_cb);
 	rc->connect_timeout.data = rc;
+	return rc;
+}
+
+struct rconn *
+rconn_new(struct ev_loop *loop, const char *addr, const char *name,
+    rconn_state_cb *state_cb, void *arg, char *errbuf, size_t errlen)
+{
+	struct rconn *rc = rconn_alloc(loop, addr, name, errbuf, errlen);
+
+	if (rc == NULL)
+		return NULL;
+	rc->state_cb = state_cb;
+	rc->arg = arg;
 	rconn_connect(rc);
 	return rc;
+}
+
+/*
+ * Close rc's context now, as if it had never connected: hiredis runs its
+ * callbacks in flight with a NULL reply (they find no rconn), and neither
+ * the disconnect callback nor a reply may reach us any more.
+ */
+static void
+rconn_drop(struct rconn *rc)
+{
+	redisAsyncContext *ac = rc->ac;
+
+	rc->up = 0;
+	ev_timer_stop(rc->loop, &rc->connect_timeout);
+	if (ac == NULL)
+		return;
+	rc->ac = NULL;
+	ac->data = NULL;
+	redisAsyncFree(ac);
 }
 
 void
@@ -474,13 +333,10 @@ rconn_free(struct rconn *rc)
 	if (rc == NULL)
 		return;
 	ev_timer_stop(rc->loop, &rc->retry);
-	ev_timer_stop(rc->loop, &rc->connect_timeout);
-	if (rc->ac != NULL) {
-		rc->ac->data = NULL;     /* its callbacks must not find us */
-		if (rc->arena != NULL)   /* freed below, hiredis may free later */
-			rc->ac->c.reader->fn = &ra_detached_fns;
-		redisAsyncFree(rc->ac);
-	}
+	if (rc->ac != NULL && rc->arena != NULL)
+		/* Freed below; hiredis may free the context later. */
+		rarena_detach(rc->ac->c.reader);
+	rconn_drop(rc);
 	rarena_free(rc->arena);
 	free(rc);
 }
@@ -552,4 +408,151 @@ rconn_entry_field(const redisReply *f, const char *name)
 		    f->element[i + 1]->type == REDIS_REPLY_STRING)
 			return f->element[i + 1];
 	return NULL;
+}
+
+void *
+rconn_arg(const redisAsyncContext *ac)
+{
+	const struct rconn *rc = ac->data;
+
+	return rc != NULL ? rc->arg : NULL;
+}
+
+void
+rconn_flush(struct rconn *rc)
+{
+	redisAsyncContext *ac = rc->ac;
+
+	/* Only on a connected context: on one still connecting, the write
+	 * event is what completes the connect. */
+	if (rc->up && ac != NULL && (ac->c.flags & REDIS_CONNECTED) &&
+	    sdslen(ac->c.obuf) > 0)
+		redisAsyncHandleWrite(ac);
+}
+
+/* ---- groups: connections that go down together ---- */
+
+/*
+ * A member was lost or failed to connect (who: its name), or the owner
+ * gave up on the group (who: the group's name, err NULL).  Every member is
+ * closed at once, the owner hears "down" if it had heard "up", and one
+ * timer opens them all again after the backoff.  Re-entered while its
+ * members close (their callbacks run), it finds the timer running.
+ */
+static void
+group_down(struct rconn_group *g, const char *who, const char *what,
+    const char *err)
+{
+	int was_up = g->up, first;
+	unsigned ms;
+
+	if (ev_is_active(&g->retry))
+		return;
+	g->up = 0;
+	ms = backoff_fail(&g->bo, loop_ms(g->loop), &first);
+	ev_timer_set(&g->retry, ms / 1000.0, 0.);
+	ev_timer_start(g->loop, &g->retry);
+	if (first)
+		log_warnx("%s: %s%s%s; closing all %d connections of %s, "
+		    "reconnecting", who, what, err ? ": " : "", err ? err : "",
+		    g->n, g->name);
+	else
+		log_debug("%s: %s%s%s", who, what, err ? ": " : "",
+		    err ? err : "");
+	for (int i = 0; i < g->n; i++)
+		rconn_drop(g->m[i]);
+	if (was_up && g->cb != NULL)
+		g->cb(g, 0, g->arg);
+}
+
+/* Open every member that is closed; one that fails at once takes the
+ * group down, which ends the loop. */
+static void
+group_connect(struct rconn_group *g)
+{
+	for (int i = 0; i < g->n && !ev_is_active(&g->retry); i++)
+		if (g->m[i]->ac == NULL)
+			rconn_connect(g->m[i]);
+}
+
+static void
+group_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	group_connect(w->data);
+}
+
+struct rconn_group *
+rconn_group_new(struct ev_loop *loop, const char *addr, const char *name,
+    int n, const char *const member_name[], rconn_group_cb *cb, void *arg,
+    char *errbuf, size_t errlen)
+{
+	struct rconn_group *g = calloc(1, sizeof(*g));
+	char mname[sizeof(g->name) + 32];
+
+	if (g == NULL || (g->m = calloc((size_t)n, sizeof(*g->m))) == NULL) {
+		free(g);
+		snprintf(errbuf, errlen, "out of memory");
+		return NULL;
+	}
+	g->loop = loop;
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	g->n = n;
+	g->cb = cb;
+	g->arg = arg;
+	backoff_init(&g->bo, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+	ev_init(&g->retry, group_retry_cb);
+	g->retry.data = g;
+	for (int i = 0; i < n; i++) {
+		snprintf(mname, sizeof(mname), "%s(%s)", name, member_name[i]);
+		if ((g->m[i] = rconn_alloc(loop, addr, mname, errbuf,
+		    errlen)) == NULL) {
+			rconn_group_free(g);
+			return NULL;
+		}
+		g->m[i]->group = g;
+		g->m[i]->arg = arg;
+	}
+	group_connect(g);
+	return g;
+}
+
+void
+rconn_group_free(struct rconn_group *g)
+{
+	if (g == NULL)
+		return;
+	ev_timer_stop(g->loop, &g->retry);
+	for (int i = 0; i < g->n; i++)
+		rconn_free(g->m[i]);
+	free(g->m);
+	free(g);
+}
+
+struct rconn *
+rconn_group_member(struct rconn_group *g, int i)
+{
+	return g->m[i];
+}
+
+int
+rconn_group_is_up(const struct rconn_group *g)
+{
+	return g->up;
+}
+
+void
+rconn_group_down(struct rconn_group *g, const char *why)
+{
+	group_down(g, g->name, why, NULL);
+}
+
+void
+rconn_group_ready(struct rconn_group *g)
+{
+	int down = g->bo.down;
+	uint64_t lasted = backoff_ok(&g->bo, loop_ms(g->loop));
+
+	if (down)
+		log_info("%s: connected again after %.1fs", g->name,
+		    lasted / 1000.0);
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
 #include "worker.h"
 
 void
@@ -42,36 +43,16 @@ text_copy(char *dst, size_t size, const char *src, size_t n)
 	dst[n] = '\0';
 }
 
-/* Length of the well-formed UTF-8 character at p (at most len bytes), 0
- * if there is none: no overlong forms, surrogates or code points past
- * U+10FFFF, and no control characters (C0, DEL and C1). */
+/* Length of the well-formed UTF-8 character at p (at most len bytes)
+ * that may be shown as it is, 0 if there is none: utf8_seq's, but no
+ * control characters (C0, DEL, and C1: U+0080..U+009F, C2 80..C2 9F). */
 static size_t
-utf8_char(const unsigned char *p, size_t len)
+printable_seq(const unsigned char *p, size_t len)
 {
-	unsigned c = p[0];
-	size_t n;
-	uint32_t cp, min;
+	size_t n = utf8_seq(p, len);
 
-	if (c >= 0x20 && c < 0x7f)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2; cp = c & 0x1f; min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3; cp = c & 0x0f; min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4; cp = c & 0x07; min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (n > len)
-		return 0;
-	for (size_t k = 1; k < n; k++) {
-		if ((p[k] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[k] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
-	    cp < 0xa0)
+	if ((n == 1 && (p[0] < 0x20 || p[0] == 0x7f)) ||
+	    (n == 2 && p[0] == 0xc2 && p[1] < 0xa0))
 		return 0;
 	return n;
 }
@@ -85,7 +66,7 @@ wrk_excerpt(const char *p, size_t len, char *out, size_t size)
 
 	/* Room for "..." and the NUL at the end. */
 	while (i < in && o + 4 + 4 <= size) {
-		if ((n = utf8_char(s + i, in - i)) == 0) {
+		if ((n = printable_seq(s + i, in - i)) == 0) {
 			out[o++] = '?';
 			i++;
 			continue;

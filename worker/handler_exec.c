@@ -46,9 +46,9 @@ proc_free(struct wrk_proc *p)
 	proc_close(w, &p->err_fd, &p->err_w);
 	ev_child_stop(w->loop, &p->child_w);
 	ev_timer_stop(w->loop, &p->timeout_w);
-	wrk_buf_free(&p->in);
-	wrk_buf_free(&p->out);
-	wrk_buf_free(&p->err);
+	hbuf_free(&p->in);
+	hbuf_free(&p->out);
+	hbuf_free(&p->err);
 	if (p->task != NULL)
 		p->task->proc = NULL;
 	w->nprocs--;
@@ -61,8 +61,8 @@ proc_write(struct wrk_proc *p)
 	struct wrk *w = p->w;
 	ssize_t n;
 
-	while (p->in_fd >= 0 && wrk_buf_avail(&p->in) > 0) {
-		n = write(p->in_fd, wrk_buf_data(&p->in), wrk_buf_avail(&p->in));
+	while (p->in_fd >= 0 && hbuf_avail(&p->in) > 0) {
+		n = write(p->in_fd, hbuf_data(&p->in), hbuf_avail(&p->in));
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && errno == EAGAIN) {
@@ -74,7 +74,7 @@ proc_write(struct wrk_proc *p)
 			 * status tells the rest. */
 			break;
 		}
-		wrk_buf_consume(&p->in, (size_t)n);
+		hbuf_consume(&p->in, (size_t)n);
 	}
 	/* All written (or refused): EOF tells it the task is whole. */
 	proc_close(w, &p->in_fd, &p->in_w);
@@ -91,7 +91,7 @@ static int
 proc_read(struct wrk_proc *p, bool err)
 {
 	struct wrk *w = p->w;
-	struct wrk_buf *b = err ? &p->err : &p->out;
+	struct hbuf *b = err ? &p->err : &p->out;
 	int *fd = err ? &p->err_fd : &p->out_fd;
 	ev_io *io = err ? &p->err_w : &p->out_w;
 	ssize_t n;
@@ -99,8 +99,10 @@ proc_read(struct wrk_proc *p, bool err)
 	for (;;) {
 		if (*fd < 0)
 			return 0;
-		if (wrk_buf_reserve(b, 16384) == -1)
-			fatal("handler output");
+		if (hbuf_reserve(b, 16384) == -1)
+			fatal("agent=%s task=%s buffering the handler's %s",
+			    w->agent_inst, p->task != NULL ? p->task->id : "",
+			    err ? "stderr" : "stdout");
 		n = read(*fd, b->p + b->len, b->cap - b->len);
 		if (n == -1 && errno == EINTR)
 			continue;
@@ -229,7 +231,8 @@ wrk_exec_start(struct wrk *w, struct wrk_task *t)
 	unsigned timeout;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
-		fatal("proc");
+		fatal("agent=%s task=%s starting its handler", w->agent_inst,
+		    t->id);
 	p->w = w;
 	p->task = t;
 	p->in_fd = p->out_fd = p->err_fd = -1;

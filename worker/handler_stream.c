@@ -61,7 +61,7 @@ stream_close_in(struct wrk *w)
 	if (w->h.in_fd >= 0)
 		close(w->h.in_fd);
 	w->h.in_fd = -1;
-	wrk_buf_reset(&w->h.in);
+	hbuf_reset(&w->h.in);
 }
 
 void
@@ -70,8 +70,8 @@ wrk_stream_flush(struct wrk *w)
 	struct wrk_handler *h = &w->h;
 	ssize_t n;
 
-	while (h->in_fd >= 0 && wrk_buf_avail(&h->in) > 0) {
-		n = write(h->in_fd, wrk_buf_data(&h->in), wrk_buf_avail(&h->in));
+	while (h->in_fd >= 0 && hbuf_avail(&h->in) > 0) {
+		n = write(h->in_fd, hbuf_data(&h->in), hbuf_avail(&h->in));
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && errno == EAGAIN)
@@ -83,9 +83,9 @@ wrk_stream_flush(struct wrk *w)
 			stream_close_in(w);
 			return;
 		}
-		wrk_buf_consume(&h->in, (size_t)n);
+		hbuf_consume(&h->in, (size_t)n);
 	}
-	if (h->in_fd >= 0 && wrk_buf_avail(&h->in) > 0)
+	if (h->in_fd >= 0 && hbuf_avail(&h->in) > 0)
 		ev_io_start(w->loop, &h->in_w);
 	else
 		ev_io_stop(w->loop, &h->in_w);
@@ -177,18 +177,18 @@ stream_lines(struct wrk *w)
 	size_t len;
 
 	for (;;) {
-		p = wrk_buf_data(&h->out);
-		len = wrk_buf_avail(&h->out);
+		p = hbuf_data(&h->out);
+		len = hbuf_avail(&h->out);
 		if (len == 0)
 			break;
 		nl = memchr(p, '\n', len);
 		if (h->skipping) {
 			if (nl == NULL) {
-				wrk_buf_reset(&h->out);
+				hbuf_reset(&h->out);
 				break;
 			}
 			h->skipping = false;
-			wrk_buf_consume(&h->out, (size_t)(nl - p) + 1);
+			hbuf_consume(&h->out, (size_t)(nl - p) + 1);
 			continue;
 		}
 		if (nl == NULL) {
@@ -196,12 +196,12 @@ stream_lines(struct wrk *w)
 				/* Fails as too long; the rest is skipped. */
 				stream_line(w, p, len);
 				h->skipping = true;
-				wrk_buf_reset(&h->out);
+				hbuf_reset(&h->out);
 			}
 			break;
 		}
 		stream_line(w, p, (size_t)(nl - p));
-		wrk_buf_consume(&h->out, (size_t)(nl - p) + 1);
+		hbuf_consume(&h->out, (size_t)(nl - p) + 1);
 	}
 }
 
@@ -217,8 +217,9 @@ stream_read(struct wrk *w)
 	/* A few reads per turn: enough to drain a busy pipe, bounded so
 	 * that Redis replies are not starved. */
 	while (h->out_fd >= 0 && rounds++ < 16) {
-		if (wrk_buf_reserve(&h->out, 65536) == -1)
-			fatal("handler output");
+		if (hbuf_reserve(&h->out, 65536) == -1)
+			fatal("agent=%s pid=%ld buffering the handler's stdout",
+			    w->agent_inst, (long)h->pid);
 		n = read(h->out_fd, h->out.p + h->out.len, h->out.cap - h->out.len);
 		if (n == -1 && errno == EINTR)
 			continue;
@@ -289,8 +290,8 @@ wrk_stream_start(struct wrk *w)
 	h->state = WRK_H_RUNNING;
 	h->answered = false;
 	h->skipping = false;
-	wrk_buf_reset(&h->out);
-	wrk_buf_reset(&h->in);
+	hbuf_reset(&h->out);
+	hbuf_reset(&h->in);
 	ev_io_init(&h->in_w, stream_wcb, h->in_fd, EV_WRITE);
 	ev_io_init(&h->out_w, stream_rcb, h->out_fd, EV_READ);
 	ev_child_init(&h->child_w, stream_ccb, pid, 0);
@@ -317,7 +318,7 @@ stream_exited(struct wrk *w, int status)
 		;
 	stream_close_out(w);
 	stream_close_in(w);
-	wrk_buf_reset(&h->out);
+	hbuf_reset(&h->out);
 	if (WIFSIGNALED(status))
 		log_info("agent=%s pid=%ld handler killed by signal %d",
 		    w->agent_inst, (long)h->pid, WTERMSIG(status));
@@ -337,7 +338,7 @@ stream_exited(struct wrk *w, int status)
 	h->state = WRK_H_NONE;
 	h->pid = 0;
 	h->term_due = h->kill_due = h->task_due = 0;
-	if (w->stopping_handler) {
+	if (w->phase >= WRK_PH_CLOSING) {     /* no restart */
 		wrk_state_changed(w);
 		wrk_check_drained(w);
 		return;
@@ -388,8 +389,8 @@ wrk_stream_kill(struct wrk *w)
 	}
 	stream_close_in(w);
 	stream_close_out(w);
-	wrk_buf_free(&h->in);
-	wrk_buf_free(&h->out);
+	hbuf_free(&h->in);
+	hbuf_free(&h->out);
 }
 
 /*
@@ -440,7 +441,7 @@ wrk_stream_cron(struct wrk *w, uint64_t now)
 		stream_timeouts(w, now);
 
 	if (h->state == WRK_H_NONE && h->restart_due && h->restart_due <= now &&
-	    !w->stopping_handler)
+	    w->phase < WRK_PH_CLOSING)
 		(void)wrk_stream_start(w);
 	if (h->state == WRK_H_STOPPING && h->term_due && h->term_due <= now) {
 		log_warnx("agent=%s pid=%ld handler still running after stdin "

@@ -24,8 +24,8 @@ link_write(struct wrk *w)
 	struct wrk_link *l = &w->link;
 	ssize_t n;
 
-	while (wrk_buf_avail(&l->out) > 0) {
-		n = write(l->fd, wrk_buf_data(&l->out), wrk_buf_avail(&l->out));
+	while (hbuf_avail(&l->out) > 0) {
+		n = write(l->fd, hbuf_data(&l->out), hbuf_avail(&l->out));
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && errno == EAGAIN)
@@ -33,18 +33,18 @@ link_write(struct wrk *w)
 		if (n == -1) {
 			/* hived is gone (EPIPE): like EOF, drain and exit. */
 			log_warn("agent=%s write to hived", w->agent_inst);
-			wrk_buf_reset(&l->out);
+			hbuf_reset(&l->out);
 			l->eof = true;
 			wrk_drain(w, "hived is gone");
 			break;
 		}
-		wrk_buf_consume(&l->out, (size_t)n);
+		hbuf_consume(&l->out, (size_t)n);
 	}
-	if (wrk_buf_avail(&l->out) > 0)
+	if (hbuf_avail(&l->out) > 0)
 		ev_io_start(w->loop, &l->wio);
 	else
 		ev_io_stop(w->loop, &l->wio);
-	if (wrk_buf_avail(&l->out) == 0 && w->draining)
+	if (hbuf_avail(&l->out) == 0 && !wrk_phase_takes_work(w->phase))
 		wrk_check_drained(w);
 }
 
@@ -69,7 +69,7 @@ link_send(struct wrk *w, const struct hive_frame *f)
 		fatalx("agent=%s encode frame %d: %s", w->agent_inst, f->type,
 		    proto_strerror(&err, why, sizeof(why)));
 	}
-	if (wrk_buf_append(&w->link.out, sb.data, sb.size) == -1)
+	if (hbuf_add(&w->link.out, sb.data, sb.size) == -1)
 		fatal("agent=%s frame", w->agent_inst);
 	msgpack_sbuffer_destroy(&sb);
 	link_write(w);
@@ -116,7 +116,8 @@ link_frame(struct wrk *w, const char *body, size_t len)
 		 * between.  The newer one wins, and hived learns of it. */
 		if (f.u.memory.memory_v >= w->memory_v) {
 			if (wrk_set_memory(w, mem, f.u.memory.memory_v) == -1)
-				fatal("memory");
+				fatal("agent=%s keeping the memory from hived",
+				    w->agent_inst);
 			w->memory_sent_v = f.u.memory.memory_v;
 		} else
 			wrk_link_memory(w, w->memory, w->memory_v);
@@ -173,7 +174,7 @@ link_rcb(struct ev_loop *loop, ev_io *io, int revents)
 		fatal("agent=%s frame buffer", w->agent_inst);
 	while ((rc = proto_framer_next(&l->fr, &body, &blen, &err)) == 1) {
 		link_frame(w, body, blen);
-		if (w->forced)
+		if (w->phase == WRK_PH_EXITING)
 			return;
 	}
 	if (rc == -1) {
@@ -195,10 +196,8 @@ wrk_link_open(struct wrk *w, int fd)
 		return 0;
 	}
 	if (fcntl(fd, F_SETFD, FD_CLOEXEC) == -1 ||
-	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1) {
-		log_warn("agent=%s --fd %d", w->agent_inst, fd);
-		return -1;
-	}
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1)
+		return -1;              /* errno says why */
 	proto_framer_init(&l->fr);
 	ev_io_init(&l->rio, link_rcb, fd, EV_READ);
 	ev_io_init(&l->wio, link_wcb, fd, EV_WRITE);
@@ -219,13 +218,13 @@ wrk_link_close(struct wrk *w)
 	close(l->fd);
 	l->fd = -1;
 	proto_framer_free(&l->fr);
-	wrk_buf_free(&l->out);
+	hbuf_free(&l->out);
 }
 
 bool
 wrk_link_flushed(const struct wrk *w)
 {
-	return w->link.fd < 0 || w->link.eof || wrk_buf_avail(&w->link.out) == 0;
+	return w->link.fd < 0 || w->link.eof || hbuf_avail(&w->link.out) == 0;
 }
 
 void

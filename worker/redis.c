@@ -1,5 +1,5 @@
 /*
- * redis.c - the worker's three hiredis connections, all on the loop:
+ * redis.c - the worker's three Redis connections, all on the loop:
  *
  *   cmd    setup (names, liveness key, groups, our pending entries),
  *          the non-blocking pull pass over the queue streams in priority
@@ -14,9 +14,11 @@
  * cmd connection with the results: when a task ends, the pass that fills
  * its slot and the MULTI/EXEC that publishes its result leave in one write
  * (wrk_redis_flush), and the next task comes back with the EXEC's reply.
- * They go up and down
- * together: when one is lost all are dropped, and after a backoff (100 ms
- * doubling to 5 s) all are opened again and set up anew.  Nothing is lost
+ *
+ * They go up and down together, one rconn_group (common/rconn.h): when
+ * one is lost, or a reply says the setup or a read cannot go on, all are
+ * dropped, and after a backoff (100 ms doubling to 5 s, reset once a
+ * setup succeeds) all are opened again and set up anew.  Nothing is lost
  * meanwhile: tasks we hold stay pending in Redis, results wait in the out
  * queue and are published after the reconnect, and setup re-reads our
  * pending entries (skipping those we hold) in case a reply was lost.
@@ -57,7 +59,9 @@
  *
  * hiredis runs every outstanding callback with a NULL reply when its
  * context goes away; such callbacks only undo their bookkeeping, they
- * never send (the context is being freed).
+ * never send (the context is being freed), and they find the worker in
+ * their priv, if at all: rconn_arg(ac) is NULL then.  Everything that
+ * the whole connection held is undone once, in redis_went_down.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -70,26 +74,13 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
-#include <hiredis/sds.h>
-#include <hiredis/adapters/libev.h>
 
 #include "log.h"
 #include "rconn.h"
 #include "worker.h"
 
-static const char *const conn_name[WRK_CONN_N] = { "cmd", "pull", "bcast" };
-
 static void redis_down(struct wrk *, const char *why);
 static void alive_stamp(struct wrk *);
-
-static int
-conn_index(const struct wrk *w, const redisAsyncContext *ac)
-{
-	for (int i = 0; i < WRK_CONN_N; i++)
-		if (w->redis.ac[i] == ac)
-			return i;
-	return -1;
-}
 
 static bool
 reply_is_error(const redisReply *r, const char *prefix)
@@ -98,158 +89,96 @@ reply_is_error(const redisReply *r, const char *prefix)
 	    (prefix == NULL || strncmp(r->str, prefix, strlen(prefix)) == 0);
 }
 
-/* ---- connecting ---- */
+/* ---- connecting: an rconn_group ---- */
 
 static void redis_setup(struct wrk *);
 
-static void
-on_connect(const redisAsyncContext *ac, int status)
+/* The worker of a reply's connection (never NULL but for a NULL reply). */
+static struct wrk *
+conn_wrk(const redisAsyncContext *ac)
 {
-	struct wrk *w = ac->data;
-	int i = conn_index(w, ac);
-
-	if (i < 0)
-		return;
-	if (status != REDIS_OK) {
-		/* hiredis frees the context after this callback. */
-		log_warnx("agent=%s redis %s connect to %s: %s", w->agent_inst,
-		    conn_name[i], w->o.redis, ac->errstr);
-		w->redis.ac[i] = NULL;
-		redis_down(w, "connect failed");
-		return;
-	}
-	w->redis.connected[i] = true;
-	for (i = 0; i < WRK_CONN_N; i++)
-		if (!w->redis.connected[i])
-			return;
-	redis_setup(w);
+	return rconn_arg(ac);
 }
 
-static void
-on_disconnect(const redisAsyncContext *ac, int status)
+struct rconn *
+wrk_redis_conn(const struct wrk *w, enum wrk_conn i)
 {
-	struct wrk *w = ac->data;
-	int i = conn_index(w, ac);
-
-	if (i < 0)
-		return;        /* we dropped it ourselves */
-	w->redis.ac[i] = NULL;
-	w->redis.connected[i] = false;
-	log_warnx("agent=%s lost redis %s connection: %s", w->agent_inst,
-	    conn_name[i], status == REDIS_OK ? "closed" : ac->errstr);
-	redis_down(w, "connection lost");
+	return rconn_group_member(w->redis.g, (int)i);
 }
 
-static redisAsyncContext *
-conn_open(struct wrk *w)
+static struct rconn *
+conn(const struct wrk *w, enum wrk_conn i)
 {
-	redisAsyncContext *ac;
-	char host[HIVE_KEY_MAX], *colon;
-	int port = 6379;
-
-	if (w->o.redis[0] == '/') {
-		ac = redisAsyncConnectUnix(w->o.redis);
-	} else {
-		snprintf(host, sizeof(host), "%s", w->o.redis);
-		if ((colon = strrchr(host, ':')) != NULL) {
-			*colon = '\0';
-			port = atoi(colon + 1);
-		}
-		ac = redisAsyncConnect(host, port);
-	}
-	if (ac == NULL) {
-		log_warnx("agent=%s redis connect to %s: out of memory",
-		    w->agent_inst, w->o.redis);
-		return NULL;
-	}
-	if (ac->err) {
-		log_warnx("agent=%s redis connect to %s: %s", w->agent_inst,
-		    w->o.redis, ac->errstr);
-		redisAsyncFree(ac);
-		return NULL;
-	}
-	/* hiredis 0.14 opens its socket without close-on-exec. */
-	if (fcntl(ac->c.fd, F_SETFD, FD_CLOEXEC) == -1)
-		log_warn("agent=%s fcntl redis socket", w->agent_inst);
-	ac->data = w;
-	if (redisLibevAttach(w->loop, ac) != REDIS_OK) {
-		redisAsyncFree(ac);
-		return NULL;
-	}
-	redisAsyncSetConnectCallback(ac, on_connect);
-	redisAsyncSetDisconnectCallback(ac, on_disconnect);
-	return ac;
-}
-
-static void
-redis_connect_all(struct wrk *w)
-{
-	struct wrk_redis *r = &w->redis;
-
-	r->state = WRK_REDIS_CONNECTING;
-	r->reconnect_due = 0;
-	for (int i = 0; i < WRK_CONN_N; i++) {
-		r->connected[i] = false;
-		r->client_id[i] = 0;
-		if ((r->ac[i] = conn_open(w)) == NULL) {
-			redis_down(w, "connect failed");
-			return;
-		}
-	}
+	return wrk_redis_conn(w, i);
 }
 
 /*
- * Drop every connection and retry after the backoff.  Callable from any
- * hiredis callback: redisAsyncFree of the context whose callback runs is
- * deferred by hiredis until that callback returns.
+ * Every connection is gone (their callbacks in flight have had their NULL
+ * reply): forget what they held; rconn reconnects them all after its
+ * backoff.
+ */
+static void
+redis_went_down(struct wrk *w)
+{
+	struct wrk_redis *r = &w->redis;
+
+	r->state = WRK_REDIS_DOWN;
+	r->pull = WRK_PULL_IDLE;
+	r->bcast_busy = false;
+	if (r->alive == WRK_ALIVE_DELETING)
+		r->alive = WRK_ALIVE_OURS;   /* or it expires by itself */
+	wrk_schedule(w);
+	wrk_state_changed(w);
+}
+
+static void
+on_group(struct rconn_group *g, int up, void *arg)
+{
+	struct wrk *w = arg;
+
+	if (up) {
+		for (int i = 0; i < WRK_CONN_N; i++)
+			w->redis.client_id[i] = 0;
+		redis_setup(w);
+	} else
+		redis_went_down(w);
+}
+
+/*
+ * Drop every connection and retry after the backoff (why: for the log).
+ * Callable from any hiredis callback: redisAsyncFree of the context whose
+ * callback runs is deferred by hiredis until that callback returns.
  */
 static void
 redis_down(struct wrk *w, const char *why)
 {
-	struct wrk_redis *r = &w->redis;
-	redisAsyncContext *ac;
-
-	if (r->state == WRK_REDIS_DOWN)
-		return;
-	r->state = WRK_REDIS_DOWN;
-	for (int i = 0; i < WRK_CONN_N; i++) {
-		if ((ac = r->ac[i]) == NULL)
-			continue;
-		r->ac[i] = NULL;
-		r->connected[i] = false;
-		redisAsyncFree(ac);
-	}
-	r->pull_busy = r->pull_blocking = r->bcast_busy = false;
-	r->reconnect_due = wrk_now() + r->backoff_ms;
-	log_info("agent=%s redis down (%s), retrying in %ums", w->agent_inst,
-	    why, r->backoff_ms);
-	r->backoff_ms = r->backoff_ms * 2 > WRK_REDIS_BACKOFF_MAX_MS ?
-	    WRK_REDIS_BACKOFF_MAX_MS : r->backoff_ms * 2;
-	wrk_schedule(w);
-	wrk_state_changed(w);
+	if (w->redis.state != WRK_REDIS_DOWN)
+		rconn_group_down(w->redis.g, why);
 }
 
 void
 wrk_redis_start(struct wrk *w)
 {
+	static const char *const conn_name[WRK_CONN_N] = {
+		[WRK_CONN_CMD] = "cmd", [WRK_CONN_PULL] = "pull",
+		[WRK_CONN_BCAST] = "bcast",
+	};
+	char name[HIVE_AGENT_MAX + 16], err[HIVE_KEY_MAX + 128];
+
 	alive_stamp(w);
-	w->redis.backoff_ms = WRK_REDIS_BACKOFF_MS;
-	redis_connect_all(w);
+	snprintf(name, sizeof(name), "agent=%s redis", w->agent_inst);
+	w->redis.state = WRK_REDIS_DOWN;
+	if ((w->redis.g = rconn_group_new(w->loop, w->o.redis, name,
+	    WRK_CONN_N, conn_name, on_group, w, err, sizeof(err))) == NULL)
+		fatalx("agent=%s redis: %s", w->agent_inst, err);
 }
 
 void
 wrk_redis_stop(struct wrk *w)
 {
-	struct wrk_redis *r = &w->redis;
-	redisAsyncContext *ac;
-
-	r->state = WRK_REDIS_DOWN;
-	for (int i = 0; i < WRK_CONN_N; i++) {
-		if ((ac = r->ac[i]) == NULL)
-			continue;
-		r->ac[i] = NULL;
-		redisAsyncFree(ac);
-	}
+	w->redis.state = WRK_REDIS_DOWN;
+	rconn_group_free(w->redis.g);
+	w->redis.g = NULL;
 }
 
 /* ---- the liveness key ---- */
@@ -344,7 +273,7 @@ claim_send(struct wrk *w, const char *gone)
 	char ttl[16];
 
 	snprintf(ttl, sizeof(ttl), "%u", w->alive_ttl_ms);
-	redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], claim_reply, NULL,
+	rconn_cmd(conn(w, WRK_CONN_CMD), claim_reply, NULL,
 	    "EVAL %s 1 %s %s %s %s", claim_script, w->alive_key,
 	    w->redis.alive_self, ttl, gone);
 }
@@ -352,11 +281,12 @@ claim_send(struct wrk *w, const char *gone)
 static void
 alive_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct wrk *w = ac->data;
+	struct wrk *w;
 	redisReply *r = reply;
 
 	if (r == NULL)
 		return;
+	w = conn_wrk(ac);
 	if (r->type == REDIS_REPLY_ERROR) {
 		/* Without it the reclaimer takes our tasks back: say so,
 		 * once, and keep trying. */
@@ -379,7 +309,7 @@ alive_set(struct wrk *w, redisCallbackFn *cb, void *priv)
 	char ttl[16];
 
 	snprintf(ttl, sizeof(ttl), "%u", w->alive_ttl_ms);
-	redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], cb, priv,
+	rconn_cmd(conn(w, WRK_CONN_CMD), cb, priv,
 	    "SET %s %s PX %s", w->alive_key, w->redis.alive_self, ttl);
 	w->redis.alive_due = wrk_now() + w->o.heartbeat_ms;
 	wrk_schedule(w);        /* after a reconnect nothing else may */
@@ -388,16 +318,16 @@ alive_set(struct wrk *w, redisCallbackFn *cb, void *priv)
 static void
 alive_del_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct wrk *w = ac->data;
+	struct wrk *w;
 	redisReply *r = reply;
 
-	w->redis.alive_del_sent = false;
 	if (r == NULL)
 		return;         /* connection lost: the key expires by itself */
+	w = conn_wrk(ac);
 	if (r->type == REDIS_REPLY_ERROR)
 		log_warnx("agent=%s redis DEL %s: %s", w->agent_inst,
 		    w->alive_key, r->str);
-	w->redis.alive_deleted = true;
+	w->redis.alive = WRK_ALIVE_DELETED;
 	wrk_check_drained(w);
 }
 
@@ -406,15 +336,16 @@ wrk_redis_forget(struct wrk *w)
 {
 	struct wrk_redis *r = &w->redis;
 
-	if (r->alive_deleted || !r->alive_owned || r->state != WRK_REDIS_UP)
+	if (r->alive == WRK_ALIVE_DELETED || r->alive == WRK_ALIVE_NOT_OURS ||
+	    r->state != WRK_REDIS_UP)
 		return true;
-	if (!r->alive_del_sent) {
-		r->alive_del_sent = true;
+	if (r->alive == WRK_ALIVE_OURS) {
+		r->alive = WRK_ALIVE_DELETING;
 		r->alive_due = 0;
 		/* Only if it is still ours: a new worker of the same name
 		 * may have taken it since, had it expired (we lost Redis
 		 * for longer than its time to live). */
-		redisAsyncCommand(r->ac[WRK_CONN_CMD], alive_del_reply, NULL,
+		rconn_cmd(conn(w, WRK_CONN_CMD), alive_del_reply, NULL,
 		    "EVAL %s 1 %s %s", "if redis.call('GET', KEYS[1]) == "
 		    "ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
 		    w->alive_key, r->alive_self);
@@ -427,17 +358,14 @@ wrk_redis_cron(struct wrk *w, uint64_t now)
 {
 	struct wrk_redis *r = &w->redis;
 
-	if (r->state == WRK_REDIS_DOWN && r->reconnect_due &&
-	    r->reconnect_due <= now && !w->forced)
-		redis_connect_all(w);
 	if (r->retry_due && r->retry_due <= now)
 		r->retry_due = 0;   /* wrk_publish runs at the next turn */
 	if ((r->state == WRK_REDIS_UP || r->state == WRK_REDIS_SETUP) &&
-	    r->alive_due && r->alive_due <= now && !r->alive_del_sent &&
-	    !r->alive_deleted)
+	    r->alive_due && r->alive_due <= now &&
+	    r->alive != WRK_ALIVE_DELETING && r->alive != WRK_ALIVE_DELETED)
 		alive_set(w, alive_reply, NULL);
 	if (r->state == WRK_REDIS_WAITING && r->claim_due &&
-	    r->claim_due <= now && !w->draining && !w->forced) {
+	    r->claim_due <= now && wrk_phase_takes_work(w->phase)) {
 		r->claim_due = 0;
 		claim_send(w, "");
 	}
@@ -449,14 +377,13 @@ wrk_redis_next_due(const struct wrk *w)
 	const struct wrk_redis *r = &w->redis;
 	uint64_t due = 0;
 
-	if (r->state == WRK_REDIS_DOWN)
-		due = r->reconnect_due;
 	if (r->retry_due && (!due || r->retry_due < due))
 		due = r->retry_due;
 	if ((r->state == WRK_REDIS_UP || r->state == WRK_REDIS_SETUP) &&
 	    r->alive_due && (!due || r->alive_due < due))
 		due = r->alive_due;
-	if (r->state == WRK_REDIS_WAITING && r->claim_due && !w->draining &&
+	if (r->state == WRK_REDIS_WAITING && r->claim_due &&
+	    wrk_phase_takes_work(w->phase) &&
 	    (!due || r->claim_due < due))
 		due = r->claim_due;
 	return due;
@@ -516,7 +443,9 @@ take_entries(struct wrk *w, int key, const redisReply *entries,
 			    f->elements >= 2 ? f->element[1]->str : "",
 			    f->elements >= 2 ? f->element[1]->len : 0);
 			if (t == NULL)
-				fatal("task");
+				fatal("agent=%s stream=%s entry=%s taking a task",
+				    w->agent_inst, w->keys[key].name,
+				    e->element[0]->str);
 			if (f->elements >= 2 && f->element[1]->str == NULL)
 				t->rawlen = 0;
 			log_warnx("agent=%s stream=%s entry=%s reason=\"entry "
@@ -528,7 +457,9 @@ take_entries(struct wrk *w, int key, const redisReply *entries,
 		t = wrk_task_new(w, key, e->element[0]->str,
 		    m ? m->str : NULL, m ? m->len : 0);
 		if (t == NULL)
-			fatal("task");
+			fatal("agent=%s stream=%s entry=%s taking a task",
+			    w->agent_inst, w->keys[key].name,
+			    e->element[0]->str);
 		wrk_task_accept(w, t, deliveries);
 	}
 	return (int)i;
@@ -565,6 +496,15 @@ take_read(struct wrk *w, const redisReply *r, int only_key)
 
 /* ---- setup: names, groups, our pending entries ---- */
 
+/*
+ * The read loop, as recorder and coordinator have it too: our pending
+ * entries first (setup_resume -> pending_page, a page at a time, with
+ * XPENDING's delivery counts), then new ones (wrk_pull, once UP); an
+ * error such as NOGROUP (the stream was deleted) takes the connections
+ * down, and the next setup creates the groups again (XGROUP CREATE
+ * MKSTREAM).
+ */
+
 static void setup_reply(redisAsyncContext *, void *, void *);
 static void pending_page(struct wrk *, int key);
 
@@ -575,8 +515,8 @@ setup_done_one(struct wrk *w)
 
 	if (--r->setup_outstanding > 0 || r->state != WRK_REDIS_SETUP)
 		return;
-	r->backoff_ms = WRK_REDIS_BACKOFF_MS;
-	if (!r->alive_owned) {
+	rconn_group_ready(r->g);
+	if (r->alive == WRK_ALIVE_NOT_OURS) {
 		/* claim_reply set claim_due. */
 		r->state = WRK_REDIS_WAITING;
 		wrk_schedule(w);
@@ -591,12 +531,13 @@ setup_done_one(struct wrk *w)
 static void
 setup_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct wrk *w = ac->data;
+	struct wrk *w;
 	redisReply *r = reply;
 	const char *what = priv;
 
 	if (r == NULL)
 		return;
+	w = conn_wrk(ac);
 	if (reply_is_error(r, NULL) && !reply_is_error(r, "BUSYGROUP")) {
 		log_warnx("agent=%s redis %s: %s", w->agent_inst, what, r->str);
 		redis_down(w, what);
@@ -629,7 +570,8 @@ pending_xpending(redisAsyncContext *ac, void *reply, void *priv)
 		 * callback unless told otherwise, so take a deep copy. */
 		pp->pending = calloc(1, sizeof(redisReply));
 		if (pp->pending == NULL)
-			fatal("pending");
+			fatal("agent=%s stream=%s keeping XPENDING's reply",
+			    pp->w->agent_inst, pp->w->keys[pp->key].name);
 		pp->pending->type = REDIS_REPLY_ARRAY;
 		pp->pending->elements = r->elements;
 		pp->pending->element = r->element;
@@ -696,17 +638,18 @@ pending_page(struct wrk *w, int key)
 	char start[HIVE_ENTRY_ID_MAX + 2], count[16];
 
 	if ((pp = calloc(1, sizeof(*pp))) == NULL)
-		fatal("pending");
+		fatal("agent=%s stream=%s re-reading pending entries",
+		    w->agent_inst, k->name);
 	pp->w = w;
 	pp->key = key;
 	snprintf(start, sizeof(start), "(%s", k->pending_after);
 	snprintf(count, sizeof(count), "%d", WRK_PENDING_PAGE);
 	/* XPENDING first: delivery counts as they were before this read
 	 * (reading our history counts as a delivery too). */
-	redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], pending_xpending, pp,
+	rconn_cmd(conn(w, WRK_CONN_CMD), pending_xpending, pp,
 	    "XPENDING %s %s %s + %s %s", k->name, k->group, start, count,
 	    w->consumer);
-	redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], pending_read, pp,
+	rconn_cmd(conn(w, WRK_CONN_CMD), pending_read, pp,
 	    "XREADGROUP GROUP %s %s COUNT %s STREAMS %s %s", k->group,
 	    w->consumer, count, k->name, k->pending_after);
 	w->redis.setup_outstanding++;
@@ -720,7 +663,7 @@ pending_page(struct wrk *w, int key)
 static void
 memory_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct wrk *w = ac->data;
+	struct wrk *w;
 	redisReply *r = reply;
 	msgpack_unpacked up;
 	struct proto_err err;
@@ -729,6 +672,7 @@ memory_reply(redisAsyncContext *ac, void *reply, void *priv)
 
 	if (r == NULL)
 		return;
+	w = conn_wrk(ac);
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 	    r->element[0]->type != REDIS_REPLY_STRING ||
 	    r->element[1]->type != REDIS_REPLY_STRING)
@@ -745,7 +689,8 @@ memory_reply(redisAsyncContext *ac, void *reply, void *priv)
 	if (up.data.type == MSGPACK_OBJECT_MAP &&
 	    (mem = proto_obj_to_json(&up.data, &err)) != NULL) {
 		if (wrk_set_memory(w, mem, v) == -1)
-			fatal("memory");
+			fatal("agent=%s keeping the memory from %s",
+			    w->agent_inst, w->memory_key);
 		log_info("agent=%s memory_v=%llu from redis", w->agent_inst,
 		    (unsigned long long)v);
 		if (w->have_memory)
@@ -768,7 +713,7 @@ setup_resume(struct wrk *w)
 	struct wrk_redis *r = &w->redis;
 
 	if (!w->memory_checked) {
-		redisAsyncCommand(r->ac[WRK_CONN_CMD], memory_reply, NULL,
+		rconn_cmd(conn(w, WRK_CONN_CMD), memory_reply, NULL,
 		    "HMGET %s v m", w->memory_key);
 		r->setup_outstanding++;
 	}
@@ -788,13 +733,15 @@ setup_resume(struct wrk *w)
 static void
 claim_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct wrk *w = ac->data;
-	struct wrk_redis *r = &w->redis;
+	struct wrk *w;
+	struct wrk_redis *r;
 	redisReply *rp = reply;
 	uint64_t now = wrk_now();
 
 	if (rp == NULL)
 		return;
+	w = conn_wrk(ac);
+	r = &w->redis;
 	if (rp->type == REDIS_REPLY_STRING) {
 		if (!r->wait_since)
 			r->wait_since = now;
@@ -842,7 +789,7 @@ claim_reply(redisAsyncContext *ac, void *reply, void *priv)
 		    "worker pid=%ld after %llu ms", w->agent_inst, w->consumer,
 		    alive_pid(r->alive_holder),
 		    (unsigned long long)(now - r->wait_since));
-	r->alive_owned = true;
+	r->alive = WRK_ALIVE_OURS;
 	r->alive_holder[0] = '\0';
 	r->claim_due = 0;
 	r->alive_due = now + w->o.heartbeat_ms;
@@ -859,7 +806,10 @@ static void
 redis_setup(struct wrk *w)
 {
 	struct wrk_redis *r = &w->redis;
-	redisAsyncContext *cmd = r->ac[WRK_CONN_CMD];
+	static const char *const conn_name[WRK_CONN_N] = {
+		[WRK_CONN_CMD] = "cmd", [WRK_CONN_PULL] = "pull",
+		[WRK_CONN_BCAST] = "bcast",
+	};
 	char name[sizeof(w->consumer) + 32];
 
 	r->state = WRK_REDIS_SETUP;
@@ -873,19 +823,19 @@ redis_setup(struct wrk *w)
 		for (char *p = name; *p; p++)
 			if (*p == ' ')
 				*p = '_';
-		redisAsyncCommand(r->ac[i], setup_reply, "CLIENT SETNAME",
+		rconn_cmd(conn(w, i), setup_reply, "CLIENT SETNAME",
 		    "CLIENT SETNAME %s", name);
 		r->setup_outstanding++;
 	}
-	redisAsyncCommand(r->ac[WRK_CONN_PULL], setup_reply, "CLIENT ID pull",
+	rconn_cmd(conn(w, WRK_CONN_PULL), setup_reply, "CLIENT ID pull",
 	    "CLIENT ID");
-	redisAsyncCommand(r->ac[WRK_CONN_BCAST], setup_reply, "CLIENT ID bcast",
+	rconn_cmd(conn(w, WRK_CONN_BCAST), setup_reply, "CLIENT ID bcast",
 	    "CLIENT ID");
 	r->setup_outstanding += 2;
 	for (int k = 0; k < w->nkeys; k++) {
 		/* Queues are read from their start; a new instance's own
 		 * broadcast group sees what is broadcast from now on. */
-		redisAsyncCommand(cmd, setup_reply, "XGROUP CREATE",
+		rconn_cmd(conn(w, WRK_CONN_CMD), setup_reply, "XGROUP CREATE",
 		    "XGROUP CREATE %s %s %s MKSTREAM", w->keys[k].name,
 		    w->keys[k].group, w->keys[k].broadcast ? "$" : "0");
 		r->setup_outstanding++;
@@ -897,14 +847,14 @@ redis_setup(struct wrk *w)
 	 * this connection), and after a predecessor's exit: its last tasks
 	 * wrote it.
 	 */
-	if (!r->alive_owned) {
+	if (r->alive == WRK_ALIVE_NOT_OURS) {
 		claim_send(w, "");
 		r->setup_outstanding++;
 		setup_done_one(w);
 		return;
 	}
 	/* A reconnect: ours already (not again once a drain deleted it). */
-	if (!r->alive_deleted) {
+	if (r->alive != WRK_ALIVE_DELETED) {
 		alive_set(w, setup_reply, "SET alive");
 		r->setup_outstanding++;
 	}
@@ -984,10 +934,9 @@ pull_send(struct wrk *w, int count, bool block)
 		argv[argc++] = w->consumer;
 		argv[argc++] = cnt;
 	}
-	w->redis.pull_busy = true;
-	w->redis.pull_blocking = block;
-	redisAsyncCommandArgv(w->redis.ac[block ? WRK_CONN_PULL : WRK_CONN_CMD],
-	    pull_reply, NULL, argc, argv, NULL);
+	w->redis.pull = block ? WRK_PULL_BLOCK : WRK_PULL_PASS;
+	rconn_argv(conn(w, block ? WRK_CONN_PULL : WRK_CONN_CMD), pull_reply,
+	    NULL, argc, argv, NULL);
 }
 
 /*
@@ -998,15 +947,18 @@ pull_send(struct wrk *w, int count, bool block)
 static void
 pull_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct wrk *w = ac->data;
-	struct wrk_redis *rd = &w->redis;
+	struct wrk *w;
+	struct wrk_redis *rd;
 	redisReply *r = reply;
-	bool was_block = rd->pull_blocking;
+	bool was_block;
 	int n, room;
 
 	if (r == NULL)
 		return;
-	rd->pull_busy = rd->pull_blocking = false;
+	w = conn_wrk(ac);
+	rd = &w->redis;
+	was_block = rd->pull == WRK_PULL_BLOCK;
+	rd->pull = WRK_PULL_IDLE;
 	if (r->type == REDIS_REPLY_ERROR) {
 		/* NOGROUP: the stream was deleted (or Redis lost it); the
 		 * setup after a reconnect creates the groups again. */
@@ -1030,11 +982,12 @@ pull_reply(redisAsyncContext *ac, void *reply, void *priv)
 static void
 bcast_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
-	struct wrk *w = ac->data;
+	struct wrk *w;
 	redisReply *r = reply;
 
 	if (r == NULL)
 		return;
+	w = conn_wrk(ac);
 	w->redis.bcast_busy = false;
 	if (r->type == REDIS_REPLY_ERROR) {
 		log_warnx("agent=%s redis XREADGROUP %s: %s", w->agent_inst,
@@ -1060,14 +1013,14 @@ wrk_pull(struct wrk *w)
 	if (rd->state != WRK_REDIS_UP || !wrk_may_pull(w))
 		return;
 	room = pull_room(w);
-	if (!rd->pull_busy && room > 0)
+	if (rd->pull == WRK_PULL_IDLE && room > 0)
 		pull_send(w, room, false);
 	/* Broadcasts: at most `concurrency` held at a time. */
 	if (!rd->bcast_busy && w->nbcast < (int)w->o.concurrency) {
 		snprintf(cnt, sizeof(cnt), "%d", (int)w->o.concurrency - w->nbcast);
 		snprintf(blk, sizeof(blk), "%d", WRK_BLOCK_MS);
 		rd->bcast_busy = true;
-		redisAsyncCommand(rd->ac[WRK_CONN_BCAST], bcast_reply, NULL,
+		rconn_cmd(conn(w, WRK_CONN_BCAST), bcast_reply, NULL,
 		    "XREADGROUP GROUP %s %s COUNT %s BLOCK %s STREAMS %s >",
 		    bk->group, w->consumer, cnt, blk, bk->name);
 	}
@@ -1087,14 +1040,14 @@ wrk_redis_unblock(struct wrk *w)
 
 	if (rd->state != WRK_REDIS_UP)
 		return;
-	if (rd->pull_busy && rd->pull_blocking && rd->client_id[WRK_CONN_PULL]) {
+	if (rd->pull == WRK_PULL_BLOCK && rd->client_id[WRK_CONN_PULL]) {
 		snprintf(id, sizeof(id), "%lld", rd->client_id[WRK_CONN_PULL]);
-		redisAsyncCommand(rd->ac[WRK_CONN_CMD], unblock_reply, NULL,
+		rconn_cmd(conn(w, WRK_CONN_CMD), unblock_reply, NULL,
 		    "CLIENT UNBLOCK %s", id);
 	}
 	if (rd->bcast_busy && rd->client_id[WRK_CONN_BCAST]) {
 		snprintf(id, sizeof(id), "%lld", rd->client_id[WRK_CONN_BCAST]);
-		redisAsyncCommand(rd->ac[WRK_CONN_CMD], unblock_reply, NULL,
+		rconn_cmd(conn(w, WRK_CONN_CMD), unblock_reply, NULL,
 		    "CLIENT UNBLOCK %s", id);
 	}
 }
@@ -1110,218 +1063,19 @@ wrk_redis_unblock(struct wrk *w)
 void
 wrk_redis_flush(struct wrk *w)
 {
-	redisAsyncContext *ac;
-
 	if (w->redis.state != WRK_REDIS_UP &&
 	    w->redis.state != WRK_REDIS_SETUP &&
 	    w->redis.state != WRK_REDIS_WAITING)
 		return;
-	/* A failed write drops every connection (on_disconnect): ac[i] is
-	 * read again each time. */
-	for (int i = 0; i < WRK_CONN_N; i++)
-		if ((ac = w->redis.ac[i]) != NULL &&
-		    (ac->c.flags & REDIS_CONNECTED) && sdslen(ac->c.obuf) > 0)
-			redisAsyncHandleWrite(ac);
+	/* A failed write drops every connection (the group goes down): the
+	 * state is read again each time. */
+	for (int i = 0; i < WRK_CONN_N && w->redis.state != WRK_REDIS_DOWN; i++)
+		rconn_flush(conn(w, i));
 }
 
 bool
 wrk_redis_idle(const struct wrk *w)
 {
-	return !w->redis.pull_busy && !w->redis.bcast_busy &&
+	return w->redis.pull == WRK_PULL_IDLE && !w->redis.bcast_busy &&
 	    w->redis.state != WRK_REDIS_SETUP;
-}
-
-/* ---- publishing: results, dead letters and acks in one MULTI/EXEC ---- */
-
-/* Per batch, so that one MULTI/EXEC stays a reasonable size. */
-#define WRK_BATCH_TASKS  512
-#define WRK_BATCH_BYTES  (8u << 20)
-
-static void
-batch_release(struct wrk *w, struct wrk_batch *b)
-{
-	struct wrk_task *t;
-
-	TAILQ_FOREACH(t, &w->outq, q)
-		if (t->batch == b)
-			t->batch = NULL;
-	w->redis.batches--;
-	free(b);
-}
-
-static void
-exec_reply(redisAsyncContext *ac, void *reply, void *priv)
-{
-	struct wrk_batch *b = priv;
-	struct wrk *w = b->w;
-	redisReply *r = reply;
-	struct wrk_task *t, *next;
-	json_t *mem = NULL;
-	uint64_t mem_v = 0;
-	int n = 0;
-
-	if (r == NULL) {
-		/* Connection gone: publish them again after the reconnect. */
-		batch_release(w, b);
-		return;
-	}
-	if (r->type != REDIS_REPLY_ARRAY) {
-		/* EXECABORT (e.g. OOM while queueing) or nil: nothing was
-		 * applied; try again a little later. */
-		log_warnx("agent=%s redis MULTI/EXEC of %d results: %s",
-		    w->agent_inst, b->n, r->type == REDIS_REPLY_ERROR ? r->str :
-		    "aborted");
-		batch_release(w, b);
-		w->redis.retry_due = wrk_now() + 1000;
-		wrk_schedule(w);
-		return;
-	}
-	for (size_t i = 0; i < r->elements; i++)
-		if (r->element[i]->type == REDIS_REPLY_ERROR)
-			/* e.g. a reply_to key of another type: the rest of
-			 * the transaction was applied all the same. */
-			log_warnx("agent=%s redis in MULTI/EXEC: %s",
-			    w->agent_inst, r->element[i]->str);
-	for (t = TAILQ_FIRST(&w->outq); t != NULL && n < b->n; t = next) {
-		next = TAILQ_NEXT(t, q);
-		if (t->batch != b)
-			continue;
-		TAILQ_REMOVE(&w->outq, t, q);
-		w->noutq--;
-		n++;
-		if (t->memory != NULL && t->memory_v > mem_v) {
-			json_decref(mem);
-			mem = json_incref(t->memory);
-			mem_v = t->memory_v;
-		}
-		wrk_task_acked(w, t);
-	}
-	w->redis.batches--;
-	free(b);
-	/* Only the newest memory matters to hived; it is what the last
-	 * acknowledged result carried. */
-	if (mem != NULL && mem_v > w->memory_sent_v)
-		wrk_link_memory(w, mem, mem_v);
-	json_decref(mem);
-	wrk_state_changed(w);
-}
-
-/*
- * The newest memory a batch's results carry goes to the memory key in the
- * same transaction: once a task is acknowledged, the memory after it is in
- * Redis, whatever happens to this worker next.
- */
-static void
-batch_memory(struct wrk *w, struct wrk_batch *b)
-{
-	struct wrk_task *t, *newest = NULL;
-	struct proto_err err;
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-	msgpack_zone z;
-	msgpack_object o;
-	char v[24];
-
-	TAILQ_FOREACH(t, &w->outq, q)
-		if (t->batch == b && t->memory != NULL &&
-		    (newest == NULL || t->memory_v > newest->memory_v))
-			newest = t;
-	if (newest == NULL)
-		return;
-	msgpack_zone_init(&z, 2048);
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	/* It was converted once already for the result: cannot fail. */
-	if (proto_json_to_obj(newest->memory, &z, &o, &err) == 0 &&
-	    msgpack_pack_object(&pk, o) == 0) {
-		snprintf(v, sizeof(v), "%llu",
-		    (unsigned long long)newest->memory_v);
-		redisAsyncCommand(w->redis.ac[WRK_CONN_CMD], NULL, NULL,
-		    "HSET %s v %s m %b", w->memory_key, v, sb.data, sb.size);
-	}
-	msgpack_sbuffer_destroy(&sb);
-	msgpack_zone_destroy(&z);
-}
-
-/*
- * Close a batch: one XACK per stream for all its entries (fewer commands
- * than one per task), the memory key, then EXEC.
- */
-static void
-batch_send(struct wrk *w, struct wrk_batch *b)
-{
-	redisAsyncContext *ac = w->redis.ac[WRK_CONN_CMD];
-	struct wrk_task *t;
-	const char **argv;
-	int argc;
-
-	if ((argv = calloc((size_t)b->n + 3, sizeof(*argv))) == NULL)
-		fatal("batch");
-	for (int k = 0; k < w->nkeys; k++) {
-		argc = 0;
-		argv[argc++] = "XACK";
-		argv[argc++] = w->keys[k].name;
-		argv[argc++] = w->keys[k].group;
-		TAILQ_FOREACH(t, &w->outq, q)
-			if (t->batch == b && t->key == k)
-				argv[argc++] = t->entry;
-		if (argc > 3)
-			redisAsyncCommandArgv(ac, NULL, NULL, argc, argv, NULL);
-	}
-	free(argv);
-	batch_memory(w, b);
-	redisAsyncCommand(ac, exec_reply, b, "EXEC");
-	w->redis.batches++;
-}
-
-void
-wrk_publish(struct wrk *w)
-{
-	redisAsyncContext *ac = w->redis.ac[WRK_CONN_CMD];
-	struct wrk_batch *b = NULL;
-	struct wrk_task *t;
-	size_t bytes = 0;
-	const char *argv[5];
-	size_t argvlen[5];
-
-	if (w->redis.state != WRK_REDIS_UP || w->redis.retry_due || w->noutq == 0)
-		return;
-	TAILQ_FOREACH(t, &w->outq, q) {
-		if (t->batch != NULL)
-			continue;
-		if (b == NULL) {
-			if ((b = calloc(1, sizeof(*b))) == NULL)
-				fatal("batch");
-			b->w = w;
-			redisAsyncCommand(ac, NULL, NULL, "MULTI");
-		}
-		if (t->out_kind != WRK_OUT_ACK) {
-			argv[0] = "XADD";
-			argv[1] = t->out_kind == WRK_OUT_DEAD ? w->dead_key :
-			    w->results_key;
-			argv[2] = "*";
-			argv[3] = "m";
-			argv[4] = t->out.data;
-			for (int i = 0; i < 4; i++)
-				argvlen[i] = strlen(argv[i]);
-			argvlen[4] = t->out.size;
-			redisAsyncCommandArgv(ac, NULL, NULL, 5, argv, argvlen);
-			if (t->out_kind == WRK_OUT_RESULT && t->reply_to) {
-				argv[1] = t->reply_to;
-				argvlen[1] = strlen(t->reply_to);
-				redisAsyncCommandArgv(ac, NULL, NULL, 5, argv,
-				    argvlen);
-			}
-		}
-		t->batch = b;
-		b->n++;
-		bytes += t->out.size;
-		if (b->n >= WRK_BATCH_TASKS || bytes >= WRK_BATCH_BYTES) {
-			batch_send(w, b);
-			b = NULL;
-			bytes = 0;
-		}
-	}
-	if (b != NULL)
-		batch_send(w, b);
 }

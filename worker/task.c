@@ -147,7 +147,8 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 	}
 	if (t->t.reply_to.len > 0 &&
 	    (t->reply_to = strndup(t->t.reply_to.ptr, t->t.reply_to.len)) == NULL)
-		fatal("strndup");
+		fatal("agent=%s task=%s keeping its reply_to", w->agent_inst,
+		    t->id);
 	if (deliveries > 0)
 		log_info("agent=%s task=%s attempt=%u resuming pending task",
 		    w->agent_inst, t->id, t->attempt);
@@ -165,7 +166,7 @@ wrk_dispatch(struct wrk *w)
 	bool changed = false;
 
 	while ((t = TAILQ_FIRST(&w->backlog)) != NULL &&
-	    w->nrunning < (int)w->o.concurrency && !w->forced) {
+	    w->nrunning < (int)w->o.concurrency && w->phase != WRK_PH_EXITING) {
 		if (w->o.mode == WRK_MODE_STREAM && !wrk_stream_ready(w))
 			break;
 		TAILQ_REMOVE(&w->backlog, t, q);
@@ -204,7 +205,7 @@ wrk_task_timeout(const struct wrk *w, const struct wrk_task *t)
  * says why).
  */
 int
-wrk_task_line(struct wrk *w, struct wrk_task *t, struct wrk_buf *b,
+wrk_task_line(struct wrk *w, struct wrk_task *t, struct hbuf *b,
     char *err, size_t errlen)
 {
 	struct proto_err perr;
@@ -230,28 +231,28 @@ wrk_task_line(struct wrk *w, struct wrk_task *t, struct wrk_buf *b,
 		free(payload);
 		return -1;
 	}
-	if (wrk_buf_append(b, "{\"id\":\"", 7) == -1)
+	if (hbuf_add(b, "{\"id\":\"", 7) == -1)
 		goto nomem;
 	for (size_t i = 0; t->id[i]; i++) {
 		if ((t->id[i] == '"' || t->id[i] == '\\') &&
-		    wrk_buf_append(b, "\\", 1) == -1)
+		    hbuf_add(b, "\\", 1) == -1)
 			goto nomem;
-		if (wrk_buf_append(b, &t->id[i], 1) == -1)
+		if (hbuf_add(b, &t->id[i], 1) == -1)
 			goto nomem;
 	}
 	n = snprintf(num, sizeof(num), "\",\"attempt\":%u", t->attempt);
-	if (wrk_buf_append(b, num, (size_t)n) == -1 ||
-	    wrk_buf_append(b, ",\"agent\":\"", 10) == -1 ||
-	    wrk_buf_append(b, w->agent_inst, strlen(w->agent_inst)) == -1 ||
-	    wrk_buf_append(b, "\",\"payload\":", 12) == -1 ||
-	    wrk_buf_append(b, payload ? payload : "null", plen) == -1 ||
-	    wrk_buf_append(b, ",\"memory\":", 10) == -1 ||
-	    wrk_buf_append(b, w->memory_text, strlen(w->memory_text)) == -1)
+	if (hbuf_add(b, num, (size_t)n) == -1 ||
+	    hbuf_add(b, ",\"agent\":\"", 10) == -1 ||
+	    hbuf_add(b, w->agent_inst, strlen(w->agent_inst)) == -1 ||
+	    hbuf_add(b, "\",\"payload\":", 12) == -1 ||
+	    hbuf_add(b, payload ? payload : "null", plen) == -1 ||
+	    hbuf_add(b, ",\"memory\":", 10) == -1 ||
+	    hbuf_add(b, w->memory_text, strlen(w->memory_text)) == -1)
 		goto nomem;
-	if (parents != NULL && (wrk_buf_append(b, ",\"parents\":", 11) == -1 ||
-	    wrk_buf_append(b, parents, rlen) == -1))
+	if (parents != NULL && (hbuf_add(b, ",\"parents\":", 11) == -1 ||
+	    hbuf_add(b, parents, rlen) == -1))
 		goto nomem;
-	if (wrk_buf_append(b, "}\n", 2) == -1)
+	if (hbuf_add(b, "}\n", 2) == -1)
 		goto nomem;
 	free(payload);
 	free(parents);
@@ -339,7 +340,8 @@ wrk_task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
 	task_leave_running(w, t);
 	if (error != NULL && strlen(error) >= HIVE_ERROR_MAX) {
 		if ((etext = strdup(error)) == NULL)
-			fatal("strdup");
+			fatal("agent=%s task=%s keeping its error text",
+			    w->agent_inst, t->id);
 		wrk_text_fit(etext, HIVE_ERROR_MAX);
 		error = etext;
 	}
@@ -361,7 +363,8 @@ wrk_task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
 		t->memory = json_incref(memory);
 		t->memory_v = v;
 		if (wrk_set_memory(w, memory, v) == -1)
-			fatal("agent=%s keeping memory", w->agent_inst);
+			fatal("agent=%s task=%s keeping its memory",
+			    w->agent_inst, t->id);
 	}
 	free(etext);
 	t->out_kind = WRK_OUT_RESULT;

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,8 +25,6 @@
 
 #include "log.h"
 #include "worker.h"
-
-static bool state_dirty;
 
 uint64_t
 wrk_now(void)
@@ -51,151 +50,206 @@ usage(const char *fmt, ...)
 	fprintf(stderr,
 	    "usage: hive-worker --agent NAME [--instance N] [--mode stream|exec]\n"
 	    "           [--capabilities a,b] [--concurrency N]\n"
-	    "           [--redis HOST:PORT|/path/redis.sock] [--prefix P] [--host H]\n"
+	    "           [--redis HOST:PORT|[V6ADDR]:PORT|/path/redis.sock]\n"
+	    "           [--prefix P] [--host H]\n"
 	    "           [--fd FD] [--task-timeout MS] [--max-attempts N]\n"
 	    "           [--heartbeat-ms MS] [-v] -- HANDLER [ARG...]\n");
 	exit(2);
 }
 
-static unsigned
-num_arg(const char *opt, const char *s, unsigned long min, unsigned long max)
+/* ---- the command line: one table ---- */
+
+enum opt_kind {
+	OPT_NAME,       /* an agent name (proto_valid_name) */
+	OPT_UINT,       /* unsigned, from min to max */
+	OPT_FD,         /* int, from min to max; none: -1 (standalone) */
+	OPT_TEXT,       /* 1 to size - 1 bytes */
+	OPT_REDIS,      /* OPT_TEXT that rconn_parse_addr takes */
+	OPT_MODE,       /* stream | exec */
+	OPT_CAPS,       /* a,b,c: names, at most WRK_CAPS_MAX (the last
+	                 * --capabilities counts) */
+	OPT_COUNT,      /* no argument: counted (-v -v) */
+	OPT_HELP,
+};
+
+/* Where an option goes in struct wrk_opts, and how big that is. */
+#define OPT_AT(f) \
+	offsetof(struct wrk_opts, f), sizeof(((struct wrk_opts *)0)->f)
+
+/*
+ * Every option: its name (and short letter), what it takes, where it
+ * goes, its limits and its default, given as the argument it stands for
+ * (NULL: none; --host's is this machine's name, docs/WORKER-CONTRACT.md).
+ */
+static const struct wrk_optdef {
+	const char *name;
+	char letter;
+	enum opt_kind kind;
+	size_t off, size;
+	unsigned long min, max;
+	const char *def;
+} optdefs[] = {
+	{ "agent", 0, OPT_NAME, OPT_AT(agent), 0, 0, NULL },
+	{ "instance", 0, OPT_UINT, OPT_AT(instance), 1, HIVE_INSTANCE_MAX, "1" },
+	{ "mode", 0, OPT_MODE, OPT_AT(mode), 0, 0, "stream" },
+	{ "capabilities", 0, OPT_CAPS, OPT_AT(caps), 0, 0, NULL },
+	{ "concurrency", 0, OPT_UINT, OPT_AT(concurrency), 1,
+	    WRK_CONCURRENCY_MAX, "1" },
+	{ "redis", 0, OPT_REDIS, OPT_AT(redis), 0, 0, "127.0.0.1:6379" },
+	{ "prefix", 0, OPT_TEXT, OPT_AT(prefix), 0, 0, "hive" },
+	{ "host", 0, OPT_TEXT, OPT_AT(host), 0, 0, NULL },
+	{ "fd", 0, OPT_FD, OPT_AT(fd), 0, INT_MAX, NULL },
+	{ "task-timeout", 0, OPT_UINT, OPT_AT(task_timeout_ms), 0,
+	    HIVE_TIMEOUT_MAX, "0" },
+	{ "max-attempts", 0, OPT_UINT, OPT_AT(max_attempts), 1,
+	    HIVE_ATTEMPTS_MAX, "3" },
+	{ "heartbeat-ms", 0, OPT_UINT, OPT_AT(heartbeat_ms), 10, 3600 * 1000,
+	    "1000" },
+	{ "verbose", 'v', OPT_COUNT, OPT_AT(verbose), 0, 0, NULL },
+	{ "help", 'h', OPT_HELP, 0, 0, 0, 0, NULL },
+};
+#define NOPTS (sizeof(optdefs) / sizeof(optdefs[0]))
+
+static unsigned long
+num_arg(const struct wrk_optdef *d, const char *s)
 {
 	unsigned long v;
 	char *end;
 
 	errno = 0;
 	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end != '\0' || s[0] == '-' || v < min ||
-	    v > max)
-		usage("--%s %s: a number from %lu to %lu is expected", opt, s,
-		    min, max);
-	return (unsigned)v;
+	if (errno || end == s || *end != '\0' || s[0] == '-' || v < d->min ||
+	    v > d->max)
+		usage("--%s %s: a number from %lu to %lu is expected", d->name,
+		    s, d->min, d->max);
+	return v;
+}
+
+/* --capabilities a,b: split in place (arg is argv's, it stays). */
+static void
+caps_arg(struct wrk_opts *o, char *arg)
+{
+	char *tok, *save;
+
+	o->ncaps = 0;
+	for (tok = strtok_r(arg, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save)) {
+		while (*tok == ' ')
+			tok++;
+		if (proto_valid_name(tok, strlen(tok)) != 0)
+			usage("--capabilities: %s is not a valid name", tok);
+		if (o->ncaps == WRK_CAPS_MAX)
+			usage("--capabilities: more than %d", WRK_CAPS_MAX);
+		o->caps[o->ncaps++] = tok;
+	}
+}
+
+/* Store one option's argument where the table says; usage() when it is
+ * not one the option takes. */
+static void
+opt_set(struct wrk_opts *o, const struct wrk_optdef *d, char *arg)
+{
+	char *at = (char *)o + d->off, host[256];
+	int port, is_unix;
+
+	switch (d->kind) {
+	case OPT_NAME:
+		if (proto_valid_name(arg, strlen(arg)) != 0)
+			usage("--%s %s: not a valid agent name", d->name, arg);
+		snprintf(at, d->size, "%s", arg);
+		break;
+	case OPT_UINT:
+		*(unsigned *)(void *)at = (unsigned)num_arg(d, arg);
+		break;
+	case OPT_FD:
+		*(int *)(void *)at = (int)num_arg(d, arg);
+		break;
+	case OPT_REDIS:
+		if (rconn_parse_addr(arg, host, sizeof(host), &port,
+		    &is_unix) == -1)
+			usage("--%s %s: host:port, [v6addr]:port or "
+			    "/path/to/redis.sock is expected", d->name, arg);
+		/* FALLTHROUGH */
+	case OPT_TEXT:
+		if (strlen(arg) >= d->size || *arg == '\0')
+			usage("--%s %s: 1 to %zu bytes", d->name, arg,
+			    d->size - 1);
+		snprintf(at, d->size, "%s", arg);
+		break;
+	case OPT_MODE:
+		if (strcmp(arg, "stream") == 0)
+			*(enum wrk_mode *)(void *)at = WRK_MODE_STREAM;
+		else if (strcmp(arg, "exec") == 0)
+			*(enum wrk_mode *)(void *)at = WRK_MODE_EXEC;
+		else
+			usage("--%s %s: stream or exec", d->name, arg);
+		break;
+	case OPT_CAPS:
+		caps_arg(o, arg);
+		break;
+	case OPT_COUNT:
+		(*(int *)(void *)at)++;
+		break;
+	case OPT_HELP:
+		usage(NULL);
+	}
+}
+
+/* The defaults: each one's argument, set as if it had been given. */
+static void
+opt_defaults(struct wrk_opts *o)
+{
+	char arg[64];
+
+	memset(o, 0, sizeof(*o));
+	for (size_t i = 0; i < NOPTS; i++)
+		if (optdefs[i].def != NULL) {
+			snprintf(arg, sizeof(arg), "%s", optdefs[i].def);
+			opt_set(o, &optdefs[i], arg);
+		}
+	o->fd = -1;
+	if (gethostname(o->host, sizeof(o->host)) == -1)
+		snprintf(o->host, sizeof(o->host), "localhost");
+	o->host[sizeof(o->host) - 1] = '\0';
 }
 
 static void
 parse_args(struct wrk_opts *o, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "agent", required_argument, NULL, 'a' },
-		{ "instance", required_argument, NULL, 'i' },
-		{ "mode", required_argument, NULL, 'm' },
-		{ "capabilities", required_argument, NULL, 'c' },
-		{ "concurrency", required_argument, NULL, 'n' },
-		{ "redis", required_argument, NULL, 'r' },
-		{ "prefix", required_argument, NULL, 'p' },
-		{ "host", required_argument, NULL, 'H' },
-		{ "fd", required_argument, NULL, 'f' },
-		{ "task-timeout", required_argument, NULL, 't' },
-		{ "max-attempts", required_argument, NULL, 'x' },
-		{ "heartbeat-ms", required_argument, NULL, 'b' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	char *caps = NULL, *tok, *save;
-	int ch;
-
-	memset(o, 0, sizeof(*o));
-	o->instance = 1;
-	o->mode = WRK_MODE_STREAM;
-	o->concurrency = 1;
-	snprintf(o->redis, sizeof(o->redis), "127.0.0.1:6379");
-	snprintf(o->prefix, sizeof(o->prefix), "hive");
-	o->fd = -1;
-	o->max_attempts = 3;
-	o->heartbeat_ms = 1000;
-	if (gethostname(o->host, sizeof(o->host)) == -1)
-		snprintf(o->host, sizeof(o->host), "localhost");
-	o->host[sizeof(o->host) - 1] = '\0';
+	struct option longopts[NOPTS + 1];
+	char shortopts[2 * NOPTS + 2] = "+";
+	size_t ns = 1;
+	int ch, idx;
 
 	/* '+': stop at the first non-option, the handler's own flags are
-	 * not ours. */
-	while ((ch = getopt_long(argc, argv, "+vh", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'a':
-			if (proto_valid_name(optarg, strlen(optarg)) != 0)
-				usage("--agent %s: not a valid agent name", optarg);
-			snprintf(o->agent, sizeof(o->agent), "%s", optarg);
-			break;
-		case 'i':
-			o->instance = num_arg("instance", optarg, 1,
-			    HIVE_INSTANCE_MAX);
-			break;
-		case 'm':
-			if (strcmp(optarg, "stream") == 0)
-				o->mode = WRK_MODE_STREAM;
-			else if (strcmp(optarg, "exec") == 0)
-				o->mode = WRK_MODE_EXEC;
-			else
-				usage("--mode %s: stream or exec", optarg);
-			break;
-		case 'c':
-			caps = optarg;
-			break;
-		case 'n':
-			o->concurrency = num_arg("concurrency", optarg, 1,
-			    WRK_CONCURRENCY_MAX);
-			break;
-		case 'r':
-			if (strlen(optarg) >= sizeof(o->redis) || !*optarg)
-				usage("--redis %s: too long", optarg);
-			snprintf(o->redis, sizeof(o->redis), "%s", optarg);
-			break;
-		case 'p':
-			if (strlen(optarg) >= sizeof(o->prefix) || !*optarg)
-				usage("--prefix %s: 1 to %d bytes", optarg,
-				    HIVE_NAME_MAX);
-			snprintf(o->prefix, sizeof(o->prefix), "%s", optarg);
-			break;
-		case 'H':
-			if (strlen(optarg) >= sizeof(o->host) || !*optarg)
-				usage("--host %s: 1 to %d bytes", optarg,
-				    HIVE_HOST_MAX);
-			snprintf(o->host, sizeof(o->host), "%s", optarg);
-			break;
-		case 'f':
-			o->fd = (int)num_arg("fd", optarg, 0, INT_MAX);
-			break;
-		case 't':
-			o->task_timeout_ms = num_arg("task-timeout", optarg, 0,
-			    HIVE_TIMEOUT_MAX);
-			break;
-		case 'x':
-			o->max_attempts = num_arg("max-attempts", optarg, 1,
-			    HIVE_ATTEMPTS_MAX);
-			break;
-		case 'b':
-			o->heartbeat_ms = num_arg("heartbeat-ms", optarg, 10,
-			    3600 * 1000);
-			break;
-		case 'v':
-			o->verbose++;
-			break;
-		case 'h':
+	 * not ours.  A long option comes back as 256 + its index. */
+	memset(longopts, 0, sizeof(longopts));
+	for (size_t i = 0; i < NOPTS; i++) {
+		longopts[i].name = optdefs[i].name;
+		longopts[i].has_arg = optdefs[i].kind == OPT_COUNT ||
+		    optdefs[i].kind == OPT_HELP ? no_argument :
+		    required_argument;
+		longopts[i].val = 256 + (int)i;
+		if (optdefs[i].letter != 0)
+			shortopts[ns++] = optdefs[i].letter;
+	}
+	shortopts[ns] = '\0';
+	opt_defaults(o);
+	while ((ch = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		idx = ch - 256;
+		if (ch < 256)
+			for (idx = 0; idx < (int)NOPTS; idx++)
+				if (optdefs[idx].letter == ch)
+					break;
+		if (ch == '?' || idx < 0 || idx >= (int)NOPTS)
 			usage(NULL);
-		default:
-			usage(NULL);
-		}
+		opt_set(o, &optdefs[idx], optarg);
 	}
 	if (o->agent[0] == '\0')
 		usage("--agent is required");
 	if (optind >= argc)
 		usage("no handler: give it after --");
 	o->argv = argv + optind;
-	if (caps != NULL && *caps != '\0') {
-		for (tok = strtok_r(caps, ",", &save); tok != NULL;
-		    tok = strtok_r(NULL, ",", &save)) {
-			while (*tok == ' ')
-				tok++;
-			if (proto_valid_name(tok, strlen(tok)) != 0)
-				usage("--capabilities: %s is not a valid name",
-				    tok);
-			if (o->ncaps == WRK_CAPS_MAX)
-				usage("--capabilities: more than %d",
-				    WRK_CAPS_MAX);
-			o->caps[o->ncaps++] = tok;
-		}
-	}
 }
 
 /*
@@ -265,31 +319,51 @@ wrk_set_memory(struct wrk *w, json_t *memory, uint64_t v)
 bool
 wrk_may_pull(const struct wrk *w)
 {
-	return w->have_memory && !w->draining && !w->forced &&
+	return w->have_memory && wrk_phase_takes_work(w->phase) &&
 	    (w->o.mode == WRK_MODE_EXEC || wrk_stream_ready(w));
+}
+
+/* ---- the lifecycle (phase.h) ---- */
+
+bool
+wrk_phase_event(struct wrk *w, enum wrk_phase_ev ev)
+{
+	enum wrk_phase next;
+
+	if (!wrk_phase_step(w->phase, ev, &next))
+		return false;
+	if (next != w->phase)
+		log_debug("agent=%s %s -> %s", w->agent_inst,
+		    wrk_phase_name(w->phase), wrk_phase_name(next));
+	w->phase = next;
+	return true;
 }
 
 void
 wrk_state_changed(struct wrk *w)
 {
-	state_dirty = true;
+	w->state_dirty = true;
 }
 
+/* What hived is told (starting, ready, busy, draining): from the phase
+ * and what is held; at once when it changes. */
 static void
 update_state(struct wrk *w)
 {
 	enum hive_wstate s;
 
-	state_dirty = false;
-	if (w->draining)
+	w->state_dirty = false;
+	if (!wrk_phase_takes_work(w->phase))
 		s = HIVE_WSTATE_DRAINING;
 	else if (w->nrunning + w->nbacklog + w->noutq > 0)
 		s = HIVE_WSTATE_BUSY;
-	else if (w->wstate == HIVE_WSTATE_STARTING &&
+	else if (w->phase == WRK_PH_STARTING &&
 	    (w->redis.state != WRK_REDIS_UP || !wrk_may_pull(w)))
 		s = HIVE_WSTATE_STARTING;
 	else
 		s = HIVE_WSTATE_READY;
+	if (s != HIVE_WSTATE_STARTING)
+		(void)wrk_phase_event(w, WRK_PEV_STARTED);
 	if (s == w->wstate)
 		return;
 	w->wstate = s;
@@ -333,63 +407,69 @@ wrk_schedule(struct wrk *w)
 	ev_timer_start(w->loop, &w->cron);
 }
 
+/* The memory is known (hived's first frame, or standalone): the stream
+ * handler starts, unless it waits out a restart backoff. */
+static void
+wrk_begin(struct wrk *w)
+{
+	if (w->o.mode == WRK_MODE_STREAM && w->h.state == WRK_H_NONE &&
+	    !w->h.restart_due && wrk_phase_takes_work(w->phase))
+		(void)wrk_stream_start(w);
+}
+
 /* Once per loop turn, before the loop sleeps: see the top of this file. */
 static void
 on_turn(struct ev_loop *loop, ev_prepare *pr, int revents)
 {
 	struct wrk *w = pr->data;
 
-	if (w->forced)
+	if (w->phase == WRK_PH_EXITING)
 		return;
+	/* hived's MEMORY frame may have come in the last turn. */
+	if (w->have_memory)
+		wrk_begin(w);
 	wrk_dispatch(w);
 	wrk_pull(w);
 	if (w->o.mode == WRK_MODE_STREAM)
 		wrk_stream_flush(w);
 	wrk_publish(w);
 	wrk_redis_flush(w);
-	if (state_dirty)
+	if (w->state_dirty)
 		update_state(w);
-	if (w->draining)
+	if (w->phase == WRK_PH_DRAINING || w->phase == WRK_PH_CLOSING)
 		wrk_check_drained(w);
-}
-
-/* The memory is known (hived's first frame, or standalone): begin. */
-static void
-wrk_begin(struct wrk *w)
-{
-	if (w->o.mode == WRK_MODE_STREAM && w->h.state == WRK_H_NONE &&
-	    !w->h.restart_due && !w->draining)
-		(void)wrk_stream_start(w);
 }
 
 void
 wrk_drain(struct wrk *w, const char *why)
 {
-	if (w->draining)
+	if (!wrk_phase_event(w, WRK_PEV_DRAIN))
 		return;
 	log_info("agent=%s draining (%s): %d tasks in flight", w->agent_inst,
 	    why, w->nrunning + w->nbacklog + w->noutq);
-	w->draining = true;
 	wrk_redis_unblock(w);
 	wrk_state_changed(w);
 	wrk_check_drained(w);
 }
 
+/*
+ * Draining: once nothing is held, CLOSING stops the handler for good
+ * (no restart from here on); once it is gone, the liveness key deleted
+ * and the link flushed, the worker exits 0.  Called again by whatever
+ * may have been the last thing waited for.
+ */
 void
 wrk_check_drained(struct wrk *w)
 {
-	if (!w->draining || w->forced)
+	if (w->phase != WRK_PH_DRAINING && w->phase != WRK_PH_CLOSING)
 		return;
 	if (w->nbacklog || w->nrunning || w->noutq || !wrk_redis_idle(w))
 		return;
-	if (w->o.mode == WRK_MODE_STREAM && !wrk_stream_gone(w)) {
-		if (!w->stopping_handler) {
-			w->stopping_handler = true;
-			wrk_stream_stop(w);
-		}
-		return;
-	}
-	w->stopping_handler = true;     /* no restart from here on */
+	if (wrk_phase_event(w, WRK_PEV_EMPTY) &&
+	    w->o.mode == WRK_MODE_STREAM && !wrk_stream_gone(w))
+		wrk_stream_stop(w);
+	if (w->o.mode == WRK_MODE_STREAM && !wrk_stream_gone(w))
+		return;                 /* stream_exited calls again */
 	if (w->wstate != HIVE_WSTATE_DRAINING)
 		update_state(w);
 	if (!wrk_redis_forget(w))
@@ -399,18 +479,17 @@ wrk_check_drained(struct wrk *w)
 	log_info("agent=%s drained: %llu tasks done, exiting", w->agent_inst,
 	    (unsigned long long)w->done);
 	w->exit_code = 0;
-	w->forced = true;
+	(void)wrk_phase_event(w, WRK_PEV_CLOSED);
 	ev_break(w->loop, EVBREAK_ALL);
 }
 
 void
 wrk_fail(struct wrk *w, const char *why)
 {
-	if (w->forced)
+	if (!wrk_phase_event(w, WRK_PEV_FAIL))
 		return;
 	log_warnx("agent=%s stopping now: %s", w->agent_inst, why);
 	w->exit_code = 1;
-	w->forced = true;
 	ev_break(w->loop, EVBREAK_ALL);
 }
 
@@ -419,7 +498,7 @@ on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 {
 	struct wrk *w = sig->data;
 
-	if (w->draining) {
+	if (!wrk_phase_takes_work(w->phase)) {
 		/* A second signal: leave now; what is in flight stays
 		 * pending in Redis for this consumer's next run. */
 		wrk_fail(w, "second signal while draining");
@@ -428,26 +507,12 @@ on_signal(struct ev_loop *loop, ev_signal *sig, int revents)
 	wrk_drain(w, sig->signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* ---- main, cut at its seams ---- */
+
+/* The names the worker goes by in Redis: consumer, streams, keys. */
 static void
-task_list_free(struct wrk_task_list *l)
+wrk_names(struct wrk *w)
 {
-	struct wrk_task *t;
-
-	while ((t = TAILQ_FIRST(l)) != NULL) {
-		TAILQ_REMOVE(l, t, q);
-		wrk_task_free(t);
-	}
-}
-
-int
-main(int argc, char **argv)
-{
-	struct wrk wrk, *w = &wrk;
-	struct sigaction sa;
-
-	memset(w, 0, sizeof(*w));
-	parse_args(&w->o, argc, argv);
-	log_init("hive-worker", w->o.verbose);
 	snprintf(w->agent_inst, sizeof(w->agent_inst), "%.*s/%u",
 	    HIVE_NAME_MAX, w->o.agent, w->o.instance);
 	if (proto_consumer_name(w->consumer, sizeof(w->consumer), w->o.agent,
@@ -466,21 +531,21 @@ main(int argc, char **argv)
 		    w->o.prefix);
 	w->alive_ttl_ms = w->o.heartbeat_ms > WRK_ALIVE_MIN_MS / WRK_ALIVE_BEATS ?
 	    w->o.heartbeat_ms * WRK_ALIVE_BEATS : WRK_ALIVE_MIN_MS;
+}
 
-	/* A handler that dies under a write must not kill us. */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-
+/* The loop and what lives on it for the worker's whole life. */
+static void
+wrk_loop_init(struct wrk *w)
+{
 	if ((w->loop = ev_default_loop(EVFLAG_AUTO)) == NULL)
-		fatalx("no event loop");
+		fatalx("agent=%s no event loop", w->agent_inst);
 	TAILQ_INIT(&w->backlog);
 	TAILQ_INIT(&w->running);
 	TAILQ_INIT(&w->outq);
 	w->link.fd = -1;
 	wrk_stream_init(w);
 	if (wrk_set_memory(w, NULL, 0) == -1)
-		fatalx("memory");
+		fatal("agent=%s an empty memory", w->agent_inst);
 	ev_timer_init(&w->cron, on_cron, 0., 0.);
 	w->cron.data = w;
 	ev_prepare_init(&w->flush, on_turn);
@@ -491,30 +556,24 @@ main(int argc, char **argv)
 	w->sigterm.data = w->sigint.data = w;
 	ev_signal_start(w->loop, &w->sigterm);
 	ev_signal_start(w->loop, &w->sigint);
+}
 
-	if (wrk_link_open(w, w->o.fd) == -1)
-		exit(1);
-	log_info("agent=%s consumer=%s mode=%s concurrency=%u handler=%s "
-	    "starting", w->agent_inst, w->consumer,
-	    w->o.mode == WRK_MODE_STREAM ? "stream" : "exec",
-	    w->o.concurrency, w->o.argv[0]);
-	wrk_link_hello(w);
-	wrk_link_heartbeat(w);
-	w->heartbeat_due = wrk_now() + w->o.heartbeat_ms;
-	wrk_redis_start(w);
-	if (w->have_memory)
-		wrk_begin(w);
-	wrk_schedule(w);
+static void
+task_list_free(struct wrk_task_list *l)
+{
+	struct wrk_task *t;
 
-	while (!w->forced) {
-		ev_run(w->loop, EVRUN_ONCE);
-		/* hived's MEMORY frame may have come in this turn. */
-		if (w->have_memory && !w->forced)
-			wrk_begin(w);
+	while ((t = TAILQ_FIRST(l)) != NULL) {
+		TAILQ_REMOVE(l, t, q);
+		wrk_task_free(t);
 	}
+}
 
-	/* Shut down in order: Redis first (its callbacks still see the
-	 * task lists), then processes, then the rest. */
+/* Shut down in order: Redis first (its callbacks still see the task
+ * lists), then processes, then the rest. */
+static void
+wrk_shutdown(struct wrk *w)
+{
 	wrk_redis_stop(w);
 	if (w->o.mode == WRK_MODE_STREAM)
 		wrk_stream_kill(w);
@@ -532,5 +591,33 @@ main(int argc, char **argv)
 	json_decref(w->memory);
 	free(w->memory_text);
 	free(w->keys);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct wrk wrk, *w = &wrk;
+
+	memset(w, 0, sizeof(*w));
+	parse_args(&w->o, argc, argv);
+	log_init("hive-worker", w->o.verbose);
+	wrk_names(w);
+	/* A handler that dies under a write must not kill us (as hived). */
+	signal(SIGPIPE, SIG_IGN);
+	wrk_loop_init(w);
+	if (wrk_link_open(w, w->o.fd) == -1)
+		fatal("agent=%s --fd %d", w->agent_inst, w->o.fd);
+	log_info("agent=%s consumer=%s mode=%s concurrency=%u handler=%s "
+	    "starting", w->agent_inst, w->consumer,
+	    w->o.mode == WRK_MODE_STREAM ? "stream" : "exec",
+	    w->o.concurrency, w->o.argv[0]);
+	wrk_link_hello(w);
+	wrk_link_heartbeat(w);
+	w->heartbeat_due = wrk_now() + w->o.heartbeat_ms;
+	wrk_redis_start(w);
+	wrk_schedule(w);
+	/* Until wrk_check_drained or wrk_fail breaks it. */
+	ev_run(w->loop, 0);
+	wrk_shutdown(w);
 	return w->exit_code;
 }

@@ -3,21 +3,26 @@
  * of the worker, grouped by the file that defines them.  Read it as the
  * map of the program:
  *
- *   worker.c          main, command line, the loop, signals, the one
- *                     housekeeping timer, drain and exit
+ *   worker.c          main, command line (one option table), the loop,
+ *                     signals, the one housekeeping timer, drain and exit
+ *   phase.c/.h        the worker's lifecycle: phases and their table
  *   task.c            a task's life: backlog -> running -> out queue,
  *                     the JSON line a handler gets, turning a handler's
  *                     answer into an encoded result
- *   redis.c           three hiredis connections: pulls, results, acks,
- *                     dead letters, the liveness key, reconnect with
- *                     backoff
+ *   redis.c           three Redis connections (one rconn_group): setup,
+ *                     the liveness key, our pending entries, pulls,
+ *                     broadcasts
+ *   publish.c         results, dead letters and acks, one MULTI/EXEC per
+ *                     batch
  *   link.c            the socketpair to hived (frames, heartbeats)
  *   spawn.c           fork+exec of handlers, careful about fds and signals
  *   handler_stream.c  mode=stream: one long-lived handler, JSON lines
  *   handler_exec.c    mode=exec: one process per task
  *   answer.c          what a handler wrote, parsed into an answer (no
  *                     worker state: tests/fuzz/fuzz_handler.c runs it)
- *   buf.c             a byte buffer with a read offset
+ *
+ * From common/: struct hbuf and utf8_seq (util.h), the Redis connections
+ * (rconn.h), the log (log.h).
  *
  * A task lives on exactly one of three lists:
  *
@@ -32,6 +37,23 @@
  * loses nothing, its successor (same consumer name) re-reads and resumes,
  * once the predecessor is gone (redis.c, "A predecessor of the same
  * name").
+ *
+ * Errors come in two tiers, and they are not hived's:
+ *
+ *   - Whatever the outside world does is survived: Redis lost (every
+ *     connection dropped, reconnected after a backoff, set up anew), a
+ *     handler that dies, hangs or writes garbage (its task fails or is
+ *     retried, the handler restarted with a backoff), a task that does
+ *     not decode (dead letter).  log_warn/log_warnx, then go on.
+ *   - Out of memory, and a broken invariant (our own frame or result out
+ *     of its limits), end the worker: fatal/fatalx, exit 1, also in the
+ *     steady state.  hived restarts it, and the restart is the recovery:
+ *     nothing was acknowledged that was not published, so the new worker
+ *     re-reads its pending entries and resumes them.  Every fatal names
+ *     the agent and the operation that failed.
+ *
+ * hived never dies in the steady state (it supervises everything else);
+ * a worker may, because hived is there to start it again.
  */
 #ifndef HIVE_WORKER_H
 #define HIVE_WORKER_H
@@ -48,23 +70,9 @@
 #include <msgpack.h>
 
 #include "hive_proto.h"
-
-/* ---- buf.c ---- */
-
-struct wrk_buf {
-	char *p;
-	size_t off;     /* bytes before off are consumed */
-	size_t len;     /* bytes in p */
-	size_t cap;
-};
-
-int wrk_buf_append(struct wrk_buf *, const void *data, size_t len);
-int wrk_buf_reserve(struct wrk_buf *, size_t more);
-void wrk_buf_consume(struct wrk_buf *, size_t n);
-void wrk_buf_reset(struct wrk_buf *);
-void wrk_buf_free(struct wrk_buf *);
-static inline size_t wrk_buf_avail(const struct wrk_buf *b) { return b->len - b->off; }
-static inline char *wrk_buf_data(const struct wrk_buf *b) { return b->p + b->off; }
+#include "phase.h"
+#include "rconn.h"
+#include "util.h"
 
 /* ---- worker.c: options and the worker ---- */
 
@@ -72,9 +80,6 @@ enum wrk_mode { WRK_MODE_STREAM = 0, WRK_MODE_EXEC };
 
 #define WRK_CAPS_MAX        32
 #define WRK_CONCURRENCY_MAX 1024
-/* Redis reconnect backoff: first retry after this, doubling to the cap. */
-#define WRK_REDIS_BACKOFF_MS      100
-#define WRK_REDIS_BACKOFF_MAX_MS  5000
 /* A stream handler that died is restarted at once the first time, then
  * after this, doubling to the cap; a result from it resets the backoff. */
 #define WRK_HANDLER_BACKOFF_MS     100
@@ -121,7 +126,6 @@ struct wrk_key {
 	const char *group;           /* HIVE_GROUP_WORKERS or the consumer name */
 	bool broadcast;
 	/* Re-reading our pending entries, one page at a time. */
-	bool pending_more;
 	char pending_after[HIVE_ENTRY_ID_MAX + 1];
 };
 
@@ -171,8 +175,8 @@ struct wrk_batch {
 enum wrk_conn { WRK_CONN_CMD = 0, WRK_CONN_PULL, WRK_CONN_BCAST, WRK_CONN_N };
 
 enum wrk_redis_state {
-	WRK_REDIS_DOWN = 0,          /* waiting for reconnect_due */
-	WRK_REDIS_CONNECTING,        /* connections being opened */
+	WRK_REDIS_DOWN = 0,          /* connections being opened, or
+	                              * waiting out the group's backoff */
 	WRK_REDIS_SETUP,             /* groups, liveness key, pending entries */
 	WRK_REDIS_WAITING,           /* the liveness key is a live predecessor's
 	                              * (same consumer name): asked again every
@@ -180,18 +184,39 @@ enum wrk_redis_state {
 	WRK_REDIS_UP,
 };
 
+/* The queue read in flight, on the cmd connection or the pull one. */
+enum wrk_pull {
+	WRK_PULL_IDLE = 0,
+	WRK_PULL_PASS,               /* the non-blocking pass (cmd) */
+	WRK_PULL_BLOCK,              /* the BLOCKing read (pull) */
+};
+
+/*
+ * The liveness key, as far as this worker goes (redis.c): not ours until
+ * the claim at the first setup succeeds (a predecessor of the same name
+ * may hold it), then ours, SET at each setup and every heartbeat, until
+ * the DEL after a drain.  A connection lost with the DEL in flight makes
+ * it ours again: the next setup, or its expiry, settles it.
+ */
+enum wrk_alive {
+	WRK_ALIVE_NOT_OURS = 0,
+	WRK_ALIVE_OURS,
+	WRK_ALIVE_DELETING,          /* DEL in flight: no more SET */
+	WRK_ALIVE_DELETED,
+};
+
+/*
+ * The connections' state, a phase of their own (state); what reads and
+ * the liveness key are in (pull, alive).  The two bools left are facts:
+ * bcast_busy, a broadcast read is outstanding (on its own connection,
+ * beside any pull), and alive_warned, a failed SET was said once.
+ */
 struct wrk_redis {
-	redisAsyncContext *ac[WRK_CONN_N];
-	bool connected[WRK_CONN_N];
+	struct rconn_group *g;       /* the WRK_CONN_N connections */
 	enum wrk_redis_state state;
-	unsigned backoff_ms;
-	uint64_t reconnect_due;      /* monotonic ms, 0 = none */
 	long long client_id[WRK_CONN_N];
 	int setup_outstanding;       /* replies still expected during setup */
-	bool setup_failed;
-	bool pull_busy;              /* a read is outstanding: a pass on the
-	                              * cmd conn or a BLOCK on the pull conn */
-	bool pull_blocking;          /* ... and it is the BLOCK */
+	enum wrk_pull pull;
 	bool bcast_busy;
 	int batches;                 /* MULTI/EXEC in flight */
 	uint64_t retry_due;          /* an EXEC failed: publish again then */
@@ -199,11 +224,9 @@ struct wrk_redis {
 	 * drained. */
 	uint64_t alive_due;          /* next SET, 0 = none */
 	bool alive_warned;           /* a SET failed: said once */
-	bool alive_del_sent;         /* DEL in flight: no more SET */
-	bool alive_deleted;
 	/* Taking the key over from a predecessor of the same name (redis.c):
 	 * nothing is re-read or pulled before it is ours. */
-	bool alive_owned;            /* it has been ours since start */
+	enum wrk_alive alive;
 	char alive_self[WRK_ALIVE_VALUE_MAX];   /* our value */
 	const char *alive_where;     /* in alive_self, after the pid; "" when
 	                              * this host cannot be told */
@@ -217,7 +240,7 @@ struct wrk_link {
 	int fd;                      /* -1 = standalone */
 	ev_io rio, wio;
 	struct proto_framer fr;
-	struct wrk_buf out;
+	struct hbuf out;
 	bool eof;
 };
 
@@ -234,8 +257,8 @@ struct wrk_handler {
 	int in_fd, out_fd;
 	ev_io in_w, out_w;
 	ev_child child_w;
-	struct wrk_buf in;           /* lines to write to its stdin */
-	struct wrk_buf out;          /* what it printed, not yet a whole line */
+	struct hbuf in;           /* lines to write to its stdin */
+	struct hbuf out;          /* what it printed, not yet a whole line */
 	bool skipping;               /* dropping the rest of an over-long line */
 	char skip_id[HIVE_ID_MAX + 1];
 	unsigned backoff_ms;
@@ -257,7 +280,7 @@ struct wrk_proc {
 	ev_io in_w, out_w, err_w;
 	ev_child child_w;
 	ev_timer timeout_w;
-	struct wrk_buf in, out, err;
+	struct hbuf in, out, err;
 	bool exited, timed_out, overflow;
 	int status;
 };
@@ -287,13 +310,20 @@ struct wrk {
 	char *memory_text;           /* its compact JSON, for handler lines */
 	uint64_t memory_v;           /* version of the latest memory */
 	uint64_t memory_sent_v;      /* last version sent to hived */
-	bool have_memory;            /* hived's first MEMORY frame came */
+	bool have_memory;            /* hived's first MEMORY frame came (or
+	                              * standalone: none comes) */
 
+	/*
+	 * The lifecycle is the phase (phase.h), changed by wrk_phase_event
+	 * only.  The flags left are facts, not phases: have_memory (above:
+	 * a drain may come before hived's first frame), state_dirty (hived
+	 * is due a new state), wstate (the state hived was last told, which
+	 * the phase and what is held decide: update_state).
+	 */
+	enum wrk_phase phase;
 	enum hive_wstate wstate;
+	bool state_dirty;
 	uint64_t done;
-	bool draining;
-	bool stopping_handler;
-	bool forced;                 /* second signal: leave now */
 	int exit_code;
 
 	struct wrk_redis redis;
@@ -313,6 +343,9 @@ void wrk_state_changed(struct wrk *);
 void wrk_drain(struct wrk *, const char *why);
 void wrk_check_drained(struct wrk *);
 void wrk_fail(struct wrk *, const char *why);  /* exit 1 from the loop */
+/* Feed ev to the lifecycle table: true when it applied (w->phase is the
+ * next phase), false when it does not apply in this phase. */
+bool wrk_phase_event(struct wrk *, enum wrk_phase_ev);
 bool wrk_may_pull(const struct wrk *);
 int wrk_set_memory(struct wrk *, json_t *memory, uint64_t v);
 
@@ -330,7 +363,7 @@ void wrk_dispatch(struct wrk *);
  * 0 = none. */
 unsigned wrk_task_timeout(const struct wrk *, const struct wrk_task *);
 /* The JSON line for a handler, with '\n'; appended to b. */
-int wrk_task_line(struct wrk *, struct wrk_task *, struct wrk_buf *b,
+int wrk_task_line(struct wrk *, struct wrk_task *, struct hbuf *b,
     char *err, size_t errlen);
 /* Finish a running task: status, result (borrowed, may be NULL), error
  * text (NULL when ok), memory (borrowed, NULL = unchanged).  Moves it to
@@ -354,7 +387,8 @@ void wrk_redis_stop(struct wrk *);
 void wrk_redis_cron(struct wrk *, uint64_t now);
 uint64_t wrk_redis_next_due(const struct wrk *);
 void wrk_pull(struct wrk *);
-void wrk_publish(struct wrk *);  /* send the out queue in one MULTI/EXEC */
+/* One of the connections (rconn_cmd & co refuse while it is down). */
+struct rconn *wrk_redis_conn(const struct wrk *, enum wrk_conn);
 void wrk_redis_flush(struct wrk *);  /* write what this turn queued, now */
 void wrk_redis_unblock(struct wrk *);  /* end blocking reads (drain) */
 bool wrk_redis_idle(const struct wrk *);
@@ -363,8 +397,13 @@ bool wrk_redis_idle(const struct wrk *);
  * reply calls wrk_check_drained again. */
 bool wrk_redis_forget(struct wrk *);
 
+/* ---- publish.c ---- */
+
+void wrk_publish(struct wrk *);  /* send the out queue in one MULTI/EXEC */
+
 /* ---- link.c ---- */
 
+/* 0, or -1 with errno when fd is not a usable socket. */
 int wrk_link_open(struct wrk *, int fd);
 void wrk_link_close(struct wrk *);
 void wrk_link_hello(struct wrk *);

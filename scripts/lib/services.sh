@@ -3,6 +3,8 @@
 #
 # Source this file, then call services_start DIR.  It exports
 #   HIVE_TEST_REDIS_HOST HIVE_TEST_REDIS_PORT HIVE_TEST_REDIS_SOCK
+#   HIVE_TEST_REDIS_HOST6 (::1, only when the machine has an IPv6
+#   loopback and Redis listens on it too; tests that need it skip else)
 #   HIVE_TEST_PG (a libpq connection string) HIVE_TEST_PG_DIR
 # services_stop stops exactly the processes it started, by PID.  Callers
 # install `trap services_stop EXIT INT TERM`.
@@ -39,7 +41,9 @@ services_start_redis() {
   local dir=$1 port
   port=$(svc_free_port)
   mkdir -p "$dir/redis"
-  redis-server --bind 127.0.0.1 --port "$port" --unixsocket "$dir/redis/redis.sock" \
+  # ::1 too where the machine has it ('-': optional, Redis starts
+  # without it elsewhere).
+  redis-server --bind 127.0.0.1 -::1 --port "$port" --unixsocket "$dir/redis/redis.sock" \
     --unixsocketperm 700 --dir "$dir/redis" --save '' --appendonly no \
     --maxmemory-policy noeviction --daemonize no --logfile "$dir/redis/redis.log" &
   SVC_REDIS_PID=$!
@@ -47,6 +51,10 @@ services_start_redis() {
   export HIVE_TEST_REDIS_SOCK=$dir/redis/redis.sock HIVE_TEST_REDIS_PID=$SVC_REDIS_PID
   svc_wait "redis-cli -h 127.0.0.1 -p $port ping | grep -q PONG" 100 || {
     echo "services: redis-server did not start (log: $dir/redis/redis.log)" >&2; return 1; }
+  unset HIVE_TEST_REDIS_HOST6
+  if redis-cli -h ::1 -p "$port" ping 2>/dev/null | grep -q PONG; then
+    export HIVE_TEST_REDIS_HOST6=::1
+  fi
 }
 
 services_start_pg() {

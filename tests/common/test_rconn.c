@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <ev.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,5 +290,165 @@ Test(rconn, reply_arena_builds_what_hiredis_builds)
 	r = redisCommand(c, "DEL %s %s", key, big);
 	freeReplyObject(r);
 	redisFree(c);
+	ev_loop_destroy(loop);
+}
+
+/* ---- close-on-exec ---- */
+
+static void
+assert_cloexec(struct rconn *rc)
+{
+	redisAsyncContext *ac = rconn_ctx(rc);
+	int fl;
+
+	cr_assert_not_null(ac, "not connected");
+	fl = fcntl(ac->c.fd, F_GETFD);
+	cr_assert_neq(fl, -1);
+	cr_assert(fl & FD_CLOEXEC, "the redis socket (fd %d) is inherited "
+	    "by children: flags %#x", ac->c.fd, fl);
+}
+
+Test(rconn, socket_is_close_on_exec)
+{
+	struct ev_loop *loop = ev_loop_new(0);
+	char addr[128], err[128];
+	struct rconn *rc;
+
+	log_init("test", 0);
+	ups = 0;
+	snprintf(addr, sizeof(addr), "%s:%s", getenv("HIVE_TEST_REDIS_HOST"),
+	    getenv("HIVE_TEST_REDIS_PORT"));
+	rc = rconn_new(loop, addr, "redis(test)", on_state, NULL, err, sizeof(err));
+	cr_assert_not_null(rc, "%s", err);
+	run_until(loop, &ups, 1);
+	assert_cloexec(rc);
+	rconn_free(rc);
+	/* A unix socket too. */
+	ups = 0;
+	rc = rconn_new(loop, getenv("HIVE_TEST_REDIS_SOCK"), "redis(test)",
+	    on_state, NULL, err, sizeof(err));
+	cr_assert_not_null(rc, "%s", err);
+	run_until(loop, &ups, 1);
+	assert_cloexec(rc);
+	rconn_free(rc);
+	ev_loop_destroy(loop);
+}
+
+/* ---- groups: connections that go down together ---- */
+
+static int gups, gdowns;
+
+static void
+on_group(struct rconn_group *g, int up, void *arg)
+{
+	cr_assert_eq(arg, (void *)&gups);
+	if (up)
+		gups++;
+	else
+		gdowns++;
+}
+
+/* CLIENT ID of a member, through its own connection. */
+static long long
+member_id(struct ev_loop *loop, struct rconn *rc)
+{
+	int want = replies + 1;
+
+	cr_assert_eq(rconn_cmd(rc, on_id, NULL, "CLIENT ID"), 0);
+	run_until(loop, &replies, want);
+	return client_id;
+}
+
+static void
+on_owner(redisAsyncContext *ac, void *r, void *priv)
+{
+	replies++;
+	if (r != NULL)
+		cr_assert_eq(rconn_arg(ac), priv, "rconn_arg finds the owner");
+}
+
+Test(rconn, group_goes_down_and_up_together)
+{
+	static const char *const names[] = { "a", "b", "c" };
+	struct ev_loop *loop = ev_loop_new(0);
+	char addr[128], err[128];
+	struct rconn_group *g;
+	redisContext *admin = tu_redis_connect();
+	redisReply *r;
+	long long id;
+
+	log_init("test", 0);
+	replies = gups = gdowns = 0;
+	snprintf(addr, sizeof(addr), "%s:%s", getenv("HIVE_TEST_REDIS_HOST"),
+	    getenv("HIVE_TEST_REDIS_PORT"));
+	g = rconn_group_new(loop, addr, "redis(group)", 3, names, on_group,
+	    &gups, err, sizeof(err));
+	cr_assert_not_null(g, "%s", err);
+	run_until(loop, &gups, 1);
+	cr_assert(rconn_group_is_up(g));
+	for (int i = 0; i < 3; i++) {
+		cr_assert(rconn_is_up(rconn_group_member(g, i)));
+		assert_cloexec(rconn_group_member(g, i));
+	}
+	rconn_group_ready(g);
+	cr_assert_eq(rconn_cmd(rconn_group_member(g, 0), on_owner, &gups,
+	    "PING"), 0);
+	run_until(loop, &replies, 1);
+
+	/* One member killed from outside: all three go down, "down" once,
+	 * then all come back, "up" once. */
+	id = member_id(loop, rconn_group_member(g, 1));
+	r = redisCommand(admin, "CLIENT KILL ID %lld", id);
+	cr_assert_eq(r->integer, 1);
+	freeReplyObject(r);
+	run_until(loop, &gdowns, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert_not(rconn_is_up(rconn_group_member(g, i)),
+		    "member %d still up", i);
+	cr_assert_eq(rconn_cmd(rconn_group_member(g, 2), on_reply, NULL,
+	    "PING"), -1, "refused while down");
+	run_until(loop, &gups, 2);
+	cr_assert_eq(gdowns, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert(rconn_is_up(rconn_group_member(g, i)));
+	rconn_group_ready(g);
+
+	/* The owner gives up: a command in flight gets a NULL reply (it
+	 * finds no owner), and the group comes back by itself. */
+	replies = 0;
+	cr_assert_eq(rconn_cmd(rconn_group_member(g, 0), on_owner, &gups,
+	    "PING"), 0);
+	rconn_group_down(g, "testing");
+	cr_assert_eq(replies, 1, "the command in flight got its NULL reply");
+	cr_assert_eq(gdowns, 2);
+	cr_assert_not(rconn_group_is_up(g));
+	run_until(loop, &gups, 3);
+	rconn_group_free(g);
+	redisFree(admin);
+	ev_loop_destroy(loop);
+}
+
+Test(rconn, group_with_nothing_listening_stays_down)
+{
+	static const char *const names[] = { "a", "b" };
+	struct ev_loop *loop = ev_loop_new(0);
+	char err[128];
+	struct rconn_group *g;
+
+	log_init("test", 0);
+	gups = gdowns = 0;
+	g = rconn_group_new(loop, "127.0.0.1:1", "redis(group)", 2, names,
+	    on_group, &gups, err, sizeof(err));
+	cr_assert_not_null(g);
+	long long until = tu_now_ms() + 500;
+	while (tu_now_ms() < until)
+		ev_run(loop, EVRUN_ONCE);
+	cr_assert_not(rconn_group_is_up(g));
+	cr_assert_eq(gups, 0);
+	cr_assert_eq(gdowns, 0, "never up, so never down");
+	rconn_group_free(g);
+	cr_assert_null(rconn_group_new(loop, "h:0", "redis(group)", 2, names,
+	    on_group, &gups, err, sizeof(err)));
+	cr_assert(strstr(err, "bad redis address") != NULL, "%s", err);
 	ev_loop_destroy(loop);
 }

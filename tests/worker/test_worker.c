@@ -10,8 +10,10 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,7 @@ struct tw {
 	char prefix[64];
 	char agent[32];
 	char host[80];              /* unique too: CLIENT KILL finds ours */
+	char redis[128];            /* --redis; "" = the test Redis on IPv4 */
 	redisContext *rc;
 	char last_result[64];
 	char last_dead[64];
@@ -104,8 +107,11 @@ worker_start_io(struct tw *t, const char *const *extra,
 	int n = 0;
 	pid_t pid;
 
-	snprintf(redis, sizeof(redis), "%s:%s", env("HIVE_TEST_REDIS_HOST"),
-	    env("HIVE_TEST_REDIS_PORT"));
+	if (t->redis[0] != '\0')
+		snprintf(redis, sizeof(redis), "%s", t->redis);
+	else
+		snprintf(redis, sizeof(redis), "%s:%s",
+		    env("HIVE_TEST_REDIS_HOST"), env("HIVE_TEST_REDIS_PORT"));
 	argv[n++] = env("HIVE_WORKER");
 	argv[n++] = "--agent";
 	argv[n++] = t->agent;
@@ -945,6 +951,78 @@ Test(worker, redis_connection_killed_worker_goes_on)
 	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 0);
 	worker_stop(w);
 	gate_fini(&g);
+	tw_fini(&t);
+}
+
+/* Whether this machine has an IPv6 loopback: ::1 can be bound. */
+static bool
+has_ipv6_loopback(void)
+{
+	struct sockaddr_in6 sa = { .sin6_family = AF_INET6,
+	    .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok = fd != -1 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+
+	if (fd != -1)
+		close(fd);
+	return ok;
+}
+
+/* The address of the worker's connection named name, from CLIENT LIST
+ * ("" if there is none). */
+static void
+worker_client_addr(struct tw *t, const char *conn, char *addr, size_t len)
+{
+	redisReply *r = redisCommand(t->rc, "CLIENT LIST");
+	char want[128], *line, *save, *list, *a;
+
+	cr_assert(r && r->type != REDIS_REPLY_ERROR);
+	list = strdup(r->str);
+	freeReplyObject(r);
+	snprintf(want, sizeof(want), "name=hive-worker:a/1@%s:%s ", t->host,
+	    conn);
+	addr[0] = '\0';
+	for (line = strtok_r(list, "\n", &save); line;
+	    line = strtok_r(NULL, "\n", &save))
+		if (strstr(line, want) != NULL &&
+		    (a = strstr(line, " addr=")) != NULL)
+			snprintf(addr, len, "%.*s", (int)strcspn(a + 6, " "),
+			    a + 6);
+	free(list);
+}
+
+/*
+ * config.c takes redis = [::1]:6379 and hived passes it on as --redis:
+ * the worker parses it as hived does (rconn) and connects over IPv6.
+ */
+Test(worker, redis_bracketed_ipv6_address)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+	const char *host6 = getenv("HIVE_TEST_REDIS_HOST6");
+	char addr[128];
+	pid_t w;
+
+	if (!has_ipv6_loopback())
+		cr_skip_test("this machine has no IPv6 loopback (::1)");
+	cr_assert(host6 != NULL, "the machine has ::1 but the test Redis does "
+	    "not listen on it (scripts/lib/services.sh exports "
+	    "HIVE_TEST_REDIS_HOST6 when it does)");
+	tw_init(&t, "ipv6");
+	snprintf(t.redis, sizeof(t.redis), "[%s]:%s", host6,
+	    env("HIVE_TEST_REDIS_PORT"));
+	w = worker_start(&t, stream_args, h);
+	submit(&t, "v6", "{\"op\":\"echo\"}");
+	next_result(&t, &r);
+	cr_assert_str_eq(r.id, "v6");
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	res_clear(&r);
+	worker_client_addr(&t, "cmd", addr, sizeof(addr));
+	cr_assert(strncmp(addr, "[::1]:", 6) == 0 ||
+	    strncmp(addr, "::1:", 4) == 0, "the worker's connection "
+	    "comes from \"%s\", not ::1", addr);
+	worker_stop(w);
 	tw_fini(&t);
 }
 
