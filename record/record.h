@@ -61,8 +61,6 @@ struct sup_pg *sup_pg_new(struct ev_loop *loop, const char *conninfo,
     sup_pg_state_cb *state_cb, void *arg);
 void sup_pg_free(struct sup_pg *pg);
 int sup_pg_is_up(const struct sup_pg *pg);
-/* Queries queued or running. */
-unsigned sup_pg_pending(const struct sup_pg *pg);
 
 /*
  * Queue a query.  With nparams == 0 and no values it goes as a simple query
@@ -75,13 +73,10 @@ int sup_pg_query(struct sup_pg *pg, const char *sql, int nparams,
     sup_pg_cb *cb, void *arg);
 
 /*
- * Queue a simple query holding one COPY ... FROM STDIN among its
- * statements, and the data to send for it (copied).
+ * Queue a simple query holding n COPY ... FROM STDIN among its
+ * statements, and the data to send for them (copied): data[i] (len[i]
+ * bytes, text or binary as the statement says) is sent for the i-th.
  */
-int sup_pg_query_copy(struct sup_pg *pg, const char *sql, const char *data,
-    size_t len, sup_pg_cb *cb, void *arg);
-/* The same with n COPY FROM STDIN among its statements: data[i] (len[i]
- * bytes, text or binary as the statement says) is sent for the i-th. */
 int sup_pg_query_copyv(struct sup_pg *pg, const char *sql, int n,
     const char *const *data, const size_t *len, sup_pg_cb *cb, void *arg);
 
