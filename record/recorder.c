@@ -368,8 +368,7 @@ rec_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 	if (rec->flush)
 		rec_flush(rec);
 	if (rec->finish != NULL && !rec_fsm_writing(rec->fsm) &&
-	    !rconn_is_up(rec->rc) &&
-	    rec->held.live == 0)
+	    !rconn_is_up(rec->rc) && rec->held.live == 0)
 		rec_finished(rec);
 	else
 		rec_read(rec);
