@@ -322,9 +322,10 @@ static const struct migration migrations[] = {
 	"END $$;"
 	},
 	/* The recorder's statements (rec_txn.c), as functions, so that no
-	 * SQL is made in C: each reads a temporary stage the session
-	 * creates and fills by binary COPY (plpgsql: the stages are resolved
-	 * when called, and each statement is planned once per session). */
+	 * SQL is made in C: each reads the temporary stage the session
+	 * creates and fills by binary COPY, the rows of its kind (plpgsql:
+	 * the stage is resolved when called, and each statement is planned
+	 * once per session). */
 	{ 4, "recorder functions",
 	/* The attempts that staged rows supersede keep their states: the
 	 * row's own ('t': a later attempt wins over the recorded one), and
@@ -409,8 +410,8 @@ static const struct migration migrations[] = {
 	"BEGIN"
 	"  INSERT INTO events (at, kind, host, agent, task_id, pid, reason,"
 	"    source, workflow)"
-	"    SELECT coalesce(at, now()), kind, host, agent, task_id, pid,"
-	"      reason, source, workflow FROM hive_rec_event_stage"
+	"    SELECT coalesce(created_at, now()), event, host, agent, id, pid,"
+	"      reason, source, workflow FROM hive_rec_stage WHERE kind = 'e'"
 	"    ON CONFLICT DO NOTHING;"
 	"END $$;"
 	/* Memory snapshots, and of each agent they name only the newest
@@ -420,12 +421,13 @@ static const struct migration migrations[] = {
 	"BEGIN"
 	"  INSERT INTO memory_snapshots (agent, version, memory, task_id,"
 	"    host, created_at)"
-	"    SELECT agent, version, memory, task_id, host,"
-	"      coalesce(created_at, now()) FROM hive_rec_snap_stage"
+	"    SELECT agent, version, memory, id, host,"
+	"      coalesce(created_at, now()) FROM hive_rec_stage WHERE kind = 'm'"
 	"    ON CONFLICT DO NOTHING;"
 	"  DELETE FROM memory_snapshots m USING (SELECT agent,"
 	"    max(version) AS top FROM memory_snapshots WHERE agent IN"
-	"    (SELECT agent FROM hive_rec_snap_stage) GROUP BY agent) x"
+	"    (SELECT agent FROM hive_rec_stage WHERE kind = 'm')"
+	"    GROUP BY agent) x"
 	"    WHERE m.agent = x.agent AND m.version <= x.top - p_keep;"
 	"END $$;"
 	},

@@ -82,8 +82,8 @@ struct rec_task {
 struct rec_batch {
 	struct rec_task *tasks;
 	size_t ntasks, captasks;
-	struct pgcopy events;        /* rows of hive_rec_event_stage */
-	struct pgcopy snaps;         /* rows of hive_rec_snap_stage */
+	struct pgcopy events;        /* the stage's rows of events */
+	struct pgcopy snaps;         /* ... and of memory snapshots */
 };
 
 /* The hash of a task id: FNV-1a, never 0 (idset.c's empty slot). */

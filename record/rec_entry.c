@@ -161,8 +161,9 @@ set_id(struct rec_task *t, struct hive_str id)
 	return 0;
 }
 
-/* A row of hive_rec_event_stage (at, kind, host, agent, task_id, pid,
- * reason, source, workflow): source is the entry's "stream/id". */
+/* An event's row of the stage (kind 'e', rec_txn.c's EVENT_COLUMNS: at,
+ * kind, host, agent, task_id, pid, reason, source, workflow): source is
+ * the entry's "stream/id". */
 static void
 add_event(struct rec_batch *bt, struct hive_str kind, uint64_t at_ms,
     struct hive_str host, struct hive_str agent, struct hive_str task,
@@ -173,7 +174,8 @@ add_event(struct rec_batch *bt, struct hive_str kind, uint64_t at_ms,
 	char src[HIVE_KEY_MAX + HIVE_ENTRY_ID_MAX + 4];
 
 	snprintf(src, sizeof(src), "%s/%s", stream, entry);
-	pgcopy_row(c, 9);
+	pgcopy_row(c, 10);
+	pgcopy_char(c, 'e');
 	pgcopy_time_ms(c, at_ms);
 	copy_hstr(c, kind);
 	copy_hstr(c, host);
@@ -233,8 +235,9 @@ out:
 	return 0;
 }
 
-/* A row of hive_rec_snap_stage (agent, version, memory, task_id, host,
- * created_at), from a result that carries memory. */
+/* A memory snapshot's row of the stage (kind 'm', SNAP_COLUMNS: agent,
+ * version, memory, task_id, host, created_at), from a result that carries
+ * memory. */
 static void
 add_snapshot(struct rec_batch *bt, const struct hive_result *m,
     uint64_t at_ms)
@@ -244,7 +247,8 @@ add_snapshot(struct rec_batch *bt, const struct hive_result *m,
 
 	if (mem == NULL)
 		return;
-	pgcopy_row(c, 6);
+	pgcopy_row(c, 7);
+	pgcopy_char(c, 'm');
 	copy_hstr(c, m->agent);
 	pgcopy_int8(c, m->memory_v);
 	pgcopy_jsonb(c, mem);

@@ -9,14 +9,20 @@
  *                                         violation (instead of the first)
  *   SELECT hive_rec_attempts();           superseded attempts
  *   SELECT hive_rec_apply();              the staged rows upserted
- *   COPY hive_rec_event_stage FROM STDIN;  SELECT hive_rec_events();
- *   COPY hive_rec_snap_stage FROM STDIN;   SELECT hive_rec_snapshots(keep);
+ *   COPY hive_rec_stage FROM STDIN        events ('e'), then
+ *   SELECT hive_rec_events();             inserted
+ *   COPY hive_rec_stage FROM STDIN        memory snapshots ('m'), then
+ *   SELECT hive_rec_snapshots(keep);      inserted, the old ones pruned
  *   COMMIT;
  *
  * Every statement is there only when it has rows.  The functions are
- * the schema's (migrate.c, version 4); the stages are temporary tables of
- * the session, emptied at each COMMIT, created by rec_txn_prelude.  No
- * value is ever written into SQL text: rows go as COPY data.
+ * the schema's (migrate.c, version 4).  The stage is one temporary table
+ * of the session, emptied at each COMMIT, created by rec_txn_prelude:
+ * one, because PostgreSQL empties every such table of a session at the
+ * COMMIT of a transaction that used any (three made a staged batch cost
+ * half a millisecond more).  Its kind says what a row is; the columns a
+ * kind does not use are NULL.  No value is ever written into SQL text:
+ * rows go as COPY data.
  */
 #include "rec.h"
 
@@ -26,8 +32,16 @@
 #define TASK_COLUMNS \
 	"id, stream, entry, state, attempts, agent, workflow, message, " \
 	"result, error, created_at, queued_at, started_at, finished_at"
+/* events (at, kind, host, agent, task_id, pid, reason, source, workflow) */
+#define EVENT_COLUMNS \
+	"kind, created_at, event, host, agent, id, pid, reason, source, workflow"
+/* memory_snapshots (agent, version, memory, task_id, host, created_at) */
+#define SNAP_COLUMNS \
+	"kind, agent, version, memory, id, host, created_at"
 
-/* The first statements of every session of the connection: the stages.
+/* The first statement of every session of the connection: the stage.
+ * kind 't': a task's row, 'a': an attempt it superseded (TASK_COLUMNS);
+ * 'e': an event (EVENT_COLUMNS), 'm': a memory snapshot (SNAP_COLUMNS).
  * (Quietly: "already exists" when it runs again on a session, after a
  * batch failed.) */
 const char rec_txn_prelude[] =
@@ -36,15 +50,9 @@ const char rec_txn_prelude[] =
 	"kind \"char\" NOT NULL DEFAULT 't', id text, stream text, "
 	"entry text, state text, attempts int, agent text, workflow text, "
 	"message bytea, result jsonb, error text, created_at timestamptz, "
-	"queued_at timestamptz, started_at timestamptz, finished_at timestamptz"
-	") ON COMMIT DELETE ROWS;"
-	"CREATE TEMP TABLE IF NOT EXISTS hive_rec_event_stage ("
-	"at timestamptz, kind text, host text, agent text, task_id text, "
-	"pid int, reason text, source text, workflow text"
-	") ON COMMIT DELETE ROWS;"
-	"CREATE TEMP TABLE IF NOT EXISTS hive_rec_snap_stage ("
-	"agent text, version bigint, memory jsonb, task_id text, host text, "
-	"created_at timestamptz"
+	"queued_at timestamptz, started_at timestamptz, finished_at timestamptz, "
+	"event text, host text, pid int, reason text, source text, "
+	"version bigint, memory jsonb"
 	") ON COMMIT DELETE ROWS;"
 	"RESET client_min_messages;";
 
@@ -85,13 +93,13 @@ rec_txn_sql(struct rec_txn *tx, const char *data[REC_TXN_COPIES],
 		oom |= hbuf_puts(b, "SELECT hive_rec_apply();");
 	}
 	if (tx->events.rows > 0) {
-		oom |= copy_in(tx, &n, data, len, "COPY hive_rec_event_stage FROM "
-		    "STDIN (FORMAT binary);", &tx->events);
+		oom |= copy_in(tx, &n, data, len, "COPY hive_rec_stage ("
+		    EVENT_COLUMNS ") FROM STDIN (FORMAT binary);", &tx->events);
 		oom |= hbuf_puts(b, "SELECT hive_rec_events();");
 	}
 	if (tx->snaps.rows > 0) {
-		oom |= copy_in(tx, &n, data, len, "COPY hive_rec_snap_stage FROM "
-		    "STDIN (FORMAT binary);", &tx->snaps);
+		oom |= copy_in(tx, &n, data, len, "COPY hive_rec_stage ("
+		    SNAP_COLUMNS ") FROM STDIN (FORMAT binary);", &tx->snaps);
 		oom |= hbuf_printf(b, "SELECT hive_rec_snapshots(%u);", tx->keep);
 	}
 	oom |= hbuf_puts(b, "COMMIT;");
