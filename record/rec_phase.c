@@ -2,15 +2,23 @@
  * rec_phase.c - what the recorder's loop has in flight, and the one
  * function that moves it (rec.h).
  *
- *            READ                 WRITE                PREPARE
- *   IDLE ---------> READING ---------> WRITING_READING ---------> PREPARED_READING
- *     |  <---------           <---------    |         <---------       |
- *     |   READ_END             COMMIT       | READ_END  COMMIT         | READ_END
- *     | WRITE                               v                          v
- *     +-------------------------------->  WRITING  ---------------> PREPARED
- *        <------------------------------           PREPARE
- *                    COMMIT                        <---------------
- *                                                      COMMIT
+ *   reading:        no                  yes
+ *                 +------+   READ     +---------+
+ *   nothing       | IDLE | ---------> | READING |
+ *   written       +------+ <--------- +---------+
+ *                  |  ^    READ_END     |    ^
+ *            WRITE |  | COMMIT    WRITE |    | COMMIT
+ *                  v  |                 v    |
+ *                 +---------+  READ   +-----------------+
+ *   a batch       | WRITING | ------> | WRITING_READING |
+ *   written       +---------+ <------ +-----------------+
+ *                  |  ^      READ_END   |    ^
+ *          PREPARE |  | COMMIT  PREPARE |    | COMMIT
+ *                  v  |                 v    |
+ *                 +----------+  READ  +------------------+
+ *   and the next  | PREPARED | -----> | PREPARED_READING |
+ *   prepared      +----------+ <----- +------------------+
+ *                            READ_END
  *
  * COMMIT in a PREPARED phase: the prepared batch is the one written now.
  * rec_fsm_step is a pure function of (state, event), so the tests walk
