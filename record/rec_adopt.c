@@ -8,7 +8,8 @@
  *
  *   XPENDING key recorder               -> consumers with entries pending
  *   EXISTS <p>:host:<consumer>           (each hived's heartbeat, reclaim.c)
- *   0: XPENDING key recorder - + n <consumer>  -> their ids
+ *   0: take its entries (common/sclaim), ids only, idle 1000 ms at least:
+ *      XPENDING key recorder IDLE 1000 - + n <consumer>  -> their ids
  *      XCLAIM key recorder <us> 1000 <ids> JUSTID
  *
  * then read our pending entries (id 0), which now hold them.  A host only
@@ -20,9 +21,10 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "sclaim.h"
 
 #define REC_ADOPT_PAGE   1000    /* entries claimed per XCLAIM */
-#define REC_ADOPT_IDLE   "1000"  /* ms idle at least: not one another
+#define REC_ADOPT_IDLE   1000    /* ms idle at least: not one another
                                   * recorder has just claimed */
 
 struct rec_adopt {
@@ -31,8 +33,6 @@ struct rec_adopt {
 	int stream;
 	char consumer[128];
 };
-
-static void rec_adopt_range(struct sup_recorder *, struct rec_adopt *);
 
 /* Done with one command of a pass.  NULL reply: the connection is gone
  * (rec_redis_state counts the pass over) or rec is being freed. */
@@ -51,72 +51,51 @@ adopt_done(struct rec_adopt *a, const redisReply *reply)
 	return 0;
 }
 
-static void
-rec_adopt_claim_cb(redisAsyncContext *ac, void *r, void *priv)
+/* A page of a's consumer's entries, ours now (ids only): read them as
+ * our own pending ones. */
+static int
+rec_adopt_page_cb(struct sclaim *c, const redisReply *claimed, void *arg)
 {
-	struct rec_adopt *a = priv;
-	redisReply *reply = r;
+	struct rec_adopt *a = arg;
 	struct sup_recorder *rec = a->rec;
 
-	if (adopt_done(a, reply) < 0)
-		return;
-	if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0) {
+	if (a->gen != rec->gen)      /* its streams are forgotten: stop */
+		return -1;
+	if (claimed->elements > 0) {
 		log_warnx("recorder: %s: host %s is gone; %zu %s it had read "
 		    "recorded here", rec->streams[a->stream].key, a->consumer,
-		    reply->elements, reply->elements == 1 ? "entry" : "entries");
-		rec->st.adopted += reply->elements;
+		    claimed->elements, claimed->elements == 1 ? "entry" :
+		    "entries");
+		rec->st.adopted += claimed->elements;
 		rec->fsm = rec_fsm_step(rec->fsm, REC_EV_WANT_PENDING);
 		rec_read(rec);
-		if (reply->elements >= REC_ADOPT_PAGE) {
-			rec_adopt_range(rec, a);     /* more of them */
-			return;
-		}
 	}
+	return 0;
+}
+
+/* The claim ended (connection lost too: rec_redis_state may have counted
+ * the pass over already). */
+static void
+rec_adopt_done_cb(struct sclaim *c, const char *err, void *arg)
+{
+	struct rec_adopt *a = arg;
+
+	if (a->rec->adopting > 0)
+		a->rec->adopting--;
 	free(a);
 }
 
+/* The consumer of a is gone: take its entries (common/sclaim). */
 static void
-rec_adopt_range_cb(redisAsyncContext *ac, void *r, void *priv)
+rec_adopt_claim(struct sup_recorder *rec, struct rec_adopt *a)
 {
-	struct rec_adopt *a = priv;
-	redisReply *reply = r;
-	struct sup_recorder *rec = a->rec;
-	const char **argv;
-	int argc = 0;
+	struct sclaim_opts o = { .key = rec->streams[a->stream].key,
+	    .group = REC_GROUP, .from = a->consumer, .to = rec->host,
+	    .page = REC_ADOPT_PAGE, .min_idle_ms = REC_ADOPT_IDLE,
+	    .justid = 1, .page_cb = rec_adopt_page_cb,
+	    .done_cb = rec_adopt_done_cb, .arg = a };
 
-	if (adopt_done(a, reply) < 0)
-		return;
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0 ||
-	    (argv = calloc(reply->elements + 8, sizeof(*argv))) == NULL) {
-		free(a);
-		return;
-	}
-	argv[argc++] = "XCLAIM";
-	argv[argc++] = rec->streams[a->stream].key;
-	argv[argc++] = REC_GROUP;
-	argv[argc++] = rec->host;
-	argv[argc++] = REC_ADOPT_IDLE;
-	for (size_t i = 0; i < reply->elements; i++) {
-		const redisReply *e = reply->element[i];
-		if (e->type == REDIS_REPLY_ARRAY && e->elements >= 1 &&
-		    e->element[0]->type == REDIS_REPLY_STRING)
-			argv[argc++] = e->element[0]->str;
-	}
-	argv[argc++] = "JUSTID";
-	if (rconn_argv(rec->rc, rec_adopt_claim_cb, a, argc, argv, NULL) == 0)
-		rec->adopting++;
-	else
-		free(a);
-	free(argv);
-}
-
-/* The next page of a's consumer's pending entries, to be claimed. */
-static void
-rec_adopt_range(struct sup_recorder *rec, struct rec_adopt *a)
-{
-	if (rconn_cmd(rec->rc, rec_adopt_range_cb, a, "XPENDING %s " REC_GROUP
-	    " - + %d %s", rec->streams[a->stream].key, REC_ADOPT_PAGE,
-	    a->consumer) == 0)
+	if (sclaim_start(rec->rc, &o) == 0)
 		rec->adopting++;
 	else
 		free(a);
@@ -131,7 +110,7 @@ rec_adopt_alive_cb(redisAsyncContext *ac, void *r, void *priv)
 	if (adopt_done(a, reply) < 0)
 		return;
 	if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0)
-		rec_adopt_range(a->rec, a);  /* no heartbeat: gone */
+		rec_adopt_claim(a->rec, a);  /* no heartbeat: gone */
 	else
 		free(a);
 }
