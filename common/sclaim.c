@@ -1,6 +1,7 @@
 /*
  * sclaim.c - take the pending entries of a stream consumer that is gone
- * (sclaim.h): XPENDING ... IDLE then XCLAIM, a page at a time.  Each
+ * (sclaim.h): XPENDING ... IDLE then XCLAIM, a page at a time; or, of
+ * any consumer, XAUTOCLAIM.  Each
  * step is a callback carrying the struct sclaim; a lost connection ends
  * it (callbacks get NULL) and everything left stays pending in Redis.
  */
@@ -26,9 +27,11 @@ struct sclaim {
 	char (*ids)[SCLAIM_ID_MAX + 1];
 	unsigned *deliveries;
 	char err[256];               /* the error done_cb is given */
+	char cursor[SCLAIM_ID_MAX + 1];   /* XAUTOCLAIM's, from NULL */
 };
 
 static void sclaim_pending(struct sclaim *);
+static void sclaim_auto(struct sclaim *);
 
 /* The end: err NULL, or Redis' answer to cmd. */
 static void
@@ -136,6 +139,48 @@ sclaim_pending_cb(redisAsyncContext *ac, void *r, void *priv)
 	free(argv);
 }
 
+/* XAUTOCLAIM's reply: [next cursor, [entries], ...]; on while the cursor
+ * is not back at the start. */
+static void
+sclaim_auto_cb(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct sclaim *c = priv;
+	redisReply *reply = r;
+
+	if (reply == NULL) {
+		sclaim_end(c, NULL, NULL);
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING ||
+	    reply->element[0]->len > SCLAIM_ID_MAX ||
+	    reply->element[1]->type != REDIS_REPLY_ARRAY) {
+		sclaim_end(c, "XAUTOCLAIM", reply->type == REDIS_REPLY_ERROR ?
+		    reply->str : "bad reply");
+		return;
+	}
+	memcpy(c->cursor, reply->element[0]->str, reply->element[0]->len + 1);
+	if (reply->element[1]->elements > 0 && c->page_cb != NULL &&
+	    c->page_cb(c, reply->element[1], c->arg) < 0) {
+		sclaim_end(c, NULL, NULL);
+		return;
+	}
+	if (strcmp(c->cursor, "0-0") == 0)
+		sclaim_end(c, NULL, NULL);
+	else
+		sclaim_auto(c);
+}
+
+static void
+sclaim_auto(struct sclaim *c)
+{
+	if (rconn_cmd(c->rc, sclaim_auto_cb, c, "XAUTOCLAIM %s %s %s %llu %s "
+	    "COUNT %u%s", c->key, c->group, c->to,
+	    (unsigned long long)sclaim_idle(c), c->cursor, c->page,
+	    c->justid ? " JUSTID" : "") < 0)
+		sclaim_end(c, NULL, NULL);
+}
+
 static void
 sclaim_pending(struct sclaim *c)
 {
@@ -163,7 +208,7 @@ sclaim_start(struct rconn *rc, const struct sclaim_opts *o)
 	c->arg = o->arg;
 	c->key = strdup(o->key);
 	c->group = strdup(o->group);
-	c->from = strdup(o->from);
+	c->from = strdup(o->from != NULL ? o->from : "");
 	c->to = strdup(o->to);
 	c->ids = calloc(o->page, sizeof(*c->ids));
 	c->deliveries = calloc(o->page, sizeof(*c->deliveries));
@@ -173,8 +218,12 @@ sclaim_start(struct rconn *rc, const struct sclaim_opts *o)
 		sclaim_end(c, NULL, NULL);
 		return -1;
 	}
-	if (rconn_cmd(rc, sclaim_pending_cb, c, "XPENDING %s %s IDLE %llu "
-	    "- + %u %s", c->key, c->group,
+	strcpy(c->cursor, "0-0");
+	if (o->from == NULL ? rconn_cmd(rc, sclaim_auto_cb, c, "XAUTOCLAIM %s "
+	    "%s %s %llu 0-0 COUNT %u%s", c->key, c->group, c->to,
+	    (unsigned long long)sclaim_idle(c), c->page,
+	    c->justid ? " JUSTID" : "") < 0 : rconn_cmd(rc, sclaim_pending_cb,
+	    c, "XPENDING %s %s IDLE %llu - + %u %s", c->key, c->group,
 	    (unsigned long long)sclaim_idle(c), c->page, c->from) < 0) {
 		c->done_cb = NULL;
 		sclaim_end(c, NULL, NULL);

@@ -15,7 +15,9 @@
  * page never lists one that XCLAIM would leave: the pages end.
  *
  * Finding out that a consumer is gone is the caller's (a heartbeat key,
- * a host key): this takes what it had.
+ * a host key): this takes what it had.  Without one (from NULL), the
+ * entries of any consumer idle t at least are taken, by XAUTOCLAIM, a
+ * page at a time until its cursor comes back to the start.
  */
 #ifndef HIVE_SCLAIM_H
 #define HIVE_SCLAIM_H
@@ -42,7 +44,7 @@ typedef void sclaim_done_cb(struct sclaim *, const char *err, void *arg);
 struct sclaim_opts {
 	const char *key;             /* the stream */
 	const char *group;
-	const char *from;            /* the consumer that is gone */
+	const char *from;            /* the consumer that is gone, or NULL */
 	const char *to;              /* the consumer that takes its entries */
 	unsigned page;               /* entries per XCLAIM (1..SCLAIM_PAGE_MAX) */
 	uint64_t min_idle_ms;        /* t, when dead_since_ms is 0 */
@@ -57,9 +59,9 @@ struct sclaim_opts {
  * Redis is down, an option is out of range, or out of memory. */
 int sclaim_start(struct rconn *rc, const struct sclaim_opts *opts);
 /* In page_cb: how many times entry id had been delivered before it was
- * taken (XPENDING's count), 1 if XPENDING did not list it. */
+ * taken (XPENDING's count), 1 if XPENDING did not list it (XAUTOCLAIM). */
 unsigned sclaim_deliveries(const struct sclaim *, const char *id);
-/* The key and consumer being taken from, for the callbacks' log lines. */
+/* The key and consumer being taken from ("" for any), for log lines. */
 const char *sclaim_key(const struct sclaim *);
 const char *sclaim_from(const struct sclaim *);
 

@@ -29,6 +29,7 @@
 #include "hive_proto.h"
 #include "log.h"
 #include "rconn.h"
+#include "sclaim.h"
 
 #define SUP_COORD_SWEEP   10.0   /* s between sweeps of every workflow */
 #define SUP_COORD_CLAIM   60000  /* ms: another host's submission, idle */
@@ -861,21 +862,16 @@ sup_coord_ended(struct sup_coord *co, const char *const *ids, size_t n)
 
 /* ---- the sweep ---- */
 
-static void
-co_claim_cb(redisAsyncContext *ac, void *r, void *priv)
+/* Entries now ours, read as our own pending ones; one page a sweep. */
+static int
+co_claim_page_cb(struct sclaim *c, const redisReply *claimed, void *arg)
 {
-	struct sup_coord *co = priv;
-	redisReply *reply = r;
+	struct sup_coord *co = arg;
 
-	/* [next, [entries...], [deleted...]]: entries now ours, read as
-	 * our own pending ones. */
-	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
-	    reply->elements >= 2 && reply->element[1]->type ==
-	    REDIS_REPLY_ARRAY && reply->element[1]->elements > 0) {
-		log_notice("coordinator: %zu workflow submissions taken over "
-		    "from a host that stopped", reply->element[1]->elements);
-		co->pending_phase = 1;
-	}
+	log_notice("coordinator: %zu workflow submissions taken over from a "
+	    "host that stopped", claimed->elements);
+	co->pending_phase = 1;
+	return -1;
 }
 
 static void
@@ -887,10 +883,13 @@ co_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	co_release(co);
 	/* Submissions another host read and never finished.  Handling one
 	 * takes milliseconds: a minute idle means that host is gone. */
-	if (rconn_is_up(co->wr))
-		rconn_cmd(co->wr, co_claim_cb, co, "XAUTOCLAIM %s "
-		    HIVE_GROUP_COORD " %s %d 0-0 COUNT %d", co->key, co->consumer,
-		    SUP_COORD_CLAIM, SUP_COORD_COUNT);
+	if (rconn_is_up(co->wr)) {
+		struct sclaim_opts o = { .key = co->key,
+		    .group = HIVE_GROUP_COORD, .from = NULL, .to = co->consumer,
+		    .page = SUP_COORD_COUNT, .min_idle_ms = SUP_COORD_CLAIM,
+		    .page_cb = co_claim_page_cb, .arg = co };
+		sclaim_start(co->wr, &o);
+	}
 }
 
 /* ---- life ---- */

@@ -1,7 +1,8 @@
 /*
  * test_sclaim.c - common/sclaim.c against the private redis-server: a
  * gone consumer's entries taken a page at a time, with their delivery
- * counts; ids only; entries not idle long enough left; a stop; NOGROUP.
+ * counts; ids only; entries not idle long enough left; a stop; NOGROUP;
+ * any consumer's (XAUTOCLAIM).
  */
 #include <criterion/criterion.h>
 #include <ev.h>
@@ -134,7 +135,8 @@ on_page(struct sclaim *c, const redisReply *claimed, void *arg)
 		}
 		e->taken++;
 	}
-	cr_assert_str_eq(sclaim_from(c), "gone");
+	cr_assert(strcmp(sclaim_from(c), "gone") == 0 ||
+	    strcmp(sclaim_from(c), "") == 0);
 	cr_assert_str_eq(sclaim_key(c), e->key);
 	return e->stop_after && e->pages >= e->stop_after ? -1 : 0;
 }
@@ -280,5 +282,37 @@ Test(sclaim, refused_without_a_callback)
 	cr_assert_eq(sclaim_start(e.rc, &o), -1, "page 0");
 	o.page = SCLAIM_PAGE_MAX + 1;
 	cr_assert_eq(sclaim_start(e.rc, &o), -1, "page too large");
+	env_fini(&e);
+}
+
+/* Without a consumer: the idle entries of any (XAUTOCLAIM), page by page
+ * until its cursor comes back. */
+Test(sclaim, any_consumer)
+{
+	struct env e;
+	struct sclaim_opts o = { 0 };
+	long long deadline = tu_now_ms() + 10000;
+
+	env_init(&e);
+	gone_reads(&e, 3, 1);
+	cmd(&e, "XADD %s * m %s", "a");
+	cmd(&e, "XADD %s * m %s", "b");
+	cmd(&e, "XREADGROUP GROUP g other STREAMS %s %s", ">");
+	o.key = e.key;
+	o.group = "g";
+	o.to = "me";
+	o.page = 2;
+	o.page_cb = on_page;
+	o.done_cb = on_done;
+	o.arg = &e;
+	cr_assert_eq(sclaim_start(e.rc, &o), 0);
+	while (e.done == 0 && tu_now_ms() < deadline)
+		ev_run(e.loop, EVRUN_ONCE);
+	cr_assert_eq(e.done, 1);
+	cr_assert_str_eq(e.err, "");
+	cr_assert_eq(e.taken, 5);
+	cr_assert_eq(pending_of(&e, "me"), 5);
+	cr_assert_eq(pending_of(&e, "gone"), 0);
+	cr_assert_eq(pending_of(&e, "other"), 0);
 	env_fini(&e);
 }
