@@ -47,6 +47,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "sreader.h"
 
 #define REC_SCAN_EVERY   2.0     /* seconds between looks for new queues */
 #define REC_BLOCK_MS     1000
@@ -74,22 +75,6 @@ rec_finished(struct sup_recorder *rec)
 
 /* ---- Redis side ---- */
 
-static void
-rec_group_cb(redisAsyncContext *ac, void *r, void *priv)
-{
-	redisReply *reply = r;
-
-	if (reply == NULL || reply->type != REDIS_REPLY_ERROR ||
-	    strncmp(reply->str, "BUSYGROUP", 9) == 0)
-		return;
-	/* A queue stream that is gone (Redis lost it, or nobody submitted
-	 * to it since): the next read meets NOGROUP and starts over. */
-	if (strstr(reply->str, "requires the key to exist") != NULL)
-		log_debug("recorder: XGROUP CREATE: %s", reply->str);
-	else
-		log_warnx("recorder: XGROUP CREATE: %s", reply->str);
-}
-
 /* Group at 0: what was submitted before the recorder existed is recorded
  * too.  Sent before the next XREADGROUP on this connection, so that read
  * never meets NOGROUP.  The fixed streams and the configured agents'
@@ -99,9 +84,8 @@ rec_group_cb(redisAsyncContext *ac, void *r, void *priv)
 static void
 rec_create_group(struct sup_recorder *rec, int i)
 {
-	rconn_cmd(rec->rc, rec_group_cb, NULL, rec->streams[i].make ?
-	    "XGROUP CREATE %s " REC_GROUP " 0 MKSTREAM" :
-	    "XGROUP CREATE %s " REC_GROUP " 0", rec->streams[i].key);
+	sreader_group(rec->rc, rec->streams[i].key, REC_GROUP,
+	    rec->streams[i].make, "recorder");
 }
 
 static int
@@ -485,14 +469,13 @@ rec_read_reply(struct sup_recorder *rec, const redisReply *reply,
 {
 	for (size_t i = 0; reply->type == REDIS_REPLY_ARRAY &&
 	    i < reply->elements; i++) {
-		const redisReply *s = reply->element[i], *list;
+		const redisReply *list;
+		const char *key;
 		int si;
 
-		if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
-		    s->element[0]->type != REDIS_REPLY_STRING ||
-		    (si = rec_stream_index(rec, s->element[0]->str)) < 0)
+		if ((list = sreader_stream(reply, i, &key)) == NULL ||
+		    (si = rec_stream_index(rec, key)) < 0)
 			continue;
-		list = s->element[1];
 		if (list->elements > 0)
 			sum->active++;
 		if (list->elements > sum->most)
@@ -500,8 +483,7 @@ rec_read_reply(struct sup_recorder *rec, const redisReply *reply,
 		for (size_t k = 0; k < list->elements; k++) {
 			const redisReply *e = list->element[k];
 
-			if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-			    e->element[0]->type != REDIS_REPLY_STRING)
+			if (sreader_entry_id(e) == NULL)
 				continue;
 			if (rec_read_entry(rec, bt, si, e, sum) < 0)
 				return -1;
@@ -590,7 +572,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	rec->fsm = rec_fsm_step(rec->fsm, REC_EV_READ_END);
 	if (reply == NULL)           /* connection lost: state_cb restarts us */
 		return;
-	if (reply->type == REDIS_REPLY_ERROR) {
+	if (sreader_failed(reply)) {
 		rec_read_failed(rec, reply->str);
 		return;
 	}
@@ -645,43 +627,29 @@ rec_count(const struct sup_recorder *rec)
 void
 rec_read(struct sup_recorder *rec)
 {
-	const char **argv;
-	int argc = 0, n = rec->nstreams;
-	char count[16], block[16];
+	const char *keys[REC_MAX_STREAMS];
+	struct sreader_read rd = { .group = REC_GROUP, .consumer = rec->host,
+	    .keys = keys };
 
 	/* Entries were claimed (rec_adopt): read our pending ones, once no
 	 * batch is being written (that would read its entries again). */
 	rec->fsm = rec_fsm_step(rec->fsm, REC_EV_MAY_READ);
 	if (!rec_fsm_may_read(rec->fsm) || ev_is_active(&rec->read_timer) ||
-	    !rconn_is_up(rec->rc) || n == 0)
-		return;
-	if ((argv = calloc((size_t)(2 * n + 10), sizeof(*argv))) == NULL)
+	    !rconn_is_up(rec->rc) || rec->nstreams == 0)
 		return;
 	rec->read_count = rec->st.count = rec_count(rec);
-	snprintf(count, sizeof(count), "%zu", rec->read_count);
-	argv[argc++] = "XREADGROUP";
-	argv[argc++] = "GROUP";
-	argv[argc++] = REC_GROUP;
-	argv[argc++] = rec->host;
-	argv[argc++] = "COUNT";
-	argv[argc++] = count;
+	rd.count = rec->read_count;
+	rd.pending = rec->fsm.pending;
 	/* While a batch is written, the read does not block: the XACKs
 	 * after its COMMIT go on this connection, behind the read. */
 	if (!rec->fsm.pending && !rec_fsm_writing(rec->fsm) &&
-	    rec->finish == NULL) {
-		snprintf(block, sizeof(block), "%d",
-		    rec->held.live > 0 ? REC_HOLD_LOOK_MS : REC_BLOCK_MS);
-		argv[argc++] = "BLOCK";
-		argv[argc++] = block;
-	}
-	argv[argc++] = "STREAMS";
-	for (int i = 0; i < n; i++)
-		argv[argc++] = rec->streams[i].key;
-	for (int i = 0; i < n; i++)
-		argv[argc++] = rec->fsm.pending ? "0" : ">";
-	if (rconn_argv(rec->rc, rec_read_cb, rec, argc, argv, NULL) == 0)
+	    rec->finish == NULL)
+		rd.block_ms = rec->held.live > 0 ? REC_HOLD_LOOK_MS : REC_BLOCK_MS;
+	for (int i = 0; i < rec->nstreams; i++)
+		keys[i] = rec->streams[i].key;
+	rd.nkeys = rec->nstreams;
+	if (sreader_send(rec->rc, &rd, rec_read_cb, rec) == 0)
 		rec->fsm = rec_fsm_step(rec->fsm, REC_EV_READ);
-	free(argv);
 }
 
 static void
