@@ -29,6 +29,8 @@
 #include "hive_proto.h"
 #include "log.h"
 #include "rconn.h"
+#include "sclaim.h"
+#include "sreader.h"
 
 #define SUP_COORD_SWEEP   10.0   /* s between sweeps of every workflow */
 #define SUP_COORD_CLAIM   60000  /* ms: another host's submission, idle */
@@ -487,12 +489,14 @@ static void
 co_read_cb(redisAsyncContext *ac, void *r, void *priv)
 {
 	struct sup_coord *co = priv;
-	redisReply *reply = r, *s, *list;
+	redisReply *reply = r;
+	const redisReply *list;
+	const char *key;
 
 	co->reading = 0;
 	if (reply == NULL)           /* lost: the state callback reads again */
 		return;
-	if (reply->type == REDIS_REPLY_ERROR) {
+	if (sreader_failed(reply)) {
 		/* NOGROUP: the stream is gone (Redis lost it); make it again. */
 		log_warnx("coordinator: XREADGROUP: %s", reply->str);
 		co->group_ok = 0;
@@ -500,10 +504,8 @@ co_read_cb(redisAsyncContext *ac, void *r, void *priv)
 		ev_timer_start(co->loop, &co->read_timer);
 		return;
 	}
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0 ||
-	    (s = reply->element[0])->type != REDIS_REPLY_ARRAY ||
-	    s->elements != 2 || (list = s->element[1])->type !=
-	    REDIS_REPLY_ARRAY || list->elements == 0) {
+	if ((list = sreader_stream(reply, 0, &key)) == NULL ||
+	    list->elements == 0) {
 		co->pending_phase = 0;   /* nothing (more) of ours pending */
 		co_read(co);
 		return;
@@ -521,8 +523,7 @@ co_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	for (size_t k = 0; k < list->elements; k++) {
 		redisReply *e = list->element[k], *f;
 		struct co_entry *ce;
-		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-		    e->element[0]->type != REDIS_REPLY_STRING ||
+		if (sreader_entry_id(e) == NULL ||
 		    e->element[0]->len > HIVE_ENTRY_ID_MAX)
 			continue;
 		ce = &co->q[co->nq];
@@ -549,21 +550,23 @@ co_read_cb(redisAsyncContext *ac, void *r, void *priv)
 static void
 co_read(struct sup_coord *co)
 {
+	const char *keys[1] = { co->key };
+	struct sreader_read rd = { .group = HIVE_GROUP_COORD,
+	    .consumer = co->consumer, .count = SUP_COORD_COUNT,
+	    .block_ms = SUP_COORD_BLOCK, .nkeys = 1, .keys = keys };
+
 	if (co->reading || co->submitting || co->iq < co->nq ||
 	    !rconn_is_up(co->rd))
 		return;
 	if (!co->group_ok) {
-		rconn_cmd(co->rd, rconn_log_error, "coordinator",
-		    "XGROUP CREATE %s " HIVE_GROUP_COORD " 0 MKSTREAM",
-		    co->key);
 		/* BUSYGROUP is the usual answer; the read says if not. */
+		sreader_group(co->rd, co->key, HIVE_GROUP_COORD, 1,
+		    "coordinator");
 		co->group_ok = 1;
 		co->pending_phase = 1;
 	}
-	if (rconn_cmd(co->rd, co_read_cb, co, "XREADGROUP GROUP "
-	    HIVE_GROUP_COORD " %s COUNT %d BLOCK %d STREAMS %s %s",
-	    co->consumer, SUP_COORD_COUNT, SUP_COORD_BLOCK, co->key,
-	    co->pending_phase ? "0" : ">") == 0)
+	rd.pending = co->pending_phase;
+	if (sreader_send(co->rd, &rd, co_read_cb, co) == 0)
 		co->reading = 1;
 }
 
@@ -861,21 +864,16 @@ sup_coord_ended(struct sup_coord *co, const char *const *ids, size_t n)
 
 /* ---- the sweep ---- */
 
-static void
-co_claim_cb(redisAsyncContext *ac, void *r, void *priv)
+/* Entries now ours, read as our own pending ones; one page a sweep. */
+static int
+co_claim_page_cb(struct sclaim *c, const redisReply *claimed, void *arg)
 {
-	struct sup_coord *co = priv;
-	redisReply *reply = r;
+	struct sup_coord *co = arg;
 
-	/* [next, [entries...], [deleted...]]: entries now ours, read as
-	 * our own pending ones. */
-	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
-	    reply->elements >= 2 && reply->element[1]->type ==
-	    REDIS_REPLY_ARRAY && reply->element[1]->elements > 0) {
-		log_notice("coordinator: %zu workflow submissions taken over "
-		    "from a host that stopped", reply->element[1]->elements);
-		co->pending_phase = 1;
-	}
+	log_notice("coordinator: %zu workflow submissions taken over from a "
+	    "host that stopped", claimed->elements);
+	co->pending_phase = 1;
+	return -1;
 }
 
 static void
@@ -887,10 +885,13 @@ co_sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	co_release(co);
 	/* Submissions another host read and never finished.  Handling one
 	 * takes milliseconds: a minute idle means that host is gone. */
-	if (rconn_is_up(co->wr))
-		rconn_cmd(co->wr, co_claim_cb, co, "XAUTOCLAIM %s "
-		    HIVE_GROUP_COORD " %s %d 0-0 COUNT %d", co->key, co->consumer,
-		    SUP_COORD_CLAIM, SUP_COORD_COUNT);
+	if (rconn_is_up(co->wr)) {
+		struct sclaim_opts o = { .key = co->key,
+		    .group = HIVE_GROUP_COORD, .from = NULL, .to = co->consumer,
+		    .page = SUP_COORD_COUNT, .min_idle_ms = SUP_COORD_CLAIM,
+		    .page_cb = co_claim_page_cb, .arg = co };
+		sclaim_start(co->wr, &o);
+	}
 }
 
 /* ---- life ---- */

@@ -321,6 +321,116 @@ static const struct migration migrations[] = {
 	"      FROM tasks t WHERE t.workflow = f.id) FROM f;"
 	"END $$;"
 	},
+	/* The recorder's statements (rec_txn.c), as functions, so that no
+	 * SQL is made in C: each reads the temporary stage the session
+	 * creates and fills by binary COPY, the rows of its kind (plpgsql:
+	 * the stage is resolved when called, and each statement is planned
+	 * once per session). */
+	{ 4, "recorder functions",
+	/* The attempts that staged rows supersede keep their states: the
+	 * row's own ('t': a later attempt wins over the recorded one), and
+	 * the ones the batch itself saw superseded ('a'). */
+	"CREATE FUNCTION hive_rec_attempts() RETURNS void"
+	"  LANGUAGE plpgsql AS $$"
+	"BEGIN"
+	"  INSERT INTO task_attempts AS a (task_id, attempt, state, agent,"
+	"    queued_at, started_at, finished_at, detail)"
+	"    SELECT t.id, t.attempts, t.state, t.agent, t.queued_at,"
+	"      t.started_at, t.finished_at, t.error"
+	"    FROM hive_rec_stage s JOIN tasks t ON t.id = s.id"
+	"    WHERE s.kind = 't' AND s.attempts > 1 AND s.attempts > t.attempts"
+	"      AND hive_wins(t.state, t.attempts, s.state, s.attempts)"
+	"    UNION ALL SELECT s.id, s.attempts, s.state, s.agent, s.queued_at,"
+	"      s.started_at, s.finished_at, s.error"
+	"    FROM hive_rec_stage s WHERE s.kind = 'a'"
+	"    ON CONFLICT DO NOTHING;"
+	"END $$;"
+	/*
+	 * The staged task rows into tasks, by the rule of hive_wins: the
+	 * state and what goes with it when it wins; the times of a later
+	 * attempt when it wins (of the same attempt, those not known yet);
+	 * the message of the newest queue entry.
+	 */
+	"CREATE FUNCTION hive_rec_apply() RETURNS void"
+	"  LANGUAGE plpgsql AS $$"
+	"BEGIN"
+	"  INSERT INTO tasks AS t (id, stream, entry, state, attempts, agent,"
+	"    workflow, message, result, error, created_at, queued_at,"
+	"    started_at, finished_at, updated_at)"
+	"  SELECT s.id, coalesce(s.stream, ''), s.entry, s.state, s.attempts,"
+	"    s.agent, s.workflow, s.message, s.result, s.error,"
+	"    coalesce(s.created_at, now()), s.queued_at, s.started_at,"
+	"    s.finished_at, now()"
+	"  FROM hive_rec_stage s WHERE s.kind = 't'"
+	"  ON CONFLICT (id) DO UPDATE SET"
+	"  stream = CASE WHEN (EXCLUDED.message IS NOT NULL AND"
+	"    (t.message IS NULL OR EXCLUDED.attempts >= t.attempts))"
+	"    THEN EXCLUDED.stream ELSE t.stream END,"
+	"  entry = CASE WHEN (EXCLUDED.message IS NOT NULL AND"
+	"    (t.message IS NULL OR EXCLUDED.attempts >= t.attempts))"
+	"    THEN EXCLUDED.entry ELSE t.entry END,"
+	"  message = CASE WHEN (EXCLUDED.message IS NOT NULL AND"
+	"    (t.message IS NULL OR EXCLUDED.attempts >= t.attempts))"
+	"    THEN EXCLUDED.message ELSE t.message END,"
+	"  state = CASE WHEN hive_wins(t.state, t.attempts, EXCLUDED.state,"
+	"    EXCLUDED.attempts) THEN EXCLUDED.state ELSE t.state END,"
+	"  agent = CASE WHEN hive_wins(t.state, t.attempts, EXCLUDED.state,"
+	"    EXCLUDED.attempts) AND EXCLUDED.agent IS NOT NULL"
+	"    THEN EXCLUDED.agent ELSE t.agent END,"
+	"  result = CASE WHEN hive_wins(t.state, t.attempts, EXCLUDED.state,"
+	"    EXCLUDED.attempts) THEN EXCLUDED.result ELSE t.result END,"
+	"  error = CASE WHEN hive_wins(t.state, t.attempts, EXCLUDED.state,"
+	"    EXCLUDED.attempts) THEN EXCLUDED.error ELSE t.error END,"
+	"  finished_at = CASE WHEN hive_wins(t.state, t.attempts,"
+	"    EXCLUDED.state, EXCLUDED.attempts) THEN EXCLUDED.finished_at"
+	"    ELSE t.finished_at END,"
+	"  queued_at = CASE WHEN (hive_wins(t.state, t.attempts,"
+	"    EXCLUDED.state, EXCLUDED.attempts) AND"
+	"    EXCLUDED.attempts > t.attempts) THEN EXCLUDED.queued_at"
+	"    WHEN EXCLUDED.attempts = t.attempts"
+	"    THEN coalesce(t.queued_at, EXCLUDED.queued_at)"
+	"    ELSE t.queued_at END,"
+	"  started_at = CASE WHEN (hive_wins(t.state, t.attempts,"
+	"    EXCLUDED.state, EXCLUDED.attempts) AND"
+	"    EXCLUDED.attempts > t.attempts) THEN EXCLUDED.started_at"
+	"    WHEN EXCLUDED.attempts = t.attempts"
+	"    THEN coalesce(EXCLUDED.started_at, t.started_at)"
+	"    ELSE t.started_at END,"
+	"  attempts = CASE WHEN hive_wins(t.state, t.attempts, EXCLUDED.state,"
+	"    EXCLUDED.attempts) THEN greatest(t.attempts, EXCLUDED.attempts)"
+	"    ELSE t.attempts END,"
+	"  workflow = coalesce(t.workflow, EXCLUDED.workflow),"
+	"  created_at = least(t.created_at, EXCLUDED.created_at),"
+	"  updated_at = now();"
+	"END $$;"
+	/* Events, keyed by the stream entry they came from: recorded twice,
+	 * once.  A time the entry did not give is the transaction's. */
+	"CREATE FUNCTION hive_rec_events() RETURNS void"
+	"  LANGUAGE plpgsql AS $$"
+	"BEGIN"
+	"  INSERT INTO events (at, kind, host, agent, task_id, pid, reason,"
+	"    source, workflow)"
+	"    SELECT coalesce(created_at, now()), event, host, agent, id, pid,"
+	"      reason, source, workflow FROM hive_rec_stage WHERE kind = 'e'"
+	"    ON CONFLICT DO NOTHING;"
+	"END $$;"
+	/* Memory snapshots, and of each agent they name only the newest
+	 * p_keep versions kept. */
+	"CREATE FUNCTION hive_rec_snapshots(p_keep int) RETURNS void"
+	"  LANGUAGE plpgsql AS $$"
+	"BEGIN"
+	"  INSERT INTO memory_snapshots (agent, version, memory, task_id,"
+	"    host, created_at)"
+	"    SELECT agent, version, memory, id, host,"
+	"      coalesce(created_at, now()) FROM hive_rec_stage WHERE kind = 'm'"
+	"    ON CONFLICT DO NOTHING;"
+	"  DELETE FROM memory_snapshots m USING (SELECT agent,"
+	"    max(version) AS top FROM memory_snapshots WHERE agent IN"
+	"    (SELECT agent FROM hive_rec_stage WHERE kind = 'm')"
+	"    GROUP BY agent) x"
+	"    WHERE m.agent = x.agent AND m.version <= x.top - p_keep;"
+	"END $$;"
+	},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

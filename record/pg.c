@@ -17,9 +17,7 @@
 #include <string.h>
 
 #include "log.h"
-
-#define PG_BACKOFF_MIN_MS 100
-#define PG_BACKOFF_MAX_MS 5000
+#include "util.h"
 
 enum pg_state { PG_DOWN, PG_CONNECTING, PG_UP };
 
@@ -45,9 +43,7 @@ struct sup_pg {
 	ev_io io;
 	int io_fd;
 	ev_timer retry;
-	unsigned backoff_ms;
-	int outage_logged;
-	ev_tstamp down_since;
+	struct backoff backoff;      /* 100 ms doubling to 5 s */
 	struct pg_query *head, *tail;
 	unsigned nqueued;
 	int sent;                    /* head has been sent */
@@ -96,15 +92,10 @@ pg_watch(struct sup_pg *pg, int events)
 	ev_io_start(pg->loop, &pg->io);
 }
 
-static void
-pg_schedule_retry(struct sup_pg *pg)
+static uint64_t
+pg_now_ms(struct sup_pg *pg)
 {
-	ev_timer_stop(pg->loop, &pg->retry);
-	ev_timer_set(&pg->retry, pg->backoff_ms / 1000.0, 0.);
-	ev_timer_start(pg->loop, &pg->retry);
-	pg->backoff_ms *= 2;
-	if (pg->backoff_ms > PG_BACKOFF_MAX_MS)
-		pg->backoff_ms = PG_BACKOFF_MAX_MS;
+	return (uint64_t)(ev_now(pg->loop) * 1000.);
 }
 
 static void
@@ -121,7 +112,8 @@ static void
 pg_down(struct sup_pg *pg, const char *what)
 {
 	struct pg_query *q = NULL;
-	int was_up = pg->st == PG_UP;
+	int was_up = pg->st == PG_UP, first;
+	unsigned delay;
 	char msg[512];
 
 	snprintf(msg, sizeof(msg), "%s", pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
@@ -132,12 +124,11 @@ pg_down(struct sup_pg *pg, const char *what)
 	pg->conn = NULL;
 	pg->st = PG_DOWN;
 	pg_clear_result(pg);
-	if (!pg->outage_logged) {
+	delay = backoff_fail(&pg->backoff, pg_now_ms(pg), &first);
+	if (first)
 		log_warnx("postgres: %s: %s; retrying, queries wait (%u queued)",
 		    what, msg, pg->nqueued);
-		pg->outage_logged = 1;
-		pg->down_since = ev_now(pg->loop);
-	} else
+	else
 		log_debug("postgres: %s: %s", what, msg);
 	if (pg->sent && pg->head != NULL) {
 		q = pg->head;
@@ -147,7 +138,9 @@ pg_down(struct sup_pg *pg, const char *what)
 		pg->nqueued--;
 	}
 	pg->sent = 0;
-	pg_schedule_retry(pg);
+	ev_timer_stop(pg->loop, &pg->retry);
+	ev_timer_set(&pg->retry, delay / 1000.0, 0.);
+	ev_timer_start(pg->loop, &pg->retry);
 	if (was_up && pg->state_cb != NULL)
 		pg->state_cb(pg, 0, pg->arg);
 	if (q != NULL) {
@@ -206,18 +199,20 @@ pg_queue_prelude(struct sup_pg *pg)
 static void
 pg_up(struct sup_pg *pg)
 {
+	int was_down = pg->backoff.down;
+	uint64_t lasted;
+
 	if (PQsetnonblocking(pg->conn, 1) != 0) {
 		pg_down(pg, "set non-blocking");
 		return;
 	}
 	pg->st = PG_UP;
-	pg->backoff_ms = PG_BACKOFF_MIN_MS;
-	if (pg->outage_logged)
+	lasted = backoff_ok(&pg->backoff, pg_now_ms(pg));
+	if (was_down)
 		log_info("postgres: connected again after %.1fs; %u queries queued",
-		    ev_now(pg->loop) - pg->down_since, pg->nqueued);
+		    lasted / 1000.0, pg->nqueued);
 	else
 		log_debug("postgres: connected");
-	pg->outage_logged = 0;
 	pg_watch(pg, EV_READ);
 	pg_queue_prelude(pg);
 	if (pg->state_cb != NULL)
@@ -437,7 +432,7 @@ sup_pg_new(struct ev_loop *loop, const char *conninfo,
 	pg->loop = loop;
 	pg->state_cb = state_cb;
 	pg->arg = arg;
-	pg->backoff_ms = PG_BACKOFF_MIN_MS;
+	backoff_init(&pg->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
 	pg->io_fd = -1;
 	ev_init(&pg->io, pg_io_cb);
 	pg->io.data = pg;
@@ -486,12 +481,6 @@ int
 sup_pg_is_up(const struct sup_pg *pg)
 {
 	return pg->st == PG_UP;
-}
-
-unsigned
-sup_pg_pending(const struct sup_pg *pg)
-{
-	return pg->nqueued;
 }
 
 int
@@ -567,13 +556,6 @@ sup_pg_query_copyv(struct sup_pg *pg, const char *sql, int n,
 	pg->tail->copylen = lens;
 	pg->tail->ncopy = n;
 	return 0;
-}
-
-int
-sup_pg_query_copy(struct sup_pg *pg, const char *sql, const char *data,
-    size_t len, sup_pg_cb *cb, void *arg)
-{
-	return sup_pg_query_copyv(pg, sql, 1, &data, &len, cb, arg);
 }
 
 static void

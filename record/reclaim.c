@@ -7,7 +7,7 @@
  *        --> consumer with pending > 0: EXISTS <p>:alive:<consumer>
  *        --> missing: reclaim(key, consumer, min idle = alive ttl)
  *
- *   reclaim: XPENDING key workers IDLE t - + 100 consumer
+ *   reclaim (common/sclaim): XPENDING key workers IDLE t - + 100 consumer
  *        --> XCLAIM key workers hived@<host> t ids...   (atomic: ours now)
  *        --> per entry, one MULTI/EXEC:
  *              requeue: XADD key (attempt + 1), XACK key workers id
@@ -27,8 +27,9 @@
 #include "hive_proto.h"
 #include "log.h"
 #include "rconn.h"
+#include "sclaim.h"
 
-#define RC_BATCH       "100"
+#define RC_BATCH       100     /* entries claimed per XCLAIM */
 #define RC_MAX_STREAMS 1024
 
 struct sup_reclaim {
@@ -46,29 +47,12 @@ struct sup_reclaim {
 	struct sup_reclaim_stats st;
 };
 
-/* One consumer on one stream being reclaimed. */
+/* One consumer on one stream being reclaimed (common/sclaim). */
 struct rcl_job {
 	struct sup_reclaim *r;
 	char key[HIVE_KEY_MAX];
 	char consumer[HIVE_AGENT_MAX + HIVE_HOST_MAX + 8];
-	uint64_t dead_since_ms;      /* the consumer is dead since then */
-	unsigned deliveries[100];
-	char ids[100][HIVE_ENTRY_ID_MAX + 1];
-	int n;
 };
-
-static void rcl_claim_pending(struct rcl_job *j);
-
-/* Entries idle for less than the consumer has been dead, measured when
- * the command is sent, were re-read since by a restarted worker of the
- * same name: they are its, not ours. */
-static unsigned long long
-rcl_min_idle(const struct rcl_job *j)
-{
-	uint64_t now = proto_now_ms();
-
-	return now > j->dead_since_ms ? now - j->dead_since_ms : 0;
-}
 
 /* "agent/3@host" -> "agent"; 0 or -1. */
 static int
@@ -239,122 +223,66 @@ out:
 	proto_task_clear(&t);
 }
 
-static void
-rcl_claim_cb(redisAsyncContext *ac, void *rp, void *priv)
+/* A page of the consumer's entries, ours now: each requeued, or given
+ * up on. */
+static int
+rcl_page_cb(struct sclaim *c, const redisReply *reply, void *arg)
 {
-	struct rcl_job *j = priv;
-	redisReply *reply = rp;
-	int full = j->n == 100;
+	struct rcl_job *j = arg;
 
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
-		if (reply != NULL)
-			log_warnx("reclaim: XCLAIM %s: %s", j->key,
-			    reply->type == REDIS_REPLY_ERROR ? reply->str : "bad reply");
-		free(j);
-		return;
-	}
 	for (size_t i = 0; i < reply->elements; i++) {
 		redisReply *e = reply->element[i];
 		const redisReply *f;
-		const char *val = NULL;
-		size_t vlen = 0;
-		unsigned dl = 1;
 
 		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
 		    e->element[0]->type != REDIS_REPLY_STRING)
 			continue;
-		for (int k = 0; k < j->n; k++)
-			if (strcmp(j->ids[k], e->element[0]->str) == 0)
-				dl = j->deliveries[k];
-		if ((f = rconn_entry_field(e->element[1], "m")) != NULL) {
-			val = f->str;
-			vlen = f->len;
-		}
-		if (val == NULL) {
+		if ((f = rconn_entry_field(e->element[1], "m")) == NULL) {
 			/* Deleted under us, or not a Hive entry: ack it. */
 			rconn_cmd(j->r->rc, rconn_log_error, "reclaim",
 			    "XACK %s " HIVE_GROUP_WORKERS " %s", j->key,
 			    e->element[0]->str);
 			continue;
 		}
-		rcl_requeue(j, e->element[0]->str, val, vlen, dl);
+		rcl_requeue(j, e->element[0]->str, f->str, f->len,
+		    sclaim_deliveries(c, e->element[0]->str));
 	}
-	if (full) {                  /* more may be pending: next page */
-		j->n = 0;
-		rcl_claim_pending(j);
-		return;
-	}
-	free(j);
+	return 0;
 }
 
 static void
-rcl_pending_cb(redisAsyncContext *ac, void *rp, void *priv)
+rcl_done_cb(struct sclaim *c, const char *err, void *arg)
 {
-	struct rcl_job *j = priv;
-	redisReply *reply = rp;
-	const char **argv;
-	char idle[32];
-	int argc = 0;
-
-	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
-	    reply->elements == 0) {
-		/* NOGROUP: no worker ever read this stream; nothing pending. */
-		if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
-		    strncmp(reply->str, "NOGROUP", 7) != 0)
-			log_warnx("reclaim: XPENDING %s: %s", j->key, reply->str);
-		free(j);
-		return;
-	}
-	j->n = 0;
-	for (size_t i = 0; i < reply->elements && j->n < 100; i++) {
-		redisReply *e = reply->element[i];
-		if (e->type != REDIS_REPLY_ARRAY || e->elements < 4 ||
-		    e->element[0]->type != REDIS_REPLY_STRING ||
-		    e->element[0]->len > HIVE_ENTRY_ID_MAX)
-			continue;
-		snprintf(j->ids[j->n], sizeof(j->ids[0]), "%s", e->element[0]->str);
-		j->deliveries[j->n] = (unsigned)e->element[3]->integer;
-		j->n++;
-	}
-	if (j->n == 0 || (argv = calloc((size_t)j->n + 6, sizeof(*argv))) == NULL) {
-		free(j);
-		return;
-	}
-	snprintf(idle, sizeof(idle), "%llu", rcl_min_idle(j));
-	argv[argc++] = "XCLAIM";
-	argv[argc++] = j->key;
-	argv[argc++] = HIVE_GROUP_WORKERS;
-	argv[argc++] = j->r->me;
-	argv[argc++] = idle;
-	for (int k = 0; k < j->n; k++)
-		argv[argc++] = j->ids[k];
-	if (rconn_argv(j->r->rc, rcl_claim_cb, j, argc, argv, NULL) < 0)
-		free(j);
-	free(argv);
+	/* NOGROUP: no worker ever read this stream; nothing pending. */
+	if (err != NULL && !(strncmp(err, "XPENDING ", 9) == 0 &&
+	    strstr(err, ": NOGROUP") != NULL))
+		log_warnx("reclaim: %s", err);
+	free(arg);
 }
 
-static void
-rcl_claim_pending(struct rcl_job *j)
-{
-	if (rconn_cmd(j->r->rc, rcl_pending_cb, j, "XPENDING %s "
-	    HIVE_GROUP_WORKERS " IDLE %llu - + " RC_BATCH " %s", j->key,
-	    rcl_min_idle(j), j->consumer) < 0)
-		free(j);
-}
-
+/* Entries idle for less than the consumer has been dead, measured when
+ * each page is sent, were re-read since by a restarted worker of the
+ * same name: they are its, not ours. */
 static void
 rcl_reclaim(struct sup_reclaim *r, const char *key, const char *consumer,
     unsigned long long min_idle)
 {
 	struct rcl_job *j = calloc(1, sizeof(*j));
+	struct sclaim_opts o = { .group = HIVE_GROUP_WORKERS, .page = RC_BATCH,
+	    .page_cb = rcl_page_cb, .done_cb = rcl_done_cb };
 
 	if (j == NULL)
 		return;
 	j->r = r;
 	snprintf(j->key, sizeof(j->key), "%s", key);
 	snprintf(j->consumer, sizeof(j->consumer), "%s", consumer);
-	j->dead_since_ms = proto_now_ms() - min_idle;
-	rcl_claim_pending(j);
+	o.key = j->key;
+	o.from = j->consumer;
+	o.to = r->me;
+	o.dead_since_ms = proto_now_ms() - min_idle;
+	o.arg = j;
+	if (sclaim_start(r->rc, &o) < 0)
+		free(j);
 }
 
 /* ---- finding dead consumers ---- */

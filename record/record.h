@@ -10,8 +10,11 @@
  *   migrate.c   the schema: versioned migrations under an advisory lock,
  *               and the SQL functions the other parts call
  *   scan.c      find the queue streams of an installation (SCAN, TYPE)
+ *   pgcopy.c    rows in PostgreSQL's binary COPY format
  *   recorder.c  the recorder: every stream read in a consumer group and
- *               written to PostgreSQL, acknowledged only once committed
+ *               written to PostgreSQL, acknowledged only once committed;
+ *               its parts (rec.h, private): rec_adopt.c rec_phase.c
+ *               rec_entry.c rec_txn.c held.c idset.c
  *   reclaim.c   the reclaimer: tasks of workers that are gone taken back by
  *               liveness; streams trimmed below what every group has read
  *   coord.c     the workflow coordinator: depends_on, decided in PostgreSQL
@@ -31,6 +34,7 @@
 #include <stdint.h>
 
 #include "rconn.h"
+#include "util.h"
 
 /* ---- pg.c ---- */
 
@@ -61,8 +65,6 @@ struct sup_pg *sup_pg_new(struct ev_loop *loop, const char *conninfo,
     sup_pg_state_cb *state_cb, void *arg);
 void sup_pg_free(struct sup_pg *pg);
 int sup_pg_is_up(const struct sup_pg *pg);
-/* Queries queued or running. */
-unsigned sup_pg_pending(const struct sup_pg *pg);
 
 /*
  * Queue a query.  With nparams == 0 and no values it goes as a simple query
@@ -75,13 +77,10 @@ int sup_pg_query(struct sup_pg *pg, const char *sql, int nparams,
     sup_pg_cb *cb, void *arg);
 
 /*
- * Queue a simple query holding one COPY ... FROM STDIN among its
- * statements, and the data to send for it (copied).
+ * Queue a simple query holding n COPY ... FROM STDIN among its
+ * statements, and the data to send for them (copied): data[i] (len[i]
+ * bytes, text or binary as the statement says) is sent for the i-th.
  */
-int sup_pg_query_copy(struct sup_pg *pg, const char *sql, const char *data,
-    size_t len, sup_pg_cb *cb, void *arg);
-/* The same with n COPY FROM STDIN among its statements: data[i] (len[i]
- * bytes, text or binary as the statement says) is sent for the i-th. */
 int sup_pg_query_copyv(struct sup_pg *pg, const char *sql, int n,
     const char *const *data, const size_t *len, sup_pg_cb *cb, void *arg);
 
@@ -111,6 +110,37 @@ int sup_migrate_upto(struct sup_pg *pg, int version, sup_migrate_cb *done,
     void *arg);
 /* The newest schema version this build knows. */
 int sup_schema_version(void);
+
+/* ---- pgcopy.c ---- */
+
+/*
+ * Rows for COPY ... FROM STDIN (FORMAT binary): the header before the
+ * first row, pgcopy_end() the trailer.  A row is pgcopy_row(nfields)
+ * and then exactly that many fields.  Out of memory is sticky in oom:
+ * check it once when done.  Zero-initialised it is empty.
+ */
+struct pgcopy {
+	struct hbuf b;               /* the data: b.p, b.len */
+	size_t rows;
+	int oom;
+};
+
+void pgcopy_reset(struct pgcopy *);       /* empty; keeps its memory */
+void pgcopy_free(struct pgcopy *);
+void pgcopy_row(struct pgcopy *, uint16_t nfields);
+void pgcopy_end(struct pgcopy *);         /* the trailer, if it has rows */
+void pgcopy_null(struct pgcopy *);
+/* Text (s NULL: SQL NULL); NUL and invalid UTF-8 become U+FFFD. */
+void pgcopy_text(struct pgcopy *, const char *s, size_t n);
+void pgcopy_str(struct pgcopy *, const char *s);
+/* jsonb from its text (NULL: SQL NULL), as pgcopy_text. */
+void pgcopy_jsonb(struct pgcopy *, const char *s);
+void pgcopy_bytes(struct pgcopy *, const void *s, size_t n);   /* bytea */
+void pgcopy_char(struct pgcopy *, char v);                      /* "char" */
+void pgcopy_int4(struct pgcopy *, uint32_t v);
+void pgcopy_int8(struct pgcopy *, uint64_t v);
+/* Milliseconds since 1970 as a timestamptz; 0 is NULL. */
+void pgcopy_time_ms(struct pgcopy *, uint64_t ms);
 
 /* ---- scan.c ---- */
 

@@ -669,3 +669,119 @@ Test(recorder, held_entries_written_when_redis_loses_them)
 	    "state = 'completed' AND message IS NOT NULL", 1);
 	env_fini(&e);
 }
+
+static void
+send_event(struct env *e, const char *kind, uint64_t ts_ms, struct hive_str host,
+    const char *agent, const char *task, int64_t pid, struct hive_str reason,
+    const char *workflow)
+{
+	msgpack_sbuffer sb;
+	struct hive_event m = { 0 };
+	struct proto_err err;
+
+	msgpack_sbuffer_init(&sb);
+	m.kind = HIVE_STR(kind);
+	m.ts_ms = ts_ms;
+	m.host = host;
+	m.agent = HIVE_STR(agent);
+	m.task = HIVE_STR(task);
+	m.pid = pid;
+	m.reason = reason;
+	m.workflow = HIVE_STR(workflow);
+	cr_assert_eq(proto_encode_event(&sb, &m, &err), 0, "%s",
+	    proto_strerror(&err, (char[PROTO_ERRBUF]){ 0 }, PROTO_ERRBUF));
+	xadd(e, "events", &sb);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* Events, dead letters and memory snapshots: every field as it was sent
+ * (an empty one NULL; quotes, backslashes and tabs as they are, jsonb's
+ * \u0000 as \ufffd; a time not given is the entry's), and an event read
+ * twice recorded once. */
+Test(recorder, events_dead_letters_and_memory_fields)
+{
+	static const char reason[] = "it's \\ \t b\xc3\xa9\"";
+	struct env e;
+	msgpack_sbuffer sb;
+	msgpack_zone z;
+	struct hive_dead d = { 0 };
+	struct hive_result r = { 0 };
+	struct proto_err err;
+	struct sup_recorder_stats st;
+	json_t *j;
+
+	env_init(&e);
+	send_event(&e, "task.started", UINT64_C(1700000000123),
+	    HIVE_STR("host-1"), "echo/1", "ev-1", 42,
+	    (struct hive_str){ reason, sizeof(reason) - 1 }, "wf-1");
+	send_event(&e, "agent.crashed", 0, HIVE_STR("h"), "", "", 0,
+	    HIVE_STR(""), "");
+	msgpack_sbuffer_init(&sb);
+	d.id = HIVE_STR("dead-1");
+	d.reason = HIVE_STR("gave up");
+	d.agent = HIVE_STR("echo/1");
+	d.attempt = 3;
+	d.ts_ms = UINT64_C(1700000000456);
+	cr_assert_eq(proto_encode_dead(&sb, &d, &err), 0);
+	xadd(&e, "dead", &sb);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_sbuffer_init(&sb);
+	msgpack_zone_init(&z, 1024);
+	r.id = HIVE_STR("mem-1");
+	r.agent = HIVE_STR("echo/1");
+	r.host = HIVE_STR("test-host");
+	r.status = HIVE_STATUS_OK;
+	r.attempt = 1;
+	r.finished_ms = UINT64_C(1700000000789);
+	j = json_pack("{s:s#}", "note", "a\0b'c", (size_t)5);
+	cr_assert_eq(proto_json_to_obj(j, &z, &r.memory, &err), 0);
+	json_decref(j);
+	r.memory_v = 4;
+	cr_assert_eq(proto_encode_result(&sb, &r, &err), 0);
+	xadd(&e, "results", &sb);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_zone_destroy(&z);
+
+	run_until_sql(&e, "SELECT count(*) FROM events", 3);
+	run_until_sql(&e, "SELECT count(*) FROM memory_snapshots", 1);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM events WHERE "
+	    "kind = 'task.started' AND at = to_timestamp(1700000000.123) AND "
+	    "host = 'host-1' AND agent = 'echo/1' AND task_id = 'ev-1' AND "
+	    "pid = 42 AND reason = E'it''s \\\\ \\t b\\u00e9\"' AND "
+	    "workflow = 'wf-1' "
+	    "AND source LIKE '%:events/%-%'"), 1);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM events WHERE "
+	    "kind = 'agent.crashed' AND at > now() - interval '1 minute' AND "
+	    "host = 'h' AND agent IS NULL AND task_id IS NULL AND pid IS NULL "
+	    "AND reason IS NULL AND workflow IS NULL"), 1);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM events WHERE "
+	    "kind = 'task.dead' AND at = to_timestamp(1700000000.456) AND "
+	    "host IS NULL AND agent = 'echo/1' AND task_id = 'dead-1' AND "
+	    "pid IS NULL AND reason = 'gave up' AND workflow IS NULL AND "
+	    "source LIKE '%:dead/%'"), 1);
+	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE id = 'dead-1' AND "
+	    "state = 'dead' AND attempts = 3 AND error = 'gave up'", 1);
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM memory_snapshots WHERE "
+	    "agent = 'echo/1' AND version = 4 AND memory = "
+	    "'{\"note\": \"a\\ufffdb''c\"}'::jsonb AND task_id = 'mem-1' AND "
+	    "host = 'test-host' AND created_at = to_timestamp(1700000000.789)"),
+	    1);
+
+	/* Read again: recorded once. */
+	run_for(&e, 300);
+	redeliver(&e, "events");
+	sup_recorder_stats(e.rec, &st);
+	{
+		uint64_t before = st.entries;
+		long long deadline = tu_now_ms() + 30000;
+
+		while (st.entries < before + 2 && tu_now_ms() < deadline) {
+			run_for(&e, 20);
+			sup_recorder_stats(e.rec, &st);
+		}
+		cr_assert_geq(st.entries, before + 2, "read again");
+	}
+	cr_assert_eq(scalar(&e, "SELECT count(*) FROM events"), 3);
+	cr_assert_eq(st.retries, 0);
+	env_fini(&e);
+}

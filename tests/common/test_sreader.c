@@ -1,0 +1,232 @@
+/*
+ * test_sreader.c - common/sreader.c against the private redis-server:
+ * new entries, then the same as our pending ones; COUNT and BLOCK; an
+ * entry deleted while pending; NOGROUP once the stream is gone; the
+ * group made from the start of the stream.
+ */
+#include <criterion/criterion.h>
+#include <ev.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "rconn.h"
+#include "sreader.h"
+#include "testutil.h"
+
+struct env {
+	struct ev_loop *loop;
+	struct rconn *rc;
+	redisContext *sync;
+	char key[64], key2[64];
+	int up;
+	/* the last reply */
+	int got, failed, streams;
+	size_t entries[2];
+	char first_id[2][64];
+	int nil_fields;
+	char key_seen[2][64];
+};
+
+static void
+on_state(struct rconn *rc, int up, void *arg)
+{
+	((struct env *)arg)->up = up;
+}
+
+static void
+env_init(struct env *e)
+{
+	char addr[128], err[128];
+	long long deadline = tu_now_ms() + 10000;
+
+	memset(e, 0, sizeof(*e));
+	log_init("test", 0);
+	e->loop = ev_loop_new(0);
+	snprintf(addr, sizeof(addr), "%s:%s", getenv("HIVE_TEST_REDIS_HOST"),
+	    getenv("HIVE_TEST_REDIS_PORT"));
+	e->rc = rconn_new(e->loop, addr, "redis(test)", on_state, e, err,
+	    sizeof(err));
+	cr_assert_not_null(e->rc, "%s", err);
+	while (!e->up && tu_now_ms() < deadline)
+		ev_run(e->loop, EVRUN_ONCE);
+	cr_assert(e->up);
+	e->sync = tu_redis_connect();
+	tu_unique(e->key, sizeof(e->key), "sreader");
+	tu_unique(e->key2, sizeof(e->key2), "sreader2");
+}
+
+static void
+env_fini(struct env *e)
+{
+	freeReplyObject(redisCommand(e->sync, "DEL %s %s", e->key, e->key2));
+	rconn_free(e->rc);
+	ev_loop_destroy(e->loop);
+	redisFree(e->sync);
+}
+
+static void
+xadd(struct env *e, const char *key, const char *m)
+{
+	redisReply *r = redisCommand(e->sync, "XADD %s * m %s", key, m);
+
+	cr_assert(r != NULL && r->type == REDIS_REPLY_STRING);
+	freeReplyObject(r);
+}
+
+static void
+on_read(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct env *e = priv;
+	const redisReply *reply = r, *list;
+	const char *key;
+
+	e->got++;
+	e->failed = sreader_failed(reply);
+	e->streams = 0;
+	memset(e->entries, 0, sizeof(e->entries));
+	memset(e->first_id, 0, sizeof(e->first_id));
+	e->nil_fields = 0;
+	for (size_t i = 0; i < 2; i++) {
+		if ((list = sreader_stream(reply, i, &key)) == NULL)
+			continue;
+		e->streams++;
+		snprintf(e->key_seen[i], sizeof(e->key_seen[i]), "%s", key);
+		e->entries[i] = list->elements;
+		for (size_t k = 0; k < list->elements; k++) {
+			const char *id = sreader_entry_id(list->element[k]);
+
+			cr_assert_not_null(id);
+			if (k == 0)
+				snprintf(e->first_id[i], sizeof(e->first_id[i]),
+				    "%s", id);
+			if (list->element[k]->element[1]->type == REDIS_REPLY_NIL)
+				e->nil_fields++;
+		}
+	}
+}
+
+static void
+read_once(struct env *e, int pending, size_t count, unsigned block_ms)
+{
+	const char *keys[2] = { e->key, e->key2 };
+	struct sreader_read rd = { .group = "g", .consumer = "me",
+	    .count = count, .block_ms = block_ms, .pending = pending,
+	    .nkeys = 2, .keys = keys };
+	long long deadline = tu_now_ms() + 10000;
+	int want = e->got + 1;
+
+	cr_assert_eq(sreader_send(e->rc, &rd, on_read, e), 0);
+	while (e->got < want && tu_now_ms() < deadline)
+		ev_run(e->loop, EVRUN_ONCE);
+	cr_assert_eq(e->got, want);
+}
+
+static void
+groups(struct env *e)
+{
+	long long deadline;
+	redisReply *r;
+
+	cr_assert_eq(sreader_group(e->rc, e->key, "g", 1, "test"), 0);
+	cr_assert_eq(sreader_group(e->rc, e->key2, "g", 1, "test"), 0);
+	cr_assert_eq(sreader_group(e->rc, e->key, "g", 1, "test"), 0,
+	    "again: BUSYGROUP, quietly");
+	/* the second has made its stream: the reads that follow go on the
+	 * same connection, behind the third */
+	deadline = tu_now_ms() + 10000;
+	while (tu_now_ms() < deadline) {
+		ev_run(e->loop, EVRUN_NOWAIT);
+		r = redisCommand(e->sync, "EXISTS %s", e->key2);
+		if (r != NULL && r->integer == 1) {
+			freeReplyObject(r);
+			break;
+		}
+		freeReplyObject(r);
+	}
+}
+
+Test(sreader, new_then_pending_then_caught_up)
+{
+	struct env e;
+	redisReply *r;
+
+	env_init(&e);
+	xadd(&e, e.key, "before");   /* before the group: read too (id 0) */
+	groups(&e);
+	xadd(&e, e.key, "a");
+	xadd(&e, e.key2, "b");
+	read_once(&e, 0, 10, 0);
+	cr_assert_not(e.failed);
+	cr_assert_eq(e.streams, 2);
+	cr_assert_str_eq(e.key_seen[0], e.key);
+	cr_assert_eq(e.entries[0], 2, "from the start of the stream");
+	cr_assert_eq(e.entries[1], 1);
+	/* not acknowledged: ours, pending */
+	read_once(&e, 1, 10, 0);
+	cr_assert_eq(e.entries[0], 2);
+	cr_assert_eq(e.entries[1], 1);
+	/* COUNT per stream */
+	read_once(&e, 1, 1, 0);
+	cr_assert_eq(e.entries[0], 1);
+	/* acknowledged: nothing pending, the pending phase ends */
+	r = redisCommand(e.sync, "XACK %s g %s", e.key, e.first_id[0]);
+	freeReplyObject(r);
+	read_once(&e, 1, 10, 0);
+	cr_assert_eq(e.entries[0], 1);
+	/* nothing new: BLOCK runs out, a nil reply, no stream */
+	read_once(&e, 0, 10, 50);
+	cr_assert_not(e.failed);
+	cr_assert_eq(e.streams, 0);
+	env_fini(&e);
+}
+
+Test(sreader, deleted_while_pending)
+{
+	struct env e;
+	redisReply *r;
+
+	env_init(&e);
+	groups(&e);
+	xadd(&e, e.key, "a");
+	read_once(&e, 0, 10, 0);
+	r = redisCommand(e.sync, "XDEL %s %s", e.key, e.first_id[0]);
+	freeReplyObject(r);
+	read_once(&e, 1, 10, 0);
+	cr_assert_eq(e.entries[0], 1);
+	cr_assert_eq(e.nil_fields, 1, "its fields are nil: only to ack");
+	env_fini(&e);
+}
+
+Test(sreader, nogroup_once_the_stream_is_gone)
+{
+	struct env e;
+	redisReply *r;
+
+	env_init(&e);
+	groups(&e);
+	r = redisCommand(e.sync, "DEL %s", e.key);
+	freeReplyObject(r);
+	read_once(&e, 0, 10, 0);
+	cr_assert(e.failed);
+	/* made again, as an owner does after NOGROUP */
+	xadd(&e, e.key, "x");
+	groups(&e);
+	read_once(&e, 0, 10, 0);
+	cr_assert_not(e.failed);
+	cr_assert_eq(e.entries[0], 1);
+	env_fini(&e);
+}
+
+Test(sreader, refused_without_streams)
+{
+	struct env e;
+	struct sreader_read rd = { .group = "g", .consumer = "me",
+	    .count = 1 };
+
+	env_init(&e);
+	cr_assert_eq(sreader_send(e.rc, &rd, on_read, &e), -1);
+	env_fini(&e);
+}
