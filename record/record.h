@@ -38,7 +38,8 @@
 
 /* ---- pg.c ---- */
 
-/* * pg.c - one PostgreSQL connection driven by hived's libev loop.
+/*
+ * pg.c - one PostgreSQL connection driven by hived's libev loop.
  *
  * libpq in non-blocking mode: connecting (PQconnectStart/PQconnectPoll),
  * sending, flushing and reading all happen on ev_io readiness, so the loop
@@ -144,7 +145,8 @@ void pgcopy_time_ms(struct pgcopy *, uint64_t ms);
 
 /* ---- scan.c ---- */
 
-/* * scan.c - find the queue streams of an installation: every stream key
+/*
+ * scan.c - find the queue streams of an installation: every stream key
  * matching <p>:q:* or <p>:direct:* (SCAN ... TYPE stream, never KEYS, so
  * Redis is not blocked however many keys it holds).
  
@@ -160,7 +162,8 @@ int sup_scan_queues(struct rconn *rc, const char *prefix,
 
 /* ---- recorder.c ---- */
 
-/* * recorder.c - the record: Redis streams into PostgreSQL.
+/*
+ * recorder.c - the record: Redis streams into PostgreSQL.
  *
  * The recorder reads the queue streams (<p>:q:*, <p>:direct:*), results,
  * events and dead letters in its own consumer group ("recorder"; one
@@ -229,7 +232,8 @@ void sup_recorder_stats(const struct sup_recorder *rec,
 
 /* ---- reclaim.c ---- */
 
-/* * reclaim.c - no task stays with a worker that is gone; no stream grows
+/*
+ * reclaim.c - no task stays with a worker that is gone; no stream grows
  * without end.
  *
  * Liveness, not the clock, decides when a task is taken back from its
@@ -289,7 +293,8 @@ void sup_reclaim_stats(const struct sup_reclaim *, struct sup_reclaim_stats *);
 
 /* ---- coord.c ---- */
 
-/* * coord.c - the workflow coordinator: tasks with depends_on.
+/*
+ * coord.c - the workflow coordinator: tasks with depends_on.
  *
  * A client submits a workflow (proto: struct hive_workflow) to
  * <p>:workflows.  The coordinator of every hived that has PostgreSQL
@@ -335,7 +340,8 @@ void sup_coord_ended(struct sup_coord *co, const char *const *ids, size_t n);
 
 /* ---- recover.c ---- */
 
-/* * recover.c - PostgreSQL rebuilds what Redis lost.
+/*
+ * recover.c - PostgreSQL rebuilds what Redis lost.
  *
  * After Redis restarted without persistence, or failed over to a replica
  * that had not seen the last writes, tasks that PostgreSQL accepted may be
