@@ -1,5 +1,5 @@
 /*
- * coord.c - the workflow coordinator (coord.h).
+ * coord.c - the workflow coordinator (record.h).
  *
  *   XREADGROUP coordinator hived@<host> BLOCK ... STREAMS <p>:workflows
  *         |   (first our own pending entries: id 0, then ">")

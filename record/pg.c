@@ -1,5 +1,5 @@
 /*
- * pg.c - one non-blocking PostgreSQL connection on the libev loop (pg.h).
+ * pg.c - one non-blocking PostgreSQL connection on the libev loop (record.h).
  *
  *   DOWN --connect--> CONNECTING --PQconnectPoll OK--> UP
  *     ^                    |                            |

@@ -1,5 +1,5 @@
 /*
- * reclaim.c - dead consumers' tasks requeued, streams trimmed (reclaim.h).
+ * reclaim.c - dead consumers' tasks requeued, streams trimmed (record.h).
  *
  * One pass, every scan_ms:
  *

@@ -1,5 +1,5 @@
 /*
- * recover.c - unfinished tasks absent from Redis put back (recover.h).
+ * recover.c - unfinished tasks absent from Redis put back (record.h).
  *
  *   SET <p>:lock:recover host NX PX 60000      one host at a time
  *   SELECT unfinished tasks with their message  (PostgreSQL)
