@@ -1,5 +1,5 @@
 /*
- * scan.c - see scan.h.  Two SCAN walks, one per pattern, one after the
+ * scan.c - see record.h.  Two SCAN walks, one per pattern, one after the
  * other; the walk's state travels with the command.
  */
 #include "record.h"
