@@ -77,17 +77,11 @@
 
 #include "log.h"
 #include "rconn.h"
+#include "sreader.h"
 #include "worker.h"
 
 static void redis_down(struct wrk *, const char *why);
 static void alive_stamp(struct wrk *);
-
-static bool
-reply_is_error(const redisReply *r, const char *prefix)
-{
-	return r->type == REDIS_REPLY_ERROR &&
-	    (prefix == NULL || strncmp(r->str, prefix, strlen(prefix)) == 0);
-}
 
 /* ---- connecting: an rconn_group ---- */
 
@@ -403,6 +397,7 @@ take_entries(struct wrk *w, int key, const redisReply *entries,
     const redisReply *pending)
 {
 	const redisReply *e, *f, *m;
+	const char *id;
 	struct wrk_task *t;
 	uint32_t deliveries;
 	size_t i, j;
@@ -411,14 +406,12 @@ take_entries(struct wrk *w, int key, const redisReply *entries,
 		return -1;
 	for (i = 0; i < entries->elements; i++) {
 		e = entries->element[i];
-		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-		    e->element[0]->type != REDIS_REPLY_STRING ||
+		if ((id = sreader_entry_id(e)) == NULL ||
 		    e->element[0]->len > HIVE_ENTRY_ID_MAX)
 			return -1;
 		/* Re-reading our pending list after a reconnect shows what
 		 * we hold already; a read of new entries (">") cannot. */
-		if (pending != NULL &&
-		    wrk_task_find(w, key, e->element[0]->str) != NULL)
+		if (pending != NULL && wrk_task_find(w, key, id) != NULL)
 			continue;
 		f = e->element[1];
 		m = rconn_entry_field(f, "m");
@@ -429,8 +422,7 @@ take_entries(struct wrk *w, int key, const redisReply *entries,
 				if (p->type == REDIS_REPLY_ARRAY &&
 				    p->elements == 4 &&
 				    p->element[0]->type == REDIS_REPLY_STRING &&
-				    strcmp(p->element[0]->str,
-				    e->element[0]->str) == 0 &&
+				    strcmp(p->element[0]->str, id) == 0 &&
 				    p->element[3]->type == REDIS_REPLY_INTEGER) {
 					deliveries = (uint32_t)p->element[3]->integer;
 					break;
@@ -439,13 +431,12 @@ take_entries(struct wrk *w, int key, const redisReply *entries,
 		if (f->type == REDIS_REPLY_ARRAY && m == NULL) {
 			/* An entry without our field: say so in the dead
 			 * letter, with its first value as the raw bytes. */
-			t = wrk_task_new(w, key, e->element[0]->str,
+			t = wrk_task_new(w, key, id,
 			    f->elements >= 2 ? f->element[1]->str : "",
 			    f->elements >= 2 ? f->element[1]->len : 0);
 			if (t == NULL)
 				fatal("agent=%s stream=%s entry=%s taking a task",
-				    w->agent_inst, w->keys[key].name,
-				    e->element[0]->str);
+				    w->agent_inst, w->keys[key].name, id);
 			if (f->elements >= 2 && f->element[1]->str == NULL)
 				t->rawlen = 0;
 			log_warnx("agent=%s stream=%s entry=%s reason=\"entry "
@@ -454,21 +445,21 @@ take_entries(struct wrk *w, int key, const redisReply *entries,
 			wrk_task_dead(w, t, "entry has no field 'm'");
 			continue;
 		}
-		t = wrk_task_new(w, key, e->element[0]->str,
-		    m ? m->str : NULL, m ? m->len : 0);
+		t = wrk_task_new(w, key, id, m ? m->str : NULL, m ? m->len : 0);
 		if (t == NULL)
 			fatal("agent=%s stream=%s entry=%s taking a task",
-			    w->agent_inst, w->keys[key].name,
-			    e->element[0]->str);
+			    w->agent_inst, w->keys[key].name, id);
 		wrk_task_accept(w, t, deliveries);
 	}
 	return (int)i;
 }
 
-/* An XREADGROUP reply: [[key, entries], ...] or nil. */
+/* A read's reply (common/sreader.h): [[key, entries], ...] or nil. */
 static int
 take_read(struct wrk *w, const redisReply *r, int only_key)
 {
+	const redisReply *entries;
+	const char *name;
 	int n = 0, got, k;
 
 	if (r->type == REDIS_REPLY_NIL)
@@ -476,18 +467,16 @@ take_read(struct wrk *w, const redisReply *r, int only_key)
 	if (r->type != REDIS_REPLY_ARRAY)
 		return -1;
 	for (size_t i = 0; i < r->elements; i++) {
-		const redisReply *s = r->element[i];
-		if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
-		    s->element[0]->type != REDIS_REPLY_STRING)
+		if ((entries = sreader_stream(r, i, &name)) == NULL)
 			return -1;
 		k = only_key;
 		if (k < 0)
 			for (k = 0; k < w->nkeys; k++)
-				if (strcmp(w->keys[k].name, s->element[0]->str) == 0)
+				if (strcmp(w->keys[k].name, name) == 0)
 					break;
 		if (k >= w->nkeys)
 			return -1;
-		if ((got = take_entries(w, k, s->element[1], NULL)) < 0)
+		if ((got = take_entries(w, k, entries, NULL)) < 0)
 			return -1;
 		n += got;
 	}
@@ -497,12 +486,19 @@ take_read(struct wrk *w, const redisReply *r, int only_key)
 /* ---- setup: names, groups, our pending entries ---- */
 
 /*
- * The read loop, as recorder and coordinator have it too: our pending
- * entries first (setup_resume -> pending_page, a page at a time, with
- * XPENDING's delivery counts), then new ones (wrk_pull, once UP); an
+ * The read loop, through common/sreader as the recorder and the
+ * coordinator have it: our pending entries first (setup_resume ->
+ * pending_page, a page at a time), then new ones (wrk_pull, once UP); an
  * error such as NOGROUP (the stream was deleted) takes the connections
  * down, and the next setup creates the groups again (XGROUP CREATE
- * MKSTREAM).
+ * MKSTREAM, the broadcast group from "$").  Ours alone: the XPENDING
+ * before each page, for the times each entry was delivered (a task's
+ * attempts), which no other reader wants.
+ *
+ * The worker takes nobody's pending entries (no XCLAIM): a dead worker's
+ * go back to the queue by hived's reclaimer (record/reclaim.c, through
+ * common/sclaim), and a successor of the same name reads them here as
+ * its own.
  */
 
 static void setup_reply(redisAsyncContext *, void *, void *);
@@ -538,7 +534,8 @@ setup_reply(redisAsyncContext *ac, void *reply, void *priv)
 	if (r == NULL)
 		return;
 	w = conn_wrk(ac);
-	if (reply_is_error(r, NULL) && !reply_is_error(r, "BUSYGROUP")) {
+	/* Any error, but XGROUP CREATE's BUSYGROUP: the group is there. */
+	if (sreader_group_failed(r)) {
 		log_warnx("agent=%s redis %s: %s", w->agent_inst, what, r->str);
 		redis_down(w, what);
 		return;
@@ -591,27 +588,26 @@ pending_read(redisAsyncContext *ac, void *reply, void *priv)
 	struct pending_page *pp = priv;
 	struct wrk *w = pp->w;
 	struct wrk_key *k = &w->keys[pp->key];
-	redisReply *r = reply, *entries;
+	redisReply *r = reply;
+	const redisReply *entries;
+	const char *name;
 	int n = -1;
 
 	if (r == NULL)
 		goto out;
-	if (r->type == REDIS_REPLY_ERROR) {
+	if (sreader_failed(r)) {
 		log_warnx("agent=%s redis XREADGROUP %s 0: %s", w->agent_inst,
 		    k->name, r->str);
 		redis_down(w, "reading pending entries");
 		goto out;
 	}
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-	    r->element[0]->type == REDIS_REPLY_ARRAY &&
-	    r->element[0]->elements == 2) {
-		entries = r->element[0]->element[1];
+	    (entries = sreader_stream(r, 0, &name)) != NULL) {
 		n = take_entries(w, pp->key, entries, pp->pending ?
 		    pp->pending : &no_pending);
 		if (n == WRK_PENDING_PAGE) {
-			const redisReply *last = entries->element[n - 1];
 			snprintf(k->pending_after, sizeof(k->pending_after),
-			    "%s", last->element[0]->str);
+			    "%s", sreader_entry_id(entries->element[n - 1]));
 			pending_page(w, pp->key);
 		}
 	} else if (r->type == REDIS_REPLY_NIL) {
@@ -634,6 +630,10 @@ static void
 pending_page(struct wrk *w, int key)
 {
 	struct wrk_key *k = &w->keys[key];
+	const char *keys[1] = { k->name };
+	struct sreader_read rd = { .group = k->group,
+	    .consumer = w->consumer, .count = WRK_PENDING_PAGE, .pending = 1,
+	    .after = k->pending_after, .nkeys = 1, .keys = keys };
 	struct pending_page *pp;
 	char start[HIVE_ENTRY_ID_MAX + 2], count[16];
 
@@ -649,9 +649,7 @@ pending_page(struct wrk *w, int key)
 	rconn_cmd(conn(w, WRK_CONN_CMD), pending_xpending, pp,
 	    "XPENDING %s %s %s + %s %s", k->name, k->group, start, count,
 	    w->consumer);
-	rconn_cmd(conn(w, WRK_CONN_CMD), pending_read, pp,
-	    "XREADGROUP GROUP %s %s COUNT %s STREAMS %s %s", k->group,
-	    w->consumer, count, k->name, k->pending_after);
+	sreader_send(conn(w, WRK_CONN_CMD), &rd, pending_read, pp);
 	w->redis.setup_outstanding++;
 }
 
@@ -835,9 +833,9 @@ redis_setup(struct wrk *w)
 	for (int k = 0; k < w->nkeys; k++) {
 		/* Queues are read from their start; a new instance's own
 		 * broadcast group sees what is broadcast from now on. */
-		rconn_cmd(conn(w, WRK_CONN_CMD), setup_reply, "XGROUP CREATE",
-		    "XGROUP CREATE %s %s %s MKSTREAM", w->keys[k].name,
-		    w->keys[k].group, w->keys[k].broadcast ? "$" : "0");
+		sreader_group_send(conn(w, WRK_CONN_CMD), w->keys[k].name,
+		    w->keys[k].group, w->keys[k].broadcast ? "$" : "0", 1,
+		    setup_reply, "XGROUP CREATE");
 		r->setup_outstanding++;
 	}
 	/*
@@ -864,28 +862,6 @@ redis_setup(struct wrk *w)
 
 /* ---- pulling ---- */
 
-/*
- * The non-blocking pass, run inside Redis in one round trip: read the
- * queue keys in serving order, COUNT = the room left, stopping when the
- * room is filled.  Strict priority is then exact (a lower level is read
- * only if every higher one is empty at that instant) and costs one round
- * trip however many keys there are.  The reply has XREADGROUP's shape.
- * XREADGROUP without BLOCK may run in a script.
- */
-static const char pull_script[] =
-    "local room = tonumber(ARGV[3]) "
-    "local out = {} "
-    "for _, k in ipairs(KEYS) do "
-    "  if room <= 0 then break end "
-    "  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], "
-    "      'COUNT', room, 'STREAMS', k, '>') "
-    "  if r and #r[1][2] > 0 then "
-    "    out[#out + 1] = r[1] "
-    "    room = room - #r[1][2] "
-    "  end "
-    "end "
-    "return out";
-
 static void pull_reply(redisAsyncContext *, void *, void *);
 
 static int
@@ -894,49 +870,29 @@ pull_room(const struct wrk *w)
 	return (int)w->o.concurrency - w->nrunning - w->nbacklog;
 }
 
-/* A pass (block false) or one BLOCKing read of every queue key. */
+/*
+ * A pass (block false) or one BLOCKing read of every queue key.  The
+ * pass reads the queue keys in serving order, COUNT = the room left,
+ * stopping when the room is filled (sreader_read.in_order): strict
+ * priority is then exact (a lower level is read only if every higher one
+ * is empty at that instant) and costs one round trip however many keys
+ * there are.
+ */
 static void
 pull_send(struct wrk *w, int count, bool block)
 {
-	const char *argv[12 + 2 * (2 + HIVE_PRIO_LEVELS * (WRK_CAPS_MAX + 1))];
-	char cnt[16], blk[16], nk[16];
-	int argc = 0, nq = 0;
+	const char *keys[WRK_KEYS_MAX];
+	struct sreader_read rd = { .group = HIVE_GROUP_WORKERS,
+	    .consumer = w->consumer, .count = (size_t)count,
+	    .block_ms = block ? WRK_BLOCK_MS : 0, .in_order = !block,
+	    .keys = keys };
 
-	snprintf(cnt, sizeof(cnt), "%d", count);
-	snprintf(blk, sizeof(blk), "%d", WRK_BLOCK_MS);
-	for (int k = 0; k < w->nkeys; k++)
-		nq += !w->keys[k].broadcast;
-	snprintf(nk, sizeof(nk), "%d", nq);
-	if (block) {
-		argv[argc++] = "XREADGROUP";
-		argv[argc++] = "GROUP";
-		argv[argc++] = HIVE_GROUP_WORKERS;
-		argv[argc++] = w->consumer;
-		argv[argc++] = "COUNT";
-		argv[argc++] = cnt;
-		argv[argc++] = "BLOCK";
-		argv[argc++] = blk;
-		argv[argc++] = "STREAMS";
-	} else {
-		argv[argc++] = "EVAL";
-		argv[argc++] = pull_script;
-		argv[argc++] = nk;
-	}
 	for (int k = 0; k < w->nkeys; k++)
 		if (!w->keys[k].broadcast)
-			argv[argc++] = w->keys[k].name;
-	if (block) {
-		for (int k = 0; k < w->nkeys; k++)
-			if (!w->keys[k].broadcast)
-				argv[argc++] = ">";
-	} else {
-		argv[argc++] = HIVE_GROUP_WORKERS;
-		argv[argc++] = w->consumer;
-		argv[argc++] = cnt;
-	}
+			keys[rd.nkeys++] = w->keys[k].name;
 	w->redis.pull = block ? WRK_PULL_BLOCK : WRK_PULL_PASS;
-	rconn_argv(conn(w, block ? WRK_CONN_PULL : WRK_CONN_CMD), pull_reply,
-	    NULL, argc, argv, NULL);
+	sreader_send(conn(w, block ? WRK_CONN_PULL : WRK_CONN_CMD), &rd,
+	    pull_reply, NULL);
 }
 
 /*
@@ -1006,8 +962,10 @@ void
 wrk_pull(struct wrk *w)
 {
 	struct wrk_redis *rd = &w->redis;
-	struct wrk_key *bk = &w->keys[w->bcast_key];
-	char cnt[16], blk[16];
+	const char *bkey[1] = { w->keys[w->bcast_key].name };
+	struct sreader_read bread = { .group = w->keys[w->bcast_key].group,
+	    .consumer = w->consumer, .block_ms = WRK_BLOCK_MS, .nkeys = 1,
+	    .keys = bkey };
 	int room;
 
 	if (rd->state != WRK_REDIS_UP || !wrk_may_pull(w))
@@ -1017,12 +975,9 @@ wrk_pull(struct wrk *w)
 		pull_send(w, room, false);
 	/* Broadcasts: at most `concurrency` held at a time. */
 	if (!rd->bcast_busy && w->nbcast < (int)w->o.concurrency) {
-		snprintf(cnt, sizeof(cnt), "%d", (int)w->o.concurrency - w->nbcast);
-		snprintf(blk, sizeof(blk), "%d", WRK_BLOCK_MS);
+		bread.count = (size_t)((int)w->o.concurrency - w->nbcast);
 		rd->bcast_busy = true;
-		rconn_cmd(conn(w, WRK_CONN_BCAST), bcast_reply, NULL,
-		    "XREADGROUP GROUP %s %s COUNT %s BLOCK %s STREAMS %s >",
-		    bk->group, w->consumer, cnt, blk, bk->name);
+		sreader_send(conn(w, WRK_CONN_BCAST), &bread, bcast_reply, NULL);
 	}
 }
 

@@ -22,7 +22,7 @@
  *                     worker state: tests/fuzz/fuzz_handler.c runs it)
  *
  * From common/: struct hbuf and utf8_seq (util.h), the Redis connections
- * (rconn.h), the log (log.h).
+ * (rconn.h), the group reads of the streams (sreader.h), the log (log.h).
  *
  * A task lives on exactly one of three lists:
  *
@@ -79,6 +79,9 @@
 enum wrk_mode { WRK_MODE_STREAM = 0, WRK_MODE_EXEC };
 
 #define WRK_CAPS_MAX        32
+/* The streams read at most: broadcast, the direct queue, and at each
+ * priority level every capability's queue and the agent's own. */
+#define WRK_KEYS_MAX        (2 + HIVE_PRIO_LEVELS * (WRK_CAPS_MAX + 1))
 #define WRK_CONCURRENCY_MAX 1024
 /* A stream handler that died is restarted at once the first time, then
  * after this, doubling to the cap; a result from it resets the backoff. */

@@ -2,7 +2,8 @@
  * test_sreader.c - common/sreader.c against the private redis-server:
  * new entries, then the same as our pending ones; COUNT and BLOCK; an
  * entry deleted while pending; NOGROUP once the stream is gone; the
- * group made from the start of the stream.
+ * group made from the start of the stream, or from now on; our pending
+ * entries a page at a time; keys read in priority order.
  */
 #include <criterion/criterion.h>
 #include <ev.h>
@@ -109,19 +110,61 @@ on_read(redisAsyncContext *ac, void *r, void *priv)
 }
 
 static void
+read_with(struct env *e, const struct sreader_read *rd)
+{
+	long long deadline = tu_now_ms() + 10000;
+	int want = e->got + 1;
+
+	cr_assert_eq(sreader_send(e->rc, rd, on_read, e), 0);
+	while (e->got < want && tu_now_ms() < deadline)
+		ev_run(e->loop, EVRUN_ONCE);
+	cr_assert_eq(e->got, want);
+}
+
+static void
 read_once(struct env *e, int pending, size_t count, unsigned block_ms)
 {
 	const char *keys[2] = { e->key, e->key2 };
 	struct sreader_read rd = { .group = "g", .consumer = "me",
 	    .count = count, .block_ms = block_ms, .pending = pending,
 	    .nkeys = 2, .keys = keys };
-	long long deadline = tu_now_ms() + 10000;
-	int want = e->got + 1;
 
-	cr_assert_eq(sreader_send(e->rc, &rd, on_read, e), 0);
-	while (e->got < want && tu_now_ms() < deadline)
+	read_with(e, &rd);
+}
+
+/* The keys in order, COUNT over them all. */
+static void
+read_in_order(struct env *e, int pending, size_t count)
+{
+	const char *keys[2] = { e->key, e->key2 };
+	struct sreader_read rd = { .group = "g", .consumer = "me",
+	    .count = count, .pending = pending, .in_order = 1,
+	    .nkeys = 2, .keys = keys };
+
+	read_with(e, &rd);
+}
+
+/* The group's creation, its reply taken by the test. */
+static int group_replies, group_failed;
+
+static void
+on_group(redisAsyncContext *ac, void *r, void *priv)
+{
+	group_replies++;
+	group_failed = sreader_group_failed(r);
+}
+
+static void
+group_send(struct env *e, const char *key, const char *start, int mkstream)
+{
+	long long deadline = tu_now_ms() + 10000;
+	int want = group_replies + 1;
+
+	cr_assert_eq(sreader_group_send(e->rc, key, "g", start, mkstream,
+	    on_group, e), 0);
+	while (group_replies < want && tu_now_ms() < deadline)
 		ev_run(e->loop, EVRUN_ONCE);
-	cr_assert_eq(e->got, want);
+	cr_assert_eq(group_replies, want);
 }
 
 static void
@@ -225,6 +268,122 @@ Test(sreader, refused_without_streams)
 	struct env e;
 	struct sreader_read rd = { .group = "g", .consumer = "me",
 	    .count = 1 };
+
+	env_init(&e);
+	cr_assert_eq(sreader_send(e.rc, &rd, on_read, &e), -1);
+	env_fini(&e);
+}
+
+Test(sreader, group_from_now_on_and_its_reply)
+{
+	struct env e;
+
+	env_init(&e);
+	xadd(&e, e.key, "before");
+	group_send(&e, e.key, "$", 1);
+	cr_assert_not(group_failed);
+	group_send(&e, e.key, "$", 1);
+	cr_assert_not(group_failed, "BUSYGROUP: the group is there");
+	group_send(&e, e.key2, "0", 0);
+	cr_assert(group_failed, "no stream, no MKSTREAM: an error");
+	group_send(&e, e.key2, "0", 1);
+	cr_assert_not(group_failed);
+	xadd(&e, e.key, "after");
+	read_once(&e, 0, 10, 0);
+	cr_assert_eq(e.entries[0], 1, "only what was added since");
+	env_fini(&e);
+}
+
+Test(sreader, pending_a_page_at_a_time)
+{
+	const char *keys[1];
+	char last[64];
+	struct sreader_read rd = { .group = "g", .consumer = "me",
+	    .count = 2, .pending = 1, .nkeys = 1, .keys = keys };
+	struct env e;
+
+	env_init(&e);
+	keys[0] = e.key;
+	groups(&e);
+	for (int i = 0; i < 5; i++)
+		xadd(&e, e.key, "x");
+	read_once(&e, 0, 10, 0);
+	cr_assert_eq(e.entries[0], 5);
+	read_with(&e, &rd);
+	cr_assert_eq(e.entries[0], 2, "the first page");
+	/* the next pages, after the last id of the one before */
+	snprintf(last, sizeof(last), "%s", e.first_id[0]);
+	rd.count = 1;
+	rd.after = last;
+	read_with(&e, &rd);
+	cr_assert_eq(e.entries[0], 1);
+	cr_assert_str_neq(e.first_id[0], last, "after %s", last);
+	rd.count = 10;
+	read_with(&e, &rd);
+	cr_assert_eq(e.entries[0], 4, "all after the first");
+	env_fini(&e);
+}
+
+Test(sreader, in_order_reads_a_key_only_when_those_before_are_empty)
+{
+	struct env e;
+	redisReply *r;
+
+	env_init(&e);
+	groups(&e);
+	xadd(&e, e.key, "high1");
+	xadd(&e, e.key, "high2");
+	xadd(&e, e.key2, "low1");
+	xadd(&e, e.key2, "low2");
+	/* room for 3: both of the first, one of the second */
+	read_in_order(&e, 0, 3);
+	cr_assert_not(e.failed);
+	cr_assert_eq(e.streams, 2);
+	cr_assert_str_eq(e.key_seen[0], e.key);
+	cr_assert_eq(e.entries[0], 2);
+	cr_assert_str_eq(e.key_seen[1], e.key2);
+	cr_assert_eq(e.entries[1], 1);
+	/* room for 1: the first is empty now, the second gives its next */
+	xadd(&e, e.key2, "low3");
+	read_in_order(&e, 0, 1);
+	cr_assert_eq(e.streams, 1);
+	cr_assert_str_eq(e.key_seen[0], e.key2);
+	cr_assert_eq(e.entries[0], 1);
+	/* a higher one filled again is served first */
+	xadd(&e, e.key, "high3");
+	read_in_order(&e, 0, 1);
+	cr_assert_eq(e.streams, 1);
+	cr_assert_str_eq(e.key_seen[0], e.key);
+	read_in_order(&e, 0, 10);
+	cr_assert_eq(e.streams, 1);
+	cr_assert_str_eq(e.key_seen[0], e.key2, "low3");
+	/* nothing new: an empty array, not nil, and not an error */
+	read_in_order(&e, 0, 10);
+	cr_assert_not(e.failed);
+	cr_assert_eq(e.streams, 0);
+	/* ours, pending, in the same order and room */
+	read_in_order(&e, 1, 3);
+	cr_assert_eq(e.streams, 1);
+	cr_assert_eq(e.entries[0], 3);
+	read_in_order(&e, 1, 5);
+	cr_assert_eq(e.streams, 2);
+	cr_assert_eq(e.entries[0], 3);
+	cr_assert_eq(e.entries[1], 2);
+	/* NOGROUP inside the script: an error reply */
+	r = redisCommand(e.sync, "DEL %s", e.key2);
+	freeReplyObject(r);
+	read_in_order(&e, 0, 10);
+	cr_assert(e.failed);
+	env_fini(&e);
+}
+
+Test(sreader, in_order_does_not_block)
+{
+	const char *keys[1] = { "k" };
+	struct sreader_read rd = { .group = "g", .consumer = "me",
+	    .count = 1, .block_ms = 10, .in_order = 1, .nkeys = 1,
+	    .keys = keys };
+	struct env e;
 
 	env_init(&e);
 	cr_assert_eq(sreader_send(e.rc, &rd, on_read, &e), -1);

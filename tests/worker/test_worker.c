@@ -954,6 +954,85 @@ Test(worker, redis_connection_killed_worker_goes_on)
 	tw_fini(&t);
 }
 
+/*
+ * A queue deleted under a running worker (its group with it): its read
+ * fails (NOGROUP; UNBLOCKED when it was blocked on it), it sets up again,
+ * makes the group again, and serves what is queued since.
+ */
+Test(worker, queue_deleted_worker_makes_its_group_again)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_ECHO"), NULL };
+	redisReply *x;
+	pid_t w;
+
+	tw_init(&t, "nogrp");
+	w = worker_start(&t, stream_args, h);
+	submit(&t, "g0", "0");
+	next_result(&t, &r);
+	res_clear(&r);
+	x = redisCommand(t.rc, "DEL %s", qkey(&t, "c", 1));
+	freeReplyObject(x);
+	submit(&t, "g1", "1");
+	next_result(&t, &r);
+	cr_assert_str_eq(r.id, "g1");
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	cr_assert_eq(r.attempt, 1);
+	res_clear(&r);
+	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 0);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+/*
+ * More entries pending for our consumer name than one page of the
+ * re-read (WRK_PENDING_PAGE): a worker starting under that name resumes
+ * them all, each once, with the delivery before counted as an attempt.
+ */
+Test(worker, resumes_more_pending_entries_than_a_page)
+{
+	enum { N = 300 };
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_ECHO"), NULL };
+	static char seen[N];
+	char id[16], consumer[128];
+	redisReply *x;
+	pid_t w;
+	int i;
+
+	tw_init(&t, "pages");
+	memset(seen, 0, sizeof(seen));
+	x = redisCommand(t.rc, "XGROUP CREATE %s workers 0 MKSTREAM",
+	    qkey(&t, "c", 1));
+	freeReplyObject(x);
+	for (i = 0; i < N; i++) {
+		snprintf(id, sizeof(id), "q%d", i);
+		submit(&t, id, "0");
+	}
+	/* Delivered to a worker of our name that is gone, key and all. */
+	snprintf(consumer, sizeof(consumer), "a/1@%s", t.host);
+	x = redisCommand(t.rc, "XREADGROUP GROUP workers %s COUNT %d "
+	    "STREAMS %s >", consumer, N, qkey(&t, "c", 1));
+	cr_assert(x && x->type == REDIS_REPLY_ARRAY &&
+	    x->element[0]->element[1]->elements == N);
+	freeReplyObject(x);
+	w = worker_start(&t, stream_args, h);
+	for (i = 0; i < N; i++) {
+		next_result(&t, &r);
+		cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+		cr_assert_eq(r.attempt, 2, "%s: attempt %u", r.id, r.attempt);
+		cr_assert(r.id[0] == 'q' && atoi(r.id + 1) < N, "%s", r.id);
+		cr_assert_not(seen[atoi(r.id + 1)], "%s twice", r.id);
+		seen[atoi(r.id + 1)] = 1;
+		res_clear(&r);
+	}
+	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 0);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
 /* Whether this machine has an IPv6 loopback: ::1 can be bound. */
 static bool
 has_ipv6_loopback(void)
