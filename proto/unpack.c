@@ -169,10 +169,12 @@ truncated(struct reader *r)
 	    "truncated at offset %zu", r->off);
 }
 
-/* The big-endian number of n bytes at r->off, read past. */
+/* The big-endian number of n bytes at r->off, read past; 0 in *v when
+ * the input ends first. */
 static int
 take(struct reader *r, unsigned n, uint64_t *v)
 {
+	*v = 0;
 	if (n > r->len - r->off)
 		return truncated(r);
 	*v = be(r->p + r->off, n);
