@@ -203,17 +203,21 @@ start(struct run *r, int verbose)
 		bench_die("pipe: %s", strerror(errno));
 	fcntl(fds[0], F_SETPIPE_SZ, 1 << 20);
 	if ((r->pid = fork()) == 0) {
+		/* execv's argv is not const: the words it takes are arrays of
+		 * their own, which live until the exec. */
+		static char a0[] = "hived", av[] = "-v", ac[] = "--config",
+		    ap[] = "--port-file";
 		char *argv[8];
 		int n = 0;
 
 		dup2(fds[1], 2);
-		argv[n++] = (char[]){ "hived" };
+		argv[n++] = a0;
 		if (verbose)
-			argv[n++] = (char[]){ "-v" };
-		argv[n++] = (char[]){ "--config" };
+			argv[n++] = av;
+		argv[n++] = ac;
 		argv[n++] = r->conf;
 		if (r->port_file[0] != '\0') {
-			argv[n++] = (char[]){ "--port-file" };
+			argv[n++] = ap;
 			argv[n++] = r->port_file;
 		}
 		argv[n] = NULL;
