@@ -3,6 +3,7 @@
  *
  *   GET  /health                       hived is up: counts, uptime
  *   GET  /agents                       every instance: state, pid, ...
+ *   GET  /capabilities                 each capability: queues, consumers
  *   POST /agents/NAME/restart          [?instance=N]  drain, start afresh
  *   POST /agents/NAME/sleep            drain, keep memory, stay down
  *   POST /agents/NAME/wake             start with the kept memory
@@ -220,6 +221,75 @@ http_agents(struct sup_http *h, struct MHD_Connection *c)
 	return http_send(c, MHD_HTTP_OK, json_pack("{s:o}", "agents", arr));
 }
 
+/* The capability's entry in caps (made with its queues if new). */
+static json_t *
+cap_entry(json_t *caps, const char *prefix, const char *cap)
+{
+	json_t *e = json_object_get(caps, cap), *queues;
+	char key[HIVE_KEY_MAX];
+
+	if (e != NULL)
+		return e;
+	if ((queues = json_array()) == NULL)
+		return NULL;
+	for (unsigned prio = 0; prio < 3; prio++)
+		if (proto_key_queue(key, sizeof(key), prefix, cap, prio) > 0)
+			json_array_append_new(queues, json_string(key));
+	e = json_pack("{s:s, s:o, s:[]}", "name", cap, "queues", queues,
+	    "consumers");
+	if (e == NULL || json_object_set_new(caps, cap, e) == -1)
+		return NULL;
+	return e;
+}
+
+/*
+ * Each capability of the agents configured now: its queue streams (one per
+ * priority) and the worker instances that consume them (consumer name,
+ * state, tasks in flight by the last heartbeat), from hived's own state:
+ * no Redis call.
+ */
+static enum MHD_Result
+http_capabilities(struct sup_http *h, struct MHD_Connection *c)
+{
+	const struct hive_conf *conf = h->sup->cref->conf;
+	json_t *caps = json_object(), *arr = json_array(), *e, *v;
+	struct sup_agent *a;
+	const char *k;
+	char consumer[HIVE_KEY_MAX];
+
+	if (caps == NULL || arr == NULL) {
+		json_decref(caps);
+		json_decref(arr);
+		return MHD_NO;
+	}
+	TAILQ_FOREACH(a, &h->sup->agents, entry) {
+		if (a->removed)
+			continue;
+		for (int i = 0; i < a->conf->ncaps; i++) {
+			if ((e = cap_entry(caps, conf->prefix, a->conf->caps[i])) ==
+			    NULL)
+				continue;
+			for (unsigned n = 0; n < a->ninst; n++) {
+				const struct sup_inst *in = a->inst[n];
+
+				if (in->retired || proto_consumer_name(consumer,
+				    sizeof(consumer), a->name, in->n, conf->host) < 0)
+					continue;
+				json_array_append_new(json_object_get(e, "consumers"),
+				    json_pack("{s:s, s:s, s:s, s:i}", "consumer",
+				    consumer, "agent", in->label, "state",
+				    sup_state_name(in->fsm.state), "inflight",
+				    (int)in->inflight));
+			}
+		}
+	}
+	json_object_foreach(caps, k, v)
+		json_array_append(arr, v);
+	json_decref(caps);
+	return http_send(c, MHD_HTTP_OK, json_pack("{s:o}", "capabilities",
+	    arr));
+}
+
 static enum MHD_Result
 http_health(struct sup_http *h, struct MHD_Connection *c)
 {
@@ -426,7 +496,8 @@ http_route(const struct http_view *view, const struct http_request *rq,
 		    "a bad %%-escape, an escaped '/' or '?', or a byte that "
 		    "is not printable ASCII");
 
-	if (strcmp(path, "/health") == 0 || strcmp(path, "/agents") == 0) {
+	if (strcmp(path, "/health") == 0 || strcmp(path, "/agents") == 0 ||
+	    strcmp(path, "/capabilities") == 0) {
 		if (!is_get)
 			return route_fail(out, MHD_HTTP_METHOD_NOT_ALLOWED,
 			    "%s needs GET", path);
@@ -436,7 +507,8 @@ http_route(const struct http_view *view, const struct http_request *rq,
 		if (has_inst)
 			return route_fail(out, MHD_HTTP_BAD_REQUEST,
 			    "%s takes no query arguments", path);
-		out->ep = path[1] == 'h' ? HTTP_EP_HEALTH : HTTP_EP_AGENTS;
+		out->ep = path[1] == 'h' ? HTTP_EP_HEALTH : path[1] == 'a' ?
+		    HTTP_EP_AGENTS : HTTP_EP_CAPABILITIES;
 		return out->status;
 	}
 	if (strncmp(path, "/agents/", 8) != 0)
@@ -648,6 +720,8 @@ http_handler(void *cls, struct MHD_Connection *c, const char *url,
 		return http_health(h, c);
 	case HTTP_EP_AGENTS:
 		return http_agents(h, c);
+	case HTTP_EP_CAPABILITIES:
+		return http_capabilities(h, c);
 	case HTTP_EP_ACTION:
 		return http_act(h, c, lk.agent, &rt);
 	case HTTP_EP_ERROR:

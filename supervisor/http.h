@@ -49,6 +49,7 @@ enum http_endpoint {
 	HTTP_EP_ERROR = 0,           /* answer status with {"error": error} */
 	HTTP_EP_HEALTH,              /* GET /health */
 	HTTP_EP_AGENTS,              /* GET /agents */
+	HTTP_EP_CAPABILITIES,        /* GET /capabilities */
 	HTTP_EP_ACTION,              /* POST /agents/NAME/ACTION */
 };
 

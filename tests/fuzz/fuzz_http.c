@@ -24,8 +24,8 @@
  *   - an error has a status >= 400 and a text that is valid UTF-8 (it
  *     goes out as a JSON string: jansson refuses anything else, and the
  *     client would get no answer);
- *   - GET /health and /agents only by GET, for a path that decodes to
- *     exactly that;
+ *   - GET /health, /agents and /capabilities only by GET, for a path that
+ *     decodes to exactly that;
  *   - an action only by POST with the right bearer token, on an agent
  *     that exists, with a known action and instances within its count,
  *     and never while hived stops; on every instance of an agent that
@@ -129,13 +129,14 @@ check_route(const struct http_view *view, const struct http_request *rq,
 		json_decref(j);
 		return;
 	case HTTP_EP_HEALTH:
-	case HTTP_EP_AGENTS: {
+	case HTTP_EP_AGENTS:
+	case HTTP_EP_CAPABILITIES: {
 		char path[64];
 
 		FZ_CHECK(strcmp(rq->method, "GET") == 0);
 		decoded_path(rq->target, path, sizeof(path));
 		FZ_CHECK(strcmp(path, rt->ep == HTTP_EP_HEALTH ? "/health" :
-		    "/agents") == 0);
+		    rt->ep == HTTP_EP_AGENTS ? "/agents" : "/capabilities") == 0);
 		break;
 	}
 	case HTTP_EP_ACTION: {

@@ -254,6 +254,59 @@ Test(http, strict_target_over_http)
 	}
 }
 
+/* The consumers of capability cap in a GET /capabilities answer, as
+ * "consumer=state,..." in order; fails if the queues are not as given. */
+static void
+expect_cap(json_t *caps, const char *prefix, const char *cap,
+    const char *consumers)
+{
+	json_t *it, *c;
+	size_t i, j;
+	char want[128], got[512] = "";
+
+	json_array_foreach(caps, i, it) {
+		if (strcmp(json_string_value(json_object_get(it, "name")), cap))
+			continue;
+		for (unsigned p = 0; p < 3; p++) {
+			snprintf(want, sizeof(want), "%s:q:%s:%u", prefix, cap, p);
+			cr_assert_str_eq(json_string_value(json_array_get(
+			    json_object_get(it, "queues"), p)), want);
+		}
+		json_array_foreach(json_object_get(it, "consumers"), j, c) {
+			cr_assert_eq(json_integer_value(json_object_get(c,
+			    "inflight")), 0);
+			snprintf(got + strlen(got), sizeof(got) - strlen(got),
+			    "%s%s", j ? "," : "",
+			    json_string_value(json_object_get(c, "consumer")));
+		}
+		cr_assert_str_eq(got, consumers, "capability %s", cap);
+		return;
+	}
+	cr_assert_fail("no capability %s", cap);
+}
+
+/* GET /capabilities: each capability, its queues and consumers. */
+Test(http, capabilities_list_their_consumers)
+{
+	struct hp *h = hp_new("caps");
+	json_t *j, *caps;
+	int code;
+
+	hp_write_conf(h, fake(), "host = node-1\n",
+	    "[agent \"a\"]\ncommand = ok\ninstances = 2\n"
+	    "capabilities = x, y\n"
+	    "[agent \"b\"]\ncommand = ok\ncapabilities = y\n"
+	    "[agent \"c\"]\ncommand = ok\n");
+	hp_start(h);
+	j = hp_http(h, "GET", "/capabilities", NULL, &code);
+	cr_assert_eq(code, 200);
+	caps = json_object_get(j, "capabilities");
+	cr_assert_eq(json_array_size(caps), 2);
+	expect_cap(caps, h->prefix, "x", "a/1@node-1,a/2@node-1");
+	expect_cap(caps, h->prefix, "y", "a/1@node-1,a/2@node-1,b/1@node-1");
+	json_decref(j);
+}
+
 /* Start hived, expecting it to exit 1 with a line holding needle. */
 static void
 expect_start_fails(struct hp *h, const char *needle)

@@ -159,6 +159,11 @@ Test(http_route, methods_and_token)
 	cr_assert_eq(d.ep, HTTP_EP_AGENTS);
 	cr_assert_eq(route("GET", "/%61gents", NULL, &d), 200);
 	cr_assert_eq(d.ep, HTTP_EP_AGENTS);
+	cr_assert_eq(route("GET", "/capabilities", NULL, &d), 200);
+	cr_assert_eq(d.ep, HTTP_EP_CAPABILITIES);
+	expect_error("POST", "/capabilities", 405, "/capabilities needs GET");
+	expect_error("GET", "/capabilities?instance=1", 400,
+	    "/capabilities takes no query arguments");
 	expect_error("POST", "/health", 405, "/health needs GET");
 	expect_error("GET", "/agents/echo/restart", 405, "actions need POST");
 	cr_assert_eq(route("POST", "/agents/echo/restart", NULL, &d), 401);
