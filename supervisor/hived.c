@@ -7,6 +7,8 @@
  */
 #include "hived.h"
 
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -26,36 +28,61 @@ static void sup_hk_cb(struct ev_loop *, ev_timer *, int);
 /* Seconds between two malloc_trim calls (sup_trim). */
 #define SUP_TRIM_S 60
 
-/* First line of path, without surrounding blanks; 0, or -1 (logged). */
+/*
+ * The token: the first line of path, without surrounding blanks, into buf
+ * (len bytes with its NUL).  The whole line is read: one that does not
+ * fit is refused, never cut (a cut token would accept a prefix of the
+ * real one and refuse the real one).  0, or -1 (logged, naming the file).
+ */
 int
 sup_read_token(const char *path, char *buf, size_t len)
 {
 	FILE *f = fopen(path, "re");
-	size_t n;
-	char *s;
+	struct stat st;
+	char *line = NULL, *s;
+	size_t cap = 0, n;
+	int ret = -1;
 
 	if (f == NULL) {
 		log_warn("token_file %s", path);
 		return -1;
 	}
-	if (fgets(buf, (int)len, f) == NULL) {
-		log_warnx("token_file %s: empty", path);
-		fclose(f);
-		return -1;
+	if (fstat(fileno(f), &st) == -1) {
+		log_warn("token_file %s", path);
+		goto out;
 	}
-	fclose(f);
-	n = strcspn(buf, "\r\n");
-	buf[n] = '\0';
-	while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-		buf[--n] = '\0';
-	for (s = buf; *s == ' ' || *s == '\t'; s++)
+	if (S_ISDIR(st.st_mode)) {
+		log_warnx("token_file %s: is a directory, not a file", path);
+		goto out;
+	}
+	if (getline(&line, &cap, f) == -1) {
+		if (ferror(f))
+			log_warn("token_file %s", path);
+		else
+			log_warnx("token_file %s: empty", path);
+		goto out;
+	}
+	n = strcspn(line, "\r\n");
+	line[n] = '\0';
+	while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+		line[--n] = '\0';
+	for (s = line; *s == ' ' || *s == '\t'; s++)
 		;
-	memmove(buf, s, strlen(s) + 1);
-	if (*buf == '\0') {
+	if (*s == '\0') {
 		log_warnx("token_file %s: empty", path);
-		return -1;
+		goto out;
 	}
-	return 0;
+	if (strlen(s) >= len) {
+		log_warnx("token_file %s: the token is %zu bytes long, more than "
+		    "the %zu allowed", path, strlen(s), len - 1);
+		goto out;
+	}
+	memcpy(buf, s, strlen(s) + 1);
+	ret = 0;
+out:
+	free(line);
+	fclose(f);
+	return ret;
 }
 
 /* Write the HTTP port for tests and scripts: to a temporary name, then

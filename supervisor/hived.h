@@ -367,6 +367,9 @@ void sup_shutdown(struct sup *);
 void sup_summary(struct sup *, char *buf, size_t len);
 /* Counts of instances by state; returns the number of instances. */
 unsigned sup_count_states(struct sup *, unsigned counts[SUP_ST_COUNT]);
+/* The token: the first line of path, blanks around it removed, whole into
+ * buf (len with its NUL); a longer one, an empty file, a directory: -1,
+ * logged with the file's name. */
 int sup_read_token(const char *path, char *buf, size_t len);
 
 #endif /* HIVE_HIVED_H */

@@ -3,6 +3,7 @@
  *
  *   GET  /health                       hived is up: counts, uptime
  *   GET  /agents                       every instance: state, pid, ...
+ *   GET  /capabilities                 each capability: queues, consumers
  *   POST /agents/NAME/restart          [?instance=N]  drain, start afresh
  *   POST /agents/NAME/sleep            drain, keep memory, stay down
  *   POST /agents/NAME/wake             start with the kept memory
@@ -10,7 +11,10 @@
  *
  * Every POST needs "Authorization: Bearer TOKEN" (TOKEN: the first line of
  * [hive] token_file); without a token_file every POST is refused.  Answers
- * are JSON; errors are {"error": "..."} with a 4xx status.
+ * are JSON; errors are {"error": "..."} with a 4xx or 5xx status.  The
+ * connections are capped per client address and in total (a 503 past a
+ * cap), and one idle or with an incomplete request is closed after
+ * HTTP_TIMEOUT_S.
  *
  * libmicrohttpd runs inside hived's libev loop, without threads: MHD_USE_EPOLL
  * gives one epoll descriptor that is readable whenever MHD has something
@@ -26,23 +30,51 @@
  *                                                          http_act
  *
  * http_route (see http.h) decides the endpoint and validates the request
- * without MHD or hived's structures, so that it can be fuzzed.
+ * without MHD or hived's structures, so that it can be fuzzed.  It gets
+ * the request-target as sent (http_uri keeps it) and decodes it itself:
+ * MHD's unescaped URL would turn "echo%2frestart" into a path of three
+ * parts and cut "1%00junk" to "1".
  */
 #include "hived.h"
 #include "http.h"
 
 #include <sys/socket.h>
 
+#include <netinet/in.h>
+
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <microhttpd.h>
 
 #include "log.h"
+
+/*
+ * The API's connection limits (docs/OPERATIONS.md, HTTP control API).
+ * Connections are counted by address as MHD opens and closes them
+ * (http_notify).  One over a cap is still read, for a short while, so
+ * that it can be told why: its request gets a 503 and the connection is
+ * closed.  Past HTTP_CONN_MAX, MHD accepts nothing more until one closes
+ * (new ones wait in the listen backlog).
+ */
+#define HTTP_CONN_TOTAL      48   /* served at once */
+#define HTTP_CONN_PER_IP     16   /* served at once for one client address */
+#define HTTP_CONN_MAX        64   /* open at once, the refused included */
+#define HTTP_TIMEOUT_S       10   /* idle, or a request still incomplete */
+#define HTTP_REFUSED_S        2   /* a refused one, until its 503 is sent */
+#define HTTP_BACKLOG         64
+
+/* A client address with connections being served: key is the family and
+ * the address bytes (not the port). */
+struct http_peer {
+	unsigned char key[17];
+	unsigned n;
+};
 
 struct sup_http {
 	struct sup *sup;
@@ -50,15 +82,23 @@ struct sup_http {
 	ev_io io;
 	ev_timer tm;
 	unsigned port;
+	int closed;                  /* MHD closed connections in this run */
+	unsigned served;             /* connections within the caps */
+	struct http_peer peers[HTTP_CONN_TOTAL];
+	/* A refused connection's socket context points at one of these. */
+	char over_total, over_ip;
 };
 
 /*
- * One request in progress (MHD's *con_cls): made when its headers are in,
- * freed by http_completed whatever the request's end (answered, client
- * gone, daemon stopped).  The body is kept up to HTTP_BODY_MAX; len
- * counts all of it, so that a larger one is refused.
+ * One request in progress (MHD's *con_cls): made when its request line is
+ * in (http_uri, which keeps the target as sent), freed by http_completed
+ * whatever the request's end (answered, client gone, daemon stopped).
+ * The body is kept up to HTTP_BODY_MAX; len counts all of it, so that a
+ * larger one is refused.
  */
 struct http_conn {
+	char *target;
+	int headers;                 /* http_handler has seen the headers */
 	size_t len;
 	char body[HTTP_BODY_MAX];
 };
@@ -75,8 +115,10 @@ http_logger(void *cls, const char *fmt, va_list ap)
 	log_warnx("http: %s", line);
 }
 
+/* Send body (a reference taken) with code; close: then close the
+ * connection. */
 static enum MHD_Result
-http_send(struct MHD_Connection *c, unsigned code, json_t *body)
+http_respond(struct MHD_Connection *c, unsigned code, json_t *body, int close)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -95,9 +137,19 @@ http_send(struct MHD_Connection *c, unsigned code, json_t *body)
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
 	    "application/json");
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (close) {
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	}
 	ret = MHD_queue_response(c, code, r);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+static enum MHD_Result
+http_send(struct MHD_Connection *c, unsigned code, json_t *body)
+{
+	return http_respond(c, code, body, 0);
 }
 
 static enum MHD_Result
@@ -169,6 +221,75 @@ http_agents(struct sup_http *h, struct MHD_Connection *c)
 	return http_send(c, MHD_HTTP_OK, json_pack("{s:o}", "agents", arr));
 }
 
+/* The capability's entry in caps (made with its queues if new). */
+static json_t *
+cap_entry(json_t *caps, const char *prefix, const char *cap)
+{
+	json_t *e = json_object_get(caps, cap), *queues;
+	char key[HIVE_KEY_MAX];
+
+	if (e != NULL)
+		return e;
+	if ((queues = json_array()) == NULL)
+		return NULL;
+	for (unsigned prio = 0; prio < 3; prio++)
+		if (proto_key_queue(key, sizeof(key), prefix, cap, prio) > 0)
+			json_array_append_new(queues, json_string(key));
+	e = json_pack("{s:s, s:o, s:[]}", "name", cap, "queues", queues,
+	    "consumers");
+	if (e == NULL || json_object_set_new(caps, cap, e) == -1)
+		return NULL;
+	return e;
+}
+
+/*
+ * Each capability of the agents configured now: its queue streams (one per
+ * priority) and the worker instances that consume them (consumer name,
+ * state, tasks in flight by the last heartbeat), from hived's own state:
+ * no Redis call.
+ */
+static enum MHD_Result
+http_capabilities(struct sup_http *h, struct MHD_Connection *c)
+{
+	const struct hive_conf *conf = h->sup->cref->conf;
+	json_t *caps = json_object(), *arr = json_array(), *e, *v;
+	struct sup_agent *a;
+	const char *k;
+	char consumer[HIVE_KEY_MAX];
+
+	if (caps == NULL || arr == NULL) {
+		json_decref(caps);
+		json_decref(arr);
+		return MHD_NO;
+	}
+	TAILQ_FOREACH(a, &h->sup->agents, entry) {
+		if (a->removed)
+			continue;
+		for (int i = 0; i < a->conf->ncaps; i++) {
+			if ((e = cap_entry(caps, conf->prefix, a->conf->caps[i])) ==
+			    NULL)
+				continue;
+			for (unsigned n = 0; n < a->ninst; n++) {
+				const struct sup_inst *in = a->inst[n];
+
+				if (in->retired || proto_consumer_name(consumer,
+				    sizeof(consumer), a->name, in->n, conf->host) < 0)
+					continue;
+				json_array_append_new(json_object_get(e, "consumers"),
+				    json_pack("{s:s, s:s, s:s, s:i}", "consumer",
+				    consumer, "agent", in->label, "state",
+				    sup_state_name(in->fsm.state), "inflight",
+				    (int)in->inflight));
+			}
+		}
+	}
+	json_object_foreach(caps, k, v)
+		json_array_append(arr, v);
+	json_decref(caps);
+	return http_send(c, MHD_HTTP_OK, json_pack("{s:o}", "capabilities",
+	    arr));
+}
+
 static enum MHD_Result
 http_health(struct sup_http *h, struct MHD_Connection *c)
 {
@@ -220,29 +341,115 @@ route_fail(struct http_decision *out, unsigned status, const char *fmt, ...)
 	return status;
 }
 
-/* Printable ASCII only: safe to quote back in an error (valid UTF-8). */
 static int
-printable(const char *s)
+hexval(int c)
 {
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
-			return 0;
-	return 1;
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
 }
 
 /*
- * The value of query argument key: the first one of that name, names
- * compared without case (as MHD_lookup_connection_value does); NULL when
- * absent or given without a value.
+ * Percent-decode the n bytes at s into out (outsz bytes with the NUL):
+ * the decoded length; -1 when an escape is malformed, when a byte, as
+ * sent or decoded, is not printable ASCII (a space, NUL or control byte
+ * included), or when an escape decodes to a byte of forbid; -2 when the
+ * result does not fit.  Nothing is decoded twice: "%252f" is "%2f".
  */
-static const char *
-route_arg(const struct http_request *rq, const char *key)
+static int
+pct_decode(const char *s, size_t n, char *out, size_t outsz,
+    const char *forbid)
 {
-	for (size_t i = 0; i < rq->nargs; i++)
-		if (rq->args[i].key != NULL &&
-		    strcasecmp(rq->args[i].key, key) == 0)
-			return rq->args[i].value;
-	return NULL;
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int c = (unsigned char)s[i];
+
+		if (c == '%') {
+			int hi, lo;
+
+			if (n - i < 3 || (hi = hexval(s[i + 1])) < 0 ||
+			    (lo = hexval(s[i + 2])) < 0)
+				return -1;
+			c = hi * 16 + lo;
+			i += 2;
+			if (c != 0 && strchr(forbid, c) != NULL)
+				return -1;
+		}
+		if (c <= 0x20 || c > 0x7e)
+			return -1;
+		if (o + 1 >= outsz)
+			return -2;
+		out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	return (int)o;
+}
+
+/*
+ * The query (after '?', NULL when none): the only argument any endpoint
+ * takes is instance=N, once, with a value (checked as a number later).
+ * Empty items ("?", "&&") are nothing.  0, or -1 after route_fail.
+ */
+static int
+route_query(const char *q, char *inst, size_t len, int *has,
+    struct http_decision *out)
+{
+	char key[16];
+
+	*has = 0;
+	inst[0] = '\0';
+	while (q != NULL && *q != '\0') {
+		const char *amp = strchr(q, '&');
+		const char *end = amp != NULL ? amp : q + strlen(q);
+		const char *eq = memchr(q, '=', (size_t)(end - q));
+		const char *kend = eq != NULL ? eq : end;
+
+		if (end == q) {
+			q = end + 1;
+			continue;
+		}
+		if (pct_decode(q, (size_t)(kend - q), key, sizeof(key), "") < 0 ||
+		    strcmp(key, "instance") != 0)
+			return route_fail(out, MHD_HTTP_BAD_REQUEST,
+			    "unknown query argument (the only one is "
+			    "instance=N, on actions)"), -1;
+		if (*has)
+			return route_fail(out, MHD_HTTP_BAD_REQUEST,
+			    "instance given twice"), -1;
+		if (eq == NULL)
+			return route_fail(out, MHD_HTTP_BAD_REQUEST,
+			    "instance needs a value: instance=N"), -1;
+		if (pct_decode(eq + 1, (size_t)(end - eq - 1), inst, len,
+		    "") < 0)
+			inst[0] = '\0';    /* refused as a number below */
+		*has = 1;
+		q = amp != NULL ? amp + 1 : end;
+	}
+	return 0;
+}
+
+/* "1".."9999": digits only, no sign, blank or leading zero; or -1. */
+static int
+route_instance(const char *s, unsigned *v)
+{
+	unsigned long n = 0;
+
+	if (*s < '1' || *s > '9')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		n = n * 10 + (unsigned long)(*s - '0');
+		if (n > HIVE_INSTANCE_MAX)
+			return -1;
+	}
+	*v = (unsigned)n;
+	return 0;
 }
 
 static const char *const action_names[] = {
@@ -260,36 +467,53 @@ http_action_name(enum http_action a)
 }
 
 /*
- * The checks, in the order a client sees them: body size, path and
- * method, agent name, token, action, hived stopping, agent, instance.
+ * The checks, in the order a client sees them: body size, path (its
+ * escapes, then which one) and method, agent name, query, token, action,
+ * hived stopping, agent, instance.
  */
 unsigned
 http_route(const struct http_view *view, const struct http_request *rq,
     struct http_decision *out)
 {
-	const char *url = rq->url, *p, *slash, *auth, *qi;
-	char action[16];
+	const char *q = strchr(rq->target, '?'), *p, *slash, *auth;
+	char path[HTTP_PATH_MAX], action[16], inst[8];
 	int is_get = strcmp(rq->method, "GET") == 0;
 	int is_post = strcmp(rq->method, "POST") == 0;
-	int n;
-	size_t i;
+	int n, has_inst, r;
+	size_t i, plen = q != NULL ? (size_t)(q - rq->target) :
+	    strlen(rq->target);
+	unsigned v;
 
 	memset(out, 0, sizeof(*out));
 	out->status = MHD_HTTP_OK;
 	if (rq->body_len > HTTP_BODY_MAX)
 		return route_fail(out, MHD_HTTP_CONTENT_TOO_LARGE,
 		    "body too large");
+	if ((r = pct_decode(rq->target, plen, path, sizeof(path), "/?")) == -2)
+		return route_fail(out, MHD_HTTP_NOT_FOUND, "no such path");
+	if (r == -1)
+		return route_fail(out, MHD_HTTP_BAD_REQUEST, "malformed path: "
+		    "a bad %%-escape, an escaped '/' or '?', or a byte that "
+		    "is not printable ASCII");
 
-	if (strcmp(url, "/health") == 0 || strcmp(url, "/agents") == 0) {
+	if (strcmp(path, "/health") == 0 || strcmp(path, "/agents") == 0 ||
+	    strcmp(path, "/capabilities") == 0) {
 		if (!is_get)
 			return route_fail(out, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "%s needs GET", url);
-		out->ep = url[1] == 'h' ? HTTP_EP_HEALTH : HTTP_EP_AGENTS;
+			    "%s needs GET", path);
+		if (route_query(q != NULL ? q + 1 : NULL, inst, sizeof(inst),
+		    &has_inst, out) == -1)
+			return out->status;
+		if (has_inst)
+			return route_fail(out, MHD_HTTP_BAD_REQUEST,
+			    "%s takes no query arguments", path);
+		out->ep = path[1] == 'h' ? HTTP_EP_HEALTH : path[1] == 'a' ?
+		    HTTP_EP_AGENTS : HTTP_EP_CAPABILITIES;
 		return out->status;
 	}
-	if (strncmp(url, "/agents/", 8) != 0)
+	if (strncmp(path, "/agents/", 8) != 0)
 		return route_fail(out, MHD_HTTP_NOT_FOUND, "no such path");
-	p = url + 8;
+	p = path + 8;
 	if ((slash = strchr(p, '/')) == NULL || slash == p ||
 	    (size_t)(slash - p) > HIVE_NAME_MAX ||
 	    strlen(slash + 1) >= sizeof(action) || strchr(slash + 1, '/'))
@@ -303,6 +527,9 @@ http_route(const struct http_view *view, const struct http_request *rq,
 	if (!is_post)
 		return route_fail(out, MHD_HTTP_METHOD_NOT_ALLOWED,
 		    "actions need POST");
+	if (route_query(q != NULL ? q + 1 : NULL, inst, sizeof(inst),
+	    &has_inst, out) == -1)
+		return out->status;
 
 	if (view->token[0] == '\0')
 		return route_fail(out, MHD_HTTP_FORBIDDEN,
@@ -318,9 +545,8 @@ http_route(const struct http_view *view, const struct http_request *rq,
 		if (strcmp(action, action_names[i]) == 0)
 			break;
 	if (i == sizeof(action_names) / sizeof(action_names[0]))
-		return route_fail(out, MHD_HTTP_NOT_FOUND, "unknown action%s%s%s "
-		    "(restart, sleep, wake, reset)", printable(action) ? " '" : "",
-		    printable(action) ? action : "", printable(action) ? "'" : "");
+		return route_fail(out, MHD_HTTP_NOT_FOUND, "unknown action '%s' "
+		    "(restart, sleep, wake, reset)", action);
 	out->action = (enum http_action)i;
 	if (view->stopping)
 		return route_fail(out, MHD_HTTP_SERVICE_UNAVAILABLE,
@@ -330,18 +556,15 @@ http_route(const struct http_view *view, const struct http_request *rq,
 		    out->agent);
 	out->lo = 1;
 	out->hi = (unsigned)n;
-	if ((qi = route_arg(rq, "instance")) != NULL) {
-		char *end;
-		unsigned long v = strtoul(qi, &end, 10);
-
-		if (*qi == '\0' || *end != '\0' || v < 1 || v > HIVE_INSTANCE_MAX)
+	if (has_inst) {
+		if (route_instance(inst, &v) == -1)
 			return route_fail(out, MHD_HTTP_BAD_REQUEST,
 			    "instance must be a number 1..%d", HIVE_INSTANCE_MAX);
 		if (v > out->hi)
 			return route_fail(out, MHD_HTTP_NOT_FOUND,
 			    "agent '%s' has %u instance%s", out->agent, out->hi,
 			    out->hi == 1 ? "" : "s");
-		out->lo = out->hi = (unsigned)v;
+		out->lo = out->hi = v;
 	}
 	out->ep = HTTP_EP_ACTION;
 	return out->status;
@@ -410,29 +633,36 @@ lookup_instances(void *arg, const char *name)
 	    a->ninst);
 }
 
-/* The query arguments into an array: MHD_get_connection_values' callback. */
-struct http_args {
-	struct http_arg *v;
-	size_t n, cap;
-};
-
-static enum MHD_Result
-collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-    const char *value)
+/*
+ * MHD calls this with the request-target as the client sent it, before
+ * unescaping it; what it returns becomes the request's *con_cls.  NULL
+ * (out of memory) makes http_handler close the connection.
+ */
+static void *
+http_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
-	struct http_args *as = cls;
+	struct http_conn *hc = calloc(1, sizeof(*hc));
 
-	if (as->n == as->cap)
-		return MHD_NO;
-	as->v[as->n].key = key;
-	as->v[as->n].value = value;
-	as->n++;
-	return MHD_YES;
+	if (hc != NULL && (hc->target = strdup(uri)) == NULL) {
+		free(hc);
+		hc = NULL;
+	}
+	return hc;
+}
+
+/* The 503 for a connection over a cap (see http_notify). */
+static enum MHD_Result
+http_refuse(struct sup_http *h, struct MHD_Connection *c, const void *why)
+{
+	return http_respond(c, MHD_HTTP_SERVICE_UNAVAILABLE, json_pack("{s:s}",
+	    "error", why == &h->over_ip ? "too many connections from this "
+	    "address: close one and retry" : "too many connections: retry "
+	    "later"), 1);
 }
 
 /*
- * MHD calls this for a request: first with its headers (*con_cls NULL),
- * then once per piece of body, then with *upload_data_size 0 to answer.
+ * MHD calls this for a request: first with its headers, then once per
+ * piece of body, then with *upload_data_size 0 to answer.
  */
 static enum MHD_Result
 http_handler(void *cls, struct MHD_Connection *c, const char *url,
@@ -445,17 +675,20 @@ http_handler(void *cls, struct MHD_Connection *c, const char *url,
 	struct http_view view = { h->sup->token, h->sup->stopping,
 	    lookup_instances, &lk };
 	struct http_request rq;
-	struct http_args as = { NULL, 0, 0 };
 	struct http_decision rt;
-	int nargs;
 
-	if (hc == NULL) {
+	if (hc == NULL)
+		return MHD_NO;
+	if (!hc->headers) {
 		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 		    MHD_HTTP_HEADER_CONTENT_LENGTH);
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c,
+		    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
-		if ((hc = calloc(1, sizeof(*hc))) == NULL)
-			return MHD_NO;
-		*con_cls = hc;
+		hc->headers = 1;
+		if (ci != NULL && (ci->socket_context == &h->over_total ||
+		    ci->socket_context == &h->over_ip))
+			return http_refuse(h, c, ci->socket_context);
 		/* Refused before it is read. */
 		if (cl != NULL && strtoull(cl, NULL, 10) > HTTP_BODY_MAX)
 			return http_error(c, MHD_HTTP_CONTENT_TOO_LARGE,
@@ -474,30 +707,21 @@ http_handler(void *cls, struct MHD_Connection *c, const char *url,
 		return MHD_YES;
 	}
 
-	nargs = MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, NULL, NULL);
-	if (nargs > 0) {
-		if ((as.v = calloc((size_t)nargs, sizeof(*as.v))) == NULL)
-			return MHD_NO;
-		as.cap = (size_t)nargs;
-		MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg,
-		    &as);
-	}
 	rq.method = method;
-	rq.url = url;
-	rq.args = as.v;
-	rq.nargs = as.n;
+	rq.target = hc->target;
 	rq.authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
 	    MHD_HTTP_HEADER_AUTHORIZATION);
 	rq.body = hc->body;
 	rq.body_len = hc->len;
 	http_route(&view, &rq, &rt);
-	free(as.v);
 
 	switch (rt.ep) {
 	case HTTP_EP_HEALTH:
 		return http_health(h, c);
 	case HTTP_EP_AGENTS:
 		return http_agents(h, c);
+	case HTTP_EP_CAPABILITIES:
+		return http_capabilities(h, c);
 	case HTTP_EP_ACTION:
 		return http_act(h, c, lk.agent, &rt);
 	case HTTP_EP_ERROR:
@@ -506,13 +730,88 @@ http_handler(void *cls, struct MHD_Connection *c, const char *url,
 	return http_send(c, rt.status, json_pack("{s:s}", "error", rt.error));
 }
 
-/* Every request that reached http_handler ends here, however it ended. */
+/* Every request http_uri saw ends here, however it ended. */
 static void
 http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     enum MHD_RequestTerminationCode toe)
 {
-	free(*con_cls);
+	struct http_conn *hc = *con_cls;
+
+	if (hc != NULL)
+		free(hc->target);
+	free(hc);
 	*con_cls = NULL;
+}
+
+/* The family and address bytes of sa, zero-filled, as a peer's key. */
+static void
+peer_key(const struct sockaddr *sa, unsigned char key[17])
+{
+	memset(key, 0, 17);
+	if (sa == NULL)
+		return;
+	key[0] = (unsigned char)sa->sa_family;
+	if (sa->sa_family == AF_INET)
+		memcpy(key + 1, &((const struct sockaddr_in *)(const void *)sa)->
+		    sin_addr, 4);
+	else if (sa->sa_family == AF_INET6)
+		memcpy(key + 1, &((const struct sockaddr_in6 *)(const void *)sa)->
+		    sin6_addr, 16);
+}
+
+/*
+ * A connection opened or closed (MHD_OPTION_NOTIFY_CONNECTION).  Opened:
+ * counted against its address and the total, or, over a cap, marked
+ * refused with a short timeout (http_handler answers 503).  Closed: the
+ * count goes down, and h->closed asks http_run for another run.
+ */
+static void
+http_notify(void *cls, struct MHD_Connection *c, void **sc,
+    enum MHD_ConnectionNotificationCode code)
+{
+	struct sup_http *h = cls;
+	const union MHD_ConnectionInfo *ci;
+	struct http_peer *pr = NULL, *free_pr = NULL;
+	unsigned char key[17];
+
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		h->closed = 1;
+		if (*sc != NULL && *sc != &h->over_total && *sc != &h->over_ip) {
+			pr = *sc;
+			pr->n--;
+			h->served--;
+		}
+		*sc = NULL;
+		return;
+	}
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	peer_key(ci != NULL ? ci->client_addr : NULL, key);
+	for (size_t i = 0; i < HTTP_CONN_TOTAL; i++) {
+		if (h->peers[i].n == 0) {
+			if (free_pr == NULL)
+				free_pr = &h->peers[i];
+		} else if (memcmp(h->peers[i].key, key, sizeof(key)) == 0)
+			pr = &h->peers[i];
+	}
+	if (h->served >= HTTP_CONN_TOTAL)
+		*sc = &h->over_total;
+	else if (pr != NULL && pr->n >= HTTP_CONN_PER_IP)
+		*sc = &h->over_ip;
+	else {
+		if (pr == NULL) {
+			/* served < HTTP_CONN_TOTAL: a slot is free */
+			pr = free_pr;
+			memcpy(pr->key, key, sizeof(key));
+		}
+		pr->n++;
+		h->served++;
+		*sc = pr;
+		return;
+	}
+	log_debug("http: connection refused (%s)", *sc == &h->over_ip ?
+	    "per-address cap" : "total cap");
+	MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
+	    (unsigned)HTTP_REFUSED_S);
 }
 
 static void
@@ -522,28 +821,43 @@ http_rearm(struct sup_http *h)
 	MHD_UNSIGNED_LONG_LONG ms;
 
 	ev_timer_stop(loop, &h->tm);
-	if (MHD_get_timeout(h->d, &ms) == MHD_YES) {
+	if (h->closed) {
+		ev_timer_set(&h->tm, 0., 0.);
+		ev_timer_start(loop, &h->tm);
+	} else if (MHD_get_timeout(h->d, &ms) == MHD_YES) {
 		ev_timer_set(&h->tm, ms / 1000., 0.);
 		ev_timer_start(loop, &h->tm);
 	}
 }
 
+/*
+ * At its connection limit (or out of descriptors) MHD takes its listening
+ * socket out of its epoll set, and puts it back only at the start of a
+ * later MHD_run, once connections have closed.  Nothing else would call
+ * MHD_run then: with no connection left there is no timeout, and the
+ * epoll descriptor, no longer watching the listening socket, never
+ * becomes readable; the API would stay deaf for good.  So a run in which
+ * connections closed is followed by another, on the next turn of the
+ * loop (http_rearm).
+ */
 static void
-http_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+http_run(struct sup_http *h)
 {
-	struct sup_http *h = w->data;
-
+	h->closed = 0;
 	MHD_run(h->d);
 	http_rearm(h);
 }
 
 static void
+http_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	http_run(w->data);
+}
+
+static void
 http_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct sup_http *h = w->data;
-
-	MHD_run(h->d);
-	http_rearm(h);
+	http_run(w->data);
 }
 
 /* "host:port" or "[v6]:port" into a socket address: 0 or -1 (logged). */
@@ -579,32 +893,77 @@ http_parse_addr(const char *addr, struct sockaddr_storage *ss)
 	return 0;
 }
 
+/*
+ * The listening socket for addr, made here rather than by MHD: its errors
+ * name the address, and it gets SO_REUSEADDR (a restart binds while old
+ * connections linger in TIME_WAIT) but never SO_REUSEPORT, under which a
+ * second hived could bind the same address and the kernel would share the
+ * connections between the two.  The descriptor, or -1 (logged).
+ */
+static int
+http_listen(const char *addr, const struct sockaddr_storage *ss,
+    unsigned *port)
+{
+	socklen_t sl = ss->ss_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	struct sockaddr_storage got;
+	int fd, on = 1;
+
+	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1) {
+		log_warn("http = %s: socket", addr);
+		return -1;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1 ||
+	    bind(fd, (const struct sockaddr *)ss, sl) == -1 ||
+	    listen(fd, HTTP_BACKLOG) == -1) {
+		log_warn("http = %s: cannot listen", addr);
+		close(fd);
+		return -1;
+	}
+	sl = sizeof(got);
+	if (getsockname(fd, (struct sockaddr *)&got, &sl) == -1) {
+		log_warn("http = %s: getsockname", addr);
+		close(fd);
+		return -1;
+	}
+	*port = ntohs(got.ss_family == AF_INET6 ?
+	    ((struct sockaddr_in6 *)&got)->sin6_port :
+	    ((struct sockaddr_in *)&got)->sin_port);
+	return fd;
+}
+
 struct sup_http *
 sup_http_new(struct sup *sup, const char *addr)
 {
 	struct sup_http *h = calloc(1, sizeof(*h));
 	struct sockaddr_storage ss;
 	const union MHD_DaemonInfo *info;
-	unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	int fd;
 
 	if (h == NULL)
 		return NULL;
 	h->sup = sup;
-	if (http_parse_addr(addr, &ss) == -1)
+	if (http_parse_addr(addr, &ss) == -1 ||
+	    (fd = http_listen(addr, &ss, &h->port)) == -1)
 		goto err;
-	if (ss.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
 	/* The logger first: MHD logs about options as it reads them. */
-	h->d = MHD_start_daemon(flags, 0, NULL, NULL, http_handler, h,
+	h->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL,
+	    NULL, http_handler, h,
 	    MHD_OPTION_EXTERNAL_LOGGER, http_logger, NULL,
+	    MHD_OPTION_URI_LOG_CALLBACK, http_uri, NULL,
 	    MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+	    MHD_OPTION_NOTIFY_CONNECTION, http_notify, h,
+	    MHD_OPTION_LISTEN_SOCKET, fd,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONN_MAX,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
 	    MHD_OPTION_END);
 	if (h->d == NULL) {
-		log_warnx("http: cannot listen on %s", addr);
+		/* Some of MHD's failure paths close it, some do not. */
+		if (fcntl(fd, F_GETFD) != -1)
+			close(fd);
+		log_warnx("http = %s: cannot start the server", addr);
 		goto err;
 	}
 	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
@@ -617,8 +976,6 @@ sup_http_new(struct sup *sup, const char *addr)
 	ev_io_start(sup->loop, &h->io);
 	ev_init(&h->tm, http_timer_cb);
 	h->tm.data = h;
-	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-	h->port = info != NULL ? info->port : 0;
 	http_rearm(h);
 	log_info("http listening addr=%s port=%u", addr, h->port);
 	return h;

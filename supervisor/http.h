@@ -18,19 +18,18 @@
 
 #define HTTP_BODY_MAX   4096      /* no endpoint takes a body: keep it small */
 #define HTTP_ERROR_MAX  256       /* an error text, with its NUL */
+#define HTTP_PATH_MAX   256       /* a path, decoded: longer is not found */
 
-/* One query argument, in the order of the URL; value NULL for "?key". */
-struct http_arg {
-	const char *key;
-	const char *value;
-};
-
-/* A request, borrowed by http_route: NUL-terminated strings but body. */
+/*
+ * A request, borrowed by http_route: NUL-terminated strings but body.
+ * target is the request-target exactly as the client sent it (path and
+ * query, percent-escapes left in): http_route decodes it itself, strictly,
+ * so that an escaped '/' or NUL cannot change which path or instance a
+ * request names.
+ */
 struct http_request {
 	const char *method;          /* "GET", "POST", ... */
-	const char *url;             /* the path, unescaped, no query */
-	const struct http_arg *args; /* nargs of them (NULL when 0) */
-	size_t nargs;
+	const char *target;          /* "/agents/x/restart?instance=2" */
 	const char *authorization;   /* the header's value, or NULL */
 	const char *body;            /* body_len bytes; not read when larger */
 	size_t body_len;             /* than HTTP_BODY_MAX (it is refused) */
@@ -50,6 +49,7 @@ enum http_endpoint {
 	HTTP_EP_ERROR = 0,           /* answer status with {"error": error} */
 	HTTP_EP_HEALTH,              /* GET /health */
 	HTTP_EP_AGENTS,              /* GET /agents */
+	HTTP_EP_CAPABILITIES,        /* GET /capabilities */
 	HTTP_EP_ACTION,              /* POST /agents/NAME/ACTION */
 };
 

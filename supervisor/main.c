@@ -5,11 +5,15 @@
  *   hived --check-config FILE
  *   hived --help | --version
  *
- * Start-up may die (fatal): a bad configuration, a port in use.  Once the
+ * Start-up may die (fatal): a bad configuration, a port in use, another
+ * hived with the same prefix and host (lock_instance).  Once the
  * loop runs, hived never exits but for SIGTERM/SIGINT (hived.c).
  */
 #include "hived.h"
 
+#include <sys/file.h>
+
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
@@ -19,6 +23,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 #define HIVED_DEFAULT_CONF "/etc/hive/hive.conf"
 
@@ -84,6 +89,59 @@ default_worker(void)
 	for (i = 0; i < 4; i++)
 		free(cand[i]);
 	return ret;
+}
+
+/*
+ * One hived per prefix and host: two would both serve the API (had the
+ * port been shareable) and run two workers for every instance.  The lock
+ * is a flock'd file, in the first of: $RUNTIME_DIRECTORY (systemd's
+ * RuntimeDirectory=, /run/hive), /run/hive if writable, /tmp; named
+ * after the prefix and host.  The kernel drops it when hived ends, however
+ * it ends; the file stays (removing it would race with a starting hived).
+ * The descriptor is kept open (CLOEXEC: no worker inherits it); it holds
+ * hived's pid, for the message a second one prints.  Exits on failure.
+ */
+static void
+lock_instance(const struct hive_conf *conf)
+{
+	const char *env = getenv("RUNTIME_DIRECTORY");
+	char dir[PATH_MAX], path[PATH_MAX + 300], who[32];
+	ssize_t n;
+	int fd;
+
+	if (env != NULL && *env == '/')
+		snprintf(dir, sizeof(dir), "%.*s", (int)strcspn(env, ":"), env);
+	else if (access("/run/hive", W_OK | X_OK) == 0)
+		snprintf(dir, sizeof(dir), "/run/hive");
+	else
+		snprintf(dir, sizeof(dir), "/tmp");
+	/* prefix and host are [A-Za-z0-9._-] (config.c); a name too long for
+	 * the file system gets the host's hash instead. */
+	if (strlen(conf->prefix) + strlen(conf->host) < 200)
+		snprintf(path, sizeof(path), "%s/hived-%s-%s.lock", dir,
+		    conf->prefix, conf->host);
+	else
+		snprintf(path, sizeof(path), "%s/hived-%s-%016llx.lock", dir,
+		    conf->prefix, (unsigned long long)hash_fnv1a(conf->host,
+		    strlen(conf->host)));
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+	    0644)) == -1)
+		fatal("lock file %s", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno != EWOULDBLOCK)
+			fatal("lock file %s", path);
+		n = pread(fd, who, sizeof(who) - 1, 0);
+		who[n > 0 ? n : 0] = '\0';
+		who[strcspn(who, "\n")] = '\0';
+		fatalx("another hived (pid %s) runs with prefix=%s host=%s: "
+		    "%s is locked; stop it first, or give this one another "
+		    "prefix", who[0] ? who : "?", conf->prefix, conf->host, path);
+	}
+	snprintf(who, sizeof(who), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) == -1 ||
+	    pwrite(fd, who, strlen(who), 0) != (ssize_t)strlen(who))
+		log_warn("lock file %s: writing the pid", path);
+	log_debug("lock file=%s", path);
 }
 
 /* conf_load with its errors sent through the log, one line each. */
@@ -191,6 +249,7 @@ main(int argc, char *argv[])
 		fatalx("configuration %s is not valid", conf_path);
 	if (conf->verbose)
 		log_set_verbose(1);
+	lock_instance(conf);
 	if ((sup = sup_new(conf_path, conf, port_file)) == NULL)
 		fatalx("cannot start");
 	rc = sup_run(sup);

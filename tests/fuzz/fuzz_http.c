@@ -1,14 +1,14 @@
 /*
  * fuzz_http.c - libFuzzer target for the HTTP API's routing (http_route,
- * supervisor/http.c): method, path, query arguments, Authorization header
- * and body, as libmicrohttpd hands them over, against a hived of four
- * agents.
+ * supervisor/http.c): method, request-target (path and query, escapes
+ * and all, as the client sent it), Authorization header and body, against
+ * a hived of four agents.
  *
- * The input is cut at its first four NUL bytes:
+ * The input is cut at its first three NUL bytes:
  *
- *   +-------+--------+-----+-----+---------------+-----+-------+-----+------+
- *   | flags | method | NUL | url | NUL | auth    | NUL | query | NUL | body |
- *   +-------+--------+-----+-----+---------------+-----+-------+-----+------+
+ *   +-------+--------+-----+--------+-----+------+-----+------+
+ *   | flags | method | NUL | target | NUL | auth | NUL | body |
+ *   +-------+--------+-----+--------+-----+------+-----+------+
  *     1 byte
  *
  *   flags  bit 0-1  method: 0 GET, 1 POST, 2 HEAD, 3 the bytes given
@@ -16,8 +16,7 @@
  *          bit 3    hived has no token ("" : control off)
  *          bit 4    hived is stopping
  *          bit 5    auth is "Bearer " + the right token + the auth bytes
- *   query  "k=v&k&..." split like a URL's (no unescaping: MHD did it)
- *   body   everything after the fourth NUL, NULs included
+ *   body   everything after the third NUL, NULs included
  *
  * A missing part is empty.  Whatever the input, http_route must not
  * crash, read out of bounds or leak, must answer 200..599, must decide
@@ -25,10 +24,12 @@
  *   - an error has a status >= 400 and a text that is valid UTF-8 (it
  *     goes out as a JSON string: jansson refuses anything else, and the
  *     client would get no answer);
- *   - GET /health and /agents only by GET;
+ *   - GET /health, /agents and /capabilities only by GET, for a path that
+ *     decodes to exactly that;
  *   - an action only by POST with the right bearer token, on an agent
  *     that exists, with a known action and instances within its count,
- *     and never while hived stops.
+ *     and never while hived stops; on every instance of an agent that
+ *     has several only when the query names none (nothing but '&').
  *
  * Seeds: tests/fuzz/corpus/http/.
  */
@@ -51,7 +52,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 } while (0)
 
 #define FZ_TOKEN   "s3cret-token"
-#define FZ_ARGS    64          /* query arguments looked at */
 
 static const struct {
 	const char *name;
@@ -90,6 +90,25 @@ part(const uint8_t **p, const uint8_t *end)
 	return s;
 }
 
+/* The target's path, percent-decoded (any byte), into out. */
+static void
+decoded_path(const char *t, char *out, size_t len)
+{
+	size_t o = 0;
+
+	for (; *t != '\0' && *t != '?' && o + 1 < len; t++) {
+		unsigned v;
+
+		if (*t == '%' && sscanf(t + 1, "%2x", &v) == 1 &&
+		    t[1] != '\0' && t[2] != '\0') {
+			out[o++] = (char)v;
+			t += 2;
+		} else
+			out[o++] = *t;
+	}
+	out[o] = '\0';
+}
+
 static void
 check_route(const struct http_view *view, const struct http_request *rq,
     const struct http_decision *rt, unsigned status)
@@ -111,11 +130,17 @@ check_route(const struct http_view *view, const struct http_request *rq,
 		return;
 	case HTTP_EP_HEALTH:
 	case HTTP_EP_AGENTS:
+	case HTTP_EP_CAPABILITIES: {
+		char path[64];
+
 		FZ_CHECK(strcmp(rq->method, "GET") == 0);
-		FZ_CHECK(strcmp(rq->url, rt->ep == HTTP_EP_HEALTH ? "/health" :
-		    "/agents") == 0);
+		decoded_path(rq->target, path, sizeof(path));
+		FZ_CHECK(strcmp(path, rt->ep == HTTP_EP_HEALTH ? "/health" :
+		    rt->ep == HTTP_EP_AGENTS ? "/agents" : "/capabilities") == 0);
 		break;
+	}
 	case HTTP_EP_ACTION: {
+		const char *q = strchr(rq->target, '?');
 		int calls = 0, n;
 
 		FZ_CHECK(strcmp(rq->method, "POST") == 0);
@@ -132,6 +157,8 @@ check_route(const struct http_view *view, const struct http_request *rq,
 		FZ_CHECK(rt->lo <= rt->hi || (rt->lo == 1 && rt->hi == 0));
 		FZ_CHECK(rt->lo == rt->hi || (rt->lo == 1 &&
 		    rt->hi == (unsigned)n));
+		FZ_CHECK(rt->lo == rt->hi || q == NULL ||
+		    strspn(q + 1, "&") == strlen(q + 1));
 		break;
 	}
 	default:
@@ -147,40 +174,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *const methods[] = { "GET", "POST", "HEAD" };
 	const uint8_t *p = data, *end = data + size;
-	struct http_arg args[FZ_ARGS];
 	struct http_request rq;
 	struct http_decision r1, r2;
 	struct http_view view;
-	char *method, *url, *auth, *query, *full = NULL, *s, *body;
+	char *method, *target, *auth, *full = NULL, *body;
 	unsigned flags, st1, st2;
 	int calls = 0;
-	size_t nargs = 0;
 
 	if (size == 0)
 		return 0;
 	flags = *p++;
 	method = part(&p, end);
-	url = part(&p, end);
+	target = part(&p, end);
 	auth = part(&p, end);
-	query = part(&p, end);
-
-	/* "k=v&k&" -> args, in place. */
-	for (s = query; *s != '\0' && nargs < FZ_ARGS; ) {
-		char *amp = strchr(s, '&'), *eq;
-
-		if (amp != NULL)
-			*amp = '\0';
-		args[nargs].key = s;
-		args[nargs].value = NULL;
-		if ((eq = strchr(s, '=')) != NULL) {
-			*eq = '\0';
-			args[nargs].value = eq + 1;
-		}
-		nargs++;
-		if (amp == NULL)
-			break;
-		s = amp + 1;
-	}
 
 	if (flags & 0x20) {
 		size_t al = strlen(auth);
@@ -191,9 +197,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(full + 7 + strlen(FZ_TOKEN), auth, al + 1);
 	}
 	rq.method = (flags & 3) == 3 ? method : methods[flags & 3];
-	rq.url = url;
-	rq.args = nargs > 0 ? args : NULL;
-	rq.nargs = nargs;
+	rq.target = target;
 	rq.authorization = flags & 0x04 ? NULL : full != NULL ? full : auth;
 	/* The body in its own allocation, so that ASan sees its end. */
 	rq.body_len = (size_t)(end - p);
@@ -221,9 +225,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	free(body);
 	free(full);
-	free(query);
 	free(auth);
-	free(url);
+	free(target);
 	free(method);
 	return 0;
 }

@@ -47,6 +47,9 @@ void hp_write_conf(struct hp *, const char *worker, const char *hive_extra,
     const char *agents);
 /* Start hived -v --config ... --port-file ...; returns once it listens. */
 void hp_start(struct hp *);
+/* The same without waiting: for a hived expected to fail at start (then
+ * hp_wait_exit, hp_wait on its log). */
+void hp_spawn(struct hp *);
 
 /* Read what is there (waiting up to ms). */
 void hp_pump(struct hp *, int ms);
