@@ -226,6 +226,42 @@ Test(reload, postgres_change_is_applied)
 }
 
 /*
+ * hived started with a postgres it cannot reach (the wrong port here, a
+ * wrong password alike): the record waits.  The fixed conninfo, reloaded,
+ * is taken: the schema is made there and tasks are recorded, without a
+ * restart.
+ */
+Test(reload, postgres_fixed_by_reload)
+{
+	struct hp *h = hp_new("rpgfix");
+	char ci[512], db[64], extra[1024], agents[1024], key[HIVE_KEY_MAX];
+	redisContext *c = tu_redis_connect();
+	size_t from = 0;
+
+	tu_pg_fresh_db("rpgfix", db, sizeof(db), ci, sizeof(ci));
+	agent_conf(agents, sizeof(agents), "counter");
+	/* libpq takes the last of a repeated keyword: nothing listens on
+	 * port 1 of the test's socket directory. */
+	snprintf(extra, sizeof(extra), "postgres = %s port=1\n", ci);
+	hp_write_conf(h, real(), extra, agents);
+	hp_start(h);
+	hp_wait(h, &from, T_LONG, "postgres: connect", "retrying", NULL);
+
+	snprintf(extra, sizeof(extra), "postgres = %s\n", ci);
+	hp_write_conf(h, real(), extra, agents);
+	hp_signal(h, SIGHUP);
+	hp_wait(h, &from, T_LONG, "reload: postgres: connecting with the new "
+	    "settings", NULL);
+	hp_wait(h, &from, T_LONG, "postgres: schema version", NULL);
+	proto_key_queue(key, sizeof(key), h->prefix, "work", 1);
+	submit(c, key, "fixed");
+	wait_sql(h, ci, "SELECT count(*) FROM tasks WHERE id = 'fixed' AND "
+	    "state = 'completed'", 1);
+	stop_ok(h);
+	redisFree(c);
+}
+
+/*
  * A changed http address is not applied: every reload says so, naming
  * the address the API listens on (not the one the last reload asked
  * for), and the API answers there.
