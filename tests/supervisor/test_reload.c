@@ -355,7 +355,8 @@ mono_usec(void)
 
 /*
  * READY=1 at start; on SIGHUP, RELOADING=1 before any READY=1, with
- * MONOTONIC_USEC on CLOCK_MONOTONIC (sd_notify(3)); READY=1 after it.
+ * MONOTONIC_USEC on CLOCK_MONOTONIC (sd_notify(3)); READY=1 after it,
+ * also when the new file is bad and the reload refused.
  */
 Test(reload, notify_reloading_then_ready)
 {
@@ -363,6 +364,8 @@ Test(reload, notify_reloading_then_ready)
 	char name[108], buf[4096];
 	unsigned long long before, after, at;
 	const char *p;
+	size_t from;
+	FILE *f;
 	int s = notify_open(name, sizeof(name));
 
 	hp_write_conf(h, real(), NULL, NULL);
@@ -381,6 +384,17 @@ Test(reload, notify_reloading_then_ready)
 	cr_assert(at >= before && at <= after, "MONOTONIC_USEC=%llu, not "
 	    "within CLOCK_MONOTONIC %llu..%llu", at, before, after);
 	notify_wait(h, s, "READY=1", "RELOADING=1", buf, sizeof(buf));
+
+	/* A bad file: the same two, the reload refused in between. */
+	cr_assert((f = fopen(h->conf, "w")) != NULL);
+	fputs("[hive]\nredis = localhost\n", f);
+	cr_assert_eq(fclose(f), 0);
+	from = hp_mark(h);
+	hp_signal(h, SIGHUP);
+	notify_wait(h, s, "RELOADING=1", "READY=1", buf, sizeof(buf));
+	notify_wait(h, s, "READY=1", "RELOADING=1", buf, sizeof(buf));
+	hp_wait(h, &from, T_LONG, "reload failed: keeping the running "
+	    "configuration", NULL);
 	close(s);
 	stop_ok(h);
 }
