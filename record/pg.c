@@ -107,29 +107,20 @@ pg_clear_result(struct sup_pg *pg)
 	pg->res_failed = 0;
 }
 
-/* Connection failed or lost: fail the query in flight, keep the rest. */
-static void
-pg_down(struct sup_pg *pg, const char *what)
+/* Close the connection; the query in flight, if any, is returned (taken
+ * off the queue: its owner is told it failed), the rest stay queued. */
+static struct pg_query *
+pg_close(struct sup_pg *pg)
 {
 	struct pg_query *q = NULL;
-	int was_up = pg->st == PG_UP, first;
-	unsigned delay;
-	char msg[512];
 
-	snprintf(msg, sizeof(msg), "%s", pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
-	msg[strcspn(msg, "\n")] = '\0';
 	ev_io_stop(pg->loop, &pg->io);
+	ev_timer_stop(pg->loop, &pg->retry);
 	if (pg->conn != NULL)
 		PQfinish(pg->conn);
 	pg->conn = NULL;
 	pg->st = PG_DOWN;
 	pg_clear_result(pg);
-	delay = backoff_fail(&pg->backoff, pg_now_ms(pg), &first);
-	if (first)
-		log_warnx("postgres: %s: %s; retrying, queries wait (%u queued)",
-		    what, msg, pg->nqueued);
-	else
-		log_debug("postgres: %s: %s", what, msg);
 	if (pg->sent && pg->head != NULL) {
 		q = pg->head;
 		pg->head = q->next;
@@ -138,15 +129,43 @@ pg_down(struct sup_pg *pg, const char *what)
 		pg->nqueued--;
 	}
 	pg->sent = 0;
-	ev_timer_stop(pg->loop, &pg->retry);
-	ev_timer_set(&pg->retry, delay / 1000.0, 0.);
-	ev_timer_start(pg->loop, &pg->retry);
+	return q;
+}
+
+/* After pg_close: tell who must know (the state callback if it was up,
+ * the owner of the query in flight). */
+static void
+pg_closed(struct sup_pg *pg, int was_up, struct pg_query *q, const char *msg)
+{
 	if (was_up && pg->state_cb != NULL)
 		pg->state_cb(pg, 0, pg->arg);
 	if (q != NULL) {
 		q->cb(pg, NULL, msg, q->arg);
 		pg_query_free(q);
 	}
+}
+
+/* Connection failed or lost: fail the query in flight, keep the rest. */
+static void
+pg_down(struct sup_pg *pg, const char *what)
+{
+	struct pg_query *q;
+	int was_up = pg->st == PG_UP, first;
+	unsigned delay;
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), "%s", pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
+	msg[strcspn(msg, "\n")] = '\0';
+	q = pg_close(pg);
+	delay = backoff_fail(&pg->backoff, pg_now_ms(pg), &first);
+	if (first)
+		log_warnx("postgres: %s: %s; retrying, queries wait (%u queued)",
+		    what, msg, pg->nqueued);
+	else
+		log_debug("postgres: %s: %s", what, msg);
+	ev_timer_set(&pg->retry, delay / 1000.0, 0.);
+	ev_timer_start(pg->loop, &pg->retry);
+	pg_closed(pg, was_up, q, msg);
 }
 
 /* Queue q last, or first (before any query not yet sent). */
@@ -240,6 +259,28 @@ pg_connect_poll(struct sup_pg *pg)
 	}
 }
 
+/*
+ * The server's notices (NOTICE, WARNING below an error: "relation ...
+ * already exists, skipping" from a migration run again) are libpq's to
+ * print, and it prints them raw on stderr, outside the log's format.
+ * They go through the logger instead, one line each, at debug: nothing
+ * in them needs an operator, and the same ones come at every start.
+ */
+static void
+pg_notice(void *arg, const char *msg)
+{
+	/* A notice may have more lines (DETAIL:, HINT:): one log line each. */
+	while (*msg != '\0') {
+		size_t n = strcspn(msg, "\r\n");
+
+		if (n > 0)
+			log_debug("postgres: %.*s", n > INT_MAX ? INT_MAX : (int)n,
+			    msg);
+		msg += n;
+		msg += strspn(msg, "\r\n");
+	}
+}
+
 static void
 pg_connect(struct sup_pg *pg)
 {
@@ -248,6 +289,7 @@ pg_connect(struct sup_pg *pg)
 		pg_down(pg, "connect");
 		return;
 	}
+	PQsetNoticeProcessor(pg->conn, pg_notice, pg);
 	pg->st = PG_CONNECTING;
 	pg_watch(pg, EV_WRITE);
 }
@@ -474,6 +516,26 @@ sup_pg_prelude(struct sup_pg *pg, const char *sql)
 	pg->prelude = c;
 	if (pg->st == PG_UP)
 		pg_queue_prelude(pg);
+	return 0;
+}
+
+int
+sup_pg_reconnect(struct sup_pg *pg, const char *conninfo)
+{
+	char *c = strdup(conninfo);
+	struct pg_query *q;
+	int was_up = pg->st == PG_UP;
+
+	if (c == NULL)
+		return -1;
+	free(pg->conninfo);
+	pg->conninfo = c;
+	q = pg_close(pg);
+	/* A new server, or the same one with new credentials: an outage of
+	 * the old one says nothing about it. */
+	backoff_init(&pg->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+	pg_connect(pg);
+	pg_closed(pg, was_up, q, "reconnecting with new settings");
 	return 0;
 }
 

@@ -66,6 +66,11 @@ struct sup_pg *sup_pg_new(struct ev_loop *loop, const char *conninfo,
     sup_pg_state_cb *state_cb, void *arg);
 void sup_pg_free(struct sup_pg *pg);
 int sup_pg_is_up(const struct sup_pg *pg);
+/* Use conninfo from now on (a reload changed it): the connection there
+ * is, if any, is closed (the query in flight fails as on a lost one, the
+ * others wait) and a new one started at once.  -1: out of memory,
+ * nothing changed. */
+int sup_pg_reconnect(struct sup_pg *pg, const char *conninfo);
 
 /*
  * Queue a query.  With nparams == 0 and no values it goes as a simple query

@@ -237,6 +237,7 @@ sup_new(const char *conf_path, struct hive_conf *conf, const char *port_file)
 	sup_hk_init(sup);
 	if (sup_agents_init(sup, conf) == -1 || sup_http_init(sup, conf) == -1)
 		goto err;
+	snprintf(sup->http_started, sizeof(sup->http_started), "%s", conf->http);
 	return sup;
 err:
 	sup_free(sup);
@@ -387,13 +388,6 @@ sup_state_changed(struct sup *sup)
 	}
 }
 
-static int
-str_differs(const char *a, const char *b)
-{
-	return strcmp(a ? a : "", b ? b : "") != 0;
-}
-
-
 static void
 log_conf_errors(char *text, const char *what)
 {
@@ -437,15 +431,68 @@ keep:
 	return NULL;
 }
 
-/* The settings of hived itself: the token now, the http address only at
- * the next start (said so), verbose if either asks for it. */
-static void
-reload_settings(struct sup *sup, const struct hive_conf *oc,
-    const struct hive_conf *nc)
+/*
+ * [hive] keys a running hived cannot follow: redis, prefix and host name
+ * where everything lives (the workers, and the recorder, reclaimer and
+ * coordinator reading there); moving the workers alone would leave their
+ * tasks unrecorded, moving all while the old workers drain would leave
+ * those workers' last results where nobody reads.  postgres turned on or
+ * off would start or end the whole record.  A restart does each in order
+ * (drain, record what was read, start on the new settings).  0: none of
+ * them changed; -1: the reload is refused, said so in the log.
+ */
+static int
+reload_refused(const struct hive_conf *oc, const struct hive_conf *nc)
 {
-	if (str_differs(oc->http, nc->http))
-		log_warnx("reload: http address changes need a restart of hived "
-		    "(still %s)", oc->http);
+	char keys[64] = "";
+
+	if (strcmp(oc->redis, nc->redis) != 0)
+		strcat(keys, ", redis");
+	if (strcmp(oc->prefix, nc->prefix) != 0)
+		strcat(keys, ", prefix");
+	if (strcmp(oc->host, nc->host) != 0)
+		strcat(keys, ", host");
+	if ((oc->postgres[0] == '\0') != (nc->postgres[0] == '\0'))
+		strcat(keys, nc->postgres[0] ? ", postgres (set)" :
+		    ", postgres (emptied)");
+	if (keys[0] == '\0')
+		return 0;
+	log_warnx("reload refused: [hive] %s changed, which needs a restart of "
+	    "hived (systemctl restart hived); keeping the running "
+	    "configuration", keys + 2);
+	return -1;
+}
+
+/* The address the API listens on, "host:port" with the port it got. */
+static void
+http_listening(struct sup *sup, char *buf, size_t len)
+{
+	const char *colon = strrchr(sup->http_started, ':');
+	int hostlen = colon ? (int)(colon - sup->http_started) : 0;
+
+	snprintf(buf, len, "%.*s:%u", hostlen, sup->http_started,
+	    sup->http != NULL ? sup_http_port(sup->http) : 0);
+}
+
+/* The settings of hived itself: the token now, the http address only at
+ * the next start (said so at every reload until then, against what the
+ * API listens on), verbose if either asks for it. */
+static void
+reload_settings(struct sup *sup, const struct hive_conf *nc)
+{
+	char addr[96];
+
+	if (strcmp(sup->http_started, nc->http) != 0) {
+		if (sup->http_started[0] == '\0')
+			log_warnx("reload: http = %s needs a restart of hived (the "
+			    "API is off)", nc->http);
+		else {
+			http_listening(sup, addr, sizeof(addr));
+			log_warnx("reload: http = %s needs a restart of hived "
+			    "(listening on %s)", nc->http[0] ? nc->http : "(off)",
+			    addr);
+		}
+	}
 	if (nc->token_file != NULL && *nc->token_file) {
 		char tok[SUP_TOKEN_MAX];
 
@@ -512,33 +559,49 @@ reload_agents(struct sup *sup, struct sup_cref *ncref)
 
 /*
  * SIGHUP.  The file is loaded and validated whole before anything
- * changes; a bad one is logged and the running configuration stays.
- * Then hived's own settings and the agents (reload_agents) change.
+ * changes; a bad one, or one that changes what only a restart can
+ * (reload_refused), is logged and the running configuration stays.
+ * Then hived's own settings, the agents (reload_agents) and the record
+ * side (sup_store_reload) change.
  */
 int
 sup_reload(struct sup *sup)
 {
-	struct sup_cref *ncref;
+	struct sup_cref *ncref, *old;
+	struct timespec ts;
 
 	if (sup->stopping) {
 		log_info("reload ignored: stopping");
 		return -1;
 	}
+	/* sd_notify(3): MONOTONIC_USEC is CLOCK_MONOTONIC, which is what
+	 * systemd compares it with (ev_time() is the wall clock). */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
-	    (unsigned long long)(ev_time() * 1e6), sup->conf_path);
+	    (unsigned long long)ts.tv_sec * 1000000ULL +
+	    (unsigned long long)ts.tv_nsec / 1000ULL, sup->conf_path);
 	log_info("reload file=%s", sup->conf_path);
-	if ((ncref = reload_load(sup)) == NULL) {
-		sd_notify(0, "READY=1");
-		sup_notify_status(sup, 1);
-		return -1;
+	if ((ncref = reload_load(sup)) == NULL)
+		goto keep;
+	if (reload_refused(sup->cref->conf, ncref->conf) == -1) {
+		sup_cref_unref(ncref);
+		goto keep;
 	}
-	reload_settings(sup, sup->cref->conf, ncref->conf);
+	/* The old configuration lives until the record side has seen it. */
+	old = sup_cref_ref(sup->cref);
+	reload_settings(sup, ncref->conf);
 	reload_agents(sup, ncref);
+	sup_store_reload(sup, old->conf);
+	sup_cref_unref(old);
 	sup_store_queues(sup);
 	sup_state_changed(sup);
 	sd_notifyf(0, "READY=1\nSTATUS=reloaded");
 	sup_notify_status(sup, 1);
 	return 0;
+keep:
+	sd_notify(0, "READY=1");
+	sup_notify_status(sup, 1);
+	return -1;
 }
 
 /*

@@ -316,6 +316,9 @@ void sup_store_transition(struct sup_inst *, enum sup_state was,
 void sup_store_tick(struct sup *);
 /* The configuration changed: name its queues to the recorder. */
 void sup_store_queues(struct sup *);
+/* A reload put sup->cref in place of oc: the record side follows it
+ * (postgres, snapshots_keep, heartbeat_interval; docs/CONFIG.md). */
+void sup_store_reload(struct sup *, const struct hive_conf *oc);
 /* Stopping, every child gone: end the loop once the recorder has written
  * what it read (bounded). */
 void sup_store_stop(struct sup *);
@@ -350,6 +353,8 @@ struct sup {
 	uint64_t watchdog_usec;           /* 0: no systemd watchdog */
 	ev_tstamp trimmed;                /* last malloc_trim (hived.c) */
 	char status[160];                 /* last STATUS= sent */
+	char http_started[64];            /* the http = the API listens on
+	                                   * ("": off); reload cannot move it */
 };
 
 struct sup *sup_new(const char *conf_path, struct hive_conf *conf,

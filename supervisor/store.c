@@ -47,6 +47,7 @@ struct sup_store {
 	struct sup_reclaim *reclaim;
 	int redis_checked;           /* eviction policy looked at */
 	int pg_done;                 /* migrated and snapshots loaded (or no pg) */
+	int migrated;                /* the schema is usable: rec, coord run */
 	int started;                 /* agents started */
 	ev_timer start_timer;
 	int recovering;
@@ -413,25 +414,16 @@ coord_ended(const char *const *ids, size_t n, void *arg)
 	sup_coord_ended(arg, ids, n);
 }
 
+/* The coordinator and the recorder, on the configuration in force. */
 static void
-migrated_cb(int ok, int version, void *arg)
+record_begin(struct sup_store *r)
 {
-	struct sup_store *r = arg;
 	const struct hive_conf *c = r->sup->cref->conf;
 	struct sup_recorder_opts o = { .redis = c->redis, .prefix = c->prefix,
 	    .host = c->host, .snapshots_keep = c->snapshots_keep };
 	struct sup_coord_opts co = { .redis = c->redis, .prefix = c->prefix,
 	    .host = c->host };
 
-	if (!ok) {
-		/* A schema we cannot use (newer, or a failed migration):
-		 * recording into it would do harm.  Stop. */
-		log_crit("postgres: schema not usable (see above); stopping");
-		r->sup->exit_code = 1;
-		sup_shutdown(r->sup);
-		return;
-	}
-	log_info("postgres: schema version %d", version);
 	if ((r->coord = sup_coord_new(r->sup->loop, r->pg, &co)) == NULL)
 		log_crit("coordinator: cannot start: workflows wait");
 	else {
@@ -442,9 +434,30 @@ migrated_cb(int ok, int version, void *arg)
 		log_crit("recorder: cannot start: nothing is recorded");
 	else
 		sup_store_queues(r->sup);
-	sup_pg_query(r->pg, "SELECT DISTINCT ON (agent) agent, version, "
-	    "memory::text FROM memory_snapshots ORDER BY agent, version DESC",
-	    0, NULL, NULL, NULL, snapshots_cb, r);
+}
+
+static void
+migrated_cb(int ok, int version, void *arg)
+{
+	struct sup_store *r = arg;
+
+	if (!ok) {
+		/* A schema we cannot use (newer, or a failed migration):
+		 * recording into it would do harm.  Stop. */
+		log_crit("postgres: schema not usable (see above); stopping");
+		r->sup->exit_code = 1;
+		sup_shutdown(r->sup);
+		return;
+	}
+	log_info("postgres: schema version %d", version);
+	r->migrated = 1;
+	record_begin(r);
+	/* The snapshots until they are loaded once (a reload may migrate
+	 * again): from then on the memory store is newer than any. */
+	if (!r->pg_done)
+		sup_pg_query(r->pg, "SELECT DISTINCT ON (agent) agent, version, "
+		    "memory::text FROM memory_snapshots ORDER BY agent, version "
+		    "DESC", 0, NULL, NULL, NULL, snapshots_cb, r);
 }
 
 /*
@@ -488,6 +501,19 @@ agent_max_attempts(const char *agent, void *arg)
 	return a != NULL ? a->max_attempts : 0;
 }
 
+/* The reclaimer, on the configuration in force; NULL (logged). */
+static struct sup_reclaim *
+reclaim_new(struct sup *sup)
+{
+	const struct hive_conf *c = sup->cref->conf;
+	struct sup_reclaim_opts ro = { .redis = c->redis, .prefix = c->prefix,
+	    .host = c->host, .alive_ttl_ms = 5 * c->heartbeat_ms > 5000 ?
+	    5 * c->heartbeat_ms : 5000, .agent_max_attempts = agent_max_attempts,
+	    .arg = sup };
+
+	return sup_reclaim_new(sup->loop, &ro);
+}
+
 /*
  * Connect to Redis (and PostgreSQL when configured) and start the agents
  * once the checks are done.  -1 only on a broken configuration.
@@ -513,11 +539,7 @@ sup_store_start(struct sup *sup)
 		log_warnx("%s", err);
 		return -1;
 	}
-	struct sup_reclaim_opts ro = { .redis = c->redis, .prefix = c->prefix,
-	    .host = c->host, .alive_ttl_ms = 5 * c->heartbeat_ms > 5000 ?
-	    5 * c->heartbeat_ms : 5000, .agent_max_attempts = agent_max_attempts,
-	    .arg = sup };
-	if ((r->reclaim = sup_reclaim_new(sup->loop, &ro)) == NULL)
+	if ((r->reclaim = reclaim_new(sup)) == NULL)
 		return -1;
 	if (c->postgres == NULL || c->postgres[0] == '\0') {
 		r->pg_done = 1;
@@ -529,6 +551,78 @@ sup_store_start(struct sup *sup)
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * A reload changed the configuration: sup->cref is the new one, oc the
+ * one it replaced.  hived.c has refused the reload already when redis,
+ * prefix or host changed, or postgres was turned on or off (they need a
+ * restart); what is left, the record side takes at once:
+ *
+ *   postgres         the connection is made again with the new conninfo,
+ *                    the schema brought up to date there, and the
+ *                    recorder and coordinator start over on it
+ *   snapshots_keep   the recorder starts over with it
+ *   heartbeat_interval  the reclaimer starts over (its liveness TTL)
+ *
+ * A recorder that starts over first reads what its predecessor had not
+ * acknowledged (its consumer is the host's name): nothing is lost, and a
+ * batch written twice is written once (the upsert).  A query of the old
+ * ones still queued runs (sup_pg_forget), as a whole.
+ */
+void
+sup_store_reload(struct sup *sup, const struct hive_conf *oc)
+{
+	struct sup_store *r = sup->store;
+	const struct hive_conf *c = sup->cref->conf;
+	int newpg = strcmp(oc->postgres, c->postgres) != 0;
+
+	if (r == NULL)
+		return;
+	if (oc->heartbeat_ms != c->heartbeat_ms && r->reclaim != NULL) {
+		struct sup_reclaim *n = reclaim_new(sup);
+
+		if (n == NULL)
+			log_warnx("reload: reclaimer: cannot start a new one: the "
+			    "old one goes on with the old heartbeat_interval");
+		else {
+			sup_reclaim_free(r->reclaim);
+			r->reclaim = n;
+			log_info("reload: reclaimer started again");
+		}
+	}
+	if (r->pg == NULL || (!newpg && oc->snapshots_keep == c->snapshots_keep))
+		return;
+	/* Before the migration is done there is nothing to start over:
+	 * migrated_cb starts them on the configuration in force. */
+	if (r->migrated) {
+		sup_recorder_free(r->rec);
+		sup_coord_free(r->coord);
+		r->rec = NULL;
+		r->coord = NULL;
+	}
+	if (!newpg) {
+		if (r->migrated) {
+			record_begin(r);
+			log_info("reload: recorder started again");
+		}
+		return;
+	}
+	if (sup_pg_reconnect(r->pg, c->postgres) == -1) {
+		/* Only the copy of a string failed: the old conninfo stays. */
+		log_warnx("reload: postgres: out of memory: the record stays on "
+		    "the old connection settings");
+		if (r->migrated)
+			record_begin(r);
+		return;
+	}
+	log_info("reload: postgres: connecting with the new settings");
+	if (r->migrated) {
+		r->migrated = 0;
+		if (sup_migrate(r->pg, migrated_cb, r) < 0)
+			log_crit("reload: postgres: out of memory: nothing is "
+			    "recorded until hived restarts");
+	}
 }
 
 static void
