@@ -201,8 +201,9 @@ task_event(struct wrk *w, const struct wrk_task *t, const char *kind,
 }
 
 /*
- * Hand backlog tasks to the handler while it has room.  Each start is a
- * task.started event, sent on the cmd connection with whatever else this
+ * Hand backlog tasks to the handler while it has room.  With
+ * --task-events each start is a task.started event, sent on the cmd
+ * connection with whatever else this
  * loop turn writes (never inside a MULTI: wrk_publish writes its whole
  * transaction in one call).  Events are best effort: with Redis down it
  * is not sent.
@@ -221,8 +222,8 @@ wrk_dispatch(struct wrk *w)
 	    w->nrunning < (int)w->o.concurrency && w->phase != WRK_PH_EXITING) {
 		if (w->o.mode == WRK_MODE_STREAM && !wrk_stream_ready(w))
 			break;
-		if (!changed && proto_key_named(key, sizeof(key), w->o.prefix,
-		    "events") < 0)
+		if (!changed && w->o.task_events &&
+		    proto_key_named(key, sizeof(key), w->o.prefix, "events") < 0)
 			key[0] = '\0';      /* cannot be: the prefix is checked */
 		TAILQ_REMOVE(&w->backlog, t, q);
 		w->nbacklog--;
@@ -342,9 +343,9 @@ task_leave_running(struct wrk *w, struct wrk_task *t)
 }
 
 /*
- * Encode t's result into t->out, and after it its event (the last
- * t->evlen bytes: task.completed or task.failed, published in the same
- * MULTI/EXEC as the result).  -1 with why, and t->code the codec's code,
+ * Encode t's result into t->out, and after it (--task-events) its event
+ * (the last t->evlen bytes: task.completed or task.failed, published in
+ * the same MULTI/EXEC as the result).  -1 with why, and t->code the codec's code,
  * when the result cannot be encoded.
  */
 static int
@@ -399,7 +400,7 @@ task_encode(struct wrk *w, struct wrk_task *t, enum hive_status status,
 		goto out;
 	}
 	mark = t->out.size;
-	if (task_event(w, t, status == HIVE_STATUS_OK ? "task.completed" :
+	if (w->o.task_events && task_event(w, t, status == HIVE_STATUS_OK ? "task.completed" :
 	    "task.failed", error, r.finished_ms, &t->out) == 0)
 		t->evlen = t->out.size - mark;
 	rc = 0;

@@ -119,6 +119,7 @@ struct wrk_opts {
 	unsigned task_timeout_ms;    /* 0 = none */
 	unsigned max_attempts;
 	unsigned heartbeat_ms;
+	int task_events;             /* --task-events: write task.* events */
 	int verbose;
 	char **argv;                 /* the handler, NULL-terminated, borrowed */
 };

@@ -149,7 +149,8 @@ conf(struct hp *h, bool with_z)
 	    src ? src : ".", with_z ? "[agent \"z\"]\n"
 	    "command = /usr/bin/python3 " : "", with_z ? (src ? src : ".") : "",
 	    with_z ? "/tests/supervisor/counter.py\n" : "");
-	hp_write_conf(h, tu_build_path("worker/hive-worker"), NULL, agents);
+	hp_write_conf(h, tu_build_path("worker/hive-worker"),
+	    "task_events = yes\n", agents);
 }
 
 Test(events, every_documented_kind_is_written)

@@ -792,21 +792,23 @@ next_event(struct tw *t, char *last, size_t lastlen, char *kind,
 }
 
 /*
- * Each task is a task.started event when the handler gets it, and a
- * task.completed or task.failed with its result; a failure the handler
- * reports has the code "failed".
+ * With --task-events each task is a task.started event when the handler
+ * gets it, and a task.completed or task.failed with its result; a failure
+ * the handler reports has the code "failed".  (Without, none: see
+ * nul_in_a_string_comes_back.)
  */
 Test(worker, task_events_and_failure_code)
 {
 	struct tw t;
 	struct res r;
 	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+	const char *x[] = { "--capabilities", "c", "--task-events", NULL };
 	char last[64] = "0", kind[64], task[HIVE_ID_MAX + 1], reason[256];
 	unsigned attempt;
 	pid_t w;
 
 	tw_init(&t, "events");
-	w = worker_start(&t, stream_args, h);
+	w = worker_start(&t, x, h);
 	submit(&t, "e1", "{\"op\":\"echo\"}");
 	next_result(&t, &r);
 	cr_assert_eq(r.status, HIVE_STATUS_OK);
@@ -852,6 +854,7 @@ Test(worker, nul_in_a_string_comes_back)
 	const char *h[] = { "/bin/sed", "-u", "-e",
 	    "s/^{\"id\":\"\\([^\"]*\\)\",.*\"payload\":\\(.*\\),\"memory\":.*$/"
 	    "{\"id\":\"\\1\",\"status\":\"ok\",\"result\":\\2}/", NULL };
+	redisReply *x;
 	pid_t w;
 
 	tw_init(&t, "nul");
@@ -865,6 +868,10 @@ Test(worker, nul_in_a_string_comes_back)
 	    memcmp(json_string_value(r.result), "a\0b", 3) == 0, "%s",
 	    jtext(r.result));
 	res_clear(&r);
+	/* no --task-events: the worker wrote no event */
+	x = redisCommand(t.rc, "EXISTS %s", nkey(&t, "events"));
+	cr_assert(x != NULL && x->type == REDIS_REPLY_INTEGER && x->integer == 0);
+	freeReplyObject(x);
 	worker_stop(w);
 	tw_fini(&t);
 }
