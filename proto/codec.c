@@ -33,9 +33,24 @@
 	{ .name = nm, .kind = PF_ENUM, .required = true, \
 	  .off = offsetof(st, mem), .en = &e, .type = "str" }
 
+/* An optional enum: 0 (its first value is base 1) is absent. */
+#define F_OPTENUM(nm, st, mem, e) \
+	{ .name = nm, .kind = PF_ENUM, .required = false, \
+	  .off = offsetof(st, mem), .en = &e, .type = "str" }
+
 static const char *const status_names[] = { "ok", "error" };
 static const struct proto_enum status_enum = { status_names, 2,
 	HIVE_STATUS_OK };
+
+/* enum hive_code from 1; the first nine are proto_errcode_name()'s. */
+static const char *const code_names[] = { "malformed", "notmap", "toobig",
+	"version", "missing", "type", "size", "value", "duplicate",
+	"attempts", "failed", "handler", "timeout", "dependency", "refused" };
+static const struct proto_enum code_enum = { code_names,
+	sizeof(code_names) / sizeof(code_names[0]), HIVE_CODE_MALFORMED };
+_Static_assert(sizeof(code_names) / sizeof(code_names[0]) ==
+    HIVE_CODE_LAST, "a name for every code");
+_Static_assert(HIVE_CODE_MALFORMED == 1, "codes start at 1, 0 is absent");
 
 static const struct proto_field task_fields[] = {
 	F_V(struct hive_task),
@@ -69,6 +84,7 @@ static const struct proto_field result_fields[] = {
 	F_OBJ("result", PF_ANY, struct hive_result, result, 0, "any"),
 	F_STR("error", PF_TEXT, false, struct hive_result, error, 0,
 	    HIVE_ERROR_MAX),
+	F_OPTENUM("code", struct hive_result, code, code_enum),
 	F_UINT("attempt", false, struct hive_result, attempt, 1,
 	    HIVE_ATTEMPTS_MAX, 1),
 	F_UINT("started_ms", false, struct hive_result, started_ms, 0,
@@ -107,6 +123,7 @@ static const struct proto_field dead_fields[] = {
 	F_STR("id", PF_ID, false, struct hive_dead, id, 1, HIVE_ID_MAX),
 	F_STR("reason", PF_TEXT, true, struct hive_dead, reason, 1,
 	    HIVE_REASON_MAX),
+	F_OPTENUM("code", struct hive_dead, code, code_enum),
 	F_STR("stream", PF_PRINT, false, struct hive_dead, stream, 1,
 	    HIVE_KEY_MAX),
 	F_STR("entry", PF_ENTRY, false, struct hive_dead, entry, 1,
@@ -116,6 +133,8 @@ static const struct proto_field dead_fields[] = {
 	F_UINT("attempt", false, struct hive_dead, attempt, 0,
 	    HIVE_ATTEMPTS_MAX, 0),
 	F_UINT("ts_ms", true, struct hive_dead, ts_ms, 0, UINT64_MAX, 0),
+	F_STR("workflow", PF_ID, false, struct hive_dead, workflow, 1,
+	    HIVE_ID_MAX),
 	{ .name = "raw", .kind = PF_RAW, .required = false,
 	  .off = offsetof(struct hive_dead, raw), .max = HIVE_RAW_MAX,
 	  .type = "bin" },
@@ -181,14 +200,17 @@ _Static_assert(NFIELDS(dead_fields) <= PROTO_FIELDS_MAX, "table too big");
 
 /* ---- rules across fields ---- */
 
-/* A failed task says why; memory and its version come together (the
- * version of a memory is >= 1, 0 means "no memory"). */
+/* A failed task says why (a code only then); memory and its version come
+ * together (the version of a memory is >= 1, 0 means "no memory"). */
 static int
 result_rules(const struct hive_result *m, struct proto_err *err)
 {
 	if (m->status == HIVE_STATUS_ERROR && m->error.len == 0)
 		return proto_fail(err, PROTO_E_MISSING, "error",
 		    "required when status is error");
+	if (m->status != HIVE_STATUS_ERROR && m->code != HIVE_CODE_NONE)
+		return proto_fail(err, PROTO_E_VALUE, "code",
+		    "only when status is error");
 	if (m->memory.type != MSGPACK_OBJECT_NIL && m->memory_v == 0)
 		return proto_fail(err, PROTO_E_MISSING, "memory_v",
 		    "required (>= 1) with memory");
@@ -378,6 +400,54 @@ proto_encode_workflow(msgpack_sbuffer *sb, const struct hive_workflow *m,
 		return -1;
 	return proto_encode_tables(sb, HIVE_MSG_MAX, workflow_fields,
 	    NFIELDS(workflow_fields), NULL, 0, m, err);
+}
+
+const char *
+proto_code_name(enum hive_code code)
+{
+	if (code < HIVE_CODE_MALFORMED || code > HIVE_CODE_LAST)
+		return "";
+	return code_names[code - HIVE_CODE_MALFORMED];
+}
+
+/*
+ * The reader's limits are the largest message's: what decodes as a map
+ * at all is looked into.  The value borrows from buf, so it outlives the
+ * tree it was found in.
+ */
+int
+proto_peek_id(const char *buf, size_t len, struct hive_str *id)
+{
+	msgpack_unpacked up;
+	struct proto_err err;
+	const msgpack_object *found = NULL;
+	int rc = -1;
+
+	id->ptr = NULL;
+	id->len = 0;
+	if (proto_unpack_msg(buf, len, HIVE_MSG_MAX, PROTO_UNPACK_DEPTH_MAX,
+	    &up, &err) == -1)
+		return -1;
+	for (uint32_t i = 0; i < up.data.via.map.size; i++) {
+		const msgpack_object *k = &up.data.via.map.ptr[i].key;
+
+		if (k->type != MSGPACK_OBJECT_STR || k->via.str.size != 2 ||
+		    memcmp(k->via.str.ptr, "id", 2) != 0)
+			continue;
+		if (found != NULL) {     /* twice: which one is it? */
+			found = NULL;
+			break;
+		}
+		found = &up.data.via.map.ptr[i].val;
+	}
+	if (found != NULL && found->type == MSGPACK_OBJECT_STR &&
+	    proto_valid_id(found->via.str.ptr, found->via.str.size) == 0) {
+		id->ptr = found->via.str.ptr;
+		id->len = found->via.str.size;
+		rc = 0;
+	}
+	msgpack_unpacked_destroy(&up);
+	return rc;
 }
 
 /* ---- the tables, for docs ---- */

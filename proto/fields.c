@@ -667,14 +667,22 @@ get_uint(const struct proto_field *f, const char *base)
 /* Will field f of m be written?  Absent optional fields are: empty
  * strings, nil values, empty lists, and integers that are 0 or their
  * default (0 in an optional integer means "the default", so a zeroed
- * struct is valid; unless 0 is a value of its own, zero_is_value). */
+ * struct is valid; unless 0 is a value of its own, zero_is_value), and
+ * an optional enum at 0. */
 static bool
 present(const struct proto_field *f, const char *base)
 {
 	const void *p = base + f->off;
 
-	if (f->required || f->kind == PF_VERSION || f->kind == PF_ENUM)
+	if (f->required || f->kind == PF_VERSION)
 		return true;
+	if (f->kind == PF_ENUM) {
+		int v;
+
+		/* an optional enum's values start at 1: 0 is absent */
+		memcpy(&v, p, sizeof(v));
+		return v != 0;
+	}
 	if (is_str_kind(f->kind) || f->kind == PF_RAW)
 		return ((const struct hive_str *)p)->len > 0;
 	if (f->kind == PF_ANY || f->kind == PF_MAP || f->kind == PF_IDMAP)

@@ -103,6 +103,41 @@ struct proto_err {
 	char detail[96];     /* e.g. "200 bytes > 128" */
 };
 
+/*
+ * Why a task ended without a result, or with a failed one: the "code" of a
+ * dead letter and of a result whose status is error (docs/PROTOCOL.md,
+ * Errors), beside the human "reason"/"error".  The first nine are the
+ * decoder's (enum proto_errcode, same values): a message broke a rule of
+ * the protocol.  The others are outcomes.
+ */
+enum hive_code {
+	HIVE_CODE_NONE = 0,          /* absent (a result that is ok) */
+	HIVE_CODE_MALFORMED = PROTO_E_MALFORMED,
+	HIVE_CODE_NOTMAP = PROTO_E_NOTMAP,
+	HIVE_CODE_TOOBIG = PROTO_E_TOOBIG,
+	HIVE_CODE_VERSION = PROTO_E_VERSION,
+	HIVE_CODE_MISSING = PROTO_E_MISSING,
+	HIVE_CODE_TYPE = PROTO_E_TYPE,
+	HIVE_CODE_SIZE = PROTO_E_SIZE,
+	HIVE_CODE_VALUE = PROTO_E_VALUE,
+	HIVE_CODE_DUPLICATE = PROTO_E_DUPLICATE,
+	HIVE_CODE_ATTEMPTS,          /* out of attempts: workers or handlers
+	                              * died running it max_attempts times */
+	HIVE_CODE_FAILED,            /* the handler reported the failure */
+	HIVE_CODE_HANDLER,           /* the handler did not answer as it must:
+	                              * unreadable answer, output over the
+	                              * limit, killed, not started */
+	HIVE_CODE_TIMEOUT,           /* the attempt ran past its timeout */
+	HIVE_CODE_DEPENDENCY,        /* a task its workflow task depends on
+	                              * failed or is dead */
+	HIVE_CODE_REFUSED,           /* a workflow hived cannot accept (a
+	                              * task id exists already) */
+};
+#define HIVE_CODE_LAST HIVE_CODE_REFUSED
+
+/* "version", "attempts", ...; "" for HIVE_CODE_NONE. */
+const char *proto_code_name(enum hive_code code);
+
 /* "field 'id': too long (200 bytes > 128)"; returns buf. */
 /* Room for any proto_strerror text: "field: detail: what". */
 #define PROTO_ERRBUF 160
@@ -156,6 +191,8 @@ struct hive_result {
 	enum hive_status status;     /* "ok" | "error" */
 	msgpack_object result;       /* any value (ok); nil when absent */
 	struct hive_str error;       /* required when status is error */
+	enum hive_code code;         /* only with status error: why, for
+	                              * programs; NONE (absent) is allowed */
 	uint32_t attempt;
 	uint64_t started_ms;
 	uint64_t finished_ms;
@@ -184,13 +221,18 @@ struct hive_event {
 /* A message that could not be handled, in the dead-letter stream. */
 struct hive_dead {
 	uint32_t v;
-	struct hive_str id;          /* task id, empty if it could not be read */
+	struct hive_str id;          /* task id, empty if it could not be read
+	                              * (proto_peek_id) or it is no task */
 	struct hive_str reason;      /* required: why */
+	enum hive_code code;         /* why, for programs (Hive always sets
+	                              * it; NONE = absent) */
 	struct hive_str stream;      /* the stream it came from */
 	struct hive_str entry;       /* its entry id there */
 	struct hive_str agent;       /* who gave up on it, optional */
-	uint32_t attempt;
+	uint32_t attempt;            /* the attempts made */
 	uint64_t ts_ms;
+	struct hive_str workflow;    /* a refused workflow's id, or the
+	                              * workflow of the task */
 	struct hive_str raw;         /* the original bytes (bin), <= HIVE_RAW_MAX */
 	msgpack_unpacked up_;
 };
@@ -318,6 +360,15 @@ int proto_decode_workflow(const char *buf, size_t len,
  */
 int proto_decode_value(const char *buf, size_t len, msgpack_unpacked *out,
     struct proto_err *err);
+
+/*
+ * The "id" of a message that did not decode, when it can still be read:
+ * buf is one msgpack map (at most HIVE_MSG_MAX bytes) whose key "id"
+ * appears once with a valid id (proto_valid_id).  0 and *id borrowing
+ * from buf, else -1 and *id empty.  So that a dead letter names the task
+ * (or workflow) a client submitted even when the rest is wrong.
+ */
+int proto_peek_id(const char *buf, size_t len, struct hive_str *id);
 
 void proto_task_clear(struct hive_task *);
 void proto_result_clear(struct hive_result *);

@@ -145,16 +145,20 @@ co_xadd(struct sup_coord *co, const char *key, const msgpack_sbuffer *sb)
 		    "written", key);
 }
 
-/* A dead letter: id may be empty (a workflow that could not be read). */
+/* A dead letter: a task's (id), or a refused workflow's (no id; its
+ * workflow id when it could be read). */
 static void
-co_dead(struct sup_coord *co, struct hive_str id, const char *reason,
-    const char *stream, const char *entry, const char *raw, size_t rawlen)
+co_dead(struct sup_coord *co, struct hive_str id, struct hive_str workflow,
+    enum hive_code code, const char *reason, const char *stream,
+    const char *entry, const char *raw, size_t rawlen)
 {
 	struct hive_dead d = { 0 };
 	struct proto_err err;
 	msgpack_sbuffer sb;
 
 	d.id = id;
+	d.workflow = workflow;
+	d.code = code;
 	d.reason = HIVE_STR(reason);
 	d.stream = HIVE_STR(stream);
 	if (entry != NULL)
@@ -197,17 +201,23 @@ co_ack(struct sup_coord *co, struct co_entry *e)
 }
 
 static void
-co_refuse(struct sup_coord *co, struct co_entry *e, const char *why)
+co_refuse(struct sup_coord *co, struct co_entry *e, enum hive_code code,
+    const char *why)
 {
 	char reason[HIVE_REASON_MAX];
+	struct hive_str wid = HIVE_STR(e->wid);
 
-	if (e->wid[0] != '\0')
-		snprintf(reason, sizeof(reason), "workflow %s: %s", e->wid, why);
+	/* One that did not decode is named by its id if that can be read. */
+	if (wid.len == 0 && e->msg != NULL)
+		(void)proto_peek_id(e->msg, e->len, &wid);
+	if (wid.len > 0)
+		snprintf(reason, sizeof(reason), "workflow %.*s: %s",
+		    (int)wid.len, wid.ptr, why);
 	else
 		snprintf(reason, sizeof(reason), "workflow: %s", why);
 	log_warnx("coordinator: %s %s: %s", co->key, e->id, reason);
-	co_dead(co, (struct hive_str){ NULL, 0 }, reason, co->key, e->id,
-	    e->msg, e->len);
+	co_dead(co, (struct hive_str){ NULL, 0 }, wid, code, reason, co->key,
+	    e->id, e->msg, e->len);
 	co_ack(co, e);
 }
 
@@ -247,7 +257,8 @@ co_submit_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 		    SUP_COORD_TRIES, err);
 		for (size_t i = co->iq; i < co->iend; i++)
 			if (co->q[i].sent)
-				co_refuse(co, &co->q[i], why);
+				co_refuse(co, &co->q[i], HIVE_CODE_REFUSED,
+				    why);
 	} else if (res == NULL || err != NULL) {
 		/* PostgreSQL is down or said no: the entries stay pending
 		 * and are tried again (writing one twice is a no-op). */
@@ -265,7 +276,8 @@ co_submit_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 		v = row < PQntuples(res) ? PQgetvalue(res, row, 0) : "";
 		row++;
 		if (strcmp(v, "ok") != 0 && strcmp(v, "duplicate") != 0) {
-			co_refuse(co, e, v[0] ? v : "not recorded");
+			co_refuse(co, e, HIVE_CODE_REFUSED,
+			    v[0] ? v : "not recorded");
 			continue;
 		}
 		log_info("coordinator: workflow %s %s", e->wid, v[0] == 'o' ?
@@ -319,13 +331,15 @@ hex(const char *p, size_t n)
  */
 static json_t *
 co_submission(struct sup_coord *co, const struct hive_workflow *w,
-    char *why, size_t whylen)
+    char *why, size_t whylen, enum hive_code *code)
 {
 	json_t *doc, *tasks;
 	uint64_t created = w->created_ms ? w->created_ms : proto_now_ms();
 
 	why[0] = '\0';
+	*code = HIVE_CODE_VALUE;
 	if (created > SUP_COORD_MS_MAX) {
+		*code = HIVE_CODE_SIZE;
 		snprintf(why, whylen, "created_ms %llu is past the year 9999",
 		    (unsigned long long)created);
 		return NULL;
@@ -365,6 +379,7 @@ co_submission(struct sup_coord *co, const struct hive_workflow *w,
 			char eb[PROTO_ERRBUF];
 			snprintf(why, whylen, "task %.*s: %s", (int)t->id.len,
 			    t->id.ptr, proto_strerror(&err, eb, sizeof(eb)));
+			*code = (enum hive_code)err.code;
 			msgpack_sbuffer_destroy(&sb);
 			goto fail;
 		}
@@ -402,6 +417,7 @@ co_submit(struct sup_coord *co)
 	const char *params[2];
 	size_t nsent = 0, max = co->one_by_one ? 1 : co->nq;
 	size_t i;
+	enum hive_code code;
 
 	if (all == NULL) {
 		co_retry_later(co);
@@ -421,14 +437,15 @@ co_submit(struct sup_coord *co)
 			continue;
 		}
 		if (proto_decode_workflow(e->msg, e->len, &w, &err) < 0) {
-			co_refuse(co, e, proto_strerror(&err, eb, sizeof(eb)));
+			co_refuse(co, e, (enum hive_code)err.code,
+			    proto_strerror(&err, eb, sizeof(eb)));
 			continue;
 		}
 		snprintf(e->wid, sizeof(e->wid), "%.*s", (int)w.id.len, w.id.ptr);
-		doc = co_submission(co, &w, why, sizeof(why));
+		doc = co_submission(co, &w, why, sizeof(why), &code);
 		proto_workflow_clear(&w);
 		if (doc == NULL && why[0] != '\0') {
-			co_refuse(co, e, why);
+			co_refuse(co, e, code, why);
 			continue;
 		}
 		if (doc == NULL || json_array_append_new(all, doc) < 0)
@@ -645,8 +662,9 @@ co_released_cb(redisAsyncContext *ac, void *r, void *priv)
 
 /* A released task on its queue, with its parents' results. */
 static void
-co_run(struct sup_coord *co, const char *id, const char *stream,
-    const unsigned char *msg, size_t len, const char *parents)
+co_run(struct sup_coord *co, const char *id, const char *workflow,
+    const char *stream, const unsigned char *msg, size_t len,
+    const char *parents)
 {
 	struct hive_task t;
 	struct proto_err err;
@@ -655,10 +673,12 @@ co_run(struct sup_coord *co, const char *id, const char *stream,
 	json_t *j = NULL;
 	struct co_xadd *x;
 	char eb[PROTO_ERRBUF], why[HIVE_REASON_MAX];
+	enum hive_code code;
 
 	if (proto_decode_task((const char *)msg, len, &t, &err) < 0) {
 		snprintf(why, sizeof(why), "recorded message unreadable: %s",
 		    proto_strerror(&err, eb, sizeof(eb)));
+		code = (enum hive_code)err.code;
 		goto dead;
 	}
 	msgpack_zone_init(&z, 1024);
@@ -669,12 +689,15 @@ co_run(struct sup_coord *co, const char *id, const char *stream,
 		    proto_json_to_obj(j, &z, &t.parents, &err) < 0) {
 			snprintf(why, sizeof(why), "parents' results: %s", j == NULL ?
 			    je.text : proto_strerror(&err, eb, sizeof(eb)));
+			code = j == NULL ? HIVE_CODE_MALFORMED :
+			    (enum hive_code)err.code;
 			goto dead_clear;
 		}
 	}
 	if (proto_encode_task(&sb, &t, &err) < 0) {
 		snprintf(why, sizeof(why), "with its parents' results: %s",
 		    proto_strerror(&err, eb, sizeof(eb)));
+		code = (enum hive_code)err.code;
 		goto dead_clear;
 	}
 	if ((x = malloc(sizeof(*x))) != NULL) {
@@ -703,7 +726,8 @@ dead:
 	/* The recorder records the dead letter: the task is dead, and its
 	 * dependents follow at the next release. */
 	log_warnx("coordinator: task %s cannot run: %s", id, why);
-	co_dead(co, HIVE_STR(id), why, stream, NULL, (const char *)msg, len);
+	co_dead(co, HIVE_STR(id), HIVE_STR(workflow), code, why, stream, NULL,
+	    (const char *)msg, len);
 }
 
 /* A task that never runs: a dead letter, and an error result for whoever
@@ -720,13 +744,15 @@ co_cancel(struct sup_coord *co, const char *id, const char *workflow,
 	int have_task;
 	uint64_t now = proto_now_ms();
 
-	co_dead(co, HIVE_STR(id), reason, stream, NULL, (const char *)msg, len);
+	co_dead(co, HIVE_STR(id), HIVE_STR(workflow), HIVE_CODE_DEPENDENCY,
+	    reason, stream, NULL, (const char *)msg, len);
 	have_task = proto_decode_task((const char *)msg, len, &t, &err) == 0;
 	res.id = HIVE_STR(id);
 	res.agent = HIVE_STR("hived");
 	res.host = HIVE_STR(co->host);
 	res.status = HIVE_STATUS_ERROR;
 	res.error = HIVE_STR(reason);
+	res.code = HIVE_CODE_DEPENDENCY;
 	res.attempt = 1;
 	res.started_ms = res.finished_ms = now;
 	res.workflow = HIVE_STR(workflow);
@@ -798,7 +824,8 @@ co_release_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 		if (msg == NULL)
 			co->sweep_due = 1;
 		else if (strcmp(kind, "run") == 0)
-			co_run(co, id, stream, msg, len, PQgetvalue(res, i, 5));
+			co_run(co, id, wf, stream, msg, len,
+			    PQgetvalue(res, i, 5));
 		else if (strcmp(kind, "dead") == 0)
 			co_cancel(co, id, wf, stream, msg, len, PQgetvalue(res, i, 6));
 		PQfreemem(msg);

@@ -95,11 +95,14 @@ send_exec(struct sup_reclaim *r)
 	rconn_cmd(r->rc, rconn_log_error, "reclaim", "EXEC");
 }
 
-/* Give up on an entry: dead letter with the reason, a failed result so
- * whoever waits for it learns, acknowledge.  t may be NULL (malformed). */
+/* Give up on an entry: dead letter with the code and reason, a failed
+ * result so whoever waits for it learns, acknowledge.  t may be NULL
+ * (malformed: the dead letter still names the task when its id can be
+ * read).  attempt is the attempts made. */
 static void
 rcl_give_up(struct rcl_job *j, const char *id, const char *raw, size_t rawlen,
-    const struct hive_task *t, unsigned attempt, const char *reason)
+    const struct hive_task *t, unsigned attempt, enum hive_code code,
+    const char *reason)
 {
 	struct sup_reclaim *r = j->r;
 	struct hive_dead d = { 0 };
@@ -113,13 +116,19 @@ rcl_give_up(struct rcl_job *j, const char *id, const char *raw, size_t rawlen,
 	msgpack_sbuffer_init(&sr);
 	snprintf(agent, sizeof(agent), "%.*s", (int)strcspn(j->consumer, "@"),
 	    j->consumer);
-	if (t != NULL)
+	if (t != NULL) {
 		d.id = t->id;
+		d.workflow = t->workflow;
+	} else {
+		(void)proto_peek_id(raw, rawlen, &d.id);
+	}
 	d.reason = HIVE_STR(reason);
+	d.code = code;
 	d.stream = HIVE_STR(j->key);
 	d.entry = HIVE_STR(id);
 	d.agent = HIVE_STR(agent);
-	d.attempt = attempt;
+	/* deliveries without end could count past the limit */
+	d.attempt = attempt > HIVE_ATTEMPTS_MAX ? HIVE_ATTEMPTS_MAX : attempt;
 	d.ts_ms = now;
 	d.raw.ptr = raw;
 	d.raw.len = rawlen > HIVE_RAW_MAX ? HIVE_RAW_MAX : (uint32_t)rawlen;
@@ -135,7 +144,8 @@ rcl_give_up(struct rcl_job *j, const char *id, const char *raw, size_t rawlen,
 		res.host = HIVE_STR(r->host);
 		res.status = HIVE_STATUS_ERROR;
 		res.error = HIVE_STR(reason);
-		res.attempt = attempt;
+		res.code = code;
+		res.attempt = d.attempt;
 		res.started_ms = res.finished_ms = now;
 		res.workflow = t->workflow;
 		if (proto_encode_result(&sr, &res, &err) < 0)
@@ -159,7 +169,8 @@ rcl_give_up(struct rcl_job *j, const char *id, const char *raw, size_t rawlen,
 	send_exec(r);
 	r->st.dead++;
 	log_warnx("reclaim: task=%.*s stream=%s entry=%s dead letter: %s",
-	    t ? (int)t->id.len : 1, t ? t->id.ptr : "?", j->key, id, reason);
+	    d.id.len > 0 ? (int)d.id.len : 1, d.id.len > 0 ? d.id.ptr : "?",
+	    j->key, id, reason);
 out:
 	msgpack_sbuffer_destroy(&sb);
 	msgpack_sbuffer_destroy(&sr);
@@ -180,7 +191,8 @@ rcl_requeue(struct rcl_job *j, const char *id, const char *val, size_t len,
 		char eb[PROTO_ERRBUF];
 		snprintf(reason, sizeof(reason), "malformed task: %s",
 		    proto_strerror(&err, eb, sizeof(eb)));
-		rcl_give_up(j, id, val, len, NULL, 0, reason);
+		rcl_give_up(j, id, val, len, NULL, 0, (enum hive_code)err.code,
+		    reason);
 		return;
 	}
 	/* Attempts made: the task's own count, plus one per delivery after
@@ -195,7 +207,8 @@ rcl_requeue(struct rcl_job *j, const char *id, const char *val, size_t len,
 	if (made >= max) {
 		snprintf(reason, sizeof(reason), "gave up after %u attempts: "
 		    "worker %s died with it", made, j->consumer);
-		rcl_give_up(j, id, val, len, &t, made, reason);
+		rcl_give_up(j, id, val, len, &t, made, HIVE_CODE_ATTEMPTS,
+		    reason);
 		proto_task_clear(&t);
 		return;
 	}
@@ -205,7 +218,8 @@ rcl_requeue(struct rcl_job *j, const char *id, const char *val, size_t len,
 		char eb[PROTO_ERRBUF];
 		snprintf(reason, sizeof(reason), "cannot requeue: %s",
 		    proto_strerror(&err, eb, sizeof(eb)));
-		rcl_give_up(j, id, val, len, &t, made, reason);
+		rcl_give_up(j, id, val, len, &t, made,
+		    (enum hive_code)err.code, reason);
 		goto out;
 	}
 	requeue_key(r, j->key, j->consumer, key, sizeof(key));

@@ -357,6 +357,8 @@ static const struct conf_key hive_keys[] = {
 	{ HK("allow_eviction", CK_BOOL, allow_eviction), .dflt = "no" },
 	{ HK("log_level", CK_ENUM, verbose), .dflt = "info",
 	  .flags = CF_WORKER, .names = log_level_names },
+	{ HK("task_events", CK_BOOL, task_events), .dflt = "no",
+	  .flags = CF_WORKER },
 };
 
 /* [agent:NAME], in docs/CONFIG.md's order. */

@@ -102,6 +102,7 @@ struct hive_conf {
 	unsigned heartbeat_ms;       /* heartbeat_interval (workers beat) */
 	unsigned snapshots_keep;     /* snapshots_keep */
 	int allow_eviction;          /* allow_eviction */
+	int task_events;             /* task_events: workers write task.* */
 	int verbose;                 /* log_level: 0 info, 1 debug */
 	uint64_t worker_hash;        /* of the [hive] settings every worker is
 	                              * started with (CF_WORKER): a change

@@ -93,10 +93,46 @@ store_event(struct sup_store *r, const char *kind, const struct sup_inst *in,
 }
 
 /*
+ * The kind of the event for a change of state (docs/PROTOCOL.md, event):
+ * named after what happened, which the new state mostly says.  A worker
+ * that died unasked (or that hived killed as hung) is agent.crashed
+ * whether or not it is started again (restarting) or stays down
+ * (crashed); a new worker for an instance that had one is
+ * agent.restarted, its first (or one woken up) agent.starting; a worker
+ * that comes up is agent.ready even when its first word is busy.
+ */
+static const char *
+transition_kind(enum sup_state now, enum sup_event ev)
+{
+	switch (now) {
+	case SUP_ST_STARTING:
+		return ev == SUP_EV_START || ev == SUP_EV_WAKE ?
+		    "agent.starting" : "agent.restarted";
+	case SUP_ST_READY:
+	case SUP_ST_BUSY:            /* from starting: ready<->busy is none */
+		return "agent.ready";
+	case SUP_ST_SLEEPING:
+		return "agent.sleeping";
+	case SUP_ST_STOPPING:
+		return "agent.stopping";
+	case SUP_ST_STOPPED:
+		return "agent.stopped";
+	case SUP_ST_CRASHED:
+	case SUP_ST_RESTARTING:
+		return "agent.crashed";
+	case SUP_ST_FAILED:
+		return "agent.failed";
+	case SUP_ST_COUNT:
+		break;
+	}
+	return "agent.unknown";
+}
+
+/*
  * An instance changed state (agent.c, after the table moved it).  Every
- * change but ready<->busy is an event; a worker that died and is not
- * started again at once has its tasks taken back now, not when its
- * liveness key runs out.
+ * change but ready<->busy is an event (transition_kind); a worker that
+ * died and is not started again at once has its tasks taken back now, not
+ * when its liveness key runs out.
  */
 void
 sup_store_transition(struct sup_inst *in, enum sup_state was,
@@ -104,7 +140,7 @@ sup_store_transition(struct sup_inst *in, enum sup_state was,
 {
 	struct sup_store *r = in->agent->sup->store;
 	enum sup_state now = in->fsm.state;
-	char kind[48], reason[96], consumer[HIVE_AGENT_MAX + HIVE_HOST_MAX + 8];
+	char reason[96], consumer[HIVE_AGENT_MAX + HIVE_HOST_MAX + 8];
 	int st = in->last_status;
 
 	if (r == NULL)
@@ -122,8 +158,7 @@ sup_store_transition(struct sup_inst *in, enum sup_state was,
 	else
 		snprintf(reason, sizeof(reason), "%s after %s", sup_event_name(ev),
 		    sup_state_name(was));
-	snprintf(kind, sizeof(kind), "agent.%s", sup_state_name(now));
-	store_event(r, kind, in, in->pid, reason);
+	store_event(r, transition_kind(now, ev), in, in->pid, reason);
 
 	if (ev == SUP_EV_EXIT && now != SUP_ST_STARTING && r->reclaim != NULL &&
 	    !(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0) &&

@@ -30,17 +30,44 @@ wrk_text_fit(char *s, size_t size)
 	s[n] = '\0';
 }
 
-/* Copy n bytes of UTF-8 text into dst, cut to fit. */
+/*
+ * Copy n bytes of UTF-8 text into dst, cut to fit.  A JSON string may hold
+ * "\u0000" (the worker writes one when a payload has a NUL), an error text
+ * may not: each NUL becomes U+FFFD, as the recorder writes it into jsonb.
+ */
 static void
 text_copy(char *dst, size_t size, const char *src, size_t n)
 {
-	if (n >= size) {
-		n = size - 1;
-		while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
-			n--;
+	size_t i = 0, o = 0;
+
+	while (i < n) {
+		const char *c = src + i;
+		size_t k = 1, clen;     /* bytes taken from src, put in dst */
+
+		if (src[i] == '\0') {
+			c = "\xef\xbf\xbd";
+			clen = 3;
+		} else {
+			while (i + k < n &&
+			    ((unsigned char)src[i + k] & 0xc0) == 0x80)
+				k++;
+			clen = k;
+		}
+		if (o + clen >= size)
+			break;
+		memcpy(dst + o, c, clen);
+		o += clen;
+		i += k;
 	}
-	memcpy(dst, src, n);
-	dst[n] = '\0';
+	dst[o] = '\0';
+}
+
+/* A JSON string equal to s (its whole length: "ok\u0000" is not "ok"). */
+static bool
+json_str_is(const json_t *j, const char *s)
+{
+	return json_is_string(j) && json_string_length(j) == strlen(s) &&
+	    memcmp(json_string_value(j), s, strlen(s)) == 0;
 }
 
 /* Length of the well-formed UTF-8 character at p (at most len bytes)
@@ -158,7 +185,7 @@ int
 wrk_answer_line(const char *line, size_t len, struct wrk_answer *a,
     char *why, size_t whylen)
 {
-	json_t *j, *id, *er;
+	json_t *j, *id, *er, *st;
 	json_error_t jerr;
 	const char *s;
 	char *text;
@@ -178,7 +205,9 @@ wrk_answer_line(const char *line, size_t len, struct wrk_answer *a,
 		    "over %u bytes", WRK_LINE_MAX);
 		return -1;
 	}
-	if ((j = json_loadb(line, len, 0, &jerr)) == NULL) {
+	/* JSON_ALLOW_NUL: what the worker writes to a handler ("\u0000" in a
+	 * payload's string) is taken back from it. */
+	if ((j = json_loadb(line, len, JSON_ALLOW_NUL, &jerr)) == NULL) {
 		guess_id(line, len, a);
 		/* jansson's text may quote the input: made safe too. */
 		wrk_excerpt(jerr.text, strnlen(jerr.text, sizeof(jerr.text)),
@@ -200,10 +229,10 @@ wrk_answer_line(const char *line, size_t len, struct wrk_answer *a,
 	}
 	memcpy(a->id, s, json_string_length(id) + 1);
 	a->id_sure = true;
-	s = json_string_value(json_object_get(j, "status"));
-	if (s != NULL && strcmp(s, "ok") == 0) {
+	st = json_object_get(j, "status");
+	if (json_str_is(st, "ok")) {
 		a->status = HIVE_STATUS_OK;
-	} else if (s != NULL && strcmp(s, "error") == 0) {
+	} else if (json_str_is(st, "error")) {
 		a->status = HIVE_STATUS_ERROR;
 	} else {
 		snprintf(why, whylen, "handler answered without \"status\": "
@@ -260,7 +289,8 @@ wrk_answer_exec(const char *out, size_t len, struct wrk_answer *a,
 		len--;
 	if (len == 0)
 		return 0;
-	if ((j = json_loadb(out, len, JSON_DECODE_ANY, &jerr)) == NULL) {
+	if ((j = json_loadb(out, len, JSON_DECODE_ANY | JSON_ALLOW_NUL,
+	    &jerr)) == NULL) {
 		/* Plain text is a fine result for a CLI agent. */
 		if ((a->result = json_stringn(out, len)) == NULL) {
 			/* Not UTF-8: no JSON string can hold it. */

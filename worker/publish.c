@@ -1,6 +1,7 @@
 /*
- * publish.c - what the worker finished goes out: results, dead letters
- * and acknowledgements, in one MULTI/EXEC per batch on the cmd connection
+ * publish.c - what the worker finished goes out: results (each with its
+ * task.completed or task.failed event), dead letters and
+ * acknowledgements, in one MULTI/EXEC per batch on the cmd connection
  * (redis.c).  A task is XACKed only by the transaction that publishes its
  * result (worker.h), and the newest memory its batch carries goes to the
  * memory key in that same transaction.  A batch whose connection is lost
@@ -167,10 +168,13 @@ wrk_publish(struct wrk *w)
 	size_t bytes = 0;
 	const char *argv[5];
 	size_t argvlen[5];
+	char events[HIVE_KEY_MAX];
 
 	if (w->redis.state != WRK_REDIS_UP || w->redis.retry_due || w->noutq == 0)
 		return;
 	cmd = wrk_redis_conn(w, WRK_CONN_CMD);
+	if (proto_key_named(events, sizeof(events), w->o.prefix, "events") < 0)
+		events[0] = '\0';       /* cannot be: the prefix is checked */
 	TAILQ_FOREACH(t, &w->outq, q) {
 		if (t->batch != NULL)
 			continue;
@@ -190,11 +194,19 @@ wrk_publish(struct wrk *w)
 			argv[4] = t->out.data;
 			for (int i = 0; i < 4; i++)
 				argvlen[i] = strlen(argv[i]);
-			argvlen[4] = t->out.size;
+			argvlen[4] = t->out.size - t->evlen;
 			rconn_argv(cmd, NULL, NULL, 5, argv, argvlen);
 			if (t->out_kind == WRK_OUT_RESULT && t->reply_to) {
 				argv[1] = t->reply_to;
 				argvlen[1] = strlen(t->reply_to);
+				rconn_argv(cmd, NULL, NULL, 5, argv, argvlen);
+			}
+			/* Its task.completed or task.failed, after it. */
+			if (t->evlen > 0 && events[0] != '\0') {
+				argv[1] = events;
+				argvlen[1] = strlen(events);
+				argv[4] = t->out.data + argvlen[4];
+				argvlen[4] = t->evlen;
 				rconn_argv(cmd, NULL, NULL, 5, argv, argvlen);
 			}
 		}

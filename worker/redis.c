@@ -442,7 +442,8 @@ take_entries(struct wrk *w, int key, const redisReply *entries,
 			log_warnx("agent=%s stream=%s entry=%s reason=\"entry "
 			    "has no field 'm'\"", w->agent_inst,
 			    w->keys[key].name, t->entry);
-			wrk_task_dead(w, t, "entry has no field 'm'");
+			wrk_task_dead(w, t, HIVE_CODE_MISSING,
+			    "entry has no field 'm'");
 			continue;
 		}
 		t = wrk_task_new(w, key, id, m ? m->str : NULL, m ? m->len : 0);

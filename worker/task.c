@@ -119,12 +119,22 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 		return;
 	}
 	if (proto_decode_task(t->raw, t->rawlen, &t->t, &err) == -1) {
-		proto_strerror(&err, why, sizeof(why));
-		log_warnx("agent=%s stream=%s entry=%s reason=\"malformed task: "
-		    "%s\"", w->agent_inst, w->keys[t->key].name, t->entry, why);
+		struct hive_str id;
+		char eb[PROTO_ERRBUF];
+
+		/* Its id, when that much can be read, names it in the dead
+		 * letter: the client finds the task it submitted. */
+		if (proto_peek_id(t->raw, t->rawlen, &id) == 0)
+			snprintf(t->id, sizeof(t->id), "%.*s", (int)id.len,
+			    id.ptr);
+		snprintf(why, sizeof(why), "malformed task: %s",
+		    proto_strerror(&err, eb, sizeof(eb)));
+		log_warnx("agent=%s stream=%s entry=%s task=%s reason=\"%s\"",
+		    w->agent_inst, w->keys[t->key].name, t->entry,
+		    t->id[0] ? t->id : "?", why);
 		if (t->key == w->bcast_key)
 			w->nbcast--;
-		wrk_task_dead(w, t, why);
+		wrk_task_dead(w, t, (enum hive_code)err.code, why);
 		return;
 	}
 	t->decoded = true;
@@ -135,14 +145,17 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 	t->max_attempts = t->t.max_attempts ? t->t.max_attempts :
 	    w->o.max_attempts;
 	if (t->attempt > t->max_attempts) {
-		snprintf(why, sizeof(why), "attempt %u > max_attempts %u: "
+		/* The dead letter counts the attempts made, not this one,
+		 * which is not made. */
+		t->attempt--;
+		snprintf(why, sizeof(why), "gave up after %u attempts: "
 		    "workers died %u times running it", t->attempt,
-		    t->max_attempts, deliveries);
+		    deliveries);
 		log_warnx("agent=%s task=%s reason=\"%s\"", w->agent_inst,
 		    t->id, why);
 		if (t->key == w->bcast_key)
 			w->nbcast--;
-		wrk_task_dead(w, t, why);
+		wrk_task_dead(w, t, HIVE_CODE_ATTEMPTS, why);
 		return;
 	}
 	if (t->t.reply_to.len > 0 &&
@@ -158,30 +171,82 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 	backlog_insert(w, t, false);
 }
 
-/* Hand backlog tasks to the handler while it has room. */
+/*
+ * A task's event (docs/PROTOCOL.md, event): task.started, task.completed
+ * or task.failed, appended to sb; -1 (sb unchanged) when it cannot be
+ * encoded.  reason may be NULL; it is cut to HIVE_REASON_MAX.
+ */
+static int
+task_event(struct wrk *w, const struct wrk_task *t, const char *kind,
+    const char *reason, uint64_t ts_ms, msgpack_sbuffer *sb)
+{
+	struct hive_event e;
+	struct proto_err perr;
+	char text[HIVE_REASON_MAX + 1];
+
+	memset(&e, 0, sizeof(e));
+	e.kind = HIVE_STR(kind);
+	e.ts_ms = ts_ms;
+	e.host = HIVE_STR(w->o.host);
+	e.agent = HIVE_STR(w->agent_inst);
+	e.task = t->t.id;
+	e.attempt = t->attempt;
+	e.workflow = t->t.workflow;
+	if (reason != NULL && *reason != '\0') {
+		snprintf(text, sizeof(text), "%s", reason);
+		wrk_text_fit(text, sizeof(text));
+		e.reason = HIVE_STR(text);
+	}
+	return proto_encode_event(sb, &e, &perr);
+}
+
+/*
+ * Hand backlog tasks to the handler while it has room.  With
+ * --task-events each start is a task.started event, sent on the cmd
+ * connection with whatever else this
+ * loop turn writes (never inside a MULTI: wrk_publish writes its whole
+ * transaction in one call).  Events are best effort: with Redis down it
+ * is not sent.
+ */
 void
 wrk_dispatch(struct wrk *w)
 {
 	struct wrk_task *t;
 	bool changed = false;
+	char key[HIVE_KEY_MAX] = "";
+	msgpack_sbuffer ev;
+	unsigned timeout;
 
+	msgpack_sbuffer_init(&ev);
 	while ((t = TAILQ_FIRST(&w->backlog)) != NULL &&
 	    w->nrunning < (int)w->o.concurrency && w->phase != WRK_PH_EXITING) {
 		if (w->o.mode == WRK_MODE_STREAM && !wrk_stream_ready(w))
 			break;
+		if (!changed && w->o.task_events &&
+		    proto_key_named(key, sizeof(key), w->o.prefix, "events") < 0)
+			key[0] = '\0';      /* cannot be: the prefix is checked */
 		TAILQ_REMOVE(&w->backlog, t, q);
 		w->nbacklog--;
 		TAILQ_INSERT_TAIL(&w->running, t, q);
 		w->nrunning++;
 		t->started_ms = proto_now_ms();
+		timeout = wrk_task_timeout(w, t);
+		t->due = timeout > 0 ? wrk_now() + timeout : 0;
+		t->code = HIVE_CODE_NONE;
 		changed = true;
 		log_debug("agent=%s task=%s attempt=%u started", w->agent_inst,
 		    t->id, t->attempt);
+		msgpack_sbuffer_clear(&ev);
+		if (key[0] != '\0' && task_event(w, t, "task.started", NULL,
+		    t->started_ms, &ev) == 0)
+			rconn_cmd(wrk_redis_conn(w, WRK_CONN_CMD), NULL, NULL,
+			    "XADD %s * m %b", key, ev.data, ev.size);
 		if (w->o.mode == WRK_MODE_STREAM)
 			(void)wrk_stream_send(w, t);   /* fails the task itself */
 		else
 			(void)wrk_exec_start(w, t);
 	}
+	msgpack_sbuffer_destroy(&ev);
 	if (changed)
 		wrk_state_changed(w);
 }
@@ -220,6 +285,7 @@ wrk_task_line(struct wrk *w, struct wrk_task *t, struct hbuf *b,
 		snprintf(err, errlen, "payload has no JSON form: %s",
 		    proto_strerror(&perr, (char[HIVE_REASON_MAX]){ 0 },
 		    HIVE_REASON_MAX));
+		t->code = (enum hive_code)perr.code;   /* wrk_task_fail's */
 		return -1;
 	}
 	if (t->t.parents.type != MSGPACK_OBJECT_NIL &&
@@ -228,6 +294,7 @@ wrk_task_line(struct wrk *w, struct wrk_task *t, struct hbuf *b,
 		snprintf(err, errlen, "parents have no JSON form: %s",
 		    proto_strerror(&perr, (char[HIVE_REASON_MAX]){ 0 },
 		    HIVE_REASON_MAX));
+		t->code = (enum hive_code)perr.code;
 		free(payload);
 		return -1;
 	}
@@ -262,6 +329,7 @@ nomem:
 	free(parents);
 	b->len = mark;
 	snprintf(err, errlen, "out of memory building the handler's input");
+	t->code = HIVE_CODE_TOOBIG;  /* the codec's name for out of memory */
 	return -1;
 }
 
@@ -274,7 +342,12 @@ task_leave_running(struct wrk *w, struct wrk_task *t)
 		w->nbcast--;
 }
 
-/* Encode t's result into t->out; -1 with why when it cannot be. */
+/*
+ * Encode t's result into t->out, and after it (--task-events) its event
+ * (the last t->evlen bytes: task.completed or task.failed, published in
+ * the same MULTI/EXEC as the result).  -1 with why, and t->code the codec's code,
+ * when the result cannot be encoded.
+ */
 static int
 task_encode(struct wrk *w, struct wrk_task *t, enum hive_status status,
     json_t *result, const char *error, json_t *memory, uint64_t memory_v,
@@ -283,6 +356,7 @@ task_encode(struct wrk *w, struct wrk_task *t, enum hive_status status,
 	struct hive_result r;
 	struct proto_err perr;
 	msgpack_zone z;
+	size_t mark;
 	int rc = -1;
 
 	memset(&r, 0, sizeof(r));
@@ -292,6 +366,7 @@ task_encode(struct wrk *w, struct wrk_task *t, enum hive_status status,
 	r.agent = HIVE_STR(w->agent_inst);
 	r.host = HIVE_STR(w->o.host);
 	r.status = status;
+	r.code = status == HIVE_STATUS_ERROR ? t->code : HIVE_CODE_NONE;
 	r.result.type = MSGPACK_OBJECT_NIL;
 	r.memory.type = MSGPACK_OBJECT_NIL;
 	if (result != NULL && !json_is_null(result) &&
@@ -317,27 +392,36 @@ task_encode(struct wrk *w, struct wrk_task *t, enum hive_status status,
 	}
 	r.workflow = t->t.workflow;
 	msgpack_sbuffer_clear(&t->out);
+	t->evlen = 0;
 	if (proto_encode_result(&t->out, &r, &perr) == -1) {
 		snprintf(why, whylen, "result not publishable: %s",
 		    proto_strerror(&perr, (char[HIVE_REASON_MAX]){ 0 },
 		    HIVE_REASON_MAX));
 		goto out;
 	}
+	mark = t->out.size;
+	if (w->o.task_events && task_event(w, t, status == HIVE_STATUS_OK ? "task.completed" :
+	    "task.failed", error, r.finished_ms, &t->out) == 0)
+		t->evlen = t->out.size - mark;
 	rc = 0;
 out:
+	if (rc == -1)
+		t->code = (enum hive_code)perr.code;
 	msgpack_zone_destroy(&z);
 	return rc;
 }
 
-void
-wrk_task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
-    json_t *result, const char *error, json_t *memory)
+/* A result for t with this status and code (NONE when ok). */
+static void
+task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
+    enum hive_code code, json_t *result, const char *error, json_t *memory)
 {
 	char why[HIVE_ERROR_MAX];
 	char *etext = NULL;
 	uint64_t v = w->memory_v + 1;
 
 	task_leave_running(w, t);
+	t->code = code;
 	if (error != NULL && strlen(error) >= HIVE_ERROR_MAX) {
 		if ((etext = strdup(error)) == NULL)
 			fatal("agent=%s task=%s keeping its error text",
@@ -349,6 +433,7 @@ wrk_task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
 		error = "handler reported an error without a text";
 	if (task_encode(w, t, status, result, error, memory, v, why,
 	    sizeof(why)) == -1) {
+		/* t->code is now why it could not be encoded */
 		log_warnx("agent=%s task=%s reason=\"%s\"", w->agent_inst, t->id,
 		    why);
 		memory = NULL;
@@ -374,6 +459,39 @@ wrk_task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
 	wrk_state_changed(w);
 }
 
+/* The handler's answer: a failure it reports is code failed. */
+void
+wrk_task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
+    json_t *result, const char *error, json_t *memory)
+{
+	task_finish(w, t, status, status == HIVE_STATUS_ERROR ?
+	    HIVE_CODE_FAILED : HIVE_CODE_NONE, result, error, memory);
+}
+
+/*
+ * exec mode's timeout is an ev_timer, which counts from the loop's time:
+ * that may be a little behind wrk_now() when the task was dispatched, so
+ * the timer can fire up to that much before t->due.
+ */
+#define WRK_TIMEOUT_SLACK_MS 50
+
+/*
+ * Why the worker fails a task it handed to the handler: what it knew
+ * before the handler saw it (t->code: a payload without a JSON form),
+ * else a timeout when the attempt has run its time (stream mode's check
+ * fails a task exactly at t->due; exec mode's timer, see above), else the
+ * handler did not answer as it must.
+ */
+static enum hive_code
+fail_code(const struct wrk_task *t)
+{
+	if (t->code != HIVE_CODE_NONE)
+		return t->code;
+	if (t->due != 0 && wrk_now() + WRK_TIMEOUT_SLACK_MS >= t->due)
+		return HIVE_CODE_TIMEOUT;
+	return HIVE_CODE_HANDLER;
+}
+
 void
 wrk_task_fail(struct wrk *w, struct wrk_task *t, const char *fmt, ...)
 {
@@ -385,14 +503,20 @@ wrk_task_fail(struct wrk *w, struct wrk_task *t, const char *fmt, ...)
 	va_end(ap);
 	log_warnx("agent=%s task=%s attempt=%u reason=\"%s\"", w->agent_inst,
 	    t->id, t->attempt, text);
-	wrk_task_finish(w, t, HIVE_STATUS_ERROR, NULL, text, NULL);
+	task_finish(w, t, HIVE_STATUS_ERROR, fail_code(t), NULL, text, NULL);
 }
 
 /* Dead letters keep the raw bytes, cut so that the whole letter fits. */
 #define WRK_DEAD_RAW_MAX (HIVE_MSG_MAX - 16 * 1024)
 
+/*
+ * The dead letter names the entry (stream, entry), the task's id when it
+ * could be read (a task that did not decode too: wrk_task_accept), and
+ * in attempt the attempts made: the caller has t->attempt say so.
+ */
 void
-wrk_task_dead(struct wrk *w, struct wrk_task *t, const char *reason)
+wrk_task_dead(struct wrk *w, struct wrk_task *t, enum hive_code code,
+    const char *reason)
 {
 	struct hive_dead d;
 	struct proto_err perr;
@@ -404,15 +528,19 @@ wrk_task_dead(struct wrk *w, struct wrk_task *t, const char *reason)
 	snprintf(why, sizeof(why), "%s%s", reason,
 	    t->rawlen > WRK_DEAD_RAW_MAX ? " (raw bytes cut)" : "");
 	d.reason = HIVE_STR(why);
+	d.code = code;
 	d.stream = HIVE_STR(w->keys[t->key].name);
 	d.entry = HIVE_STR(t->entry);
 	d.agent = HIVE_STR(w->agent_inst);
 	d.attempt = t->attempt;
 	d.ts_ms = proto_now_ms();
+	if (t->decoded)
+		d.workflow = t->t.workflow;
 	d.raw.ptr = t->raw ? t->raw : "";
 	d.raw.len = (uint32_t)(t->rawlen > WRK_DEAD_RAW_MAX ? WRK_DEAD_RAW_MAX :
 	    t->rawlen);
 	msgpack_sbuffer_clear(&t->out);
+	t->evlen = 0;
 	if (proto_encode_dead(&t->out, &d, &perr) == -1) {
 		/* The id may be what is wrong: leave it out and retry. */
 		d.id = HIVE_STR("");
@@ -431,15 +559,16 @@ wrk_task_retry(struct wrk *w, struct wrk_task *t)
 	char why[HIVE_REASON_MAX];
 
 	task_leave_running(w, t);
-	t->attempt++;
-	if (t->attempt > t->max_attempts) {
-		snprintf(why, sizeof(why), "attempt %u > max_attempts %u: the "
-		    "handler died running it", t->attempt, t->max_attempts);
+	if (t->attempt >= t->max_attempts) {
+		/* this was the last attempt: t->attempt were made */
+		snprintf(why, sizeof(why), "gave up after %u attempts: the "
+		    "handler died running it", t->attempt);
 		log_warnx("agent=%s task=%s reason=\"%s\"", w->agent_inst,
 		    t->id, why);
-		wrk_task_dead(w, t, why);
+		wrk_task_dead(w, t, HIVE_CODE_ATTEMPTS, why);
 		return;
 	}
+	t->attempt++;
 	if (t->key == w->bcast_key)
 		w->nbcast++;
 	backlog_insert(w, t, true);

@@ -53,7 +53,8 @@ usage(const char *fmt, ...)
 	    "           [--redis HOST:PORT|[V6ADDR]:PORT|/path/redis.sock]\n"
 	    "           [--prefix P] [--host H]\n"
 	    "           [--fd FD] [--task-timeout MS] [--max-attempts N]\n"
-	    "           [--heartbeat-ms MS] [-v] -- HANDLER [ARG...]\n");
+	    "           [--heartbeat-ms MS] [--task-events] [-v]\n"
+	    "           -- HANDLER [ARG...]\n");
 	exit(2);
 }
 
@@ -105,6 +106,7 @@ static const struct wrk_optdef {
 	    HIVE_ATTEMPTS_MAX, "3" },
 	{ "heartbeat-ms", 0, OPT_UINT, OPT_AT(heartbeat_ms), 10, 3600 * 1000,
 	    "1000" },
+	{ "task-events", 0, OPT_COUNT, OPT_AT(task_events), 0, 0, NULL },
 	{ "verbose", 'v', OPT_COUNT, OPT_AT(verbose), 0, 0, NULL },
 	{ "help", 'h', OPT_HELP, 0, 0, 0, 0, NULL },
 };

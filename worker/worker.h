@@ -119,6 +119,7 @@ struct wrk_opts {
 	unsigned task_timeout_ms;    /* 0 = none */
 	unsigned max_attempts;
 	unsigned heartbeat_ms;
+	int task_events;             /* --task-events: write task.* events */
 	int verbose;
 	char **argv;                 /* the handler, NULL-terminated, borrowed */
 };
@@ -154,12 +155,18 @@ struct wrk_task {
 	uint32_t attempt;            /* this run's attempt */
 	uint32_t max_attempts;
 	uint64_t started_ms;
-	uint64_t due;                /* stream mode: monotonic ms at which it
-	                              * times out, 0 = never */
+	uint64_t due;                /* monotonic ms at which it times out,
+	                              * 0 = never (stream mode's check reads
+	                              * it; a failure's code too) */
 	struct wrk_proc *proc;       /* exec mode, while running */
 	/* Once finished: what to publish. */
 	enum wrk_out_kind out_kind;
-	msgpack_sbuffer out;
+	enum hive_code code;         /* its result's code (NONE: ok); set
+	                              * before when the worker knows early
+	                              * why it fails (a payload without JSON) */
+	msgpack_sbuffer out;         /* RESULT: the result, then its event
+	                              * (the last evlen bytes) */
+	size_t evlen;
 	char *reply_to;              /* NUL-terminated copy, or NULL */
 	json_t *memory;              /* memory published with it, or NULL */
 	uint64_t memory_v;
@@ -376,8 +383,9 @@ void wrk_task_finish(struct wrk *, struct wrk_task *, enum hive_status,
 /* Finish with an error text built like printf. */
 void wrk_task_fail(struct wrk *, struct wrk_task *, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Give up on a task: dead letter with reason, then XACK. */
-void wrk_task_dead(struct wrk *, struct wrk_task *, const char *reason);
+/* Give up on a task: dead letter with code and reason, then XACK. */
+void wrk_task_dead(struct wrk *, struct wrk_task *, enum hive_code,
+    const char *reason);
 /* A running task goes back to the head of the backlog (handler died). */
 void wrk_task_retry(struct wrk *, struct wrk_task *);
 /* The EXEC that published it succeeded. */

@@ -12,6 +12,8 @@ fz_same_dead(const struct hive_dead *a, const struct hive_dead *b)
 	fz_str_eq(a->id, b->id);
 	fz_str_eq(a->reason, b->reason);
 	FZ_CHECK(a->reason.len > 0);
+	FZ_CHECK(a->code == b->code && a->code <= HIVE_CODE_LAST);
+	fz_str_eq(a->workflow, b->workflow);
 	fz_str_eq(a->stream, b->stream);
 	fz_str_eq(a->entry, b->entry);
 	fz_str_eq(a->agent, b->agent);

@@ -16,6 +16,8 @@ fz_same_result(const struct hive_result *a, const struct hive_result *b)
 	FZ_CHECK(a->status == HIVE_STATUS_OK || a->error.len > 0);
 	fz_obj_eq(&a->result, &b->result);
 	fz_str_eq(a->error, b->error);
+	FZ_CHECK(a->code == b->code && a->code <= HIVE_CODE_LAST);
+	FZ_CHECK(a->code == HIVE_CODE_NONE || a->status == HIVE_STATUS_ERROR);
 	FZ_CHECK(a->attempt == b->attempt);
 	FZ_CHECK(a->started_ms == b->started_ms);
 	FZ_CHECK(a->finished_ms == b->finished_ms);

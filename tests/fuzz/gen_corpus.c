@@ -134,6 +134,7 @@ results(msgpack_sbuffer *sb, msgpack_unpacked *up, msgpack_unpacked *up2)
 	put_sb("result", "ok-full", sb);
 	r.status = HIVE_STATUS_ERROR;
 	r.error = HIVE_STR("handler exited with status 3");
+	r.code = HIVE_CODE_FAILED;
 	r.result.type = MSGPACK_OBJECT_NIL;
 	check(proto_encode_result(sb, &r, &err), &err, "result");
 	put_sb("result", "error", sb);
@@ -185,9 +186,14 @@ deads(msgpack_sbuffer *sb)
 	d.entry = HIVE_STR("1700000000000-0");
 	d.agent = HIVE_STR("echo/1");
 	d.attempt = 3;
+	d.code = HIVE_CODE_ATTEMPTS;
+	d.workflow = HIVE_STR("wf-1");
 	d.raw = (struct hive_str){ "\x82\xa1v\x01\xa2id", 7 };
 	check(proto_encode_dead(sb, &d, &err), &err, "dead");
 	put_sb("dead", "full", sb);
+	/* near miss: a code that is none */
+	PUT_LIT("dead", "code-unknown", "\x84\xa1v\x01\xa6reason\xa1r"
+	    "\xa5ts_ms\x05\xa4" "code\xa4slow");
 }
 
 /* Workflows: the smallest, one with every field and a diamond of

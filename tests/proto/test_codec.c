@@ -277,6 +277,115 @@ Test(codec, dead_round_trip)
 	msgpack_sbuffer_destroy(&sb);
 }
 
+/* The code and the workflow of a dead letter, and a failed result's
+ * code, go out and come back; absent they stay absent. */
+Test(codec, dead_and_result_codes_round_trip)
+{
+	msgpack_sbuffer sb;
+	struct hive_dead m = { 0 }, d;
+	struct hive_result r = { 0 }, rd;
+	struct proto_err err = { 0 };
+
+	msgpack_sbuffer_init(&sb);
+	m.reason = HIVE_STR("workflow wf-1: task a exists already");
+	m.code = HIVE_CODE_REFUSED;
+	m.workflow = HIVE_STR("wf-1");
+	m.ts_ms = 5;
+	cr_assert_eq(proto_encode_dead(&sb, &m, &err), 0, "%s", err.detail);
+	cr_assert_eq(proto_decode_dead(sb.data, sb.size, &d, &err), 0);
+	cr_assert_eq(d.code, HIVE_CODE_REFUSED);
+	pb_assert_str(d.workflow, "wf-1", "workflow");
+	cr_assert_eq(d.id.len, 0);
+	proto_dead_clear(&d);
+
+	m.code = HIVE_CODE_NONE;
+	m.workflow = HIVE_STR("");
+	msgpack_sbuffer_clear(&sb);
+	cr_assert_eq(proto_encode_dead(&sb, &m, &err), 0);
+	cr_assert_eq(proto_decode_dead(sb.data, sb.size, &d, &err), 0);
+	cr_assert_eq(d.code, HIVE_CODE_NONE);
+	cr_assert_eq(d.workflow.len, 0);
+	proto_dead_clear(&d);
+	m.code = (enum hive_code)(HIVE_CODE_LAST + 1);
+	cr_assert_eq(proto_encode_dead(&sb, &m, &err), -1);
+	cr_assert_eq(err.code, PROTO_E_VALUE);
+	cr_assert_str_eq(err.field, "code");
+
+	r.id = HIVE_STR("t1");
+	r.agent = HIVE_STR("echo/1");
+	r.host = HIVE_STR("h");
+	r.status = HIVE_STATUS_ERROR;
+	r.error = HIVE_STR("timed out after 100 ms");
+	r.code = HIVE_CODE_TIMEOUT;
+	msgpack_sbuffer_clear(&sb);
+	cr_assert_eq(proto_encode_result(&sb, &r, &err), 0, "%s", err.detail);
+	cr_assert_eq(proto_decode_result(sb.data, sb.size, &rd, &err), 0);
+	cr_assert_eq(rd.code, HIVE_CODE_TIMEOUT);
+	proto_result_clear(&rd);
+	r.status = HIVE_STATUS_OK;
+	cr_assert_eq(proto_encode_result(&sb, &r, &err), -1,
+	    "a code with status ok");
+	cr_assert_str_eq(err.field, "code");
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* The codes' names: the decoder's first, then the outcomes. */
+Test(codec, code_names)
+{
+	for (int c = PROTO_E_MALFORMED; c <= PROTO_E_DUPLICATE; c++)
+		cr_assert_str_eq(proto_code_name((enum hive_code)c),
+		    proto_errcode_name((enum proto_errcode)c));
+	cr_assert_str_eq(proto_code_name(HIVE_CODE_ATTEMPTS), "attempts");
+	cr_assert_str_eq(proto_code_name(HIVE_CODE_REFUSED), "refused");
+	cr_assert_str_eq(proto_code_name(HIVE_CODE_NONE), "");
+	cr_assert_str_eq(proto_code_name((enum hive_code)99), "");
+}
+
+/* A message that does not decode still names its id when that much is
+ * sound; otherwise none. */
+Test(codec, peek_id)
+{
+	static const struct {
+		const char *json, *hex, *id;
+	} cases[] = {
+		{ "{\"v\": 2, \"id\": \"job-9\", \"payload\": 1}", NULL,
+		  "job-9" },
+		{ "{\"v\": 1, \"id\": \"job-9\", \"attempt\": 0}", NULL,
+		  "job-9" },
+		{ "{\"v\": 1, \"id\": \"wf-1\", \"tasks\": []}", NULL,
+		  "wf-1" },
+		{ NULL, "82 a2 69 64 a1 61 a2 69 64 a1 62", NULL }, /* twice */
+		{ "{\"id\": \"a b\"}", NULL, NULL },
+		{ "{\"id\": 7}", NULL, NULL },
+		{ "{\"v\": 1}", NULL, NULL },
+		{ "[\"id\", \"a\"]", NULL, NULL },
+		{ NULL, "82 a2 69 64 a1 61", NULL },          /* truncated */
+		{ NULL, "81 a2 69 64 a1 61 c0", NULL },       /* trailing */
+		{ NULL, "82 01 02 a2 69 64 a1 61", "a" },     /* int key */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		msgpack_sbuffer sb;
+		struct hive_str id = { "x", 1 };
+		int rc;
+
+		msgpack_sbuffer_init(&sb);
+		if (cases[i].json != NULL)
+			pb_json(&sb, cases[i].json);
+		else
+			pb_hex(&sb, cases[i].hex);
+		rc = proto_peek_id(sb.data, sb.size, &id);
+		if (cases[i].id == NULL) {
+			cr_assert_eq(rc, -1, "case %zu", i);
+			cr_assert_eq(id.len, 0, "case %zu", i);
+		} else {
+			cr_assert_eq(rc, 0, "case %zu", i);
+			pb_assert_str(id, cases[i].id, "id");
+		}
+		msgpack_sbuffer_destroy(&sb);
+	}
+}
+
 Test(codec, unknown_keys_ignored_nil_is_absent)
 {
 	msgpack_sbuffer sb;
@@ -507,6 +616,17 @@ static const struct bad_case bad_cases[] = {
 	{ PB_RESULT, R_(", \"finished_ms\": -1"), NULL, PROTO_E_SIZE,
 	  "finished_ms" },
 	{ PB_RESULT, R_(", \"workflow\": 1"), NULL, PROTO_E_TYPE, "workflow" },
+	{ PB_RESULT, R_(", \"code\": \"timeout\""), NULL, PROTO_E_VALUE,
+	  "code" },              /* a code only on a failure */
+	{ PB_RESULT, "{\"v\": 1, \"id\": \"t1\", \"agent\": \"echo/1\", "
+	  "\"host\": \"h\", \"status\": \"error\", \"error\": \"e\", "
+	  "\"code\": \"timeout\"}", NULL, PROTO_OK, "" },
+	{ PB_RESULT, "{\"v\": 1, \"id\": \"t1\", \"agent\": \"echo/1\", "
+	  "\"host\": \"h\", \"status\": \"error\", \"error\": \"e\", "
+	  "\"code\": \"slow\"}", NULL, PROTO_E_VALUE, "code" },
+	{ PB_RESULT, "{\"v\": 1, \"id\": \"t1\", \"agent\": \"echo/1\", "
+	  "\"host\": \"h\", \"status\": \"error\", \"error\": \"e\", "
+	  "\"code\": 3}", NULL, PROTO_E_TYPE, "code" },
 	/* event */
 	{ PB_EVENT, E_(""), NULL, PROTO_OK, "" },
 	{ PB_EVENT, "{\"v\": 1, \"ts_ms\": 5, \"host\": \"h\"}", NULL,
@@ -690,6 +810,11 @@ static const struct bad_case bad_cases[] = {
 	{ PB_DEAD, D_(", \"attempt\": 1001"), NULL, PROTO_E_SIZE, "attempt" },
 	{ PB_DEAD, D_(", \"raw\": 5"), NULL, PROTO_E_TYPE, "raw" },
 	{ PB_DEAD, D_(", \"raw\": \"str is accepted\""), NULL, PROTO_OK, "" },
+	{ PB_DEAD, D_(", \"code\": \"version\""), NULL, PROTO_OK, "" },
+	{ PB_DEAD, D_(", \"code\": \"ok\""), NULL, PROTO_E_VALUE, "code" },
+	{ PB_DEAD, D_(", \"code\": \"\""), NULL, PROTO_E_VALUE, "code" },
+	{ PB_DEAD, D_(", \"workflow\": \"w 1\""), NULL, PROTO_E_VALUE,
+	  "workflow" },
 	/* frames */
 	{ PB_FRAME, H_(""), NULL, PROTO_OK, "" },
 	{ PB_FRAME, "{\"v\": 1, \"agent\": \"a\", \"instance\": 1, "

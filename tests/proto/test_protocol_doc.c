@@ -430,20 +430,21 @@ Test(protocol_doc, names_and_codes_are_the_codec)
 	cr_expect_not_null(strstr(pg.text, "`" HIVE_GROUP_RECORDER "`"));
 	cr_expect_not_null(strstr(pg.text, "`" HIVE_GROUP_COORD "`"));
 	cr_expect_not_null(strstr(pg.text, "`" HIVE_REPLY_PREFIX));
-	/* every error code in the Errors table, and no other */
-	for (int c = PROTO_E_MALFORMED; c <= PROTO_E_DUPLICATE; c++) {
-		snprintf(want, sizeof(want), "| `%s` |",
-		    proto_errcode_name((enum proto_errcode)c));
-		cr_expect_not_null(strstr(pg.text, want), "error code %s not "
-		    "on the page", want);
+	/* every code (the decoder's and the outcomes': the "code" of dead
+	 * letters and failed results) in the Errors tables, and no other */
+	for (int c = HIVE_CODE_MALFORMED; c <= HIVE_CODE_LAST; c++) {
+		snprintf(want, sizeof(want), "\n| `%s` |",
+		    proto_code_name((enum hive_code)c));
+		cr_expect_not_null(strstr(strstr(pg.text, "## Errors"), want),
+		    "code %s not in the Errors section", want + 1);
 	}
 	n = 0;
 	for (const char *p = strstr(pg.text, "## Errors"); p != NULL &&
 	    (p = strstr(p, "\n| `")) != NULL && p < strstr(pg.text,
 	    "## Frames"); p++)
 		n++;
-	cr_expect_eq(n, PROTO_E_DUPLICATE, "the Errors table has %d codes, "
-	    "the codec %d", n, PROTO_E_DUPLICATE);
+	cr_expect_eq(n, HIVE_CODE_LAST, "the Errors tables have %d codes, "
+	    "the codec %d", n, HIVE_CODE_LAST);
 	unload(&pg);
 }
 

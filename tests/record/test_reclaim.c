@@ -156,6 +156,48 @@ Test(reclaim, dead_consumer_requeued_then_dead_letter)
 	    "gave up after 2 attempts", 24) != NULL, "reason: %.*s",
 	    (int)d.reason.len, d.reason.ptr);
 	cr_assert_eq(d.id.len, 2);
+	/* two attempts made, as its reason says; and why, for programs */
+	cr_assert_eq(d.attempt, 2, "attempt %u", d.attempt);
+	cr_assert_str_eq(proto_code_name(d.code), "attempts");
+	proto_dead_clear(&d);
+	freeReplyObject(r);
+	r = redisCommand(e.rc, "XRANGE %s - +", results);
+	struct hive_result res;
+	v = r->element[0]->element[1]->element[1];
+	cr_assert_eq(proto_decode_result(v->str, v->len, &res, &err), 0);
+	cr_assert_eq(res.status, HIVE_STATUS_ERROR);
+	cr_assert_str_eq(proto_code_name(res.code), "attempts");
+	cr_assert_eq(res.attempt, 2);
+	proto_result_clear(&res);
+	freeReplyObject(r);
+	env_fini(&e);
+}
+
+/* A dead consumer's entry that is no task (a v of 2) goes to the dead
+ * letters at once, with its code and the id it names. */
+Test(reclaim, unreadable_task_dead_letter_names_its_id)
+{
+	struct env e;
+	char dead[128];
+	static const char v2[] = "\x82\xa1v\x02\xa2id\xa4v2-7";
+	struct hive_dead d;
+	struct proto_err err;
+	redisReply *r, *v;
+
+	env_init(&e, 600000);
+	proto_key_named(dead, sizeof(dead), e.prefix, "dead");
+	freeReplyObject(redisCommand(e.rc, "XADD %s * m %b", e.queue, v2,
+	    sizeof(v2) - 1));
+	freeReplyObject(redisCommand(e.rc, "XREADGROUP GROUP workers "
+	    "echo/1@gone-host COUNT 1 STREAMS %s >", e.queue));
+	run_until_len(&e, dead, 1);
+	cr_assert_eq(count(&e, "XPENDING %s workers", e.queue), 0);
+	r = redisCommand(e.rc, "XRANGE %s - +", dead);
+	v = r->element[0]->element[1]->element[1];
+	cr_assert_eq(proto_decode_dead(v->str, v->len, &d, &err), 0);
+	cr_assert(d.id.len == 4 && memcmp(d.id.ptr, "v2-7", 4) == 0,
+	    "id \"%.*s\"", (int)d.id.len, d.id.ptr);
+	cr_assert_str_eq(proto_code_name(d.code), "version");
 	proto_dead_clear(&d);
 	freeReplyObject(r);
 	env_fini(&e);

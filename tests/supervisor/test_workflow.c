@@ -343,6 +343,17 @@ Test(workflow, bad_workflow_is_dead_lettered_and_twice_runs_once)
 	    "exists already"), 1);
 	cr_assert_eq(count_entries(h, "dead", "workflow wf-late: created_ms "
 	    "18446744073709551615 is past the year 9999"), 1);
+	/* A refused workflow's letter names it in "workflow" (the id that
+	 * could be read, also of one that does not decode), with a code. */
+	cr_assert_eq(count_entries(h, "dead", "\xa8" "workflow\xa8" "wf-clash"),
+	    1);
+	cr_assert_eq(count_entries(h, "dead", "\xa4" "code\xa7" "refused"), 1);
+	cr_assert_eq(count_entries(h, "dead", "\xa8" "workflow\xa8" "wf-cycle"),
+	    1);
+	cr_assert_eq(count_entries(h, "dead", "\xa4" "code\xa5" "value"), 1,
+	    "the cycle");
+	cr_assert_eq(count_entries(h, "dead", "\xa4" "code\xa7" "missing"), 1,
+	    "the workflow without id");
 	expect_sql("SELECT count(*) FROM workflows", "1");
 	expect_sql("SELECT count(*) FROM tasks WHERE id = 'other'", "0");
 	/* solo ran once: one result. */

@@ -47,6 +47,7 @@ struct res {
 	int status;
 	json_t *result;
 	char error[HIVE_ERROR_MAX];
+	enum hive_code code;
 	unsigned attempt;
 	json_t *memory;
 	unsigned long long memory_v;
@@ -316,6 +317,7 @@ next_result(struct tw *t, struct res *out)
 	out->status = hr.status;
 	snprintf(out->error, sizeof(out->error), "%.*s", (int)hr.error.len,
 	    hr.error.ptr);
+	out->code = hr.code;
 	out->attempt = hr.attempt;
 	if (hr.result.type != MSGPACK_OBJECT_NIL)
 		out->result = proto_obj_to_json(&hr.result, &err);
@@ -355,6 +357,13 @@ pending_count(struct tw *t, const char *key)
 }
 
 static const char *const stream_args[] = { "--capabilities", "c", NULL };
+
+static void
+str_eq(struct hive_str s, const char *want)
+{
+	cr_assert(s.len == strlen(want) && memcmp(s.ptr, want, s.len) == 0,
+	    "\"%.*s\", want \"%s\"", (int)s.len, s.ptr, want);
+}
 
 /* ---- round trips ---- */
 
@@ -596,9 +605,12 @@ Test(worker, task_past_max_attempts_goes_dead)
 	w = worker_start(&t, x, h);
 	e = next_entry(&t, "dead", t.last_dead, sizeof(t.last_dead), &m, &len);
 	cr_assert_eq(proto_decode_dead(m, len, &d, &err), 0);
-	cr_assert(d.reason.len > 0);
-	cr_assert(memmem(d.reason.ptr, d.reason.len, "max_attempts", 12) != NULL,
-	    "reason: %.*s", (int)d.reason.len, d.reason.ptr);
+	/* One attempt made (the worker killed with it): the dead letter
+	 * says 1, as docs/PROTOCOL.md's "the attempts made". */
+	cr_assert_eq(d.attempt, 1, "attempt %u", d.attempt);
+	cr_assert_str_eq(proto_code_name(d.code), "attempts");
+	cr_assert(memmem(d.reason.ptr, d.reason.len, "after 1 attempts",
+	    16) != NULL, "reason: %.*s", (int)d.reason.len, d.reason.ptr);
 	cr_assert(d.id.len == 2 && memcmp(d.id.ptr, "p1", 2) == 0);
 	proto_dead_clear(&d);
 	freeReplyObject(e);
@@ -644,6 +656,8 @@ Test(worker, malformed_tasks_go_dead_with_reason)
 		if (i == 1)
 			cr_assert(memmem(d.reason.ptr, d.reason.len, "'m'", 3),
 			    "%.*s", (int)d.reason.len, d.reason.ptr);
+		cr_assert_str_eq(proto_code_name(d.code), i == 0 ? "malformed" :
+		    i == 1 ? "missing" : "toobig");
 		proto_dead_clear(&d);
 		freeReplyObject(e);
 	}
@@ -669,12 +683,195 @@ Test(worker, stream_garbage_answer_fails_that_task)
 	next_result(&t, &r);
 	cr_assert_eq(r.status, HIVE_STATUS_ERROR);
 	cr_assert(strstr(r.error, "invalid answer") != NULL, "%s", r.error);
+	cr_assert_str_eq(proto_code_name(r.code), "handler");
 	res_clear(&r);
 	submit(&t, "g2", "{\"op\":\"echo\"}");
 	next_result(&t, &r);
 	cr_assert_eq(r.status, HIVE_STATUS_OK);
 	cr_assert_eq(r.attempt, 1, "the handler was not restarted");
 	res_clear(&r);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+/*
+ * A stream handler that dies on every task: the worker retries it until
+ * max_attempts runs were made, then the dead letter says that many
+ * attempts (not one more: the attempt that would come is not made).
+ */
+Test(worker, dead_letter_counts_the_attempts_made)
+{
+	struct tw t;
+	const char *h[] = { "/bin/sh", "-c", "read line; kill -9 $$", NULL };
+	const char *x[] = { "--capabilities", "c", "--max-attempts", "2", NULL };
+	struct hive_dead d;
+	struct proto_err err;
+	const char *m;
+	size_t len;
+	redisReply *e;
+	pid_t w;
+
+	tw_init(&t, "attempts");
+	w = worker_start(&t, x, h);
+	submit(&t, "k2", "0");
+	e = next_entry(&t, "dead", t.last_dead, sizeof(t.last_dead), &m, &len);
+	cr_assert_eq(proto_decode_dead(m, len, &d, &err), 0);
+	str_eq(d.id, "k2");
+	cr_assert_eq(d.attempt, 2, "max_attempts 2, two runs: attempt %u",
+	    d.attempt);
+	cr_assert_str_eq(proto_code_name(d.code), "attempts");
+	cr_assert(memmem(d.reason.ptr, d.reason.len, "gave up after 2 attempts",
+	    24) != NULL, "reason: %.*s", (int)d.reason.len, d.reason.ptr);
+	proto_dead_clear(&d);
+	freeReplyObject(e);
+	cr_assert_eq(pending_count(&t, qkey(&t, "c", 1)), 0);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+/*
+ * A task the worker cannot take still names itself when its id can be
+ * read: a v of 2 goes to the dead letters with that id, the code
+ * "version" and the stream and entry of the XADD that put it there.
+ */
+Test(worker, dead_letter_of_unreadable_task_names_its_id)
+{
+	struct tw t;
+	const char *h[] = { env("HIVE_ECHO"), NULL };
+	static const char v2[] = "\x83\xa1v\x02\xa2id\xa4v2-1\xa7payload\x01";
+	struct hive_dead d;
+	struct proto_err err;
+	const char *m;
+	size_t len;
+	redisReply *e, *x;
+	pid_t w;
+
+	tw_init(&t, "v2");
+	w = worker_start(&t, stream_args, h);
+	x = redisCommand(t.rc, "XADD %s * m %b", qkey(&t, "c", 1), v2,
+	    sizeof(v2) - 1);
+	cr_assert(x && x->type == REDIS_REPLY_STRING);
+	e = next_entry(&t, "dead", t.last_dead, sizeof(t.last_dead), &m, &len);
+	cr_assert_eq(proto_decode_dead(m, len, &d, &err), 0);
+	str_eq(d.id, "v2-1");
+	cr_assert_str_eq(proto_code_name(d.code), "version");
+	cr_assert(d.reason.len > 15 && memcmp(d.reason.ptr, "malformed task: ",
+	    15) == 0, "reason: %.*s", (int)d.reason.len, d.reason.ptr);
+	str_eq(d.stream, qkey(&t, "c", 1));
+	str_eq(d.entry, x->str);
+	cr_assert_eq(d.attempt, 0);
+	proto_dead_clear(&d);
+	freeReplyObject(e);
+	freeReplyObject(x);
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+/* Next event on <p>:events; its kind, task and attempt. */
+static void
+next_event(struct tw *t, char *last, size_t lastlen, char *kind,
+    char *task, unsigned *attempt, char *reason, size_t rlen)
+{
+	struct hive_event ev;
+	struct proto_err err;
+	const char *m;
+	size_t len;
+	redisReply *e = next_entry(t, "events", last, lastlen, &m, &len);
+
+	cr_assert_eq(proto_decode_event(m, len, &ev, &err), 0);
+	snprintf(kind, 64, "%.*s", (int)ev.kind.len, ev.kind.ptr);
+	snprintf(task, HIVE_ID_MAX + 1, "%.*s", (int)ev.task.len, ev.task.ptr);
+	snprintf(reason, rlen, "%.*s", (int)ev.reason.len, ev.reason.ptr);
+	*attempt = ev.attempt;
+	cr_assert(ev.agent.len == 3 && memcmp(ev.agent.ptr, "a/1", 3) == 0,
+	    "agent %.*s", (int)ev.agent.len, ev.agent.ptr);
+	cr_assert(ev.host.len == strlen(t->host) &&
+	    memcmp(ev.host.ptr, t->host, ev.host.len) == 0);
+	proto_event_clear(&ev);
+	freeReplyObject(e);
+}
+
+/*
+ * With --task-events each task is a task.started event when the handler
+ * gets it, and a task.completed or task.failed with its result; a failure
+ * the handler reports has the code "failed".  (Without, none: see
+ * nul_in_a_string_comes_back.)
+ */
+Test(worker, task_events_and_failure_code)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", NULL };
+	const char *x[] = { "--capabilities", "c", "--task-events", NULL };
+	char last[64] = "0", kind[64], task[HIVE_ID_MAX + 1], reason[256];
+	unsigned attempt;
+	pid_t w;
+
+	tw_init(&t, "events");
+	w = worker_start(&t, x, h);
+	submit(&t, "e1", "{\"op\":\"echo\"}");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_OK);
+	cr_assert_eq(r.code, HIVE_CODE_NONE);
+	res_clear(&r);
+	submit(&t, "e2", "{\"op\":\"fail\"}");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_ERROR);
+	cr_assert_str_eq(proto_code_name(r.code), "failed");
+	res_clear(&r);
+	next_event(&t, last, sizeof(last), kind, task, &attempt, reason,
+	    sizeof(reason));
+	cr_assert_str_eq(kind, "task.started");
+	cr_assert_str_eq(task, "e1");
+	cr_assert_eq(attempt, 1);
+	next_event(&t, last, sizeof(last), kind, task, &attempt, reason,
+	    sizeof(reason));
+	cr_assert_str_eq(kind, "task.completed");
+	cr_assert_str_eq(task, "e1");
+	next_event(&t, last, sizeof(last), kind, task, &attempt, reason,
+	    sizeof(reason));
+	cr_assert_str_eq(kind, "task.started");
+	cr_assert_str_eq(task, "e2");
+	next_event(&t, last, sizeof(last), kind, task, &attempt, reason,
+	    sizeof(reason));
+	cr_assert_str_eq(kind, "task.failed");
+	cr_assert_str_eq(task, "e2");
+	cr_assert_eq(attempt, 1);
+	cr_assert_str_eq(reason, "asked to fail");
+	worker_stop(w);
+	tw_fini(&t);
+}
+
+/*
+ * What the worker sends a handler it takes back: a payload string with a
+ * NUL goes out as "\u0000" and comes back in the answer (here a stream
+ * handler made of sed, which answers with the line's payload as it is).
+ */
+Test(worker, nul_in_a_string_comes_back)
+{
+	struct tw t;
+	struct res r;
+	const char *h[] = { "/bin/sed", "-u", "-e",
+	    "s/^{\"id\":\"\\([^\"]*\\)\",.*\"payload\":\\(.*\\),\"memory\":.*$/"
+	    "{\"id\":\"\\1\",\"status\":\"ok\",\"result\":\\2}/", NULL };
+	redisReply *x;
+	pid_t w;
+
+	tw_init(&t, "nul");
+	w = worker_start(&t, stream_args, h);
+	/* {"v": 1, "id": "n1", "payload": "a\0b"} */
+	xadd_raw(&t, qkey(&t, "c", 1), "\x83\xa1v\x01\xa2id\xa2n1\xa7payload"
+	    "\xa3" "a\0b", 22);
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	cr_assert(json_is_string(r.result) && json_string_length(r.result) == 3 &&
+	    memcmp(json_string_value(r.result), "a\0b", 3) == 0, "%s",
+	    jtext(r.result));
+	res_clear(&r);
+	/* no --task-events: the worker wrote no event */
+	x = redisCommand(t.rc, "EXISTS %s", nkey(&t, "events"));
+	cr_assert(x != NULL && x->type == REDIS_REPLY_INTEGER && x->integer == 0);
+	freeReplyObject(x);
 	worker_stop(w);
 	tw_fini(&t);
 }
@@ -828,6 +1025,7 @@ Test(worker, exec_timeout_kills_process_group)
 	next_result(&t, &r);
 	cr_assert_eq(r.status, HIVE_STATUS_ERROR);
 	cr_assert(strstr(r.error, "timed out") != NULL, "%s", r.error);
+	cr_assert_str_eq(proto_code_name(r.code), "timeout");
 	res_clear(&r);
 	f = fopen(pidfile, "r");
 	cr_assert(f != NULL, "the grandchild never wrote %s", pidfile);
@@ -869,6 +1067,7 @@ Test(worker, stream_timeout_fails_task_and_restarts_handler)
 			slow = true;
 			cr_assert_eq(r.status, HIVE_STATUS_ERROR);
 			cr_assert_str_eq(r.error, "timed out after 1000 ms");
+			cr_assert_str_eq(proto_code_name(r.code), "timeout");
 			cr_assert_eq(r.attempt, 1);
 		} else {
 			cr_assert_str_eq(r.id, "held");
