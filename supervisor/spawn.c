@@ -553,11 +553,18 @@ spawn_sweep(struct sup *sup)
 				    pid_cmp)) != NULL)
 					*p = 0;          /* a worker */
 		for (size_t i = 0; i < n; i++) {
+			pid_t pg;
+
 			if (v[i] <= 0)
 				continue;
 			log_info("pid=%ld left behind by a worker: killing it "
 			    "with its process group", (long)v[i]);
-			(void)kill(-v[i], SIGKILL);
+			/* Its group, not just it: an orphan whose group
+			 * leader (the handler) died first is a member, and
+			 * members below it are not hived's children yet.
+			 * Never hived's own group (none of a worker's is). */
+			if ((pg = getpgid(v[i])) > 0 && pg != getpgrp())
+				(void)kill(-pg, SIGKILL);
 			(void)kill(v[i], SIGKILL);
 		}
 	}
