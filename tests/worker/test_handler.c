@@ -23,7 +23,8 @@
  * Usage: test_handler stream | exec [FIFO]
  *
  * With FIFO, at start it forks a child that stays in its process group
- * (stdio on /dev/null, pausing until killed) and writes "PID CHILDPID\n"
+ * (holding the handler's stdout, stdin and stderr on /dev/null, pausing
+ * until killed) and writes "PID CHILDPID\n"
  * to FIFO: the tests see whether the group outlives the handler.
  */
 #include <dirent.h>
@@ -239,8 +240,11 @@ fork_child(const char *fifo)
 	if (child == 0) {
 		if ((fd = open("/dev/null", O_RDWR)) == -1)
 			_exit(9);
+		/* stdout stays: the handler's death then shows the worker
+		 * no EOF, only its exit.  Not stderr: an orphan holding the
+		 * test's stderr would keep the test run waiting for it. */
 		dup2(fd, 0);
-		dup2(fd, 1);
+		dup2(fd, 2);
 		for (;;)
 			pause();
 	}
