@@ -7,7 +7,8 @@
  *     against the restart-rate limit, the instance ends failed, and
  *     start-up is over (READY=1) all the same;
  *   - a handler that exits on every task: its restarts show in GET
- *     /agents and the events, and the instance ends failed;
+ *     /agents and the events, and the instance ends failed; in exec
+ *     mode, a handler that cannot start the same;
  *   - a worker SIGKILLed, or killed at its heartbeat deadline: its
  *     handler and the handler's child are gone too.
  *
@@ -228,6 +229,36 @@ Test(handler_sup, handler_exiting_on_every_task_counts_and_fails)
 	    "handler_restarts")), 3);
 	json_decref(a);
 	wait_events(h, c, "agent.handler_failed", "x/1", 3);
+	stop_ok(h);
+	redisFree(c);
+}
+
+/* mode = exec: each task whose handler cannot start fails, and counts;
+ * the one past the limit ends the instance, not every task queued. */
+Test(handler_sup, exec_handler_that_cannot_start_ends_failed)
+{
+	struct hp *h = hp_new("hexec");
+	redisContext *c = tu_redis_connect();
+	size_t from = 0;
+	json_t *a;
+
+	hp_write_conf(h, worker(), NULL,
+	    "[agent \"e\"]\n"
+	    "command = /nonexistent/hive-handler\n"
+	    "mode = exec\n"
+	    "restart_limit = 1\n");
+	hp_start(h);
+	hp_wait(h, &from, T_LONG, "agent=e/1", "state=ready", NULL);
+	submit(c, h->prefix, "e", "t1", "{\"x\": 1}");
+	hp_wait(h, &from, T_LONG, "agent=e/1", "handler failed",
+	    "handler_restarts=1", NULL);
+	submit(c, h->prefix, "e", "t2", "{\"x\": 2}");
+	hp_wait(h, &from, T_LONG, "agent=e/1", "killing reason=handler", NULL);
+	hp_wait(h, &from, T_LONG, "agent=e/1", "state=failed", NULL);
+	a = hp_agent(h, "e/1");
+	cr_assert_eq(json_integer_value(json_object_get(a,
+	    "handler_restarts")), 2);
+	json_decref(a);
 	stop_ok(h);
 	redisFree(c);
 }
