@@ -80,6 +80,10 @@ static const struct proto_field heartbeat_fields[] = {
 	  .off = OFF(u.heartbeat.handler_rss_kb),
 	  .size = SZ(u.heartbeat.handler_rss_kb), .max = UINT64_MAX,
 	  .type = "uint" },
+	{ .name = "handler_restarts", .kind = PF_UINT,
+	  .off = OFF(u.heartbeat.handler_restarts),
+	  .size = SZ(u.heartbeat.handler_restarts), .max = UINT64_MAX,
+	  .type = "uint" },
 };
 
 static const struct proto_field control_fields[] = {

@@ -313,6 +313,9 @@ struct hive_heartbeat {
 	uint64_t done;               /* tasks finished since the worker started */
 	int64_t handler_pid;         /* 0 = none running */
 	uint64_t handler_rss_kb;
+	uint64_t handler_restarts;   /* since the worker started: handler
+	                              * exits it did not ask for and handler
+	                              * starts that failed */
 };
 
 struct hive_control {

@@ -235,12 +235,28 @@ c_spawn_fail(struct sup_fsm cur, const struct sup_guard *g)
 }
 
 /*
+ * The worker's handler died unasked or could not start.  The worker
+ * starts it again itself, on its own backoff; here the failure counts
+ * against the restart-rate limit like a worker's crash, and the one past
+ * the limit kills the worker, whose exit then finds the limit hit:
+ * FAILED (CRASHED with restart = never).
+ */
+static struct sup_step
+c_handler(struct sup_fsm cur, const struct sup_guard *g)
+{
+	if (g->limit_hit)
+		return c_kill_crash(cur, g);
+	return to(cur.state, cur.after, SUP_ACT_COUNT);
+}
+
+/*
  * Rows: states.  Columns: events, named, so the order of enum sup_event
  * cannot shift a cell.  A cell not named is c_ign: the event does not
  * apply in that state.
  */
 static sup_cell *const sup_table[SUP_ST_COUNT][SUP_EV_COUNT] = {
 	[SUP_ST_STARTING] = {
+		[SUP_EV_HANDLER] = c_handler,
 		[SUP_EV_READY] = c_ready,
 		[SUP_EV_BUSY] = c_busy,
 		[SUP_EV_EXIT] = c_exit_run,
@@ -254,6 +270,7 @@ static sup_cell *const sup_table[SUP_ST_COUNT][SUP_EV_COUNT] = {
 		[SUP_EV_STOP] = c_drain_stop,
 	},
 	[SUP_ST_READY] = {
+		[SUP_EV_HANDLER] = c_handler,
 		[SUP_EV_READY] = c_same,
 		[SUP_EV_BUSY] = c_busy,
 		[SUP_EV_EXIT] = c_exit_run,
@@ -267,6 +284,7 @@ static sup_cell *const sup_table[SUP_ST_COUNT][SUP_EV_COUNT] = {
 		[SUP_EV_STOP] = c_drain_stop,
 	},
 	[SUP_ST_BUSY] = {
+		[SUP_EV_HANDLER] = c_handler,
 		[SUP_EV_READY] = c_ready,
 		[SUP_EV_BUSY] = c_same,
 		[SUP_EV_EXIT] = c_exit_run,
@@ -378,6 +396,7 @@ sup_event_name(enum sup_event e)
 		[SUP_EV_RESET] = "reset",
 		[SUP_EV_RELOAD] = "reload",
 		[SUP_EV_STOP] = "stop",
+		[SUP_EV_HANDLER] = "handler",
 	};
 
 	return (unsigned)e < SUP_EV_COUNT && names[e] != NULL ? names[e] : "?";
@@ -587,9 +606,12 @@ inst_drain(struct sup_inst *in, enum sup_event why)
 }
 
 /*
- * The worker is its process group's leader (setsid in spawn.c), so a kill
- * of the group also takes a handler it started.  Only while the worker is
- * not yet reaped: until then its pid cannot be reused.
+ * The worker is its process group's leader (setsid in spawn.c).  Its
+ * handlers run in groups of their own (the worker kills those itself):
+ * killed with the worker, they are adopted by hived, a child subreaper,
+ * and killed with their groups when the worker is reaped (spawn.c,
+ * "Left behind").  Only while the worker is not yet reaped: until then
+ * its pid cannot be reused.
  */
 static void
 inst_kill(struct sup_inst *in)
@@ -773,6 +795,29 @@ sup_inst_hello(struct sup_inst *in, const struct hive_hello *h)
 	log_debug("agent=%s pid=%ld hello", in->label, (long)in->pid);
 }
 
+/*
+ * The worker's count of handler failures grew by n: each is logged,
+ * recorded as an event and fed to the table (SUP_EV_HANDLER), which
+ * counts it against the restart-rate limit or, past the limit, kills the
+ * worker.  Why the worker reports and hived decides: worker/worker.c,
+ * wrk_handler_failed.
+ */
+static void
+inst_handler_failed(struct sup_inst *in, uint64_t n)
+{
+	char reason[96];
+
+	in->handler_restarts += n;
+	log_warnx("agent=%s pid=%ld handler failed handler_restarts=%llu",
+	    in->label, (long)in->pid, (unsigned long long)in->handler_restarts);
+	snprintf(reason, sizeof(reason), "handler exited or could not start "
+	    "(%llu so far)", (unsigned long long)in->handler_restarts);
+	sup_store_handler(in, reason);
+	while (n-- > 0 && sup_inst_event(in, SUP_EV_HANDLER, 0) &&
+	    in->fsm.state != SUP_ST_STOPPING)
+		;
+}
+
 void
 sup_inst_heartbeat(struct sup_inst *in, const struct hive_heartbeat *hb)
 {
@@ -784,6 +829,14 @@ sup_inst_heartbeat(struct sup_inst *in, const struct hive_heartbeat *hb)
 	in->inflight = hb->inflight;
 	in->handler_pid = hb->handler_pid;
 	in->handler_rss_kb = hb->handler_rss_kb;
+	if (hb->handler_restarts > in->handler_seen) {
+		uint64_t n = hb->handler_restarts - in->handler_seen;
+
+		in->handler_seen = hb->handler_restarts;
+		inst_handler_failed(in, n);
+		if (in->fsm.state == SUP_ST_STOPPING)
+			return;         /* killed: past the limit */
+	}
 	switch (hb->state) {
 	case HIVE_WSTATE_READY:
 		sup_inst_event(in, SUP_EV_READY, 0);
@@ -858,6 +911,7 @@ sup_inst_exited(struct sup_inst *in, int status)
 	in->inflight = 0;
 	in->handler_pid = 0;
 	in->handler_rss_kb = 0;
+	in->handler_seen = 0;
 	/* A worker that stayed ready long enough earns an immediate restart
 	 * next time; one that dies young climbs the backoff. */
 	if (in->ready_since > 0 && now - in->ready_since >= SUP_STABLE_MS / 1000.)
@@ -894,18 +948,22 @@ sup_inst_log_status(const struct sup_inst *in)
 	ev_tstamp now = ev_now(sup->loop);
 
 	if (in->have_hb)
-		log_info("agent=%s state=%s pid=%ld restarts=%llu done=%llu "
+		log_info("agent=%s state=%s pid=%ld restarts=%llu "
+		    "handler_restarts=%llu done=%llu "
 		    "inflight=%u memory_v=%llu heartbeat_age_ms=%lld rss_kb=%llu",
 		    in->label, sup_state_name(in->fsm.state), (long)in->pid,
 		    (unsigned long long)in->restarts,
+		    (unsigned long long)in->handler_restarts,
 		    (unsigned long long)(in->done_base + in->done), in->inflight,
 		    (unsigned long long)in->mem->v,
 		    (long long)((now - in->last_hb) * 1000.),
 		    (unsigned long long)in->handler_rss_kb);
 	else
-		log_info("agent=%s state=%s pid=%ld restarts=%llu done=%llu "
-		    "memory_v=%llu", in->label, sup_state_name(in->fsm.state),
-		    (long)in->pid, (unsigned long long)in->restarts,
+		log_info("agent=%s state=%s pid=%ld restarts=%llu "
+		    "handler_restarts=%llu done=%llu memory_v=%llu", in->label,
+		    sup_state_name(in->fsm.state), (long)in->pid,
+		    (unsigned long long)in->restarts,
+		    (unsigned long long)in->handler_restarts,
 		    (unsigned long long)(in->done_base + in->done),
 		    (unsigned long long)in->mem->v);
 }

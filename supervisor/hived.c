@@ -7,6 +7,7 @@
  */
 #include "hived.h"
 
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -126,7 +127,12 @@ sup_limits_init(struct sup *sup)
 	}
 }
 
-/* Signals wake the loop (ev_signal); children are reaped by ev_child. */
+/*
+ * Signals wake the loop (ev_signal); children are reaped by ev_child.
+ * hived is a child subreaper: what a dead worker leaves running (its
+ * handler and the handler's group) becomes hived's child, not init's,
+ * and is killed when that worker is reaped (spawn.c, "Left behind").
+ */
 static void
 sup_signals_init(struct sup *sup)
 {
@@ -143,6 +149,8 @@ sup_signals_init(struct sup *sup)
 	ev_child_init(&sup->child, sup_spawn_child_cb, 0, 0);
 	sup->child.data = sup;
 	ev_child_start(sup->loop, &sup->child);
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
+		log_warn("PR_SET_CHILD_SUBREAPER");
 }
 
 /* The housekeeping timer, every SUP_HOUSEKEEPING_S or more often when
@@ -346,24 +354,31 @@ sup_trim(struct sup *sup)
 	sup->trimmed = ev_now(sup->loop);
 }
 
-/* Start-up is over when every agent's first instance has settled: ready
- * or busy, or somewhere it will stay without an operator. */
+/*
+ * Start-up is over when every instance has settled: ready or busy, or
+ * somewhere it will stay without an operator (failed at the restart-rate
+ * limit, crashed, asleep).  An instance whose worker or handler cannot
+ * start reaches failed after its limit (handler failures count too,
+ * agent.c), so READY=1 always comes, and one bad agent does not make
+ * systemd fail the start of all the others.
+ */
 static int
 sup_first_settled(struct sup *sup)
 {
 	struct sup_agent *a;
 
 	TAILQ_FOREACH(a, &sup->agents, entry) {
-		if (a->removed || a->ninst == 0)
+		if (a->removed)
 			continue;
-		switch (a->inst[0]->fsm.state) {
-		case SUP_ST_STARTING:
-		case SUP_ST_RESTARTING:
-		case SUP_ST_STOPPING:
-			return 0;
-		default:
-			break;
-		}
+		for (unsigned i = 0; i < a->ninst; i++)
+			switch (a->inst[i]->fsm.state) {
+			case SUP_ST_STARTING:
+			case SUP_ST_RESTARTING:
+			case SUP_ST_STOPPING:
+				return 0;
+			default:
+				break;
+			}
 	}
 	return 1;
 }

@@ -9,6 +9,7 @@
  *   agent.c    agents and their instances; the lifecycle state table (a
  *              pure function) and the actions its cells ask for
  *   spawn.c    fork + exec of hive-worker, the exec-error pipe, reaping
+ *              (and killing what a dead worker left behind)
  *   link.c     the socketpair to each worker: frames in and out, dispatch
  *   memory.c   the latest memory of each agent instance
  *   config.c   the configuration: INI files into struct hive_conf,
@@ -42,6 +43,11 @@
  *
  *    A spawn that forked nothing (spawn-fail) leaves STARTING the same way,
  *    as an exit with a failure status.
+ *
+ *    A handler that died or could not start (the worker restarts it and
+ *    tells hived in a heartbeat) counts against the rate limit; the one
+ *    past the limit is handled like a hung worker: SIGKILL -> STOPPING
+ *    (after: crash), then FAILED when reaped.
  *
  *    sleep/restart/reload/recycle/stop on a live worker: CONTROL drain ->
  *    STOPPING (with what to do after the exit: restart, sleep, stop), and
@@ -115,6 +121,8 @@ enum sup_event {
 	SUP_EV_RESET,         /* operator: clear the failed state and history */
 	SUP_EV_RELOAD,        /* SIGHUP changed this agent's section */
 	SUP_EV_STOP,          /* shutdown, agent or instance removed */
+	SUP_EV_HANDLER,       /* heartbeat: the worker's handler died unasked
+	                       * or could not start (guard: limit_hit) */
 	SUP_EV_COUNT
 };
 
@@ -190,6 +198,8 @@ struct sup_inst {
 	uint32_t inflight;
 	int64_t handler_pid;
 	uint64_t handler_rss_kb;
+	uint64_t handler_restarts;    /* handler failures, all workers */
+	uint64_t handler_seen;        /* this worker's count, as last heard */
 	int last_status;              /* wait status of the last exit, -1 none */
 	int store_dirty;             /* its agents-table row is out of date */
 	struct sup_mem *mem;          /* this instance's memory (store owns it) */
@@ -312,6 +322,8 @@ void sup_store_free(struct sup *);
 /* agent.c calls this after every change of an instance's state. */
 void sup_store_transition(struct sup_inst *, enum sup_state was,
     enum sup_event ev);
+/* agent.c: the handler of the instance's worker failed (an event). */
+void sup_store_handler(struct sup_inst *, const char *reason);
 /* The housekeeping timer calls this. */
 void sup_store_tick(struct sup *);
 /* The configuration changed: name its queues to the recorder. */

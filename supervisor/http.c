@@ -181,6 +181,8 @@ inst_json(const struct sup_inst *in, ev_tstamp now)
 	json_object_set_new(o, "pid", in->pid > 0 ? json_integer(in->pid) :
 	    json_null());
 	json_object_set_new(o, "restarts", json_integer((json_int_t)in->restarts));
+	json_object_set_new(o, "handler_restarts",
+	    json_integer((json_int_t)in->handler_restarts));
 	json_object_set_new(o, "tasks_done",
 	    json_integer((json_int_t)(in->done_base + in->done)));
 	json_object_set_new(o, "inflight", json_integer(in->inflight));

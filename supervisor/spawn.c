@@ -459,10 +459,124 @@ out:
 	return rc;
 }
 
+static int
+pid_cmp(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Append pid to *v (*n of *cap); -1 when out of memory. */
+static int
+pid_push(pid_t **v, size_t *n, size_t *cap, pid_t pid)
+{
+	pid_t *nv;
+
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 64;
+
+		if ((nv = reallocarray(*v, c, sizeof(**v))) == NULL)
+			return -1;
+		*v = nv;
+		*cap = c;
+	}
+	(*v)[(*n)++] = pid;
+	return 0;
+}
+
+/* hived's children, from /proc/self/task/<tid>/children ("12 34 "): a
+ * malloc'd array of *n pids, or NULL (none, or it cannot be read). */
+static pid_t *
+spawn_children(size_t *n)
+{
+	char path[64], buf[4096];
+	pid_t *v = NULL, pid = 0;
+	size_t cap = 0;
+	int fd, digits = 0;
+	ssize_t r;
+
+	*n = 0;
+	snprintf(path, sizeof(path), "/proc/self/task/%ld/children",
+	    (long)getpid());
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return NULL;
+	while ((r = read(fd, buf, sizeof(buf))) != 0) {
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1)
+			break;
+		for (ssize_t i = 0; i < r; i++) {
+			if (buf[i] >= '0' && buf[i] <= '9') {
+				pid = pid * 10 + (buf[i] - '0');
+				digits = 1;
+			} else if (digits) {
+				if (pid_push(&v, n, &cap, pid) == -1)
+					goto out;
+				pid = 0;
+				digits = 0;
+			}
+		}
+	}
+	if (digits)
+		(void)pid_push(&v, n, &cap, pid);
+out:
+	close(fd);
+	return v;
+}
+
+/*
+ * Left behind.  A worker's handlers run in process groups of their own
+ * (worker/spawn.c), so a kill of the worker's group (heartbeat deadline,
+ * stop timeout, the restart-rate limit), or any other death of the
+ * worker, leaves them running.  hived is a child subreaper (hived.c):
+ * they become its children as the worker dies, before it is reaped.  So
+ * once a worker is reaped, every child of hived that is not a worker was
+ * left behind by one: it is killed with its process group (SIGKILL) and
+ * reaped like any child.  Their pids cannot be reused meanwhile: they are
+ * hived's unreaped children.  The list is searched only when it holds
+ * more pids than hived has workers.
+ */
+static void
+spawn_sweep(struct sup *sup)
+{
+	struct sup_agent *a;
+	pid_t *v, *p;
+	size_t n;
+
+	if ((v = spawn_children(&n)) == NULL)
+		return;
+	if (n > sup->nchildren) {
+		qsort(v, n, sizeof(*v), pid_cmp);
+		TAILQ_FOREACH(a, &sup->agents, entry)
+			for (unsigned i = 0; i < a->ninst; i++)
+				if (a->inst[i]->pid > 0 && (p = bsearch(
+				    &a->inst[i]->pid, v, n, sizeof(*v),
+				    pid_cmp)) != NULL)
+					*p = 0;          /* a worker */
+		for (size_t i = 0; i < n; i++) {
+			pid_t pg;
+
+			if (v[i] <= 0)
+				continue;
+			log_info("pid=%ld left behind by a worker: killing it "
+			    "with its process group", (long)v[i]);
+			/* Its group, not just it: an orphan whose group
+			 * leader (the handler) died first is a member, and
+			 * members below it are not hived's children yet.
+			 * Never hived's own group (none of a worker's is). */
+			if ((pg = getpgid(v[i])) > 0 && pg != getpgrp())
+				(void)kill(-pg, SIGKILL);
+			(void)kill(v[i], SIGKILL);
+		}
+	}
+	free(v);
+}
+
 /*
  * The ev_child watcher for pid 0: libev reaps every child with waitpid(-1)
- * and hands each status here.  A pid that is not a worker (none should
- * exist: hived forks nothing else) is logged and forgotten - reaped all
+ * and hands each status here.  A pid that is not a worker (what a worker
+ * left behind, see "Left behind") is logged and forgotten - reaped all
  * the same, so never a zombie.
  */
 void
@@ -481,6 +595,8 @@ sup_spawn_child_cb(struct ev_loop *loop, ev_child *w, int revents)
 	}
 	if (sup->nchildren > 0)
 		sup->nchildren--;
+	/* Before the exit is handled (it may start a new worker). */
+	spawn_sweep(sup);
 	sup_inst_exited(in, w->rstatus);
 	sup_state_changed(sup);
 }

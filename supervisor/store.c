@@ -167,6 +167,19 @@ sup_store_transition(struct sup_inst *in, enum sup_state was,
 		sup_reclaim_consumer(r->reclaim, consumer, proto_now_ms());
 }
 
+/*
+ * The handler of in's worker died unasked or could not start (agent.c):
+ * an event of its own, since the instance's state need not change.
+ */
+void
+sup_store_handler(struct sup_inst *in, const char *reason)
+{
+	struct sup_store *r = in->agent->sup->store;
+
+	if (r != NULL)
+		store_event(r, "agent.handler_failed", in, in->pid, reason);
+}
+
 /* ---- the agents table ---- */
 
 static void

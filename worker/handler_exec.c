@@ -245,10 +245,14 @@ wrk_exec_start(struct wrk *w, struct wrk_task *t)
 	}
 	p->pid = wrk_spawn(w->o.argv, &p->in_fd, &p->out_fd, &p->err_fd);
 	if (p->pid == -1) {
+		/* The task fails; hived counts the failed start against the
+		 * restart-rate limit, so a command that cannot run does not
+		 * fail every task on the queue. */
 		p->task = NULL;
 		proc_free(p);
 		wrk_task_fail(w, t, "cannot start handler %s: %s", w->o.argv[0],
 		    strerror(errno));
+		wrk_handler_failed(w);
 		return -1;
 	}
 	t->proc = p;

@@ -6,13 +6,18 @@
  *
  * Up to `concurrency` tasks are in flight, answers are matched by id and
  * may come in any order.  stderr is the worker's (the journal).  The
- * handler runs in its own process group.
+ * handler runs in its own process group, and that group ends with it:
+ * once the handler is reaped, whatever it left in its group is killed
+ * (docs/HANDLERS.md, "Processes").
  *
  * When it dies, what it printed is read to the end first (answers it gave
  * before dying count), then each task still in flight goes back to the
  * front of the backlog with attempt + 1, and the handler is restarted: at
- * once the first time, then with a backoff that a good answer resets.  The
- * memory lives in the worker, so a restarted handler gets it with its next
+ * once the first time, then with a backoff that a good answer resets.  A
+ * start that fails climbs the same backoff.  Each exit the worker did not
+ * ask for, and each failed start, is told to hived (wrk_handler_failed),
+ * which counts it against the agent's restart-rate limit.  The memory
+ * lives in the worker, so a restarted handler gets it with its next
  * task.  A line that is not a valid answer (answer.c) fails the task it
  * belongs to when that can be known (one task in flight, or an "id" we
  * can read); otherwise it is logged and dropped.
@@ -34,6 +39,7 @@
 #include "worker.h"
 
 static void stream_exited(struct wrk *, int status);
+static void stream_restart_later(struct wrk *);
 
 void
 wrk_stream_init(struct wrk *w)
@@ -279,11 +285,10 @@ wrk_stream_start(struct wrk *w)
 
 	h->restart_due = 0;
 	if ((pid = wrk_spawn(w->o.argv, &h->in_fd, &h->out_fd, NULL)) == -1) {
+		/* wrk_spawn said why (ENOENT, EACCES...). */
 		h->state = WRK_H_NONE;
-		h->backoff_ms = h->backoff_ms ? h->backoff_ms :
-		    WRK_HANDLER_BACKOFF_MS;
-		h->restart_due = wrk_now() + h->backoff_ms;
-		wrk_schedule(w);
+		wrk_handler_failed(w);
+		stream_restart_later(w);
 		return -1;
 	}
 	h->pid = pid;
@@ -310,8 +315,12 @@ stream_exited(struct wrk *w, int status)
 	struct wrk_handler *h = &w->h;
 	struct wrk_task *t, *prev;
 	bool expected = h->state == WRK_H_STOPPING;
-	unsigned delay;
 
+	/* Nothing it started outlives it: the rest of its group goes.  It
+	 * is reaped, but the group's id stays taken while a member lives,
+	 * so this reaches exactly what it left behind (or nothing). */
+	if (h->pid > 0)
+		kill(-h->pid, SIGKILL);
 	/* Answers it gave before it died still count: read to EOF, or
 	 * until a grandchild holding stdout has nothing more. */
 	while (h->out_fd >= 0 && stream_read(w) == 2)
@@ -338,23 +347,41 @@ stream_exited(struct wrk *w, int status)
 	h->state = WRK_H_NONE;
 	h->pid = 0;
 	h->term_due = h->kill_due = h->task_due = 0;
+	/* Stopped (drain) or killed for a timeout: asked for.  Anything
+	 * else, an exit 0 too, is a failure hived counts. */
+	if (!expected)
+		wrk_handler_failed(w);
 	if (w->phase >= WRK_PH_CLOSING) {     /* no restart */
 		wrk_state_changed(w);
 		wrk_check_drained(w);
 		return;
 	}
-	/* The first restart, and the first after good answers, at once;
-	 * then with a doubling delay. */
 	if (h->answered)
 		h->backoff_ms = 0;
-	delay = h->backoff_ms;
+	stream_restart_later(w);
+	wrk_state_changed(w);
+}
+
+/*
+ * Arm the next start: the first restart, and the first after good
+ * answers, at once; then after a delay doubling from
+ * WRK_HANDLER_BACKOFF_MS to WRK_HANDLER_BACKOFF_MAX_MS.  Exits and failed
+ * starts climb the same backoff, so a command that cannot be run is
+ * tried less and less often until hived's restart-rate limit ends it.
+ */
+static void
+stream_restart_later(struct wrk *w)
+{
+	struct wrk_handler *h = &w->h;
+	unsigned delay = h->backoff_ms;
+
 	h->backoff_ms = h->backoff_ms == 0 ? WRK_HANDLER_BACKOFF_MS :
 	    h->backoff_ms * 2 > WRK_HANDLER_BACKOFF_MAX_MS ?
 	    WRK_HANDLER_BACKOFF_MAX_MS : h->backoff_ms * 2;
 	h->restart_due = wrk_now() + delay;
-	log_info("agent=%s restarting handler in %ums", w->agent_inst, delay);
+	log_info("agent=%s restarting handler delay_ms=%u", w->agent_inst,
+	    delay);
 	wrk_schedule(w);
-	wrk_state_changed(w);
 }
 
 /* Stop it: close stdin (a well-behaved handler exits at EOF), then TERM,

@@ -248,6 +248,7 @@ wrk_link_heartbeat(struct wrk *w)
 	struct wrk_task *t = TAILQ_FIRST(&w->running);
 	pid_t hpid = 0;
 
+	w->handler_restarts_sent = w->handler_restarts;
 	if (w->link.fd < 0)
 		return;
 	if (w->o.mode == WRK_MODE_STREAM && w->h.state != WRK_H_NONE)
@@ -264,6 +265,7 @@ wrk_link_heartbeat(struct wrk *w)
 	f.u.heartbeat.done = w->done;
 	f.u.heartbeat.handler_pid = hpid;
 	f.u.heartbeat.handler_rss_kb = wrk_rss_kb(hpid);
+	f.u.heartbeat.handler_restarts = w->handler_restarts;
 	link_send(w, &f);
 }
 

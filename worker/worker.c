@@ -347,6 +347,23 @@ wrk_state_changed(struct wrk *w)
 	w->state_dirty = true;
 }
 
+/*
+ * Why hived is told of every handler failure, and the worker does not
+ * exit instead: the worker keeps what it holds (tasks the dead handler
+ * answered are published, the others go to the restarted handler with
+ * attempt + 1), and hived's own machinery decides as for a worker: the
+ * failure counts against the agent's restart-rate limit, is an event,
+ * shows in GET /agents, and the one past the limit ends the worker and
+ * quarantines the instance (supervisor/agent.c, SUP_EV_HANDLER).  The
+ * heartbeat that carries the count goes out at the end of the turn
+ * (on_turn), after what the turn published.
+ */
+void
+wrk_handler_failed(struct wrk *w)
+{
+	w->handler_restarts++;
+}
+
 /* What hived is told (starting, ready, busy, draining): from the phase
  * and what is held; at once when it changes. */
 static void
@@ -438,6 +455,8 @@ on_turn(struct ev_loop *loop, ev_prepare *pr, int revents)
 	wrk_redis_flush(w);
 	if (w->state_dirty)
 		update_state(w);
+	if (w->handler_restarts != w->handler_restarts_sent)
+		wrk_link_heartbeat(w);
 	if (w->phase == WRK_PH_DRAINING || w->phase == WRK_PH_CLOSING)
 		wrk_check_drained(w);
 }

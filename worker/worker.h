@@ -335,6 +335,10 @@ struct wrk {
 	bool state_dirty;
 	uint64_t done;
 	int exit_code;
+	/* Handler exits the worker did not ask for and handler starts that
+	 * failed (wrk_handler_failed), and how many of them hived was told
+	 * of: hived counts each against the restart-rate limit. */
+	uint64_t handler_restarts, handler_restarts_sent;
 
 	struct wrk_redis redis;
 	struct wrk_link link;
@@ -353,6 +357,9 @@ void wrk_state_changed(struct wrk *);
 void wrk_drain(struct wrk *, const char *why);
 void wrk_check_drained(struct wrk *);
 void wrk_fail(struct wrk *, const char *why);  /* exit 1 from the loop */
+/* The handler died without being asked to, or could not be started:
+ * hived hears of it in a heartbeat at the end of this loop turn. */
+void wrk_handler_failed(struct wrk *);
 /* Feed ev to the lifecycle table: true when it applied (w->phase is the
  * next phase), false when it does not apply in this phase. */
 bool wrk_phase_event(struct wrk *, enum wrk_phase_ev);

@@ -94,6 +94,7 @@ Test(frame, round_trip_every_type)
 	f.u.heartbeat.done = 1ull << 40;
 	f.u.heartbeat.handler_pid = 777;
 	f.u.heartbeat.handler_rss_kb = 12345;
+	f.u.heartbeat.handler_restarts = 6;
 	through_the_pipe(&f, &d, &sb, &fr);
 	cr_assert_eq(d.u.heartbeat.state, HIVE_WSTATE_BUSY);
 	pb_assert_str(d.u.heartbeat.task, "task-1", "heartbeat.task");
@@ -101,6 +102,7 @@ Test(frame, round_trip_every_type)
 	cr_assert_eq(d.u.heartbeat.done, 1ull << 40);
 	cr_assert_eq(d.u.heartbeat.handler_pid, 777);
 	cr_assert_eq(d.u.heartbeat.handler_rss_kb, 12345);
+	cr_assert_eq(d.u.heartbeat.handler_restarts, 6);
 	proto_frame_clear(&d);
 
 	/* minimal heartbeat: STARTING is 0 and still written */

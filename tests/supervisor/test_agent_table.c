@@ -169,6 +169,40 @@ Test(agent_table, hung_or_broken_worker_is_killed_and_counted)
 	cr_assert_eq(st.next.after, SUP_AFTER_RESTART);
 }
 
+/* A handler failure (the worker's heartbeat says so) counts where a
+ * worker runs and changes nothing else; past the limit it kills the
+ * worker as a crash, whose exit then finds the limit: failed. */
+Test(agent_table, handler_failure_counts_then_kills)
+{
+	enum sup_state from[] = { SUP_ST_STARTING, SUP_ST_READY, SUP_ST_BUSY };
+	struct sup_guard g;
+	struct sup_step st;
+
+	for (size_t i = 0; i < 3; i++) {
+		g = G(HIVE_RESTART_ALWAYS, 0, 0);
+		st = sup_fsm_step(S(from[i], 0), SUP_EV_HANDLER, &g);
+		STEP_IS(st, from[i], SUP_ACT_COUNT);
+		g = G(HIVE_RESTART_ALWAYS, 0, 1);
+		st = sup_fsm_step(S(from[i], 0), SUP_EV_HANDLER, &g);
+		STEP_IS(st, SUP_ST_STOPPING, SUP_ACT_KILL);
+		cr_assert_eq(st.next.after, SUP_AFTER_CRASH);
+		st = sup_fsm_step(st.next, SUP_EV_EXIT, &g);
+		STEP_IS(st, SUP_ST_FAILED, SUP_ACT_QUARANTINE);
+	}
+	/* Without a live worker, or while one stops, there is nothing to
+	 * count: its exit decides. */
+	for (int s = 0; s < SUP_ST_COUNT; s++) {
+		if (s == SUP_ST_STARTING || s == SUP_ST_READY ||
+		    s == SUP_ST_BUSY)
+			continue;
+		g = G(HIVE_RESTART_ALWAYS, 0, 1);
+		st = sup_fsm_step(S((enum sup_state)s, s == SUP_ST_STOPPING ?
+		    SUP_AFTER_RESTART : SUP_AFTER_NONE), SUP_EV_HANDLER, &g);
+		cr_assert_not(st.handled, "%s", sup_state_name(s));
+	}
+	cr_assert_str_eq(sup_event_name(SUP_EV_HANDLER), "handler");
+}
+
 Test(agent_table, operator_restart_is_never_counted)
 {
 	struct sup_guard g = G(HIVE_RESTART_ALWAYS, 0, 1);

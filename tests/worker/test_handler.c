@@ -18,8 +18,14 @@
  *              reading); later attempts: echo
  *   pid        result = this process' pid
  *   line       result = the task line as read (every key, in its order)
+ *   exit       exit 1 without answering (on every task)
  *
- * Usage: test_handler stream | exec
+ * Usage: test_handler stream | exec [FIFO]
+ *
+ * With FIFO, at start it forks a child that stays in its process group
+ * (holding the handler's stdout, stdin and stderr on /dev/null, pausing
+ * until killed) and writes "PID CHILDPID\n"
+ * to FIFO: the tests see whether the group outlives the handler.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -214,9 +220,39 @@ run(json_t *task)
 		count(task);
 	} else if (strcmp(op, "line") == 0) {
 		answer(task, "ok", task, NULL, NULL);
+	} else if (strcmp(op, "exit") == 0) {
+		exit(1);
 	} else {
 		answer(task, "error", NULL, "unknown op", NULL);
 	}
+}
+
+/* See the top: a child in our group, and both pids on fifo. */
+static void
+fork_child(const char *fifo)
+{
+	char buf[64];
+	pid_t child;
+	int fd, n;
+
+	if ((child = fork()) == -1)
+		exit(9);
+	if (child == 0) {
+		if ((fd = open("/dev/null", O_RDWR)) == -1)
+			_exit(9);
+		/* stdout stays: the handler's death then shows the worker
+		 * no EOF, only its exit.  Not stderr: an orphan holding the
+		 * test's stderr would keep the test run waiting for it. */
+		dup2(fd, 0);
+		dup2(fd, 2);
+		for (;;)
+			pause();
+	}
+	n = snprintf(buf, sizeof(buf), "%ld %ld\n", (long)getpid(),
+	    (long)child);
+	if ((fd = open(fifo, O_WRONLY)) == -1 || write(fd, buf, (size_t)n) != n)
+		exit(9);
+	close(fd);
 }
 
 int
@@ -227,6 +263,8 @@ main(int argc, char **argv)
 	ssize_t n;
 
 	exec_mode = argc > 1 && strcmp(argv[1], "exec") == 0;
+	if (argc > 2)
+		fork_child(argv[2]);
 	while ((n = getline(&line, &cap, stdin)) > 0) {
 		json_t *task = json_loads(line, 0, NULL);
 		if (task == NULL)

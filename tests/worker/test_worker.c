@@ -494,6 +494,71 @@ Test(worker, handler_killed_mid_task_is_retried)
 	tw_fini(&t);
 }
 
+/* The next "PID CHILDPID" line test_handler wrote on its fifo. */
+static void
+read_pids(int fd, pid_t *handler, pid_t *child)
+{
+	char line[64];
+	size_t n = 0;
+	long h, c;
+
+	while (n < sizeof(line) - 1) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		cr_assert_eq(poll(&p, 1, GUARD_MS), 1, "no pids from the handler");
+		if (read(fd, &line[n], 1) != 1)
+			continue;
+		if (line[n] == '\n')
+			break;
+		n++;
+	}
+	line[n] = '\0';
+	cr_assert_eq(sscanf(line, "%ld %ld", &h, &c), 2, "%s", line);
+	*handler = (pid_t)h;
+	*child = (pid_t)c;
+}
+
+/*
+ * A stream handler's process group ends with it: a child it forked is
+ * killed when it dies (and the handler restarted), and when the worker
+ * stops it at a drain.
+ */
+Test(worker, handler_group_dies_with_the_handler)
+{
+	struct tw t;
+	struct res r;
+	char fifo[256];
+	const char *h[] = { env("HIVE_TEST_HANDLER"), "stream", fifo, NULL };
+	pid_t w, hp, cp, hp2, cp2;
+	int fd;
+
+	tw_init(&t, "hgroup");
+	snprintf(fifo, sizeof(fifo), "/tmp/%s.pids", t.prefix);
+	unlink(fifo);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	/* O_RDWR: never blocks, and no EOF between two handlers. */
+	cr_assert((fd = open(fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC)) >= 0);
+	w = worker_start(&t, stream_args, h);
+	read_pids(fd, &hp, &cp);
+	submit(&t, "d1", "{\"op\":\"die-once\"}");
+	next_result(&t, &r);
+	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
+	cr_assert_eq(r.attempt, 2);
+	res_clear(&r);
+	cr_assert_eq(wait_gone(hp, GUARD_MS), 0, "handler %d alive", (int)hp);
+	cr_assert_eq(wait_gone(cp, GUARD_MS), 0, "the child %d of a dead "
+	    "handler is alive", (int)cp);
+	/* The restarted handler's child goes at the drain. */
+	read_pids(fd, &hp2, &cp2);
+	cr_assert_neq(hp2, hp);
+	worker_stop(w);         /* drains, exits 0 */
+	cr_assert_eq(wait_gone(cp2, GUARD_MS), 0, "the child %d of a stopped "
+	    "handler is alive", (int)cp2);
+	close(fd);
+	unlink(fifo);
+	tw_fini(&t);
+}
+
 struct gate {
 	char started[256], release[256];
 	int sfd;
@@ -2002,6 +2067,6 @@ Test(worker, usage_error_exits_2)
 		    (char *)NULL);
 		_exit(127);
 	}
-	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert_eq(waitpid(pid, &st, 0), pid, "waitpid: %s", strerror(errno));
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %#x", st);
 }

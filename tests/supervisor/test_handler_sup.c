@@ -1,0 +1,344 @@
+/*
+ * test_handler_sup.c - hived and the handlers of its workers: real hived,
+ * real hive-worker, tests/worker/test_handler.c as the handler, the
+ * private Redis.
+ *
+ *   - a handler that cannot start: its failures climb a backoff, count
+ *     against the restart-rate limit, the instance ends failed, and
+ *     start-up is over (READY=1) all the same;
+ *   - a handler that exits on every task: its restarts show in GET
+ *     /agents and the events, and the instance ends failed; in exec
+ *     mode, a handler that cannot start the same;
+ *   - a worker SIGKILLed, or killed at its heartbeat deadline: its
+ *     handler and the handler's child are gone too.
+ *
+ * Every wait is for an event (a log line, an HTTP answer, a process
+ * exit, a fifo); the timeouts are failure guards.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hive_proto.h"
+#include "hived_proc.h"
+#include "testutil.h"
+
+#define T_LONG 20000     /* guard for anything involving a real worker */
+
+TestSuite(handler_sup, .fini = hp_cleanup, .timeout = 90);
+
+static const char *
+worker(void)
+{
+	static char path[4096];
+
+	snprintf(path, sizeof(path), "%s", tu_build_path("worker/hive-worker"));
+	return path;
+}
+
+static const char *
+handler(void)
+{
+	static char path[4096];
+
+	snprintf(path, sizeof(path), "%s",
+	    tu_build_path("tests/worker/test_handler"));
+	return path;
+}
+
+static void
+stop_ok(struct hp *h)
+{
+	int st;
+
+	hp_signal(h, SIGTERM);
+	st = hp_wait_exit(h, T_LONG);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "hived status 0x%x", st);
+}
+
+static json_t *
+health(struct hp *h)
+{
+	int code;
+	json_t *j = hp_http(h, "GET", "/health", NULL, &code);
+
+	cr_assert_eq(code, 200);
+	cr_assert(j != NULL);
+	return j;
+}
+
+Test(handler_sup, handler_that_cannot_start_ends_failed_and_ready_comes)
+{
+	struct hp *h = hp_new("hnostart");
+	char agents[10000];
+	size_t from = 0;
+	const char *l;
+	json_t *a, *j;
+
+	snprintf(agents, sizeof(agents),
+	    "[agent \"n\"]\n"
+	    "command = /nonexistent/hive-handler\n"
+	    "restart_limit = 3\n"
+	    "restart_window = 60s\n"
+	    "[agent \"ok\"]\n"
+	    "command = %s stream\n", handler());
+	hp_write_conf(h, worker(), NULL, agents);
+	hp_start(h);
+	/* The worker retries its handler on a growing backoff... */
+	l = hp_wait(h, &from, T_LONG, "agent=n/1 restarting handler", NULL);
+	cr_assert_eq(hp_field(l, "delay_ms"), 0);
+	l = hp_wait(h, &from, T_LONG, "agent=n/1 restarting handler", NULL);
+	cr_assert_eq(hp_field(l, "delay_ms"), 100);
+	l = hp_wait(h, &from, T_LONG, "agent=n/1 restarting handler", NULL);
+	cr_assert_eq(hp_field(l, "delay_ms"), 200);
+	/* ...and hived counts each failure: the one past the limit ends
+	 * the worker and quarantines the instance. */
+	hp_wait(h, &from, T_LONG, "agent=n/1", "state=failed", NULL);
+	hp_wait(h, &from, T_LONG, "agent=n/1 failed reason=restart-limit", NULL);
+	/* Start-up is over: the healthy agent is ready, the bad one failed. */
+	hp_wait(h, &from, T_LONG, "ready 2 agents: 1 ready, 0 busy, 1 failed",
+	    NULL);
+	j = health(h);
+	cr_assert(json_is_true(json_object_get(j, "ready")));
+	json_decref(j);
+	a = hp_agent(h, "n/1");
+	cr_assert_str_eq(json_string_value(json_object_get(a, "state")),
+	    "failed");
+	cr_assert_geq(json_integer_value(json_object_get(a,
+	    "handler_restarts")), 4);
+	cr_assert_eq(json_integer_value(json_object_get(a, "restarts")), 0);
+	json_decref(a);
+	stop_ok(h);
+}
+
+/* A task for agent/1, straight onto its direct queue. */
+static void
+submit(redisContext *c, const char *prefix, const char *agent,
+    const char *id, const char *payload)
+{
+	struct hive_task t;
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	msgpack_zone z;
+	json_t *j = json_loads(payload, 0, NULL);
+	char key[HIVE_KEY_MAX];
+
+	cr_assert(j != NULL);
+	msgpack_zone_init(&z, 1024);
+	msgpack_sbuffer_init(&sb);
+	memset(&t, 0, sizeof(t));
+	t.v = HIVE_PROTO_VERSION;
+	t.id = HIVE_STR(id);
+	t.attempt = 1;
+	cr_assert_eq(proto_json_to_obj(j, &z, &t.payload, &err), 0);
+	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
+	cr_assert(proto_key_direct(key, sizeof(key), prefix, agent, 1) > 0);
+	tu_xadd(c, key, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_zone_destroy(&z);
+	json_decref(j);
+}
+
+/*
+ * Wait until <prefix>:events holds want events of kind for agent (XREAD
+ * BLOCK from the start: hived's XADD may still be on its way).
+ */
+static void
+wait_events(struct hp *h, redisContext *c, const char *kind,
+    const char *agent, int want)
+{
+	char key[HIVE_KEY_MAX], last[64] = "0-0";
+	long long end = tu_now_ms() + T_LONG;
+	int n = 0;
+
+	cr_assert(proto_key_named(key, sizeof(key), h->prefix, "events") > 0);
+	while (n < want && tu_now_ms() < end) {
+		redisReply *r = redisCommand(c,
+		    "XREAD COUNT 100 BLOCK 300 STREAMS %s %s", key, last);
+
+		hp_pump(h, 0);
+		cr_assert(r != NULL);
+		if (r->type != REDIS_REPLY_ARRAY) {
+			freeReplyObject(r);
+			continue;
+		}
+		redisReply *ents = r->element[0]->element[1];
+
+		for (size_t i = 0; i < ents->elements; i++) {
+			redisReply *fv = ents->element[i]->element[1];
+			struct hive_event e;
+			struct proto_err err;
+
+			snprintf(last, sizeof(last), "%s",
+			    ents->element[i]->element[0]->str);
+			cr_assert_eq(proto_decode_event(fv->element[1]->str,
+			    fv->element[1]->len, &e, &err), 0);
+			if (e.kind.len == strlen(kind) &&
+			    memcmp(e.kind.ptr, kind, e.kind.len) == 0 &&
+			    e.agent.len == strlen(agent) &&
+			    memcmp(e.agent.ptr, agent, e.agent.len) == 0)
+				n++;
+			proto_event_clear(&e);
+		}
+		freeReplyObject(r);
+	}
+	cr_assert_geq(n, want, "%d %s events for %s, want %d", n, kind, agent,
+	    want);
+}
+
+Test(handler_sup, handler_exiting_on_every_task_counts_and_fails)
+{
+	struct hp *h = hp_new("hloop");
+	redisContext *c = tu_redis_connect();
+	char agents[10000];
+	size_t from = 0;
+	json_t *a;
+
+	snprintf(agents, sizeof(agents),
+	    "[agent \"x\"]\n"
+	    "command = %s stream\n"
+	    "restart_limit = 2\n"
+	    "restart_window = 60s\n"
+	    "max_attempts = 10\n", handler());
+	hp_write_conf(h, worker(), NULL, agents);
+	hp_start(h);
+	hp_wait(h, &from, T_LONG, "agent=x/1", "state=ready", NULL);
+	submit(c, h->prefix, "x", "t1", "{\"op\": \"exit\"}");
+	/* Each exit is seen by hived... */
+	hp_wait(h, &from, T_LONG, "agent=x/1", "handler failed",
+	    "handler_restarts=1", NULL);
+	hp_wait(h, &from, T_LONG, "agent=x/1", "handler failed",
+	    "handler_restarts=2", NULL);
+	/* ...and the third, past restart_limit = 2, ends it. */
+	hp_wait(h, &from, T_LONG, "agent=x/1", "killing reason=handler", NULL);
+	hp_wait(h, &from, T_LONG, "agent=x/1", "state=failed", NULL);
+	a = hp_agent(h, "x/1");
+	cr_assert_str_eq(json_string_value(json_object_get(a, "state")),
+	    "failed");
+	cr_assert_geq(json_integer_value(json_object_get(a,
+	    "handler_restarts")), 3);
+	json_decref(a);
+	wait_events(h, c, "agent.handler_failed", "x/1", 3);
+	stop_ok(h);
+	redisFree(c);
+}
+
+/* mode = exec: each task whose handler cannot start fails, and counts;
+ * the one past the limit ends the instance, not every task queued. */
+Test(handler_sup, exec_handler_that_cannot_start_ends_failed)
+{
+	struct hp *h = hp_new("hexec");
+	redisContext *c = tu_redis_connect();
+	size_t from = 0;
+	json_t *a;
+
+	hp_write_conf(h, worker(), NULL,
+	    "[agent \"e\"]\n"
+	    "command = /nonexistent/hive-handler\n"
+	    "mode = exec\n"
+	    "restart_limit = 1\n");
+	hp_start(h);
+	hp_wait(h, &from, T_LONG, "agent=e/1", "state=ready", NULL);
+	submit(c, h->prefix, "e", "t1", "{\"x\": 1}");
+	hp_wait(h, &from, T_LONG, "agent=e/1", "handler failed",
+	    "handler_restarts=1", NULL);
+	submit(c, h->prefix, "e", "t2", "{\"x\": 2}");
+	hp_wait(h, &from, T_LONG, "agent=e/1", "killing reason=handler", NULL);
+	hp_wait(h, &from, T_LONG, "agent=e/1", "state=failed", NULL);
+	a = hp_agent(h, "e/1");
+	cr_assert_eq(json_integer_value(json_object_get(a,
+	    "handler_restarts")), 2);
+	json_decref(a);
+	stop_ok(h);
+	redisFree(c);
+}
+
+/* The next "PID CHILDPID" line test_handler wrote on its fifo. */
+static void
+read_pids(struct hp *h, int fd, pid_t *handler, pid_t *child)
+{
+	long long end = tu_now_ms() + T_LONG;
+	char line[64];
+	size_t n = 0;
+	long hp, cp;
+
+	while (n < sizeof(line) - 1) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		cr_assert(tu_now_ms() < end, "no pids from the handler");
+		hp_pump(h, 0);       /* hived must never block on its log */
+		if (poll(&p, 1, 100) != 1 || read(fd, &line[n], 1) != 1)
+			continue;
+		if (line[n] == '\n')
+			break;
+		n++;
+	}
+	line[n] = '\0';
+	cr_assert_eq(sscanf(line, "%ld %ld", &hp, &cp), 2, "%s", line);
+	*handler = (pid_t)hp;
+	*child = (pid_t)cp;
+}
+
+/*
+ * The handler runs in a process group of its own, with a child.  A
+ * SIGKILL of the worker, then a kill at the heartbeat deadline (the
+ * worker stopped): each time the handler and its child are gone too.
+ */
+Test(handler_sup, handler_group_dies_with_a_killed_worker)
+{
+	struct hp *h = hp_new("hgroup");
+	char agents[10000], fifo[700];
+	size_t from = 0;
+	pid_t w, hpid, cpid;
+	int fd;
+
+	snprintf(fifo, sizeof(fifo), "%s/pids", h->dir);
+	cr_assert_eq(mkfifo(fifo, 0600), 0);
+	/* O_RDWR: never blocks, and no EOF between two handlers. */
+	cr_assert((fd = open(fifo, O_RDWR | O_NONBLOCK | O_CLOEXEC)) >= 0);
+	snprintf(agents, sizeof(agents),
+	    "[agent \"k\"]\n"
+	    "command = %s stream %s\n"
+	    "heartbeat_deadline = 1s\n"
+	    "restart_limit = 10\n", handler(), fifo);
+	hp_write_conf(h, worker(), "heartbeat_interval = 100ms\n", agents);
+	hp_start(h);
+
+	read_pids(h, fd, &hpid, &cpid);
+	hp_wait(h, &from, T_LONG, "agent=k/1", "state=ready", NULL);
+	w = hp_agent_pid(h, "k/1");
+	cr_assert_gt(w, 0);
+	cr_assert_eq(kill(w, SIGKILL), 0);
+	cr_assert_eq(hp_wait_pid_gone(hpid, T_LONG), 0,
+	    "handler %d outlived its SIGKILLed worker", (int)hpid);
+	cr_assert_eq(hp_wait_pid_gone(cpid, T_LONG), 0,
+	    "the handler's child %d outlived its SIGKILLed worker", (int)cpid);
+
+	/* The restarted worker's handler: the worker hangs, hived kills it
+	 * at its deadline. */
+	read_pids(h, fd, &hpid, &cpid);
+	hp_wait(h, &from, T_LONG, "agent=k/1", "state=ready", NULL);
+	w = hp_agent_pid(h, "k/1");
+	cr_assert_gt(w, 0);
+	cr_assert_eq(kill(w, SIGSTOP), 0);
+	hp_wait(h, &from, T_LONG, "agent=k/1", "heartbeat deadline missed",
+	    NULL);
+	cr_assert_eq(hp_wait_pid_gone(hpid, T_LONG), 0,
+	    "handler %d outlived its worker killed at the deadline",
+	    (int)hpid);
+	cr_assert_eq(hp_wait_pid_gone(cpid, T_LONG), 0,
+	    "the handler's child %d outlived its worker killed at the "
+	    "deadline", (int)cpid);
+	close(fd);
+	stop_ok(h);
+}
