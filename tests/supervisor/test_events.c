@@ -161,14 +161,21 @@ Test(events, every_documented_kind_is_written)
 	bool seen[32] = { false };
 	int n = page_kinds(kinds, 32), missing, st;
 	redisContext *c = tu_redis_connect();
-	size_t from = 0, zfrom = 0;
-	pid_t pid;
+	size_t from = 0, zfrom = 0, hfrom = 0;
+	pid_t pid, hpid;
 
 	cr_assert_gt(n, 0);
 	conf(h, true);
 	hp_start(h);
+	hpid = (pid_t)hp_field(hp_wait(h, &hfrom, T_LONG, "agent=z/1",
+	    "handler started", NULL), "pid");
 	wait_state(h, &zfrom, "z/1", "ready");
 	pid = wait_state(h, &from, "e/1", "ready");
+
+	/* z's handler dies unasked: agent.handler_failed (z, not e: its
+	 * limit of one restart is for the crashes below) */
+	cr_assert_eq(kill(hpid, SIGKILL), 0);
+	hp_wait(h, &hfrom, T_LONG, "agent=z/1", "handler failed", NULL);
 
 	/* task.started, task.completed; task.started, task.failed */
 	submit(c, h->prefix, "ok-1", "{}", 0);
