@@ -53,8 +53,8 @@ struct exec_report {
 
 /*
  * Room in a worker's argv for what hived adds to the agent's command (at
- * most HIVE_ARGV_MAX words): the worker's path, twelve options with their
- * values, "-v" and "--" (27 today), and the closing NULL.
+ * most HIVE_ARGV_MAX words): the worker's path, thirteen options with
+ * their values, "-v" and "--" (29 today), and the closing NULL.
  */
 #define WORKER_OWN_ARGS 40
 #define SPAWN_ARGV_MAX (HIVE_ARGV_MAX + WORKER_OWN_ARGS)
@@ -167,6 +167,7 @@ build_args(struct sup_inst *in, struct spawn_args *sa)
 	opt_uint(sa, "--task-timeout", ac->task_timeout_ms);
 	opt_uint(sa, "--max-attempts", ac->max_attempts);
 	opt_uint(sa, "--heartbeat-ms", c->heartbeat_ms);
+	opt_uint(sa, "--stop-timeout", c->stop_timeout_ms);
 	if (log_verbose())
 		arg(sa, "-v");
 	arg(sa, "--");
