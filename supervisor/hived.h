@@ -257,14 +257,19 @@ void sup_inst_log_status(const struct sup_inst *);
 /* ---- spawn.c ---- */
 
 /*
- * At most this many forks per loop turn.  A fork + exec setup of hived
- * costs about a millisecond (1,000 instances took 1.2 s in one turn), so
- * a batch holds the loop some 10-20 ms: an HTTP request, a signal or a
- * heartbeat waits at most that, the watchdog (pinged at least every
- * SUP_HOUSEKEEPING_S) never comes near its limit, and the turn's own
- * overhead (one poll) stays small next to the forks.
+ * At most this many forks per loop turn.  A fork of hived costs about a
+ * millisecond on an idle machine (1,000 instances took 1.2 s in one
+ * turn), and several while hundreds of workers just forked exec and
+ * connect on the same cores.  A turn's own cost (one poll without
+ * sleeping) is microseconds, so small batches cost the start nothing:
+ * bench_restart -s 1000 on 2 cores had every worker ready in 2.9-3.5 s
+ * with batches of 4, 8 or 16 (3.5 s forking all in one turn), and GET
+ * /health during that start took p99 56 ms with 4, 97-165 ms with 8,
+ * 177 ms with 16 (3.4 s in one turn).  An HTTP request, a signal or a
+ * heartbeat waits at most a batch, and the watchdog (pinged at least
+ * every SUP_HOUSEKEEPING_S) never comes near its limit.
  */
-#define SUP_SPAWN_BATCH 16
+#define SUP_SPAWN_BATCH 4
 
 TAILQ_HEAD(sup_spawnq, sup_inst);
 
