@@ -112,3 +112,45 @@ Test(pace, stop_while_spawns_are_queued)
 	cr_assert_not_null(strstr(h->log, "state=stopped from=starting"),
 	    "no queued instance was stopped before its fork");
 }
+
+/*
+ * SIGHUP while spawns are queued: the reload is done before the queue is
+ * (the status dump after it still shows queued instances), queued
+ * instances are not drained but forked with the new section when their
+ * turn comes, and the forked ones restart with it.
+ */
+Test(pace, reload_while_spawns_are_queued)
+{
+	struct hp *h = hp_new("pacehup");
+	char agents[256];
+	size_t from = 0;
+	unsigned queued, forked;
+	int st, n400;
+
+	snprintf(agents, sizeof(agents),
+	    "[agent \"p\"]\ncommand = ok\ninstances = %d\n"
+	    "environment = FAKE_TAG=old\nheartbeat_deadline = 60s\n", NINST);
+	hp_write_conf(h, fake(), "heartbeat_interval = 5s\n", agents);
+	hp_start(h);
+	hp_wait(h, &from, T_LONG, "agent=p/1 pid=", "state=starting", NULL);
+	snprintf(agents, sizeof(agents),
+	    "[agent \"p\"]\ncommand = ok\ninstances = %d\n"
+	    "environment = FAKE_TAG=new\nheartbeat_deadline = 60s\n", NINST);
+	hp_write_conf(h, fake(), "heartbeat_interval = 5s\n", agents);
+	hp_signal(h, SIGHUP);
+	hp_wait(h, &from, T_LONG, "reload done", "changed=1", NULL);
+	hp_signal(h, SIGUSR1);
+	status_dump(h, &from, &queued, &forked);
+	cr_assert_gt(queued, 0u, "the reload waited for every fork (%u forked)",
+	    forked);
+	/* The last instance is forked once, with the new section. */
+	hp_wait(h, &(size_t){ 0 }, T_LONG, "fake agent=p/400 ", "tag=new", NULL);
+	n400 = 0;
+	for (const char *p = h->log; (p = strstr(p, "fake agent=p/400 ")) != NULL;
+	    p++)
+		n400++;
+	cr_assert_eq(n400, 1, "p/400 started %d times", n400);
+	hp_signal(h, SIGTERM);
+	st = hp_wait_exit(h, T_LONG);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "hived status 0x%x", st);
+}
