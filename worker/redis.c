@@ -321,8 +321,16 @@ alive_holder_stop(struct wrk *w, const char *v, uint64_t now)
 	if ((pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0)) == -1)
 		return;         /* gone: the next ask takes over */
 	if (!alive_is_predecessor(w, pidfd, pid)) {
+		/* A pid reused since: the key's writer is gone, the key
+		 * expires by itself. */
+		if (!r->stop_noted)
+			log_info("agent=%s consumer=%s pid=%ld of %s is not a "
+			    "worker of %s: not signalled, waiting for the key to "
+			    "expire", w->agent_inst, w->consumer, pid,
+			    w->alive_key, w->agent_inst);
+		r->stop_noted = true;
 		close(pidfd);
-		return;         /* not it: its key expires */
+		return;
 	}
 	sig = r->stop_sig == 0 ? SIGTERM : SIGKILL;
 	log_warnx("agent=%s consumer=%s previous worker pid=%ld still runs "

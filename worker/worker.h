@@ -243,7 +243,7 @@ struct wrk_redis {
 	uint64_t held_since;         /* alive_holder first seen */
 	int stop_sig;                /* sent to alive_holder: 0, TERM, KILL */
 	uint64_t stop_at;            /* when it was sent */
-	bool stop_noted;             /* "cannot stop it from here" said */
+	bool stop_noted;             /* "not stopped: ..." said once */
 };
 
 struct wrk_link {

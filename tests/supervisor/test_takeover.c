@@ -133,3 +133,84 @@ Test(takeover, worker_outliving_a_killed_hived_is_stopped_by_its_successor)
 	st = hp_wait_exit(h2, T_LONG);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "hived status 0x%x", st);
 }
+
+/* This process's pid space as a worker writes it in its liveness key
+ * ("<boot id>,<pid namespace>", worker/redis.c alive_stamp). */
+static void
+pid_space(char *buf, size_t len)
+{
+	char boot[64] = "", ns[64] = "";
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	ssize_t n;
+
+	cr_assert(f != NULL);
+	cr_assert(fgets(boot, sizeof(boot), f) != NULL);
+	fclose(f);
+	boot[strcspn(boot, "\n ,")] = '\0';
+	n = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
+	cr_assert(n > 0);
+	ns[n] = '\0';
+	snprintf(buf, len, "%s,%s", boot, ns);
+}
+
+/*
+ * A liveness key naming a live process of this pid space that is not a
+ * worker of that instance (its pid reused since): after stop_timeout
+ * the new worker says so and signals nothing; it takes over once the key
+ * is gone.
+ */
+Test(takeover, a_reused_pid_is_never_signalled)
+{
+	struct hp *h = hp_new("reused");
+	redisContext *c = tu_redis_connect();
+	const char *src = getenv("HIVE_SOURCE_DIR");
+	char agents[1024], space[160], value[200], key[600], host[256];
+	size_t from = 0;
+	redisReply *rr;
+	pid_t other;
+	int st;
+
+	other = fork();
+	cr_assert(other >= 0);
+	if (other == 0) {
+		pause();
+		_exit(0);
+	}
+	pid_space(space, sizeof(space));
+	cr_assert_eq(gethostname(host, sizeof(host)), 0);
+	host[sizeof(host) - 1] = '\0';
+	snprintf(key, sizeof(key), "%s:alive:t/1@%s", h->prefix, host);
+	snprintf(value, sizeof(value), "%d %s", (int)other, space);
+	rr = redisCommand(c, "SET %s %s PX 600000", key, value);
+	cr_assert(rr != NULL && rr->type == REDIS_REPLY_STATUS);
+	freeReplyObject(rr);
+
+	snprintf(agents, sizeof(agents),
+	    "[agent \"t\"]\n"
+	    "command = /usr/bin/python3 %s/tests/supervisor/counter.py\n",
+	    src ? src : ".");
+	hp_write_conf(h, tu_build_path("worker/hive-worker"),
+	    "heartbeat_interval = 100ms\nstop_timeout = 1s\n", agents);
+	hp_start(h);
+	hp_wait(h, &from, T_LONG, "agent=t/1", "waiting for the previous worker",
+	    NULL);
+	hp_wait(h, &from, T_LONG, "agent=t/1", "is not a worker of t/1",
+	    "not signalled", NULL);
+	cr_assert_eq(kill(other, 0), 0, "pid %d was signalled", (int)other);
+	cr_assert_eq(waitpid(other, &st, WNOHANG), 0, "pid %d exited",
+	    (int)other);
+	/* Its key gone, the worker goes on. */
+	rr = redisCommand(c, "DEL %s", key);
+	cr_assert(rr != NULL && rr->type == REDIS_REPLY_INTEGER &&
+	    rr->integer == 1);
+	freeReplyObject(rr);
+	hp_wait(h, &from, T_LONG, "agent=t/1", "took over from the previous "
+	    "worker", NULL);
+	left_starting(h, &from);
+	kill(other, SIGKILL);
+	waitpid(other, NULL, 0);
+	redisFree(c);
+	hp_signal(h, SIGTERM);
+	st = hp_wait_exit(h, T_LONG);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "hived status 0x%x", st);
+}
