@@ -18,6 +18,11 @@
  *   start.500_instances     hived start to 500 ready heartbeats
  *   hived.rss/cpu_idle.500_instances
  *                           with 500 workers heartbeating every second
+ *   start.2000_instances.all_ready, health_during_start.*
+ *                           hived (http on loopback) start to 2,000 ready
+ *                           heartbeats, and GET /health, one after the
+ *                           other, all the while: how long hived's loop
+ *                           is held by the forks (spawn.c paces them)
  *   hived.pss.*, hived.rss_anon.*
  *                           beside each hived.rss.* figure, hived's Pss
  *                           and RssAnon read at the same moment
@@ -31,7 +36,7 @@
  * starts a private Redis and PostgreSQL, or bench/restart.sh (Redis only:
  * hived.rss.8_agents_full is skipped unless HIVE_TEST_PG is set).
  *
- *   bench_restart [-k KILLS] [-n INSTANCES] [-m MEMORY_BYTES]
+ *   bench_restart [-k KILLS] [-n INSTANCES] [-s INSTANCES] [-m MEMORY_BYTES]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -166,10 +171,10 @@ bench_fork(int n)
 /* ---- hived ---- */
 
 /* postgres: a libpq conninfo, or NULL for none; http on loopback (any
- * free port) when postgres is set, none otherwise. */
+ * free port) when postgres or http is set, none otherwise. */
 static void
 write_conf(struct run *r, const char *agents, int nagents, int instances,
-    const char *postgres)
+    const char *postgres, int http)
 {
 	const char *host = getenv("HIVE_TEST_REDIS_HOST");
 	const char *port = getenv("HIVE_TEST_REDIS_PORT");
@@ -184,6 +189,8 @@ write_conf(struct run *r, const char *agents, int nagents, int instances,
 	    worker_path);
 	if (postgres != NULL)
 		fprintf(f, "http = 127.0.0.1:0\npostgres = %s\n\n", postgres);
+	else if (http)
+		fprintf(f, "http = 127.0.0.1:0\n\n");
 	else
 		fprintf(f, "http =\n\n");
 	for (int a = 0; a < nagents; a++)
@@ -203,9 +210,9 @@ start(struct run *r, int verbose)
 		bench_die("pipe: %s", strerror(errno));
 	fcntl(fds[0], F_SETPIPE_SZ, 1 << 20);
 	if ((r->pid = fork()) == 0) {
-		/* execv's argv is not const: the words it takes are arrays of
-		 * their own, which live until the exec. */
-		static char a0[] = "hived", av[] = "-v", ac[] = "--config",
+		/* Arrays of this block: a compound literal inside the ifs
+		 * below would end with its if, before execv reads it. */
+		char a0[] = "hived", av[] = "-v", ac[] = "--config",
 		    ap[] = "--port-file";
 		char *argv[8];
 		int n = 0;
@@ -351,7 +358,7 @@ start8(struct run *r, const char *name, const char *postgres,
 	size_t nl = strlen(name);
 	int got = 0;
 
-	write_conf(r, name, AGENTS8, 1, postgres);
+	write_conf(r, name, AGENTS8, 1, postgres, 0);
 	start(r, 1);
 	snprintf(label, sizeof(label), "agent=%s", name);
 	while (got < AGENTS8) {
@@ -426,8 +433,9 @@ bench_kills(struct run *r, int kills)
 	stop(r, NULL);
 }
 
-/* GET path from hived's HTTP API on 127.0.0.1:port; dies unless 200. */
-static void
+/* GET path from hived's HTTP API on 127.0.0.1:port; dies unless 200.
+ * Returns how long the answer took, connect to close (ms). */
+static double
 http_get(unsigned port, const char *path)
 {
 	struct sockaddr_in sa;
@@ -435,6 +443,7 @@ http_get(unsigned port, const char *path)
 	size_t len = 0;
 	ssize_t n;
 	int fd, code = 0;
+	double t0 = now_ms();
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
@@ -455,6 +464,7 @@ http_get(unsigned port, const char *path)
 	close(fd);
 	if (sscanf(buf, "HTTP/1.%*d %d", &code) != 1 || code != 200)
 		bench_die("GET %s: %.80s", path, buf);
+	return now_ms() - t0;
 }
 
 /*
@@ -508,7 +518,7 @@ bench_many(struct run *r, int instances)
 
 	if (instances < per)
 		per = instances, nagents = 1;
-	write_conf(r, "m", nagents, per, NULL);
+	write_conf(r, "m", nagents, per, NULL, 0);
 	t0 = now_ms();
 	start(r, 0);
 	while (got < nagents * per) {
@@ -534,15 +544,75 @@ bench_many(struct run *r, int instances)
 	stop(r, name);
 }
 
+/*
+ * start.N_instances.all_ready with http on loopback, and GET /health
+ * answered all the while, one request after the other (the log read in
+ * between without waiting): health_during_start.* are their times.  With
+ * every fork in one loop turn, a request that came during the start
+ * waited for all of them.
+ */
+static void
+bench_start_health(struct run *r, int instances)
+{
+	int per = 50, nagents = (instances + per - 1) / per, got = 0;
+	size_t nh = 0, caph = 1024;
+	double t0, *h = malloc(caph * sizeof(*h));
+	unsigned port = 0;
+	const char *l;
+	char name[64];
+	FILE *f;
+
+	if (h == NULL)
+		bench_die("out of memory");
+	if (instances < per)
+		per = instances, nagents = 1;
+	snprintf(r->port_file, sizeof(r->port_file), "%s/port", r->dir);
+	unlink(r->port_file);
+	write_conf(r, "s", nagents, per, NULL, 1);
+	t0 = now_ms();
+	start(r, 0);
+	/* The port file is written before any agent starts. */
+	while ((f = fopen(r->port_file, "r")) == NULL) {
+		if (now_ms() - t0 > 30000)
+			bench_die("%s: no port", r->port_file);
+		next_line(r, 10);
+	}
+	if (fscanf(f, "%u", &port) != 1)
+		bench_die("%s: no port", r->port_file);
+	fclose(f);
+	while (got < nagents * per) {
+		if (nh == caph && (h = realloc(h, (caph *= 2) * sizeof(*h))) == NULL)
+			bench_die("out of memory");
+		h[nh++] = http_get(port, "/health");
+		/* What the log has now (next_line waits at most 1 ms more). */
+		while ((l = next_line(r, 1)) != NULL)
+			if (strstr(l, "state=ready") && strstr(l, "from=starting"))
+				got++;
+		if (now_ms() - t0 > 600000)
+			bench_die("%d of %d ready after 600 s", got, nagents * per);
+	}
+	printf("start.%d_instances.all_ready: %.2f s (http on loopback, "
+	    "/health asked all the while)\n", got, (now_ms() - t0) / 1e3);
+	snprintf(name, sizeof(name), "health_during_start.%d_instances", got);
+	printf("%s.requests: %zu\n", name, nh);
+	report(name, h, nh);
+	printf("%s.max: %.2f ms\n", name, h[nh - 1]);
+	free(h);
+	snprintf(name, sizeof(name), "stop.%d_instances_http", got);
+	stop(r, name);
+	unlink(r->port_file);
+	r->port_file[0] = '\0';
+}
+
 int
 main(int argc, char *argv[])
 {
-	int kills = 50, instances = 500, ch;
+	int kills = 50, instances = 500, paced = 2000, ch;
 	struct run r;
 	char mem[32];
 
 	memset(&r, 0, sizeof(r));
-	while ((ch = getopt(argc, argv, "k:n:m:")) != -1) {
+	while ((ch = getopt(argc, argv, "k:n:s:m:")) != -1) {
 		switch (ch) {
 		case 'k':
 			kills = atoi(optarg);
@@ -550,13 +620,16 @@ main(int argc, char *argv[])
 		case 'n':
 			instances = atoi(optarg);
 			break;
+		case 's':
+			paced = atoi(optarg);
+			break;
 		case 'm':
 			snprintf(mem, sizeof(mem), "%s", optarg);
 			setenv("RESTART_MEM_BYTES", mem, 1);
 			break;
 		default:
 			fprintf(stderr, "usage: bench_restart [-k kills] "
-			    "[-n instances] [-m memory_bytes]\n");
+			    "[-n instances] [-s instances] [-m memory_bytes]\n");
 			return 2;
 		}
 	}
@@ -579,6 +652,8 @@ main(int argc, char *argv[])
 	}
 	if (instances > 0)
 		bench_many(&r, instances);
+	if (paced > 0)
+		bench_start_health(&r, paced);
 	unlink(r.conf);
 	rmdir(r.dir);
 	free(r.buf);

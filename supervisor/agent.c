@@ -107,11 +107,50 @@ c_drain_stop(struct sup_fsm cur, const struct sup_guard *g)
 	return to(SUP_ST_STOPPING, SUP_AFTER_STOP, SUP_ACT_DRAIN);
 }
 
+/*
+ * STARTING with its spawn still queued (spawn.c paces forks): there is no
+ * worker to drain or kill.  A restart or a reload changes nothing (the
+ * fork, when its turn comes, reads the agent's section as it is then);
+ * sleep and stop just leave STARTING, and the queue skips it.
+ */
+static struct sup_step
+c_start_restart(struct sup_fsm cur, const struct sup_guard *g)
+{
+	if (g->queued)
+		return c_same(cur, g);
+	return c_drain_restart(cur, g);
+}
+
+static struct sup_step
+c_start_sleep(struct sup_fsm cur, const struct sup_guard *g)
+{
+	if (g->queued)
+		return to(SUP_ST_SLEEPING, SUP_AFTER_NONE, 0);
+	return c_drain_sleep(cur, g);
+}
+
+static struct sup_step
+c_start_stop(struct sup_fsm cur, const struct sup_guard *g)
+{
+	if (g->queued)
+		return to(SUP_ST_STOPPED, SUP_AFTER_NONE, 0);
+	return c_drain_stop(cur, g);
+}
+
 /* Hung or broken: no drain, it would not listen. */
 static struct sup_step
 c_kill_crash(struct sup_fsm cur, const struct sup_guard *g)
 {
 	return to(SUP_ST_STOPPING, SUP_AFTER_CRASH, SUP_ACT_KILL);
+}
+
+/* Nothing forked yet: nothing can be hung or broken. */
+static struct sup_step
+c_start_kill_crash(struct sup_fsm cur, const struct sup_guard *g)
+{
+	if (g->queued)
+		return c_ign(cur, g);
+	return c_kill_crash(cur, g);
 }
 
 /* Grace over, or broken while stopping: kill, keep the intent. */
@@ -261,13 +300,13 @@ static sup_cell *const sup_table[SUP_ST_COUNT][SUP_EV_COUNT] = {
 		[SUP_EV_BUSY] = c_busy,
 		[SUP_EV_EXIT] = c_exit_run,
 		[SUP_EV_SPAWNFAIL] = c_spawn_fail,
-		[SUP_EV_DEADLINE] = c_kill_crash,
-		[SUP_EV_BADFRAME] = c_kill_crash,
-		[SUP_EV_RESTART] = c_drain_restart,
-		[SUP_EV_SLEEP] = c_drain_sleep,
+		[SUP_EV_DEADLINE] = c_start_kill_crash,
+		[SUP_EV_BADFRAME] = c_start_kill_crash,
+		[SUP_EV_RESTART] = c_start_restart,
+		[SUP_EV_SLEEP] = c_start_sleep,
 		[SUP_EV_RESET] = c_clear,
-		[SUP_EV_RELOAD] = c_drain_restart,
-		[SUP_EV_STOP] = c_drain_stop,
+		[SUP_EV_RELOAD] = c_start_restart,
+		[SUP_EV_STOP] = c_start_stop,
 	},
 	[SUP_ST_READY] = {
 		[SUP_EV_HANDLER] = c_handler,
@@ -479,6 +518,7 @@ inst_free(struct sup_inst *in)
 	if (in == NULL)
 		return;
 	ev_timer_stop(in->agent->sup->loop, &in->timer);
+	sup_spawn_unqueue(in);
 	sup_spawn_close_exec(in);
 	sup_link_free(in->link);
 	free(in->hist);
@@ -637,6 +677,7 @@ inst_guard(struct sup_inst *in, int exit_ok)
 	    a->sup->stopping) ? HIVE_RESTART_NEVER : a->conf->restart;
 	g.limit_hit = limit_hit(in);
 	g.asleep = a->conf != NULL && !a->conf->autostart;
+	g.queued = in->fsm.state == SUP_ST_STARTING && in->pid == 0;
 	return g;
 }
 
@@ -686,10 +727,11 @@ inst_log_transition(struct sup_inst *in, enum sup_state was,
 
 /*
  * Carry out the actions act of a step that took in from was on ev, in
- * the order of SUP_ACT_*.  0, or -1 when the spawn asked for forked
- * nothing (logged here).
+ * the order of SUP_ACT_*.  A spawn is only queued: spawn.c forks it at
+ * its turn (sup_inst_spawn), and a fork that fails comes back then as
+ * SUP_EV_SPAWNFAIL.
  */
-static int
+static void
 inst_apply_actions(struct sup_inst *in, enum sup_state was,
     enum sup_event ev, unsigned act)
 {
@@ -724,29 +766,17 @@ inst_apply_actions(struct sup_inst *in, enum sup_state was,
 		inst_kill(in);
 	}
 	if (act & SUP_ACT_SPAWN) {
-		if (in->spawned_at > 0)
-			in->restarts++;
-		if (sup_spawn(in) == -1) {
-			log_warnx("agent=%s state=starting from=%s event=%s "
-			    "spawn failed", in->label, sup_state_name(was),
-			    sup_event_name(ev));
-			return -1;
-		}
-		log_info("agent=%s pid=%ld state=starting from=%s event=%s "
-		    "memory_v=%llu", in->label, (long)in->pid, sup_state_name(was),
-		    sup_event_name(ev), (unsigned long long)in->mem->v);
+		in->spawn_from = was;
+		in->spawn_ev = ev;
+		sup_spawn_queue(in);
+		log_debug("agent=%s spawn queued from=%s event=%s ahead=%u",
+		    in->label, sup_state_name(was), sup_event_name(ev),
+		    in->agent->sup->nqueued - 1);
 	}
-	return 0;
 }
 
-/*
- * One event through the table, then its transition and actions.  1 done,
- * 0 the event does not apply, -1 the step's spawn failed: the move into
- * STARTING is then neither recorded nor announced, the SUP_EV_SPAWNFAIL
- * that follows moves it on.
- */
-static int
-inst_step(struct sup_inst *in, enum sup_event ev, int exit_ok)
+int
+sup_inst_event(struct sup_inst *in, enum sup_event ev, int exit_ok)
 {
 	struct sup_guard g = inst_guard(in, exit_ok);
 	enum sup_state was = in->fsm.state;
@@ -757,8 +787,7 @@ inst_step(struct sup_inst *in, enum sup_event ev, int exit_ok)
 	in->fsm = st.next;
 	if (st.next.state != was)
 		inst_log_transition(in, was, ev, &st);
-	if (inst_apply_actions(in, was, ev, st.act) == -1)
-		return -1;
+	inst_apply_actions(in, was, ev, st.act);
 	if (in->fsm.state != was) {
 		sup_store_transition(in, was, reported(ev));
 		sup_state_changed(in->agent->sup);
@@ -766,16 +795,25 @@ inst_step(struct sup_inst *in, enum sup_event ev, int exit_ok)
 	return 1;
 }
 
-int
-sup_inst_event(struct sup_inst *in, enum sup_event ev, int exit_ok)
+void
+sup_inst_spawn(struct sup_inst *in)
 {
-	int r = inst_step(in, ev, exit_ok);
-
-	/* Nothing forked: the table makes it a crash.  Its SPAWNFAIL
-	 * cells never spawn (test_agent_table.c), so this is one step. */
-	if (r == -1)
-		inst_step(in, SUP_EV_SPAWNFAIL, 0);
-	return r != 0;
+	if (in->spawned_at > 0)
+		in->restarts++;
+	if (sup_spawn(in) == -1) {
+		log_warnx("agent=%s state=starting from=%s event=%s "
+		    "spawn failed", in->label, sup_state_name(in->spawn_from),
+		    sup_event_name(in->spawn_ev));
+		/* Nothing forked: the table makes it a crash.  Its
+		 * SPAWNFAIL cells never spawn (test_agent_table.c). */
+		sup_inst_event(in, SUP_EV_SPAWNFAIL, 0);
+		return;
+	}
+	in->store_dirty = 1;            /* its row gets the pid */
+	log_info("agent=%s pid=%ld state=starting from=%s event=%s "
+	    "memory_v=%llu", in->label, (long)in->pid,
+	    sup_state_name(in->spawn_from), sup_event_name(in->spawn_ev),
+	    (unsigned long long)in->mem->v);
 }
 
 void

@@ -109,7 +109,7 @@ write_port_file(const char *path, unsigned port)
 
 /*
  * Each worker costs a socketpair end for its life and an exec pipe until
- * it has exec'd, and a start forks every worker in one loop iteration:
+ * it has exec'd, and a start forks every worker within a second or so:
  * 500 instances would pass a soft limit of 1024.  Raise the soft limit to
  * the hard one (systemd's own advice); workers get the original back
  * (sup->nofile), for programs that still use select().
@@ -180,6 +180,7 @@ sup_hk_init(struct sup *sup)
 static int
 sup_agents_init(struct sup *sup, const struct hive_conf *conf)
 {
+	sup_spawn_init(sup);
 	for (size_t i = 0; i < conf->nagents; i++) {
 		struct sup_agent *a = sup_agent_new(sup, sup->cref,
 		    &conf->agents[i]);

@@ -16,6 +16,12 @@
  * first.  hived reads it from the loop (never blocking), only to log why;
  * the child's exit 127 is reaped and handled like any crash.
  *
+ * Spawns are paced: an action SUP_ACT_SPAWN only queues the instance
+ * (STARTING, no pid yet) and an idle watcher forks SUP_SPAWN_BATCH of
+ * them per loop turn, in the order they were asked for (sup_spawn_queue
+ * below).  A start of thousands of instances, a reload or a mass restart
+ * so never holds signals, HTTP or the watchdog for longer than a batch.
+ *
  * Why no PR_SET_PDEATHSIG: a worker must finish its task when hived dies,
  * and a signal would cut it short.  The worker treats EOF on fd 3 as "hived
  * is gone" (drain, then exit 0), and the kernel guarantees that EOF: hived's
@@ -47,8 +53,9 @@ struct exec_report {
 
 /*
  * Room in a worker's argv for what hived adds to the agent's command (at
- * most HIVE_ARGV_MAX words): the worker's path, twelve options with their
- * values, "--task-events", "-v" and "--" (28 today), and the closing NULL.
+ * most HIVE_ARGV_MAX words): the worker's path, thirteen options with
+ * their values, "--task-events", "-v" and "--" (30 today), and the
+ * closing NULL.
  */
 #define WORKER_OWN_ARGS 40
 #define SPAWN_ARGV_MAX (HIVE_ARGV_MAX + WORKER_OWN_ARGS)
@@ -161,6 +168,7 @@ build_args(struct sup_inst *in, struct spawn_args *sa)
 	opt_uint(sa, "--task-timeout", ac->task_timeout_ms);
 	opt_uint(sa, "--max-attempts", ac->max_attempts);
 	opt_uint(sa, "--heartbeat-ms", c->heartbeat_ms);
+	opt_uint(sa, "--stop-timeout", c->stop_timeout_ms);
 	if (c->task_events)
 		arg(sa, "--task-events");
 	if (log_verbose())
@@ -571,6 +579,71 @@ spawn_sweep(struct sup *sup)
 		}
 	}
 	free(v);
+}
+
+/*
+ * The queue's turn: fork the next SUP_SPAWN_BATCH instances that still
+ * want it.  One that left STARTING while it waited (put to sleep,
+ * stopped) is dropped; if it comes back to STARTING it is queued anew.
+ */
+static void
+spawn_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct sup *sup = w->data;
+	struct sup_inst *in;
+	unsigned n = 0;
+
+	while (n < SUP_SPAWN_BATCH && (in = TAILQ_FIRST(&sup->spawnq)) != NULL) {
+		sup_spawn_unqueue(in);
+		if (in->fsm.state != SUP_ST_STARTING || in->pid != 0)
+			continue;
+		sup_inst_spawn(in);
+		n++;
+	}
+}
+
+/*
+ * The idle watcher has the highest priority: libev runs an idle watcher
+ * only in a turn where nothing of its priority or above is pending, and
+ * at the default priority a steady flow of heartbeats from the workers
+ * already started could starve the queue.  Every other event pending in
+ * the turn is still served right after the batch.  While it is on, the
+ * loop polls without sleeping, which is what a queue of forks wants.
+ */
+void
+sup_spawn_init(struct sup *sup)
+{
+	TAILQ_INIT(&sup->spawnq);
+	sup->nqueued = 0;
+	ev_idle_init(&sup->spawn_idle, spawn_idle_cb);
+	ev_set_priority(&sup->spawn_idle, EV_MAXPRI);
+	sup->spawn_idle.data = sup;
+}
+
+void
+sup_spawn_queue(struct sup_inst *in)
+{
+	struct sup *sup = in->agent->sup;
+
+	if (in->queued)
+		return;
+	TAILQ_INSERT_TAIL(&sup->spawnq, in, spawnq);
+	in->queued = 1;
+	if (sup->nqueued++ == 0)
+		ev_idle_start(sup->loop, &sup->spawn_idle);
+}
+
+void
+sup_spawn_unqueue(struct sup_inst *in)
+{
+	struct sup *sup = in->agent->sup;
+
+	if (!in->queued)
+		return;
+	TAILQ_REMOVE(&sup->spawnq, in, spawnq);
+	in->queued = 0;
+	if (--sup->nqueued == 0)
+		ev_idle_stop(sup->loop, &sup->spawn_idle);
 }
 
 /*

@@ -41,15 +41,19 @@
  * ones, no broadcasts (state WAITING, STARTING to hived).  It asks again
  * every WRK_ALIVE_POLL_MS, and takes the key once the predecessor has
  * deleted it at its exit or it expired (the predecessor was killed on
- * another host, or its pid cannot be checked).  A task is never run
- * twice for being slow: as long as the predecessor lives it refreshes the
- * key, and the wait has no other bound.  A predecessor killed on this
- * host (the common case: a worker crashed and hived restarts it in
- * milliseconds) would still hold the key for its time to live, seconds;
- * its value names its pid and this host's pid space, and when the kernel
- * has no such pid the worker takes the key over at once, in the same EVAL
- * that checks the value is still that one.  A pid reused since only
- * makes it wait for the expiry.
+ * another host, or its pid cannot be checked).  A task is not run twice
+ * for being slow: as long as the predecessor lives it refreshes the key,
+ * and we wait.  But not forever: a predecessor whose handler hangs would
+ * never finish (its hived, which would have killed it after stop_timeout,
+ * is gone), and we would never be ready.  So after --stop-timeout (the
+ * same stop_timeout) of waiting for one holder, a predecessor in our pid
+ * space is stopped (alive_holder_stop) and we take over.  A predecessor
+ * killed on this host (the common case: a worker crashed and hived
+ * restarts it in milliseconds) would still hold the key for its time to
+ * live, seconds; its value names its pid and this host's pid space, and
+ * when the kernel has no such pid the worker takes the key over at once,
+ * in the same EVAL that checks the value is still that one.  A pid
+ * reused since only makes it wait for the expiry.
  *
  * The wait is for a worker's start.  A worker that held the key, lost
  * Redis and reconnects sets it again unconditionally: it holds tasks of
@@ -71,6 +75,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -244,6 +249,104 @@ alive_holder_gone(const struct wrk *w, const char *v)
 	    strcmp(where + 1, w->redis.alive_where) != 0)
 		return false;
 	return kill((pid_t)pid, 0) == -1 && errno == ESRCH;
+}
+
+/*
+ * Whether pid (checked through pidfd, which cannot be reused under us) is
+ * a hive-worker of our agent and instance, by its command line as hived
+ * writes it: a pid reused by another program is never signalled.
+ */
+static bool
+alive_is_predecessor(const struct wrk *w, int pidfd, long pid)
+{
+	char path[64], buf[8192], want[HIVE_NAME_MAX + 64];
+	size_t len = 0, wl;
+	ssize_t n;
+	bool agent, inst;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return false;
+	while (len < sizeof(buf) - 1 &&
+	    (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	/* Still the same process after the read: it was its command line. */
+	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == -1)
+		return false;
+	wl = (size_t)snprintf(want, sizeof(want), "%c--agent%c%s%c", 0, 0,
+	    w->o.agent, 0);
+	agent = memmem(buf, len, want, wl) != NULL;
+	wl = (size_t)snprintf(want, sizeof(want), "%c--instance%c%u%c", 0, 0,
+	    w->o.instance, 0);
+	inst = memmem(buf, len, want, wl) != NULL ||
+	    (w->o.instance == 1 && memmem(buf, len, "\0--instance\0", 12) == NULL);
+	return agent && inst;
+}
+
+/*
+ * The bound of the wait for a live holder of the key (value v): once we
+ * have waited stop_timeout for it - what its own hived would have given
+ * it to finish before SIGKILL - a predecessor in our pid space is asked
+ * to leave with SIGTERM (draining already, it takes a signal as "now":
+ * it kills its handlers and exits, its tasks stay pending for us), and
+ * SIGKILLed with its process group WRK_STOP_GRACE_MS later if it is still
+ * there.  Once its process is gone, the next ask takes the key over
+ * (alive_holder_gone).  A holder beyond our reach (another host or pid
+ * namespace) is waited for, and said so once.
+ */
+static void
+alive_holder_stop(struct wrk *w, const char *v, uint64_t now)
+{
+	struct wrk_redis *r = &w->redis;
+	const char *where = strchr(v, ' ');
+	long pid = alive_pid(v);
+	int pidfd, sig;
+
+	if (now - r->held_since < w->o.stop_timeout_ms ||
+	    (r->stop_sig == SIGTERM && now - r->stop_at < WRK_STOP_GRACE_MS) ||
+	    r->stop_sig == SIGKILL)
+		return;
+	if (pid == 0 || where == NULL || r->alive_where[0] == '\0' ||
+	    strcmp(where + 1, r->alive_where) != 0) {
+		if (!r->stop_noted)
+			log_warnx("agent=%s consumer=%s previous worker pid=%ld "
+			    "still holds %s after stop_timeout, and it is not in "
+			    "this pid space: waiting for its key to expire",
+			    w->agent_inst, w->consumer, pid, w->alive_key);
+		r->stop_noted = true;
+		return;
+	}
+	if ((pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0)) == -1)
+		return;         /* gone: the next ask takes over */
+	if (!alive_is_predecessor(w, pidfd, pid)) {
+		/* A pid reused since: the key's writer is gone, the key
+		 * expires by itself. */
+		if (!r->stop_noted)
+			log_info("agent=%s consumer=%s pid=%ld of %s is not a "
+			    "worker of %s: not signalled, waiting for the key to "
+			    "expire", w->agent_inst, w->consumer, pid,
+			    w->alive_key, w->agent_inst);
+		r->stop_noted = true;
+		close(pidfd);
+		return;
+	}
+	sig = r->stop_sig == 0 ? SIGTERM : SIGKILL;
+	log_warnx("agent=%s consumer=%s previous worker pid=%ld still runs "
+	    "after %llu ms (stop_timeout %u ms): sending %s", w->agent_inst,
+	    w->consumer, pid, (unsigned long long)(now - r->held_since),
+	    w->o.stop_timeout_ms, sig == SIGTERM ? "TERM" : "KILL");
+	/* The group first, while its leader (the worker: hived made it a
+	 * session leader) is known to live, so the group is its. */
+	if (sig == SIGKILL)
+		kill(-(pid_t)pid, SIGKILL);
+	if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) == -1 &&
+	    errno != ESRCH)
+		log_warn("agent=%s signal pid=%ld", w->agent_inst, pid);
+	close(pidfd);
+	r->stop_sig = sig;
+	r->stop_at = now;
 }
 
 /*
@@ -756,6 +859,9 @@ claim_reply(redisAsyncContext *ac, void *reply, void *priv)
 		if (strcmp(r->alive_holder, rp->str) != 0) {
 			snprintf(r->alive_holder, sizeof(r->alive_holder), "%s",
 			    rp->str);
+			r->held_since = now;
+			r->stop_sig = 0;
+			r->stop_noted = false;
 			log_info("agent=%s consumer=%s waiting for the previous "
 			    "worker pid=%ld to finish: its liveness key %s is "
 			    "set; resuming and pulling nothing until it is gone",
@@ -769,6 +875,7 @@ claim_reply(redisAsyncContext *ac, void *reply, void *priv)
 			    (unsigned long long)(now - r->wait_since) / 1000);
 			r->wait_note_due = now + WRK_ALIVE_NOTE_MS;
 		}
+		alive_holder_stop(w, rp->str, now);
 		r->claim_due = now + WRK_ALIVE_POLL_MS;
 		if (r->state == WRK_REDIS_SETUP)
 			setup_done_one(w);   /* ends in WAITING */

@@ -53,7 +53,8 @@ usage(const char *fmt, ...)
 	    "           [--redis HOST:PORT|[V6ADDR]:PORT|/path/redis.sock]\n"
 	    "           [--prefix P] [--host H]\n"
 	    "           [--fd FD] [--task-timeout MS] [--max-attempts N]\n"
-	    "           [--heartbeat-ms MS] [--task-events] [-v]\n"
+	    "           [--heartbeat-ms MS] [--stop-timeout MS] [--task-events]\n"
+	    "           [-v]\n"
 	    "           -- HANDLER [ARG...]\n");
 	exit(2);
 }
@@ -107,6 +108,8 @@ static const struct wrk_optdef {
 	{ "heartbeat-ms", 0, OPT_UINT, OPT_AT(heartbeat_ms), 10, 3600 * 1000,
 	    "1000" },
 	{ "task-events", 0, OPT_COUNT, OPT_AT(task_events), 0, 0, NULL },
+	{ "stop-timeout", 0, OPT_UINT, OPT_AT(stop_timeout_ms), 1,
+	    HIVE_TIMEOUT_MAX, "30000" },
 	{ "verbose", 'v', OPT_COUNT, OPT_AT(verbose), 0, 0, NULL },
 	{ "help", 'h', OPT_HELP, 0, 0, 0, 0, NULL },
 };

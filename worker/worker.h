@@ -120,6 +120,9 @@ struct wrk_opts {
 	unsigned max_attempts;
 	unsigned heartbeat_ms;
 	int task_events;             /* --task-events: write task.* events */
+	unsigned stop_timeout_ms;    /* hived's stop_timeout: how long a
+	                              * predecessor of our name may take to
+	                              * finish (redis.c) */
 	int verbose;
 	char **argv;                 /* the handler, NULL-terminated, borrowed */
 };
@@ -244,6 +247,10 @@ struct wrk_redis {
 	uint64_t claim_due;          /* WAITING: ask again then */
 	uint64_t wait_since;         /* first found held, 0 = never */
 	uint64_t wait_note_due;      /* next "still waiting" line */
+	uint64_t held_since;         /* alive_holder first seen */
+	int stop_sig;                /* sent to alive_holder: 0, TERM, KILL */
+	uint64_t stop_at;            /* when it was sent */
+	bool stop_noted;             /* "not stopped: ..." said once */
 };
 
 struct wrk_link {

@@ -17,7 +17,7 @@ S(enum sup_state s, enum sup_after a)
 static struct sup_guard
 G(enum hive_restart policy, int exit_ok, int limit_hit)
 {
-	struct sup_guard g = { exit_ok, policy, limit_hit, 0 };
+	struct sup_guard g = { exit_ok, policy, limit_hit, 0, 0 };
 
 	return g;
 }
@@ -326,6 +326,42 @@ Test(agent_table, reload_and_recycle)
 
 /* Whole-table invariants: every cell is consistent with whether a worker
  * process exists in its state. */
+/*
+ * STARTING with its spawn still queued (spawn.c paces forks): no worker to
+ * drain or kill, so nothing may wait for an exit that never comes.
+ */
+Test(agent_table, queued_spawn_has_no_worker_to_stop)
+{
+	struct sup_guard g = G(HIVE_RESTART_ALWAYS, 0, 0);
+	struct sup_step st;
+
+	g.queued = 1;
+	st = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_RESTART, &g);
+	cr_assert(st.handled);
+	STEP_IS(st, SUP_ST_STARTING, 0);
+	st = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_RELOAD, &g);
+	cr_assert(st.handled);
+	STEP_IS(st, SUP_ST_STARTING, 0);
+	st = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_SLEEP, &g);
+	STEP_IS(st, SUP_ST_SLEEPING, 0);
+	st = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_STOP, &g);
+	STEP_IS(st, SUP_ST_STOPPED, 0);
+	st = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_DEADLINE, &g);
+	cr_assert_not(st.handled);
+	st = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_BADFRAME, &g);
+	cr_assert_not(st.handled);
+	/* Its fork failed: a crash, as before. */
+	st = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_SPAWNFAIL, &g);
+	STEP_IS(st, SUP_ST_RESTARTING, SUP_ACT_COUNT | SUP_ACT_BACKOFF);
+	/* Forked: the same events drain or kill the worker. */
+	g.queued = 0;
+	st = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_STOP, &g);
+	STEP_IS(st, SUP_ST_STOPPING, SUP_ACT_DRAIN);
+	cr_assert_eq(st.next.after, SUP_AFTER_STOP);
+	st = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_DEADLINE, &g);
+	STEP_IS(st, SUP_ST_STOPPING, SUP_ACT_KILL);
+}
+
 Test(agent_table, invariants_over_every_cell)
 {
 	for (int s = 0; s < SUP_ST_COUNT; s++)
@@ -387,6 +423,20 @@ Test(agent_table, invariants_over_every_cell)
 		/* Restarting always has its timer. */
 		if (st.next.state == SUP_ST_RESTARTING && st0 != SUP_ST_RESTARTING)
 			cr_assert(st.act & SUP_ACT_BACKOFF);
+	}
+	/* A queued spawn is STARTING without a worker: nothing drains or
+	 * kills it, and nothing waits for its exit in STOPPING. */
+	for (int e = 0; e < SUP_EV_COUNT; e++)
+	for (int p = 0; p < 3; p++) {
+		struct sup_guard g = G((enum hive_restart)p, 0, 0);
+		struct sup_step st;
+
+		g.queued = 1;
+		st = sup_fsm_step(S(SUP_ST_STARTING, 0), (enum sup_event)e, &g);
+		cr_assert_not(st.act & (SUP_ACT_DRAIN | SUP_ACT_KILL), "%s",
+		    sup_event_name((enum sup_event)e));
+		cr_assert_neq(st.next.state, SUP_ST_STOPPING, "%s",
+		    sup_event_name((enum sup_event)e));
 	}
 }
 
