@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -550,22 +551,26 @@ spawn_sweep(struct sup *sup)
 {
 	struct sup_agent *a;
 	pid_t *v, *p;
+	bool *worker = NULL;
 	size_t n;
 
 	if ((v = spawn_children(&n)) == NULL)
 		return;
-	if (n > sup->nchildren) {
+	/* Marked beside the sorted pids, not in them: a pid overwritten in
+	 * place would unsort the array for the searches after it, and a
+	 * worker not found would be killed as left behind. */
+	if (n > sup->nchildren && (worker = calloc(n, sizeof(*worker))) != NULL) {
 		qsort(v, n, sizeof(*v), pid_cmp);
 		TAILQ_FOREACH(a, &sup->agents, entry)
 			for (unsigned i = 0; i < a->ninst; i++)
 				if (a->inst[i]->pid > 0 && (p = bsearch(
 				    &a->inst[i]->pid, v, n, sizeof(*v),
 				    pid_cmp)) != NULL)
-					*p = 0;          /* a worker */
+					worker[p - v] = true;
 		for (size_t i = 0; i < n; i++) {
 			pid_t pg;
 
-			if (v[i] <= 0)
+			if (v[i] <= 0 || worker[i])
 				continue;
 			log_info("pid=%ld left behind by a worker: killing it "
 			    "with its process group", (long)v[i]);
@@ -578,6 +583,7 @@ spawn_sweep(struct sup *sup)
 			(void)kill(v[i], SIGKILL);
 		}
 	}
+	free(worker);
 	free(v);
 }
 

@@ -342,3 +342,53 @@ Test(handler_sup, handler_group_dies_with_a_killed_worker)
 	close(fd);
 	stop_ok(h);
 }
+
+/*
+ * A SIGKILLed worker leaves its handler to hived, which kills it when it
+ * reaps the worker; the other workers of hived, found among its children
+ * by a search of their sorted pids, are never taken for left behind.
+ * Eight instances: every one but the killed one keeps its worker.
+ */
+Test(handler_sup, sweep_after_a_killed_worker_spares_the_others)
+{
+	struct hp *h = hp_new("hsweep");
+	char agents[10000], label[32];
+	pid_t pids[8], w;
+	size_t from[8] = { 0 };   /* each instance's own place in the log */
+
+	snprintf(agents, sizeof(agents),
+	    "[agent \"s\"]\n"
+	    "command = %s stream\n"
+	    "instances = 8\n"
+	    "restart_limit = 100\n", handler());
+	hp_write_conf(h, worker(), NULL, agents);
+	hp_start(h);
+	for (int i = 0; i < 8; i++) {
+		snprintf(label, sizeof(label), "agent=s/%d pid=", i + 1);
+		hp_wait(h, &from[i], T_LONG, label, "state=ready", NULL);
+	}
+	for (int i = 0; i < 8; i++) {
+		snprintf(label, sizeof(label), "s/%d", i + 1);
+		pids[i] = hp_agent_pid(h, label);
+		cr_assert_gt(pids[i], 0, "%s has no worker", label);
+	}
+	for (int k = 0; k < 8; k++) {
+		/* kill s/k+1; it comes back with another worker */
+		cr_assert_eq(kill(pids[k], SIGKILL), 0);
+		snprintf(label, sizeof(label), "agent=s/%d pid=", k + 1);
+		hp_wait(h, &from[k], T_LONG, label, "state=ready", NULL);
+		snprintf(label, sizeof(label), "s/%d", k + 1);
+		w = hp_agent_pid(h, label);
+		cr_assert(w > 0 && w != pids[k], "%s: worker %d", label, (int)w);
+		pids[k] = w;
+		for (int i = 0; i < 8; i++) {
+			snprintf(label, sizeof(label), "s/%d", i + 1);
+			cr_assert_eq(hp_agent_pid(h, label), pids[i],
+			    "%s's worker %d was killed after s/%d's", label,
+			    (int)pids[i], k + 1);
+			cr_assert_eq(kill(pids[i], 0), 0, "%s's worker %d is gone",
+			    label, (int)pids[i]);
+		}
+	}
+	stop_ok(h);
+}
