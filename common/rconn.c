@@ -398,16 +398,22 @@ rconn_log_error(redisAsyncContext *ac, void *reply, void *priv)
 }
 
 const redisReply *
-rconn_entry_field(const redisReply *f, const char *name)
+rconn_map_field(const redisReply *f, const char *name, int type)
 {
 	if (f == NULL || f->type != REDIS_REPLY_ARRAY)
 		return NULL;
 	for (size_t i = 0; i + 1 < f->elements; i += 2)
 		if (f->element[i]->type == REDIS_REPLY_STRING &&
 		    strcmp(f->element[i]->str, name) == 0 &&
-		    f->element[i + 1]->type == REDIS_REPLY_STRING)
+		    f->element[i + 1]->type == type)
 			return f->element[i + 1];
 	return NULL;
+}
+
+const redisReply *
+rconn_entry_field(const redisReply *f, const char *name)
+{
+	return rconn_map_field(f, name, REDIS_REPLY_STRING);
 }
 
 void *

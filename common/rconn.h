@@ -63,10 +63,14 @@ int rconn_reply_arena(struct rconn *rc);
 void rconn_log_error(redisAsyncContext *ac, void *reply, void *priv);
 
 /*
- * The value of field name in a stream entry's fields (the array of name,
- * value, ... that XREADGROUP, XRANGE and XCLAIM give; nil for an entry
- * deleted while pending): its string reply, NULL when there is none.
+ * The value of field name in a flat array of name, value, ... (a stream
+ * entry's fields as XREADGROUP, XRANGE and XCLAIM give them, nil for an
+ * entry deleted while pending; what XINFO gives of a group or a
+ * consumer in RESP2): its reply if it has type (REDIS_REPLY_*), else
+ * NULL.  rconn_entry_field asks for a string.
  */
+const redisReply *rconn_map_field(const redisReply *fields, const char *name,
+    int type);
 const redisReply *rconn_entry_field(const redisReply *fields,
     const char *name);
 

@@ -331,23 +331,15 @@ rcl_consumers_cb(redisAsyncContext *ac, void *rp, void *priv)
 		return;
 	}
 	for (size_t i = 0; i < reply->elements; i++) {
-		redisReply *m = reply->element[i];
-		const char *name = NULL;
-		long long pending = 0;
+		const redisReply *m = reply->element[i];
+		const redisReply *nm = rconn_map_field(m, "name",
+		    REDIS_REPLY_STRING);
+		const redisReply *pe = rconn_map_field(m, "pending",
+		    REDIS_REPLY_INTEGER);
+		const char *name = nm != NULL ? nm->str : NULL;
+		long long pending = pe != NULL ? pe->integer : 0;
 		struct rcl_check *c;
 
-		/* RESP2: a flat array name, n, pending, n, idle, n, ... */
-		for (size_t k = 0; m->type == REDIS_REPLY_ARRAY && k + 1 < m->elements;
-		    k += 2) {
-			redisReply *f = m->element[k], *v = m->element[k + 1];
-			if (f->type != REDIS_REPLY_STRING)
-				continue;
-			if (strcmp(f->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
-				name = v->str;
-			else if (strcmp(f->str, "pending") == 0 &&
-			    v->type == REDIS_REPLY_INTEGER)
-				pending = v->integer;
-		}
 		/* Our own claiming consumer holds entries only between XCLAIM
 		 * and EXEC; leave it to us. */
 		if (name == NULL || pending == 0 || strcmp(name, r->me) == 0 ||
@@ -460,24 +452,17 @@ rcl_groups_cb(redisAsyncContext *ac, void *rp, void *priv)
 	}
 	t->waiting = 1;              /* held until every group is looked at */
 	for (size_t i = 0; i < reply->elements; i++) {
-		redisReply *g = reply->element[i];
-		const char *name = NULL, *last = NULL;
-		long long pending = -1;
+		const redisReply *g = reply->element[i];
+		const redisReply *nm = rconn_map_field(g, "name",
+		    REDIS_REPLY_STRING);
+		const redisReply *pe = rconn_map_field(g, "pending",
+		    REDIS_REPLY_INTEGER);
+		const redisReply *ld = rconn_map_field(g, "last-delivered-id",
+		    REDIS_REPLY_STRING);
+		const char *name = nm != NULL ? nm->str : NULL;
+		const char *last = ld != NULL ? ld->str : NULL;
+		long long pending = pe != NULL ? pe->integer : -1;
 
-		for (size_t k = 0; g->type == REDIS_REPLY_ARRAY && k + 1 < g->elements;
-		    k += 2) {
-			redisReply *f = g->element[k], *v = g->element[k + 1];
-			if (f->type != REDIS_REPLY_STRING)
-				continue;
-			if (strcmp(f->str, "name") == 0 && v->type == REDIS_REPLY_STRING)
-				name = v->str;
-			else if (strcmp(f->str, "pending") == 0 &&
-			    v->type == REDIS_REPLY_INTEGER)
-				pending = v->integer;
-			else if (strcmp(f->str, "last-delivered-id") == 0 &&
-			    v->type == REDIS_REPLY_STRING)
-				last = v->str;
-		}
 		if (name == NULL || last == NULL || pending < 0) {
 			t->failed = 1;
 			continue;
