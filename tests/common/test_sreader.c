@@ -15,6 +15,7 @@
 #include "log.h"
 #include "rconn.h"
 #include "sreader.h"
+#include "rtest.h"
 #include "testutil.h"
 
 struct env {
@@ -22,7 +23,6 @@ struct env {
 	struct rconn *rc;
 	redisContext *sync;
 	char key[64], key2[64];
-	int up;
 	/* the last reply */
 	int got, failed, streams;
 	size_t entries[2];
@@ -32,28 +32,12 @@ struct env {
 };
 
 static void
-on_state(struct rconn *rc, int up, void *arg)
-{
-	((struct env *)arg)->up = up;
-}
-
-static void
 env_init(struct env *e)
 {
-	char addr[128], err[128];
-	long long deadline = tu_now_ms() + 10000;
-
 	memset(e, 0, sizeof(*e));
 	log_init("test", 0);
 	e->loop = ev_loop_new(0);
-	snprintf(addr, sizeof(addr), "%s:%s", getenv("HIVE_TEST_REDIS_HOST"),
-	    getenv("HIVE_TEST_REDIS_PORT"));
-	e->rc = rconn_new(e->loop, addr, "redis(test)", on_state, e, err,
-	    sizeof(err));
-	cr_assert_not_null(e->rc, "%s", err);
-	while (!e->up && tu_now_ms() < deadline)
-		ev_run(e->loop, EVRUN_ONCE);
-	cr_assert(e->up);
+	e->rc = rtest_connect(e->loop);
 	e->sync = tu_redis_connect();
 	tu_unique(e->key, sizeof(e->key), "sreader");
 	tu_unique(e->key2, sizeof(e->key2), "sreader2");

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 
 #include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hive_proto.h"
 #include "testutil.h"
 
 #define HP_MAX 8
@@ -518,4 +520,33 @@ hp_wait_exit(struct hp *h, int timeout_ms)
 	h->pid = 0;
 	hp_pump(h, 0);
 	return h->status;
+}
+
+/* A task from its JSON payload, XADDed to agent's direct queue for
+ * instance (a stand-in for a client). */
+void
+hp_submit_direct(redisContext *c, const char *prefix, const char *agent,
+    unsigned instance, const char *id, const char *payload)
+{
+	struct hive_task t;
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	msgpack_zone z;
+	json_t *j = json_loads(payload, 0, NULL);
+	char key[HIVE_KEY_MAX];
+
+	cr_assert(j != NULL);
+	msgpack_zone_init(&z, 1024);
+	msgpack_sbuffer_init(&sb);
+	memset(&t, 0, sizeof(t));
+	t.v = HIVE_PROTO_VERSION;
+	t.id = HIVE_STR(id);
+	t.attempt = 1;
+	cr_assert_eq(proto_json_to_obj(j, &z, &t.payload, &err), 0);
+	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
+	cr_assert(proto_key_direct(key, sizeof(key), prefix, agent, instance) > 0);
+	tu_xadd(c, key, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_zone_destroy(&z);
+	json_decref(j);
 }

@@ -75,6 +75,11 @@ json_t *hp_http(struct hp *, const char *method, const char *path,
 json_t *hp_agent(struct hp *, const char *label);
 /* Its pid (0 when none) and state. */
 pid_t hp_agent_pid(struct hp *, const char *label);
+/* A task (id, JSON payload) XADDed to agent/instance's direct queue. */
+struct redisContext;
+void hp_submit_direct(struct redisContext *, const char *prefix,
+    const char *agent, unsigned instance, const char *id,
+    const char *payload);
 const char *hp_agent_state(struct hp *, const char *label, char *buf,
     size_t len);
 /* POST an action; returns the HTTP status. */

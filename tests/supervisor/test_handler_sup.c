@@ -121,34 +121,6 @@ Test(handler_sup, handler_that_cannot_start_ends_failed_and_ready_comes)
 	stop_ok(h);
 }
 
-/* A task for agent/1, straight onto its direct queue. */
-static void
-submit(redisContext *c, const char *prefix, const char *agent,
-    const char *id, const char *payload)
-{
-	struct hive_task t;
-	struct proto_err err;
-	msgpack_sbuffer sb;
-	msgpack_zone z;
-	json_t *j = json_loads(payload, 0, NULL);
-	char key[HIVE_KEY_MAX];
-
-	cr_assert(j != NULL);
-	msgpack_zone_init(&z, 1024);
-	msgpack_sbuffer_init(&sb);
-	memset(&t, 0, sizeof(t));
-	t.v = HIVE_PROTO_VERSION;
-	t.id = HIVE_STR(id);
-	t.attempt = 1;
-	cr_assert_eq(proto_json_to_obj(j, &z, &t.payload, &err), 0);
-	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
-	cr_assert(proto_key_direct(key, sizeof(key), prefix, agent, 1) > 0);
-	tu_xadd(c, key, sb.data, sb.size);
-	msgpack_sbuffer_destroy(&sb);
-	msgpack_zone_destroy(&z);
-	json_decref(j);
-}
-
 /*
  * Wait until <prefix>:events holds want events of kind for agent (XREAD
  * BLOCK from the start: hived's XADD may still be on its way).
@@ -213,7 +185,7 @@ Test(handler_sup, handler_exiting_on_every_task_counts_and_fails)
 	hp_write_conf(h, worker(), NULL, agents);
 	hp_start(h);
 	hp_wait(h, &from, T_LONG, "agent=x/1", "state=ready", NULL);
-	submit(c, h->prefix, "x", "t1", "{\"op\": \"exit\"}");
+	hp_submit_direct(c, h->prefix, "x", 1, "t1", "{\"op\": \"exit\"}");
 	/* Each exit is seen by hived... */
 	hp_wait(h, &from, T_LONG, "agent=x/1", "handler failed",
 	    "handler_restarts=1", NULL);
@@ -249,10 +221,10 @@ Test(handler_sup, exec_handler_that_cannot_start_ends_failed)
 	    "restart_limit = 1\n");
 	hp_start(h);
 	hp_wait(h, &from, T_LONG, "agent=e/1", "state=ready", NULL);
-	submit(c, h->prefix, "e", "t1", "{\"x\": 1}");
+	hp_submit_direct(c, h->prefix, "e", 1, "t1", "{\"x\": 1}");
 	hp_wait(h, &from, T_LONG, "agent=e/1", "handler failed",
 	    "handler_restarts=1", NULL);
-	submit(c, h->prefix, "e", "t2", "{\"x\": 2}");
+	hp_submit_direct(c, h->prefix, "e", 1, "t2", "{\"x\": 2}");
 	hp_wait(h, &from, T_LONG, "agent=e/1", "killing reason=handler", NULL);
 	hp_wait(h, &from, T_LONG, "agent=e/1", "state=failed", NULL);
 	a = hp_agent(h, "e/1");

@@ -101,33 +101,6 @@ stop_ok(struct hp *h)
 
 /* ---- Redis: tasks in, results out ---- */
 
-static void
-submit(redisContext *c, const char *prefix, const char *agent,
-    unsigned instance, const char *id, const char *payload)
-{
-	struct hive_task t;
-	struct proto_err err;
-	msgpack_sbuffer sb;
-	msgpack_zone z;
-	json_t *j = json_loads(payload, 0, NULL);
-	char key[HIVE_KEY_MAX];
-
-	cr_assert(j != NULL);
-	msgpack_zone_init(&z, 1024);
-	msgpack_sbuffer_init(&sb);
-	memset(&t, 0, sizeof(t));
-	t.v = HIVE_PROTO_VERSION;
-	t.id = HIVE_STR(id);
-	t.attempt = 1;
-	cr_assert_eq(proto_json_to_obj(j, &z, &t.payload, &err), 0);
-	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
-	cr_assert(proto_key_direct(key, sizeof(key), prefix, agent, instance) > 0);
-	tu_xadd(c, key, sb.data, sb.size);
-	msgpack_sbuffer_destroy(&sb);
-	msgpack_zone_destroy(&z);
-	json_decref(j);
-}
-
 /*
  * The result of task id from <prefix>:results (XREAD BLOCK from the
  * start); returns result.count and sets *memory_v.
@@ -626,7 +599,7 @@ Test(hived, killed_worker_restarts_with_its_memory)
 	hp_start(h);
 	pid = wait_ready(h, &from, "m/1", 0, T_LONG);
 
-	submit(c, h->prefix, "m", 1, "t1", "{\"x\": 1}");
+	hp_submit_direct(c, h->prefix, "m", 1, "t1", "{\"x\": 1}");
 	cr_assert_eq(result_count(h, c, "t1", &mv), 1);
 	cr_assert_eq(mv, 1);
 	hp_wait(h, &from, T_LONG, "agent=m/1 memory_v=1 kept", NULL);
@@ -636,7 +609,7 @@ Test(hived, killed_worker_restarts_with_its_memory)
 	hp_wait(h, &from, T_LONG, "agent=m/1", "state=starting", "memory_v=1", NULL);
 	p2 = wait_ready(h, &from, "m/1", pid, T_LONG);
 
-	submit(c, h->prefix, "m", 1, "t2", "{\"x\": 2}");
+	hp_submit_direct(c, h->prefix, "m", 1, "t2", "{\"x\": 2}");
 	cr_assert_eq(result_count(h, c, "t2", &mv), 2, "memory lost");
 	cr_assert_eq(mv, 2);
 	hp_wait(h, &from, T_LONG, "agent=m/1 memory_v=2 kept", NULL);
@@ -665,7 +638,7 @@ Test(hived, sleep_and_wake_keep_memory)
 	hp_write_conf(h, real(), "heartbeat_interval = 200ms\n", agents);
 	hp_start(h);
 	pid = wait_ready(h, &from, "s/1", 0, T_LONG);
-	submit(c, h->prefix, "s", 1, "t1", "{}");
+	hp_submit_direct(c, h->prefix, "s", 1, "t1", "{}");
 	cr_assert_eq(result_count(h, c, "t1", &mv), 1);
 	hp_wait(h, &from, T_LONG, "agent=s/1 memory_v=1 kept", NULL);
 
@@ -684,7 +657,7 @@ Test(hived, sleep_and_wake_keep_memory)
 	cr_assert_eq(hp_post(h, "/agents/s/wake"), 200);
 	hp_wait(h, &from, T_LONG, "agent=s/1", "state=starting", "memory_v=1", NULL);
 	wait_ready(h, &from, "s/1", pid, T_LONG);
-	submit(c, h->prefix, "s", 1, "t2", "{}");
+	hp_submit_direct(c, h->prefix, "s", 1, "t2", "{}");
 	cr_assert_eq(result_count(h, c, "t2", &mv), 2, "memory lost in sleep");
 	cr_assert_eq(mv, 2);
 	stop_ok(h);
@@ -705,7 +678,7 @@ Test(hived, term_drains_task_in_flight_and_exits_0)
 	    agents);
 	hp_start(h);
 	wait_ready(h, &from, "t/1", 0, T_LONG);
-	submit(c, h->prefix, "t", 1, "slow", "{\"sleep_ms\": 800}");
+	hp_submit_direct(c, h->prefix, "t", 1, "slow", "{\"sleep_ms\": 800}");
 	hp_wait(h, &from, T_LONG, "agent=t/1", "state=busy", NULL);
 	hp_signal(h, SIGTERM);
 	st = hp_wait_exit(h, T_LONG);

@@ -26,33 +26,6 @@
 
 TestSuite(takeover, .fini = hp_cleanup, .timeout = 120);
 
-static void
-submit(redisContext *c, const char *prefix, const char *agent,
-    unsigned instance, const char *id, const char *payload)
-{
-	struct hive_task t;
-	struct proto_err err;
-	msgpack_sbuffer sb;
-	msgpack_zone z;
-	json_t *j = json_loads(payload, 0, NULL);
-	char key[HIVE_KEY_MAX];
-
-	cr_assert(j != NULL);
-	msgpack_zone_init(&z, 1024);
-	msgpack_sbuffer_init(&sb);
-	memset(&t, 0, sizeof(t));
-	t.v = HIVE_PROTO_VERSION;
-	t.id = HIVE_STR(id);
-	t.attempt = 1;
-	cr_assert_eq(proto_json_to_obj(j, &z, &t.payload, &err), 0);
-	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
-	cr_assert(proto_key_direct(key, sizeof(key), prefix, agent, instance) > 0);
-	tu_xadd(c, key, sb.data, sb.size);
-	msgpack_sbuffer_destroy(&sb);
-	msgpack_zone_destroy(&z);
-	json_decref(j);
-}
-
 /* The line "agent=t/1 pid=P state=S from=starting" of a worker that left
  * starting; returns P (its state ready or busy, never a crash). */
 static pid_t
@@ -86,7 +59,7 @@ Test(takeover, worker_outliving_a_killed_hived_is_stopped_by_its_successor)
 	hp_start(h);
 	w1 = left_starting(h, &from);
 	/* A handler that hangs: the task sleeps an hour. */
-	submit(c, h->prefix, "t", 1, "hang", "{\"sleep_ms\": 3600000}");
+	hp_submit_direct(c, h->prefix, "t", 1, "hang", "{\"sleep_ms\": 3600000}");
 	hp_wait(h, &from, T_LONG, "agent=t/1", "state=busy", NULL);
 	while (handler <= 0) {
 		json_t *a = hp_agent(h, "t/1");
