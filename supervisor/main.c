@@ -10,6 +10,7 @@
  * loop runs, hived never exits but for SIGTERM/SIGINT (hived.c).
  */
 #include "hived.h"
+#include "hive_version.h"
 
 #include <sys/file.h>
 
