@@ -237,11 +237,14 @@ at_cleanup_cb(struct ev_loop *loop, ev_cleanup *w, int revents)
 	struct at_db *db = w->data;
 	struct at_q *q;
 
-	/* http.c has freed the requests already: touch none of them. */
+	/* hived is gone (http.c first: a request still waiting here is
+	 * detached, and freed once answered).  No callback comes any more. */
 	sup_pg_free(db->pg);
 	while ((q = TAILQ_FIRST(&db->qs)) != NULL) {
 		TAILQ_REMOVE(&db->qs, q, entry);
 		ev_timer_stop(loop, &q->guard);
+		if (q->req != NULL)
+			api_fail(q->req, 503, "unavailable", "hived stops");
 		free(q);
 	}
 	free(db->conninfo);
@@ -539,7 +542,6 @@ at_page(struct at_q *q, PGresult *res, const char *name, int curcol,
 	json_object_set_new(body, name, a);
 	json_object_set_new(body, "next", next);
 	api_reply(q->req, 200, body);
-	json_decref(body);
 }
 
 /* ---- the query arguments shared by the lists ---- */
@@ -810,7 +812,7 @@ task_done(struct at_q *q, PGresult *res)
 	static const char *const st_keys[] = { "at", NULL };
 	static const char *const at_keys[] = { "queued_at", "started_at",
 		"finished_at", NULL };
-	json_t *o, *states, *log, *body;
+	json_t *o, *states, *log;
 
 	if (PQntuples(res) != 1) {
 		api_fail(q->req, 404, "not_found", "no such task in the record");
@@ -838,9 +840,7 @@ task_done(struct at_q *q, PGresult *res)
 	times_in(log, at_keys);
 	json_object_set_new(o, "states", states);
 	json_object_set_new(o, "attempts_log", log);
-	body = json_pack("{s:o}", "task", o);
-	api_reply(q->req, 200, body);
-	json_decref(body);
+	api_reply(q->req, 200, json_pack("{s:o}", "task", o));
 }
 
 static void
@@ -940,7 +940,7 @@ enum { WO_ID, WO_NAME, WO_STATE, WO_HOST, WO_CREATED, WO_FINISHED,
 static void
 workflow_done(struct at_q *q, PGresult *res)
 {
-	json_t *o, *tasks, *edges, *t, *body;
+	json_t *o, *tasks, *edges, *t;
 	size_t i;
 
 	if (PQntuples(res) != 1) {
@@ -969,9 +969,8 @@ workflow_done(struct at_q *q, PGresult *res)
 	    "created_at", col_time(res, 0, WO_CREATED),
 	    "finished_at", col_time(res, 0, WO_FINISHED),
 	    "tasks", tasks, "edges", edges);
-	body = o != NULL ? json_pack("{s:o}", "workflow", o) : NULL;
-	api_reply(q->req, 200, body);
-	json_decref(body);
+	api_reply(q->req, 200, o != NULL ? json_pack("{s:o}", "workflow", o) :
+	    NULL);
 }
 
 static void
