@@ -72,7 +72,7 @@ Test(api_tasks, cursor_rejects)
 {
 	static const char *const bad[] = {
 		"", ".", "5", "5.", ".dC0x", "05.dC0x", "-5.dC0x", "+5.dC0x",
-		"5 .dC0x", "5.dC0x=", "5.dC0", "5.dC0y", "5.d", "5.dC0x.",
+		"5 .dC0x", "5.dC0x=", "5.dC1", "5.dC0*", "5.d", "5.dC0x.",
 		"5.dC0x\n", "9223372036854775808.dC0x", "99999999999999999999.YQ",
 		"5.IA", "5.YQ==", "5.dC/x", "5.dC+x", "garbage", "5,dC0x",
 		"1.YQ%3D", NULL };
@@ -138,7 +138,7 @@ start(const char *tag, int record)
 {
 	struct hp *h = hp_new(tag);
 	char db[64], extra[1024], agents[1024];
-	size_t from = 0;
+	size_t from = 0, from2 = 0;
 
 	extra[0] = '\0';
 	if (record) {
@@ -156,7 +156,7 @@ start(const char *tag, int record)
 	hp_write_conf(h, tu_build_path("worker/hive-worker"), extra, agents);
 	hp_start(h);
 	hp_wait(h, &from, T_LONG, "agent=counter/1", "state=ready", NULL);
-	hp_wait(h, &from, T_LONG, "agent=wf/1", "state=ready", NULL);
+	hp_wait(h, &from2, T_LONG, "agent=wf/1", "state=ready", NULL);
 	return h;
 }
 
