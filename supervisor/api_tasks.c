@@ -922,7 +922,7 @@ at_workflows(struct api_req *req)
 
 /* ---- GET /workflows/ID ---- */
 
-#define WF_ONE "SELECT w.id, w.name, w.state, w.host, " \
+#define WF_ONE "SELECT w.id, w.name, w.state, " \
 	MS("w.created_at") ", " MS("w.finished_at") ", " \
 	"(SELECT json_agg(json_build_object('id', t.id, 'state', t.state, " \
 	"'stream', t.stream, 'agent', t.agent, 'attempts', t.attempts, " \
@@ -934,8 +934,8 @@ at_workflows(struct api_req *req)
 	"e.depends_on) ORDER BY e.task_id, e.depends_on) " \
 	"FROM workflow_edges e WHERE e.workflow_id = w.id)::text " \
 	"FROM workflows w WHERE w.id = $1"
-enum { WO_ID, WO_NAME, WO_STATE, WO_HOST, WO_CREATED, WO_FINISHED,
-	WO_TASKS, WO_EDGES };
+enum { WO_ID, WO_NAME, WO_STATE, WO_CREATED, WO_FINISHED, WO_TASKS,
+	WO_EDGES };
 
 static void
 workflow_done(struct at_q *q, PGresult *res)
@@ -963,9 +963,9 @@ workflow_done(struct at_q *q, PGresult *res)
 		json_object_del(t, "priority");
 		json_object_del(t, "stream");
 	}
-	o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+	o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 	    "id", col_str(res, 0, WO_ID), "name", col_str(res, 0, WO_NAME),
-	    "state", col_str(res, 0, WO_STATE), "host", col_str(res, 0, WO_HOST),
+	    "state", col_str(res, 0, WO_STATE),
 	    "created_at", col_time(res, 0, WO_CREATED),
 	    "finished_at", col_time(res, 0, WO_FINISHED),
 	    "tasks", tasks, "edges", edges);
