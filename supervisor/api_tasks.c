@@ -221,8 +221,16 @@ at_state_cb(struct sup_pg *pg, int up, void *arg)
 	struct at_q *q;
 
 	db->up = up;
-	if (up)
+	if (up) {
+		/* Connected: what waited for it may wait for its query. */
+		TAILQ_FOREACH(q, &db->qs, entry)
+			if (q->req != NULL) {
+				ev_timer_stop(db->loop, &q->guard);
+				ev_timer_set(&q->guard, AT_GUARD_S, 0.);
+				ev_timer_start(db->loop, &q->guard);
+			}
 		return;
+	}
 	/* Lost: what waits would wait for the next connection, which may
 	 * be long in coming.  Answer now; the callbacks still come. */
 	db->opened = 0;
@@ -397,6 +405,7 @@ at_query(struct api_req *req, const char *sql, int n, const char *const *v,
 	}
 	TAILQ_INSERT_TAIL(&db->qs, q, entry);
 	db->inflight++;
+	log_debug("api: record query queued inflight=%u", db->inflight);
 	ev_timer_init(&q->guard, at_guard_cb, db->up ? AT_GUARD_S :
 	    AT_CONNECT_S, 0.);
 	q->guard.data = q;

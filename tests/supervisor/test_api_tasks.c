@@ -10,7 +10,13 @@
  * record.  Waits are for events (log lines, rows polled with a deadline
  * as a failure guard).
  */
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
 #include <criterion/criterion.h>
+#include <poll.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -92,9 +98,9 @@ Test(api_tasks, cursor_rejects)
 static char ci[512];
 
 static PGresult *
-sql(const char *q)
+sql_at(const char *where, const char *q)
 {
-	PGconn *c = PQconnectdb(ci);
+	PGconn *c = PQconnectdb(where);
 	PGresult *res;
 
 	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
@@ -104,6 +110,12 @@ sql(const char *q)
 	    PQresultErrorMessage(res));
 	PQfinish(c);
 	return res;
+}
+
+static PGresult *
+sql(const char *q)
+{
+	return sql_at(ci, q);
 }
 
 static long
@@ -532,4 +544,143 @@ Test(api_tasks, record_down)
 	get_err(h, "/tasks", 503, "no_record");
 	get_err(h, "/tasks/x", 503, "no_record");
 	cr_assert_lt(tu_now_ms() - t0, 10000);
+}
+
+/* A reload that changes [hive] postgres: the API reads the new database. */
+Test(api_tasks, reload_follows_postgres)
+{
+	struct hp *h = start("apir", 1);
+	char ci2[512], db2[64], extra[1024], agents[1024];
+	size_t from = hp_mark(h);
+	json_t *j;
+	long long end;
+
+	PQclear(sql("INSERT INTO tasks (id, stream, state) VALUES ('in-a', "
+	    "'s', 'queued')"));
+	j = get(h, "/tasks", 200);
+	cr_assert_str_eq(str(json_array_get(json_object_get(j, "tasks"), 0),
+	    "id"), "in-a");
+	json_decref(j);
+
+	tu_pg_fresh_db("apir2", db2, sizeof(db2), ci2, sizeof(ci2));
+	snprintf(extra, sizeof(extra), "postgres = %s\n", ci2);
+	snprintf(agents, sizeof(agents),
+	    "[agent \"counter\"]\n"
+	    "command = /usr/bin/python3 %s/tests/supervisor/counter.py\n"
+	    "capabilities = count\n"
+	    "[agent \"wf\"]\n"
+	    "command = /usr/bin/python3 %s/tests/supervisor/wf_handler.py\n"
+	    "capabilities = work\n", getenv("HIVE_SOURCE_DIR"),
+	    getenv("HIVE_SOURCE_DIR"));
+	hp_write_conf(h, tu_build_path("worker/hive-worker"), extra, agents);
+	hp_signal(h, SIGHUP);
+	hp_wait(h, &from, T_LONG, "postgres: schema version", NULL);
+	PQclear(sql_at(ci2, "INSERT INTO tasks (id, stream, state) VALUES "
+	    "('in-b', 's', 'queued')"));
+	/* The next request opens the new connection; the one in flight
+	 * when it changed may be refused (503), never answered from A. */
+	end = tu_now_ms() + T_LONG;
+	for (;;) {
+		int code = 0;
+		j = hp_http(h, "GET", "/tasks", NULL, &code);
+		cr_assert(code == 200 || code == 503, "GET /tasks: %d", code);
+		if (code == 200)
+			break;
+		json_decref(j);
+		cr_assert_lt(tu_now_ms(), end);
+		hp_pump(h, 50);
+	}
+	cr_assert_eq(json_array_size(json_object_get(j, "tasks")), 1);
+	cr_assert_str_eq(str(json_array_get(json_object_get(j, "tasks"), 0),
+	    "id"), "in-b");
+	json_decref(j);
+	hp_wait(h, &from, T_LONG, "api: the record: connecting with the new "
+	    "settings", NULL);
+}
+
+/* A request on a socket of its own, not read yet. */
+static int
+send_get(struct hp *h, const char *path)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+	    .sin_port = htons((uint16_t)h->port) };
+	char req[256];
+	int fd = socket(AF_INET, SOCK_STREAM, 0), n;
+
+	cr_assert(fd >= 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+	    "Connection: close\r\n\r\n", path);
+	cr_assert_eq(write(fd, req, (size_t)n), n);
+	return fd;
+}
+
+/* The status line's code of the answer on fd (closed), reading hived's
+ * log meanwhile; fails after T_LONG. */
+static int
+read_status(struct hp *h, int fd, char *body, size_t blen)
+{
+	char buf[4096];
+	size_t len = 0;
+	long long end = tu_now_ms() + T_LONG;
+	int code = 0;
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+
+		cr_assert_lt(tu_now_ms(), end, "no answer");
+		if (poll(&p, 1, 50) == 0) {
+			hp_pump(h, 0);
+			continue;
+		}
+		r = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	buf[len] = '\0';
+	close(fd);
+	cr_assert_eq(sscanf(buf, "HTTP/1.1 %d", &code), 1, "%s", buf);
+	snprintf(body, blen, "%s", strstr(buf, "\r\n\r\n") ?
+	    strstr(buf, "\r\n\r\n") + 4 : "");
+	return code;
+}
+
+/*
+ * PostgreSQL does not answer (the tasks table locked): a query stops at
+ * the session's statement_timeout (503 unavailable), at most 8 wait at
+ * once (the next is refused at once), and every request is answered.
+ */
+Test(api_tasks, record_busy, .timeout = 60)
+{
+	struct hp *h = start("apiq", 1);
+	PGconn *lock = PQconnectdb(ci);
+	size_t from = hp_mark(h);
+	char body[4096];
+	int fds[8], code;
+	long long t0;
+
+	cr_assert_eq(PQstatus(lock), CONNECTION_OK);
+	PQclear(PQexec(lock, "BEGIN"));
+	PQclear(PQexec(lock, "LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE"));
+	t0 = tu_now_ms();
+	for (int i = 0; i < 8; i++)
+		fds[i] = send_get(h, "/tasks?limit=1");
+	hp_wait(h, &from, T_LONG, "api: record query queued", "inflight=8",
+	    NULL);
+	get_err(h, "/tasks", 503, "unavailable");
+	cr_assert_eq(read_status(h, fds[0], body, sizeof(body)), 503);
+	cr_assert(strstr(body, "\"unavailable\"") && strstr(body, "5000 ms"),
+	    "%s", body);
+	cr_assert_geq(tu_now_ms() - t0, 4900);
+	PQclear(PQexec(lock, "ROLLBACK"));
+	PQfinish(lock);
+	for (int i = 1; i < 8; i++) {
+		code = read_status(h, fds[i], body, sizeof(body));
+		cr_assert(code == 200 || (code == 503 &&
+		    strstr(body, "\"unavailable\"")), "%d %s", code, body);
+	}
+	cr_assert_eq(count_of(h, "/tasks"), 0);
 }
