@@ -48,17 +48,6 @@
 #define AT_GUARD_S        6.0     /* a request answered at the latest */
 #define AT_CONNECT_S      2.0     /* a request waits for a new connection */
 
-/* A timestamptz column as ms and µs since 1970 (NULL stays NULL). */
-#define MS(c) "floor(extract(epoch FROM " c ") * 1000)::int8"
-#define US(c) "(extract(epoch FROM " c ") * 1000000)::int8"
-/* From a parameter: ms or µs since 1970 to a timestamptz. */
-#define FROM_MS(p) "('epoch'::timestamptz + " p "::int8 * interval '1 ms')"
-#define FROM_US(p) "('epoch'::timestamptz + " p "::int8 * interval '1 us')"
-
-/* The columns of a task in a list (at_task_json reads them so). */
-#define TASK_COLS "t.id, t.state, t.stream, t.agent, t.workflow, " \
-	"t.attempts, " MS("t.created_at") ", " MS("t.updated_at") ", " \
-	MS("t.finished_at") ", t.error, " US("t.created_at")
 enum { TC_ID, TC_STATE, TC_STREAM, TC_AGENT, TC_WORKFLOW, TC_ATTEMPTS,
 	TC_CREATED, TC_UPDATED, TC_FINISHED, TC_ERROR, TC_CURSOR, TC_N };
 
@@ -495,7 +484,7 @@ set_cap(json_t *o, const char *prefix, const char *stream)
 	    json_null());
 }
 
-/* A task of a list (the TASK_COLS of row). */
+/* A task of a list (the API_TASK_COLS of row). */
 static json_t *
 at_task_json(PGresult *res, int row, const char *prefix)
 {
@@ -645,7 +634,7 @@ list_args(struct api_req *req, struct at_sql *s, struct at_args *a,
 		sql_add(s, " AND t.state = $%d", sql_param(s, state));
 	if (since > 0) {
 		snprintf(a->since, sizeof(a->since), "%lld", since);
-		sql_add(s, " AND t.created_at >= " FROM_MS("$%d"),
+		sql_add(s, " AND t.created_at >= " SQL_FROM_MS("$%d"),
 		    sql_param(s, a->since));
 	}
 	if (cursor != NULL) {
@@ -653,7 +642,7 @@ list_args(struct api_req *req, struct at_sql *s, struct at_args *a,
 
 		snprintf(a->us, sizeof(a->us), "%" PRId64, us);
 		p = sql_param(s, a->us);
-		sql_add(s, " AND (t.created_at, t.id) < (" FROM_US("$%d") ", $%d)",
+		sql_add(s, " AND (t.created_at, t.id) < (" SQL_FROM_US("$%d") ", $%d)",
 		    p, sql_param(s, a->id));
 	}
 	return 0;
@@ -664,8 +653,7 @@ static void
 list_end(struct at_sql *s, struct at_args *a, unsigned limit)
 {
 	snprintf(a->limit, sizeof(a->limit), "%u", limit + 1);
-	sql_add(s, " ORDER BY t.created_at DESC, t.id DESC LIMIT $%d",
-	    sql_param(s, a->limit));
+	sql_add(s, API_LIST_ORDER, sql_param(s, a->limit));
 }
 
 /* ---- GET /tasks ---- */
@@ -693,7 +681,7 @@ at_tasks(struct api_req *req)
 	struct at_q *q;
 	unsigned limit;
 
-	sql_add(&s, "SELECT " TASK_COLS " FROM tasks t WHERE true");
+	sql_add(&s, API_TASKS_SELECT);
 	if (list_args(req, &s, &a, task_states, &limit) < 0)
 		return;
 	if (cap != NULL) {
@@ -754,16 +742,17 @@ at_tasks(struct api_req *req)
 
 /* ---- GET /tasks/ID ---- */
 
-#define TASK_ONE "SELECT " TASK_COLS ", t.entry, " MS("t.queued_at") ", " \
-	MS("t.started_at") ", t.result::text, t.message, " \
+#define TASK_ONE "SELECT " API_TASK_COLS ", t.entry, " \
+	SQL_MS("t.queued_at") ", " SQL_MS("t.started_at") ", " \
+	"t.result::text, t.message, " \
 	"(SELECT json_agg(json_build_object('state', s.state, 'attempt', " \
-	"s.attempt, 'agent', s.agent, 'at', " MS("s.at") ", 'detail', " \
+	"s.attempt, 'agent', s.agent, 'at', " SQL_MS("s.at") ", 'detail', " \
 	"s.detail) ORDER BY s.attempt, s.at, hive_state_rank(s.state)) " \
 	"FROM task_states s WHERE s.task_id = t.id)::text, " \
 	"(SELECT json_agg(json_build_object('attempt', a.attempt, 'state', " \
-	"a.state, 'agent', a.agent, 'queued_at', " MS("a.queued_at") ", " \
-	"'started_at', " MS("a.started_at") ", 'finished_at', " \
-	MS("a.finished_at") ", 'error', a.detail) ORDER BY a.attempt) " \
+	"a.state, 'agent', a.agent, 'queued_at', " SQL_MS("a.queued_at") ", " \
+	"'started_at', " SQL_MS("a.started_at") ", 'finished_at', " \
+	SQL_MS("a.finished_at") ", 'error', a.detail) ORDER BY a.attempt) " \
 	"FROM (SELECT attempt, state, agent, queued_at, started_at, " \
 	"finished_at, detail FROM task_attempts WHERE task_id = t.id " \
 	"AND attempt < t.attempts UNION ALL SELECT t.attempts, t.state, " \
@@ -867,8 +856,8 @@ at_task(struct api_req *req)
 
 /* ---- GET /workflows ---- */
 
-#define WF_COLS "t.id, t.name, t.state, t.host, " MS("t.created_at") ", " \
-	MS("t.finished_at") ", " US("t.created_at") ", " \
+#define WF_COLS "t.id, t.name, t.state, t.host, " SQL_MS("t.created_at") ", " \
+	SQL_MS("t.finished_at") ", " SQL_US("t.created_at") ", " \
 	"(SELECT json_object_agg(x.state, x.n) FROM (SELECT k.state, " \
 	"count(*) AS n FROM tasks k WHERE k.workflow = t.id " \
 	"GROUP BY k.state) x)::text"
@@ -932,7 +921,7 @@ at_workflows(struct api_req *req)
 /* ---- GET /workflows/ID ---- */
 
 #define WF_ONE "SELECT w.id, w.name, w.state, " \
-	MS("w.created_at") ", " MS("w.finished_at") ", " \
+	SQL_MS("w.created_at") ", " SQL_MS("w.finished_at") ", " \
 	"(SELECT json_agg(json_build_object('id', t.id, 'state', t.state, " \
 	"'stream', t.stream, 'agent', t.agent, 'attempts', t.attempts, " \
 	"'error', t.error, 'depends_on', coalesce((SELECT " \

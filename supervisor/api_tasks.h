@@ -35,4 +35,31 @@ int api_cursor_encode(char *buf, size_t len, int64_t us, const char *id,
  * writes. */
 int api_cursor_decode(const char *s, int64_t *us, char *id, size_t idsize);
 
+/*
+ * The SQL of GET /tasks (api_tasks.c), here so that the benchmark
+ * (bench/bench_api.c) runs the same SELECT as its ceiling:
+ *
+ *   API_TASKS_SELECT [ AND condition ...] API_LIST_ORDER
+ *
+ * the conditions being the filters', each on parameters; API_LIST_ORDER's
+ * %d is the number of the parameter that holds the LIMIT (the page and
+ * one row more).
+ */
+/* A timestamptz column as ms and µs since 1970 (NULL stays NULL). */
+#define SQL_MS(c) "floor(extract(epoch FROM " c ") * 1000)::int8"
+#define SQL_US(c) "(extract(epoch FROM " c ") * 1000000)::int8"
+/* From a parameter: ms or µs since 1970 to a timestamptz. */
+#define SQL_FROM_MS(p) \
+	"('epoch'::timestamptz + " p "::int8 * interval '1 ms')"
+#define SQL_FROM_US(p) \
+	"('epoch'::timestamptz + " p "::int8 * interval '1 us')"
+
+/* The columns of a task in a list (at_task_json reads them so). */
+#define API_TASK_COLS "t.id, t.state, t.stream, t.agent, t.workflow, " \
+	"t.attempts, " SQL_MS("t.created_at") ", " SQL_MS("t.updated_at") ", " \
+	SQL_MS("t.finished_at") ", t.error, " SQL_US("t.created_at")
+#define API_TASKS_SELECT \
+	"SELECT " API_TASK_COLS " FROM tasks t WHERE true"
+#define API_LIST_ORDER " ORDER BY t.created_at DESC, t.id DESC LIMIT $%d"
+
 #endif
