@@ -323,9 +323,9 @@ at_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 
 	if (q->req != NULL && api_gone(q->req))
 		at_q_fail(q, 503, "unavailable", "the client has gone");
-	if (q->req == NULL)
-		;
-	else if (res == NULL)
+	if (q->req == NULL) {
+		/* Answered already (guard, outage, client gone). */
+	} else if (res == NULL)
 		at_q_fail(q, 503, "no_record", "the connection to PostgreSQL "
 		    "was lost");
 	else if (err != NULL) {
