@@ -19,8 +19,8 @@
  * later; its answer is dropped).  A request whose client has gone is
  * answered all the same: http.c drops the answer.
  *
- * SQL is made of the fragments below only; what a request gives goes in
- * parameters ($1...).  Lists are keyset paged, newest first by
+ * SQL is made of the fragments here and in api_tasks.h only; what a
+ * request gives goes in parameters ($1...).  Lists are keyset paged, newest first by
  * (created_at, id), with the cursor of api_tasks.h; the indexes they need
  * are schema migration 5 (record/migrate.c).
  */
@@ -43,11 +43,13 @@
 #include "record.h"
 
 #define AT_INFLIGHT_MAX   8       /* queries at once; more: 503 */
-#define AT_TIMEOUT_MS     5000    /* statement_timeout of the session */
-#define AT_TIMEOUT_TEXT   "5000"  /* the same, for the SQL and messages */
-#define AT_GUARD_S        6.0     /* a request answered at the latest */
+#define AT_TIMEOUT_MS     "5000"  /* statement_timeout of the session (text:
+                                   * it goes into SQL and messages) */
+#define AT_GUARD_S        6.0     /* a request answered at the latest:
+                                   * past the statement_timeout */
 #define AT_CONNECT_S      2.0     /* a request waits for a new connection */
 
+/* The columns of API_TASK_COLS (api_tasks.h), in order. */
 enum { TC_ID, TC_STATE, TC_STREAM, TC_AGENT, TC_WORKFLOW, TC_ATTEMPTS,
 	TC_CREATED, TC_UPDATED, TC_FINISHED, TC_ERROR, TC_CURSOR, TC_N };
 
@@ -286,7 +288,7 @@ at_db_get(struct sup *sup, const char *conninfo)
 	if ((db->pg = sup_pg_new(db->loop, conninfo, at_state_cb, db)) == NULL ||
 	    sup_pg_prelude(db->pg, "SET application_name = 'hived api'; "
 	    "SET default_transaction_read_only = on; SET statement_timeout = "
-	    AT_TIMEOUT_TEXT) < 0) {
+	    AT_TIMEOUT_MS) < 0) {
 		sup_pg_free(db->pg);
 		free(c);
 		free(db);
@@ -332,7 +334,7 @@ at_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 		st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		if (st != NULL && strcmp(st, "57014") == 0)
 			at_q_fail(q, 503, "unavailable", "the query took longer "
-			    "than " AT_TIMEOUT_TEXT " ms");
+			    "than " AT_TIMEOUT_MS " ms");
 		else {
 			log_warnx("api: the record: %s", err);
 			at_q_fail(q, 500, "internal", "the record's query failed "
@@ -348,9 +350,10 @@ at_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 
 /*
  * Run sql with its n parameters for req; done answers from the result.
- * Answers req itself when it cannot: no [hive] postgres or PostgreSQL
- * down (503 no_record), AT_INFLIGHT_MAX queries at once (503).  *qp (may
- * be NULL) is the query, so the caller can fill what done needs.
+ * The query (the caller may set its limit), or NULL when req has been
+ * answered already: no [hive] postgres or PostgreSQL down (503
+ * no_record), AT_INFLIGHT_MAX queries at once (503 unavailable), out of
+ * memory (500).
  */
 static struct at_q *
 at_query(struct api_req *req, const char *sql, int n, const char *const *v,
@@ -528,8 +531,19 @@ at_page(struct at_q *q, PGresult *res, const char *name, int curcol,
 	if (n > rows && api_cursor_encode(cur, sizeof(cur),
 	    strtoll(PQgetvalue(res, rows - 1, curcol), NULL, 10),
 	    PQgetvalue(res, rows - 1, 0),
-	    (size_t)PQgetlength(res, rows - 1, 0)) > 0)
+	    (size_t)PQgetlength(res, rows - 1, 0)) < 0) {
+		/* An id no cursor holds (not a task id: written by hand?)
+		 * must not end the list there unsaid. */
+		json_decref(body);
+		json_decref(a);
+		api_fail(q->req, 500, "internal", "the record holds an id that "
+		    "cannot be paged past: %s", PQgetvalue(res, rows - 1, 0));
+		return;
+	}
+	if (n > rows) {
+		json_decref(next);
 		next = json_string(cur);
+	}
 	if (body == NULL || a == NULL || next == NULL) {
 		json_decref(body);
 		json_decref(a);
