@@ -172,9 +172,22 @@ start(const char *tag, int record)
 	return h;
 }
 
+static void submit_key(const char *key, const char *id,
+    const char *payload, const char *reply_to);
+
 static void
 submit(struct hp *h, const char *cap, unsigned prio, const char *id,
     const char *payload, const char *reply_to)
+{
+	char key[HIVE_KEY_MAX];
+
+	proto_key_queue(key, sizeof(key), h->prefix, cap, prio);
+	submit_key(key, id, payload, reply_to);
+}
+
+static void
+submit_key(const char *key, const char *id, const char *payload,
+    const char *reply_to)
 {
 	redisContext *c = tu_redis_connect();
 	struct hive_task t;
@@ -182,7 +195,6 @@ submit(struct hp *h, const char *cap, unsigned prio, const char *id,
 	msgpack_sbuffer sb;
 	msgpack_zone z;
 	json_t *j = json_loads(payload, JSON_DECODE_ANY, NULL);
-	char key[HIVE_KEY_MAX];
 
 	cr_assert(j != NULL);
 	msgpack_zone_init(&z, 1024);
@@ -194,7 +206,6 @@ submit(struct hp *h, const char *cap, unsigned prio, const char *id,
 		t.reply_to = HIVE_STR(reply_to);
 	cr_assert_eq(proto_json_to_obj(j, &z, &t.payload, &err), 0);
 	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
-	proto_key_queue(key, sizeof(key), h->prefix, cap, prio);
 	tu_xadd(c, key, sb.data, sb.size);
 	msgpack_sbuffer_destroy(&sb);
 	msgpack_zone_destroy(&z);
@@ -345,6 +356,35 @@ Test(api_tasks, tasks_that_ran)
 
 	get_err(h, "/tasks/nope", 404, "not_found");
 	get_err(h, "/workflows/nope", 404, "not_found");
+}
+
+/* An agent's queue is the capability "@name"; a direct queue has none. */
+Test(api_tasks, agent_and_direct_queues)
+{
+	struct hp *h = start("apiq2", 1);
+	char key[HIVE_KEY_MAX];
+	json_t *j, *t;
+
+	proto_key_agent_queue(key, sizeof(key), h->prefix, "wf", 2);
+	submit_key(key, "q-1", "{}", NULL);
+	proto_key_direct(key, sizeof(key), h->prefix, "wf", 1);
+	submit_key(key, "d-1", "{}", NULL);
+	wait_sql(h, "SELECT count(*) FROM tasks WHERE state = 'completed'", 2);
+	j = get(h, "/tasks/q-1", 200);
+	t = json_object_get(j, "task");
+	cr_assert_str_eq(str(t, "capability"), "@wf");
+	cr_assert_eq(json_integer_value(json_object_get(t, "priority")), 2);
+	json_decref(j);
+	j = get(h, "/tasks/d-1", 200);
+	t = json_object_get(j, "task");
+	cr_assert(json_is_null(json_object_get(t, "capability")));
+	cr_assert(json_is_null(json_object_get(t, "priority")));
+	cr_assert_str_eq(str(t, "stream"), key);
+	cr_assert_str_eq(str(t, "agent"), "wf/1");
+	json_decref(j);
+	cr_assert_eq(count_of(h, "/tasks?capability=@wf"), 1);
+	cr_assert_eq(count_of(h, "/tasks?capability=wf"), 0);
+	cr_assert_eq(count_of(h, "/tasks?agent=wf/1"), 2);
 }
 
 Test(api_tasks, bad_arguments)
