@@ -469,6 +469,30 @@ Test(api_tasks, paging)
 		json_decref(j);
 	} while (next != NULL);
 	cr_assert_eq(total, 125);
+
+	/* Workflows page the same way: 30 of one created_at. */
+	PQclear(sql("INSERT INTO workflows (id, state, created_at) SELECT "
+	    "'w-' || g, 'completed', timestamptz '2026-01-01' FROM "
+	    "generate_series(1, 30) g"));
+	total = 0;
+	next = NULL;
+	do {
+		snprintf(path, sizeof(path), "/workflows?limit=4%s%s",
+		    next ? "&cursor=" : "", next ? next : "");
+		j = get(h, path, 200);
+		json_array_foreach(json_object_get(j, "workflows"), i, t) {
+			cr_assert_null(json_object_get(seen, str(t, "id")));
+			json_object_set_new(seen, str(t, "id"), json_true());
+			cr_assert_eq(json_integer_value(json_object_get(
+			    json_object_get(t, "tasks"), "total")), 0);
+			total++;
+		}
+		free(next);
+		n = json_string_value(json_object_get(j, "next"));
+		next = n ? strdup(n) : NULL;
+		json_decref(j);
+	} while (next != NULL);
+	cr_assert_eq(total, 30);
 	json_decref(seen);
 }
 
