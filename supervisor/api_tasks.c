@@ -447,6 +447,18 @@ col_json(PGresult *res, int row, int col)
 	return j;
 }
 
+/* A column of a JSON array (json_agg: NULL when it had no rows): [] then. */
+static json_t *
+col_array(PGresult *res, int row, int col)
+{
+	json_t *j = col_json(res, row, col);
+
+	if (json_is_array(j))
+		return j;
+	json_decref(j);
+	return json_array();
+}
+
 /*
  * The capability and priority of a queue stream: "<prefix>:q:CAP:P" is
  * CAP (an agent's queue: "@name") at priority P; any other stream (a
@@ -840,14 +852,8 @@ task_done(struct at_q *q, PGresult *res)
 	json_object_set_new(o, "result", col_json(res, 0, TC_RESULT));
 	task_message(o, res, 0);
 	json_object_set_new(o, "memory_v", col_int(res, 0, TC_MEMORY_V));
-	if (!json_is_array(states = col_json(res, 0, TC_STATES))) {
-		json_decref(states);
-		states = json_array();
-	}
-	if (!json_is_array(log = col_json(res, 0, TC_ATTEMPTS_LOG))) {
-		json_decref(log);
-		log = json_array();
-	}
+	states = col_array(res, 0, TC_STATES);
+	log = col_array(res, 0, TC_ATTEMPTS_LOG);
 	times_in(states, st_keys);
 	times_in(log, at_keys);
 	json_object_set_new(o, "states", states);
@@ -960,14 +966,8 @@ workflow_done(struct at_q *q, PGresult *res)
 		    "record");
 		return;
 	}
-	if (!json_is_array(tasks = col_json(res, 0, WO_TASKS))) {
-		json_decref(tasks);
-		tasks = json_array();
-	}
-	if (!json_is_array(edges = col_json(res, 0, WO_EDGES))) {
-		json_decref(edges);
-		edges = json_array();
-	}
+	tasks = col_array(res, 0, WO_TASKS);
+	edges = col_array(res, 0, WO_EDGES);
 	/* The stream says the capability (and is not part of the shape). */
 	json_array_foreach(tasks, i, t) {
 		const char *st = json_string_value(json_object_get(t, "stream"));
