@@ -400,6 +400,7 @@ Test(api_tasks, agent_and_direct_queues)
 	cr_assert_eq(count_of(h, "/tasks?capability=@wf"), 1);
 	cr_assert_eq(count_of(h, "/tasks?capability=wf"), 0);
 	cr_assert_eq(count_of(h, "/tasks?agent=wf/1"), 2);
+	stop_ok(h);
 }
 
 Test(api_tasks, bad_arguments)
@@ -419,6 +420,7 @@ Test(api_tasks, bad_arguments)
 		get_err(h, *p, 400, "bad_request");
 	/* hived is none the worse. */
 	cr_assert_eq(count_of(h, "/tasks?limit=1000"), 0);
+	stop_ok(h);
 }
 
 /*
@@ -509,6 +511,7 @@ Test(api_tasks, paging)
 	} while (next != NULL);
 	cr_assert_eq(total, 30);
 	json_decref(seen);
+	stop_ok(h);
 }
 
 /* A workflow's graph: a -> b, a -> c, (b, c) -> d; and the lists. */
@@ -611,6 +614,7 @@ Test(api_tasks, no_record)
 	get_err(h, "/workflows/x", 503, "no_record");
 	/* Arguments are checked first. */
 	get_err(h, "/tasks?state=bogus", 400, "bad_request");
+	stop_ok(h);
 }
 
 Test(api_tasks, record_down)
@@ -680,6 +684,7 @@ Test(api_tasks, reload_follows_postgres)
 	json_decref(j);
 	hp_wait(h, &from, T_LONG, "api: the record: connecting with the new "
 	    "settings", NULL);
+	stop_ok(h);
 }
 
 /* A request on a socket of its own, not read yet. */
@@ -767,4 +772,5 @@ Test(api_tasks, record_busy)
 		    strstr(body, "\"unavailable\"")), "%d %s", code, body);
 	}
 	cr_assert_eq(count_of(h, "/tasks"), 0);
+	stop_ok(h);
 }
