@@ -374,6 +374,16 @@ void sup_store_reload(struct sup *, const struct hive_conf *oc);
 void sup_store_stop(struct sup *);
 /* SIGUSR1: one line on the record (recorder, PostgreSQL, reclaimer). */
 void sup_store_log_status(struct sup *);
+/*
+ * For the HTTP API's endpoints (api_*.c), lent: hived's own Redis
+ * connection (NULL before start), and the record's PostgreSQL connection
+ * once its schema is migrated (NULL without postgres =, or before).
+ * Their commands and queries answer later, in callbacks; nothing waits.
+ */
+struct rconn;
+struct sup_pg;
+struct rconn *sup_store_redis(struct sup *);
+struct sup_pg *sup_store_pg(struct sup *);
 
 /* ---- hived.c ---- */
 
