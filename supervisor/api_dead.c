@@ -349,7 +349,6 @@ dlist_end(struct dlist *l, const char *next)
 	    next != NULL ? json_string(next) : json_null());
 
 	api_reply(l->req, 200, body);
-	json_decref(body);
 	json_decref(l->items);
 	free(l);
 }
@@ -541,10 +540,8 @@ one_dead_cb(redisAsyncContext *ac, void *rp, void *priv)
 		if (item == NULL || dl_message_json(&dl, item) < 0 ||
 		    (body = json_pack("{s:O}", "dead", item)) == NULL)
 			api_fail(q->req, 500, "internal", "out of memory");
-		else {
-			api_reply(q->req, 200, body);
-			json_decref(body);
-		}
+		else
+			api_reply(q->req, 200, body);   /* takes body */
 		json_decref(item);
 		dl_close(&dl);
 	}
@@ -938,7 +935,6 @@ bulk_len_cb(redisAsyncContext *ac, void *rp, void *priv)
 	    j->more ? json_string(next) : json_null(), "remaining",
 	    (json_int_t)(left > 0 ? left : 0));
 	api_reply(j->req, 200, body);
-	json_decref(body);
 	djob_free(j);
 }
 
@@ -974,9 +970,10 @@ djob_settle(struct djob *j)
 			bulk_end(j);
 		return;
 	}
-	if (j->answer != NULL)
-		api_reply(j->req, j->status, j->answer);
-	else
+	if (j->answer != NULL) {
+		api_reply(j->req, j->status, j->answer);   /* takes it */
+		j->answer = NULL;
+	} else
 		api_fail(j->req, j->status ? j->status : 500,
 		    j->code ? j->code : "internal", "%s", j->msg);
 	djob_free(j);

@@ -247,7 +247,6 @@ submit_cb(redisAsyncContext *ac, void *rp, void *priv)
 			    s->status == 201 ? "task" : "workflow", s->id, s->key,
 			    r->str);
 		api_reply(s->req, s->status, body);
-		json_decref(body);
 	}
 	free(s);
 }

@@ -75,6 +75,9 @@ stop_ok(struct hp *h)
 
 	hp_signal(h, SIGTERM);
 	st = hp_wait_exit(h, T_LONG);
+	if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0) && h->log != NULL)
+		fprintf(stderr, "hived's log, the end:\n%s\n",
+		    h->len > 6000 ? h->log + h->len - 6000 : h->log);
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "hived status 0x%x", st);
 }
 
@@ -154,7 +157,13 @@ http(struct hp *h, const char *method, const char *path, const char *token,
 		resp[rlen] = '\0';
 	}
 	close(s);
-	cr_assert(resp != NULL, "empty HTTP answer to %s %s", method, path);
+	if (resp == NULL && h->log != NULL) {
+		hp_pump(h, 100);
+		fprintf(stderr, "hived's log, the end:\n%s\n",
+		    h->len > 6000 ? h->log + h->len - 6000 : h->log);
+	}
+	cr_assert(resp != NULL, "empty HTTP answer to %s %s (%s)", method,
+	    path, strerror(errno));
 	cr_assert(sscanf(resp, "HTTP/1.%*d %d", code) == 1, "bad answer: %s",
 	    resp);
 	sep = strstr(resp, "\r\n\r\n");
