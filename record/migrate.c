@@ -434,18 +434,20 @@ static const struct migration migrations[] = {
 	/*
 	 * A dead letter retried (supervisor/api_dead.c, POST /dead/ID/retry)
 	 * is a new attempt of the same task, so 'dead' is no longer the end
-	 * of every task.  hive_wins: a later attempt replaces a dead one (the
-	 * recorder moves a retried task on by itself when it reads its new
-	 * queue entry), and a dead letter or failed result of an earlier
-	 * attempt, recorded late, never ends a later one (the recorder may
-	 * read the dead letter after the retry's attempt was recorded).  A
-	 * completed earlier attempt still ends the task: its work is done.
-	 * rec_entry.c's state_wins is the same rule in C.
+	 * of every task.  hive_wins: a later attempt replaces a dead one that
+	 * ran (attempts > 0: the recorder moves a retried task on by itself
+	 * when it reads its new queue entry; a workflow task that never ran,
+	 * dead with its dependency at attempts 0, stays dead whatever its
+	 * error result says), and a dead letter or failed result of an
+	 * earlier attempt, recorded late, never ends a later one (the
+	 * recorder may read the dead letter after the retry's attempt was
+	 * recorded).  A completed earlier attempt still ends the task: its
+	 * work is done.  rec_entry.c's state_wins is the same rule in C.
 	 */
 	{ 6, "retried dead letters",
 	"CREATE OR REPLACE FUNCTION hive_wins(os text, oa int, ns text, na int)"
 	"  RETURNS boolean LANGUAGE sql IMMUTABLE AS"
-	"  'SELECT CASE WHEN os = ''dead'' AND na > oa THEN true"
+	"  'SELECT CASE WHEN os = ''dead'' AND oa > 0 AND na > oa THEN true"
 	"   WHEN hive_state_rank(os) = 3 THEN false"
 	"   WHEN ns IN (''dead'', ''failed'') AND na < oa THEN false"
 	"   WHEN hive_state_rank(ns) = 3 THEN true"

@@ -8,9 +8,10 @@
  * a row of memory_snapshots.  fold_batch then sorts the tasks by id and
  * folds each task's into one row by the rule of hive_wins (state_wins):
  * a final state (completed, failed, dead) is never replaced, but for a
- * dead one by a later attempt (a retried dead letter); an earlier
- * attempt's dead letter or failure never ends a later attempt; otherwise
- * a higher attempt wins, then a later state (queued < running < final).
+ * dead attempt that ran, by a later one (a retried dead letter); an
+ * earlier attempt's dead letter or failure never ends a later attempt;
+ * otherwise a higher attempt wins, then a later state (queued < running
+ * < final).
  * A row goes straight into tasks when the task is new (task_is_new),
  * else through the stage; a queue entry that may soon meet its result is
  * held instead (held.c).
@@ -383,16 +384,16 @@ given_up(const char *state)
 
 /*
  * Does a new state of a task replace the one recorded?  (hive_wins,
- * migration 6.)  A later attempt replaces a dead one: a dead letter
- * retried (POST /dead/ID/retry) is a new attempt of the same task.  A
- * dead letter or failed result of an earlier attempt never ends a later
- * one; any other final state is never replaced.
+ * migration 6.)  A later attempt replaces a dead one that ran (attempts
+ * > 0): a dead letter retried (POST /dead/ID/retry) is a new attempt of
+ * the same task.  A dead letter or failed result of an earlier attempt
+ * never ends a later one; any other final state is never replaced.
  */
 static int
 state_wins(const char *os, int orank, uint32_t oatt, const char *ns,
     int nrank, uint32_t natt)
 {
-	if (natt > oatt && strcmp(os, "dead") == 0)
+	if (oatt > 0 && natt > oatt && strcmp(os, "dead") == 0)
 		return 1;
 	if (orank == 3)
 		return 0;
