@@ -1110,3 +1110,48 @@ Test(api_dead, bad_bodies_are_refused)
 	cr_assert_eq(code, 200);
 	stop_ok(h);
 }
+
+/* Redis down: every endpoint here answers 503 at once, and hived goes
+ * on serving. */
+Test(api_dead, redis_down_is_503)
+{
+	struct hp *h = hp_new("ddown");
+	char agents[1024], *conf, *r, *nl, *out;
+	size_t n;
+	FILE *f;
+	int code;
+
+	agent_conf(agents, sizeof(agents));
+	hp_write_conf(h, worker(), NULL, agents);
+	/* nothing listens on port 1 */
+	f = fopen(h->conf, "r");
+	cr_assert(f != NULL);
+	conf = calloc(1, 1 << 16);
+	n = fread(conf, 1, (1 << 16) - 1, f);
+	fclose(f);
+	cr_assert(n > 0 && (r = strstr(conf, "redis = ")) != NULL);
+	nl = strchr(r, '\n');
+	out = calloc(1, 1 << 17);
+	snprintf(out, 1 << 17, "%.*sredis = 127.0.0.1:1%s", (int)(r - conf),
+	    conf, nl);
+	f = fopen(h->conf, "w");
+	cr_assert(f != NULL && fputs(out, f) >= 0 && fclose(f) == 0);
+	free(conf);
+	free(out);
+	hp_start(h);
+
+	json_decref(get(h, "/dead", &code));
+	cr_assert_eq(code, 503);
+	json_decref(get(h, "/dead/1-1", &code));
+	cr_assert_eq(code, 503);
+	post_bad(h, "/dead/1-1/retry", NULL, 503, "Redis");
+	post_bad(h, "/dead/retry", "{\"all\": true}", 503, "Redis");
+	post_bad(h, "/tasks", "{\"capability\": \"work\"}", 503, "Redis");
+	post_bad(h, "/workflows", "{\"tasks\": [{\"id\": \"a\", \"capability\": "
+	    "\"w\"}]}", 503, "Redis");
+	/* a bad body is still a 400 */
+	post_bad(h, "/tasks", "{\"capability\": 1}", 400, "capability");
+	json_decref(get(h, "/agents", &code));
+	cr_assert_eq(code, 200);
+	stop_ok(h);
+}
