@@ -23,6 +23,8 @@
  *              api.h what an endpoint is given
  *   api_agents.c  the endpoints on agents: /health, /agents,
  *              /capabilities, actions
+ *   api_dead.c the dead letters: /dead, retries (api_dead.h);
+ *              api_submit.c POST /tasks, POST /workflows
  *   store.c    the bridge to the record (record/, record.h): start-up
  *              checks of Redis and PostgreSQL, memory snapshots, events,
  *              the agents table; it starts and feeds the recorder,
