@@ -392,10 +392,12 @@ jget(json_t *o, const char *k)
 }
 
 /* hived with PostgreSQL and the agent d; the database in ci. */
+static char db[64];
+
 static void
 start_with_pg(struct hp *h, size_t *from)
 {
-	char db[64], agents[1024], extra[1024];
+	char agents[1024], extra[1024];
 
 	tu_pg_fresh_db("dead", db, sizeof(db), ci, sizeof(ci));
 	agent_conf(agents, sizeof(agents));
@@ -603,6 +605,74 @@ Test(api_dead, late_dead_letter_never_ends_the_retry)
 	redisFree(c);
 }
 
+/* A statement on the server's own database (not the test's). */
+static void
+admin(const char *sql)
+{
+	PGconn *c = tu_pg_connect();
+	PGresult *res = PQexec(c, sql);
+
+	cr_assert(PQresultStatus(res) == PGRES_COMMAND_OK ||
+	    PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
+	    PQerrorMessage(c));
+	PQclear(res);
+	PQfinish(c);
+}
+
+/* PostgreSQL down at the retry: the answer does not wait for it, the
+ * retry is made in Redis, and the record catches up once it is back. */
+Test(api_dead, retry_while_postgres_is_down)
+{
+	struct hp *h = hp_new("dpgdown");
+	redisContext *c = tu_redis_connect();
+	char flag[600], reply[160], path[256], dead_id[64], sql[512];
+	struct hive_result res;
+	json_t *it;
+	size_t from = 0;
+	char *raw;
+	int code;
+
+	start_with_pg(h, &from);
+	snprintf(flag, sizeof(flag), "%s/flag", h->dir);
+	snprintf(reply, sizeof(reply), "hive:reply:%s-3", h->prefix);
+	it = task_to_dead(h, "job-3", flag, NULL, reply);
+	snprintf(dead_id, sizeof(dead_id), "%s", jget(it, "dead_id"));
+	json_decref(it);
+	wait_sql(h, "SELECT state || ' ' || attempts FROM tasks WHERE "
+	    "id = 'job-3'", "dead 2");
+
+	/* No connection to the record's database, hived's ended. */
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false",
+	    db);
+	admin(sql);
+	from = hp_mark(h);
+	snprintf(sql, sizeof(sql), "SELECT count(pg_terminate_backend(pid)) "
+	    "FROM pg_stat_activity WHERE datname = '%s'", db);
+	admin(sql);
+	hp_wait(h, &from, T_LONG, "postgres: connection lost", NULL);
+
+	cr_assert_eq(unlink(flag), 0);
+	snprintf(path, sizeof(path), "/dead/%s/retry", dead_id);
+	json_decref(post(h, path, NULL, &code));
+	cr_assert_eq(code, 200, "retry with the record down: %d", code);
+	wait_result(h, c, reply, &res, &raw);
+	cr_assert_eq(res.status, HIVE_STATUS_OK);
+	cr_assert_eq(res.attempt, 3);
+	proto_result_clear(&res);
+	free(raw);
+
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true",
+	    db);
+	admin(sql);
+	wait_sql(h, "SELECT state || ' ' || attempts FROM tasks WHERE "
+	    "id = 'job-3'", "completed 3");
+	wait_sql(h, "SELECT state FROM task_attempts WHERE task_id = 'job-3' "
+	    "AND attempt = 2", "dead");
+	freeReplyObject(redisCommand(c, "DEL %s", reply));
+	stop_ok(h);
+	redisFree(c);
+}
+
 /* A dead letter deleted (by a retry) while pending to the recorder reads
  * as nil when the recorder reads its pending entries: it is
  * acknowledged, nothing is written for it, and the others are. */
@@ -611,7 +681,7 @@ Test(api_dead, recorder_acks_dead_letter_deleted_while_pending)
 	struct hp *h = hp_new("dgone");
 	redisContext *c = tu_redis_connect();
 	struct hive_dead d = { 0 };
-	char key[HIVE_KEY_MAX], e1[64], db[64], agents[1024], extra[1024];
+	char key[HIVE_KEY_MAX], e1[64], agents[1024], extra[1024];
 	redisReply *r;
 
 	proto_key_named(key, sizeof(key), h->prefix, "dead");
