@@ -572,25 +572,31 @@ Test(api_dead, late_dead_letter_never_ends_the_retry)
 	expect_sql("SELECT state || ' ' || attempts FROM tasks WHERE "
 	    "id = 'job-2'", "queued 3");
 
-	/* Once the recorder has written attempt 3's queue entry (it holds
-	 * one a second for its result), attempt 2's dead letter reaches it
-	 * late: hive_wins in PostgreSQL decides. */
+	/* Attempt 2's dead letter reaches the recorder late, twice: at once,
+	 * while it may still hold attempt 3's queue entry for its result
+	 * (one second: then both are folded in one batch, and state_wins
+	 * and hive_wins decide); then once that entry is written, where
+	 * hive_wins in PostgreSQL alone decides (this one fails with
+	 * migration 1's hive_wins). */
 	proto_key_queue(qkey, sizeof(qkey), h->prefix, "work", 1);
-	wait_drained(h, c, qkey);
-	{
+	for (int k = 0; k < 2; k++) {
 		redisReply *f = r->element[0]->element[1];
-		redisReply *a = redisCommand(c, "XADD %s * m %b", key,
-		    f->element[1]->str, f->element[1]->len);
+		redisReply *a;
+
+		if (k == 1)
+			wait_drained(h, c, qkey);
+		a = redisCommand(c, "XADD %s * m %b", key, f->element[1]->str,
+		    f->element[1]->len);
 		cr_assert(a != NULL && a->type == REDIS_REPLY_STRING);
 		snprintf(late, sizeof(late), "%s", a->str);
 		freeReplyObject(a);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM events WHERE "
+		    "source = '%s/%s'", key, late);
+		wait_sql(h, sql, "1");
+		expect_sql("SELECT state || ' ' || attempts FROM tasks WHERE "
+		    "id = 'job-2'", "queued 3");
 	}
 	freeReplyObject(r);
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM events WHERE "
-	    "source = '%s/%s'", key, late);
-	wait_sql(h, sql, "1");
-	expect_sql("SELECT state || ' ' || attempts FROM tasks WHERE "
-	    "id = 'job-2'", "queued 3");
 
 	cr_assert_eq(unlink(hold), 0);
 	wait_result(h, c, reply, &res, &raw);
