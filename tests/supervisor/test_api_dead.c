@@ -9,12 +9,14 @@
  *     a second retry is refused;
  *   - the recorder behind: a dead letter of the earlier attempt recorded
  *     after the retry never ends the new attempt (hive_wins, migration 6);
+ *     PostgreSQL down at the retry, or the retry never written there:
+ *     the record catches up from the recorder alone;
  *   - the recorder meets a pending dead letter that a retry deleted;
  *   - dead letters that cannot be retried (409), retries without
  *     PostgreSQL, retries in bulk by filter, GET /dead's filters and its
  *     bound on the entries one request looks at;
  *   - POST /tasks and POST /workflows, and every bad body a 4xx that
- *     leaves hived serving.
+ *     leaves hived serving; Redis down: 503.
  *
  * Real hived, hive-worker (handler tests/supervisor/dead_handler.py),
  * Redis and PostgreSQL; each test has its own key prefix (and database).
