@@ -214,6 +214,9 @@ c_exit_stopping(struct sup_fsm cur, const struct sup_guard *g)
 		return to(SUP_ST_SLEEPING, SUP_AFTER_NONE, 0);
 	case SUP_AFTER_STOP:
 		return to(SUP_ST_STOPPED, SUP_AFTER_NONE, 0);
+	case SUP_AFTER_HOLD:
+	case SUP_AFTER_DRAIN:
+		return to(SUP_ST_STOPPED, SUP_AFTER_NONE, SUP_ACT_HOLD);
 	case SUP_AFTER_CRASH:
 	case SUP_AFTER_NONE:
 		break;
@@ -225,14 +228,24 @@ c_exit_stopping(struct sup_fsm cur, const struct sup_guard *g)
 /*
  * Changing what a STOPPING instance does next.  Shutdown and removal
  * (after = stop) win over operators; only a reload that brings the agent
- * back revives it.
+ * back revives it.  An operator's drain is the one stop without a grace
+ * timer: any other intent put in its place arms one, so that only
+ * then=drain waits for the worker without a bound (its heartbeat
+ * deadline still applies).
  */
+static struct sup_step
+want(struct sup_fsm cur, enum sup_after next)
+{
+	return to(SUP_ST_STOPPING, next, cur.after == SUP_AFTER_DRAIN &&
+	    next != SUP_AFTER_DRAIN ? SUP_ACT_GRACE : 0);
+}
+
 static struct sup_step
 c_want_restart(struct sup_fsm cur, const struct sup_guard *g)
 {
 	if (cur.after == SUP_AFTER_STOP)
 		return c_ign(cur, g);
-	return to(SUP_ST_STOPPING, SUP_AFTER_RESTART, 0);
+	return want(cur, SUP_AFTER_RESTART);
 }
 
 static struct sup_step
@@ -240,7 +253,7 @@ c_want_sleep(struct sup_fsm cur, const struct sup_guard *g)
 {
 	if (cur.after == SUP_AFTER_STOP)
 		return c_ign(cur, g);
-	return to(SUP_ST_STOPPING, SUP_AFTER_SLEEP, 0);
+	return want(cur, SUP_AFTER_SLEEP);
 }
 
 static struct sup_step
@@ -248,21 +261,132 @@ c_want_wake(struct sup_fsm cur, const struct sup_guard *g)
 {
 	if (cur.after != SUP_AFTER_SLEEP)
 		return c_ign(cur, g);
-	return to(SUP_ST_STOPPING, SUP_AFTER_RESTART, 0);
+	return want(cur, SUP_AFTER_RESTART);
 }
 
+/* A sleeper stays asleep and wakes with the new section; what an
+ * operator stopped stays stopped. */
 static struct sup_step
 c_want_reload(struct sup_fsm cur, const struct sup_guard *g)
 {
-	if (cur.after == SUP_AFTER_SLEEP)
-		return c_same(cur, g);    /* stays asleep; wakes with the new */
-	return to(SUP_ST_STOPPING, SUP_AFTER_RESTART, 0);
+	if (cur.after == SUP_AFTER_SLEEP || cur.after == SUP_AFTER_HOLD ||
+	    cur.after == SUP_AFTER_DRAIN)
+		return c_same(cur, g);
+	return want(cur, SUP_AFTER_RESTART);
 }
 
 static struct sup_step
 c_want_stop(struct sup_fsm cur, const struct sup_guard *g)
 {
-	return to(SUP_ST_STOPPING, SUP_AFTER_STOP, 0);
+	return want(cur, SUP_AFTER_STOP);
+}
+
+/* Operator start while stopping: it comes back once its worker is gone
+ * (already coming back: nothing to do). */
+static struct sup_step
+c_want_start(struct sup_fsm cur, const struct sup_guard *g)
+{
+	if (cur.after == SUP_AFTER_STOP || cur.after == SUP_AFTER_RESTART)
+		return c_ign(cur, g);
+	return want(cur, SUP_AFTER_RESTART);
+}
+
+static struct sup_step
+c_want_opstop(struct sup_fsm cur, const struct sup_guard *g)
+{
+	if (cur.after == SUP_AFTER_STOP || cur.after == SUP_AFTER_HOLD)
+		return c_ign(cur, g);
+	return want(cur, SUP_AFTER_HOLD);
+}
+
+/* A drain does not lift a bound already running (a restart's, a
+ * stop's): it only keeps the instance down afterwards. */
+static struct sup_step
+c_want_drain(struct sup_fsm cur, const struct sup_guard *g)
+{
+	if (cur.after == SUP_AFTER_STOP || cur.after == SUP_AFTER_HOLD ||
+	    cur.after == SUP_AFTER_DRAIN)
+		return c_ign(cur, g);
+	return want(cur, SUP_AFTER_DRAIN);
+}
+
+/* No grace timer runs for then=drain: a worker that stops beating while
+ * it drains is hung, and killed (the intent stays). */
+static struct sup_step
+c_deadline_stopping(struct sup_fsm cur, const struct sup_guard *g)
+{
+	if (cur.after != SUP_AFTER_DRAIN)
+		return c_ign(cur, g);
+	return to(cur.state, cur.after, SUP_ACT_KILL);
+}
+
+/*
+ * Operator stop and drain (also stop-all).  Both end STOPPED and held
+ * (SUP_ACT_HOLD): no restart policy, first start or reload starts a held
+ * instance again, only an operator (start, restart, sleep).  stop drains
+ * with the grace timer (SIGKILL at stop_timeout, or stop-all's bound);
+ * drain sends the same CONTROL drain without one: the worker finishes
+ * its tasks, each bounded by its own timeout.
+ */
+static struct sup_step
+c_opstop(struct sup_fsm cur, const struct sup_guard *g)
+{
+	return to(SUP_ST_STOPPING, SUP_AFTER_HOLD, SUP_ACT_DRAIN);
+}
+
+static struct sup_step
+c_opdrain(struct sup_fsm cur, const struct sup_guard *g)
+{
+	return to(SUP_ST_STOPPING, SUP_AFTER_DRAIN, SUP_ACT_SEND_DRAIN);
+}
+
+/* No worker: held at once. */
+static struct sup_step
+c_hold(struct sup_fsm cur, const struct sup_guard *g)
+{
+	return to(SUP_ST_STOPPED, SUP_AFTER_NONE, SUP_ACT_HOLD);
+}
+
+static struct sup_step
+c_start_opstop(struct sup_fsm cur, const struct sup_guard *g)
+{
+	if (g->queued)
+		return c_hold(cur, g);
+	return c_opstop(cur, g);
+}
+
+static struct sup_step
+c_start_opdrain(struct sup_fsm cur, const struct sup_guard *g)
+{
+	if (g->queued)
+		return c_hold(cur, g);
+	return c_opdrain(cur, g);
+}
+
+/* Stopped already (exited cleanly, say): held from now on. */
+static struct sup_step
+c_stopped_hold(struct sup_fsm cur, const struct sup_guard *g)
+{
+	if (g->held)
+		return c_ign(cur, g);
+	return c_hold(cur, g);
+}
+
+/* The first start and a reload pass a held instance by. */
+static struct sup_step
+c_stopped_start(struct sup_fsm cur, const struct sup_guard *g)
+{
+	if (g->held)
+		return c_ign(cur, g);
+	return c_start(cur, g);
+}
+
+static struct sup_step
+c_stopped_reload(struct sup_fsm cur, const struct sup_guard *g)
+{
+	if (g->held)
+		return c_ign(cur, g);
+	return c_spawn_clear(cur, g);
 }
 
 /* Nothing was forked: a crash like an exit with a failure status, so
@@ -307,6 +431,8 @@ static sup_cell *const sup_table[SUP_ST_COUNT][SUP_EV_COUNT] = {
 		[SUP_EV_RESET] = c_clear,
 		[SUP_EV_RELOAD] = c_start_restart,
 		[SUP_EV_STOP] = c_start_stop,
+		[SUP_EV_OPSTOP] = c_start_opstop,
+		[SUP_EV_DRAIN] = c_start_opdrain,
 	},
 	[SUP_ST_READY] = {
 		[SUP_EV_HANDLER] = c_handler,
@@ -321,6 +447,8 @@ static sup_cell *const sup_table[SUP_ST_COUNT][SUP_EV_COUNT] = {
 		[SUP_EV_RESET] = c_clear,
 		[SUP_EV_RELOAD] = c_drain_restart,
 		[SUP_EV_STOP] = c_drain_stop,
+		[SUP_EV_OPSTOP] = c_opstop,
+		[SUP_EV_DRAIN] = c_opdrain,
 	},
 	[SUP_ST_BUSY] = {
 		[SUP_EV_HANDLER] = c_handler,
@@ -335,16 +463,22 @@ static sup_cell *const sup_table[SUP_ST_COUNT][SUP_EV_COUNT] = {
 		[SUP_EV_RESET] = c_clear,
 		[SUP_EV_RELOAD] = c_drain_restart,
 		[SUP_EV_STOP] = c_drain_stop,
+		[SUP_EV_OPSTOP] = c_opstop,
+		[SUP_EV_DRAIN] = c_opdrain,
 	},
 	[SUP_ST_SLEEPING] = {
 		[SUP_EV_RESTART] = c_spawn,
 		[SUP_EV_WAKE] = c_spawn,
 		[SUP_EV_RESET] = c_clear,
 		[SUP_EV_STOP] = c_to_stopped,
+		[SUP_EV_OPSTART] = c_spawn_clear,
+		[SUP_EV_OPSTOP] = c_hold,
+		[SUP_EV_DRAIN] = c_hold,
 	},
 	[SUP_ST_STOPPING] = {
 		[SUP_EV_EXIT] = c_exit_stopping,
 		[SUP_EV_TIMER] = c_kill,
+		[SUP_EV_DEADLINE] = c_deadline_stopping,
 		[SUP_EV_BADFRAME] = c_kill,
 		[SUP_EV_RESTART] = c_want_restart,
 		[SUP_EV_SLEEP] = c_want_sleep,
@@ -352,13 +486,19 @@ static sup_cell *const sup_table[SUP_ST_COUNT][SUP_EV_COUNT] = {
 		[SUP_EV_RESET] = c_clear,
 		[SUP_EV_RELOAD] = c_want_reload,
 		[SUP_EV_STOP] = c_want_stop,
+		[SUP_EV_OPSTART] = c_want_start,
+		[SUP_EV_OPSTOP] = c_want_opstop,
+		[SUP_EV_DRAIN] = c_want_drain,
 	},
 	[SUP_ST_STOPPED] = {
-		[SUP_EV_START] = c_start,
+		[SUP_EV_START] = c_stopped_start,
 		[SUP_EV_RESTART] = c_spawn_clear,
 		[SUP_EV_SLEEP] = c_to_sleeping,
 		[SUP_EV_RESET] = c_clear,
-		[SUP_EV_RELOAD] = c_spawn_clear,
+		[SUP_EV_RELOAD] = c_stopped_reload,
+		[SUP_EV_OPSTART] = c_spawn_clear,
+		[SUP_EV_OPSTOP] = c_stopped_hold,
+		[SUP_EV_DRAIN] = c_stopped_hold,
 	},
 	[SUP_ST_CRASHED] = {
 		[SUP_EV_START] = c_start,
@@ -367,6 +507,9 @@ static sup_cell *const sup_table[SUP_ST_COUNT][SUP_EV_COUNT] = {
 		[SUP_EV_RESET] = c_clear,
 		[SUP_EV_RELOAD] = c_spawn_clear,
 		[SUP_EV_STOP] = c_to_stopped,
+		[SUP_EV_OPSTART] = c_spawn_clear,
+		[SUP_EV_OPSTOP] = c_hold,
+		[SUP_EV_DRAIN] = c_hold,
 	},
 	[SUP_ST_RESTARTING] = {
 		[SUP_EV_TIMER] = c_spawn,
@@ -374,7 +517,11 @@ static sup_cell *const sup_table[SUP_ST_COUNT][SUP_EV_COUNT] = {
 		[SUP_EV_SLEEP] = c_to_sleeping,
 		[SUP_EV_RESET] = c_clear,
 		[SUP_EV_STOP] = c_to_stopped,
+		[SUP_EV_OPSTOP] = c_hold,
+		[SUP_EV_DRAIN] = c_hold,
 	},
+	/* start lifts the quarantine as reset and restart do: an operator
+	 * asked for the instance to run. */
 	[SUP_ST_FAILED] = {
 		[SUP_EV_TIMER] = c_spawn_clear,
 		[SUP_EV_RESTART] = c_spawn_clear,
@@ -382,6 +529,9 @@ static sup_cell *const sup_table[SUP_ST_COUNT][SUP_EV_COUNT] = {
 		[SUP_EV_RESET] = c_spawn_clear,
 		[SUP_EV_RELOAD] = c_spawn_clear,
 		[SUP_EV_STOP] = c_to_stopped,
+		[SUP_EV_OPSTART] = c_spawn_clear,
+		[SUP_EV_OPSTOP] = c_hold,
+		[SUP_EV_DRAIN] = c_hold,
 	},
 };
 
@@ -436,6 +586,9 @@ sup_event_name(enum sup_event e)
 		[SUP_EV_RELOAD] = "reload",
 		[SUP_EV_STOP] = "stop",
 		[SUP_EV_HANDLER] = "handler",
+		[SUP_EV_OPSTART] = "op-start",
+		[SUP_EV_OPSTOP] = "op-stop",
+		[SUP_EV_DRAIN] = "drain",
 	};
 
 	return (unsigned)e < SUP_EV_COUNT && names[e] != NULL ? names[e] : "?";
@@ -445,10 +598,10 @@ const char *
 sup_after_name(enum sup_after a)
 {
 	static const char *const names[] = {
-		"none", "restart", "sleep", "stop", "crash",
+		"none", "restart", "sleep", "stop", "crash", "hold", "drain",
 	};
 
-	return (unsigned)a <= SUP_AFTER_CRASH ? names[a] : "?";
+	return (unsigned)a <= SUP_AFTER_DRAIN ? names[a] : "?";
 }
 
 /* ---- configurations ---- */
@@ -629,7 +782,7 @@ inst_arm(struct sup_inst *in, unsigned ms)
 }
 
 static void
-inst_drain(struct sup_inst *in, enum sup_event why)
+inst_send_drain(struct sup_inst *in, enum sup_event why)
 {
 	struct hive_frame f;
 
@@ -641,8 +794,15 @@ inst_drain(struct sup_inst *in, enum sup_event why)
 	if (in->link != NULL && sup_link_send(in->link, &f) == -1)
 		log_warnx("agent=%s pid=%ld cannot send drain (worker gone?)",
 		    in->label, (long)in->pid);
-	/* The grace timer covers a lost or ignored drain too. */
-	inst_arm(in, in->agent->sup->cref->conf->stop_timeout_ms);
+}
+
+/* The grace timer (SIGKILL at its end) covers a lost or ignored drain
+ * too: stop_timeout, or the bound stop-all was given (in->grace_ms). */
+static void
+inst_grace(struct sup_inst *in)
+{
+	inst_arm(in, in->grace_ms > 0 ? in->grace_ms :
+	    in->agent->sup->cref->conf->stop_timeout_ms);
 }
 
 /*
@@ -678,6 +838,7 @@ inst_guard(struct sup_inst *in, int exit_ok)
 	g.limit_hit = limit_hit(in);
 	g.asleep = a->conf != NULL && !a->conf->autostart;
 	g.queued = in->fsm.state == SUP_ST_STARTING && in->pid == 0;
+	g.held = in->held;
 	return g;
 }
 
@@ -758,8 +919,10 @@ inst_apply_actions(struct sup_inst *in, enum sup_state was,
 		if (c->cooldown_ms > 0)
 			inst_arm(in, c->cooldown_ms);
 	}
-	if (act & SUP_ACT_DRAIN)
-		inst_drain(in, ev);
+	if (act & SUP_ACT_SEND_DRAIN)
+		inst_send_drain(in, ev);
+	if (act & SUP_ACT_GRACE)
+		inst_grace(in);
 	if (act & SUP_ACT_KILL) {
 		log_warnx("agent=%s pid=%ld killing reason=%s", in->label,
 		    (long)in->pid, sup_event_name(ev));
@@ -773,6 +936,11 @@ inst_apply_actions(struct sup_inst *in, enum sup_state was,
 		    in->label, sup_state_name(was), sup_event_name(ev),
 		    in->agent->sup->nqueued - 1);
 	}
+	/* Held only in STOPPED, from the step that put it there on. */
+	if (act & SUP_ACT_HOLD)
+		in->held = 1;
+	else if (in->fsm.state != SUP_ST_STOPPED)
+		in->held = 0;
 }
 
 int
@@ -782,12 +950,15 @@ sup_inst_event(struct sup_inst *in, enum sup_event ev, int exit_ok)
 	enum sup_state was = in->fsm.state;
 	struct sup_step st = sup_fsm_step(in->fsm, ev, &g);
 
-	if (!st.handled)
+	if (!st.handled) {
+		in->grace_ms = 0;
 		return 0;
+	}
 	in->fsm = st.next;
 	if (st.next.state != was)
 		inst_log_transition(in, was, ev, &st);
 	inst_apply_actions(in, was, ev, st.act);
+	in->grace_ms = 0;           /* for this event only */
 	if (in->fsm.state != was) {
 		sup_store_transition(in, was, reported(ev));
 		sup_state_changed(in->agent->sup);

@@ -697,9 +697,12 @@ sup_hk_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			struct sup_inst *in = a->inst[i];
 			enum sup_state s = in->fsm.state;
 
+			/* A drain has no grace timer: the deadline is
+			 * what ends a worker that hangs while draining. */
 			if (in->pid <= 0 || c->heartbeat_deadline_ms == 0 ||
 			    (s != SUP_ST_STARTING && s != SUP_ST_READY &&
-			    s != SUP_ST_BUSY))
+			    s != SUP_ST_BUSY && !(s == SUP_ST_STOPPING &&
+			    in->fsm.after == SUP_AFTER_DRAIN)))
 				continue;
 			if ((now - in->last_hb) * 1000. < c->heartbeat_deadline_ms)
 				continue;

@@ -58,6 +58,21 @@
  *    STOPPING (with what to do after the exit: restart, sleep, stop), and
  *    SIGKILL when stop_timeout ends.  A hung or broken worker: SIGKILL ->
  *    STOPPING (after: crash, i.e. handled like a crash when reaped).
+ *
+ *    Operators (the API; stop-all and start-all are these on every
+ *    instance):
+ *      op-stop   live worker: CONTROL drain -> STOPPING (after: hold),
+ *                SIGKILL at stop_timeout (stop-all: its bound) -> STOPPED
+ *      drain     live worker: CONTROL drain -> STOPPING (after: drain),
+ *                no grace timer (the tasks' own timeouts bound it; the
+ *                heartbeat deadline still applies) -> STOPPED
+ *      either, no worker (sleeping, crashed, restarting, failed, stopped,
+ *                a queued spawn): STOPPED at once
+ *      op-start  STOPPED, CRASHED, SLEEPING, FAILED -> STARTING, history
+ *                cleared (FAILED: as reset); STOPPING: back after the exit
+ *    STOPPED by op-stop or drain is held (struct sup_inst held): the
+ *    policy, the first start and a reload pass it by; only an operator
+ *    (start, restart, sleep) moves it.
  */
 #ifndef HIVE_HIVED_H
 #define HIVE_HIVED_H
@@ -107,6 +122,9 @@ enum sup_after {
 	SUP_AFTER_SLEEP,
 	SUP_AFTER_STOP,       /* shutdown or agent removed */
 	SUP_AFTER_CRASH,      /* hived killed it (hung, bad frame): a crash */
+	SUP_AFTER_HOLD,       /* operator stop: STOPPED and held (below) */
+	SUP_AFTER_DRAIN,      /* operator drain: the same, but no grace timer:
+	                       * the worker's tasks end by their own timeouts */
 };
 
 enum sup_event {
@@ -128,6 +146,10 @@ enum sup_event {
 	SUP_EV_STOP,          /* shutdown, agent or instance removed */
 	SUP_EV_HANDLER,       /* heartbeat: the worker's handler died unasked
 	                       * or could not start (guard: limit_hit) */
+	SUP_EV_OPSTART,       /* operator start (also start-all) */
+	SUP_EV_OPSTOP,        /* operator stop (also stop-all): drain, kill
+	                       * at the bound, STOPPED held */
+	SUP_EV_DRAIN,         /* operator drain: drain, no kill, STOPPED held */
 	SUP_EV_COUNT
 };
 
@@ -136,9 +158,15 @@ enum sup_event {
 #define SUP_ACT_COUNT       0x02  /* record a restart against the limit */
 #define SUP_ACT_BACKOFF     0x04  /* arm the timer with the backoff delay */
 #define SUP_ACT_QUARANTINE  0x08  /* log; arm the cooldown timer if any */
-#define SUP_ACT_DRAIN       0x10  /* CONTROL drain; arm the grace timer */
+#define SUP_ACT_SEND_DRAIN  0x10  /* CONTROL drain */
+#define SUP_ACT_GRACE       0x80  /* arm the grace timer: SIGKILL at its end
+                                   * (stop_timeout, or stop-all's bound) */
 #define SUP_ACT_KILL        0x20  /* SIGKILL the worker's process group */
 #define SUP_ACT_SPAWN       0x40  /* queue a fork + exec of a fresh worker */
+#define SUP_ACT_HOLD        0x100 /* STOPPED by an operator: held there,
+                                   * nothing but an operator starts it */
+/* What every stop but the operator's drain does. */
+#define SUP_ACT_DRAIN       (SUP_ACT_SEND_DRAIN | SUP_ACT_GRACE)
 
 struct sup_fsm {
 	enum sup_state state;
@@ -152,6 +180,7 @@ struct sup_guard {
 	int limit_hit;                /* one more restart would pass the limit */
 	int asleep;                   /* START: autostart = no */
 	int queued;                   /* STARTING: spawn queued, no worker yet */
+	int held;                     /* STOPPED by an operator (SUP_ACT_HOLD) */
 };
 
 struct sup_step {
@@ -180,6 +209,11 @@ struct sup_inst {
 	char label[HIVE_AGENT_MAX + 1];   /* "name/n", for logs and the API */
 	struct sup_fsm fsm;
 	int retired;                  /* beyond the configured count: stopping */
+	int held;                     /* STOPPED by an operator: only an
+	                               * operator starts it (SUP_ACT_HOLD) */
+	unsigned grace_ms;            /* set before an event: the grace timer
+	                               * it arms, if any, lasts this long
+	                               * (stop-all's bound); 0: stop_timeout */
 
 	pid_t pid;                    /* 0: no worker (reaped, never forked,
 	                               * or its spawn still queued) */

@@ -106,7 +106,8 @@ transition_kind(enum sup_state now, enum sup_event ev)
 {
 	switch (now) {
 	case SUP_ST_STARTING:
-		return ev == SUP_EV_START || ev == SUP_EV_WAKE ?
+		return ev == SUP_EV_START || ev == SUP_EV_WAKE ||
+		    ev == SUP_EV_OPSTART ?
 		    "agent.starting" : "agent.restarted";
 	case SUP_ST_READY:
 	case SUP_ST_BUSY:            /* from starting: ready<->busy is none */
