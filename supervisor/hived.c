@@ -404,47 +404,30 @@ sup_state_changed(struct sup *sup)
 	}
 }
 
-static void
-log_conf_errors(char *text, const char *what)
-{
-	log_warnx_lines(what, text);
-}
-
 /*
- * The new configuration, loaded and validated whole, or NULL (the
- * errors logged) when it is bad and the running one stays.
+ * The new configuration, loaded and validated whole, or NULL when it is
+ * bad and the running one stays: every error logged, and listed in
+ * errs for the API.
  */
 static struct sup_cref *
-reload_load(struct sup *sup)
+reload_load(struct sup *sup, struct conf_errors *errs)
 {
 	struct hive_conf *nc;
 	struct sup_cref *ncref;
-	char *errs = NULL;
-	size_t errlen = 0;
-	FILE *errf;
 
-	if ((errf = open_memstream(&errs, &errlen)) == NULL) {
-		log_warn("reload: open_memstream");
-		goto keep;
-	}
-	nc = conf_load(sup->conf_path, errf);
-	fclose(errf);
+	nc = conf_load_list(sup->conf_path, errs);
+	for (size_t i = 0; i < errs->n; i++)
+		log_warnx("reload: %s", errs->v[i]);
 	if (nc == NULL) {
-		log_conf_errors(errs, "reload");
 		log_warnx("reload failed: keeping the running configuration");
-		goto keep;
+		return NULL;
 	}
-	free(errs);
-	errs = NULL;
 	if ((ncref = sup_cref_new(nc)) == NULL) {
 		conf_free(nc);
 		log_warnx("reload: out of memory");
-		goto keep;
+		return NULL;
 	}
 	return ncref;
-keep:
-	free(errs);
-	return NULL;
 }
 
 /*
@@ -458,7 +441,8 @@ keep:
  * them changed; -1: the reload is refused, said so in the log.
  */
 static int
-reload_refused(const struct hive_conf *oc, const struct hive_conf *nc)
+reload_refused(const struct hive_conf *oc, const struct hive_conf *nc,
+    char *why, size_t len)
 {
 	char keys[64] = "";
 
@@ -473,9 +457,10 @@ reload_refused(const struct hive_conf *oc, const struct hive_conf *nc)
 		    ", postgres (emptied)");
 	if (keys[0] == '\0')
 		return 0;
-	log_warnx("reload refused: [hive] %s changed, which needs a restart of "
-	    "hived (systemctl restart hived); keeping the running "
-	    "configuration", keys + 2);
+	snprintf(why, len, "[hive] %s changed, which needs a restart of hived "
+	    "(systemctl restart hived); keeping the running configuration",
+	    keys + 2);
+	log_warnx("reload refused: %s", why);
 	return -1;
 }
 
@@ -529,7 +514,7 @@ reload_settings(struct sup *sup, const struct hive_conf *nc)
  * memory) and unchanged ones keep their workers.
  */
 static void
-reload_agents(struct sup *sup, struct sup_cref *ncref)
+reload_agents(struct sup *sup, struct sup_cref *ncref, char *sum, size_t len)
 {
 	const struct hive_conf *nc = ncref->conf;
 	struct sup_agent *a;
@@ -569,24 +554,33 @@ reload_agents(struct sup *sup, struct sup_cref *ncref)
 			sup_agent_reconfigure(a, ncref, ac, 0);
 		}
 	}
-	log_info("reload done added=%u changed=%u removed=%u unchanged=%u",
+	snprintf(sum, len, "added=%u changed=%u removed=%u unchanged=%u",
 	    added, changed, removed, same);
+	log_info("reload done %s", sum);
 }
 
 /*
- * SIGHUP.  The file is loaded and validated whole before anything
- * changes; a bad one, or one that changes what only a restart can
- * (reload_refused), is logged and the running configuration stays.
- * Then hived's own settings, the agents (reload_agents) and the record
- * side (sup_store_reload) change.
+ * SIGHUP and POST /reload, one path.  The file is loaded and validated
+ * whole before anything changes; a bad one, or one that changes what
+ * only a restart can (reload_refused), is logged and the running
+ * configuration stays.  Then hived's own settings, the agents
+ * (reload_agents) and the record side (sup_store_reload) change.  res
+ * (may be NULL) says what happened; its errors are the caller's to free
+ * (sup_reload_res_free).
  */
 int
-sup_reload(struct sup *sup)
+sup_reload(struct sup *sup, struct sup_reload_res *res)
 {
+	struct sup_reload_res local;
 	struct sup_cref *ncref, *old;
 	struct timespec ts;
 
+	if (res == NULL)
+		res = &local;
+	memset(res, 0, sizeof(*res));
 	if (sup->stopping) {
+		res->status = SUP_RELOAD_STOPPING;
+		snprintf(res->message, sizeof(res->message), "hived is stopping");
 		log_info("reload ignored: stopping");
 		return -1;
 	}
@@ -597,27 +591,45 @@ sup_reload(struct sup *sup)
 	    (unsigned long long)ts.tv_sec * 1000000ULL +
 	    (unsigned long long)ts.tv_nsec / 1000ULL, sup->conf_path);
 	log_info("reload file=%s", sup->conf_path);
-	if ((ncref = reload_load(sup)) == NULL)
+	if ((ncref = reload_load(sup, &res->errors)) == NULL) {
+		res->status = SUP_RELOAD_INVALID;
+		snprintf(res->message, sizeof(res->message), "%s: %zu error%s; "
+		    "keeping the running configuration", sup->conf_path,
+		    res->errors.n, res->errors.n == 1 ? "" : "s");
 		goto keep;
-	if (reload_refused(sup->cref->conf, ncref->conf) == -1) {
+	}
+	if (reload_refused(sup->cref->conf, ncref->conf, res->message,
+	    sizeof(res->message)) == -1) {
+		res->status = SUP_RELOAD_REFUSED;
 		sup_cref_unref(ncref);
 		goto keep;
 	}
 	/* The old configuration lives until the record side has seen it. */
 	old = sup_cref_ref(sup->cref);
 	reload_settings(sup, ncref->conf);
-	reload_agents(sup, ncref);
+	reload_agents(sup, ncref, res->message, sizeof(res->message));
 	sup_store_reload(sup, old->conf);
 	sup_cref_unref(old);
 	sup_store_queues(sup);
 	sup_state_changed(sup);
 	sd_notifyf(0, "READY=1\nSTATUS=reloaded");
 	sup_notify_status(sup, 1);
+	if (res == &local)
+		sup_reload_res_free(res);
 	return 0;
 keep:
 	sd_notify(0, "READY=1");
 	sup_notify_status(sup, 1);
+	if (res == &local)
+		sup_reload_res_free(res);
 	return -1;
+}
+
+void
+sup_reload_res_free(struct sup_reload_res *res)
+{
+	if (res != NULL)
+		conf_errors_free(&res->errors);
 }
 
 /*
@@ -671,7 +683,7 @@ sup_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		sup_shutdown(sup);
 		break;
 	case SIGHUP:
-		sup_reload(sup);
+		sup_reload(sup, NULL);
 		break;
 	case SIGUSR1:
 		sup_log_status(sup);

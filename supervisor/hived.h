@@ -409,6 +409,22 @@ void sup_store_stop(struct sup *);
 /* SIGUSR1: one line on the record (recorder, PostgreSQL, reclaimer). */
 void sup_store_log_status(struct sup *);
 
+/* A server as GET /health shows it. */
+struct sup_health {
+	int configured;               /* postgres: [hive] postgres is set */
+	int up;                       /* connected and the last probe answered
+	                               * without error, within SUP_PROBE_LATE */
+	long long latency_ms;         /* the last probe's round trip (or how
+	                               * long the one in flight waits, when
+	                               * late); -1 none yet */
+	char error[96];               /* why not up ("" when up) */
+};
+
+/* From what hived's probes (a PING and a SELECT 1 every second, on its
+ * own connections, from the housekeeping timer) last found: no call. */
+void sup_store_health(struct sup *, struct sup_health *redis,
+    struct sup_health *pg);
+
 /* ---- hived.c ---- */
 
 struct sup {
@@ -452,8 +468,24 @@ int sup_run(struct sup *);
 /* An instance changed state (agent.c calls this): READY=1 when due,
  * exit when stopping and no worker is left. */
 void sup_state_changed(struct sup *);
-/* SIGHUP: 0 reloaded, -1 the old configuration is kept. */
-int sup_reload(struct sup *);
+/* What a reload did, for POST /reload's answer. */
+enum sup_reload_status {
+	SUP_RELOAD_OK = 0,            /* message: "added=.. changed=.. ..." */
+	SUP_RELOAD_INVALID,           /* the file is bad: errors lists why */
+	SUP_RELOAD_REFUSED,           /* a key only a restart can change */
+	SUP_RELOAD_STOPPING,          /* hived is stopping */
+};
+
+struct sup_reload_res {
+	enum sup_reload_status status;
+	struct conf_errors errors;    /* INVALID: "file:line: message" each */
+	char message[256];            /* the summary, or why nothing changed */
+};
+
+/* SIGHUP and POST /reload: 0 reloaded, -1 the old configuration is kept.
+ * res may be NULL; else free it with sup_reload_res_free. */
+int sup_reload(struct sup *, struct sup_reload_res *res);
+void sup_reload_res_free(struct sup_reload_res *);
 void sup_shutdown(struct sup *);
 /* "3 agents: 2 ready, 1 busy, 0 failed" */
 void sup_summary(struct sup *, char *buf, size_t len);
