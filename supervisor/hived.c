@@ -8,7 +8,13 @@
 #include "hived.h"
 
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <netdb.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -208,6 +214,73 @@ sup_http_init(struct sup *sup, const struct hive_conf *conf)
 	return 0;
 }
 
+/* 1 if the first address host resolves to (as http.c binds it) is a
+ * loopback one, 0 if not, -1 if it does not resolve. */
+static int
+host_is_loopback(const char *host)
+{
+	struct addrinfo hints, *res = NULL;
+	int lo = 0;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL)
+		return -1;
+	if (res->ai_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)res->ai_addr;
+
+		lo = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	} else if (res->ai_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)res->ai_addr;
+		const uint8_t *b = s6->sin6_addr.s6_addr;
+
+		lo = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr) ||
+		    (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) && b[12] == 127);
+	}
+	freeaddrinfo(res);
+	return lo;
+}
+
+/*
+ * What an operator should hear once, at start: the API reachable from
+ * other hosts (the token crosses the network in clear: the advice is a
+ * TLS proxy), a token file others may read, a token short enough to
+ * guess.  Warnings only: each can be a choice.
+ */
+static void
+sup_warn_exposure(struct sup *sup, const struct hive_conf *conf)
+{
+	char host[64], *colon;
+	struct stat st;
+
+	if (conf->http[0] != '\0') {
+		snprintf(host, sizeof(host), "%s", conf->http);
+		if ((colon = strrchr(host, ':')) != NULL)
+			*colon = '\0';
+		if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+			memmove(host, host + 1, strlen(host));
+			host[strlen(host) - 1] = '\0';
+		}
+		if (host_is_loopback(host) == 0)
+			log_warnx("http = %s is not a loopback address: the API "
+			    "and its bearer token travel in clear to any host "
+			    "that reaches it; bind 127.0.0.1 and put a TLS "
+			    "proxy in front", conf->http);
+	}
+	if (conf->token_file == NULL || *conf->token_file == '\0')
+		return;
+	if (stat(conf->token_file, &st) == 0 && (st.st_mode & 077) != 0)
+		log_warnx("token_file %s is open to group or others (mode "
+		    "%04o): chmod 600 it", conf->token_file,
+		    (unsigned)(st.st_mode & 07777));
+	if (strlen(sup->token) < SUP_TOKEN_MIN)
+		log_warnx("token_file %s: the token is %zu bytes, fewer than "
+		    "%d: easy to guess; use %d random bytes or more (e.g. "
+		    "openssl rand -hex 32)", conf->token_file, strlen(sup->token),
+		    SUP_TOKEN_MIN, 2 * SUP_TOKEN_MIN);
+}
+
 struct sup *
 sup_new(const char *conf_path, struct hive_conf *conf, const char *port_file)
 {
@@ -247,6 +320,7 @@ sup_new(const char *conf_path, struct hive_conf *conf, const char *port_file)
 	if (sup_agents_init(sup, conf) == -1 || sup_http_init(sup, conf) == -1)
 		goto err;
 	snprintf(sup->http_started, sizeof(sup->http_started), "%s", conf->http);
+	sup_warn_exposure(sup, conf);
 	return sup;
 err:
 	sup_free(sup);
@@ -313,9 +387,9 @@ sup_summary(struct sup *sup, char *buf, size_t len)
 	sup_count_states(sup, c);
 	TAILQ_FOREACH(a, &sup->agents, entry)
 		nagents += !a->removed;
-	w = snprintf(buf, len, "%u agent%s: %u ready, %u busy, %u failed",
-	    nagents, nagents == 1 ? "" : "s", c[SUP_ST_READY], c[SUP_ST_BUSY],
-	    c[SUP_ST_FAILED]);
+	w = snprintf(buf, len, "%s%u agent%s: %u ready, %u busy, %u failed",
+	    sup->held_all ? "stop-all: " : "", nagents, nagents == 1 ? "" : "s",
+	    c[SUP_ST_READY], c[SUP_ST_BUSY], c[SUP_ST_FAILED]);
 	off = w < 0 ? 0 : (size_t)w;
 	/* The rest only when there are some: the line stays short. */
 	for (int s = 0; s < SUP_ST_COUNT && off < len; s++) {
@@ -654,6 +728,69 @@ sup_shutdown(struct sup *sup)
 	TAILQ_FOREACH(a, &sup->agents, entry)
 		sup_agent_event(a, SUP_EV_STOP);
 	sup_state_changed(sup);
+}
+
+/*
+ * POST /stop-all: every instance an operator's stop (SUP_EV_OPSTOP):
+ * drained, SIGKILLed at bound_ms (0: stop_timeout), then STOPPED and
+ * held; hived goes on serving, the record and the memory are kept.
+ * STATUS= says so until start-all.  Returns the instances it applied to.
+ */
+unsigned
+sup_stop_all(struct sup *sup, unsigned bound_ms, const char *who)
+{
+	struct sup_agent *a;
+	unsigned n = 0;
+
+	log_warnx("stop-all by %s: stopping every instance timeout_ms=%u", who,
+	    bound_ms > 0 ? bound_ms : sup->cref->conf->stop_timeout_ms);
+	sup->held_all = 1;
+	TAILQ_FOREACH(a, &sup->agents, entry)
+		for (unsigned i = 0; i < a->ninst; i++) {
+			a->inst[i]->grace_ms = bound_ms;
+			n += (unsigned)sup_inst_event(a->inst[i], SUP_EV_OPSTOP, 0);
+		}
+	log_info("stop-all by %s: stopping=%u", who, n);
+	sup_notify_status(sup, 1);
+	return n;
+}
+
+/* Stopped by an operator: held, or on its way there. */
+static int
+inst_operator_stopped(const struct sup_inst *in)
+{
+	return (in->fsm.state == SUP_ST_STOPPED && in->held) ||
+	    (in->fsm.state == SUP_ST_STOPPING &&
+	    (in->fsm.after == SUP_AFTER_HOLD ||
+	    in->fsm.after == SUP_AFTER_DRAIN));
+}
+
+/*
+ * POST /start-all: an operator's start (SUP_EV_OPSTART) for every
+ * instance an operator stopped (stop-all, stop, drain), whatever it was
+ * before; nothing else is touched (an agent asleep by autostart = no
+ * stays asleep).  Returns the instances it applied to.
+ */
+unsigned
+sup_start_all(struct sup *sup, const char *who)
+{
+	struct sup_agent *a;
+	unsigned n = 0;
+
+	log_info("start-all by %s", who);
+	sup->held_all = 0;
+	TAILQ_FOREACH(a, &sup->agents, entry) {
+		if (a->removed)
+			continue;
+		for (unsigned i = 0; i < a->ninst; i++)
+			if (!a->inst[i]->retired &&
+			    inst_operator_stopped(a->inst[i]))
+				n += (unsigned)sup_inst_event(a->inst[i],
+				    SUP_EV_OPSTART, 0);
+	}
+	log_info("start-all by %s: starting=%u", who, n);
+	sup_notify_status(sup, 1);
+	return n;
 }
 
 static void

@@ -91,6 +91,7 @@
 #define SUP_HOUSEKEEPING_S  0.25     /* the one periodic timer */
 #define SUP_STABLE_MS       1000     /* ready this long: backoff starts over */
 #define SUP_TOKEN_MAX       256
+#define SUP_TOKEN_MIN       16       /* shorter: warned at start */
 
 struct sup;
 struct sup_agent;
@@ -448,6 +449,7 @@ struct sup {
 	ev_idle spawn_idle;               /* on only while spawnq is not empty */
 
 	int stopping;                     /* SIGTERM/SIGINT: draining to exit */
+	int held_all;                     /* stop-all, until start-all */
 	int ready_sent;                   /* READY=1 sent (start-up done) */
 	int devnull;                      /* stdin of workers, CLOEXEC */
 	struct rlimit nofile;             /* RLIMIT_NOFILE as hived got it:
@@ -487,6 +489,10 @@ struct sup_reload_res {
 int sup_reload(struct sup *, struct sup_reload_res *res);
 void sup_reload_res_free(struct sup_reload_res *);
 void sup_shutdown(struct sup *);
+/* POST /stop-all, /start-all (who: for the log): the instances each
+ * applied to.  bound_ms: drain this long before SIGKILL; 0: stop_timeout. */
+unsigned sup_stop_all(struct sup *, unsigned bound_ms, const char *who);
+unsigned sup_start_all(struct sup *, const char *who);
 /* "3 agents: 2 ready, 1 busy, 0 failed" */
 void sup_summary(struct sup *, char *buf, size_t len);
 /* Counts of instances by state; returns the number of instances. */
