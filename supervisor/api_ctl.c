@@ -78,7 +78,6 @@ ctl_health(struct api_req *req)
 	    "postgres", component_json(&ph, 1),
 	    "quarantined", (json_int_t)cnt[SUP_ST_FAILED]);
 	api_reply(req, ok ? 200 : 503, body);
-	json_decref(body);
 }
 
 /* SIGHUP's path (sup_reload), answered with what it did. */
@@ -87,14 +86,12 @@ ctl_reload(struct api_req *req)
 {
 	struct sup *sup = api_sup(req);
 	struct sup_reload_res res;
-	json_t *errs, *body;
+	json_t *errs;
 
 	log_info("reload asked by the API");
 	if (sup_reload(sup, &res) == 0) {
-		body = json_pack("{s:b, s:s}", "reloaded", 1, "summary",
-		    res.message);
-		api_reply(req, 200, body);
-		json_decref(body);
+		api_reply(req, 200, json_pack("{s:b, s:s}", "reloaded", 1,
+		    "summary", res.message));
 		sup_reload_res_free(&res);
 		return;
 	}
@@ -104,9 +101,8 @@ ctl_reload(struct api_req *req)
 			for (size_t i = 0; i < res.errors.n; i++)
 				json_array_append_new(errs,
 				    json_string(res.errors.v[i]));
-		body = json_pack("{s:o}", "errors", errs);
-		api_fail_with(req, 422, "invalid", body, "%s", res.message);
-		json_decref(body);
+		api_fail_with(req, 422, "invalid", json_pack("{s:o}", "errors",
+		    errs), "%s", res.message);
 		break;
 	case SUP_RELOAD_REFUSED:
 		api_fail(req, 409, "conflict", "%s", res.message);
@@ -123,25 +119,20 @@ static void
 ctl_stop_all(struct api_req *req)
 {
 	unsigned long bound;
-	json_t *body;
 	unsigned n;
 
 	if (api_uint(req, "timeout_ms", 1, CTL_STOP_ALL_MAX_MS, 0, &bound) == -1)
 		return;
 	n = sup_stop_all(api_sup(req), (unsigned)bound, "the API");
-	body = json_pack("{s:I}", "stopped", (json_int_t)n);
-	api_reply(req, 200, body);
-	json_decref(body);
+	api_reply(req, 200, json_pack("{s:I}", "stopped", (json_int_t)n));
 }
 
 static void
 ctl_start_all(struct api_req *req)
 {
 	unsigned n = sup_start_all(api_sup(req), "the API");
-	json_t *body = json_pack("{s:I}", "started", (json_int_t)n);
 
-	api_reply(req, 200, body);
-	json_decref(body);
+	api_reply(req, 200, json_pack("{s:I}", "started", (json_int_t)n));
 }
 
 const struct api_route api_ctl_routes[] = {
