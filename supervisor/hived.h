@@ -6,8 +6,9 @@
  *   main.c     command line, start-up, exit
  *   hived.c    the daemon: loop, signals, housekeeping timer, reload,
  *              graceful stop, sd_notify
- *   agent.c    agents and their instances; the lifecycle state table (a
- *              pure function) and the actions its cells ask for
+ *   agent.c    agents and their instances; the actions the lifecycle
+ *              table's cells ask for
+ *   agent_fsm.c  the lifecycle state table (a pure function)
  *   spawn.c    fork + exec of hive-worker, the exec-error pipe, reaping
  *              (and killing what a dead worker left behind)
  *   link.c     the socketpair to each worker: frames in and out, dispatch
@@ -35,7 +36,7 @@
  * reference counted (struct sup_cref) because an agent removed by a reload
  * still needs its old section while its workers drain.
  *
- * Lifecycle of one agent instance (the table in agent.c is the truth):
+ * Lifecycle of one agent instance (the table in agent_fsm.c is the truth):
  *
  *    STOPPED --start--> STARTING --ready hb--> READY <--busy/ready hb--> BUSY
  *                          |                     |                        |
@@ -105,7 +106,7 @@ struct sup_http;
 struct sup_memstore;
 struct sup_store;
 
-/* ---- agent.c: the lifecycle state table ---- */
+/* ---- agent_fsm.c: the lifecycle state table ---- */
 
 enum sup_state {
 	SUP_ST_STARTING = 0,  /* spawn queued or forked; no ready heartbeat yet */

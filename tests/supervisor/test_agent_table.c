@@ -1,5 +1,5 @@
 /*
- * test_agent_table.c - the lifecycle table (supervisor/agent.c) as a pure
+ * test_agent_table.c - the lifecycle table (supervisor/agent_fsm.c) as a pure
  * function: no process, no loop, no clock.
  */
 #include <criterion/criterion.h>
