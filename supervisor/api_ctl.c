@@ -36,7 +36,7 @@ component_json(const struct sup_health *h, int with_configured)
 		return NULL;
 	if (with_configured)
 		json_object_set_new(o, "configured", json_boolean(h->configured));
-	if (!h->up && h->error[0] != '\0' && (h->configured || !with_configured))
+	if (h->configured && !h->up && h->error[0] != '\0')
 		json_object_set_new(o, "error", json_string(h->error));
 	return o;
 }

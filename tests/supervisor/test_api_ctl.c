@@ -383,6 +383,45 @@ Test(api_ctl, drain_finishes_a_slow_task_stop_kills_it)
 }
 
 /*
+ * A drain waits for the worker without stop_timeout, but not without
+ * a bound: a worker that stops beating is killed at its heartbeat
+ * deadline, and a stop given during a drain kills at stop_timeout.
+ */
+Test(api_ctl, drain_is_bounded_by_the_deadline_and_a_later_stop)
+{
+	struct hp *h = hp_new("cdrainb");
+	size_t from = 0;
+	json_t *j;
+
+	hp_write_conf(h, fake(), "heartbeat_interval = 100ms\n"
+	    "stop_timeout = 500ms\n",
+	    "[agent \"h\"]\ncommand = hang\nheartbeat_deadline = 3s\n"
+	    "[agent \"i\"]\ncommand = ignore-drain\n");
+	hp_start(h);
+	wait_ready(h, &(size_t){ 0 }, "i/1");
+	wait_ready(h, &from, "h/1");
+	call_ok(h, "POST", "/agents/h/drain", 200);
+	hp_wait(h, &from, T_LONG, "agent=h/1", "then=drain", NULL);
+	hp_wait(h, &from, T_LONG, "agent=h/1", "heartbeat deadline missed",
+	    NULL);
+	hp_wait(h, &from, T_LONG, "agent=h/1", "killing reason=deadline", NULL);
+	wait_state(h, &from, "h/1", "stopped");
+	cr_assert_str_eq(agent_state(h, "h/1"), "stopped");
+
+	from = hp_mark(h);
+	call_ok(h, "POST", "/agents/i/drain", 200);
+	hp_wait(h, &from, T_LONG, "agent=i/1", "then=drain", NULL);
+	j = hp_agent(h, "i/1");
+	cr_assert_str_eq(json_string_value(json_object_get(j, "then")),
+	    "drain");
+	json_decref(j);
+	call_ok(h, "POST", "/agents/i/stop", 200);
+	hp_wait(h, &from, T_LONG, "agent=i/1", "killing reason=timer", NULL);
+	wait_state(h, &from, "i/1", "stopped");
+	stop_ok(h);
+}
+
+/*
  * stop-all with a bound shorter than stop_timeout: every instance
  * stopped, the slow task's worker killed at the bound; hived serves on;
  * start-all brings back exactly those.
