@@ -14,6 +14,7 @@
  * is waited for, with a deadline as the failure guard.
  */
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <arpa/inet.h>
@@ -26,6 +27,7 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -421,10 +423,51 @@ Test(api_ctl, drain_is_bounded_by_the_deadline_and_a_later_stop)
 	stop_ok(h);
 }
 
+/* An abstract unix datagram socket for NOTIFY_SOCKET, named in name. */
+static int
+notify_open(char *name, size_t len)
+{
+	struct sockaddr_un sa;
+	int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	size_t n;
+
+	cr_assert(s >= 0);
+	snprintf(name, len, "@hive-test-ctl-%ld", (long)getpid());
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	n = strlen(name);
+	memcpy(sa.sun_path + 1, name + 1, n - 1);
+	cr_assert(bind(s, (struct sockaddr *)&sa,
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) == 0);
+	return s;
+}
+
+/* The next datagram from hived that holds want (the log read meanwhile). */
+static void
+notify_wait(struct hp *h, int s, const char *want)
+{
+	long long end = tu_now_ms() + T_LONG;
+	char buf[4096];
+
+	while (tu_now_ms() < end) {
+		struct pollfd p = { s, POLLIN, 0 };
+		ssize_t n;
+
+		hp_pump(h, 0);
+		if (poll(&p, 1, 50) <= 0 ||
+		    (n = recv(s, buf, sizeof(buf) - 1, 0)) <= 0)
+			continue;
+		buf[n] = '\0';
+		if (strstr(buf, want) != NULL)
+			return;
+	}
+	cr_assert_fail("no %s from hived", want);
+}
+
 /*
  * stop-all with a bound shorter than stop_timeout: every instance
- * stopped, the slow task's worker killed at the bound; hived serves on;
- * start-all brings back exactly those.
+ * stopped, the slow task's worker killed at the bound; hived serves on,
+ * systemd's STATUS= says stop-all; start-all brings back exactly those.
  */
 Test(api_ctl, stop_all_then_start_all)
 {
@@ -433,6 +476,8 @@ Test(api_ctl, stop_all_then_start_all)
 	redisContext *c = tu_redis_connect();
 	const char *labels[] = { "counter/1", "counter/2", "x/1" };
 	size_t from = 0, mark;
+	char name[108];
+	int ns = notify_open(name, sizeof(name));
 	json_t *j;
 
 	counter_agent(a, sizeof(a), "counter", 2, NULL);
@@ -440,7 +485,9 @@ Test(api_ctl, stop_all_then_start_all)
 	snprintf(both, sizeof(both), "%s%s", a, b);
 	hp_write_conf(h, real(), "stop_timeout = 20s\n"
 	    "heartbeat_interval = 200ms\n", both);
+	setenv("NOTIFY_SOCKET", name, 1);
 	hp_start(h);
+	unsetenv("NOTIFY_SOCKET");
 	for (size_t i = 0; i < 3; i++)
 		wait_ready(h, &(size_t){ 0 }, labels[i]);
 	hp_submit_direct(c, h->prefix, "counter", 1, "very-slow",
@@ -459,6 +506,8 @@ Test(api_ctl, stop_all_then_start_all)
 	    "killing reason=timer", NULL);
 	for (size_t i = 0; i < 3; i++)
 		wait_state(h, &(size_t){ mark }, labels[i], "stopped");
+	notify_wait(h, ns, "STATUS=stop-all: 2 agents: 0 ready, 0 busy, "
+	    "0 failed, 3 stopped");
 	j = health_until(h, 200);
 	cr_assert(strncmp(json_string_value(json_object_get(j, "summary")),
 	    "stop-all: ", 10) == 0);
@@ -473,6 +522,8 @@ Test(api_ctl, stop_all_then_start_all)
 	hp_wait(h, &(size_t){ mark }, T_LONG, "start-all by the API", NULL);
 	for (size_t i = 0; i < 3; i++)
 		wait_ready(h, &(size_t){ mark }, labels[i]);
+	notify_wait(h, ns, "STATUS=2 agents: 3 ready");
+	close(ns);
 	j = call(h, "POST", "/start-all", 200);
 	cr_assert_eq(json_integer_value(json_object_get(j, "started")), 0);
 	json_decref(j);
