@@ -102,6 +102,7 @@ static void http_rearm(struct sup_http *);
 static const struct api_route *const http_tables[] = {
 	api_agents_routes,
 	api_tasks_routes,
+	api_ctl_routes,
 	api_dead_routes,
 	NULL
 };
@@ -190,10 +191,9 @@ error_text(const char *code, const char *msg, json_t *extra)
 	if (e != NULL && extra != NULL)
 		json_object_update(e, extra);
 	json_decref(extra);
-	if (e == NULL)
+	if (e == NULL || (o = json_pack("{s:o}", "error", e)) == NULL)
 		return NULL;
-	o = json_pack("{s:o}", "error", e);
-	text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+	text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return text;
 }
