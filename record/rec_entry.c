@@ -169,7 +169,8 @@ agent_name(char *buf, struct hive_str a)
 
 	while (n < a.len && n < HIVE_NAME_MAX && a.ptr[n] != '/')
 		n++;
-	memcpy(buf, a.ptr, n);
+	if (n > 0)                   /* an absent one has no pointer */
+		memcpy(buf, a.ptr, n);
 	buf[n] = '\0';
 }
 
