@@ -269,15 +269,15 @@ void sup_recorder_stats(const struct sup_recorder *rec,
  *
  * The capability is the queue's: "<c>" for <p>:q:<c>:<prio>, "@<a>" for
  * <p>:q:@<a>:<prio> and <p>:direct:<a>/<n>; a result or an event gets it
- * from the queue entry of its task, remembered by task id (the last
- * SUP_TSTATS_TASKS to 2 * SUP_TSTATS_TASKS tasks queued; older ones, or
- * tasks queued before hived started, count under "").  The agent is the
+ * from the queue entry of its task, remembered by task id until the
+ * task ends (at most SUP_TSTATS_TASKS tasks at once; one beyond, or
+ * queued before hived started, counts under "").  The agent is the
  * agent's name, without the instance.  At most SUP_TSTATS_LABELS label
  * sets (capabilities and capability/agent pairs) are kept: a count that
  * needs another is dropped and counted in dropped.
  */
 #define SUP_TSTATS_LABELS  1000
-#define SUP_TSTATS_TASKS   32768
+#define SUP_TSTATS_TASKS   262144
 #define SUP_HIST_LE        14       /* buckets with a bound; +Inf apart */
 
 /* The buckets' upper bounds, seconds: .005 .01 ... 300. */
@@ -317,6 +317,8 @@ struct sup_tstats {
 /* NULL when out of memory. */
 struct sup_tstats *sup_tstats_new(void);
 void sup_tstats_free(struct sup_tstats *);
+/* Tasks remembered now (queued, not ended). */
+size_t sup_tstats_tasks(const struct sup_tstats *);
 /* Add v seconds to h. */
 void sup_hist_observe(struct sup_hist *h, double v);
 

@@ -2,17 +2,25 @@
  * tstats.c - task counters and histograms the recorder keeps (record.h
  * says what counts and when).
  *
- * Three tables beside the counters, all bounded:
+ * Beside the counters, three tables, all bounded:
  *
  *   labels   capabilities and capability/agent pairs, each found by an
  *            open-addressing index of TS_SLOTS slots (at most
  *            SUP_TSTATS_LABELS of both kinds together)
- *   tasks    task id hash -> its capability, the attempt last queued and
- *            when, the last attempt counted as started: two generations
- *            of SUP_TSTATS_TASKS (the oldest half forgotten)
- *   seen     the entries counted (hash of stream and id): an idset of
- *            two generations of SUP_TSTATS_TASKS, so an entry read again
- *            soon after (a reconnect, a new recorder) counts once
+ *   tasks    the tasks queued and not ended: id hash -> capability, the
+ *            attempt last queued and when.  Linear probing, grown by
+ *            doubling up to SUP_TSTATS_TASKS; an end (result, dead
+ *            letter) takes its task out (backward-shift deletion, no
+ *            tombstones).  Full, the entries queued over TS_STALE_MS
+ *            before the newest go (tasks Redis lost, or that never end);
+ *            if none does, a new task is not remembered (its end counts
+ *            under "").
+ *   seen     the entries counted (hash of stream and id), and the starts
+ *            counted (hash of task and attempt): idsets of two
+ *            generations of TS_SEEN, so an entry read again soon after (a
+ *            reconnect, a new recorder) counts once, and a task.started
+ *            event read after the result of its attempt (the events
+ *            stream, twice as long, lags behind) does not count again
  */
 #include "rec.h"
 
@@ -20,8 +28,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TS_SLOTS   2048          /* > 2 * SUP_TSTATS_LABELS, a power of 2 */
-#define TS_NOCAP   UINT32_MAX
+#define TS_SLOTS     2048        /* > 2 * SUP_TSTATS_LABELS, a power of 2 */
+#define TS_NOCAP     UINT32_MAX
+#define TS_SEEN      32768
+#define TS_MINSLOTS  1024
+#define TS_STALE_MS  (3600 * 1000)
 
 const double sup_hist_le[SUP_HIST_LE] = {
 	.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300,
@@ -31,23 +42,17 @@ struct tmap_slot {
 	uint64_t h;                  /* 0: empty */
 	uint64_t queued_ms;          /* of attempt q_att */
 	uint32_t cap;                /* TS_NOCAP: no room for it */
-	uint16_t q_att;              /* the attempt last queued */
-	uint16_t started;            /* the last attempt counted started */
-};
-
-struct tmap_gen {
-	struct tmap_slot *slot;
-	size_t n;
+	uint32_t q_att;              /* the attempt last queued */
 };
 
 struct tstats_priv {
 	uint32_t cap_slot[TS_SLOTS];     /* index in caps + 1; 0 empty */
 	uint32_t pair_slot[TS_SLOTS];    /* index in pairs + 1 */
 	unsigned capcaps, cappairs;
-	struct tmap_gen gen[2];          /* allocated on first use */
-	int cur;
-	size_t mask;
-	struct idset *seen;
+	struct tmap_slot *slot;          /* the tasks; NULL until the first */
+	size_t mask, n;
+	uint64_t newest_ms;              /* the newest queued_ms put */
+	struct idset *seen, *starts;
 };
 
 struct sup_tstats *
@@ -56,11 +61,11 @@ sup_tstats_new(void)
 	struct sup_tstats *s = calloc(1, sizeof(*s));
 
 	if (s == NULL || (s->p = calloc(1, sizeof(*s->p))) == NULL ||
-	    (s->p->seen = idset_new(SUP_TSTATS_TASKS)) == NULL) {
+	    (s->p->seen = idset_new(TS_SEEN)) == NULL ||
+	    (s->p->starts = idset_new(TS_SEEN)) == NULL) {
 		sup_tstats_free(s);
 		return NULL;
 	}
-	s->p->mask = 2 * SUP_TSTATS_TASKS - 1;
 	return s;
 }
 
@@ -76,12 +81,18 @@ sup_tstats_free(struct sup_tstats *s)
 	free(s->caps);
 	free(s->pairs);
 	if (s->p != NULL) {
-		free(s->p->gen[0].slot);
-		free(s->p->gen[1].slot);
+		free(s->p->slot);
 		idset_free(s->p->seen);
+		idset_free(s->p->starts);
 		free(s->p);
 	}
 	free(s);
+}
+
+size_t
+sup_tstats_tasks(const struct sup_tstats *s)
+{
+	return s->p->n;
 }
 
 void
@@ -165,78 +176,141 @@ pair_get(struct sup_tstats *s, uint32_t cap, const char *agent)
 /* ---- tasks ---- */
 
 static struct tmap_slot *
-gen_find(const struct tstats_priv *p, const struct tmap_gen *g, uint64_t h)
+task_find(const struct tstats_priv *p, uint64_t h)
 {
-	if (g->slot == NULL)
+	if (p->slot == NULL)
 		return NULL;
-	for (size_t i = h & p->mask; g->slot[i].h != 0; i = (i + 1) & p->mask)
-		if (g->slot[i].h == h)
-			return &g->slot[i];
+	for (size_t i = h & p->mask; p->slot[i].h != 0; i = (i + 1) & p->mask)
+		if (p->slot[i].h == h)
+			return &p->slot[i];
 	return NULL;
 }
 
-static struct tmap_slot *
-task_find(struct tstats_priv *p, uint64_t h)
+/* Take t out; the entries after it in its run move back (linear
+ * probing's deletion: every entry stays reachable from its home). */
+static void
+task_del(struct tstats_priv *p, struct tmap_slot *t)
 {
-	struct tmap_slot *t = gen_find(p, &p->gen[p->cur], h);
+	size_t i = (size_t)(t - p->slot), j = i, k;
 
-	return t != NULL ? t : gen_find(p, &p->gen[1 - p->cur], h);
+	for (;;) {
+		j = (j + 1) & p->mask;
+		if (p->slot[j].h == 0)
+			break;
+		k = p->slot[j].h & p->mask;
+		/* j's entry stays unless its home is cyclically in (i, j] */
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+			continue;
+		p->slot[i] = p->slot[j];
+		i = j;
+	}
+	p->slot[i].h = 0;
+	p->n--;
 }
 
-/* The task's slot in the newer generation (copied there from the older
- * one, or made empty); NULL when out of memory. */
+static void
+task_insert(struct tstats_priv *p, const struct tmap_slot *v)
+{
+	size_t i;
+
+	for (i = v->h & p->mask; p->slot[i].h != 0; i = (i + 1) & p->mask)
+		;
+	p->slot[i] = *v;
+	p->n++;
+}
+
+/* Room for one more: grown, or the stale ones dropped.  -1: none. */
+static int
+task_room(struct tstats_priv *p)
+{
+	struct tmap_slot *old = p->slot, *ns;
+	size_t oslots = p->slot ? p->mask + 1 : 0, slots;
+
+	if (p->slot != NULL && (p->n + 1) * 2 <= p->mask + 1)
+		return 0;
+	if (p->n >= SUP_TSTATS_TASKS) {
+		for (size_t i = 0; i <= p->mask; i++)
+			while (p->slot[i].h != 0 &&
+			    p->slot[i].queued_ms + TS_STALE_MS < p->newest_ms)
+				task_del(p, &p->slot[i]);
+		return p->n < SUP_TSTATS_TASKS ? 0 : -1;
+	}
+	slots = oslots ? oslots * 2 : TS_MINSLOTS;
+	if ((ns = calloc(slots, sizeof(*ns))) == NULL)
+		return -1;
+	p->slot = ns;
+	p->mask = slots - 1;
+	p->n = 0;
+	for (size_t i = 0; i < oslots; i++)
+		if (old[i].h != 0)
+			task_insert(p, &old[i]);
+	free(old);
+	return 0;
+}
+
+/* The task's entry, made (cap TS_NOCAP) if new; NULL when there is no
+ * room for it. */
 static struct tmap_slot *
 task_put(struct tstats_priv *p, uint64_t h)
 {
-	struct tmap_gen *g = &p->gen[p->cur];
-	struct tmap_slot *t, old = { .h = h, .cap = TS_NOCAP };
-	size_t i;
+	struct tmap_slot *t = task_find(p, h), v = { .h = h, .cap = TS_NOCAP };
 
-	if ((t = gen_find(p, g, h)) != NULL)
+	if (t != NULL)
 		return t;
-	if ((t = gen_find(p, &p->gen[1 - p->cur], h)) != NULL)
-		old = *t;
-	if (g->slot == NULL && (g->slot = calloc(p->mask + 1,
-	    sizeof(*g->slot))) == NULL)
+	if (task_room(p) < 0)
 		return NULL;
-	if (g->n == SUP_TSTATS_TASKS) {
-		p->cur = 1 - p->cur;
-		g = &p->gen[p->cur];
-		if (g->slot == NULL && (g->slot = calloc(p->mask + 1,
-		    sizeof(*g->slot))) == NULL)
-			return NULL;
-		memset(g->slot, 0, (p->mask + 1) * sizeof(*g->slot));
-		g->n = 0;
-	}
-	for (i = h & p->mask; g->slot[i].h != 0; i = (i + 1) & p->mask)
-		;
-	g->slot[i] = old;
-	g->n++;
-	return &g->slot[i];
+	task_insert(p, &v);
+	return task_find(p, h);
 }
 
 /* ---- counting ---- */
 
-/* A start of attempt st->attempt of the task t (not NULL), counted once
- * per attempt: the queue wait is observed with it. */
+/* A start of attempt st->attempt of the task (t its entry, NULL when
+ * not known: its capability is then ""), counted once per attempt; the
+ * queue wait is observed with it. */
 static void
-count_start(struct sup_tstats *s, struct tmap_slot *t,
+count_start(struct sup_tstats *s, const struct tmap_slot *t,
     const struct rec_stat *st)
 {
 	struct sup_tstats_pair *q;
+	uint64_t h = hash_fnv1a_add(st->task, &st->attempt, sizeof(st->attempt));
+	uint32_t cap = t != NULL ? t->cap : cap_get(s, "");
 
-	if (st->attempt <= t->started)
+	h = h ? h : 1;
+	if (idset_has(s->p->starts, h))
 		return;
-	t->started = (uint16_t)st->attempt;
-	if ((q = pair_get(s, t->cap, st->agent)) == NULL) {
+	idset_add(s->p->starts, h, 0);
+	if ((q = pair_get(s, cap, st->agent)) == NULL) {
 		s->dropped++;
 		return;
 	}
 	q->started++;
-	if (t->q_att == st->attempt && t->queued_ms != 0 && st->t0 != 0 &&
-	    st->t0 >= t->queued_ms)
-		sup_hist_observe(&s->caps[t->cap].wait,
+	if (t != NULL && t->q_att == st->attempt && t->queued_ms != 0 &&
+	    st->t0 != 0 && st->t0 >= t->queued_ms)
+		sup_hist_observe(&s->caps[cap].wait,
 		    (double)(st->t0 - t->queued_ms) / 1000.);
+}
+
+static void
+count_dead(struct sup_tstats *s, const struct rec_stat *st)
+{
+	struct tstats_priv *p = s->p;
+	struct sup_tstats_pair *q;
+	struct tmap_slot *t = st->task ? task_find(p, st->task) : NULL;
+	uint32_t cap = cap_get(s, st->cap);
+
+	if (st->cap[0] == '\0' && t != NULL && t->cap != TS_NOCAP)
+		cap = t->cap;
+	if (t != NULL)
+		task_del(p, t);
+	if (cap == TS_NOCAP)
+		s->dropped++;
+	else if (st->agent[0] == '\0')
+		s->caps[cap].dead++;
+	else if ((q = pair_get(s, cap, st->agent)) != NULL)
+		q->dead++;
+	else
+		s->dropped++;
 }
 
 static void
@@ -248,44 +322,35 @@ count_one(struct sup_tstats *s, const struct rec_stat *st)
 	uint32_t cap;
 
 	if (st->kind == REC_SK_DEAD) {
-		cap = cap_get(s, st->cap);
-		if (st->cap[0] == '\0' && st->task != 0 &&
-		    (t = task_find(p, st->task)) != NULL && t->cap != TS_NOCAP)
-			cap = t->cap;
-		if (cap == TS_NOCAP)
-			s->dropped++;
-		else if (st->agent[0] == '\0')
-			s->caps[cap].dead++;
-		else if ((q = pair_get(s, cap, st->agent)) != NULL)
-			q->dead++;
-		else
-			s->dropped++;
+		count_dead(s, st);
 		return;
 	}
 	if (st->task == 0)
 		return;
 	if (st->kind == REC_SK_QUEUED) {
-		if ((t = task_put(p, st->task)) == NULL)
-			return;
-		t->cap = cap_get(s, st->cap);
-		t->q_att = (uint16_t)st->attempt;
-		t->queued_ms = st->t0;
-		if (st->attempt <= 1 && t->cap != TS_NOCAP)
-			s->caps[t->cap].submitted++;
+		cap = cap_get(s, st->cap);
+		if (st->attempt <= 1 && cap != TS_NOCAP)
+			s->caps[cap].submitted++;
 		else if (st->attempt <= 1)
 			s->dropped++;
-		return;
-	}
-	/* A start or an end whose queue entry is unknown: under "". */
-	if ((t = task_find(p, st->task)) == NULL) {
 		if ((t = task_put(p, st->task)) == NULL)
 			return;
-		t->cap = cap_get(s, "");
+		t->cap = cap;
+		t->q_att = st->attempt;
+		t->queued_ms = st->t0;
+		if (st->t0 > p->newest_ms)
+			p->newest_ms = st->t0;
+		return;
 	}
+	t = task_find(p, st->task);
 	count_start(s, t, st);
 	if (st->kind == REC_SK_STARTED)
 		return;
-	if (t->cap == TS_NOCAP || (q = pair_get(s, t->cap, st->agent)) == NULL) {
+	/* The attempt ended: a retry is queued anew. */
+	cap = t != NULL ? t->cap : cap_get(s, "");
+	if (t != NULL)
+		task_del(p, t);
+	if ((q = pair_get(s, cap, st->agent)) == NULL) {
 		s->dropped++;
 		return;
 	}
@@ -294,7 +359,7 @@ count_one(struct sup_tstats *s, const struct rec_stat *st)
 	else
 		q->failed++;
 	if (st->t0 != 0 && st->t1 >= st->t0)
-		sup_hist_observe(&s->caps[t->cap].run,
+		sup_hist_observe(&s->caps[cap].run,
 		    (double)(st->t1 - st->t0) / 1000.);
 }
 

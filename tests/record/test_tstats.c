@@ -206,30 +206,73 @@ Test(tstats, bounded)
 	cr_assert_eq(ts->dropped, 50);
 }
 
-/* Tasks are remembered for a bounded number: a task queued before two
- * generations filled is forgotten (its result counts under ""), the
- * later ones are known. */
-Test(tstats, tasks_forgotten)
+/* Ended tasks leave the table; those left stay reachable (thousands,
+ * so that runs of linear probing cross each other and the table grows
+ * and takes deletions in the middle of runs). */
+Test(tstats, ended_tasks_leave)
 {
 	char id[32], e[32];
 
-	push(S_Q, "1-0", REC_SK_QUEUED, "first", 1, NULL);
-	rec_stats_apply(&rec, rec.fill);
-	for (int i = 0; i < 2 * SUP_TSTATS_TASKS + 1; i++) {
+	for (int i = 0; i < 5000; i++) {
 		snprintf(id, sizeof(id), "t%d", i);
-		snprintf(e, sizeof(e), "%d-1", i + 10);
-		push(S_Q, e, REC_SK_QUEUED, id, 1, NULL);
-		if (i % 1000 == 0)
+		snprintf(e, sizeof(e), "%d-1", i + 1);
+		push(S_Q, e, REC_SK_QUEUED, id, 1, NULL)->t0 = 1000;
+	}
+	rec_stats_apply(&rec, rec.fill);
+	for (int i = 0; i < 5000; i += 2) {
+		snprintf(id, sizeof(id), "t%d", i);
+		snprintf(e, sizeof(e), "%d-2", i + 1);
+		push(S_RES, e, REC_SK_OK, id, 1, "echo");
+	}
+	rec_stats_apply(&rec, rec.fill);
+	cr_assert_eq(sup_tstats_tasks(ts), 2500);
+	for (int i = 1; i < 5000; i += 2) {
+		snprintf(id, sizeof(id), "t%d", i);
+		snprintf(e, sizeof(e), "%d-3", i + 1);
+		push(S_RES, e, REC_SK_ERROR, id, 1, "echo");
+	}
+	rec_stats_apply(&rec, rec.fill);
+	cr_assert_eq(sup_tstats_tasks(ts), 0);
+	cr_assert_eq(pair("work", "echo")->completed, 2500);
+	cr_assert_eq(pair("work", "echo")->failed, 2500);
+	cr_assert_eq(pair("work", "echo")->started, 5000);
+	cr_assert_eq(ts->npairs, 1, "every end found its queue");
+}
+
+/* The table is bounded: full, the tasks queued long before the newest
+ * are dropped to make room; their ends count under "". */
+Test(tstats, full_drops_stale)
+{
+	char id[32], e[32];
+
+	for (int i = 0; i < SUP_TSTATS_TASKS; i++) {
+		snprintf(id, sizeof(id), "t%d", i);
+		snprintf(e, sizeof(e), "%d-1", i + 1);
+		push(S_Q, e, REC_SK_QUEUED, id, 1, NULL)->t0 = 1000;
+		if (i % 4096 == 0)
 			rec_stats_apply(&rec, rec.fill);
 	}
-	push(S_RES, "9-9", REC_SK_OK, "first", 1, "echo");
-	push(S_RES, "9-10", REC_SK_OK, "t40000", 1, "echo");
-	snprintf(id, sizeof(id), "t%d", 2 * SUP_TSTATS_TASKS);
-	push(S_RES, "9-11", REC_SK_OK, id, 1, "echo");
+	push(S_Q, "9-1", REC_SK_QUEUED, "new", 1, NULL)->t0 = 1000 +
+	    4000 * 1000;
+	push(S_RES, "9-2", REC_SK_OK, "new", 1, "echo");
+	push(S_RES, "9-3", REC_SK_OK, "t7", 1, "echo");
 	rec_stats_apply(&rec, rec.fill);
+	cr_assert_eq(pair("work", "echo")->completed, 1);
 	cr_assert_eq(pair("", "echo")->completed, 1);
-	cr_assert_eq(pair("work", "echo")->completed, 2);
-	cr_assert_eq(cap("work")->submitted, 2 * SUP_TSTATS_TASKS + 2);
+	cr_assert_eq(cap("work")->submitted, SUP_TSTATS_TASKS + 1);
+}
+
+/* A task.started event read after the result of its attempt (the events
+ * stream lags behind) does not count the start again. */
+Test(tstats, late_start_event)
+{
+	push(S_Q, "1-0", REC_SK_QUEUED, "t1", 1, NULL)->t0 = 1000;
+	push(S_RES, "2-0", REC_SK_OK, "t1", 1, "echo")->t0 = 1100;
+	rec_stats_apply(&rec, rec.fill);
+	push(S_EV, "1-5", REC_SK_STARTED, "t1", 1, "echo")->t0 = 1100;
+	rec_stats_apply(&rec, rec.fill);
+	cr_assert_eq(pair("work", "echo")->started, 1);
+	cr_assert_eq(ts->npairs, 1);
 }
 
 Test(tstats, histogram_buckets)
