@@ -330,7 +330,10 @@ record_result(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	t->error = hstrdup(m.error);
 	t->finished_ms = m.finished_ms ? m.finished_ms : rec_entry_ms(entry);
 	t->started_ms = m.started_ms;
-	if ((st = stat_push(rec, si, entry, m.status == HIVE_STATUS_OK ?
+	/* A task given up on (out of attempts, or its workflow cannot go
+	 * on) has a dead letter beside this result: it counts as dead. */
+	if (m.code != HIVE_CODE_ATTEMPTS && m.code != HIVE_CODE_DEPENDENCY &&
+	    (st = stat_push(rec, si, entry, m.status == HIVE_STATUS_OK ?
 	    REC_SK_OK : REC_SK_ERROR, m.id, m.attempt, m.agent)) != NULL) {
 		st->t0 = m.started_ms;
 		st->t1 = t->finished_ms;

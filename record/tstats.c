@@ -301,7 +301,7 @@ count_dead(struct sup_tstats *s, const struct rec_stat *st)
 
 	if (st->cap[0] == '\0' && t != NULL && t->cap != TS_NOCAP)
 		cap = t->cap;
-	if (t != NULL)
+	if (t != NULL && t->q_att <= st->attempt)  /* not retried since */
 		task_del(p, t);
 	if (cap == TS_NOCAP)
 		s->dropped++;
@@ -346,9 +346,10 @@ count_one(struct sup_tstats *s, const struct rec_stat *st)
 	count_start(s, t, st);
 	if (st->kind == REC_SK_STARTED)
 		return;
-	/* The attempt ended: a retry is queued anew. */
+	/* The attempt ended; a retry queued since (in this batch: queue
+	 * entries count first) keeps the task. */
 	cap = t != NULL ? t->cap : cap_get(s, "");
-	if (t != NULL)
+	if (t != NULL && t->q_att <= st->attempt)
 		task_del(p, t);
 	if ((q = pair_get(s, cap, st->agent)) == NULL) {
 		s->dropped++;
@@ -363,20 +364,29 @@ count_one(struct sup_tstats *s, const struct rec_stat *st)
 		    (double)(st->t1 - st->t0) / 1000.);
 }
 
+/*
+ * In three passes: queue entries, then starts, then ends.  One read
+ * takes the results and events streams before the queues, so a task
+ * that ran at once has its result ahead of its queue entry in the batch;
+ * counted in that order it would not find its capability.
+ */
 void
 rec_stats_apply(struct sup_recorder *rec, struct rec_txn *tx)
 {
 	struct sup_tstats *s = rec->tstats;
 
-	for (size_t i = 0; s != NULL && i < tx->nstats; i++) {
-		const struct rec_stat *st = &tx->stats[i];
+	for (int pass = 0; s != NULL && pass < 3; pass++)
+		for (size_t i = 0; i < tx->nstats; i++) {
+			const struct rec_stat *st = &tx->stats[i];
+			int p = st->kind == REC_SK_QUEUED ? 0 :
+			    st->kind == REC_SK_STARTED ? 1 : 2;
 
-		if (idset_has(s->p->seen, st->entry))
-			continue;
-		idset_add(s->p->seen, st->entry, 0);
-		s->counted++;
-		count_one(s, st);
-	}
+			if (p != pass || idset_has(s->p->seen, st->entry))
+				continue;
+			idset_add(s->p->seen, st->entry, 0);
+			s->counted++;
+			count_one(s, st);
+		}
 	tx->nstats = 0;
 }
 

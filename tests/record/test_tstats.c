@@ -124,6 +124,20 @@ Test(tstats, a_task_flows)
 	cr_assert_eq(ts->counted, 2);
 }
 
+/* One read gives the results stream before the queues: a task that ran
+ * at once has its result ahead of its queue entry, and still its
+ * capability. */
+Test(tstats, result_ahead_of_queue_entry)
+{
+	push(S_RES, "1500-0", REC_SK_OK, "t1", 1, "echo")->t0 = 1200;
+	push(S_Q, "1000-0", REC_SK_QUEUED, "t1", 1, NULL)->t0 = 1000;
+	rec_stats_apply(&rec, rec.fill);
+	cr_assert_eq(pair("work", "echo")->completed, 1);
+	cr_assert_eq(cap("work")->wait.count, 1);
+	cr_assert_eq(ts->ncaps, 1);
+	cr_assert_eq(sup_tstats_tasks(ts), 0);
+}
+
 /* The same entries again (read again after a reconnect): no change. */
 Test(tstats, an_entry_counts_once)
 {
