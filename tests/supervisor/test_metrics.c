@@ -194,6 +194,31 @@ submit(redisContext *c, const char *key, const char *id)
 	msgpack_sbuffer_destroy(&sb);
 }
 
+/* A task whose payload is the JSON text payload. */
+static void
+submit_json(redisContext *c, const char *key, const char *id,
+    const char *payload)
+{
+	struct hive_task t;
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	msgpack_zone z;
+	json_t *j = json_loads(payload, 0, NULL);
+
+	msgpack_zone_init(&z, 1024);
+	msgpack_sbuffer_init(&sb);
+	memset(&t, 0, sizeof(t));
+	t.id = HIVE_STR(id);
+	t.attempt = 1;
+	t.parents.type = MSGPACK_OBJECT_NIL;
+	cr_assert_eq(proto_json_to_obj(j, &z, &t.payload, &err), 0);
+	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
+	tu_xadd(c, key, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_zone_destroy(&z);
+	json_decref(j);
+}
+
 static void
 stop_ok(struct hp *h)
 {
@@ -339,8 +364,10 @@ wait_queue(struct hp *h, const char *cap, int prio, const char *field,
 /*
  * A queue filled while its agent sleeps (no worker, no group): its
  * length and lag in /queues and /metrics, the oldest task's age; woken,
- * the worker takes them (lag and pending 0, no oldest).  Without
- * PostgreSQL: no task counters, no hive_postgres_up, promtool clean.
+ * the worker takes them (lag and pending 0, no oldest); a task it runs
+ * is pending and ages; a reload's new agent has its queues sampled.
+ * Without PostgreSQL: no task counters, no hive_postgres_up, promtool
+ * clean.
  */
 Test(metrics, queue_filled_without_worker)
 {
@@ -402,6 +429,31 @@ Test(metrics, queue_filled_without_worker)
 	if (json_integer_value(json_object_get(q, "pending")) == 0)
 		cr_assert(json_is_null(json_object_get(q, "oldest_age_ms")),
 		    "%s", json_dumps(q, 0));
+	json_decref(j);
+
+	/* A task the worker holds (running) is queued for an operator: it
+	 * ages, and is pending, not lag. */
+	submit_json(c, key, "slow-1", "{\"sleep_ms\": 2500}");
+	j = wait_queue(h, "backlog", 2, "pending", 1);
+	q = queue_of(j, "backlog", 2);
+	cr_assert(json_is_integer(json_object_get(q, "oldest_age_ms")), "%s",
+	    json_dumps(q, 0));
+	cr_assert_eq(json_integer_value(json_object_get(q, "lag")), 0);
+	json_decref(j);
+
+	/* A reload that adds an agent: its queues are sampled next. */
+	agent_conf(agents, sizeof(agents), "idle", "backlog", "autostart = no");
+	{
+		char more[1024], all[2048];
+		agent_conf(more, sizeof(more), "other", "fresh", "autostart = no");
+		snprintf(all, sizeof(all), "%s%s", agents, more);
+		hp_write_conf(h, real(), NULL, all);
+	}
+	hp_signal(h, SIGHUP);
+	hp_wait(h, &from, T_LONG, "reload done", "added=1", NULL);
+	j = wait_queue(h, "fresh", 0, "length", 0);
+	cr_assert_not_null(queue_of(j, "@other", 2));
+	cr_assert_eq(json_array_size(json_object_get(j, "queues")), 12);
 	json_decref(j);
 	stop_ok(h);
 	redisFree(c);
