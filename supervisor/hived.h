@@ -23,6 +23,8 @@
  *              api.h what an endpoint is given
  *   api_agents.c  the endpoints on agents: /health, /agents,
  *              /capabilities, actions
+ *   api_dead.c the dead letters: /dead, retries (api_dead.h);
+ *              api_submit.c POST /tasks, POST /workflows
  *   store.c    the bridge to the record (record/, record.h): start-up
  *              checks of Redis and PostgreSQL, memory snapshots, events,
  *              the agents table; it starts and feeds the recorder,
@@ -387,6 +389,16 @@ void sup_store_reload(struct sup *, const struct hive_conf *oc);
 void sup_store_stop(struct sup *);
 /* SIGUSR1: one line on the record (recorder, PostgreSQL, reclaimer). */
 void sup_store_log_status(struct sup *);
+/*
+ * For the HTTP API's endpoints (api_*.c), lent: hived's own Redis
+ * connection (NULL before start), and the record's PostgreSQL connection
+ * once its schema is migrated (NULL without postgres =, or before).
+ * Their commands and queries answer later, in callbacks; nothing waits.
+ */
+struct rconn;
+struct sup_pg;
+struct rconn *sup_store_redis(struct sup *);
+struct sup_pg *sup_store_pg(struct sup *);
 
 /* Redis is connected (store.c's connection). */
 int sup_store_redis_up(struct sup *);

@@ -101,6 +101,7 @@ static void http_rearm(struct sup_http *);
  */
 static const struct api_route *const http_tables[] = {
 	api_agents_routes,
+	api_dead_routes,
 	api_metrics_routes,
 	NULL
 };
@@ -183,7 +184,7 @@ http_queue(struct MHD_Connection *c, unsigned code, char *text, size_t len,
 static char *
 error_text(const char *code, const char *msg, json_t *extra)
 {
-	json_t *e = json_pack("{s:s, s:s}", "code", code, "message", msg);
+	json_t *e = json_pack("{s:s, s:s}", "code", code, "message", msg), *o;
 	char *text;
 
 	if (e != NULL && extra != NULL)
@@ -191,7 +192,9 @@ error_text(const char *code, const char *msg, json_t *extra)
 	json_decref(extra);
 	if (e == NULL)
 		return NULL;
-	text = json_dumps(json_pack("{s:o}", "error", e), JSON_COMPACT);
+	o = json_pack("{s:o}", "error", e);
+	text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
 	return text;
 }
 

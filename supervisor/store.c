@@ -803,3 +803,17 @@ sup_store_tstats(struct sup *sup)
 {
 	return sup->store != NULL ? sup->store->tstats : NULL;
 }
+
+struct rconn *
+sup_store_redis(struct sup *sup)
+{
+	return sup->store != NULL ? sup->store->rc : NULL;
+}
+
+struct sup_pg *
+sup_store_pg(struct sup *sup)
+{
+	struct sup_store *r = sup->store;
+
+	return r != NULL && r->migrated ? r->pg : NULL;
+}
