@@ -232,7 +232,7 @@ render_workers(struct mw *w, struct sup *sup)
 				continue;
 			line(w, "hive_heartbeat_age_seconds");
 			label(w, "agent", a->name);
-			label_u(w, "instance", in->n);
+			label_u(w, "agent_instance", in->n);
 			end_f(w, now > in->last_hb ? now - in->last_hb : 0);
 		}
 	head(w, "hive_worker_rss_bytes", "gauge",
@@ -245,7 +245,7 @@ render_workers(struct mw *w, struct sup *sup)
 				continue;
 			line(w, "hive_worker_rss_bytes");
 			label(w, "agent", a->name);
-			label_u(w, "instance", in->n);
+			label_u(w, "agent_instance", in->n);
 			end_u64(w, in->rss_kb * 1024);
 		}
 }

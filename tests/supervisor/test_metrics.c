@@ -305,7 +305,7 @@ Test(metrics, tasks_flow)
 	    0);
 	cr_assert(sample(t, "hive_hived_rss_bytes") > 0);
 	cr_assert(sample(t, "hive_heartbeat_age_seconds{agent=\"counter\","
-	    "instance=\"1\"}") >= 0);
+	    "agent_instance=\"1\"}") >= 0);
 	cr_assert(sample(t, "hive_recorder_lag_seconds") >= 0);
 	cr_assert(sample(t, "hive_recorder_backlog") >= 0);
 	cr_assert(strstr(t, "hive_build_info{version=\"") != NULL);
@@ -314,7 +314,7 @@ Test(metrics, tasks_flow)
 	t = wait_sample(h, "hive_dead_letters", 1);
 	free(t);
 	t = wait_sample(h, "hive_worker_rss_bytes{agent=\"counter\","
-	    "instance=\"1\"}", 1);
+	    "agent_instance=\"1\"}", 1);
 	free(t);
 	a = hp_agent(h, "counter/1");
 	cr_assert(json_integer_value(json_object_get(a, "rss_kb")) > 0);

@@ -108,10 +108,10 @@ Test(metrics_render, agents_without_store)
 	cr_assert(has_line(t, "hive_handler_restarts_total{agent="
 	    "\"we\\\"ird\\\\\"} 5"), "%s", t);
 	cr_assert(has_line(t, "hive_heartbeat_age_seconds{agent="
-	    "\"we\\\"ird\\\\\",instance=\"1\"} 2"), "%s", t);
+	    "\"we\\\"ird\\\\\",agent_instance=\"1\"} 2"), "%s", t);
 	cr_assert(has_line(t, "hive_worker_rss_bytes{agent="
-	    "\"we\\\"ird\\\\\",instance=\"1\"} 102400"), "%s", t);
-	cr_assert_null(strstr(t, "instance=\"2\""), "%s", t);
+	    "\"we\\\"ird\\\\\",agent_instance=\"1\"} 102400"), "%s", t);
+	cr_assert_null(strstr(t, "agent_instance=\"2\""), "%s", t);
 	cr_assert(has_line(t, "hive_redis_up 0"), "%s", t);
 	cr_assert_null(strstr(t, "hive_postgres_up"), "no postgres");
 	cr_assert_null(strstr(t, "hive_tasks_"), "no recorder");
