@@ -486,7 +486,7 @@ int
 main(int argc, char **argv)
 {
 	long rows = 1000000;
-	int k = 300, batch = 60000, rounds = 3, opt, metrics, scrapable;
+	int k = 300, batch = 250000, rounds = 5, opt, metrics, scrapable;
 	double rate = 200, *ag, *ta, *me, *st, *pq, off[ROUNDS_MAX],
 	    on[ROUNDS_MAX], ratio[ROUNDS_MAX], s;
 	char db[64], sql[128], ci[512], *body = NULL;
@@ -601,6 +601,8 @@ main(int argc, char **argv)
 			if (r % 2 == 1)
 				off[r] = burst(c, batch, 2 * (unsigned)r + 1);
 			ratio[r] = on[r] / off[r];
+			fprintf(stderr, "bench_api: pair %d: %.0f tasks/s without, "
+			    "%.0f with the scraper\n", r + 1, off[r], on[r]);
 		}
 		double moff = median(off, rounds), mon = median(on, rounds);
 		printf("worker.throughput.unscraped: %.0f tasks/s (one echo "
