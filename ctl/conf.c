@@ -225,7 +225,9 @@ ctl_conf_resolve(struct ctl *c)
 		env_url = NULL;
 	if (env_tok != NULL && *env_tok == '\0')
 		env_tok = NULL;
-	need_conf = (c->url_opt == NULL && env_url == NULL) ||
+	/* An explicit --config is always read (a typo is said). */
+	need_conf = c->config_opt != NULL ||
+	    (c->url_opt == NULL && env_url == NULL) ||
 	    (c->token_file_opt == NULL && env_tok == NULL);
 	if (need_conf && (text = read_file(conf, CONF_MAX)) == NULL &&
 	    (c->config_opt != NULL || errno != ENOENT)) {

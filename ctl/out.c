@@ -115,6 +115,8 @@ ctl_str(const json_t *obj, const char *key, char *buf, size_t len)
 {
 	const json_t *v = json_object_get(obj, key);
 
+	if (v == NULL)
+		return "-";
 	switch (json_typeof(v)) {
 	case JSON_STRING:
 		return ctl_cut(json_string_value(v), len - 4, buf, len);
@@ -128,9 +130,9 @@ ctl_str(const json_t *obj, const char *key, char *buf, size_t len)
 		return "yes";
 	case JSON_FALSE:
 		return "no";
+	case JSON_NULL:
+		return "-";
 	default:
-		if (v == NULL || json_is_null(v))
-			return "-";
 		return "...";
 	}
 }

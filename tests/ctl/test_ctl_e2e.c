@@ -1,0 +1,316 @@
+/*
+ * test_ctl_e2e.c - hivectl end to end with a real hived, workers, Redis
+ * and PostgreSQL: submit --wait prints the result (exit 1 when the task
+ * failed), wait, task, tasks; a dead letter retried completes (PostgreSQL
+ * shows it); a bad config refused by reload (exit 1, every file:line
+ * printed, the old config running); stop-all and start-all; stop, start,
+ * drain; queues, workflows.  Every --json output is parsed.
+ *
+ * Each test first asks hived for its endpoint and skips, naming it, when
+ * hived answers 404 (an endpoint not built yet).
+ */
+#include <criterion/criterion.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl_run.h"
+#include "hived_proc.h"
+#include "testutil.h"
+
+#define T_LONG 30000
+
+TestSuite(ctl_e2e, .fini = hp_cleanup, .timeout = 180);
+
+static char ci[512];
+
+static void
+write_conf(struct hp *h, const char *agent_extra)
+{
+	char agents[1024], extra[700];
+
+	snprintf(extra, sizeof(extra), "postgres = %s\nhost = ctl-host\n", ci);
+	snprintf(agents, sizeof(agents),
+	    "[agent \"echo\"]\n"
+	    "command = /usr/bin/python3 %s/tests/ctl/ctl_handler.py\n"
+	    "capabilities = work\n"
+	    "instances = 2\n"
+	    "%s\n", getenv("HIVE_SOURCE_DIR"), agent_extra ? agent_extra : "");
+	hp_write_conf(h, tu_build_path("worker/hive-worker"), extra, agents);
+}
+
+/* hived with PostgreSQL and agent "echo" (2 instances), both ready. */
+static struct hp *
+start(const char *tag, const char *agent_extra)
+{
+	struct hp *h = hp_new(tag);
+	char db[64];
+
+	tu_pg_fresh_db(tag, db, sizeof(db), ci, sizeof(ci));
+	write_conf(h, agent_extra);
+	hp_start(h);
+	hp_wait(h, &(size_t){ 0 }, T_LONG, "postgres: schema version", NULL);
+	hp_wait(h, &(size_t){ 0 }, T_LONG, "agent=echo/1", "state=ready", NULL);
+	hp_wait(h, &(size_t){ 0 }, T_LONG, "agent=echo/2", "state=ready", NULL);
+	return h;
+}
+
+static char *
+sql_value(const char *sql)
+{
+	PGconn *c = PQconnectdb(ci);
+	PGresult *res;
+	char *v = NULL;
+
+	cr_assert(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+	res = PQexec(c, sql);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		v = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	PQfinish(c);
+	return v;
+}
+
+static const char *
+jstr(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	cr_assert(s != NULL, "no string %s", k);
+	return s;
+}
+
+Test(ctl_e2e, submit_wait_result_and_failure)
+{
+	struct hp *h = start("ctlsub", NULL);
+	struct ctl_run r = { 0 };
+	json_t *j, *res;
+	char id[128];
+
+	ctl_need(h, "POST", "/tasks");
+	ctl_need(h, "GET", "/tasks");
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", "{\"n\": 7}", "--wait",
+	    "--timeout", "30s", NULL), 0);
+	j = ctl_json(&r);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(j,
+	    "echo"), "n")), 7, "%s", r.out);
+	json_decref(j);
+
+	/* A failed task: exit 1, its error said. */
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", "{\"fail\": \"no "
+	    "luck\"}", "--wait", NULL), 1);
+	cr_assert(strstr(r.err, "failed") && strstr(r.err, "no luck"), "%s",
+	    r.err);
+
+	/* Without --wait: the id; then wait, task, tasks. */
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "--agent", "echo/2", "[1,2]",
+	    "--id", "ctl-task-1", "--priority", "0", NULL), 0);
+	cr_assert_str_eq(r.out, "ctl-task-1\n");
+	cr_assert_eq(ctl_run_h(&r, h, "wait", "ctl-task-1", "--timeout", "30s",
+	    "--json", NULL), 0);
+	j = ctl_json(&r);
+	cr_assert_str_eq(jstr(json_object_get(j, "task"), "state"), "completed");
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "task", "ctl-task-1", "--json", NULL), 0);
+	j = ctl_json(&r);
+	res = json_object_get(json_object_get(j, "task"), "result");
+	cr_assert_eq(json_array_size(json_object_get(res, "echo")), 2);
+	cr_assert_str_eq(jstr(json_object_get(j, "task"), "agent"), "echo/2");
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "task", "ctl-task-1", NULL), 0);
+	cr_assert(strstr(r.out, "completed") != NULL, "%s", r.out);
+	cr_assert_eq(ctl_run_h(&r, h, "task", "no-such-task", NULL), 1);
+	cr_assert(strstr(r.err, "(not_found)") != NULL, "%s", r.err);
+
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", "{}", "--json", NULL),
+	    0);
+	j = ctl_json(&r);
+	snprintf(id, sizeof(id), "%s", jstr(j, "id"));
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "wait", id, "--timeout", "30s", NULL), 0);
+	cr_assert_eq(ctl_run_h(&r, h, "tasks", "--json", NULL), 0);
+	j = ctl_json(&r);
+	cr_assert_geq(json_array_size(json_object_get(j, "tasks")), 4);
+	json_decref(j);
+	/* --limit follows next across pages of one. */
+	cr_assert_eq(ctl_run_h(&r, h, "tasks", "--state", "completed",
+	    "--limit", "2", "--json", NULL), 0);
+	j = ctl_json(&r);
+	cr_assert_eq(json_array_size(json_object_get(j, "tasks")), 2);
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "tasks", "--state", "failed", NULL), 0);
+	cr_assert(strstr(r.out, "no luck") != NULL, "%s", r.out);
+	cr_assert_eq(ctl_run_h(&r, h, "tasks", "--state", "nonsense", NULL), 2);
+	ctl_run_free(&r);
+}
+
+/* A task whose worker dies goes dead (max_attempts 1); retried once its
+ * handler can run it, it completes, and PostgreSQL says so. */
+Test(ctl_e2e, dead_retry_completes)
+{
+	struct hp *h = start("ctldead", "max_attempts = 1\n");
+	struct ctl_run r = { 0 };
+	char marker[700], payload[800], dead_id[128], *state;
+	json_t *j, *d;
+	long long end = tu_now_ms() + T_LONG;
+	FILE *f;
+
+	ctl_need(h, "GET", "/dead");
+	ctl_need(h, "POST", "/tasks");
+	snprintf(marker, sizeof(marker), "%s/may-run", h->dir);
+	snprintf(payload, sizeof(payload), "{\"die_unless\": \"%s\"}", marker);
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", payload, "--id",
+	    "doomed", NULL), 0);
+	for (dead_id[0] = '\0'; dead_id[0] == '\0'; ) {
+		size_t i;
+
+		cr_assert(tu_now_ms() < end, "no dead letter for 'doomed'");
+		cr_assert_eq(ctl_run_h(&r, h, "dead", "--json", NULL), 0);
+		j = ctl_json(&r);
+		json_array_foreach(json_object_get(j, "dead"), i, d)
+			if (json_is_string(json_object_get(d, "id")) &&
+			    strcmp(jstr(d, "id"), "doomed") == 0)
+				snprintf(dead_id, sizeof(dead_id), "%s",
+				    jstr(d, "dead_id"));
+		json_decref(j);
+		if (dead_id[0] == '\0')
+			hp_pump(h, 100);
+	}
+	cr_assert_eq(ctl_run_h(&r, h, "dead", NULL), 0);
+	cr_assert(strstr(r.out, dead_id) != NULL, "%s", r.out);
+	cr_assert_eq(ctl_run_h(&r, h, "dead", "show", dead_id, "--json", NULL),
+	    0);
+	j = ctl_json(&r);
+	cr_assert_str_eq(jstr(json_object_get(j, "dead"), "id"), "doomed");
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "dead", "show", dead_id, NULL), 0);
+
+	cr_assert((f = fopen(marker, "w")) != NULL);
+	fclose(f);
+	cr_assert_eq(ctl_run_h(&r, h, "dead", "retry", dead_id, "--json", NULL),
+	    0);
+	j = ctl_json(&r);
+	cr_assert_str_eq(jstr(j, "id"), "doomed");
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "wait", "doomed", "--timeout", "30s",
+	    NULL), 0);
+	state = sql_value("SELECT state FROM tasks WHERE id = 'doomed'");
+	cr_assert(state != NULL && strcmp(state, "completed") == 0,
+	    "PostgreSQL: %s", state ? state : "(no row)");
+	free(state);
+	/* Gone from hive:dead; a second retry finds nothing. */
+	cr_assert_eq(ctl_run_h(&r, h, "dead", "retry", dead_id, NULL), 1);
+	cr_assert_eq(ctl_run_h(&r, h, "dead", "retry", "--all", "--json", NULL),
+	    0);
+	j = ctl_json(&r);
+	cr_assert_eq(json_integer_value(json_object_get(j, "retried")), 0);
+	json_decref(j);
+	ctl_run_free(&r);
+}
+
+Test(ctl_e2e, reload_bad_config_keeps_old)
+{
+	struct hp *h = start("ctlreload", NULL);
+	struct ctl_run r = { 0 };
+	char line[64];
+	FILE *f;
+	json_t *j;
+
+	ctl_need(h, "GET", "/reload");
+	cr_assert_eq(ctl_run_h(&r, h, "reload", "--json", NULL), 0);
+	j = ctl_json(&r);
+	cr_assert(json_is_true(json_object_get(j, "reloaded")));
+	json_decref(j);
+	/* Two errors, each with its file:line. */
+	cr_assert((f = fopen(h->conf, "a")) != NULL);
+	fprintf(f, "\n[agent \"broken\"]\ninstances = many\nbogus_key = 1\n");
+	fclose(f);
+	cr_assert_eq(ctl_run_h(&r, h, "reload", NULL), 1);
+	cr_assert(strncmp(r.err, "hivectl: ", 9) == 0, "%s", r.err);
+	snprintf(line, sizeof(line), "hive.conf:");
+	cr_assert(strstr(r.err, line) != NULL, "%s", r.err);
+	cr_assert(strstr(r.err, "instances") && strstr(r.err, "bogus_key"),
+	    "%s", r.err);
+	/* The old configuration runs: echo, no "broken". */
+	cr_assert_eq(ctl_run_h(&r, h, "status", "--json", NULL), 0);
+	j = ctl_json(&r);
+	cr_assert_eq(json_array_size(json_object_get(j, "agents")), 2);
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "status", "echo/1", NULL), 0);
+	cr_assert(strstr(r.out, "ready") != NULL, "%s", r.out);
+	ctl_run_free(&r);
+}
+
+Test(ctl_e2e, stop_all_start_all)
+{
+	struct hp *h = start("ctlstopall", NULL);
+	struct ctl_run r = { 0 };
+	size_t from;
+	json_t *j;
+
+	ctl_need(h, "GET", "/stop-all");
+	ctl_need(h, "GET", "/start-all");
+	cr_assert_eq(ctl_run_h(&r, h, "stop-all", "--timeout", "5s", "--json",
+	    NULL), 0);
+	j = ctl_json(&r);
+	cr_assert_eq(json_integer_value(json_object_get(j, "stopped")), 2);
+	json_decref(j);
+	hp_wait(h, &(size_t){ 0 }, T_LONG, "agent=echo/1", "state=stopped",
+	    NULL);
+	hp_wait(h, &(size_t){ 0 }, T_LONG, "agent=echo/2", "state=stopped",
+	    NULL);
+	from = hp_mark(h);
+	cr_assert_eq(ctl_run_h(&r, h, "start-all", NULL), 0);
+	cr_assert(strstr(r.out, "started 2") != NULL, "%s", r.out);
+	hp_wait(h, &from, T_LONG, "agent=echo/", "state=ready", NULL);
+	ctl_run_free(&r);
+}
+
+Test(ctl_e2e, stop_start_drain)
+{
+	struct hp *h = start("ctlssd", NULL);
+	struct ctl_run r = { 0 };
+	size_t from = hp_mark(h);
+	json_t *j;
+
+	ctl_run_h(&r, h, "stop", "echo/1", "--json", NULL);
+	if (r.code == 1 && strstr(r.err, "unknown action"))
+		cr_skip_test("POST /agents/NAME/stop is not in this hived yet");
+	cr_assert_eq(r.code, 0, "%s", r.err);
+	j = ctl_json(&r);
+	cr_assert_str_eq(jstr(j, "action"), "stop");
+	json_decref(j);
+	hp_wait(h, &from, T_LONG, "agent=echo/1", "state=stopped", NULL);
+	from = hp_mark(h);
+	cr_assert_eq(ctl_run_h(&r, h, "start", "echo/1", NULL), 0);
+	hp_wait(h, &from, T_LONG, "agent=echo/1", "state=ready", NULL);
+	from = hp_mark(h);
+	cr_assert_eq(ctl_run_h(&r, h, "drain", "echo/2", NULL), 0);
+	hp_wait(h, &from, T_LONG, "agent=echo/2", "state=stopped", NULL);
+	ctl_run_free(&r);
+}
+
+Test(ctl_e2e, queues_and_workflows)
+{
+	struct hp *h = start("ctlq", NULL);
+	struct ctl_run r = { 0 };
+	json_t *j;
+
+	ctl_need(h, "GET", "/queues");
+	ctl_need(h, "GET", "/workflows");
+	cr_assert_eq(ctl_run_h(&r, h, "queues", "--json", NULL), 0);
+	j = ctl_json(&r);
+	cr_assert(json_is_array(json_object_get(j, "queues")));
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "queues", NULL), 0);
+	cr_assert(strncmp(r.out, "QUEUE", 5) == 0, "%s", r.out);
+	cr_assert_eq(ctl_run_h(&r, h, "workflows", "--json", NULL), 0);
+	j = ctl_json(&r);
+	cr_assert(json_is_array(json_object_get(j, "workflows")));
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "workflow", "no-such-wf", NULL), 1);
+	cr_assert(strstr(r.err, "(not_found)") != NULL, "%s", r.err);
+	ctl_run_free(&r);
+}
