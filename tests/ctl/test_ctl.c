@@ -348,3 +348,47 @@ Test(ctl, health)
 	json_decref(j);
 	ctl_run_free(&r);
 }
+
+/* What bash completes after words (the last one being completed). */
+static void
+complete(const char *words, char *out, size_t len)
+{
+	char cmd[4096];
+	size_t n;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "bash -c 'source %s/ctl/hivectl.bash; "
+	    "COMP_WORDS=(%s %s); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); "
+	    "_hivectl; echo \"${COMPREPLY[*]}\"'", getenv("HIVE_SOURCE_DIR"),
+	    tu_build_path("ctl/hivectl"), words);
+	cr_assert((p = popen(cmd, "r")) != NULL);
+	n = fread(out, 1, len - 1, p);
+	out[n] = '\0';
+	cr_assert_eq(pclose(p), 0, "%s", cmd);
+}
+
+/* Verbs, options, and the agents of the hived that HIVE_URL names. */
+Test(ctl, bash_completion)
+{
+	struct hp *h = start("ctlcomp");
+	char url[64], out[4096];
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", h->port);
+	cr_assert_eq(setenv("HIVE_URL", url, 1), 0);
+	complete("st", out, sizeof(out));
+	cr_assert_str_eq(out, "status start stop stop-all start-all\n");
+	complete("restart \"\"", out, sizeof(out));
+	cr_assert_str_eq(out, "counter counter/1 counter/2\n");
+	complete("--json stop counter/", out, sizeof(out));
+	cr_assert_str_eq(out, "counter/1 counter/2\n");
+	complete("submit --w", out, sizeof(out));
+	cr_assert_str_eq(out, "--wait\n");
+	complete("dead \"\"", out, sizeof(out));
+	cr_assert_str_eq(out, "ls show retry\n");
+	complete("tasks --state c", out, sizeof(out));
+	cr_assert_str_eq(out, "completed\n");
+	/* hived gone: no agent names, no error. */
+	hp_cleanup();
+	complete("restart \"\"", out, sizeof(out));
+	cr_assert_str_eq(out, "\n");
+}
