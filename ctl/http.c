@@ -107,6 +107,9 @@ ctl_request(struct ctl *c, const char *method, const char *path,
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	/* A proxy from the environment is for remote hosts: a local hived
+	 * is asked directly. */
+	curl_easy_setopt(h, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)CTL_CONNECT_MS);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, transfer_ms);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);

@@ -329,6 +329,11 @@ Test(ctl, address_and_token_lookup)
 	snprintf(envconf, sizeof(envconf), "%s", conf);
 	cr_assert_eq(ctl_run(&r, h, NULL, "--config", envconf, "status", NULL),
 	    0);
+	/* A proxy in the environment is not used for a local hived. */
+	snprintf(wrong, sizeof(wrong), "http_proxy=http://127.0.0.1:%u",
+	    closed);
+	cr_assert_eq(ctl_run(&r, h, env_wrong, "--url", good + 9, "status",
+	    NULL), 0);
 	close(s);
 	ctl_run_free(&r);
 }
