@@ -119,6 +119,7 @@ static const char *const global_help =
     "                           " CTL_DEFAULT_CONF ")\n"
     "  --http-timeout DURATION  bound on one request (default 30s)\n"
     "  -h, --help               help\n"
+    "  -V, --version            hivectl's version\n"
     "DURATION: a number with ms, s, m or h (bare: milliseconds).\n";
 
 static const char *const exit_help =
