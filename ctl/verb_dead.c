@@ -131,11 +131,17 @@ dead_retry_one(struct ctl *c, const char *id)
 	return CTL_OK;
 }
 
+/*
+ * POST /dead/retry with the filters; hived retries a batch at a time and
+ * answers "next" while more is left: asked again with that cursor until
+ * it is null, the counts added up (one document for --json).
+ */
 static int
 dead_retry_many(struct ctl *c)
 {
-	json_t *req = json_object(), *body;
-	char b[2][64];
+	json_t *req = json_object(), *body = NULL;
+	long long retried = 0, skipped = 0;
+	char *cursor = NULL;
 	int rc;
 
 	if (req == NULL)
@@ -147,16 +153,34 @@ dead_retry_many(struct ctl *c)
 		    json_string(c->capability));
 	if (c->all)
 		json_object_set_new(req, "all", json_true());
-	rc = ctl_call(c, "POST", "/dead/retry", req, &body);
+	for (;;) {
+		const char *next;
+
+		json_decref(body);
+		if ((rc = ctl_call(c, "POST", "/dead/retry", req, &body)) !=
+		    CTL_OK)
+			break;
+		retried += json_integer_value(json_object_get(body, "retried"));
+		skipped += json_integer_value(json_object_get(body, "skipped"));
+		next = json_string_value(json_object_get(body, "next"));
+		/* A cursor that does not move would never end. */
+		if (next == NULL || (cursor != NULL && strcmp(next, cursor) == 0))
+			break;
+		free(cursor);
+		if ((cursor = strdup(next)) == NULL)
+			break;
+		json_object_set_new(req, "cursor", json_string(cursor));
+	}
+	free(cursor);
 	json_decref(req);
 	if (rc != CTL_OK)
 		return rc;
+	json_object_set_new(body, "retried", json_integer(retried));
+	json_object_set_new(body, "skipped", json_integer(skipped));
 	if (c->json)
 		ctl_json_print(body);
 	else
-		printf("retried %s, skipped %s\n",
-		    ctl_str(body, "retried", b[0], sizeof(b[0])),
-		    ctl_str(body, "skipped", b[1], sizeof(b[1])));
+		printf("retried %lld, skipped %lld\n", retried, skipped);
 	json_decref(body);
 	return CTL_OK;
 }
