@@ -10,6 +10,7 @@
  * hived answers 404 (an endpoint not built yet).
  */
 #include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "ctl_run.h"
+#include "hive_proto.h"
 #include "hived_proc.h"
 #include "testutil.h"
 
@@ -313,5 +315,79 @@ Test(ctl_e2e, queues_and_workflows)
 	json_decref(j);
 	cr_assert_eq(ctl_run_h(&r, h, "workflow", "no-such-wf", NULL), 1);
 	cr_assert(strstr(r.err, "(not_found)") != NULL, "%s", r.err);
+	ctl_run_free(&r);
+}
+
+/* n tasks "page-<i>" (payload {}) on capability work's queue, in one
+ * pipeline: a client of Redis, as docs/PROTOCOL.md has it. */
+static void
+queue_tasks(struct hp *h, int n)
+{
+	redisContext *c = tu_redis_connect();
+	char key[HIVE_KEY_MAX], id[32];
+	struct proto_err err;
+
+	cr_assert(proto_key_queue(key, sizeof(key), h->prefix, "work", 1) > 0);
+	for (int i = 0; i < n; i++) {
+		struct hive_task t;
+		msgpack_sbuffer sb;
+
+		msgpack_sbuffer_init(&sb);
+		memset(&t, 0, sizeof(t));
+		snprintf(id, sizeof(id), "page-%d", i);
+		t.v = HIVE_PROTO_VERSION;
+		t.id = HIVE_STR(id);
+		t.attempt = 1;
+		cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
+		cr_assert_eq(redisAppendCommand(c, "XADD %s * m %b", key,
+		    sb.data, sb.size), REDIS_OK);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	for (int i = 0; i < n; i++) {
+		redisReply *r;
+
+		cr_assert_eq(redisGetReply(c, (void **)&r), REDIS_OK);
+		cr_assert(r->type == REDIS_REPLY_STRING);
+		freeReplyObject(r);
+	}
+	redisFree(c);
+}
+
+/* More tasks than one page of the API (1,000): tasks --limit follows
+ * "next" across pages, and stops at the limit. */
+Test(ctl_e2e, tasks_follow_pages)
+{
+	struct hp *h = start("ctlpages", NULL);
+	struct ctl_run r = { 0 };
+	long long end = tu_now_ms() + T_LONG;
+	size_t lines = 0;
+	json_t *j;
+
+	ctl_need(h, "GET", "/tasks");
+	queue_tasks(h, 1005);
+	for (;;) {
+		size_t n;
+
+		cr_assert_eq(ctl_run_h(&r, h, "tasks", "--state", "completed",
+		    "--limit", "5000", "--json", NULL), 0);
+		j = ctl_json(&r);
+		n = json_array_size(json_object_get(j, "tasks"));
+		cr_assert(json_is_null(json_object_get(j, "next")));
+		json_decref(j);
+		if (n == 1005)
+			break;
+		cr_assert(n < 1005 && tu_now_ms() < end, "%zu tasks", n);
+		hp_pump(h, 200);
+	}
+	cr_assert_eq(ctl_run_h(&r, h, "tasks", "--limit", "1003", "--json",
+	    NULL), 0);
+	j = ctl_json(&r);
+	cr_assert_eq(json_array_size(json_object_get(j, "tasks")), 1003);
+	cr_assert(json_is_string(json_object_get(j, "next")));
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "tasks", "--limit", "1003", NULL), 0);
+	for (const char *p = r.out; (p = strchr(p, '\n')) != NULL; p++)
+		lines++;
+	cr_assert_eq(lines, 1004, "a header and 1003 tasks: %zu lines", lines);
 	ctl_run_free(&r);
 }
