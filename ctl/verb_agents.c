@@ -52,18 +52,24 @@ verb_status(struct ctl *c)
 		ctl_table_init(&t, 7, "AGENT", "STATE", "PID", "UPTIME",
 		    "RESTARTS", "MEMORY", "TASK");
 		json_array_foreach(keep, i, a) {
-			char b[7][128], state[160];
+			char b[8][128], state[160], task[300];
 			const char *st = ctl_str(a, "state", b[1], sizeof(b[1]));
 
 			snprintf(state, sizeof(state), "%s%s", st,
 			    json_is_true(json_object_get(a, "removed")) ?
 			    " (removed)" : "");
+			/* The task, and for how long it has run. */
+			snprintf(task, sizeof(task), "%s", ctl_str(a, "task",
+			    b[6], sizeof(b[6])));
+			if (json_is_integer(json_object_get(a, "task_ms")))
+				snprintf(task + strlen(task), sizeof(task) -
+				    strlen(task), " (%s)", ctl_dur(a, "task_ms",
+				    b[7], sizeof(b[7])));
 			ctl_table_row(&t, ctl_str(a, "agent", b[0], sizeof(b[0])),
 			    state, ctl_str(a, "pid", b[2], sizeof(b[2])),
 			    ctl_dur(a, "uptime_ms", b[3], sizeof(b[3])),
 			    ctl_str(a, "restarts", b[4], sizeof(b[4])),
-			    ctl_str(a, "memory_v", b[5], sizeof(b[5])),
-			    ctl_str(a, "task", b[6], sizeof(b[6])));
+			    ctl_str(a, "memory_v", b[5], sizeof(b[5])), task);
 		}
 		ctl_table_print(&t, stdout);
 		ctl_table_free(&t);

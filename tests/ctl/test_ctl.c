@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 
 #include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,41 @@ Test(ctl, status_table_and_json)
 	json_decref(j);
 	cr_assert_eq(ctl_run_h(&r, h, "status", "nobody", NULL), 1);
 	assert_one_line_error(&r);
+	ctl_run_free(&r);
+}
+
+/* A task that runs shows in TASK, with how long it has run, once a
+ * heartbeat named it. */
+Test(ctl, status_shows_running_task)
+{
+	struct hp *h = start("ctltask");
+	struct ctl_run r = { 0 };
+	redisContext *c = tu_redis_connect();
+	long long end = tu_now_ms() + T_LONG;
+	const char *line;
+	json_t *j;
+
+	hp_submit_direct(c, h->prefix, "counter", 1, "slow-1",
+	    "{\"sleep_ms\": 60000}");
+	for (;;) {
+		const char *task;
+
+		cr_assert_eq(ctl_run_h(&r, h, "status", "counter/1", "--json",
+		    NULL), 0);
+		j = ctl_json(&r);
+		task = json_string_value(json_object_get(json_array_get(
+		    json_object_get(j, "agents"), 0), "task"));
+		if (task != NULL && strcmp(task, "slow-1") == 0)
+			break;
+		json_decref(j);
+		cr_assert(tu_now_ms() < end, "no heartbeat named slow-1");
+		hp_pump(h, 100);
+	}
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "status", NULL), 0);
+	cr_assert((line = strstr(r.out, "\ncounter/1 ")) != NULL, "%s", r.out);
+	cr_assert(strstr(line, " slow-1 (") != NULL, "%s", r.out);
+	redisFree(c);
 	ctl_run_free(&r);
 }
 
