@@ -22,6 +22,8 @@
 #define CONF_MAX  (1u << 20)   /* bytes: hived's own bound (config_read.c) */
 #define TOKEN_MAX 4096
 
+const char *ctl_default_conf = CTL_DEFAULT_CONF;
+
 /* The whole of path, NUL-terminated (malloc'ed), or NULL with errno. */
 static char *
 read_file(const char *path, size_t max)
@@ -216,7 +218,7 @@ ctl_conf_resolve(struct ctl *c)
 {
 	const char *env_url = getenv("HIVE_URL");
 	const char *env_tok = getenv("HIVE_TOKEN_FILE");
-	const char *conf = c->config_opt ? c->config_opt : CTL_DEFAULT_CONF;
+	const char *conf = c->config_opt ? c->config_opt : ctl_default_conf;
 	const char *why = NULL;
 	char *text = NULL, *http = NULL, *token_file = NULL;
 	int need_conf, r = CTL_OK;
@@ -229,11 +231,20 @@ ctl_conf_resolve(struct ctl *c)
 	need_conf = c->config_opt != NULL ||
 	    (c->url_opt == NULL && env_url == NULL) ||
 	    (c->token_file_opt == NULL && env_tok == NULL);
-	if (need_conf && (text = read_file(conf, CONF_MAX)) == NULL &&
-	    (c->config_opt != NULL || errno != ENOENT)) {
-		/* The default may be absent: hived's defaults then. */
-		fprintf(stderr, "hivectl: %s: %s\n", conf, strerror(errno));
-		return c->config_opt != NULL ? CTL_USAGE : CTL_UNREACHABLE;
+	/*
+	 * An explicit --config must be read.  The default may be absent, or
+	 * closed to this user (/etc/hive is root:hive 0750): hived's
+	 * defaults then, and the reason kept for when they do not work.
+	 */
+	if (need_conf && (text = read_file(conf, CONF_MAX)) == NULL) {
+		if (c->config_opt != NULL) {
+			fprintf(stderr, "hivectl: %s: %s\n", conf,
+			    strerror(errno));
+			return CTL_USAGE;
+		}
+		if (errno != ENOENT && asprintf(&c->conf_err, "%s: %s", conf,
+		    strerror(errno)) == -1)
+			c->conf_err = NULL;
 	}
 	if (text != NULL && ctl_conf_parse(text, &http, &token_file) == -1)
 		goto oom;
@@ -254,8 +265,9 @@ ctl_conf_resolve(struct ctl *c)
 	else if (token_file != NULL && *token_file != '\0')
 		read_token(c, token_file);
 	else if ((c->token_err = strdup(text != NULL ? "no token_file in "
-	    "the [hive] section of the config" : "no token file: pass "
-	    "--token-file or set HIVE_TOKEN_FILE")) == NULL)
+	    "the [hive] section of the config" : c->conf_err != NULL ?
+	    c->conf_err : "no token file: pass --token-file or set "
+	    "HIVE_TOKEN_FILE")) == NULL)
 		goto oom;
 	goto out;
 oom:
@@ -274,5 +286,6 @@ ctl_conf_free(struct ctl *c)
 	free(c->url);
 	free(c->token);
 	free(c->token_err);
-	c->url = c->token = c->token_err = NULL;
+	free(c->conf_err);
+	c->url = c->token = c->token_err = c->conf_err = NULL;
 }

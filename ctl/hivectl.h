@@ -78,6 +78,9 @@ struct ctl {
 	char *url;                    /* "http://host:port", no '/' at the end */
 	char *token;                  /* NULL: none could be read */
 	char *token_err;              /* why not, said when hived refuses */
+	char *conf_err;               /* the default config could not be
+	                               * read: said when hived is not found
+	                               * or refuses */
 	void *curl;                   /* CURL *, reused between requests */
 };
 
@@ -101,6 +104,8 @@ int ctl_usage(const struct ctl *, const char *fmt, ...)
 long long ctl_parse_duration(const char *);
 
 /* ---- conf.c ---- */
+/* CTL_DEFAULT_CONF (a variable: the tests point it elsewhere). */
+extern const char *ctl_default_conf;
 /*
  * c->url and c->token from the flags, the environment, then the config
  * file (CTL_DEFAULT_CONF unless --config).  CTL_OK, or an exit code

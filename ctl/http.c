@@ -141,11 +141,15 @@ ctl_request(struct ctl *c, const char *method, const char *path,
 	if (cc != CURLE_OK) {
 		if (cc == CURLE_OPERATION_TIMEDOUT)
 			fprintf(stderr, "hivectl: no answer from hived at %s "
-			    "within %ld ms (%s)\n", c->url, transfer_ms,
+			    "within %ld ms (%s)", c->url, transfer_ms,
 			    errbuf[0] ? errbuf : curl_easy_strerror(cc));
 		else
-			fprintf(stderr, "hivectl: cannot reach hived at %s: %s\n",
+			fprintf(stderr, "hivectl: cannot reach hived at %s: %s",
 			    c->url, errbuf[0] ? errbuf : curl_easy_strerror(cc));
+		if (c->conf_err != NULL)
+			fprintf(stderr, " (hived's default address: %s)",
+			    c->conf_err);
+		fputc('\n', stderr);
 		free(url);
 		ctl_resp_free(r);
 		return CTL_UNREACHABLE;

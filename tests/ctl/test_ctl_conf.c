@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "hivectl.h"
 
@@ -77,4 +78,37 @@ Test(ctl_conf, http_as_url)
 	url("", NULL);
 	url("127.0.0.1:0", NULL);
 	url("nocolon", NULL);
+}
+
+/* The default configuration closed to this user (here: not a file):
+ * hived's default address, and the reason kept for when it fails. */
+Test(ctl_conf, default_config_unreadable)
+{
+	struct ctl c;
+
+	memset(&c, 0, sizeof(c));
+	ctl_default_conf = "/";
+	unsetenv("HIVE_URL");
+	unsetenv("HIVE_TOKEN_FILE");
+	cr_assert_eq(ctl_conf_resolve(&c), CTL_OK);
+	cr_assert_str_eq(c.url, "http://127.0.0.1:8420");
+	cr_assert_null(c.token);
+	cr_assert(c.conf_err != NULL && strstr(c.conf_err, "/: ") != NULL,
+	    "%s", c.conf_err ? c.conf_err : "(none)");
+	cr_assert(c.token_err != NULL && strcmp(c.token_err, c.conf_err) == 0);
+	ctl_conf_free(&c);
+
+	/* Absent: the defaults, nothing to say about the file. */
+	memset(&c, 0, sizeof(c));
+	ctl_default_conf = "/nonexistent/hive.conf";
+	cr_assert_eq(ctl_conf_resolve(&c), CTL_OK);
+	cr_assert_str_eq(c.url, "http://127.0.0.1:8420");
+	cr_assert_null(c.conf_err);
+	ctl_conf_free(&c);
+
+	/* An explicit --config is a usage error. */
+	memset(&c, 0, sizeof(c));
+	c.config_opt = "/";
+	cr_assert_eq(ctl_conf_resolve(&c), CTL_USAGE);
+	ctl_conf_free(&c);
 }
