@@ -7,8 +7,11 @@
  * an event or a dead letter into a row of events, a result's memory into
  * a row of memory_snapshots.  fold_batch then sorts the tasks by id and
  * folds each task's into one row by the rule of hive_wins (state_wins):
- * a final state (completed, failed, dead) is never replaced; otherwise a
- * higher attempt wins, then a later state (queued < running < final).
+ * a final state (completed, failed, dead) is never replaced, but for a
+ * dead attempt that ran, by a later one (a retried dead letter); an
+ * earlier attempt's dead letter or failure never ends a later attempt;
+ * otherwise a higher attempt wins, then a later state (queued < running
+ * < final).
  * A row goes straight into tasks when the task is new (task_is_new),
  * else through the stage; a queue entry that may soon meet its result is
  * held instead (held.c).
@@ -372,11 +375,29 @@ rec_decode(struct sup_recorder *rec, struct rec_batch *bt, int si,
 
 /* ---- folding a batch ---- */
 
-/* Does a new state of a task replace the one recorded?  (hive_wins) */
+/* A dead letter or a failed result: an attempt given up on. */
 static int
-state_wins(int orank, uint32_t oatt, int nrank, uint32_t natt)
+given_up(const char *state)
 {
+	return strcmp(state, "dead") == 0 || strcmp(state, "failed") == 0;
+}
+
+/*
+ * Does a new state of a task replace the one recorded?  (hive_wins,
+ * migration 6.)  A later attempt replaces a dead one that ran (attempts
+ * > 0): a dead letter retried (POST /dead/ID/retry) is a new attempt of
+ * the same task.  A dead letter or failed result of an earlier attempt
+ * never ends a later one; any other final state is never replaced.
+ */
+static int
+state_wins(const char *os, int orank, uint32_t oatt, const char *ns,
+    int nrank, uint32_t natt)
+{
+	if (oatt > 0 && natt > oatt && strcmp(os, "dead") == 0)
+		return 1;
 	if (orank == 3)
+		return 0;
+	if (nrank == 3 && natt < oatt && given_up(ns))
 		return 0;
 	if (nrank == 3)
 		return 1;
@@ -438,11 +459,14 @@ fold_task(struct sup_recorder *rec, struct rec_task *run, size_t n,
 {
 	struct rec_task *w = &run[0];
 	int rank = w->rank;
+	const char *state = w->state;
 	uint32_t att = w->attempts;
 
 	for (size_t i = 1; i < n; i++)
-		if (state_wins(rank, att, run[i].rank, run[i].attempts)) {
+		if (state_wins(state, rank, att, run[i].state, run[i].rank,
+		    run[i].attempts)) {
 			rank = run[i].rank;
+			state = run[i].state;
 			if (run[i].attempts > att)
 				att = run[i].attempts;
 		}
@@ -468,7 +492,8 @@ fold_task(struct sup_recorder *rec, struct rec_task *run, size_t n,
 			w->workflow = t->workflow;
 			t->workflow = NULL;
 		}
-		if (state_wins(w->rank, w->attempts, t->rank, t->attempts)) {
+		if (state_wins(w->state, w->rank, w->attempts, t->state,
+		    t->rank, t->attempts)) {
 #define TAKE(f) do { free(w->f); w->f = t->f; t->f = NULL; } while (0)
 			TAKE(agent);
 			TAKE(result);

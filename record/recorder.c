@@ -37,9 +37,12 @@
  * and its result may arrive in different batches in either order.  The
  * times are those of the events themselves (the stream entry's time, a
  * result's started/finished times), and the tasks row only moves forward:
- * a final state (completed, failed, dead) is never replaced; otherwise a
- * higher attempt wins, then a later state (queued < running < final).  The
- * same rule folds one batch in C (state_wins; hive_wins() in SQL).
+ * a final state (completed, failed, dead) is never replaced, but for a
+ * dead attempt that ran, by a later one (a retried dead letter), and an
+ * earlier attempt's dead letter or failure never ends a later attempt;
+ * otherwise a higher attempt wins, then a later state (queued < running
+ * < final).
+ * The same rule folds one batch in C (state_wins; hive_wins() in SQL).
  */
 #include "rec.h"
 
