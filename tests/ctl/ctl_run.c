@@ -153,14 +153,34 @@ ctl_run_free(struct ctl_run *r)
 	r->out = r->err = NULL;
 }
 
+/*
+ * A GET is asked as it is: 404 or 405 (the path is another method's) mean
+ * hived lacks it.  A POST is never made (it would act): its path is asked
+ * with GET, and only a 404 means no route has that path.
+ */
+static int
+probe(struct hp *h, const char *method, const char *path, int *code)
+{
+	json_t *j = hp_http(h, "GET", path, HP_TOKEN, code);
+
+	json_decref(j);
+	return !(*code == 404 || (strcmp(method, "GET") == 0 && *code == 405));
+}
+
+int
+ctl_has(struct hp *h, const char *method, const char *path)
+{
+	int code;
+
+	return probe(h, method, path, &code);
+}
+
 void
 ctl_need(struct hp *h, const char *method, const char *path)
 {
 	int code;
-	json_t *j = hp_http(h, method, path, HP_TOKEN, &code);
 
-	json_decref(j);
-	if (code == 404)
-		cr_skip_test("%s %s is not in this hived yet (404): its test "
-		    "waits for the endpoint", method, path);
+	if (!probe(h, method, path, &code))
+		cr_skip_test("%s %s is not in this hived yet (%d): its test "
+		    "waits for the endpoint", method, path, code);
 }

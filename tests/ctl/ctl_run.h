@@ -26,7 +26,9 @@ int ctl_run_h(struct ctl_run *, struct hp *h, ...)
 /* stdout parsed as one JSON document (fails the test otherwise). */
 json_t *ctl_json(const struct ctl_run *);
 void ctl_run_free(struct ctl_run *);
-/* Skip the test unless hived has method path (404 means it has not). */
+/* Skip the test, naming the endpoint, unless hived has method path. */
 void ctl_need(struct hp *h, const char *method, const char *path);
+/* 1 when hived has method path (as ctl_need judges), else 0. */
+int ctl_has(struct hp *h, const char *method, const char *path);
 
 #endif

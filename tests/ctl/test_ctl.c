@@ -383,6 +383,10 @@ Test(ctl, health)
 	cr_assert_eq(ctl_run_h(&r, h, "health", NULL), 0);
 	cr_assert(strncmp(r.out, "status ", 7) == 0 && strstr(r.out, " ok\n"),
 	    "%s", r.out);
+	cr_assert(strstr(r.out, "\nredis ") && strstr(r.out, " up, latency "),
+	    "%s", r.out);
+	cr_assert(strstr(r.out, "\npostgres ") && strstr(r.out, "not configured"),
+	    "%s", r.out);
 	cr_assert_eq(ctl_run_h(&r, h, "health", "--json", NULL), 0);
 	j = ctl_json(&r);
 	cr_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
@@ -432,4 +436,34 @@ Test(ctl, bash_completion)
 	hp_cleanup();
 	complete("restart \"\"", out, sizeof(out));
 	cr_assert_str_eq(out, "\n");
+}
+
+/* A quarantined instance: hived answers degraded (503 with its health),
+ * hivectl health says so and exits 1; status shows it failed. */
+Test(ctl, health_degraded_exit_1)
+{
+	struct hp *h = hp_new("ctlsick");
+	struct ctl_run r = { 0 };
+	const char *line;
+	json_t *j;
+
+	hp_write_conf(h, tu_build_path("worker/hive-worker"), NULL,
+	    "[agent \"bad\"]\ncommand = /bin/false\nrestart_limit = 2\n"
+	    "restart_window = 60s\nbackoff = 20ms\nbackoff_max = 30ms\n");
+	hp_start(h);
+	hp_wait(h, &(size_t){ 0 }, T_LONG, "agent=bad/1", "state=failed", NULL);
+	cr_assert_eq(ctl_run_h(&r, h, "health", NULL), 1);
+	cr_assert(strstr(r.out, "degraded") != NULL, "%s", r.out);
+	cr_assert((line = strstr(r.out, "\nquarantined ")) != NULL &&
+	    strstr(line, " 1\n") != NULL, "%s", r.out);
+	cr_assert_str_eq(r.err, "");
+	cr_assert_eq(ctl_run_h(&r, h, "health", "--json", NULL), 1);
+	j = ctl_json(&r);
+	cr_assert_str_eq(json_string_value(json_object_get(j, "status")),
+	    "degraded");
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "status", NULL), 0);
+	cr_assert((line = strstr(r.out, "\nbad/1 ")) != NULL &&
+	    strstr(line, "failed") != NULL, "%s", r.out);
+	ctl_run_free(&r);
 }
