@@ -84,6 +84,53 @@ jstr(const json_t *o, const char *k)
 	return s;
 }
 
+/* Wait until PostgreSQL has sql's one value want. */
+static void
+wait_sql(struct hp *h, const char *sql, const char *want)
+{
+	long long end = tu_now_ms() + T_LONG;
+	char *v;
+
+	while ((v = sql_value(sql)) == NULL || strcmp(v, want) != 0) {
+		cr_assert(tu_now_ms() < end, "%s: %s, want %s", sql,
+		    v ? v : "(no row)", want);
+		free(v);
+		hp_pump(h, 100);
+	}
+	free(v);
+}
+
+/* submit alone (POST /tasks): the id printed, the task run as asked. */
+Test(ctl_e2e, submit_prints_id)
+{
+	struct hp *h = start("ctlsubid", NULL);
+	struct ctl_run r = { 0 };
+	json_t *j;
+
+	ctl_need(h, "POST", "/tasks");
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "--agent", "echo/2", "[1,2]",
+	    "--id", "ctl-direct", NULL), 0);
+	cr_assert_str_eq(r.out, "ctl-direct\n");
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "--agent", "echo", "{}",
+	    "--id", "ctl-agent", "--priority", "0", NULL), 0);
+	cr_assert_str_eq(r.out, "ctl-agent\n");
+	wait_sql(h, "SELECT state FROM tasks WHERE id = 'ctl-agent'",
+	    "completed");
+	wait_sql(h, "SELECT state || ' ' || agent FROM tasks WHERE id = "
+	    "'ctl-direct'", "completed echo/2");
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", "{\"a\": 1}",
+	    "--json", NULL), 0);
+	j = ctl_json(&r);
+	cr_assert(json_is_string(json_object_get(j, "id")) &&
+	    json_is_string(json_object_get(j, "entry")), "%s", r.out);
+	json_decref(j);
+	/* hived refuses a bad id: 400, exit 2, its words. */
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", "1", "--id", "a b",
+	    NULL), 2);
+	cr_assert(strstr(r.err, "(bad_request)") != NULL, "%s", r.err);
+	ctl_run_free(&r);
+}
+
 Test(ctl_e2e, submit_wait_result_and_failure)
 {
 	struct hp *h = start("ctlsub", NULL);
@@ -108,7 +155,7 @@ Test(ctl_e2e, submit_wait_result_and_failure)
 
 	/* Without --wait: the id; then wait, task, tasks. */
 	cr_assert_eq(ctl_run_h(&r, h, "submit", "--agent", "echo/2", "[1,2]",
-	    "--id", "ctl-task-1", "--priority", "0", NULL), 0);
+	    "--id", "ctl-task-1", NULL), 0);
 	cr_assert_str_eq(r.out, "ctl-task-1\n");
 	cr_assert_eq(ctl_run_h(&r, h, "wait", "ctl-task-1", "--timeout", "30s",
 	    "--json", NULL), 0);
