@@ -69,13 +69,20 @@ ctl_list(struct ctl *c, const char *path, const char *key, long limit,
 		next = json_incref(json_object_get(page, "next"));
 		if (next == NULL)
 			next = json_null();
-		free(cursor);
-		cursor = json_is_string(next) ? strdup(json_string_value(next)) :
-		    NULL;
-		json_decref(page);
-		/* An empty page with a cursor would loop forever. */
-		if (cursor == NULL || json_array_size(items) == 0)
+		/*
+		 * A page may be empty and still have a next one (a filtered
+		 * scan is bounded per request: GET /dead); only a cursor that
+		 * does not move would loop forever.
+		 */
+		if (!json_is_string(next) || (cursor != NULL &&
+		    strcmp(cursor, json_string_value(next)) == 0)) {
+			json_decref(page);
 			break;
+		}
+		free(cursor);
+		if ((cursor = strdup(json_string_value(next))) == NULL)
+			oom();
+		json_decref(page);
 	}
 	free(cursor);
 	if (rc != CTL_OK) {
