@@ -63,6 +63,12 @@ inst_json(const struct sup_inst *in, ev_tstamp now)
 	    json_integer(in->handler_pid) : json_null());
 	json_object_set_new(o, "handler_rss_kb",
 	    json_integer((json_int_t)in->handler_rss_kb));
+	/* The worker's, sampled every few seconds (qstat.c). */
+	json_object_set_new(o, "rss_kb", in->pid > 0 && in->rss_pid == in->pid ?
+	    json_integer((json_int_t)in->rss_kb) : json_null());
+	json_object_set_new(o, "uptime_ms", in->pid > 0 ?
+	    json_integer((json_int_t)((now - in->spawned_at) * 1000.)) :
+	    json_null());
 	if (in->last_status == -1)
 		json_object_set_new(o, "last_exit", json_null());
 	else if (WIFSIGNALED(in->last_status))

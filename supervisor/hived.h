@@ -30,6 +30,10 @@
  *              checks of Redis and PostgreSQL, memory snapshots, events,
  *              the agents table; it starts and feeds the recorder,
  *              reclaimer, workflow coordinator and recovery
+ *   qstat.c    the queues' state sampled from Redis every second (and
+ *              the workers' RSS), for /queues, /metrics, /health
+ *   metrics.c  GET /metrics (Prometheus text) and GET /queues, from state
+ *              hived keeps (api.h)
  *
  * Ownership, top down: struct sup owns the agents (a list), the memory
  * store, the HTTP server and the current configuration.  An agent owns its
@@ -259,6 +263,8 @@ struct sup_inst {
 	int last_status;              /* wait status of the last exit, -1 none */
 	int store_dirty;             /* its agents-table row is out of date */
 	struct sup_mem *mem;          /* this instance's memory (store owns it) */
+	uint64_t rss_kb;              /* the worker's RSS (qstat.c samples it) */
+	pid_t rss_pid;                /* ... of this worker: valid if == pid */
 };
 
 struct sup_agent {
@@ -445,6 +451,67 @@ struct sup_health {
  * own connections, from the housekeeping timer) last found: no call. */
 void sup_store_health(struct sup *, struct sup_health *redis,
     struct sup_health *pg);
+/* Redis is connected (store.c's connection). */
+int sup_store_redis_up(struct sup *);
+/* PostgreSQL: -1 not configured, 0 down, 1 connected. */
+int sup_store_pg_state(struct sup *);
+/* The recorder's counters (record.h); -1 when there is no recorder. */
+struct sup_recorder_stats;
+int sup_store_recorder_stats(struct sup *, struct sup_recorder_stats *);
+/* The task counters the recorder keeps (record.h); NULL without
+ * PostgreSQL. */
+struct sup_tstats;
+const struct sup_tstats *sup_store_tstats(struct sup *);
+
+/* ---- qstat.c ---- */
+
+/* One queue stream as last sampled. */
+struct sup_qstat_q {
+	char name[HIVE_NAME_MAX + 2]; /* capability, or "@agent" */
+	unsigned prio;
+	char key[HIVE_KEY_MAX];
+	int64_t length;               /* XLEN (entries kept, acknowledged or not) */
+	int64_t pending;              /* delivered to a worker, not acknowledged */
+	int64_t lag;                  /* not yet delivered; -1: Redis cannot tell */
+	int64_t consumers;
+	uint64_t oldest_ms;           /* entry time of the oldest task not
+	                               * finished (queued or pending); 0 none */
+	int has_group;                /* the workers group exists */
+	char last_id[HIVE_ENTRY_ID_MAX + 1];  /* its last-delivered id */
+};
+
+struct sup_qstat_sample {
+	struct sup_qstat_q *q;
+	size_t n;
+	uint64_t at_ms;               /* when it was taken (Unix ms) */
+	int64_t dead;                 /* XLEN of <p>:dead; -1 unknown */
+};
+
+struct sup_qstat;
+struct rconn;
+/* Sample every second through rc (lent; freed after the poller, whose
+ * round in flight its NULL replies end). */
+struct sup_qstat *sup_qstat_new(struct sup *, struct rconn *rc);
+void sup_qstat_free(struct sup_qstat *);
+/* The configured queues changed (a reload): the next round follows. */
+void sup_qstat_reconfigure(struct sup_qstat *);
+/* The last complete sample, NULL before the first. */
+const struct sup_qstat_sample *sup_qstat_last(const struct sup_qstat *);
+/* Redis' round-trip time (ms) by the last round, or how long the round
+ * in flight has waited when that is longer than two rounds; -1 when
+ * Redis is down or nothing was measured yet. */
+double sup_qstat_rtt_ms(const struct sup_qstat *);
+/* RSS in kB of pid (0: hived itself) from /proc; 0 when unknown. */
+uint64_t sup_rss_kb(pid_t pid);
+
+/* ---- metrics.c ---- */
+
+/* Append s to b as a Prometheus label value: \\, \" and \n escaped,
+ * bytes that are not UTF-8 as U+FFFD.  -1: out of memory. */
+struct hbuf;
+int sup_metrics_label(struct hbuf *b, const char *s);
+/* The whole of GET /metrics into b.  -1: out of memory. */
+int sup_metrics_render(struct sup *, struct hbuf *b);
 
 /* ---- hived.c ---- */
 
@@ -456,6 +523,7 @@ struct sup {
 	struct sup_memstore *mem;
 	struct sup_http *http;
 	struct sup_store *store;         /* Redis and PostgreSQL (store.c) */
+	struct sup_qstat *qstat;          /* the queues' state (qstat.c) */
 	int exit_code;                    /* of hived, once stopped */
 	const char *port_file;            /* --port-file: write the HTTP port */
 	char token[SUP_TOKEN_MAX];        /* "" : every POST is refused */

@@ -103,6 +103,7 @@ static const struct api_route *const http_tables[] = {
 	api_agents_routes,
 	api_ctl_routes,
 	api_dead_routes,
+	api_metrics_routes,
 	NULL
 };
 

@@ -74,6 +74,8 @@ struct sup_store {
 	int finishing;               /* sup_store_stop */
 	ev_timer finish_timer;
 	struct store_probe p_redis, p_pg;
+	struct sup_tstats *tstats;   /* the recorder's task counters: kept
+	                              * when a reload starts a new one */
 };
 
 static void store_try_start(struct sup_store *r);
@@ -601,7 +603,8 @@ record_begin(struct sup_store *r)
 {
 	const struct hive_conf *c = r->sup->cref->conf;
 	struct sup_recorder_opts o = { .redis = c->redis, .prefix = c->prefix,
-	    .host = c->host, .snapshots_keep = c->snapshots_keep };
+	    .host = c->host, .snapshots_keep = c->snapshots_keep,
+	    .stats = r->tstats };
 	struct sup_coord_opts co = { .redis = c->redis, .prefix = c->prefix,
 	    .host = c->host };
 
@@ -653,6 +656,7 @@ sup_store_queues(struct sup *sup)
 	const struct hive_conf *c = sup->cref->conf;
 	char key[HIVE_KEY_MAX];
 
+	sup_qstat_reconfigure(sup->qstat);
 	if (r == NULL || r->rec == NULL)
 		return;
 	for (size_t i = 0; i < c->nagents; i++) {
@@ -720,12 +724,16 @@ sup_store_start(struct sup *sup)
 		log_warnx("%s", err);
 		return -1;
 	}
+	if ((sup->qstat = sup_qstat_new(sup, r->rc)) == NULL)
+		return -1;
 	if ((r->reclaim = reclaim_new(sup)) == NULL)
 		return -1;
 	if (c->postgres == NULL || c->postgres[0] == '\0') {
 		r->pg_done = 1;
 		return 0;
 	}
+	if ((r->tstats = sup_tstats_new()) == NULL)
+		goto oom;
 	if ((r->pg = sup_pg_new(sup->loop, c->postgres, NULL, NULL)) == NULL)
 		goto oom;
 	/* Queued first, as for Redis: answered before the agents start
@@ -899,8 +907,43 @@ sup_store_free(struct sup *sup)
 		sup_pg_forget(r->pg, r);
 	sup_pg_free(r->pg);
 	rconn_free(r->rc);
+	sup_qstat_free(sup->qstat);  /* after: its round had its NULL replies */
+	sup->qstat = NULL;
+	sup_tstats_free(r->tstats);
 	free(r);
 	sup->store = NULL;
+}
+
+/* ---- what GET /metrics, /queues and /health read ---- */
+
+int
+sup_store_redis_up(struct sup *sup)
+{
+	return sup->store != NULL && sup->store->rc != NULL &&
+	    rconn_is_up(sup->store->rc);
+}
+
+int
+sup_store_pg_state(struct sup *sup)
+{
+	if (sup->store == NULL || sup->store->pg == NULL)
+		return -1;
+	return sup_pg_is_up(sup->store->pg);
+}
+
+int
+sup_store_recorder_stats(struct sup *sup, struct sup_recorder_stats *st)
+{
+	if (sup->store == NULL || sup->store->rec == NULL)
+		return -1;
+	sup_recorder_stats(sup->store->rec, st);
+	return 0;
+}
+
+const struct sup_tstats *
+sup_store_tstats(struct sup *sup)
+{
+	return sup->store != NULL ? sup->store->tstats : NULL;
 }
 
 struct rconn *
