@@ -19,6 +19,33 @@
 
 #define ARGS_MAX 32
 
+static char *next_stdin;   /* ctl_run_stdin */
+
+void
+ctl_run_stdin(const char *text)
+{
+	free(next_stdin);
+	next_stdin = text != NULL ? strdup(text) : NULL;
+}
+
+/* A file holding the text, open for reading (unlinked), or -1. */
+static int
+stdin_fd(void)
+{
+	char path[] = "/tmp/ctl-stdin-XXXXXX";
+	int fd;
+
+	if (next_stdin == NULL)
+		return -1;
+	cr_assert((fd = mkstemp(path)) >= 0);
+	unlink(path);
+	cr_assert(write(fd, next_stdin, strlen(next_stdin)) ==
+	    (ssize_t)strlen(next_stdin));
+	cr_assert(lseek(fd, 0, SEEK_SET) == 0);
+	ctl_run_stdin(NULL);
+	return fd;
+}
+
 struct sink {
 	int fd;
 	char *buf;
@@ -49,7 +76,7 @@ run_v(struct ctl_run *r, struct hp *h, const char *const *env,
 	const char *argv[ARGS_MAX];
 	struct sink out = { -1, NULL, 0 }, err = { -1, NULL, 0 };
 	long long end = tu_now_ms() + 60000;
-	int po[2], pe[2], n = 0, st;
+	int po[2], pe[2], n = 0, st, in;
 	const char *a;
 	pid_t pid;
 
@@ -63,6 +90,7 @@ run_v(struct ctl_run *r, struct hp *h, const char *const *env,
 	}
 	argv[n] = NULL;
 	cr_assert(pipe2(po, O_CLOEXEC) == 0 && pipe2(pe, O_CLOEXEC) == 0);
+	in = stdin_fd();
 	pid = fork();
 	cr_assert(pid >= 0);
 	if (pid == 0) {
@@ -70,10 +98,14 @@ run_v(struct ctl_run *r, struct hp *h, const char *const *env,
 		unsetenv("HIVE_TOKEN_FILE");
 		for (; env != NULL && *env != NULL; env++)
 			putenv((char *)(uintptr_t)*env);
+		if (in >= 0)
+			dup2(in, 0);
 		dup2(po[1], 1);
 		dup2(pe[1], 2);
 		tu_execv(argv);
 	}
+	if (in >= 0)
+		close(in);
 	close(po[1]);
 	close(pe[1]);
 	out.fd = po[0];

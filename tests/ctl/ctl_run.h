@@ -23,6 +23,8 @@ int ctl_run(struct ctl_run *, struct hp *h, const char *const *env, ...)
 /* The same with --url and --token-file of h's hived first. */
 int ctl_run_h(struct ctl_run *, struct hp *h, ...)
     __attribute__((sentinel));
+/* The next run's stdin: text (NULL: the test's own). */
+void ctl_run_stdin(const char *text);
 /* stdout parsed as one JSON document (fails the test otherwise). */
 json_t *ctl_json(const struct ctl_run *);
 void ctl_run_free(struct ctl_run *);

@@ -91,6 +91,9 @@ Test(ctl, usage_errors_exit_2)
 	cr_assert_eq(ctl_run(&r, NULL, url, "restart", "echo/0", NULL), 2);
 	cr_assert_eq(ctl_run(&r, NULL, url, "submit", "work", "{bad", NULL), 2);
 	cr_assert(strstr(r.err, "not JSON") != NULL, "%s", r.err);
+	ctl_run_stdin("{\"from\": stdin");
+	cr_assert_eq(ctl_run(&r, NULL, url, "submit", "work", "-", NULL), 2);
+	cr_assert(strstr(r.err, "not JSON") != NULL, "%s", r.err);
 	cr_assert_eq(ctl_run(&r, NULL, url, "submit", "work", "1",
 	    "--priority", "7", NULL), 2);
 	cr_assert_eq(ctl_run(&r, NULL, url, "submit", "work", "1",

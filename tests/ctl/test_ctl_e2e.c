@@ -111,11 +111,21 @@ Test(ctl_e2e, submit_prints_id)
 	cr_assert_eq(ctl_run_h(&r, h, "submit", "--agent", "echo/2", "[1,2]",
 	    "--id", "ctl-direct", NULL), 0);
 	cr_assert_str_eq(r.out, "ctl-direct\n");
-	cr_assert_eq(ctl_run_h(&r, h, "submit", "--agent", "echo", "{}",
+	/* The payload from stdin. */
+	ctl_run_stdin("{\"from\": \"stdin\"}\n");
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "--agent", "echo", "-",
 	    "--id", "ctl-agent", "--priority", "0", NULL), 0);
 	cr_assert_str_eq(r.out, "ctl-agent\n");
 	wait_sql(h, "SELECT state FROM tasks WHERE id = 'ctl-agent'",
 	    "completed");
+	if (ctl_has(h, "GET", "/tasks")) {
+		cr_assert_eq(ctl_run_h(&r, h, "task", "ctl-agent", "--json",
+		    NULL), 0);
+		j = ctl_json(&r);
+		cr_assert_str_eq(jstr(json_object_get(json_object_get(j,
+		    "task"), "payload"), "from"), "stdin");
+		json_decref(j);
+	}
 	wait_sql(h, "SELECT state || ' ' || agent FROM tasks WHERE id = "
 	    "'ctl-direct'", "completed echo/2");
 	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", "{\"a\": 1}",
