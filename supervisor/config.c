@@ -347,6 +347,7 @@ static const struct conf_key hive_keys[] = {
 	  .valid = conf_valid_http,
 	  .what = "expected HOST:PORT, or nothing for no HTTP API" },
 	{ HK("token_file", CK_PATH, token_file) },
+	{ HK("http_auth_reads", CK_BOOL, http_auth_reads), .dflt = "no" },
 	{ HK("stop_timeout", CK_DURATION, stop_timeout_ms), .min = 1,
 	  .max = UINT_MAX, .dflt = "30s" },
 	{ HK("heartbeat_interval", CK_DURATION, heartbeat_ms),

@@ -98,6 +98,7 @@ struct hive_conf {
 	char *worker_path;           /* worker */
 	char http[64];               /* http; "": off */
 	char *token_file;            /* token_file; NULL: none */
+	int http_auth_reads;         /* http_auth_reads: GETs need the token */
 	unsigned stop_timeout_ms;    /* stop_timeout */
 	unsigned heartbeat_ms;       /* heartbeat_interval (workers beat) */
 	unsigned snapshots_keep;     /* snapshots_keep */

@@ -17,8 +17,12 @@
  *              library of its own so the tests and the fuzz target link
  *              it alone)
  *   config_read.c  its first pass: files -> sections of key = value
- *   http.c     the control API on loopback (libmicrohttpd on the libev
- *              loop); its pure router has http.h
+ *   http.c     the HTTP API's server (libmicrohttpd on the libev loop):
+ *              requests to endpoints and answers back, suspended while an
+ *              endpoint waits; http_route.c its pure router (http.h);
+ *              api.h what an endpoint is given
+ *   api_agents.c  the endpoints on agents: /health, /agents,
+ *              /capabilities, actions
  *   store.c    the bridge to the record (record/, record.h): start-up
  *              checks of Redis and PostgreSQL, memory snapshots, events,
  *              the agents table; it starts and feeds the recorder,

@@ -1,43 +1,40 @@
 /*
- * http.c - the control API, on loopback by default.
+ * http.c - the HTTP API's server: libmicrohttpd inside hived's libev
+ * loop, the route tables (api.h) and what an endpoint is given.  The
+ * endpoints are in api_*.c and metrics.c; docs/API.md documents them.
  *
- *   GET  /health                       hived is up: counts, uptime
- *   GET  /agents                       every instance: state, pid, ...
- *   GET  /capabilities                 each capability: queues, consumers
- *   POST /agents/NAME/restart          [?instance=N]  drain, start afresh
- *   POST /agents/NAME/sleep            drain, keep memory, stay down
- *   POST /agents/NAME/wake             start with the kept memory
- *   POST /agents/NAME/reset            clear failed and the restart count
+ * Every answer is JSON (but /metrics); an error is {"error": {"code":
+ * "...", "message": "..."}} with a 4xx or 5xx status.  Routes that change
+ * something need "Authorization: Bearer TOKEN" (TOKEN: the first line of
+ * [hive] token_file; without a token_file they are refused), and with
+ * [hive] http_auth_reads = yes the others too.  The connections are
+ * capped per client address and in total (a 503 past a cap), and one
+ * idle or with an incomplete request is closed after HTTP_TIMEOUT_S.
  *
- * Every POST needs "Authorization: Bearer TOKEN" (TOKEN: the first line of
- * [hive] token_file); without a token_file every POST is refused.  Answers
- * are JSON; errors are {"error": "..."} with a 4xx or 5xx status.  The
- * connections are capped per client address and in total (a 503 past a
- * cap), and one idle or with an incomplete request is closed after
- * HTTP_TIMEOUT_S.
- *
- * libmicrohttpd runs inside hived's libev loop, without threads: MHD_USE_EPOLL
- * gives one epoll descriptor that is readable whenever MHD has something
- * to do; an ev_io watches it and calls MHD_run, and a timer follows
- * MHD_get_timeout (connection timeouts, data MHD already buffered).
- * Requests are answered at once from hived's state: nothing is suspended.
+ * libmicrohttpd runs without threads: MHD_USE_EPOLL gives one epoll
+ * descriptor that is readable whenever MHD has something to do; an ev_io
+ * watches it and calls MHD_run, and a timer follows MHD_get_timeout
+ * (connection timeouts, data MHD already buffered).
  *
  * A request goes through three steps:
  *
- *   MHD callbacks --(strings, body bytes)--> http_route --> answer
- *   http_handler     struct http_request     (pure)        http_health,
- *                                                          http_agents,
- *                                                          http_act
+ *   MHD callbacks --(method, target, token)--> http_route --> api_fn(req)
+ *   http_handler       at the headers            (pure,       at the end
+ *                      the body, collected        http.h)     of the body
  *
- * http_route (see http.h) decides the endpoint and validates the request
- * without MHD or hived's structures, so that it can be fuzzed.  It gets
- * the request-target as sent (http_uri keeps it) and decodes it itself:
- * MHD's unescaped URL would turn "echo%2frestart" into a path of three
- * parts and cut "1%00junk" to "1".
+ * http_route decides the route as soon as the headers are in, so a
+ * request that will be refused is refused before its body is read.  The
+ * endpoint answers at once (api_reply) or later, from a Redis or
+ * PostgreSQL callback: the connection is then suspended
+ * (MHD_suspend_connection) and resumed when the answer comes.  A request
+ * lives in a struct api_req from the endpoint's call to its answer,
+ * whatever happens to the connection meanwhile (api_gone).
  */
 #include "hived.h"
+#include "api.h"
 #include "http.h"
 
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <netinet/in.h>
@@ -47,12 +44,14 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 #include <microhttpd.h>
 
 #include "log.h"
+#include "util.h"
 
 /*
  * The API's connection limits (docs/OPERATIONS.md, HTTP control API).
@@ -76,6 +75,8 @@ struct http_peer {
 	unsigned n;
 };
 
+struct api_req;
+
 struct sup_http {
 	struct sup *sup;
 	struct MHD_Daemon *d;
@@ -87,20 +88,56 @@ struct sup_http {
 	struct http_peer peers[HTTP_CONN_TOTAL];
 	/* A refused connection's socket context points at one of these. */
 	char over_total, over_ip;
+	int kick;                    /* a suspended request was answered */
+	LIST_HEAD(, api_req) reqs;   /* requests given to an endpoint and
+	                              * not answered yet */
 };
+
+static void http_rearm(struct sup_http *);
+
+/*
+ * The route tables: one per file of endpoints (api.h).  A table is added
+ * here with its file.
+ */
+static const struct api_route *const http_tables[] = {
+	api_agents_routes,
+	NULL
+};
+
+/* A body is kept up to this much (the route's limit decides). */
+#define HTTP_SMALL_BODY  0           /* routes without API_BODY take none */
 
 /*
  * One request in progress (MHD's *con_cls): made when its request line is
  * in (http_uri, which keeps the target as sent), freed by http_completed
  * whatever the request's end (answered, client gone, daemon stopped).
- * The body is kept up to HTTP_BODY_MAX; len counts all of it, so that a
- * larger one is refused.
  */
 struct http_conn {
 	char *target;
 	int headers;                 /* http_handler has seen the headers */
+	struct http_decision *d;     /* the route, from the headers */
+	char *body;                  /* up to the route's limit */
+	size_t len, cap;
+	int too_large;
+	struct api_req *req;         /* given to the endpoint */
+};
+
+struct api_req {
+	struct sup_http *h;          /* NULL once the server is gone */
+	struct MHD_Connection *c;    /* NULL once gone */
+	struct http_conn *hc;
+	LIST_ENTRY(api_req) entry;   /* h->reqs, until answered */
+	struct http_decision *d;     /* taken from hc */
+	json_t *body;
+	const char *raw;
+	size_t rawlen;
+	int suspended;
+	int answered;
+	/* The answer, kept until MHD takes it. */
+	unsigned status;
+	char *text;
 	size_t len;
-	char body[HTTP_BODY_MAX];
+	const char *ctype;
 };
 
 static void
@@ -115,27 +152,21 @@ http_logger(void *cls, const char *fmt, va_list ap)
 	log_warnx("http: %s", line);
 }
 
-/* Send body (a reference taken) with code; close: then close the
- * connection. */
+/* Queue text (len bytes, taken: freed by MHD) with code and its type;
+ * close: then close the connection. */
 static enum MHD_Result
-http_respond(struct MHD_Connection *c, unsigned code, json_t *body, int close)
+http_queue(struct MHD_Connection *c, unsigned code, char *text, size_t len,
+    const char *ctype, int close)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
-	char *text;
 
-	text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-	json_decref(body);
-	if (text == NULL)
-		return MHD_NO;    /* out of memory: MHD closes the connection */
-	r = MHD_create_response_from_buffer(strlen(text), text,
-	    MHD_RESPMEM_MUST_FREE);
+	r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	if (r == NULL) {
 		free(text);
 		return MHD_NO;
 	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-	    "application/json");
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	if (close) {
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -146,493 +177,416 @@ http_respond(struct MHD_Connection *c, unsigned code, json_t *body, int close)
 	return ret;
 }
 
-static enum MHD_Result
-http_send(struct MHD_Connection *c, unsigned code, json_t *body)
+/* The error body {"error": {"code": code, "message": msg}} plus extra's
+ * fields (a reference taken), as text; NULL when out of memory. */
+static char *
+error_text(const char *code, const char *msg, json_t *extra)
 {
-	return http_respond(c, code, body, 0);
-}
+	json_t *e = json_pack("{s:s, s:s}", "code", code, "message", msg);
+	char *text;
 
-static enum MHD_Result
-http_error(struct MHD_Connection *c, unsigned code, const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return http_send(c, code, json_pack("{s:s}", "error", msg));
-}
-
-static json_t *
-inst_json(const struct sup_inst *in, ev_tstamp now)
-{
-	json_t *o = json_object();
-
-	if (o == NULL)
+	if (e != NULL && extra != NULL)
+		json_object_update(e, extra);
+	json_decref(extra);
+	if (e == NULL)
 		return NULL;
-	json_object_set_new(o, "agent", json_string(in->label));
-	json_object_set_new(o, "name", json_string(in->agent->name));
-	json_object_set_new(o, "instance", json_integer(in->n));
-	json_object_set_new(o, "state", json_string(sup_state_name(in->fsm.state)));
-	if (in->fsm.state == SUP_ST_STOPPING)
-		json_object_set_new(o, "then",
-		    json_string(sup_after_name(in->fsm.after)));
-	json_object_set_new(o, "pid", in->pid > 0 ? json_integer(in->pid) :
-	    json_null());
-	json_object_set_new(o, "restarts", json_integer((json_int_t)in->restarts));
-	json_object_set_new(o, "handler_restarts",
-	    json_integer((json_int_t)in->handler_restarts));
-	json_object_set_new(o, "tasks_done",
-	    json_integer((json_int_t)(in->done_base + in->done)));
-	json_object_set_new(o, "inflight", json_integer(in->inflight));
-	json_object_set_new(o, "memory_v", json_integer((json_int_t)in->mem->v));
-	json_object_set_new(o, "heartbeat_age_ms", in->have_hb && in->pid > 0 ?
-	    json_integer((json_int_t)((now - in->last_hb) * 1000.)) :
-	    json_null());
-	json_object_set_new(o, "handler_pid", in->handler_pid > 0 ?
-	    json_integer(in->handler_pid) : json_null());
-	json_object_set_new(o, "handler_rss_kb",
-	    json_integer((json_int_t)in->handler_rss_kb));
-	if (in->last_status == -1)
-		json_object_set_new(o, "last_exit", json_null());
-	else if (WIFSIGNALED(in->last_status))
-		json_object_set_new(o, "last_exit", json_pack("{s:i}", "signal",
-		    WTERMSIG(in->last_status)));
-	else
-		json_object_set_new(o, "last_exit", json_pack("{s:i}", "status",
-		    WEXITSTATUS(in->last_status)));
-	if (in->agent->removed || in->retired)
-		json_object_set_new(o, "removed", json_true());
-	return o;
+	text = json_dumps(json_pack("{s:o}", "error", e), JSON_COMPACT);
+	return text;
 }
 
 static enum MHD_Result
-http_agents(struct sup_http *h, struct MHD_Connection *c)
+http_error(struct MHD_Connection *c, unsigned code, const char *ecode,
+    const char *msg, int close)
 {
-	struct sup *sup = h->sup;
-	ev_tstamp now = ev_now(sup->loop);
-	json_t *arr = json_array();
-	struct sup_agent *a;
+	char *text = error_text(ecode, msg, NULL);
 
-	if (arr == NULL)
-		return MHD_NO;
-	TAILQ_FOREACH(a, &sup->agents, entry)
-		for (unsigned i = 0; i < a->ninst; i++)
-			json_array_append_new(arr, inst_json(a->inst[i], now));
-	return http_send(c, MHD_HTTP_OK, json_pack("{s:o}", "agents", arr));
+	if (text == NULL)
+		return MHD_NO;    /* out of memory: MHD closes the connection */
+	return http_queue(c, code, text, strlen(text), "application/json",
+	    close);
 }
 
-/* The capability's entry in caps (made with its queues if new). */
-static json_t *
-cap_entry(json_t *caps, const char *prefix, const char *cap)
-{
-	json_t *e = json_object_get(caps, cap), *queues;
-	char key[HIVE_KEY_MAX];
+/* ---- what an endpoint is given (api.h) ---- */
 
-	if (e != NULL)
-		return e;
-	if ((queues = json_array()) == NULL)
-		return NULL;
-	for (unsigned prio = 0; prio < 3; prio++)
-		if (proto_key_queue(key, sizeof(key), prefix, cap, prio) > 0)
-			json_array_append_new(queues, json_string(key));
-	e = json_pack("{s:s, s:o, s:[]}", "name", cap, "queues", queues,
-	    "consumers");
-	if (e == NULL || json_object_set_new(caps, cap, e) == -1)
-		return NULL;
-	return e;
+struct sup *
+api_sup(const struct api_req *req)
+{
+	return req->h != NULL ? req->h->sup : NULL;
 }
 
-/*
- * Each capability of the agents configured now: its queue streams (one per
- * priority) and the worker instances that consume them (consumer name,
- * state, tasks in flight by the last heartbeat), from hived's own state:
- * no Redis call.
- */
-static enum MHD_Result
-http_capabilities(struct sup_http *h, struct MHD_Connection *c)
+const char *
+api_arg(const struct api_req *req, unsigned i)
 {
-	const struct hive_conf *conf = h->sup->cref->conf;
-	json_t *caps = json_object(), *arr = json_array(), *e, *v;
-	struct sup_agent *a;
-	const char *k;
-	char consumer[HIVE_KEY_MAX];
+	return i < req->d->nargs ? req->d->args[i] : "";
+}
 
-	if (caps == NULL || arr == NULL) {
-		json_decref(caps);
-		json_decref(arr);
-		return MHD_NO;
+const char *
+api_query(const struct api_req *req, const char *name)
+{
+	for (unsigned i = 0; i < req->d->nquery; i++)
+		if (strcmp(req->d->query[i].name, name) == 0)
+			return req->d->query[i].value;
+	return NULL;
+}
+
+json_t *
+api_body(const struct api_req *req)
+{
+	return req->body;
+}
+
+const char *
+api_body_raw(const struct api_req *req, size_t *len)
+{
+	*len = req->rawlen;
+	return req->raw;
+}
+
+int
+api_gone(const struct api_req *req)
+{
+	return req->c == NULL;
+}
+
+int
+api_uint(struct api_req *req, const char *name, unsigned long lo,
+    unsigned long hi, unsigned long def, unsigned long *v)
+{
+	const char *s = api_query(req, name);
+	unsigned long n = 0;
+
+	if (s == NULL) {
+		*v = def;
+		return 0;
 	}
-	TAILQ_FOREACH(a, &h->sup->agents, entry) {
-		if (a->removed)
-			continue;
-		for (int i = 0; i < a->conf->ncaps; i++) {
-			if ((e = cap_entry(caps, conf->prefix, a->conf->caps[i])) ==
-			    NULL)
-				continue;
-			for (unsigned n = 0; n < a->ninst; n++) {
-				const struct sup_inst *in = a->inst[n];
-
-				if (in->retired || proto_consumer_name(consumer,
-				    sizeof(consumer), a->name, in->n, conf->host) < 0)
-					continue;
-				json_array_append_new(json_object_get(e, "consumers"),
-				    json_pack("{s:s, s:s, s:s, s:i}", "consumer",
-				    consumer, "agent", in->label, "state",
-				    sup_state_name(in->fsm.state), "inflight",
-				    (int)in->inflight));
-			}
-		}
+	for (const char *p = s; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9' || p - s >= 19)
+			goto bad;
+		n = n * 10 + (unsigned long)(*p - '0');
 	}
-	json_object_foreach(caps, k, v)
-		json_array_append(arr, v);
-	json_decref(caps);
-	return http_send(c, MHD_HTTP_OK, json_pack("{s:o}", "capabilities",
-	    arr));
-}
-
-static enum MHD_Result
-http_health(struct sup_http *h, struct MHD_Connection *c)
-{
-	struct sup *sup = h->sup;
-	unsigned cnt[SUP_ST_COUNT], n;
-	char line[sizeof(sup->status)];
-	json_t *states = json_object();
-
-	n = sup_count_states(sup, cnt);
-	sup_summary(sup, line, sizeof(line));
-	for (int s = 0; s < SUP_ST_COUNT; s++)
-		json_object_set_new(states, sup_state_name((enum sup_state)s),
-		    json_integer(cnt[s]));
-	return http_send(c, MHD_HTTP_OK, json_pack(
-	    "{s:s, s:I, s:I, s:b, s:I, s:o, s:s}",
-	    "status", sup->stopping ? "stopping" : "ok",
-	    "pid", (json_int_t)getpid(),
-	    "uptime_ms", (json_int_t)((ev_now(sup->loop) - sup->started) * 1000.),
-	    "ready", sup->ready_sent,
-	    "instances", (json_int_t)n,
-	    "states", states,
-	    "summary", line));
-}
-
-/* ---- routing: no MHD, no hived structures (http.h) ---- */
-
-/* Constant time in the length of the expected token. */
-static int
-token_ok(const char *want, const char *got)
-{
-	size_t wl = strlen(want), gl = strlen(got);
-	unsigned char d = wl != gl;
-
-	for (size_t i = 0; i < wl; i++)
-		d |= (unsigned char)want[i] ^ (unsigned char)(i < gl ? got[i] : 0);
-	return d == 0;
-}
-
-static unsigned __attribute__((format(printf, 3, 4)))
-route_fail(struct http_decision *out, unsigned status, const char *fmt, ...)
-{
-	va_list ap;
-
-	out->ep = HTTP_EP_ERROR;
-	out->status = status;
-	va_start(ap, fmt);
-	vsnprintf(out->error, sizeof(out->error), fmt, ap);
-	va_end(ap);
-	return status;
-}
-
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
+	if (n < lo || n > hi || (s[0] == '0' && s[1] != '\0'))
+		goto bad;
+	*v = n;
+	return 0;
+bad:
+	api_fail(req, 400, "bad_request", "%s must be a number %lu..%lu", name,
+	    lo, hi);
 	return -1;
 }
 
-/*
- * Percent-decode the n bytes at s into out (outsz bytes with the NUL):
- * the decoded length; -1 when an escape is malformed, when a byte, as
- * sent or decoded, is not printable ASCII (a space, NUL or control byte
- * included), or when an escape decodes to a byte of forbid; -2 when the
- * result does not fit.  Nothing is decoded twice: "%252f" is "%2f".
- */
-static int
-pct_decode(const char *s, size_t n, char *out, size_t outsz,
-    const char *forbid)
+int
+api_limit(struct api_req *req, unsigned *limit)
 {
-	size_t o = 0;
+	unsigned long v;
 
-	for (size_t i = 0; i < n; i++) {
-		int c = (unsigned char)s[i];
-
-		if (c == '%') {
-			int hi, lo;
-
-			if (n - i < 3 || (hi = hexval(s[i + 1])) < 0 ||
-			    (lo = hexval(s[i + 2])) < 0)
-				return -1;
-			c = hi * 16 + lo;
-			i += 2;
-			if (c != 0 && strchr(forbid, c) != NULL)
-				return -1;
-		}
-		if (c <= 0x20 || c > 0x7e)
-			return -1;
-		if (o + 1 >= outsz)
-			return -2;
-		out[o++] = (char)c;
-	}
-	out[o] = '\0';
-	return (int)o;
-}
-
-/*
- * The query (after '?', NULL when none): the only argument any endpoint
- * takes is instance=N, once, with a value (checked as a number later).
- * Empty items ("?", "&&") are nothing.  0, or -1 after route_fail.
- */
-static int
-route_query(const char *q, char *inst, size_t len, int *has,
-    struct http_decision *out)
-{
-	char key[16];
-
-	*has = 0;
-	inst[0] = '\0';
-	while (q != NULL && *q != '\0') {
-		const char *amp = strchr(q, '&');
-		const char *end = amp != NULL ? amp : q + strlen(q);
-		const char *eq = memchr(q, '=', (size_t)(end - q));
-		const char *kend = eq != NULL ? eq : end;
-
-		if (end == q) {
-			q = end + 1;
-			continue;
-		}
-		if (pct_decode(q, (size_t)(kend - q), key, sizeof(key), "") < 0 ||
-		    strcmp(key, "instance") != 0)
-			return route_fail(out, MHD_HTTP_BAD_REQUEST,
-			    "unknown query argument (the only one is "
-			    "instance=N, on actions)"), -1;
-		if (*has)
-			return route_fail(out, MHD_HTTP_BAD_REQUEST,
-			    "instance given twice"), -1;
-		if (eq == NULL)
-			return route_fail(out, MHD_HTTP_BAD_REQUEST,
-			    "instance needs a value: instance=N"), -1;
-		if (pct_decode(eq + 1, (size_t)(end - eq - 1), inst, len,
-		    "") < 0)
-			inst[0] = '\0';    /* refused as a number below */
-		*has = 1;
-		q = amp != NULL ? amp + 1 : end;
-	}
-	return 0;
-}
-
-/* "1".."9999": digits only, no sign, blank or leading zero; or -1. */
-static int
-route_instance(const char *s, unsigned *v)
-{
-	unsigned long n = 0;
-
-	if (*s < '1' || *s > '9')
+	if (api_uint(req, "limit", 1, API_LIMIT_MAX, API_LIMIT_DEFAULT, &v) ==
+	    -1)
 		return -1;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		n = n * 10 + (unsigned long)(*s - '0');
-		if (n > HIVE_INSTANCE_MAX)
-			return -1;
-	}
-	*v = (unsigned)n;
+	*limit = (unsigned)v;
 	return 0;
 }
 
-static const char *const action_names[] = {
-	[HTTP_ACT_RESTART] = "restart",
-	[HTTP_ACT_SLEEP] = "sleep",
-	[HTTP_ACT_WAKE] = "wake",
-	[HTTP_ACT_RESET] = "reset",
-};
-
-const char *
-http_action_name(enum http_action a)
+/* n digits of s as a number; -1 when one is not a digit. */
+static int
+digits(const char *s, int n)
 {
-	return (unsigned)a < sizeof(action_names) / sizeof(action_names[0]) ?
-	    action_names[a] : "?";
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
 }
 
 /*
- * The checks, in the order a client sees them: body size, path (its
- * escapes, then which one) and method, agent name, query, token, action,
- * hived stopping, agent, instance.
+ * RFC 3339 ("2026-12-07T08:00:00Z", "...00.5+01:00"; 't', 'z' and a
+ * space for the T accepted) or Unix ms (digits only) into *ms; -1 when
+ * it is neither.
  */
-unsigned
-http_route(const struct http_view *view, const struct http_request *rq,
-    struct http_decision *out)
+static int
+parse_time(const char *s, long long *ms)
 {
-	const char *q = strchr(rq->target, '?'), *p, *slash, *auth;
-	char path[HTTP_PATH_MAX], action[16], inst[8];
-	int is_get = strcmp(rq->method, "GET") == 0;
-	int is_post = strcmp(rq->method, "POST") == 0;
-	int n, has_inst, r;
-	size_t i, plen = q != NULL ? (size_t)(q - rq->target) :
-	    strlen(rq->target);
-	unsigned v;
+	struct tm tm = { 0 };
+	long long frac = 0, scale = 1000;
+	int off = 0, y, mo, d, h, mi, se;
+	size_t n = strlen(s);
+	const char *p;
 
-	memset(out, 0, sizeof(*out));
-	out->status = MHD_HTTP_OK;
-	if (rq->body_len > HTTP_BODY_MAX)
-		return route_fail(out, MHD_HTTP_CONTENT_TOO_LARGE,
-		    "body too large");
-	if ((r = pct_decode(rq->target, plen, path, sizeof(path), "/?")) == -2)
-		return route_fail(out, MHD_HTTP_NOT_FOUND, "no such path");
-	if (r == -1)
-		return route_fail(out, MHD_HTTP_BAD_REQUEST, "malformed path: "
-		    "a bad %%-escape, an escaped '/' or '?', or a byte that "
-		    "is not printable ASCII");
-
-	if (strcmp(path, "/health") == 0 || strcmp(path, "/agents") == 0 ||
-	    strcmp(path, "/capabilities") == 0) {
-		if (!is_get)
-			return route_fail(out, MHD_HTTP_METHOD_NOT_ALLOWED,
-			    "%s needs GET", path);
-		if (route_query(q != NULL ? q + 1 : NULL, inst, sizeof(inst),
-		    &has_inst, out) == -1)
-			return out->status;
-		if (has_inst)
-			return route_fail(out, MHD_HTTP_BAD_REQUEST,
-			    "%s takes no query arguments", path);
-		out->ep = path[1] == 'h' ? HTTP_EP_HEALTH : path[1] == 'a' ?
-		    HTTP_EP_AGENTS : HTTP_EP_CAPABILITIES;
-		return out->status;
+	if (n > 0 && n <= 15 && strspn(s, "0123456789") == n) {
+		*ms = strtoll(s, NULL, 10);
+		return 0;
 	}
-	if (strncmp(path, "/agents/", 8) != 0)
-		return route_fail(out, MHD_HTTP_NOT_FOUND, "no such path");
-	p = path + 8;
-	if ((slash = strchr(p, '/')) == NULL || slash == p ||
-	    (size_t)(slash - p) > HIVE_NAME_MAX ||
-	    strlen(slash + 1) >= sizeof(action) || strchr(slash + 1, '/'))
-		return route_fail(out, MHD_HTTP_NOT_FOUND,
-		    "expected /agents/NAME/ACTION");
-	memcpy(out->agent, p, (size_t)(slash - p));
-	out->agent[slash - p] = '\0';
-	memcpy(action, slash + 1, strlen(slash + 1) + 1);
-	if (proto_valid_name(out->agent, strlen(out->agent)) != 0)
-		return route_fail(out, MHD_HTTP_BAD_REQUEST, "bad agent name");
-	if (!is_post)
-		return route_fail(out, MHD_HTTP_METHOD_NOT_ALLOWED,
-		    "actions need POST");
-	if (route_query(q != NULL ? q + 1 : NULL, inst, sizeof(inst),
-	    &has_inst, out) == -1)
-		return out->status;
-
-	if (view->token[0] == '\0')
-		return route_fail(out, MHD_HTTP_FORBIDDEN,
-		    "control is off: no token_file in [hive]");
-	auth = rq->authorization;
-	if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0)
-		return route_fail(out, MHD_HTTP_UNAUTHORIZED,
-		    "missing bearer token");
-	if (!token_ok(view->token, auth + 7))
-		return route_fail(out, MHD_HTTP_FORBIDDEN, "wrong token");
-
-	for (i = 0; i < sizeof(action_names) / sizeof(action_names[0]); i++)
-		if (strcmp(action, action_names[i]) == 0)
-			break;
-	if (i == sizeof(action_names) / sizeof(action_names[0]))
-		return route_fail(out, MHD_HTTP_NOT_FOUND, "unknown action '%s' "
-		    "(restart, sleep, wake, reset)", action);
-	out->action = (enum http_action)i;
-	if (view->stopping)
-		return route_fail(out, MHD_HTTP_SERVICE_UNAVAILABLE,
-		    "hived is stopping");
-	if ((n = view->agent_instances(view->arg, out->agent)) < 0)
-		return route_fail(out, MHD_HTTP_NOT_FOUND, "no agent '%s'",
-		    out->agent);
-	out->lo = 1;
-	out->hi = (unsigned)n;
-	if (has_inst) {
-		if (route_instance(inst, &v) == -1)
-			return route_fail(out, MHD_HTTP_BAD_REQUEST,
-			    "instance must be a number 1..%d", HIVE_INSTANCE_MAX);
-		if (v > out->hi)
-			return route_fail(out, MHD_HTTP_NOT_FOUND,
-			    "agent '%s' has %u instance%s", out->agent, out->hi,
-			    out->hi == 1 ? "" : "s");
-		out->lo = out->hi = v;
+	if (n < 20 || (y = digits(s, 4)) < 1970 || s[4] != '-' ||
+	    (mo = digits(s + 5, 2)) < 1 || mo > 12 || s[7] != '-' ||
+	    (d = digits(s + 8, 2)) < 1 || d > 31 ||
+	    (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+	    (h = digits(s + 11, 2)) < 0 || h > 23 || s[13] != ':' ||
+	    (mi = digits(s + 14, 2)) < 0 || mi > 59 || s[16] != ':' ||
+	    (se = digits(s + 17, 2)) < 0 || se > 60)
+		return -1;
+	p = s + 19;
+	if (*p == '.') {
+		if (p[1] < '0' || p[1] > '9')
+			return -1;
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			if (scale > 1) {
+				scale /= 10;
+				frac += (*p - '0') * scale;
+			}
 	}
-	out->ep = HTTP_EP_ACTION;
-	return out->status;
+	if (*p == 'Z' || *p == 'z')
+		p++;
+	else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+		int oh = digits(p + 1, 2), om = digits(p + 4, 2);
+
+		if (oh < 0 || oh > 23 || om < 0 || om > 59)
+			return -1;
+		off = (oh * 60 + om) * (*p == '-' ? -1 : 1);
+		p += 6;
+	} else
+		return -1;
+	if (*p != '\0')
+		return -1;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = se;
+	*ms = ((long long)timegm(&tm) - off * 60LL) * 1000 + frac;
+	return 0;
 }
 
-/* ---- answers ---- */
+int
+api_time(struct api_req *req, const char *name, long long *ms)
+{
+	const char *s = api_query(req, name);
 
-static const enum sup_event action_events[] = {
-	[HTTP_ACT_RESTART] = SUP_EV_RESTART,
-	[HTTP_ACT_SLEEP] = SUP_EV_SLEEP,
-	[HTTP_ACT_WAKE] = SUP_EV_WAKE,
-	[HTTP_ACT_RESET] = SUP_EV_RESET,
-};
+	*ms = 0;
+	if (s == NULL)
+		return 0;
+	if (parse_time(s, ms) == -1) {
+		api_fail(req, 400, "bad_request", "%s: expected a time, RFC 3339 "
+		    "(2026-12-07T08:00:00Z) or Unix ms", name);
+		return -1;
+	}
+	return 0;
+}
 
-/* The action rt says, on instances rt->lo..hi of agent a. */
+json_t *
+api_time_json(long long ms)
+{
+	struct tm tm;
+	time_t t;
+	char buf[64];
+
+	if (ms <= 0)
+		return json_null();
+	t = (time_t)(ms / 1000);
+	if (gmtime_r(&t, &tm) == NULL)
+		return json_null();
+	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	return json_string(buf);
+}
+
+/* ---- answering ---- */
+
+static void
+req_free(struct api_req *req)
+{
+	json_decref(req->body);
+	free(req->text);
+	free(req->d);
+	free(req);
+}
+
+/*
+ * The endpoint's answer, as text (taken).  Kept for MHD when the request
+ * is still connected; a suspended one is resumed, and the loop runs MHD
+ * again on its next turn (http_rearm), which calls http_handler for it.
+ */
+static void
+req_answer(struct api_req *req, unsigned status, char *text, size_t len,
+    const char *ctype)
+{
+	if (req->answered) {
+		log_warnx("http: %s answered twice (second dropped)",
+		    req->d->route != NULL ? req->d->route->path : "?");
+		free(text);
+		return;
+	}
+	req->answered = 1;
+	if (req->h == NULL || req->c == NULL) {
+		free(text);
+		if (req->h != NULL)
+			LIST_REMOVE(req, entry);
+		req_free(req);
+		return;
+	}
+	LIST_REMOVE(req, entry);
+	req->status = status;
+	req->text = text;
+	req->len = len;
+	req->ctype = ctype;
+	if (req->suspended) {
+		req->suspended = 0;
+		MHD_resume_connection(req->c);
+		req->h->kick = 1;
+		http_rearm(req->h);
+	}
+}
+
+void
+api_reply(struct api_req *req, unsigned status, json_t *body)
+{
+	char *text;
+
+	if (body == NULL) {
+		api_fail(req, 500, "internal", "out of memory");
+		return;
+	}
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	if (text == NULL) {
+		api_fail(req, 500, "internal", "out of memory");
+		return;
+	}
+	req_answer(req, status, text, strlen(text), "application/json");
+}
+
+void
+api_reply_text(struct api_req *req, unsigned status,
+    const char *content_type, const char *text, size_t len)
+{
+	char *copy = malloc(len + 1);
+
+	if (copy == NULL) {
+		api_fail(req, 500, "internal", "out of memory");
+		return;
+	}
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	req_answer(req, status, copy, len, content_type);
+}
+
+static void
+api_vfail(struct api_req *req, unsigned status, const char *code,
+    json_t *extra, const char *fmt, va_list ap)
+{
+	char msg[HTTP_ERROR_MAX * 2];
+	char *text;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* jansson refuses a string that is not UTF-8: never lose the answer */
+	if (utf8_valid(msg, strlen(msg)) != 0)
+		snprintf(msg, sizeof(msg), "(an error whose text is not UTF-8)");
+	if ((text = error_text(code, msg, extra)) == NULL) {
+		/* Out of memory: still answer, with what needs no allocation */
+		static const char oom[] = "{\"error\":{\"code\":\"internal\","
+		    "\"message\":\"out of memory\"}}";
+
+		text = strdup(oom);
+		status = 500;
+	}
+	req_answer(req, status, text, text != NULL ? strlen(text) : 0,
+	    "application/json");
+}
+
+void
+api_fail(struct api_req *req, unsigned status, const char *code,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	api_vfail(req, status, code, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+api_fail_with(struct api_req *req, unsigned status, const char *code,
+    json_t *extra, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	api_vfail(req, status, code, extra, fmt, ap);
+	va_end(ap);
+}
+
+/* The answer the endpoint gave, to MHD; the request is done. */
 static enum MHD_Result
-http_act(struct sup_http *h, struct MHD_Connection *c, struct sup_agent *a,
-    const struct http_decision *rt)
+req_send(struct http_conn *hc)
 {
-	const char *action = http_action_name(rt->action);
-	enum sup_event ev = action_events[rt->action];
-	unsigned applied = 0;
-	json_t *arr;
+	struct api_req *req = hc->req;
+	enum MHD_Result ret;
 
-	log_info("http action=%s agent=%s instances=%u..%u", action, rt->agent,
-	    rt->lo, rt->hi);
-	if ((arr = json_array()) == NULL)
-		return MHD_NO;
-	for (unsigned i = rt->lo; i <= rt->hi; i++) {
-		struct sup_inst *in = a->inst[i - 1];
-		int done = sup_inst_event(in, ev, 0);
-
-		applied += done;
-		json_array_append_new(arr, json_pack("{s:i, s:s, s:b}",
-		    "instance", (int)i, "state", sup_state_name(in->fsm.state),
-		    "applied", done));
-	}
-	if (applied == 0) {
-		json_t *err = json_pack("{s:s, s:o}", "error", "nothing to do: "
-		    "the action does not apply in the current state",
-		    "instances", arr);
-
-		return http_send(c, MHD_HTTP_CONFLICT, err);
-	}
-	return http_send(c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:o}",
-	    "agent", rt->agent, "action", action, "instances", arr));
+	hc->req = NULL;
+	ret = http_queue(req->c, req->status, req->text, req->len, req->ctype,
+	    0);
+	req->text = NULL;           /* MHD has it (or freed it) */
+	req_free(req);
+	return ret;
 }
 
-/* http_view's lookup: the agent found is kept for http_act. */
-struct http_lookup {
-	struct sup *sup;
-	struct sup_agent *agent;
-};
-
-static int
-lookup_instances(void *arg, const char *name)
+/*
+ * The body is in: check it against the route, make the request and run
+ * the endpoint.  Answered at once: sent now; otherwise suspended.
+ */
+static enum MHD_Result
+http_dispatch(struct sup_http *h, struct MHD_Connection *c,
+    struct http_conn *hc)
 {
-	struct http_lookup *lk = arg;
-	struct sup_agent *a = sup_agent_find(lk->sup, name);
+	const struct api_route *r = hc->d->route;
+	struct api_req *req;
+	json_error_t jerr;
+	char msg[HTTP_ERROR_MAX];
 
-	if (a == NULL || a->removed)
-		return -1;
-	lk->agent = a;
-	/* Instances a reload is removing are not addressed. */
-	return (int)(a->conf->instances < a->ninst ? a->conf->instances :
-	    a->ninst);
+	if (hc->too_large)
+		return http_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
+		    (r->flags & API_BODY) ? "body too large" :
+		    "this endpoint takes no body", 0);
+	if ((req = calloc(1, sizeof(*req))) == NULL)
+		return MHD_NO;
+	req->h = h;
+	req->c = c;
+	req->hc = hc;
+	req->d = hc->d;
+	hc->d = NULL;
+	req->raw = hc->body;
+	req->rawlen = hc->len;
+	if ((r->flags & API_BODY) && hc->len > 0) {
+		req->body = json_loadb(hc->body, hc->len,
+		    JSON_REJECT_DUPLICATES, &jerr);
+		if (req->body == NULL || !json_is_object(req->body)) {
+			if (req->body == NULL)
+				snprintf(msg, sizeof(msg), "body: not JSON: %s "
+				    "(line %d, column %d)", jerr.text, jerr.line,
+				    jerr.column);
+			else
+				snprintf(msg, sizeof(msg), "body: expected a "
+				    "JSON object");
+			req_free(req);
+			return http_error(c, MHD_HTTP_BAD_REQUEST,
+			    "bad_request", msg, 0);
+		}
+	} else if ((r->flags & API_BODY_NEEDED) && hc->len == 0) {
+		req_free(req);
+		return http_error(c, MHD_HTTP_BAD_REQUEST, "bad_request",
+		    "this endpoint needs a JSON object body", 0);
+	}
+	hc->req = req;
+	LIST_INSERT_HEAD(&h->reqs, req, entry);
+	r->fn(req);
+	if (req->answered)
+		return req_send(hc);
+	req->suspended = 1;
+	MHD_suspend_connection(c);
+	return MHD_YES;
 }
 
 /*
@@ -656,15 +610,79 @@ http_uri(void *cls, const char *uri, struct MHD_Connection *c)
 static enum MHD_Result
 http_refuse(struct sup_http *h, struct MHD_Connection *c, const void *why)
 {
-	return http_respond(c, MHD_HTTP_SERVICE_UNAVAILABLE, json_pack("{s:s}",
-	    "error", why == &h->over_ip ? "too many connections from this "
-	    "address: close one and retry" : "too many connections: retry "
-	    "later"), 1);
+	return http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+	    why == &h->over_ip ? "too many connections from this address: "
+	    "close one and retry" : "too many connections: retry later", 1);
+}
+
+/* The headers are in: route the request; an error is answered before
+ * the body is read.  MHD_YES to go on reading. */
+static enum MHD_Result
+http_headers(struct sup_http *h, struct MHD_Connection *c,
+    struct http_conn *hc, const char *method)
+{
+	const struct hive_conf *conf = h->sup->cref->conf;
+	struct http_view view = { h->sup->token, h->sup->stopping,
+	    conf->http_auth_reads, http_tables };
+	struct http_request rq;
+	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_CONTENT_LENGTH);
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c,
+	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	size_t max;
+
+	hc->headers = 1;
+	if (ci != NULL && (ci->socket_context == &h->over_total ||
+	    ci->socket_context == &h->over_ip))
+		return http_refuse(h, c, ci->socket_context);
+	if ((hc->d = malloc(sizeof(*hc->d))) == NULL)
+		return MHD_NO;
+	rq.method = method;
+	rq.target = hc->target;
+	rq.authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_AUTHORIZATION);
+	if (http_route(&view, &rq, hc->d) != 200)
+		return http_error(c, hc->d->status, hc->d->code, hc->d->error, 0);
+	max = (hc->d->route->flags & API_BODY) ? API_BODY_MAX : HTTP_SMALL_BODY;
+	/* Refused before it is read. */
+	if (cl != NULL && strtoull(cl, NULL, 10) > max)
+		return http_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
+		    max > 0 ? "body too large" : "this endpoint takes no body",
+		    0);
+	return MHD_YES;
+}
+
+/* A piece of the body: kept up to the route's limit. */
+static int
+http_body(struct http_conn *hc, const char *data, size_t n)
+{
+	size_t max = (hc->d->route->flags & API_BODY) ? API_BODY_MAX :
+	    HTTP_SMALL_BODY;
+
+	if (hc->too_large || n > max - hc->len) {
+		hc->too_large = 1;
+		return 0;
+	}
+	if (hc->len + n > hc->cap) {
+		size_t cap = hc->cap > 0 ? hc->cap : 1024;
+		char *b;
+
+		while (cap < hc->len + n)
+			cap *= 2;
+		if ((b = realloc(hc->body, cap)) == NULL)
+			return -1;
+		hc->body = b;
+		hc->cap = cap;
+	}
+	memcpy(hc->body + hc->len, data, n);
+	hc->len += n;
+	return 0;
 }
 
 /*
  * MHD calls this for a request: first with its headers, then once per
- * piece of body, then with *upload_data_size 0 to answer.
+ * piece of body, then with *upload_data_size 0 to answer; once more
+ * after a suspended request is resumed.
  */
 static enum MHD_Result
 http_handler(void *cls, struct MHD_Connection *c, const char *url,
@@ -673,74 +691,45 @@ http_handler(void *cls, struct MHD_Connection *c, const char *url,
 {
 	struct sup_http *h = cls;
 	struct http_conn *hc = *con_cls;
-	struct http_lookup lk = { h->sup, NULL };
-	struct http_view view = { h->sup->token, h->sup->stopping,
-	    lookup_instances, &lk };
-	struct http_request rq;
-	struct http_decision rt;
 
 	if (hc == NULL)
 		return MHD_NO;
-	if (!hc->headers) {
-		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-		    MHD_HTTP_HEADER_CONTENT_LENGTH);
-		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c,
-		    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-
-		hc->headers = 1;
-		if (ci != NULL && (ci->socket_context == &h->over_total ||
-		    ci->socket_context == &h->over_ip))
-			return http_refuse(h, c, ci->socket_context);
-		/* Refused before it is read. */
-		if (cl != NULL && strtoull(cl, NULL, 10) > HTTP_BODY_MAX)
-			return http_error(c, MHD_HTTP_CONTENT_TOO_LARGE,
-			    "body too large");
-		return MHD_YES;
-	}
+	if (!hc->headers)
+		return http_headers(h, c, hc, method);
+	if (hc->req != NULL)          /* resumed: the answer is there */
+		return hc->req->answered ? req_send(hc) : MHD_YES;
 	if (*upload_data_size > 0) {
-		size_t n = *upload_data_size;
-		size_t room = hc->len < HTTP_BODY_MAX ? HTTP_BODY_MAX - hc->len : 0;
-
-		if (room > 0)
-			memcpy(hc->body + hc->len, upload_data, n < room ? n : room);
-		/* Past the limit only "larger" matters: len stops there. */
-		hc->len = n > room ? HTTP_BODY_MAX + 1 : hc->len + n;
+		if (http_body(hc, upload_data, *upload_data_size) == -1)
+			return MHD_NO;
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
-
-	rq.method = method;
-	rq.target = hc->target;
-	rq.authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-	    MHD_HTTP_HEADER_AUTHORIZATION);
-	rq.body = hc->body;
-	rq.body_len = hc->len;
-	http_route(&view, &rq, &rt);
-
-	switch (rt.ep) {
-	case HTTP_EP_HEALTH:
-		return http_health(h, c);
-	case HTTP_EP_AGENTS:
-		return http_agents(h, c);
-	case HTTP_EP_CAPABILITIES:
-		return http_capabilities(h, c);
-	case HTTP_EP_ACTION:
-		return http_act(h, c, lk.agent, &rt);
-	case HTTP_EP_ERROR:
-		break;
-	}
-	return http_send(c, rt.status, json_pack("{s:s}", "error", rt.error));
+	return http_dispatch(h, c, hc);
 }
 
-/* Every request http_uri saw ends here, however it ended. */
+/* Every request http_uri saw ends here, however it ended.  A request an
+ * endpoint still works on is left to it, marked gone. */
 static void
 http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     enum MHD_RequestTerminationCode toe)
 {
 	struct http_conn *hc = *con_cls;
 
-	if (hc != NULL)
-		free(hc->target);
+	if (hc == NULL)
+		return;
+	if (hc->req != NULL) {
+		if (hc->req->answered)
+			req_free(hc->req);
+		else {
+			hc->req->c = NULL;
+			hc->req->hc = NULL;
+			hc->req->raw = NULL;
+			hc->req->rawlen = 0;
+		}
+	}
+	free(hc->target);
+	free(hc->d);
+	free(hc->body);
 	free(hc);
 	*con_cls = NULL;
 }
@@ -846,6 +835,7 @@ static void
 http_run(struct sup_http *h)
 {
 	h->closed = 0;
+	h->kick = 0;
 	MHD_run(h->d);
 	http_rearm(h);
 }
@@ -860,6 +850,30 @@ static void
 http_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	http_run(w->data);
+}
+
+/*
+ * The server goes: every request an endpoint still works on is detached
+ * (resumed, so that MHD can stop; its answer, when it comes, is dropped).
+ */
+static void
+http_orphan_all(struct sup_http *h)
+{
+	struct api_req *req;
+
+	while ((req = LIST_FIRST(&h->reqs)) != NULL) {
+		LIST_REMOVE(req, entry);
+		if (req->suspended && req->c != NULL)
+			MHD_resume_connection(req->c);
+		req->suspended = 0;
+		if (req->hc != NULL)
+			req->hc->req = NULL;
+		req->hc = NULL;
+		req->h = NULL;
+		req->c = NULL;
+		req->raw = NULL;
+		req->rawlen = 0;
+	}
 }
 
 /* "host:port" or "[v6]:port" into a socket address: 0 or -1 (logged). */
@@ -947,11 +961,13 @@ sup_http_new(struct sup *sup, const char *addr)
 	if (h == NULL)
 		return NULL;
 	h->sup = sup;
+	LIST_INIT(&h->reqs);
 	if (http_parse_addr(addr, &ss) == -1 ||
 	    (fd = http_listen(addr, &ss, &h->port)) == -1)
 		goto err;
 	/* The logger first: MHD logs about options as it reads them. */
-	h->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL,
+	h->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+	    MHD_ALLOW_SUSPEND_RESUME, 0, NULL,
 	    NULL, http_handler, h,
 	    MHD_OPTION_EXTERNAL_LOGGER, http_logger, NULL,
 	    MHD_OPTION_URI_LOG_CALLBACK, http_uri, NULL,
@@ -991,6 +1007,7 @@ sup_http_free(struct sup_http *h)
 {
 	if (h == NULL)
 		return;
+	http_orphan_all(h);
 	if (h->d != NULL) {
 		ev_io_stop(h->sup->loop, &h->io);
 		ev_timer_stop(h->sup->loop, &h->tm);

@@ -1,14 +1,15 @@
 /*
- * fuzz_http.c - libFuzzer target for the HTTP API's routing (http_route,
- * supervisor/http.c): method, request-target (path and query, escapes
- * and all, as the client sent it), Authorization header and body, against
- * a hived of four agents.
+ * fuzz_http.c - libFuzzer target for the HTTP API's router (http_route,
+ * supervisor/http_route.c): method, request-target (path and query,
+ * escapes and all, as the client sent it) and Authorization header,
+ * against hived's route table for agents (api_agents.c) and one of its
+ * own with two {} segments and query arguments.
  *
  * The input is cut at its first three NUL bytes:
  *
- *   +-------+--------+-----+--------+-----+------+-----+------+
- *   | flags | method | NUL | target | NUL | auth | NUL | body |
- *   +-------+--------+-----+--------+-----+------+-----+------+
+ *   +-------+--------+-----+--------+-----+------+-----+--------+
+ *   | flags | method | NUL | target | NUL | auth | NUL | unused |
+ *   +-------+--------+-----+--------+-----+------+-----+--------+
  *     1 byte
  *
  *   flags  bit 0-1  method: 0 GET, 1 POST, 2 HEAD, 3 the bytes given
@@ -16,20 +17,20 @@
  *          bit 3    hived has no token ("" : control off)
  *          bit 4    hived is stopping
  *          bit 5    auth is "Bearer " + the right token + the auth bytes
- *   body   everything after the third NUL, NULs included
+ *          bit 6    http_auth_reads: the GETs need the token too
  *
  * A missing part is empty.  Whatever the input, http_route must not
  * crash, read out of bounds or leak, must answer 200..599, must decide
  * the same twice, and:
- *   - an error has a status >= 400 and a text that is valid UTF-8 (it
- *     goes out as a JSON string: jansson refuses anything else, and the
- *     client would get no answer);
- *   - GET /health, /agents and /capabilities only by GET, for a path that
- *     decodes to exactly that;
- *   - an action only by POST with the right bearer token, on an agent
- *     that exists, with a known action and instances within its count,
- *     and never while hived stops; on every instance of an agent that
- *     has several only when the query names none (nothing but '&').
+ *   - an error has a status >= 400, a code, and a text that is valid
+ *     UTF-8 (it goes out as a JSON string: jansson refuses anything else,
+ *     and the client would get no answer);
+ *   - a route is chosen only for its method (GET for HEAD too), with as
+ *     many {} values as its path has, each 1..128 printable bytes, and
+ *     query arguments it names, each once, with a value;
+ *   - a route that changes something only with the right bearer token
+ *     and never while hived stops; a read with the token when
+ *     http_auth_reads says so.
  *
  * Seeds: tests/fuzz/corpus/http/.
  */
@@ -53,27 +54,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FZ_TOKEN   "s3cret-token"
 
-static const struct {
-	const char *name;
-	int instances;
-} agents[] = {
-	{ "a", 1 },
-	{ "ok", 3 },
-	{ "none", 0 },             /* an agent whose instances are all gone */
-	{ "big", 9999 },
+static void
+nop(struct api_req *req)
+{
+	(void)req;
+}
+
+static const struct api_route fz_routes[] = {
+	{ "GET", "/tasks", "state,capability,agent,limit,cursor", 0, nop },
+	{ "GET", "/tasks/{}", "", 0, nop },
+	{ "POST", "/dead/{}/retry", "", API_CHANGE, nop },
+	{ "GET", "/a/{}/b/{}", "x", 0, nop },
+	{ NULL, NULL, NULL, 0, NULL },
 };
 
-static int
-fake_instances(void *arg, const char *name)
-{
-	int *calls = arg;
-
-	(*calls)++;
-	for (size_t i = 0; i < sizeof(agents) / sizeof(agents[0]); i++)
-		if (strcmp(agents[i].name, name) == 0)
-			return agents[i].instances;
-	return -1;
-}
+static const struct api_route *const fz_tables[] = {
+	api_agents_routes, fz_routes, NULL
+};
 
 /* The next part: up to the next NUL (or the end), as a new C string. */
 static char *
@@ -90,83 +87,78 @@ part(const uint8_t **p, const uint8_t *end)
 	return s;
 }
 
-/* The target's path, percent-decoded (any byte), into out. */
-static void
-decoded_path(const char *t, char *out, size_t len)
+static int
+count_args(const char *path)
 {
-	size_t o = 0;
+	int n = 0;
 
-	for (; *t != '\0' && *t != '?' && o + 1 < len; t++) {
-		unsigned v;
+	for (const char *p = path; (p = strstr(p, "{}")) != NULL; p += 2)
+		n++;
+	return n;
+}
 
-		if (*t == '%' && sscanf(t + 1, "%2x", &v) == 1 &&
-		    t[1] != '\0' && t[2] != '\0') {
-			out[o++] = (char)v;
-			t += 2;
-		} else
-			out[o++] = *t;
+static int
+in_list(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; *p != '\0';) {
+		size_t len = strcspn(p, ",");
+
+		if (len == n && memcmp(p, name, n) == 0)
+			return 1;
+		p += len + (p[len] == ',');
 	}
-	out[o] = '\0';
+	return 0;
 }
 
 static void
 check_route(const struct http_view *view, const struct http_request *rq,
     const struct http_decision *rt, unsigned status)
 {
+	const struct api_route *r = rt->route;
 	json_t *j;
 
 	FZ_CHECK(status == rt->status);
 	FZ_CHECK(status >= 200 && status <= 599);
 	FZ_CHECK(memchr(rt->error, '\0', sizeof(rt->error)) != NULL);
-	FZ_CHECK(memchr(rt->agent, '\0', sizeof(rt->agent)) != NULL);
-	switch (rt->ep) {
-	case HTTP_EP_ERROR:
+	if (r == NULL) {
 		FZ_CHECK(status >= 400);
-		FZ_CHECK(rt->error[0] != '\0');
+		FZ_CHECK(rt->error[0] != '\0' && rt->code[0] != '\0');
 		/* What http.c sends: it must exist for every error. */
-		j = json_pack("{s:s}", "error", rt->error);
+		j = json_pack("{s:{s:s, s:s}}", "error", "code", rt->code,
+		    "message", rt->error);
 		FZ_CHECK(j != NULL);
 		json_decref(j);
 		return;
-	case HTTP_EP_HEALTH:
-	case HTTP_EP_AGENTS:
-	case HTTP_EP_CAPABILITIES: {
-		char path[64];
-
-		FZ_CHECK(strcmp(rq->method, "GET") == 0);
-		decoded_path(rq->target, path, sizeof(path));
-		FZ_CHECK(strcmp(path, rt->ep == HTTP_EP_HEALTH ? "/health" :
-		    rt->ep == HTTP_EP_AGENTS ? "/agents" : "/capabilities") == 0);
-		break;
 	}
-	case HTTP_EP_ACTION: {
-		const char *q = strchr(rq->target, '?');
-		int calls = 0, n;
+	FZ_CHECK(status == 200);
+	FZ_CHECK(rt->error[0] == '\0');
+	FZ_CHECK(strcmp(r->method, rq->method) == 0 ||
+	    (strcmp(rq->method, "HEAD") == 0 && strcmp(r->method, "GET") == 0));
+	FZ_CHECK((int)rt->nargs == count_args(r->path));
+	for (unsigned i = 0; i < rt->nargs; i++) {
+		size_t n = strlen(rt->args[i]);
 
-		FZ_CHECK(strcmp(rq->method, "POST") == 0);
-		FZ_CHECK(!view->stopping);
+		FZ_CHECK(n >= 1 && n <= HIVE_ID_MAX);
+		for (size_t k = 0; k < n; k++)
+			FZ_CHECK(rt->args[i][k] > 0x20 && rt->args[i][k] < 0x7f);
+	}
+	for (unsigned i = 0; i < rt->nquery; i++) {
+		FZ_CHECK(in_list(r->query, rt->query[i].name));
+		FZ_CHECK(rt->query[i].value[0] != '\0');
+		for (unsigned k = 0; k < i; k++)
+			FZ_CHECK(strcmp(rt->query[k].name,
+			    rt->query[i].name) != 0);
+	}
+	if ((r->flags & API_CHANGE) || view->auth_reads) {
 		FZ_CHECK(view->token[0] != '\0');
 		FZ_CHECK(rq->authorization != NULL &&
 		    strncmp(rq->authorization, "Bearer ", 7) == 0 &&
 		    strcmp(rq->authorization + 7, view->token) == 0);
-		FZ_CHECK(proto_valid_name(rt->agent, strlen(rt->agent)) == 0);
-		n = fake_instances(&calls, rt->agent);
-		FZ_CHECK(n >= 0);
-		FZ_CHECK(strcmp(http_action_name(rt->action), "?") != 0);
-		FZ_CHECK(rt->lo >= 1 && rt->hi <= (unsigned)n);
-		FZ_CHECK(rt->lo <= rt->hi || (rt->lo == 1 && rt->hi == 0));
-		FZ_CHECK(rt->lo == rt->hi || (rt->lo == 1 &&
-		    rt->hi == (unsigned)n));
-		FZ_CHECK(rt->lo == rt->hi || q == NULL ||
-		    strspn(q + 1, "&") == strlen(q + 1));
-		break;
 	}
-	default:
-		FZ_CHECK(0);    /* an endpoint nobody answers */
-	}
-	FZ_CHECK(status == 200);
-	FZ_CHECK(rt->error[0] == '\0');
-	FZ_CHECK(rq->body_len <= HTTP_BODY_MAX);
+	if (r->flags & API_CHANGE)
+		FZ_CHECK(!view->stopping);
 }
 
 int
@@ -177,9 +169,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct http_request rq;
 	struct http_decision r1, r2;
 	struct http_view view;
-	char *method, *target, *auth, *full = NULL, *body;
+	char *method, *target, *auth, *full = NULL;
 	unsigned flags, st1, st2;
-	int calls = 0;
 
 	if (size == 0)
 		return 0;
@@ -199,31 +190,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rq.method = (flags & 3) == 3 ? method : methods[flags & 3];
 	rq.target = target;
 	rq.authorization = flags & 0x04 ? NULL : full != NULL ? full : auth;
-	/* The body in its own allocation, so that ASan sees its end. */
-	rq.body_len = (size_t)(end - p);
-	body = NULL;
-	if (rq.body_len > 0) {
-		FZ_CHECK((body = malloc(rq.body_len)) != NULL);
-		memcpy(body, p, rq.body_len);
-	}
-	rq.body = body;
 	view.token = flags & 0x08 ? "" : FZ_TOKEN;
 	view.stopping = (flags & 0x10) != 0;
-	view.agent_instances = fake_instances;
-	view.arg = &calls;
+	view.auth_reads = (flags & 0x40) != 0;
+	view.tables = fz_tables;
 
 	st1 = http_route(&view, &rq, &r1);
 	check_route(&view, &rq, &r1, st1);
 	st2 = http_route(&view, &rq, &r2);
-	FZ_CHECK(st1 == st2 && r1.ep == r2.ep);
+	FZ_CHECK(st1 == st2 && r1.route == r2.route);
 	FZ_CHECK(strcmp(r1.error, r2.error) == 0);
-	FZ_CHECK(strcmp(r1.agent, r2.agent) == 0);
-	if (r1.ep == HTTP_EP_ACTION)
-		FZ_CHECK(r1.action == r2.action && r1.lo == r2.lo &&
-		    r1.hi == r2.hi);
-	FZ_CHECK(calls <= 2);      /* one agent lookup a request at most */
+	FZ_CHECK(r1.nargs == r2.nargs && r1.nquery == r2.nquery);
 
-	free(body);
 	free(full);
 	free(auth);
 	free(target);

@@ -365,8 +365,16 @@ json_t *
 hp_http(struct hp *h, const char *method, const char *path,
     const char *token, int *code)
 {
+	return hp_http_body(h, method, path, token,
+	    strcmp(method, "POST") == 0 ? "" : NULL, code);
+}
+
+json_t *
+hp_http_body(struct hp *h, const char *method, const char *path,
+    const char *token, const char *body_in, int *code)
+{
 	struct sockaddr_in sa;
-	char req[1024], *resp = NULL, *body;
+	char req[1024], clen[64], *resp = NULL, *body;
 	size_t rlen = 0, rcap = 0;
 	long long end = tu_now_ms() + 10000;
 	json_t *j;
@@ -381,12 +389,23 @@ hp_http(struct hp *h, const char *method, const char *path,
 	sa.sin_port = htons((uint16_t)h->port);
 	cr_assert(connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0,
 	    "connect to hived :%u: %s", h->port, strerror(errno));
+	clen[0] = '\0';
+	if (body_in != NULL)
+		snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n",
+		    strlen(body_in));
 	snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 	    "Connection: close\r\n%s%s%s%s\r\n", method, path,
 	    token ? "Authorization: Bearer " : "", token ? token : "",
-	    token ? "\r\n" : "",
-	    strcmp(method, "POST") == 0 ? "Content-Length: 0\r\n" : "");
+	    token ? "\r\n" : "", clen);
 	cr_assert(write(s, req, strlen(req)) == (ssize_t)strlen(req));
+	for (size_t off = 0, n = body_in != NULL ? strlen(body_in) : 0;
+	    off < n;) {
+		ssize_t w = write(s, body_in + off, n - off);
+
+		if (w <= 0)
+			break;         /* hived answered early and closed */
+		off += (size_t)w;
+	}
 	for (;;) {
 		struct pollfd p[2] = { { s, POLLIN, 0 }, { h->logfd, POLLIN, 0 } };
 		char buf[8192];

@@ -71,6 +71,9 @@ long long hp_field(const char *line, const char *key);
 /* One HTTP request; returns the parsed JSON body (or NULL), *code set. */
 json_t *hp_http(struct hp *, const char *method, const char *path,
     const char *token, int *code);
+/* The same with a body (NULL: no Content-Length; "": an empty one). */
+json_t *hp_http_body(struct hp *, const char *method, const char *path,
+    const char *token, const char *body, int *code);
 /* The /agents entry for "name/n" (a new reference), failing if absent. */
 json_t *hp_agent(struct hp *, const char *label);
 /* Its pid (0 when none) and state. */

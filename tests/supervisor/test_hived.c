@@ -224,7 +224,10 @@ Test(hived, control_api_errors_and_operator_restarts)
 
 	j = hp_http(h, "POST", "/agents/ok/restart", NULL, &code);
 	cr_assert_eq(code, 401);
-	cr_assert(json_is_string(json_object_get(j, "error")));
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j,
+	    "error"), "code")), "unauthorized");
+	cr_assert(json_is_string(json_object_get(json_object_get(j, "error"),
+	    "message")));
 	json_decref(j);
 	json_decref(hp_http(h, "POST", "/agents/ok/restart", "wrong", &code));
 	cr_assert_eq(code, 403);

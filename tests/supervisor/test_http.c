@@ -239,7 +239,12 @@ Test(http, strict_target_over_http)
 		"/agents/a/restart?instance=+1",
 		"/agents/a/restart?instance=%201",
 		"/agents/a/restart?instance=1%00junk",
-		"/agents/a%2frestart",
+		"/agents/a/restart?instance=01",
+		"/agents/a/restart?instance=0",
+		"/agents/a/restart?instance=1x",
+		"/agents/a/restart?instance=99999999999999999999",
+		"/agents/a/restart?instanse=1",
+		"/agents/a%2Fb/restart",
 		"/agents/a/restart%00",
 	};
 	struct hp *h = hp_new("strict");
@@ -249,9 +254,56 @@ Test(http, strict_target_over_http)
 	    "[agent \"a\"]\ncommand = ok\ninstances = 2\n");
 	hp_start(h);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		json_decref(hp_http(h, "POST", bad[i], HP_TOKEN, &code));
+		json_t *j = hp_http(h, "POST", bad[i], HP_TOKEN, &code);
+
 		cr_assert_eq(code, 400, "POST %s: %d", bad[i], code);
+		cr_assert_str_eq(json_string_value(json_object_get(
+		    json_object_get(j, "error"), "code")), "bad_request");
+		json_decref(j);
 	}
+	/* An escaped '/' stays in its segment: no such path, not a/restart */
+	json_decref(hp_http(h, "POST", "/agents/a%2frestart", HP_TOKEN, &code));
+	cr_assert_eq(code, 404);
+	json_decref(hp_http(h, "POST", "/agents/a/restart?instance=3", HP_TOKEN,
+	    &code));
+	cr_assert_eq(code, 404);
+}
+
+/* HEAD answers as GET without a body; a body where none is taken is
+ * refused before it is read, with the error shape of every error. */
+Test(http, head_and_bodies)
+{
+	struct hp *h = hp_new("head");
+	char buf[4096];
+	json_t *j, *e;
+	int code, s;
+
+	hp_write_conf(h, fake(), NULL, "[agent \"a\"]\ncommand = ok\n");
+	hp_start(h);
+	cr_assert_eq(health_within(h, 5000), 200);
+	s = open_conn_from(h->port, "127.0.0.1");
+	code = exchange(h, s, "HEAD /agents HTTP/1.1\r\nHost: x\r\n"
+	    "Connection: close\r\n\r\n", 5000, 1, buf, sizeof(buf));
+	close(s);
+	cr_assert_eq(code, 200);
+	cr_assert_not_null(strstr(buf, "application/json"), "%s", buf);
+	cr_assert(strstr(buf, "\r\n\r\n") != NULL &&
+	    strstr(buf, "\r\n\r\n")[4] == '\0', "HEAD sent a body: %s", buf);
+
+	j = hp_http_body(h, "POST", "/agents/a/restart", HP_TOKEN, "{}", &code);
+	cr_assert_eq(code, 413);
+	e = json_object_get(j, "error");
+	cr_assert_str_eq(json_string_value(json_object_get(e, "code")),
+	    "too_large");
+	cr_assert_str_eq(json_string_value(json_object_get(e, "message")),
+	    "this endpoint takes no body");
+	json_decref(j);
+	j = hp_http(h, "DELETE", "/agents", NULL, &code);
+	cr_assert_eq(code, 405);
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j,
+	    "error"), "code")), "method_not_allowed");
+	json_decref(j);
+	cr_assert_eq(health_within(h, 5000), 200);
 }
 
 /* The consumers of capability cap in a GET /capabilities answer, as

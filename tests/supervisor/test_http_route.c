@@ -1,7 +1,9 @@
 /*
- * test_http_route.c - http_route (supervisor/http.c), the HTTP API's pure
- * router: the request-target as the client sent it, decoded strictly.
- * Each case gives the exact status, endpoint, instances and error text.
+ * test_http_route.c - http_route (supervisor/http_route.c), the HTTP
+ * API's pure router, on a table of its own: the request-target as the
+ * client sent it, split at '/' and then decoded strictly, the query
+ * against the names a route takes, the token and hived stopping.  Each
+ * case gives the exact status, code and error text.
  */
 #include <criterion/criterion.h>
 #include <string.h>
@@ -10,165 +12,260 @@
 
 #define TOKEN "s3cret"
 
-/* Agents "echo" (3 instances) and "one" (1). */
-static int
-instances(void *arg, const char *name)
+static void
+nop(struct api_req *req)
 {
-	if (strcmp(name, "echo") == 0)
-		return 3;
-	if (strcmp(name, "one") == 0)
-		return 1;
-	return -1;
+	(void)req;
+}
+
+static const struct api_route test_routes[] = {
+	{ "GET", "/health", "", 0, nop },
+	{ "GET", "/agents", "", 0, nop },
+	{ "POST", "/agents/{}/restart", "instance", API_CHANGE, nop },
+	{ "GET", "/tasks", "state,limit,cursor", 0, nop },
+	{ "POST", "/tasks", "", API_CHANGE | API_BODY, nop },
+	{ "GET", "/tasks/{}", "", 0, nop },
+	{ "POST", "/dead/{}/retry", "", API_CHANGE, nop },
+	{ "GET", "/a/{}/b/{}", "", 0, nop },
+	{ NULL, NULL, NULL, 0, NULL },
+};
+
+static const struct api_route *const test_tables[] = { test_routes, NULL };
+
+static unsigned
+route_as(int stopping, int auth_reads, const char *token, const char *method,
+    const char *target, const char *auth, struct http_decision *out)
+{
+	struct http_view view = { token, stopping, auth_reads, test_tables };
+	struct http_request rq = { method, target, auth };
+
+	return http_route(&view, &rq, out);
 }
 
 static unsigned
 route(const char *method, const char *target, const char *auth,
     struct http_decision *out)
 {
-	struct http_view view = { TOKEN, 0, instances, NULL };
-	struct http_request rq = { method, target, auth, NULL, 0 };
-
-	return http_route(&view, &rq, out);
+	return route_as(0, 0, TOKEN, method, target, auth, out);
 }
 
 static void
 expect_error(const char *method, const char *target, unsigned status,
-    const char *error)
+    const char *code, const char *error)
 {
 	struct http_decision d;
 
 	cr_assert_eq(route(method, target, "Bearer " TOKEN, &d), status,
 	    "%s %s: %u, not %u (%s)", method, target, d.status, status, d.error);
-	cr_assert_eq(d.ep, HTTP_EP_ERROR, "%s %s", method, target);
+	cr_assert_null(d.route, "%s %s", method, target);
+	cr_assert_str_eq(d.code, code, "%s %s", method, target);
 	cr_assert_str_eq(d.error, error, "%s %s", method, target);
 }
 
-static void
-expect_action(const char *target, enum http_action a, unsigned lo,
-    unsigned hi)
+/* target routes to the row whose path is path; returns the decision. */
+static struct http_decision
+expect_route(const char *method, const char *target, const char *path)
 {
 	struct http_decision d;
 
-	cr_assert_eq(route("POST", target, "Bearer " TOKEN, &d), 200,
-	    "%s: %u (%s)", target, d.status, d.error);
-	cr_assert_eq(d.ep, HTTP_EP_ACTION, "%s", target);
-	cr_assert_str_eq(d.agent, "echo");
-	cr_assert_eq(d.action, a, "%s", target);
-	cr_assert_eq(d.lo, lo, "%s: lo %u", target, d.lo);
-	cr_assert_eq(d.hi, hi, "%s: hi %u", target, d.hi);
+	cr_assert_eq(route(method, target, "Bearer " TOKEN, &d), 200,
+	    "%s %s: %u (%s)", method, target, d.status, d.error);
+	cr_assert_not_null(d.route);
+	cr_assert_str_eq(d.route->path, path, "%s %s", method, target);
+	cr_assert_str_eq(d.code, "");
 	cr_assert_str_eq(d.error, "");
+	return d;
 }
 
-#define BAD_PATH "malformed path: a bad %-escape, an escaped '/' or '?', " \
-    "or a byte that is not printable ASCII"
-#define BAD_INST "instance must be a number 1..9999"
-#define UNKNOWN_ARG "unknown query argument (the only one is instance=N, " \
-    "on actions)"
+#define BAD_PATH "malformed path: a bad %-escape, or a byte that is not " \
+    "printable ASCII"
 
-Test(http_route, actions_and_instances)
+Test(http_route, segments_are_decoded_one_by_one)
 {
-	expect_action("/agents/echo/restart", HTTP_ACT_RESTART, 1, 3);
-	expect_action("/agents/echo/sleep?instance=2", HTTP_ACT_SLEEP, 2, 2);
-	expect_action("/agents/echo/wake?instance=3", HTTP_ACT_WAKE, 3, 3);
-	expect_action("/agents/echo/reset?", HTTP_ACT_RESET, 1, 3);
-	expect_action("/agents/echo/reset?&", HTTP_ACT_RESET, 1, 3);
+	struct http_decision d;
+
+	d = expect_route("POST", "/agents/echo/restart", "/agents/{}/restart");
+	cr_assert_eq(d.nargs, 1);
+	cr_assert_str_eq(d.args[0], "echo");
 	/* Escapes of plain characters are decoded, once. */
-	expect_action("/agents/%65cho/restart?instance=%31", HTTP_ACT_RESTART,
-	    1, 1);
-	expect_action("/agents/echo/restart?&instance=1&", HTTP_ACT_RESTART,
-	    1, 1);
-}
+	d = expect_route("POST", "/agents/%65cho/restart", "/agents/{}/restart");
+	cr_assert_str_eq(d.args[0], "echo");
+	expect_route("GET", "/%61gents", "/agents");
+	/* An escaped '/' stays inside its segment: a task id may hold one. */
+	d = expect_route("GET", "/tasks/a%2Fb", "/tasks/{}");
+	cr_assert_str_eq(d.args[0], "a/b");
+	d = expect_route("GET", "/tasks/job%3f1", "/tasks/{}");
+	cr_assert_str_eq(d.args[0], "job?1");
+	d = expect_route("GET", "/tasks/%252f", "/tasks/{}");
+	cr_assert_str_eq(d.args[0], "%2f");
+	d = expect_route("GET", "/a/x/b/y", "/a/{}/b/{}");
+	cr_assert_eq(d.nargs, 2);
+	cr_assert_str_eq(d.args[0], "x");
+	cr_assert_str_eq(d.args[1], "y");
+	/* 128 bytes is an id; 129 is none: no such task can exist. */
+	{
+		char t[300];
 
-Test(http_route, instance_is_strict)
-{
-	/* Given without a value: never "every instance". */
-	expect_error("POST", "/agents/echo/restart?instance", 400,
-	    "instance needs a value: instance=N");
-	expect_error("POST", "/agents/echo/restart?instance=", 400, BAD_INST);
-	expect_error("POST", "/agents/echo/restart?instance=+1", 400, BAD_INST);
-	expect_error("POST", "/agents/echo/restart?instance=%2b1", 400,
-	    BAD_INST);
-	expect_error("POST", "/agents/echo/restart?instance=%201", 400,
-	    BAD_INST);
-	expect_error("POST", "/agents/echo/restart?instance=1%20", 400,
-	    BAD_INST);
-	expect_error("POST", "/agents/echo/restart?instance=1%00junk", 400,
-	    BAD_INST);
-	expect_error("POST", "/agents/echo/restart?instance=1%00", 400,
-	    BAD_INST);
-	expect_error("POST", "/agents/echo/restart?instance=01", 400, BAD_INST);
-	expect_error("POST", "/agents/echo/restart?instance=0", 400, BAD_INST);
-	expect_error("POST", "/agents/echo/restart?instance=-1", 400, BAD_INST);
-	expect_error("POST", "/agents/echo/restart?instance=1x", 400, BAD_INST);
-	expect_error("POST", "/agents/echo/restart?instance=10000", 400,
-	    BAD_INST);
-	expect_error("POST", "/agents/echo/restart?instance=99999999999999999999",
-	    400, BAD_INST);
-	expect_error("POST", "/agents/echo/restart?instance=%zz", 400,
-	    BAD_INST);
-	expect_error("POST", "/agents/echo/restart?instance=1&instance=2", 400,
-	    "instance given twice");
-	expect_error("POST", "/agents/echo/restart?instance=4", 404,
-	    "agent 'echo' has 3 instances");
-	/* A misspelt argument must not mean every instance. */
-	expect_error("POST", "/agents/echo/restart?instanse=1", 400,
-	    UNKNOWN_ARG);
-	expect_error("POST", "/agents/echo/restart?Instance=1", 400,
-	    UNKNOWN_ARG);
-	expect_error("POST", "/agents/echo/restart?instance%00=1", 400,
-	    UNKNOWN_ARG);
-	expect_error("GET", "/health?instance=1", 400,
-	    "/health takes no query arguments");
-	expect_error("GET", "/agents?x", 400, UNKNOWN_ARG);
+		memset(t, 0, sizeof(t));
+		memcpy(t, "/tasks/", 7);
+		memset(t + 7, 'x', 128);
+		d = expect_route("GET", t, "/tasks/{}");
+		cr_assert_eq(strlen(d.args[0]), 128);
+		t[7 + 128] = 'x';
+		expect_error("GET", t, 404, "not_found", "no such path");
+	}
 }
 
 Test(http_route, path_is_strict)
 {
-	/* An escaped '/' does not make a path of three parts. */
-	expect_error("POST", "/agents/echo%2frestart", 400, BAD_PATH);
-	expect_error("POST", "/agents/echo%2Frestart", 400, BAD_PATH);
-	expect_error("POST", "/agents/echo/restart%00", 400, BAD_PATH);
-	expect_error("POST", "/agents/echo/restart%3finstance=1", 400,
+	expect_error("POST", "/agents/echo%2frestart", 404, "not_found",
+	    "no such path");
+	expect_error("POST", "/agents/echo/restart%00", 400, "bad_request",
 	    BAD_PATH);
-	expect_error("POST", "/agents/echo/restart%", 400, BAD_PATH);
-	expect_error("POST", "/agents/echo/restart%4", 400, BAD_PATH);
-	expect_error("POST", "/agents/echo/res%20tart", 400, BAD_PATH);
-	expect_error("POST", "/agents/echo/restart\x7f", 400, BAD_PATH);
-	expect_error("POST", "/agents/echo/r\xc3\xa9start", 400, BAD_PATH);
-	expect_error("GET", "/health%00", 400, BAD_PATH);
-	/* Decoded once: %25 is a '%', not the start of another escape. */
-	expect_error("POST", "/agents/echo%252frestart", 404,
-	    "expected /agents/NAME/ACTION");
-	expect_error("POST", "/agents/echo/restart/", 404,
-	    "expected /agents/NAME/ACTION");
-	expect_error("POST", "/agents//restart", 404,
-	    "expected /agents/NAME/ACTION");
-	expect_error("POST", "/agents/echo/explode", 404,
-	    "unknown action 'explode' (restart, sleep, wake, reset)");
-	expect_error("POST", "/agents/nope/restart", 404, "no agent 'nope'");
-	expect_error("GET", "/nothing", 404, "no such path");
+	expect_error("GET", "/tasks/a%00b", 400, "bad_request", BAD_PATH);
+	expect_error("GET", "/tasks/a%0ab", 400, "bad_request", BAD_PATH);
+	expect_error("POST", "/agents/echo/restart%", 400, "bad_request",
+	    BAD_PATH);
+	expect_error("POST", "/agents/echo/restart%4", 400, "bad_request",
+	    BAD_PATH);
+	expect_error("POST", "/agents/echo/res%20tart", 400, "bad_request",
+	    BAD_PATH);
+	expect_error("POST", "/agents/echo/restart\x7f", 400, "bad_request",
+	    BAD_PATH);
+	expect_error("POST", "/agents/echo/r\xc3\xa9start", 400, "bad_request",
+	    BAD_PATH);
+	expect_error("POST", "/agents/echo/restart/", 404, "not_found",
+	    "no such path");
+	expect_error("POST", "/agents//restart", 404, "not_found",
+	    "no such path");
+	expect_error("GET", "/tasks/", 404, "not_found", "no such path");
+	expect_error("GET", "//tasks", 404, "not_found", "no such path");
+	expect_error("GET", "/nothing", 404, "not_found", "no such path");
+	expect_error("GET", "nothing", 404, "not_found", "no such path");
+	expect_error("GET", "", 404, "not_found", "no such path");
+	expect_error("GET", "/1/2/3/4/5/6/7/8/9", 404, "not_found",
+	    "no such path");
 }
 
-Test(http_route, methods_and_token)
+Test(http_route, methods)
 {
 	struct http_decision d;
 
-	cr_assert_eq(route("GET", "/health", NULL, &d), 200);
-	cr_assert_eq(d.ep, HTTP_EP_HEALTH);
-	cr_assert_eq(route("GET", "/agents?", NULL, &d), 200);
-	cr_assert_eq(d.ep, HTTP_EP_AGENTS);
-	cr_assert_eq(route("GET", "/%61gents", NULL, &d), 200);
-	cr_assert_eq(d.ep, HTTP_EP_AGENTS);
-	cr_assert_eq(route("GET", "/capabilities", NULL, &d), 200);
-	cr_assert_eq(d.ep, HTTP_EP_CAPABILITIES);
-	expect_error("POST", "/capabilities", 405, "/capabilities needs GET");
-	expect_error("GET", "/capabilities?instance=1", 400,
-	    "/capabilities takes no query arguments");
-	expect_error("POST", "/health", 405, "/health needs GET");
-	expect_error("GET", "/agents/echo/restart", 405, "actions need POST");
+	expect_route("HEAD", "/health", "/health");
+	expect_route("HEAD", "/tasks/x", "/tasks/{}");
+	d = expect_route("POST", "/tasks", "/tasks");
+	cr_assert_str_eq(d.route->method, "POST");
+	d = expect_route("GET", "/tasks", "/tasks");
+	cr_assert_str_eq(d.route->method, "GET");
+	expect_error("POST", "/health", 405, "method_not_allowed",
+	    "/health needs GET");
+	expect_error("GET", "/agents/echo/restart", 405, "method_not_allowed",
+	    "/agents/{}/restart needs POST");
+	expect_error("HEAD", "/agents/echo/restart", 405, "method_not_allowed",
+	    "/agents/{}/restart needs POST");
+	expect_error("DELETE", "/tasks/x", 405, "method_not_allowed",
+	    "/tasks/{} needs GET");
+}
+
+Test(http_route, query_is_strict)
+{
+	struct http_decision d;
+
+	d = expect_route("POST", "/agents/echo/restart?instance=2",
+	    "/agents/{}/restart");
+	cr_assert_eq(d.nquery, 1);
+	cr_assert_str_eq(d.query[0].name, "instance");
+	cr_assert_str_eq(d.query[0].value, "2");
+	d = expect_route("GET", "/tasks?&state=queued&&limit=%31&", "/tasks");
+	cr_assert_eq(d.nquery, 2);
+	cr_assert_str_eq(d.query[1].value, "1");
+	d = expect_route("GET", "/tasks?cursor=a%2Bb+c", "/tasks");
+	cr_assert_str_eq(d.query[0].value, "a+b+c");
+	expect_route("GET", "/tasks?", "/tasks");
+
+	/* Given without a value: never "every instance". */
+	expect_error("POST", "/agents/echo/restart?instance", 400,
+	    "bad_request", "instance needs a value: instance=...");
+	expect_error("POST", "/agents/echo/restart?instance=", 400,
+	    "bad_request", "instance needs a value: instance=...");
+	expect_error("POST", "/agents/echo/restart?instance=1&instance=2", 400,
+	    "bad_request", "instance given twice");
+	expect_error("POST", "/agents/echo/restart?instance=1%00junk", 400,
+	    "bad_request", "instance: a bad %-escape, or a byte that is not "
+	    "printable ASCII");
+	expect_error("POST", "/agents/echo/restart?instance=%zz", 400,
+	    "bad_request", "instance: a bad %-escape, or a byte that is not "
+	    "printable ASCII");
+	/* A misspelt argument must not mean every instance. */
+	expect_error("POST", "/agents/echo/restart?instanse=1", 400,
+	    "bad_request", "unknown query argument (/agents/{}/restart takes: "
+	    "instance)");
+	expect_error("POST", "/agents/echo/restart?Instance=1", 400,
+	    "bad_request", "unknown query argument (/agents/{}/restart takes: "
+	    "instance)");
+	expect_error("POST", "/agents/echo/restart?instance%00=1", 400,
+	    "bad_request", "unknown query argument (/agents/{}/restart takes: "
+	    "instance)");
+	expect_error("GET", "/health?instance=1", 400, "bad_request",
+	    "/health takes no query arguments");
+	expect_error("GET", "/tasks?stat=x", 400, "bad_request",
+	    "unknown query argument (/tasks takes: state,limit,cursor)");
+	/* "state" is not "state,limit" nor "stat" */
+	expect_error("GET", "/tasks?state%2Climit=1", 400, "bad_request",
+	    "unknown query argument (/tasks takes: state,limit,cursor)");
+	{
+		char t[1200];
+
+		snprintf(t, sizeof(t), "/tasks?cursor=%0600d", 0);
+		expect_error("GET", t, 400, "bad_request",
+		    "cursor: longer than 511 bytes");
+	}
+}
+
+Test(http_route, token)
+{
+	struct http_decision d;
+
+	/* Reads need none; changes need it. */
+	cr_assert_eq(route("GET", "/tasks", NULL, &d), 200);
 	cr_assert_eq(route("POST", "/agents/echo/restart", NULL, &d), 401);
+	cr_assert_str_eq(d.code, "unauthorized");
 	cr_assert_str_eq(d.error, "missing bearer token");
+	cr_assert_eq(route("POST", "/agents/echo/restart", "Basic s3cret", &d),
+	    401);
 	cr_assert_eq(route("POST", "/agents/echo/restart", "Bearer s3cre", &d),
 	    403);
+	cr_assert_str_eq(d.code, "forbidden");
 	cr_assert_str_eq(d.error, "wrong token");
+	cr_assert_eq(route("POST", "/agents/echo/restart", "Bearer s3cret2",
+	    &d), 403);
+	cr_assert_eq(route("POST", "/agents/echo/restart", "Bearer ", &d), 403);
+	/* No token at all: control is off. */
+	cr_assert_eq(route_as(0, 0, "", "POST", "/tasks", "Bearer x", &d), 403);
+	cr_assert_str_eq(d.error, "control is off: no token_file in [hive]");
+	cr_assert_eq(route_as(0, 0, "", "GET", "/tasks", NULL, &d), 200);
+	/* http_auth_reads: the GETs too. */
+	cr_assert_eq(route_as(0, 1, TOKEN, "GET", "/tasks", NULL, &d), 401);
+	cr_assert_eq(route_as(0, 1, TOKEN, "HEAD", "/health", "Bearer x", &d),
+	    403);
+	cr_assert_eq(route_as(0, 1, TOKEN, "GET", "/tasks", "Bearer " TOKEN,
+	    &d), 200);
+	cr_assert_eq(route_as(0, 1, "", "GET", "/tasks", NULL, &d), 403);
+	/* Path and method come before the token: an unknown path is a 404
+	 * whoever asks. */
+	cr_assert_eq(route("POST", "/nope", NULL, &d), 404);
+}
+
+Test(http_route, stopping_refuses_changes_only)
+{
+	struct http_decision d;
+
+	cr_assert_eq(route_as(1, 0, TOKEN, "POST", "/agents/echo/restart",
+	    "Bearer " TOKEN, &d), 503);
+	cr_assert_str_eq(d.code, "unavailable");
+	cr_assert_str_eq(d.error, "hived is stopping");
+	/* The token is checked first: no information without it. */
+	cr_assert_eq(route_as(1, 0, TOKEN, "POST", "/agents/echo/restart",
+	    NULL, &d), 401);
+	cr_assert_eq(route_as(1, 0, TOKEN, "GET", "/health", NULL, &d), 200);
 }
