@@ -11,6 +11,9 @@
 #   - Depends comes from dpkg-shlibdeps (libhiredis, libpq, ...);
 #   - postinst creates the user (systemd-sysusers) before its folders
 #     (systemd-tmpfiles), and enables nothing unless it was enabled before;
+#     the two, run on the unpacked package (--root), make the user hive
+#     and /etc/hive, /var/lib/hive, /var/log/hive, /run/hive as the unit
+#     wants them;
 #   - lintian reports no error.
 # Skips (77) only when dpkg-buildpackage, debhelper or lintian is missing
 # (scripts/setup installs them).  On 2 idle cores it takes about 25 s.
@@ -105,6 +108,24 @@ was=$(grep -c 'deb-systemd-helper --quiet was-enabled' "$pi" || true)
 [ "$en" -le "$was" ] || bad "postinst enables hived unconditionally"
 grep -nE 'systemctl[^|;]* (enable|start|restart)' "$pi" && bad "postinst calls systemctl to enable or start"
 [ "$fail" = 0 ] && echo "ok: postinst enables and starts nothing on a first install"
+
+# What postinst runs, run on the unpacked package as its root: the user
+# comes, then the folders with their owners and modes.
+if command -v systemd-sysusers >/dev/null && command -v systemd-tmpfiles >/dev/null; then
+  mkdir -p "$tmp/root/etc"
+  cp /etc/passwd /etc/group "$tmp/root/etc/"
+  grep -q '^hive:' "$tmp/root/etc/passwd" && sed -i '/^hive:/d' "$tmp/root/etc/passwd" "$tmp/root/etc/group"
+  systemd-sysusers --root="$tmp/root" hive.conf >/dev/null 2>&1 || bad "systemd-sysusers --root failed"
+  uid=$(awk -F: '$1 == "hive" { print $3 }' "$tmp/root/etc/passwd")
+  [ -n "$uid" ] || bad "systemd-sysusers made no user hive"
+  systemd-tmpfiles --root="$tmp/root" --create hive.conf >/dev/null 2>&1 || bad "systemd-tmpfiles --root failed"
+  for d in etc/hive:0:750 etc/hive/agents.d:0:750 var/lib/hive:$uid:750 var/log/hive:$uid:750 run/hive:$uid:750; do
+    IFS=: read -r path owner mode <<<"$d"
+    got=$(stat -c '%u:%a' "$tmp/root/$path" 2>/dev/null || echo missing)
+    [ "$got" = "$owner:$mode" ] || bad "/$path is $got, not $owner:$mode"
+  done
+  [ "$fail" = 0 ] && echo "ok: sysusers.d makes hive ($uid), tmpfiles.d its folders"
+fi
 
 lint=0
 out=$(lintian --fail-on error "$tmp"/hive_"${want}"_"$arch".changes 2>&1) || lint=$?
