@@ -26,10 +26,10 @@
 #include "log.h"
 #include "util.h"
 
-#ifndef HIVE_SYSCONFDIR
-#define HIVE_SYSCONFDIR "/etc"
+#ifndef HIVE_CONFDIR
+#define HIVE_CONFDIR "/etc/hive"
 #endif
-#define HIVED_DEFAULT_CONF HIVE_SYSCONFDIR "/hive/hive.conf"
+#define HIVED_DEFAULT_CONF HIVE_CONFDIR "/hive.conf"
 
 #ifndef HIVE_LIBEXECDIR
 #define HIVE_LIBEXECDIR "/usr/local/libexec"

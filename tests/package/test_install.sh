@@ -4,9 +4,9 @@
 # configuration:
 #   - hived in SBINDIR, hive-worker in LIBEXECDIR/hive and nowhere on PATH;
 #     hived's built-in default worker is that path, its default
-#     configuration SYSCONFDIR/hive/hive.conf;
+#     configuration /etc/hive/hive.conf (whatever the prefix);
 #   - the unit's ExecStart and ExecReload name that hived and that file;
-#     tmpfiles.d makes SYSCONFDIR/hive and the folders the unit uses
+#     tmpfiles.d makes /etc/hive and the folders the unit uses
 #     (/var/lib/hive, /var/log/hive, /run/hive); sysusers.d the user the
 #     unit runs as;
 #   - the default configuration is installed, valid, starts no agent, and a
@@ -24,12 +24,12 @@ fail=0
 ok() { echo "ok: $*"; }
 bad() { echo "FAIL: $*"; fail=1; }
 
-# The build's directories, absolute (sysconfdir is /etc with prefix /usr).
+# The build's directories, absolute.
 eval "$(meson introspect --buildoptions "$build" | python3 -c '
 import json, os, sys
 o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
 p = o["prefix"]
-for k in ("sbindir", "bindir", "libexecdir", "sysconfdir", "mandir", "datadir"):
+for k in ("sbindir", "bindir", "libexecdir", "mandir", "datadir"):
     print("%s=%s" % (k, os.path.join(p, o[k])))
 print("prefix=%s" % p)
 ')"
@@ -41,7 +41,8 @@ D=$dest
 
 hived=$sbindir/hived
 worker=$libexecdir/hive/hive-worker
-conf=$sysconfdir/hive/hive.conf
+confdir=/etc/hive
+conf=$confdir/hive.conf
 [ -x "$D$hived" ] && ok "$hived" || bad "no executable $hived"
 [ -x "$D$worker" ] && ok "$worker" || bad "no executable $worker"
 for d in "$bindir" "$sbindir"; do
@@ -79,13 +80,13 @@ su=$D$prefix/lib/sysusers.d/hive.conf
 grep -qE '^u hive ' "$su" 2>/dev/null && ok "sysusers.d: user hive" ||
   bad "no 'u hive' line in $prefix/lib/sysusers.d/hive.conf"
 tf=$D$prefix/lib/tmpfiles.d/hive.conf
-for d in "$sysconfdir/hive:root" /var/lib/hive:hive /var/log/hive:hive /run/hive:hive; do
+for d in "$confdir:root" /var/lib/hive:hive /var/log/hive:hive /run/hive:hive; do
   path=${d%:*} owner=${d##*:}
   grep -qE "^d $path +0750 $owner hive " "$tf" 2>/dev/null ||
     bad "tmpfiles.d: no 'd $path 0750 $owner hive'"
 done
 grep -q '@' "$tf" && bad "tmpfiles.d: an unfilled @variable@"
-[ "$fail" = 0 ] && ok "tmpfiles.d: $sysconfdir/hive, /var/lib/hive, /var/log/hive, /run/hive"
+[ "$fail" = 0 ] && ok "tmpfiles.d: $confdir, /var/lib/hive, /var/log/hive, /run/hive"
 
 # The configuration: the default (once), the example.
 if cmp -s "$D$conf" "$src/etc/hive.conf.default"; then
