@@ -856,6 +856,24 @@ inst_handler_failed(struct sup_inst *in, uint64_t n)
 		;
 }
 
+/* The task a heartbeat names (the oldest the worker runs), and since
+ * when, as far as heartbeats tell: for GET /agents. */
+static void
+inst_task(struct sup_inst *in, const struct hive_heartbeat *hb)
+{
+	size_t n = hb->task.len < HIVE_ID_MAX ? hb->task.len : HIVE_ID_MAX;
+
+	if (n == 0) {
+		in->task[0] = '\0';
+		return;
+	}
+	if (strlen(in->task) == n && memcmp(in->task, hb->task.ptr, n) == 0)
+		return;
+	memcpy(in->task, hb->task.ptr, n);
+	in->task[n] = '\0';
+	in->task_since = in->last_hb;
+}
+
 void
 sup_inst_heartbeat(struct sup_inst *in, const struct hive_heartbeat *hb)
 {
@@ -865,6 +883,7 @@ sup_inst_heartbeat(struct sup_inst *in, const struct hive_heartbeat *hb)
 	in->have_hb = 1;
 	in->done = hb->done;
 	in->inflight = hb->inflight;
+	inst_task(in, hb);
 	in->handler_pid = hb->handler_pid;
 	in->handler_rss_kb = hb->handler_rss_kb;
 	if (hb->handler_restarts > in->handler_seen) {
@@ -947,6 +966,7 @@ sup_inst_exited(struct sup_inst *in, int status)
 	in->done_base += in->done;
 	in->done = 0;
 	in->inflight = 0;
+	in->task[0] = '\0';
 	in->handler_pid = 0;
 	in->handler_rss_kb = 0;
 	in->handler_seen = 0;

@@ -46,6 +46,11 @@ inst_json(const struct sup_inst *in, ev_tstamp now)
 	json_object_set_new(o, "tasks_done",
 	    json_integer((json_int_t)(in->done_base + in->done)));
 	json_object_set_new(o, "inflight", json_integer(in->inflight));
+	json_object_set_new(o, "task", in->task[0] != '\0' && in->pid > 0 ?
+	    json_string(in->task) : json_null());
+	json_object_set_new(o, "task_ms", in->task[0] != '\0' && in->pid > 0 ?
+	    json_integer((json_int_t)((now - in->task_since) * 1000.)) :
+	    json_null());
 	json_object_set_new(o, "memory_v", json_integer((json_int_t)in->mem->v));
 	json_object_set_new(o, "heartbeat_age_ms", in->have_hb && in->pid > 0 ?
 	    json_integer((json_int_t)((now - in->last_hb) * 1000.)) :

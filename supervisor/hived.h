@@ -211,6 +211,9 @@ struct sup_inst {
 	uint64_t done_base;           /* tasks done by earlier workers */
 	uint64_t done;                /* by this worker (from heartbeats) */
 	uint32_t inflight;
+	char task[HIVE_ID_MAX + 1];   /* a task in flight by the last
+	                               * heartbeat, "" none */
+	ev_tstamp task_since;         /* when a heartbeat first named it */
 	int64_t handler_pid;
 	uint64_t handler_rss_kb;
 	uint64_t handler_restarts;    /* handler failures, all workers */

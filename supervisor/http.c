@@ -432,6 +432,9 @@ req_answer(struct api_req *req, unsigned status, char *text, size_t len,
 	req->text = text;
 	req->len = len;
 	req->ctype = ctype;
+	/* MHD_resume_connection alone does not make MHD's epoll descriptor
+	 * readable here (seen with 0.9.75): without the kick the answer
+	 * waited for the next request or timeout. */
 	if (req->suspended) {
 		req->suspended = 0;
 		MHD_resume_connection(req->c);
@@ -812,7 +815,7 @@ http_rearm(struct sup_http *h)
 	MHD_UNSIGNED_LONG_LONG ms;
 
 	ev_timer_stop(loop, &h->tm);
-	if (h->closed) {
+	if (h->closed || h->kick) {
 		ev_timer_set(&h->tm, 0., 0.);
 		ev_timer_start(loop, &h->tm);
 	} else if (MHD_get_timeout(h->d, &ms) == MHD_YES) {

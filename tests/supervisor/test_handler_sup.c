@@ -364,3 +364,42 @@ Test(handler_sup, sweep_after_a_killed_worker_spares_the_others)
 	}
 	stop_ok(h);
 }
+
+/* GET /agents names the task an instance runs, from its heartbeats, and
+ * for how long; none once it is over. */
+Test(handler_sup, agents_name_the_task_in_flight)
+{
+	struct hp *h = hp_new("curtask");
+	redisContext *c = tu_redis_connect();
+	char agents[10000];
+	size_t from = 0;
+	long long end;
+	json_t *a = NULL;
+
+	snprintf(agents, sizeof(agents),
+	    "[agent \"x\"]\n"
+	    "command = %s stream\n", handler());
+	hp_write_conf(h, worker(), "heartbeat_interval = 100ms\n"
+	    "stop_timeout = 1s\n", agents);
+	hp_start(h);
+	hp_wait(h, &from, T_LONG, "agent=x/1", "state=ready", NULL);
+	a = hp_agent(h, "x/1");
+	cr_assert(json_is_null(json_object_get(a, "task")));
+	cr_assert(json_is_null(json_object_get(a, "task_ms")));
+	json_decref(a);
+	hp_submit_direct(c, h->prefix, "x", 1, "held-1", "{\"op\": \"hold\"}");
+	for (end = tu_now_ms() + T_LONG;; ) {
+		a = hp_agent(h, "x/1");
+		if (json_is_string(json_object_get(a, "task")))
+			break;
+		json_decref(a);
+		cr_assert(tu_now_ms() < end, "no task in GET /agents");
+		poll(NULL, 0, 50);
+	}
+	cr_assert_str_eq(json_string_value(json_object_get(a, "task")),
+	    "held-1");
+	cr_assert(json_integer_value(json_object_get(a, "task_ms")) >= 0);
+	json_decref(a);
+	stop_ok(h);
+	redisFree(c);
+}
