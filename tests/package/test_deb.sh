@@ -5,7 +5,8 @@
 # folders when it is not a git checkout), in a temporary folder.  Then:
 #   - dpkg -c lists hived in /usr/sbin, hive-worker in /usr/libexec/hive,
 #     the unit, the sysusers.d and tmpfiles.d files, the man pages, the
-#     docs, the example and the default configuration (hivectl, its page
+#     docs, the example and the default configuration, the Prometheus
+#     rules (hivectl, its page
 #     and its bash completion too when the tree has ctl/);
 #   - /etc/hive/hive.conf is a conffile, and is etc/hive.conf.default;
 #   - Depends comes from dpkg-shlibdeps (libhiredis, libpq, ...);
@@ -61,6 +62,7 @@ expect=(
   /usr/share/man/man8/hive-worker.8.gz
   /usr/share/man/man5/hive.conf.5.gz
   /usr/share/doc/hive/examples/hive.conf
+  /usr/share/doc/hive/examples/prometheus/hive.rules.yml
   /usr/share/doc/hive/copyright
   /etc/hive/hive.conf
 )

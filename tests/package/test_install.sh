@@ -101,6 +101,10 @@ out=$("$D$hived" --check-config "$D$conf" 2>&1) &&
 cmp -s "$D$datadir/doc/hive/examples/hive.conf" "$src/etc/hive.conf" &&
   ok "example: $datadir/doc/hive/examples/hive.conf" ||
   bad "no $datadir/doc/hive/examples/hive.conf equal to etc/hive.conf"
+for f in hive.rules.yml hive.rules.test.yml; do
+  cmp -s "$D$datadir/doc/hive/examples/prometheus/$f" "$src/etc/prometheus/$f" ||
+    bad "no $datadir/doc/hive/examples/prometheus/$f equal to etc/prometheus/$f"
+done
 echo "# edited" >>"$D$conf"
 meson install -C "$build" --no-rebuild --quiet --destdir "$dest" >/dev/null 2>&1 ||
   bad "a second meson install failed"
