@@ -8,7 +8,9 @@
 #     docs, the example and the default configuration, the Prometheus
 #     rules (hivectl, its page
 #     and its bash completion too when the tree has ctl/);
-#   - /etc/hive/hive.conf is a conffile, and is etc/hive.conf.default;
+#   - /etc/hive/hive.conf is a conffile, and is etc/hive.conf.default,
+#     which the packaged hived takes (0 agents); the packaged programs
+#     print VERSION;
 #   - Depends comes from dpkg-shlibdeps (libhiredis, libpq, ...);
 #   - postinst creates the user (systemd-sysusers) before its folders
 #     (systemd-tmpfiles), and enables nothing unless it was enabled before;
@@ -90,6 +92,16 @@ grep -qxF /etc/hive/hive.conf "$tmp/ctrl/conffiles" && echo "ok: conffile /etc/h
   bad "/etc/hive/hive.conf is not a conffile"
 cmp -s "$tmp/root/etc/hive/hive.conf" "$src/etc/hive.conf.default" ||
   bad "the packaged /etc/hive/hive.conf is not etc/hive.conf.default"
+# The packaged programs run, say the version, and take the packaged
+# configuration (no agent).
+for p in usr/sbin/hived usr/libexec/hive/hive-worker; do
+  out=$("$tmp/root/$p" --version 2>&1) && [ "$out" = "$(basename "$p") $want" ] ||
+    bad "/$p --version: $out"
+done
+out=$("$tmp/root/usr/sbin/hived" --check-config "$tmp/root/etc/hive/hive.conf" 2>&1) &&
+  [ "$out" = "$tmp/root/etc/hive/hive.conf: ok, 0 agents" ] ||
+  bad "the packaged hived --check-config of the packaged hive.conf: $out"
+[ "$fail" = 0 ] && echo "ok: the packaged hived and hive-worker are $want; hive.conf: no agent"
 dep=$(dpkg-deb -f "$deb" Depends)
 for l in libhiredis libpq5 libev4 libjansson4 libmicrohttpd libsystemd0 libc6; do
   [[ $dep == *"$l"* ]] || bad "Depends has no $l: $dep"
