@@ -94,16 +94,20 @@ cmp -s "$tmp/root/etc/hive/hive.conf" "$src/etc/hive.conf.default" ||
   bad "the packaged /etc/hive/hive.conf is not etc/hive.conf.default"
 # The packaged programs run, say the version, and take the packaged
 # configuration (no agent).
-for p in usr/sbin/hived usr/libexec/hive/hive-worker; do
+progs=(usr/sbin/hived usr/libexec/hive/hive-worker)
+[ -f "$tmp/hive-$want/ctl/meson.build" ] && progs+=(usr/bin/hivectl)
+for p in "${progs[@]}"; do
   out=$("$tmp/root/$p" --version 2>&1) && [ "$out" = "$(basename "$p") $want" ] ||
     bad "/$p --version: $out"
 done
 out=$("$tmp/root/usr/sbin/hived" --check-config "$tmp/root/etc/hive/hive.conf" 2>&1) &&
   [ "$out" = "$tmp/root/etc/hive/hive.conf: ok, 0 agents" ] ||
   bad "the packaged hived --check-config of the packaged hive.conf: $out"
-[ "$fail" = 0 ] && echo "ok: the packaged hived and hive-worker are $want; hive.conf: no agent"
+[ "$fail" = 0 ] && echo "ok: the packaged ${progs[*]##*/} are $want; hive.conf: no agent"
 dep=$(dpkg-deb -f "$deb" Depends)
-for l in libhiredis libpq5 libev4 libjansson4 libmicrohttpd libsystemd0 libc6; do
+libs=(libhiredis libpq5 libev4 libjansson4 libmicrohttpd libsystemd0 libc6)
+[ -f "$tmp/hive-$want/ctl/meson.build" ] && libs+=(libcurl)
+for l in "${libs[@]}"; do
   [[ $dep == *"$l"* ]] || bad "Depends has no $l: $dep"
 done
 echo "Depends: $dep"

@@ -2,7 +2,8 @@
 # test_install.sh VERSION - `meson install --destdir` of the build puts
 # every file where the others expect it, and never overwrites the
 # configuration:
-#   - hived in SBINDIR, hive-worker in LIBEXECDIR/hive and nowhere on PATH;
+#   - hived in SBINDIR, hive-worker in LIBEXECDIR/hive and nowhere on PATH,
+#     hivectl (when the tree has ctl/) in BINDIR with its bash completion;
 #     hived's built-in default worker is that path, its default
 #     configuration /etc/hive/hive.conf (whatever the prefix);
 #   - the unit's ExecStart and ExecReload name that hived and that file;
@@ -50,6 +51,12 @@ for d in "$bindir" "$sbindir"; do
 done
 out=$("$D$hived" --version) && [ "$out" = "hived $want" ] ||
   bad "installed hived --version: '$out'"
+# hivectl, when the tree has it: on PATH, with its bash completion.
+if [ -f "$src/ctl/meson.build" ]; then
+  [ -x "$D$bindir/hivectl" ] && ok "$bindir/hivectl" || bad "no executable $bindir/hivectl"
+  [ -s "$D$datadir/bash-completion/completions/hivectl" ] ||
+    bad "no $datadir/bash-completion/completions/hivectl"
+fi
 
 # hived's defaults, as compiled in.
 "$D$hived" --help | grep -qF "(default $conf)" &&
