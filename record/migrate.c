@@ -431,6 +431,83 @@ static const struct migration migrations[] = {
 	"    WHERE m.agent = x.agent AND m.version <= x.top - p_keep;"
 	"END $$;"
 	},
+	/*
+	 * A dead letter retried (supervisor/api_dead.c, POST /dead/ID/retry)
+	 * is a new attempt of the same task, so 'dead' is no longer the end
+	 * of every task.  hive_wins: a later attempt replaces a dead one that
+	 * ran (attempts > 0: the recorder moves a retried task on by itself
+	 * when it reads its new queue entry; a workflow task that never ran,
+	 * dead with its dependency at attempts 0, stays dead whatever its
+	 * error result says), and a dead letter or failed result of an
+	 * earlier attempt, recorded late, never ends a later one (the
+	 * recorder may read the dead letter after the retry's attempt was
+	 * recorded).  A completed earlier attempt still ends the task: its
+	 * work is done.  rec_entry.c's state_wins is the same rule in C.
+	 */
+	{ 6, "retried dead letters",
+	"CREATE OR REPLACE FUNCTION hive_wins(os text, oa int, ns text, na int)"
+	"  RETURNS boolean LANGUAGE sql IMMUTABLE AS"
+	"  'SELECT CASE WHEN os = ''dead'' AND oa > 0 AND na > oa THEN true"
+	"   WHEN hive_state_rank(os) = 3 THEN false"
+	"   WHEN ns IN (''dead'', ''failed'') AND na < oa THEN false"
+	"   WHEN hive_state_rank(ns) = 3 THEN true"
+	"   WHEN na <> oa THEN na > oa"
+	"   ELSE hive_state_rank(ns) >= hive_state_rank(os) END';"
+	/*
+	 * The retry of task p_id's dead letter, called by hived once the new
+	 * attempt p_attempt is on its queue (p_stream, p_entry, p_message as
+	 * queued at p_queued_ms): the dead attempt p_dead goes to
+	 * task_attempts (with the times the row had of it), the row to
+	 * 'queued' at p_attempt, and the dead letter's event (p_source, as
+	 * the recorder keys it) is written if the recorder has not yet.
+	 * Whatever order it meets the recorder in: a row already at
+	 * p_attempt or later is left alone ('later'); one missing is made.
+	 */
+	"CREATE FUNCTION hive_dead_retry(p_id text, p_dead int, p_attempt int,"
+	"  p_stream text, p_entry text, p_message bytea, p_queued_ms bigint,"
+	"  p_created_ms bigint, p_dead_ms bigint, p_agent text, p_reason text,"
+	"  p_source text) RETURNS text LANGUAGE plpgsql AS $$"
+	"DECLARE r tasks%ROWTYPE;"
+	"  q timestamptz := to_timestamp(p_queued_ms / 1000.0);"
+	"  d timestamptz := to_timestamp(nullif(p_dead_ms, 0) / 1000.0);"
+	"BEGIN"
+	"  SELECT * INTO r FROM tasks WHERE id = p_id FOR UPDATE;"
+	"  IF FOUND AND r.attempts >= p_attempt THEN"
+	"    RETURN 'later';"
+	"  END IF;"
+	"  INSERT INTO task_attempts AS a (task_id, attempt, state, agent,"
+	"    queued_at, started_at, finished_at, detail)"
+	"    VALUES (p_id, p_dead, 'dead', coalesce(p_agent, r.agent),"
+	"      CASE WHEN r.attempts = p_dead THEN r.queued_at END,"
+	"      CASE WHEN r.attempts = p_dead THEN r.started_at END,"
+	"      coalesce(d, now()), p_reason)"
+	"    ON CONFLICT (task_id, attempt) DO UPDATE SET state = 'dead',"
+	"      finished_at = EXCLUDED.finished_at, detail = EXCLUDED.detail,"
+	"      agent = coalesce(EXCLUDED.agent, a.agent)"
+	"    WHERE hive_state_rank(a.state) < 3;"
+	"  IF r.id IS NOT NULL AND r.attempts <> p_dead AND r.attempts > 0 THEN"
+	"    INSERT INTO task_attempts (task_id, attempt, state, agent,"
+	"      queued_at, started_at, finished_at, detail)"
+	"      VALUES (r.id, r.attempts, r.state, r.agent, r.queued_at,"
+	"        r.started_at, r.finished_at, r.error)"
+	"      ON CONFLICT DO NOTHING;"
+	"  END IF;"
+	"  INSERT INTO tasks AS t (id, stream, entry, state, attempts, message,"
+	"    created_at, queued_at, updated_at)"
+	"    VALUES (p_id, p_stream, p_entry, 'queued', p_attempt, p_message,"
+	"      coalesce(to_timestamp(nullif(p_created_ms, 0) / 1000.0), q), q,"
+	"      now())"
+	"    ON CONFLICT (id) DO UPDATE SET stream = EXCLUDED.stream,"
+	"      entry = EXCLUDED.entry, message = EXCLUDED.message,"
+	"      state = 'queued', attempts = p_attempt, agent = NULL,"
+	"      result = NULL, error = NULL, queued_at = q, started_at = NULL,"
+	"      finished_at = NULL, updated_at = now();"
+	"  INSERT INTO events (at, kind, agent, task_id, reason, source)"
+	"    VALUES (coalesce(d, now()), 'task.dead', p_agent, p_id, p_reason,"
+	"      p_source) ON CONFLICT DO NOTHING;"
+	"  RETURN 'ok';"
+	"END $$;"
+	},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

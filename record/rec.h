@@ -13,6 +13,7 @@
  *   held.c       queue entries held for their result: a FIFO with an
  *                open-addressing index
  *   idset.c      a set of id hashes in two generations
+ *   tstats.c     what each entry counts (record.h), once its batch is done
  */
 #ifndef HIVE_REC_H
 #define HIVE_REC_H
@@ -76,6 +77,24 @@ struct rec_task {
 	char msg_entry[HIVE_ENTRY_ID_MAX + 1];
 	const char *msg;             /* borrowed from the reply */
 	size_t msglen;
+};
+
+/* What one entry counts (tstats.c), kept with its batch until the
+ * batch is done (rec_ack_all). */
+enum rec_sk { REC_SK_QUEUED, REC_SK_STARTED, REC_SK_OK, REC_SK_ERROR,
+    REC_SK_DEAD };
+
+struct rec_stat {
+	enum rec_sk kind;
+	uint32_t attempt;
+	uint64_t entry;              /* hash of the stream's key and entry id */
+	uint64_t task;               /* rec_id_hash of the task id; 0: none */
+	uint64_t t0;                 /* QUEUED: queued; STARTED, OK, ERROR:
+	                              * started (0: unknown) */
+	uint64_t t1;                 /* OK, ERROR: finished */
+	char cap[HIVE_NAME_MAX + 2]; /* QUEUED, DEAD: the queue's capability
+	                              * ("" unknown; cut to fit) */
+	char agent[HIVE_NAME_MAX + 1];   /* the agent's name, "" unknown */
 };
 
 /* One read's entries, decoded (rec_entry.c). */
@@ -229,6 +248,9 @@ struct rec_txn {
 	unsigned gen;                /* rec->gen when its acks were taken */
 	char **ended;                /* final workflow (or dead) task ids */
 	size_t nended, capended;
+	struct rec_stat *stats;      /* what its entries count (tstats.c) */
+	size_t nstats, capstats;
+	uint64_t clock;              /* rec->results_clock when filled */
 };
 
 #define REC_TXN_COPIES   4       /* COPY statements in one at most */
@@ -287,11 +309,25 @@ struct sup_recorder {
 	ev_timer retry_timer;        /* writing tx[wi] again */
 	ev_timer read_timer;         /* reading again */
 	struct sup_recorder_stats st;
+	struct sup_tstats *tstats;   /* lent (opts.stats); may be NULL */
+	uint64_t done_clock;         /* ms: results committed up to here */
 };
 
 /* recorder.c */
 void rec_read(struct sup_recorder *);
 int rec_push_ack(struct sup_recorder *, int stream, const char *id);
+
+/* tstats.c */
+/* A new rec_stat for the entry (stream si, entry id) in rec->fill; NULL
+ * when nothing is counted (no stats, out of memory). */
+struct rec_stat *rec_stat_push(struct sup_recorder *, int si,
+    const char *entry, enum rec_sk kind);
+/* The capability of a queue stream's key (record.h, tstats.c) into cap;
+ * "" when key is not a queue of prefix. */
+void rec_key_cap(const char *prefix, const char *key, size_t keylen,
+    char *cap, size_t len);
+/* tx is done (committed, or nothing to write): count what it read. */
+void rec_stats_apply(struct sup_recorder *, struct rec_txn *);
 
 /* rec_adopt.c */
 void rec_adopt(struct sup_recorder *);

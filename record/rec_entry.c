@@ -7,8 +7,11 @@
  * an event or a dead letter into a row of events, a result's memory into
  * a row of memory_snapshots.  fold_batch then sorts the tasks by id and
  * folds each task's into one row by the rule of hive_wins (state_wins):
- * a final state (completed, failed, dead) is never replaced; otherwise a
- * higher attempt wins, then a later state (queued < running < final).
+ * a final state (completed, failed, dead) is never replaced, but for a
+ * dead attempt that ran, by a later one (a retried dead letter); an
+ * earlier attempt's dead letter or failure never ends a later attempt;
+ * otherwise a higher attempt wins, then a later state (queued < running
+ * < final).
  * A row goes straight into tasks when the task is new (task_is_new),
  * else through the stage; a queue entry that may soon meet its result is
  * held instead (held.c).
@@ -161,6 +164,40 @@ set_id(struct rec_task *t, struct hive_str id)
 	return 0;
 }
 
+/* The agent's name of "name/instance" into buf (HIVE_NAME_MAX + 1). */
+static void
+agent_name(char *buf, struct hive_str a)
+{
+	size_t n = 0;
+
+	while (n < a.len && n < HIVE_NAME_MAX && a.ptr[n] != '/')
+		n++;
+	if (n > 0)                   /* an absent one has no pointer */
+		memcpy(buf, a.ptr, n);
+	buf[n] = '\0';
+}
+
+/* What the entry counts (tstats.c): its task, attempt and agent. */
+static struct rec_stat *
+stat_push(struct sup_recorder *rec, int si, const char *entry,
+    enum rec_sk kind, struct hive_str id, uint32_t attempt,
+    struct hive_str agent)
+{
+	struct rec_stat *st = rec_stat_push(rec, si, entry, kind);
+
+	if (st == NULL)
+		return NULL;
+	if (id.len > 0 && id.len <= HIVE_ID_MAX) {
+		char buf[HIVE_ID_MAX + 1];
+		memcpy(buf, id.ptr, id.len);
+		buf[id.len] = '\0';
+		st->task = rec_id_hash(buf);
+	}
+	st->attempt = attempt ? attempt : 1;
+	agent_name(st->agent, agent);
+	return st;
+}
+
 /* An event's row of the stage (kind 'e', rec_txn.c's EVENT_COLUMNS: at,
  * kind, host, agent, task_id, pid, reason, source, workflow): source is
  * the entry's "stream/id". */
@@ -199,6 +236,7 @@ record_task(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	struct hive_task m;
 	struct proto_err err;
 	struct rec_task *t;
+	struct rec_stat *st;
 
 	if (proto_decode_task(buf, len, &m, &err) < 0) {
 		char eb[PROTO_ERRBUF];
@@ -213,6 +251,13 @@ record_task(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	t->has_q = 1;
 	t->q_stream = si;
 	rec_entry_copy(t->q_entry, sizeof(t->q_entry), entry);
+	if ((st = stat_push(rec, si, entry, REC_SK_QUEUED, m.id, m.attempt,
+	    (struct hive_str){ NULL, 0 })) != NULL) {
+		const char *key = rec->streams[si].key;
+		st->t0 = rec_entry_ms(entry);
+		rec_key_cap(rec->prefix, key, strlen(key), st->cap,
+		    sizeof(st->cap));
+	}
 	if (set_id(t, m.id) < 0) {
 		t->skip = 1;             /* acknowledged, nothing to write */
 		goto out;
@@ -265,6 +310,7 @@ record_result(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	struct hive_result m;
 	struct proto_err err;
 	struct rec_task *t;
+	struct rec_stat *st;
 	const char *key = rec->streams[si].key;
 
 	if (proto_decode_result(buf, len, &m, &err) < 0) {
@@ -287,6 +333,14 @@ record_result(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	t->error = hstrdup(m.error);
 	t->finished_ms = m.finished_ms ? m.finished_ms : rec_entry_ms(entry);
 	t->started_ms = m.started_ms;
+	/* A task given up on (out of attempts, or its workflow cannot go
+	 * on) has a dead letter beside this result: it counts as dead. */
+	if (m.code != HIVE_CODE_ATTEMPTS && m.code != HIVE_CODE_DEPENDENCY &&
+	    (st = stat_push(rec, si, entry, m.status == HIVE_STATUS_OK ?
+	    REC_SK_OK : REC_SK_ERROR, m.id, m.attempt, m.agent)) != NULL) {
+		st->t0 = m.started_ms;
+		st->t1 = t->finished_ms;
+	}
 	t->created_ms = m.started_ms ? m.started_ms : t->finished_ms;
 	if (m.memory_v > 0 && m.memory.type == MSGPACK_OBJECT_MAP)
 		add_snapshot(bt, &m, t->finished_ms);
@@ -300,6 +354,7 @@ record_event(struct sup_recorder *rec, struct rec_batch *bt, int si,
 {
 	struct hive_event m;
 	struct proto_err err;
+	struct rec_stat *st;
 
 	if (proto_decode_event(buf, len, &m, &err) < 0) {
 		char eb[PROTO_ERRBUF];
@@ -311,6 +366,10 @@ record_event(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	add_event(bt, m.kind, m.ts_ms ? m.ts_ms : rec_entry_ms(entry), m.host,
 	    m.agent, m.task, m.pid, m.reason, m.workflow, rec->streams[si].key,
 	    entry);
+	if (m.kind.len == 12 && memcmp(m.kind.ptr, "task.started", 12) == 0 &&
+	    m.task.len > 0 && (st = stat_push(rec, si, entry, REC_SK_STARTED,
+	    m.task, m.attempt, m.agent)) != NULL)
+		st->t0 = m.ts_ms ? m.ts_ms : rec_entry_ms(entry);
 	proto_event_clear(&m);
 }
 
@@ -321,6 +380,7 @@ record_dead(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	struct hive_dead m;
 	struct proto_err err;
 	struct rec_task *t;
+	struct rec_stat *st;
 	const char *key = rec->streams[si].key;
 	uint64_t at;
 	static const struct hive_str kind = { "task.dead", 9 };
@@ -332,6 +392,10 @@ record_dead(struct sup_recorder *rec, struct rec_batch *bt, int si,
 		return;
 	}
 	at = m.ts_ms ? m.ts_ms : rec_entry_ms(entry);
+	if ((st = stat_push(rec, si, entry, REC_SK_DEAD, m.id, m.attempt,
+	    m.agent)) != NULL)
+		rec_key_cap(rec->prefix, m.stream.ptr ? m.stream.ptr : "",
+		    m.stream.len, st->cap, sizeof(st->cap));
 	add_event(bt, kind, at, (struct hive_str){ NULL, 0 }, m.agent, m.id, 0,
 	    m.reason, (struct hive_str){ NULL, 0 }, key, entry);
 	if (m.id.len > 0 && (t = rec_batch_task(bt)) != NULL) {
@@ -372,11 +436,29 @@ rec_decode(struct sup_recorder *rec, struct rec_batch *bt, int si,
 
 /* ---- folding a batch ---- */
 
-/* Does a new state of a task replace the one recorded?  (hive_wins) */
+/* A dead letter or a failed result: an attempt given up on. */
 static int
-state_wins(int orank, uint32_t oatt, int nrank, uint32_t natt)
+given_up(const char *state)
 {
+	return strcmp(state, "dead") == 0 || strcmp(state, "failed") == 0;
+}
+
+/*
+ * Does a new state of a task replace the one recorded?  (hive_wins,
+ * migration 6.)  A later attempt replaces a dead one that ran (attempts
+ * > 0): a dead letter retried (POST /dead/ID/retry) is a new attempt of
+ * the same task.  A dead letter or failed result of an earlier attempt
+ * never ends a later one; any other final state is never replaced.
+ */
+static int
+state_wins(const char *os, int orank, uint32_t oatt, const char *ns,
+    int nrank, uint32_t natt)
+{
+	if (oatt > 0 && natt > oatt && strcmp(os, "dead") == 0)
+		return 1;
 	if (orank == 3)
+		return 0;
+	if (nrank == 3 && natt < oatt && given_up(ns))
 		return 0;
 	if (nrank == 3)
 		return 1;
@@ -438,11 +520,14 @@ fold_task(struct sup_recorder *rec, struct rec_task *run, size_t n,
 {
 	struct rec_task *w = &run[0];
 	int rank = w->rank;
+	const char *state = w->state;
 	uint32_t att = w->attempts;
 
 	for (size_t i = 1; i < n; i++)
-		if (state_wins(rank, att, run[i].rank, run[i].attempts)) {
+		if (state_wins(state, rank, att, run[i].state, run[i].rank,
+		    run[i].attempts)) {
 			rank = run[i].rank;
+			state = run[i].state;
 			if (run[i].attempts > att)
 				att = run[i].attempts;
 		}
@@ -468,7 +553,8 @@ fold_task(struct sup_recorder *rec, struct rec_task *run, size_t n,
 			w->workflow = t->workflow;
 			t->workflow = NULL;
 		}
-		if (state_wins(w->rank, w->attempts, t->rank, t->attempts)) {
+		if (state_wins(w->state, w->rank, w->attempts, t->state,
+		    t->rank, t->attempts)) {
 #define TAKE(f) do { free(w->f); w->f = t->f; t->f = NULL; } while (0)
 			TAKE(agent);
 			TAKE(result);

@@ -148,4 +148,5 @@ rec_txn_free(struct rec_txn *tx)
 	hbuf_free(&tx->ackcmd);
 	rec_txn_clear_ended(tx);
 	free(tx->ended);
+	free(tx->stats);
 }

@@ -20,6 +20,8 @@
  *   coord.c     the workflow coordinator: depends_on, decided in PostgreSQL
  *   recover.c   recovery: tasks PostgreSQL accepted that Redis lost, put
  *               back on their queues
+ *   tstats.c    task counters and histograms the recorder keeps as it
+ *               records (hived's GET /metrics)
  *
  * Ownership: each part is a _new/_free pair on the caller's loop; a
  * struct sup_pg passed to one is lent and must outlive it.  Every part
@@ -200,6 +202,10 @@ struct sup_recorder_opts {
 	 * name the workflow): the coordinator's cue.  May be NULL. */
 	void (*ended)(const char *const *ids, size_t n, void *arg);
 	void *ended_arg;
+	/* Counted into as entries are recorded (tstats.c); lent, outlives
+	 * the recorder (a reload starts a new recorder, the counts go on).
+	 * May be NULL. */
+	struct sup_tstats *stats;
 };
 
 struct sup_recorder_stats {
@@ -215,6 +221,11 @@ struct sup_recorder_stats {
 	size_t count;                /* entries per stream of the last read */
 	uint64_t resets;             /* streams vanished (Redis lost data?) */
 	uint64_t adopted;            /* entries taken over from hosts gone */
+	size_t backlog;              /* entries read, not yet written: held,
+	                              * and in the batches in flight */
+	uint64_t clock_ms;           /* the record is complete up to here:
+	                              * results read up to it are committed
+	                              * (Unix ms; now when caught up) */
 };
 
 /* Starts reading at once (its own Redis connection); pg is lent and must
@@ -234,6 +245,82 @@ void sup_recorder_finish(struct sup_recorder *rec, void (*done)(void *),
     void *arg);
 void sup_recorder_stats(const struct sup_recorder *rec,
     struct sup_recorder_stats *out);
+
+/* ---- tstats.c ---- */
+
+/*
+ * tstats.c - what the recorder counts of the tasks it records, for
+ * hived's GET /metrics (supervisor/metrics.c renders it).
+ *
+ * Each stream entry counts once, when the batch that holds it has
+ * committed (or, holding only queue entries that wait for their result,
+ * when it is done): a batch written again after a failure is counted at
+ * its COMMIT, and an entry read again (Redis reconnected, the recorder
+ * started again) is known by the hash of its stream and id.
+ *
+ *   queue entry, attempt 1     submitted{capability}
+ *   task.started event         started{capability,agent}
+ *   result                     started (if no task.started event of
+ *                              that attempt was seen), then completed or
+ *                              failed {capability,agent}; run time
+ *                              (started -> finished) and queue wait
+ *                              (queued -> started) by capability
+ *   dead letter                dead{capability[,agent]}
+ *
+ * The capability is the queue's: "<c>" for <p>:q:<c>:<prio>, "@<a>" for
+ * <p>:q:@<a>:<prio> and <p>:direct:<a>/<n>; a result or an event gets it
+ * from the queue entry of its task, remembered by task id until the
+ * task ends (at most SUP_TSTATS_TASKS tasks at once; one beyond, or
+ * queued before hived started, counts under "").  The agent is the
+ * agent's name, without the instance.  At most SUP_TSTATS_LABELS label
+ * sets (capabilities and capability/agent pairs) are kept: a count that
+ * needs another is dropped and counted in dropped.
+ */
+#define SUP_TSTATS_LABELS  1000
+#define SUP_TSTATS_TASKS   262144
+#define SUP_HIST_LE        14       /* buckets with a bound; +Inf apart */
+
+/* The buckets' upper bounds, seconds: .005 .01 ... 300. */
+extern const double sup_hist_le[SUP_HIST_LE];
+
+struct sup_hist {
+	uint64_t bucket[SUP_HIST_LE + 1];  /* not cumulative; the last: +Inf */
+	uint64_t count;
+	double sum;                  /* seconds */
+};
+
+struct sup_tstats_cap {
+	char *name;                  /* "" when unknown */
+	uint64_t submitted;
+	uint64_t dead;               /* dead letters that name no agent */
+	struct sup_hist run, wait;
+};
+
+struct sup_tstats_pair {
+	unsigned cap;                /* index in caps */
+	char *agent;
+	uint64_t started, completed, failed, dead;
+};
+
+struct tstats_priv;
+
+struct sup_tstats {
+	struct sup_tstats_cap *caps;     /* in the order first seen */
+	unsigned ncaps;
+	struct sup_tstats_pair *pairs;
+	unsigned npairs;
+	uint64_t dropped;            /* counts with no room for their labels */
+	uint64_t counted;            /* entries counted */
+	struct tstats_priv *p;
+};
+
+/* NULL when out of memory. */
+struct sup_tstats *sup_tstats_new(void);
+void sup_tstats_free(struct sup_tstats *);
+/* Tasks remembered now (queued, not ended). */
+size_t sup_tstats_tasks(const struct sup_tstats *);
+/* Add v seconds to h. */
+void sup_hist_observe(struct sup_hist *h, double v);
 
 /* ---- reclaim.c ---- */
 

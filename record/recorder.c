@@ -37,9 +37,12 @@
  * and its result may arrive in different batches in either order.  The
  * times are those of the events themselves (the stream entry's time, a
  * result's started/finished times), and the tasks row only moves forward:
- * a final state (completed, failed, dead) is never replaced; otherwise a
- * higher attempt wins, then a later state (queued < running < final).  The
- * same rule folds one batch in C (state_wins; hive_wins() in SQL).
+ * a final state (completed, failed, dead) is never replaced, but for a
+ * dead attempt that ran, by a later one (a retried dead letter), and an
+ * earlier attempt's dead letter or failure never ends a later attempt;
+ * otherwise a higher attempt wins, then a later state (queued < running
+ * < final).
+ * The same rule folds one batch in C (state_wins; hive_wins() in SQL).
  */
 #include "rec.h"
 
@@ -232,6 +235,11 @@ rec_ack_all(struct sup_recorder *rec, struct rec_txn *tx)
 	unsigned at[REC_MAX_STREAMS + 1];
 	const char **ids;
 
+	rec_stats_apply(rec, tx);
+	/* Not the other one's, done while this one is written: the results
+	 * read up to its clock are not all committed yet. */
+	if (tx == &rec->tx[rec->wi] && tx->clock > rec->done_clock)
+		rec->done_clock = tx->clock;
 	if (tx->nacks == 0)
 		return;
 	/* Its streams were forgotten since (Redis lost them): nothing to
@@ -411,6 +419,8 @@ rec_fill_begin(struct sup_recorder *rec)
 {
 	rec->fill = &rec->tx[rec_fsm_writing(rec->fsm) ? 1 - rec->wi : rec->wi];
 	rec->fill->nacks = 0;
+	rec->fill->nstats = 0;
+	rec->fill->clock = 0;
 	rec->fill->gen = rec->gen;
 	rec_txn_clear_ended(rec->fill);
 }
@@ -534,6 +544,9 @@ static void
 rec_read_none(struct sup_recorder *rec, int stale)
 {
 	rec->st.caught_up = !rec->fsm.pending;
+	/* Nothing read, nothing held, nothing written: all is recorded. */
+	if (!rec->fsm.pending)
+		rec->done_clock = (uint64_t)(ev_now(rec->loop) * 1000.);
 	if (rec->finish != NULL && !rec->fsm.pending && !stale) {
 		rec_finished(rec);
 		return;
@@ -581,6 +594,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 	if (rec_read_reply(rec, reply, &bt, &sum) < 0)
 		goto oom;
 	rec_read_clocks(rec, &sum);
+	rec->fill->clock = rec->results_clock;
 	if (sum.entries == 0 &&
 	    (rec_fsm_writing(rec->fsm) || rec->held.live == 0)) {
 		rec_batch_end(rec, &bt);
@@ -604,6 +618,7 @@ rec_read_cb(redisAsyncContext *ac, void *r, void *priv)
 oom:
 	rec_batch_end(rec, &bt);
 	rec->fill->nacks = 0;
+	rec->fill->nstats = 0;
 	rec_txn_clear_ended(rec->fill);
 	log_warnx("recorder: out of memory; reading again in %.0fs", REC_ERR_RETRY);
 	/* What we read stays pending: re-read it. */
@@ -701,6 +716,7 @@ rec_flush(struct sup_recorder *rec)
 	rec->st.held = rec->held.live;
 	if (n < 0) {
 		rec->fill->nacks = 0;
+		rec->fill->nstats = 0;
 		rec_txn_clear_ended(rec->fill);
 		return;
 	}
@@ -779,6 +795,8 @@ sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
 	rec->hold_ms = o->hold_ms ? o->hold_ms : REC_HOLD_MS;
 	rec->ended = o->ended;
 	rec->ended_arg = o->ended_arg;
+	rec->tstats = o->stats;
+	rec->done_clock = (uint64_t)(ev_now(loop) * 1000.);
 	rec->entry_bytes = 4096;     /* until a read says otherwise */
 	rec->active = 3;
 	rec->prefix = strdup(o->prefix);
@@ -850,4 +868,10 @@ void
 sup_recorder_stats(const struct sup_recorder *rec, struct sup_recorder_stats *out)
 {
 	*out = rec->st;
+	out->backlog = rec->held.live;
+	if (rec_fsm_writing(rec->fsm))
+		out->backlog += rec->tx[rec->wi].nacks;
+	if (rec_fsm_prepared(rec->fsm))
+		out->backlog += rec->tx[1 - rec->wi].nacks;
+	out->clock_ms = rec->done_clock;
 }

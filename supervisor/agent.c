@@ -1,12 +1,10 @@
 /*
- * agent.c - agents, their instances, and the one table that decides what
- * happens to an instance on each event.
+ * agent.c - agents and their instances.
  *
- * The table (sup_fsm_step) is a pure function of (state, event, guard): no
- * clock, no process, no I/O, so tests walk it in isolation.  Each cell is a
- * tiny function that names the next state and the actions; sup_inst_event
- * feeds an event through it, logs the transition and performs the actions
- * (a spawn that forks nothing comes back through the table as the event
+ * The table that decides what happens to an instance on each event is
+ * agent_fsm.c (sup_fsm_step, a pure function); sup_inst_event feeds an
+ * event through it, logs the transition and performs the actions (a
+ * spawn that forks nothing comes back through the table as the event
  * SUP_EV_SPAWNFAIL).  Nothing else in hived assigns an instance's state.
  */
 #include "hived.h"
@@ -18,438 +16,6 @@
 #include <unistd.h>
 
 #include "log.h"
-
-/* ---- the table ---- */
-
-typedef struct sup_step sup_cell(struct sup_fsm cur, const struct sup_guard *g);
-
-static struct sup_step
-to(enum sup_state s, enum sup_after a, unsigned act)
-{
-	struct sup_step st = { { s, a }, act, 1 };
-
-	return st;
-}
-
-/* The event does not apply in this state: nothing changes. */
-static struct sup_step
-c_ign(struct sup_fsm cur, const struct sup_guard *g)
-{
-	struct sup_step st = { cur, 0, 0 };
-
-	(void)g;
-	return st;
-}
-
-/* Applies, but there is nothing to do (a ready heartbeat while ready). */
-static struct sup_step
-c_same(struct sup_fsm cur, const struct sup_guard *g)
-{
-	(void)g;
-	return to(cur.state, cur.after, 0);
-}
-
-static struct sup_step
-c_spawn(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return to(SUP_ST_STARTING, SUP_AFTER_NONE, SUP_ACT_SPAWN);
-}
-
-/* The first start: autostart = no begins asleep, woken by an operator. */
-static struct sup_step
-c_start(struct sup_fsm cur, const struct sup_guard *g)
-{
-	if (g->asleep)
-		return to(SUP_ST_SLEEPING, SUP_AFTER_NONE, 0);
-	return c_spawn(cur, g);
-}
-
-/* An operator (or a fixed config) starts it afresh: the history goes. */
-static struct sup_step
-c_spawn_clear(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return to(SUP_ST_STARTING, SUP_AFTER_NONE, SUP_ACT_SPAWN | SUP_ACT_CLEAR);
-}
-
-static struct sup_step
-c_ready(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return to(SUP_ST_READY, SUP_AFTER_NONE, 0);
-}
-
-static struct sup_step
-c_busy(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return to(SUP_ST_BUSY, SUP_AFTER_NONE, 0);
-}
-
-static struct sup_step
-c_clear(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return to(cur.state, cur.after, SUP_ACT_CLEAR);
-}
-
-static struct sup_step
-c_drain_restart(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return to(SUP_ST_STOPPING, SUP_AFTER_RESTART, SUP_ACT_DRAIN);
-}
-
-static struct sup_step
-c_drain_sleep(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return to(SUP_ST_STOPPING, SUP_AFTER_SLEEP, SUP_ACT_DRAIN);
-}
-
-static struct sup_step
-c_drain_stop(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return to(SUP_ST_STOPPING, SUP_AFTER_STOP, SUP_ACT_DRAIN);
-}
-
-/*
- * STARTING with its spawn still queued (spawn.c paces forks): there is no
- * worker to drain or kill.  A restart or a reload changes nothing (the
- * fork, when its turn comes, reads the agent's section as it is then);
- * sleep and stop just leave STARTING, and the queue skips it.
- */
-static struct sup_step
-c_start_restart(struct sup_fsm cur, const struct sup_guard *g)
-{
-	if (g->queued)
-		return c_same(cur, g);
-	return c_drain_restart(cur, g);
-}
-
-static struct sup_step
-c_start_sleep(struct sup_fsm cur, const struct sup_guard *g)
-{
-	if (g->queued)
-		return to(SUP_ST_SLEEPING, SUP_AFTER_NONE, 0);
-	return c_drain_sleep(cur, g);
-}
-
-static struct sup_step
-c_start_stop(struct sup_fsm cur, const struct sup_guard *g)
-{
-	if (g->queued)
-		return to(SUP_ST_STOPPED, SUP_AFTER_NONE, 0);
-	return c_drain_stop(cur, g);
-}
-
-/* Hung or broken: no drain, it would not listen. */
-static struct sup_step
-c_kill_crash(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return to(SUP_ST_STOPPING, SUP_AFTER_CRASH, SUP_ACT_KILL);
-}
-
-/* Nothing forked yet: nothing can be hung or broken. */
-static struct sup_step
-c_start_kill_crash(struct sup_fsm cur, const struct sup_guard *g)
-{
-	if (g->queued)
-		return c_ign(cur, g);
-	return c_kill_crash(cur, g);
-}
-
-/* Grace over, or broken while stopping: kill, keep the intent. */
-static struct sup_step
-c_kill(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return to(cur.state, cur.after, SUP_ACT_KILL);
-}
-
-static struct sup_step
-c_to_sleeping(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return to(SUP_ST_SLEEPING, SUP_AFTER_NONE, 0);
-}
-
-static struct sup_step
-c_to_sleeping_clear(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return to(SUP_ST_SLEEPING, SUP_AFTER_NONE, SUP_ACT_CLEAR);
-}
-
-static struct sup_step
-c_to_stopped(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return to(SUP_ST_STOPPED, SUP_AFTER_NONE, 0);
-}
-
-/*
- * A worker died that nobody asked to stop (or that hived killed as hung):
- * the restart policy, then the rate limit, decide.  The first restart
- * after a stable run has no delay; sup_inst_event computes the backoff.
- */
-static struct sup_step
-exit_crash(int exit_ok, const struct sup_guard *g)
-{
-	int again = g->policy == HIVE_RESTART_ALWAYS ||
-	    (g->policy == HIVE_RESTART_ON_FAILURE && !exit_ok);
-
-	if (!again)
-		return to(exit_ok ? SUP_ST_STOPPED : SUP_ST_CRASHED,
-		    SUP_AFTER_NONE, 0);
-	if (g->limit_hit)
-		return to(SUP_ST_FAILED, SUP_AFTER_NONE, SUP_ACT_QUARANTINE);
-	return to(SUP_ST_RESTARTING, SUP_AFTER_NONE,
-	    SUP_ACT_COUNT | SUP_ACT_BACKOFF);
-}
-
-static struct sup_step
-c_exit_run(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return exit_crash(g->exit_ok, g);
-}
-
-static struct sup_step
-c_exit_stopping(struct sup_fsm cur, const struct sup_guard *g)
-{
-	switch (cur.after) {
-	case SUP_AFTER_RESTART:
-		return to(SUP_ST_STARTING, SUP_AFTER_NONE, SUP_ACT_SPAWN);
-	case SUP_AFTER_SLEEP:
-		return to(SUP_ST_SLEEPING, SUP_AFTER_NONE, 0);
-	case SUP_AFTER_STOP:
-		return to(SUP_ST_STOPPED, SUP_AFTER_NONE, 0);
-	case SUP_AFTER_CRASH:
-	case SUP_AFTER_NONE:
-		break;
-	}
-	/* Killed by hived: a failure whatever the status says. */
-	return exit_crash(0, g);
-}
-
-/*
- * Changing what a STOPPING instance does next.  Shutdown and removal
- * (after = stop) win over operators; only a reload that brings the agent
- * back revives it.
- */
-static struct sup_step
-c_want_restart(struct sup_fsm cur, const struct sup_guard *g)
-{
-	if (cur.after == SUP_AFTER_STOP)
-		return c_ign(cur, g);
-	return to(SUP_ST_STOPPING, SUP_AFTER_RESTART, 0);
-}
-
-static struct sup_step
-c_want_sleep(struct sup_fsm cur, const struct sup_guard *g)
-{
-	if (cur.after == SUP_AFTER_STOP)
-		return c_ign(cur, g);
-	return to(SUP_ST_STOPPING, SUP_AFTER_SLEEP, 0);
-}
-
-static struct sup_step
-c_want_wake(struct sup_fsm cur, const struct sup_guard *g)
-{
-	if (cur.after != SUP_AFTER_SLEEP)
-		return c_ign(cur, g);
-	return to(SUP_ST_STOPPING, SUP_AFTER_RESTART, 0);
-}
-
-static struct sup_step
-c_want_reload(struct sup_fsm cur, const struct sup_guard *g)
-{
-	if (cur.after == SUP_AFTER_SLEEP)
-		return c_same(cur, g);    /* stays asleep; wakes with the new */
-	return to(SUP_ST_STOPPING, SUP_AFTER_RESTART, 0);
-}
-
-static struct sup_step
-c_want_stop(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return to(SUP_ST_STOPPING, SUP_AFTER_STOP, 0);
-}
-
-/* Nothing was forked: a crash like an exit with a failure status, so
- * the policy, backoff and the rate limit apply and a timer retries. */
-static struct sup_step
-c_spawn_fail(struct sup_fsm cur, const struct sup_guard *g)
-{
-	return exit_crash(0, g);
-}
-
-/*
- * The worker's handler died unasked or could not start.  The worker
- * starts it again itself, on its own backoff; here the failure counts
- * against the restart-rate limit like a worker's crash, and the one past
- * the limit kills the worker, whose exit then finds the limit hit:
- * FAILED (CRASHED with restart = never).
- */
-static struct sup_step
-c_handler(struct sup_fsm cur, const struct sup_guard *g)
-{
-	if (g->limit_hit)
-		return c_kill_crash(cur, g);
-	return to(cur.state, cur.after, SUP_ACT_COUNT);
-}
-
-/*
- * Rows: states.  Columns: events, named, so the order of enum sup_event
- * cannot shift a cell.  A cell not named is c_ign: the event does not
- * apply in that state.
- */
-static sup_cell *const sup_table[SUP_ST_COUNT][SUP_EV_COUNT] = {
-	[SUP_ST_STARTING] = {
-		[SUP_EV_HANDLER] = c_handler,
-		[SUP_EV_READY] = c_ready,
-		[SUP_EV_BUSY] = c_busy,
-		[SUP_EV_EXIT] = c_exit_run,
-		[SUP_EV_SPAWNFAIL] = c_spawn_fail,
-		[SUP_EV_DEADLINE] = c_start_kill_crash,
-		[SUP_EV_BADFRAME] = c_start_kill_crash,
-		[SUP_EV_RESTART] = c_start_restart,
-		[SUP_EV_SLEEP] = c_start_sleep,
-		[SUP_EV_RESET] = c_clear,
-		[SUP_EV_RELOAD] = c_start_restart,
-		[SUP_EV_STOP] = c_start_stop,
-	},
-	[SUP_ST_READY] = {
-		[SUP_EV_HANDLER] = c_handler,
-		[SUP_EV_READY] = c_same,
-		[SUP_EV_BUSY] = c_busy,
-		[SUP_EV_EXIT] = c_exit_run,
-		[SUP_EV_DEADLINE] = c_kill_crash,
-		[SUP_EV_BADFRAME] = c_kill_crash,
-		[SUP_EV_RECYCLE] = c_drain_restart,
-		[SUP_EV_RESTART] = c_drain_restart,
-		[SUP_EV_SLEEP] = c_drain_sleep,
-		[SUP_EV_RESET] = c_clear,
-		[SUP_EV_RELOAD] = c_drain_restart,
-		[SUP_EV_STOP] = c_drain_stop,
-	},
-	[SUP_ST_BUSY] = {
-		[SUP_EV_HANDLER] = c_handler,
-		[SUP_EV_READY] = c_ready,
-		[SUP_EV_BUSY] = c_same,
-		[SUP_EV_EXIT] = c_exit_run,
-		[SUP_EV_DEADLINE] = c_kill_crash,
-		[SUP_EV_BADFRAME] = c_kill_crash,
-		[SUP_EV_RECYCLE] = c_drain_restart,
-		[SUP_EV_RESTART] = c_drain_restart,
-		[SUP_EV_SLEEP] = c_drain_sleep,
-		[SUP_EV_RESET] = c_clear,
-		[SUP_EV_RELOAD] = c_drain_restart,
-		[SUP_EV_STOP] = c_drain_stop,
-	},
-	[SUP_ST_SLEEPING] = {
-		[SUP_EV_RESTART] = c_spawn,
-		[SUP_EV_WAKE] = c_spawn,
-		[SUP_EV_RESET] = c_clear,
-		[SUP_EV_STOP] = c_to_stopped,
-	},
-	[SUP_ST_STOPPING] = {
-		[SUP_EV_EXIT] = c_exit_stopping,
-		[SUP_EV_TIMER] = c_kill,
-		[SUP_EV_BADFRAME] = c_kill,
-		[SUP_EV_RESTART] = c_want_restart,
-		[SUP_EV_SLEEP] = c_want_sleep,
-		[SUP_EV_WAKE] = c_want_wake,
-		[SUP_EV_RESET] = c_clear,
-		[SUP_EV_RELOAD] = c_want_reload,
-		[SUP_EV_STOP] = c_want_stop,
-	},
-	[SUP_ST_STOPPED] = {
-		[SUP_EV_START] = c_start,
-		[SUP_EV_RESTART] = c_spawn_clear,
-		[SUP_EV_SLEEP] = c_to_sleeping,
-		[SUP_EV_RESET] = c_clear,
-		[SUP_EV_RELOAD] = c_spawn_clear,
-	},
-	[SUP_ST_CRASHED] = {
-		[SUP_EV_START] = c_start,
-		[SUP_EV_RESTART] = c_spawn_clear,
-		[SUP_EV_SLEEP] = c_to_sleeping,
-		[SUP_EV_RESET] = c_clear,
-		[SUP_EV_RELOAD] = c_spawn_clear,
-		[SUP_EV_STOP] = c_to_stopped,
-	},
-	[SUP_ST_RESTARTING] = {
-		[SUP_EV_TIMER] = c_spawn,
-		[SUP_EV_RESTART] = c_spawn,
-		[SUP_EV_SLEEP] = c_to_sleeping,
-		[SUP_EV_RESET] = c_clear,
-		[SUP_EV_STOP] = c_to_stopped,
-	},
-	[SUP_ST_FAILED] = {
-		[SUP_EV_TIMER] = c_spawn_clear,
-		[SUP_EV_RESTART] = c_spawn_clear,
-		[SUP_EV_SLEEP] = c_to_sleeping_clear,
-		[SUP_EV_RESET] = c_spawn_clear,
-		[SUP_EV_RELOAD] = c_spawn_clear,
-		[SUP_EV_STOP] = c_to_stopped,
-	},
-};
-
-struct sup_step
-sup_fsm_step(struct sup_fsm cur, enum sup_event ev, const struct sup_guard *g)
-{
-	static const struct sup_guard none;
-	sup_cell *cell;
-
-	if ((unsigned)cur.state >= SUP_ST_COUNT || (unsigned)ev >= SUP_EV_COUNT)
-		return c_ign(cur, g);
-	if ((cell = sup_table[cur.state][ev]) == NULL)
-		return c_ign(cur, g);
-	return cell(cur, g != NULL ? g : &none);
-}
-
-const char *
-sup_state_name(enum sup_state s)
-{
-	static const char *const names[SUP_ST_COUNT] = {
-		[SUP_ST_STARTING] = "starting",
-		[SUP_ST_READY] = "ready",
-		[SUP_ST_BUSY] = "busy",
-		[SUP_ST_SLEEPING] = "sleeping",
-		[SUP_ST_STOPPING] = "stopping",
-		[SUP_ST_STOPPED] = "stopped",
-		[SUP_ST_CRASHED] = "crashed",
-		[SUP_ST_RESTARTING] = "restarting",
-		[SUP_ST_FAILED] = "failed",
-	};
-
-	return (unsigned)s < SUP_ST_COUNT ? names[s] : "?";
-}
-
-const char *
-sup_event_name(enum sup_event e)
-{
-	static const char *const names[SUP_EV_COUNT] = {
-		[SUP_EV_START] = "start",
-		[SUP_EV_READY] = "ready",
-		[SUP_EV_BUSY] = "busy",
-		[SUP_EV_EXIT] = "exit",
-		[SUP_EV_SPAWNFAIL] = "spawn-fail",
-		[SUP_EV_TIMER] = "timer",
-		[SUP_EV_DEADLINE] = "deadline",
-		[SUP_EV_BADFRAME] = "bad-frame",
-		[SUP_EV_RECYCLE] = "recycle",
-		[SUP_EV_RESTART] = "restart",
-		[SUP_EV_SLEEP] = "sleep",
-		[SUP_EV_WAKE] = "wake",
-		[SUP_EV_RESET] = "reset",
-		[SUP_EV_RELOAD] = "reload",
-		[SUP_EV_STOP] = "stop",
-		[SUP_EV_HANDLER] = "handler",
-	};
-
-	return (unsigned)e < SUP_EV_COUNT && names[e] != NULL ? names[e] : "?";
-}
-
-const char *
-sup_after_name(enum sup_after a)
-{
-	static const char *const names[] = {
-		"none", "restart", "sleep", "stop", "crash",
-	};
-
-	return (unsigned)a <= SUP_AFTER_CRASH ? names[a] : "?";
-}
 
 /* ---- configurations ---- */
 
@@ -629,7 +195,7 @@ inst_arm(struct sup_inst *in, unsigned ms)
 }
 
 static void
-inst_drain(struct sup_inst *in, enum sup_event why)
+inst_send_drain(struct sup_inst *in, enum sup_event why)
 {
 	struct hive_frame f;
 
@@ -641,8 +207,15 @@ inst_drain(struct sup_inst *in, enum sup_event why)
 	if (in->link != NULL && sup_link_send(in->link, &f) == -1)
 		log_warnx("agent=%s pid=%ld cannot send drain (worker gone?)",
 		    in->label, (long)in->pid);
-	/* The grace timer covers a lost or ignored drain too. */
-	inst_arm(in, in->agent->sup->cref->conf->stop_timeout_ms);
+}
+
+/* The grace timer (SIGKILL at its end) covers a lost or ignored drain
+ * too: stop_timeout, or the bound stop-all was given (in->grace_ms). */
+static void
+inst_grace(struct sup_inst *in)
+{
+	inst_arm(in, in->grace_ms > 0 ? in->grace_ms :
+	    in->agent->sup->cref->conf->stop_timeout_ms);
 }
 
 /*
@@ -678,6 +251,7 @@ inst_guard(struct sup_inst *in, int exit_ok)
 	g.limit_hit = limit_hit(in);
 	g.asleep = a->conf != NULL && !a->conf->autostart;
 	g.queued = in->fsm.state == SUP_ST_STARTING && in->pid == 0;
+	g.held = in->held;
 	return g;
 }
 
@@ -758,8 +332,10 @@ inst_apply_actions(struct sup_inst *in, enum sup_state was,
 		if (c->cooldown_ms > 0)
 			inst_arm(in, c->cooldown_ms);
 	}
-	if (act & SUP_ACT_DRAIN)
-		inst_drain(in, ev);
+	if (act & SUP_ACT_SEND_DRAIN)
+		inst_send_drain(in, ev);
+	if (act & SUP_ACT_GRACE)
+		inst_grace(in);
 	if (act & SUP_ACT_KILL) {
 		log_warnx("agent=%s pid=%ld killing reason=%s", in->label,
 		    (long)in->pid, sup_event_name(ev));
@@ -773,6 +349,11 @@ inst_apply_actions(struct sup_inst *in, enum sup_state was,
 		    in->label, sup_state_name(was), sup_event_name(ev),
 		    in->agent->sup->nqueued - 1);
 	}
+	/* Held only in STOPPED, from the step that put it there on. */
+	if (act & SUP_ACT_HOLD)
+		in->held = 1;
+	else if (in->fsm.state != SUP_ST_STOPPED)
+		in->held = 0;
 }
 
 int
@@ -782,12 +363,15 @@ sup_inst_event(struct sup_inst *in, enum sup_event ev, int exit_ok)
 	enum sup_state was = in->fsm.state;
 	struct sup_step st = sup_fsm_step(in->fsm, ev, &g);
 
-	if (!st.handled)
+	if (!st.handled) {
+		in->grace_ms = 0;
 		return 0;
+	}
 	in->fsm = st.next;
 	if (st.next.state != was)
 		inst_log_transition(in, was, ev, &st);
 	inst_apply_actions(in, was, ev, st.act);
+	in->grace_ms = 0;           /* for this event only */
 	if (in->fsm.state != was) {
 		sup_store_transition(in, was, reported(ev));
 		sup_state_changed(in->agent->sup);

@@ -1,13 +1,18 @@
 /*
  * api_agents.c - the HTTP API's endpoints on agents (api.h):
  *
- *   GET  /health                       hived is up: counts, uptime
  *   GET  /agents                       every instance: state, pid, ...
  *   GET  /capabilities                 each capability: queues, consumers
  *   POST /agents/NAME/restart          [?instance=N]  drain, start afresh
  *   POST /agents/NAME/sleep            drain, keep memory, stay down
  *   POST /agents/NAME/wake             start with the kept memory
  *   POST /agents/NAME/reset            clear failed and the restart count
+ *   POST /agents/NAME/start            start what is stopped, crashed,
+ *                                      asleep or failed
+ *   POST /agents/NAME/stop             drain, SIGKILL at stop_timeout,
+ *                                      stay stopped
+ *   POST /agents/NAME/drain            drain without a SIGKILL: its tasks
+ *                                      finish, then stay stopped
  *
  * All answered at once from hived's own state: no Redis or PostgreSQL
  * call.  docs/API.md documents them.
@@ -18,7 +23,6 @@
 #include <sys/wait.h>
 
 #include <string.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
@@ -59,6 +63,12 @@ inst_json(const struct sup_inst *in, ev_tstamp now)
 	    json_integer(in->handler_pid) : json_null());
 	json_object_set_new(o, "handler_rss_kb",
 	    json_integer((json_int_t)in->handler_rss_kb));
+	/* The worker's, sampled every few seconds (qstat.c). */
+	json_object_set_new(o, "rss_kb", in->pid > 0 && in->rss_pid == in->pid ?
+	    json_integer((json_int_t)in->rss_kb) : json_null());
+	json_object_set_new(o, "uptime_ms", in->pid > 0 ?
+	    json_integer((json_int_t)((now - in->spawned_at) * 1000.)) :
+	    json_null());
 	if (in->last_status == -1)
 		json_object_set_new(o, "last_exit", json_null());
 	else if (WIFSIGNALED(in->last_status))
@@ -158,30 +168,6 @@ api_capabilities(struct api_req *req)
 		json_array_append(arr, v);
 	json_decref(caps);
 	api_reply(req, 200, json_pack("{s:o}", "capabilities", arr));
-}
-
-static void
-api_health(struct api_req *req)
-{
-	struct sup *sup = api_sup(req);
-	unsigned cnt[SUP_ST_COUNT], n;
-	char line[sizeof(sup->status)];
-	json_t *states = json_object();
-
-	n = sup_count_states(sup, cnt);
-	sup_summary(sup, line, sizeof(line));
-	for (int s = 0; s < SUP_ST_COUNT; s++)
-		json_object_set_new(states, sup_state_name((enum sup_state)s),
-		    json_integer(cnt[s]));
-	api_reply(req, 200, json_pack(
-	    "{s:s, s:I, s:I, s:b, s:I, s:o, s:s}",
-	    "status", sup->stopping ? "stopping" : "ok",
-	    "pid", (json_int_t)getpid(),
-	    "uptime_ms", (json_int_t)((ev_now(sup->loop) - sup->started) * 1000.),
-	    "ready", sup->ready_sent,
-	    "instances", (json_int_t)n,
-	    "states", states,
-	    "summary", line));
 }
 
 /* ---- actions ---- */
@@ -290,13 +276,35 @@ api_reset(struct api_req *req)
 	api_act(req, "reset", SUP_EV_RESET);
 }
 
+/* An operator's start, stop and drain (agent.c: op-start, op-stop,
+ * drain): what they stop stays stopped until an operator starts it. */
+static void
+api_start(struct api_req *req)
+{
+	api_act(req, "start", SUP_EV_OPSTART);
+}
+
+static void
+api_stop(struct api_req *req)
+{
+	api_act(req, "stop", SUP_EV_OPSTOP);
+}
+
+static void
+api_drain(struct api_req *req)
+{
+	api_act(req, "drain", SUP_EV_DRAIN);
+}
+
 const struct api_route api_agents_routes[] = {
-	{ "GET", "/health", "", 0, api_health },
 	{ "GET", "/agents", "", 0, api_agents },
 	{ "GET", "/capabilities", "", 0, api_capabilities },
 	{ "POST", "/agents/{}/restart", "instance", API_CHANGE, api_restart },
 	{ "POST", "/agents/{}/sleep", "instance", API_CHANGE, api_sleep },
 	{ "POST", "/agents/{}/wake", "instance", API_CHANGE, api_wake },
 	{ "POST", "/agents/{}/reset", "instance", API_CHANGE, api_reset },
+	{ "POST", "/agents/{}/start", "instance", API_CHANGE, api_start },
+	{ "POST", "/agents/{}/stop", "instance", API_CHANGE, api_stop },
+	{ "POST", "/agents/{}/drain", "instance", API_CHANGE, api_drain },
 	{ NULL, NULL, NULL, 0, NULL },
 };

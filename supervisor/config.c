@@ -970,6 +970,61 @@ conf_load(const char *path, FILE *errf)
 	return conf_finish(&ps, path, errf);
 }
 
+/* Each line of text (len bytes) into errs; 0, or -1 out of memory. */
+static int
+conf_errors_split(struct conf_errors *errs, const char *text, size_t len)
+{
+	const char *p = text, *end = text + len;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+		char **v;
+
+		if (n > 0) {
+			if ((v = reallocarray(errs->v, errs->n + 1,
+			    sizeof(*v))) == NULL)
+				return -1;
+			errs->v = v;
+			if ((v[errs->n] = strndup(p, n)) == NULL)
+				return -1;
+			errs->n++;
+		}
+		p += n + 1;
+	}
+	return 0;
+}
+
+struct hive_conf *
+conf_load_list(const char *path, struct conf_errors *errs)
+{
+	struct hive_conf *c;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	memset(errs, 0, sizeof(*errs));
+	if ((f = open_memstream(&text, &len)) == NULL)
+		return conf_load(path, NULL);
+	c = conf_load(path, f);
+	if (fclose(f) == 0 && text != NULL)
+		(void)conf_errors_split(errs, text, len);
+	free(text);
+	return c;
+}
+
+void
+conf_errors_free(struct conf_errors *errs)
+{
+	if (errs == NULL)
+		return;
+	for (size_t i = 0; i < errs->n; i++)
+		free(errs->v[i]);
+	free(errs->v);
+	errs->v = NULL;
+	errs->n = 0;
+}
+
 struct hive_conf *
 conf_load_string(const char *name, const char *text, size_t len, FILE *errf)
 {

@@ -125,6 +125,22 @@ struct hive_conf *conf_load(const char *path, FILE *errf);
 struct hive_conf *conf_load_string(const char *name, const char *text,
     size_t len, FILE *errf);
 void conf_free(struct hive_conf *);
+
+/*
+ * The errors of a load as a list: each "file:line: message", exactly the
+ * lines conf_load writes, for a caller that passes them on (POST /reload
+ * answers them).  conf_load_list is conf_load that fills errs (zeroed
+ * first; errs->n is 0 on success).  Out of memory while listing, the
+ * list holds what fitted and the load still fails or succeeds as it
+ * would.
+ */
+struct conf_errors {
+	char **v;
+	size_t n;
+};
+
+struct hive_conf *conf_load_list(const char *path, struct conf_errors *errs);
+void conf_errors_free(struct conf_errors *);
 const struct hive_agent_conf *conf_agent(const struct hive_conf *, const char *name);
 
 /* "1500ms", "2s", "5m", "1h", bare number = seconds: 0 or -1. */

@@ -8,7 +8,13 @@
 #include "hived.h"
 
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <netdb.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -208,6 +214,73 @@ sup_http_init(struct sup *sup, const struct hive_conf *conf)
 	return 0;
 }
 
+/* 1 if the first address host resolves to (as http.c binds it) is a
+ * loopback one, 0 if not, -1 if it does not resolve. */
+static int
+host_is_loopback(const char *host)
+{
+	struct addrinfo hints, *res = NULL;
+	int lo = 0;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL)
+		return -1;
+	if (res->ai_family == AF_INET) {
+		const struct sockaddr_in *sin = (const void *)res->ai_addr;
+
+		lo = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	} else if (res->ai_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)res->ai_addr;
+		const uint8_t *b = s6->sin6_addr.s6_addr;
+
+		lo = IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr) ||
+		    (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) && b[12] == 127);
+	}
+	freeaddrinfo(res);
+	return lo;
+}
+
+/*
+ * What an operator should hear once, at start: the API reachable from
+ * other hosts (the token crosses the network in clear: the advice is a
+ * TLS proxy), a token file others may read, a token short enough to
+ * guess.  Warnings only: each can be a choice.
+ */
+static void
+sup_warn_exposure(struct sup *sup, const struct hive_conf *conf)
+{
+	char host[64], *colon;
+	struct stat st;
+
+	if (conf->http[0] != '\0') {
+		snprintf(host, sizeof(host), "%s", conf->http);
+		if ((colon = strrchr(host, ':')) != NULL)
+			*colon = '\0';
+		if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+			memmove(host, host + 1, strlen(host));
+			host[strlen(host) - 1] = '\0';
+		}
+		if (host_is_loopback(host) == 0)
+			log_warnx("http = %s is not a loopback address: the API "
+			    "and its bearer token travel in clear to any host "
+			    "that reaches it; bind 127.0.0.1 and put a TLS "
+			    "proxy in front", conf->http);
+	}
+	if (conf->token_file == NULL || *conf->token_file == '\0')
+		return;
+	if (stat(conf->token_file, &st) == 0 && (st.st_mode & 077) != 0)
+		log_warnx("token_file %s is open to group or others (mode "
+		    "%04o): chmod 600 it", conf->token_file,
+		    (unsigned)(st.st_mode & 07777));
+	if (strlen(sup->token) < SUP_TOKEN_MIN)
+		log_warnx("token_file %s: the token is %zu bytes, fewer than "
+		    "%d: easy to guess; use %d random bytes or more (e.g. "
+		    "openssl rand -hex 32)", conf->token_file, strlen(sup->token),
+		    SUP_TOKEN_MIN, 2 * SUP_TOKEN_MIN);
+}
+
 struct sup *
 sup_new(const char *conf_path, struct hive_conf *conf, const char *port_file)
 {
@@ -247,6 +320,7 @@ sup_new(const char *conf_path, struct hive_conf *conf, const char *port_file)
 	if (sup_agents_init(sup, conf) == -1 || sup_http_init(sup, conf) == -1)
 		goto err;
 	snprintf(sup->http_started, sizeof(sup->http_started), "%s", conf->http);
+	sup_warn_exposure(sup, conf);
 	return sup;
 err:
 	sup_free(sup);
@@ -313,9 +387,9 @@ sup_summary(struct sup *sup, char *buf, size_t len)
 	sup_count_states(sup, c);
 	TAILQ_FOREACH(a, &sup->agents, entry)
 		nagents += !a->removed;
-	w = snprintf(buf, len, "%u agent%s: %u ready, %u busy, %u failed",
-	    nagents, nagents == 1 ? "" : "s", c[SUP_ST_READY], c[SUP_ST_BUSY],
-	    c[SUP_ST_FAILED]);
+	w = snprintf(buf, len, "%s%u agent%s: %u ready, %u busy, %u failed",
+	    sup->held_all ? "stop-all: " : "", nagents, nagents == 1 ? "" : "s",
+	    c[SUP_ST_READY], c[SUP_ST_BUSY], c[SUP_ST_FAILED]);
 	off = w < 0 ? 0 : (size_t)w;
 	/* The rest only when there are some: the line stays short. */
 	for (int s = 0; s < SUP_ST_COUNT && off < len; s++) {
@@ -404,47 +478,30 @@ sup_state_changed(struct sup *sup)
 	}
 }
 
-static void
-log_conf_errors(char *text, const char *what)
-{
-	log_warnx_lines(what, text);
-}
-
 /*
- * The new configuration, loaded and validated whole, or NULL (the
- * errors logged) when it is bad and the running one stays.
+ * The new configuration, loaded and validated whole, or NULL when it is
+ * bad and the running one stays: every error logged, and listed in
+ * errs for the API.
  */
 static struct sup_cref *
-reload_load(struct sup *sup)
+reload_load(struct sup *sup, struct conf_errors *errs)
 {
 	struct hive_conf *nc;
 	struct sup_cref *ncref;
-	char *errs = NULL;
-	size_t errlen = 0;
-	FILE *errf;
 
-	if ((errf = open_memstream(&errs, &errlen)) == NULL) {
-		log_warn("reload: open_memstream");
-		goto keep;
-	}
-	nc = conf_load(sup->conf_path, errf);
-	fclose(errf);
+	nc = conf_load_list(sup->conf_path, errs);
+	for (size_t i = 0; i < errs->n; i++)
+		log_warnx("reload: %s", errs->v[i]);
 	if (nc == NULL) {
-		log_conf_errors(errs, "reload");
 		log_warnx("reload failed: keeping the running configuration");
-		goto keep;
+		return NULL;
 	}
-	free(errs);
-	errs = NULL;
 	if ((ncref = sup_cref_new(nc)) == NULL) {
 		conf_free(nc);
 		log_warnx("reload: out of memory");
-		goto keep;
+		return NULL;
 	}
 	return ncref;
-keep:
-	free(errs);
-	return NULL;
 }
 
 /*
@@ -458,7 +515,8 @@ keep:
  * them changed; -1: the reload is refused, said so in the log.
  */
 static int
-reload_refused(const struct hive_conf *oc, const struct hive_conf *nc)
+reload_refused(const struct hive_conf *oc, const struct hive_conf *nc,
+    char *why, size_t len)
 {
 	char keys[64] = "";
 
@@ -473,9 +531,10 @@ reload_refused(const struct hive_conf *oc, const struct hive_conf *nc)
 		    ", postgres (emptied)");
 	if (keys[0] == '\0')
 		return 0;
-	log_warnx("reload refused: [hive] %s changed, which needs a restart of "
-	    "hived (systemctl restart hived); keeping the running "
-	    "configuration", keys + 2);
+	snprintf(why, len, "[hive] %s changed, which needs a restart of hived "
+	    "(systemctl restart hived); keeping the running configuration",
+	    keys + 2);
+	log_warnx("reload refused: %s", why);
 	return -1;
 }
 
@@ -529,7 +588,7 @@ reload_settings(struct sup *sup, const struct hive_conf *nc)
  * memory) and unchanged ones keep their workers.
  */
 static void
-reload_agents(struct sup *sup, struct sup_cref *ncref)
+reload_agents(struct sup *sup, struct sup_cref *ncref, char *sum, size_t len)
 {
 	const struct hive_conf *nc = ncref->conf;
 	struct sup_agent *a;
@@ -569,24 +628,33 @@ reload_agents(struct sup *sup, struct sup_cref *ncref)
 			sup_agent_reconfigure(a, ncref, ac, 0);
 		}
 	}
-	log_info("reload done added=%u changed=%u removed=%u unchanged=%u",
+	snprintf(sum, len, "added=%u changed=%u removed=%u unchanged=%u",
 	    added, changed, removed, same);
+	log_info("reload done %s", sum);
 }
 
 /*
- * SIGHUP.  The file is loaded and validated whole before anything
- * changes; a bad one, or one that changes what only a restart can
- * (reload_refused), is logged and the running configuration stays.
- * Then hived's own settings, the agents (reload_agents) and the record
- * side (sup_store_reload) change.
+ * SIGHUP and POST /reload, one path.  The file is loaded and validated
+ * whole before anything changes; a bad one, or one that changes what
+ * only a restart can (reload_refused), is logged and the running
+ * configuration stays.  Then hived's own settings, the agents
+ * (reload_agents) and the record side (sup_store_reload) change.  res
+ * (may be NULL) says what happened; its errors are the caller's to free
+ * (sup_reload_res_free).
  */
 int
-sup_reload(struct sup *sup)
+sup_reload(struct sup *sup, struct sup_reload_res *res)
 {
+	struct sup_reload_res local;
 	struct sup_cref *ncref, *old;
 	struct timespec ts;
 
+	if (res == NULL)
+		res = &local;
+	memset(res, 0, sizeof(*res));
 	if (sup->stopping) {
+		res->status = SUP_RELOAD_STOPPING;
+		snprintf(res->message, sizeof(res->message), "hived is stopping");
 		log_info("reload ignored: stopping");
 		return -1;
 	}
@@ -597,27 +665,45 @@ sup_reload(struct sup *sup)
 	    (unsigned long long)ts.tv_sec * 1000000ULL +
 	    (unsigned long long)ts.tv_nsec / 1000ULL, sup->conf_path);
 	log_info("reload file=%s", sup->conf_path);
-	if ((ncref = reload_load(sup)) == NULL)
+	if ((ncref = reload_load(sup, &res->errors)) == NULL) {
+		res->status = SUP_RELOAD_INVALID;
+		snprintf(res->message, sizeof(res->message), "%s: %zu error%s; "
+		    "keeping the running configuration", sup->conf_path,
+		    res->errors.n, res->errors.n == 1 ? "" : "s");
 		goto keep;
-	if (reload_refused(sup->cref->conf, ncref->conf) == -1) {
+	}
+	if (reload_refused(sup->cref->conf, ncref->conf, res->message,
+	    sizeof(res->message)) == -1) {
+		res->status = SUP_RELOAD_REFUSED;
 		sup_cref_unref(ncref);
 		goto keep;
 	}
 	/* The old configuration lives until the record side has seen it. */
 	old = sup_cref_ref(sup->cref);
 	reload_settings(sup, ncref->conf);
-	reload_agents(sup, ncref);
+	reload_agents(sup, ncref, res->message, sizeof(res->message));
 	sup_store_reload(sup, old->conf);
 	sup_cref_unref(old);
 	sup_store_queues(sup);
 	sup_state_changed(sup);
 	sd_notifyf(0, "READY=1\nSTATUS=reloaded");
 	sup_notify_status(sup, 1);
+	if (res == &local)
+		sup_reload_res_free(res);
 	return 0;
 keep:
 	sd_notify(0, "READY=1");
 	sup_notify_status(sup, 1);
+	if (res == &local)
+		sup_reload_res_free(res);
 	return -1;
+}
+
+void
+sup_reload_res_free(struct sup_reload_res *res)
+{
+	if (res != NULL)
+		conf_errors_free(&res->errors);
 }
 
 /*
@@ -642,6 +728,69 @@ sup_shutdown(struct sup *sup)
 	TAILQ_FOREACH(a, &sup->agents, entry)
 		sup_agent_event(a, SUP_EV_STOP);
 	sup_state_changed(sup);
+}
+
+/*
+ * POST /stop-all: every instance an operator's stop (SUP_EV_OPSTOP):
+ * drained, SIGKILLed at bound_ms (0: stop_timeout), then STOPPED and
+ * held; hived goes on serving, the record and the memory are kept.
+ * STATUS= says so until start-all.  Returns the instances it applied to.
+ */
+unsigned
+sup_stop_all(struct sup *sup, unsigned bound_ms, const char *who)
+{
+	struct sup_agent *a;
+	unsigned n = 0;
+
+	log_warnx("stop-all by %s: stopping every instance timeout_ms=%u", who,
+	    bound_ms > 0 ? bound_ms : sup->cref->conf->stop_timeout_ms);
+	sup->held_all = 1;
+	TAILQ_FOREACH(a, &sup->agents, entry)
+		for (unsigned i = 0; i < a->ninst; i++) {
+			a->inst[i]->grace_ms = bound_ms;
+			n += (unsigned)sup_inst_event(a->inst[i], SUP_EV_OPSTOP, 0);
+		}
+	log_info("stop-all by %s: stopping=%u", who, n);
+	sup_notify_status(sup, 1);
+	return n;
+}
+
+/* Stopped by an operator: held, or on its way there. */
+static int
+inst_operator_stopped(const struct sup_inst *in)
+{
+	return (in->fsm.state == SUP_ST_STOPPED && in->held) ||
+	    (in->fsm.state == SUP_ST_STOPPING &&
+	    (in->fsm.after == SUP_AFTER_HOLD ||
+	    in->fsm.after == SUP_AFTER_DRAIN));
+}
+
+/*
+ * POST /start-all: an operator's start (SUP_EV_OPSTART) for every
+ * instance an operator stopped (stop-all, stop, drain), whatever it was
+ * before; nothing else is touched (an agent asleep by autostart = no
+ * stays asleep).  Returns the instances it applied to.
+ */
+unsigned
+sup_start_all(struct sup *sup, const char *who)
+{
+	struct sup_agent *a;
+	unsigned n = 0;
+
+	log_info("start-all by %s", who);
+	sup->held_all = 0;
+	TAILQ_FOREACH(a, &sup->agents, entry) {
+		if (a->removed)
+			continue;
+		for (unsigned i = 0; i < a->ninst; i++)
+			if (!a->inst[i]->retired &&
+			    inst_operator_stopped(a->inst[i]))
+				n += (unsigned)sup_inst_event(a->inst[i],
+				    SUP_EV_OPSTART, 0);
+	}
+	log_info("start-all by %s: starting=%u", who, n);
+	sup_notify_status(sup, 1);
+	return n;
 }
 
 static void
@@ -671,7 +820,7 @@ sup_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		sup_shutdown(sup);
 		break;
 	case SIGHUP:
-		sup_reload(sup);
+		sup_reload(sup, NULL);
 		break;
 	case SIGUSR1:
 		sup_log_status(sup);
@@ -697,9 +846,12 @@ sup_hk_cb(struct ev_loop *loop, ev_timer *w, int revents)
 			struct sup_inst *in = a->inst[i];
 			enum sup_state s = in->fsm.state;
 
+			/* A drain has no grace timer: the deadline is
+			 * what ends a worker that hangs while draining. */
 			if (in->pid <= 0 || c->heartbeat_deadline_ms == 0 ||
 			    (s != SUP_ST_STARTING && s != SUP_ST_READY &&
-			    s != SUP_ST_BUSY))
+			    s != SUP_ST_BUSY && !(s == SUP_ST_STOPPING &&
+			    in->fsm.after == SUP_AFTER_DRAIN)))
 				continue;
 			if ((now - in->last_hb) * 1000. < c->heartbeat_deadline_ms)
 				continue;

@@ -6,8 +6,9 @@
  *   main.c     command line, start-up, exit
  *   hived.c    the daemon: loop, signals, housekeeping timer, reload,
  *              graceful stop, sd_notify
- *   agent.c    agents and their instances; the lifecycle state table (a
- *              pure function) and the actions its cells ask for
+ *   agent.c    agents and their instances; the actions the lifecycle
+ *              table's cells ask for
+ *   agent_fsm.c  the lifecycle state table (a pure function)
  *   spawn.c    fork + exec of hive-worker, the exec-error pipe, reaping
  *              (and killing what a dead worker left behind)
  *   link.c     the socketpair to each worker: frames in and out, dispatch
@@ -23,10 +24,16 @@
  *              api.h what an endpoint is given
  *   api_agents.c  the endpoints on agents: /health, /agents,
  *              /capabilities, actions
+ *   api_dead.c the dead letters: /dead, retries (api_dead.h);
+ *              api_submit.c POST /tasks, POST /workflows
  *   store.c    the bridge to the record (record/, record.h): start-up
  *              checks of Redis and PostgreSQL, memory snapshots, events,
  *              the agents table; it starts and feeds the recorder,
  *              reclaimer, workflow coordinator and recovery
+ *   qstat.c    the queues' state sampled from Redis every second (and
+ *              the workers' RSS), for /queues, /metrics, /health
+ *   metrics.c  GET /metrics (Prometheus text) and GET /queues, from state
+ *              hived keeps (api.h)
  *
  * Ownership, top down: struct sup owns the agents (a list), the memory
  * store, the HTTP server and the current configuration.  An agent owns its
@@ -35,7 +42,7 @@
  * reference counted (struct sup_cref) because an agent removed by a reload
  * still needs its old section while its workers drain.
  *
- * Lifecycle of one agent instance (the table in agent.c is the truth):
+ * Lifecycle of one agent instance (the table in agent_fsm.c is the truth):
  *
  *    STOPPED --start--> STARTING --ready hb--> READY <--busy/ready hb--> BUSY
  *                          |                     |                        |
@@ -62,6 +69,21 @@
  *    STOPPING (with what to do after the exit: restart, sleep, stop), and
  *    SIGKILL when stop_timeout ends.  A hung or broken worker: SIGKILL ->
  *    STOPPING (after: crash, i.e. handled like a crash when reaped).
+ *
+ *    Operators (the API; stop-all and start-all are these on every
+ *    instance):
+ *      op-stop   live worker: CONTROL drain -> STOPPING (after: hold),
+ *                SIGKILL at stop_timeout (stop-all: its bound) -> STOPPED
+ *      drain     live worker: CONTROL drain -> STOPPING (after: drain),
+ *                no grace timer (the tasks' own timeouts bound it; the
+ *                heartbeat deadline still applies) -> STOPPED
+ *      either, no worker (sleeping, crashed, restarting, failed, stopped,
+ *                a queued spawn): STOPPED at once
+ *      op-start  STOPPED, CRASHED, SLEEPING, FAILED -> STARTING, history
+ *                cleared (FAILED: as reset); STOPPING: back after the exit
+ *    STOPPED by op-stop or drain is held (struct sup_inst held): the
+ *    policy, the first start and a reload pass it by; only an operator
+ *    (start, restart, sleep) moves it.
  */
 #ifndef HIVE_HIVED_H
 #define HIVE_HIVED_H
@@ -80,6 +102,7 @@
 #define SUP_HOUSEKEEPING_S  0.25     /* the one periodic timer */
 #define SUP_STABLE_MS       1000     /* ready this long: backoff starts over */
 #define SUP_TOKEN_MAX       256
+#define SUP_TOKEN_MIN       16       /* shorter: warned at start */
 
 struct sup;
 struct sup_agent;
@@ -89,7 +112,7 @@ struct sup_http;
 struct sup_memstore;
 struct sup_store;
 
-/* ---- agent.c: the lifecycle state table ---- */
+/* ---- agent_fsm.c: the lifecycle state table ---- */
 
 enum sup_state {
 	SUP_ST_STARTING = 0,  /* spawn queued or forked; no ready heartbeat yet */
@@ -111,6 +134,9 @@ enum sup_after {
 	SUP_AFTER_SLEEP,
 	SUP_AFTER_STOP,       /* shutdown or agent removed */
 	SUP_AFTER_CRASH,      /* hived killed it (hung, bad frame): a crash */
+	SUP_AFTER_HOLD,       /* operator stop: STOPPED and held (below) */
+	SUP_AFTER_DRAIN,      /* operator drain: the same, but no grace timer:
+	                       * the worker's tasks end by their own timeouts */
 };
 
 enum sup_event {
@@ -132,6 +158,10 @@ enum sup_event {
 	SUP_EV_STOP,          /* shutdown, agent or instance removed */
 	SUP_EV_HANDLER,       /* heartbeat: the worker's handler died unasked
 	                       * or could not start (guard: limit_hit) */
+	SUP_EV_OPSTART,       /* operator start (also start-all) */
+	SUP_EV_OPSTOP,        /* operator stop (also stop-all): drain, kill
+	                       * at the bound, STOPPED held */
+	SUP_EV_DRAIN,         /* operator drain: drain, no kill, STOPPED held */
 	SUP_EV_COUNT
 };
 
@@ -140,9 +170,15 @@ enum sup_event {
 #define SUP_ACT_COUNT       0x02  /* record a restart against the limit */
 #define SUP_ACT_BACKOFF     0x04  /* arm the timer with the backoff delay */
 #define SUP_ACT_QUARANTINE  0x08  /* log; arm the cooldown timer if any */
-#define SUP_ACT_DRAIN       0x10  /* CONTROL drain; arm the grace timer */
+#define SUP_ACT_SEND_DRAIN  0x10  /* CONTROL drain */
+#define SUP_ACT_GRACE       0x80  /* arm the grace timer: SIGKILL at its end
+                                   * (stop_timeout, or stop-all's bound) */
 #define SUP_ACT_KILL        0x20  /* SIGKILL the worker's process group */
 #define SUP_ACT_SPAWN       0x40  /* queue a fork + exec of a fresh worker */
+#define SUP_ACT_HOLD        0x100 /* STOPPED by an operator: held there,
+                                   * nothing but an operator starts it */
+/* What every stop but the operator's drain does. */
+#define SUP_ACT_DRAIN       (SUP_ACT_SEND_DRAIN | SUP_ACT_GRACE)
 
 struct sup_fsm {
 	enum sup_state state;
@@ -156,6 +192,7 @@ struct sup_guard {
 	int limit_hit;                /* one more restart would pass the limit */
 	int asleep;                   /* START: autostart = no */
 	int queued;                   /* STARTING: spawn queued, no worker yet */
+	int held;                     /* STOPPED by an operator (SUP_ACT_HOLD) */
 };
 
 struct sup_step {
@@ -184,6 +221,11 @@ struct sup_inst {
 	char label[HIVE_AGENT_MAX + 1];   /* "name/n", for logs and the API */
 	struct sup_fsm fsm;
 	int retired;                  /* beyond the configured count: stopping */
+	int held;                     /* STOPPED by an operator: only an
+	                               * operator starts it (SUP_ACT_HOLD) */
+	unsigned grace_ms;            /* set before an event: the grace timer
+	                               * it arms, if any, lasts this long
+	                               * (stop-all's bound); 0: stop_timeout */
 
 	pid_t pid;                    /* 0: no worker (reaped, never forked,
 	                               * or its spawn still queued) */
@@ -221,6 +263,8 @@ struct sup_inst {
 	int last_status;              /* wait status of the last exit, -1 none */
 	int store_dirty;             /* its agents-table row is out of date */
 	struct sup_mem *mem;          /* this instance's memory (store owns it) */
+	uint64_t rss_kb;              /* the worker's RSS (qstat.c samples it) */
+	pid_t rss_pid;                /* ... of this worker: valid if == pid */
 };
 
 struct sup_agent {
@@ -381,6 +425,93 @@ void sup_store_reload(struct sup *, const struct hive_conf *oc);
 void sup_store_stop(struct sup *);
 /* SIGUSR1: one line on the record (recorder, PostgreSQL, reclaimer). */
 void sup_store_log_status(struct sup *);
+/*
+ * For the HTTP API's endpoints (api_*.c), lent: hived's own Redis
+ * connection (NULL before start), and the record's PostgreSQL connection
+ * once its schema is migrated (NULL without postgres =, or before).
+ * Their commands and queries answer later, in callbacks; nothing waits.
+ */
+struct rconn;
+struct sup_pg;
+struct rconn *sup_store_redis(struct sup *);
+struct sup_pg *sup_store_pg(struct sup *);
+
+/* A server as GET /health shows it. */
+struct sup_health {
+	int configured;               /* postgres: [hive] postgres is set */
+	int up;                       /* connected and the last probe answered
+	                               * without error, within SUP_PROBE_LATE */
+	long long latency_ms;         /* the last probe's round trip (or how
+	                               * long the one in flight waits, when
+	                               * late); -1 none yet */
+	char error[96];               /* why not up ("" when up) */
+};
+
+/* From what hived's probes (a PING and a SELECT 1 every second, on its
+ * own connections, from the housekeeping timer) last found: no call. */
+void sup_store_health(struct sup *, struct sup_health *redis,
+    struct sup_health *pg);
+/* Redis is connected (store.c's connection). */
+int sup_store_redis_up(struct sup *);
+/* PostgreSQL: -1 not configured, 0 down, 1 connected. */
+int sup_store_pg_state(struct sup *);
+/* The recorder's counters (record.h); -1 when there is no recorder. */
+struct sup_recorder_stats;
+int sup_store_recorder_stats(struct sup *, struct sup_recorder_stats *);
+/* The task counters the recorder keeps (record.h); NULL without
+ * PostgreSQL. */
+struct sup_tstats;
+const struct sup_tstats *sup_store_tstats(struct sup *);
+
+/* ---- qstat.c ---- */
+
+/* One queue stream as last sampled. */
+struct sup_qstat_q {
+	char name[HIVE_NAME_MAX + 2]; /* capability, or "@agent" */
+	unsigned prio;
+	char key[HIVE_KEY_MAX];
+	int64_t length;               /* XLEN (entries kept, acknowledged or not) */
+	int64_t pending;              /* delivered to a worker, not acknowledged */
+	int64_t lag;                  /* not yet delivered; -1: Redis cannot tell */
+	int64_t consumers;
+	uint64_t oldest_ms;           /* entry time of the oldest task not
+	                               * finished (queued or pending); 0 none */
+	int has_group;                /* the workers group exists */
+	char last_id[HIVE_ENTRY_ID_MAX + 1];  /* its last-delivered id */
+};
+
+struct sup_qstat_sample {
+	struct sup_qstat_q *q;
+	size_t n;
+	uint64_t at_ms;               /* when it was taken (Unix ms) */
+	int64_t dead;                 /* XLEN of <p>:dead; -1 unknown */
+};
+
+struct sup_qstat;
+struct rconn;
+/* Sample every second through rc (lent; freed after the poller, whose
+ * round in flight its NULL replies end). */
+struct sup_qstat *sup_qstat_new(struct sup *, struct rconn *rc);
+void sup_qstat_free(struct sup_qstat *);
+/* The configured queues changed (a reload): the next round follows. */
+void sup_qstat_reconfigure(struct sup_qstat *);
+/* The last complete sample, NULL before the first. */
+const struct sup_qstat_sample *sup_qstat_last(const struct sup_qstat *);
+/* Redis' round-trip time (ms) by the last round, or how long the round
+ * in flight has waited when that is longer than two rounds; -1 when
+ * Redis is down or nothing was measured yet. */
+double sup_qstat_rtt_ms(const struct sup_qstat *);
+/* RSS in kB of pid (0: hived itself) from /proc; 0 when unknown. */
+uint64_t sup_rss_kb(pid_t pid);
+
+/* ---- metrics.c ---- */
+
+/* Append s to b as a Prometheus label value: \\, \" and \n escaped,
+ * bytes that are not UTF-8 as U+FFFD.  -1: out of memory. */
+struct hbuf;
+int sup_metrics_label(struct hbuf *b, const char *s);
+/* The whole of GET /metrics into b.  -1: out of memory. */
+int sup_metrics_render(struct sup *, struct hbuf *b);
 
 /* ---- hived.c ---- */
 
@@ -392,6 +523,7 @@ struct sup {
 	struct sup_memstore *mem;
 	struct sup_http *http;
 	struct sup_store *store;         /* Redis and PostgreSQL (store.c) */
+	struct sup_qstat *qstat;          /* the queues' state (qstat.c) */
 	int exit_code;                    /* of hived, once stopped */
 	const char *port_file;            /* --port-file: write the HTTP port */
 	char token[SUP_TOKEN_MAX];        /* "" : every POST is refused */
@@ -405,6 +537,7 @@ struct sup {
 	ev_idle spawn_idle;               /* on only while spawnq is not empty */
 
 	int stopping;                     /* SIGTERM/SIGINT: draining to exit */
+	int held_all;                     /* stop-all, until start-all */
 	int ready_sent;                   /* READY=1 sent (start-up done) */
 	int devnull;                      /* stdin of workers, CLOEXEC */
 	struct rlimit nofile;             /* RLIMIT_NOFILE as hived got it:
@@ -425,9 +558,29 @@ int sup_run(struct sup *);
 /* An instance changed state (agent.c calls this): READY=1 when due,
  * exit when stopping and no worker is left. */
 void sup_state_changed(struct sup *);
-/* SIGHUP: 0 reloaded, -1 the old configuration is kept. */
-int sup_reload(struct sup *);
+/* What a reload did, for POST /reload's answer. */
+enum sup_reload_status {
+	SUP_RELOAD_OK = 0,            /* message: "added=.. changed=.. ..." */
+	SUP_RELOAD_INVALID,           /* the file is bad: errors lists why */
+	SUP_RELOAD_REFUSED,           /* a key only a restart can change */
+	SUP_RELOAD_STOPPING,          /* hived is stopping */
+};
+
+struct sup_reload_res {
+	enum sup_reload_status status;
+	struct conf_errors errors;    /* INVALID: "file:line: message" each */
+	char message[256];            /* the summary, or why nothing changed */
+};
+
+/* SIGHUP and POST /reload: 0 reloaded, -1 the old configuration is kept.
+ * res may be NULL; else free it with sup_reload_res_free. */
+int sup_reload(struct sup *, struct sup_reload_res *res);
+void sup_reload_res_free(struct sup_reload_res *);
 void sup_shutdown(struct sup *);
+/* POST /stop-all, /start-all (who: for the log): the instances each
+ * applied to.  bound_ms: drain this long before SIGKILL; 0: stop_timeout. */
+unsigned sup_stop_all(struct sup *, unsigned bound_ms, const char *who);
+unsigned sup_start_all(struct sup *, const char *who);
 /* "3 agents: 2 ready, 1 busy, 0 failed" */
 void sup_summary(struct sup *, char *buf, size_t len);
 /* Counts of instances by state; returns the number of instances. */

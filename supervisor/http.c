@@ -101,6 +101,9 @@ static void http_rearm(struct sup_http *);
  */
 static const struct api_route *const http_tables[] = {
 	api_agents_routes,
+	api_ctl_routes,
+	api_dead_routes,
+	api_metrics_routes,
 	NULL
 };
 
@@ -182,15 +185,16 @@ http_queue(struct MHD_Connection *c, unsigned code, char *text, size_t len,
 static char *
 error_text(const char *code, const char *msg, json_t *extra)
 {
-	json_t *e = json_pack("{s:s, s:s}", "code", code, "message", msg);
+	json_t *e = json_pack("{s:s, s:s}", "code", code, "message", msg), *o;
 	char *text;
 
 	if (e != NULL && extra != NULL)
 		json_object_update(e, extra);
 	json_decref(extra);
-	if (e == NULL)
+	if (e == NULL || (o = json_pack("{s:o}", "error", e)) == NULL)
 		return NULL;
-	text = json_dumps(json_pack("{s:o}", "error", e), JSON_COMPACT);
+	text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
 	return text;
 }
 

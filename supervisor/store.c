@@ -37,6 +37,21 @@
 #define SUP_RECOVER_EVERY   30.0     /* s */
 #define SUP_AGENTS_ALL      10.0     /* s: every row of the agents table */
 #define SUP_FINISH_WAIT     5.0      /* s: at exit, for the recorder */
+#define SUP_PROBE_EVERY     1.0      /* s: PING and SELECT 1 for /health */
+#define SUP_PROBE_LATE      2.0      /* s: a probe unanswered this long:
+                                      * the server does not answer */
+
+/*
+ * A health probe (sup_store_health): one command in flight at most, sent
+ * from the housekeeping timer, its round trip kept.  Nothing waits for
+ * it: /health reads what the last one found.
+ */
+struct store_probe {
+	int busy;                    /* a probe in flight */
+	ev_tstamp sent, last;        /* when it went; when the last answered */
+	double rtt_ms;               /* of the last answer, -1 none yet */
+	char error[96];              /* of the last answer, "" when fine */
+};
 
 struct sup_store {
 	struct sup *sup;
@@ -58,6 +73,9 @@ struct sup_store {
 	int agents_busy;             /* an agents-table write in flight */
 	int finishing;               /* sup_store_stop */
 	ev_timer finish_timer;
+	struct store_probe p_redis, p_pg;
+	struct sup_tstats *tstats;   /* the recorder's task counters: kept
+	                              * when a reload starts a new one */
 };
 
 static void store_try_start(struct sup_store *r);
@@ -106,7 +124,8 @@ transition_kind(enum sup_state now, enum sup_event ev)
 {
 	switch (now) {
 	case SUP_ST_STARTING:
-		return ev == SUP_EV_START || ev == SUP_EV_WAKE ?
+		return ev == SUP_EV_START || ev == SUP_EV_WAKE ||
+		    ev == SUP_EV_OPSTART ?
 		    "agent.starting" : "agent.restarted";
 	case SUP_ST_READY:
 	case SUP_ST_BUSY:            /* from starting: ready<->busy is none */
@@ -302,6 +321,114 @@ maybe_recover(struct sup_store *r)
 		r->recovering = 1;
 }
 
+/* ---- health probes (GET /health) ---- */
+
+static void
+probe_done(struct sup_store *r, struct store_probe *p, const char *err)
+{
+	ev_tstamp now = ev_now(r->sup->loop);
+
+	p->busy = 0;
+	p->last = now;
+	p->rtt_ms = (now - p->sent) * 1000.;
+	snprintf(p->error, sizeof(p->error), "%s", err != NULL ? err : "");
+}
+
+static void
+probe_redis_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct sup_store *r = priv;
+	redisReply *rp = reply;
+
+	if (rp == NULL) {            /* lost: rconn says down */
+		r->p_redis.busy = 0;
+		return;
+	}
+	probe_done(r, &r->p_redis, rp->type == REDIS_REPLY_ERROR ? rp->str :
+	    NULL);
+}
+
+static void
+probe_pg_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
+{
+	struct sup_store *r = arg;
+
+	if (res == NULL) {           /* lost: sup_pg_is_up says so */
+		r->p_pg.busy = 0;
+		return;
+	}
+	probe_done(r, &r->p_pg, err);
+}
+
+/*
+ * A PING and a SELECT 1 every SUP_PROBE_EVERY, one of each in flight at
+ * most.  ev_now is the loop's time at the start of the iteration: the
+ * round trip may count a few ms of hived's own work, never less.  The
+ * SELECT waits behind queries queued before it (a recorder batch): that
+ * is how long PostgreSQL takes to answer hived.
+ */
+static void
+probes_send(struct sup_store *r, ev_tstamp now)
+{
+	if (!r->p_redis.busy && now - r->p_redis.sent >= SUP_PROBE_EVERY &&
+	    r->rc != NULL && rconn_is_up(r->rc) &&
+	    rconn_cmd(r->rc, probe_redis_cb, r, "PING") == 0) {
+		r->p_redis.busy = 1;
+		r->p_redis.sent = now;
+	}
+	if (!r->p_pg.busy && now - r->p_pg.sent >= SUP_PROBE_EVERY &&
+	    r->pg != NULL && sup_pg_is_up(r->pg) &&
+	    sup_pg_query(r->pg, "SELECT 1", 0, NULL, NULL, NULL, probe_pg_cb,
+	    r) == 0) {
+		r->p_pg.busy = 1;
+		r->p_pg.sent = now;
+	}
+}
+
+/* What the probes of one server say now. */
+static void
+probe_read(const struct store_probe *p, int connected, ev_tstamp now,
+    struct sup_health *h)
+{
+	h->latency_ms = p->last > 0 ? (long long)(p->rtt_ms + 0.5) : -1;
+	h->up = 0;
+	if (!connected)
+		snprintf(h->error, sizeof(h->error), "not connected");
+	else if (p->busy && now - p->sent >= SUP_PROBE_LATE) {
+		snprintf(h->error, sizeof(h->error), "no answer for %.0f ms",
+		    (now - p->sent) * 1000.);
+		h->latency_ms = (long long)((now - p->sent) * 1000.);
+	} else if (p->last == 0)
+		snprintf(h->error, sizeof(h->error), "not asked yet");
+	else if (p->error[0] != '\0')
+		snprintf(h->error, sizeof(h->error), "%s", p->error);
+	else {
+		h->up = 1;
+		h->error[0] = '\0';
+	}
+}
+
+void
+sup_store_health(struct sup *sup, struct sup_health *redis,
+    struct sup_health *pg)
+{
+	struct sup_store *r = sup->store;
+	ev_tstamp now = ev_now(sup->loop);
+	static const struct store_probe none = { .rtt_ms = -1 };
+
+	memset(redis, 0, sizeof(*redis));
+	memset(pg, 0, sizeof(*pg));
+	redis->configured = 1;
+	pg->configured = sup->cref->conf->postgres[0] != '\0';
+	probe_read(r != NULL ? &r->p_redis : &none, r != NULL &&
+	    r->rc != NULL && rconn_is_up(r->rc), now, redis);
+	if (pg->configured)
+		probe_read(r != NULL ? &r->p_pg : &none, r != NULL &&
+		    r->pg != NULL && sup_pg_is_up(r->pg), now, pg);
+	else
+		pg->latency_ms = -1;
+}
+
 /* From the housekeeping timer. */
 void
 sup_store_tick(struct sup *sup)
@@ -310,6 +437,8 @@ sup_store_tick(struct sup *sup)
 	ev_tstamp now = ev_now(sup->loop);
 	int all;
 
+	if (r != NULL)
+		probes_send(r, now);
 	if (r == NULL || !r->started)
 		return;
 	all = now - r->last_all >= SUP_AGENTS_ALL;
@@ -394,6 +523,12 @@ redis_state_cb(struct rconn *rc, int up, void *arg)
 		r->redis_was_down = 1;
 		return;
 	}
+	/* A probe first: answered before the check below, which the
+	 * agents' start waits for, /health knows Redis by then. */
+	if (!r->p_redis.busy && rconn_cmd(rc, probe_redis_cb, r, "PING") == 0) {
+		r->p_redis.busy = 1;
+		r->p_redis.sent = ev_now(r->sup->loop);
+	}
 	if (!r->redis_checked || r->redis_was_down)
 		rconn_cmd(rc, policy_cb, r, "CONFIG GET maxmemory-policy");
 	if (r->redis_was_down) {
@@ -468,7 +603,8 @@ record_begin(struct sup_store *r)
 {
 	const struct hive_conf *c = r->sup->cref->conf;
 	struct sup_recorder_opts o = { .redis = c->redis, .prefix = c->prefix,
-	    .host = c->host, .snapshots_keep = c->snapshots_keep };
+	    .host = c->host, .snapshots_keep = c->snapshots_keep,
+	    .stats = r->tstats };
 	struct sup_coord_opts co = { .redis = c->redis, .prefix = c->prefix,
 	    .host = c->host };
 
@@ -520,6 +656,7 @@ sup_store_queues(struct sup *sup)
 	const struct hive_conf *c = sup->cref->conf;
 	char key[HIVE_KEY_MAX];
 
+	sup_qstat_reconfigure(sup->qstat);
 	if (r == NULL || r->rec == NULL)
 		return;
 	for (size_t i = 0; i < c->nagents; i++) {
@@ -587,18 +724,31 @@ sup_store_start(struct sup *sup)
 		log_warnx("%s", err);
 		return -1;
 	}
+	if ((sup->qstat = sup_qstat_new(sup, r->rc)) == NULL)
+		return -1;
 	if ((r->reclaim = reclaim_new(sup)) == NULL)
 		return -1;
 	if (c->postgres == NULL || c->postgres[0] == '\0') {
 		r->pg_done = 1;
 		return 0;
 	}
-	if ((r->pg = sup_pg_new(sup->loop, c->postgres, NULL, NULL)) == NULL ||
-	    sup_migrate(r->pg, migrated_cb, r) < 0) {
-		log_warnx("postgres: out of memory");
-		return -1;
+	if ((r->tstats = sup_tstats_new()) == NULL)
+		goto oom;
+	if ((r->pg = sup_pg_new(sup->loop, c->postgres, NULL, NULL)) == NULL)
+		goto oom;
+	/* Queued first, as for Redis: answered before the agents start
+	 * (its first round trip counts the connection's set-up). */
+	if (sup_pg_query(r->pg, "SELECT 1", 0, NULL, NULL, NULL, probe_pg_cb,
+	    r) == 0) {
+		r->p_pg.busy = 1;
+		r->p_pg.sent = ev_now(sup->loop);
 	}
+	if (sup_migrate(r->pg, migrated_cb, r) < 0)
+		goto oom;
 	return 0;
+oom:
+	log_warnx("postgres: out of memory");
+	return -1;
 }
 
 /*
@@ -757,6 +907,55 @@ sup_store_free(struct sup *sup)
 		sup_pg_forget(r->pg, r);
 	sup_pg_free(r->pg);
 	rconn_free(r->rc);
+	sup_qstat_free(sup->qstat);  /* after: its round had its NULL replies */
+	sup->qstat = NULL;
+	sup_tstats_free(r->tstats);
 	free(r);
 	sup->store = NULL;
+}
+
+/* ---- what GET /metrics, /queues and /health read ---- */
+
+int
+sup_store_redis_up(struct sup *sup)
+{
+	return sup->store != NULL && sup->store->rc != NULL &&
+	    rconn_is_up(sup->store->rc);
+}
+
+int
+sup_store_pg_state(struct sup *sup)
+{
+	if (sup->store == NULL || sup->store->pg == NULL)
+		return -1;
+	return sup_pg_is_up(sup->store->pg);
+}
+
+int
+sup_store_recorder_stats(struct sup *sup, struct sup_recorder_stats *st)
+{
+	if (sup->store == NULL || sup->store->rec == NULL)
+		return -1;
+	sup_recorder_stats(sup->store->rec, st);
+	return 0;
+}
+
+const struct sup_tstats *
+sup_store_tstats(struct sup *sup)
+{
+	return sup->store != NULL ? sup->store->tstats : NULL;
+}
+
+struct rconn *
+sup_store_redis(struct sup *sup)
+{
+	return sup->store != NULL ? sup->store->rc : NULL;
+}
+
+struct sup_pg *
+sup_store_pg(struct sup *sup)
+{
+	struct sup_store *r = sup->store;
+
+	return r != NULL && r->migrated ? r->pg : NULL;
 }

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -264,6 +265,12 @@ class Hived:
             self.check()
             try:
                 return self.get("/health").get("ready")
+            except urllib.error.HTTPError as e:
+                # 503 while Redis or PostgreSQL is down: the same body
+                try:
+                    return json.load(e).get("ready")
+                except ValueError:
+                    return False
             except (OSError, ValueError):
                 return False
         wait_for(ready, 60, "hived ready (GET /health)")

@@ -785,3 +785,112 @@ Test(recorder, events_dead_letters_and_memory_fields)
 	cr_assert_eq(st.retries, 0);
 	env_fini(&e);
 }
+
+static void
+stats_recorder(struct env *e, struct sup_tstats *ts)
+{
+	struct sup_recorder_opts o = { .redis = e->redis, .prefix = e->prefix,
+	    .host = "test-host", .snapshots_keep = 3, .batch = 64,
+	    .stats = ts };
+
+	sup_recorder_free(e->rec);
+	e->rec = sup_recorder_new(e->loop, e->pg, &o);
+	cr_assert_not_null(e->rec);
+}
+
+static const struct sup_tstats_pair *
+stats_pair(const struct sup_tstats *ts, const char *cap, const char *agent)
+{
+	for (unsigned i = 0; i < ts->npairs; i++)
+		if (strcmp(ts->caps[ts->pairs[i].cap].name, cap) == 0 &&
+		    strcmp(ts->pairs[i].agent, agent) == 0)
+			return &ts->pairs[i];
+	cr_assert_fail("no counts for %s/%s", cap, agent);
+	return NULL;
+}
+
+static void
+stats_check(const struct sup_tstats *ts)
+{
+	const struct sup_tstats_pair *p = stats_pair(ts, "echo", "echo");
+
+	cr_assert_eq(ts->ncaps, 1, "one capability, no \"\"");
+	cr_assert_eq(ts->caps[0].submitted, 11);
+	cr_assert_eq(p->started, 10);
+	cr_assert_eq(p->completed, 10);
+	cr_assert_eq(p->failed, 0, "a task given up on is dead, not failed");
+	cr_assert_eq(p->dead, 1);
+	cr_assert_eq(ts->caps[0].run.count, 10);
+	cr_assert_eq(ts->caps[0].wait.count, 10);
+}
+
+/* The task counters (tstats.c) as the recorder records: the capability
+ * of the queue found for results and dead letters, a task given up on
+ * (a result with code attempts and its dead letter) counted once as
+ * dead; everything read again by a new recorder, with the same counters,
+ * counts nothing more. */
+Test(recorder, task_stats_once_per_entry)
+{
+	struct sup_tstats *ts = sup_tstats_new();
+	struct env e;
+	msgpack_sbuffer sb;
+	struct hive_result r = { 0 };
+	struct hive_dead d = { 0 };
+	struct proto_err err;
+	char id[32], qkey[HIVE_KEY_MAX];
+
+	cr_assert_not_null(ts);
+	env_init(&e);
+	stats_recorder(&e, ts);
+	/* as hived names its queues: read with the others from the start */
+	snprintf(qkey, sizeof(qkey), "%s:q:echo:1", e.prefix);
+	sup_recorder_add_queue(e.rec, qkey);
+	for (int i = 0; i < 10; i++) {
+		snprintf(id, sizeof(id), "t-%d", i);
+		submit(&e, id, 1);
+		complete(&e, id, 1, 0, NULL);
+	}
+	submit(&e, "gone", 1);
+	msgpack_sbuffer_init(&sb);
+	r.id = HIVE_STR("gone");
+	r.agent = HIVE_STR("echo/1");
+	r.host = HIVE_STR("test-host");
+	r.status = HIVE_STATUS_ERROR;
+	r.error = HIVE_STR("out of attempts");
+	r.code = HIVE_CODE_ATTEMPTS;
+	r.attempt = 3;
+	cr_assert_eq(proto_encode_result(&sb, &r, &err), 0);
+	xadd(&e, "results", &sb);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_sbuffer_init(&sb);
+	snprintf(qkey, sizeof(qkey), "%s:q:echo:1", e.prefix);
+	d.id = HIVE_STR("gone");
+	d.reason = HIVE_STR("out of attempts");
+	d.code = HIVE_CODE_ATTEMPTS;
+	d.stream = HIVE_STR(qkey);
+	d.entry = HIVE_STR("1-1");
+	d.agent = HIVE_STR("echo/1");
+	d.attempt = 3;
+	cr_assert_eq(proto_encode_dead(&sb, &d, &err), 0);
+	xadd(&e, "dead", &sb);
+	msgpack_sbuffer_destroy(&sb);
+
+	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE state IN "
+	    "('completed', 'dead', 'failed')", 11);
+	run_for(&e, 300);            /* the XACKs */
+	stats_check(ts);
+	cr_assert_eq(sup_tstats_tasks(ts), 0, "every task ended");
+
+	/* Read again from the start, by a new recorder. */
+	redeliver(&e, "q:echo:1");
+	redeliver(&e, "results");
+	redeliver(&e, "dead");
+	stats_recorder(&e, ts);
+	sup_recorder_add_queue(e.rec, qkey);
+	run_for(&e, 1500);
+	cr_assert_eq(pending(&e, "q:echo:1"), 0);
+	cr_assert_eq(pending(&e, "results"), 0);
+	stats_check(ts);
+	env_fini(&e);
+	sup_tstats_free(ts);
+}

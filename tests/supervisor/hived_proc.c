@@ -71,6 +71,8 @@ hp_new(const char *tag)
 	cr_assert((f = fopen(path, "w")) != NULL);
 	fprintf(f, "%s\n", HP_TOKEN);
 	fclose(f);
+	/* As an operator keeps it: hived warns of one others may read. */
+	cr_assert(chmod(path, 0600) == 0);
 	return h;
 }
 

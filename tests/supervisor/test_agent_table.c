@@ -1,5 +1,5 @@
 /*
- * test_agent_table.c - the lifecycle table (supervisor/agent.c) as a pure
+ * test_agent_table.c - the lifecycle table (supervisor/agent_fsm.c) as a pure
  * function: no process, no loop, no clock.
  */
 #include <criterion/criterion.h>
@@ -17,7 +17,7 @@ S(enum sup_state s, enum sup_after a)
 static struct sup_guard
 G(enum hive_restart policy, int exit_ok, int limit_hit)
 {
-	struct sup_guard g = { exit_ok, policy, limit_hit, 0, 0 };
+	struct sup_guard g = { exit_ok, policy, limit_hit, 0, 0, 0 };
 
 	return g;
 }
@@ -130,7 +130,7 @@ Test(agent_table, spawn_failure_is_a_crash_governed_by_backoff_and_limit)
 	}
 	/* Only a spawn leaves an instance in STARTING without a worker. */
 	for (int s = 0; s < SUP_ST_COUNT; s++)
-	for (int a = 0; a <= SUP_AFTER_CRASH; a++) {
+	for (int a = 0; a <= SUP_AFTER_DRAIN; a++) {
 		struct sup_guard g = G(HIVE_RESTART_ALWAYS, 0, 0);
 
 		if (s == SUP_ST_STARTING || ((s != SUP_ST_STOPPING) != (a == 0)))
@@ -209,7 +209,7 @@ Test(agent_table, operator_restart_is_never_counted)
 	struct sup_step st;
 
 	for (int s = 0; s < SUP_ST_COUNT; s++) {
-		for (int a = 0; a <= SUP_AFTER_CRASH; a++) {
+		for (int a = 0; a <= SUP_AFTER_DRAIN; a++) {
 			st = sup_fsm_step(S((enum sup_state)s, a), SUP_EV_RESTART,
 			    &g);
 			cr_assert_not(st.act & SUP_ACT_COUNT, "%s",
@@ -247,10 +247,12 @@ Test(agent_table, sleep_and_wake)
 	/* Whatever the exit status, it sleeps: not a crash. */
 	st = sup_fsm_step(st.next, SUP_EV_EXIT, &g);
 	STEP_IS(st, SUP_ST_SLEEPING, 0);
-	/* Asleep, nothing but wake/restart/stop moves it. */
+	/* Asleep, nothing but wake/restart/stop (and an operator's start,
+	 * stop, drain) moves it. */
 	for (int e = 0; e < SUP_EV_COUNT; e++) {
 		if (e == SUP_EV_WAKE || e == SUP_EV_RESTART || e == SUP_EV_STOP ||
-		    e == SUP_EV_RESET)
+		    e == SUP_EV_RESET || e == SUP_EV_OPSTART ||
+		    e == SUP_EV_OPSTOP || e == SUP_EV_DRAIN)
 			continue;
 		cr_assert_not(sup_fsm_step(st.next, (enum sup_event)e,
 		    &g).handled, "%s", sup_event_name((enum sup_event)e));
@@ -365,7 +367,7 @@ Test(agent_table, queued_spawn_has_no_worker_to_stop)
 Test(agent_table, invariants_over_every_cell)
 {
 	for (int s = 0; s < SUP_ST_COUNT; s++)
-	for (int a = 0; a <= SUP_AFTER_CRASH; a++)
+	for (int a = 0; a <= SUP_AFTER_DRAIN; a++)
 	for (int e = 0; e < SUP_EV_COUNT; e++)
 	for (int p = 0; p < 3; p++)
 	for (int ok = 0; ok < 2; ok++)
@@ -423,6 +425,22 @@ Test(agent_table, invariants_over_every_cell)
 		/* Restarting always has its timer. */
 		if (st.next.state == SUP_ST_RESTARTING && st0 != SUP_ST_RESTARTING)
 			cr_assert(st.act & SUP_ACT_BACKOFF);
+		/* Only an operator's drain waits for a worker without a
+		 * bound: into any other stopping, a grace timer is armed or
+		 * the worker killed, or one was already (not then=drain). */
+		if (st.next.state == SUP_ST_STOPPING &&
+		    st.next.after != SUP_AFTER_DRAIN &&
+		    !(st.act & (SUP_ACT_GRACE | SUP_ACT_KILL)))
+			cr_assert(st0 == SUP_ST_STOPPING &&
+			    cur.after != SUP_AFTER_DRAIN, "%s in %s then=%s", what,
+			    sup_state_name(st0), sup_after_name(cur.after));
+		/* A grace timer only where a worker is being stopped. */
+		if (st.act & SUP_ACT_GRACE)
+			cr_assert_eq(st.next.state, SUP_ST_STOPPING);
+		/* Held only in stopped. */
+		if (st.act & SUP_ACT_HOLD)
+			cr_assert_eq(st.next.state, SUP_ST_STOPPED, "%s in %s",
+			    what, sup_state_name(st0));
 	}
 	/* A queued spawn is STARTING without a worker: nothing drains or
 	 * kills it, and nothing waits for its exit in STOPPING. */
@@ -440,6 +458,174 @@ Test(agent_table, invariants_over_every_cell)
 	}
 }
 
+/*
+ * Operator stop: drain with the grace timer (SIGKILL at its end), then
+ * stopped and held, whatever the exit and the policy.  Operator drain:
+ * the same without the grace timer.  An instance without a worker is
+ * held at once.
+ */
+Test(agent_table, operator_stop_and_drain)
+{
+	enum sup_state live[] = { SUP_ST_STARTING, SUP_ST_READY, SUP_ST_BUSY };
+	enum sup_state idle[] = { SUP_ST_SLEEPING, SUP_ST_CRASHED,
+	    SUP_ST_RESTARTING, SUP_ST_FAILED, SUP_ST_STOPPED };
+	struct sup_step st;
+
+	for (size_t i = 0; i < 3; i++)
+	for (int ok = 0; ok < 2; ok++) {
+		struct sup_guard g = G(HIVE_RESTART_ALWAYS, ok, 0);
+
+		st = sup_fsm_step(S(live[i], 0), SUP_EV_OPSTOP, &g);
+		STEP_IS(st, SUP_ST_STOPPING, SUP_ACT_SEND_DRAIN | SUP_ACT_GRACE);
+		cr_assert_eq(st.next.after, SUP_AFTER_HOLD);
+		st = sup_fsm_step(st.next, SUP_EV_TIMER, &g);
+		STEP_IS(st, SUP_ST_STOPPING, SUP_ACT_KILL);
+		cr_assert_eq(st.next.after, SUP_AFTER_HOLD);
+		st = sup_fsm_step(st.next, SUP_EV_EXIT, &g);
+		STEP_IS(st, SUP_ST_STOPPED, SUP_ACT_HOLD);
+
+		st = sup_fsm_step(S(live[i], 0), SUP_EV_DRAIN, &g);
+		STEP_IS(st, SUP_ST_STOPPING, SUP_ACT_SEND_DRAIN);
+		cr_assert_eq(st.next.after, SUP_AFTER_DRAIN);
+		st = sup_fsm_step(st.next, SUP_EV_EXIT, &g);
+		STEP_IS(st, SUP_ST_STOPPED, SUP_ACT_HOLD);
+	}
+	for (size_t i = 0; i < 5; i++) {
+		struct sup_guard g = G(HIVE_RESTART_ALWAYS, 0, 0);
+
+		st = sup_fsm_step(S(idle[i], 0), SUP_EV_OPSTOP, &g);
+		STEP_IS(st, SUP_ST_STOPPED, SUP_ACT_HOLD);
+		st = sup_fsm_step(S(idle[i], 0), SUP_EV_DRAIN, &g);
+		STEP_IS(st, SUP_ST_STOPPED, SUP_ACT_HOLD);
+	}
+	/* A queued spawn has nothing to drain. */
+	{
+		struct sup_guard g = G(HIVE_RESTART_ALWAYS, 0, 0);
+
+		g.queued = 1;
+		st = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_OPSTOP, &g);
+		STEP_IS(st, SUP_ST_STOPPED, SUP_ACT_HOLD);
+		st = sup_fsm_step(S(SUP_ST_STARTING, 0), SUP_EV_DRAIN, &g);
+		STEP_IS(st, SUP_ST_STOPPED, SUP_ACT_HOLD);
+	}
+}
+
+/* What an instance stopped by an operator still does and does not. */
+Test(agent_table, held_instance_starts_only_by_an_operator)
+{
+	struct sup_guard g = G(HIVE_RESTART_ALWAYS, 0, 0);
+	struct sup_fsm held = S(SUP_ST_STOPPED, 0);
+	struct sup_step st;
+
+	g.held = 1;
+	for (int e = 0; e < SUP_EV_COUNT; e++) {
+		st = sup_fsm_step(held, (enum sup_event)e, &g);
+		if (st.act & SUP_ACT_SPAWN)
+			cr_assert(e == SUP_EV_OPSTART || e == SUP_EV_RESTART,
+			    "%s starts a held instance",
+			    sup_event_name((enum sup_event)e));
+	}
+	cr_assert_not(sup_fsm_step(held, SUP_EV_START, &g).handled);
+	cr_assert_not(sup_fsm_step(held, SUP_EV_RELOAD, &g).handled);
+	cr_assert_not(sup_fsm_step(held, SUP_EV_OPSTOP, &g).handled);
+	cr_assert_not(sup_fsm_step(held, SUP_EV_DRAIN, &g).handled);
+	st = sup_fsm_step(held, SUP_EV_OPSTART, &g);
+	STEP_IS(st, SUP_ST_STARTING, SUP_ACT_SPAWN | SUP_ACT_CLEAR);
+	/* Not held (exited cleanly): the first start and a reload start
+	 * it as before. */
+	g.held = 0;
+	st = sup_fsm_step(held, SUP_EV_START, &g);
+	STEP_IS(st, SUP_ST_STARTING, SUP_ACT_SPAWN);
+	st = sup_fsm_step(held, SUP_EV_RELOAD, &g);
+	STEP_IS(st, SUP_ST_STARTING, SUP_ACT_SPAWN | SUP_ACT_CLEAR);
+	/* Stopping on an operator's word: a reload leaves it so. */
+	st = sup_fsm_step(S(SUP_ST_STOPPING, SUP_AFTER_HOLD), SUP_EV_RELOAD, &g);
+	cr_assert_eq(st.next.after, SUP_AFTER_HOLD);
+	st = sup_fsm_step(S(SUP_ST_STOPPING, SUP_AFTER_DRAIN), SUP_EV_RELOAD,
+	    &g);
+	cr_assert_eq(st.next.after, SUP_AFTER_DRAIN);
+}
+
+/* Operator start: what has no worker starts afresh (failed included,
+ * as reset does); one stopping comes back after its exit. */
+Test(agent_table, operator_start)
+{
+	struct sup_guard g = G(HIVE_RESTART_ALWAYS, 0, 1);
+	enum sup_state idle[] = { SUP_ST_STOPPED, SUP_ST_CRASHED,
+	    SUP_ST_SLEEPING, SUP_ST_FAILED };
+	enum sup_state busy[] = { SUP_ST_STARTING, SUP_ST_READY, SUP_ST_BUSY,
+	    SUP_ST_RESTARTING };
+	struct sup_step st;
+
+	for (size_t i = 0; i < 4; i++) {
+		st = sup_fsm_step(S(idle[i], 0), SUP_EV_OPSTART, &g);
+		STEP_IS(st, SUP_ST_STARTING, SUP_ACT_SPAWN | SUP_ACT_CLEAR);
+		cr_assert_not(sup_fsm_step(S(busy[i], 0), SUP_EV_OPSTART,
+		    &g).handled, "%s", sup_state_name(busy[i]));
+	}
+	/* autostart = no does not matter to an operator. */
+	g.asleep = 1;
+	st = sup_fsm_step(S(SUP_ST_STOPPED, 0), SUP_EV_OPSTART, &g);
+	STEP_IS(st, SUP_ST_STARTING, SUP_ACT_SPAWN | SUP_ACT_CLEAR);
+	/* Stopping: back after the exit; from a drain, now bounded. */
+	st = sup_fsm_step(S(SUP_ST_STOPPING, SUP_AFTER_HOLD), SUP_EV_OPSTART,
+	    &g);
+	STEP_IS(st, SUP_ST_STOPPING, 0);
+	cr_assert_eq(st.next.after, SUP_AFTER_RESTART);
+	st = sup_fsm_step(S(SUP_ST_STOPPING, SUP_AFTER_DRAIN), SUP_EV_OPSTART,
+	    &g);
+	STEP_IS(st, SUP_ST_STOPPING, SUP_ACT_GRACE);
+	cr_assert_eq(st.next.after, SUP_AFTER_RESTART);
+	st = sup_fsm_step(st.next, SUP_EV_EXIT, &g);
+	STEP_IS(st, SUP_ST_STARTING, SUP_ACT_SPAWN);
+	/* Shutdown and removal win. */
+	cr_assert_not(sup_fsm_step(S(SUP_ST_STOPPING, SUP_AFTER_STOP),
+	    SUP_EV_OPSTART, &g).handled);
+}
+
+/*
+ * A drain has no grace timer: a stop, a shutdown, a restart given
+ * meanwhile arm one; a drain given while a bound runs leaves it; the
+ * heartbeat deadline is judged while draining (nothing else would end
+ * a hung worker).
+ */
+Test(agent_table, drain_is_bounded_by_what_comes_after)
+{
+	struct sup_guard g = G(HIVE_RESTART_ALWAYS, 0, 0);
+	struct sup_fsm dr = S(SUP_ST_STOPPING, SUP_AFTER_DRAIN);
+	struct sup_step st;
+
+	st = sup_fsm_step(dr, SUP_EV_OPSTOP, &g);
+	STEP_IS(st, SUP_ST_STOPPING, SUP_ACT_GRACE);
+	cr_assert_eq(st.next.after, SUP_AFTER_HOLD);
+	st = sup_fsm_step(dr, SUP_EV_STOP, &g);
+	STEP_IS(st, SUP_ST_STOPPING, SUP_ACT_GRACE);
+	cr_assert_eq(st.next.after, SUP_AFTER_STOP);
+	st = sup_fsm_step(dr, SUP_EV_RESTART, &g);
+	STEP_IS(st, SUP_ST_STOPPING, SUP_ACT_GRACE);
+	cr_assert_eq(st.next.after, SUP_AFTER_RESTART);
+	st = sup_fsm_step(dr, SUP_EV_DEADLINE, &g);
+	STEP_IS(st, SUP_ST_STOPPING, SUP_ACT_KILL);
+	cr_assert_eq(st.next.after, SUP_AFTER_DRAIN);
+	cr_assert_not(sup_fsm_step(dr, SUP_EV_DRAIN, &g).handled);
+	/* Stopping for a restart (its bound running): then drain. */
+	st = sup_fsm_step(S(SUP_ST_STOPPING, SUP_AFTER_RESTART), SUP_EV_DRAIN,
+	    &g);
+	STEP_IS(st, SUP_ST_STOPPING, 0);
+	cr_assert_eq(st.next.after, SUP_AFTER_DRAIN);
+	st = sup_fsm_step(S(SUP_ST_STOPPING, SUP_AFTER_RESTART), SUP_EV_OPSTOP,
+	    &g);
+	STEP_IS(st, SUP_ST_STOPPING, 0);
+	cr_assert_eq(st.next.after, SUP_AFTER_HOLD);
+	/* Shutdown and an operator's stop win over a drain. */
+	cr_assert_not(sup_fsm_step(S(SUP_ST_STOPPING, SUP_AFTER_STOP),
+	    SUP_EV_DRAIN, &g).handled);
+	cr_assert_not(sup_fsm_step(S(SUP_ST_STOPPING, SUP_AFTER_HOLD),
+	    SUP_EV_DRAIN, &g).handled);
+	cr_assert_not(sup_fsm_step(S(SUP_ST_STOPPING, SUP_AFTER_STOP),
+	    SUP_EV_OPSTOP, &g).handled);
+}
+
 Test(agent_table, names)
 {
 	cr_assert_str_eq(sup_state_name(SUP_ST_RESTARTING), "restarting");
@@ -447,6 +633,9 @@ Test(agent_table, names)
 	cr_assert_str_eq(sup_event_name(SUP_EV_BADFRAME), "bad-frame");
 	cr_assert_str_eq(sup_event_name(SUP_EV_SPAWNFAIL), "spawn-fail");
 	cr_assert_str_eq(sup_event_name(SUP_EV_STOP), "stop");
+	cr_assert_str_eq(sup_event_name(SUP_EV_DRAIN), "drain");
+	cr_assert_str_eq(sup_after_name(SUP_AFTER_HOLD), "hold");
+	cr_assert_str_eq(sup_after_name(SUP_AFTER_DRAIN), "drain");
 	for (int e = 0; e < SUP_EV_COUNT; e++)
 		cr_assert_str_neq(sup_event_name((enum sup_event)e), "?");
 	for (int s = 0; s < SUP_ST_COUNT; s++)

@@ -791,6 +791,46 @@ Test(config, errors_from_several_files)
 	free(errs);
 }
 
+/* conf_load_list: the lines conf_load writes, one item each, in the
+ * same order, from every file; none on success. */
+Test(config, errors_as_a_list)
+{
+	struct conf_errors el;
+	struct hive_conf *c;
+	char *errs, path[PATH_MAX * 2];
+	size_t n = 0;
+
+	put("agents.d/1.conf", "[agent:b]\nmode = wrong\n");
+	cr_assert_null(load_text("[hive]\nbogus = 1\n[agent:m]\n"
+	    "command = m\n", &errs));
+	snprintf(path, sizeof(path), "%s/hive.conf", tdir);
+	cr_assert_null(conf_load_list(path, &el));
+	cr_assert_eq(el.n, (size_t)count_lines(errs), "%s", errs);
+	cr_assert_geq(el.n, 3);
+	for (const char *p = errs; *p != '\0'; n++) {
+		const char *nl = strchr(p, '\n');
+
+		cr_assert(nl != NULL);
+		cr_assert_eq(strlen(el.v[n]), (size_t)(nl - p));
+		cr_assert(strncmp(el.v[n], p, (size_t)(nl - p)) == 0,
+		    "item %zu: %s", n, el.v[n]);
+		p = nl + 1;
+	}
+	expect_err_in(el.v[el.n - 1], "agents.d/1.conf", 2, "mode: expected");
+	conf_errors_free(&el);
+	cr_assert_eq(el.n, 0u);
+	conf_errors_free(&el);          /* twice: nothing left */
+	free(errs);
+
+	snprintf(path, sizeof(path), "%s/agents.d", tdir);
+	rm_tree(path);
+	snprintf(path, sizeof(path), "%s", put("hive.conf", "[hive]\n"));
+	cr_assert_not_null(c = conf_load_list(path, &el));
+	cr_assert_eq(el.n, 0u);
+	cr_assert_null(el.v);
+	conf_free(c);
+}
+
 Test(config, agents_d_not_a_folder_and_unreadable_file)
 {
 	char *errs;

@@ -649,8 +649,10 @@ http_expect(const char *method, const char *path, const char *token,
 	CHECK(j != NULL && json_is_object(j), "%s %s: no JSON object", method,
 	    path);
 	if (code >= 400)
-		CHECK(json_is_string(json_object_get(j, "error")),
-		    "%s %s: no error text", method, path);
+		CHECK(json_is_string(json_object_get(json_object_get(j,
+		    "error"), "message")) && json_is_string(json_object_get(
+		    json_object_get(j, "error"), "code")),
+		    "%s %s: no error code and message", method, path);
 	json_decref(j);
 }
 
