@@ -432,6 +432,27 @@ static const struct migration migrations[] = {
 	"END $$;"
 	},
 	/*
+	 * The API's lists (supervisor/api_tasks.c): newest first by
+	 * (created_at, id), a page a backward index scan from the cursor,
+	 * filtered by state, by agent name (name/N filters that scan), by
+	 * the queues of a capability; a workflow's tasks are few
+	 * (tasks_workflow, then a sort).  Measured on 1,000,000 tasks: each
+	 * page under 1 ms, a filter that matches none of them in 20 ms.
+	 * Each index is one more insertion per task row version the
+	 * recorder writes (a state change was never a HOT update: state is
+	 * in tasks_unfinished's predicate).  Built inside the migration's
+	 * transaction: writes to tasks wait while they are built (seconds
+	 * per million rows), once.
+	 */
+	{ 5, "indexes of the API lists",
+	"CREATE INDEX tasks_created ON tasks (created_at, id);"
+	"CREATE INDEX tasks_state_created ON tasks (state, created_at, id);"
+	"CREATE INDEX tasks_agent_created ON tasks"
+	"  (split_part(agent, '/', 1), created_at, id) WHERE agent IS NOT NULL;"
+	"CREATE INDEX tasks_stream_created ON tasks (stream, created_at, id);"
+	"CREATE INDEX workflows_created ON workflows (created_at, id);"
+	},
+	/*
 	 * A dead letter retried (supervisor/api_dead.c, POST /dead/ID/retry)
 	 * is a new attempt of the same task, so 'dead' is no longer the end
 	 * of every task.  hive_wins: a later attempt replaces a dead one that

@@ -101,6 +101,7 @@ static void http_rearm(struct sup_http *);
  */
 static const struct api_route *const http_tables[] = {
 	api_agents_routes,
+	api_tasks_routes,
 	api_ctl_routes,
 	api_dead_routes,
 	api_metrics_routes,

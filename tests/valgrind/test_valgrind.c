@@ -607,7 +607,8 @@ http(const char *method, const char *path, const char *token, int *code)
 static int
 http_post_body(const char *path, size_t len, int chunked)
 {
-	char *req = malloc(len + len / 1000 * 16 + 1024), *p;
+	size_t sent = len <= 4096 || chunked ? len : 0;
+	char *req = malloc(sent + sent / 1000 * 16 + 1024), *p;
 	int code;
 
 	CHECK(req != NULL, "oom");
@@ -947,25 +948,30 @@ main(void)
 	http_expect("GET", "/agents/echo/restart", VG_TOKEN, 405);
 	http_expect("POST", "/health", NULL, 405);
 	http_expect("GET", "/nothing", NULL, 404);
-	/* Bodies: read and ignored when small, refused when large, whether
-	 * announced or chunked. */
-	CHECK((code = http_post_body("/agents/echo/wake", 100, 0)) == 409,
+	/* Bodies: refused where none is taken, at once when announced,
+	 * once read when chunked; where one is taken (POST /tasks), read
+	 * and parsed (not JSON: 400), refused past 4 MiB. */
+	CHECK((code = http_post_body("/agents/echo/wake", 100, 0)) == 413,
+	    "body where none is taken: %d", code);
+	CHECK((code = http_post_body("/agents/echo/wake", 2500, 1)) == 413,
+	    "chunked body where none is taken: %d", code);
+	CHECK((code = http_post_body("/tasks", 100, 0)) == 400,
 	    "small body: %d", code);
-	CHECK((code = http_post_body("/agents/echo/wake", 2500, 1)) == 409,
+	CHECK((code = http_post_body("/tasks", 2500, 1)) == 400,
 	    "small chunked body: %d", code);
-	CHECK((code = http_post_body("/agents/echo/wake", 5000, 0)) == 413,
+	CHECK((code = http_post_body("/tasks", 5u << 20, 0)) == 413,
 	    "large body: %d", code);
-	CHECK((code = http_post_body("/agents/echo/wake", 5000, 1)) == 413,
-	    "large chunked body: %d", code);
 	/* A client gone mid-body, and one still sending when hived stops:
 	 * both requests must be freed. */
 	gone = http_connect();
-	dprintf(gone, "POST /agents/echo/wake HTTP/1.1\r\nHost: x\r\n"
-	    "Content-Length: 100\r\n\r\nxyz");
+	dprintf(gone, "POST /tasks HTTP/1.1\r\nHost: x\r\n"
+	    "Authorization: Bearer " VG_TOKEN "\r\n"
+	    "Content-Length: 100\r\n\r\n{\"x");
 	close(gone);
 	pending = http_connect();
-	dprintf(pending, "POST /agents/echo/wake HTTP/1.1\r\nHost: x\r\n"
-	    "Content-Length: 100\r\n\r\nxyz");
+	dprintf(pending, "POST /tasks HTTP/1.1\r\nHost: x\r\n"
+	    "Authorization: Bearer " VG_TOKEN "\r\n"
+	    "Content-Length: 100\r\n\r\n{\"x");
 	http_expect("GET", "/health", NULL, 200);
 	say("HTTP API: every answer as expected");
 
