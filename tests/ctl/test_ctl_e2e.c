@@ -390,11 +390,51 @@ Test(ctl_e2e, workflows)
 	struct ctl_run r = { 0 };
 	json_t *j;
 
+	long long end = tu_now_ms() + T_LONG;
+	const char *line;
+	char cmd[1024];
+
 	ctl_need(h, "GET", "/workflows");
+	/* a, then b with a's result (POST /workflows, by curl(1)). */
+	snprintf(cmd, sizeof(cmd), "curl -sf -o /dev/null -X POST -H "
+	    "'Authorization: Bearer %s' -H 'Content-Type: application/json' "
+	    "-d '{\"id\": \"wf-ctl\", \"name\": \"pair\", \"tasks\": "
+	    "[{\"id\": \"wa\", \"capability\": \"work\"}, {\"id\": "
+	    "\"wb\", \"capability\": \"work\", \"depends_on\": "
+	    "[\"wa\"]}]}' http://127.0.0.1:%u/workflows", HP_TOKEN, h->port);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	for (;;) {
+		const char *st;
+
+		cr_assert_eq(ctl_run_h(&r, h, "workflow", "wf-ctl", "--json",
+		    NULL) == 0 || strstr(r.err, "(not_found)") != NULL, 1,
+		    "%s", r.err);
+		if (r.code == 0) {
+			j = ctl_json(&r);
+			st = json_string_value(json_object_get(json_object_get(j,
+			    "workflow"), "state"));
+			if (st != NULL && strcmp(st, "completed") == 0)
+				break;
+			json_decref(j);
+		}
+		cr_assert(tu_now_ms() < end, "wf-ctl not completed");
+		hp_pump(h, 100);
+	}
+	cr_assert_eq(json_array_size(json_object_get(json_object_get(j,
+	    "workflow"), "tasks")), 2);
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "workflow", "wf-ctl", NULL), 0);
+	cr_assert((line = strstr(r.out, "\nwb ")) != NULL &&
+	    strstr(line, " wa ") != NULL, "b depends on a: %s", r.out);
 	cr_assert_eq(ctl_run_h(&r, h, "workflows", "--json", NULL), 0);
 	j = ctl_json(&r);
-	cr_assert(json_is_array(json_object_get(j, "workflows")));
+	cr_assert_str_eq(jstr(json_array_get(json_object_get(j, "workflows"),
+	    0), "id"), "wf-ctl");
 	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "workflows", "--state", "completed",
+	    NULL), 0);
+	cr_assert(strstr(r.out, "wf-ctl") && strstr(r.out, "2: completed 2"),
+	    "%s", r.out);
 	cr_assert_eq(ctl_run_h(&r, h, "workflow", "no-such-wf", NULL), 1);
 	cr_assert(strstr(r.err, "(not_found)") != NULL, "%s", r.err);
 	ctl_run_free(&r);
