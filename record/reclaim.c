@@ -484,7 +484,7 @@ rcl_groups_cb(redisAsyncContext *ac, void *rp, void *priv)
 }
 
 static void
-rcl_trim(struct sup_reclaim *r, const char *key)
+rcl_trim(struct sup_reclaim *r, const char *key, unsigned retain_ms)
 {
 	struct rcl_trim *t = calloc(1, sizeof(*t));
 	uint64_t now = proto_now_ms();
@@ -493,7 +493,7 @@ rcl_trim(struct sup_reclaim *r, const char *key)
 		return;
 	t->r = r;
 	snprintf(t->key, sizeof(t->key), "%s", key);
-	t->floor.ms = now > r->o.retain_ms ? now - r->o.retain_ms : 0;
+	t->floor.ms = now > retain_ms ? now - retain_ms : 0;
 	t->floor.seq = 0;
 	if (rconn_cmd(r->rc, rcl_groups_cb, t, "XINFO GROUPS %s", key) < 0)
 		free(t);
@@ -547,10 +547,13 @@ rcl_scan_done(int ok, void *arg)
 		return;
 	r->want_trim = 0;
 	for (int i = 0; i < r->nstreams; i++)
-		rcl_trim(r, r->streams[i]);
+		rcl_trim(r, r->streams[i], r->o.retain_ms);
+	/* Dead letters stay longer: GET /dead lists them from there and a
+	 * retry needs the entry (PostgreSQL keeps them for good). */
 	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
 		if (proto_key_named(key, sizeof(key), r->prefix, named[i]) > 0)
-			rcl_trim(r, key);
+			rcl_trim(r, key, strcmp(named[i], "dead") == 0 ?
+			    r->o.dead_retain_ms : r->o.retain_ms);
 }
 
 static void
@@ -612,6 +615,8 @@ sup_reclaim_new(struct ev_loop *loop, const struct sup_reclaim_opts *o)
 		r->o.trim_ms = 30000;
 	if (r->o.retain_ms == 0)
 		r->o.retain_ms = 600000;
+	if (r->o.dead_retain_ms == 0)
+		r->o.dead_retain_ms = 604800000;
 	if (r->o.max_attempts == 0)
 		r->o.max_attempts = 3;
 	r->prefix = strdup(o->prefix);

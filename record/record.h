@@ -359,6 +359,9 @@ struct sup_reclaim_opts {
 	unsigned scan_ms;            /* 2000: how often dead consumers are sought */
 	unsigned trim_ms;            /* 30000: how often streams are trimmed */
 	unsigned retain_ms;          /* 600000: entries younger are never trimmed */
+	unsigned dead_retain_ms;     /* 604800000 (7 days): the same for
+	                              * <prefix>:dead, where an operator looks
+	                              * at dead letters and retries them */
 	unsigned max_attempts;       /* 3: when neither task nor agent says */
 	/* The max_attempts setting of an agent, 0 if unknown here. */
 	unsigned (*agent_max_attempts)(const char *agent, void *arg);

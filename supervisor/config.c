@@ -24,8 +24,8 @@
 
 #include "util.h"
 
-#ifndef HIVE_BINDIR
-#define HIVE_BINDIR "/usr/local/bin"
+#ifndef HIVE_LIBEXECDIR
+#define HIVE_LIBEXECDIR "/usr/local/libexec"
 #endif
 
 #define CONF_CONCURRENCY_MAX 1024
@@ -341,7 +341,7 @@ static const struct conf_key hive_keys[] = {
 	  .flags = CF_WORKER | CF_COMPUTED, .valid = conf_valid_host,
 	  .what = "expected a host name of [A-Za-z0-9_.-]" },
 	{ HK("postgres", CK_STRING, postgres), .dflt = "" },
-	{ HK("worker", CK_PATH, worker_path), .dflt = HIVE_BINDIR "/hive-worker",
+	{ HK("worker", CK_PATH, worker_path), .dflt = HIVE_LIBEXECDIR "/hive/hive-worker",
 	  .flags = CF_WORKER | CF_COMPUTED },
 	{ HK("http", CK_TEXT, http), .dflt = "127.0.0.1:8420",
 	  .valid = conf_valid_http,

@@ -152,7 +152,7 @@ int conf_parse_size_kb(const char *s, uint64_t *kb);
  * The worker = default of every later load: hived finds the hive-worker
  * installed beside it once at start-up (main.c), so that the start and
  * each reload agree on it.  Until set, and after conf_set_worker_default
- * (NULL), the table's default (HIVE_BINDIR/hive-worker).  path is copied;
+ * (NULL), the table's default (HIVE_LIBEXECDIR/hive/hive-worker).  path is copied;
  * -1 if it is too long.
  */
 int conf_set_worker_default(const char *path);

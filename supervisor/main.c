@@ -26,11 +26,11 @@
 #include "log.h"
 #include "util.h"
 
-#define HIVED_DEFAULT_CONF "/etc/hive/hive.conf"
-
-#ifndef HIVE_BINDIR
-#define HIVE_BINDIR "/usr/local/bin"
+#ifndef HIVE_CONFDIR
+#define HIVE_CONFDIR "/etc/hive"
 #endif
+#define HIVED_DEFAULT_CONF HIVE_CONFDIR "/hive.conf"
+
 #ifndef HIVE_LIBEXECDIR
 #define HIVE_LIBEXECDIR "/usr/local/libexec"
 #endif
@@ -58,16 +58,17 @@ usage(FILE *f)
 
 /*
  * The default worker = (docs/CONFIG.md), the first executable one of:
- * beside hived (installed), in the build tree's layout (so that
+ * beside hived, in the build tree's layout (so that
  * build/supervisor/hived finds build/worker/hive-worker), then where
- * `meson install` puts it; its real path, or NULL when there is none (the
- * configuration's own default then stands).  Found here, once, so that
+ * `meson install` puts it (LIBEXECDIR/hive, off PATH); its real path, or
+ * NULL when there is none (the configuration's own default, the same
+ * LIBEXECDIR/hive/hive-worker, then stands).  Found here, once, so that
  * the parser touches no file but the configuration's.
  */
 static char *
 default_worker(void)
 {
-	char exe[PATH_MAX], *cand[4] = { NULL }, *ret = NULL;
+	char exe[PATH_MAX], *cand[3] = { NULL }, *ret = NULL;
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	size_t i;
 
@@ -82,12 +83,11 @@ default_worker(void)
 		if (asprintf(&cand[1], "%s/../worker/hive-worker", exe) < 0)
 			cand[1] = NULL;
 	}
-	cand[2] = strdup(HIVE_BINDIR "/hive-worker");
-	cand[3] = strdup(HIVE_LIBEXECDIR "/hive/hive-worker");
-	for (i = 0; i < 4 && ret == NULL; i++)
+	cand[2] = strdup(HIVE_LIBEXECDIR "/hive/hive-worker");
+	for (i = 0; i < 3 && ret == NULL; i++)
 		if (cand[i] != NULL && access(cand[i], X_OK) == 0)
 			ret = realpath(cand[i], NULL);
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 3; i++)
 		free(cand[i]);
 	return ret;
 }

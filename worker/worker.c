@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hive_version.h"
 #include "log.h"
 #include "worker.h"
 
@@ -54,8 +55,9 @@ usage(const char *fmt, ...)
 	    "           [--prefix P] [--host H]\n"
 	    "           [--fd FD] [--task-timeout MS] [--max-attempts N]\n"
 	    "           [--heartbeat-ms MS] [--stop-timeout MS] [--task-events]\n"
-	    "           [-v]\n"
-	    "           -- HANDLER [ARG...]\n");
+	    "           [-v|--verbose]\n"
+	    "           -- HANDLER [ARG...]\n"
+	    "       hive-worker --help | --version\n");
 	exit(2);
 }
 
@@ -72,6 +74,7 @@ enum opt_kind {
 	                 * --capabilities counts) */
 	OPT_COUNT,      /* no argument: counted (-v -v) */
 	OPT_HELP,
+	OPT_VERSION,
 };
 
 /* Where an option goes in struct wrk_opts, and how big that is. */
@@ -112,6 +115,7 @@ static const struct wrk_optdef {
 	    HIVE_TIMEOUT_MAX, "30000" },
 	{ "verbose", 'v', OPT_COUNT, OPT_AT(verbose), 0, 0, NULL },
 	{ "help", 'h', OPT_HELP, 0, 0, 0, 0, NULL },
+	{ "version", 'V', OPT_VERSION, 0, 0, 0, 0, NULL },
 };
 #define NOPTS (sizeof(optdefs) / sizeof(optdefs[0]))
 
@@ -197,6 +201,10 @@ opt_set(struct wrk_opts *o, const struct wrk_optdef *d, char *arg)
 		break;
 	case OPT_HELP:
 		usage(NULL);
+	case OPT_VERSION:
+		/* At once: the version needs no --agent and no handler. */
+		printf("hive-worker %s\n", HIVE_VERSION);
+		exit(0);
 	}
 }
 
@@ -232,7 +240,8 @@ parse_args(struct wrk_opts *o, int argc, char **argv)
 	for (size_t i = 0; i < NOPTS; i++) {
 		longopts[i].name = optdefs[i].name;
 		longopts[i].has_arg = optdefs[i].kind == OPT_COUNT ||
-		    optdefs[i].kind == OPT_HELP ? no_argument :
+		    optdefs[i].kind == OPT_HELP ||
+		    optdefs[i].kind == OPT_VERSION ? no_argument :
 		    required_argument;
 		longopts[i].val = 256 + (int)i;
 		if (optdefs[i].letter != 0)

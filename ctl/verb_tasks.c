@@ -1,0 +1,535 @@
+/*
+ * verb_tasks.c - the verbs about tasks and workflows: submit (and
+ * --wait), wait, task, tasks, workflow, workflows; and the list walker
+ * every list verb uses (ctl_list: follows "next" up to --limit).
+ */
+#include "hivectl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PAGE_MAX       1000     /* the API's largest page */
+#define POLL_FIRST_MS  50       /* wait: first interval, then x1.5 ... */
+#define POLL_MAX_MS    1000     /* ... up to this */
+#define UNKNOWN_MAX_MS 30000    /* wait: a task unknown this long is none */
+#define PAYLOAD_MAX    (64u << 20)
+
+static void
+oom(void)
+{
+	fprintf(stderr, "hivectl: out of memory\n");
+	exit(CTL_FAILED);
+}
+
+void
+ctl_path_add(struct ctl *c, char **path, const char *name, const char *value)
+{
+	char *e, *p;
+
+	if (value == NULL)
+		return;
+	e = ctl_escape(c, value);
+	if (asprintf(&p, "%s%c%s=%s", *path, strchr(*path, '?') ? '&' : '?',
+	    name, e) == -1)
+		oom();
+	free(e);
+	free(*path);
+	*path = p;
+}
+
+int
+ctl_list(struct ctl *c, const char *path, const char *key, long limit,
+    json_t **out)
+{
+	json_t *all = json_array(), *next = json_null(), *page, *items;
+	char *cursor = NULL, num[24];
+	int rc = CTL_OK;
+
+	if (all == NULL)
+		oom();
+	while ((long)json_array_size(all) < limit) {
+		char *p = strdup(path);
+		long want = limit - (long)json_array_size(all);
+
+		if (p == NULL)
+			oom();
+		snprintf(num, sizeof(num), "%ld", want < PAGE_MAX ? want :
+		    PAGE_MAX);
+		ctl_path_add(c, &p, "limit", num);
+		ctl_path_add(c, &p, "cursor", cursor);
+		rc = ctl_call(c, "GET", p, NULL, &page);
+		free(p);
+		if (rc != CTL_OK)
+			break;
+		items = json_object_get(page, key);
+		json_array_extend(all, items);
+		json_decref(next);
+		next = json_incref(json_object_get(page, "next"));
+		if (next == NULL)
+			next = json_null();
+		/*
+		 * A page may be empty and still have a next one (a filtered
+		 * scan is bounded per request: GET /dead); only a cursor that
+		 * does not move would loop forever.
+		 */
+		if (!json_is_string(next) || (cursor != NULL &&
+		    strcmp(cursor, json_string_value(next)) == 0)) {
+			json_decref(page);
+			break;
+		}
+		free(cursor);
+		if ((cursor = strdup(json_string_value(next))) == NULL)
+			oom();
+		json_decref(page);
+	}
+	free(cursor);
+	if (rc != CTL_OK) {
+		json_decref(all);
+		json_decref(next);
+		*out = NULL;
+		return rc;
+	}
+	if ((*out = json_object()) == NULL)
+		oom();
+	json_object_set_new(*out, key, all);
+	json_object_set_new(*out, "next", next);
+	return CTL_OK;
+}
+
+/* The payload argument: JSON text, or "-" for stdin. */
+static int
+payload_arg(struct ctl *c, const char *arg, json_t **out)
+{
+	json_error_t err;
+	char *text = NULL;
+	size_t n = 0;
+
+	if (strcmp(arg, "-") == 0) {
+		if ((text = malloc(PAYLOAD_MAX + 1)) == NULL)
+			oom();
+		n = fread(text, 1, PAYLOAD_MAX, stdin);
+		text[n] = '\0';
+		arg = text;
+	}
+	*out = json_loads(arg, JSON_DECODE_ANY, &err);
+	free(text);
+	if (*out == NULL)
+		return ctl_usage(c, "the payload is not JSON: %s (at line %d, "
+		    "column %d)", err.text, err.line, err.column);
+	return CTL_OK;
+}
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+pause_ms(long long ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+static int
+final_state(const char *s)
+{
+	return s != NULL && (strcmp(s, "completed") == 0 ||
+	    strcmp(s, "failed") == 0 || strcmp(s, "dead") == 0);
+}
+
+/* A finished task's outcome: the result on stdout; exit 1 unless it
+ * completed (the error on stderr). */
+static int
+task_outcome(struct ctl *c, const json_t *doc)
+{
+	const json_t *t = json_object_get(doc, "task");
+	const json_t *res = json_object_get(t, "result");
+	const char *state = json_string_value(json_object_get(t, "state"));
+	const char *err = json_string_value(json_object_get(t, "error"));
+	int ok = strcmp(state, "completed") == 0;
+
+	if (c->json)
+		ctl_json_print(doc);
+	else if (res != NULL && !json_is_null(res))
+		ctl_json_print(res);
+	if (ok)
+		return CTL_OK;
+	fprintf(stderr, "hivectl: task %s %s%s%s\n", json_string_value(
+	    json_object_get(t, "id")), state, err ? ": " : "", err ? err : "");
+	return CTL_FAILED;
+}
+
+/*
+ * Poll GET /tasks/ID until it is completed, failed or dead (or timeout_ms
+ * passes; -1: no bound).  The interval starts short and grows, so a quick
+ * task is seen quickly and a long one costs few requests.  A 404 is a
+ * task the recorder has not written yet, up to UNKNOWN_MAX_MS.
+ */
+static int
+wait_task(struct ctl *c, const char *id, long long timeout_ms)
+{
+	long long start = now_ms(), interval = POLL_FIRST_MS, left;
+	char *eid = ctl_escape(c, id), *path;
+	const char *state = "unknown";
+	json_t *last = NULL;
+	struct ctl_resp r;
+	int rc;
+
+	if (asprintf(&path, "/tasks/%s", eid) == -1)
+		oom();
+	free(eid);
+	for (;;) {
+		if ((rc = ctl_request(c, "GET", path, NULL, 0, &r)) != CTL_OK)
+			break;
+		if (r.status == 200) {
+			json_decref(last);
+			last = json_incref(r.body);
+			state = json_string_value(json_object_get(
+			    json_object_get(last, "task"), "state"));
+			if (final_state(state)) {
+				rc = task_outcome(c, last);
+				ctl_resp_free(&r);
+				break;
+			}
+		} else if (r.status != 404 || (last == NULL && timeout_ms < 0 &&
+		    now_ms() - start > UNKNOWN_MAX_MS)) {
+			rc = ctl_http_fail(c, &r);
+			ctl_resp_free(&r);
+			break;
+		}
+		ctl_resp_free(&r);
+		left = timeout_ms < 0 ? interval : start + timeout_ms - now_ms();
+		if (left <= 0) {
+			if (c->json && last != NULL)
+				ctl_json_print(last);
+			fprintf(stderr, "hivectl: task %s is still %s after "
+			    "%lld ms\n", id, state ? state : "unknown",
+			    timeout_ms);
+			rc = CTL_FAILED;
+			break;
+		}
+		pause_ms(interval < left ? interval : left);
+		interval = interval * 3 / 2 < POLL_MAX_MS ? interval * 3 / 2 :
+		    POLL_MAX_MS;
+	}
+	json_decref(last);
+	free(path);
+	return rc;
+}
+
+int
+verb_submit(struct ctl *c)
+{
+	json_t *payload, *body, *ans;
+	const char *id;
+	int rc;
+
+	if (c->agent != NULL && c->nargs != 1)
+		return ctl_usage(c, "with --agent, submit takes only the JSON "
+		    "payload (capability or agent, not both)");
+	if (c->agent == NULL && c->nargs != 2)
+		return ctl_usage(c, "submit needs CAPABILITY and JSON");
+	if ((rc = payload_arg(c, c->args[c->nargs - 1], &payload)) != CTL_OK)
+		return rc;
+	if ((body = json_object()) == NULL)
+		oom();
+	if (c->agent != NULL)
+		json_object_set_new(body, "agent", json_string(c->agent));
+	else
+		json_object_set_new(body, "capability", json_string(c->args[0]));
+	json_object_set_new(body, "payload", payload);
+	if (c->id != NULL)
+		json_object_set_new(body, "id", json_string(c->id));
+	if (c->priority >= 0)
+		json_object_set_new(body, "priority", json_integer(c->priority));
+	rc = ctl_call(c, "POST", "/tasks", body, &ans);
+	json_decref(body);
+	if (rc != CTL_OK)
+		return rc;
+	if ((id = json_string_value(json_object_get(ans, "id"))) == NULL) {
+		fprintf(stderr, "hivectl: hived's answer has no task id\n");
+		rc = CTL_UNREACHABLE;
+	} else if (c->wait) {
+		rc = wait_task(c, id, c->timeout_ms);
+	} else if (c->json) {
+		ctl_json_print(ans);
+	} else {
+		printf("%s\n", id);
+	}
+	json_decref(ans);
+	return rc;
+}
+
+int
+verb_wait(struct ctl *c)
+{
+	return wait_task(c, c->args[0], c->timeout_ms);
+}
+
+/* "/tasks/ID"-style: the path of one thing, its id escaped. */
+static char *
+one_path(struct ctl *c, const char *base, const char *id)
+{
+	char *e = ctl_escape(c, id), *p;
+
+	if (asprintf(&p, "%s/%s", base, e) == -1)
+		oom();
+	free(e);
+	return p;
+}
+
+/* A JSON value on one line, for a key/value table. */
+static char *
+compact(const json_t *v)
+{
+	char *s;
+
+	if (v == NULL || json_is_null(v))
+		return strdup("-");
+	s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+	return s != NULL ? s : strdup("?");
+}
+
+static void
+task_details(const json_t *t)
+{
+	static const char *const keys[] = { "id", "state", "capability",
+	    "agent", "priority", "workflow", "attempts", "stream", "entry",
+	    "reply_to", "memory_v", "created_at", "queued_at", "started_at",
+	    "finished_at", "error", NULL };
+	struct ctl_table kv, st;
+	const json_t *s;
+	char b[8][256], *payload = compact(json_object_get(t, "payload"));
+	char *result = compact(json_object_get(t, "result"));
+	size_t i;
+
+	ctl_table_init(&kv, 2, "id", ctl_str(t, "id", b[0], sizeof(b[0])));
+	for (i = 1; keys[i] != NULL; i++)
+		ctl_table_row(&kv, keys[i], ctl_str(t, keys[i], b[0],
+		    sizeof(b[0])));
+	ctl_table_row(&kv, "payload", payload);
+	ctl_table_row(&kv, "result", result);
+	ctl_table_print(&kv, stdout);
+	ctl_table_free(&kv);
+	free(payload);
+	free(result);
+
+	ctl_table_init(&st, 5, "STATE", "ATTEMPT", "AGENT", "AT", "DETAIL");
+	json_array_foreach(json_object_get(t, "states"), i, s)
+		ctl_table_row(&st, ctl_str(s, "state", b[0], sizeof(b[0])),
+		    ctl_str(s, "attempt", b[1], sizeof(b[1])),
+		    ctl_str(s, "agent", b[2], sizeof(b[2])),
+		    ctl_str(s, "at", b[3], sizeof(b[3])),
+		    ctl_str(s, "detail", b[4], sizeof(b[4])));
+	if (st.nrows > 1) {
+		printf("\n");
+		ctl_table_print(&st, stdout);
+	}
+	ctl_table_free(&st);
+
+	ctl_table_init(&st, 7, "ATTEMPT", "STATE", "AGENT", "QUEUED",
+	    "STARTED", "FINISHED", "ERROR");
+	json_array_foreach(json_object_get(t, "attempts_log"), i, s)
+		ctl_table_row(&st, ctl_str(s, "attempt", b[0], sizeof(b[0])),
+		    ctl_str(s, "state", b[1], sizeof(b[1])),
+		    ctl_str(s, "agent", b[2], sizeof(b[2])),
+		    ctl_str(s, "queued_at", b[3], sizeof(b[3])),
+		    ctl_str(s, "started_at", b[4], sizeof(b[4])),
+		    ctl_str(s, "finished_at", b[5], sizeof(b[5])),
+		    ctl_str(s, "error", b[6], sizeof(b[6])));
+	if (st.nrows > 1) {
+		printf("\n");
+		ctl_table_print(&st, stdout);
+	}
+	ctl_table_free(&st);
+}
+
+int
+verb_task(struct ctl *c)
+{
+	char *path = one_path(c, "/tasks", c->args[0]);
+	json_t *body;
+	int rc = ctl_call(c, "GET", path, NULL, &body);
+
+	free(path);
+	if (rc != CTL_OK)
+		return rc;
+	if (c->json)
+		ctl_json_print(body);
+	else
+		task_details(json_object_get(body, "task"));
+	json_decref(body);
+	return CTL_OK;
+}
+
+int
+verb_tasks(struct ctl *c)
+{
+	char *path = strdup("/tasks");
+	json_t *body, *t;
+	struct ctl_table tab;
+	size_t i;
+	int rc;
+
+	if (path == NULL)
+		oom();
+	ctl_path_add(c, &path, "state", c->state);
+	ctl_path_add(c, &path, "capability", c->capability);
+	ctl_path_add(c, &path, "agent", c->agent);
+	ctl_path_add(c, &path, "workflow", c->workflow);
+	ctl_path_add(c, &path, "since", c->since);
+	rc = ctl_list(c, path, "tasks", c->limit > 0 ? c->limit : 100, &body);
+	free(path);
+	if (rc != CTL_OK)
+		return rc;
+	if (c->json) {
+		ctl_json_print(body);
+		json_decref(body);
+		return CTL_OK;
+	}
+	ctl_table_init(&tab, 7, "ID", "STATE", "CAPABILITY", "AGENT",
+	    "ATTEMPTS", "CREATED", "ERROR");
+	json_array_foreach(json_object_get(body, "tasks"), i, t) {
+		char b[7][256];
+
+		ctl_table_row(&tab, ctl_str(t, "id", b[0], sizeof(b[0])),
+		    ctl_str(t, "state", b[1], sizeof(b[1])),
+		    ctl_str(t, "capability", b[2], sizeof(b[2])),
+		    ctl_str(t, "agent", b[3], sizeof(b[3])),
+		    ctl_str(t, "attempts", b[4], sizeof(b[4])),
+		    ctl_str(t, "created_at", b[5], sizeof(b[5])),
+		    ctl_str(t, "error", b[6], 64));
+	}
+	ctl_table_print(&tab, stdout);
+	ctl_table_free(&tab);
+	json_decref(body);
+	return CTL_OK;
+}
+
+/* A list of ids as "a,b,c" (or "-"). */
+static void
+id_list(const json_t *arr, char *buf, size_t len)
+{
+	const json_t *v;
+	size_t i, off = 0;
+
+	snprintf(buf, len, "-");
+	json_array_foreach(arr, i, v)
+		if (json_is_string(v) && off < len)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s",
+			    i ? "," : "", json_string_value(v));
+}
+
+int
+verb_workflow(struct ctl *c)
+{
+	char *path = one_path(c, "/workflows", c->args[0]);
+	json_t *body, *w, *t;
+	struct ctl_table tab;
+	char b[8][256];
+	size_t i;
+	int rc = ctl_call(c, "GET", path, NULL, &body);
+
+	free(path);
+	if (rc != CTL_OK)
+		return rc;
+	if (c->json) {
+		ctl_json_print(body);
+		json_decref(body);
+		return CTL_OK;
+	}
+	w = json_object_get(body, "workflow");
+	ctl_table_init(&tab, 2, "id", ctl_str(w, "id", b[0], sizeof(b[0])));
+	ctl_table_row(&tab, "name", ctl_str(w, "name", b[1], sizeof(b[1])));
+	ctl_table_row(&tab, "state", ctl_str(w, "state", b[2], sizeof(b[2])));
+	ctl_table_row(&tab, "created_at", ctl_str(w, "created_at", b[3],
+	    sizeof(b[3])));
+	ctl_table_row(&tab, "finished_at", ctl_str(w, "finished_at", b[4],
+	    sizeof(b[4])));
+	ctl_table_print(&tab, stdout);
+	ctl_table_free(&tab);
+	printf("\n");
+	ctl_table_init(&tab, 7, "TASK", "STATE", "CAPABILITY", "AGENT",
+	    "ATTEMPTS", "DEPENDS_ON", "ERROR");
+	json_array_foreach(json_object_get(w, "tasks"), i, t) {
+		id_list(json_object_get(t, "depends_on"), b[5], sizeof(b[5]));
+		ctl_table_row(&tab, ctl_str(t, "id", b[0], sizeof(b[0])),
+		    ctl_str(t, "state", b[1], sizeof(b[1])),
+		    ctl_str(t, "capability", b[2], sizeof(b[2])),
+		    ctl_str(t, "agent", b[3], sizeof(b[3])),
+		    ctl_str(t, "attempts", b[4], sizeof(b[4])), b[5],
+		    ctl_str(t, "error", b[6], 64));
+	}
+	ctl_table_print(&tab, stdout);
+	ctl_table_free(&tab);
+	json_decref(body);
+	return CTL_OK;
+}
+
+/* A workflow's {"total": n, "<state>": n} as "5: completed 3, running 2". */
+static void
+task_counts(json_t *counts, char *buf, size_t len)
+{
+	const char *k;
+	json_t *v;
+	size_t off;
+
+	off = (size_t)snprintf(buf, len, "%lld", (long long)
+	    json_integer_value(json_object_get(counts, "total")));
+	json_object_foreach(counts, k, v)
+		if (strcmp(k, "total") != 0 && json_integer_value(v) > 0 &&
+		    off < len)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s %lld",
+			    off && strchr(buf, ':') ? ", " : ": ", k,
+			    (long long)json_integer_value(v));
+}
+
+int
+verb_workflows(struct ctl *c)
+{
+	char *path = strdup("/workflows");
+	json_t *body, *w;
+	struct ctl_table tab;
+	size_t i;
+	int rc;
+
+	if (path == NULL)
+		oom();
+	ctl_path_add(c, &path, "state", c->state);
+	ctl_path_add(c, &path, "since", c->since);
+	rc = ctl_list(c, path, "workflows", c->limit > 0 ? c->limit : 100,
+	    &body);
+	free(path);
+	if (rc != CTL_OK)
+		return rc;
+	if (c->json) {
+		ctl_json_print(body);
+		json_decref(body);
+		return CTL_OK;
+	}
+	ctl_table_init(&tab, 6, "ID", "NAME", "STATE", "CREATED", "FINISHED",
+	    "TASKS");
+	json_array_foreach(json_object_get(body, "workflows"), i, w) {
+		char b[6][256];
+
+		task_counts(json_object_get(w, "tasks"), b[5], sizeof(b[5]));
+		ctl_table_row(&tab, ctl_str(w, "id", b[0], sizeof(b[0])),
+		    ctl_str(w, "name", b[1], sizeof(b[1])),
+		    ctl_str(w, "state", b[2], sizeof(b[2])),
+		    ctl_str(w, "created_at", b[3], sizeof(b[3])),
+		    ctl_str(w, "finished_at", b[4], sizeof(b[4])), b[5]);
+	}
+	ctl_table_print(&tab, stdout);
+	ctl_table_free(&tab);
+	json_decref(body);
+	return CTL_OK;
+}
