@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "hive_proto.h"
+#include "api.h"
 #include "hived_proc.h"
 #include "testutil.h"
 
@@ -699,13 +700,19 @@ Test(api_ctl, health_503_while_redis_is_down)
 
 /* ---- the token ---- */
 
+/*
+ * Every route that changes something (API_CHANGE, from hived's own route
+ * tables, so a new one is checked too) refuses a request without the
+ * token (401) and with a wrong one (403), and nothing happens.
+ */
 Test(api_ctl, changing_endpoints_refuse_a_missing_or_wrong_token)
 {
+	static const struct api_route *const tables[] = { api_agents_routes,
+	    api_ctl_routes, api_tasks_routes, api_dead_routes,
+	    api_metrics_routes };
 	struct hp *h = hp_new("ctoken");
-	const char *paths[] = { "/reload", "/stop-all", "/start-all",
-	    "/stop-all?timeout_ms=10", "/agents/a/start", "/agents/a/stop",
-	    "/agents/a/drain", "/agents/a/stop?instance=1" };
-	size_t from = 0;
+	size_t from = 0, checked = 0;
+	char path[256];
 	pid_t pid;
 	json_t *j;
 	int code;
@@ -713,16 +720,37 @@ Test(api_ctl, changing_endpoints_refuse_a_missing_or_wrong_token)
 	hp_write_conf(h, fake(), NULL, "[agent \"a\"]\ncommand = ok\n");
 	hp_start(h);
 	pid = wait_ready(h, &from, "a/1");
-	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-		j = hp_http(h, "POST", paths[i], NULL, &code);
-		cr_assert_eq(code, 401, "%s without a token: %d", paths[i], code);
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+	for (const struct api_route *r = tables[t]; r->method != NULL; r++) {
+		size_t o = 0;
+
+		if (!(r->flags & API_CHANGE))
+			continue;
+		for (const char *p = r->path; *p != '\0' && o < sizeof(path) - 2;
+		    p++) {
+			if (p[0] == '{' && p[1] == '}') {
+				path[o++] = 'a';
+				p++;
+			} else
+				path[o++] = *p;
+		}
+		path[o] = '\0';
+		j = hp_http(h, r->method, path, NULL, &code);
+		cr_assert_eq(code, 401, "%s without a token: %d", path, code);
 		cr_assert_str_eq(error_code(j), "unauthorized");
 		json_decref(j);
-		j = hp_http(h, "POST", paths[i], "not-the-token-0123456", &code);
-		cr_assert_eq(code, 403, "%s, wrong token: %d", paths[i], code);
+		j = hp_http(h, r->method, path, "not-the-token-0123456", &code);
+		cr_assert_eq(code, 403, "%s, wrong token: %d", path, code);
 		cr_assert_str_eq(error_code(j), "forbidden");
 		json_decref(j);
+		checked++;
 	}
+	/* restart sleep wake reset start stop drain, reload, stop-all,
+	 * start-all, tasks, workflows, a dead letter's retry, dead retry */
+	cr_assert_geq(checked, 14, "%zu changing routes", checked);
+	j = hp_http(h, "POST", "/stop-all?timeout_ms=10", NULL, &code);
+	cr_assert_eq(code, 401);
+	json_decref(j);
 	cr_assert_eq(hp_agent_pid(h, "a/1"), pid);
 	cr_assert_str_eq(agent_state(h, "a/1"), "ready");
 	cr_assert(strstr(h->log, "stop-all by") == NULL);
