@@ -159,6 +159,7 @@ void ctl_http_free(struct ctl *);
 
 /* ---- out.c ---- */
 /* A table: rows of cells, printed with every column aligned. */
+#define CTL_TABLE_COLS 16             /* columns at most */
 struct ctl_table {
 	size_t ncols, nrows, cap;
 	char **cells;                 /* nrows * ncols, row-major, malloc'ed */
@@ -167,6 +168,7 @@ struct ctl_table {
 void ctl_table_init(struct ctl_table *, size_t ncols, ...);  /* headers */
 /* One row of ncols strings (copied; NULL prints "-"). */
 void ctl_table_row(struct ctl_table *, ...);
+void ctl_table_rowv(struct ctl_table *, const char *const *cells);
 void ctl_table_print(struct ctl_table *, FILE *);
 void ctl_table_free(struct ctl_table *);
 /* One JSON document on stdout (indented); CTL_OK. */
@@ -210,6 +212,18 @@ void ctl_path_add(struct ctl *, char **path, const char *name,
  */
 int ctl_list(struct ctl *, const char *path, const char *key, long limit,
     json_t **out);
+/* A column of a list: its header, the item's field it shows (cut to
+ * width characters; 0: whole), or what fmt makes of the item. */
+struct ctl_col {
+	const char *header;
+	const char *field;
+	size_t width;
+	void (*fmt)(const json_t *item, char *buf, size_t len);
+};
+/* ctl_list (up to --limit, 100 by default), then --json's document or a
+ * table of the ncols columns; frees path.  CTL_OK or the error's code. */
+int ctl_list_print(struct ctl *, char *path, const char *key,
+    const struct ctl_col *cols, size_t ncols);
 
 /* ---- verb_dead.c ---- */
 int verb_dead(struct ctl *);

@@ -17,8 +17,8 @@ oom(void)
 	exit(CTL_FAILED);
 }
 
-static void
-table_add(struct ctl_table *t, va_list ap)
+void
+ctl_table_rowv(struct ctl_table *t, const char *const *cells)
 {
 	if (t->nrows == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 16;
@@ -30,8 +30,7 @@ table_add(struct ctl_table *t, va_list ap)
 		t->cap = cap;
 	}
 	for (size_t i = 0; i < t->ncols; i++) {
-		const char *s = va_arg(ap, const char *);
-		char *copy = strdup(s != NULL ? s : "-");
+		char *copy = strdup(cells[i] != NULL ? cells[i] : "-");
 
 		if (copy == NULL)
 			oom();
@@ -40,13 +39,23 @@ table_add(struct ctl_table *t, va_list ap)
 	t->nrows++;
 }
 
+static void
+table_add(struct ctl_table *t, va_list ap)
+{
+	const char *cells[CTL_TABLE_COLS];
+
+	for (size_t i = 0; i < t->ncols && i < CTL_TABLE_COLS; i++)
+		cells[i] = va_arg(ap, const char *);
+	ctl_table_rowv(t, cells);
+}
+
 void
 ctl_table_init(struct ctl_table *t, size_t ncols, ...)
 {
 	va_list ap;
 
 	memset(t, 0, sizeof(*t));
-	t->ncols = ncols;
+	t->ncols = ncols < CTL_TABLE_COLS ? ncols : CTL_TABLE_COLS;
 	va_start(ap, ncols);
 	table_add(t, ap);
 	va_end(ap);
@@ -67,10 +76,10 @@ ctl_table_row(struct ctl_table *t, ...)
 void
 ctl_table_print(struct ctl_table *t, FILE *f)
 {
-	size_t w[16] = { 0 };
+	size_t w[CTL_TABLE_COLS] = { 0 };
 
 	for (size_t r = 0; r < t->nrows; r++)
-		for (size_t i = 0; i < t->ncols && i < 16; i++) {
+		for (size_t i = 0; i < t->ncols; i++) {
 			size_t n = strlen(t->cells[r * t->ncols + i]);
 
 			if (n > w[i])
@@ -83,7 +92,7 @@ ctl_table_print(struct ctl_table *t, FILE *f)
 			if (i + 1 == t->ncols)
 				fprintf(f, "%s\n", s);
 			else
-				fprintf(f, "%-*s  ", (int)w[i < 16 ? i : 15], s);
+				fprintf(f, "%-*s  ", (int)w[i], s);
 		}
 	}
 }

@@ -17,43 +17,24 @@
 static int
 dead_ls(struct ctl *c)
 {
+	static const struct ctl_col cols[] = {
+		{ "DEAD_ID", "dead_id", 0, NULL },
+		{ "TASK", "id", 0, NULL },
+		{ "CODE", "code", 0, NULL },
+		{ "AGENT", "agent", 0, NULL },
+		{ "ATTEMPT", "attempt", 0, NULL },
+		{ "AT", "at", 0, NULL },
+		{ "RETRYABLE", "retryable", 0, NULL },
+		{ "REASON", "reason", 64, NULL },
+	};
 	char *path = strdup("/dead");
-	json_t *body, *d;
-	struct ctl_table t;
-	size_t i;
-	int rc;
 
 	if (path == NULL)
 		return CTL_FAILED;
 	ctl_path_add(c, &path, "code", c->code);
 	ctl_path_add(c, &path, "capability", c->capability);
-	rc = ctl_list(c, path, "dead", c->limit > 0 ? c->limit : 100, &body);
-	free(path);
-	if (rc != CTL_OK)
-		return rc;
-	if (c->json) {
-		ctl_json_print(body);
-		json_decref(body);
-		return CTL_OK;
-	}
-	ctl_table_init(&t, 8, "DEAD_ID", "TASK", "CODE", "AGENT", "ATTEMPT",
-	    "AT", "RETRYABLE", "REASON");
-	json_array_foreach(json_object_get(body, "dead"), i, d) {
-		char b[8][256];
-
-		ctl_table_row(&t, ctl_str(d, "dead_id", b[0], sizeof(b[0])),
-		    ctl_str(d, "id", b[1], sizeof(b[1])),
-		    ctl_str(d, "code", b[2], sizeof(b[2])),
-		    ctl_str(d, "agent", b[3], sizeof(b[3])),
-		    ctl_str(d, "attempt", b[4], sizeof(b[4])),
-		    ctl_str(d, "at", b[5], sizeof(b[5])),
-		    ctl_str(d, "retryable", b[6], sizeof(b[6])),
-		    ctl_str(d, "reason", b[7], 64));
-	}
-	ctl_table_print(&t, stdout);
-	ctl_table_free(&t);
-	json_decref(body);
-	return CTL_OK;
+	return ctl_list_print(c, path, "dead", cols,
+	    sizeof(cols) / sizeof(cols[0]));
 }
 
 static char *

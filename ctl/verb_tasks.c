@@ -372,22 +372,17 @@ verb_task(struct ctl *c)
 }
 
 int
-verb_tasks(struct ctl *c)
+ctl_list_print(struct ctl *c, char *path, const char *key,
+    const struct ctl_col *cols, size_t ncols)
 {
-	char *path = strdup("/tasks");
-	json_t *body, *t;
 	struct ctl_table tab;
-	size_t i;
+	const char *heads[CTL_TABLE_COLS], *cells[CTL_TABLE_COLS];
+	char b[CTL_TABLE_COLS][256];
+	json_t *body, *item;
+	size_t i, n = ncols < CTL_TABLE_COLS ? ncols : CTL_TABLE_COLS;
 	int rc;
 
-	if (path == NULL)
-		oom();
-	ctl_path_add(c, &path, "state", c->state);
-	ctl_path_add(c, &path, "capability", c->capability);
-	ctl_path_add(c, &path, "agent", c->agent);
-	ctl_path_add(c, &path, "workflow", c->workflow);
-	ctl_path_add(c, &path, "since", c->since);
-	rc = ctl_list(c, path, "tasks", c->limit > 0 ? c->limit : 100, &body);
+	rc = ctl_list(c, path, key, c->limit > 0 ? c->limit : 100, &body);
 	free(path);
 	if (rc != CTL_OK)
 		return rc;
@@ -396,23 +391,53 @@ verb_tasks(struct ctl *c)
 		json_decref(body);
 		return CTL_OK;
 	}
-	ctl_table_init(&tab, 7, "ID", "STATE", "CAPABILITY", "AGENT",
-	    "ATTEMPTS", "CREATED", "ERROR");
-	json_array_foreach(json_object_get(body, "tasks"), i, t) {
-		char b[7][256];
+	memset(&tab, 0, sizeof(tab));
+	tab.ncols = n;
+	for (size_t k = 0; k < n; k++)
+		heads[k] = cols[k].header;
+	ctl_table_rowv(&tab, heads);
+	json_array_foreach(json_object_get(body, key), i, item) {
+		for (size_t k = 0; k < n; k++) {
+			size_t len = cols[k].width > 0 && cols[k].width <
+			    sizeof(b[k]) ? cols[k].width : sizeof(b[k]);
 
-		ctl_table_row(&tab, ctl_str(t, "id", b[0], sizeof(b[0])),
-		    ctl_str(t, "state", b[1], sizeof(b[1])),
-		    ctl_str(t, "capability", b[2], sizeof(b[2])),
-		    ctl_str(t, "agent", b[3], sizeof(b[3])),
-		    ctl_str(t, "attempts", b[4], sizeof(b[4])),
-		    ctl_str(t, "created_at", b[5], sizeof(b[5])),
-		    ctl_str(t, "error", b[6], 64));
+			if (cols[k].fmt != NULL) {
+				cols[k].fmt(item, b[k], len);
+				cells[k] = b[k];
+			} else
+				cells[k] = ctl_str(item, cols[k].field, b[k], len);
+		}
+		ctl_table_rowv(&tab, cells);
 	}
 	ctl_table_print(&tab, stdout);
 	ctl_table_free(&tab);
 	json_decref(body);
 	return CTL_OK;
+}
+
+int
+verb_tasks(struct ctl *c)
+{
+	static const struct ctl_col cols[] = {
+		{ "ID", "id", 0, NULL },
+		{ "STATE", "state", 0, NULL },
+		{ "CAPABILITY", "capability", 0, NULL },
+		{ "AGENT", "agent", 0, NULL },
+		{ "ATTEMPTS", "attempts", 0, NULL },
+		{ "CREATED", "created_at", 0, NULL },
+		{ "ERROR", "error", 64, NULL },
+	};
+	char *path = strdup("/tasks");
+
+	if (path == NULL)
+		oom();
+	ctl_path_add(c, &path, "state", c->state);
+	ctl_path_add(c, &path, "capability", c->capability);
+	ctl_path_add(c, &path, "agent", c->agent);
+	ctl_path_add(c, &path, "workflow", c->workflow);
+	ctl_path_add(c, &path, "since", c->since);
+	return ctl_list_print(c, path, "tasks", cols,
+	    sizeof(cols) / sizeof(cols[0]));
 }
 
 /* A list of ids as "a,b,c" (or "-"). */
@@ -477,8 +502,9 @@ verb_workflow(struct ctl *c)
 
 /* A workflow's {"total": n, "<state>": n} as "5: completed 3, running 2". */
 static void
-task_counts(json_t *counts, char *buf, size_t len)
+task_counts(const json_t *w, char *buf, size_t len)
 {
+	json_t *counts = json_object_get(w, "tasks");
 	const char *k;
 	json_t *v;
 	size_t off;
@@ -496,40 +522,20 @@ task_counts(json_t *counts, char *buf, size_t len)
 int
 verb_workflows(struct ctl *c)
 {
+	static const struct ctl_col cols[] = {
+		{ "ID", "id", 0, NULL },
+		{ "NAME", "name", 0, NULL },
+		{ "STATE", "state", 0, NULL },
+		{ "CREATED", "created_at", 0, NULL },
+		{ "FINISHED", "finished_at", 0, NULL },
+		{ "TASKS", NULL, 0, task_counts },
+	};
 	char *path = strdup("/workflows");
-	json_t *body, *w;
-	struct ctl_table tab;
-	size_t i;
-	int rc;
 
 	if (path == NULL)
 		oom();
 	ctl_path_add(c, &path, "state", c->state);
 	ctl_path_add(c, &path, "since", c->since);
-	rc = ctl_list(c, path, "workflows", c->limit > 0 ? c->limit : 100,
-	    &body);
-	free(path);
-	if (rc != CTL_OK)
-		return rc;
-	if (c->json) {
-		ctl_json_print(body);
-		json_decref(body);
-		return CTL_OK;
-	}
-	ctl_table_init(&tab, 6, "ID", "NAME", "STATE", "CREATED", "FINISHED",
-	    "TASKS");
-	json_array_foreach(json_object_get(body, "workflows"), i, w) {
-		char b[6][256];
-
-		task_counts(json_object_get(w, "tasks"), b[5], sizeof(b[5]));
-		ctl_table_row(&tab, ctl_str(w, "id", b[0], sizeof(b[0])),
-		    ctl_str(w, "name", b[1], sizeof(b[1])),
-		    ctl_str(w, "state", b[2], sizeof(b[2])),
-		    ctl_str(w, "created_at", b[3], sizeof(b[3])),
-		    ctl_str(w, "finished_at", b[4], sizeof(b[4])), b[5]);
-	}
-	ctl_table_print(&tab, stdout);
-	ctl_table_free(&tab);
-	json_decref(body);
-	return CTL_OK;
+	return ctl_list_print(c, path, "workflows", cols,
+	    sizeof(cols) / sizeof(cols[0]));
 }
