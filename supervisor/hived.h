@@ -497,10 +497,6 @@ void sup_qstat_free(struct sup_qstat *);
 void sup_qstat_reconfigure(struct sup_qstat *);
 /* The last complete sample, NULL before the first. */
 const struct sup_qstat_sample *sup_qstat_last(const struct sup_qstat *);
-/* Redis' round-trip time (ms) by the last round, or how long the round
- * in flight has waited when that is longer than two rounds; -1 when
- * Redis is down or nothing was measured yet. */
-double sup_qstat_rtt_ms(const struct sup_qstat *);
 /* RSS in kB of pid (0: hived itself) from /proc; 0 when unknown. */
 uint64_t sup_rss_kb(pid_t pid);
 

@@ -7,8 +7,7 @@
  * (<p>:q:<cap>:<prio>, <p>:q:@<agent>:<prio>, prio 0..2) and the dead
  * letters:
  *
- *   phase 1 (pipelined)  PING                     the round-trip time
- *                        XLEN <p>:dead
+ *   phase 1 (pipelined)  XLEN <p>:dead
  *                        XLEN, XINFO GROUPS, XPENDING <key> workers
  *   phase 2 (pipelined)  XRANGE <key> (<last-delivered> + COUNT 1
  *                        where the workers group has undelivered entries
@@ -57,12 +56,11 @@ struct qs_round {
 	struct sup_qstat_q *q;
 	size_t n;
 	struct qs_cb *cb;            /* QS_NCMD per queue */
-	struct qs_cb dead_cb, ping_cb;
+	struct qs_cb dead_cb;
 	int64_t dead;
 	unsigned outstanding;
 	int phase;
 	int failed;                  /* a reply lost or refused: dropped */
-	ev_tstamp sent;              /* ev_time() of the PING */
 	uint64_t at_ms;
 };
 
@@ -76,7 +74,6 @@ struct sup_qstat {
 	int stale;                   /* the configuration changed */
 	struct qs_round *round;      /* in flight, or NULL */
 	struct sup_qstat_sample last;
-	double rtt_ms;               /* -1: none yet */
 };
 
 /* ---- the queue list ---- */
@@ -249,11 +246,7 @@ qs_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 		round_done_one(r);
 		return;
 	}
-	if (cb == &r->ping_cb) {
-		r->qs->rtt_ms = (ev_time() - r->sent) * 1000.;
-		if (r->qs->rtt_ms < 0)
-			r->qs->rtt_ms = 0;
-	} else if (cb == &r->dead_cb)
+	if (cb == &r->dead_cb)
 		r->dead = reply_int(rp);
 	else if (r->phase == 2) {
 		/* XRANGE: the first entry not delivered to the workers. */
@@ -337,14 +330,10 @@ round_start(struct sup_qstat *qs)
 	r->dead = -1;
 	if (r->n > 0)
 		memcpy(r->q, qs->tmpl, r->n * sizeof(*r->q));
-	r->ping_cb = (struct qs_cb){ r, SIZE_MAX, QS_XLEN };
 	r->dead_cb = (struct qs_cb){ r, SIZE_MAX, QS_XLEN };
-	r->sent = ev_time();
 	r->at_ms = (uint64_t)(ev_now(qs->sup->loop) * 1000.);
 	qs->round = r;
 	r->outstanding++;            /* until every command is sent */
-	argv[0] = "PING";
-	round_send(r, &r->ping_cb, 1, argv);
 	argv[0] = "XLEN";
 	argv[1] = dead;
 	if (proto_key_named(dead, sizeof(dead), qs->sup->cref->conf->prefix,
@@ -438,7 +427,6 @@ sup_qstat_new(struct sup *sup, struct rconn *rc)
 	qs->sup = sup;
 	qs->rc = rc;
 	qs->stale = 1;
-	qs->rtt_ms = -1;
 	ev_timer_init(&qs->timer, qs_timer_cb, 0.1, SUP_QSTAT_EVERY);
 	qs->timer.data = qs;
 	ev_timer_start(sup->loop, &qs->timer);
@@ -473,16 +461,3 @@ sup_qstat_last(const struct sup_qstat *qs)
 	return qs != NULL && qs->last.at_ms != 0 ? &qs->last : NULL;
 }
 
-double
-sup_qstat_rtt_ms(const struct sup_qstat *qs)
-{
-	double waited;
-
-	if (qs == NULL || !rconn_is_up(qs->rc))
-		return -1;
-	/* A round waiting longer than the last took: Redis is that slow. */
-	if (qs->round != NULL && (waited = (ev_time() - qs->round->sent) *
-	    1000.) > qs->rtt_ms && waited > 2 * SUP_QSTAT_EVERY * 1000.)
-		return waited;
-	return qs->rtt_ms;
-}
