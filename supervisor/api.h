@@ -19,7 +19,8 @@
  * Files:  api_agents.c   /agents, actions on agents, /capabilities
  *         api_ctl.c      /health, /reload, /stop-all, /start-all
  *         api_tasks.c    /tasks, /workflows (the record: PostgreSQL)
- *         api_dead.c     /dead, POST /tasks, POST /workflows (Redis)
+ *         api_dead.c     /dead and its retries (Redis; the record told)
+ *         api_submit.c   POST /tasks, POST /workflows (Redis)
  *         metrics.c      /metrics, /queues (state hived keeps: qstat.c)
  */
 #ifndef HIVE_API_H
