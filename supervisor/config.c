@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "util.h"
 
 #ifndef HIVE_LIBEXECDIR
@@ -36,6 +37,10 @@
 /* CK_ENUM members are read and written through an int. */
 _Static_assert(sizeof(enum hive_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum hive_restart) == sizeof(int), "enum size");
+/* log_format_names and log_time_names are indexed by log.h's enums. */
+_Static_assert(LOG_FORMAT_TEXT == 0 && LOG_FORMAT_JSON == 1 &&
+    LOG_TIME_AUTO == 0 && LOG_TIME_YES == 1 && LOG_TIME_NO == 2,
+    "log enums");
 
 /* ---- value parsers ---- */
 
@@ -320,6 +325,9 @@ conf_valid_env_name(const char *s, size_t n)
 	.size = sizeof(((struct hive_agent_conf *)NULL)->m)
 
 static const char *const log_level_names[] = { "info", "debug", NULL };
+/* In the order of log.h's enum log_format and enum log_time. */
+static const char *const log_format_names[] = { "text", "json", NULL };
+static const char *const log_time_names[] = { "auto", "yes", "no", NULL };
 static const char *const mode_names[] = {
 	[HIVE_MODE_STREAM] = "stream", [HIVE_MODE_EXEC] = "exec", NULL,
 };
@@ -358,6 +366,10 @@ static const struct conf_key hive_keys[] = {
 	{ HK("allow_eviction", CK_BOOL, allow_eviction), .dflt = "no" },
 	{ HK("log_level", CK_ENUM, verbose), .dflt = "info",
 	  .flags = CF_WORKER, .names = log_level_names },
+	{ HK("log_format", CK_ENUM, log_format), .dflt = "text",
+	  .flags = CF_WORKER, .names = log_format_names },
+	{ HK("log_time", CK_ENUM, log_time), .dflt = "auto",
+	  .flags = CF_WORKER, .names = log_time_names },
 	{ HK("task_events", CK_BOOL, task_events), .dflt = "no",
 	  .flags = CF_WORKER },
 };

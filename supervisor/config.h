@@ -105,6 +105,8 @@ struct hive_conf {
 	int allow_eviction;          /* allow_eviction */
 	int task_events;             /* task_events: workers write task.* */
 	int verbose;                 /* log_level: 0 info, 1 debug */
+	int log_format;              /* log_format: enum log_format (log.h) */
+	int log_time;                /* log_time: enum log_time (log.h) */
 	uint64_t worker_hash;        /* of the [hive] settings every worker is
 	                              * started with (CF_WORKER): a change
 	                              * restarts every agent */

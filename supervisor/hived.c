@@ -551,7 +551,9 @@ http_listening(struct sup *sup, char *buf, size_t len)
 
 /* The settings of hived itself: the token now, the http address only at
  * the next start (said so at every reload until then, against what the
- * API listens on), verbose if either asks for it. */
+ * API listens on), verbose if either asks for it, log_format and
+ * log_time unless the command line set them (the workers get them when
+ * they restart: both are CF_WORKER). */
 static void
 reload_settings(struct sup *sup, const struct hive_conf *nc)
 {
@@ -579,6 +581,10 @@ reload_settings(struct sup *sup, const struct hive_conf *nc)
 		sup->token[0] = '\0';
 	}
 	log_set_verbose(log_verbose() || nc->verbose);
+	log_set_format((enum log_format)(sup->log_format_arg >= 0 ?
+	    sup->log_format_arg : nc->log_format));
+	log_set_time((enum log_time)(sup->log_time_arg >= 0 ?
+	    sup->log_time_arg : nc->log_time));
 }
 
 /*

@@ -544,6 +544,9 @@ struct sup {
 	char status[160];                 /* last STATUS= sent */
 	char http_started[64];            /* the http = the API listens on
 	                                   * ("": off); reload cannot move it */
+	int log_format_arg, log_time_arg; /* --log-format, --log-time (enum
+	                                   * log_format, log_time): over the
+	                                   * configuration's; -1: not given */
 };
 
 struct sup *sup_new(const char *conf_path, struct hive_conf *conf,

@@ -1,7 +1,8 @@
 /*
  * main.c - hived's command line.
  *
- *   hived [-v] [--config FILE] [--port-file FILE]
+ *   hived [-v] [--config FILE] [--port-file FILE] [--log-format text|json]
+ *         [--log-time auto|yes|no]
  *   hived --check-config FILE
  *   hived --help | --version
  *
@@ -40,6 +41,7 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: hived [-v] [--config FILE] [--port-file FILE]\n"
+	    "             [--log-format text|json] [--log-time auto|yes|no]\n"
 	    "       hived --check-config FILE\n"
 	    "       hived --help | --version\n"
 	    "\n"
@@ -48,6 +50,9 @@ usage(FILE *f)
 	    "                           every error as file:line, exit 0 or 1\n"
 	    "  -p, --port-file FILE     write the HTTP port there once listening\n"
 	    "  -v, --verbose            debug logging (and -v for the workers)\n"
+	    "      --log-format FORMAT  text or json: log_format =, over the\n"
+	    "                           configuration's (workers' lines too)\n"
+	    "      --log-time WHEN      auto, yes or no: log_time =, likewise\n"
 	    "  -h, --help               this text\n"
 	    "  -V, --version            print the version\n"
 	    "\n"
@@ -171,6 +176,9 @@ main(int argc, char *argv[])
 		{ "check-config", required_argument, NULL, 'n' },
 		{ "port-file", required_argument, NULL, 'p' },
 		{ "verbose", no_argument, NULL, 'v' },
+		/* Long only: 256 and up is no letter. */
+		{ "log-format", required_argument, NULL, 256 },
+		{ "log-time", required_argument, NULL, 257 },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -180,7 +188,7 @@ main(int argc, char *argv[])
 	struct hive_conf *conf;
 	struct sup *sup;
 	char *worker;
-	int ch, verbose = 0, rc;
+	int ch, verbose = 0, rc, log_format = -1, log_time = -1;
 
 	/*
 	 * glibc raises its mmap threshold to the largest block freed so far
@@ -209,6 +217,20 @@ main(int argc, char *argv[])
 		case 'v':
 			verbose++;
 			break;
+		case 256:
+			if ((log_format = log_format_parse(optarg)) == -1) {
+				fprintf(stderr, "hived: --log-format %s: text or "
+				    "json is expected\n", optarg);
+				return 2;
+			}
+			break;
+		case 257:
+			if ((log_time = log_time_parse(optarg)) == -1) {
+				fprintf(stderr, "hived: --log-time %s: auto, yes "
+				    "or no is expected\n", optarg);
+				return 2;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -225,6 +247,12 @@ main(int argc, char *argv[])
 		return 2;
 	}
 	log_init("hived", verbose);
+	/* Given on the command line, the format holds from the first line
+	 * (a bad configuration's errors too), and over the file's. */
+	if (log_format >= 0)
+		log_set_format((enum log_format)log_format);
+	if (log_time >= 0)
+		log_set_time((enum log_time)log_time);
 	/* A closed 0, 1 or 2 would be reused by the next open(): a socket
 	 * could become a worker's stdin, a log line land in a socket. */
 	for (int fd = 0; fd < 3; fd++)
@@ -250,9 +278,15 @@ main(int argc, char *argv[])
 		fatalx("configuration %s is not valid", conf_path);
 	if (conf->verbose)
 		log_set_verbose(1);
+	if (log_format < 0)
+		log_set_format((enum log_format)conf->log_format);
+	if (log_time < 0)
+		log_set_time((enum log_time)conf->log_time);
 	lock_instance(conf);
 	if ((sup = sup_new(conf_path, conf, port_file)) == NULL)
 		fatalx("cannot start");
+	sup->log_format_arg = log_format;
+	sup->log_time_arg = log_time;
 	rc = sup_run(sup);
 	sup_free(sup);
 	return rc;

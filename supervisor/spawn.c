@@ -54,8 +54,8 @@ struct exec_report {
 
 /*
  * Room in a worker's argv for what hived adds to the agent's command (at
- * most HIVE_ARGV_MAX words): the worker's path, thirteen options with
- * their values, "--task-events", "-v" and "--" (30 today), and the
+ * most HIVE_ARGV_MAX words): the worker's path, fifteen options with
+ * their values, "--task-events", "-v" and "--" (34 today), and the
  * closing NULL.
  */
 #define WORKER_OWN_ARGS 40
@@ -172,6 +172,10 @@ build_args(struct sup_inst *in, struct spawn_args *sa)
 	opt_uint(sa, "--stop-timeout", c->stop_timeout_ms);
 	if (c->task_events)
 		arg(sa, "--task-events");
+	/* hived's own, so that both write the same lines (the worker
+	 * finds journald itself: its stderr is hived's). */
+	opt(sa, "--log-format", log_format_name(log_get_format()));
+	opt(sa, "--log-time", log_time_name(log_get_time()));
 	if (log_verbose())
 		arg(sa, "-v");
 	arg(sa, "--");

@@ -55,6 +55,7 @@ usage(const char *fmt, ...)
 	    "           [--prefix P] [--host H]\n"
 	    "           [--fd FD] [--task-timeout MS] [--max-attempts N]\n"
 	    "           [--heartbeat-ms MS] [--stop-timeout MS] [--task-events]\n"
+	    "           [--log-format text|json] [--log-time auto|yes|no]\n"
 	    "           [-v|--verbose]\n"
 	    "           -- HANDLER [ARG...]\n"
 	    "       hive-worker --help | --version\n");
@@ -70,6 +71,8 @@ enum opt_kind {
 	OPT_TEXT,       /* 1 to size - 1 bytes */
 	OPT_REDIS,      /* OPT_TEXT that rconn_parse_addr takes */
 	OPT_MODE,       /* stream | exec */
+	OPT_LOGFMT,     /* text | json (enum log_format) */
+	OPT_LOGTIME,    /* auto | yes | no (enum log_time) */
 	OPT_CAPS,       /* a,b,c: names, at most WRK_CAPS_MAX (the last
 	                 * --capabilities counts) */
 	OPT_COUNT,      /* no argument: counted (-v -v) */
@@ -113,6 +116,8 @@ static const struct wrk_optdef {
 	{ "task-events", 0, OPT_COUNT, OPT_AT(task_events), 0, 0, NULL },
 	{ "stop-timeout", 0, OPT_UINT, OPT_AT(stop_timeout_ms), 1,
 	    HIVE_TIMEOUT_MAX, "30000" },
+	{ "log-format", 0, OPT_LOGFMT, OPT_AT(log_format), 0, 0, "text" },
+	{ "log-time", 0, OPT_LOGTIME, OPT_AT(log_time), 0, 0, "auto" },
 	{ "verbose", 'v', OPT_COUNT, OPT_AT(verbose), 0, 0, NULL },
 	{ "help", 'h', OPT_HELP, 0, 0, 0, 0, NULL },
 	{ "version", 'V', OPT_VERSION, 0, 0, 0, 0, NULL },
@@ -192,6 +197,14 @@ opt_set(struct wrk_opts *o, const struct wrk_optdef *d, char *arg)
 			*(enum wrk_mode *)(void *)at = WRK_MODE_EXEC;
 		else
 			usage("--%s %s: stream or exec", d->name, arg);
+		break;
+	case OPT_LOGFMT:
+		if ((*(int *)(void *)at = log_format_parse(arg)) == -1)
+			usage("--%s %s: text or json", d->name, arg);
+		break;
+	case OPT_LOGTIME:
+		if ((*(int *)(void *)at = log_time_parse(arg)) == -1)
+			usage("--%s %s: auto, yes or no", d->name, arg);
 		break;
 	case OPT_CAPS:
 		caps_arg(o, arg);
@@ -634,6 +647,8 @@ main(int argc, char **argv)
 	memset(w, 0, sizeof(*w));
 	parse_args(&w->o, argc, argv);
 	log_init("hive-worker", w->o.verbose);
+	log_set_format((enum log_format)w->o.log_format);
+	log_set_time((enum log_time)w->o.log_time);
 	wrk_names(w);
 	/* A handler that dies under a write must not kill us (as hived). */
 	signal(SIGPIPE, SIG_IGN);

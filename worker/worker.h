@@ -123,6 +123,8 @@ struct wrk_opts {
 	unsigned stop_timeout_ms;    /* hived's stop_timeout: how long a
 	                              * predecessor of our name may take to
 	                              * finish (redis.c) */
+	int log_format;              /* --log-format: enum log_format */
+	int log_time;                /* --log-time: enum log_time */
 	int verbose;
 	char **argv;                 /* the handler, NULL-terminated, borrowed */
 };

@@ -948,7 +948,7 @@ Test(config, hash_and_hive_settings)
 	static const char *worker_keys[] = {
 	    "redis = 127.0.0.1:6390\n", "prefix = other\n", "host = elsewhere\n",
 	    "worker = /opt/hive-worker\n", "heartbeat_interval = 2s\n",
-	    "log_level = debug\n",
+	    "log_level = debug\n", "log_format = json\n", "log_time = no\n",
 	};
 	/* ...what only hived uses restarts none */
 	static const char *hived_keys[] = {
