@@ -406,3 +406,84 @@ Test(handler_sup, agents_name_the_task_in_flight)
 	stop_ok(h);
 	redisFree(c);
 }
+
+/* Every line of h's log (hived's and its workers' stderr) a JSON object
+ * of log.c's members; returns how many came from each role. */
+static void
+json_log_lines(struct hp *h, int *nhived, int *nworker, int *task_seen,
+    int *agent_seen)
+{
+	char *log = strdup(h->log), *save, *l;
+
+	cr_assert_not_null(log);
+	for (l = strtok_r(log, "\n", &save); l != NULL;
+	    l = strtok_r(NULL, "\n", &save)) {
+		json_error_t e;
+		json_t *j = json_loads(l, 0, &e);
+		const char *role, *time, *task;
+
+		cr_assert(json_is_object(j), "not a JSON line (%s): %s", e.text,
+		    l);
+		role = json_string_value(json_object_get(j, "role"));
+		time = json_string_value(json_object_get(j, "time"));
+		cr_assert(role != NULL && time != NULL && strlen(time) == 24 &&
+		    time[10] == 'T' && time[23] == 'Z', "%s", l);
+		cr_assert(json_is_string(json_object_get(j, "msg")) &&
+		    json_is_string(json_object_get(j, "level")) &&
+		    json_is_integer(json_object_get(j, "priority")) &&
+		    json_is_integer(json_object_get(j, "pid")), "%s", l);
+		if (strcmp(role, "hived") == 0)
+			(*nhived)++;
+		else if (strcmp(role, "hive-worker") == 0)
+			(*nworker)++;
+		else
+			cr_assert_fail("role %s: %s", role, l);
+		task = json_string_value(json_object_get(j, "task"));
+		if (strcmp(role, "hive-worker") == 0 && task != NULL &&
+		    strcmp(task, "j\"1\\") == 0 &&
+		    json_integer_value(json_object_get(j, "instance")) == 1)
+			*task_seen = 1;
+		if (strcmp(role, "hived") == 0 && json_is_string(json_object_get(j,
+		    "agent")) && strcmp(json_string_value(json_object_get(j,
+		    "agent")), "x") == 0 &&
+		    json_integer_value(json_object_get(j, "instance")) == 1)
+			*agent_seen = 1;
+		json_decref(j);
+	}
+	free(log);
+}
+
+/*
+ * log_format = json: the whole of hived's stderr, its workers' lines
+ * with it, parses line by line through a start, a task (its id full of
+ * what JSON escapes), a handler that dies on a task, and the stop; the
+ * agent, instance and task are members of their own.
+ */
+Test(handler_sup, json_log_parses_line_by_line)
+{
+	struct hp *h = hp_new("jsonlog");
+	redisContext *c = tu_redis_connect();
+	char agents[10000];
+	size_t from = 0;
+	int nhived = 0, nworker = 0, task_seen = 0, agent_seen = 0;
+
+	snprintf(agents, sizeof(agents),
+	    "[agent \"x\"]\n"
+	    "command = %s stream\n"
+	    "max_attempts = 1\n", handler());
+	hp_write_conf(h, worker(), "log_format = json\n", agents);
+	hp_start(h);
+	hp_wait(h, &from, T_LONG, "agent=x/1", "state=ready", NULL);
+	hp_submit_direct(c, h->prefix, "x", 1, "j\"1\\", "{\"op\": \"echo\"}");
+	/* the id as the JSON line has it: j\"1\\ */
+	hp_wait(h, &from, T_LONG, "task=j\\\"1\\\\ ", "status=", NULL);
+	hp_submit_direct(c, h->prefix, "x", 1, "j2", "{\"op\": \"exit\"}");
+	hp_wait(h, &from, T_LONG, "agent=x/1", "handler failed", NULL);
+	stop_ok(h);
+	json_log_lines(h, &nhived, &nworker, &task_seen, &agent_seen);
+	cr_assert(nhived > 5 && nworker > 2, "hived %d, worker %d lines",
+	    nhived, nworker);
+	cr_assert(task_seen, "no worker line with task j\"1\\ and instance 1");
+	cr_assert(agent_seen, "no hived line with agent x and instance 1");
+	redisFree(c);
+}
