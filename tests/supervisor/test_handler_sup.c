@@ -487,3 +487,52 @@ Test(handler_sup, json_log_parses_line_by_line)
 	cr_assert(agent_seen, "no hived line with agent x and instance 1");
 	redisFree(c);
 }
+
+/* The whole line of h's log that l (from hp_wait) points into. */
+static json_t *
+line_json(const char *l)
+{
+	char buf[16384];
+	json_error_t e;
+	json_t *j;
+
+	snprintf(buf, sizeof(buf), "%.*s", (int)strcspn(l, "\n"), l);
+	j = json_loads(buf, 0, &e);
+	cr_assert(json_is_object(j), "not JSON (%s): %s", e.text, buf);
+	return j;
+}
+
+/*
+ * A reload to log_format = json: hived's lines are JSON from the reload
+ * on, and the agent restarts (log_format is a worker setting) so that its
+ * new worker's are too.  Before it, text lines with the time.
+ */
+Test(handler_sup, reload_switches_the_log_format)
+{
+	struct hp *h = hp_new("logreload");
+	char agents[10000];
+	size_t from = 0;
+	const char *l;
+	json_t *j;
+
+	snprintf(agents, sizeof(agents),
+	    "[agent \"x\"]\n"
+	    "command = %s stream\n", handler());
+	hp_write_conf(h, worker(), NULL, agents);
+	hp_start(h);
+	l = hp_wait(h, &from, T_LONG, "agent=x/1", "state=ready", NULL);
+	cr_assert(strncmp(l, "<6>20", 5) == 0 && l[13] == 'T' && l[26] == 'Z' &&
+	    strncmp(l + 27, " hived[", 7) == 0, "%.80s", l);
+	hp_write_conf(h, worker(), "log_format = json\nlog_time = no\n", agents);
+	hp_signal(h, SIGHUP);
+	l = hp_wait(h, &from, T_LONG, "reload done", "changed=1", NULL);
+	j = line_json(l);
+	cr_assert_str_eq(json_string_value(json_object_get(j, "role")), "hived");
+	json_decref(j);
+	l = hp_wait(h, &from, T_LONG, "\"role\":\"hive-worker\"", "agent=x/1",
+	    "starting", NULL);
+	j = line_json(l);
+	cr_assert_eq(json_integer_value(json_object_get(j, "instance")), 1);
+	json_decref(j);
+	stop_ok(h);
+}
