@@ -168,6 +168,21 @@ load(const char *path)
 	return c;
 }
 
+/* --log-format, --log-time: the value (log.h's enum), or exit 2. */
+static int
+log_arg(const char *opt, const char *arg, int (*parse)(const char *),
+    const char *what)
+{
+	int v = parse(arg);
+
+	if (v == -1) {
+		fprintf(stderr, "hived: --%s %s: %s is expected\n", opt, arg,
+		    what);
+		exit(2);
+	}
+	return v;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -218,18 +233,12 @@ main(int argc, char *argv[])
 			verbose++;
 			break;
 		case 256:
-			if ((log_format = log_format_parse(optarg)) == -1) {
-				fprintf(stderr, "hived: --log-format %s: text or "
-				    "json is expected\n", optarg);
-				return 2;
-			}
+			log_format = log_arg("log-format", optarg,
+			    log_format_parse, "text or json");
 			break;
 		case 257:
-			if ((log_time = log_time_parse(optarg)) == -1) {
-				fprintf(stderr, "hived: --log-time %s: auto, yes "
-				    "or no is expected\n", optarg);
-				return 2;
-			}
+			log_time = log_arg("log-time", optarg, log_time_parse,
+			    "auto, yes or no");
 			break;
 		case 'h':
 			usage(stdout);
