@@ -28,6 +28,7 @@
 
 #define HTTP_SSE_MAX     32      /* streams open at once */
 #define SSE_KEEPALIVE_S  15.     /* a comment line at least this often */
+#define SSE_FLUSH_S      .01     /* events wait this long for others */
 
 struct sse;
 /* The stream ended (client gone, dropped for being slow, hived
