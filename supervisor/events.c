@@ -279,7 +279,8 @@ client_send(struct ev_client *c, const char *id, const char *type,
 		return;
 	if (sse_send(c->s, id, type, text, len) == -1) {
 		c->dead = 1;
-		c->ev->dropped++;
+		if (sse_slow(c->s))
+			c->ev->dropped++;
 	}
 }
 

@@ -64,6 +64,7 @@ struct sse {
 	ev_io gone_io;              /* the socket, while suspended */
 	int ending;                 /* sse_end: end once flushed */
 	int dropped;                /* gone or too slow: end with an error */
+	int slow;                   /* dropped for a full buffer */
 	int pending;                /* on hub->pending */
 	int notified;               /* closed_fn has run */
 };
@@ -261,6 +262,7 @@ sse_queue(struct sse *s, const char *const parts[], const size_t lens[],
 	for (unsigned i = 0; i < nparts; i++)
 		total += lens[i];
 	if (total > s->max - s->len) {
+		s->slow = 1;
 		sse_drop(s, "its buffer is full: it reads too slowly");
 		return -1;
 	}
@@ -301,6 +303,12 @@ sse_send(struct sse *s, const char *id, const char *event,
 	PART("\n\n", 2);
 #undef PART
 	return sse_queue(s, parts, lens, n);
+}
+
+int
+sse_slow(const struct sse *s)
+{
+	return s->slow;
 }
 
 void

@@ -49,6 +49,9 @@ int sse_send(struct sse *, const char *id, const char *event,
 /* The server ends the stream once what is queued is sent; closed_fn is
  * still called. */
 void sse_end(struct sse *);
+/* 1 once s was dropped for a full buffer (not for its client leaving):
+ * for the caller's counters, until its closed_fn. */
+int sse_slow(const struct sse *);
 /* A request header (e.g. "Last-Event-ID"), NULL when absent. */
 const char *api_header(const struct api_req *, const char *name);
 
