@@ -1086,6 +1086,12 @@ sup_http_free(struct sup_http *h)
 	if (h == NULL)
 		return;
 	http_orphan_all(h);
+	if (h->hub != NULL && h->d != NULL) {
+		/* What the streams have queued: sent as far as their sockets
+		 * take it now (MHD_run does not block). */
+		sse_hub_flush(h->hub);
+		MHD_run(h->d);
+	}
 	if (h->hub != NULL)
 		sse_hub_stop(h->hub);
 	if (h->d != NULL) {

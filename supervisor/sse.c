@@ -479,6 +479,16 @@ sse_hub_new(struct ev_loop *loop, struct sup_http *http)
 	return hub;
 }
 
+void
+sse_hub_flush(struct sse_hub *hub)
+{
+	struct sse *s;
+
+	while ((s = LIST_FIRST(&hub->due)) != NULL)
+		sse_wake(s);
+	ev_timer_stop(hub->loop, &hub->flush);
+}
+
 unsigned
 sse_hub_count(const struct sse_hub *hub)
 {

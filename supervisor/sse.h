@@ -66,6 +66,9 @@ struct MHD_Response;
 /* sse.c: the streams of one server; sse_hub_free ends them all (their
  * closed_fn called at once). */
 struct sse_hub *sse_hub_new(struct ev_loop *, struct sup_http *);
+/* Wake every stream with something queued now (hived stops: what is
+ * queued goes out with the next MHD_run, not SSE_FLUSH_S later). */
+void sse_hub_flush(struct sse_hub *);
 void sse_hub_stop(struct sse_hub *);
 void sse_hub_free(struct sse_hub *);
 unsigned sse_hub_count(const struct sse_hub *);

@@ -785,14 +785,15 @@ Test(live_events, stopping_hived_ends_the_streams)
 	cr_assert_eq(sc_open(&busy, h, NULL, "/events", NULL), 200);
 	json_decref(sc_expect(&busy, h, "metrics", &e));
 	hp_signal(h, SIGTERM);
-	/* The agent's drain reaches the one that takes every type (what
-	 * comes in hived's last 10 ms, SSE_FLUSH_S, may not). */
+	/* The agent's stop reaches the one that takes every type, the
+	 * last event too (queued in hived's last SSE_FLUSH_S: sent as hived
+	 * stops). */
 	for (;;) {
 		json_t *j = sc_expect(&busy, h, "agent", &e);
-		int stopping = strcmp(jstr(j, "state"), "stopping") == 0;
+		int stopped = strcmp(jstr(j, "state"), "stopped") == 0;
 
 		json_decref(j);
-		if (stopping)
+		if (stopped)
 			break;
 	}
 	st = hp_wait_exit(h, T_LONG);
