@@ -104,6 +104,9 @@ struct hive_conf {
 	unsigned snapshots_keep;     /* snapshots_keep */
 	int allow_eviction;          /* allow_eviction */
 	int task_events;             /* task_events: workers write task.* */
+	unsigned events_window;      /* events_window: events kept to resume */
+	uint64_t events_client_buffer_kb;   /* events_client_buffer */
+	unsigned events_task_rate;   /* events_task_rate: per second */
 	int verbose;                 /* log_level: 0 info, 1 debug */
 	int log_format;              /* log_format: enum log_format (log.h) */
 	int log_time;                /* log_time: enum log_time (log.h) */

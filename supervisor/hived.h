@@ -21,7 +21,10 @@
  *   http.c     the HTTP API's server (libmicrohttpd on the libev loop):
  *              requests to endpoints and answers back, suspended while an
  *              endpoint waits; http_route.c its pure router (http.h);
- *              api.h what an endpoint is given
+ *              api.h what an endpoint is given; sse.c its event streams
+ *              (sse.h: a bounded buffer per client)
+ *   events.c   the live events (events.h): sup_event, the resume window,
+ *              GET /events, the metrics tick and GET /stats
  *   api_agents.c  the endpoints on agents: /health, /agents,
  *              /capabilities, actions
  *   api_dead.c the dead letters: /dead, retries (api_dead.h);
@@ -111,6 +114,7 @@ struct sup_link;
 struct sup_http;
 struct sup_memstore;
 struct sup_store;
+struct sup_events;
 
 /* ---- agent_fsm.c: the lifecycle state table ---- */
 
@@ -520,6 +524,7 @@ struct sup {
 	struct sup_http *http;
 	struct sup_store *store;         /* Redis and PostgreSQL (store.c) */
 	struct sup_qstat *qstat;          /* the queues' state (qstat.c) */
+	struct sup_events *events;        /* live events (events.c) */
 	int exit_code;                    /* of hived, once stopped */
 	const char *port_file;            /* --port-file: write the HTTP port */
 	char token[SUP_TOKEN_MAX];        /* "" : every POST is refused */
