@@ -19,6 +19,7 @@
 #include "hived.h"
 #include "api.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,10 +27,7 @@
 
 #include "log.h"
 
-#if __has_include("events.h")
 #include "events.h"
-#define HAVE_EVENTS 1
-#endif
 
 #define OUTPUT_N_DEFAULT 100
 
@@ -56,15 +54,13 @@ pick_cmp(const void *a, const void *b)
 static json_t *
 last_event_id(struct sup *sup)
 {
-#ifdef HAVE_EVENTS
-	char id[32];
+	uint64_t id = sup_events_last_id(sup);
+	char buf[24];
 
-	if (sup_event_last_id(sup, id, sizeof(id)) == 0)
-		return json_string(id);
-#else
-	(void)sup;
-#endif
-	return json_null();
+	if (id == 0)
+		return json_null();
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)id);
+	return json_string(buf);
 }
 
 /* The last n lines of instances lo..hi, oldest first, into arr. */

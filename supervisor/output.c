@@ -30,13 +30,7 @@
 
 #include "log.h"
 
-#if __has_include("events.h")
 #include "events.h"
-#else
-/* Until the event bus is there: the event is built and dropped. */
-static void sup_event(struct sup *s, const char *t, json_t *d)
-{ (void)s; (void)t; json_decref(d); }
-#endif
 
 struct sup_output {
 	struct sup_outline **v;       /* v[(head + i) % cap], i < len */

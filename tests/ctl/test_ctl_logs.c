@@ -3,8 +3,7 @@
  * handler (tests/worker/test_handler.c, "say") writes stderr lines:
  * the lines as TIME AGENT/N [TASK] TEXT, -n, --json one object per
  * line, -f printing a line written after it started (then Ctrl-C: exit
- * 0), an unknown agent.  -f needs GET /events: skipped, saying so,
- * where hived lacks it.
+ * 0), an unknown agent.
  *
  * Waits are for log lines and for hivectl's output; deadlines are
  * failure guards only.
@@ -142,7 +141,6 @@ Test(ctl_logs, follow_prints_a_new_line_and_ends_on_ctrl_c)
 	int po[2], st;
 	pid_t pid;
 
-	ctl_need(h, "GET", "/events");
 	say(h, c, "t1", "before");
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u", h->port);
 	snprintf(tok, sizeof(tok), "%s/token", h->dir);
