@@ -5,7 +5,8 @@
  *
  * A line shows in hived's log as "agent=NAME/N task=ID: text"; GET
  * /agents/NAME/output returns the lines with their task; the ring keeps
- * only output_lines and outlives a SIGKILLed worker; unknown agents and
+ * only output_lines (the agent's, else [hive]'s, which a reload changes
+ * without a restart) and outlives a SIGKILLed worker; unknown agents and
  * instances are 404, a bad n 400.
  *
  * Waits are for log lines; deadlines are failure guards only.
@@ -175,6 +176,50 @@ Test(output, lines_kept_attributed_bounded_and_survive_a_kill)
 	get_fails(h, "/agents/talk/output?n=4", 400, "bad_request");
 	get_fails(h, "/agents/talk/output?n=x", 400, "bad_request");
 	get_fails(h, "/agents/talk/output?lines=2", 400, "bad_request");
+	stop_ok(h);
+	redisFree(c);
+}
+
+/* [hive] output_lines applies to every ring at its next line, on reload,
+ * without restarting the agent. */
+Test(output, hive_output_lines_and_reload)
+{
+	struct hp *h = hp_new("outreload");
+	redisContext *c = tu_redis_connect();
+	char agents[8192];
+	size_t from = 0;
+	json_t *j, *lines;
+	pid_t pid;
+
+	snprintf(agents, sizeof(agents),
+	    "[agent \"talk\"]\n"
+	    "command = %s stream\n", handler());
+	hp_write_conf(h, worker(), "output_lines = 2\n", agents);
+	hp_start(h);
+	hp_wait(h, &from, T_LONG, "agent=talk/1", "state=ready", NULL);
+	pid = hp_agent_pid(h, "talk/1");
+	say(h, c, &from, "t1", "one");
+	say(h, c, &from, "t2", "two");
+	say(h, c, &from, "t3", "three");
+	j = get(h, "/agents/talk/output", 200);
+	lines = json_object_get(j, "lines");
+	cr_assert_eq(json_array_size(lines), 2, "[hive] output_lines = 2");
+	line_is(lines, 0, "t2", "two");
+	json_decref(j);
+	get_fails(h, "/agents/talk/output?n=3", 400, "bad_request");
+
+	hp_write_conf(h, worker(), "output_lines = 5\n", agents);
+	hp_signal(h, SIGHUP);
+	hp_wait(h, &from, T_LONG, "reload done", NULL);
+	say(h, c, &from, "t4", "four");
+	say(h, c, &from, "t5", "five");
+	j = get(h, "/agents/talk/output?n=5", 200);
+	lines = json_object_get(j, "lines");
+	cr_assert_eq(json_array_size(lines), 4, "the ring grew, kept its lines");
+	line_is(lines, 0, "t2", "two");
+	line_is(lines, 3, "t5", "five");
+	json_decref(j);
+	cr_assert_eq(hp_agent_pid(h, "talk/1"), pid, "no restart for it");
 	stop_ok(h);
 	redisFree(c);
 }
