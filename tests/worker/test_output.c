@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,8 @@ send_frame(int fd, const struct hive_frame *f)
 /* A worker of agent "a" on capability "c" in mode, with hived's first
  * frame sent. */
 static void
-to_start(struct to *t, const char *tag, const char *mode)
+to_start_n(struct to *t, const char *tag, const char *mode,
+    const char *concurrency)
 {
 	const char *argv[32];
 	char redis[128], host[80];
@@ -93,6 +95,8 @@ to_start(struct to *t, const char *tag, const char *mode)
 	argv[n++] = "50";
 	argv[n++] = "--mode";
 	argv[n++] = mode;
+	argv[n++] = "--concurrency";
+	argv[n++] = concurrency;
 	argv[n++] = "--";
 	argv[n++] = env("HIVE_TEST_HANDLER");
 	argv[n++] = mode;
@@ -116,15 +120,25 @@ to_start(struct to *t, const char *tag, const char *mode)
 }
 
 static void
-to_stop(struct to *t)
+to_start(struct to *t, const char *tag, const char *mode)
+{
+	to_start_n(t, tag, mode, "1");
+}
+
+/* SIGTERM: the worker drains and exits 0; with kill, SIGKILL (a task
+ * held in flight would keep a drain waiting). */
+static void
+to_end(struct to *t, bool kill_it)
 {
 	redisReply *r, *k;
 	char pat[96];
 	int st;
 
-	kill(t->pid, SIGTERM);
+	kill(t->pid, kill_it ? SIGKILL : SIGTERM);
 	cr_assert_eq(waitpid(t->pid, &st, 0), t->pid);
-	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "worker exit %#x", st);
+	if (!kill_it)
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		    "worker exit %#x", st);
 	close(t->sp);
 	proto_framer_free(&t->fr);
 	snprintf(pat, sizeof(pat), "%s:*", t->prefix);
@@ -136,6 +150,12 @@ to_stop(struct to *t)
 	}
 	freeReplyObject(r);
 	redisFree(t->rc);
+}
+
+static void
+to_stop(struct to *t)
+{
+	to_end(t, false);
 }
 
 static void
@@ -316,4 +336,21 @@ Test(output, exec_error_text_and_lines)
 	cr_assert_str_eq(err, "step 1\nasked to fail",
 	    "the error text is still stderr's tail");
 	to_stop(&t);
+}
+
+Test(output, stream_line_names_no_task_with_two_in_flight)
+{
+	char text[HIVE_OUTPUT_MAX + 1], task[HIVE_ID_MAX + 1], err[256];
+	struct to t;
+
+	to_start_n(&t, "out2", "stream", "2");
+	/* h1 stays in flight (never answered); s1 runs beside it. */
+	submit(&t, "h1", "{\"op\":\"hold\"}");
+	submit(&t, "s1", "{\"op\":\"say\",\"text\":\"whose?\"}");
+	next_output(&t, text, sizeof(text), task, sizeof(task));
+	cr_assert_str_eq(text, "whose?");
+	cr_assert_str_eq(task, "", "two tasks in flight: none named");
+	next_result(&t, err, sizeof(err));
+	cr_assert_str_eq(err, "");
+	to_end(&t, true);
 }
