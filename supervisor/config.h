@@ -83,6 +83,7 @@ struct hive_agent_conf {
 	int nenv;
 	char *directory;             /* directory; NULL: hived's */
 	int autostart;               /* autostart; 0: starts asleep */
+	unsigned output_lines;       /* output_lines; 0: [hive]'s */
 	uint64_t hash;               /* of every setting: what changed on reload
 	                              * (also of the [hive] settings its worker
 	                              * gets, CF_WORKER; not of file/line) */
@@ -110,6 +111,7 @@ struct hive_conf {
 	int verbose;                 /* log_level: 0 info, 1 debug */
 	int log_format;              /* log_format: enum log_format (log.h) */
 	int log_time;                /* log_time: enum log_time (log.h) */
+	unsigned output_lines;       /* output_lines: kept per instance */
 	uint64_t worker_hash;        /* of the [hive] settings every worker is
 	                              * started with (CF_WORKER): a change
 	                              * restarts every agent */
