@@ -360,6 +360,8 @@ static const struct conf_key hive_keys[] = {
 	  .flags = CF_WORKER, .names = log_level_names },
 	{ HK("task_events", CK_BOOL, task_events), .dflt = "no",
 	  .flags = CF_WORKER },
+	{ HK("output_ttl", CK_DURATION, output_ttl_ms), .min = 1000,
+	  .max = 30u * 86400 * 1000, .dflt = "1h", .flags = CF_WORKER },
 };
 
 /* [agent:NAME], in docs/CONFIG.md's order. */

@@ -104,6 +104,7 @@ struct hive_conf {
 	unsigned snapshots_keep;     /* snapshots_keep */
 	int allow_eviction;          /* allow_eviction */
 	int task_events;             /* task_events: workers write task.* */
+	unsigned output_ttl_ms;      /* output_ttl: tasks' output streams */
 	int verbose;                 /* log_level: 0 info, 1 debug */
 	uint64_t worker_hash;        /* of the [hive] settings every worker is
 	                              * started with (CF_WORKER): a change

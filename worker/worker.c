@@ -55,6 +55,7 @@ usage(const char *fmt, ...)
 	    "           [--prefix P] [--host H]\n"
 	    "           [--fd FD] [--task-timeout MS] [--max-attempts N]\n"
 	    "           [--heartbeat-ms MS] [--stop-timeout MS] [--task-events]\n"
+	    "           [--output-ttl MS]\n"
 	    "           [-v|--verbose]\n"
 	    "           -- HANDLER [ARG...]\n"
 	    "       hive-worker --help | --version\n");
@@ -113,6 +114,8 @@ static const struct wrk_optdef {
 	{ "task-events", 0, OPT_COUNT, OPT_AT(task_events), 0, 0, NULL },
 	{ "stop-timeout", 0, OPT_UINT, OPT_AT(stop_timeout_ms), 1,
 	    HIVE_TIMEOUT_MAX, "30000" },
+	{ "output-ttl", 0, OPT_UINT, OPT_AT(output_ttl_ms), 1,
+	    30u * 86400 * 1000, "3600000" },
 	{ "verbose", 'v', OPT_COUNT, OPT_AT(verbose), 0, 0, NULL },
 	{ "help", 'h', OPT_HELP, 0, 0, 0, 0, NULL },
 	{ "version", 'V', OPT_VERSION, 0, 0, 0, 0, NULL },
@@ -430,6 +433,8 @@ wrk_schedule(struct wrk *w)
 		due = d;
 	if (w->o.mode == WRK_MODE_STREAM && (d = wrk_stream_next_due(w)) &&
 	    (!due || d < due))
+		due = d;
+	if ((d = wrk_output_next_due(w)) && (!due || d < due))
 		due = d;
 	ev_timer_stop(w->loop, &w->cron);
 	if (!due)

@@ -13,7 +13,8 @@
  *                     the liveness key, our pending entries, pulls,
  *                     broadcasts
  *   publish.c         results, dead letters and acks, one MULTI/EXEC per
- *                     batch
+ *                     batch; a task's progress and chunks to its output
+ *                     stream, coalesced
  *   link.c            the socketpair to hived (frames, heartbeats)
  *   spawn.c           fork+exec of handlers, careful about fds and signals
  *   handler_stream.c  mode=stream: one long-lived handler, JSON lines
@@ -123,6 +124,8 @@ struct wrk_opts {
 	unsigned stop_timeout_ms;    /* hived's stop_timeout: how long a
 	                              * predecessor of our name may take to
 	                              * finish (redis.c) */
+	unsigned output_ttl_ms;      /* [hive] output_ttl: PEXPIRE of a
+	                              * task's output stream */
 	int verbose;
 	char **argv;                 /* the handler, NULL-terminated, borrowed */
 };
@@ -145,6 +148,7 @@ enum wrk_out_kind {
 
 struct wrk_proc;
 struct wrk;
+struct wrk_output;
 
 struct wrk_task {
 	TAILQ_ENTRY(wrk_task) q;
@@ -174,6 +178,8 @@ struct wrk_task {
 	json_t *memory;              /* memory published with it, or NULL */
 	uint64_t memory_v;
 	struct wrk_batch *batch;     /* the MULTI/EXEC publishing it, or NULL */
+	struct wrk_output *output;   /* progress/chunks it wrote, NULL = none
+	                              * (publish.c) */
 };
 
 TAILQ_HEAD(wrk_task_list, wrk_task);
@@ -352,6 +358,9 @@ struct wrk {
 	struct wrk_handler h;        /* mode=stream */
 	int nprocs;                  /* mode=exec: processes running */
 
+	uint64_t output_due;         /* the earliest output flush due (a
+	                              * lower bound), 0 = none (publish.c) */
+
 	ev_timer cron;               /* the one housekeeping timer */
 	ev_prepare flush;            /* batches writes once per loop turn */
 	ev_signal sigterm, sigint;
@@ -426,6 +435,24 @@ bool wrk_redis_forget(struct wrk *);
 
 void wrk_publish(struct wrk *);  /* send the out queue in one MULTI/EXEC */
 
+/*
+ * A task's output stream <prefix>:output:<id> (docs/PROTOCOL.md): what a
+ * stream handler writes for a task in flight is held per task and
+ * written at most once per WRK_OUTPUT_INTERVAL_MS (chunks joined in
+ * order, the latest progress only), its end in the MULTI/EXEC of the
+ * result, before the result.  Chunk text held past WRK_OUTPUT_HELD_MAX
+ * bytes between two writes is dropped (counted in the end entry).
+ */
+#define WRK_OUTPUT_INTERVAL_MS 50
+#define WRK_OUTPUT_HELD_MAX    (64u << 10)
+#define WRK_OUTPUT_MAXLEN      1000      /* XADD MAXLEN ~ */
+/* A progress object (borrowed, may be NULL) and/or a chunk (a JSON
+ * string, borrowed, may be NULL) for t. */
+void wrk_output_add(struct wrk *, struct wrk_task *, json_t *progress,
+    json_t *chunk);
+void wrk_output_free(struct wrk_output *);
+uint64_t wrk_output_next_due(const struct wrk *);
+
 /* ---- link.c ---- */
 
 /* 0, or -1 with errno when fd is not a usable socket. */
@@ -484,12 +511,18 @@ struct wrk_answer {
 	json_t *result;              /* owned, NULL = none */
 	json_t *memory;              /* owned, an object; NULL = unchanged */
 	char error[HIVE_ERROR_MAX];  /* status error: why (never ""), else "" */
+	/* An output line (no "status"): owned, NULL = none. */
+	json_t *progress;            /* an object */
+	json_t *chunk;               /* a string */
 };
 
 /*
  * A stream handler's output line (without its '\n').  Returns 0 with *a
- * the answer; 1 for a blank line (nothing in *a); -1 when it is not a
- * valid answer: why is the error text for the task it belongs to, and
+ * the answer; 1 for a blank line (nothing in *a); 2 for an output line
+ * (an "id", no "status", a "progress" and/or a "chunk": a->progress and
+ * a->chunk, either NULL when absent or not of its type, and then why
+ * says so: the rest is kept, the line fails no task); -1 when it is not
+ * a valid answer: why is the error text for the task it belongs to, and
  * a->id that task when it can be told (read from the JSON, or guessed
  * from a line that starts {"id":"...").  Clear *a in every case.
  */
