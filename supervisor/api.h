@@ -22,6 +22,7 @@
  *         api_dead.c     /dead and its retries (Redis; the record told)
  *         api_submit.c   POST /tasks, POST /workflows (Redis)
  *         metrics.c      /metrics, /queues (state hived keeps: qstat.c)
+ *         api_output_task.c  /tasks/ID/output (Redis, the record)
  */
 #ifndef HIVE_API_H
 #define HIVE_API_H
@@ -71,6 +72,7 @@ extern const struct api_route api_ctl_routes[];
 extern const struct api_route api_tasks_routes[];
 extern const struct api_route api_dead_routes[];
 extern const struct api_route api_metrics_routes[];
+extern const struct api_route api_output_task_routes[];
 
 /* ---- what an endpoint is given (http.c) ---- */
 

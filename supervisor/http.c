@@ -107,6 +107,7 @@ static const struct api_route *const http_tables[] = {
 	api_ctl_routes,
 	api_dead_routes,
 	api_metrics_routes,
+	api_output_task_routes,
 	NULL
 };
 

@@ -11,6 +11,7 @@ task's payload {"op": ...}:
   fail      chunk "before failing", then an error
   gate      {"fifo": PATH, "n": N}: chunks "a0 ".."a<N-1> ", then wait for a
             byte on PATH, then chunk "b", then ok
+  quiet     {"fifo": PATH}: wait for a byte on PATH, then ok (no output)
   paced     {"n": N}: N chunks "p<i> " (a pause of 20 ms between them:
             the reader sees them arrive), then ok
 """
@@ -50,6 +51,9 @@ for line in sys.stdin:
         with open(p["fifo"], "rb") as f:
             f.read(1)
         put({"id": tid, "chunk": "b"})
+    elif op == "quiet":
+        with open(p["fifo"], "rb") as f:
+            f.read(1)
     elif op == "paced":
         for i in range(p["n"]):
             put({"id": tid, "chunk": "p%d " % i})
