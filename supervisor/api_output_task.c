@@ -16,7 +16,10 @@
  * A task is unknown (404) when the record has no row for it and Redis
  * no stream; without a record (no [hive] postgres, or PostgreSQL down)
  * a task with no stream yet is waited for.  Nothing blocks the loop:
- * Redis through rconn (async), PostgreSQL through sup_pg_query.
+ * Redis through rconn (async), PostgreSQL through sup_pg_query on the
+ * record's connection (sup_store_pg: one lookup by primary key per
+ * request, one query a second for all followers, so it is not worth a
+ * connection of its own).
  *
  * Lifetimes: a follower lives until its stream closed (sse closed_fn)
  * and none of its own callbacks is still to come (pending).  The XREAD
@@ -79,6 +82,7 @@ struct ot_hub {
 	long long client_id;             /* rc's, for CLIENT UNBLOCK; 0 unknown */
 	bool reading;                    /* an XREAD in flight */
 	bool unblocking;                 /* CLIENT UNBLOCK sent for it */
+	bool stale;                      /* the keys changed since it was sent */
 	bool checking;                   /* the record's query in flight */
 	struct ot_list follow;
 	unsigned nfollow;
@@ -204,6 +208,31 @@ follower_entries(struct ot_follower *f, const redisReply *arr)
 	return 0;
 }
 
+static void
+unblock_cb(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct ot_hub *h = priv;
+	redisReply *r = reply;
+
+	(void)ac;
+	/* 0: nothing was blocked, the XREAD may not have reached Redis yet
+	 * (it goes on another connection): the tick sends it again while
+	 * the read in flight is stale. */
+	if (r == NULL || r->type != REDIS_REPLY_INTEGER || r->integer == 0)
+		h->unblocking = false;
+}
+
+/* End the XREAD in flight (it returns nil) so that it is sent again with
+ * the keys as they are now. */
+static void
+ot_unblock(struct ot_hub *h)
+{
+	if (h->reading && h->stale && !h->unblocking && h->client_id > 0 &&
+	    rconn_cmd(sup_store_redis(h->sup), unblock_cb, h,
+	    "CLIENT UNBLOCK %lld", h->client_id) == 0)
+		h->unblocking = true;
+}
+
 /* Follow f: on the list, the XREAD sent again with its key. */
 static void
 follower_follow(struct ot_follower *f)
@@ -214,10 +243,8 @@ follower_follow(struct ot_follower *f)
 	TAILQ_INSERT_TAIL(&h->follow, f, entry);
 	if (h->nfollow++ == 0)
 		ev_timer_start(h->sup->loop, &h->tick);
-	if (h->reading && !h->unblocking && h->client_id > 0 &&
-	    rconn_cmd(sup_store_redis(h->sup), NULL, NULL,
-	    "CLIENT UNBLOCK %lld", h->client_id) == 0)
-		h->unblocking = true;
+	h->stale = true;
+	ot_unblock(h);
 	ot_read(h);
 }
 
@@ -446,8 +473,10 @@ ot_read(struct ot_hub *h)
 				oldest = g->last;
 		argv[argc + nkeys + i] = oldest;
 	}
-	if (rconn_argv(h->rc, read_cb, h, argc + 2 * nkeys, argv, NULL) == 0)
+	if (rconn_argv(h->rc, read_cb, h, argc + 2 * nkeys, argv, NULL) == 0) {
 		h->reading = true;
+		h->stale = false;
+	}
 	free(argv);
 }
 
@@ -496,6 +525,7 @@ tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	ot_read(h);                      /* after an outage */
+	ot_unblock(h);
 	if (h->checking || h->nfollow == 0 || pg == NULL || !sup_pg_is_up(pg))
 		return;
 	/* A text[] literal of the ids: "{"a","b"}" (ids have no '"', '\\'
