@@ -12,7 +12,7 @@
  * own stream, <prefix>:output:<id>, on the same cmd connection, so in
  * the order it is sent:
  *
- *   running   at most one write per task per WRK_OUTPUT_INTERVAL_MS:
+ *   running   at most one write per task per WRK_TASKOUT_INTERVAL_MS:
  *             the chunks since the last write joined into one "chunk"
  *             entry, then the latest "progress" entry, then PEXPIRE
  *   finished  what is still held, then the "end" entry and PEXPIRE, in
@@ -20,7 +20,7 @@
  *             whoever reads the result finds every chunk and the end
  *             already there.
  *
- * A task that wrote nothing costs nothing here (t->output is NULL).
+ * A task that wrote nothing costs nothing here (t->taskout is NULL).
  * Output is best effort where the result is not: a write lost with the
  * connection is not sent again (only the end is, with its result).
  */
@@ -176,7 +176,7 @@ batch_send(struct wrk *w, struct wrk_batch *b)
 	w->redis.batches++;
 }
 
-struct wrk_output {
+struct wrk_taskout {
 	char key[HIVE_KEY_MAX];      /* <prefix>:output:<task id> */
 	struct hbuf chunks;          /* chunk text since the last write */
 	char *progress;              /* the latest progress not written, or
@@ -188,7 +188,7 @@ struct wrk_output {
 };
 
 void
-wrk_output_free(struct wrk_output *o)
+wrk_taskout_free(struct wrk_taskout *o)
 {
 	if (o == NULL)
 		return;
@@ -198,10 +198,10 @@ wrk_output_free(struct wrk_output *o)
 }
 
 void
-wrk_output_add(struct wrk *w, struct wrk_task *t, json_t *progress,
+wrk_taskout_add(struct wrk *w, struct wrk_task *t, json_t *progress,
     json_t *chunk)
 {
-	struct wrk_output *o = t->output;
+	struct wrk_taskout *o = t->taskout;
 	uint64_t now = wrk_now();
 	size_t n;
 
@@ -217,15 +217,15 @@ wrk_output_add(struct wrk *w, struct wrk_task *t, json_t *progress,
 			free(o);
 			return;
 		}
-		t->output = o;
+		t->taskout = o;
 	}
 	if (chunk != NULL && (n = json_string_length(chunk)) > 0) {
-		if (hbuf_avail(&o->chunks) + n > WRK_OUTPUT_HELD_MAX) {
+		if (hbuf_avail(&o->chunks) + n > WRK_TASKOUT_HELD_MAX) {
 			if (o->dropped == 0)
 				log_warnx("agent=%s task=%s output over %u bytes "
 				    "in %u ms: chunks dropped", w->agent_inst,
-				    t->id, WRK_OUTPUT_HELD_MAX,
-				    WRK_OUTPUT_INTERVAL_MS);
+				    t->id, WRK_TASKOUT_HELD_MAX,
+				    WRK_TASKOUT_INTERVAL_MS);
 			o->dropped += n;
 		} else if (hbuf_add(&o->chunks, json_string_value(chunk),
 		    n) == -1)
@@ -239,10 +239,10 @@ wrk_output_add(struct wrk *w, struct wrk_task *t, json_t *progress,
 			    w->agent_inst, t->id);
 	}
 	if (o->due == 0)
-		o->due = o->last + WRK_OUTPUT_INTERVAL_MS > now ?
-		    o->last + WRK_OUTPUT_INTERVAL_MS : now;
-	if (w->output_due == 0 || o->due < w->output_due) {
-		w->output_due = o->due;
+		o->due = o->last + WRK_TASKOUT_INTERVAL_MS > now ?
+		    o->last + WRK_TASKOUT_INTERVAL_MS : now;
+	if (w->taskout_due == 0 || o->due < w->taskout_due) {
+		w->taskout_due = o->due;
 		/* Due now: this turn's wrk_publish writes it. */
 		if (o->due > now)
 			wrk_schedule(w);
@@ -252,9 +252,9 @@ wrk_output_add(struct wrk *w, struct wrk_task *t, json_t *progress,
 /* The cron need not wake for output while Redis is down: the turn that
  * finds it up again writes what is held. */
 uint64_t
-wrk_output_next_due(const struct wrk *w)
+wrk_taskout_next_due(const struct wrk *w)
 {
-	return w->redis.state == WRK_REDIS_UP ? w->output_due : 0;
+	return w->redis.state == WRK_REDIS_UP ? w->taskout_due : 0;
 }
 
 static void
@@ -262,12 +262,12 @@ output_xadd(struct rconn *cmd, const char *key, const char *t,
     const char *d, size_t dlen)
 {
 	rconn_cmd(cmd, NULL, NULL, "XADD %s MAXLEN ~ %d * t %s d %b", key,
-	    WRK_OUTPUT_MAXLEN, t, d, dlen);
+	    WRK_TASKOUT_MAXLEN, t, d, dlen);
 }
 
 /* What o holds goes out: one chunk entry, one progress entry. */
 static void
-output_write(struct wrk *w, struct rconn *cmd, struct wrk_output *o)
+output_write(struct wrk *w, struct rconn *cmd, struct wrk_taskout *o)
 {
 	json_t *s;
 	char *text;
@@ -294,7 +294,7 @@ output_write(struct wrk *w, struct rconn *cmd, struct wrk_output *o)
 }
 
 static void
-output_expire(struct wrk *w, struct rconn *cmd, struct wrk_output *o)
+output_expire(struct wrk *w, struct rconn *cmd, struct wrk_taskout *o)
 {
 	rconn_cmd(cmd, NULL, NULL, "PEXPIRE %s %u", o->key, w->o.output_ttl_ms);
 }
@@ -305,17 +305,17 @@ output_flush(struct wrk *w)
 {
 	struct rconn *cmd;
 	struct wrk_task *t;
-	struct wrk_output *o;
+	struct wrk_taskout *o;
 	uint64_t now, next = 0;
 
-	if (w->output_due == 0 || w->redis.state != WRK_REDIS_UP ||
-	    w->output_due > (now = wrk_now()))
+	if (w->taskout_due == 0 || w->redis.state != WRK_REDIS_UP ||
+	    w->taskout_due > (now = wrk_now()))
 		return;
 	cmd = wrk_redis_conn(w, WRK_CONN_CMD);
 	/* A task held back on the backlog (its handler died) keeps what it
 	 * wrote, until it runs again or ends. */
 	TAILQ_FOREACH(t, &w->running, q) {
-		if ((o = t->output) == NULL || o->due == 0)
+		if ((o = t->taskout) == NULL || o->due == 0)
 			continue;
 		if (o->due > now) {
 			if (next == 0 || o->due < next)
@@ -326,14 +326,14 @@ output_flush(struct wrk *w)
 		output_expire(w, cmd, o);
 		o->last = now;
 	}
-	w->output_due = next;
+	w->taskout_due = next;
 }
 
 /* In a batch, before t's result: what it still held, then its end. */
 static void
 output_end(struct wrk *w, struct rconn *cmd, struct wrk_task *t)
 {
-	struct wrk_output *o = t->output;
+	struct wrk_taskout *o = t->taskout;
 	char d[160];
 	int n;
 
@@ -378,7 +378,7 @@ wrk_publish(struct wrk *w)
 			b->w = w;
 			rconn_cmd(cmd, NULL, NULL, "MULTI");
 		}
-		if (t->output != NULL && t->out_kind != WRK_OUT_ACK)
+		if (t->taskout != NULL && t->out_kind != WRK_OUT_ACK)
 			output_end(w, cmd, t);
 		if (t->out_kind != WRK_OUT_ACK) {
 			argv[0] = "XADD";

@@ -434,7 +434,7 @@ wrk_schedule(struct wrk *w)
 	if (w->o.mode == WRK_MODE_STREAM && (d = wrk_stream_next_due(w)) &&
 	    (!due || d < due))
 		due = d;
-	if ((d = wrk_output_next_due(w)) && (!due || d < due))
+	if ((d = wrk_taskout_next_due(w)) && (!due || d < due))
 		due = d;
 	ev_timer_stop(w->loop, &w->cron);
 	if (!due)
@@ -582,6 +582,7 @@ wrk_loop_init(struct wrk *w)
 	TAILQ_INIT(&w->outq);
 	w->link.fd = -1;
 	wrk_stream_init(w);
+	wrk_output_init(w);
 	if (wrk_set_memory(w, NULL, 0) == -1)
 		fatal("agent=%s an empty memory", w->agent_inst);
 	ev_timer_init(&w->cron, on_cron, 0., 0.);
