@@ -327,6 +327,8 @@ output_flush(struct wrk *w)
 		o->last = now;
 	}
 	w->taskout_due = next;
+	if (next != 0)
+		wrk_schedule(w);         /* the cron wakes for the next one */
 }
 
 /* In a batch, before t's result: what it still held, then its end. */
