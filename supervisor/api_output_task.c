@@ -64,6 +64,7 @@ struct ot_follower {
 	struct api_req *req;             /* OT_LOOKUP */
 	struct sse *sse;                 /* once open, until closed */
 	int pending;                     /* callbacks of its own to come */
+	bool asked;                      /* the record answered the lookup */
 	bool final;                      /* the record says it ended */
 	char state_text[16];             /* its record state, "" unknown */
 	char *error;                     /* the record's error, or NULL */
@@ -274,7 +275,7 @@ range_cb(redisAsyncContext *ac, void *reply, void *priv)
 			return;
 		}
 		if (r->elements == 0 && strcmp(f->last, "0-0") == 0 &&
-		    f->state_text[0] == '\0' && sup_store_pg(f->hub->sup) != NULL) {
+		    f->asked && f->state_text[0] == '\0') {
 			/* Neither the record nor Redis knows it. */
 			api_fail(req, 404, "not_found", "no task %s", f->id);
 			follower_drop(f);
@@ -335,7 +336,8 @@ lookup_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 
 	(void)pg;
 	f->pending--;
-	if (res != NULL && err == NULL && PQntuples(res) == 1) {
+	f->asked = res != NULL && err == NULL;
+	if (f->asked && PQntuples(res) == 1) {
 		snprintf(f->state_text, sizeof(f->state_text), "%s",
 		    PQgetvalue(res, 0, 0));
 		f->final = final_state(f->state_text);
