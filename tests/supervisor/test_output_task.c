@@ -3,7 +3,8 @@
  * worker running tests/worker/output_handler.py, Redis and PostgreSQL:
  * a task's chunks as server-sent events in order, then its end; resuming
  * with Last-Event-ID; a client that goes away mid-stream; a task that
- * wrote nothing; a task nobody knows.
+ * wrote nothing; a task nobody knows; without the record, followers of
+ * tasks that do not exist yet.
  *
  * The handler holds a task on a fifo until the test writes a byte to it,
  * and the test waits for the task's first output with XREAD BLOCK: no
@@ -171,15 +172,18 @@ sc_until_end(struct sc *s, struct hp *h, char *text, size_t len,
 	cr_assert(!sc_event(s, h, &e), "an event after the end: %s", e.event);
 }
 
+/* hived (with the record unless record is 0) and agent o. */
 static struct hp *
-start(const char *tag)
+start_with(const char *tag, int record)
 {
 	struct hp *h = hp_new(tag);
-	char db[64], ci[256], extra[512], agents[1024];
+	char db[64], ci[256], extra[512] = "", agents[1024];
 	size_t from = 0;
 
-	tu_pg_fresh_db(tag, db, sizeof(db), ci, sizeof(ci));
-	snprintf(extra, sizeof(extra), "postgres = %s\n", ci);
+	if (record) {
+		tu_pg_fresh_db(tag, db, sizeof(db), ci, sizeof(ci));
+		snprintf(extra, sizeof(extra), "postgres = %s\n", ci);
+	}
 	snprintf(agents, sizeof(agents),
 	    "[agent \"o\"]\n"
 	    "command = /usr/bin/python3 %s/tests/worker/output_handler.py\n"
@@ -188,6 +192,12 @@ start(const char *tag)
 	hp_start(h);
 	hp_wait(h, &from, T_LONG, "agent=o/1", "state=ready", NULL);
 	return h;
+}
+
+static struct hp *
+start(const char *tag)
+{
+	return start_with(tag, 1);
 }
 
 static void
@@ -320,4 +330,28 @@ Test(output_task, a_task_without_output_and_an_unknown_one)
 	r = hp_http(h, "GET", "/health", NULL, &code);
 	cr_assert_eq(code, 200);
 	json_decref(r);
+}
+
+/* Without the record nothing says a task is unknown: its output is
+ * waited for.  Two followers of two tasks, both there before either
+ * task exists (the second joins the blocking read of the first). */
+Test(output_task, without_the_record_tasks_are_waited_for)
+{
+	struct hp *h = start_with("otnorec", 0);
+	struct sc s1, s2;
+	char text[256], st[32];
+
+	sc_open(&s1, h, "/tasks/w1/output", NULL);
+	cr_assert_eq(sc_head(&s1, h), 200);
+	sc_open(&s2, h, "/tasks/w2/output", NULL);
+	cr_assert_eq(sc_head(&s2, h), 200);
+	post_task(h, "w2", "{\"op\":\"chunks\",\"n\":2}");
+	sc_until_end(&s2, h, text, sizeof(text), st, sizeof(st), NULL, 0);
+	cr_assert_str_eq(text, "c0 c1 ");
+	post_task(h, "w1", "{\"op\":\"chunks\",\"n\":3}");
+	sc_until_end(&s1, h, text, sizeof(text), st, sizeof(st), NULL, 0);
+	cr_assert_str_eq(text, "c0 c1 c2 ");
+	cr_assert_str_eq(st, "completed");
+	sc_close(&s1);
+	sc_close(&s2);
 }
