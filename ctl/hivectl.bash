@@ -89,7 +89,7 @@ _hivectl()
 	case $verb in
 	stop-all) opts="--timeout" ;;
 	submit) opts="--priority --agent --id --wait --timeout" ;;
-	wait) opts="--timeout" ;;
+	wait) opts="--timeout --follow -f" ;;
 	tasks) opts="--state --capability --agent --workflow --since --limit" ;;
 	workflows) opts="--state --since --limit" ;;
 	dead) opts="--code --capability --all --limit" ;;

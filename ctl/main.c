@@ -69,9 +69,13 @@ static const struct ctl_verb verbs[] = {
 	  "  --wait              wait for the outcome and print the result;\n"
 	  "                      exit 1 when the task failed or went dead\n"
 	  "  --timeout DURATION  give up waiting after DURATION (exit 1)" },
-	{ "wait", verb_wait, 1, 1, OPT_TIMEOUT, "wait ID [--timeout DURATION]",
+	{ "wait", verb_wait, 1, 1, OPT_TIMEOUT | OPT_FOLLOW,
+	  "wait ID [--timeout DURATION | -f]",
 	  "Wait for task ID to finish and print its result; exit 1 when it\n"
-	  "failed, went dead, or DURATION passed first." },
+	  "failed, went dead, or DURATION passed first.\n"
+	  "  -f, --follow    print the task's output as it comes (its\n"
+	  "                  chunks on stdout; its progress on stderr, as a\n"
+	  "                  status line on a terminal), then the result" },
 	{ "task", verb_task, 1, 1, 0, "task ID",
 	  "A task: its states with their times, each attempt, the result." },
 	{ "tasks", verb_tasks, 0, 0, OPT_STATE | OPT_CAPABILITY | OPT_AGENT |

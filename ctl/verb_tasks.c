@@ -4,11 +4,13 @@
  * every list verb uses (ctl_list: follows "next" up to --limit).
  */
 #include "hivectl.h"
+#include "sse.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define PAGE_MAX       1000     /* the API's largest page */
 #define POLL_FIRST_MS  50       /* wait: first interval, then x1.5 ... */
@@ -269,9 +271,145 @@ verb_submit(struct ctl *c)
 	return rc;
 }
 
+/* What --follow has printed so far. */
+struct follow {
+	char last[256];               /* the last event's id */
+	int ended;                    /* the end came */
+	int status_line;              /* a progress line is on stderr (a
+	                               * terminal), to be cleared */
+	int tty;                      /* stderr is a terminal */
+	int nl;                       /* the last chunk ended with '\n' */
+};
+
+static void
+follow_clear(struct follow *f)
+{
+	if (f->status_line) {
+		fputs("\r\033[K", stderr);
+		f->status_line = 0;
+	}
+}
+
+/*
+ * One event of GET /tasks/ID/output: a chunk's text on stdout as it
+ * comes; a progress as a status line on stderr when it is a terminal
+ * (each one over the last), else a line "progress: {...}" per update;
+ * the end stops the stream.
+ */
+static int
+follow_event(const char *id, const char *event, const char *data, void *arg)
+{
+	struct follow *f = arg;
+	json_t *d = json_loads(data, JSON_DECODE_ANY, NULL);
+	const char *text;
+
+	if (id[0] != '\0')
+		snprintf(f->last, sizeof(f->last), "%s", id);
+	if (strcmp(event, "chunk") == 0 && (text = json_string_value(d))) {
+		follow_clear(f);
+		fwrite(text, 1, json_string_length(d), stdout);
+		fflush(stdout);
+		if (json_string_length(d) > 0)
+			f->nl = text[json_string_length(d) - 1] == '\n';
+	} else if (strcmp(event, "progress") == 0) {
+		if (f->tty) {
+			fprintf(stderr, "\r\033[Kprogress: %s", data);
+			f->status_line = 1;
+		} else
+			fprintf(stderr, "progress: %s\n", data);
+		fflush(stderr);
+	} else if (strcmp(event, "end") == 0)
+		f->ended = 1;
+	json_decref(d);
+	return f->ended;
+}
+
+/*
+ * Wait until the record knows task path (GET /tasks/ID is not a 404:
+ * a task just submitted is recorded a moment later), for at most
+ * UNKNOWN_MAX_MS.  CTL_OK also when there is no record to ask (a 503):
+ * the output stream then waits by itself.
+ */
+static int
+await_recorded(struct ctl *c, const char *path)
+{
+	long long start = now_ms(), interval = POLL_FIRST_MS;
+	struct ctl_resp r;
+	int rc;
+
+	for (;;) {
+		if ((rc = ctl_request(c, "GET", path, NULL, 0, &r)) != CTL_OK)
+			return rc;
+		if (r.status != 404 || now_ms() - start > UNKNOWN_MAX_MS) {
+			rc = r.status == 404 ? ctl_http_fail(c, &r) : CTL_OK;
+			ctl_resp_free(&r);
+			return rc;
+		}
+		ctl_resp_free(&r);
+		pause_ms(interval);
+		interval = interval * 3 / 2 < POLL_MAX_MS ? interval * 3 / 2 :
+		    POLL_MAX_MS;
+	}
+}
+
+/*
+ * wait --follow: the task's output (GET /tasks/ID/output) until its end,
+ * then its result as wait prints it.  A stream that breaks off is taken
+ * up again after the last event; one stopped by Ctrl-C ends hivectl
+ * (exit 1, nothing more waited for).
+ */
+static int
+follow_task(struct ctl *c, const char *id)
+{
+	struct follow f;
+	char *eid = ctl_escape(c, id), *path, *opath;
+	int rc, tries = 0;
+
+	memset(&f, 0, sizeof(f));
+	f.tty = isatty(2);
+	f.nl = 1;
+	if (asprintf(&path, "/tasks/%s", eid) == -1 ||
+	    asprintf(&opath, "/tasks/%s/output", eid) == -1)
+		oom();
+	free(eid);
+	if ((rc = await_recorded(c, path)) != CTL_OK)
+		goto out;
+	for (;;) {
+		rc = ctl_sse(c, opath, f.last[0] ? f.last : NULL, follow_event,
+		    &f);
+		follow_clear(&f);
+		if (rc != CTL_OK || f.ended)
+			break;
+		/* Ended by the server without an end (hived stopping), or
+		 * by Ctrl-C: ctl_sse cannot say which; go on once. */
+		if (++tries > 1 || f.last[0] == '\0') {
+			fprintf(stderr, "hivectl: stopped following task %s "
+			    "before its end\n", id);
+			rc = CTL_FAILED;
+			break;
+		}
+	}
+	if (rc == CTL_OK) {
+		/* The result starts on a line of its own. */
+		if (!f.nl)
+			putchar('\n');
+		rc = wait_task(c, id, -1);
+	}
+out:
+	free(path);
+	free(opath);
+	return rc;
+}
+
 int
 verb_wait(struct ctl *c)
 {
+	if (c->follow) {
+		if (c->given & OPT_TIMEOUT)
+			return ctl_usage(c, "--follow and --timeout do not go "
+			    "together");
+		return follow_task(c, c->args[0]);
+	}
 	return wait_task(c, c->args[0], c->timeout_ms);
 }
 

@@ -11,9 +11,18 @@ wordcount.py tasks returned:
     result:  {"words": 12, "from": ["count-a", "count-b"]}
 
 A task without parents (not in a workflow) is an error.
+
+While it adds, it shows its progress (docs/HANDLERS.md, Progress and
+partial output): a chunk of text per parent and a progress object, which
+`hivectl wait ID --follow` prints as they come.
 """
 import json
 import sys
+
+
+def put(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
 
 
 def handle(task):
@@ -21,8 +30,12 @@ def handle(task):
     if not isinstance(parents, dict) or not parents:
         return {"id": task["id"], "status": "error",
                 "error": "no parents: run me as a step of a workflow"}
-    words = sum(r.get("words", 0) for r in parents.values()
-                if isinstance(r, dict))
+    words = 0
+    for i, (name, r) in enumerate(sorted(parents.items())):
+        n = r.get("words", 0) if isinstance(r, dict) else 0
+        words += n
+        put({"id": task["id"], "chunk": f"{name}: {n} words\n",
+             "progress": {"parents": i + 1, "of": len(parents)}})
     return {"id": task["id"], "status": "ok",
             "result": {"words": words, "from": sorted(parents)}}
 
@@ -33,5 +46,4 @@ for line in sys.stdin:
     except (ValueError, KeyError) as e:
         answer = {"id": json.loads(line).get("id", ""), "status": "error",
                   "error": f"bad task: {e}"}
-    sys.stdout.write(json.dumps(answer) + "\n")
-    sys.stdout.flush()
+    put(answer)

@@ -450,6 +450,8 @@ int proto_framer_next(struct proto_framer *, const char **body, size_t *blen,
  *   <p>:events                    events
  *   <p>:dead                      dead letters
  *   <p>:workflows                 workflows submitted to the coordinator
+ *   <p>:output:<task id>          a task's progress and chunks
+ *                                 (docs/PROTOCOL.md, output stream)
  */
 int proto_key_queue(char *buf, size_t len, const char *prefix,
     const char *capability, unsigned prio);
@@ -460,6 +462,8 @@ int proto_key_direct(char *buf, size_t len, const char *prefix,
 int proto_key_named(char *buf, size_t len, const char *prefix,
     const char *name);   /* "broadcast", "results", "events", "dead",
                           * "workflows" */
+int proto_key_output(char *buf, size_t len, const char *prefix,
+    const char *task_id);
 
 /* The consumer group of workers on queue and direct streams. */
 #define HIVE_GROUP_WORKERS   "workers"

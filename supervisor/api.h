@@ -23,6 +23,7 @@
  *         api_submit.c   POST /tasks, POST /workflows (Redis)
  *         metrics.c      /metrics, /queues (state hived keeps: qstat.c)
  *         events.c       /events (a stream: sse.h), /stats
+ *         api_output_task.c  /tasks/ID/output (Redis, the record)
  *         api_output.c   /agents/NAME/output (output.c's rings)
  */
 #ifndef HIVE_API_H
@@ -73,6 +74,7 @@ extern const struct api_route api_ctl_routes[];
 extern const struct api_route api_tasks_routes[];
 extern const struct api_route api_dead_routes[];
 extern const struct api_route api_metrics_routes[];
+extern const struct api_route api_output_task_routes[];
 extern const struct api_route api_output_routes[];
 
 /* ---- what an endpoint is given (http.c) ---- */

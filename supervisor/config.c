@@ -381,6 +381,8 @@ static const struct conf_key hive_keys[] = {
 	  .what = "expected a size from 16K to 64M" },
 	{ HK("events_task_rate", CK_UINT, events_task_rate), .min = 1,
 	  .max = 1000000, .dflt = "200" },
+	{ HK("output_ttl", CK_DURATION, output_ttl_ms), .min = 1000,
+	  .max = 30u * 86400 * 1000, .dflt = "1h", .flags = CF_WORKER },
 	{ HK("output_lines", CK_UINT, output_lines), .min = 1,
 	  .max = CONF_OUTPUT_LINES_MAX, .dflt = "1000" },
 };

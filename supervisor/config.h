@@ -108,6 +108,7 @@ struct hive_conf {
 	unsigned events_window;      /* events_window: events kept to resume */
 	uint64_t events_client_buffer_kb;   /* events_client_buffer */
 	unsigned events_task_rate;   /* events_task_rate: per second */
+	unsigned output_ttl_ms;      /* output_ttl: tasks' output streams */
 	int verbose;                 /* log_level: 0 info, 1 debug */
 	int log_format;              /* log_format: enum log_format (log.h) */
 	int log_time;                /* log_time: enum log_time (log.h) */

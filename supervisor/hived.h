@@ -29,6 +29,9 @@
  *              /capabilities, actions
  *   api_dead.c the dead letters: /dead, retries (api_dead.h);
  *              api_submit.c POST /tasks, POST /workflows
+ *   api_output_task.c  GET /tasks/ID/output: a task's output stream
+ *              (Redis) as server-sent events, followed with one XREAD
+ *              BLOCK on a connection of its own
  *   store.c    the bridge to the record (record/, record.h): start-up
  *              checks of Redis and PostgreSQL, memory snapshots, events,
  *              the agents table; it starts and feeds the recorder,

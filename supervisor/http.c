@@ -113,6 +113,7 @@ static const struct api_route *const http_tables[] = {
 	api_dead_routes,
 	api_metrics_routes,
 	api_events_routes,
+	api_output_task_routes,
 	api_output_routes,
 	NULL
 };

@@ -170,6 +170,7 @@ build_args(struct sup_inst *in, struct spawn_args *sa)
 	opt_uint(sa, "--max-attempts", ac->max_attempts);
 	opt_uint(sa, "--heartbeat-ms", c->heartbeat_ms);
 	opt_uint(sa, "--stop-timeout", c->stop_timeout_ms);
+	opt_uint(sa, "--output-ttl", c->output_ttl_ms);
 	if (c->task_events)
 		arg(sa, "--task-events");
 	/* hived's own, so that both write the same lines (the worker

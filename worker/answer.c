@@ -118,6 +118,7 @@ answer_init(struct wrk_answer *a)
 	a->status = HIVE_STATUS_OK;
 	a->result = NULL;
 	a->memory = NULL;
+	a->progress = a->chunk = NULL;
 	a->error[0] = '\0';
 }
 
@@ -126,7 +127,9 @@ wrk_answer_clear(struct wrk_answer *a)
 {
 	json_decref(a->result);
 	json_decref(a->memory);
-	a->result = a->memory = NULL;
+	json_decref(a->progress);
+	json_decref(a->chunk);
+	a->result = a->memory = a->progress = a->chunk = NULL;
 }
 
 /* A line that is not valid JSON may still start the usual way,
@@ -178,8 +181,33 @@ answer_memory(json_t *j, struct wrk_answer *a, char *why, size_t whylen)
 }
 
 /*
+ * A line without "status" that has a "progress" and/or a "chunk": 2 with
+ * what is of its type (a progress object, a chunk string); a value of
+ * another type is left out and why says so.  0 when it is no such line.
+ */
+static int
+answer_output(json_t *j, struct wrk_answer *a, char *why, size_t whylen)
+{
+	json_t *p = json_object_get(j, "progress");
+	json_t *c = json_object_get(j, "chunk");
+
+	if (json_object_get(j, "status") != NULL || (p == NULL && c == NULL))
+		return 0;
+	if (json_is_object(p))
+		a->progress = json_incref(p);
+	else if (p != NULL)
+		snprintf(why, whylen, "\"progress\" is not an object");
+	if (json_is_string(c))
+		a->chunk = json_incref(c);
+	else if (c != NULL)
+		snprintf(why, whylen, "\"chunk\" is not a string");
+	return 2;
+}
+
+/*
  *   {"id":"42","status":"ok","result":...,"memory":{...}}
  *   {"id":"43","status":"error","error":"text" | any JSON value}
+ *   {"id":"42","progress":{...},"chunk":"text"}     (output: no status)
  */
 int
 wrk_answer_line(const char *line, size_t len, struct wrk_answer *a,
@@ -229,6 +257,9 @@ wrk_answer_line(const char *line, size_t len, struct wrk_answer *a,
 	}
 	memcpy(a->id, s, json_string_length(id) + 1);
 	a->id_sure = true;
+	if ((rc = answer_output(j, a, why, whylen)) == 2)
+		goto out;
+	rc = -1;
 	st = json_object_get(j, "status");
 	if (json_str_is(st, "ok")) {
 		a->status = HIVE_STATUS_OK;

@@ -154,6 +154,18 @@ stream_line(struct wrk *w, const char *line, size_t len)
 	if ((rc = wrk_answer_line(line, len, &a, why, sizeof(why))) == 1)
 		return;
 	t = a.id[0] != '\0' ? running_by_id(w, a.id) : NULL;
+	if (rc == 2) {
+		/* Progress or a chunk (publish.c): fails nothing. */
+		if (t == NULL || why[0] != '\0')
+			log_warnx("agent=%s pid=%ld task=%s output line %s, "
+			    "dropped%s%s", w->agent_inst, (long)w->h.pid, a.id,
+			    t == NULL ? "for no task in flight" : "in part",
+			    why[0] != '\0' ? ": " : "", why);
+		if (t != NULL)
+			wrk_taskout_add(w, t, a.progress, a.chunk);
+		wrk_answer_clear(&a);
+		return;
+	}
 	/* Garbage while one task is in flight can only be its answer. */
 	if (t == NULL && rc == -1 && !a.id_sure && w->nrunning == 1)
 		t = TAILQ_FIRST(&w->running);

@@ -7,7 +7,24 @@
  * memory key in that same transaction.  A batch whose connection is lost
  * goes back to the out queue and is published again after the reconnect;
  * one that Redis refused (EXECABORT) is tried again a second later.
+ *
+ * A task's output (progress and chunks, docs/HANDLERS.md) goes to its
+ * own stream, <prefix>:output:<id>, on the same cmd connection, so in
+ * the order it is sent:
+ *
+ *   running   at most one write per task per WRK_TASKOUT_INTERVAL_MS:
+ *             the chunks since the last write joined into one "chunk"
+ *             entry, then the latest "progress" entry, then PEXPIRE
+ *   finished  what is still held, then the "end" entry and PEXPIRE, in
+ *             the MULTI/EXEC of its result, before the result's XADD:
+ *             whoever reads the result finds every chunk and the end
+ *             already there.
+ *
+ * A task that wrote nothing costs nothing here (t->taskout is NULL).
+ * Output is best effort where the result is not: a write lost with the
+ * connection is not sent again (only the end is, with its result).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,6 +176,183 @@ batch_send(struct wrk *w, struct wrk_batch *b)
 	w->redis.batches++;
 }
 
+struct wrk_taskout {
+	char key[HIVE_KEY_MAX];      /* <prefix>:output:<task id> */
+	struct hbuf chunks;          /* chunk text since the last write */
+	char *progress;              /* the latest progress not written, or
+	                              * NULL */
+	uint64_t due;                /* write then (monotonic ms), 0 = nothing
+	                              * held */
+	uint64_t last;               /* the last write */
+	uint64_t dropped;            /* chunk bytes dropped: over the cap */
+};
+
+void
+wrk_taskout_free(struct wrk_taskout *o)
+{
+	if (o == NULL)
+		return;
+	hbuf_free(&o->chunks);
+	free(o->progress);
+	free(o);
+}
+
+void
+wrk_taskout_add(struct wrk *w, struct wrk_task *t, json_t *progress,
+    json_t *chunk)
+{
+	struct wrk_taskout *o = t->taskout;
+	uint64_t now = wrk_now();
+	size_t n;
+
+	if (progress == NULL && chunk == NULL)
+		return;
+	if (o == NULL) {
+		if ((o = calloc(1, sizeof(*o))) == NULL)
+			fatal("agent=%s task=%s keeping its output",
+			    w->agent_inst, t->id);
+		/* The id is a valid one: the handler named a task in flight. */
+		if (proto_key_output(o->key, sizeof(o->key), w->o.prefix,
+		    t->id) < 0) {
+			free(o);
+			return;
+		}
+		t->taskout = o;
+	}
+	if (chunk != NULL && (n = json_string_length(chunk)) > 0) {
+		if (hbuf_avail(&o->chunks) + n > WRK_TASKOUT_HELD_MAX) {
+			if (o->dropped == 0)
+				log_warnx("agent=%s task=%s output over %u bytes "
+				    "in %u ms: chunks dropped", w->agent_inst,
+				    t->id, WRK_TASKOUT_HELD_MAX,
+				    WRK_TASKOUT_INTERVAL_MS);
+			o->dropped += n;
+		} else if (hbuf_add(&o->chunks, json_string_value(chunk),
+		    n) == -1)
+			fatal("agent=%s task=%s keeping its output",
+			    w->agent_inst, t->id);
+	}
+	if (progress != NULL) {
+		free(o->progress);
+		if ((o->progress = json_dumps(progress, JSON_COMPACT)) == NULL)
+			fatal("agent=%s task=%s keeping its progress",
+			    w->agent_inst, t->id);
+	}
+	if (o->due == 0)
+		o->due = o->last + WRK_TASKOUT_INTERVAL_MS > now ?
+		    o->last + WRK_TASKOUT_INTERVAL_MS : now;
+	if (w->taskout_due == 0 || o->due < w->taskout_due) {
+		w->taskout_due = o->due;
+		/* Due now: this turn's wrk_publish writes it. */
+		if (o->due > now)
+			wrk_schedule(w);
+	}
+}
+
+/* The cron need not wake for output while Redis is down: the turn that
+ * finds it up again writes what is held. */
+uint64_t
+wrk_taskout_next_due(const struct wrk *w)
+{
+	return w->redis.state == WRK_REDIS_UP ? w->taskout_due : 0;
+}
+
+static void
+output_xadd(struct rconn *cmd, const char *key, const char *t,
+    const char *d, size_t dlen)
+{
+	rconn_cmd(cmd, NULL, NULL, "XADD %s MAXLEN ~ %d * t %s d %b", key,
+	    WRK_TASKOUT_MAXLEN, t, d, dlen);
+}
+
+/* What o holds goes out: one chunk entry, one progress entry. */
+static void
+output_write(struct wrk *w, struct rconn *cmd, struct wrk_taskout *o)
+{
+	json_t *s;
+	char *text;
+
+	if (hbuf_avail(&o->chunks) > 0) {
+		/* Whole JSON strings joined: valid UTF-8, may hold NULs. */
+		s = json_stringn(hbuf_data(&o->chunks), hbuf_avail(&o->chunks));
+		text = s != NULL ? json_dumps(s, JSON_COMPACT |
+		    JSON_ENCODE_ANY) : NULL;
+		if (text == NULL)
+			fatal("agent=%s writing a task's output", w->agent_inst);
+		output_xadd(cmd, o->key, "chunk", text, strlen(text));
+		free(text);
+		json_decref(s);
+		hbuf_reset(&o->chunks);
+	}
+	if (o->progress != NULL) {
+		output_xadd(cmd, o->key, "progress", o->progress,
+		    strlen(o->progress));
+		free(o->progress);
+		o->progress = NULL;
+	}
+	o->due = 0;
+}
+
+static void
+output_expire(struct wrk *w, struct rconn *cmd, struct wrk_taskout *o)
+{
+	rconn_cmd(cmd, NULL, NULL, "PEXPIRE %s %u", o->key, w->o.output_ttl_ms);
+}
+
+/* Running tasks whose output is due. */
+static void
+output_flush(struct wrk *w)
+{
+	struct rconn *cmd;
+	struct wrk_task *t;
+	struct wrk_taskout *o;
+	uint64_t now, next = 0;
+
+	if (w->taskout_due == 0 || w->redis.state != WRK_REDIS_UP ||
+	    w->taskout_due > (now = wrk_now()))
+		return;
+	cmd = wrk_redis_conn(w, WRK_CONN_CMD);
+	/* A task held back on the backlog (its handler died) keeps what it
+	 * wrote, until it runs again or ends. */
+	TAILQ_FOREACH(t, &w->running, q) {
+		if ((o = t->taskout) == NULL || o->due == 0)
+			continue;
+		if (o->due > now) {
+			if (next == 0 || o->due < next)
+				next = o->due;
+			continue;
+		}
+		output_write(w, cmd, o);
+		output_expire(w, cmd, o);
+		o->last = now;
+	}
+	w->taskout_due = next;
+	if (next != 0)
+		wrk_schedule(w);         /* the cron wakes for the next one */
+}
+
+/* In a batch, before t's result: what it still held, then its end. */
+static void
+output_end(struct wrk *w, struct rconn *cmd, struct wrk_task *t)
+{
+	struct wrk_taskout *o = t->taskout;
+	char d[160];
+	int n;
+
+	output_write(w, cmd, o);
+	if (t->out_kind == WRK_OUT_RESULT && t->code == HIVE_CODE_NONE)
+		n = snprintf(d, sizeof(d), "{\"status\":\"completed\"");
+	else
+		n = snprintf(d, sizeof(d), "{\"status\":\"failed\","
+		    "\"code\":\"%s\"", proto_code_name(t->code));
+	if (o->dropped > 0)
+		n += snprintf(d + n, sizeof(d) - (size_t)n, ",\"dropped\":%llu",
+		    (unsigned long long)o->dropped);
+	n += snprintf(d + n, sizeof(d) - (size_t)n, "}");
+	output_xadd(cmd, o->key, "end", d, (size_t)n);
+	output_expire(w, cmd, o);
+}
+
 void
 wrk_publish(struct wrk *w)
 {
@@ -170,6 +364,7 @@ wrk_publish(struct wrk *w)
 	size_t argvlen[5];
 	char events[HIVE_KEY_MAX];
 
+	output_flush(w);
 	if (w->redis.state != WRK_REDIS_UP || w->redis.retry_due || w->noutq == 0)
 		return;
 	cmd = wrk_redis_conn(w, WRK_CONN_CMD);
@@ -185,6 +380,8 @@ wrk_publish(struct wrk *w)
 			b->w = w;
 			rconn_cmd(cmd, NULL, NULL, "MULTI");
 		}
+		if (t->taskout != NULL && t->out_kind != WRK_OUT_ACK)
+			output_end(w, cmd, t);
 		if (t->out_kind != WRK_OUT_ACK) {
 			argv[0] = "XADD";
 			argv[1] = t->out_kind == WRK_OUT_DEAD ? w->dead_key :

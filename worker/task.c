@@ -47,6 +47,7 @@ wrk_task_free(struct wrk_task *t)
 	msgpack_sbuffer_destroy(&t->out);
 	free(t->reply_to);
 	json_decref(t->memory);
+	wrk_taskout_free(t->taskout);
 	free(t);
 }
 

@@ -56,6 +56,7 @@ usage(const char *fmt, ...)
 	    "           [--fd FD] [--task-timeout MS] [--max-attempts N]\n"
 	    "           [--heartbeat-ms MS] [--stop-timeout MS] [--task-events]\n"
 	    "           [--log-format text|json] [--log-time auto|yes|no]\n"
+	    "           [--output-ttl MS]\n"
 	    "           [-v|--verbose]\n"
 	    "           -- HANDLER [ARG...]\n"
 	    "       hive-worker --help | --version\n");
@@ -118,6 +119,8 @@ static const struct wrk_optdef {
 	    HIVE_TIMEOUT_MAX, "30000" },
 	{ "log-format", 0, OPT_LOGFMT, OPT_AT(log_format), 0, 0, "text" },
 	{ "log-time", 0, OPT_LOGTIME, OPT_AT(log_time), 0, 0, "auto" },
+	{ "output-ttl", 0, OPT_UINT, OPT_AT(output_ttl_ms), 1,
+	    30u * 86400 * 1000, "3600000" },
 	{ "verbose", 'v', OPT_COUNT, OPT_AT(verbose), 0, 0, NULL },
 	{ "help", 'h', OPT_HELP, 0, 0, 0, 0, NULL },
 	{ "version", 'V', OPT_VERSION, 0, 0, 0, 0, NULL },
@@ -443,6 +446,8 @@ wrk_schedule(struct wrk *w)
 		due = d;
 	if (w->o.mode == WRK_MODE_STREAM && (d = wrk_stream_next_due(w)) &&
 	    (!due || d < due))
+		due = d;
+	if ((d = wrk_taskout_next_due(w)) && (!due || d < due))
 		due = d;
 	ev_timer_stop(w->loop, &w->cron);
 	if (!due)

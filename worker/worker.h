@@ -13,7 +13,8 @@
  *                     the liveness key, our pending entries, pulls,
  *                     broadcasts
  *   publish.c         results, dead letters and acks, one MULTI/EXEC per
- *                     batch
+ *                     batch; a task's progress and chunks to its output
+ *                     stream, coalesced
  *   link.c            the socketpair to hived (frames, heartbeats)
  *   spawn.c           fork+exec of handlers, careful about fds and signals
  *   handler_stream.c  mode=stream: one long-lived handler, JSON lines
@@ -126,6 +127,8 @@ struct wrk_opts {
 	                              * finish (redis.c) */
 	int log_format;              /* --log-format: enum log_format */
 	int log_time;                /* --log-time: enum log_time */
+	unsigned output_ttl_ms;      /* [hive] output_ttl: PEXPIRE of a
+	                              * task's output stream */
 	int verbose;
 	char **argv;                 /* the handler, NULL-terminated, borrowed */
 };
@@ -148,6 +151,7 @@ enum wrk_out_kind {
 
 struct wrk_proc;
 struct wrk;
+struct wrk_taskout;
 
 struct wrk_task {
 	TAILQ_ENTRY(wrk_task) q;
@@ -177,6 +181,8 @@ struct wrk_task {
 	json_t *memory;              /* memory published with it, or NULL */
 	uint64_t memory_v;
 	struct wrk_batch *batch;     /* the MULTI/EXEC publishing it, or NULL */
+	struct wrk_taskout *taskout; /* progress/chunks it wrote, NULL = none
+	                              * (publish.c) */
 };
 
 TAILQ_HEAD(wrk_task_list, wrk_task);
@@ -372,6 +378,8 @@ struct wrk {
 	struct wrk_handler h;        /* mode=stream */
 	int nprocs;                  /* mode=exec: processes running */
 
+	uint64_t taskout_due;        /* the earliest output flush due (a
+	                              * lower bound), 0 = none (publish.c) */
 	/* output.c: the rate bound of stderr lines (a token bucket) and
 	 * the lines dropped that hived was not told of yet. */
 	double out_tokens;
@@ -451,6 +459,24 @@ bool wrk_redis_forget(struct wrk *);
 /* ---- publish.c ---- */
 
 void wrk_publish(struct wrk *);  /* send the out queue in one MULTI/EXEC */
+
+/*
+ * A task's output stream <prefix>:output:<id> (docs/PROTOCOL.md): what a
+ * stream handler writes for a task in flight is held per task and
+ * written at most once per WRK_TASKOUT_INTERVAL_MS (chunks joined in
+ * order, the latest progress only), its end in the MULTI/EXEC of the
+ * result, before the result.  Chunk text held past WRK_TASKOUT_HELD_MAX
+ * bytes between two writes is dropped (counted in the end entry).
+ */
+#define WRK_TASKOUT_INTERVAL_MS 50
+#define WRK_TASKOUT_HELD_MAX    (64u << 10)
+#define WRK_TASKOUT_MAXLEN      1000      /* XADD MAXLEN ~ */
+/* A progress object (borrowed, may be NULL) and/or a chunk (a JSON
+ * string, borrowed, may be NULL) for t. */
+void wrk_taskout_add(struct wrk *, struct wrk_task *, json_t *progress,
+    json_t *chunk);
+void wrk_taskout_free(struct wrk_taskout *);
+uint64_t wrk_taskout_next_due(const struct wrk *);
 
 /* ---- link.c ---- */
 
@@ -539,12 +565,18 @@ struct wrk_answer {
 	json_t *result;              /* owned, NULL = none */
 	json_t *memory;              /* owned, an object; NULL = unchanged */
 	char error[HIVE_ERROR_MAX];  /* status error: why (never ""), else "" */
+	/* An output line (no "status"): owned, NULL = none. */
+	json_t *progress;            /* an object */
+	json_t *chunk;               /* a string */
 };
 
 /*
  * A stream handler's output line (without its '\n').  Returns 0 with *a
- * the answer; 1 for a blank line (nothing in *a); -1 when it is not a
- * valid answer: why is the error text for the task it belongs to, and
+ * the answer; 1 for a blank line (nothing in *a); 2 for an output line
+ * (an "id", no "status", a "progress" and/or a "chunk": a->progress and
+ * a->chunk, either NULL when absent or not of its type, and then why
+ * says so: the rest is kept, the line fails no task); -1 when it is not
+ * a valid answer: why is the error text for the task it belongs to, and
  * a->id that task when it can be told (read from the JSON, or guessed
  * from a line that starts {"id":"...").  Clear *a in every case.
  */

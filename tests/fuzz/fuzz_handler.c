@@ -89,13 +89,21 @@ static void
 check(int rc, const struct wrk_answer *a, const char *why, size_t whylen,
     bool exec)
 {
-	FZ_CHECK(rc >= -1 && rc <= (exec ? 0 : 1));
+	FZ_CHECK(rc >= -1 && rc <= (exec ? 0 : 2));
 	FZ_CHECK(memchr(a->id, '\0', sizeof(a->id)) != NULL);
 	FZ_CHECK(memchr(a->error, '\0', sizeof(a->error)) != NULL);
 	if (a->id[0] != '\0')
 		FZ_CHECK(proto_valid_id(a->id, strlen(a->id)) == 0);
 	FZ_CHECK(a->memory == NULL || json_is_object(a->memory));
+	FZ_CHECK(a->progress == NULL || json_is_object(a->progress));
+	FZ_CHECK(a->chunk == NULL || json_is_string(a->chunk));
+	FZ_CHECK(rc == 2 || (a->progress == NULL && a->chunk == NULL));
 	switch (rc) {
+	case 2:         /* progress and/or a chunk: a task's output */
+		FZ_CHECK(a->id_sure && a->result == NULL && a->memory == NULL);
+		if (why[0] != '\0')
+			valid_text(why, whylen);
+		break;
 	case 1:         /* blank */
 		FZ_CHECK(a->result == NULL && a->memory == NULL);
 		FZ_CHECK(a->id[0] == '\0');
