@@ -327,7 +327,9 @@ hex(const char *p, size_t n)
 /*
  * The workflow as hive_wf_submit takes it: {"id", "name", "created_ms",
  * "tasks": [{"id", "stream", "message" (hex), "deps"}]}.  NULL with why
- * set when a task cannot be encoded (why empty: out of memory).
+ * set when a task cannot be encoded (why empty: out of memory).  Each
+ * task carries the workflow's trace id (a new one when the workflow has
+ * no traceparent) with a span id of its own.
  */
 static json_t *
 co_submission(struct sup_coord *co, const struct hive_workflow *w,
@@ -335,8 +337,13 @@ co_submission(struct sup_coord *co, const struct hive_workflow *w,
 {
 	json_t *doc, *tasks;
 	uint64_t created = w->created_ms ? w->created_ms : proto_now_ms();
+	char trace[HIVE_TRACE_ID_LEN], tp[HIVE_TRACEPARENT_LEN + 1];
 
 	why[0] = '\0';
+	if (w->traceparent.len != HIVE_TRACEPARENT_LEN)   /* else checked */
+		proto_traceparent_make(tp, NULL);
+	memcpy(trace, PROTO_TRACE_ID(w->traceparent.len ? w->traceparent.ptr :
+	    tp), HIVE_TRACE_ID_LEN);
 	*code = HIVE_CODE_VALUE;
 	if (created > SUP_COORD_MS_MAX) {
 		*code = HIVE_CODE_SIZE;
@@ -374,6 +381,7 @@ co_submission(struct sup_coord *co, const struct hive_workflow *w,
 		m.created_ms = created;
 		m.reply_to = t->reply_to;
 		m.workflow = w->id;
+		m.traceparent = HIVE_STR(proto_traceparent_make(tp, trace));
 		msgpack_sbuffer_init(&sb);
 		if (proto_encode_task(&sb, &m, &err) < 0) {
 			char eb[PROTO_ERRBUF];
