@@ -24,7 +24,7 @@ _hivectl()
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=
 	local verbs="status start stop restart sleep wake reset drain reload
 	    stop-all start-all health submit wait task tasks workflow
-	    workflows queues dead help"
+	    workflows queues dead usage help"
 	local global="--json --url --token-file --config --http-timeout --help"
 	local verb= i nargs=0
 
@@ -36,7 +36,7 @@ _hivectl()
 		case ${COMP_WORDS[i]} in
 		--url|--token-file|--config|--http-timeout|--priority|--agent|\
 		--id|--timeout|--state|--capability|--workflow|--since|--limit|\
-		--code)
+		--code|--by)
 			((i++)) ;;
 		-*) ;;
 		*)
@@ -66,6 +66,9 @@ _hivectl()
 	--agent)
 		COMPREPLY=($(compgen -W "$(_hivectl_agents)" -- "$cur"))
 		return ;;
+	--by)
+		COMPREPLY=($(compgen -W "agent capability workflow" -- "$cur"))
+		return ;;
 	--code)
 		COMPREPLY=($(compgen -W "attempts failed handler timeout
 		    dependency refused malformed notmap toobig version missing
@@ -92,6 +95,7 @@ _hivectl()
 	tasks) opts="--state --capability --agent --workflow --since --limit" ;;
 	workflows) opts="--state --since --limit" ;;
 	dead) opts="--code --capability --all --limit" ;;
+	usage) opts="--by --since --limit" ;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W "$opts $global" -- "$cur"))

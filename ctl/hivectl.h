@@ -51,6 +51,7 @@ enum {
 	OPT_LIMIT      = 1 << 9,
 	OPT_CODE       = 1 << 10,
 	OPT_ALL        = 1 << 11,
+	OPT_BY         = 1 << 12,
 };
 
 /* The command line, parsed; what a verb reads. */
@@ -66,6 +67,7 @@ struct ctl {
 	unsigned given;
 	long priority;
 	const char *agent, *id, *state, *capability, *workflow, *since, *code;
+	const char *by;               /* --by */
 	long long timeout_ms;         /* --timeout; -1: none */
 	long limit;
 	int wait, all;
@@ -227,5 +229,8 @@ int ctl_list_print(struct ctl *, char *path, const char *key,
 
 /* ---- verb_dead.c ---- */
 int verb_dead(struct ctl *);
+
+/* ---- verb_usage.c ---- */
+int verb_usage(struct ctl *);
 
 #endif /* HIVE_HIVECTL_H */

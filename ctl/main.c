@@ -104,6 +104,13 @@ static const struct ctl_verb verbs[] = {
 	  "  retry DEAD_ID    put its task back on its queue as a new attempt\n"
 	  "  retry --all      every retryable one\n"
 	  "  retry --code C   those of code C (and/or --capability C)" },
+	{ "usage", verb_usage, 0, 0, OPT_BY | OPT_SINCE | OPT_LIMIT,
+	  "usage [--by agent|capability|workflow] [--since T] [--limit N]",
+	  "What tasks cost: the usage their results reported (tokens,\n"
+	  "cost), summed, most expensive first.\n"
+	  "  --by K     agent (default), capability or workflow\n"
+	  "  --since T  tasks finished at or after T (RFC 3339, or Unix ms)\n"
+	  "  --limit N  at most N rows (default 100)" },
 	{ "help", NULL, 0, 1, 0, "help [VERB]", "Help on hivectl or a verb." },
 	{ NULL, NULL, 0, 0, 0, NULL, NULL },
 };
@@ -130,6 +137,7 @@ enum {
 	LO_URL = 256, LO_TOKEN_FILE, LO_CONFIG, LO_JSON, LO_HTTP_TIMEOUT,
 	LO_PRIORITY, LO_AGENT, LO_ID, LO_WAIT, LO_TIMEOUT, LO_STATE,
 	LO_CAPABILITY, LO_WORKFLOW, LO_SINCE, LO_LIMIT, LO_CODE, LO_ALL,
+	LO_BY,
 };
 
 static const struct option longopts[] = {
@@ -150,6 +158,7 @@ static const struct option longopts[] = {
 	{ "limit", required_argument, NULL, LO_LIMIT },
 	{ "code", required_argument, NULL, LO_CODE },
 	{ "all", no_argument, NULL, LO_ALL },
+	{ "by", required_argument, NULL, LO_BY },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -159,7 +168,7 @@ static const struct option longopts[] = {
 static unsigned
 opt_bit(int lo)
 {
-	return lo >= LO_PRIORITY && lo <= LO_ALL ?
+	return lo >= LO_PRIORITY && lo <= LO_BY ?
 	    1u << (unsigned)(lo - LO_PRIORITY) : 0;
 }
 
@@ -295,6 +304,7 @@ take_option(struct ctl *c, int o, const char *arg)
 		break;
 	case LO_CODE: c->code = arg; break;
 	case LO_ALL: c->all = 1; break;
+	case LO_BY: c->by = arg; break;
 	default:
 		return CTL_USAGE;
 	}

@@ -225,6 +225,40 @@ usage_row(json_t *j, const char *key, long long n, long long in,
 	cr_assert_fail("no row %s", key);
 }
 
+/* hivectl usage prints the same rows: a table, and --json. */
+static void
+hivectl_usage(struct hp *h, double beta_cost)
+{
+	char cmd[1024], line[512], want[128];
+	FILE *f;
+	int found = 0, n = 0;
+	json_t *j;
+
+	snprintf(cmd, sizeof(cmd), "%s --url http://127.0.0.1:%u usage --by "
+	    "capability", tu_build_path("ctl/hivectl"), h->port);
+	cr_assert_not_null(f = popen(cmd, "r"));
+	snprintf(want, sizeof(want), "%g", beta_cost);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		n++;
+		if (n == 1)
+			cr_assert(strncmp(line, "KEY", 3) == 0, "%s", line);
+		if (strncmp(line, "beta ", 5) == 0 && strstr(line, " 3000 ") &&
+		    strstr(line, want))
+			found = 1;
+	}
+	cr_assert_eq(pclose(f), 0, "%s", cmd);
+	cr_assert_eq(n, 3, "a header and two rows");
+	cr_assert(found, "no row beta 2 3000 3 %s", want);
+	snprintf(cmd, sizeof(cmd), "%s --url http://127.0.0.1:%u usage --by "
+	    "workflow --json", tu_build_path("ctl/hivectl"), h->port);
+	cr_assert_not_null(f = popen(cmd, "r"));
+	j = json_loadf(f, 0, NULL);
+	cr_assert_eq(pclose(f), 0, "%s", cmd);
+	cr_assert_not_null(j, "%s: no JSON", cmd);
+	usage_row(j, "wf", 1, 7, 3, 1.5);
+	json_decref(j);
+}
+
 Test(usage, sums_traces_and_metrics)
 {
 	struct hp *h = start("usage");
@@ -327,6 +361,8 @@ Test(usage, sums_traces_and_metrics)
 	cr_assert_eq(json_array_size(json_object_get(j, "rows")), 0);
 	json_decref(j);
 	json_decref(req(h, "GET", "/usage?by=host", NULL, 400));
+
+	hivectl_usage(h, cost[1]);
 
 	/* /metrics: the same sums per capability and agent */
 	m = scrape(h);
