@@ -107,9 +107,6 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 
 	if (t->key == w->bcast_key)
 		w->nbcast++;
-	/* A task without a trace gets one here: its log lines, result and
-	 * handler share it (a malformed one is a dead letter, see below). */
-	proto_traceparent_make(t->tp, NULL);
 	if (t->raw == NULL) {
 		/* XREADGROUP of our pending list shows deleted entries with
 		 * no fields: nothing to run, only to acknowledge. */
@@ -126,6 +123,9 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 		struct hive_str id;
 		char eb[PROTO_ERRBUF];
 
+		/* A malformed traceparent is a dead letter too: a new trace
+		 * for its log line. */
+		proto_traceparent_make(t->tp, NULL);
 		/* Its id, when that much can be read, names it in the dead
 		 * letter: the client finds the task it submitted. */
 		if (proto_peek_id(t->raw, t->rawlen, &id) == 0)
@@ -143,8 +143,12 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 	}
 	t->decoded = true;
 	snprintf(t->id, sizeof(t->id), "%.*s", (int)t->t.id.len, t->t.id.ptr);
+	/* A task without a trace (a client writing to Redis) gets one
+	 * here: its log lines, its handler and its result share it. */
 	if (t->t.traceparent.len == HIVE_TRACEPARENT_LEN)   /* checked */
 		memcpy(t->tp, t->t.traceparent.ptr, HIVE_TRACEPARENT_LEN);
+	else
+		proto_traceparent_make(t->tp, NULL);
 	/* Each earlier delivery of this entry was a worker that took it and
 	 * died (or lost it) before acknowledging it: those were attempts. */
 	t->attempt = (t->t.attempt ? t->t.attempt : 1) + deliveries;

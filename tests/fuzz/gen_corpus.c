@@ -234,6 +234,10 @@ workflows(msgpack_sbuffer *sb, msgpack_unpacked *up)
 	w.tasks = t;
 	check(proto_encode_workflow(sb, &w, &err), &err, "workflow");
 	put_sb("workflow", "minimal", sb);
+	w.traceparent = HIVE_STR(TRACEPARENT);
+	check(proto_encode_workflow(sb, &w, &err), &err, "workflow");
+	put_sb("workflow", "traceparent", sb);
+	w.traceparent = HIVE_STR("");
 
 	t[0].id = HIVE_STR("fetch");
 	t[0].capability = HIVE_STR("git");

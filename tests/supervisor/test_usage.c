@@ -264,7 +264,8 @@ Test(usage, sums_traces_and_metrics)
 	struct hp *h = start("usage");
 	json_t *j, *o, *u;
 	char body[512], *m;
-	const char *wtp, *ctp;
+	const char *ctp;
+	char wtp[HIVE_TRACEPARENT_LEN + 1];
 	long long in[2] = { 0 }, out[2] = { 0 };
 	double cost[2] = { 0 };
 
@@ -292,7 +293,7 @@ Test(usage, sums_traces_and_metrics)
 	    "{\"usage\": {\"input_tokens\": 7, \"output_tokens\": 3, "
 	    "\"cost\": 1.5}}}, {\"id\": \"wb\", \"capability\": \"alpha\", "
 	    "\"depends_on\": [\"wa\"]}]}", 202);
-	wtp = str(j, "traceparent");
+	snprintf(wtp, sizeof(wtp), "%s", str(j, "traceparent"));
 	cr_assert_eq(proto_valid_traceparent(wtp, strlen(wtp)), 0);
 	snprintf(body, sizeof(body), "%.32s", PROTO_TRACE_ID(wtp));
 	json_decref(j);
