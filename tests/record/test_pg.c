@@ -301,5 +301,18 @@ Test(pg, migration_7_adds_usage_columns)
 	    "(('old', 'abc', 5, 6, 0.5, 'm'), ('new', 'def', 7, 8, 1.5, 'n'))"),
 	    2);
 	sup_pg_free(pg);
+	/* a fresh database: every migration, 7 with them */
+	fresh_db(ci, sizeof(ci));
+	pg = sup_pg_new(loop, ci, NULL, NULL);
+	cr_assert_eq(sup_migrate(pg, on_migrated, &d), 0);
+	run_until(loop, &d.n, 3);
+	cr_assert_eq(d.version, sup_schema_version());
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM "
+	    "information_schema.columns WHERE table_name = 'tasks' AND "
+	    "column_name IN ('trace_id', 'input_tokens', 'output_tokens', "
+	    "'cost', 'model')"), 5);
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM pg_indexes WHERE "
+	    "indexname = 'tasks_usage'"), 1);
+	sup_pg_free(pg);
 	ev_loop_destroy(loop);
 }

@@ -126,6 +126,21 @@ run_until_sql(struct env *e, const char *sql, long want)
 	cr_assert_eq(got, want, "%s: got %ld, want %ld", sql, got, want);
 }
 
+/* Run the loop until the recorder has counted n entries (tstats.c). */
+static void
+run_until_counted(struct env *e, uint64_t n)
+{
+	long long deadline = tu_now_ms() + 30000;
+	ev_timer t;
+
+	ev_timer_init(&t, check_cb, 0.05, 0.05);
+	ev_timer_start(e->loop, &t);
+	while (e->ts->counted < n && tu_now_ms() < deadline)
+		ev_run(e->loop, EVRUN_ONCE);
+	ev_timer_stop(e->loop, &t);
+	cr_assert_eq(e->ts->counted, n, "entries counted");
+}
+
 static void
 xadd(struct env *e, const char *name, const msgpack_sbuffer *sb)
 {
@@ -214,6 +229,8 @@ usage_case(unsigned hold_ms)
 	complete(&e, "plain", HIVE_STATUS_OK, NULL, NULL);
 	run_until_sql(&e, "SELECT count(*) FROM tasks WHERE state IN "
 	    "('completed', 'failed')", 3);
+	/* the counts follow the COMMIT: wait for the five entries */
+	run_until_counted(&e, 5);
 	cr_assert_eq(scalar(&e, "SELECT count(*) FROM tasks WHERE id = 'both' "
 	    "AND trace_id = '" TRACE "' AND input_tokens = 1000 AND "
 	    "output_tokens = 20 AND cost = 0.25 AND model = 'm-1'"), 1);
