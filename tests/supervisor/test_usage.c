@@ -257,6 +257,18 @@ hivectl_usage(struct hp *h, double beta_cost)
 	cr_assert_not_null(j, "%s: no JSON", cmd);
 	usage_row(j, "wf", 1, 7, 3, 1.5);
 	json_decref(j);
+	/* hivectl task shows a task's trace id and usage */
+	snprintf(cmd, sizeof(cmd), "%s --url http://127.0.0.1:%u task t0",
+	    tu_build_path("ctl/hivectl"), h->port);
+	cr_assert_not_null(f = popen(cmd, "r"));
+	found = 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if ((strncmp(line, "trace_id ", 9) == 0 && strstr(line, TRACE)) ||
+		    (strncmp(line, "usage ", 6) == 0 &&
+		    strstr(line, "\"input_tokens\":100")))
+			found++;
+	cr_assert_eq(pclose(f), 0, "%s", cmd);
+	cr_assert_eq(found, 2, "%s: no trace_id or usage line", cmd);
 }
 
 Test(usage, sums_traces_and_metrics)
