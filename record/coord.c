@@ -681,6 +681,7 @@ co_run(struct sup_coord *co, const char *id, const char *workflow,
 	json_t *j = NULL;
 	struct co_xadd *x;
 	char eb[PROTO_ERRBUF], why[HIVE_REASON_MAX];
+	char trace[HIVE_TRACE_ID_LEN + 1] = "-";   /* for its log lines */
 	enum hive_code code;
 
 	if (proto_decode_task((const char *)msg, len, &t, &err) < 0) {
@@ -689,6 +690,9 @@ co_run(struct sup_coord *co, const char *id, const char *workflow,
 		code = (enum hive_code)err.code;
 		goto dead;
 	}
+	if (t.traceparent.len == HIVE_TRACEPARENT_LEN)
+		snprintf(trace, sizeof(trace), "%.32s",
+		    PROTO_TRACE_ID(t.traceparent.ptr));
 	msgpack_zone_init(&z, 1024);
 	msgpack_sbuffer_init(&sb);
 	if (parents != NULL && parents[0] != '\0') {
@@ -716,7 +720,8 @@ co_run(struct sup_coord *co, const char *id, const char *workflow,
 			co->xadds++;
 		else {
 			/* Redis down: the sweep sends it after 10 s. */
-			log_warnx("coordinator: Redis is down: task %s waits", id);
+			log_warnx("coordinator: Redis is down: task=%s trace=%s "
+			    "waits", id, trace);
 			free(x);
 		}
 	}
@@ -733,7 +738,8 @@ dead_clear:
 dead:
 	/* The recorder records the dead letter: the task is dead, and its
 	 * dependents follow at the next release. */
-	log_warnx("coordinator: task %s cannot run: %s", id, why);
+	log_warnx("coordinator: task=%s trace=%s cannot run: %s", id, trace,
+	    why);
 	co_dead(co, HIVE_STR(id), HIVE_STR(workflow), code, why, stream, NULL,
 	    (const char *)msg, len);
 }
