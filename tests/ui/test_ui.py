@@ -1,0 +1,166 @@
+#!/usr/bin/python3
+"""test_ui.py - the dashboard in a real browser (headless Debian chromium
+driven by chromedriver through python3-selenium) against a real hived,
+hive-worker, Redis and PostgreSQL:
+
+  - GET / and GET /ui/FILE: each file with its Content-Type, the
+    Content-Security-Policy, Cache-Control and an ETag; an unknown file a
+    404; the page served without the token even with http_auth_reads;
+  - the page lists every agent instance with its state;
+  - a worker SIGKILLed: its row leaves ready (crashed or restarting, as
+    GET /agents says) and comes back to ready, without a reload;
+  - a dead letter shows in the list; Retry, the token typed into the
+    page's dialog, and it leaves the list (and GET /dead);
+  - a screenshot kept in the test's log directory (its path printed).
+
+Exits 77 (skip) only when chromium cannot start here, saying why.  Run
+by /usr/bin/python3: python3-selenium is Debian's, for Debian's Python.
+"""
+import os
+import signal
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hivedproc  # noqa: E402
+from hivedproc import TOKEN, Hived  # noqa: E402
+
+T = 30  # seconds: a failure guard, never a wait on time
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print("ok: " + what)
+
+
+def files(h):
+    want = {"/": "text/html", "/ui/index.html": "text/html",
+            "/ui/app.js": "text/javascript", "/ui/app.css": "text/css"}
+    for path, ctype in want.items():
+        st, hd, body = h.request("GET", path)
+        check(st == 200 and hd["Content-Type"].startswith(ctype) and body,
+              "GET %s: 200 %s" % (path, hd["Content-Type"]))
+        csp = hd.get("Content-Security-Policy", "")
+        check("default-src 'none'" in csp and "script-src 'self'" in csp
+              and "connect-src 'self'" in csp and "unsafe" not in csp,
+              "GET %s: CSP %s" % (path, csp))
+        check(hd.get("Cache-Control") == "no-cache" and
+              hd.get("ETag", "").startswith('"'),
+              "GET %s: Cache-Control no-cache, ETag %s" % (path, hd["ETag"]))
+    st, hd, body = h.request("GET", "/ui/nope.js")
+    check(st == 404 and b"not_found" in body, "GET /ui/nope.js: 404")
+    st, hd, body = h.request("POST", "/")
+    check(st == 405, "POST /: 405")
+
+
+def auth_reads(tmp):
+    """With http_auth_reads the files need no token; the API does."""
+    h = Hived("uiauth", "", "http_auth_reads = yes\n", postgres=False)
+    try:
+        h.start()
+        st, _, _ = h.request("GET", "/")
+        check(st == 200, "http_auth_reads: GET / without a token: 200")
+        st, _, _ = h.request("GET", "/ui/app.js")
+        check(st == 200, "http_auth_reads: GET /ui/app.js without a token")
+        st, _, _ = h.request("GET", "/agents")
+        check(st == 401, "http_auth_reads: GET /agents without a token: 401")
+    finally:
+        h.cleanup()
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="ui-", dir=os.environ.get("HIVE_TEST_TMP")
+                           or None)
+    logdir = os.path.join(os.environ["HIVE_BUILD_DIR"], "meson-logs", "ui")
+    os.makedirs(logdir, exist_ok=True)
+    drv = hivedproc.browser(tmp)   # first: skip before anything starts
+    flag = os.path.join(tmp, "die")
+    agents = ('[agent "d"]\ncommand = /usr/bin/python3 %s/tests/supervisor/'
+              'dead_handler.py\ncapabilities = work\ninstances = 2\n'
+              'max_attempts = 1\nrestart_limit = 1000\n'
+              'restart_window = 1s\n' % os.environ["HIVE_SOURCE_DIR"])
+    h = Hived("ui", agents)
+    try:
+        h.start()
+        files(h)
+        auth_reads(tmp)
+        page(h, drv, flag)
+    finally:
+        try:
+            shot = os.path.join(logdir, "dashboard.png")
+            drv.save_screenshot(shot)
+            print("screenshot: %s" % shot)
+            drv.quit()
+        finally:
+            h.cleanup()
+    print("all passed")
+
+
+def page(h, drv, flag):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def until(fn, what):
+        WebDriverWait(drv, T, poll_frequency=0.05).until(lambda d: fn(), what)
+        print("ok: " + what)
+
+    def state(label):
+        return drv.execute_script(
+            "const r = document.querySelector('#agents tr[data-agent=\"' +"
+            " arguments[0] + '\"] .badge'); return r ? r.textContent : null;",
+            label)
+
+    drv.get(h.url + "/")
+    for label in ("d/1", "d/2"):
+        until(lambda: state(label) == h.agent(label)["state"],
+              "the page lists %s as GET /agents does" % label)
+
+    # Every state d/1's badge shows, in order, from now on.
+    drv.execute_script("""
+        window.seen = [];
+        const b = document.querySelector('#agents tr[data-agent="d/1"] .badge');
+        new MutationObserver(() => window.seen.push(b.textContent))
+            .observe(b, {childList: true, characterData: true, subtree: true});
+    """)
+    pid = h.agent("d/1")["pid"]
+    os.kill(pid, signal.SIGKILL)
+    until(lambda: state("d/1") == "ready" and h.agent("d/1")["pid"] != pid
+          and any(s in ("crashed", "restarting")
+                  for s in drv.execute_script("return window.seen")),
+          "d/1 killed: the page showed %s, then ready again"
+          % "crashed/restarting")
+    print("states shown: %s" % drv.execute_script("return window.seen"))
+
+    # A dead letter: the handler dies on the task's only attempt.
+    open(flag, "w").close()
+    st, r = h.post("/tasks", {"capability": "work", "id": "ui-dead-1",
+                              "payload": {"flag": flag}, "max_attempts": 1})
+    check(st == 201, "POST /tasks: 201")
+    h.wait(lambda: any(d["id"] == "ui-dead-1"
+                       for d in h.get("/dead")[1]["dead"]), T,
+           "ui-dead-1 in GET /dead")
+    os.unlink(flag)
+    row = '#dead tr[data-task="ui-dead-1"]'
+    if not drv.find_elements(By.CSS_SELECTOR, row):
+        drv.refresh()          # hived without the dead event: load again
+    until(lambda: drv.find_elements(By.CSS_SELECTOR, row),
+          "the page lists the dead letter ui-dead-1")
+    drv.find_element(By.CSS_SELECTOR, row + " button.retry").click()
+    until(lambda: drv.find_element(By.ID, "token-dialog").is_displayed(),
+          "Retry asks for the token")
+    drv.find_element(By.ID, "token-input").send_keys(TOKEN)
+    drv.find_element(By.ID, "token-ok").click()
+    until(lambda: not drv.find_elements(By.CSS_SELECTOR, row),
+          "retried from the page, ui-dead-1 leaves the list")
+    check(not any(d["id"] == "ui-dead-1" for d in h.get("/dead")[1]["dead"]),
+          "GET /dead no longer lists ui-dead-1")
+    check(not drv.find_element(By.ID, "error").is_displayed(),
+          "no error shown")
+    check(drv.execute_script("return sessionStorage.getItem('hive.token')")
+          == TOKEN, "the token is kept for the tab")
+
+
+if __name__ == "__main__":
+    main()
