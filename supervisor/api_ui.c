@@ -13,12 +13,13 @@
  * from hived itself, and run no inline script or style: what the API
  * says reaches the page as text only (app.js), and this is the second
  * line behind that.  Cache-Control no-cache with the file's ETag: a
- * browser may keep a copy but asks each time (the answer is small, and
- * a new hived may bring new files).
+ * browser may keep a copy but asks each time, and a copy that is still
+ * the file gets a 304 without a body (a new hived may bring new files).
  */
 #include "hived.h"
 #include "api.h"
 #include "api_ui.h"
+#include "sse.h"
 
 #include <string.h>
 
@@ -37,6 +38,7 @@ ui_send(struct api_req *req, const char *name)
 {
 	const struct ui_file *f;
 	const char *hdrs[sizeof(ui_headers) / sizeof(ui_headers[0]) + 2];
+	const char *inm;
 	size_t n = 0;
 
 	for (f = ui_files; f->name != NULL; f++)
@@ -52,6 +54,14 @@ ui_send(struct api_req *req, const char *name)
 	hdrs[n++] = "ETag";
 	hdrs[n++] = f->etag;
 	hdrs[n] = NULL;
+	/* The browser's copy is this file (an ETag among If-None-Match's,
+	 * weak or strong alike): 304, no body. */
+	inm = api_header(req, "If-None-Match");
+	if (inm != NULL && (strstr(inm, f->etag) != NULL ||
+	    strcmp(inm, "*") == 0)) {
+		api_reply_hdrs(req, 304, f->ctype, "", 0, hdrs);
+		return;
+	}
 	api_reply_hdrs(req, 200, f->ctype, (const char *)f->data, f->len,
 	    hdrs);
 }

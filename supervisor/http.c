@@ -33,6 +33,7 @@
 #include "hived.h"
 #include "api.h"
 #include "http.h"
+#include "sse.h"
 
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -89,6 +90,7 @@ struct sup_http {
 	/* A refused connection's socket context points at one of these. */
 	char over_total, over_ip;
 	int kick;                    /* a suspended request was answered */
+	struct sse_hub *hub;         /* the event streams (sse.c) */
 	LIST_HEAD(, api_req) reqs;   /* requests given to an endpoint and
 	                              * not answered yet */
 };
@@ -138,6 +140,7 @@ struct api_req {
 	size_t rawlen;
 	int suspended;
 	int answered;
+	struct sse *sse;             /* the answer is this stream (sse.c) */
 	/* The answer, kept until MHD takes it. */
 	unsigned status;
 	char *text;
@@ -262,6 +265,14 @@ int
 api_gone(const struct api_req *req)
 {
 	return req->c == NULL;
+}
+
+const char *
+api_header(const struct api_req *req, const char *name)
+{
+	if (req->c == NULL)
+		return NULL;
+	return MHD_lookup_connection_value(req->c, MHD_HEADER_KIND, name);
 }
 
 int
@@ -414,6 +425,8 @@ api_time_json(long long ms)
 static void
 req_free(struct api_req *req)
 {
+	if (req->sse != NULL)        /* its stream never started */
+		sse_release(req->sse);
 	json_decref(req->body);
 	free(req->text);
 	free(req->hdrs);
@@ -458,6 +471,43 @@ req_answer(struct api_req *req, unsigned status, char *text, size_t len,
 		req->h->kick = 1;
 		http_rearm(req->h);
 	}
+}
+
+/*
+ * The request is answered by the stream s (sse_open): like req_answer,
+ * the stream's response is made when MHD comes back to the request
+ * (req_send).  NULL when it was answered already or its client has gone.
+ */
+struct sse_hub *
+http_stream_take(struct api_req *req, struct sse *s)
+{
+	if (req->answered) {
+		log_warnx("http: %s answered twice (stream dropped)",
+		    req->d->route != NULL ? req->d->route->path : "?");
+		return NULL;
+	}
+	req->answered = 1;
+	if (req->h == NULL || req->c == NULL) {
+		if (req->h != NULL)
+			LIST_REMOVE(req, entry);
+		req_free(req);
+		return NULL;
+	}
+	LIST_REMOVE(req, entry);
+	req->sse = s;
+	if (req->suspended) {
+		req->suspended = 0;
+		MHD_resume_connection(req->c);
+		http_kick(req->h);
+	}
+	return req->h->hub;
+}
+
+void
+http_kick(struct sup_http *h)
+{
+	h->kick = 1;
+	http_rearm(h);
 }
 
 void
@@ -564,9 +614,22 @@ static enum MHD_Result
 req_send(struct http_conn *hc)
 {
 	struct api_req *req = hc->req;
+	struct MHD_Response *r;
 	enum MHD_Result ret;
 
 	hc->req = NULL;
+	if (req->sse != NULL) {
+		struct MHD_Connection *c = req->c;
+
+		r = sse_response(req->sse, c);
+		req->sse = NULL;        /* MHD's now (or released) */
+		req_free(req);
+		if (r == NULL)
+			return MHD_NO;
+		ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
 	ret = http_queue(req->c, req->status, req->text, req->len, req->ctype,
 	    0, req->hdrs);
 	req->text = NULL;           /* MHD has it (or freed it) */
@@ -591,6 +654,9 @@ http_dispatch(struct sup_http *h, struct MHD_Connection *c,
 		return http_error(c, MHD_HTTP_CONTENT_TOO_LARGE, "too_large",
 		    (r->flags & API_BODY) ? "body too large" :
 		    "this endpoint takes no body", 0);
+	if ((r->flags & API_STREAM) && sse_hub_count(h->hub) >= HTTP_SSE_MAX)
+		return http_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+		    "too many event streams open: retry later", 0);
 	if ((req = calloc(1, sizeof(*req))) == NULL)
 		return MHD_NO;
 	req->h = h;
@@ -1003,6 +1069,8 @@ sup_http_new(struct sup *sup, const char *addr)
 		return NULL;
 	h->sup = sup;
 	LIST_INIT(&h->reqs);
+	if ((h->hub = sse_hub_new(sup->loop, h)) == NULL)
+		goto err;
 	if (http_parse_addr(addr, &ss) == -1 ||
 	    (fd = http_listen(addr, &ss, &h->port)) == -1)
 		goto err;
@@ -1049,11 +1117,14 @@ sup_http_free(struct sup_http *h)
 	if (h == NULL)
 		return;
 	http_orphan_all(h);
+	if (h->hub != NULL)
+		sse_hub_stop(h->hub);
 	if (h->d != NULL) {
 		ev_io_stop(h->sup->loop, &h->io);
 		ev_timer_stop(h->sup->loop, &h->tm);
 		MHD_stop_daemon(h->d);
 	}
+	sse_hub_free(h->hub);
 	free(h);
 }
 

@@ -8,6 +8,7 @@
  * then which route), the method, the query, the token, hived stopping.
  */
 #include "http.h"
+#include "sse.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -240,8 +241,11 @@ find_route(const struct http_view *view, const char *method,
 		for (const struct api_route *r = *t; r->method != NULL; r++) {
 			if (!path_matches(r, dec, declen, n, out))
 				continue;
+			/* A stream answers GET only: HEAD would end at
+			 * once, with nothing to say. */
 			if (strcmp(r->method, method) == 0 ||
-			    (head && strcmp(r->method, "GET") == 0))
+			    (head && strcmp(r->method, "GET") == 0 &&
+			    !(r->flags & API_STREAM)))
 				return r;
 			if (*path_only == NULL)
 				*path_only = r;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "sse.h"
 
 #define TOKEN "s3cret"
 
@@ -27,6 +28,7 @@ static const struct api_route test_routes[] = {
 	{ "GET", "/tasks/{}", "", 0, nop },
 	{ "POST", "/dead/{}/retry", "", API_CHANGE, nop },
 	{ "GET", "/a/{}/b/{}", "", 0, nop },
+	{ "GET", "/events", "types,last_event_id", API_STREAM, nop },
 	{ NULL, NULL, NULL, 0, NULL },
 };
 
@@ -165,6 +167,19 @@ Test(http_route, methods)
 	    "/agents/{}/restart needs POST");
 	expect_error("DELETE", "/tasks/x", 405, "method_not_allowed",
 	    "/tasks/{} needs GET");
+}
+
+/* An event stream answers GET only: HEAD would end it at once. */
+Test(http_route, streams_are_get_only)
+{
+	struct http_decision d;
+
+	d = expect_route("GET", "/events?types=agent", "/events");
+	cr_assert(d.route->flags & API_STREAM);
+	expect_error("HEAD", "/events", 405, "method_not_allowed",
+	    "/events needs GET");
+	expect_error("POST", "/events", 405, "method_not_allowed",
+	    "/events needs GET");
 }
 
 Test(http_route, query_is_strict)

@@ -4,8 +4,8 @@ driven by chromedriver through python3-selenium) against a real hived,
 hive-worker, Redis and PostgreSQL:
 
   - GET / and GET /ui/FILE: each file with its Content-Type, the
-    Content-Security-Policy, Cache-Control and an ETag; an unknown file a
-    404; the page served without the token even with http_auth_reads;
+    Content-Security-Policy, Cache-Control and an ETag (If-None-Match
+    with it: 304); an unknown file a 404; the page served without the token even with http_auth_reads;
   - the page lists every agent instance with its state;
   - a worker SIGKILLed: its row leaves ready (crashed or restarting, as
     GET /agents says) and comes back to ready, without a reload;
@@ -49,6 +49,10 @@ def files(h):
         check(hd.get("Cache-Control") == "no-cache" and
               hd.get("ETag", "").startswith('"'),
               "GET %s: Cache-Control no-cache, ETag %s" % (path, hd["ETag"]))
+        st, hd2, body = h.request("GET", path,
+                                  headers={"If-None-Match": hd["ETag"]})
+        check(st == 304 and not body and hd2["ETag"] == hd["ETag"],
+              "GET %s, If-None-Match its ETag: 304" % path)
     st, hd, body = h.request("GET", "/ui/nope.js")
     check(st == 404 and b"not_found" in body, "GET /ui/nope.js: 404")
     st, hd, body = h.request("POST", "/")
