@@ -475,9 +475,12 @@ function wfRow(w) {
 	const tr = el("tr", "pick");
 	tr.dataset.wf = w.id;
 	const t = w.tasks || {};
-	let total = 0;
-	for (const k in t)
-		total += t[k];
+	let total = t.total;
+	if (total === undefined) {
+		total = 0;
+		for (const k in t)
+			total += t[k];
+	}
 	tr.append(td(w.id, "id"), td(w.name), td("", "state"),
 	    td((t.completed || 0) + "/" + total, "num done"));
 	tr.querySelector(".state").append(el("span", "badge s-" + w.state,
@@ -555,13 +558,19 @@ function drawGraph(wf) {
 	g.setAttribute("viewBox", "0 0 " + w + " " + h);
 	g.setAttribute("width", w);
 	g.setAttribute("height", h);
-	const parts = [];
+	const m = svg("marker", {id: "arrow", viewBox: "0 0 8 8", refX: 8,
+	    refY: 4, markerWidth: 7, markerHeight: 7, orient: "auto"});
+	m.append(svg("path", {d: "M0 0L8 4L0 8z", class: "tip"}));
+	const defs = svg("defs", {});
+	defs.append(m);
+	const parts = [defs];
 	for (const e of wf.edges || []) {
 		const a = pos.get(e.depends_on), b = pos.get(e.task);
 		if (!a || !b)
 			continue;
 		const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2;
-		parts.push(svg("path", {class: "edge", d: "M" + x1 + " " + y1 +
+		parts.push(svg("path", {class: "edge", "marker-end": "url(#arrow)",
+		    d: "M" + x1 + " " + y1 +
 		    "C" + (x1 + GX / 2) + " " + y1 + " " + (x2 - GX / 2) + " " +
 		    y2 + " " + x2 + " " + y2}));
 	}
@@ -700,14 +709,25 @@ function dispatch(ev) {
  * \n, \r\n or \r; a blank line ends an event; ':' starts a comment. */
 function sseParser(onEvent) {
 	let buf = "", ev = {id: null, event: "message", data: []};
+	let skipLF = false;             /* a \r ended the last chunk */
 	return (chunk) => {
+		if (chunk === "")
+			return;
+		if (skipLF && chunk[0] === "\n")
+			chunk = chunk.slice(1);
+		skipLF = false;
 		buf += chunk;
 		let i;
-		while ((i = buf.search(/\r\n|\r|\n/)) >= 0) {
-			if (buf[i] === "\r" && i === buf.length - 1)
-				break;                  /* \r\n may be split */
+		while ((i = buf.search(/[\r\n]/)) >= 0) {
 			const line = buf.slice(0, i);
-			buf = buf.slice(i + (buf.startsWith("\r\n", i) ? 2 : 1));
+			let n = 1;
+			if (buf[i] === "\r") {
+				if (i + 1 === buf.length)
+					skipLF = true;  /* \r\n may be cut after \r */
+				else if (buf[i + 1] === "\n")
+					n = 2;
+			}
+			buf = buf.slice(i + n);
 			if (line === "") {
 				if (ev.data.length)
 					onEvent({id: ev.id, event: ev.event,

@@ -9,8 +9,13 @@ hive-worker, Redis and PostgreSQL:
   - the page lists every agent instance with its state;
   - a worker SIGKILLed: its row leaves ready (crashed or restarting, as
     GET /agents says) and comes back to ready, without a reload;
-  - a dead letter shows in the list; Retry, the token typed into the
-    page's dialog, and it leaves the list (and GET /dead);
+  - the page's SSE parser: the same events however the stream is cut;
+  - a dead letter (its task id markup, shown as text) shows in the list;
+    Retry, the token typed into the page's dialog, and it leaves the list
+    (and GET /dead);
+  - a workflow in flight as a graph (2 nodes, 1 edge, layered), a node
+    turning completed as its task completes;
+  - an action the API refuses (wake on a ready instance): its message;
   - a screenshot kept in the test's log directory (its path printed).
 
 Exits 77 (skip) only when chromium cannot start here, saying why.  Run
@@ -137,33 +142,101 @@ def page(h, drv, flag):
           % "crashed/restarting")
     print("states shown: %s" % drv.execute_script("return window.seen"))
 
-    # A dead letter: the handler dies on the task's only attempt.
+    sse_parser(drv)
+    dead_letter(h, drv, flag, until)
+    workflow(h, drv, flag + ".hold", until)
+
+    # An action the API refuses: its error shown.
+    drv.find_element(By.CSS_SELECTOR,
+                     '#agents tr[data-agent="d/2"] button[data-action="wake"]'
+                     ).click()
+    until(lambda: drv.find_element(By.ID, "error").is_displayed() and
+          "nothing to do" in drv.find_element(By.ID, "error").text,
+          "wake on a ready instance: the API's error shown (%s)"
+          % drv.find_element(By.ID, "error").text)
+
+
+def sse_parser(drv):
+    """The page's stream parser: one event whatever the chunks' cuts and
+    line ends; comments and unknown fields skipped."""
+    got = drv.execute_script(r"""
+        const text = arguments[0], out = [];
+        for (const nl of ["\n", "\r\n", "\r"]) {
+            const t = text.split("\n").join(nl);
+            for (let cut = 0; cut <= t.length; cut++) {
+                const evs = [];
+                const feed = sseParser((e) => evs.push(e));
+                feed(t.slice(0, cut));
+                feed(t.slice(cut));
+                out.push(JSON.stringify(evs));
+            }
+        }
+        return [...new Set(out)];
+    """, ": keepalive\nid: 7\nevent: agent\nretry: 9\ndata: {\"a\":1}\n\n"
+         "data:{\"b\":2}\n\n")
+    check(got == ['[{"id":"7","event":"agent","data":"{\\"a\\":1}"},'
+                  '{"id":null,"event":"message","data":"{\\"b\\":2}"}]'],
+          "the page's SSE parser: the same events at every cut, \\n, \\r\\n "
+          "or \\r (%s)" % got)
+
+
+def dead_letter(h, drv, flag, until):
+    """A dead letter whose task id is markup: shown as text; Retry asks
+    for the token, and the dead letter leaves the list."""
+    from selenium.webdriver.common.by import By
+
+    tid = "ui<b>dead</b>-1"
     open(flag, "w").close()
-    st, r = h.post("/tasks", {"capability": "work", "id": "ui-dead-1",
+    st, r = h.post("/tasks", {"capability": "work", "id": tid,
                               "payload": {"flag": flag}, "max_attempts": 1})
     check(st == 201, "POST /tasks: 201")
-    h.wait(lambda: any(d["id"] == "ui-dead-1"
-                       for d in h.get("/dead")[1]["dead"]), T,
-           "ui-dead-1 in GET /dead")
-    os.unlink(flag)
-    row = '#dead tr[data-task="ui-dead-1"]'
-    if not drv.find_elements(By.CSS_SELECTOR, row):
-        drv.refresh()          # hived without the dead event: load again
+    row = '#dead tr[data-task="%s"]' % tid
     until(lambda: drv.find_elements(By.CSS_SELECTOR, row),
-          "the page lists the dead letter ui-dead-1")
+          "the page lists the dead letter %s" % tid)
+    os.unlink(flag)
+    check(drv.execute_script(
+        "return document.querySelector(arguments[0] + ' td.id').textContent"
+        " + '/' + document.querySelectorAll('#dead tbody b').length", row)
+          == tid + "/0", "the task id is text, not markup")
     drv.find_element(By.CSS_SELECTOR, row + " button.retry").click()
     until(lambda: drv.find_element(By.ID, "token-dialog").is_displayed(),
           "Retry asks for the token")
     drv.find_element(By.ID, "token-input").send_keys(TOKEN)
     drv.find_element(By.ID, "token-ok").click()
     until(lambda: not drv.find_elements(By.CSS_SELECTOR, row),
-          "retried from the page, ui-dead-1 leaves the list")
-    check(not any(d["id"] == "ui-dead-1" for d in h.get("/dead")[1]["dead"]),
-          "GET /dead no longer lists ui-dead-1")
+          "retried from the page, the dead letter leaves the list")
+    check(not any(d["id"] == tid for d in h.get("/dead")[1]["dead"]),
+          "GET /dead no longer lists it")
     check(not drv.find_element(By.ID, "error").is_displayed(),
           "no error shown")
     check(drv.execute_script("return sessionStorage.getItem('hive.token')")
           == TOKEN, "the token is kept for the tab")
+
+
+def workflow(h, drv, hold, until):
+    """A workflow in flight, a -> b, a held: its graph, then b completed."""
+    from selenium.webdriver.common.by import By
+
+    open(hold, "w").close()
+    st, r = h.post("/workflows", {"id": "ui-wf-1", "name": "uiwf", "tasks": [
+        {"id": "ui-wf-a", "capability": "work", "payload": {"hold": hold}},
+        {"id": "ui-wf-b", "capability": "work", "depends_on": ["ui-wf-a"]}]})
+    check(st == 202, "POST /workflows: 202")
+    row = '#workflows tr[data-wf="ui-wf-1"]'
+    until(lambda: drv.find_elements(By.CSS_SELECTOR, row),
+          "the workflow ui-wf-1 shows in flight")
+    drv.find_element(By.CSS_SELECTOR, row).click()
+    node = '#graph g[data-task="%s"]'
+    until(lambda: len(drv.find_elements(By.CSS_SELECTOR, "#graph g.node"))
+          == 2 and len(drv.find_elements(By.CSS_SELECTOR, "#graph .edge"))
+          == 1, "its graph: 2 tasks, 1 edge")
+    xs = [drv.find_element(By.CSS_SELECTOR, node % t + " rect")
+          .get_attribute("x") for t in ("ui-wf-a", "ui-wf-b")]
+    check(float(xs[0]) < float(xs[1]), "b is a layer right of a (%s)" % xs)
+    os.unlink(hold)
+    until(lambda: "s-completed" in drv.find_element(
+        By.CSS_SELECTOR, node % "ui-wf-b").get_attribute("class"),
+        "b completes: its node turns completed")
 
 
 if __name__ == "__main__":
