@@ -23,6 +23,7 @@ const st = {
 	wf: null,                           /* the workflow in the graph */
 	output: null,                       /* "name/N" followed */
 	live: false,
+	asking: null,                       /* the token dialog, when open */
 };
 
 /* ---- small DOM helpers: text only ---- */
@@ -102,9 +103,17 @@ function token() {
 /* The token from the dialog (once per tab: kept in sessionStorage);
  * resolves to null when the operator cancels. */
 function askToken(why) {
+	/* Requests refused at once (the page's first reads) share one
+	 * question. */
+	if (!st.asking)
+		st.asking = askOnce(why).finally(() => { st.asking = null; });
+	return st.asking;
+}
+
+function askOnce(why) {
 	const d = $("token-dialog"), input = $("token-input");
-	if (why)
-		d.querySelector("p").textContent = why;
+	$("token-why").textContent = why || "";
+	$("token-why").hidden = !why;
 	input.value = "";
 	return new Promise((resolve) => {
 		const done = (v) => {
@@ -682,9 +691,16 @@ async function loadUsage() {
 
 /* ---- the event stream ---- */
 
+/* Above events_task_rate the task events of a second come as one
+ * `tasks` count: the failures are read again (at most once a second). */
+function onTasks(t) {
+	if (t.counts && t.counts.failed > 0)
+		loadFailed();
+}
+
 const HANDLERS = {
-	agent: onAgent, task: onTask, workflow: onWorkflow, dead: onDead,
-	metrics: onMetrics, output: onOutput,
+	agent: onAgent, task: onTask, tasks: onTasks, workflow: onWorkflow,
+	dead: onDead, metrics: onMetrics, output: onOutput,
 	reset: () => loadAll(),
 };
 

@@ -6,7 +6,8 @@ hive-worker, Redis and PostgreSQL:
   - GET / and GET /ui/FILE: each file with its Content-Type, the
     Content-Security-Policy, Cache-Control and an ETag (If-None-Match
     with it: 304); an unknown file a 404; the page served without the token even with http_auth_reads;
-  - the page lists every agent instance with its state;
+  - the page lists every agent instance with its state; with
+    http_auth_reads it asks for the token first;
   - a worker SIGKILLed: its row leaves ready (crashed or restarting, as
     GET /agents says) and comes back to ready, without a reload;
   - the page's SSE parser: the same events however the stream is cut;
@@ -64,9 +65,16 @@ def files(h):
     check(st == 405, "POST /: 405")
 
 
-def auth_reads(tmp):
-    """With http_auth_reads the files need no token; the API does."""
-    h = Hived("uiauth", "", "http_auth_reads = yes\n", postgres=False)
+def auth_reads(drv):
+    """With http_auth_reads the files need no token, the API does: the
+    page asks for it once, then lists the agents."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    h = Hived("uiauth", '[agent "a"]\ncommand = /usr/bin/python3 %s/tests/'
+              'supervisor/dead_handler.py\ncapabilities = other\n'
+              % os.environ["HIVE_SOURCE_DIR"], "http_auth_reads = yes\n",
+              postgres=False)
     try:
         h.start()
         st, _, _ = h.request("GET", "/")
@@ -75,6 +83,15 @@ def auth_reads(tmp):
         check(st == 200, "http_auth_reads: GET /ui/app.js without a token")
         st, _, _ = h.request("GET", "/agents")
         check(st == 401, "http_auth_reads: GET /agents without a token: 401")
+        drv.get(h.url + "/")
+        WebDriverWait(drv, T).until(lambda d: d.find_element(
+            By.ID, "token-dialog").is_displayed())
+        check(True, "http_auth_reads: the page asks for the token")
+        drv.find_element(By.ID, "token-input").send_keys(TOKEN)
+        drv.find_element(By.ID, "token-ok").click()
+        WebDriverWait(drv, T).until(lambda d: d.find_elements(
+            By.CSS_SELECTOR, '#agents tr[data-agent="a/1"]'))
+        check(True, "http_auth_reads: with it, the page lists a/1")
     finally:
         h.cleanup()
 
@@ -91,16 +108,19 @@ def main():
               'max_attempts = 1\nrestart_limit = 1000\n'
               'restart_window = 1s\n' % os.environ["HIVE_SOURCE_DIR"])
     h = Hived("ui", agents)
+    shot = os.path.join(logdir, "dashboard.png")
     try:
         h.start()
         files(h)
-        auth_reads(tmp)
-        page(h, drv, flag)
-    finally:
         try:
-            shot = os.path.join(logdir, "dashboard.png")
+            page(h, drv, flag)
+        finally:              # also (above all) when something failed
             drv.save_screenshot(shot)
             print("screenshot: %s" % shot)
+        h.cleanup()
+        auth_reads(drv)
+    finally:
+        try:
             drv.quit()
         finally:
             h.cleanup()
