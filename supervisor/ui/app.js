@@ -22,6 +22,7 @@ const st = {
 	lastEventId: null,
 	wf: null,                           /* the workflow in the graph */
 	output: null,                       /* "name/N" followed */
+	outBuf: null,                       /* its events while it loads */
 	live: false,
 	asking: null,                       /* the token dialog, when open */
 };
@@ -645,8 +646,13 @@ function outputLine(l) {
 		p.scrollTop = p.scrollHeight;
 }
 
+/* The last lines, then the `output` events of the stream, which runs
+ * all along: those that come while the lines are read wait in outBuf,
+ * and only those past the answer's last_event_id are shown (none lost,
+ * none twice). */
 async function follow(key) {
 	st.output = key || null;
+	st.outBuf = key ? [] : null;
 	$("output").replaceChildren();
 	note("output-panel", "");
 	if (!key)
@@ -655,17 +661,28 @@ async function follow(key) {
 	try {
 		const r = await api("/agents/" + encodeURIComponent(name) +
 		    "/output?instance=" + encodeURIComponent(n) + "&n=200");
-		if (st.output === key)
-			for (const l of r.lines)
-				outputLine(l);
+		if (st.output !== key)
+			return;
+		for (const l of r.lines)
+			outputLine(l);
+		const last = r.last_event_id ? Number(r.last_event_id) : 0;
+		for (const b of st.outBuf)
+			if (!b.id || Number(b.id) > last)
+				outputLine(b.o);
 	} catch (e) {
-		note("output-panel", e.status === 404 && e.code === "not_found" &&
-		    /path/.test(e.message) ? "hived keeps no output." : e.message);
+		if (st.output === key)
+			note("output-panel", e.message);
 	}
+	if (st.output === key)
+		st.outBuf = null;
 }
 
-function onOutput(o) {
-	if (st.output === o.agent + "/" + o.instance)
+function onOutput(o, id) {
+	if (st.output !== o.agent + "/" + o.instance)
+		return;
+	if (st.outBuf)
+		st.outBuf.push({o: o, id: id});
+	else
 		outputLine(o);
 }
 
@@ -716,7 +733,7 @@ function dispatch(ev) {
 	} catch (e) {
 		return;
 	}
-	fn(data);
+	fn(data, ev.id);
 	if (window.hiveSeen)            /* the browser test's hook */
 		window.hiveSeen(ev.event, data);
 }
