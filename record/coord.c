@@ -48,6 +48,7 @@ struct co_entry {
 	int done;                    /* acknowledged (recorded or refused) */
 	int sent;                    /* in the statement in flight */
 	char wid[HIVE_ID_MAX + 1];   /* its workflow id, once decoded */
+	unsigned ntasks;             /* its tasks, once decoded */
 };
 
 struct co_ids {
@@ -78,6 +79,8 @@ struct sup_coord {
 	json_t *entries;             /* released task id -> its queue entry */
 	unsigned xadds;              /* released tasks' XADDs not answered */
 	int closing;                 /* sup_coord_free: no more queries */
+	sup_rec_event_fn *event;     /* opts.event */
+	void *event_arg;
 	struct co_ids done;          /* ended tasks, for the next release */
 	struct co_ids wfs;           /* submitted workflows, likewise */
 	int sweep_due;
@@ -229,6 +232,19 @@ co_retry_later(struct sup_coord *co)
 	ev_timer_start(co->loop, &co->retry_timer);
 }
 
+/* A workflow's state to the owner (record.h, sup_rec_event). */
+static void
+co_tell(struct sup_coord *co, const char *id, const char *state,
+    long long total, long long completed, long long failed)
+{
+	struct sup_rec_event e = { .type = "workflow", .id = id,
+	    .state = state, .total = total, .completed = completed,
+	    .failed = failed };
+
+	if (co->event != NULL)
+		co->event(&e, co->event_arg);
+}
+
 /* q[iq..iend) came back from PostgreSQL: one verdict per entry sent, in
  * order ('ok', 'duplicate', or why it cannot be recorded). */
 static void
@@ -282,6 +298,8 @@ co_submit_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 		}
 		log_info("coordinator: workflow %s %s", e->wid, v[0] == 'o' ?
 		    "recorded" : "was recorded before");
+		if (v[0] == 'o')
+			co_tell(co, e->wid, "running", e->ntasks, 0, 0);
 		if (ids_add(&co->wfs, e->wid, strlen(e->wid)) < 0)
 			co->sweep_due = 1;   /* the sweep finds its tasks */
 		co_ack(co, e);
@@ -442,6 +460,7 @@ co_submit(struct sup_coord *co)
 			continue;
 		}
 		snprintf(e->wid, sizeof(e->wid), "%.*s", (int)w.id.len, w.id.ptr);
+		e->ntasks = w.ntasks;
 		doc = co_submission(co, &w, why, sizeof(why), &code);
 		proto_workflow_clear(&w);
 		if (doc == NULL && why[0] != '\0') {
@@ -778,8 +797,16 @@ co_end(struct sup_coord *co, const char *workflow, const char *reason)
 	struct proto_err err;
 	msgpack_sbuffer sb;
 	int ok = strncmp(reason, "completed", 9) == 0;
+	long long nok = -1, nfail = -1;
+	const char *p = strchr(reason, ' ');
 
 	log_info("coordinator: workflow %s %s", workflow, reason);
+	/* "completed: 3 completed, 0 failed" */
+	if (p == NULL || sscanf(p, " %lld completed, %lld failed", &nok,
+	    &nfail) != 2)
+		nok = nfail = -1;
+	co_tell(co, workflow, ok ? "completed" : "failed",
+	    nok >= 0 ? nok + nfail : -1, nok, nfail);
 	e.kind = HIVE_STR(ok ? "workflow.completed" : "workflow.failed");
 	e.ts_ms = proto_now_ms();
 	e.host = HIVE_STR(co->host);
@@ -934,6 +961,8 @@ sup_coord_new(struct ev_loop *loop, struct sup_pg *pg,
 		return NULL;
 	co->loop = loop;
 	co->pg = pg;
+	co->event = o->event;
+	co->event_arg = o->event_arg;
 	snprintf(co->prefix, sizeof(co->prefix), "%s", o->prefix);
 	snprintf(co->host, sizeof(co->host), "%s", o->host);
 	snprintf(co->consumer, sizeof(co->consumer), "hived@%s", o->host);

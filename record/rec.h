@@ -95,6 +95,13 @@ struct rec_stat {
 	char cap[HIVE_NAME_MAX + 2]; /* QUEUED, DEAD: the queue's capability
 	                              * ("" unknown; cut to fit) */
 	char agent[HIVE_NAME_MAX + 1];   /* the agent's name, "" unknown */
+	/* For the live events (record.h, sup_rec_event); "" unknown. */
+	unsigned instance;           /* of the agent, 0 unknown */
+	enum hive_code code;         /* DEAD */
+	char id[HIVE_ID_MAX + 1];    /* the task id */
+	char workflow[HIVE_ID_MAX + 1];
+	char error[160];             /* ERROR: its error; DEAD: the reason
+	                              * (cut to fit) */
 };
 
 /* One read's entries, decoded (rec_entry.c). */
@@ -310,6 +317,8 @@ struct sup_recorder {
 	ev_timer read_timer;         /* reading again */
 	struct sup_recorder_stats st;
 	struct sup_tstats *tstats;   /* lent (opts.stats); may be NULL */
+	sup_rec_event_fn *event;     /* opts.event: told what tstats counts */
+	void *event_arg;
 	uint64_t done_clock;         /* ms: results committed up to here */
 };
 

@@ -177,6 +177,32 @@ agent_name(char *buf, struct hive_str a)
 	buf[n] = '\0';
 }
 
+/* The instance of "name/instance", 0 when it names none. */
+static unsigned
+agent_instance(struct hive_str a)
+{
+	unsigned n = 0;
+	size_t i = 0;
+
+	while (i < a.len && a.ptr[i] != '/')
+		i++;
+	for (i++; i < a.len && a.ptr[i] >= '0' && a.ptr[i] <= '9' &&
+	    n < 1000000; i++)
+		n = n * 10 + (unsigned)(a.ptr[i] - '0');
+	return n;
+}
+
+/* s as a C string into buf (cut to fit). */
+static void
+hstr_to(char *buf, size_t len, struct hive_str s)
+{
+	size_t n = s.len < len - 1 ? s.len : len - 1;
+
+	if (n > 0)
+		memcpy(buf, s.ptr, n);
+	buf[n] = '\0';
+}
+
 /* What the entry counts (tstats.c): its task, attempt and agent. */
 static struct rec_stat *
 stat_push(struct sup_recorder *rec, int si, const char *entry,
@@ -188,13 +214,13 @@ stat_push(struct sup_recorder *rec, int si, const char *entry,
 	if (st == NULL)
 		return NULL;
 	if (id.len > 0 && id.len <= HIVE_ID_MAX) {
-		char buf[HIVE_ID_MAX + 1];
-		memcpy(buf, id.ptr, id.len);
-		buf[id.len] = '\0';
-		st->task = rec_id_hash(buf);
+		memcpy(st->id, id.ptr, id.len);
+		st->id[id.len] = '\0';
+		st->task = rec_id_hash(st->id);
 	}
 	st->attempt = attempt ? attempt : 1;
 	agent_name(st->agent, agent);
+	st->instance = agent_instance(agent);
 	return st;
 }
 
@@ -257,6 +283,7 @@ record_task(struct sup_recorder *rec, struct rec_batch *bt, int si,
 		st->t0 = rec_entry_ms(entry);
 		rec_key_cap(rec->prefix, key, strlen(key), st->cap,
 		    sizeof(st->cap));
+		hstr_to(st->workflow, sizeof(st->workflow), m.workflow);
 	}
 	if (set_id(t, m.id) < 0) {
 		t->skip = 1;             /* acknowledged, nothing to write */
@@ -340,6 +367,8 @@ record_result(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	    REC_SK_OK : REC_SK_ERROR, m.id, m.attempt, m.agent)) != NULL) {
 		st->t0 = m.started_ms;
 		st->t1 = t->finished_ms;
+		hstr_to(st->workflow, sizeof(st->workflow), m.workflow);
+		hstr_to(st->error, sizeof(st->error), m.error);
 	}
 	t->created_ms = m.started_ms ? m.started_ms : t->finished_ms;
 	if (m.memory_v > 0 && m.memory.type == MSGPACK_OBJECT_MAP)
@@ -393,9 +422,13 @@ record_dead(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	}
 	at = m.ts_ms ? m.ts_ms : rec_entry_ms(entry);
 	if ((st = stat_push(rec, si, entry, REC_SK_DEAD, m.id, m.attempt,
-	    m.agent)) != NULL)
+	    m.agent)) != NULL) {
 		rec_key_cap(rec->prefix, m.stream.ptr ? m.stream.ptr : "",
 		    m.stream.len, st->cap, sizeof(st->cap));
+		hstr_to(st->workflow, sizeof(st->workflow), m.workflow);
+		hstr_to(st->error, sizeof(st->error), m.reason);
+		st->code = m.code;
+	}
 	add_event(bt, kind, at, (struct hive_str){ NULL, 0 }, m.agent, m.id, 0,
 	    m.reason, (struct hive_str){ NULL, 0 }, key, entry);
 	if (m.id.len > 0 && (t = rec_batch_task(bt)) != NULL) {

@@ -167,6 +167,36 @@ typedef void sup_scan_done_cb(int ok, void *arg);
 int sup_scan_queues(struct rconn *rc, const char *prefix,
     sup_scan_key_cb *key_cb, sup_scan_done_cb *done_cb, void *arg);
 
+/* ---- live events: what the record tells hived ---- */
+
+/*
+ * A change the recorder or the coordinator made known (committed), for
+ * hived's event bus (supervisor/events.c; store.c wires it to sup_event).
+ * Strings are lent for the call; NULL or "" when unknown.
+ *
+ *   type "task":     id, state (queued, running, completed, failed,
+ *                    dead), capability, agent, instance, workflow,
+ *                    attempt, error
+ *   type "dead":     id, state "added", capability, agent, code, error
+ *                    (the reason)
+ *   type "workflow": id, state (running, completed, failed), total,
+ *                    completed, failed (-1 unknown)
+ */
+struct sup_rec_event {
+	const char *type;
+	const char *id;
+	const char *state;
+	const char *capability;
+	const char *agent;
+	unsigned instance;
+	const char *workflow;
+	unsigned attempt;
+	const char *error;
+	const char *code;
+	long long total, completed, failed;
+};
+typedef void sup_rec_event_fn(const struct sup_rec_event *, void *arg);
+
 /* ---- recorder.c ---- */
 
 /*
@@ -206,6 +236,11 @@ struct sup_recorder_opts {
 	 * the recorder (a reload starts a new recorder, the counts go on).
 	 * May be NULL. */
 	struct sup_tstats *stats;
+	/* Told each task state change and dead letter counted into stats
+	 * (so only with stats), in the order tstats.c counts them.  May be
+	 * NULL. */
+	sup_rec_event_fn *event;
+	void *event_arg;
 };
 
 struct sup_recorder_stats {
@@ -423,6 +458,9 @@ struct sup_coord_opts {
 	const char *redis;           /* address (rconn_new) */
 	const char *prefix;          /* key prefix */
 	const char *host;            /* this host: consumer hived@<host> */
+	/* Told each workflow recorded and ended; may be NULL. */
+	sup_rec_event_fn *event;
+	void *event_arg;
 };
 
 /* Starts at once (its own Redis connections); pg is lent and must outlive

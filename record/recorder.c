@@ -796,6 +796,8 @@ sup_recorder_new(struct ev_loop *loop, struct sup_pg *pg,
 	rec->ended = o->ended;
 	rec->ended_arg = o->ended_arg;
 	rec->tstats = o->stats;
+	rec->event = o->event;
+	rec->event_arg = o->event_arg;
 	rec->done_clock = (uint64_t)(ev_now(loop) * 1000.);
 	rec->entry_bytes = 4096;     /* until a read says otherwise */
 	rec->active = 3;

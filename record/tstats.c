@@ -265,13 +265,43 @@ task_put(struct tstats_priv *p, uint64_t h)
 
 /* ---- counting ---- */
 
+/* Tell the recorder's owner (record.h, sup_rec_event) that st's task is
+ * now in state; cap: its capability's index, TS_NOCAP unknown. */
+static void
+tell(struct sup_recorder *rec, const struct rec_stat *st, const char *state,
+    uint32_t cap)
+{
+	struct sup_tstats *s = rec->tstats;
+	struct sup_rec_event e = { .type = "task", .id = st->id,
+	    .state = state, .agent = st->agent, .instance = st->instance,
+	    .workflow = st->workflow, .attempt = st->attempt,
+	    .total = -1, .completed = -1, .failed = -1 };
+
+	if (rec->event == NULL || st->id[0] == '\0')
+		return;
+	if (cap != TS_NOCAP)
+		e.capability = s->caps[cap].name;
+	else if (st->cap[0] != '\0')
+		e.capability = st->cap;
+	if (strcmp(state, "failed") == 0 || strcmp(state, "dead") == 0)
+		e.error = st->error;
+	rec->event(&e, rec->event_arg);
+	if (st->kind != REC_SK_DEAD)
+		return;
+	e.type = "dead";
+	e.state = "added";
+	e.code = proto_code_name(st->code);
+	rec->event(&e, rec->event_arg);
+}
+
 /* A start of attempt st->attempt of the task (t its entry, NULL when
  * not known: its capability is then ""), counted once per attempt; the
  * queue wait is observed with it. */
 static void
-count_start(struct sup_tstats *s, const struct tmap_slot *t,
+count_start(struct sup_recorder *rec, const struct tmap_slot *t,
     const struct rec_stat *st)
 {
+	struct sup_tstats *s = rec->tstats;
 	struct sup_tstats_pair *q;
 	uint64_t h = hash_fnv1a_add(st->task, &st->attempt, sizeof(st->attempt));
 	uint32_t cap = t != NULL ? t->cap : cap_get(s, "");
@@ -280,6 +310,7 @@ count_start(struct sup_tstats *s, const struct tmap_slot *t,
 	if (idset_has(s->p->starts, h))
 		return;
 	idset_add(s->p->starts, h, 0);
+	tell(rec, st, "running", cap);
 	if ((q = pair_get(s, cap, st->agent)) == NULL) {
 		s->dropped++;
 		return;
@@ -292,8 +323,9 @@ count_start(struct sup_tstats *s, const struct tmap_slot *t,
 }
 
 static void
-count_dead(struct sup_tstats *s, const struct rec_stat *st)
+count_dead(struct sup_recorder *rec, const struct rec_stat *st)
 {
+	struct sup_tstats *s = rec->tstats;
 	struct tstats_priv *p = s->p;
 	struct sup_tstats_pair *q;
 	struct tmap_slot *t = st->task ? task_find(p, st->task) : NULL;
@@ -303,6 +335,7 @@ count_dead(struct sup_tstats *s, const struct rec_stat *st)
 		cap = t->cap;
 	if (t != NULL && t->q_att <= st->attempt)  /* not retried since */
 		task_del(p, t);
+	tell(rec, st, "dead", cap);
 	if (cap == TS_NOCAP)
 		s->dropped++;
 	else if (st->agent[0] == '\0')
@@ -314,15 +347,16 @@ count_dead(struct sup_tstats *s, const struct rec_stat *st)
 }
 
 static void
-count_one(struct sup_tstats *s, const struct rec_stat *st)
+count_one(struct sup_recorder *rec, const struct rec_stat *st)
 {
+	struct sup_tstats *s = rec->tstats;
 	struct tstats_priv *p = s->p;
 	struct sup_tstats_pair *q;
 	struct tmap_slot *t;
 	uint32_t cap;
 
 	if (st->kind == REC_SK_DEAD) {
-		count_dead(s, st);
+		count_dead(rec, st);
 		return;
 	}
 	if (st->task == 0)
@@ -333,6 +367,7 @@ count_one(struct sup_tstats *s, const struct rec_stat *st)
 			s->caps[cap].submitted++;
 		else if (st->attempt <= 1)
 			s->dropped++;
+		tell(rec, st, "queued", cap);
 		if ((t = task_put(p, st->task)) == NULL)
 			return;
 		t->cap = cap;
@@ -343,7 +378,7 @@ count_one(struct sup_tstats *s, const struct rec_stat *st)
 		return;
 	}
 	t = task_find(p, st->task);
-	count_start(s, t, st);
+	count_start(rec, t, st);
 	if (st->kind == REC_SK_STARTED)
 		return;
 	/* The attempt ended; a retry queued since (in this batch: queue
@@ -351,6 +386,7 @@ count_one(struct sup_tstats *s, const struct rec_stat *st)
 	cap = t != NULL ? t->cap : cap_get(s, "");
 	if (t != NULL && t->q_att <= st->attempt)
 		task_del(p, t);
+	tell(rec, st, st->kind == REC_SK_OK ? "completed" : "failed", cap);
 	if ((q = pair_get(s, cap, st->agent)) == NULL) {
 		s->dropped++;
 		return;
@@ -385,7 +421,7 @@ rec_stats_apply(struct sup_recorder *rec, struct rec_txn *tx)
 				continue;
 			idset_add(s->p->seen, st->entry, 0);
 			s->counted++;
-			count_one(s, st);
+			count_one(rec, st);
 		}
 	tx->nstats = 0;
 }
@@ -415,6 +451,9 @@ rec_stat_push(struct sup_recorder *rec, int si, const char *entry,
 	st = &tx->stats[tx->nstats++];
 	memset(st, 0, offsetof(struct rec_stat, cap));
 	st->cap[0] = st->agent[0] = '\0';
+	st->instance = 0;
+	st->code = HIVE_CODE_NONE;
+	st->id[0] = st->workflow[0] = st->error[0] = '\0';
 	st->kind = kind;
 	st->entry = h ? h : 1;
 	return st;

@@ -8,6 +8,7 @@
  * SUP_EV_SPAWNFAIL).  Nothing else in hived assigns an instance's state.
  */
 #include "hived.h"
+#include "events.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -374,6 +375,7 @@ sup_inst_event(struct sup_inst *in, enum sup_event ev, int exit_ok)
 	in->grace_ms = 0;           /* for this event only */
 	if (in->fsm.state != was) {
 		sup_store_transition(in, was, reported(ev));
+		sup_event_agent(in, was, reported(ev));
 		sup_state_changed(in->agent->sup);
 	}
 	return 1;

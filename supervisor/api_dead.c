@@ -35,6 +35,7 @@
 
 #include "api.h"
 #include "api_dead.h"
+#include "events.h"
 #include "hive_proto.h"
 #include "hived.h"
 #include "log.h"
@@ -629,6 +630,7 @@ struct dretry {
 	char key[HIVE_KEY_MAX];
 	char agent[HIVE_AGENT_MAX + 1];
 	char reason[HIVE_REASON_MAX];
+	const char *code;              /* the dead letter's (proto_code_name) */
 	uint32_t made, attempt;
 	uint64_t created_ms, dead_ms;
 	msgpack_sbuffer msg;
@@ -746,6 +748,8 @@ dretry_cb(redisAsyncContext *ac, void *rp, void *priv)
 		    "stream=%s entry=%s", r->dead_id, r->id, r->attempt, r->key,
 		    rep->str);
 		j->retried++;
+		sup_event_dead_retried(j->sup, r->id, r->agent, r->key, r->code,
+		    r->reason);
 		if (!j->bulk) {
 			j->status = 200;
 			j->answer = json_pack("{s:s, s:s, s:I, s:s, s:s}",
@@ -798,6 +802,7 @@ dretry_send(struct djob *j, const struct dl *l)
 	    l->d.agent.len > 0 ? l->d.agent.ptr : "");
 	snprintf(r->reason, sizeof(r->reason), "%.*s", (int)l->d.reason.len,
 	    l->d.reason.ptr);
+	r->code = proto_code_name(l->d.code);
 	r->made = l->made;
 	r->attempt = l->attempt;
 	r->created_ms = l->t.created_ms;

@@ -32,6 +32,7 @@
 #define CONF_RESTART_LIMIT_MAX 1000000
 #define CONF_SNAPSHOTS_MAX   1000
 #define CONF_HEARTBEAT_MIN   10          /* ms; a faster beat is a busy loop */
+#define CONF_EVENTS_WINDOW_MAX 1000000   /* events kept to resume */
 
 /* CK_ENUM members are read and written through an int. */
 _Static_assert(sizeof(enum hive_mode) == sizeof(int), "enum size");
@@ -360,6 +361,13 @@ static const struct conf_key hive_keys[] = {
 	  .flags = CF_WORKER, .names = log_level_names },
 	{ HK("task_events", CK_BOOL, task_events), .dflt = "no",
 	  .flags = CF_WORKER },
+	{ HK("events_window", CK_UINT, events_window), .min = 1,
+	  .max = CONF_EVENTS_WINDOW_MAX, .dflt = "10000" },
+	{ HK("events_client_buffer", CK_SIZE, events_client_buffer_kb),
+	  .min = 16, .max = 65536, .dflt = "1M",
+	  .what = "expected a size from 16K to 64M" },
+	{ HK("events_task_rate", CK_UINT, events_task_rate), .min = 1,
+	  .max = 1000000, .dflt = "200" },
 };
 
 /* [agent:NAME], in docs/CONFIG.md's order. */
@@ -666,6 +674,9 @@ conf_set(const struct conf_at *at, const struct conf_key *k, void *base)
 		if (conf_parse_size_kb(v, (uint64_t *)(void *)dst) != 0)
 			conf_kv_err(at, "expected a size such as 512K, 64M, 2G "
 			    "(a bare number is bytes)");
+		else if (k->max != 0 && (*(uint64_t *)(void *)dst < k->min ||
+		    *(uint64_t *)(void *)dst > k->max))
+			conf_kv_err(at, k->what);
 		break;
 	case CK_BOOL:
 		if (conf_parse_bool(v, (int *)(void *)dst) != 0)

@@ -104,6 +104,9 @@ struct hive_conf {
 	unsigned snapshots_keep;     /* snapshots_keep */
 	int allow_eviction;          /* allow_eviction */
 	int task_events;             /* task_events: workers write task.* */
+	unsigned events_window;      /* events_window: events kept to resume */
+	uint64_t events_client_buffer_kb;   /* events_client_buffer */
+	unsigned events_task_rate;   /* events_task_rate: per second */
 	int verbose;                 /* log_level: 0 info, 1 debug */
 	uint64_t worker_hash;        /* of the [hive] settings every worker is
 	                              * started with (CF_WORKER): a change

@@ -6,6 +6,7 @@
  * happens in these callbacks, on the loop, like everything else.
  */
 #include "hived.h"
+#include "events.h"
 
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -317,6 +318,8 @@ sup_new(const char *conf_path, struct hive_conf *conf, const char *port_file)
 		goto err;
 	sup_signals_init(sup);
 	sup_hk_init(sup);
+	if ((sup->events = sup_events_new(sup)) == NULL)
+		goto err;
 	if (sup_agents_init(sup, conf) == -1 || sup_http_init(sup, conf) == -1)
 		goto err;
 	snprintf(sup->http_started, sizeof(sup->http_started), "%s", conf->http);
@@ -345,6 +348,7 @@ sup_free(struct sup *sup)
 		sup_agent_free(a);
 	}
 	sup_http_free(sup->http);
+	sup_events_free(sup->events);    /* after: its streams have ended */
 	sup_store_free(sup);
 	sup_memstore_free(sup->mem);
 	sup_cref_unref(sup->cref);

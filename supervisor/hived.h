@@ -111,6 +111,7 @@ struct sup_link;
 struct sup_http;
 struct sup_memstore;
 struct sup_store;
+struct sup_events;
 
 /* ---- agent_fsm.c: the lifecycle state table ---- */
 
@@ -520,6 +521,7 @@ struct sup {
 	struct sup_http *http;
 	struct sup_store *store;         /* Redis and PostgreSQL (store.c) */
 	struct sup_qstat *qstat;          /* the queues' state (qstat.c) */
+	struct sup_events *events;        /* live events (events.c) */
 	int exit_code;                    /* of hived, once stopped */
 	const char *port_file;            /* --port-file: write the HTTP port */
 	char token[SUP_TOKEN_MAX];        /* "" : every POST is refused */

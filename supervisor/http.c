@@ -34,6 +34,7 @@
 #include "api.h"
 #include "http.h"
 #include "sse.h"
+#include "events.h"
 
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -107,6 +108,7 @@ static const struct api_route *const http_tables[] = {
 	api_ctl_routes,
 	api_dead_routes,
 	api_metrics_routes,
+	api_events_routes,
 	api_ui_routes,
 	NULL
 };

@@ -18,6 +18,7 @@
 #include "api.h"
 #include "hive_version.h"
 #include "hived.h"
+#include "events.h"
 #include "record.h"
 #include "util.h"
 
@@ -423,6 +424,27 @@ render_queues(struct mw *w, struct sup *sup)
 	}
 }
 
+/* GET /events (events.c). */
+static void
+render_events(struct mw *w, struct sup *sup)
+{
+	struct sup_events_stats st;
+
+	sup_events_stats(sup, &st);
+	head(w, "hive_events_clients", "gauge",
+	    "Clients of GET /events connected now.");
+	line(w, "hive_events_clients");
+	end_u64(w, st.clients);
+	head(w, "hive_events_published_total", "counter",
+	    "Live events published (GET /events).");
+	line(w, "hive_events_published_total");
+	end_u64(w, st.published);
+	head(w, "hive_events_dropped_clients_total", "counter",
+	    "Clients of GET /events dropped for not reading fast enough.");
+	line(w, "hive_events_dropped_clients_total");
+	end_u64(w, st.dropped);
+}
+
 int
 sup_metrics_render(struct sup *sup, struct hbuf *b)
 {
@@ -433,6 +455,7 @@ sup_metrics_render(struct sup *sup, struct hbuf *b)
 	render_workers(&w, sup);
 	render_tasks(&w, sup);
 	render_queues(&w, sup);
+	render_events(&w, sup);
 	return w.oom ? -1 : 0;
 }
 

@@ -22,8 +22,11 @@
  *
  * A dropped client's socket is shut down so that MHD sees the end at
  * once (it is not waiting on us, but on a client that does not read).
- * A suspended connection is not watched by MHD: a client that left
- * while nothing was sent to it is found at the next keepalive.
+ * A suspended connection is not watched by MHD; sse.c watches its socket
+ * meanwhile (gone_io), so that a client that leaves a quiet stream is
+ * let go at once (its slot counts against HTTP_SSE_MAX).  Bytes from a
+ * client that should only listen are left to MHD; the keepalive then
+ * finds such a client gone, within SSE_KEEPALIVE_S.
  */
 #include "hived.h"
 #include "sse.h"
@@ -31,6 +34,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +54,7 @@ struct sse {
 	void *arg;
 	int held;                   /* the request or MHD's response has it */
 	int suspended;
+	ev_io gone_io;              /* the socket, while suspended */
 	int ending;                 /* sse_end: end once flushed */
 	int dropped;                /* gone or too slow: end with an error */
 	int pending;                /* on hub->pending */
@@ -69,6 +74,8 @@ struct sse_hub {
 static void
 sse_free(struct sse *s)
 {
+	if (s->hub != NULL)
+		ev_io_stop(s->hub->loop, &s->gone_io);
 	free(s->buf);
 	free(s);
 }
@@ -123,6 +130,7 @@ sse_reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 sse_wake(struct sse *s)
 {
+	ev_io_stop(s->hub->loop, &s->gone_io);
 	if (s->suspended && s->c != NULL) {
 		s->suspended = 0;
 		MHD_resume_connection(s->c);
@@ -131,6 +139,22 @@ sse_wake(struct sse *s)
 }
 
 /* The client is dropped: its connection closed as soon as MHD runs. */
+static void sse_drop(struct sse *, const char *);
+
+/* The socket of a suspended stream is readable: the client has gone
+ * (EOF, reset), or it sent something, which MHD will see (see the top). */
+static void
+sse_gone_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct sse *s = w->data;
+	char b;
+	ssize_t n = recv(w->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	ev_io_stop(loop, w);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		sse_drop(s, NULL);
+}
+
 static void
 sse_drop(struct sse *s, const char *why)
 {
@@ -260,6 +284,7 @@ static ssize_t
 sse_read(void *cls, uint64_t pos, char *out, size_t max)
 {
 	struct sse *s = cls;
+	const union MHD_ConnectionInfo *ci;
 	size_t n;
 
 	if (s->dropped || s->notified)
@@ -277,6 +302,11 @@ sse_read(void *cls, uint64_t pos, char *out, size_t max)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	s->suspended = 1;
 	MHD_suspend_connection(s->c);
+	if ((ci = MHD_get_connection_info(s->c,
+	    MHD_CONNECTION_INFO_CONNECTION_FD)) != NULL) {
+		ev_io_set(&s->gone_io, ci->connect_fd, EV_READ);
+		ev_io_start(s->hub->loop, &s->gone_io);
+	}
 	return 0;
 }
 
@@ -290,6 +320,7 @@ sse_free_cb(void *cls)
 void
 sse_release(struct sse *s)
 {
+	ev_io_stop(s->hub->loop, &s->gone_io);
 	s->held = 0;
 	s->c = NULL;
 	s->suspended = 0;
@@ -343,6 +374,8 @@ sse_open(struct api_req *req, size_t buf_max, sse_closed_fn *fn, void *arg)
 		return NULL;
 	}
 	s->hub = hub;
+	ev_init(&s->gone_io, sse_gone_cb);
+	s->gone_io.data = s;
 	s->held = 1;                /* by the request, then by MHD */
 	s->max = buf_max > sizeof(hello) ? buf_max : sizeof(hello);
 	s->fn = fn;
@@ -417,6 +450,7 @@ sse_hub_stop(struct sse_hub *hub)
 			s->buf = NULL;
 			s->off = s->len = s->cap = 0;
 		}
+		ev_io_stop(hub->loop, &s->gone_io);
 		if (s->suspended && s->c != NULL) {
 			s->suspended = 0;
 			MHD_resume_connection(s->c);

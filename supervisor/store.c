@@ -30,6 +30,7 @@
 
 #include "record.h"
 #include "hived.h"
+#include "events.h"
 #include "log.h"
 #include "rconn.h"
 
@@ -597,6 +598,60 @@ coord_ended(const char *const *ids, size_t n, void *arg)
 	sup_coord_ended(arg, ids, n);
 }
 
+/* Set o[key] to s unless s is NULL or "". */
+static void
+set_str(json_t *o, const char *key, const char *s)
+{
+	if (o != NULL && s != NULL && s[0] != '\0')
+		json_object_set_new(o, key, json_string(s));
+}
+
+static json_t *
+count_json(long long n)
+{
+	return n >= 0 ? json_integer(n) : json_null();
+}
+
+/*
+ * What the recorder and the coordinator made known, as a live event
+ * (events.c; docs/API.md, Events).  Their strings are lent: copied here.
+ */
+static void
+record_event(const struct sup_rec_event *e, void *arg)
+{
+	struct sup *sup = arg;
+	json_t *o = json_object();
+
+	if (o == NULL)
+		return;
+	set_str(o, "id", e->id);
+	if (strcmp(e->type, "workflow") == 0) {
+		set_str(o, "state", e->state);
+		json_object_set_new(o, "total", count_json(e->total));
+		json_object_set_new(o, "completed", count_json(e->completed));
+		json_object_set_new(o, "failed", count_json(e->failed));
+	} else if (strcmp(e->type, "dead") == 0) {
+		set_str(o, "action", e->state);
+		set_str(o, "capability", e->capability);
+		set_str(o, "agent", e->agent);
+		set_str(o, "code", e->code);
+		set_str(o, "reason", e->error);
+	} else {
+		set_str(o, "state", e->state);
+		set_str(o, "capability", e->capability);
+		set_str(o, "agent", e->agent);
+		if (e->instance > 0)
+			json_object_set_new(o, "instance",
+			    json_integer(e->instance));
+		set_str(o, "workflow", e->workflow);
+		if (e->attempt > 0)
+			json_object_set_new(o, "attempt",
+			    json_integer(e->attempt));
+		set_str(o, "error", e->error);
+	}
+	sup_event(sup, e->type, o);
+}
+
 /* The coordinator and the recorder, on the configuration in force. */
 static void
 record_begin(struct sup_store *r)
@@ -604,9 +659,9 @@ record_begin(struct sup_store *r)
 	const struct hive_conf *c = r->sup->cref->conf;
 	struct sup_recorder_opts o = { .redis = c->redis, .prefix = c->prefix,
 	    .host = c->host, .snapshots_keep = c->snapshots_keep,
-	    .stats = r->tstats };
+	    .stats = r->tstats, .event = record_event, .event_arg = r->sup };
 	struct sup_coord_opts co = { .redis = c->redis, .prefix = c->prefix,
-	    .host = c->host };
+	    .host = c->host, .event = record_event, .event_arg = r->sup };
 
 	if ((r->coord = sup_coord_new(r->sup->loop, r->pg, &co)) == NULL)
 		log_crit("coordinator: cannot start: workflows wait");
