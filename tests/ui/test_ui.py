@@ -146,12 +146,14 @@ def page(h, drv, flag):
         until(lambda: state(label) == h.agent(label)["state"],
               "the page lists %s as GET /agents does" % label)
 
-    # Every state d/1's badge shows, in order, from now on.
+    # Every state d/1's badge takes, in order, from now on (each event
+    # changes the DOM, however soon the next one comes).
     drv.execute_script("""
         window.seen = [];
         const b = document.querySelector('#agents tr[data-agent="d/1"] .badge');
-        new MutationObserver(() => window.seen.push(b.textContent))
-            .observe(b, {childList: true, characterData: true, subtree: true});
+        new MutationObserver((ms) => { for (const m of ms)
+                for (const n of m.addedNodes) window.seen.push(n.textContent); })
+            .observe(b, {childList: true});
     """)
     pid = h.agent("d/1")["pid"]
     os.kill(pid, signal.SIGKILL)
