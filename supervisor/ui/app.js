@@ -15,6 +15,7 @@ const $ = (id) => document.getElementById(id);
 const SVGNS = "http://www.w3.org/2000/svg";
 const TOKEN_KEY = "hive.token";
 const HISTORY = 900;                    /* samples: 15 min of 1 s ticks */
+const WF_LINGER_MS = 10000;             /* an ended workflow in the list */
 
 const st = {
 	agents: new Map(),                  /* "name/N" -> row state */
@@ -25,6 +26,7 @@ const st = {
 	outBuf: null,                       /* its events while it loads */
 	live: false,
 	asking: null,                       /* the token dialog, when open */
+	drawing: false,                     /* charts to draw when idle */
 };
 
 /* ---- small DOM helpers: text only ---- */
@@ -271,10 +273,8 @@ function onAgent(e) {
 	});
 	if (e.restarts !== undefined)
 		a.restarts = e.restarts;
-	if (e.state !== "ready" && e.state !== "busy") {
+	if (e.state !== "ready" && e.state !== "busy")
 		a.task = null;
-		a.heartbeat_age_ms = null;
-	}
 	st.agents.set(key, a);
 	paintAgent(a);
 }
@@ -373,11 +373,27 @@ async function loadStats() {
 	drawCharts();
 }
 
+/* The charts are drawn when the page is idle: an event that comes with
+ * a tick is shown first. */
+function chartsLater() {
+	if (st.drawing)
+		return;
+	st.drawing = true;
+	const draw = () => {
+		st.drawing = false;
+		drawCharts();
+	};
+	if (window.requestIdleCallback)
+		requestIdleCallback(draw, {timeout: 1000});
+	else
+		setTimeout(draw, 0);
+}
+
 function onMetrics(m) {
 	st.samples.push(sampleOf(m));
 	if (st.samples.length > HISTORY)
 		st.samples.splice(0, st.samples.length - HISTORY);
-	drawCharts();
+	chartsLater();
 	if (m.queues)
 		paintQueues(m.queues);
 	if (m.agents) {
@@ -425,9 +441,11 @@ function deadRow(d) {
 			b.disabled = true;
 			const r = await action("/dead/" +
 			    encodeURIComponent(d.dead_id) + "/retry");
-			if (r)
+			if (r) {
 				tr.remove();
-			else
+				if (!$("dead").tBodies[0].rows.length)
+					note("dead-panel", "None.");
+			} else
 				b.disabled = false;
 		};
 		c.append(b);
@@ -469,9 +487,11 @@ function onTask(t) {
 
 function onDead(d) {
 	if (d.action === "retried") {
-		for (const tr of [...$("dead").tBodies[0].rows])
+		const body = $("dead").tBodies[0];
+		for (const tr of [...body.rows])
 			if (tr.dataset.dead === d.id || tr.dataset.task === d.id)
 				tr.remove();
+		note("dead-panel", body.rows.length ? "" : "None.");
 		return;
 	}
 	/* The event does not carry all a row shows (its dead_id, at,
@@ -528,6 +548,14 @@ function onWorkflow(w) {
 		    w.total;
 	if (st.wf && st.wf.id === w.id && w.state !== "running")
 		showWorkflow(w.id);
+	/* Out of flight: shown ended for a while, then gone from the list
+	 * (its graph stays until another is picked). */
+	if (w.state !== "running")
+		setTimeout(() => {
+			if (tr.isConnected && tr.querySelector(".badge")
+			    .textContent !== "running")
+				tr.remove();
+		}, WF_LINGER_MS);
 }
 
 /* Layers: a task with no dependencies is in layer 0, any other one
