@@ -24,7 +24,7 @@ _hivectl()
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=
 	local verbs="status start stop restart sleep wake reset drain reload
 	    stop-all start-all health submit wait task tasks workflow
-	    workflows queues dead help"
+	    workflows queues dead logs help"
 	local global="--json --url --token-file --config --http-timeout --help"
 	local verb= i nargs=0
 
@@ -36,7 +36,7 @@ _hivectl()
 		case ${COMP_WORDS[i]} in
 		--url|--token-file|--config|--http-timeout|--priority|--agent|\
 		--id|--timeout|--state|--capability|--workflow|--since|--limit|\
-		--code)
+		--code|--lines|-n)
 			((i++)) ;;
 		-*) ;;
 		*)
@@ -71,7 +71,8 @@ _hivectl()
 		    dependency refused malformed notmap toobig version missing
 		    type size value duplicate" -- "$cur"))
 		return ;;
-	--url|--http-timeout|--id|--timeout|--since|--limit|--capability|--workflow)
+	--url|--http-timeout|--id|--timeout|--since|--limit|--capability|--workflow|\
+	--lines|-n)
 		return ;;
 	esac
 
@@ -92,13 +93,14 @@ _hivectl()
 	tasks) opts="--state --capability --agent --workflow --since --limit" ;;
 	workflows) opts="--state --since --limit" ;;
 	dead) opts="--code --capability --all --limit" ;;
+	logs) opts="--follow --lines -f -n" ;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W "$opts $global" -- "$cur"))
 		return
 	fi
 	case $verb in
-	status|start|stop|restart|sleep|wake|reset|drain)
+	status|start|stop|restart|sleep|wake|reset|drain|logs)
 		((nargs == 0)) &&
 		    COMPREPLY=($(compgen -W "$(_hivectl_agents)" -- "$cur")) ;;
 	help)

@@ -11,6 +11,8 @@
  *                 queues
  *   verb_tasks.c  submit, wait, task, tasks, workflow, workflows
  *   verb_dead.c   dead ls, show, retry
+ *   verb_logs.c   logs: an agent's output, -f follows it
+ *   sse.c/.h      event streams (text/event-stream) from hived
  *
  * hivectl is short-lived: it blocks on each request (with a bound on the
  * connection and the transfer, so a hung hived is exit 3, never a hang)
@@ -51,6 +53,8 @@ enum {
 	OPT_LIMIT      = 1 << 9,
 	OPT_CODE       = 1 << 10,
 	OPT_ALL        = 1 << 11,
+	OPT_FOLLOW     = 1 << 12,     /* -f, --follow */
+	OPT_LINES      = 1 << 13,     /* -n, --lines N */
 };
 
 /* The command line, parsed; what a verb reads. */
@@ -69,6 +73,8 @@ struct ctl {
 	long long timeout_ms;         /* --timeout; -1: none */
 	long limit;
 	int wait, all;
+	int follow;                   /* -f */
+	long lines;                   /* -n */
 
 	const char *verb;
 	char **args;                  /* positional arguments after the verb */
@@ -227,5 +233,8 @@ int ctl_list_print(struct ctl *, char *path, const char *key,
 
 /* ---- verb_dead.c ---- */
 int verb_dead(struct ctl *);
+
+/* ---- verb_logs.c ---- */
+int verb_logs(struct ctl *);
 
 #endif /* HIVE_HIVECTL_H */

@@ -104,6 +104,15 @@ static const struct ctl_verb verbs[] = {
 	  "  retry DEAD_ID    put its task back on its queue as a new attempt\n"
 	  "  retry --all      every retryable one\n"
 	  "  retry --code C   those of code C (and/or --capability C)" },
+	{ "logs", verb_logs, 1, 1, OPT_FOLLOW | OPT_LINES,
+	  "logs AGENT[/N] [-f] [-n N]",
+	  "An agent's output: the lines its handlers wrote to stderr, as\n"
+	  "hived keeps them (output_lines per instance), oldest first:\n"
+	  "TIME AGENT/N [TASK] TEXT.  --json: one JSON object per line.\n"
+	  "AGENT is a name (every instance) or NAME/N (instance N).\n"
+	  "  -n, --lines N   the last N lines (default 100)\n"
+	  "  -f, --follow    then print new lines as they come, until\n"
+	  "                  Ctrl-C" },
 	{ "help", NULL, 0, 1, 0, "help [VERB]", "Help on hivectl or a verb." },
 	{ NULL, NULL, 0, 0, 0, NULL, NULL },
 };
@@ -130,6 +139,7 @@ enum {
 	LO_URL = 256, LO_TOKEN_FILE, LO_CONFIG, LO_JSON, LO_HTTP_TIMEOUT,
 	LO_PRIORITY, LO_AGENT, LO_ID, LO_WAIT, LO_TIMEOUT, LO_STATE,
 	LO_CAPABILITY, LO_WORKFLOW, LO_SINCE, LO_LIMIT, LO_CODE, LO_ALL,
+	LO_FOLLOW, LO_LINES,
 };
 
 static const struct option longopts[] = {
@@ -150,6 +160,8 @@ static const struct option longopts[] = {
 	{ "limit", required_argument, NULL, LO_LIMIT },
 	{ "code", required_argument, NULL, LO_CODE },
 	{ "all", no_argument, NULL, LO_ALL },
+	{ "follow", no_argument, NULL, LO_FOLLOW },
+	{ "lines", required_argument, NULL, LO_LINES },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -159,7 +171,7 @@ static const struct option longopts[] = {
 static unsigned
 opt_bit(int lo)
 {
-	return lo >= LO_PRIORITY && lo <= LO_ALL ?
+	return lo >= LO_PRIORITY && lo <= LO_LINES ?
 	    1u << (unsigned)(lo - LO_PRIORITY) : 0;
 }
 
@@ -295,6 +307,12 @@ take_option(struct ctl *c, int o, const char *arg)
 		break;
 	case LO_CODE: c->code = arg; break;
 	case LO_ALL: c->all = 1; break;
+	case LO_FOLLOW: c->follow = 1; break;
+	case LO_LINES:
+		if ((c->lines = parse_num(arg, 1, 100000)) < 0)
+			return ctl_usage(c, "-n: '%s' is not a number 1..100000",
+			    arg);
+		break;
 	default:
 		return CTL_USAGE;
 	}
@@ -308,7 +326,12 @@ parse_options(struct ctl *c, int argc, char **argv, int *help, int *version)
 	int o, r;
 
 	opterr = 0;
-	while ((o = getopt_long(argc, argv, ":hV", longopts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, ":hVfn:", longopts, NULL)) != -1) {
+		/* -f and -n are --follow and --lines, as tail has them. */
+		if (o == 'f')
+			o = LO_FOLLOW;
+		else if (o == 'n')
+			o = LO_LINES;
 		if (o == 'h')
 			*help = 1;
 		else if (o == 'V')

@@ -16,8 +16,8 @@
 #include <stdlib.h>
 
 static const char *const type_names[] = { "hello", "memory", "heartbeat",
-	"control" };
-static const struct proto_enum type_enum = { type_names, 4,
+	"control", "output" };
+static const struct proto_enum type_enum = { type_names, 5,
 	HIVE_FRAME_HELLO };
 static const char *const wstate_names[] = { "starting", "ready", "busy",
 	"draining" };
@@ -93,6 +93,15 @@ static const struct proto_field control_fields[] = {
 	  .min = 0, .max = HIVE_REASON_MAX, .type = "str" },
 };
 
+static const struct proto_field output_fields[] = {
+	{ .name = "task", .kind = PF_ID, .off = OFF(u.output.task),
+	  .min = 1, .max = HIVE_ID_MAX, .type = "str" },
+	{ .name = "text", .kind = PF_TEXT, .off = OFF(u.output.text),
+	  .min = 0, .max = HIVE_OUTPUT_MAX, .type = "str" },
+	{ .name = "dropped", .kind = PF_UINT, .off = OFF(u.output.dropped),
+	  .size = SZ(u.output.dropped), .max = UINT64_MAX, .type = "uint" },
+};
+
 #define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
 
 static const struct {
@@ -107,6 +116,7 @@ static const struct {
 	  NFIELDS(heartbeat_fields) },
 	{ HIVE_FRAME_CONTROL, "control", control_fields,
 	  NFIELDS(control_fields) },
+	{ HIVE_FRAME_OUTPUT, "output", output_fields, NFIELDS(output_fields) },
 };
 
 const struct proto_field *

@@ -75,6 +75,8 @@
 #define HIVE_WF_TASKS_MAX  1000         /* tasks in one workflow */
 #define HIVE_WF_DEPS_MAX   100          /* depends_on entries of one task */
 #define HIVE_FRAME_HDR     4
+#define HIVE_OUTPUT_MAX    4096         /* one line of a handler's stderr
+                                         * in an output frame (bytes) */
 
 /* The reply_to key of a task must start with this (after the key prefix
  * is NOT applied: clients name the whole key). */
@@ -280,6 +282,8 @@ enum hive_frame_type {
 	                              * acknowledged task that changed it */
 	HIVE_FRAME_HEARTBEAT,        /* worker -> hived */
 	HIVE_FRAME_CONTROL,          /* hived -> worker */
+	HIVE_FRAME_OUTPUT,           /* worker -> hived: a line of a
+	                              * handler's stderr */
 };
 
 enum hive_wstate {
@@ -323,14 +327,27 @@ struct hive_control {
 	struct hive_str reason;      /* optional, for the worker's log */
 };
 
+/* A line a handler wrote to stderr (without its newline), or only a
+ * count of lines the worker dropped (text absent).  Either way dropped
+ * counts the lines dropped since the previous output frame. */
+struct hive_output {
+	struct hive_str task;        /* the task it is about, optional: set
+	                              * when the worker can tell */
+	struct hive_str text;        /* optional, UTF-8 without NUL,
+	                              * <= HIVE_OUTPUT_MAX bytes */
+	uint64_t dropped;            /* lines the worker dropped before it */
+};
+
 struct hive_frame {
 	uint32_t v;
-	enum hive_frame_type type;   /* "t": hello | memory | heartbeat | control */
+	enum hive_frame_type type;   /* "t": hello | memory | heartbeat |
+	                              * control | output */
 	union {
 		struct hive_hello hello;
 		struct hive_memory memory;
 		struct hive_heartbeat heartbeat;
 		struct hive_control control;
+		struct hive_output output;
 	} u;
 	msgpack_unpacked up_;
 };
@@ -498,7 +515,7 @@ struct proto_field_doc {
 /*
  * The fields the codec knows for a message: "task", "result", "event",
  * "dead", "workflow", "workflow task" (a map in a workflow's "tasks"), or
- * a frame type "hello", "memory", "heartbeat", "control" (its "v" and "t"
+ * a frame type "hello", "memory", "heartbeat", "control", "output" (its "v" and "t"
  * included).  Fills up to max rows in wire order; returns the
  * number of fields, or -1 for an unknown message.
  */

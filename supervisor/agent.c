@@ -88,6 +88,7 @@ inst_free(struct sup_inst *in)
 	sup_spawn_unqueue(in);
 	sup_spawn_close_exec(in);
 	sup_link_free(in->link);
+	sup_output_free(in->output);
 	free(in->hist);
 	free(in);
 }

@@ -22,6 +22,7 @@
  *         api_dead.c     /dead and its retries (Redis; the record told)
  *         api_submit.c   POST /tasks, POST /workflows (Redis)
  *         metrics.c      /metrics, /queues (state hived keeps: qstat.c)
+ *         api_output.c   /agents/NAME/output (output.c's rings)
  *         api_ui.c       /, /ui/{file}: the dashboard's files
  */
 #ifndef HIVE_API_H
@@ -74,6 +75,7 @@ extern const struct api_route api_ctl_routes[];
 extern const struct api_route api_tasks_routes[];
 extern const struct api_route api_dead_routes[];
 extern const struct api_route api_metrics_routes[];
+extern const struct api_route api_output_routes[];
 extern const struct api_route api_ui_routes[];
 
 /* ---- what an endpoint is given (http.c) ---- */

@@ -31,6 +31,7 @@
 #define CONF_CONCURRENCY_MAX 1024
 #define CONF_RESTART_LIMIT_MAX 1000000
 #define CONF_SNAPSHOTS_MAX   1000
+#define CONF_OUTPUT_LINES_MAX 100000  /* lines of output kept per instance */
 #define CONF_HEARTBEAT_MIN   10          /* ms; a faster beat is a busy loop */
 #define CONF_EVENTS_WINDOW_MAX 1000000   /* events kept to resume */
 
@@ -368,6 +369,8 @@ static const struct conf_key hive_keys[] = {
 	  .what = "expected a size from 16K to 64M" },
 	{ HK("events_task_rate", CK_UINT, events_task_rate), .min = 1,
 	  .max = 1000000, .dflt = "200" },
+	{ HK("output_lines", CK_UINT, output_lines), .min = 1,
+	  .max = CONF_OUTPUT_LINES_MAX, .dflt = "1000" },
 };
 
 /* [agent:NAME], in docs/CONFIG.md's order. */
@@ -405,6 +408,8 @@ static const struct conf_key agent_keys[] = {
 	  .cnt = offsetof(struct hive_agent_conf, nenv) },
 	{ AK("directory", CK_PATH, directory) },
 	{ AK("autostart", CK_BOOL, autostart), .dflt = "yes" },
+	{ AK("output_lines", CK_UINT, output_lines),
+	  .max = CONF_OUTPUT_LINES_MAX, .dflt = "0" },
 };
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))

@@ -83,6 +83,7 @@ struct hive_agent_conf {
 	int nenv;
 	char *directory;             /* directory; NULL: hived's */
 	int autostart;               /* autostart; 0: starts asleep */
+	unsigned output_lines;       /* output_lines; 0: [hive]'s */
 	uint64_t hash;               /* of every setting: what changed on reload
 	                              * (also of the [hive] settings its worker
 	                              * gets, CF_WORKER; not of file/line) */
@@ -108,6 +109,7 @@ struct hive_conf {
 	uint64_t events_client_buffer_kb;   /* events_client_buffer */
 	unsigned events_task_rate;   /* events_task_rate: per second */
 	int verbose;                 /* log_level: 0 info, 1 debug */
+	unsigned output_lines;       /* output_lines: kept per instance */
 	uint64_t worker_hash;        /* of the [hive] settings every worker is
 	                              * started with (CF_WORKER): a change
 	                              * restarts every agent */

@@ -771,3 +771,9 @@ sup_events_stats(const struct sup *sup, struct sup_events_stats *out)
 	out->published = ev->published;
 	out->dropped = ev->dropped;
 }
+
+uint64_t
+sup_events_last_id(const struct sup *sup)
+{
+	return sup->events != NULL ? sup->events->last : 0;
+}

@@ -77,6 +77,10 @@ struct sup_events_stats {
 	uint64_t dropped;
 };
 void sup_events_stats(const struct sup *, struct sup_events_stats *);
+/* The id of the newest event published (before any: the window's start,
+ * which a client may resume from too); 0 without the bus.  For answers
+ * that a client follows with GET /events: api_output.c. */
+uint64_t sup_events_last_id(const struct sup *);
 
 extern const struct api_route api_events_routes[];
 

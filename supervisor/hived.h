@@ -34,6 +34,8 @@
  *              the workers' RSS), for /queues, /metrics, /health
  *   metrics.c  GET /metrics (Prometheus text) and GET /queues, from state
  *              hived keeps (api.h)
+ *   output.c   agents' output: each instance's ring of its handlers'
+ *              stderr lines, logged and published; api_output.c serves it
  *
  * Ownership, top down: struct sup owns the agents (a list), the memory
  * store, the HTTP server and the current configuration.  An agent owns its
@@ -266,6 +268,8 @@ struct sup_inst {
 	struct sup_mem *mem;          /* this instance's memory (store owns it) */
 	uint64_t rss_kb;              /* the worker's RSS (qstat.c samples it) */
 	pid_t rss_pid;                /* ... of this worker: valid if == pid */
+	struct sup_output *output;    /* its last output lines (output.c),
+	                               * NULL before the first */
 };
 
 struct sup_agent {
@@ -509,6 +513,32 @@ struct hbuf;
 int sup_metrics_label(struct hbuf *b, const char *s);
 /* The whole of GET /metrics into b.  -1: out of memory. */
 int sup_metrics_render(struct sup *, struct hbuf *b);
+
+/* ---- output.c ---- */
+
+/* One line of an instance's output, one allocation. */
+struct sup_outline {
+	uint64_t at_ms;               /* when hived got it, Unix ms */
+	char *task;                   /* the task it is about, NULL: unknown */
+	char *text;
+	char buf[];                   /* task, then text, NUL-terminated */
+};
+
+/* An OUTPUT frame of in's worker: keep, log and publish its line (and
+ * log what the worker dropped). */
+void sup_output_add(struct sup_inst *, const struct hive_output *);
+void sup_output_free(struct sup_output *);
+/* Lines in's ring keeps: its agent's output_lines, else [hive]'s. */
+unsigned sup_output_cap(const struct sup_inst *);
+/* Lines kept now, and the i-th of them (0: the oldest; NULL past them). */
+unsigned sup_output_len(const struct sup_inst *);
+const struct sup_outline *sup_output_line(const struct sup_inst *,
+    unsigned i);
+/* {"agent","instance","task","text","at"}: the event's data, and a line
+ * of GET /agents/NAME/output.  NULL: out of memory. */
+struct json_t;
+struct json_t *sup_output_json(const struct sup_inst *,
+    const struct sup_outline *);
 
 /* ---- hived.c ---- */
 

@@ -109,6 +109,7 @@ static const struct api_route *const http_tables[] = {
 	api_dead_routes,
 	api_metrics_routes,
 	api_events_routes,
+	api_output_routes,
 	api_ui_routes,
 	NULL
 };

@@ -1,7 +1,7 @@
 /*
  * link.c - hived's end of one worker's socketpair.
  *
- * Frames (proto/hive_proto.h) both ways; docs/WORKER-CONTRACT.md says who
+ * Frames (proto/hive_proto.h) both ways (OUTPUT lines go to output.c); docs/WORKER-CONTRACT.md says who
  * sends what when.  Reading runs whenever the worker writes; the write
  * watcher runs only while output is queued.  Anything the worker sends that
  * is not a valid frame in its place (undecodable, a bad length, a frame
@@ -108,6 +108,8 @@ link_dispatch(struct sup_link *l, const char *body, size_t len, int final)
 			sup_inst_memory(in, &f.u.memory);
 		else if (f.type == HIVE_FRAME_HEARTBEAT)
 			in->done = f.u.heartbeat.done;
+		else if (f.type == HIVE_FRAME_OUTPUT)
+			sup_output_add(in, &f.u.output);   /* its last words */
 		proto_frame_clear(&f);
 		return;
 	}
@@ -125,6 +127,9 @@ link_dispatch(struct sup_link *l, const char *body, size_t len, int final)
 		break;
 	case HIVE_FRAME_MEMORY:
 		sup_inst_memory(in, &f.u.memory);
+		break;
+	case HIVE_FRAME_OUTPUT:
+		sup_output_add(in, &f.u.output);
 		break;
 	case HIVE_FRAME_CONTROL:
 	default:

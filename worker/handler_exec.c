@@ -4,7 +4,8 @@
  * The task's JSON line goes to its stdin, which is then closed; its stdout
  * is the result; its exit status decides: 0 is ok, anything else an error
  * whose text is the tail of its stderr (bounded), or the exit status when
- * it wrote none.  stdout is read (answer.c) as:
+ * it wrote none; each line of its stderr also goes to hived, with the
+ * task's id (output.c).  stdout is read (answer.c) as:
  *
  *   a JSON object with "result" and/or "memory"   taken as such
  *   any other JSON value                          the result
@@ -112,6 +113,9 @@ proc_read(struct wrk_proc *p, bool err)
 			proc_close(w, fd, io);
 			return 0;
 		}
+		if (err)
+			wrk_output_feed(w, &p->errl, p->task != NULL ?
+			    p->task->id : "", b->p + b->len, (size_t)n);
 		b->len += (size_t)n;
 		if (err && b->len > 2 * HIVE_ERROR_MAX) {
 			/* Keep the tail: the last lines say what failed. */
@@ -179,6 +183,7 @@ proc_finish(struct wrk_proc *p)
 	/* What it wrote before exiting is in the pipes. */
 	(void)proc_read(p, false);
 	(void)proc_read(p, true);
+	wrk_output_end(w, &p->errl, t->id);
 	kill(-p->pid, SIGKILL);    /* leftovers of its group, if any */
 	p->task = NULL;
 	t->proc = NULL;

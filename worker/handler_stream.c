@@ -5,7 +5,7 @@
  *   worker <--{"id","status","result","error","memory"}\n--  stdout
  *
  * Up to `concurrency` tasks are in flight, answers are matched by id and
- * may come in any order.  stderr is the worker's (the journal).  The
+ * may come in any order.  stderr goes to hived line by line (output.c).  The
  * handler runs in its own process group, and that group ends with it:
  * once the handler is reaped, whatever it left in its group is killed
  * (docs/HANDLERS.md, "Processes").
@@ -46,6 +46,7 @@ wrk_stream_init(struct wrk *w)
 {
 	w->h.state = WRK_H_NONE;
 	w->h.in_fd = w->h.out_fd = -1;
+	wrk_errpipe_init(&w->h.err, w);
 }
 
 bool
@@ -257,6 +258,9 @@ stream_rcb(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct wrk *w = io->data;
 
+	/* stderr first: what the handler wrote there before this answer is
+	 * about the task the answer ends (output.c names it). */
+	wrk_errpipe_poll(&w->h.err);
 	if (stream_read(w) == 0) {
 		/* It closed stdout: it can answer no more.  Make sure it is
 		 * gone; ev_child then retries its tasks. */
@@ -284,7 +288,8 @@ wrk_stream_start(struct wrk *w)
 	pid_t pid;
 
 	h->restart_due = 0;
-	if ((pid = wrk_spawn(w->o.argv, &h->in_fd, &h->out_fd, NULL)) == -1) {
+	if ((pid = wrk_spawn(w->o.argv, &h->in_fd, &h->out_fd,
+	    &h->err.fd)) == -1) {
 		/* wrk_spawn said why (ENOENT, EACCES...). */
 		h->state = WRK_H_NONE;
 		wrk_handler_failed(w);
@@ -302,6 +307,7 @@ wrk_stream_start(struct wrk *w)
 	ev_child_init(&h->child_w, stream_ccb, pid, 0);
 	h->in_w.data = h->out_w.data = h->child_w.data = w;
 	ev_io_start(w->loop, &h->out_w);
+	wrk_errpipe_start(&h->err);
 	ev_child_start(w->loop, &h->child_w);
 	log_info("agent=%s pid=%ld handler started: %s", w->agent_inst,
 	    (long)pid, w->o.argv[0]);
@@ -327,6 +333,7 @@ stream_exited(struct wrk *w, int status)
 		;
 	stream_close_out(w);
 	stream_close_in(w);
+	wrk_errpipe_close(&h->err);
 	hbuf_reset(&h->out);
 	if (WIFSIGNALED(status))
 		log_info("agent=%s pid=%ld handler killed by signal %d",
@@ -416,6 +423,7 @@ wrk_stream_kill(struct wrk *w)
 	}
 	stream_close_in(w);
 	stream_close_out(w);
+	wrk_errpipe_close(&h->err);
 	hbuf_free(&h->in);
 	hbuf_free(&h->out);
 }

@@ -2,7 +2,7 @@
  * link.c - the socketpair to hived (docs/WORKER-CONTRACT.md).
  *
  *   hived  --MEMORY (first), CONTROL drain-->  worker
- *   worker --HELLO (first), HEARTBEAT, MEMORY-->  hived
+ *   worker --HELLO (first), HEARTBEAT, MEMORY, OUTPUT-->  hived
  *
  * Frames are proto_encode_frame's: a 4-byte big-endian length, then one
  * msgpack map.  Writes are queued and flushed without blocking, with the
@@ -248,6 +248,7 @@ wrk_link_heartbeat(struct wrk *w)
 	struct wrk_task *t = TAILQ_FIRST(&w->running);
 	pid_t hpid = 0;
 
+	wrk_output_report(w);
 	w->handler_restarts_sent = w->handler_restarts;
 	if (w->link.fd < 0)
 		return;
@@ -293,4 +294,23 @@ wrk_link_memory(struct wrk *w, json_t *memory, uint64_t v)
 		    proto_strerror(&err, why, sizeof(why)));
 	link_send(w, &f);
 	msgpack_zone_destroy(&z);
+}
+
+void
+wrk_link_output(struct wrk *w, const char *task, const char *text,
+    size_t len, uint64_t dropped)
+{
+	struct hive_frame f;
+
+	if (w->link.fd < 0)
+		return;
+	memset(&f, 0, sizeof(f));
+	f.v = HIVE_PROTO_VERSION;
+	f.type = HIVE_FRAME_OUTPUT;
+	if (task != NULL)
+		f.u.output.task = HIVE_STR(task);
+	if (text != NULL)
+		f.u.output.text = (struct hive_str){ text, (uint32_t)len };
+	f.u.output.dropped = dropped;
+	link_send(w, &f);
 }

@@ -577,6 +577,7 @@ wrk_loop_init(struct wrk *w)
 	TAILQ_INIT(&w->outq);
 	w->link.fd = -1;
 	wrk_stream_init(w);
+	wrk_output_init(w);
 	if (wrk_set_memory(w, NULL, 0) == -1)
 		fatal("agent=%s an empty memory", w->agent_inst);
 	ev_timer_init(&w->cron, on_cron, 0., 0.);

@@ -20,6 +20,7 @@
  *   handler_exec.c    mode=exec: one process per task
  *   answer.c          what a handler wrote, parsed into an answer (no
  *                     worker state: tests/fuzz/fuzz_handler.c runs it)
+ *   output.c          handlers' stderr: lines, rate-bounded, to hived
  *
  * From common/: struct hbuf and utf8_seq (util.h), the Redis connections
  * (rconn.h), the group reads of the streams (sreader.h), the log (log.h).
@@ -261,6 +262,21 @@ struct wrk_link {
 	bool eof;
 };
 
+/* output.c: one handler's stderr, cut into lines. */
+struct wrk_errlines {
+	char buf[HIVE_OUTPUT_MAX + 1];
+	size_t len;
+	bool skipping;               /* dropping the rest of a cut line */
+};
+
+/* output.c: stream mode's stderr pipe (exec mode reads its own). */
+struct wrk_errpipe {
+	struct wrk *w;
+	int fd;                      /* -1: none */
+	ev_io io;
+	struct wrk_errlines l;
+};
+
 enum wrk_hstate {
 	WRK_H_NONE = 0,              /* not started / dead, restart_due may be set */
 	WRK_H_RUNNING,
@@ -286,6 +302,7 @@ struct wrk_handler {
 	 * and looks again. */
 	uint64_t task_due;
 	bool answered;               /* gave a result since it started */
+	struct wrk_errpipe err;      /* its stderr (output.c) */
 };
 
 /* An exec-mode handler process, one per task. */
@@ -298,6 +315,7 @@ struct wrk_proc {
 	ev_child child_w;
 	ev_timer timeout_w;
 	struct hbuf in, out, err;
+	struct wrk_errlines errl;    /* stderr's lines, to hived (output.c) */
 	bool exited, timed_out, overflow;
 	int status;
 };
@@ -351,6 +369,12 @@ struct wrk {
 	struct wrk_link link;
 	struct wrk_handler h;        /* mode=stream */
 	int nprocs;                  /* mode=exec: processes running */
+
+	/* output.c: the rate bound of stderr lines (a token bucket) and
+	 * the lines dropped that hived was not told of yet. */
+	double out_tokens;
+	uint64_t out_refill_ms;
+	uint64_t out_dropped;
 
 	ev_timer cron;               /* the one housekeeping timer */
 	ev_prepare flush;            /* batches writes once per loop turn */
@@ -434,6 +458,9 @@ void wrk_link_close(struct wrk *);
 void wrk_link_hello(struct wrk *);
 void wrk_link_heartbeat(struct wrk *);
 void wrk_link_memory(struct wrk *, json_t *memory, uint64_t v);
+/* An OUTPUT frame: task NULL for none, text NULL for a count alone. */
+void wrk_link_output(struct wrk *, const char *task, const char *text,
+    size_t len, uint64_t dropped);
 bool wrk_link_flushed(const struct wrk *);
 
 /* ---- spawn.c ---- */
@@ -465,6 +492,32 @@ bool wrk_stream_gone(const struct wrk *);
 
 int wrk_exec_start(struct wrk *, struct wrk_task *);
 void wrk_exec_kill_all(struct wrk *);
+
+/* ---- output.c ---- */
+
+/* Handlers' stderr lines to hived: at most WRK_OUTPUT_RATE a second per
+ * worker on average, WRK_OUTPUT_BURST at once (docs/HANDLERS.md). */
+#define WRK_OUTPUT_RATE  100
+#define WRK_OUTPUT_BURST 200
+/* The end of a line cut at HIVE_OUTPUT_MAX bytes. */
+#define WRK_OUTPUT_CUT   " [cut]"
+
+void wrk_output_init(struct wrk *);
+/* n bytes of a handler's stderr.  task: the task of the process that
+ * wrote them (exec), or NULL for stream mode's rule (one in flight). */
+void wrk_output_feed(struct wrk *, struct wrk_errlines *, const char *task,
+    const char *p, size_t n);
+/* The handler is gone: its last line, even without a newline. */
+void wrk_output_end(struct wrk *, struct wrk_errlines *, const char *task);
+/* Tell hived of lines dropped since the last frame (the heartbeat). */
+void wrk_output_report(struct wrk *);
+void wrk_errpipe_init(struct wrk_errpipe *, struct wrk *);
+/* Watch e->fd (set by wrk_spawn), if any. */
+void wrk_errpipe_start(struct wrk_errpipe *);
+/* Read what is in the pipe now (before an answer on stdout is taken). */
+void wrk_errpipe_poll(struct wrk_errpipe *);
+/* Read what is left, send the last line, close; nothing when closed. */
+void wrk_errpipe_close(struct wrk_errpipe *);
 
 /* ---- answer.c ---- */
 

@@ -41,6 +41,12 @@ same_frame(const struct hive_frame *a, const struct hive_frame *b)
 		FZ_CHECK(a->u.control.cmd == b->u.control.cmd);
 		fz_str_eq(a->u.control.reason, b->u.control.reason);
 		break;
+	case HIVE_FRAME_OUTPUT:
+		fz_str_eq(a->u.output.task, b->u.output.task);
+		fz_str_eq(a->u.output.text, b->u.output.text);
+		FZ_CHECK(a->u.output.text.len <= HIVE_OUTPUT_MAX);
+		FZ_CHECK(a->u.output.dropped == b->u.output.dropped);
+		break;
 	default:
 		FZ_CHECK(!"decoded a frame of unknown type");
 	}

@@ -268,11 +268,11 @@ frames(msgpack_sbuffer *sb, msgpack_unpacked *up)
 	struct proto_err err;
 	msgpack_sbuffer all;
 	const char *names[] = { "hello", "memory-none", "memory", "heartbeat",
-		"heartbeat-min", "control" };
+		"heartbeat-min", "control", "output" };
 
 	msgpack_sbuffer_init(&all);
 	msgpack_sbuffer_write(&all, "\x05", 1);
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < 7; i++) {
 		memset(&f, 0, sizeof(f));
 		switch (i) {
 		case 0:
@@ -308,6 +308,12 @@ frames(msgpack_sbuffer *sb, msgpack_unpacked *up)
 			f.type = HIVE_FRAME_CONTROL;
 			f.u.control.cmd = HIVE_CTL_DRAIN;
 			f.u.control.reason = HIVE_STR("hived stopping");
+			break;
+		case 6:
+			f.type = HIVE_FRAME_OUTPUT;
+			f.u.output.task = HIVE_STR("job-7");
+			f.u.output.text = HIVE_STR("step 3 of 5");
+			f.u.output.dropped = 2;
 			break;
 		}
 		check(proto_encode_frame(sb, &f, &err), &err, names[i]);

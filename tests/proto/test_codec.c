@@ -856,6 +856,21 @@ static const struct bad_case bad_cases[] = {
 	{ PB_FRAME, "{\"v\": 1, \"t\": \"memory\", \"agent\": \"e\", "
 	  "\"instance\": 1, \"memory_v\": 2, \"memory\": {\"k\": "
 	  "\"~1048576~\"}}", NULL, PROTO_E_SIZE, "memory" },
+	{ PB_FRAME, "{\"v\": 1, \"t\": \"output\"}", NULL, PROTO_OK, "" },
+	{ PB_FRAME, "{\"v\": 1, \"t\": \"output\", \"task\": \"job-1\", "
+	  "\"text\": \"~4096~\", \"dropped\": 3}", NULL, PROTO_OK, "" },
+	{ PB_FRAME, "{\"v\": 1, \"t\": \"output\", \"text\": \"~4097~\"}",
+	  NULL, PROTO_E_SIZE, "text" },
+	{ PB_FRAME, NULL, "83 a1 76 01 a1 74 a6 6f 75 74 70 75 74 a4 74 65 78 74"
+	  " a2 61 ff", PROTO_E_VALUE, "text" },
+	{ PB_FRAME, NULL, "83 a1 76 01 a1 74 a6 6f 75 74 70 75 74 a4 74 65 78 74"
+	  " a2 61 00", PROTO_E_VALUE, "text" },
+	{ PB_FRAME, "{\"v\": 1, \"t\": \"output\", \"text\": 1}", NULL,
+	  PROTO_E_TYPE, "text" },
+	{ PB_FRAME, "{\"v\": 1, \"t\": \"output\", \"task\": \"a b\"}",
+	  NULL, PROTO_E_VALUE, "task" },
+	{ PB_FRAME, "{\"v\": 1, \"t\": \"output\", \"dropped\": -1}", NULL,
+	  PROTO_E_SIZE, "dropped" },
 	{ PB_FRAME, "{\"v\": 1, \"t\": \"heartbeat\"}", NULL, PROTO_E_MISSING,
 	  "state" },
 	{ PB_FRAME, "{\"v\": 1, \"t\": \"heartbeat\", \"state\": \"ready\"}",

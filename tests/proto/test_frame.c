@@ -132,6 +132,24 @@ Test(frame, round_trip_every_type)
 	cr_assert_eq(d.u.control.reason.len, 0);
 	proto_frame_clear(&d);
 
+	memset(&f, 0, sizeof(f));
+	f.type = HIVE_FRAME_OUTPUT;
+	f.u.output.task = HIVE_STR("job-5");
+	f.u.output.text = HIVE_STR("loading model \xc3\xa9");
+	f.u.output.dropped = 7;
+	through_the_pipe(&f, &d, &sb, &fr);
+	pb_assert_str(d.u.output.task, "job-5", "output.task");
+	pb_assert_str(d.u.output.text, "loading model \xc3\xa9", "output.text");
+	cr_assert_eq(d.u.output.dropped, 7);
+	proto_frame_clear(&d);
+	f.u.output.task = (struct hive_str){ NULL, 0 };
+	f.u.output.text = (struct hive_str){ NULL, 0 };
+	through_the_pipe(&f, &d, &sb, &fr);
+	cr_assert_eq(d.u.output.task.len, 0);
+	cr_assert_eq(d.u.output.text.len, 0);
+	cr_assert_eq(d.u.output.dropped, 7);
+	proto_frame_clear(&d);
+
 	proto_framer_free(&fr);
 	msgpack_sbuffer_destroy(&mb);
 	msgpack_sbuffer_destroy(&sb);
@@ -162,6 +180,11 @@ Test(frame, encoder_refuses)
 	f.u.control.cmd = 0;
 	cr_assert_eq(proto_encode_frame(&sb, &f, &err), -1);
 	cr_assert_str_eq(err.field, "cmd");
+	memset(&f, 0, sizeof(f));
+	f.type = HIVE_FRAME_OUTPUT;
+	f.u.output.text = (struct hive_str){ "bad \xff", 5 };
+	cr_assert_eq(proto_encode_frame(&sb, &f, &err), -1, "not UTF-8");
+	cr_assert_str_eq(err.field, "text");
 	cr_assert_eq(sb.size, 0, "refused frames leave nothing behind");
 	msgpack_sbuffer_destroy(&sb);
 }

@@ -216,7 +216,7 @@ Test(protocol_doc, examples_decode_and_match_their_json)
 {
 	struct page pg;
 	int seen[PB_WORKFLOW + 1] = { 0 };
-	int frames[HIVE_FRAME_CONTROL + 1] = { 0 };
+	int frames[HIVE_FRAME_OUTPUT + 1] = { 0 };
 
 	load(&pg);
 	for (int i = 0; i < pg.nblocks; i++) {
@@ -247,7 +247,7 @@ Test(protocol_doc, examples_decode_and_match_their_json)
 	for (int k = 0; k <= PB_WORKFLOW; k++)
 		cr_expect_gt(seen[k], 0, "no example of a %s",
 		    pb_kind_name((enum pb_kind)k));
-	for (int t = HIVE_FRAME_HELLO; t <= HIVE_FRAME_CONTROL; t++)
+	for (int t = HIVE_FRAME_HELLO; t <= HIVE_FRAME_OUTPUT; t++)
 		cr_expect_gt(frames[t], 0, "no example of frame type %d", t);
 	unload(&pg);
 }
@@ -278,7 +278,7 @@ Test(protocol_doc, field_tables_are_the_codec)
 {
 	static const char *const msgs[] = { "task", "result", "event", "dead",
 		"workflow", "workflow task", "hello", "memory", "heartbeat",
-		"control" };
+		"control", "output" };
 	struct page pg;
 
 	load(&pg);

@@ -179,6 +179,8 @@ Test(config, defaults)
 	cr_assert_eq(c->stop_timeout_ms, 30000);
 	cr_assert_eq(c->heartbeat_ms, 1000);
 	cr_assert_eq(c->snapshots_keep, 10);
+	cr_assert_eq(c->output_lines, 1000);
+	cr_assert_eq(c->agents[0].output_lines, 0, "0: [hive]'s");
 	cr_assert_eq(c->allow_eviction, 0);
 	cr_assert_eq(c->verbose, 0);
 	cr_assert_eq(c->nagents, 1);
@@ -609,6 +611,8 @@ Test(config, errors_values)
 		{ "max_rss", "12Q", "max_rss: expected a size" },
 		{ "directory", "relative/dir", "directory: expected an absolute path" },
 		{ "autostart", "2", "autostart: expected yes/no" },
+		{ "output_lines", "100001", "output_lines: expected a whole number 0..100000" },
+		{ "output_lines", "-1", "output_lines: expected a whole number" },
 	};
 	static const struct { const char *key, *value, *msg; } hive[] = {
 		{ "redis", "nope", "redis: expected HOST:PORT or the absolute path" },
@@ -627,6 +631,8 @@ Test(config, errors_values)
 		{ "snapshots_keep", "0", "snapshots_keep: expected a whole number 1..1000" },
 		{ "allow_eviction", "sure", "allow_eviction: expected yes/no" },
 		{ "log_level", "trace", "log_level: expected info or debug" },
+		{ "output_lines", "0", "output_lines: expected a whole number 1..100000" },
+		{ "output_lines", "lots", "output_lines: expected a whole number" },
 	};
 	char text[512];
 

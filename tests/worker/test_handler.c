@@ -19,6 +19,11 @@
  *   pid        result = this process' pid
  *   line       result = the task line as read (every key, in its order)
  *   exit       exit 1 without answering (on every task)
+ *   say        {"text": T, "n": N, "long": L, "last": T2, "fail": bool}:
+ *              write T N times (default once) to stderr, each a line,
+ *              then, with "long", a line of L 'x', then T2 (a line;
+ *              without its newline in exec mode), then answer (echo,
+ *              or fail with "fail")
  *
  * Usage: test_handler stream | exec [FIFO]
  *
@@ -129,6 +134,25 @@ gate(json_t *p)
 	close(rfd);
 }
 
+static void
+say(json_t *p)
+{
+	const char *text = json_string_value(json_object_get(p, "text"));
+	const char *last = json_string_value(json_object_get(p, "last"));
+	json_int_t n = json_integer_value(json_object_get(p, "n"));
+	json_int_t len = json_integer_value(json_object_get(p, "long"));
+
+	for (json_int_t i = 0; text != NULL && i < (n > 0 ? n : 1); i++)
+		fprintf(stderr, "%s\n", text);
+	for (json_int_t i = 0; i < len; i++)
+		fputc('x', stderr);
+	if (len > 0)
+		fputc('\n', stderr);
+	if (last != NULL)
+		fprintf(stderr, "%s%s", last, exec_mode ? "" : "\n");
+	fflush(stderr);
+}
+
 static json_t *held[64];
 static int nheld;
 
@@ -222,6 +246,12 @@ run(json_t *task)
 		answer(task, "ok", task, NULL, NULL);
 	} else if (strcmp(op, "exit") == 0) {
 		exit(1);
+	} else if (strcmp(op, "say") == 0) {
+		say(p);
+		if (json_is_true(json_object_get(p, "fail")))
+			answer(task, "error", NULL, "asked to fail", NULL);
+		else
+			answer(task, "ok", p, NULL, NULL);
 	} else {
 		answer(task, "error", NULL, "unknown op", NULL);
 	}
