@@ -11,6 +11,7 @@ hive-worker, Redis and PostgreSQL:
   - a worker SIGKILLed: its row leaves ready (crashed or restarting, as
     GET /agents says) and comes back to ready, without a reload;
   - the page's SSE parser: the same events however the stream is cut;
+  - one instance's output: the lines it had, then each new one;
   - a dead letter (its task id markup, shown as text) shows in the list;
     Retry, the token typed into the page's dialog, and it leaves the list
     (and GET /dead);
@@ -72,7 +73,7 @@ def auth_reads(drv):
     from selenium.webdriver.support.ui import WebDriverWait
 
     h = Hived("uiauth", '[agent "a"]\ncommand = /usr/bin/python3 %s/tests/'
-              'supervisor/dead_handler.py\ncapabilities = other\n'
+              'ui/ui_handler.py\ncapabilities = other\n'
               % os.environ["HIVE_SOURCE_DIR"], "http_auth_reads = yes\n",
               postgres=False)
     try:
@@ -103,8 +104,8 @@ def main():
     os.makedirs(logdir, exist_ok=True)
     drv = hivedproc.browser(tmp)   # first: skip before anything starts
     flag = os.path.join(tmp, "die")
-    agents = ('[agent "d"]\ncommand = /usr/bin/python3 %s/tests/supervisor/'
-              'dead_handler.py\ncapabilities = work\ninstances = 2\n'
+    agents = ('[agent "d"]\ncommand = /usr/bin/python3 %s/tests/ui/'
+              'ui_handler.py\ncapabilities = work\ninstances = 2\n'
               'max_attempts = 1\nrestart_limit = 1000\n'
               'restart_window = 1s\n' % os.environ["HIVE_SOURCE_DIR"])
     h = Hived("ui", agents)
@@ -165,6 +166,7 @@ def page(h, drv, flag):
     print("states shown: %s" % drv.execute_script("return window.seen"))
 
     sse_parser(drv)
+    output(h, drv, until)
     dead_letter(h, drv, flag, until)
     workflow(h, drv, flag + ".hold", until)
 
@@ -200,6 +202,37 @@ def sse_parser(drv):
                   '{"id":null,"event":"message","data":"{\\"b\\":2}"}]'],
           "the page's SSE parser: the same events at every cut, \\n, \\r\\n "
           "or \\r (%s)" % got)
+
+
+def output(h, drv, until):
+    """One instance's output: the lines it had, then each new one, as
+    text."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    def say(text, tid):
+        st, r = h.post("/tasks", {"agent": "d/2", "id": tid,
+                                  "payload": {"say": text}})
+        check(st == 201, "POST /tasks to d/2: 201")
+
+    def lines():
+        return drv.execute_script(
+            "return [...document.querySelectorAll('#output > div')]"
+            ".map((d) => d.lastChild.textContent)")
+
+    say("before <i>it</i> was picked", "ui-say-1")
+    h.wait(lambda: any(l["text"] == "before <i>it</i> was picked"
+                       for l in h.get("/agents/d/output?instance=2")[1]
+                       ["lines"]), T, "d/2's line in its output")
+    Select(drv.find_element(By.ID, "output-pick")).select_by_value("d/2")
+    until(lambda: lines() == ["before <i>it</i> was picked"],
+          "the output of d/2: the line it had")
+    say("and after", "ui-say-2")
+    until(lambda: lines() == ["before <i>it</i> was picked", "and after"],
+          "the output of d/2: a new line as it comes")
+    check(drv.execute_script(
+        "return document.querySelectorAll('#output i').length") == 0,
+        "output lines are text, not markup")
 
 
 def dead_letter(h, drv, flag, until):
@@ -256,8 +289,10 @@ def workflow(h, drv, hold, until):
           .get_attribute("x") for t in ("ui-wf-a", "ui-wf-b")]
     check(float(xs[0]) < float(xs[1]), "b is a layer right of a (%s)" % xs)
     os.unlink(hold)
-    until(lambda: "s-completed" in drv.find_element(
-        By.CSS_SELECTOR, node % "ui-wf-b").get_attribute("class"),
+    # (the graph is drawn again as the workflow ends: read it afresh)
+    until(lambda: "s-completed" in (drv.execute_script(
+        "const n = document.querySelector(arguments[0]);"
+        " return n ? n.getAttribute('class') : '';", node % "ui-wf-b")),
         "b completes: its node turns completed")
 
 
