@@ -17,6 +17,8 @@ hive-worker, Redis and PostgreSQL:
     (and GET /dead);
   - a workflow in flight as a graph (2 nodes, 1 edge, layered), a node
     turning completed as its task completes;
+  - hived started again: the page reconnects, gets a reset and reads
+    everything again;
   - an action the API refuses (wake on a ready instance): its message;
   - a screenshot kept in the test's log directory (its path printed).
 
@@ -170,6 +172,8 @@ def page(h, drv, flag):
     dead_letter(h, drv, flag, until)
     workflow(h, drv, flag + ".hold", until)
 
+    restart(h, drv, until)
+
     # An action the API refuses: its error shown.
     drv.find_element(By.CSS_SELECTOR,
                      '#agents tr[data-agent="d/2"] button[data-action="wake"]'
@@ -178,6 +182,26 @@ def page(h, drv, flag):
           "nothing to do" in drv.find_element(By.ID, "error").text,
           "wake on a ready instance: the API's error shown (%s)"
           % drv.find_element(By.ID, "error").text)
+
+
+def restart(h, drv, until):
+    """hived stopped and started again: the page reconnects with its last
+    event id, which the new run does not know: a reset, and the page
+    reads everything again (d/1's restarts start again from 0)."""
+    drv.execute_script("window.got = []; window.hiveSeen = "
+                       "(t) => window.got.push(t);")
+    check(drv.execute_script(
+        "return document.querySelector('#agents tr[data-agent=\"d/1\"] "
+        ".restarts').textContent") != "0", "d/1 has restarted before")
+    h.cleanup()
+    h.start()
+    until(lambda: "reset" in drv.execute_script("return window.got"),
+          "hived started again: the page gets a reset")
+    until(lambda: drv.execute_script(
+        "return document.querySelector('#agents tr[data-agent=\"d/1\"] "
+        ".restarts').textContent") == "0" and drv.execute_script(
+        "return document.getElementById('live').textContent") == "live",
+        "the page read the agents again, live")
 
 
 def sse_parser(drv):
