@@ -24,7 +24,7 @@ _hivectl()
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=
 	local verbs="status start stop restart sleep wake reset drain reload
 	    stop-all start-all health submit wait task tasks workflow
-	    workflows queues dead logs help"
+	    workflows queues dead logs usage help"
 	local global="--json --url --token-file --config --http-timeout --help"
 	local verb= i nargs=0
 
@@ -36,7 +36,7 @@ _hivectl()
 		case ${COMP_WORDS[i]} in
 		--url|--token-file|--config|--http-timeout|--priority|--agent|\
 		--id|--timeout|--state|--capability|--workflow|--since|--limit|\
-		--code|--lines|-n)
+		--code|--lines|-n|--by)
 			((i++)) ;;
 		-*) ;;
 		*)
@@ -66,6 +66,9 @@ _hivectl()
 	--agent)
 		COMPREPLY=($(compgen -W "$(_hivectl_agents)" -- "$cur"))
 		return ;;
+	--by)
+		COMPREPLY=($(compgen -W "agent capability workflow" -- "$cur"))
+		return ;;
 	--code)
 		COMPREPLY=($(compgen -W "attempts failed handler timeout
 		    dependency refused malformed notmap toobig version missing
@@ -94,6 +97,7 @@ _hivectl()
 	workflows) opts="--state --since --limit" ;;
 	dead) opts="--code --capability --all --limit" ;;
 	logs) opts="--follow --lines -f -n" ;;
+	usage) opts="--by --since --limit" ;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W "$opts $global" -- "$cur"))

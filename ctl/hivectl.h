@@ -55,6 +55,7 @@ enum {
 	OPT_ALL        = 1 << 11,
 	OPT_FOLLOW     = 1 << 12,     /* -f, --follow */
 	OPT_LINES      = 1 << 13,     /* -n, --lines N */
+	OPT_BY         = 1 << 14,
 };
 
 /* The command line, parsed; what a verb reads. */
@@ -70,6 +71,7 @@ struct ctl {
 	unsigned given;
 	long priority;
 	const char *agent, *id, *state, *capability, *workflow, *since, *code;
+	const char *by;               /* --by */
 	long long timeout_ms;         /* --timeout; -1: none */
 	long limit;
 	int wait, all;
@@ -236,5 +238,7 @@ int verb_dead(struct ctl *);
 
 /* ---- verb_logs.c ---- */
 int verb_logs(struct ctl *);
+/* ---- verb_usage.c ---- */
+int verb_usage(struct ctl *);
 
 #endif /* HIVE_HIVECTL_H */

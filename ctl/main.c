@@ -113,6 +113,13 @@ static const struct ctl_verb verbs[] = {
 	  "  -n, --lines N   the last N lines (default 100)\n"
 	  "  -f, --follow    then print new lines as they come, until\n"
 	  "                  Ctrl-C" },
+	{ "usage", verb_usage, 0, 0, OPT_BY | OPT_SINCE | OPT_LIMIT,
+	  "usage [--by agent|capability|workflow] [--since T] [--limit N]",
+	  "What tasks cost: the usage their results reported (tokens,\n"
+	  "cost), summed, most expensive first.\n"
+	  "  --by K     agent (default), capability or workflow\n"
+	  "  --since T  tasks finished at or after T (RFC 3339, or Unix ms)\n"
+	  "  --limit N  at most N rows (default 100)" },
 	{ "help", NULL, 0, 1, 0, "help [VERB]", "Help on hivectl or a verb." },
 	{ NULL, NULL, 0, 0, 0, NULL, NULL },
 };
@@ -139,7 +146,7 @@ enum {
 	LO_URL = 256, LO_TOKEN_FILE, LO_CONFIG, LO_JSON, LO_HTTP_TIMEOUT,
 	LO_PRIORITY, LO_AGENT, LO_ID, LO_WAIT, LO_TIMEOUT, LO_STATE,
 	LO_CAPABILITY, LO_WORKFLOW, LO_SINCE, LO_LIMIT, LO_CODE, LO_ALL,
-	LO_FOLLOW, LO_LINES,
+	LO_FOLLOW, LO_LINES, LO_BY,
 };
 
 static const struct option longopts[] = {
@@ -162,6 +169,7 @@ static const struct option longopts[] = {
 	{ "all", no_argument, NULL, LO_ALL },
 	{ "follow", no_argument, NULL, LO_FOLLOW },
 	{ "lines", required_argument, NULL, LO_LINES },
+	{ "by", required_argument, NULL, LO_BY },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -171,7 +179,7 @@ static const struct option longopts[] = {
 static unsigned
 opt_bit(int lo)
 {
-	return lo >= LO_PRIORITY && lo <= LO_LINES ?
+	return lo >= LO_PRIORITY && lo <= LO_BY ?
 	    1u << (unsigned)(lo - LO_PRIORITY) : 0;
 }
 
@@ -313,6 +321,7 @@ take_option(struct ctl *c, int o, const char *arg)
 			return ctl_usage(c, "-n: '%s' is not a number 1..100000",
 			    arg);
 		break;
+	case LO_BY: c->by = arg; break;
 	default:
 		return CTL_USAGE;
 	}

@@ -305,11 +305,12 @@ task_details(const json_t *t)
 	static const char *const keys[] = { "id", "state", "capability",
 	    "agent", "priority", "workflow", "attempts", "stream", "entry",
 	    "reply_to", "memory_v", "created_at", "queued_at", "started_at",
-	    "finished_at", "error", NULL };
+	    "finished_at", "error", "trace_id", NULL };
 	struct ctl_table kv, st;
 	const json_t *s;
 	char b[8][256], *payload = compact(json_object_get(t, "payload"));
 	char *result = compact(json_object_get(t, "result"));
+	char *usage = compact(json_object_get(t, "usage"));
 	size_t i;
 
 	ctl_table_init(&kv, 2, "id", ctl_str(t, "id", b[0], sizeof(b[0])));
@@ -318,10 +319,12 @@ task_details(const json_t *t)
 		    sizeof(b[0])));
 	ctl_table_row(&kv, "payload", payload);
 	ctl_table_row(&kv, "result", result);
+	ctl_table_row(&kv, "usage", usage);
 	ctl_table_print(&kv, stdout);
 	ctl_table_free(&kv);
 	free(payload);
 	free(result);
+	free(usage);
 
 	ctl_table_init(&st, 5, "STATE", "ATTEMPT", "AGENT", "AT", "DETAIL");
 	json_array_foreach(json_object_get(t, "states"), i, s)

@@ -33,6 +33,11 @@
 	{ .name = nm, .kind = PF_ENUM, .required = true, \
 	  .off = offsetof(st, mem), .en = &e, .type = "str" }
 
+/* The optional W3C trace context of a task, result or workflow. */
+#define F_TRACE(st) \
+	F_STR("traceparent", PF_TRACE, false, st, traceparent, \
+	    HIVE_TRACEPARENT_LEN, HIVE_TRACEPARENT_LEN)
+
 /* An optional enum: 0 (its first value is base 1) is absent. */
 #define F_OPTENUM(nm, st, mem, e) \
 	{ .name = nm, .kind = PF_ENUM, .required = false, \
@@ -71,6 +76,7 @@ static const struct proto_field task_fields[] = {
 	{ .name = "parents", .kind = PF_IDMAP, .required = false,
 	  .off = offsetof(struct hive_task, parents), .min = 0,
 	  .max = HIVE_WF_DEPS_MAX, .type = "map" },
+	F_TRACE(struct hive_task),
 };
 
 static const struct proto_field result_fields[] = {
@@ -97,6 +103,9 @@ static const struct proto_field result_fields[] = {
 	    UINT64_MAX, 0),
 	F_STR("workflow", PF_ID, false, struct hive_result, workflow, 1,
 	    HIVE_ID_MAX),
+	{ .name = "usage", .kind = PF_USAGE, .required = false,
+	  .off = offsetof(struct hive_result, usage), .type = "map" },
+	F_TRACE(struct hive_result),
 };
 
 static const struct proto_field event_fields[] = {
@@ -189,6 +198,7 @@ static const struct proto_field workflow_fields[] = {
 	  .max = HIVE_WF_TASKS_MAX, .sub = wf_task_fields,
 	  .nsub = NFIELDS(wf_task_fields), .submap = true,
 	  .elsize = sizeof(struct hive_wf_task), .type = "array" },
+	F_TRACE(struct hive_workflow),
 };
 
 _Static_assert(NFIELDS(result_fields) <= PROTO_FIELDS_MAX, "table too big");

@@ -190,6 +190,11 @@ check_str(const struct proto_field *f, const char *s, size_t len,
 	case PF_ENTRY:
 		rc = check_entry(s, len, &why);
 		break;
+	case PF_TRACE:
+		if (proto_valid_traceparent(s, len) == 0)
+			return 0;
+		return proto_fail(err, PROTO_E_VALUE, f->name,
+		    "not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)");
 	case PF_TEXT:
 		if (len < f->min || len > f->max)
 			rc = -1;
@@ -250,7 +255,7 @@ is_str_kind(enum proto_fkind k)
 {
 	return k == PF_ID || k == PF_NAME || k == PF_AGENT || k == PF_PRINT ||
 	    k == PF_REPLY || k == PF_ENTRY || k == PF_TEXT || k == PF_ENUM ||
-	    k == PF_CAP;
+	    k == PF_CAP || k == PF_TRACE;
 }
 
 /* Append s to the NUL-terminated dst of len bytes, cut to fit cap. */
@@ -570,7 +575,10 @@ decode_one(const struct proto_field *f, const msgpack_object *o, char *base,
 	case PF_ENTRY:
 	case PF_TEXT:
 	case PF_CAP:
+	case PF_TRACE:
 		return decode_str(f, o, p, err);
+	case PF_USAGE:
+		return proto_usage_decode(o, p, err);
 	case PF_ENUM:
 		return decode_enum(f, o, p, err);
 	case PF_UINT:
@@ -689,6 +697,8 @@ present(const struct proto_field *f, const char *base)
 		return ((const msgpack_object *)p)->type != MSGPACK_OBJECT_NIL;
 	if (f->kind == PF_LIST)
 		return list_count(f, base) > 0;
+	if (f->kind == PF_USAGE)
+		return ((const struct hive_usage *)p)->has != 0;
 	if (f->kind == PF_PID) {
 		int64_t i;
 
@@ -840,7 +850,10 @@ check_one(const struct proto_field *f, const char *base,
 	case PF_ENTRY:
 	case PF_TEXT:
 	case PF_CAP:
+	case PF_TRACE:
 		return check_str_field(f, p, err);
+	case PF_USAGE:
+		return proto_usage_check(p, err);
 	case PF_RAW:
 		return check_raw(f, p, err);
 	case PF_UINT:
@@ -909,6 +922,8 @@ pack_value(msgpack_packer *pk, const struct proto_field *f, const char *base)
 		rc |= msgpack_pack_uint64(pk, get_uint(f, base));
 	} else if (f->kind == PF_PID) {
 		rc |= msgpack_pack_int64(pk, (int64_t)get_uint(f, base));
+	} else if (f->kind == PF_USAGE) {
+		rc |= proto_usage_pack(pk, p);
 	} else if (f->kind == PF_LIST) {
 		uint32_t n = list_count(f, base);
 		const char *items = list_items(f, base);

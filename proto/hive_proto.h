@@ -77,6 +77,12 @@
 #define HIVE_FRAME_HDR     4
 #define HIVE_OUTPUT_MAX    4096         /* one line of a handler's stderr
                                          * in an output frame (bytes) */
+#define HIVE_TRACEPARENT_LEN 55         /* "00-<32 hex>-<16 hex>-<2 hex>" */
+#define HIVE_TRACE_ID_LEN  32           /* its trace id: 32 hex digits */
+#define HIVE_MODEL_MAX     128          /* usage.model (bytes) */
+#define HIVE_TOKENS_MAX    ((1ull << 53) - 1) /* usage.*_tokens: exact in a
+                                         * JSON number (a double) */
+#define HIVE_COST_MAX      1e15         /* usage.cost */
 
 /* The reply_to key of a task must start with this (after the key prefix
  * is NOT applied: clients name the whole key). */
@@ -178,7 +184,28 @@ struct hive_task {
 	                              * -> that task's result (any; nil when
 	                              * it returned none); at most
 	                              * HIVE_WF_DEPS_MAX entries, keys unique */
+	struct hive_str traceparent; /* optional W3C trace context
+	                              * (proto_valid_traceparent) */
 	msgpack_unpacked up_;        /* owns the decoded tree */
+};
+
+/*
+ * What a task cost, as its handler reported it (names after
+ * OpenTelemetry's GenAI conventions: gen_ai.usage.input_tokens, ...).  On
+ * the wire a map of the members present; its other keys are ignored.
+ * has says which are present; a usage with has 0 is absent.
+ */
+#define HIVE_USAGE_INPUT   0x1
+#define HIVE_USAGE_OUTPUT  0x2
+#define HIVE_USAGE_COST    0x4
+#define HIVE_USAGE_MODEL   0x8
+struct hive_usage {
+	uint32_t has;                /* HIVE_USAGE_* bits */
+	uint64_t input_tokens;       /* 0..HIVE_TOKENS_MAX */
+	uint64_t output_tokens;      /* 0..HIVE_TOKENS_MAX */
+	double cost;                 /* finite, 0..HIVE_COST_MAX (an int or
+	                              * a float on the wire) */
+	struct hive_str model;       /* 1..HIVE_MODEL_MAX bytes of UTF-8 */
 };
 
 enum hive_status { HIVE_STATUS_OK = 0, HIVE_STATUS_ERROR = 1 };
@@ -201,6 +228,9 @@ struct hive_result {
 	msgpack_object memory;       /* map or nil: the agent's memory after */
 	uint64_t memory_v;           /* version of that memory */
 	struct hive_str workflow;    /* copied from the task */
+	struct hive_usage usage;     /* optional: what the task cost */
+	struct hive_str traceparent; /* the task's (or the one the worker
+	                              * gave it), optional */
 	msgpack_unpacked up_;
 };
 
@@ -270,6 +300,8 @@ struct hive_workflow {
 	uint32_t ntasks;             /* 1..HIVE_WF_TASKS_MAX */
 	struct hive_wf_task *tasks;  /* in the order submitted; decoded, the
 	                              * arrays live in up_'s zone */
+	struct hive_str traceparent; /* optional: its tasks share its trace
+	                              * id (proto_traceparent_child) */
 	msgpack_unpacked up_;        /* owns the tree and the arrays above */
 };
 
@@ -479,6 +511,34 @@ int proto_consumer_name(char *buf, size_t len, const char *agent,
 int proto_valid_name(const char *s, size_t len);
 /* 0 if s is a valid task id: 1..HIVE_ID_MAX bytes of 0x21..0x7e. */
 int proto_valid_id(const char *s, size_t len);
+
+/* ---- trace context and usage (usage.c) ---- */
+
+/*
+ * 0 if s is a W3C traceparent of version 00's form: exactly
+ * "vv-<32 hex trace id>-<16 hex parent id>-<2 hex flags>", lower-case
+ * hex, version not "ff", neither id all zeros.  Later versions' longer
+ * forms are refused.
+ */
+int proto_valid_traceparent(const char *s, size_t len);
+/*
+ * Write a new traceparent into buf (at least HIVE_TRACEPARENT_LEN + 1
+ * bytes): version 00, flags 01 (sampled), a random span id (getrandom)
+ * and the trace id trace_id (HIVE_TRACE_ID_LEN hex digits, not
+ * NUL-terminated), or a random one when it is NULL.  Returns buf.
+ */
+char *proto_traceparent_make(char *buf, const char *trace_id);
+/* The trace id of a valid traceparent (points into it, 32 bytes). */
+#define PROTO_TRACE_ID(tp) ((tp) + 3)
+
+/*
+ * A usage from JSON (a handler's answer): an object whose known members
+ * have the wire's types and limits; other members are ignored.  model
+ * borrows from j.  0, or -1 with err naming the member ("usage.cost").
+ */
+struct json_t;
+int proto_usage_from_json(struct json_t *j, struct hive_usage *u,
+    struct proto_err *err);
 
 /* ---- msgpack <-> JSON (handlers speak JSON) ---- */
 

@@ -38,6 +38,8 @@ enum proto_fkind {
 	PF_CAP,         /* str, a name or "@" and an agent name          */
 	PF_IDMAP,       /* msgpack_object, map (or nil) whose keys are
 	                 * ids, each once; min..max entries              */
+	PF_TRACE,       /* str, a W3C traceparent (usage.c)              */
+	PF_USAGE,       /* map, a struct hive_usage (usage.c)            */
 	PF_LIST,        /* array of min..max elements, each checked by
 	                 * sub (see struct proto_field); in C a uint32_t
 	                 * count at cnt_off and a pointer at off to an
@@ -78,7 +80,7 @@ struct proto_field {
 
 /* Fields of one message table, at most this many (duplicate detection
  * keeps one slot per field). */
-#define PROTO_FIELDS_MAX 16
+#define PROTO_FIELDS_MAX 20
 
 /* Limits of the generic reader: a message map holds values of depth
  * HIVE_DEPTH_MAX, so the whole tree is one level deeper.  A workflow
@@ -169,6 +171,16 @@ int proto_check_print(const char *s, size_t len, size_t max,
     enum proto_errcode *why);
 int proto_check_name(const char *s, size_t len, enum proto_errcode *why);
 int proto_check_agent(const char *s, size_t len, enum proto_errcode *why);
+
+/* ---- usage (usage.c) ---- */
+
+/* PF_USAGE: decode the map o into *u (strings borrow from o), check a
+ * struct the encoder is given, pack one (checked).  Errors name the
+ * member: "usage.input_tokens". */
+int proto_usage_decode(const msgpack_object *o, struct hive_usage *u,
+    struct proto_err *err);
+int proto_usage_check(const struct hive_usage *u, struct proto_err *err);
+int proto_usage_pack(msgpack_packer *pk, const struct hive_usage *u);
 
 /* ---- encoders (codec.c, frame.c) ---- */
 

@@ -345,7 +345,9 @@ hex(const char *p, size_t n)
 /*
  * The workflow as hive_wf_submit takes it: {"id", "name", "created_ms",
  * "tasks": [{"id", "stream", "message" (hex), "deps"}]}.  NULL with why
- * set when a task cannot be encoded (why empty: out of memory).
+ * set when a task cannot be encoded (why empty: out of memory).  Each
+ * task carries the workflow's trace id (a new one when the workflow has
+ * no traceparent) with a span id of its own.
  */
 static json_t *
 co_submission(struct sup_coord *co, const struct hive_workflow *w,
@@ -353,8 +355,13 @@ co_submission(struct sup_coord *co, const struct hive_workflow *w,
 {
 	json_t *doc, *tasks;
 	uint64_t created = w->created_ms ? w->created_ms : proto_now_ms();
+	char trace[HIVE_TRACE_ID_LEN], tp[HIVE_TRACEPARENT_LEN + 1];
 
 	why[0] = '\0';
+	if (w->traceparent.len != HIVE_TRACEPARENT_LEN)   /* else checked */
+		proto_traceparent_make(tp, NULL);
+	memcpy(trace, PROTO_TRACE_ID(w->traceparent.len ? w->traceparent.ptr :
+	    tp), HIVE_TRACE_ID_LEN);
 	*code = HIVE_CODE_VALUE;
 	if (created > SUP_COORD_MS_MAX) {
 		*code = HIVE_CODE_SIZE;
@@ -392,6 +399,7 @@ co_submission(struct sup_coord *co, const struct hive_workflow *w,
 		m.created_ms = created;
 		m.reply_to = t->reply_to;
 		m.workflow = w->id;
+		m.traceparent = HIVE_STR(proto_traceparent_make(tp, trace));
 		msgpack_sbuffer_init(&sb);
 		if (proto_encode_task(&sb, &m, &err) < 0) {
 			char eb[PROTO_ERRBUF];
@@ -692,6 +700,7 @@ co_run(struct sup_coord *co, const char *id, const char *workflow,
 	json_t *j = NULL;
 	struct co_xadd *x;
 	char eb[PROTO_ERRBUF], why[HIVE_REASON_MAX];
+	char trace[HIVE_TRACE_ID_LEN + 1] = "-";   /* for its log lines */
 	enum hive_code code;
 
 	if (proto_decode_task((const char *)msg, len, &t, &err) < 0) {
@@ -700,6 +709,9 @@ co_run(struct sup_coord *co, const char *id, const char *workflow,
 		code = (enum hive_code)err.code;
 		goto dead;
 	}
+	if (t.traceparent.len == HIVE_TRACEPARENT_LEN)
+		snprintf(trace, sizeof(trace), "%.32s",
+		    PROTO_TRACE_ID(t.traceparent.ptr));
 	msgpack_zone_init(&z, 1024);
 	msgpack_sbuffer_init(&sb);
 	if (parents != NULL && parents[0] != '\0') {
@@ -727,7 +739,8 @@ co_run(struct sup_coord *co, const char *id, const char *workflow,
 			co->xadds++;
 		else {
 			/* Redis down: the sweep sends it after 10 s. */
-			log_warnx("coordinator: Redis is down: task %s waits", id);
+			log_warnx("coordinator: Redis is down: task=%s trace=%s "
+			    "waits", id, trace);
 			free(x);
 		}
 	}
@@ -744,7 +757,8 @@ dead_clear:
 dead:
 	/* The recorder records the dead letter: the task is dead, and its
 	 * dependents follow at the next release. */
-	log_warnx("coordinator: task %s cannot run: %s", id, why);
+	log_warnx("coordinator: task=%s trace=%s cannot run: %s", id, trace,
+	    why);
 	co_dead(co, HIVE_STR(id), HIVE_STR(workflow), code, why, stream, NULL,
 	    (const char *)msg, len);
 }

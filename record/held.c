@@ -160,7 +160,7 @@ held_put(struct rec_held *hd, struct rec_task *w)
 	h->skip = 0;
 	if (msg == w->own_msg)
 		w->own_msg = NULL;
-	w->agent = w->workflow = w->result = w->error = NULL;
+	w->agent = w->workflow = w->result = w->error = w->model = NULL;
 	w->skip = 1;
 	return 0;
 }

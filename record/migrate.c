@@ -532,6 +532,90 @@ static const struct migration migrations[] = {
 	"  RETURN 'ok';"
 	"END $$;"
 	},
+	/*
+	 * Usage and trace context (docs/PROTOCOL.md): what a task cost, as
+	 * its result said (the winning attempt's, like its result), and the
+	 * trace id of its traceparent (the first one recorded: the queue
+	 * entry's and the result's are the same).  Nullable columns without
+	 * a default: adding them rewrites nothing.  GET /usage sums the
+	 * tasks that reported usage, finished since a time: a partial index
+	 * on finished_at holds only those, so a task without usage costs
+	 * the recorder no index write.  The recorder's upsert
+	 * (hive_rec_apply) writes the new columns.
+	 */
+	{ 7, "usage and trace context",
+	"ALTER TABLE tasks ADD COLUMN trace_id text,"
+	"  ADD COLUMN input_tokens bigint, ADD COLUMN output_tokens bigint,"
+	"  ADD COLUMN cost double precision, ADD COLUMN model text;"
+	"CREATE INDEX tasks_usage ON tasks (finished_at) WHERE"
+	"  input_tokens IS NOT NULL OR output_tokens IS NOT NULL OR"
+	"  cost IS NOT NULL OR model IS NOT NULL;"
+	"CREATE OR REPLACE FUNCTION hive_rec_apply() RETURNS void"
+	"  LANGUAGE plpgsql AS $$"
+	"BEGIN"
+	"  INSERT INTO tasks AS t (id, stream, entry, state, attempts, agent,"
+	"    workflow, message, result, error, created_at, queued_at,"
+	"    started_at, finished_at, updated_at, trace_id, input_tokens,"
+	"    output_tokens, cost, model)"
+	"  SELECT s.id, coalesce(s.stream, ''), s.entry, s.state, s.attempts,"
+	"    s.agent, s.workflow, s.message, s.result, s.error,"
+	"    coalesce(s.created_at, now()), s.queued_at, s.started_at,"
+	"    s.finished_at, now(), s.trace_id, s.input_tokens, s.output_tokens,"
+	"    s.cost, s.model"
+	"  FROM hive_rec_stage s WHERE s.kind = 't'"
+	"  ON CONFLICT (id) DO UPDATE SET"
+	"  stream = CASE WHEN (EXCLUDED.message IS NOT NULL AND"
+	"    (t.message IS NULL OR EXCLUDED.attempts >= t.attempts))"
+	"    THEN EXCLUDED.stream ELSE t.stream END,"
+	"  entry = CASE WHEN (EXCLUDED.message IS NOT NULL AND"
+	"    (t.message IS NULL OR EXCLUDED.attempts >= t.attempts))"
+	"    THEN EXCLUDED.entry ELSE t.entry END,"
+	"  message = CASE WHEN (EXCLUDED.message IS NOT NULL AND"
+	"    (t.message IS NULL OR EXCLUDED.attempts >= t.attempts))"
+	"    THEN EXCLUDED.message ELSE t.message END,"
+	"  state = CASE WHEN hive_wins(t.state, t.attempts, EXCLUDED.state,"
+	"    EXCLUDED.attempts) THEN EXCLUDED.state ELSE t.state END,"
+	"  agent = CASE WHEN hive_wins(t.state, t.attempts, EXCLUDED.state,"
+	"    EXCLUDED.attempts) AND EXCLUDED.agent IS NOT NULL"
+	"    THEN EXCLUDED.agent ELSE t.agent END,"
+	"  result = CASE WHEN hive_wins(t.state, t.attempts, EXCLUDED.state,"
+	"    EXCLUDED.attempts) THEN EXCLUDED.result ELSE t.result END,"
+	"  error = CASE WHEN hive_wins(t.state, t.attempts, EXCLUDED.state,"
+	"    EXCLUDED.attempts) THEN EXCLUDED.error ELSE t.error END,"
+	"  finished_at = CASE WHEN hive_wins(t.state, t.attempts,"
+	"    EXCLUDED.state, EXCLUDED.attempts) THEN EXCLUDED.finished_at"
+	"    ELSE t.finished_at END,"
+	"  queued_at = CASE WHEN (hive_wins(t.state, t.attempts,"
+	"    EXCLUDED.state, EXCLUDED.attempts) AND"
+	"    EXCLUDED.attempts > t.attempts) THEN EXCLUDED.queued_at"
+	"    WHEN EXCLUDED.attempts = t.attempts"
+	"    THEN coalesce(t.queued_at, EXCLUDED.queued_at)"
+	"    ELSE t.queued_at END,"
+	"  started_at = CASE WHEN (hive_wins(t.state, t.attempts,"
+	"    EXCLUDED.state, EXCLUDED.attempts) AND"
+	"    EXCLUDED.attempts > t.attempts) THEN EXCLUDED.started_at"
+	"    WHEN EXCLUDED.attempts = t.attempts"
+	"    THEN coalesce(EXCLUDED.started_at, t.started_at)"
+	"    ELSE t.started_at END,"
+	"  attempts = CASE WHEN hive_wins(t.state, t.attempts, EXCLUDED.state,"
+	"    EXCLUDED.attempts) THEN greatest(t.attempts, EXCLUDED.attempts)"
+	"    ELSE t.attempts END,"
+	"  input_tokens = CASE WHEN hive_wins(t.state, t.attempts,"
+	"    EXCLUDED.state, EXCLUDED.attempts) THEN EXCLUDED.input_tokens"
+	"    ELSE t.input_tokens END,"
+	"  output_tokens = CASE WHEN hive_wins(t.state, t.attempts,"
+	"    EXCLUDED.state, EXCLUDED.attempts) THEN EXCLUDED.output_tokens"
+	"    ELSE t.output_tokens END,"
+	"  cost = CASE WHEN hive_wins(t.state, t.attempts, EXCLUDED.state,"
+	"    EXCLUDED.attempts) THEN EXCLUDED.cost ELSE t.cost END,"
+	"  model = CASE WHEN hive_wins(t.state, t.attempts, EXCLUDED.state,"
+	"    EXCLUDED.attempts) THEN EXCLUDED.model ELSE t.model END,"
+	"  trace_id = coalesce(t.trace_id, EXCLUDED.trace_id),"
+	"  workflow = coalesce(t.workflow, EXCLUDED.workflow),"
+	"  created_at = least(t.created_at, EXCLUDED.created_at),"
+	"  updated_at = now();"
+	"END $$;"
+	},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

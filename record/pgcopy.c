@@ -188,6 +188,15 @@ pgcopy_int8(struct pgcopy *c, uint64_t v)
 }
 
 void
+pgcopy_float8(struct pgcopy *c, double v)
+{
+	uint64_t u;
+
+	memcpy(&u, &v, sizeof(u));   /* IEEE 754, sent big-endian */
+	pgcopy_int8(c, u);
+}
+
+void
 pgcopy_time_ms(struct pgcopy *c, uint64_t ms)
 {
 	int64_t us;

@@ -62,6 +62,9 @@ struct rec_task {
 	char *workflow;
 	char *result;                /* JSON text or NULL */
 	char *error;
+	char trace[HIVE_TRACE_ID_LEN + 1];  /* its trace id, "" unknown */
+	struct hive_usage usage;     /* a result's (model unused: below) */
+	char *model;                 /* usage.model, NUL-terminated, or NULL */
 	uint64_t created_ms, queued_ms, started_ms, finished_ms;
 	/* This one's own queue entry: acknowledged once it is written. */
 	int has_q;
@@ -102,6 +105,7 @@ struct rec_stat {
 	char workflow[HIVE_ID_MAX + 1];
 	char error[160];             /* ERROR: its error; DEAD: the reason
 	                              * (cut to fit) */
+	struct hive_usage usage;     /* OK, ERROR: the result's (no model) */
 };
 
 /* One read's entries, decoded (rec_entry.c). */

@@ -53,6 +53,7 @@ rec_task_free(struct rec_task *t)
 	free(t->workflow);
 	free(t->result);
 	free(t->error);
+	free(t->model);
 	free(t->own_msg);
 }
 
@@ -253,6 +254,16 @@ add_event(struct rec_batch *bt, struct hive_str kind, uint64_t at_ms,
 	copy_hstr(c, workflow);
 }
 
+/* The trace id of a traceparent (checked by the decoder), if any. */
+static void
+set_trace(struct rec_task *t, struct hive_str tp)
+{
+	if (tp.len == HIVE_TRACEPARENT_LEN) {
+		memcpy(t->trace, PROTO_TRACE_ID(tp.ptr), HIVE_TRACE_ID_LEN);
+		t->trace[HIVE_TRACE_ID_LEN] = '\0';
+	}
+}
+
 /* A queue entry.  -1: not a task (the worker that reads it dead-letters
  * it with this reason; the dead-letter stream is what records it). */
 static int
@@ -293,6 +304,7 @@ record_task(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	t->state = "queued";
 	t->attempts = m.attempt;
 	t->workflow = hstrdup(m.workflow);
+	set_trace(t, m.traceparent);
 	t->queued_ms = rec_entry_ms(entry);
 	t->reread = rec->fsm.pending;
 	t->created_ms = m.created_ms ? m.created_ms : t->queued_ms;
@@ -358,6 +370,10 @@ record_result(struct sup_recorder *rec, struct rec_batch *bt, int si,
 	t->workflow = hstrdup(m.workflow);
 	t->result = json_text(&m.result, "result", m.id);
 	t->error = hstrdup(m.error);
+	set_trace(t, m.traceparent);
+	t->usage = m.usage;
+	t->usage.model = (struct hive_str){ NULL, 0 };
+	t->model = hstrdup(m.usage.model);
 	t->finished_ms = m.finished_ms ? m.finished_ms : rec_entry_ms(entry);
 	t->started_ms = m.started_ms;
 	/* A task given up on (out of attempts, or its workflow cannot go
@@ -369,6 +385,8 @@ record_result(struct sup_recorder *rec, struct rec_batch *bt, int si,
 		st->t1 = t->finished_ms;
 		hstr_to(st->workflow, sizeof(st->workflow), m.workflow);
 		hstr_to(st->error, sizeof(st->error), m.error);
+		st->usage = m.usage;
+		st->usage.model = (struct hive_str){ NULL, 0 };
 	}
 	t->created_ms = m.started_ms ? m.started_ms : t->finished_ms;
 	if (m.memory_v > 0 && m.memory.type == MSGPACK_OBJECT_MAP)
@@ -507,6 +525,29 @@ task_cmp(const void *a, const void *b)
 	    ((const struct rec_task *)b)->id);
 }
 
+/* The last columns of a task's row: trace_id, input_tokens,
+ * output_tokens, cost, model (NULL where unknown). */
+static void
+task_usage_cols(struct pgcopy *c, const struct rec_task *t)
+{
+	const struct hive_usage *u = &t->usage;
+
+	pgcopy_str(c, t->trace[0] ? t->trace : NULL);
+	if (u->has & HIVE_USAGE_INPUT)
+		pgcopy_int8(c, u->input_tokens);
+	else
+		pgcopy_null(c);
+	if (u->has & HIVE_USAGE_OUTPUT)
+		pgcopy_int8(c, u->output_tokens);
+	else
+		pgcopy_null(c);
+	if (u->has & HIVE_USAGE_COST)
+		pgcopy_float8(c, u->cost);
+	else
+		pgcopy_null(c);
+	pgcopy_str(c, t->model);
+}
+
 /*
  * One row of tasks columns (rec_txn.c's TASK_COLUMNS), as COPY into tasks
  * takes it, or, with a kind first, one of the stage's.  kind 't': the
@@ -519,7 +560,7 @@ task_row(struct sup_recorder *rec, struct pgcopy *c, char kind,
 {
 	int row = kind != 'a', msg = row && t->has_msg;
 
-	pgcopy_row(c, kind ? 15 : 14);
+	pgcopy_row(c, kind ? 20 : 19);
 	if (kind)
 		pgcopy_char(c, kind);
 	pgcopy_str(c, t->id);
@@ -539,6 +580,7 @@ task_row(struct sup_recorder *rec, struct pgcopy *c, char kind,
 	pgcopy_time_ms(c, t->queued_ms);
 	pgcopy_time_ms(c, t->started_ms);
 	pgcopy_time_ms(c, t->rank == 3 ? t->finished_ms : 0);
+	task_usage_cols(c, t);
 }
 
 /*
@@ -586,13 +628,17 @@ fold_task(struct sup_recorder *rec, struct rec_task *run, size_t n,
 			w->workflow = t->workflow;
 			t->workflow = NULL;
 		}
+		if (w->trace[0] == '\0')
+			memcpy(w->trace, t->trace, sizeof(w->trace));
 		if (state_wins(w->state, w->rank, w->attempts, t->state,
 		    t->rank, t->attempts)) {
 #define TAKE(f) do { free(w->f); w->f = t->f; t->f = NULL; } while (0)
 			TAKE(agent);
 			TAKE(result);
 			TAKE(error);
+			TAKE(model);
 #undef TAKE
+			w->usage = t->usage;
 			if (t->attempts > w->attempts) {
 				w->queued_ms = t->queued_ms;
 				w->started_ms = t->started_ms;

@@ -31,7 +31,8 @@
 
 #define TASK_COLUMNS \
 	"id, stream, entry, state, attempts, agent, workflow, message, " \
-	"result, error, created_at, queued_at, started_at, finished_at"
+	"result, error, created_at, queued_at, started_at, finished_at, " \
+	"trace_id, input_tokens, output_tokens, cost, model"
 /* events (at, kind, host, agent, task_id, pid, reason, source, workflow) */
 #define EVENT_COLUMNS \
 	"kind, created_at, event, host, agent, id, pid, reason, source, workflow"
@@ -52,7 +53,8 @@ const char rec_txn_prelude[] =
 	"message bytea, result jsonb, error text, created_at timestamptz, "
 	"queued_at timestamptz, started_at timestamptz, finished_at timestamptz, "
 	"event text, host text, pid int, reason text, source text, "
-	"version bigint, memory jsonb"
+	"version bigint, memory jsonb, trace_id text, input_tokens bigint, "
+	"output_tokens bigint, cost double precision, model text"
 	") ON COMMIT DELETE ROWS;"
 	"RESET client_min_messages;";
 

@@ -148,6 +148,7 @@ rcl_give_up(struct rcl_job *j, const char *id, const char *raw, size_t rawlen,
 		res.attempt = d.attempt;
 		res.started_ms = res.finished_ms = now;
 		res.workflow = t->workflow;
+		res.traceparent = t->traceparent;
 		if (proto_encode_result(&sr, &res, &err) < 0)
 			sr.size = 0;
 	}
@@ -168,9 +169,10 @@ rcl_give_up(struct rcl_job *j, const char *id, const char *raw, size_t rawlen,
 	    "XACK %s " HIVE_GROUP_WORKERS " %s", j->key, id);
 	send_exec(r);
 	r->st.dead++;
-	log_warnx("reclaim: task=%.*s stream=%s entry=%s dead letter: %s",
-	    d.id.len > 0 ? (int)d.id.len : 1, d.id.len > 0 ? d.id.ptr : "?",
-	    j->key, id, reason);
+	log_warnx("reclaim: task=%.*s trace=%.32s stream=%s entry=%s dead "
+	    "letter: %s", d.id.len > 0 ? (int)d.id.len : 1,
+	    d.id.len > 0 ? d.id.ptr : "?", t != NULL && t->traceparent.len ?
+	    PROTO_TRACE_ID(t->traceparent.ptr) : "-", j->key, id, reason);
 out:
 	msgpack_sbuffer_destroy(&sb);
 	msgpack_sbuffer_destroy(&sr);
@@ -230,8 +232,10 @@ rcl_requeue(struct rcl_job *j, const char *id, const char *val, size_t len,
 	    "XACK %s " HIVE_GROUP_WORKERS " %s", j->key, id);
 	send_exec(r);
 	r->st.requeued++;
-	log_notice("reclaim: task=%.*s attempt=%u requeued to %s: worker %s is "
-	    "gone", (int)t.id.len, t.id.ptr, t.attempt, key, j->consumer);
+	log_notice("reclaim: task=%.*s trace=%.32s attempt=%u requeued to %s: "
+	    "worker %s is gone", (int)t.id.len, t.id.ptr, t.traceparent.len ?
+	    PROTO_TRACE_ID(t.traceparent.ptr) : "-", t.attempt, key,
+	    j->consumer);
 out:
 	msgpack_sbuffer_destroy(&sb);
 	proto_task_clear(&t);

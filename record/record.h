@@ -147,6 +147,7 @@ void pgcopy_bytes(struct pgcopy *, const void *s, size_t n);   /* bytea */
 void pgcopy_char(struct pgcopy *, char v);                      /* "char" */
 void pgcopy_int4(struct pgcopy *, uint32_t v);
 void pgcopy_int8(struct pgcopy *, uint64_t v);
+void pgcopy_float8(struct pgcopy *, double v);                  /* float8 */
 /* Milliseconds since 1970 as a timestamptz; 0 is NULL. */
 void pgcopy_time_ms(struct pgcopy *, uint64_t ms);
 
@@ -301,6 +302,7 @@ void sup_recorder_stats(const struct sup_recorder *rec,
  *                              (started -> finished) and queue wait
  *                              (queued -> started) by capability
  *   dead letter                dead{capability[,agent]}
+ *   result with usage          its tokens and cost {capability,agent}
  *
  * The capability is the queue's: "<c>" for <p>:q:<c>:<prio>, "@<a>" for
  * <p>:q:@<a>:<prio> and <p>:direct:<a>/<n>; a result or an event gets it
@@ -335,6 +337,10 @@ struct sup_tstats_pair {
 	unsigned cap;                /* index in caps */
 	char *agent;
 	uint64_t started, completed, failed, dead;
+	/* The usage results reported (docs/PROTOCOL.md, Usage): how many
+	 * did, and the sums of what they said. */
+	uint64_t usage_n, input_tokens, output_tokens;
+	double cost;
 };
 
 struct tstats_priv;

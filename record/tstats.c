@@ -395,6 +395,12 @@ count_one(struct sup_recorder *rec, const struct rec_stat *st)
 		q->completed++;
 	else
 		q->failed++;
+	if (st->usage.has != 0) {
+		q->usage_n++;
+		q->input_tokens += st->usage.input_tokens;
+		q->output_tokens += st->usage.output_tokens;
+		q->cost += st->usage.cost;
+	}
 	if (st->t0 != 0 && st->t1 >= st->t0)
 		sup_hist_observe(&s->caps[cap].run,
 		    (double)(st->t1 - st->t0) / 1000.);

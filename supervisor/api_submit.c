@@ -173,6 +173,29 @@ opt_id(json_t *o, const char *name, const char *in, const char *tag,
 	return 0;
 }
 
+/* The W3C traceparent of a body: the one given (checked), or a new
+ * one (docs/PROTOCOL.md, Trace context). */
+static int
+opt_traceparent(json_t *o, char *tp, char *err, size_t len)
+{
+	const char *s;
+
+	if (sub_opt_str(o, "traceparent", "", &s, err, len) < 0)
+		return -1;
+	if (s == NULL) {
+		proto_traceparent_make(tp, NULL);
+		return 0;
+	}
+	if (proto_valid_traceparent(s, strlen(s)) < 0) {
+		snprintf(err, len, "field 'traceparent': not a W3C traceparent "
+		    "(00-<32 hex>-<16 hex>-<2 hex>, lower case, ids not all "
+		    "zeros)");
+		return -1;
+	}
+	memcpy(tp, s, HIVE_TRACEPARENT_LEN + 1);
+	return 0;
+}
+
 /* Any JSON value as msgpack, in z (nil when absent). */
 static int
 opt_any(json_t *o, const char *name, const char *in, msgpack_zone *z,
@@ -218,6 +241,7 @@ struct dsubmit {
 	unsigned status;               /* 201: a task, 202: a workflow */
 	char id[HIVE_ID_MAX + 1];
 	char key[HIVE_KEY_MAX];
+	char tp[HIVE_TRACEPARENT_LEN + 1];
 };
 
 static void
@@ -237,15 +261,16 @@ submit_cb(redisAsyncContext *ac, void *rp, void *priv)
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	else {
 		if (s->status == 201)
-			body = json_pack("{s:s, s:s, s:s}", "id", s->id, "stream",
-			    s->key, "entry", r->str);
+			body = json_pack("{s:s, s:s, s:s, s:s}", "id", s->id,
+			    "stream", s->key, "entry", r->str, "traceparent",
+			    s->tp);
 		else
-			body = json_pack("{s:s, s:s}", "id", s->id, "entry",
-			    r->str);
+			body = json_pack("{s:s, s:s, s:s}", "id", s->id, "entry",
+			    r->str, "traceparent", s->tp);
 		if (body != NULL)
-			log_info("api: %s=%s submitted to %s entry=%s",
-			    s->status == 201 ? "task" : "workflow", s->id, s->key,
-			    r->str);
+			log_info("api: %s=%s trace=%.32s submitted to %s entry=%s",
+			    s->status == 201 ? "task" : "workflow", s->id,
+			    PROTO_TRACE_ID(s->tp), s->key, r->str);
 		api_reply(s->req, s->status, body);
 	}
 	free(s);
@@ -327,7 +352,8 @@ void
 sub_post_task(struct api_req *req)
 {
 	static const char *const keys[] = { "capability", "agent", "payload",
-	    "id", "priority", "max_attempts", "timeout_ms", "reply_to", NULL };
+	    "id", "priority", "max_attempts", "timeout_ms", "reply_to",
+	    "traceparent", NULL };
 	json_t *b = api_body(req);
 	const char *cap, *agent, *reply;
 	uint64_t prio, maxa, tmo;
@@ -363,7 +389,8 @@ sub_post_task(struct api_req *req)
 	    json_object_get(b, "priority") != NULL &&
 	    !json_is_null(json_object_get(b, "priority")), s->key,
 	    sizeof(s->key), err, sizeof(err)) < 0 ||
-	    opt_any(b, "payload", "", &z, &t.payload, err, sizeof(err)) < 0) {
+	    opt_any(b, "payload", "", &z, &t.payload, err, sizeof(err)) < 0 ||
+	    opt_traceparent(b, s->tp, err, sizeof(err)) < 0) {
 		api_fail(req, 400, "bad_request", "%s", err);
 		free(s);
 		goto out;
@@ -375,6 +402,7 @@ sub_post_task(struct api_req *req)
 	t.created_ms = proto_now_ms();
 	if (reply != NULL)
 		t.reply_to = HIVE_STR(reply);
+	t.traceparent = HIVE_STR(s->tp);
 	if (proto_encode_task(&sb, &t, &pe) < 0) {
 		fail_encode(req, &pe, "task");
 		free(s);
@@ -466,7 +494,8 @@ wf_task(json_t *o, size_t i, struct hive_wf_task *t, msgpack_zone *z,
 void
 sub_post_workflow(struct api_req *req)
 {
-	static const char *const keys[] = { "id", "name", "tasks", NULL };
+	static const char *const keys[] = { "id", "name", "tasks",
+	    "traceparent", NULL };
 	json_t *b = api_body(req), *tasks;
 	struct hive_workflow w;
 	struct proto_err pe;
@@ -490,7 +519,8 @@ sub_post_workflow(struct api_req *req)
 	if (sub_body_keys(b, keys, "", err, sizeof(err)) < 0 ||
 	    opt_id(b, "id", "", "w-", s->id, sizeof(s->id), err,
 	    sizeof(err)) < 0 ||
-	    sub_opt_str(b, "name", "", &name, err, sizeof(err)) < 0)
+	    sub_opt_str(b, "name", "", &name, err, sizeof(err)) < 0 ||
+	    opt_traceparent(b, s->tp, err, sizeof(err)) < 0)
 		goto bad;
 	if (!json_is_array(tasks) || json_array_size(tasks) == 0 ||
 	    json_array_size(tasks) > HIVE_WF_TASKS_MAX) {
@@ -512,6 +542,7 @@ sub_post_workflow(struct api_req *req)
 		w.name = HIVE_STR(name);
 	w.created_ms = proto_now_ms();
 	w.ntasks = (uint32_t)n;
+	w.traceparent = HIVE_STR(s->tp);
 	if (proto_encode_workflow(&sb, &w, &pe) < 0) {
 		fail_encode(req, &pe, "workflow");
 		free(s);

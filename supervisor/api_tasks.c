@@ -76,6 +76,7 @@ struct at_q {
 	struct api_req *req;
 	ev_timer guard;
 	at_done_fn *done;
+	api_record_fn *rdone;        /* api_record_query's */
 	unsigned limit;              /* lists: the rows of a page */
 	char prefix[HIVE_KEY_MAX];   /* the key prefix, for capabilities */
 };
@@ -406,6 +407,25 @@ at_query(struct api_req *req, const char *sql, int n, const char *const *v,
 nomem:
 	api_fail(req, 500, "internal", "out of memory");
 	return NULL;
+}
+
+/* api_record_query's answer, from q's result. */
+static void
+record_done(struct at_q *q, PGresult *res)
+{
+	q->rdone(q->req, res);
+}
+
+int
+api_record_query(struct api_req *req, const char *sql, int n,
+    const char *const *v, api_record_fn *done)
+{
+	struct at_q *q = at_query(req, sql, n, v, record_done);
+
+	if (q == NULL)
+		return -1;
+	q->rdone = done;
+	return 0;
 }
 
 /* ---- rows into JSON ---- */
@@ -785,9 +805,10 @@ at_tasks(struct api_req *req)
 	"t.agent, t.queued_at, t.started_at, t.finished_at, t.error " \
 	"WHERE t.attempts > 0) a)::text, " \
 	"(SELECT max(m.version) FROM memory_snapshots m " \
-	"WHERE m.task_id = t.id) FROM tasks t WHERE t.id = $1"
+	"WHERE m.task_id = t.id), t.trace_id, " API_USAGE_JSON("t") "::text " \
+	"FROM tasks t WHERE t.id = $1"
 enum { TC_ENTRY = TC_N, TC_QUEUED, TC_STARTED, TC_RESULT, TC_MESSAGE,
-	TC_STATES, TC_ATTEMPTS_LOG, TC_MEMORY_V };
+	TC_STATES, TC_ATTEMPTS_LOG, TC_MEMORY_V, TC_TRACE, TC_USAGE };
 
 /* In the objects of array a, the ms numbers of the keys named turned
  * into times (RFC 3339). */
@@ -852,6 +873,8 @@ task_done(struct at_q *q, PGresult *res)
 	json_object_set_new(o, "result", col_json(res, 0, TC_RESULT));
 	task_message(o, res, 0);
 	json_object_set_new(o, "memory_v", col_int(res, 0, TC_MEMORY_V));
+	json_object_set_new(o, "trace_id", col_str(res, 0, TC_TRACE));
+	json_object_set_new(o, "usage", col_json(res, 0, TC_USAGE));
 	states = col_array(res, 0, TC_STATES);
 	log = col_array(res, 0, TC_ATTEMPTS_LOG);
 	times_in(states, st_keys);
@@ -950,10 +973,13 @@ at_workflows(struct api_req *req)
 	"ORDER BY t.id) FROM tasks t WHERE t.workflow = w.id)::text, " \
 	"(SELECT json_agg(json_build_object('task', e.task_id, 'depends_on', " \
 	"e.depends_on) ORDER BY e.task_id, e.depends_on) " \
-	"FROM workflow_edges e WHERE e.workflow_id = w.id)::text " \
+	"FROM workflow_edges e WHERE e.workflow_id = w.id)::text, " \
+	"(SELECT min(t.trace_id) FROM tasks t WHERE t.workflow = w.id), " \
+	"(SELECT " API_USAGE_SUMS " FROM tasks t WHERE t.workflow = w.id " \
+	"AND " API_USAGE_HAS("t") ")::text " \
 	"FROM workflows w WHERE w.id = $1"
 enum { WO_ID, WO_NAME, WO_STATE, WO_CREATED, WO_FINISHED, WO_TASKS,
-	WO_EDGES };
+	WO_EDGES, WO_TRACE, WO_USAGE };
 
 static void
 workflow_done(struct at_q *q, PGresult *res)
@@ -975,12 +1001,14 @@ workflow_done(struct at_q *q, PGresult *res)
 		json_object_del(t, "priority");
 		json_object_del(t, "stream");
 	}
-	o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+	o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 	    "id", col_str(res, 0, WO_ID), "name", col_str(res, 0, WO_NAME),
 	    "state", col_str(res, 0, WO_STATE),
 	    "created_at", col_time(res, 0, WO_CREATED),
 	    "finished_at", col_time(res, 0, WO_FINISHED),
-	    "tasks", tasks, "edges", edges);
+	    "tasks", tasks, "edges", edges,
+	    "trace_id", col_str(res, 0, WO_TRACE),
+	    "usage", col_json(res, 0, WO_USAGE));
 	api_reply(q->req, 200, o != NULL ? json_pack("{s:o}", "workflow", o) :
 	    NULL);
 }
@@ -1004,5 +1032,6 @@ const struct api_route api_tasks_routes[] = {
 	{ "GET", "/tasks/{}", "", 0, at_task },
 	{ "GET", "/workflows", "state,since,limit,cursor", 0, at_workflows },
 	{ "GET", "/workflows/{}", "", 0, at_workflow },
+	{ "GET", "/usage", "by,since,limit", 0, api_usage },
 	{ NULL, NULL, NULL, 0, NULL },
 };

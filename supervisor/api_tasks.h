@@ -20,7 +20,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <libpq-fe.h>
+
 #include "hive_proto.h"
+
+struct api_req;
+
+/*
+ * A query of the record for req on the API's own connection, as every
+ * endpoint of api_tasks.c makes (non-blocking, bounded in time and in
+ * number, read-only): done answers req from the result; errors (no
+ * record, PostgreSQL down or slow, the query failed) are answered
+ * without it.  0, or -1 when req was answered already.
+ */
+typedef void api_record_fn(struct api_req *, PGresult *);
+int api_record_query(struct api_req *req, const char *sql, int n,
+    const char *const *v, api_record_fn *done);
+
+/* GET /usage (api_usage.c; its route is in api_tasks.c's table). */
+void api_usage(struct api_req *);
 
 /* The longest cursor, with its NUL: 19 digits, '.', the id in base64. */
 #define API_CURSOR_MAX (19 + 1 + (HIVE_ID_MAX * 4 + 2) / 3 + 1)
@@ -61,5 +79,24 @@ int api_cursor_decode(const char *s, int64_t *us, char *id, size_t idsize);
 #define API_TASKS_SELECT \
 	"SELECT " API_TASK_COLS " FROM tasks t WHERE true"
 #define API_LIST_ORDER " ORDER BY t.created_at DESC, t.id DESC LIMIT $%d"
+
+/*
+ * Usage (record/migrate.c, version 7): a task reported some when any of
+ * its columns is set (the partial index tasks_usage holds those);
+ * API_USAGE_JSON is a task's as JSON, null when it reported none;
+ * API_USAGE_SUMS the sums over tasks t (each reported usage) as a JSON
+ * object, the same keys as a row of GET /usage.
+ */
+#define API_USAGE_HAS(t) "(" t ".input_tokens IS NOT NULL OR " t \
+	".output_tokens IS NOT NULL OR " t ".cost IS NOT NULL OR " t \
+	".model IS NOT NULL)"
+#define API_USAGE_JSON(t) "(CASE WHEN " API_USAGE_HAS(t) " THEN " \
+	"json_build_object('input_tokens', " t ".input_tokens, " \
+	"'output_tokens', " t ".output_tokens, 'cost', " t ".cost, " \
+	"'model', " t ".model) END)"
+#define API_USAGE_SUMS "json_build_object('tasks', count(*), " \
+	"'input_tokens', coalesce(sum(t.input_tokens), 0), " \
+	"'output_tokens', coalesce(sum(t.output_tokens), 0), " \
+	"'cost', coalesce(sum(t.cost), 0))"
 
 #endif

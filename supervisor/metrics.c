@@ -267,6 +267,36 @@ pair_family(struct mw *w, const struct sup_tstats *ts, const char *name,
 	}
 }
 
+/* The usage results reported, of the pairs that had any: a family of
+ * tokens (a uint64_t at off) or, with off 0, of cost. */
+static void
+usage_family(struct mw *w, const struct sup_tstats *ts, const char *name,
+    const char *help, size_t off)
+{
+	head(w, name, "counter", help);
+	for (unsigned i = 0; i < ts->npairs; i++) {
+		const struct sup_tstats_pair *p = &ts->pairs[i];
+
+		if (p->usage_n == 0)
+			continue;
+		line(w, name);
+		label(w, "capability", ts->caps[p->cap].name);
+		label(w, "agent", p->agent);
+		if (off == 0) {
+			/* 15 digits, not end_f's 6: a sum of many small
+			 * costs must not round away cents. */
+			char buf[40];
+
+			snprintf(buf, sizeof(buf), "%.15g", p->cost);
+			put(w, "} ");
+			put(w, buf);
+			put(w, "\n");
+		} else
+			end_u64(w, *(const uint64_t *)(const void *)
+			    ((const char *)p + off));
+	}
+}
+
 static void
 hist_family(struct mw *w, const struct sup_tstats *ts, const char *name,
     const char *help, int run)
@@ -342,6 +372,15 @@ render_tasks(struct mw *w, struct sup *sup)
 		label(w, "capability", ts->caps[i].name);
 		end_u64(w, ts->caps[i].dead);
 	}
+	usage_family(w, ts, "hive_usage_input_tokens_total",
+	    "Input tokens the results of task attempts reported (usage).",
+	    offsetof(struct sup_tstats_pair, input_tokens));
+	usage_family(w, ts, "hive_usage_output_tokens_total",
+	    "Output tokens the results of task attempts reported (usage).",
+	    offsetof(struct sup_tstats_pair, output_tokens));
+	usage_family(w, ts, "hive_usage_cost_total",
+	    "Cost the results of task attempts reported (usage), in the "
+	    "unit the handlers use.", 0);
 	hist_family(w, ts, "hive_task_run_seconds",
 	    "Run time of task attempts (started to finished), seconds.", 1);
 	hist_family(w, ts, "hive_task_queue_wait_seconds",

@@ -118,6 +118,7 @@ answer_init(struct wrk_answer *a)
 	a->status = HIVE_STATUS_OK;
 	a->result = NULL;
 	a->memory = NULL;
+	a->usage = NULL;
 	a->error[0] = '\0';
 }
 
@@ -126,7 +127,8 @@ wrk_answer_clear(struct wrk_answer *a)
 {
 	json_decref(a->result);
 	json_decref(a->memory);
-	a->result = a->memory = NULL;
+	json_decref(a->usage);
+	a->result = a->memory = a->usage = NULL;
 }
 
 /* A line that is not valid JSON may still start the usual way,
@@ -177,8 +179,18 @@ answer_memory(json_t *j, struct wrk_answer *a, char *why, size_t whylen)
 	return 0;
 }
 
+/* The usage of an answer (absent or null: none), checked later. */
+static void
+answer_usage(json_t *j, struct wrk_answer *a)
+{
+	json_t *u = json_object_get(j, "usage");
+
+	if (u != NULL && !json_is_null(u))
+		a->usage = json_incref(u);
+}
+
 /*
- *   {"id":"42","status":"ok","result":...,"memory":{...}}
+ *   {"id":"42","status":"ok","result":...,"memory":{...},"usage":{...}}
  *   {"id":"43","status":"error","error":"text" | any JSON value}
  */
 int
@@ -241,6 +253,7 @@ wrk_answer_line(const char *line, size_t len, struct wrk_answer *a,
 	}
 	if (answer_memory(j, a, why, whylen) == -1)
 		goto out;
+	answer_usage(j, a);
 	if ((a->result = json_object_get(j, "result")) != NULL)
 		json_incref(a->result);
 	if (a->status == HIVE_STATUS_ERROR) {
@@ -270,7 +283,8 @@ out:
 }
 
 /*
- *   a JSON object with "result" and/or "memory"   taken as such
+ *   a JSON object with "result" and/or "memory"   taken as such (and
+ *                                                 its "usage")
  *   any other JSON value                          the result
  *   anything else (text)                          the result, as a string
  *   nothing                                       a null result
@@ -306,6 +320,7 @@ wrk_answer_exec(const char *out, size_t len, struct wrk_answer *a,
 			json_decref(j);
 			return -1;
 		}
+		answer_usage(j, a);
 		if ((a->result = json_object_get(j, "result")) != NULL)
 			json_incref(a->result);
 		json_decref(j);

@@ -209,6 +209,7 @@ proc_finish(struct wrk_proc *p)
 		wrk_task_fail(w, t, "%s", text);
 		wrk_answer_clear(&a);
 	} else {
+		wrk_task_usage(t, a.usage);
 		wrk_task_finish(w, t, HIVE_STATUS_OK, a.result, NULL, a.memory);
 		wrk_answer_clear(&a);
 	}
@@ -228,12 +229,40 @@ proc_ccb(struct ev_loop *loop, ev_child *c, int revents)
 	wrk_check_drained(w);
 }
 
+extern char **environ;
+
+/*
+ * The worker's environment with TRACEPARENT set to the task's: a new
+ * array of the same strings (malloc'd; free() it, not the strings) whose
+ * last entry is tpvar, which the caller keeps until the spawn returned.
+ */
+static char **
+exec_env(const struct wrk_task *t, char *tpvar, size_t len)
+{
+	char **env;
+	size_t n = 0, k = 0;
+
+	snprintf(tpvar, len, "TRACEPARENT=%s", t->tp);
+	while (environ[n] != NULL)
+		n++;
+	if ((env = calloc(n + 2, sizeof(*env))) == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "TRACEPARENT=", 12) != 0)
+			env[k++] = environ[i];
+	env[k] = tpvar;
+	return env;
+}
+
 int
 wrk_exec_start(struct wrk *w, struct wrk_task *t)
 {
 	struct wrk_proc *p;
 	char err[HIVE_ERROR_MAX];
+	char tpvar[sizeof("TRACEPARENT=") + HIVE_TRACEPARENT_LEN];
+	char **env;
 	unsigned timeout;
+	int e;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		fatal("agent=%s task=%s starting its handler", w->agent_inst,
@@ -248,7 +277,14 @@ wrk_exec_start(struct wrk *w, struct wrk_task *t)
 		wrk_task_fail(w, t, "%s", err);
 		return -1;
 	}
-	p->pid = wrk_spawn(w->o.argv, &p->in_fd, &p->out_fd, &p->err_fd);
+	if ((env = exec_env(t, tpvar, sizeof(tpvar))) == NULL)
+		fatal("agent=%s task=%s starting its handler", w->agent_inst,
+		    t->id);
+	p->pid = wrk_spawn_env(w->o.argv, env, &p->in_fd, &p->out_fd,
+	    &p->err_fd);
+	e = errno;
+	free(env);
+	errno = e;
 	if (p->pid == -1) {
 		/* The task fails; hived counts the failed start against the
 		 * restart-rate limit, so a command that cannot run does not
@@ -274,8 +310,8 @@ wrk_exec_start(struct wrk *w, struct wrk_task *t)
 		p->timeout_w.data = p;
 		ev_timer_start(w->loop, &p->timeout_w);
 	}
-	log_debug("agent=%s task=%s pid=%ld started", w->agent_inst, t->id,
-	    (long)p->pid);
+	log_debug("agent=%s task=%s trace=%.32s pid=%ld started",
+	    w->agent_inst, t->id, WRK_TRACE(t), (long)p->pid);
 	proc_write(p);
 	return 0;
 }

@@ -57,6 +57,13 @@ parent_end(int p[2], int ours)
 pid_t
 wrk_spawn(char *const argv[], int *in_fd, int *out_fd, int *err_fd)
 {
+	return wrk_spawn_env(argv, environ, in_fd, out_fd, err_fd);
+}
+
+pid_t
+wrk_spawn_env(char *const argv[], char *const envp[], int *in_fd,
+    int *out_fd, int *err_fd)
+{
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
@@ -95,7 +102,7 @@ wrk_spawn(char *const argv[], int *in_fd, int *out_fd, int *err_fd)
 	} else {
 		/* Returns once the child has exec'd, or with why it could
 		 * not (ENOENT, EACCES...). */
-		e = posix_spawnp(&pid, argv[0], &fa, &at, argv, environ);
+		e = posix_spawnp(&pid, argv[0], &fa, &at, argv, envp);
 	}
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);

@@ -47,6 +47,7 @@ wrk_task_free(struct wrk_task *t)
 	msgpack_sbuffer_destroy(&t->out);
 	free(t->reply_to);
 	json_decref(t->memory);
+	json_decref(t->usage);
 	free(t);
 }
 
@@ -122,6 +123,9 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 		struct hive_str id;
 		char eb[PROTO_ERRBUF];
 
+		/* A malformed traceparent is a dead letter too: a new trace
+		 * for its log line. */
+		proto_traceparent_make(t->tp, NULL);
 		/* Its id, when that much can be read, names it in the dead
 		 * letter: the client finds the task it submitted. */
 		if (proto_peek_id(t->raw, t->rawlen, &id) == 0)
@@ -129,9 +133,9 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 			    id.ptr);
 		snprintf(why, sizeof(why), "malformed task: %s",
 		    proto_strerror(&err, eb, sizeof(eb)));
-		log_warnx("agent=%s stream=%s entry=%s task=%s reason=\"%s\"",
-		    w->agent_inst, w->keys[t->key].name, t->entry,
-		    t->id[0] ? t->id : "?", why);
+		log_warnx("agent=%s stream=%s entry=%s task=%s trace=%.32s "
+		    "reason=\"%s\"", w->agent_inst, w->keys[t->key].name,
+		    t->entry, t->id[0] ? t->id : "?", WRK_TRACE(t), why);
 		if (t->key == w->bcast_key)
 			w->nbcast--;
 		wrk_task_dead(w, t, (enum hive_code)err.code, why);
@@ -139,6 +143,12 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 	}
 	t->decoded = true;
 	snprintf(t->id, sizeof(t->id), "%.*s", (int)t->t.id.len, t->t.id.ptr);
+	/* A task without a trace (a client writing to Redis) gets one
+	 * here: its log lines, its handler and its result share it. */
+	if (t->t.traceparent.len == HIVE_TRACEPARENT_LEN)   /* checked */
+		memcpy(t->tp, t->t.traceparent.ptr, HIVE_TRACEPARENT_LEN);
+	else
+		proto_traceparent_make(t->tp, NULL);
 	/* Each earlier delivery of this entry was a worker that took it and
 	 * died (or lost it) before acknowledging it: those were attempts. */
 	t->attempt = (t->t.attempt ? t->t.attempt : 1) + deliveries;
@@ -151,8 +161,8 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 		snprintf(why, sizeof(why), "gave up after %u attempts: "
 		    "workers died %u times running it", t->attempt,
 		    deliveries);
-		log_warnx("agent=%s task=%s reason=\"%s\"", w->agent_inst,
-		    t->id, why);
+		log_warnx("agent=%s task=%s trace=%.32s reason=\"%s\"",
+		    w->agent_inst, t->id, WRK_TRACE(t), why);
 		if (t->key == w->bcast_key)
 			w->nbcast--;
 		wrk_task_dead(w, t, HIVE_CODE_ATTEMPTS, why);
@@ -163,11 +173,12 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 		fatal("agent=%s task=%s keeping its reply_to", w->agent_inst,
 		    t->id);
 	if (deliveries > 0)
-		log_info("agent=%s task=%s attempt=%u resuming pending task",
-		    w->agent_inst, t->id, t->attempt);
+		log_info("agent=%s task=%s trace=%.32s attempt=%u resuming "
+		    "pending task", w->agent_inst, t->id, WRK_TRACE(t),
+		    t->attempt);
 	else
-		log_debug("agent=%s task=%s entry=%s accepted", w->agent_inst,
-		    t->id, t->entry);
+		log_debug("agent=%s task=%s trace=%.32s entry=%s accepted",
+		    w->agent_inst, t->id, WRK_TRACE(t), t->entry);
 	backlog_insert(w, t, false);
 }
 
@@ -234,8 +245,8 @@ wrk_dispatch(struct wrk *w)
 		t->due = timeout > 0 ? wrk_now() + timeout : 0;
 		t->code = HIVE_CODE_NONE;
 		changed = true;
-		log_debug("agent=%s task=%s attempt=%u started", w->agent_inst,
-		    t->id, t->attempt);
+		log_debug("agent=%s task=%s trace=%.32s attempt=%u started",
+		    w->agent_inst, t->id, WRK_TRACE(t), t->attempt);
 		msgpack_sbuffer_clear(&ev);
 		if (key[0] != '\0' && task_event(w, t, "task.started", NULL,
 		    t->started_ms, &ev) == 0)
@@ -260,10 +271,11 @@ wrk_task_timeout(const struct wrk *w, const struct wrk_task *t)
 /*
  * The line a handler reads:
  *   {"id":"..","attempt":N,"agent":"name/1","payload":..,"memory":{..},
- *    "parents":{..}}\n
+ *    "parents":{..},"traceparent":"00-.."}\n
  * "parents" (a workflow task's dependencies' results by task id) only
- * when the task has them, last: a script that finds the fields it knows
- * by their order keeps working.  Names and ids are checked by the codec
+ * when the task has them; the fields added since come after the older
+ * ones: a script that finds the fields it knows by their order keeps
+ * working.  The traceparent is checked hex (no escaping).  Names and ids are checked by the codec
  * ([A-Za-z0-9_.-] and printable ASCII), so only '"' and '\' in an id
  * need escaping.  Payload and parents are written straight from msgpack
  * (proto_obj_json_text); one without a JSON form fails the task (-1, err
@@ -319,7 +331,9 @@ wrk_task_line(struct wrk *w, struct wrk_task *t, struct hbuf *b,
 	if (parents != NULL && (hbuf_add(b, ",\"parents\":", 11) == -1 ||
 	    hbuf_add(b, parents, rlen) == -1))
 		goto nomem;
-	if (hbuf_add(b, "}\n", 2) == -1)
+	if (hbuf_add(b, ",\"traceparent\":\"", 16) == -1 ||
+	    hbuf_add(b, t->tp, HIVE_TRACEPARENT_LEN) == -1 ||
+	    hbuf_add(b, "\"}\n", 3) == -1)
 		goto nomem;
 	free(payload);
 	free(parents);
@@ -351,7 +365,7 @@ task_leave_running(struct wrk *w, struct wrk_task *t)
 static int
 task_encode(struct wrk *w, struct wrk_task *t, enum hive_status status,
     json_t *result, const char *error, json_t *memory, uint64_t memory_v,
-    char *why, size_t whylen)
+    json_t *usage, char *why, size_t whylen)
 {
 	struct hive_result r;
 	struct proto_err perr;
@@ -391,6 +405,14 @@ task_encode(struct wrk *w, struct wrk_task *t, enum hive_status status,
 		r.memory_v = memory_v;
 	}
 	r.workflow = t->t.workflow;
+	r.traceparent = HIVE_STR(t->tp);
+	if (usage != NULL && proto_usage_from_json(usage, &r.usage,
+	    &perr) == -1) {
+		snprintf(why, whylen, "handler reported a bad usage: %s",
+		    proto_strerror(&perr, (char[HIVE_REASON_MAX]){ 0 },
+		    HIVE_REASON_MAX));
+		goto out;
+	}
 	msgpack_sbuffer_clear(&t->out);
 	t->evlen = 0;
 	if (proto_encode_result(&t->out, &r, &perr) == -1) {
@@ -431,15 +453,15 @@ task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
 	}
 	if (status == HIVE_STATUS_ERROR && (error == NULL || *error == '\0'))
 		error = "handler reported an error without a text";
-	if (task_encode(w, t, status, result, error, memory, v, why,
+	if (task_encode(w, t, status, result, error, memory, v, t->usage, why,
 	    sizeof(why)) == -1) {
 		/* t->code is now why it could not be encoded */
-		log_warnx("agent=%s task=%s reason=\"%s\"", w->agent_inst, t->id,
-		    why);
+		log_warnx("agent=%s task=%s trace=%.32s reason=\"%s\"",
+		    w->agent_inst, t->id, WRK_TRACE(t), why);
 		memory = NULL;
 		wrk_text_fit(why, sizeof(why));
 		if (task_encode(w, t, HIVE_STATUS_ERROR, NULL, why, NULL, 0,
-		    why, sizeof(why)) == -1)
+		    NULL, why, sizeof(why)) == -1)
 			fatalx("agent=%s task=%s cannot encode an error result: "
 			    "%s", w->agent_inst, t->id, why);
 		status = HIVE_STATUS_ERROR;
@@ -453,10 +475,18 @@ task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
 	}
 	free(etext);
 	t->out_kind = WRK_OUT_RESULT;
-	log_debug("agent=%s task=%s attempt=%u status=%s", w->agent_inst, t->id,
-	    t->attempt, status == HIVE_STATUS_OK ? "ok" : "error");
+	log_debug("agent=%s task=%s trace=%.32s attempt=%u status=%s",
+	    w->agent_inst, t->id, WRK_TRACE(t), t->attempt,
+	    status == HIVE_STATUS_OK ? "ok" : "error");
 	task_to_outq(w, t);
 	wrk_state_changed(w);
+}
+
+void
+wrk_task_usage(struct wrk_task *t, json_t *usage)
+{
+	json_decref(t->usage);
+	t->usage = usage != NULL ? json_incref(usage) : NULL;
 }
 
 /* The handler's answer: a failure it reports is code failed. */
@@ -501,8 +531,8 @@ wrk_task_fail(struct wrk *w, struct wrk_task *t, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	log_warnx("agent=%s task=%s attempt=%u reason=\"%s\"", w->agent_inst,
-	    t->id, t->attempt, text);
+	log_warnx("agent=%s task=%s trace=%.32s attempt=%u reason=\"%s\"",
+	    w->agent_inst, t->id, WRK_TRACE(t), t->attempt, text);
 	task_finish(w, t, HIVE_STATUS_ERROR, fail_code(t), NULL, text, NULL);
 }
 
@@ -563,8 +593,8 @@ wrk_task_retry(struct wrk *w, struct wrk_task *t)
 		/* this was the last attempt: t->attempt were made */
 		snprintf(why, sizeof(why), "gave up after %u attempts: the "
 		    "handler died running it", t->attempt);
-		log_warnx("agent=%s task=%s reason=\"%s\"", w->agent_inst,
-		    t->id, why);
+		log_warnx("agent=%s task=%s trace=%.32s reason=\"%s\"",
+		    w->agent_inst, t->id, WRK_TRACE(t), why);
 		wrk_task_dead(w, t, HIVE_CODE_ATTEMPTS, why);
 		return;
 	}

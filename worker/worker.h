@@ -156,6 +156,10 @@ struct wrk_task {
 	bool decoded;                /* t is valid (and borrows raw) */
 	struct hive_task t;
 	char id[HIVE_ID_MAX + 1];    /* t.id, NUL-terminated ("" if unknown) */
+	/* The task's traceparent, or one made for it (a task without one,
+	 * or one that did not decode); its trace id is WRK_TRACE(t). */
+	char tp[HIVE_TRACEPARENT_LEN + 1];
+	json_t *usage;               /* the handler's answer's, or NULL */
 	uint32_t attempt;            /* this run's attempt */
 	uint32_t max_attempts;
 	uint64_t started_ms;
@@ -178,6 +182,9 @@ struct wrk_task {
 };
 
 TAILQ_HEAD(wrk_task_list, wrk_task);
+
+/* The trace id of a task for a log line: "trace=%.32s", WRK_TRACE(t). */
+#define WRK_TRACE(t) PROTO_TRACE_ID((t)->tp)
 
 /* A MULTI/EXEC in flight: its tasks stay on the out queue, marked with
  * the batch, until its reply comes. */
@@ -418,6 +425,9 @@ int wrk_task_line(struct wrk *, struct wrk_task *, struct hbuf *b,
  * the out queue. */
 void wrk_task_finish(struct wrk *, struct wrk_task *, enum hive_status,
     json_t *result, const char *error, json_t *memory);
+/* The usage the handler reported for t (borrowed, NULL = none), put in
+ * its result by the wrk_task_finish that follows. */
+void wrk_task_usage(struct wrk_task *, json_t *usage);
 /* Finish with an error text built like printf. */
 void wrk_task_fail(struct wrk *, struct wrk_task *, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -472,6 +482,9 @@ bool wrk_link_flushed(const struct wrk *);
  * errno (and the reason logged) when the pipes or the exec failed.
  */
 pid_t wrk_spawn(char *const argv[], int *in_fd, int *out_fd, int *err_fd);
+/* The same with the environment envp instead of the worker's. */
+pid_t wrk_spawn_env(char *const argv[], char *const envp[], int *in_fd,
+    int *out_fd, int *err_fd);
 /* Resident set size of pid in KiB, 0 if unknown. */
 uint64_t wrk_rss_kb(pid_t pid);
 
@@ -536,6 +549,8 @@ struct wrk_answer {
 	enum hive_status status;
 	json_t *result;              /* owned, NULL = none */
 	json_t *memory;              /* owned, an object; NULL = unchanged */
+	json_t *usage;               /* owned, NULL = none (checked when
+	                              * the result is made: task.c) */
 	char error[HIVE_ERROR_MAX];  /* status error: why (never ""), else "" */
 };
 

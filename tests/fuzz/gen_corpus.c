@@ -81,6 +81,8 @@ value(msgpack_unpacked *up, const char *bytes, size_t len)
 	return up->data;
 }
 
+#define TRACEPARENT "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
 static void
 tasks(msgpack_sbuffer *sb, msgpack_unpacked *up, msgpack_unpacked *up2)
 {
@@ -101,6 +103,11 @@ tasks(msgpack_sbuffer *sb, msgpack_unpacked *up, msgpack_unpacked *up2)
 	t.parents = value(up2, parents_value, sizeof(parents_value) - 1);
 	check(proto_encode_task(sb, &t, &err), &err, "task");
 	put_sb("task", "full", sb);
+	t.traceparent = HIVE_STR(TRACEPARENT);
+	check(proto_encode_task(sb, &t, &err), &err, "task");
+	put_sb("task", "traceparent", sb);
+	PUT_LIT("task", "traceparent-bad", "\x83\xa1v\x01\xa2id\xa1x"
+	    "\xabtraceparent\xa6" "00-abc");
 	/* near misses: newer version, id of the wrong type, a trailing byte */
 	PUT_LIT("task", "v2", "\x82\xa1v\x02\xa2id\xa1x");
 	PUT_LIT("task", "id-int", "\x82\xa1v\x01\xa2id\x05");
@@ -132,6 +139,17 @@ results(msgpack_sbuffer *sb, msgpack_unpacked *up, msgpack_unpacked *up2)
 	r.workflow = HIVE_STR("wf-1");
 	check(proto_encode_result(sb, &r, &err), &err, "result");
 	put_sb("result", "ok-full", sb);
+	r.usage.has = HIVE_USAGE_INPUT | HIVE_USAGE_OUTPUT | HIVE_USAGE_COST |
+	    HIVE_USAGE_MODEL;
+	r.usage.input_tokens = 1200;
+	r.usage.output_tokens = 350;
+	r.usage.cost = 0.0123;
+	r.usage.model = HIVE_STR("claude-sonnet-4");
+	r.traceparent = HIVE_STR(TRACEPARENT);
+	check(proto_encode_result(sb, &r, &err), &err, "result");
+	put_sb("result", "usage", sb);
+	r.usage.has = 0;
+	r.traceparent = HIVE_STR("");
 	r.status = HIVE_STATUS_ERROR;
 	r.error = HIVE_STR("handler exited with status 3");
 	r.code = HIVE_CODE_FAILED;
@@ -216,6 +234,10 @@ workflows(msgpack_sbuffer *sb, msgpack_unpacked *up)
 	w.tasks = t;
 	check(proto_encode_workflow(sb, &w, &err), &err, "workflow");
 	put_sb("workflow", "minimal", sb);
+	w.traceparent = HIVE_STR(TRACEPARENT);
+	check(proto_encode_workflow(sb, &w, &err), &err, "workflow");
+	put_sb("workflow", "traceparent", sb);
+	w.traceparent = HIVE_STR("");
 
 	t[0].id = HIVE_STR("fetch");
 	t[0].capability = HIVE_STR("git");

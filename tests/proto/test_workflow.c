@@ -713,7 +713,7 @@ Test(workflow, field_docs)
 {
 	struct proto_field_doc rows[16];
 
-	cr_assert_eq(proto_field_docs("workflow", rows, 16), 5);
+	cr_assert_eq(proto_field_docs("workflow", rows, 16), 6);
 	cr_assert_str_eq(rows[4].name, "tasks");
 	cr_assert_str_eq(rows[4].type, "array");
 	cr_assert(rows[4].required);

@@ -249,3 +249,70 @@ Test(pg, migration_2_carries_the_states_over)
 	sup_pg_free(pg);
 	ev_loop_destroy(loop);
 }
+
+/* Migration 7 on a database at version 6 keeps its tasks and adds the
+ * usage and trace columns (NULL for the old rows), which the recorder's
+ * upsert then writes; a fresh database gets them too. */
+Test(pg, migration_7_adds_usage_columns)
+{
+	struct ev_loop *loop = ev_loop_new(0);
+	char ci[512];
+	struct done d = { 0 };
+	struct sup_pg *pg;
+
+	log_init("test", 0);
+	fresh_db(ci, sizeof(ci));
+	pg = sup_pg_new(loop, ci, NULL, NULL);
+	cr_assert_eq(sup_migrate_upto(pg, 6, on_migrated, &d), 0);
+	run_until(loop, &d.n, 1);
+	cr_assert_eq(d.version, 6);
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM "
+	    "information_schema.columns WHERE table_name = 'tasks' AND "
+	    "column_name = 'trace_id'"), 0);
+	exec_ok(ci, "INSERT INTO tasks (id, stream, state, attempts) "
+	    "VALUES ('old', 'q', 'queued', 1)");
+	cr_assert_eq(sup_migrate(pg, on_migrated, &d), 0);
+	run_until(loop, &d.n, 2);
+	cr_assert_eq(d.ok, 2);
+	cr_assert_eq(d.version, sup_schema_version());
+	cr_assert_geq(sup_schema_version(), 7);
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM "
+	    "information_schema.columns WHERE table_name = 'tasks' AND "
+	    "(column_name, data_type) IN (('trace_id', 'text'), "
+	    "('input_tokens', 'bigint'), ('output_tokens', 'bigint'), "
+	    "('cost', 'double precision'), ('model', 'text'))"), 5);
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM tasks WHERE id = "
+	    "'old' AND trace_id IS NULL AND input_tokens IS NULL AND cost IS "
+	    "NULL"), 1);
+	/* the recorder's upsert writes them through the stage */
+	run_sql(ci, "CREATE TEMP TABLE hive_rec_stage (kind \"char\", id text, "
+	    "stream text, entry text, state text, attempts int, agent text, "
+	    "workflow text, message bytea, result jsonb, error text, "
+	    "created_at timestamptz, queued_at timestamptz, started_at "
+	    "timestamptz, finished_at timestamptz, trace_id text, input_tokens "
+	    "bigint, output_tokens bigint, cost double precision, model text);"
+	    "INSERT INTO hive_rec_stage (kind, id, state, attempts, trace_id, "
+	    "input_tokens, output_tokens, cost, model) VALUES ('t', 'old', "
+	    "'completed', 1, 'abc', 5, 6, 0.5, 'm'), ('t', 'new', 'completed', "
+	    "1, 'def', 7, 8, 1.5, 'n');"
+	    "SELECT hive_rec_apply()", PGRES_TUPLES_OK);
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM tasks WHERE "
+	    "(id, trace_id, input_tokens, output_tokens, cost, model) IN "
+	    "(('old', 'abc', 5, 6, 0.5, 'm'), ('new', 'def', 7, 8, 1.5, 'n'))"),
+	    2);
+	sup_pg_free(pg);
+	/* a fresh database: every migration, 7 with them */
+	fresh_db(ci, sizeof(ci));
+	pg = sup_pg_new(loop, ci, NULL, NULL);
+	cr_assert_eq(sup_migrate(pg, on_migrated, &d), 0);
+	run_until(loop, &d.n, 3);
+	cr_assert_eq(d.version, sup_schema_version());
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM "
+	    "information_schema.columns WHERE table_name = 'tasks' AND "
+	    "column_name IN ('trace_id', 'input_tokens', 'output_tokens', "
+	    "'cost', 'model')"), 5);
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM pg_indexes WHERE "
+	    "indexname = 'tasks_usage'"), 1);
+	sup_pg_free(pg);
+	ev_loop_destroy(loop);
+}

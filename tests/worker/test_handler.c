@@ -24,6 +24,10 @@
  *              then, with "long", a line of L 'x', then T2 (a line;
  *              without its newline in exec mode), then answer (echo,
  *              or fail with "fail")
+ *   trace      result = {"traceparent": the task line's, "env": the
+ *              environment's TRACEPARENT or null}
+ *
+ * With any op, a payload's "usage" is the answer's "usage".
  *
  * Usage: test_handler stream | exec [FIFO]
  *
@@ -62,6 +66,9 @@ answer(json_t *task, const char *status, json_t *result, const char *error,
 		json_object_set_new(a, "error", json_string(error));
 	if (memory)
 		json_object_set(a, "memory", memory);
+	if (json_object_get(json_object_get(task, "payload"), "usage"))
+		json_object_set(a, "usage", json_object_get(
+		    json_object_get(task, "payload"), "usage"));
 	if (exec_mode) {
 		if (strcmp(status, "error") == 0) {
 			fprintf(stderr, "%s\n", error);
@@ -252,6 +259,14 @@ run(json_t *task)
 			answer(task, "error", NULL, "asked to fail", NULL);
 		else
 			answer(task, "ok", p, NULL, NULL);
+	} else if (strcmp(op, "trace") == 0) {
+		const char *e = getenv("TRACEPARENT");
+		json_t *r = json_pack("{s:O?,s:o}", "traceparent",
+		    json_object_get(task, "traceparent"), "env",
+		    e ? json_string(e) : json_null());
+
+		answer(task, "ok", r, NULL, NULL);
+		json_decref(r);
 	} else {
 		answer(task, "error", NULL, "unknown op", NULL);
 	}

@@ -1505,14 +1505,15 @@ parents_seen(const char *const *x, const char *const *h, const char *tag)
 	next_result(&t, &r);
 	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
 	cr_assert_str_eq(line_keys(r.result),
-	    "id,attempt,agent,payload,memory,parents");
+	    "id,attempt,agent,payload,memory,parents,traceparent");
 	cr_assert(json_equal(json_object_get(r.result, "parents"), want),
 	    "parents seen: %s", jtext(json_object_get(r.result, "parents")));
 	res_clear(&r);
 	submit_parents(&t, "p2", NULL);
 	next_result(&t, &r);
 	cr_assert_eq(r.status, HIVE_STATUS_OK, "%s", r.error);
-	cr_assert_str_eq(line_keys(r.result), "id,attempt,agent,payload,memory");
+	cr_assert_str_eq(line_keys(r.result),
+	    "id,attempt,agent,payload,memory,traceparent");
 	res_clear(&r);
 	worker_stop(w);
 	json_decref(want);
