@@ -27,6 +27,7 @@ const st = {
 	live: false,
 	asking: null,                       /* the token dialog, when open */
 	drawing: false,                     /* charts to draw when idle */
+	noUsage: false,                     /* GET /usage answered 404 */
 };
 
 /* ---- small DOM helpers: text only ---- */
@@ -731,6 +732,8 @@ async function loadUsage() {
 		$("usage-panel").hidden = false;
 	} catch (e) {
 		$("usage-panel").hidden = true;
+		if (e.status === 404)
+			st.noUsage = true;      /* this hived has none: stop asking */
 	}
 }
 
@@ -897,6 +900,8 @@ document.addEventListener("DOMContentLoaded", async () => {
 	/* What events do not carry (heartbeat age, the task's time, RSS):
 	 * the agents' table is read again every 5 s. */
 	setInterval(() => loadAgents().catch(() => {}), 5000);
+	/* Usage comes with no event: read again every 10 s. */
+	setInterval(() => { if (!st.noUsage) loadUsage(); }, 10000);
 	setInterval(() => { if (document.visibilityState === "visible")
 		drawCharts(); }, 5000);
 });

@@ -4,7 +4,8 @@
 Payload {"flag": PATH}: dies (exit 1, no answer) while PATH exists, so
 that a task with one attempt becomes a dead letter.  {"hold": PATH}: the
 answer waits while PATH exists.  {"say": TEXT}: TEXT is written to
-stderr (the agent's output) first.  Then it answers ok.
+stderr (the agent's output) first.  Then it answers ok, with the
+payload's "usage" as the answer's usage.
 """
 import json
 import os
@@ -22,6 +23,8 @@ for line in sys.stdin:
         sys.stderr.flush()
     while p.get("hold") and os.path.exists(p["hold"]):
         time.sleep(0.02)
-    sys.stdout.write(json.dumps({"id": task["id"], "status": "ok",
-                                 "result": {}}) + "\n")
+    answer = {"id": task["id"], "status": "ok", "result": {}}
+    if p.get("usage"):
+        answer["usage"] = p["usage"]
+    sys.stdout.write(json.dumps(answer) + "\n")
     sys.stdout.flush()
