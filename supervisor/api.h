@@ -22,6 +22,7 @@
  *         api_dead.c     /dead and its retries (Redis; the record told)
  *         api_submit.c   POST /tasks, POST /workflows (Redis)
  *         metrics.c      /metrics, /queues (state hived keeps: qstat.c)
+ *         events.c       /events (a stream: sse.h), /stats
  *         api_output.c   /agents/NAME/output (output.c's rings)
  *         api_ui.c       /, /ui/{file}: the dashboard's files
  */

@@ -156,8 +156,8 @@ events_filter_parse(const char *types, const char *agent,
 			memcpy(name, p, n);
 			name[n] = '\0';
 			if ((t = type_of(name)) == -1) {
-				snprintf(err, errlen, "types: unknown type \"%s\"",
-				    name);
+				snprintf(err, errlen, "types: unknown type "
+				    "\"%s\"", name);
 				return -1;
 			}
 			f->types |= 1u << t;
@@ -279,7 +279,8 @@ client_send(struct ev_client *c, const char *id, const char *type,
 		return;
 	if (sse_send(c->s, id, type, text, len) == -1) {
 		c->dead = 1;
-		c->ev->dropped++;
+		if (sse_slow(c->s))
+			c->ev->dropped++;
 	}
 }
 
@@ -315,7 +316,8 @@ publish(struct sup_events *ev, unsigned type, json_t *data)
 	it->type = type;
 	it->id = ev->last = t > ev->last ? t : ev->last + 1;
 	if ((v = json_object_get(data, "agent")) != NULL && json_is_string(v))
-		snprintf(it->agent, sizeof(it->agent), "%s", json_string_value(v));
+		snprintf(it->agent, sizeof(it->agent), "%s",
+		    json_string_value(v));
 	if ((v = json_object_get(data, "instance")) != NULL &&
 	    json_is_integer(v) && json_integer_value(v) > 0)
 		it->instance = (unsigned)json_integer_value(v);
@@ -440,7 +442,7 @@ quantile_ms(const struct sup_hist *h, const struct sup_hist *prev, double q)
 			continue;
 		}
 		lo = i > 0 ? sup_hist_le[i - 1] : 0;
-		hi = i < SUP_HIST_LE ? sup_hist_le[i] : sup_hist_le[SUP_HIST_LE - 1];
+		hi = sup_hist_le[i < SUP_HIST_LE ? i : SUP_HIST_LE - 1];
 		return 1000. * (lo + (hi - lo) * (rank - (double)cum) /
 		    (double)d[i]);
 	}

@@ -21,7 +21,10 @@
  *   http.c     the HTTP API's server (libmicrohttpd on the libev loop):
  *              requests to endpoints and answers back, suspended while an
  *              endpoint waits; http_route.c its pure router (http.h);
- *              api.h what an endpoint is given
+ *              api.h what an endpoint is given; sse.c its event streams
+ *              (sse.h: a bounded buffer per client)
+ *   events.c   the live events (events.h): sup_event, the resume window,
+ *              GET /events, the metrics tick and GET /stats
  *   api_agents.c  the endpoints on agents: /health, /agents,
  *              /capabilities, actions
  *   api_dead.c the dead letters: /dead, retries (api_dead.h);

@@ -29,6 +29,10 @@
  * (MHD_suspend_connection) and resumed when the answer comes.  A request
  * lives in a struct api_req from the endpoint's call to its answer,
  * whatever happens to the connection meanwhile (api_gone).
+ *
+ * A route flagged API_STREAM answers with an event stream instead
+ * (sse_open, sse.c): its answer is a response MHD reads from the
+ * stream's buffer for as long as the connection lives (sse_response).
  */
 #include "hived.h"
 #include "api.h"
@@ -1120,6 +1124,12 @@ sup_http_free(struct sup_http *h)
 	if (h == NULL)
 		return;
 	http_orphan_all(h);
+	if (h->hub != NULL && h->d != NULL) {
+		/* What the streams have queued: sent as far as their sockets
+		 * take it now (MHD_run does not block). */
+		sse_hub_flush(h->hub);
+		MHD_run(h->d);
+	}
 	if (h->hub != NULL)
 		sse_hub_stop(h->hub);
 	if (h->d != NULL) {

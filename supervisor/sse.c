@@ -22,6 +22,11 @@
  *
  * A dropped client's socket is shut down so that MHD sees the end at
  * once (it is not waiting on us, but on a client that does not read).
+ * Events queued on a suspended stream wait up to SSE_FLUSH_S for others:
+ * one resume and one send() then carry them all.  Most of what a client
+ * costs hived is that send() (on loopback it also delivers), and events
+ * come in bursts (the recorder's batches, a reload's transitions).
+ *
  * A suspended connection is not watched by MHD; sse.c watches its socket
  * meanwhile (gone_io), so that a client that leaves a quiet stream is
  * let go at once (its slot counts against HTTP_SSE_MAX).  Bytes from a
@@ -54,9 +59,12 @@ struct sse {
 	void *arg;
 	int held;                   /* the request or MHD's response has it */
 	int suspended;
+	int due;                    /* on hub->due: queued, wake at the flush */
+	LIST_ENTRY(sse) dentry;
 	ev_io gone_io;              /* the socket, while suspended */
 	int ending;                 /* sse_end: end once flushed */
 	int dropped;                /* gone or too slow: end with an error */
+	int slow;                   /* dropped for a full buffer */
 	int pending;                /* on hub->pending */
 	int notified;               /* closed_fn has run */
 };
@@ -66,7 +74,9 @@ struct sse_hub {
 	struct sup_http *http;
 	LIST_HEAD(, sse) open;
 	LIST_HEAD(, sse) pending;
+	LIST_HEAD(, sse) due;       /* suspended with something queued */
 	unsigned n;                 /* on open */
+	ev_timer flush;             /* SSE_FLUSH_S: wake the due ones */
 	ev_timer keepalive;
 	ev_timer reap;              /* zero timer: closed_fn of pending */
 };
@@ -74,6 +84,8 @@ struct sse_hub {
 static void
 sse_free(struct sse *s)
 {
+	if (s->due)
+		LIST_REMOVE(s, dentry);
 	if (s->hub != NULL)
 		ev_io_stop(s->hub->loop, &s->gone_io);
 	free(s->buf);
@@ -130,6 +142,10 @@ sse_reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void
 sse_wake(struct sse *s)
 {
+	if (s->due) {
+		LIST_REMOVE(s, dentry);
+		s->due = 0;
+	}
 	ev_io_stop(s->hub->loop, &s->gone_io);
 	if (s->suspended && s->c != NULL) {
 		s->suspended = 0;
@@ -140,6 +156,32 @@ sse_wake(struct sse *s)
 
 /* The client is dropped: its connection closed as soon as MHD runs. */
 static void sse_drop(struct sse *, const char *);
+
+/* Something was queued on s: sent at the next flush (see the top). */
+static void
+sse_later(struct sse *s)
+{
+	struct sse_hub *hub = s->hub;
+
+	if (!s->suspended || s->due)
+		return;
+	s->due = 1;
+	LIST_INSERT_HEAD(&hub->due, s, dentry);
+	if (!ev_is_active(&hub->flush)) {
+		ev_timer_set(&hub->flush, SSE_FLUSH_S, 0.);
+		ev_timer_start(hub->loop, &hub->flush);
+	}
+}
+
+static void
+sse_flush_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sse_hub *hub = w->data;
+	struct sse *s;
+
+	while ((s = LIST_FIRST(&hub->due)) != NULL)
+		sse_wake(s);
+}
 
 /* The socket of a suspended stream is readable: the client has gone
  * (EOF, reset), or it sent something, which MHD will see (see the top). */
@@ -220,6 +262,7 @@ sse_queue(struct sse *s, const char *const parts[], const size_t lens[],
 	for (unsigned i = 0; i < nparts; i++)
 		total += lens[i];
 	if (total > s->max - s->len) {
+		s->slow = 1;
 		sse_drop(s, "its buffer is full: it reads too slowly");
 		return -1;
 	}
@@ -228,7 +271,7 @@ sse_queue(struct sse *s, const char *const parts[], const size_t lens[],
 			sse_drop(s, "out of memory");
 			return -1;
 		}
-	sse_wake(s);
+	sse_later(s);
 	return 0;
 }
 
@@ -260,6 +303,12 @@ sse_send(struct sse *s, const char *id, const char *event,
 	PART("\n\n", 2);
 #undef PART
 	return sse_queue(s, parts, lens, n);
+}
+
+int
+sse_slow(const struct sse *s)
+{
+	return s->slow;
 }
 
 void
@@ -420,11 +469,24 @@ sse_hub_new(struct ev_loop *loop, struct sup_http *http)
 	hub->http = http;
 	LIST_INIT(&hub->open);
 	LIST_INIT(&hub->pending);
+	LIST_INIT(&hub->due);
+	ev_init(&hub->flush, sse_flush_cb);
+	hub->flush.data = hub;
 	ev_init(&hub->keepalive, sse_keepalive_cb);
 	hub->keepalive.data = hub;
 	ev_init(&hub->reap, sse_reap_cb);
 	hub->reap.data = hub;
 	return hub;
+}
+
+void
+sse_hub_flush(struct sse_hub *hub)
+{
+	struct sse *s;
+
+	while ((s = LIST_FIRST(&hub->due)) != NULL)
+		sse_wake(s);
+	ev_timer_stop(hub->loop, &hub->flush);
 }
 
 unsigned
@@ -459,6 +521,7 @@ sse_hub_stop(struct sse_hub *hub)
 	}
 	ev_timer_stop(hub->loop, &hub->keepalive);
 	ev_timer_stop(hub->loop, &hub->reap);
+	ev_timer_stop(hub->loop, &hub->flush);
 }
 
 /* After MHD has stopped (it freed every response it held). */

@@ -28,6 +28,7 @@
 
 #define HTTP_SSE_MAX     32      /* streams open at once */
 #define SSE_KEEPALIVE_S  15.     /* a comment line at least this often */
+#define SSE_FLUSH_S      .01     /* events wait this long for others */
 
 struct sse;
 /* The stream ended (client gone, dropped for being slow, hived
@@ -48,6 +49,9 @@ int sse_send(struct sse *, const char *id, const char *event,
 /* The server ends the stream once what is queued is sent; closed_fn is
  * still called. */
 void sse_end(struct sse *);
+/* 1 once s was dropped for a full buffer (not for its client leaving):
+ * for the caller's counters, until its closed_fn. */
+int sse_slow(const struct sse *);
 /* A request header (e.g. "Last-Event-ID"), NULL when absent. */
 const char *api_header(const struct api_req *, const char *name);
 
@@ -62,6 +66,9 @@ struct MHD_Response;
 /* sse.c: the streams of one server; sse_hub_free ends them all (their
  * closed_fn called at once). */
 struct sse_hub *sse_hub_new(struct ev_loop *, struct sup_http *);
+/* Wake every stream with something queued now (hived stops: what is
+ * queued goes out with the next MHD_run, not SSE_FLUSH_S later). */
+void sse_hub_flush(struct sse_hub *);
 void sse_hub_stop(struct sse_hub *);
 void sse_hub_free(struct sse_hub *);
 unsigned sse_hub_count(const struct sse_hub *);

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "hive_proto.h"
@@ -678,4 +679,130 @@ Test(live_events, dead_letters_added_and_retried)
 	cr_assert_str_eq(jstr(j, "capability"), "work", "%s", e.data);
 	json_decref(j);
 	sc_close(&c);
+}
+
+Test(live_events, workflow_events_and_coalesced_tasks)
+{
+	struct hp *h = hp_new("lv-wf");
+	redisContext *r = tu_redis_connect();
+	char agents[1024], id[32];
+	struct sc c;
+	struct sev e;
+	json_t *j, *counts;
+	int code, sum = 0;
+
+	counter_agents(agents, sizeof(agents));
+	strncat(agents, "capabilities = work\n", sizeof(agents) -
+	    strlen(agents) - 1);
+	start_pg(h, "lvwf", "events_task_rate = 1\n", agents);
+	cr_assert_eq(sc_open(&c, h, NULL, "/events?types=workflow,task",
+	    NULL), 200);
+	j = hp_http_body(h, "POST", "/workflows", HP_TOKEN, "{\"id\": \"wf-1\", "
+	    "\"tasks\": [{\"id\": \"w-a\", \"capability\": \"work\"}, "
+	    "{\"id\": \"w-b\", \"capability\": \"work\", \"depends_on\": "
+	    "[\"w-a\"]}]}", &code);
+	cr_assert_eq(code, 202);
+	json_decref(j);
+	j = sc_expect(&c, h, "workflow", &e);
+	cr_assert_str_eq(jstr(j, "id"), "wf-1", "%s", e.data);
+	cr_assert_str_eq(jstr(j, "state"), "running", "%s", e.data);
+	cr_assert_eq(json_integer_value(json_object_get(j, "total")), 2);
+	json_decref(j);
+	j = sc_expect(&c, h, "workflow", &e);
+	cr_assert_str_eq(jstr(j, "state"), "completed", "%s", e.data);
+	cr_assert_eq(json_integer_value(json_object_get(j, "completed")), 2,
+	    "%s", e.data);
+	cr_assert_eq(json_integer_value(json_object_get(j, "failed")), 0);
+	json_decref(j);
+	sc_close(&c);
+
+	/* Past events_task_rate (1/s), one `tasks` event a second. */
+	cr_assert_eq(sc_open(&c, h, NULL, "/events?types=task", NULL), 200);
+	for (int k = 0; k < 20; k++) {
+		snprintf(id, sizeof(id), "co-%d", k);
+		hp_submit_direct(r, h->prefix, "a", 1, id, "{}");
+	}
+	while (sum < 3 * 20 - 3) {
+		int n = 0;
+
+		j = sc_expect(&c, h, "tasks", &e);
+		cr_assert_eq(json_integer_value(json_object_get(j,
+		    "interval_ms")), 1000);
+		counts = json_object_get(j, "counts");
+		cr_assert(json_is_object(counts), "%s", e.data);
+		n += (int)json_integer_value(json_object_get(counts, "queued"));
+		n += (int)json_integer_value(json_object_get(counts, "running"));
+		n += (int)json_integer_value(json_object_get(counts,
+		    "completed"));
+		cr_assert(n >= 2, "%s: the second's first goes alone", e.data);
+		sum += n - 1;
+		json_decref(j);
+	}
+	sc_close(&c);
+	redisFree(r);
+}
+
+/* What a browser's EventSource speaks: HTTP/1.1, chunked. */
+Test(live_events, http11_stream_is_chunked)
+{
+	struct hp *h = hp_new("lv-h11");
+	struct sockaddr_in sa;
+	static const char req[] = "GET /events?types=metrics HTTP/1.1\r\n"
+	    "Host: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n";
+	struct sc c;
+
+	start_counter(h, NULL);
+	memset(&c, 0, sizeof(c));
+	c.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons((uint16_t)h->port);
+	cr_assert(connect(c.fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	cr_assert(send(c.fd, req, sizeof(req) - 1, MSG_NOSIGNAL) ==
+	    (ssize_t)sizeof(req) - 1);
+	while (strstr(c.buf, "event: metrics\ndata: {") == NULL)
+		cr_assert(sc_fill(&c, h, T_LONG) > 0, "%s", c.buf);
+	cr_assert(strncmp(c.buf, "HTTP/1.1 200", 12) == 0, "%s", c.buf);
+	cr_assert(strcasestr(c.buf, "Transfer-Encoding: chunked") != NULL,
+	    "%s", c.buf);
+	cr_assert(strcasestr(c.buf, "Cache-Control: no-store") != NULL);
+	sc_close(&c);
+}
+
+/* hived stopping ends every stream (their closed_fn at once), and exits
+ * 0: nothing left behind (under ASan, nothing leaked or used after). */
+Test(live_events, stopping_hived_ends_the_streams)
+{
+	struct hp *h = hp_new("lv-stop");
+	struct sc quiet, busy;
+	struct sev e;
+	int st;
+
+	start_counter(h, NULL);
+	cr_assert_eq(sc_open(&quiet, h, NULL, "/events?types=dead", NULL),
+	    200);
+	cr_assert_eq(sc_open(&busy, h, NULL, "/events", NULL), 200);
+	json_decref(sc_expect(&busy, h, "metrics", &e));
+	hp_signal(h, SIGTERM);
+	/* The agent's stop reaches the one that takes every type, the
+	 * last event too (queued in hived's last SSE_FLUSH_S: sent as hived
+	 * stops). */
+	for (;;) {
+		json_t *j = sc_expect(&busy, h, "agent", &e);
+		int stopped = strcmp(jstr(j, "state"), "stopped") == 0;
+
+		json_decref(j);
+		if (stopped)
+			break;
+	}
+	st = hp_wait_exit(h, T_LONG);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "hived status 0x%x",
+	    st);
+	while ((st = sc_next(&busy, h, &e, T_LONG)) == 1)
+		;
+	cr_assert_eq(st, -1, "the stream did not end");
+	cr_assert_eq(sc_next(&quiet, h, &e, T_LONG), -1);
+	sc_close(&quiet);
+	sc_close(&busy);
 }
