@@ -25,6 +25,7 @@
  *         events.c       /events (a stream: sse.h), /stats
  *         api_output_task.c  /tasks/ID/output (Redis, the record)
  *         api_output.c   /agents/NAME/output (output.c's rings)
+ *         api_ui.c       /, /ui/{file}: the dashboard's files
  */
 #ifndef HIVE_API_H
 #define HIVE_API_H
@@ -45,6 +46,8 @@ typedef void api_fn(struct api_req *);
                             * API_BODY_NEEDED); bad JSON is a 400 */
 #define API_BODY_NEEDED 0x04
 #define API_TEXT     0x08  /* answers text (api_reply_text), not JSON */
+#define API_PUBLIC   0x20  /* no token even with http_auth_reads: files
+                            * that hold no data (the dashboard's) */
 
 #define API_ARGS_MAX    2          /* {} segments in one path */
 #define API_QUERY_MAX   8          /* distinct query arguments */
@@ -76,6 +79,7 @@ extern const struct api_route api_dead_routes[];
 extern const struct api_route api_metrics_routes[];
 extern const struct api_route api_output_task_routes[];
 extern const struct api_route api_output_routes[];
+extern const struct api_route api_ui_routes[];
 
 /* ---- what an endpoint is given (http.c) ---- */
 
@@ -113,6 +117,11 @@ void api_reply(struct api_req *, unsigned status, json_t *body);
 /* status with a text body (API_TEXT: /metrics), len bytes copied. */
 void api_reply_text(struct api_req *, unsigned status,
     const char *content_type, const char *text, size_t len);
+/* The same with headers: hdrs is name, value, ..., NULL (copied); the
+ * answer's Cache-Control is then one of them, not no-store. */
+void api_reply_hdrs(struct api_req *, unsigned status,
+    const char *content_type, const char *text, size_t len,
+    const char *const *hdrs);
 /*
  * An error: {"error": {"code": code, "message": the text}} with status
  * (4xx/5xx).  code is one of the documented codes (docs/API.md):

@@ -115,6 +115,7 @@ static const struct api_route *const http_tables[] = {
 	api_events_routes,
 	api_output_task_routes,
 	api_output_routes,
+	api_ui_routes,
 	NULL
 };
 
@@ -153,6 +154,7 @@ struct api_req {
 	char *text;
 	size_t len;
 	const char *ctype;
+	char *hdrs;                  /* api_reply_hdrs: "name\0value\0...\0" */
 };
 
 static void
@@ -168,10 +170,11 @@ http_logger(void *cls, const char *fmt, va_list ap)
 }
 
 /* Queue text (len bytes, taken: freed by MHD) with code and its type;
- * close: then close the connection. */
+ * close: then close the connection.  hdrs (api_reply_hdrs) replaces the
+ * Cache-Control no-store. */
 static enum MHD_Result
 http_queue(struct MHD_Connection *c, unsigned code, char *text, size_t len,
-    const char *ctype, int close)
+    const char *ctype, int close, const char *hdrs)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
@@ -182,7 +185,15 @@ http_queue(struct MHD_Connection *c, unsigned code, char *text, size_t len,
 		return MHD_NO;
 	}
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (hdrs == NULL)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL,
+		    "no-store");
+	while (hdrs != NULL && *hdrs != '\0') {
+		const char *v = hdrs + strlen(hdrs) + 1;
+
+		MHD_add_response_header(r, hdrs, v);
+		hdrs = v + strlen(v) + 1;
+	}
 	if (close) {
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 		MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
@@ -219,7 +230,7 @@ http_error(struct MHD_Connection *c, unsigned code, const char *ecode,
 	if (text == NULL)
 		return MHD_NO;    /* out of memory: MHD closes the connection */
 	return http_queue(c, code, text, strlen(text), "application/json",
-	    close);
+	    close, NULL);
 }
 
 /* ---- what an endpoint is given (api.h) ---- */
@@ -426,6 +437,7 @@ req_free(struct api_req *req)
 		sse_release(req->sse);
 	json_decref(req->body);
 	free(req->text);
+	free(req->hdrs);
 	free(req->d);
 	free(req);
 }
@@ -539,6 +551,27 @@ api_reply_text(struct api_req *req, unsigned status,
 	req_answer(req, status, copy, len, content_type);
 }
 
+void
+api_reply_hdrs(struct api_req *req, unsigned status,
+    const char *content_type, const char *text, size_t len,
+    const char *const *hdrs)
+{
+	size_t n = 1, at = 0;
+
+	for (const char *const *h = hdrs; *h != NULL; h++)
+		n += strlen(*h) + 1;
+	if (req->answered || (req->hdrs = malloc(n)) == NULL) {
+		api_reply_text(req, status, content_type, text, len);
+		return;
+	}
+	for (const char *const *h = hdrs; *h != NULL; h++) {
+		memcpy(req->hdrs + at, *h, strlen(*h) + 1);
+		at += strlen(*h) + 1;
+	}
+	req->hdrs[at] = '\0';
+	api_reply_text(req, status, content_type, text, len);
+}
+
 static void
 api_vfail(struct api_req *req, unsigned status, const char *code,
     json_t *extra, const char *fmt, va_list ap)
@@ -606,7 +639,7 @@ req_send(struct http_conn *hc)
 		return ret;
 	}
 	ret = http_queue(req->c, req->status, req->text, req->len, req->ctype,
-	    0);
+	    0, req->hdrs);
 	req->text = NULL;           /* MHD has it (or freed it) */
 	req_free(req);
 	return ret;

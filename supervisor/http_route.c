@@ -287,7 +287,8 @@ http_route(const struct http_view *view, const struct http_request *rq,
 	if (route_query(q != NULL ? q + 1 : NULL, r, out) == -1)
 		return out->status;
 
-	if ((r->flags & API_CHANGE) || view->auth_reads) {
+	if ((r->flags & API_CHANGE) ||
+	    (view->auth_reads && !(r->flags & API_PUBLIC))) {
 		if (view->token[0] == '\0')
 			return route_fail(out, 403, "forbidden", "%s",
 			    r->flags & API_CHANGE ? "control is off: no "

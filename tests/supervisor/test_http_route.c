@@ -29,6 +29,8 @@ static const struct api_route test_routes[] = {
 	{ "POST", "/dead/{}/retry", "", API_CHANGE, nop },
 	{ "GET", "/a/{}/b/{}", "", 0, nop },
 	{ "GET", "/events", "types,last_event_id", API_STREAM, nop },
+	{ "GET", "/", "", API_TEXT | API_PUBLIC, nop },
+	{ "GET", "/ui/{}", "", API_TEXT | API_PUBLIC, nop },
 	{ NULL, NULL, NULL, 0, NULL },
 };
 
@@ -269,6 +271,26 @@ Test(http_route, token)
 	/* Path and method come before the token: an unknown path is a 404
 	 * whoever asks. */
 	cr_assert_eq(route("POST", "/nope", NULL, &d), 404);
+}
+
+/* The dashboard's files (API_PUBLIC) need no token, even with
+ * http_auth_reads or without a token_file; "/" is a path of its own. */
+Test(http_route, public_routes_need_no_token)
+{
+	struct http_decision d;
+
+	d = expect_route("GET", "/", "/");
+	cr_assert_eq(d.nargs, 0);
+	d = expect_route("GET", "/ui/app.js", "/ui/{}");
+	cr_assert_str_eq(d.args[0], "app.js");
+	cr_assert_eq(route_as(0, 1, TOKEN, "GET", "/", NULL, &d), 200);
+	cr_assert_eq(route_as(0, 1, TOKEN, "HEAD", "/ui/app.css", NULL, &d),
+	    200);
+	cr_assert_eq(route_as(0, 1, "", "GET", "/ui/app.js", NULL, &d), 200);
+	cr_assert_eq(route_as(0, 1, TOKEN, "GET", "/agents", NULL, &d), 401);
+	cr_assert_eq(route("POST", "/", NULL, &d), 405);
+	cr_assert_eq(route("GET", "/ui", NULL, &d), 404);
+	cr_assert_eq(route("GET", "/ui/a/b", NULL, &d), 404);
 }
 
 Test(http_route, stopping_refuses_changes_only)
