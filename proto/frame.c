@@ -96,6 +96,9 @@ static const struct proto_field control_fields[] = {
 static const struct proto_field output_fields[] = {
 	{ .name = "task", .kind = PF_ID, .off = OFF(u.output.task),
 	  .min = 1, .max = HIVE_ID_MAX, .type = "str" },
+	{ .name = "traceparent", .kind = PF_TRACE,
+	  .off = OFF(u.output.traceparent), .min = HIVE_TRACEPARENT_LEN,
+	  .max = HIVE_TRACEPARENT_LEN, .type = "str" },
 	{ .name = "text", .kind = PF_TEXT, .off = OFF(u.output.text),
 	  .min = 0, .max = HIVE_OUTPUT_MAX, .type = "str" },
 	{ .name = "dropped", .kind = PF_UINT, .off = OFF(u.output.dropped),

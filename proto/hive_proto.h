@@ -365,6 +365,7 @@ struct hive_control {
 struct hive_output {
 	struct hive_str task;        /* the task it is about, optional: set
 	                              * when the worker can tell */
+	struct hive_str traceparent; /* that task's, optional */
 	struct hive_str text;        /* optional, UTF-8 without NUL,
 	                              * <= HIVE_OUTPUT_MAX bytes */
 	uint64_t dropped;            /* lines the worker dropped before it */

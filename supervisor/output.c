@@ -7,8 +7,8 @@
  *   - kept in its instance's ring, the last output_lines of them (the
  *     agent's own, else [hive]'s): in hived, so a restarted worker does
  *     not lose them; freed with the instance;
- *   - logged at notice level, "agent=NAME/N task=ID: text" (task= left
- *     out when the worker could not tell it);
+ *   - logged at notice level, "agent=NAME/N task=ID trace=TRACE: text"
+ *     (task= and trace= left out when the worker could not tell it);
  *   - published as an "output" event (events.h), for /events clients.
  *
  * The ring's append and the event's publication happen in the same loop
@@ -134,9 +134,18 @@ sup_output_add(struct sup_inst *in, const struct hive_output *f)
 		    (unsigned long long)f->dropped);
 	if (f->text.len == 0)
 		return;
-	log_notice("agent=%s%s%.*s: %.*s", in->label,
-	    f->task.len ? " task=" : "", (int)f->task.len, f->task.ptr,
-	    (int)f->text.len, f->text.ptr);
+	if (f->task.len == 0)
+		log_notice("agent=%s: %.*s", in->label, (int)f->text.len,
+		    f->text.ptr);
+	else if (f->traceparent.len == 0)
+		log_notice("agent=%s task=%.*s: %.*s", in->label,
+		    (int)f->task.len, f->task.ptr, (int)f->text.len,
+		    f->text.ptr);
+	else
+		log_notice("agent=%s task=%.*s trace=%.32s: %.*s", in->label,
+		    (int)f->task.len, f->task.ptr,
+		    PROTO_TRACE_ID(f->traceparent.ptr), (int)f->text.len,
+		    f->text.ptr);
 	if ((l = output_keep(in, f, proto_now_ms())) == NULL) {
 		log_warnx("agent=%s output line: out of memory", in->label);
 		return;

@@ -114,8 +114,8 @@ proc_read(struct wrk_proc *p, bool err)
 			return 0;
 		}
 		if (err)
-			wrk_output_feed(w, &p->errl, p->task != NULL ?
-			    p->task->id : "", b->p + b->len, (size_t)n);
+			wrk_output_feed(w, &p->errl, p->task, b->p + b->len,
+			    (size_t)n);
 		b->len += (size_t)n;
 		if (err && b->len > 2 * HIVE_ERROR_MAX) {
 			/* Keep the tail: the last lines say what failed. */
@@ -183,7 +183,7 @@ proc_finish(struct wrk_proc *p)
 	/* What it wrote before exiting is in the pipes. */
 	(void)proc_read(p, false);
 	(void)proc_read(p, true);
-	wrk_output_end(w, &p->errl, t->id);
+	wrk_output_end(w, &p->errl, t);
 	kill(-p->pid, SIGKILL);    /* leftovers of its group, if any */
 	p->task = NULL;
 	t->proc = NULL;

@@ -297,8 +297,8 @@ wrk_link_memory(struct wrk *w, json_t *memory, uint64_t v)
 }
 
 void
-wrk_link_output(struct wrk *w, const char *task, const char *text,
-    size_t len, uint64_t dropped)
+wrk_link_output(struct wrk *w, const struct wrk_task *task,
+    const char *text, size_t len, uint64_t dropped)
 {
 	struct hive_frame f;
 
@@ -307,8 +307,11 @@ wrk_link_output(struct wrk *w, const char *task, const char *text,
 	memset(&f, 0, sizeof(f));
 	f.v = HIVE_PROTO_VERSION;
 	f.type = HIVE_FRAME_OUTPUT;
-	if (task != NULL)
-		f.u.output.task = HIVE_STR(task);
+	if (task != NULL) {
+		f.u.output.task = HIVE_STR(task->id);
+		if (task->tp[0] != '\0')
+			f.u.output.traceparent = HIVE_STR(task->tp);
+	}
 	if (text != NULL)
 		f.u.output.text = (struct hive_str){ text, (uint32_t)len };
 	f.u.output.dropped = dropped;

@@ -106,19 +106,17 @@ utf8_whole(const char *s, size_t n)
 	return n - (i - 1) < need ? i - 1 : n;
 }
 
-static const char *
-output_task(struct wrk *w, const char *task)
+static const struct wrk_task *
+output_task(struct wrk *w, const struct wrk_task *task)
 {
-	if (task != NULL)
-		return task[0] != '\0' ? task : NULL;
-	if (w->o.mode == WRK_MODE_STREAM && w->nrunning == 1)
-		return TAILQ_FIRST(&w->running)->id;
-	return NULL;
+	if (w->o.mode != WRK_MODE_STREAM)
+		return task;
+	return w->nrunning == 1 ? TAILQ_FIRST(&w->running) : NULL;
 }
 
 /* One whole line (or a cut one), cleaned, to hived if the rate lets it. */
 static void
-output_line(struct wrk *w, const char *task, char *s, size_t n)
+output_line(struct wrk *w, const struct wrk_task *task, char *s, size_t n)
 {
 	if (n > 0 && s[n - 1] == '\r')
 		n--;
@@ -131,8 +129,11 @@ output_line(struct wrk *w, const char *task, char *s, size_t n)
 	output_clean(s, n);
 	task = output_task(w, task);
 	if (w->link.fd < 0) {
-		log_notice("agent=%s%s%s: %.*s", w->agent_inst,
-		    task ? " task=" : "", task ? task : "", (int)n, s);
+		if (task != NULL)
+			log_notice("agent=%s task=%s trace=%.32s: %.*s",
+			    w->agent_inst, task->id, WRK_TRACE(task), (int)n, s);
+		else
+			log_notice("agent=%s: %.*s", w->agent_inst, (int)n, s);
 		return;
 	}
 	wrk_link_output(w, task, s, n, w->out_dropped);
@@ -140,8 +141,8 @@ output_line(struct wrk *w, const char *task, char *s, size_t n)
 }
 
 void
-wrk_output_feed(struct wrk *w, struct wrk_errlines *l, const char *task,
-    const char *p, size_t n)
+wrk_output_feed(struct wrk *w, struct wrk_errlines *l,
+    const struct wrk_task *task, const char *p, size_t n)
 {
 	const char *nl;
 	size_t take, room;
@@ -180,7 +181,8 @@ wrk_output_feed(struct wrk *w, struct wrk_errlines *l, const char *task,
 }
 
 void
-wrk_output_end(struct wrk *w, struct wrk_errlines *l, const char *task)
+wrk_output_end(struct wrk *w, struct wrk_errlines *l,
+    const struct wrk_task *task)
 {
 	if (l->len > 0)
 		output_line(w, task, l->buf, l->len);

@@ -497,8 +497,8 @@ void wrk_link_hello(struct wrk *);
 void wrk_link_heartbeat(struct wrk *);
 void wrk_link_memory(struct wrk *, json_t *memory, uint64_t v);
 /* An OUTPUT frame: task NULL for none, text NULL for a count alone. */
-void wrk_link_output(struct wrk *, const char *task, const char *text,
-    size_t len, uint64_t dropped);
+void wrk_link_output(struct wrk *, const struct wrk_task *task,
+    const char *text, size_t len, uint64_t dropped);
 bool wrk_link_flushed(const struct wrk *);
 
 /* ---- spawn.c ---- */
@@ -544,12 +544,14 @@ void wrk_exec_kill_all(struct wrk *);
 #define WRK_OUTPUT_CUT   " [cut]"
 
 void wrk_output_init(struct wrk *);
-/* n bytes of a handler's stderr.  task: the task of the process that
- * wrote them (exec), or NULL for stream mode's rule (one in flight). */
-void wrk_output_feed(struct wrk *, struct wrk_errlines *, const char *task,
-    const char *p, size_t n);
+/* n bytes of a handler's stderr.  task: in exec mode the task of the
+ * process that wrote them (NULL: none); stream mode passes NULL and the
+ * rule is its own (the one task in flight, if only one is). */
+void wrk_output_feed(struct wrk *, struct wrk_errlines *,
+    const struct wrk_task *task, const char *p, size_t n);
 /* The handler is gone: its last line, even without a newline. */
-void wrk_output_end(struct wrk *, struct wrk_errlines *, const char *task);
+void wrk_output_end(struct wrk *, struct wrk_errlines *,
+    const struct wrk_task *task);
 /* Tell hived of lines dropped since the last frame (the heartbeat). */
 void wrk_output_report(struct wrk *);
 void wrk_errpipe_init(struct wrk_errpipe *, struct wrk *);

@@ -3,8 +3,8 @@
  * api_output.c): real hived, real hive-worker, tests/worker/test_handler.c
  * writing stderr lines ("say"), the private Redis.
  *
- * A line shows in hived's log as "agent=NAME/N task=ID: text"; GET
- * /agents/NAME/output returns the lines with their task; the ring keeps
+ * A line shows in hived's log as "agent=NAME/N task=ID trace=TRACE:
+ * text"; GET /agents/NAME/output returns the lines with their task; the ring keeps
  * only output_lines (the agent's, else [hive]'s, which a reload changes
  * without a restart) and outlives a SIGKILLed worker; unknown agents and
  * instances are 404, a bad n 400.
@@ -85,13 +85,19 @@ static void
 say(struct hp *h, redisContext *c, size_t *from, const char *id,
     const char *text)
 {
-	char payload[256], needle[256];
+	char payload[256], needle[256], said[256];
+	const char *line;
 
 	snprintf(payload, sizeof(payload), "{\"op\": \"say\", \"text\": \"%s\"}",
 	    text);
 	hp_submit_direct(c, h->prefix, "talk", 1, id, payload);
-	snprintf(needle, sizeof(needle), "agent=talk/1 task=%s: %s", id, text);
-	hp_wait(h, from, T_LONG, needle, NULL);
+	/* The task's trace id too: the worker made its traceparent. */
+	snprintf(needle, sizeof(needle), "agent=talk/1 task=%s trace=", id);
+	snprintf(said, sizeof(said), ": %s", text);
+	line = hp_wait(h, from, T_LONG, needle, said, NULL);
+	line = strstr(line, " trace=") + 7;
+	cr_assert_eq(strspn(line, "0123456789abcdef"), 32, "trace id: %s",
+	    line);
 }
 
 static void

@@ -36,7 +36,11 @@ struct to {
 	pid_t pid;
 	struct proto_framer fr;
 	char last[64];              /* the results stream's last id */
+	char tp[HIVE_TRACEPARENT_LEN + 1];  /* the last frame's traceparent */
 };
+
+/* Every task's trace context: the frames about a task carry it. */
+#define TP "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 static const char *
 env(const char *name)
@@ -176,6 +180,7 @@ submit(struct to *t, const char *id, const char *payload)
 	task.id = HIVE_STR(id);
 	cr_assert_eq(proto_json_to_obj(j, &z, &task.payload, &err), 0);
 	task.attempt = 1;
+	task.traceparent = HIVE_STR(TP);
 	msgpack_sbuffer_init(&sb);
 	cr_assert_eq(proto_encode_task(&sb, &task, &err), 0);
 	cr_assert(proto_key_queue(key, sizeof(key), t->prefix, "c", 1) > 0);
@@ -233,6 +238,9 @@ next_output(struct to *t, char *text, size_t tlen, char *task, size_t klen)
 			    f.u.output.text.ptr);
 			snprintf(task, klen, "%.*s", (int)f.u.output.task.len,
 			    f.u.output.task.ptr);
+			snprintf(t->tp, sizeof(t->tp), "%.*s",
+			    (int)f.u.output.traceparent.len,
+			    f.u.output.traceparent.ptr);
 			dropped = f.u.output.dropped;
 			proto_frame_clear(&f);
 			return dropped;
@@ -257,6 +265,7 @@ Test(output, stream_lines_with_the_task_in_flight)
 		    sizeof(task)), 0);
 		cr_assert_str_eq(text, "loading \xc3\xa9");
 		cr_assert_str_eq(task, "o1", "one task in flight: named");
+		cr_assert_str_eq(t.tp, TP, "and its trace context");
 	}
 	cr_assert_eq(next_output(&t, text, sizeof(text), task, sizeof(task)), 0);
 	cr_assert_str_eq(text, "bad ? byte", "control characters and the CR");
@@ -320,6 +329,7 @@ Test(output, exec_error_text_and_lines)
 	next_output(&t, text, sizeof(text), task, sizeof(task));
 	cr_assert_str_eq(text, "step 1");
 	cr_assert_str_eq(task, "e1");
+	cr_assert_str_eq(t.tp, TP, "the task's trace context");
 	next_output(&t, text, sizeof(text), task, sizeof(task));
 	cr_assert_str_eq(text, "no newline", "the last line, at exit");
 	cr_assert_str_eq(task, "e1");
