@@ -9,7 +9,7 @@
  *   <created_at in µs since 1970, decimal>.<id in base64url, no padding>
  *   "1796630400123456.dC0x"                               (id "t-1")
  *
- * Every character is one of [A-Za-z0-9._-] (SPEC: URL-safe).  The
+ * Every character is one of [A-Za-z0-9._-] (URL-safe).  The
  * decoder is strict: one spelling per key (no leading zero, no sign, no
  * padding, no stray bits), an id that proto_valid_id accepts; anything
  * else is a bad cursor (a 400), never a query.

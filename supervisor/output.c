@@ -150,7 +150,7 @@ sup_output_add(struct sup_inst *in, const struct hive_output *f)
 		log_warnx("agent=%s output line: out of memory", in->label);
 		return;
 	}
-	/* json_pack's "s?" leaves a NULL task as null, as SPEC'd. */
+	/* json_pack's "s?" leaves a NULL task as null (docs/API.md). */
 	if ((ev = sup_output_json(in, l)) != NULL)
 		sup_event(in->agent->sup, "output", ev);
 }
