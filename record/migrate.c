@@ -616,6 +616,27 @@ static const struct migration migrations[] = {
 	"  updated_at = now();"
 	"END $$;"
 	},
+	/*
+	 * The states of task control (docs/PROTOCOL.md, task states):
+	 * scheduled (waiting for its not_before, or for the backoff of its
+	 * next attempt: ranked with waiting, below queued, so that the queue
+	 * entry of the same attempt wins whatever order the recorder meets
+	 * them in), and two final states, cancelled and expired, which
+	 * no later state replaces (hive_wins: rank 3).
+	 */
+	{ 8, "task control states",
+	"ALTER TABLE tasks DROP CONSTRAINT tasks_state_check,"
+	"  ADD CONSTRAINT tasks_state_check CHECK (state IN"
+	"    ('waiting', 'scheduled', 'queued', 'running', 'completed',"
+	"     'failed', 'dead', 'cancelled', 'expired'));"
+	"CREATE OR REPLACE FUNCTION hive_state_rank(s text) RETURNS int"
+	"  LANGUAGE sql IMMUTABLE AS"
+	"  'SELECT CASE s WHEN ''waiting'' THEN 0 WHEN ''scheduled'' THEN 0"
+	"   WHEN ''queued'' THEN 1 WHEN ''running'' THEN 2 ELSE 3 END';"
+	"DROP INDEX tasks_unfinished;"
+	"CREATE INDEX tasks_unfinished ON tasks (created_at)"
+	"  WHERE state IN ('scheduled', 'queued', 'running');"
+	},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

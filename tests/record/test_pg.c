@@ -316,3 +316,42 @@ Test(pg, migration_7_adds_usage_columns)
 	sup_pg_free(pg);
 	ev_loop_destroy(loop);
 }
+
+/* Migration 8 on a database at version 7: the task control states are
+ * accepted (and nothing else), scheduled ranks with waiting (below
+ * queued: the queue entry of the same attempt wins), cancelled and
+ * expired are final like completed. */
+Test(pg, migration_8_task_control_states)
+{
+	struct ev_loop *loop = ev_loop_new(0);
+	char ci[512];
+	struct done d = { 0 };
+	struct sup_pg *pg;
+
+	log_init("test", 0);
+	fresh_db(ci, sizeof(ci));
+	pg = sup_pg_new(loop, ci, NULL, NULL);
+	cr_assert_eq(sup_migrate_upto(pg, 7, on_migrated, &d), 0);
+	run_until(loop, &d.n, 1);
+	cr_assert_eq(d.version, 7);
+	exec_ok(ci, "INSERT INTO tasks (id, stream, state, attempts) "
+	    "VALUES ('old', 'q', 'running', 1)");
+	cr_assert_eq(sup_migrate(pg, on_migrated, &d), 0);
+	run_until(loop, &d.n, 2);
+	cr_assert_eq(d.ok, 2);
+	cr_assert_geq(sup_schema_version(), 8);
+	exec_ok(ci, "INSERT INTO tasks (id, stream, state, attempts) VALUES "
+	    "('s', 'q', 'scheduled', 1), ('c', 'q', 'cancelled', 1), "
+	    "('e', 'q', 'expired', 1)");
+	run_sql(ci, "INSERT INTO tasks (id, stream, state) VALUES "
+	    "('x', 'q', 'paused')", PGRES_FATAL_ERROR);
+	cr_assert_eq(scalar_int(ci, "SELECT count(*) FROM (VALUES "
+	    "(hive_wins('scheduled', 1, 'queued', 1)), "
+	    "(NOT hive_wins('queued', 1, 'scheduled', 1)), "
+	    "(hive_wins('failed', 1, 'scheduled', 2) IS NOT TRUE), "
+	    "(hive_wins('running', 1, 'cancelled', 1)), "
+	    "(NOT hive_wins('cancelled', 1, 'completed', 1)), "
+	    "(NOT hive_wins('expired', 1, 'running', 1))) v(ok) WHERE ok"), 6);
+	sup_pg_free(pg);
+	ev_loop_destroy(loop);
+}
