@@ -38,7 +38,7 @@
 #define REC_HOLD_MAX     65536         /* entries (a power of 2) */
 #define REC_HOLD_BYTES   (64u << 20)   /* their messages */
 
-enum rec_kind { REC_QUEUE, REC_RESULTS, REC_EVENTS, REC_DEAD };
+enum rec_kind { REC_QUEUE, REC_RESULTS, REC_EVENTS, REC_DEAD, REC_SCHED };
 
 struct rec_stream {
 	char *key;
@@ -55,7 +55,8 @@ struct rec_ack {
 /* The state of one task that a batch writes to its tasks row. */
 struct rec_task {
 	char id[HIVE_ID_MAX + 1];
-	int rank;                    /* 1 queued, 2 running, 3 final */
+	int rank;                    /* 0 scheduled, 1 queued, 2 running,
+	                              * 3 final */
 	const char *state;
 	uint32_t attempts;
 	char *agent;
@@ -80,6 +81,8 @@ struct rec_task {
 	char msg_entry[HIVE_ENTRY_ID_MAX + 1];
 	const char *msg;             /* borrowed from the reply */
 	size_t msglen;
+	char *msg_key;               /* its queue when the message came from
+	                              * <p>:scheduled (else the stream's) */
 };
 
 /* What one entry counts (tstats.c), kept with its batch until the

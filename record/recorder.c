@@ -118,7 +118,7 @@ rec_fixed_streams(struct sup_recorder *rec)
 {
 	static const struct { const char *name; enum rec_kind kind; } fixed[] = {
 		{ "results", REC_RESULTS }, { "events", REC_EVENTS },
-		{ "dead", REC_DEAD },
+		{ "dead", REC_DEAD }, { "scheduled", REC_SCHED },
 	};
 	char key[HIVE_KEY_MAX];
 

@@ -150,6 +150,12 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 		memcpy(t->tp, t->t.traceparent.ptr, HIVE_TRACEPARENT_LEN);
 	else
 		proto_traceparent_make(t->tp, NULL);
+	if (wrk_delay_early(w, t)) {
+		if (t->key == w->bcast_key)
+			w->nbcast--;
+		task_to_outq(w, t);
+		return;
+	}
 	/* Each earlier delivery of this entry was a worker that took it and
 	 * died (or lost it) before acknowledging it: those were attempts. */
 	t->attempt = (t->t.attempt ? t->t.attempt : 1) + deliveries;

@@ -147,6 +147,8 @@ enum wrk_out_kind {
 	WRK_OUT_RESULT,              /* XADD results (+ reply_to), XACK */
 	WRK_OUT_DEAD,                /* XADD dead, XACK */
 	WRK_OUT_ACK,                 /* XACK only (entry deleted from its stream) */
+	WRK_OUT_DELAY,               /* ZADD <p>:delayed, XADD <p>:scheduled,
+	                              * XACK (retry.c) */
 };
 
 struct wrk_proc;
@@ -179,8 +181,12 @@ struct wrk_task {
 	                              * before when the worker knows early
 	                              * why it fails (a payload without JSON) */
 	msgpack_sbuffer out;         /* RESULT: the result, then its event
-	                              * (the last evlen bytes) */
+	                              * (the last evlen bytes); DELAY: the
+	                              * attempt's result (rlen bytes, 0: none),
+	                              * then the <p>:delayed member */
 	size_t evlen;
+	size_t rlen;                 /* DELAY (retry.c) */
+	uint64_t delay_due;          /* DELAY: the member's score, unix ms */
 	char *reply_to;              /* NUL-terminated copy, or NULL */
 	json_t *memory;              /* memory published with it, or NULL */
 	uint64_t memory_v;
@@ -448,6 +454,14 @@ void wrk_task_dead(struct wrk *, struct wrk_task *, enum hive_code,
 void wrk_task_retry(struct wrk *, struct wrk_task *);
 /* The EXEC that published it succeeded. */
 void wrk_task_acked(struct wrk *, struct wrk_task *);
+
+/* ---- retry.c ---- */
+
+/* Not due yet (its not_before): t is set to go back into <p>:delayed
+ * (WRK_OUT_DELAY), true; the caller puts it on the out queue. */
+bool wrk_delay_early(struct wrk *, struct wrk_task *);
+/* A WRK_OUT_DELAY task's ZADD and XADD, in the batch's MULTI. */
+void wrk_delay_send(struct wrk *, struct rconn *, struct wrk_task *);
 
 /* ---- redis.c ---- */
 
