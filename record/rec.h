@@ -117,6 +117,10 @@ struct rec_batch {
 	size_t ntasks, captasks;
 	struct pgcopy events;        /* the stage's rows of events */
 	struct pgcopy snaps;         /* ... and of memory snapshots */
+	/* Attempts a retry on error followed (<p>:scheduled's r): rows of
+	 * task_attempts only, never of tasks. */
+	struct rec_task *prev;
+	size_t nprev, capprev;
 };
 
 /* The hash of a task id: FNV-1a, never 0 (idset.c's empty slot). */
@@ -356,6 +360,10 @@ void rec_task_free(struct rec_task *);
 /* One entry of stream si (its "m" field, len bytes) into bt.  -1: a
  * queue entry that is no task, to be acknowledged now. */
 int rec_decode(struct sup_recorder *, struct rec_batch *, int si,
+    const char *entry, const char *buf, size_t len);
+/* A <p>:scheduled entry's "r": the result of the attempt its retry
+ * follows, kept as that attempt's row of task_attempts. */
+void rec_decode_prev(struct sup_recorder *, struct rec_batch *, int si,
     const char *entry, const char *buf, size_t len);
 uint64_t rec_entry_ms(const char *id);
 void rec_entry_copy(char *dst, size_t size, const char *src);

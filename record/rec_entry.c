@@ -82,6 +82,11 @@ rec_batch_end(struct sup_recorder *rec, struct rec_batch *bt)
 	}
 	pgcopy_free(&bt->events);
 	pgcopy_free(&bt->snaps);
+	for (size_t i = 0; i < bt->nprev; i++)
+		rec_task_free(&bt->prev[i]);
+	free(bt->prev);
+	bt->prev = NULL;
+	bt->nprev = bt->capprev = 0;
 }
 
 /* ---- decoding ---- */
@@ -513,6 +518,43 @@ out:
 	proto_task_clear(&m);
 }
 
+void
+rec_decode_prev(struct sup_recorder *rec, struct rec_batch *bt, int si,
+    const char *entry, const char *buf, size_t len)
+{
+	struct hive_result m;
+	struct proto_err err;
+	struct rec_task *t;
+
+	if (proto_decode_result(buf, len, &m, &err) < 0) {
+		log_warnx("recorder: %s %s: bad result of a retried attempt, "
+		    "skipped", rec->streams[si].key, entry);
+		return;
+	}
+	if (bt->nprev == bt->capprev) {
+		size_t cap = bt->capprev ? 2 * bt->capprev : 16;
+		if ((t = realloc(bt->prev, cap * sizeof(*t))) == NULL)
+			goto out;
+		bt->prev = t;
+		bt->capprev = cap;
+	}
+	t = &bt->prev[bt->nprev];
+	memset(t, 0, sizeof(*t));
+	if (set_id(t, m.id) < 0)
+		goto out;
+	bt->nprev++;
+	t->rank = 3;
+	t->state = "failed";
+	t->attempts = m.attempt;
+	t->agent = hstrdup(m.agent);
+	t->error = hstrdup(m.error);
+	t->started_ms = m.started_ms;
+	t->finished_ms = m.finished_ms ? m.finished_ms : rec_entry_ms(entry);
+	t->created_ms = t->finished_ms;
+out:
+	proto_result_clear(&m);
+}
+
 int
 rec_decode(struct sup_recorder *rec, struct rec_batch *bt, int si,
     const char *entry, const char *buf, size_t len)
@@ -849,6 +891,12 @@ rec_build_txn(struct sup_recorder *rec, struct rec_batch *bt)
 	tx->keep = rec->keep;
 	if (fold_batch(rec, bt, tx) > 0 || tx->stage.rows > 0)
 		n++;
+	/* Attempts retried on error: their rows of task_attempts. */
+	for (size_t i = 0; i < bt->nprev; i++) {
+		task_row(rec, &tx->stage, 'a', &bt->prev[i]);
+		tx->attempts = 1;
+		n += i == 0 && tx->stage.rows == 1;
+	}
 	pgcopy_end(&tx->stage);
 	pgcopy_end(&tx->fresh);
 	pgcopy_end(&bt->events);

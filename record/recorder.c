@@ -465,6 +465,9 @@ rec_read_entry(struct sup_recorder *rec, struct rec_batch *bt, int si,
 		sum->ends_ms = rec_entry_ms(id);
 	if (rec_decode(rec, bt, si, id, f->str, f->len) < 0)
 		rec_push_ack(rec, si, id);
+	if (kind == REC_SCHED &&
+	    (f = rconn_entry_field(e->element[1], "r")) != NULL)
+		rec_decode_prev(rec, bt, si, id, f->str, f->len);
 	return 0;
 }
 
