@@ -109,6 +109,9 @@
 #include "hive_proto.h"
 
 #define SUP_HOUSEKEEPING_S  0.25     /* the one periodic timer */
+/* A task requeued after its worker died waits a random delay up to this
+ * (ms) in <prefix>:delayed: no thundering herd (record/reclaim.c). */
+#define SUP_REQUEUE_JITTER_MS 1000
 #define SUP_STABLE_MS       1000     /* ready this long: backoff starts over */
 #define SUP_TOKEN_MAX       256
 #define SUP_TOKEN_MIN       16       /* shorter: warned at start */

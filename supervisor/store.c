@@ -750,7 +750,7 @@ reclaim_new(struct sup *sup)
 	struct sup_reclaim_opts ro = { .redis = c->redis, .prefix = c->prefix,
 	    .host = c->host, .alive_ttl_ms = 5 * c->heartbeat_ms > 5000 ?
 	    5 * c->heartbeat_ms : 5000, .agent_max_attempts = agent_max_attempts,
-	    .arg = sup };
+	    .arg = sup, .requeue_jitter_ms = SUP_REQUEUE_JITTER_MS };
 
 	return sup_reclaim_new(sup->loop, &ro);
 }
