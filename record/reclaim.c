@@ -587,7 +587,7 @@ rcl_scan_done(int ok, void *arg)
 {
 	struct sup_reclaim *r = arg;
 	static const char *const named[] = { "results", "events", "dead",
-	    "broadcast" };
+	    "broadcast", "scheduled" };
 	char key[HIVE_KEY_MAX];
 
 	r->scanning = 0;

@@ -928,9 +928,13 @@ sup_store_log_status(struct sup *sup)
 	struct sup_store *r = sup->store;
 	struct sup_recorder_stats st;
 	struct sup_reclaim_stats rs;
+	uint64_t moved, dropped;
 
 	if (r == NULL)
 		return;
+	sup_delay_stats(r->delay, &moved, &dropped);
+	log_info("status delayed promoted=%" PRIu64 " dropped=%" PRIu64,
+	    moved, dropped);
 	memset(&rs, 0, sizeof(rs));
 	if (r->reclaim != NULL)
 		sup_reclaim_stats(r->reclaim, &rs);
