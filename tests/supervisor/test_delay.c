@@ -330,3 +330,53 @@ Test(delay, two_hived_promote_once)
 	stop_ok(b);
 	redisFree(c);
 }
+
+/* A client's own ZADD (no <p>:scheduled entry) runs when due; members
+ * that name no queue of the prefix, or have no separator, are dropped
+ * (logged), never XADDed anywhere. */
+Test(delay, raw_members_and_bad_ones)
+{
+	struct hp *h = hp_new("dlyraw");
+	char ci[512], db[64], key[HIVE_KEY_MAX], dkey[HIVE_KEY_MAX];
+	char member[512], score[32];
+	redisContext *c = tu_redis_connect();
+	struct hive_task t;
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	redisReply *r;
+	size_t from = 0, ml;
+
+	tu_pg_fresh_db("dlyraw", db, sizeof(db), ci, sizeof(ci));
+	start_hived(h, ci, "host-a", "w");
+	proto_key_queue(key, sizeof(key), h->prefix, "work", 1);
+	proto_key_named(dkey, sizeof(dkey), h->prefix, "delayed");
+	memset(&t, 0, sizeof(t));
+	t.id = HIVE_STR("zadd-only");
+	t.attempt = 1;
+	t.payload.type = MSGPACK_OBJECT_NIL;
+	t.not_before = proto_now_ms() + 300;
+	msgpack_sbuffer_init(&sb);
+	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
+	ml = (size_t)snprintf(member, sizeof(member), "%s\n", key);
+	memcpy(member + ml, sb.data, sb.size);
+	ml += sb.size;
+	snprintf(score, sizeof(score), "%llu",
+	    (unsigned long long)t.not_before);
+	freeReplyObject(redisCommand(c, "ZADD %s %s %b", dkey, score, member,
+	    ml));
+	/* One command: both in one run of the promoter. */
+	freeReplyObject(redisCommand(c, "ZADD %s 1 %s 1 %b", dkey,
+	    "no-separator", "other:q:work:1\nx", (size_t)16));
+	msgpack_sbuffer_destroy(&sb);
+	hp_wait(h, &from, T_LONG, "delay:", "2 member(s)", "dropped", NULL);
+	wait_sql(h, ci, "SELECT count(*) FROM tasks WHERE id = 'zadd-only' AND "
+	    "state = 'completed'", 1);
+	r = redisCommand(c, "ZCARD %s", dkey);
+	cr_assert_eq(r->integer, 0);
+	freeReplyObject(r);
+	r = redisCommand(c, "EXISTS other:q:work:1");
+	cr_assert_eq(r->integer, 0, "nothing written outside the prefix");
+	freeReplyObject(r);
+	stop_ok(h);
+	redisFree(c);
+}
