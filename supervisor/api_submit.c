@@ -367,10 +367,11 @@ sub_post_task(struct api_req *req)
 {
 	static const char *const keys[] = { "capability", "agent", "payload",
 	    "id", "priority", "max_attempts", "timeout_ms", "reply_to",
-	    "traceparent", "not_before", "delay", NULL };
+	    "traceparent", "not_before", "delay", "backoff_ms", "backoff_max_ms",
+	    NULL };
 	json_t *b = api_body(req);
 	const char *cap, *agent, *reply;
-	uint64_t prio, maxa, tmo;
+	uint64_t prio, maxa, tmo, bo, bomax;
 	struct hive_task t;
 	struct proto_err pe;
 	struct dsubmit *s;
@@ -406,6 +407,10 @@ sub_post_task(struct api_req *req)
 	    opt_any(b, "payload", "", &z, &t.payload, err, sizeof(err)) < 0 ||
 	    opt_traceparent(b, s->tp, err, sizeof(err)) < 0 ||
 	    sup_delay_when(b, "", &t.not_before, &s->due, err,
+	    sizeof(err)) < 0 ||
+	    opt_uint(b, "backoff_ms", "", 0, HIVE_BACKOFF_MAX, 0, &bo, err,
+	    sizeof(err)) < 0 ||
+	    opt_uint(b, "backoff_max_ms", "", 0, HIVE_BACKOFF_MAX, 0, &bomax, err,
 	    sizeof(err)) < 0) {
 		api_fail(req, 400, "bad_request", "%s", err);
 		free(s);
@@ -415,6 +420,8 @@ sub_post_task(struct api_req *req)
 	t.attempt = 1;
 	t.max_attempts = (uint32_t)maxa;
 	t.timeout_ms = (uint32_t)tmo;
+	t.backoff_ms = (uint32_t)bo;
+	t.backoff_max_ms = (uint32_t)bomax;
 	t.created_ms = proto_now_ms();
 	if (reply != NULL)
 		t.reply_to = HIVE_STR(reply);

@@ -184,3 +184,27 @@ Test(retry, retry_after_honoured)
 	cr_assert_geq(atoll(gap), 400);
 	free(gap);
 }
+
+/* A task's own backoff (POST /tasks' backoff_ms, backoff_max_ms) over
+ * the agent's hour: attempt 2 comes within 50 ms, not within the hour. */
+Test(retry, task_backoff_over_agent)
+{
+	struct hp *h = hp_new("rty5");
+	char ci[512];
+	json_t *j;
+	int code;
+
+	start(h, ci, sizeof(ci), "retry_on_error = yes\nretry_backoff = 1h\n"
+	    "retry_backoff_max = 1h\n");
+	j = hp_http_body(h, "POST", "/tasks", HP_TOKEN, "{\"capability\": "
+	    "\"work\", \"id\": \"own\", \"payload\": {\"fail_until\": 2}, "
+	    "\"backoff_ms\": 50, \"backoff_max_ms\": 50}", &code);
+	cr_assert_eq(code, 201);
+	json_decref(j);
+	wait_sql(h, ci, "SELECT state || ' ' || attempts FROM tasks WHERE "
+	    "id = 'own'", "completed 2");
+	j = hp_http_body(h, "POST", "/tasks", HP_TOKEN, "{\"capability\": "
+	    "\"work\", \"backoff_ms\": -1}", &code);
+	cr_assert_eq(code, 400);
+	json_decref(j);
+}
