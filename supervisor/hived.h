@@ -36,6 +36,9 @@
  *              checks of Redis and PostgreSQL, memory snapshots, events,
  *              the agents table; it starts and feeds the recorder,
  *              reclaimer, workflow coordinator and recovery
+ *   delay.c    delayed tasks: <prefix>:delayed's due members onto their
+ *              queues (one Lua script, safe with several hived), and
+ *              POST /tasks' not_before and delay
  *   qstat.c    the queues' state sampled from Redis every second (and
  *              the workers' RSS), for /queues, /metrics, /health
  *   metrics.c  GET /metrics (Prometheus text) and GET /queues, from state

@@ -15,6 +15,8 @@
  *   publish.c         results, dead letters and acks, one MULTI/EXEC per
  *                     batch; a task's progress and chunks to its output
  *                     stream, coalesced
+ *   retry.c           a task back into <prefix>:delayed: read before its
+ *                     not_before, or retried on error after a backoff
  *   link.c            the socketpair to hived (frames, heartbeats)
  *   spawn.c           fork+exec of handlers, careful about fds and signals
  *   handler_stream.c  mode=stream: one long-lived handler, JSON lines
