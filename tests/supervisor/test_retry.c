@@ -208,3 +208,37 @@ Test(retry, task_backoff_over_agent)
 	cr_assert_eq(code, 400);
 	json_decref(j);
 }
+
+/* exec mode: the JSON object a failed handler prints carries the same
+ * hints: retryable false is final at once; retry_after is honoured. */
+Test(retry, exec_mode_hints)
+{
+	struct hp *h = hp_new("rty6");
+	char ci[512], extra[1024];
+	json_t *j;
+	int code;
+
+	snprintf(extra, sizeof(extra), "retry_on_error = yes\n"
+	    "[agent \"x\"]\n"
+	    "command = /usr/bin/python3 %s/tests/supervisor/retry_exec.py\n"
+	    "mode = exec\ncapabilities = execwork\nmax_attempts = 3\n"
+	    "retry_on_error = yes\nretry_backoff = 1h\nretry_backoff_max = 1h\n",
+	    getenv("HIVE_SOURCE_DIR"));
+	start(h, ci, sizeof(ci), extra);
+	j = hp_http_body(h, "POST", "/tasks", HP_TOKEN, "{\"capability\": "
+	    "\"execwork\", \"id\": \"ex-final\", \"payload\": {\"fail_until\": "
+	    "9, \"retryable\": false}}", &code);
+	cr_assert_eq(code, 201);
+	json_decref(j);
+	j = hp_http_body(h, "POST", "/tasks", HP_TOKEN, "{\"capability\": "
+	    "\"execwork\", \"id\": \"ex-after\", \"payload\": {\"fail_until\": "
+	    "2, \"retry_after\": 0.2}}", &code);
+	cr_assert_eq(code, 201);
+	json_decref(j);
+	wait_sql(h, ci, "SELECT state || ' ' || attempts || ' ' || error FROM "
+	    "tasks WHERE id = 'ex-final'", "failed 1 boom 1");
+	wait_sql(h, ci, "SELECT state || ' ' || attempts FROM tasks WHERE "
+	    "id = 'ex-after'", "completed 2");
+	wait_sql(h, ci, "SELECT state || ' ' || detail FROM task_attempts "
+	    "WHERE task_id = 'ex-after' AND attempt = 1", "failed boom 1");
+}
