@@ -26,6 +26,7 @@
  *         api_output_task.c  /tasks/ID/output (Redis, the record)
  *         api_output.c   /agents/NAME/output (output.c's rings)
  *         api_ui.c       /, /ui/{file}: the dashboard's files
+ *         api_cancel.c   /tasks/ID/cancel, /workflows/ID/cancel
  */
 #ifndef HIVE_API_H
 #define HIVE_API_H
@@ -80,6 +81,7 @@ extern const struct api_route api_metrics_routes[];
 extern const struct api_route api_output_task_routes[];
 extern const struct api_route api_output_routes[];
 extern const struct api_route api_ui_routes[];
+extern const struct api_route api_cancel_routes[];  /* api_cancel.c */
 
 /* ---- what an endpoint is given (http.c) ---- */
 

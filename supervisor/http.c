@@ -116,6 +116,7 @@ static const struct api_route *const http_tables[] = {
 	api_output_task_routes,
 	api_output_routes,
 	api_ui_routes,
+	api_cancel_routes,
 	NULL
 };
 

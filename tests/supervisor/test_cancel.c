@@ -1,0 +1,203 @@
+/*
+ * test_cancel.c - POST /tasks/ID/cancel and POST /workflows/ID/cancel
+ * (supervisor/api_cancel.c) on a real hived with workers, Redis and
+ * PostgreSQL: the record says cancelled, a second cancel is a 409, a
+ * workflow's running task is stopped and its waiting ones never run.
+ * Waits are on the record (polled while reading hived's log) and on
+ * HTTP answers; deadlines are failure guards only.
+ */
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hive_proto.h"
+#include "hived_proc.h"
+#include "testutil.h"
+
+#define T_LONG 30000
+
+TestSuite(cancel_api, .fini = hp_cleanup, .timeout = 120);
+
+static char ci[512];
+static char told_path[700];
+
+/* Wait for the handler to have written line to told_path (polled while
+ * reading hived's log, as wait_sql polls the record). */
+static void
+wait_told(struct hp *h, const char *line)
+{
+	long long end = tu_now_ms() + T_LONG;
+	char buf[4096];
+
+	while (tu_now_ms() < end) {
+		FILE *f = fopen(told_path, "r");
+		size_t n = 0;
+
+		if (f != NULL) {
+			n = fread(buf, 1, sizeof(buf) - 1, f);
+			fclose(f);
+		}
+		buf[n] = '\0';
+		if (strstr(buf, line) != NULL)
+			return;
+		hp_pump(h, 50);
+	}
+	cr_assert_fail("the handler never told \"%s\"", line);
+}
+
+static char *
+sql_text(const char *sql)
+{
+	PGconn *c = PQconnectdb(ci);
+	PGresult *res;
+	char *v = NULL;
+
+	if (PQstatus(c) == CONNECTION_OK) {
+		res = PQexec(c, sql);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK &&
+		    PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+			v = strdup(PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
+	PQfinish(c);
+	return v;
+}
+
+static void
+wait_sql(struct hp *h, const char *sql, const char *want)
+{
+	long long end = tu_now_ms() + T_LONG;
+	char *got = NULL;
+
+	while (tu_now_ms() < end) {
+		free(got);
+		if ((got = sql_text(sql)) != NULL && strcmp(got, want) == 0) {
+			free(got);
+			return;
+		}
+		hp_pump(h, 50);
+	}
+	if (h->log != NULL)
+		fprintf(stderr, "hived's log, the end:\n%s\n",
+		    h->len > 6000 ? h->log + h->len - 6000 : h->log);
+	cr_assert_fail("%s: %s, want %s", sql, got ? got : "(null)", want);
+}
+
+static struct hp *
+setup(const char *tag)
+{
+	struct hp *h = hp_new(tag);
+	char db[64], extra[1024], agents[1024];
+	size_t from = 0;
+
+	tu_pg_fresh_db(tag, db, sizeof(db), ci, sizeof(ci));
+	snprintf(extra, sizeof(extra), "postgres = %s\n",
+	    ci);
+	snprintf(told_path, sizeof(told_path), "%s/told", h->dir);
+	snprintf(agents, sizeof(agents),
+	    "[agent \"c\"]\n"
+	    "command = /usr/bin/python3 %s/tests/worker/cancel_handler.py %s\n"
+	    "capabilities = work\n"
+	    "concurrency = 4\n"
+	    "cancel_grace = 1s\n", getenv("HIVE_SOURCE_DIR"), told_path);
+	hp_write_conf(h, tu_build_path("worker/hive-worker"), extra, agents);
+	hp_start(h);
+	hp_wait(h, &from, T_LONG, "postgres: schema version", NULL);
+	return h;
+}
+
+static json_t *
+post(struct hp *h, const char *path, const char *body, int want)
+{
+	int code = 0;
+	json_t *j = hp_http_body(h, "POST", path, HP_TOKEN, body, &code);
+
+	cr_assert_eq(code, want, "POST %s: %d, want %d", path, code, want);
+	return j;
+}
+
+Test(cancel_api, running_task_cancelled_then_409)
+{
+	struct hp *h = setup("cnapi");
+	json_t *j;
+	int code = 0;
+
+	json_decref(post(h, "/tasks", "{\"id\": \"k-1\", \"capability\": "
+	    "\"work\", \"payload\": {\"op\": \"hang\", \"obey\": true}, "
+	    "\"reply_to\": \"hive:reply:k-1\"}", 201));
+	wait_told(h, "start k-1\n");
+	/* no token: refused */
+	j = hp_http_body(h, "POST", "/tasks/k-1/cancel", NULL, "", &code);
+	cr_assert_eq(code, 401);
+	json_decref(j);
+	j = post(h, "/tasks/k-1/cancel", "", 202);
+	cr_assert_str_eq(json_string_value(json_object_get(j, "state")),
+	    "cancelling");
+	json_decref(j);
+	wait_sql(h, "SELECT state || ' ' || error FROM tasks WHERE id = 'k-1'",
+	    "cancelled cancelled");
+	j = post(h, "/tasks/k-1/cancel", "", 409);
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j,
+	    "error"), "state")), "cancelled");
+	json_decref(j);
+	/* the client's reply stream got the cancelled result */
+	{
+		redisContext *c = tu_redis_connect();
+		redisReply *r = redisCommand(c, "XLEN hive:reply:k-1");
+		struct hive_result res;
+		struct proto_err err;
+
+		cr_assert_eq(r->integer, 1);
+		freeReplyObject(r);
+		r = redisCommand(c, "XRANGE hive:reply:k-1 - +");
+		cr_assert_eq(proto_decode_result(
+		    r->element[0]->element[1]->element[1]->str,
+		    r->element[0]->element[1]->element[1]->len, &res, &err), 0);
+		cr_assert_eq(res.status, HIVE_STATUS_CANCELLED);
+		proto_result_clear(&res);
+		freeReplyObject(r);
+		freeReplyObject(redisCommand(c, "DEL hive:reply:k-1"));
+		redisFree(c);
+	}
+	/* bad ids and unknown workflows */
+	json_decref(post(h, "/workflows/nope/cancel", "", 404));
+}
+
+Test(cancel_api, workflow_cancel_stops_running_and_waiting_tasks)
+{
+	struct hp *h = setup("cnwf");
+	json_t *j;
+
+	json_decref(post(h, "/workflows", "{\"id\": \"wf-c\", \"tasks\": ["
+	    "{\"id\": \"wa\", \"capability\": \"work\", \"payload\": "
+	    "{\"op\": \"hang\"}},"
+	    "{\"id\": \"wb\", \"capability\": \"work\", \"depends_on\": [\"wa\"],"
+	    " \"reply_to\": \"hive:reply:wb-c\"},"
+	    "{\"id\": \"wc\", \"capability\": \"work\", \"depends_on\": [\"wb\"]}"
+	    "]}", 202));
+	wait_told(h, "start wa\n");
+	j = post(h, "/workflows/wf-c/cancel", "", 202);
+	cr_assert_eq(json_integer_value(json_object_get(j, "cancelled")), 2);
+	cr_assert_eq(json_integer_value(json_object_get(j, "cancelling")), 1);
+	json_decref(j);
+	/* wa ignores the cancel line: killed after the grace */
+	wait_sql(h, "SELECT string_agg(id || '=' || state, ',' ORDER BY id) "
+	    "FROM tasks WHERE workflow = 'wf-c'",
+	    "wa=cancelled,wb=cancelled,wc=cancelled");
+	wait_sql(h, "SELECT state FROM workflows WHERE id = 'wf-c'",
+	    "cancelled");
+	json_decref(post(h, "/workflows/wf-c/cancel", "", 409));
+	{
+		redisContext *c = tu_redis_connect();
+		redisReply *r = redisCommand(c, "XLEN hive:reply:wb-c");
+
+		cr_assert_eq(r->integer, 1, "wb's client got its result");
+		freeReplyObject(r);
+		freeReplyObject(redisCommand(c, "DEL hive:reply:wb-c"));
+		redisFree(c);
+	}
+}
