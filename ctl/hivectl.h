@@ -240,5 +240,7 @@ int verb_dead(struct ctl *);
 int verb_logs(struct ctl *);
 /* ---- verb_usage.c ---- */
 int verb_usage(struct ctl *);
+/* ---- verb_cancel.c ---- */
+int verb_cancel(struct ctl *);
 
 #endif /* HIVE_HIVECTL_H */

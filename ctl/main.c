@@ -76,6 +76,12 @@ static const struct ctl_verb verbs[] = {
 	  "  -f, --follow    print the task's output as it comes (its\n"
 	  "                  chunks on stdout; its progress on stderr, as a\n"
 	  "                  status line on a terminal), then the result" },
+	{ "cancel", verb_cancel, 0, 1, OPT_WORKFLOW,
+	  "cancel ID | cancel --workflow ID",
+	  "Cancel a task: a queued one never starts, a running one is told\n"
+	  "to stop, then killed after its agent's cancel_grace.  With\n"
+	  "--workflow, every unfinished task of workflow ID.  Exit 1 when\n"
+	  "it had ended already (its final state is printed)." },
 	{ "task", verb_task, 1, 1, 0, "task ID",
 	  "A task: its states with their times, each attempt, the result." },
 	{ "tasks", verb_tasks, 0, 0, OPT_STATE | OPT_CAPABILITY | OPT_AGENT |
@@ -83,7 +89,8 @@ static const struct ctl_verb verbs[] = {
 	  "tasks [--state S] [--capability C] [--agent A] [--workflow W]\n"
 	  "       [--since T] [--limit N]",
 	  "Tasks, newest first.\n"
-	  "  --state S       waiting, queued, running, completed, failed, dead\n"
+	  "  --state S       waiting, queued, running, completed, failed, dead,\n"
+	  "                  cancelled, expired\n"
 	  "  --capability C  of capability C\n"
 	  "  --agent A       run by agent A (a name, or NAME/N)\n"
 	  "  --workflow W    of workflow W\n"

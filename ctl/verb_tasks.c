@@ -145,7 +145,8 @@ static int
 final_state(const char *s)
 {
 	return s != NULL && (strcmp(s, "completed") == 0 ||
-	    strcmp(s, "failed") == 0 || strcmp(s, "dead") == 0);
+	    strcmp(s, "failed") == 0 || strcmp(s, "dead") == 0 ||
+	    strcmp(s, "cancelled") == 0 || strcmp(s, "expired") == 0);
 }
 
 /* A finished task's outcome: the result on stdout; exit 1 unless it
