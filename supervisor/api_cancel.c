@@ -289,6 +289,51 @@ ac_workflow(struct api_req *req)
 	ac_start(req, true);
 }
 
+int
+api_task_deadline(json_t *b, uint64_t *deadline, char *err, size_t len)
+{
+	json_t *d = json_object_get(b, "deadline"), *t = json_object_get(b,
+	    "ttl");
+	long long ms = 0;
+	unsigned ttl = 0;
+
+	*deadline = 0;
+	if (d != NULL && json_is_null(d))
+		d = NULL;
+	if (t != NULL && json_is_null(t))
+		t = NULL;
+	if (d != NULL && t != NULL) {
+		snprintf(err, len, "fields 'deadline' and 'ttl': one or the "
+		    "other");
+		return -1;
+	}
+	if (d != NULL) {
+		if (json_is_integer(d) && json_integer_value(d) > 0)
+			ms = json_integer_value(d);
+		else if (!json_is_string(d) ||
+		    api_time_text(json_string_value(d), &ms) == -1 || ms <= 0) {
+			snprintf(err, len, "field 'deadline': expected a time, "
+			    "RFC 3339 (2026-12-07T08:00:00Z) or Unix ms");
+			return -1;
+		}
+		*deadline = (uint64_t)ms;
+	}
+	if (t != NULL) {
+		if (json_is_integer(t) && json_integer_value(t) > 0 &&
+		    json_integer_value(t) <= HIVE_TIMEOUT_MAX)
+			ttl = (unsigned)json_integer_value(t);
+		else if (!json_is_string(t) || conf_parse_duration(
+		    json_string_value(t), &ttl) == -1 || ttl == 0 ||
+		    ttl > HIVE_TIMEOUT_MAX) {
+			snprintf(err, len, "field 'ttl': expected a duration "
+			    "(\"30s\", \"5m\") or ms, up to 7 days");
+			return -1;
+		}
+		*deadline = proto_now_ms() + ttl;
+	}
+	return 0;
+}
+
 const struct api_route api_cancel_routes[] = {
 	{ "POST", "/tasks/{}/cancel", "", API_CHANGE, ac_task },
 	{ "POST", "/workflows/{}/cancel", "", API_CHANGE, ac_workflow },

@@ -396,6 +396,12 @@ parse_time(const char *s, long long *ms)
 }
 
 int
+api_time_text(const char *s, long long *ms)
+{
+	return parse_time(s, ms);
+}
+
+int
 api_time(struct api_req *req, const char *name, long long *ms)
 {
 	const char *s = api_query(req, name);
