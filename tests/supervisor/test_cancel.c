@@ -201,3 +201,41 @@ Test(cancel_api, workflow_cancel_stops_running_and_waiting_tasks)
 		redisFree(c);
 	}
 }
+
+/* A task no agent pulls still expires (expire.c), and its client hears
+ * of it; POST /tasks checks deadline and ttl. */
+Test(cancel_api, queued_task_nobody_pulls_expires)
+{
+	struct hp *h = setup("cnexp");
+	redisContext *c = tu_redis_connect();
+	redisReply *r;
+	struct hive_result res;
+	struct proto_err err;
+
+	freeReplyObject(redisCommand(c, "DEL hive:reply:x-1"));
+	json_decref(post(h, "/tasks", "{\"id\": \"x-1\", \"capability\": "
+	    "\"nobody\", \"ttl\": \"300ms\", \"reply_to\": "
+	    "\"hive:reply:x-1\"}", 201));
+	json_decref(post(h, "/tasks", "{\"id\": \"x-2\", \"capability\": "
+	    "\"nobody\", \"deadline\": \"2999-01-01T00:00:00Z\"}", 201));
+	json_decref(post(h, "/tasks", "{\"capability\": \"nobody\", "
+	    "\"deadline\": 1, \"ttl\": \"1s\"}", 400));
+	json_decref(post(h, "/tasks", "{\"capability\": \"nobody\", "
+	    "\"deadline\": \"tomorrow\"}", 400));
+	json_decref(post(h, "/tasks", "{\"capability\": \"nobody\", "
+	    "\"ttl\": \"soon\"}", 400));
+	wait_sql(h, "SELECT state || ' ' || error FROM tasks WHERE id = 'x-1'",
+	    "expired expired: deadline passed before it started");
+	r = redisCommand(c, "XRANGE hive:reply:x-1 - +");
+	cr_assert_eq(r->elements, 1);
+	cr_assert_eq(proto_decode_result(
+	    r->element[0]->element[1]->element[1]->str,
+	    r->element[0]->element[1]->element[1]->len, &res, &err), 0);
+	cr_assert_eq(res.status, HIVE_STATUS_EXPIRED);
+	proto_result_clear(&res);
+	freeReplyObject(r);
+	freeReplyObject(redisCommand(c, "DEL hive:reply:x-1"));
+	redisFree(c);
+	/* the one with a far deadline waits on */
+	wait_sql(h, "SELECT state FROM tasks WHERE id = 'x-2'", "queued");
+}
