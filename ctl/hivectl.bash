@@ -91,7 +91,7 @@ _hivectl()
 	local opts=
 	case $verb in
 	stop-all) opts="--timeout" ;;
-	submit) opts="--priority --agent --id --wait --timeout" ;;
+	submit) opts="--priority --agent --id --wait --timeout --deadline --ttl" ;;
 	wait) opts="--timeout --follow -f" ;;
 	tasks) opts="--state --capability --agent --workflow --since --limit" ;;
 	workflows) opts="--state --since --limit" ;;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ctl_run.h"
 #include "hive_proto.h"
 #include "hived_proc.h"
 #include "testutil.h"
@@ -238,4 +239,34 @@ Test(cancel_api, queued_task_nobody_pulls_expires)
 	redisFree(c);
 	/* the one with a far deadline waits on */
 	wait_sql(h, "SELECT state FROM tasks WHERE id = 'x-2'", "queued");
+}
+
+/* hivectl cancel, submit --ttl / --deadline, wait on the new states. */
+Test(cancel_api, hivectl_cancel_and_ttl)
+{
+	struct hp *h = setup("cnctl");
+	struct ctl_run r = { 0 };
+
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "nobody", "{}", "--id", "y-1",
+	    "--ttl", "300ms", NULL), 0, "%s", r.err);
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "nobody", "{}", "--id", "y-2",
+	    "--deadline", "2999-01-01T00:00:00Z", NULL), 0, "%s", r.err);
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "nobody", "{}", "--ttl",
+	    "soon", NULL), 2);
+	cr_assert_eq(ctl_run_h(&r, h, "wait", "y-1", "--timeout", "20s", NULL),
+	    1);
+	cr_assert(strstr(r.err, "y-1 expired") != NULL, "%s", r.err);
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "work",
+	    "{\"op\": \"hang\", \"obey\": true}", "--id", "k-2", NULL), 0);
+	wait_told(h, "start k-2\n");
+	cr_assert_eq(ctl_run_h(&r, h, "cancel", "k-2", NULL), 0, "%s", r.err);
+	cr_assert_str_eq(r.out, "task k-2 cancelling\n");
+	cr_assert_eq(ctl_run_h(&r, h, "wait", "k-2", "--timeout", "20s", NULL),
+	    1);
+	cr_assert(strstr(r.err, "k-2 cancelled") != NULL, "%s", r.err);
+	cr_assert_eq(ctl_run_h(&r, h, "cancel", "k-2", NULL), 1);
+	cr_assert(strstr(r.err, "(conflict)") != NULL, "%s", r.err);
+	cr_assert_eq(ctl_run_h(&r, h, "cancel", "--workflow", "nope", NULL), 1);
+	cr_assert_eq(ctl_run_h(&r, h, "cancel", NULL), 2);
+	ctl_run_free(&r);
 }
