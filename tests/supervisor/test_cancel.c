@@ -270,3 +270,62 @@ Test(cancel_api, hivectl_cancel_and_ttl)
 	cr_assert_eq(ctl_run_h(&r, h, "cancel", NULL), 2);
 	ctl_run_free(&r);
 }
+
+/*
+ * 1,000 cancels racing completion, through hived and its recorder: each
+ * task has one final state in the record (completed or cancelled) and
+ * one result in the results stream.
+ */
+#define RACES 1000
+Test(cancel_api, cancel_racing_completion_one_final_state, .timeout = 120)
+{
+	struct hp *h = setup("cnrace");
+	redisContext *c = tu_redis_connect();
+	char q[HIVE_KEY_MAX], k[HIVE_KEY_MAX], id[32], want[16];
+	struct hive_task t;
+	struct proto_err err;
+	msgpack_sbuffer sb;
+	redisReply *r;
+
+	cr_assert(proto_key_queue(q, sizeof(q), h->prefix, "work", 1) > 0);
+	msgpack_sbuffer_init(&sb);
+	for (int i = 0; i < RACES; i++) {
+		memset(&t, 0, sizeof(t));
+		snprintf(id, sizeof(id), "race-%d", i);
+		t.id = HIVE_STR(id);
+		t.attempt = 1;
+		t.payload.type = MSGPACK_OBJECT_NIL;
+		msgpack_sbuffer_clear(&sb);
+		cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
+		redisAppendCommand(c, "XADD %s * m %b", q, sb.data, sb.size);
+		/* the cancel of this task, of one a little older, or none */
+		if (i % 3 != 2) {
+			snprintf(id, sizeof(id), "race-%d", i % 3 ? i - 4 : i);
+			proto_key_cancel(k, sizeof(k), h->prefix, id);
+			redisAppendCommand(c, "SET %s race PX 60000", k);
+		}
+	}
+	for (int i = 0; i < RACES + (RACES * 2 + 2) / 3; i++) {
+		cr_assert_eq(redisGetReply(c, (void **)&r), REDIS_OK);
+		freeReplyObject(r);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	snprintf(want, sizeof(want), "%d", RACES);
+	wait_sql(h, "SELECT count(*) FROM tasks WHERE id LIKE 'race-%' AND "
+	    "state IN ('completed', 'cancelled')", want);
+	wait_sql(h, "SELECT count(*) FROM tasks WHERE id LIKE 'race-%'", want);
+	proto_key_named(k, sizeof(k), h->prefix, "results");
+	r = redisCommand(c, "XLEN %s", k);
+	cr_assert_eq(r->integer, RACES, "one result per task: %lld",
+	    r->integer);
+	freeReplyObject(r);
+	{
+		char *n = sql_text("SELECT count(*) FILTER (WHERE state = "
+		    "'cancelled') || ' cancelled' FROM tasks WHERE id LIKE "
+		    "'race-%'");
+
+		fprintf(stderr, "races: %s of %d\n", n ? n : "?", RACES);
+		free(n);
+	}
+	redisFree(c);
+}
