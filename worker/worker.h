@@ -22,6 +22,9 @@
  *   answer.c          what a handler wrote, parsed into an answer (no
  *                     worker state: tests/fuzz/fuzz_handler.c runs it)
  *   output.c          handlers' stderr: lines, rate-bounded, to hived
+ *   cancel.c          cancels and deadlines: the cancel keys read with
+ *                     one MGET per batch (before tasks start) and every
+ *                     100 ms; the cancel line, the kill after the grace
  *
  * From common/: struct hbuf and utf8_seq (util.h), the Redis connections
  * (rconn.h), the group reads of the streams (sreader.h), the log (log.h).
