@@ -163,7 +163,7 @@ ac_answer(struct ac *a, PGresult *res)
 	int nwaiting = 0, nkeys = 0, changed = 0;  /* nwaiting: the task
 	                                            * itself, or the
 	                                            * workflow's tasks */
-	json_t *o;
+	json_t *o;                   /* api_reply, api_fail_with take it */
 
 	for (int i = 0; i < PQntuples(res); i++) {
 		const char *kind = PQgetvalue(res, i, 0);
@@ -190,7 +190,6 @@ ac_answer(struct ac *a, PGresult *res)
 		o = json_pack("{s:s}", "state", state);
 		api_fail_with(a->req, 409, "conflict", o, "the workflow has "
 		    "ended already: %s", state);
-		json_decref(o);
 		return;
 	}
 	if (!a->workflow && state != NULL && final_state(state) &&
@@ -198,7 +197,6 @@ ac_answer(struct ac *a, PGresult *res)
 		o = json_pack("{s:s}", "state", state);
 		api_fail_with(a->req, 409, "conflict", o, "the task has ended "
 		    "already: %s", state);
-		json_decref(o);
 		return;
 	}
 	/* A task not recorded (yet: the recorder may lag a fresh one) may
@@ -215,7 +213,6 @@ ac_answer(struct ac *a, PGresult *res)
 		    nwaiting ? "cancelled" : "cancelling", "was",
 		    state ? json_string(state) : json_null());
 	api_reply(a->req, 202, o);
-	json_decref(o);
 }
 
 static void

@@ -11,7 +11,8 @@
  * (after the group's last-delivered-id, or no group yet), XDEL it and
  * XADD its result, status expired, to <p>:results and its reply_to.  An
  * entry delivered already is the worker's to expire (its gate checks the
- * deadline before it starts a task).  Several hived may sweep at once:
+ * deadline before it starts a task), as are broadcast entries (a group
+ * per worker).  Several hived may sweep at once:
  * the script lets one of them win.
  */
 #include "hived.h"
@@ -101,8 +102,14 @@ ex_task(struct sup *sup, const char *id, const char *stream,
 	unsigned char *msg;
 	size_t len = 0;
 	char results[HIVE_KEY_MAX], reply[HIVE_KEY_MAX + 1];
+	char bcast[HIVE_KEY_MAX];
 	struct ex_one *o;
 
+	/* Broadcast entries are read by a group per worker: not ours to
+	 * judge (each worker's gate expires them). */
+	if (proto_key_named(bcast, sizeof(bcast), c->prefix, "broadcast") < 0 ||
+	    strcmp(stream, bcast) == 0)
+		return;
 	if ((msg = PQunescapeBytea((const unsigned char *)hexmsg,
 	    &len)) == NULL)
 		return;

@@ -21,7 +21,20 @@
 
 #define T_LONG 30000
 
-TestSuite(cancel_api, .fini = hp_cleanup, .timeout = 120);
+static struct hp *cur;
+
+/* A sanitizer's report in hived's log is shown before the clean-up. */
+static void
+fini(void)
+{
+	if (cur != NULL && cur->log != NULL && (strstr(cur->log,
+	    "Sanitizer") != NULL || strstr(cur->log, "runtime error") != NULL))
+		fprintf(stderr, "hived's log:\n%s\n", cur->log);
+	cur = NULL;
+	hp_cleanup();
+}
+
+TestSuite(cancel_api, .fini = fini, .timeout = 120);
 
 static char ci[512];
 static char told_path[700];
@@ -91,7 +104,7 @@ wait_sql(struct hp *h, const char *sql, const char *want)
 static struct hp *
 setup(const char *tag)
 {
-	struct hp *h = hp_new(tag);
+	struct hp *h = cur = hp_new(tag);
 	char db[64], extra[1024], agents[1024];
 	size_t from = 0;
 

@@ -285,7 +285,7 @@ Test(cancel, queued_task_cancelled_never_starts)
 	const char *reply = "hive:reply:cancel-q";
 
 	ct_init(&c, "cq");
-	redisCommand(c.rc, "DEL %s", reply);
+	freeReplyObject(redisCommand(c.rc, "DEL %s", reply));
 	cancel_key(&c, "job-1");
 	submit(&c, "job-1", "{\"op\":\"ok\"}", 0, reply);
 	submit(&c, "job-2", "{\"op\":\"ok\"}", 0, NULL);
@@ -298,7 +298,7 @@ Test(cancel, queued_task_cancelled_never_starts)
 	next_on(&c, reply, rlast, sizeof(rlast), &r);
 	cr_assert_str_eq(r.id, "job-1");
 	cr_assert_eq(r.status, HIVE_STATUS_CANCELLED);
-	redisCommand(c.rc, "DEL %s", reply);
+	freeReplyObject(redisCommand(c.rc, "DEL %s", reply));
 	ct_fini(&c);
 }
 
@@ -377,7 +377,7 @@ Test(cancel, deadline_passed_while_queued_expires)
 	struct res r;
 
 	ct_init(&c, "cx");
-	redisCommand(c.rc, "DEL %s", reply);
+	freeReplyObject(redisCommand(c.rc, "DEL %s", reply));
 	submit(&c, "job-1", "{\"op\":\"ok\"}", (unsigned long long)proto_now_ms()
 	    - 1, reply);
 	submit(&c, "job-2", "{\"op\":\"ok\"}", (unsigned long long)proto_now_ms()
@@ -388,7 +388,7 @@ Test(cancel, deadline_passed_while_queued_expires)
 	told_is(&c, "start job-2");
 	next_on(&c, reply, rlast, sizeof(rlast), &r);
 	cr_assert_eq(r.status, HIVE_STATUS_EXPIRED);
-	redisCommand(c.rc, "DEL %s", reply);
+	freeReplyObject(redisCommand(c.rc, "DEL %s", reply));
 	ct_fini(&c);
 }
 
