@@ -279,6 +279,12 @@ Test(cancel_api, hivectl_cancel_and_ttl)
 	cr_assert(strstr(r.err, "k-2 cancelled") != NULL, "%s", r.err);
 	cr_assert_eq(ctl_run_h(&r, h, "cancel", "k-2", NULL), 1);
 	cr_assert(strstr(r.err, "(conflict)") != NULL, "%s", r.err);
+	cr_assert_eq(ctl_run_h(&r, h, "tasks", "--state", "cancelled", NULL),
+	    0, "%s", r.err);
+	cr_assert(strstr(r.out, "k-2") != NULL, "%s", r.out);
+	cr_assert_eq(ctl_run_h(&r, h, "tasks", "--state", "expired", NULL),
+	    0, "%s", r.err);
+	cr_assert(strstr(r.out, "y-1") != NULL, "%s", r.out);
 	cr_assert_eq(ctl_run_h(&r, h, "cancel", "--workflow", "nope", NULL), 1);
 	cr_assert_eq(ctl_run_h(&r, h, "cancel", NULL), 2);
 	ctl_run_free(&r);
