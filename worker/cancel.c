@@ -42,24 +42,6 @@ struct cancel_req {
 	char (*ids)[HIVE_ID_MAX + 1];
 };
 
-static struct wrk_task *
-held_by_id(struct wrk *w, const char *id, bool *running)
-{
-	struct wrk_task *t;
-
-	TAILQ_FOREACH(t, &w->backlog, q)
-		if (strcmp(t->id, id) == 0) {
-			*running = false;
-			return t;
-		}
-	TAILQ_FOREACH(t, &w->running, q)
-		if (strcmp(t->id, id) == 0) {
-			*running = true;
-			return t;
-		}
-	return NULL;
-}
-
 /* End a task of the backlog without running it. */
 static void
 end_waiting(struct wrk *w, struct wrk_task *t, enum hive_status s,
@@ -93,6 +75,23 @@ cancel_running(struct wrk *w, struct wrk_task *t, const char *why)
 	wrk_schedule(w);
 }
 
+/* Every task held with this id (the same id may be held twice: a task
+ * submitted twice, or on a queue and the broadcast stream). */
+static void
+cancel_id(struct wrk *w, const char *id)
+{
+	struct wrk_task *t, *next;
+
+	for (t = TAILQ_FIRST(&w->backlog); t != NULL; t = next) {
+		next = TAILQ_NEXT(t, q);
+		if (strcmp(t->id, id) == 0)
+			end_waiting(w, t, HIVE_STATUS_CANCELLED, WHY_CANCEL);
+	}
+	TAILQ_FOREACH(t, &w->running, q)
+		if (strcmp(t->id, id) == 0)
+			cancel_running(w, t, WHY_CANCEL);
+}
+
 static void
 cancel_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -100,7 +99,7 @@ cancel_reply(redisAsyncContext *ac, void *reply, void *priv)
 	struct wrk *w = rq->w;
 	redisReply *r = reply;
 	struct wrk_task *t, *next;
-	bool running, ok;
+	bool ok;
 
 	(void)ac;
 	ok = r != NULL && r->type == REDIS_REPLY_ARRAY &&
@@ -108,16 +107,9 @@ cancel_reply(redisAsyncContext *ac, void *reply, void *priv)
 	if (r != NULL && !ok)
 		log_warnx("agent=%s reading cancel keys: %s", w->agent_inst,
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-	for (int i = 0; ok && i < rq->n; i++) {
-		if (r->element[i]->type != REDIS_REPLY_STRING)
-			continue;
-		if ((t = held_by_id(w, rq->ids[i], &running)) == NULL)
-			continue;
-		if (running)
-			cancel_running(w, t, WHY_CANCEL);
-		else
-			end_waiting(w, t, HIVE_STATUS_CANCELLED, WHY_CANCEL);
-	}
+	for (int i = 0; ok && i < rq->n; i++)
+		if (r->element[i]->type == REDIS_REPLY_STRING)
+			cancel_id(w, rq->ids[i]);
 	if (rq->seq != 0) {
 		/* The gate: checked now, or asked again (Redis lost). */
 		for (t = TAILQ_FIRST(&w->backlog); t != NULL; t = next) {

@@ -459,3 +459,22 @@ Test(cancel, cancel_racing_completion_one_result_each)
 	fprintf(stderr, "races: %d of %d cancelled\n", ncancelled, RACES);
 	ct_fini(&c);
 }
+
+/* A task submitted twice (the same id twice in the queue): both
+ * cancelled, neither started. */
+Test(cancel, same_id_twice_both_cancelled)
+{
+	struct ct c;
+
+	ct_init(&c, "c2");
+	cancel_key(&c, "dup");
+	submit(&c, "dup", "{\"op\":\"ok\"}", 0, NULL);
+	submit(&c, "dup", "{\"op\":\"ok\"}", 0, NULL);
+	submit(&c, "after", "{\"op\":\"ok\"}", 0, NULL);
+	ct_stream(&c, "5000");
+	result_is(&c, "dup", HIVE_STATUS_CANCELLED, "cancelled");
+	result_is(&c, "dup", HIVE_STATUS_CANCELLED, "cancelled");
+	result_is(&c, "after", HIVE_STATUS_OK, NULL);
+	told_is(&c, "start after");
+	ct_fini(&c);
+}
