@@ -101,16 +101,14 @@ wait_sql(struct hp *h, const char *sql, const char *want)
 	cr_assert_fail("%s: %s, want %s", sql, got ? got : "(null)", want);
 }
 
-static struct hp *
-setup(const char *tag)
+/* Start h on the database ci, as host. */
+static void
+start_on(struct hp *h, const char *host)
 {
-	struct hp *h = cur = hp_new(tag);
-	char db[64], extra[1024], agents[1024];
+	char extra[1024], agents[1024];
 	size_t from = 0;
 
-	tu_pg_fresh_db(tag, db, sizeof(db), ci, sizeof(ci));
-	snprintf(extra, sizeof(extra), "postgres = %s\n",
-	    ci);
+	snprintf(extra, sizeof(extra), "postgres = %s\nhost = %s\n", ci, host);
 	snprintf(told_path, sizeof(told_path), "%s/told", h->dir);
 	snprintf(agents, sizeof(agents),
 	    "[agent \"c\"]\n"
@@ -121,6 +119,16 @@ setup(const char *tag)
 	hp_write_conf(h, tu_build_path("worker/hive-worker"), extra, agents);
 	hp_start(h);
 	hp_wait(h, &from, T_LONG, "postgres: schema version", NULL);
+}
+
+static struct hp *
+setup(const char *tag)
+{
+	struct hp *h = cur = hp_new(tag);
+	char db[64];
+
+	tu_pg_fresh_db(tag, db, sizeof(db), ci, sizeof(ci));
+	start_on(h, "cancel-host");
 	return h;
 }
 
@@ -347,4 +355,39 @@ Test(cancel_api, cancel_racing_completion_one_final_state, .timeout = 120)
 		free(n);
 	}
 	redisFree(c);
+}
+
+/* Two hived sharing Redis and PostgreSQL both sweep: each expired task
+ * has one result all the same. */
+Test(cancel_api, two_hived_expire_each_task_once)
+{
+	struct hp *a = cur = hp_new("cnexa"), *b = hp_new("cnexb");
+	char db[64], body[256], key[HIVE_KEY_MAX];
+	redisContext *c;
+	redisReply *r;
+	enum { N = 50 };
+
+	tu_pg_fresh_db("cnexab", db, sizeof(db), ci, sizeof(ci));
+	memcpy(b->prefix, a->prefix, sizeof(b->prefix));
+	start_on(a, "host-a");
+	start_on(b, "host-b");
+	for (int i = 0; i < N; i++) {
+		snprintf(body, sizeof(body), "{\"id\": \"e-%d\", \"capability\": "
+		    "\"nobody\", \"ttl\": 200}", i);
+		json_decref(post(i % 2 ? b : a, "/tasks", body, 201));
+	}
+	wait_sql(a, "SELECT count(*) FROM tasks WHERE id LIKE 'e-%' AND "
+	    "state = 'expired'", "50");
+	c = tu_redis_connect();
+	proto_key_named(key, sizeof(key), a->prefix, "results");
+	r = redisCommand(c, "XLEN %s", key);
+	cr_assert_eq(r->integer, N, "results: %lld, want %d", r->integer, N);
+	freeReplyObject(r);
+	redisFree(c);
+	{
+		char *n = sql_text("SELECT count(*) FROM tasks WHERE id LIKE "
+		    "'e-%' AND agent = 'hived'");
+		fprintf(stderr, "expired by hived: %s\n", n ? n : "?");
+		free(n);
+	}
 }
