@@ -56,6 +56,8 @@ enum {
 	OPT_FOLLOW     = 1 << 12,     /* -f, --follow */
 	OPT_LINES      = 1 << 13,     /* -n, --lines N */
 	OPT_BY         = 1 << 14,
+	OPT_DEADLINE   = 1 << 15,     /* cancel19 */
+	OPT_TTL        = 1 << 16,
 };
 
 /* The command line, parsed; what a verb reads. */
@@ -72,6 +74,8 @@ struct ctl {
 	long priority;
 	const char *agent, *id, *state, *capability, *workflow, *since, *code;
 	const char *by;               /* --by */
+	const char *deadline;         /* --deadline */
+	long long ttl_ms;             /* --ttl */
 	long long timeout_ms;         /* --timeout; -1: none */
 	long limit;
 	int wait, all;
@@ -240,5 +244,7 @@ int verb_dead(struct ctl *);
 int verb_logs(struct ctl *);
 /* ---- verb_usage.c ---- */
 int verb_usage(struct ctl *);
+/* ---- verb_cancel.c ---- */
+int verb_cancel(struct ctl *);
 
 #endif /* HIVE_HIVECTL_H */

@@ -43,8 +43,9 @@
 	{ .name = nm, .kind = PF_ENUM, .required = false, \
 	  .off = offsetof(st, mem), .en = &e, .type = "str" }
 
-static const char *const status_names[] = { "ok", "error" };
-static const struct proto_enum status_enum = { status_names, 2,
+static const char *const status_names[] = { "ok", "error", "cancelled",
+	"expired" };
+static const struct proto_enum status_enum = { status_names, 4,
 	HIVE_STATUS_OK };
 
 /* enum hive_code from 1; the first nine are proto_errcode_name()'s. */
@@ -77,6 +78,9 @@ static const struct proto_field task_fields[] = {
 	  .off = offsetof(struct hive_task, parents), .min = 0,
 	  .max = HIVE_WF_DEPS_MAX, .type = "map" },
 	F_TRACE(struct hive_task),
+	/* cancel19: task control, deadlines */
+	F_UINT("deadline", false, struct hive_task, deadline, 0,
+	    UINT64_MAX, 0),
 };
 
 static const struct proto_field result_fields[] = {

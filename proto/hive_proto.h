@@ -186,6 +186,10 @@ struct hive_task {
 	                              * HIVE_WF_DEPS_MAX entries, keys unique */
 	struct hive_str traceparent; /* optional W3C trace context
 	                              * (proto_valid_traceparent) */
+	/* cancel19: task control, deadlines */
+	uint64_t deadline;           /* unix ms: not started by then, the
+	                              * task expires; running past it, it is
+	                              * cancelled.  0 = none */
 	msgpack_unpacked up_;        /* owns the decoded tree */
 };
 
@@ -208,7 +212,11 @@ struct hive_usage {
 	struct hive_str model;       /* 1..HIVE_MODEL_MAX bytes of UTF-8 */
 };
 
-enum hive_status { HIVE_STATUS_OK = 0, HIVE_STATUS_ERROR = 1 };
+/* cancelled: a cancel asked for it (or a running task passed its
+ * deadline); expired: its deadline passed before it started.  Both are
+ * final states of the record (docs/PROTOCOL.md, cancel). */
+enum hive_status { HIVE_STATUS_OK = 0, HIVE_STATUS_ERROR = 1,
+	HIVE_STATUS_CANCELLED = 2, HIVE_STATUS_EXPIRED = 3 };
 
 /* The outcome of a task, published by the worker to the results stream
  * (and the task's reply_to) in the same MULTI/EXEC that acknowledges it. */
@@ -217,7 +225,8 @@ struct hive_result {
 	struct hive_str id;          /* the task id */
 	struct hive_str agent;       /* "name/instance" that ran it */
 	struct hive_str host;        /* host of that worker */
-	enum hive_status status;     /* "ok" | "error" */
+	enum hive_status status;     /* "ok" | "error" | "cancelled" |
+	                              * "expired" */
 	msgpack_object result;       /* any value (ok); nil when absent */
 	struct hive_str error;       /* required when status is error */
 	enum hive_code code;         /* only with status error: why, for
@@ -485,6 +494,8 @@ int proto_framer_next(struct proto_framer *, const char **body, size_t *blen,
  *   <p>:workflows                 workflows submitted to the coordinator
  *   <p>:output:<task id>          a task's progress and chunks
  *                                 (docs/PROTOCOL.md, output stream)
+ *   <p>:cancel:<task id>          a string: the task is to be cancelled
+ *                                 (docs/PROTOCOL.md, cancel)
  */
 int proto_key_queue(char *buf, size_t len, const char *prefix,
     const char *capability, unsigned prio);
@@ -496,6 +507,8 @@ int proto_key_named(char *buf, size_t len, const char *prefix,
     const char *name);   /* "broadcast", "results", "events", "dead",
                           * "workflows" */
 int proto_key_output(char *buf, size_t len, const char *prefix,
+    const char *task_id);
+int proto_key_cancel(char *buf, size_t len, const char *prefix,
     const char *task_id);
 
 /* The consumer group of workers on queue and direct streams. */

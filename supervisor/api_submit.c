@@ -353,7 +353,9 @@ sub_post_task(struct api_req *req)
 {
 	static const char *const keys[] = { "capability", "agent", "payload",
 	    "id", "priority", "max_attempts", "timeout_ms", "reply_to",
-	    "traceparent", NULL };
+	    "traceparent",
+	    "deadline", "ttl",   /* api_cancel.c */
+	    NULL };
 	json_t *b = api_body(req);
 	const char *cap, *agent, *reply;
 	uint64_t prio, maxa, tmo;
@@ -390,7 +392,8 @@ sub_post_task(struct api_req *req)
 	    !json_is_null(json_object_get(b, "priority")), s->key,
 	    sizeof(s->key), err, sizeof(err)) < 0 ||
 	    opt_any(b, "payload", "", &z, &t.payload, err, sizeof(err)) < 0 ||
-	    opt_traceparent(b, s->tp, err, sizeof(err)) < 0) {
+	    opt_traceparent(b, s->tp, err, sizeof(err)) < 0 ||
+	    api_task_deadline(b, &t.deadline, err, sizeof(err)) < 0) {
 		api_fail(req, 400, "bad_request", "%s", err);
 		free(s);
 		goto out;

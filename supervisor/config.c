@@ -416,6 +416,8 @@ static const struct conf_key agent_keys[] = {
 	  .max = HIVE_TIMEOUT_MAX, .dflt = "0" },
 	{ AK("max_attempts", CK_UINT, max_attempts), .min = 1,
 	  .max = HIVE_ATTEMPTS_MAX, .dflt = "3" },
+	{ AK("cancel_grace", CK_DURATION, cancel_grace_ms),
+	  .max = HIVE_TIMEOUT_MAX, .dflt = "5s" },
 	{ AK("max_tasks", CK_U64, max_tasks), .max = UINT64_MAX, .dflt = "0" },
 	{ AK("max_rss", CK_SIZE, max_rss_kb), .dflt = "0" },
 	{ AK("environment", CK_ENV, env), .max = HIVE_ENV_MAX,

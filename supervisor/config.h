@@ -77,6 +77,7 @@ struct hive_agent_conf {
 	unsigned heartbeat_deadline_ms; /* heartbeat_deadline */
 	unsigned task_timeout_ms;    /* task_timeout; 0: none */
 	unsigned max_attempts;       /* max_attempts */
+	unsigned cancel_grace_ms;    /* cancel_grace */
 	uint64_t max_tasks;          /* max_tasks; 0: never recycle */
 	uint64_t max_rss_kb;         /* max_rss; 0: no limit */
 	char *env[HIVE_ENV_MAX];     /* environment: KEY=value each */

@@ -426,6 +426,8 @@ void sup_store_transition(struct sup_inst *, enum sup_state was,
 void sup_store_handler(struct sup_inst *, const char *reason);
 /* The housekeeping timer calls this. */
 void sup_store_tick(struct sup *);
+/* expire.c: the deadline sweeper of queued tasks (every few seconds). */
+void sup_expire_tick(struct sup *);
 /* The configuration changed: name its queues to the recorder. */
 void sup_store_queues(struct sup *);
 /* A reload put sup->cref in place of oc: the record side follows it
