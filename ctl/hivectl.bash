@@ -24,7 +24,7 @@ _hivectl()
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=
 	local verbs="status start stop restart sleep wake reset drain reload
 	    stop-all start-all health submit wait task tasks workflow
-	    workflows queues dead logs usage help"
+	    workflows queues dead logs usage cancel help"
 	local global="--json --url --token-file --config --http-timeout --help"
 	local verb= i nargs=0
 
@@ -91,13 +91,14 @@ _hivectl()
 	local opts=
 	case $verb in
 	stop-all) opts="--timeout" ;;
-	submit) opts="--priority --agent --id --at --in --wait --timeout" ;;
+	submit) opts="--priority --agent --id --wait --timeout --deadline --ttl --at --in" ;;
 	wait) opts="--timeout --follow -f" ;;
 	tasks) opts="--state --capability --agent --workflow --since --limit" ;;
 	workflows) opts="--state --since --limit" ;;
 	dead) opts="--code --capability --all --limit" ;;
 	logs) opts="--follow --lines -f -n" ;;
 	usage) opts="--by --since --limit" ;;
+	cancel) opts="--workflow" ;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W "$opts $global" -- "$cur"))

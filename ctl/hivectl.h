@@ -56,8 +56,10 @@ enum {
 	OPT_FOLLOW     = 1 << 12,     /* -f, --follow */
 	OPT_LINES      = 1 << 13,     /* -n, --lines N */
 	OPT_BY         = 1 << 14,
-	OPT_AT         = 1 << 15,     /* --at TIME */
-	OPT_IN         = 1 << 16,     /* --in DURATION */
+	OPT_DEADLINE   = 1 << 15,     /* cancel19 */
+	OPT_TTL        = 1 << 16,
+	OPT_AT         = 1 << 17,     /* --at TIME */
+	OPT_IN         = 1 << 18,     /* --in DURATION */
 };
 
 /* The command line, parsed; what a verb reads. */
@@ -74,6 +76,8 @@ struct ctl {
 	long priority;
 	const char *agent, *id, *state, *capability, *workflow, *since, *code;
 	const char *by;               /* --by */
+	const char *deadline;         /* --deadline */
+	long long ttl_ms;             /* --ttl */
 	const char *at;               /* --at: RFC 3339 or Unix ms */
 	long long in_ms;              /* --in; -1: not given */
 	long long timeout_ms;         /* --timeout; -1: none */
@@ -244,5 +248,7 @@ int verb_dead(struct ctl *);
 int verb_logs(struct ctl *);
 /* ---- verb_usage.c ---- */
 int verb_usage(struct ctl *);
+/* ---- verb_cancel.c ---- */
+int verb_cancel(struct ctl *);
 
 #endif /* HIVE_HIVECTL_H */

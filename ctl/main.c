@@ -58,10 +58,10 @@ static const struct ctl_verb verbs[] = {
 	  "hived's health: Redis, PostgreSQL, quarantined instances.\n"
 	  "Exit 0 when healthy, 1 when degraded (or stopping)." },
 	{ "submit", verb_submit, 1, 2, OPT_PRIORITY | OPT_AGENT | OPT_ID |
-	  OPT_WAIT | OPT_TIMEOUT | OPT_AT | OPT_IN,
+	  OPT_WAIT | OPT_TIMEOUT | OPT_DEADLINE | OPT_TTL | OPT_AT | OPT_IN,
 	  "submit CAPABILITY JSON | --agent AGENT[/N] JSON\n"
-	  "       [--priority N] [--id ID] [--at TIME | --in DURATION]\n"
-	  "       [--wait [--timeout DURATION]]",
+	  "       [--priority N] [--id ID] [--wait [--timeout DURATION]]\n"
+	  "       [--deadline T | --ttl DURATION] [--at TIME | --in DURATION]",
 	  "Submit a task whose payload is JSON (\"-\": read it from stdin)\n"
 	  "and print its id.  --agent sends it to that agent's queue (or\n"
 	  "instance N's) instead of a capability's.\n"
@@ -71,7 +71,10 @@ static const struct ctl_verb verbs[] = {
 	  "  --in DURATION       not run before DURATION from now (30s, 5m)\n"
 	  "  --wait              wait for the outcome and print the result;\n"
 	  "                      exit 1 when the task failed or went dead\n"
-	  "  --timeout DURATION  give up waiting after DURATION (exit 1)" },
+	  "  --timeout DURATION  give up waiting after DURATION (exit 1)\n"
+	  "  --deadline T        not started by T (RFC 3339, or Unix ms):\n"
+	  "                      expired; running then: cancelled\n"
+	  "  --ttl DURATION      the same, DURATION from now" },
 	{ "wait", verb_wait, 1, 1, OPT_TIMEOUT | OPT_FOLLOW,
 	  "wait ID [--timeout DURATION | -f]",
 	  "Wait for task ID to finish and print its result; exit 1 when it\n"
@@ -79,6 +82,12 @@ static const struct ctl_verb verbs[] = {
 	  "  -f, --follow    print the task's output as it comes (its\n"
 	  "                  chunks on stdout; its progress on stderr, as a\n"
 	  "                  status line on a terminal), then the result" },
+	{ "cancel", verb_cancel, 0, 1, OPT_WORKFLOW,
+	  "cancel ID | cancel --workflow ID",
+	  "Cancel a task: a queued one never starts, a running one is told\n"
+	  "to stop, then killed after its agent's cancel_grace.  With\n"
+	  "--workflow, every unfinished task of workflow ID.  Exit 1 when\n"
+	  "it had ended already (its final state is printed)." },
 	{ "task", verb_task, 1, 1, 0, "task ID",
 	  "A task: its states with their times, each attempt, the result." },
 	{ "tasks", verb_tasks, 0, 0, OPT_STATE | OPT_CAPABILITY | OPT_AGENT |
@@ -86,7 +95,8 @@ static const struct ctl_verb verbs[] = {
 	  "tasks [--state S] [--capability C] [--agent A] [--workflow W]\n"
 	  "       [--since T] [--limit N]",
 	  "Tasks, newest first.\n"
-	  "  --state S       waiting, scheduled, queued, running, completed, failed, dead\n"
+	  "  --state S       waiting, scheduled, queued, running, completed,\n"
+	  "                  failed, dead, cancelled, expired\n"
 	  "  --capability C  of capability C\n"
 	  "  --agent A       run by agent A (a name, or NAME/N)\n"
 	  "  --workflow W    of workflow W\n"
@@ -153,7 +163,8 @@ enum {
 	LO_URL = 256, LO_TOKEN_FILE, LO_CONFIG, LO_JSON, LO_HTTP_TIMEOUT,
 	LO_PRIORITY, LO_AGENT, LO_ID, LO_WAIT, LO_TIMEOUT, LO_STATE,
 	LO_CAPABILITY, LO_WORKFLOW, LO_SINCE, LO_LIMIT, LO_CODE, LO_ALL,
-	LO_FOLLOW, LO_LINES, LO_BY, LO_AT, LO_IN,
+	LO_FOLLOW, LO_LINES, LO_BY,
+	LO_DEADLINE, LO_TTL, LO_AT, LO_IN,
 };
 
 static const struct option longopts[] = {
@@ -177,6 +188,8 @@ static const struct option longopts[] = {
 	{ "follow", no_argument, NULL, LO_FOLLOW },
 	{ "lines", required_argument, NULL, LO_LINES },
 	{ "by", required_argument, NULL, LO_BY },
+	{ "deadline", required_argument, NULL, LO_DEADLINE },
+	{ "ttl", required_argument, NULL, LO_TTL },
 	{ "at", required_argument, NULL, LO_AT },
 	{ "in", required_argument, NULL, LO_IN },
 	{ "help", no_argument, NULL, 'h' },
@@ -323,6 +336,12 @@ take_option(struct ctl *c, int o, const char *arg)
 			    "1..1000000", arg);
 		break;
 	case LO_CODE: c->code = arg; break;
+	case LO_DEADLINE: c->deadline = arg; break;
+	case LO_TTL:
+		if ((c->ttl_ms = ctl_parse_duration(arg)) <= 0)
+			return ctl_usage(c, "--ttl: '%s' is not a duration "
+			    "above 0 (500ms, 10s, 2m; bare: milliseconds)", arg);
+		break;
 	case LO_ALL: c->all = 1; break;
 	case LO_FOLLOW: c->follow = 1; break;
 	case LO_LINES:

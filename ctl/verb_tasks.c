@@ -145,7 +145,8 @@ static int
 final_state(const char *s)
 {
 	return s != NULL && (strcmp(s, "completed") == 0 ||
-	    strcmp(s, "failed") == 0 || strcmp(s, "dead") == 0);
+	    strcmp(s, "failed") == 0 || strcmp(s, "dead") == 0 ||
+	    strcmp(s, "cancelled") == 0 || strcmp(s, "expired") == 0);
 }
 
 /* A finished task's outcome: the result on stdout; exit 1 unless it
@@ -266,6 +267,10 @@ verb_submit(struct ctl *c)
 		    json_string(c->at));
 	if (c->in_ms >= 0)
 		json_object_set_new(body, "delay", json_integer(c->in_ms));
+	if (c->deadline != NULL)    /* hived reads RFC 3339 or Unix ms */
+		json_object_set_new(body, "deadline", json_string(c->deadline));
+	if (c->ttl_ms > 0)
+		json_object_set_new(body, "ttl", json_integer(c->ttl_ms));
 	rc = ctl_call(c, "POST", "/tasks", body, &ans);
 	json_decref(body);
 	if (rc != CTL_OK)

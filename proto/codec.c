@@ -43,8 +43,9 @@
 	{ .name = nm, .kind = PF_ENUM, .required = false, \
 	  .off = offsetof(st, mem), .en = &e, .type = "str" }
 
-static const char *const status_names[] = { "ok", "error" };
-static const struct proto_enum status_enum = { status_names, 2,
+static const char *const status_names[] = { "ok", "error", "cancelled",
+	"expired" };
+static const struct proto_enum status_enum = { status_names, 4,
 	HIVE_STATUS_OK };
 
 /* enum hive_code from 1; the first nine are proto_errcode_name()'s. */
@@ -84,6 +85,9 @@ static const struct proto_field task_fields[] = {
 	    HIVE_BACKOFF_MAX, 0),
 	F_UINT("backoff_max_ms", false, struct hive_task, backoff_max_ms, 0,
 	    HIVE_BACKOFF_MAX, 0),
+	/* cancel19: task control, deadlines */
+	F_UINT("deadline", false, struct hive_task, deadline, 0,
+	    UINT64_MAX, 0),
 };
 
 static const struct proto_field result_fields[] = {

@@ -191,6 +191,10 @@ struct hive_task {
 	uint64_t not_before;         /* unix ms; 0: now */
 	uint32_t backoff_ms;         /* retry backoff's base; 0: the agent's */
 	uint32_t backoff_max_ms;     /* its cap; 0: the agent's */
+	/* cancel19: task control, deadlines */
+	uint64_t deadline;           /* unix ms: not started by then, the
+	                              * task expires; running past it, it is
+	                              * cancelled.  0 = none */
 	msgpack_unpacked up_;        /* owns the decoded tree */
 };
 
@@ -213,7 +217,11 @@ struct hive_usage {
 	struct hive_str model;       /* 1..HIVE_MODEL_MAX bytes of UTF-8 */
 };
 
-enum hive_status { HIVE_STATUS_OK = 0, HIVE_STATUS_ERROR = 1 };
+/* cancelled: a cancel asked for it (or a running task passed its
+ * deadline); expired: its deadline passed before it started.  Both are
+ * final states of the record (docs/PROTOCOL.md, cancel). */
+enum hive_status { HIVE_STATUS_OK = 0, HIVE_STATUS_ERROR = 1,
+	HIVE_STATUS_CANCELLED = 2, HIVE_STATUS_EXPIRED = 3 };
 
 /* The outcome of a task, published by the worker to the results stream
  * (and the task's reply_to) in the same MULTI/EXEC that acknowledges it. */
@@ -222,7 +230,8 @@ struct hive_result {
 	struct hive_str id;          /* the task id */
 	struct hive_str agent;       /* "name/instance" that ran it */
 	struct hive_str host;        /* host of that worker */
-	enum hive_status status;     /* "ok" | "error" */
+	enum hive_status status;     /* "ok" | "error" | "cancelled" |
+	                              * "expired" */
 	msgpack_object result;       /* any value (ok); nil when absent */
 	struct hive_str error;       /* required when status is error */
 	enum hive_code code;         /* only with status error: why, for
@@ -496,6 +505,8 @@ int proto_framer_next(struct proto_framer *, const char **body, size_t *blen,
  *                                 of the attempt a retry follows)
  *   <p>:output:<task id>          a task's progress and chunks
  *                                 (docs/PROTOCOL.md, output stream)
+ *   <p>:cancel:<task id>          a string: the task is to be cancelled
+ *                                 (docs/PROTOCOL.md, cancel)
  */
 int proto_key_queue(char *buf, size_t len, const char *prefix,
     const char *capability, unsigned prio);
@@ -509,6 +520,8 @@ int proto_key_named(char *buf, size_t len, const char *prefix,
 /* In a <p>:delayed member, what ends the queue's key (before the task). */
 #define HIVE_DELAYED_SEP     '\n'
 int proto_key_output(char *buf, size_t len, const char *prefix,
+    const char *task_id);
+int proto_key_cancel(char *buf, size_t len, const char *prefix,
     const char *task_id);
 
 /* The consumer group of workers on queue and direct streams. */

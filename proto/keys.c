@@ -110,6 +110,17 @@ proto_key_output(char *buf, size_t len, const char *prefix,
 	return fmt(buf, len, "%s:output:%s", prefix, task_id);
 }
 
+/* cancel19: a cancel request (docs/PROTOCOL.md, cancel). */
+int
+proto_key_cancel(char *buf, size_t len, const char *prefix,
+    const char *task_id)
+{
+	if (valid_prefix(prefix) == -1 || task_id == NULL ||
+	    proto_valid_id(task_id, strlen(task_id)) == -1)
+		return -1;
+	return fmt(buf, len, "%s:cancel:%s", prefix, task_id);
+}
+
 int
 proto_consumer_name(char *buf, size_t len, const char *agent,
     unsigned instance, const char *host)

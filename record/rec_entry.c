@@ -348,6 +348,22 @@ add_snapshot(struct rec_batch *bt, const struct hive_result *m,
 	free(mem);
 }
 
+/* The final state a result records (the names of migration 8). */
+static const char *
+rec_result_state(enum hive_status s)
+{
+	switch (s) {
+	case HIVE_STATUS_OK:
+		return "completed";
+	case HIVE_STATUS_CANCELLED:
+		return "cancelled";
+	case HIVE_STATUS_EXPIRED:
+		return "expired";
+	default:
+		return "failed";
+	}
+}
+
 static void
 record_result(struct sup_recorder *rec, struct rec_batch *bt, int si,
     const char *entry, const char *buf, size_t len)
@@ -370,7 +386,7 @@ record_result(struct sup_recorder *rec, struct rec_batch *bt, int si,
 		goto out;
 	}
 	t->rank = 3;
-	t->state = m.status == HIVE_STATUS_OK ? "completed" : "failed";
+	t->state = rec_result_state(m.status);
 	t->attempts = m.attempt;
 	t->agent = hstrdup(m.agent);
 	t->workflow = hstrdup(m.workflow);

@@ -368,6 +368,7 @@ sub_post_task(struct api_req *req)
 	static const char *const keys[] = { "capability", "agent", "payload",
 	    "id", "priority", "max_attempts", "timeout_ms", "reply_to",
 	    "traceparent", "not_before", "delay", "backoff_ms", "backoff_max_ms",
+	    "deadline", "ttl",   /* api_cancel.c */
 	    NULL };
 	json_t *b = api_body(req);
 	const char *cap, *agent, *reply;
@@ -411,7 +412,8 @@ sub_post_task(struct api_req *req)
 	    opt_uint(b, "backoff_ms", "", 0, HIVE_BACKOFF_MAX, 0, &bo, err,
 	    sizeof(err)) < 0 ||
 	    opt_uint(b, "backoff_max_ms", "", 0, HIVE_BACKOFF_MAX, 0, &bomax, err,
-	    sizeof(err)) < 0) {
+	    sizeof(err)) < 0 ||
+	    api_task_deadline(b, &t.deadline, err, sizeof(err)) < 0) {
 		api_fail(req, 400, "bad_request", "%s", err);
 		free(s);
 		goto out;

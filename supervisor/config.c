@@ -421,6 +421,8 @@ static const struct conf_key agent_keys[] = {
 	  .max = HIVE_BACKOFF_MAX, .dflt = "1s" },
 	{ AK("retry_backoff_max", CK_DURATION, retry_backoff_max_ms),
 	  .max = HIVE_BACKOFF_MAX, .dflt = "5m" },
+	{ AK("cancel_grace", CK_DURATION, cancel_grace_ms),
+	  .max = HIVE_TIMEOUT_MAX, .dflt = "5s" },
 	{ AK("max_tasks", CK_U64, max_tasks), .max = UINT64_MAX, .dflt = "0" },
 	{ AK("max_rss", CK_SIZE, max_rss_kb), .dflt = "0" },
 	{ AK("environment", CK_ENV, env), .max = HIVE_ENV_MAX,

@@ -81,6 +81,7 @@ struct hive_agent_conf {
 	                              * retried (worker/retry.c) */
 	unsigned retry_backoff_ms;   /* retry_backoff: the backoff's base */
 	unsigned retry_backoff_max_ms; /* retry_backoff_max: its cap */
+	unsigned cancel_grace_ms;    /* cancel_grace */
 	uint64_t max_tasks;          /* max_tasks; 0: never recycle */
 	uint64_t max_rss_kb;         /* max_rss; 0: no limit */
 	char *env[HIVE_ENV_MAX];     /* environment: KEY=value each */

@@ -302,7 +302,7 @@ sup_delay_when(json_t *o, const char *in, uint64_t *not_before,
 		if (json_is_integer(nb) && json_integer_value(nb) >= 0)
 			at = (uint64_t)json_integer_value(nb);
 		else if (json_is_string(nb) &&
-		    api_parse_time(json_string_value(nb), &t) == 0 && t >= 0)
+		    api_time_text(json_string_value(nb), &t) == 0 && t >= 0)
 			at = (uint64_t)t;
 		else {
 			snprintf(err, len, "field '%s%snot_before': expected a "

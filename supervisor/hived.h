@@ -458,6 +458,8 @@ int sup_delay_when(struct json_t *o, const char *in, uint64_t *not_before,
 /* The answer of POST /tasks for a scheduled task. */
 struct json_t *sup_delay_answer(const char *id, const char *queue,
     const char *entry, const char *tp, uint64_t due);
+/* expire.c: the deadline sweeper of queued tasks (every few seconds). */
+void sup_expire_tick(struct sup *);
 /* The configuration changed: name its queues to the recorder. */
 void sup_store_queues(struct sup *);
 /* A reload put sup->cref in place of oc: the record side follows it

@@ -116,6 +116,7 @@ static const struct api_route *const http_tables[] = {
 	api_output_task_routes,
 	api_output_routes,
 	api_ui_routes,
+	api_cancel_routes,
 	NULL
 };
 
@@ -395,6 +396,12 @@ parse_time(const char *s, long long *ms)
 }
 
 int
+api_time_text(const char *s, long long *ms)
+{
+	return parse_time(s, ms);
+}
+
+int
 api_time(struct api_req *req, const char *name, long long *ms)
 {
 	const char *s = api_query(req, name);
@@ -408,12 +415,6 @@ api_time(struct api_req *req, const char *name, long long *ms)
 		return -1;
 	}
 	return 0;
-}
-
-int
-api_parse_time(const char *s, long long *ms)
-{
-	return parse_time(s, ms);
 }
 
 json_t *

@@ -173,6 +173,7 @@ build_args(struct sup_inst *in, struct spawn_args *sa)
 		opt_uint(sa, "--retry-backoff", ac->retry_backoff_ms);
 		opt_uint(sa, "--retry-backoff-max", ac->retry_backoff_max_ms);
 	}
+	opt_uint(sa, "--cancel-grace", ac->cancel_grace_ms);
 	opt_uint(sa, "--heartbeat-ms", c->heartbeat_ms);
 	opt_uint(sa, "--stop-timeout", c->stop_timeout_ms);
 	opt_uint(sa, "--output-ttl", c->output_ttl_ms);

@@ -387,7 +387,12 @@ probes_send(struct sup_store *r, ev_tstamp now)
 	}
 }
 
-/* What the probes of one server say now. */
+/*
+ * What the probes of one server say now.  Connected and not yet probed
+ * (the first PING goes at the next housekeeping tick) is up: connecting
+ * was an answer, and a check right after hived's start must not fail
+ * for want of a probe (its latency is null until one comes back).
+ */
 static void
 probe_read(const struct store_probe *p, int connected, ev_tstamp now,
     struct sup_health *h)
@@ -400,9 +405,7 @@ probe_read(const struct store_probe *p, int connected, ev_tstamp now,
 		snprintf(h->error, sizeof(h->error), "no answer for %.0f ms",
 		    (now - p->sent) * 1000.);
 		h->latency_ms = (long long)((now - p->sent) * 1000.);
-	} else if (p->last == 0)
-		snprintf(h->error, sizeof(h->error), "not asked yet");
-	else if (p->error[0] != '\0')
+	} else if (p->error[0] != '\0')
 		snprintf(h->error, sizeof(h->error), "%s", p->error);
 	else {
 		h->up = 1;

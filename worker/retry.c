@@ -177,7 +177,9 @@ wrk_retry(struct wrk *w, struct wrk_task *t, const char *error)
 	uint64_t now = proto_now_ms(), wait;
 	msgpack_sbuffer sb;
 
+	/* A task being cancelled (cancel.c) ends cancelled, never retried. */
 	if (!w->o.retry_on_error || t->no_retry || !t->decoded ||
+	    t->cancel != WRK_CANCEL_NONE ||
 	    t->attempt >= t->max_attempts || w->keys[t->key].broadcast)
 		return false;
 	wait = retry_wait(w, t);

@@ -234,12 +234,17 @@ wrk_dispatch(struct wrk *w)
 	char key[HIVE_KEY_MAX] = "";
 	msgpack_sbuffer ev;
 	unsigned timeout;
+	int gate;
 
 	msgpack_sbuffer_init(&ev);
 	while ((t = TAILQ_FIRST(&w->backlog)) != NULL &&
 	    w->nrunning < (int)w->o.concurrency && w->phase != WRK_PH_EXITING) {
 		if (w->o.mode == WRK_MODE_STREAM && !wrk_stream_ready(w))
 			break;
+		if ((gate = wrk_cancel_gate(w, t)) == WRK_GATE_WAIT)
+			break;
+		if (gate == WRK_GATE_ENDED)
+			continue;
 		if (!changed && w->o.task_events &&
 		    proto_key_named(key, sizeof(key), w->o.prefix, "events") < 0)
 			key[0] = '\0';      /* cannot be: the prefix is checked */
@@ -450,6 +455,7 @@ task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
 	uint64_t v = w->memory_v + 1;
 
 	task_leave_running(w, t);
+	wrk_cancel_status(t, &status, &code, &error);
 	t->code = code;
 	if (error != NULL && strlen(error) >= HIVE_ERROR_MAX) {
 		if ((etext = strdup(error)) == NULL)
@@ -482,9 +488,8 @@ task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
 	}
 	free(etext);
 	t->out_kind = WRK_OUT_RESULT;
-	log_debug("agent=%s task=%s trace=%.32s attempt=%u status=%s",
-	    w->agent_inst, t->id, WRK_TRACE(t), t->attempt,
-	    status == HIVE_STATUS_OK ? "ok" : "error");
+	log_debug("agent=%s task=%s trace=%.32s attempt=%u status=%d",
+	    w->agent_inst, t->id, WRK_TRACE(t), t->attempt, (int)status);
 	task_to_outq(w, t);
 	wrk_state_changed(w);
 }
@@ -603,6 +608,8 @@ wrk_task_retry(struct wrk *w, struct wrk_task *t)
 {
 	char why[HIVE_REASON_MAX];
 
+	if (wrk_cancel_retry(w, t))
+		return;
 	task_leave_running(w, t);
 	if (t->attempt >= t->max_attempts) {
 		/* this was the last attempt: t->attempt were made */

@@ -24,6 +24,9 @@
  *   answer.c          what a handler wrote, parsed into an answer (no
  *                     worker state: tests/fuzz/fuzz_handler.c runs it)
  *   output.c          handlers' stderr: lines, rate-bounded, to hived
+ *   cancel.c          cancels and deadlines: the cancel keys read with
+ *                     one MGET per batch (before tasks start) and every
+ *                     100 ms; the cancel line, the kill after the grace
  *
  * From common/: struct hbuf and utf8_seq (util.h), the Redis connections
  * (rconn.h), the group reads of the streams (sreader.h), the log (log.h).
@@ -134,6 +137,8 @@ struct wrk_opts {
 	int log_time;                /* --log-time: enum log_time */
 	unsigned output_ttl_ms;      /* [hive] output_ttl: PEXPIRE of a
 	                              * task's output stream */
+	unsigned cancel_grace_ms;    /* cancel_grace: a cancelled task's
+	                              * time to end before it is killed */
 	int verbose;
 	char **argv;                 /* the handler, NULL-terminated, borrowed */
 };
@@ -159,6 +164,13 @@ enum wrk_out_kind {
 struct wrk_proc;
 struct wrk;
 struct wrk_taskout;
+
+/* A running task's cancel (cancel.c). */
+enum wrk_cancel_state {
+	WRK_CANCEL_NONE = 0,
+	WRK_CANCEL_ASKED,            /* cancel line / TERM sent */
+	WRK_CANCEL_KILLED,           /* the grace ran out: killed */
+};
 
 struct wrk_task {
 	TAILQ_ENTRY(wrk_task) q;
@@ -203,6 +215,13 @@ struct wrk_task {
 	struct wrk_batch *batch;     /* the MULTI/EXEC publishing it, or NULL */
 	struct wrk_taskout *taskout; /* progress/chunks it wrote, NULL = none
 	                              * (publish.c) */
+	/* cancel.c: its cancel key read since it was pulled (the gate);
+	 * the gate's MGET in flight for it (0: none); being cancelled. */
+	bool cancel_checked;
+	uint32_t cancel_seq;
+	enum wrk_cancel_state cancel;
+	const char *cancel_why;      /* static text, the result's error */
+	uint64_t cancel_kill_due;    /* monotonic ms (ASKED) */
 };
 
 TAILQ_HEAD(wrk_task_list, wrk_task);
@@ -401,6 +420,12 @@ struct wrk {
 	struct wrk_handler h;        /* mode=stream */
 	int nprocs;                  /* mode=exec: processes running */
 
+	struct {                     /* cancel.c */
+		uint32_t seq;            /* of the last gate MGET */
+		bool gate_busy, poll_busy;
+		uint64_t poll_due;       /* next poll, 0 = none */
+	} cancel;
+
 	uint64_t taskout_due;        /* the earliest output flush due (a
 	                              * lower bound), 0 = none (publish.c) */
 	/* output.c: the rate bound of stderr lines (a token bucket) and
@@ -561,11 +586,30 @@ void wrk_stream_kill(struct wrk *);
 void wrk_stream_cron(struct wrk *, uint64_t now);
 uint64_t wrk_stream_next_due(const struct wrk *);
 bool wrk_stream_gone(const struct wrk *);
+/* cancel.c's: the cancel line for t; kill the handler's group. */
+void wrk_stream_cancel(struct wrk *, struct wrk_task *);
+void wrk_stream_abort(struct wrk *);
 
 /* ---- handler_exec.c ---- */
 
 int wrk_exec_start(struct wrk *, struct wrk_task *);
 void wrk_exec_kill_all(struct wrk *);
+
+/* ---- cancel.c ---- */
+
+/* A running task's cancel key is read this often (and deadlines). */
+#define WRK_CANCEL_POLL_MS 100
+enum { WRK_GATE_GO = 0, WRK_GATE_WAIT, WRK_GATE_ENDED };
+/* May the first task of the backlog start?  GO; WAIT (its cancel key is
+ * being read); ENDED (cancelled or expired: it is on the out queue). */
+int wrk_cancel_gate(struct wrk *, struct wrk_task *);
+void wrk_cancel_cron(struct wrk *, uint64_t now);
+uint64_t wrk_cancel_next_due(const struct wrk *);
+/* The result of a task being cancelled: anything but ok is cancelled. */
+void wrk_cancel_status(const struct wrk_task *, enum hive_status *,
+    enum hive_code *, const char **error);
+/* Its handler died: a task being cancelled ends cancelled (true). */
+bool wrk_cancel_retry(struct wrk *, struct wrk_task *);
 
 /* ---- output.c ---- */
 

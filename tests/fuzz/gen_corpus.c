@@ -114,6 +114,11 @@ tasks(msgpack_sbuffer *sb, msgpack_unpacked *up, msgpack_unpacked *up2)
 	put_sb("task", "delayed", sb);
 	t.not_before = 0;
 	t.backoff_ms = t.backoff_max_ms = 0;
+	/* cancel19: a deadline */
+	t.deadline = 1700000060000ull;
+	check(proto_encode_task(sb, &t, &err), &err, "task");
+	put_sb("task", "deadline", sb);
+	t.deadline = 0;
 	PUT_LIT("task", "traceparent-bad", "\x83\xa1v\x01\xa2id\xa1x"
 	    "\xabtraceparent\xa6" "00-abc");
 	/* near misses: newer version, id of the wrong type, a trailing byte */
@@ -164,6 +169,15 @@ results(msgpack_sbuffer *sb, msgpack_unpacked *up, msgpack_unpacked *up2)
 	r.result.type = MSGPACK_OBJECT_NIL;
 	check(proto_encode_result(sb, &r, &err), &err, "result");
 	put_sb("result", "error", sb);
+	/* cancel19: cancelled and expired */
+	r.status = HIVE_STATUS_CANCELLED;
+	r.error = HIVE_STR("cancelled");
+	r.code = HIVE_CODE_NONE;
+	check(proto_encode_result(sb, &r, &err), &err, "result");
+	put_sb("result", "cancelled", sb);
+	r.status = HIVE_STATUS_EXPIRED;
+	check(proto_encode_result(sb, &r, &err), &err, "result");
+	put_sb("result", "expired", sb);
 	msgpack_unpacked_destroy(up);
 	msgpack_unpacked_destroy(up2);
 }

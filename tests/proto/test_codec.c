@@ -1306,3 +1306,41 @@ Test(codec, strerror_names_field_and_code)
 	    "x");
 	cr_assert_eq(strlen(err.field), sizeof(err.field) - 1);
 }
+
+/* cancel19: the deadline of a task, the cancelled and expired results. */
+Test(codec, deadline_and_cancel_statuses)
+{
+	msgpack_sbuffer sb;
+	struct hive_task t = { 0 }, dt;
+	struct hive_result r = { 0 }, d;
+	struct proto_err err = { 0 };
+	const enum hive_status st[] = { HIVE_STATUS_CANCELLED,
+		HIVE_STATUS_EXPIRED };
+
+	msgpack_sbuffer_init(&sb);
+	t.id = HIVE_STR("x");
+	t.deadline = 1700000000123ull;
+	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
+	cr_assert_eq(proto_decode_task(sb.data, sb.size, &dt, &err), 0);
+	cr_assert_eq(dt.deadline, 1700000000123ull);
+	proto_task_clear(&dt);
+	for (int i = 0; i < 2; i++) {
+		msgpack_sbuffer_clear(&sb);
+		memset(&r, 0, sizeof(r));
+		r.id = HIVE_STR("t");
+		r.agent = HIVE_STR("echo/1");
+		r.host = HIVE_STR("h");
+		r.status = st[i];
+		r.error = HIVE_STR("cancelled");
+		cr_assert_eq(proto_encode_result(&sb, &r, &err), 0, "%s",
+		    err.detail);
+		cr_assert_eq(proto_decode_result(sb.data, sb.size, &d, &err), 0);
+		cr_assert_eq(d.status, st[i]);
+		proto_result_clear(&d);
+		/* a code belongs to errors only */
+		r.code = HIVE_CODE_FAILED;
+		msgpack_sbuffer_clear(&sb);
+		cr_assert_eq(proto_encode_result(&sb, &r, &err), -1);
+	}
+	msgpack_sbuffer_destroy(&sb);
+}

@@ -34,6 +34,9 @@ Test(keys, formats)
 	cr_assert_gt(proto_consumer_name(b, sizeof(b), "reviewer", 2,
 	    "node-1.example.org"), 0);
 	cr_assert_str_eq(b, "reviewer/2@node-1.example.org");
+	cr_assert_gt(proto_key_cancel(b, sizeof(b), "hive", "job-1"), 0);
+	cr_assert_str_eq(b, "hive:cancel:job-1");
+	cr_assert_eq(proto_key_cancel(b, sizeof(b), "hive", "bad id"), -1);
 }
 
 Test(keys, refusals)

@@ -417,6 +417,9 @@ Test(protocol_doc, names_and_codes_are_the_codec)
 	cr_expect_not_null(strstr(pg.text, "`hive:direct:reviewer/2`"));
 	proto_consumer_name(key, sizeof(key), "reviewer", 2, "node-1");
 	cr_expect_not_null(strstr(pg.text, "`reviewer/2@node-1`"));
+	proto_key_cancel(key, sizeof(key), "hive", "job-1");
+	cr_expect_str_eq(key, "hive:cancel:job-1");
+	cr_expect_not_null(strstr(pg.text, "SET hive:cancel:job-1 "));
 	static const char *const named[] = { "broadcast", "results", "events",
 		"dead", "workflows" };
 	for (int i = 0; i < 5; i++) {

@@ -656,6 +656,40 @@ redis_start(const char *dir, unsigned port)
 	return pid;
 }
 
+/*
+ * From hived's start on, /health is 200 as soon as Redis is connected:
+ * not 503 until the first PING of the probe has come back (which went at
+ * the next housekeeping tick, up to 250 ms later, and made a check right
+ * after a start fail).  /health is asked back to back from the start;
+ * the first answer that has Redis connected must be 200.
+ */
+Test(api_ctl, health_200_from_the_start)
+{
+	struct hp *h = hp_new("cstart");
+	long long end;
+	json_t *j = NULL, *redis;
+	const char *e;
+	int code = 0;
+
+	hp_write_conf(h, fake(), NULL, "[agent \"a\"]\ncommand = ok\n");
+	hp_start(h);
+	for (end = tu_now_ms() + T_LONG; tu_now_ms() < end; ) {
+		json_decref(j);
+		j = hp_http(h, "GET", "/health", NULL, &code);
+		redis = json_object_get(json_object_get(j, "components"),
+		    "redis");
+		e = json_string_value(json_object_get(redis, "error"));
+		if (e == NULL || strcmp(e, "not connected") != 0)
+			break;
+	}
+	redis = json_object_get(json_object_get(j, "components"), "redis");
+	cr_assert_eq(code, 200, "/health at the start: %d, redis %s", code,
+	    json_string_value(json_object_get(redis, "error")));
+	cr_assert(json_is_true(json_object_get(redis, "up")));
+	json_decref(j);
+	stop_ok(h);
+}
+
 /* Redis killed: 503, redis down with its error; back: 200. */
 Test(api_ctl, health_503_while_redis_is_down)
 {
