@@ -3,14 +3,23 @@
 
 A payload {"fail_until": N} fails every attempt below N with the error
 "boom <attempt>" (then answers ok); "retryable": false and
-"retry_after": SECONDS are copied into the error answer.
+"retry_after": SECONDS are copied into the error answer.  A payload
+{"wait_cancel": true} is answered only when its cancel line comes, with
+an error.
 """
 import json
 import sys
 
 for line in sys.stdin:
     task = json.loads(line)
+    if "cancel" in task:
+        sys.stdout.write(json.dumps({"id": task["cancel"], "status": "error",
+                                     "error": "stopped"}) + "\n")
+        sys.stdout.flush()
+        continue
     p = task.get("payload") or {}
+    if p.get("wait_cancel"):
+        continue
     attempt = task.get("attempt", 1)
     if attempt < p.get("fail_until", 0):
         answer = {"id": task["id"], "status": "error",

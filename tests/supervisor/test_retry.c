@@ -242,3 +242,24 @@ Test(retry, exec_mode_hints)
 	wait_sql(h, ci, "SELECT state || ' ' || detail FROM task_attempts "
 	    "WHERE task_id = 'ex-after' AND attempt = 1", "failed boom 1");
 }
+
+/* A running task cancelled whose handler then answers an error ends
+ * cancelled: never retried, even with retry_on_error. */
+Test(retry, cancelled_not_retried)
+{
+	struct hp *h = hp_new("rty7");
+	char ci[512], key[HIVE_KEY_MAX];
+	redisContext *c = tu_redis_connect();
+	size_t from = 0;
+
+	start(h, ci, sizeof(ci), "retry_on_error = yes\nretry_backoff = 10ms\n");
+	post(h, "stop-me", "{\"wait_cancel\": true}", NULL);
+	hp_wait(h, &from, T_LONG, "task=stop-me", "started", NULL);
+	cr_assert_eq(hp_post(h, "/tasks/stop-me/cancel"), 202);
+	wait_sql(h, ci, "SELECT state || ' ' || attempts FROM tasks WHERE "
+	    "id = 'stop-me'", "cancelled 1");
+	proto_key_named(key, sizeof(key), h->prefix, "results");
+	cr_assert_eq(xlen(c, key), 1, "one result: cancelled");
+	cr_assert_null(strstr(h->log, "retry in"), "not retried");
+	redisFree(c);
+}
