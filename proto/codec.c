@@ -77,6 +77,11 @@ static const struct proto_field task_fields[] = {
 	  .off = offsetof(struct hive_task, parents), .min = 0,
 	  .max = HIVE_WF_DEPS_MAX, .type = "map" },
 	F_TRACE(struct hive_task),
+	/* unique tasks */
+	F_STR("unique_key", PF_ID, false, struct hive_task, unique_key, 1,
+	    HIVE_ID_MAX),
+	F_UINT("unique_ms", false, struct hive_task, unique_ms, 0,
+	    HIVE_UNIQUE_MS_MAX, 0),
 };
 
 static const struct proto_field result_fields[] = {

@@ -60,6 +60,7 @@
 #define HIVE_REASON_MAX    1024         /* reason of an event or dead letter */
 #define HIVE_DEPTH_MAX     32           /* nesting of payload/result/memory */
 #define HIVE_ATTEMPTS_MAX  1000         /* attempt, max_attempts */
+#define HIVE_UNIQUE_MS_MAX 31536000000ULL /* unique_ms: a year */
 #define HIVE_TIMEOUT_MAX   (7u * 24 * 3600 * 1000)  /* timeout_ms: a week */
 #define HIVE_PRIO_LEVELS   3            /* priority 0 (low) .. 2 (high) */
 #define HIVE_PRIO_DEFAULT  1
@@ -186,6 +187,10 @@ struct hive_task {
 	                              * HIVE_WF_DEPS_MAX entries, keys unique */
 	struct hive_str traceparent; /* optional W3C trace context
 	                              * (proto_valid_traceparent) */
+	/* unique tasks (docs/PROTOCOL.md, Unique tasks) */
+	struct hive_str unique_key;  /* optional, id charset: the lock
+	                              * <p>:unique:<key> names this task */
+	uint64_t unique_ms;          /* the window after it ends (0: none) */
 	msgpack_unpacked up_;        /* owns the decoded tree */
 };
 
@@ -495,6 +500,9 @@ int proto_key_direct(char *buf, size_t len, const char *prefix,
 int proto_key_named(char *buf, size_t len, const char *prefix,
     const char *name);   /* "broadcast", "results", "events", "dead",
                           * "workflows" */
+/* <p>:unique:<key>, the lock of a unique task (key: proto_valid_id). */
+int proto_key_unique(char *buf, size_t len, const char *prefix,
+    const char *key);
 int proto_key_output(char *buf, size_t len, const char *prefix,
     const char *task_id);
 
