@@ -500,6 +500,19 @@ int proto_key_direct(char *buf, size_t len, const char *prefix,
 int proto_key_named(char *buf, size_t len, const char *prefix,
     const char *name);   /* "broadcast", "results", "events", "dead",
                           * "workflows" */
+/*
+ * Unique tasks (docs/PROTOCOL.md, Unique tasks; unique.c): the Lua
+ * scripts that take the lock with the XADD, release it when the task
+ * ends, and keep it for a requeued task; HIVE_UNIQUE_TTL_MS is the
+ * lock's safety TTL.  proto_peek_unique reads unique_key (and
+ * unique_ms) of a message that may not decode: 0, or -1 if it has none.
+ */
+#define HIVE_UNIQUE_TTL_MS (24ull * 3600 * 1000)
+extern const char proto_unique_submit_lua[];
+extern const char proto_unique_release_lua[];
+extern const char proto_unique_refresh_lua[];
+int proto_peek_unique(const char *buf, size_t len, char *key, size_t keylen,
+    uint64_t *ms);
 /* <p>:unique:<key>, the lock of a unique task (key: proto_valid_id). */
 int proto_key_unique(char *buf, size_t len, const char *prefix,
     const char *key);

@@ -24,6 +24,7 @@
 #include "hived.h"
 #include "log.h"
 #include "rconn.h"
+#include "unique.h"
 #include "util.h"
 
 #define ID_RANDOM      20      /* random characters of a generated id */
@@ -353,7 +354,7 @@ sub_post_task(struct api_req *req)
 {
 	static const char *const keys[] = { "capability", "agent", "payload",
 	    "id", "priority", "max_attempts", "timeout_ms", "reply_to",
-	    "traceparent", NULL };
+	    "traceparent", "unique_key", "unique_for", NULL };
 	json_t *b = api_body(req);
 	const char *cap, *agent, *reply;
 	uint64_t prio, maxa, tmo;
@@ -390,7 +391,8 @@ sub_post_task(struct api_req *req)
 	    !json_is_null(json_object_get(b, "priority")), s->key,
 	    sizeof(s->key), err, sizeof(err)) < 0 ||
 	    opt_any(b, "payload", "", &z, &t.payload, err, sizeof(err)) < 0 ||
-	    opt_traceparent(b, s->tp, err, sizeof(err)) < 0) {
+	    opt_traceparent(b, s->tp, err, sizeof(err)) < 0 ||
+	    sub_unique_opts(b, &t, err, sizeof(err)) < 0) {
 		api_fail(req, 400, "bad_request", "%s", err);
 		free(s);
 		goto out;
@@ -408,7 +410,11 @@ sub_post_task(struct api_req *req)
 		free(s);
 		goto out;
 	}
-	submit_send(req, s, &sb);
+	if (t.unique_key.len > 0) {     /* the lock and the XADD: unique.c */
+		sub_unique_send(req, &t, s->key, s->tp, &sb);
+		free(s);
+	} else
+		submit_send(req, s, &sb);
 out:
 	msgpack_sbuffer_destroy(&sb);
 	msgpack_zone_destroy(&z);
