@@ -56,6 +56,9 @@ enum {
 	OPT_FOLLOW     = 1 << 12,     /* -f, --follow */
 	OPT_LINES      = 1 << 13,     /* -n, --lines N */
 	OPT_BY         = 1 << 14,
+	/* unique tasks */
+	OPT_UNIQUE     = 1 << 15,     /* --unique KEY */
+	OPT_UNIQUE_FOR = 1 << 16,     /* --unique-for DURATION */
 };
 
 /* The command line, parsed; what a verb reads. */
@@ -77,6 +80,8 @@ struct ctl {
 	int wait, all;
 	int follow;                   /* -f */
 	long lines;                   /* -n */
+	const char *unique;           /* --unique KEY */
+	long long unique_for_ms;      /* --unique-for; -1: none */
 
 	const char *verb;
 	char **args;                  /* positional arguments after the verb */

@@ -58,9 +58,10 @@ static const struct ctl_verb verbs[] = {
 	  "hived's health: Redis, PostgreSQL, quarantined instances.\n"
 	  "Exit 0 when healthy, 1 when degraded (or stopping)." },
 	{ "submit", verb_submit, 1, 2, OPT_PRIORITY | OPT_AGENT | OPT_ID |
-	  OPT_WAIT | OPT_TIMEOUT,
+	  OPT_WAIT | OPT_TIMEOUT | OPT_UNIQUE | OPT_UNIQUE_FOR,
 	  "submit CAPABILITY JSON | --agent AGENT[/N] JSON\n"
-	  "       [--priority N] [--id ID] [--wait [--timeout DURATION]]",
+	  "       [--priority N] [--id ID] [--wait [--timeout DURATION]]\n"
+	  "       [--unique KEY [--unique-for DURATION]]",
 	  "Submit a task whose payload is JSON (\"-\": read it from stdin)\n"
 	  "and print its id.  --agent sends it to that agent's queue (or\n"
 	  "instance N's) instead of a capability's.\n"
@@ -68,7 +69,11 @@ static const struct ctl_verb verbs[] = {
 	  "  --id ID             the task's id (default: hived makes one)\n"
 	  "  --wait              wait for the outcome and print the result;\n"
 	  "                      exit 1 when the task failed or went dead\n"
-	  "  --timeout DURATION  give up waiting after DURATION (exit 1)" },
+	  "  --timeout DURATION  give up waiting after DURATION (exit 1)\n"
+	  "  --unique KEY        at most one task with KEY queued or running:\n"
+	  "                      if one is, print its id, say so on stderr,\n"
+	  "                      queue nothing (exit 0)\n"
+	  "  --unique-for D      and keep KEY taken for D after it ends" },
 	{ "wait", verb_wait, 1, 1, OPT_TIMEOUT | OPT_FOLLOW,
 	  "wait ID [--timeout DURATION | -f]",
 	  "Wait for task ID to finish and print its result; exit 1 when it\n"
@@ -151,6 +156,7 @@ enum {
 	LO_PRIORITY, LO_AGENT, LO_ID, LO_WAIT, LO_TIMEOUT, LO_STATE,
 	LO_CAPABILITY, LO_WORKFLOW, LO_SINCE, LO_LIMIT, LO_CODE, LO_ALL,
 	LO_FOLLOW, LO_LINES, LO_BY,
+	LO_UNIQUE, LO_UNIQUE_FOR,
 };
 
 static const struct option longopts[] = {
@@ -174,6 +180,8 @@ static const struct option longopts[] = {
 	{ "follow", no_argument, NULL, LO_FOLLOW },
 	{ "lines", required_argument, NULL, LO_LINES },
 	{ "by", required_argument, NULL, LO_BY },
+	{ "unique", required_argument, NULL, LO_UNIQUE },
+	{ "unique-for", required_argument, NULL, LO_UNIQUE_FOR },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -183,7 +191,7 @@ static const struct option longopts[] = {
 static unsigned
 opt_bit(int lo)
 {
-	return lo >= LO_PRIORITY && lo <= LO_BY ?
+	return lo >= LO_PRIORITY && lo <= LO_UNIQUE_FOR ?
 	    1u << (unsigned)(lo - LO_PRIORITY) : 0;
 }
 
@@ -326,6 +334,12 @@ take_option(struct ctl *c, int o, const char *arg)
 			    arg);
 		break;
 	case LO_BY: c->by = arg; break;
+	case LO_UNIQUE: c->unique = arg; break;
+	case LO_UNIQUE_FOR:
+		if ((c->unique_for_ms = ctl_parse_duration(arg)) < 0)
+			return ctl_usage(c, "--unique-for: '%s' is not a "
+			    "duration (500ms, 10s, 2m, 1h)", arg);
+		break;
 	default:
 		return CTL_USAGE;
 	}
@@ -398,6 +412,7 @@ main(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	c.timeout_ms = -1;
 	c.priority = -1;
+	c.unique_for_ms = -1;
 	if ((r = parse_options(&c, argc, argv, &help, &version)) != CTL_OK)
 		return r;
 	if (version) {
