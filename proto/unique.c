@@ -12,14 +12,14 @@
  * Take the lock and queue the task in one step, so that no other client
  * (another hived, another host) sees the lock without the task or the
  * task without the lock.  KEYS[1] the lock, KEYS[2] the queue stream;
- * ARGV[1] the task id, ARGV[2] the message, ARGV[3] the lock's safety
- * TTL in ms.  Returns {1, entry id} (queued) or {0, holder's id}.
+ * ARGV[1] the task id, ARGV[2] the lock's safety TTL in ms, ARGV[3] the
+ * message (last, so that redis-cli -x can pass it).  Returns {1, entry id} (queued) or {0, holder's id}.
  */
 const char proto_unique_submit_lua[] =
     "local h = redis.call('GET', KEYS[1])\n"
     "if h then return {0, h} end\n"
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])\n"
-    "return {1, redis.call('XADD', KEYS[2], '*', 'm', ARGV[2])}\n";
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "return {1, redis.call('XADD', KEYS[2], '*', 'm', ARGV[3])}\n";
 
 /*
  * Release the lock when its task ends, only if it still names that task

@@ -152,9 +152,9 @@ sub_unique_send(struct api_req *req, const struct hive_task *t,
 		free(u);
 		return;
 	}
-	if (rc == NULL || rconn_cmd(rc, unique_cb, u, "EVAL %s 2 %s %s %s %b %s",
-	    proto_unique_submit_lua, lock, stream, u->id, sb->data, sb->size,
-	    ttl) < 0) {
+	if (rc == NULL || rconn_cmd(rc, unique_cb, u, "EVAL %s 2 %s %s %s %s %b",
+	    proto_unique_submit_lua, lock, stream, u->id, ttl, sb->data,
+	    sb->size) < 0) {
 		api_fail(req, 503, "unavailable", "Redis is down");
 		free(u);
 	}

@@ -441,8 +441,8 @@ Test(unique, raw_script_two_processes)
 			snprintf(id, sizeof(id), "p%d-%d", k, i);
 			proto_key_unique(lock, sizeof(lock), prefix, key);
 			r = redisCommand(rc, "EVAL %s 2 %s %s %s %s %s",
-			    proto_unique_submit_lua, lock, q, id, "msg",
-			    "86400000");
+			    proto_unique_submit_lua, lock, q, id, "86400000",
+			    "msg");
 			if (r == NULL || r->type != REDIS_REPLY_ARRAY)
 				_exit(255);
 			n += r->element[0]->integer == 1;
