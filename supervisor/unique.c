@@ -28,7 +28,7 @@ int
 sub_unique_duration(json_t *v, uint64_t *ms)
 {
 	static const struct { const char *unit; uint64_t ms; } units[] = {
-		{ "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 },
+		{ "", 1 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 },
 		{ "h", 3600000 }, { "d", 86400000 },
 	};
 	const char *s;

@@ -20,8 +20,8 @@
 int sub_unique_opts(json_t *b, struct hive_task *t, char *err, size_t len);
 void sub_unique_send(struct api_req *req, const struct hive_task *t,
     const char *stream, const char *tp, const msgpack_sbuffer *sb);
-/* A duration: whole ms (a number) or text "<n>[ms|s|m|h|d]" (bare:
- * seconds): 0, or -1. */
+/* A duration: whole ms (a number) or text "<n>[ms|s|m|h|d]" (digits
+ * alone: ms, as the API's delay): 0, or -1. */
 int sub_unique_duration(json_t *v, uint64_t *ms);
 
 #endif

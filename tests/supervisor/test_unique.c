@@ -187,6 +187,8 @@ Test(unique, queued_duplicate_and_bad_fields)
 	/* Another id, the same key: the first's id, nothing queued. */
 	post_dup(h, "{\"capability\": \"work\", \"id\": \"other\", "
 	    "\"unique_key\": \"rep:1\", \"unique_for\": \"10m\"}", first);
+	post_dup(h, "{\"capability\": \"work\", \"unique_key\": \"rep:1\", "
+	    "\"unique_for\": \"1500\"}", first);
 	/* The same id again: the same answer (an id is idempotent anyway). */
 	j = post(h, &code, "{\"capability\": \"work\", \"id\": \"%s\", "
 	    "\"unique_key\": \"rep:1\"}", first);
