@@ -36,7 +36,7 @@ _hivectl()
 		case ${COMP_WORDS[i]} in
 		--url|--token-file|--config|--http-timeout|--priority|--agent|\
 		--id|--timeout|--state|--capability|--workflow|--since|--limit|\
-		--code|--lines|-n|--by|--unique|--unique-for)
+		--code|--lines|-n|--by|--at|--in|--unique|--unique-for)
 			((i++)) ;;
 		-*) ;;
 		*)
@@ -59,7 +59,7 @@ _hivectl()
 		if [[ $verb == workflows ]]; then
 			COMPREPLY=($(compgen -W "running completed failed" -- "$cur"))
 		else
-			COMPREPLY=($(compgen -W "waiting queued running completed
+			COMPREPLY=($(compgen -W "waiting scheduled queued running completed
 			    failed dead" -- "$cur"))
 		fi
 		return ;;
@@ -91,7 +91,7 @@ _hivectl()
 	local opts=
 	case $verb in
 	stop-all) opts="--timeout" ;;
-	submit) opts="--priority --agent --id --wait --timeout --unique --unique-for" ;;
+	submit) opts="--priority --agent --id --at --in --wait --timeout --unique --unique-for" ;;
 	wait) opts="--timeout --follow -f" ;;
 	tasks) opts="--state --capability --agent --workflow --since --limit" ;;
 	workflows) opts="--state --since --limit" ;;

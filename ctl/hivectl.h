@@ -56,9 +56,11 @@ enum {
 	OPT_FOLLOW     = 1 << 12,     /* -f, --follow */
 	OPT_LINES      = 1 << 13,     /* -n, --lines N */
 	OPT_BY         = 1 << 14,
+	OPT_AT         = 1 << 15,     /* --at TIME */
+	OPT_IN         = 1 << 16,     /* --in DURATION */
 	/* unique tasks */
-	OPT_UNIQUE     = 1 << 15,     /* --unique KEY */
-	OPT_UNIQUE_FOR = 1 << 16,     /* --unique-for DURATION */
+	OPT_UNIQUE     = 1 << 17,     /* --unique KEY */
+	OPT_UNIQUE_FOR = 1 << 18,     /* --unique-for DURATION */
 };
 
 /* The command line, parsed; what a verb reads. */
@@ -75,6 +77,8 @@ struct ctl {
 	long priority;
 	const char *agent, *id, *state, *capability, *workflow, *since, *code;
 	const char *by;               /* --by */
+	const char *at;               /* --at: RFC 3339 or Unix ms */
+	long long in_ms;              /* --in; -1: not given */
 	long long timeout_ms;         /* --timeout; -1: none */
 	long limit;
 	int wait, all;

@@ -58,15 +58,19 @@ static const struct ctl_verb verbs[] = {
 	  "hived's health: Redis, PostgreSQL, quarantined instances.\n"
 	  "Exit 0 when healthy, 1 when degraded (or stopping)." },
 	{ "submit", verb_submit, 1, 2, OPT_PRIORITY | OPT_AGENT | OPT_ID |
-	  OPT_WAIT | OPT_TIMEOUT | OPT_UNIQUE | OPT_UNIQUE_FOR,
+	  OPT_WAIT | OPT_TIMEOUT | OPT_AT | OPT_IN | OPT_UNIQUE |
+	  OPT_UNIQUE_FOR,
 	  "submit CAPABILITY JSON | --agent AGENT[/N] JSON\n"
-	  "       [--priority N] [--id ID] [--wait [--timeout DURATION]]\n"
+	  "       [--priority N] [--id ID] [--at TIME | --in DURATION]\n"
+	  "       [--wait [--timeout DURATION]]\n"
 	  "       [--unique KEY [--unique-for DURATION]]",
 	  "Submit a task whose payload is JSON (\"-\": read it from stdin)\n"
 	  "and print its id.  --agent sends it to that agent's queue (or\n"
 	  "instance N's) instead of a capability's.\n"
 	  "  --priority N        0 (high), 1 (default), 2 (low)\n"
 	  "  --id ID             the task's id (default: hived makes one)\n"
+	  "  --at TIME           not run before TIME (RFC 3339 or Unix ms)\n"
+	  "  --in DURATION       not run before DURATION from now (30s, 5m)\n"
 	  "  --wait              wait for the outcome and print the result;\n"
 	  "                      exit 1 when the task failed or went dead\n"
 	  "  --timeout DURATION  give up waiting after DURATION (exit 1)\n"
@@ -88,7 +92,7 @@ static const struct ctl_verb verbs[] = {
 	  "tasks [--state S] [--capability C] [--agent A] [--workflow W]\n"
 	  "       [--since T] [--limit N]",
 	  "Tasks, newest first.\n"
-	  "  --state S       waiting, queued, running, completed, failed, dead\n"
+	  "  --state S       waiting, scheduled, queued, running, completed, failed, dead\n"
 	  "  --capability C  of capability C\n"
 	  "  --agent A       run by agent A (a name, or NAME/N)\n"
 	  "  --workflow W    of workflow W\n"
@@ -155,7 +159,7 @@ enum {
 	LO_URL = 256, LO_TOKEN_FILE, LO_CONFIG, LO_JSON, LO_HTTP_TIMEOUT,
 	LO_PRIORITY, LO_AGENT, LO_ID, LO_WAIT, LO_TIMEOUT, LO_STATE,
 	LO_CAPABILITY, LO_WORKFLOW, LO_SINCE, LO_LIMIT, LO_CODE, LO_ALL,
-	LO_FOLLOW, LO_LINES, LO_BY,
+	LO_FOLLOW, LO_LINES, LO_BY, LO_AT, LO_IN,
 	LO_UNIQUE, LO_UNIQUE_FOR,
 };
 
@@ -180,6 +184,8 @@ static const struct option longopts[] = {
 	{ "follow", no_argument, NULL, LO_FOLLOW },
 	{ "lines", required_argument, NULL, LO_LINES },
 	{ "by", required_argument, NULL, LO_BY },
+	{ "at", required_argument, NULL, LO_AT },
+	{ "in", required_argument, NULL, LO_IN },
 	{ "unique", required_argument, NULL, LO_UNIQUE },
 	{ "unique-for", required_argument, NULL, LO_UNIQUE_FOR },
 	{ "help", no_argument, NULL, 'h' },
@@ -334,6 +340,12 @@ take_option(struct ctl *c, int o, const char *arg)
 			    arg);
 		break;
 	case LO_BY: c->by = arg; break;
+	case LO_AT: c->at = arg; break;
+	case LO_IN:
+		if ((c->in_ms = ctl_parse_duration(arg)) < 0)
+			return ctl_usage(c, "--in: '%s' is not a duration "
+			    "(500ms, 10s, 2m, 1h; bare: milliseconds)", arg);
+		break;
 	case LO_UNIQUE: c->unique = arg; break;
 	case LO_UNIQUE_FOR:
 		if ((c->unique_for_ms = ctl_parse_duration(arg)) < 0)
@@ -412,6 +424,7 @@ main(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	c.timeout_ms = -1;
 	c.priority = -1;
+	c.in_ms = -1;
 	c.unique_for_ms = -1;
 	if ((r = parse_options(&c, argc, argv, &help, &version)) != CTL_OK)
 		return r;

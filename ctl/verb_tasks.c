@@ -278,6 +278,19 @@ verb_submit(struct ctl *c)
 		json_object_set_new(body, "id", json_string(c->id));
 	if (c->priority >= 0)
 		json_object_set_new(body, "priority", json_integer(c->priority));
+	if (c->at != NULL && c->in_ms >= 0) {
+		json_decref(body);
+		return ctl_usage(c, "--at or --in, not both");
+	}
+	/* hived reads the time (RFC 3339 or Unix ms) and says what is
+	 * wrong with it. */
+	if (c->at != NULL)
+		json_object_set_new(body, "not_before",
+		    strspn(c->at, "0123456789") == strlen(c->at) &&
+		    strlen(c->at) < 16 ? json_integer(atoll(c->at)) :
+		    json_string(c->at));
+	if (c->in_ms >= 0)
+		json_object_set_new(body, "delay", json_integer(c->in_ms));
 	if ((rc = unique_opts(c, body)) != CTL_OK) {
 		json_decref(body);
 		return rc;

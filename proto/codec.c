@@ -77,6 +77,13 @@ static const struct proto_field task_fields[] = {
 	  .off = offsetof(struct hive_task, parents), .min = 0,
 	  .max = HIVE_WF_DEPS_MAX, .type = "map" },
 	F_TRACE(struct hive_task),
+	/* Task control: delays and retries. */
+	F_UINT("not_before", false, struct hive_task, not_before, 0,
+	    UINT64_MAX, 0),
+	F_UINT("backoff_ms", false, struct hive_task, backoff_ms, 0,
+	    HIVE_BACKOFF_MAX, 0),
+	F_UINT("backoff_max_ms", false, struct hive_task, backoff_max_ms, 0,
+	    HIVE_BACKOFF_MAX, 0),
 	/* unique tasks */
 	F_STR("unique_key", PF_ID, false, struct hive_task, unique_key, 1,
 	    HIVE_ID_MAX),

@@ -62,6 +62,7 @@
 #define HIVE_ATTEMPTS_MAX  1000         /* attempt, max_attempts */
 #define HIVE_UNIQUE_MS_MAX 31536000000ULL /* unique_ms: a year */
 #define HIVE_TIMEOUT_MAX   (7u * 24 * 3600 * 1000)  /* timeout_ms: a week */
+#define HIVE_BACKOFF_MAX   (7u * 24 * 3600 * 1000)  /* backoff_ms, backoff_max_ms */
 #define HIVE_PRIO_LEVELS   3            /* priority 0 (low) .. 2 (high) */
 #define HIVE_PRIO_DEFAULT  1
 #define HIVE_TASK_MAX      (1u << 20)   /* a whole encoded task: 1 MiB */
@@ -187,6 +188,10 @@ struct hive_task {
 	                              * HIVE_WF_DEPS_MAX entries, keys unique */
 	struct hive_str traceparent; /* optional W3C trace context
 	                              * (proto_valid_traceparent) */
+	/* Task control, delays and retries (docs/PROTOCOL.md). */
+	uint64_t not_before;         /* unix ms; 0: now */
+	uint32_t backoff_ms;         /* retry backoff's base; 0: the agent's */
+	uint32_t backoff_max_ms;     /* its cap; 0: the agent's */
 	/* unique tasks (docs/PROTOCOL.md, Unique tasks) */
 	struct hive_str unique_key;  /* optional, id charset: the lock
 	                              * <p>:unique:<key> names this task */
@@ -488,6 +493,12 @@ int proto_framer_next(struct proto_framer *, const char **body, size_t *blen,
  *   <p>:events                    events
  *   <p>:dead                      dead letters
  *   <p>:workflows                 workflows submitted to the coordinator
+ *   <p>:delayed                   sorted set: tasks not due yet, scored
+ *                                 by due unix ms; member "<queue>\n<task>"
+ *                                 (HIVE_DELAYED_SEP, docs/PROTOCOL.md)
+ *   <p>:scheduled                 what went into <p>:delayed, for the
+ *                                 recorder (m: the member, r: the result
+ *                                 of the attempt a retry follows)
  *   <p>:output:<task id>          a task's progress and chunks
  *                                 (docs/PROTOCOL.md, output stream)
  */
@@ -499,7 +510,9 @@ int proto_key_direct(char *buf, size_t len, const char *prefix,
     const char *agent, unsigned instance);
 int proto_key_named(char *buf, size_t len, const char *prefix,
     const char *name);   /* "broadcast", "results", "events", "dead",
-                          * "workflows" */
+                          * "workflows", "delayed", "scheduled" */
+/* In a <p>:delayed member, what ends the queue's key (before the task). */
+#define HIVE_DELAYED_SEP     '\n'
 /*
  * Unique tasks (docs/PROTOCOL.md, Unique tasks; unique.c): the Lua
  * scripts that take the lock with the XADD, release it when the task

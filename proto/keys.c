@@ -87,7 +87,7 @@ int
 proto_key_named(char *buf, size_t len, const char *prefix, const char *name)
 {
 	static const char *const names[] = { "broadcast", "results",
-		"events", "dead", "workflows" };
+		"events", "dead", "workflows", "delayed", "scheduled" };
 	size_t i;
 
 	if (valid_prefix(prefix) == -1 || name == NULL)

@@ -11,6 +11,11 @@
  *        --> XCLAIM key workers hived@<host> t ids...   (atomic: ours now)
  *        --> per entry, one MULTI/EXEC:
  *              requeue: XADD key (attempt + 1), XACK key workers id
+ *                (with requeue_jitter_ms: ZADD <p>:delayed and XADD
+ *                <p>:scheduled instead of the XADD, due after a random
+ *                delay in [0, requeue_jitter_ms]: the tasks of a host
+ *                that died together do not all come back in the same
+ *                millisecond, a thundering herd on the restarted)
  *              or give up: XADD dead, XADD results (failed), XACK
  *
  * Every step is a callback carrying a small heap context; a lost
@@ -23,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "hive_proto.h"
 #include "log.h"
@@ -204,6 +210,50 @@ out:
 	msgpack_sbuffer_destroy(&sr);
 }
 
+/* A random delay in [0, requeue_jitter_ms] (0: none). */
+static uint64_t
+rcl_jitter(const struct sup_reclaim *r)
+{
+	uint64_t v;
+
+	if (r->o.requeue_jitter_ms == 0)
+		return 0;
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v))
+		v = proto_now_ms() * 0x9e3779b97f4a7c15ull;
+	/* 1 at least: 0 would mean "no delay set" to the caller. */
+	return 1 + v % r->o.requeue_jitter_ms;
+}
+
+/* In the MULTI: the task (sb) into <p>:delayed, due at due, and onto
+ * <p>:scheduled for the record (supervisor/delay.c, docs/PROTOCOL.md). */
+static void
+rcl_delay(struct sup_reclaim *r, const char *key, const msgpack_sbuffer *sb,
+    uint64_t due)
+{
+	char dkey[HIVE_KEY_MAX], skey[HIVE_KEY_MAX], score[24];
+	size_t kl = strlen(key);
+	char *m;
+
+	if (proto_key_named(dkey, sizeof(dkey), r->prefix, "delayed") < 0 ||
+	    proto_key_named(skey, sizeof(skey), r->prefix, "scheduled") < 0 ||
+	    (m = malloc(kl + 1 + sb->size)) == NULL) {
+		/* Cannot be (the prefix is checked), or out of memory:
+		 * straight back, as without jitter. */
+		rconn_cmd(r->rc, rconn_log_error, "reclaim", "XADD %s * m %b",
+		    key, sb->data, sb->size);
+		return;
+	}
+	memcpy(m, key, kl);
+	m[kl] = HIVE_DELAYED_SEP;
+	memcpy(m + kl + 1, sb->data, sb->size);
+	snprintf(score, sizeof(score), "%" PRIu64, due);
+	rconn_cmd(r->rc, rconn_log_error, "reclaim", "ZADD %s %s %b", dkey,
+	    score, m, kl + 1 + sb->size);
+	rconn_cmd(r->rc, rconn_log_error, "reclaim", "XADD %s * m %b", skey,
+	    m, kl + 1 + sb->size);
+	free(m);
+}
+
 static void
 rcl_requeue(struct rcl_job *j, const char *id, const char *val, size_t len,
     unsigned deliveries)
@@ -213,6 +263,7 @@ rcl_requeue(struct rcl_job *j, const char *id, const char *val, size_t len,
 	struct proto_err err;
 	char reason[HIVE_REASON_MAX], key[HIVE_KEY_MAX], agent[HIVE_NAME_MAX + 1];
 	unsigned made, max = 0;
+	uint64_t jitter;
 	msgpack_sbuffer sb;
 
 	if (proto_decode_task(val, len, &t, &err) < 0) {
@@ -241,6 +292,9 @@ rcl_requeue(struct rcl_job *j, const char *id, const char *val, size_t len,
 		return;
 	}
 	t.attempt = made + 1;
+	jitter = rcl_jitter(r);
+	if (jitter > 0)
+		t.not_before = proto_now_ms() + jitter;
 	msgpack_sbuffer_init(&sb);
 	if (proto_encode_task(&sb, &t, &err) < 0) {
 		char eb[PROTO_ERRBUF];
@@ -252,17 +306,20 @@ rcl_requeue(struct rcl_job *j, const char *id, const char *val, size_t len,
 	}
 	requeue_key(r, j->key, j->consumer, key, sizeof(key));
 	send_multi(r);
-	rconn_cmd(r->rc, rconn_log_error, "reclaim", "XADD %s * m %b", key,
-	    sb.data, sb.size);
+	if (jitter > 0)
+		rcl_delay(r, key, &sb, t.not_before);
+	else
+		rconn_cmd(r->rc, rconn_log_error, "reclaim", "XADD %s * m %b",
+		    key, sb.data, sb.size);
 	rcl_unique(r, val, len, t.id, 1);
 	rconn_cmd(r->rc, rconn_log_error, "reclaim",
 	    "XACK %s " HIVE_GROUP_WORKERS " %s", j->key, id);
 	send_exec(r);
 	r->st.requeued++;
-	log_notice("reclaim: task=%.*s trace=%.32s attempt=%u requeued to %s: "
-	    "worker %s is gone", (int)t.id.len, t.id.ptr, t.traceparent.len ?
-	    PROTO_TRACE_ID(t.traceparent.ptr) : "-", t.attempt, key,
-	    j->consumer);
+	log_notice("reclaim: task=%.*s trace=%.32s attempt=%u requeued to %s "
+	    "in %" PRIu64 " ms: worker %s is gone", (int)t.id.len, t.id.ptr,
+	    t.traceparent.len ? PROTO_TRACE_ID(t.traceparent.ptr) : "-",
+	    t.attempt, key, jitter, j->consumer);
 out:
 	msgpack_sbuffer_destroy(&sb);
 	proto_task_clear(&t);

@@ -109,6 +109,8 @@ int api_limit(struct api_req *, unsigned *limit);
 int api_uint(struct api_req *, const char *name, unsigned long lo,
     unsigned long hi, unsigned long def, unsigned long *v);
 int api_time(struct api_req *, const char *name, long long *ms);
+/* The same reading of a time in s (RFC 3339 or Unix ms): 0 or -1. */
+int api_parse_time(const char *s, long long *ms);
 
 /* ---- answering: exactly once per request ---- */
 

@@ -243,6 +243,7 @@ struct dsubmit {
 	char id[HIVE_ID_MAX + 1];
 	char key[HIVE_KEY_MAX];
 	char tp[HIVE_TRACEPARENT_LEN + 1];
+	uint64_t due;                  /* scheduled for (unix ms); 0: queued */
 };
 
 static void
@@ -261,7 +262,10 @@ submit_cb(redisAsyncContext *ac, void *rp, void *priv)
 		api_fail(s->req, 500, "internal", "Redis: %s",
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	else {
-		if (s->status == 201)
+		if (s->status == 201 && s->due != 0)
+			body = sup_delay_answer(s->id, s->key, r->str, s->tp,
+			    s->due);
+		else if (s->status == 201)
 			body = json_pack("{s:s, s:s, s:s, s:s}", "id", s->id,
 			    "stream", s->key, "entry", r->str, "traceparent",
 			    s->tp);
@@ -282,7 +286,17 @@ static void
 submit_send(struct api_req *req, struct dsubmit *s, const msgpack_sbuffer *sb)
 {
 	struct rconn *rc = sup_store_redis(api_sup(req));
+	struct sup *sup = api_sup(req);
 
+	if (s->due != 0 && rc != NULL) {
+		/* Not due yet: into <p>:delayed (delay.c). */
+		if (sup_delay_schedule(rc, sup->cref->conf->prefix, s->key,
+		    sb->data, sb->size, s->due, submit_cb, s) == 0) {
+			sup_delay_hint(sup_store_delay(sup), s->due);
+			return;
+		}
+		rc = NULL;
+	}
 	if (rc == NULL || rconn_cmd(rc, submit_cb, s, "XADD %s * m %b", s->key,
 	    sb->data, sb->size) < 0) {
 		api_fail(req, 503, "unavailable", "Redis is down");
@@ -354,7 +368,8 @@ sub_post_task(struct api_req *req)
 {
 	static const char *const keys[] = { "capability", "agent", "payload",
 	    "id", "priority", "max_attempts", "timeout_ms", "reply_to",
-	    "traceparent", "unique_key", "unique_for", NULL };
+	    "traceparent", "not_before", "delay", "unique_key", "unique_for",
+	    NULL };
 	json_t *b = api_body(req);
 	const char *cap, *agent, *reply;
 	uint64_t prio, maxa, tmo;
@@ -392,6 +407,8 @@ sub_post_task(struct api_req *req)
 	    sizeof(s->key), err, sizeof(err)) < 0 ||
 	    opt_any(b, "payload", "", &z, &t.payload, err, sizeof(err)) < 0 ||
 	    opt_traceparent(b, s->tp, err, sizeof(err)) < 0 ||
+	    sup_delay_when(b, "", &t.not_before, &s->due, err,
+	    sizeof(err)) < 0 ||
 	    sub_unique_opts(b, &t, err, sizeof(err)) < 0) {
 		api_fail(req, 400, "bad_request", "%s", err);
 		free(s);

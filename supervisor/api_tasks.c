@@ -83,7 +83,8 @@ struct at_q {
 
 static struct at_db *at_db;
 
-static const char *const task_states[] = { "waiting", "queued", "running",
+static const char *const task_states[] = { "waiting", "scheduled",
+	"queued", "running",
 	"completed", "failed", "dead", NULL };
 static const char *const wf_states[] = { "running", "completed", "failed",
 	NULL };

@@ -410,6 +410,12 @@ api_time(struct api_req *req, const char *name, long long *ms)
 	return 0;
 }
 
+int
+api_parse_time(const char *s, long long *ms)
+{
+	return parse_time(s, ms);
+}
+
 json_t *
 api_time_json(long long ms)
 {

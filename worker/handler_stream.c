@@ -182,6 +182,7 @@ stream_line(struct wrk *w, const char *line, size_t len)
 	} else {
 		w->h.answered = true;
 		wrk_task_usage(t, a.usage);
+		wrk_retry_hints(t, &a);
 		wrk_task_finish(w, t, a.status, a.result,
 		    a.status == HIVE_STATUS_ERROR ? a.error : NULL, a.memory);
 	}

@@ -382,7 +382,9 @@ wrk_publish(struct wrk *w)
 		}
 		if (t->taskout != NULL && t->out_kind != WRK_OUT_ACK)
 			output_end(w, cmd, t);
-		if (t->out_kind != WRK_OUT_ACK) {
+		if (t->out_kind == WRK_OUT_DELAY)
+			wrk_delay_send(w, cmd, t);   /* retry.c */
+		else if (t->out_kind != WRK_OUT_ACK) {
 			argv[0] = "XADD";
 			argv[1] = t->out_kind == WRK_OUT_DEAD ? w->dead_key :
 			    w->results_key;

@@ -150,6 +150,12 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 		memcpy(t->tp, t->t.traceparent.ptr, HIVE_TRACEPARENT_LEN);
 	else
 		proto_traceparent_make(t->tp, NULL);
+	if (wrk_delay_early(w, t)) {
+		if (t->key == w->bcast_key)
+			w->nbcast--;
+		task_to_outq(w, t);
+		return;
+	}
 	/* Each earlier delivery of this entry was a worker that took it and
 	 * died (or lost it) before acknowledging it: those were attempts. */
 	t->attempt = (t->t.attempt ? t->t.attempt : 1) + deliveries;
@@ -495,6 +501,14 @@ void
 wrk_task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
     json_t *result, const char *error, json_t *memory)
 {
+	/* A retry on error (retry.c) publishes no result: the next
+	 * attempt goes into <p>:delayed. */
+	if (status == HIVE_STATUS_ERROR && wrk_retry(w, t, error)) {
+		task_leave_running(w, t);
+		task_to_outq(w, t);
+		wrk_state_changed(w);
+		return;
+	}
 	task_finish(w, t, status, status == HIVE_STATUS_ERROR ?
 	    HIVE_CODE_FAILED : HIVE_CODE_NONE, result, error, memory);
 }

@@ -57,6 +57,8 @@ usage(const char *fmt, ...)
 	    "           [--heartbeat-ms MS] [--stop-timeout MS] [--task-events]\n"
 	    "           [--log-format text|json] [--log-time auto|yes|no]\n"
 	    "           [--output-ttl MS]\n"
+	    "           [--retry-on-error [--retry-backoff MS]\n"
+	    "            [--retry-backoff-max MS]]\n"
 	    "           [-v|--verbose]\n"
 	    "           -- HANDLER [ARG...]\n"
 	    "       hive-worker --help | --version\n");
@@ -115,6 +117,11 @@ static const struct wrk_optdef {
 	{ "heartbeat-ms", 0, OPT_UINT, OPT_AT(heartbeat_ms), 10, 3600 * 1000,
 	    "1000" },
 	{ "task-events", 0, OPT_COUNT, OPT_AT(task_events), 0, 0, NULL },
+	{ "retry-on-error", 0, OPT_COUNT, OPT_AT(retry_on_error), 0, 0, NULL },
+	{ "retry-backoff", 0, OPT_UINT, OPT_AT(retry_backoff_ms), 0,
+	    HIVE_BACKOFF_MAX, "1000" },
+	{ "retry-backoff-max", 0, OPT_UINT, OPT_AT(retry_backoff_max_ms), 0,
+	    HIVE_BACKOFF_MAX, "300000" },
 	{ "stop-timeout", 0, OPT_UINT, OPT_AT(stop_timeout_ms), 1,
 	    HIVE_TIMEOUT_MAX, "30000" },
 	{ "log-format", 0, OPT_LOGFMT, OPT_AT(log_format), 0, 0, "text" },

@@ -122,6 +122,9 @@ struct wrk_opts {
 	unsigned max_attempts;
 	unsigned heartbeat_ms;
 	int task_events;             /* --task-events: write task.* events */
+	int retry_on_error;          /* --retry-on-error (retry.c) */
+	unsigned retry_backoff_ms;   /* --retry-backoff: the base, ms */
+	unsigned retry_backoff_max_ms; /* --retry-backoff-max: the cap, ms */
 	unsigned stop_timeout_ms;    /* hived's stop_timeout: how long a
 	                              * predecessor of our name may take to
 	                              * finish (redis.c) */
@@ -147,6 +150,8 @@ enum wrk_out_kind {
 	WRK_OUT_RESULT,              /* XADD results (+ reply_to), XACK */
 	WRK_OUT_DEAD,                /* XADD dead, XACK */
 	WRK_OUT_ACK,                 /* XACK only (entry deleted from its stream) */
+	WRK_OUT_DELAY,               /* ZADD <p>:delayed, XADD <p>:scheduled,
+	                              * XACK (retry.c) */
 };
 
 struct wrk_proc;
@@ -179,8 +184,17 @@ struct wrk_task {
 	                              * before when the worker knows early
 	                              * why it fails (a payload without JSON) */
 	msgpack_sbuffer out;         /* RESULT: the result, then its event
-	                              * (the last evlen bytes) */
+	                              * (the last evlen bytes); DELAY: the
+	                              * attempt's result (rlen bytes, 0: none),
+	                              * then the <p>:delayed member */
 	size_t evlen;
+	size_t rlen;                 /* DELAY (retry.c) */
+	/* The handler's error answer said (retry.c): not retryable; retry
+	 * after this long. */
+	bool no_retry;
+	bool has_retry_after;
+	uint64_t retry_after_ms;
+	uint64_t delay_due;          /* DELAY: the member's score, unix ms */
 	char *reply_to;              /* NUL-terminated copy, or NULL */
 	json_t *memory;              /* memory published with it, or NULL */
 	uint64_t memory_v;
@@ -449,6 +463,23 @@ void wrk_task_retry(struct wrk *, struct wrk_task *);
 /* The EXEC that published it succeeded. */
 void wrk_task_acked(struct wrk *, struct wrk_task *);
 
+/* ---- retry.c ---- */
+
+/* Not due yet (its not_before): t is set to go back into <p>:delayed
+ * (WRK_OUT_DELAY), true; the caller puts it on the out queue. */
+bool wrk_delay_early(struct wrk *, struct wrk_task *);
+/* The retry hints of an error answer (a) or of an exec handler's
+ * output (out, len: a JSON object with "retryable", "retry_after") to t. */
+struct wrk_answer;
+void wrk_retry_hints(struct wrk_task *, const struct wrk_answer *);
+void wrk_retry_hints_exec(struct wrk_task *, const char *out, size_t len);
+/* Retry t's failed attempt (error: its text) instead of finishing it?
+ * Then t is set to go into <p>:delayed as attempt + 1 (WRK_OUT_DELAY)
+ * with the attempt's result for the record, and true. */
+bool wrk_retry(struct wrk *, struct wrk_task *, const char *error);
+/* A WRK_OUT_DELAY task's ZADD and XADD, in the batch's MULTI. */
+void wrk_delay_send(struct wrk *, struct rconn *, struct wrk_task *);
+
 /* ---- redis.c ---- */
 
 void wrk_redis_start(struct wrk *);
@@ -589,6 +620,10 @@ struct wrk_answer {
 	json_t *usage;               /* owned, NULL = none (checked when
 	                              * the result is made: task.c) */
 	char error[HIVE_ERROR_MAX];  /* status error: why (never ""), else "" */
+	/* status error: "retryable": false; "retry_after": SECONDS (>= 0) */
+	bool no_retry;
+	bool has_retry_after;
+	uint64_t retry_after_ms;
 	/* An output line (no "status"): owned, NULL = none. */
 	json_t *progress;            /* an object */
 	json_t *chunk;               /* a string */

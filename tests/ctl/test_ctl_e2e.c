@@ -639,3 +639,39 @@ Test(ctl_e2e, dead_pages_and_batches)
 	json_decref(j);
 	ctl_run_free(&r);
 }
+
+/* submit --in / --at: the task scheduled (recorded so at once), then run;
+ * a time already past queues it; both at once is a usage error. */
+Test(ctl_e2e, submit_at_in)
+{
+	struct hp *h = start("ctlat", NULL);
+	struct ctl_run r = { 0 };
+	json_t *j;
+
+	ctl_need(h, "POST", "/tasks");
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", "{}", "--id",
+	    "ctl-later", "--in", "3s", "--json", NULL), 0);
+	j = ctl_json(&r);
+	cr_assert_str_eq(jstr(j, "state"), "scheduled");
+	json_decref(j);
+	wait_sql(h, "SELECT state FROM tasks WHERE id = 'ctl-later'",
+	    "scheduled");
+	cr_assert_eq(ctl_run_h(&r, h, "tasks", "--state", "scheduled",
+	    "--json", NULL), 0);
+	j = ctl_json(&r);
+	cr_assert_eq(json_array_size(json_object_get(j, "tasks")), 1, "%s",
+	    r.out);
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "wait", "ctl-later", "--timeout", "30s",
+	    NULL), 0);
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", "{}", "--id",
+	    "ctl-past", "--at", "2020-01-01T00:00:00Z", NULL), 0);
+	wait_sql(h, "SELECT state FROM tasks WHERE id = 'ctl-past'",
+	    "completed");
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", "{}", "--at", "1",
+	    "--in", "1s", NULL), 2);
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", "{}", "--at",
+	    "someday", NULL), 2);
+	cr_assert(strstr(r.err, "not_before") != NULL, "%s", r.err);
+	ctl_run_free(&r);
+}

@@ -106,6 +106,14 @@ tasks(msgpack_sbuffer *sb, msgpack_unpacked *up, msgpack_unpacked *up2)
 	t.traceparent = HIVE_STR(TRACEPARENT);
 	check(proto_encode_task(sb, &t, &err), &err, "task");
 	put_sb("task", "traceparent", sb);
+	/* Task control: delays and retries. */
+	t.not_before = 1700000060000ull;
+	t.backoff_ms = 500;
+	t.backoff_max_ms = 60000;
+	check(proto_encode_task(sb, &t, &err), &err, "task");
+	put_sb("task", "delayed", sb);
+	t.not_before = 0;
+	t.backoff_ms = t.backoff_max_ms = 0;
 	PUT_LIT("task", "traceparent-bad", "\x83\xa1v\x01\xa2id\xa1x"
 	    "\xabtraceparent\xa6" "00-abc");
 	/* unique tasks */

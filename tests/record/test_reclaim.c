@@ -22,6 +22,9 @@ struct env {
 	redisContext *rc;
 };
 
+/* requeue_jitter_ms of the next env_init (0: straight back). */
+static unsigned jitter_ms;
+
 static void
 env_init_dead(struct env *e, unsigned retain_ms, unsigned dead_retain_ms)
 {
@@ -35,7 +38,8 @@ env_init_dead(struct env *e, unsigned retain_ms, unsigned dead_retain_ms)
 	struct sup_reclaim_opts o = { .redis = e->redis, .prefix = e->prefix,
 	    .host = "host-a", .alive_ttl_ms = 100, .scan_ms = 100,
 	    .trim_ms = 100, .retain_ms = retain_ms,
-	    .dead_retain_ms = dead_retain_ms, .max_attempts = 3 };
+	    .dead_retain_ms = dead_retain_ms, .max_attempts = 3,
+	    .requeue_jitter_ms = jitter_ms };
 	e->r = sup_reclaim_new(e->loop, &o);
 	cr_assert_not_null(e->r);
 	e->rc = tu_redis_connect();
@@ -366,6 +370,67 @@ Test(reclaim, dead_letters_kept_longer)
 	/* "~" cuts whole nodes: of the old 300, at least 200 go. */
 	cr_assert_leq(len, 400, "old dead letters trimmed (len %lld)", len);
 	cr_assert_geq(len, 300, "new dead letters kept (len %lld)", len);
+	env_fini(&e);
+}
+
+/* With requeue_jitter_ms, 100 tasks of a dead consumer go into the
+ * delayed set spread over [0, 1000] ms: about as few share a millisecond
+ * as chance makes (100 into 1000 buckets: 95 distinct on average; fewer
+ * than 80 has a chance below 1e-9), never all at once. */
+Test(reclaim, jitter_spreads_requeues)
+{
+	struct env e;
+	char id[32], delayed[128], sched[128];
+	long long t0, lo = -1, hi = -1;
+	size_t distinct = 0;
+	redisReply *r;
+
+	jitter_ms = 1000;
+	env_init(&e, 600000);
+	jitter_ms = 0;
+	proto_key_named(delayed, sizeof(delayed), e.prefix, "delayed");
+	proto_key_named(sched, sizeof(sched), e.prefix, "scheduled");
+	for (int i = 0; i < 100; i++) {
+		snprintf(id, sizeof(id), "j-%d", i);
+		submit(&e, id, 1, 0);
+	}
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(take(&e, "echo/1@gone-host"), 1);
+	t0 = (long long)proto_now_ms();
+	run_until_len(&e, sched, 100);
+	cr_assert_eq(count(&e, "XPENDING %s workers", e.queue), 0);
+	cr_assert_eq(count(&e, "XLEN %s", e.queue), 100, "none requeued "
+	    "straight to the queue");
+	r = redisCommand(e.rc, "ZRANGE %s 0 -1 WITHSCORES", delayed);
+	cr_assert_eq(r->elements, 200);
+	for (size_t i = 0; i < r->elements; i += 2) {
+		const char *m = r->element[i]->str;
+		const char *nl = memchr(m, '\n', r->element[i]->len);
+		long long sc = atoll(r->element[i + 1]->str);
+		struct hive_task t;
+		struct proto_err err;
+
+		cr_assert_not_null(nl);
+		cr_assert_eq((size_t)(nl - m), strlen(e.queue));
+		cr_assert_eq(memcmp(m, e.queue, strlen(e.queue)), 0);
+		cr_assert_eq(proto_decode_task(nl + 1, r->element[i]->len -
+		    (size_t)(nl - m) - 1, &t, &err), 0);
+		cr_assert_eq(t.attempt, 2);
+		cr_assert_eq((long long)t.not_before, sc);
+		proto_task_clear(&t);
+		if (i == 0 || sc != atoll(r->element[i - 1]->str))
+			distinct++;
+		if (lo < 0)
+			lo = sc;
+		hi = sc;
+	}
+	freeReplyObject(r);
+	fprintf(stderr, "reclaim: 100 requeues over %lld ms in %zu distinct "
+	    "milliseconds\n", hi - lo, distinct);
+	cr_assert_geq(distinct, 80);
+	cr_assert_geq(hi - lo, 500);
+	cr_assert_geq(lo, t0 - 1000);
+	cr_assert_leq(hi, (long long)proto_now_ms() + 1000);
 	env_fini(&e);
 }
 
