@@ -13,12 +13,16 @@
  * (another hived, another host) sees the lock without the task or the
  * task without the lock.  KEYS[1] the lock, KEYS[2] the queue stream;
  * ARGV[1] the task id, ARGV[2] the lock's safety TTL in ms, ARGV[3] the
- * message (last, so that redis-cli -x can pass it).  Returns {1, entry id} (queued) or {0, holder's id}.
+ * message (last, so that redis-cli -x can pass it).  A delayed task:
+ * KEYS[2] <p>:scheduled, KEYS[3] <p>:delayed, ARGV[3] the member
+ * "<queue>\n<task>", ARGV[4] its due unix ms.  Returns {1, entry id}
+ * (queued, or scheduled) or {0, holder's id}.
  */
 const char proto_unique_submit_lua[] =
     "local h = redis.call('GET', KEYS[1])\n"
     "if h then return {0, h} end\n"
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "if KEYS[3] then redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3]) end\n"
     "return {1, redis.call('XADD', KEYS[2], '*', 'm', ARGV[3])}\n";
 
 /*

@@ -428,7 +428,7 @@ sub_post_task(struct api_req *req)
 		goto out;
 	}
 	if (t.unique_key.len > 0) {     /* the lock and the XADD: unique.c */
-		sub_unique_send(req, &t, s->key, s->tp, &sb);
+		sub_unique_send(req, &t, s->key, s->tp, &sb, s->due);
 		free(s);
 	} else
 		submit_send(req, s, &sb);

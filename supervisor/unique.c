@@ -22,6 +22,7 @@ struct dunique {
 	char key[HIVE_ID_MAX + 1];
 	char stream[HIVE_KEY_MAX];
 	char tp[HIVE_TRACEPARENT_LEN + 1];
+	uint64_t due;                  /* scheduled for (unix ms); 0: queued */
 };
 
 int
@@ -108,9 +109,13 @@ unique_cb(redisAsyncContext *ac, void *rp, void *priv)
 		api_fail(u->req, 500, "internal", "Redis: %s",
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	else if (r->element[0]->integer == 1) {
-		body = json_pack("{s:s, s:s, s:s, s:s}", "id", u->id, "stream",
-		    u->stream, "entry", r->element[1]->str, "traceparent",
-		    u->tp);
+		if (u->due != 0)
+			body = sup_delay_answer(u->id, u->stream,
+			    r->element[1]->str, u->tp, u->due);
+		else
+			body = json_pack("{s:s, s:s, s:s, s:s}", "id", u->id,
+			    "stream", u->stream, "entry", r->element[1]->str,
+			    "traceparent", u->tp);
 		log_info("api: task=%s trace=%.32s unique=%s submitted to %s "
 		    "entry=%s", u->id, PROTO_TRACE_ID(u->tp), u->key,
 		    u->stream, r->element[1]->str);
@@ -125,9 +130,40 @@ unique_cb(redisAsyncContext *ac, void *rp, void *priv)
 	free(u);
 }
 
+/* A task not due yet: into <p>:delayed as "<queue>\n<task>" (and
+ * <p>:scheduled, for the recorder), as delay.c's sup_delay_schedule
+ * does, with the lock in the same script. */
+static int
+unique_schedule(struct rconn *rc, struct dunique *u, const char *prefix,
+    const char *lock, const msgpack_sbuffer *sb)
+{
+	char kd[HIVE_KEY_MAX], ks[HIVE_KEY_MAX], ttl[24], due[24];
+	size_t ql = strlen(u->stream);
+	char *member;
+	int rv;
+
+	if (proto_key_named(kd, sizeof(kd), prefix, "delayed") < 0 ||
+	    proto_key_named(ks, sizeof(ks), prefix, "scheduled") < 0 ||
+	    (member = malloc(ql + 1 + sb->size)) == NULL)
+		return -1;
+	memcpy(member, u->stream, ql);
+	member[ql] = HIVE_DELAYED_SEP;
+	memcpy(member + ql + 1, sb->data, sb->size);
+	snprintf(due, sizeof(due), "%" PRIu64, u->due);
+	/* The safety TTL counts from the due time, not from now. */
+	snprintf(ttl, sizeof(ttl), "%" PRIu64, (uint64_t)HIVE_UNIQUE_TTL_MS +
+	    (u->due > proto_now_ms() ? u->due - proto_now_ms() : 0));
+	rv = rconn_cmd(rc, unique_cb, u, "EVAL %s 3 %s %s %s %s %s %b %s",
+	    proto_unique_submit_lua, lock, ks, kd, u->id, ttl, member,
+	    ql + 1 + sb->size, due);
+	free(member);
+	return rv;
+}
+
 void
 sub_unique_send(struct api_req *req, const struct hive_task *t,
-    const char *stream, const char *tp, const msgpack_sbuffer *sb)
+    const char *stream, const char *tp, const msgpack_sbuffer *sb,
+    uint64_t due)
 {
 	struct sup *sup = api_sup(req);
 	struct rconn *rc = sup_store_redis(sup);
@@ -144,6 +180,7 @@ sub_unique_send(struct api_req *req, const struct hive_task *t,
 	    t->unique_key.ptr);
 	snprintf(u->stream, sizeof(u->stream), "%s", stream);
 	snprintf(u->tp, sizeof(u->tp), "%s", tp);
+	u->due = due;
 	snprintf(ttl, sizeof(ttl), "%" PRIu64, (uint64_t)HIVE_UNIQUE_TTL_MS);
 	if (proto_key_unique(lock, sizeof(lock), sup->cref->conf->prefix,
 	    u->key) < 0) {
@@ -151,6 +188,14 @@ sub_unique_send(struct api_req *req, const struct hive_task *t,
 		    "long for a key");
 		free(u);
 		return;
+	}
+	if (rc != NULL && due != 0) {
+		if (unique_schedule(rc, u, sup->cref->conf->prefix, lock,
+		    sb) == 0) {
+			sup_delay_hint(sup_store_delay(sup), due);
+			return;
+		}
+		rc = NULL;
 	}
 	if (rc == NULL || rconn_cmd(rc, unique_cb, u, "EVAL %s 2 %s %s %s %s %b",
 	    proto_unique_submit_lua, lock, stream, u->id, ttl, sb->data,

@@ -13,6 +13,9 @@
  *   - two processes submitting the same keys at once, each to its own
  *     hived (two hosts sharing Redis): exactly one queued per key; the
  *     raw clients' script from two processes: the same;
+ *   - a delayed unique task holds its key while scheduled (its TTL
+ *     counted from its time), releases it when it ends; a handler's
+ *     error retried after a backoff keeps it;
  *   - bad unique_key / unique_for: 400.
  *
  * Waits are for events: HTTP answers, log lines, a stream entry (XREAD
@@ -63,6 +66,8 @@ start(struct hp *h, int with_agent)
 	    "command = /usr/bin/python3 %s/tests/supervisor/unique_handler.py\n"
 	    "capabilities = %s\n"
 	    "max_attempts = 2\n"
+	    "retry_on_error = yes\n"
+	    "retry_backoff = 100ms\n"
 	    "restart_limit = 1000\n"
 	    "restart_window = 1s\n", getenv("HIVE_SOURCE_DIR"),
 	    with_agent ? "work" : "other");
@@ -317,6 +322,54 @@ Test(unique, failed_and_dead_lettered_release)
 	cr_assert_str_eq(holder(c, h, "d"), "");
 	unlink(die);
 	post_new(h, body);
+	redisFree(c);
+}
+
+Test(unique, delayed_and_retried_keep_the_key)
+{
+	struct hp *h = hp_new("ud");
+	redisContext *c = tu_redis_connect();
+	char first[HIVE_ID_MAX + 1], body[1024], reply[HIVE_KEY_MAX];
+	char delayed[HIVE_KEY_MAX], lock[HIVE_KEY_MAX], last[64] = "0";
+	size_t f = 0;
+	int code;
+	json_t *j;
+
+	start(h, 1);
+	snprintf(reply, sizeof(reply), "hive:reply:%s", h->prefix);
+	proto_key_named(delayed, sizeof(delayed), h->prefix, "delayed");
+	/* Scheduled an hour ahead: it holds the key from now, for an hour
+	 * more than the safety TTL; nothing is on the queue. */
+	j = post(h, &code, "{\"capability\": \"work\", \"unique_key\": "
+	    "\"later\", \"delay\": \"1h\"}");
+	cr_assert_eq(code, 201);
+	cr_assert_str_eq(json_string_value(json_object_get(j, "state")),
+	    "scheduled");
+	snprintf(first, sizeof(first), "%s",
+	    json_string_value(json_object_get(j, "id")));
+	json_decref(j);
+	cr_assert_str_eq(holder(c, h, "later"), first);
+	proto_key_unique(lock, sizeof(lock), h->prefix, "later");
+	cr_assert(rint_(c, "PTTL %s", lock) > (long long)HIVE_UNIQUE_TTL_MS);
+	post_dup(h, "{\"capability\": \"work\", \"unique_key\": \"later\"}",
+	    first);
+	cr_assert_eq(rint_(c, "ZCARD %s", delayed), 1);
+	cr_assert_eq(qlen(c, h), 0);
+	/* Due soon: a duplicate while scheduled; released when it ends. */
+	snprintf(body, sizeof(body), "{\"capability\": \"work\", \"unique_key\": "
+	    "\"soon\", \"delay\": \"300ms\", \"reply_to\": \"%s\"}", reply);
+	snprintf(first, sizeof(first), "%s", post_new(h, body));
+	post_dup(h, body, first);
+	wait_entry(c, reply, last, sizeof(last));
+	cr_assert_str_eq(holder(c, h, "soon"), "");
+	/* An error retried (after an hour, as the handler asks): the key
+	 * stays taken while the task waits for its next attempt. */
+	snprintf(body, sizeof(body), "{\"capability\": \"work\", \"unique_key\": "
+	    "\"r\", \"payload\": {\"fail\": true, \"retry_after\": 3600}}");
+	snprintf(first, sizeof(first), "%s", post_new(h, body));
+	hp_wait(h, &f, T_LONG, first, "failed, retry", NULL);
+	cr_assert_str_eq(holder(c, h, "r"), first);
+	post_dup(h, body, first);
 	redisFree(c);
 }
 

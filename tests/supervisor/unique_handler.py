@@ -3,7 +3,8 @@
 
 A payload {"hold": PATH} makes the answer wait while the file PATH
 exists (the test removes it); {"fail": true} answers an error;
-{"die": PATH} makes the handler die (exit 1, no answer) while PATH
+{"fail": true, "retry_after": S} asks for a retry after S seconds (the
+agent retries errors); {"die": PATH} makes the handler die (exit 1, no answer) while PATH
 exists, so that the task is retried and, out of attempts, dead-lettered.
 """
 import json
@@ -21,6 +22,8 @@ for line in sys.stdin:
         time.sleep(0.02)
     if p.get("fail"):
         answer = {"id": task["id"], "status": "error", "error": "asked to"}
+        if "retry_after" in p:
+            answer["retry_after"] = p["retry_after"]
     else:
         answer = {"id": task["id"], "status": "ok",
                   "result": {"attempt": task.get("attempt")}}
