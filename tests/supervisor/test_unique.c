@@ -9,7 +9,8 @@
  *   - with unique_for, the key stays taken for the window after the end
  *     (not before it passes);
  *   - a failed task and a dead-lettered one release the key; while the
- *     handler's death is retried the key stays taken;
+ *     handler's death is retried the key stays taken; a message that
+ *     does not decode but names its unique_key releases it too;
  *   - two processes submitting the same keys at once, each to its own
  *     hived (two hosts sharing Redis): exactly one queued per key; the
  *     raw clients' script from two processes: the same;
@@ -322,6 +323,20 @@ Test(unique, failed_and_dead_lettered_release)
 	cr_assert_str_eq(holder(c, h, "d"), "");
 	unlink(die);
 	post_new(h, body);
+	/* A message the worker cannot decode (v 2) that names its id and
+	 * unique_key: its dead letter releases the lock. */
+	{
+		static const char v2[] = "\x83\xa1v\x02\xa2id\xa4v2-7"
+		    "\xaaunique_key\xa3" "bad";
+		char lock[HIVE_KEY_MAX], q[HIVE_KEY_MAX];
+
+		proto_key_unique(lock, sizeof(lock), h->prefix, "bad");
+		proto_key_queue(q, sizeof(q), h->prefix, "work", 1);
+		freeReplyObject(redisCommand(c, "SET %s v2-7 PX 3600000", lock));
+		tu_xadd(c, q, v2, sizeof(v2) - 1);
+		wait_entry(c, dead, dlast, sizeof(dlast));
+		cr_assert_str_eq(holder(c, h, "bad"), "");
+	}
 	redisFree(c);
 }
 
