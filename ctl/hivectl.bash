@@ -36,7 +36,7 @@ _hivectl()
 		case ${COMP_WORDS[i]} in
 		--url|--token-file|--config|--http-timeout|--priority|--agent|\
 		--id|--timeout|--state|--capability|--workflow|--since|--limit|\
-		--code|--lines|-n|--by|--at|--in)
+		--code|--lines|-n|--by|--at|--in|--unique|--unique-for)
 			((i++)) ;;
 		-*) ;;
 		*)
@@ -75,7 +75,7 @@ _hivectl()
 		    type size value duplicate" -- "$cur"))
 		return ;;
 	--url|--http-timeout|--id|--timeout|--since|--limit|--capability|--workflow|\
-	--lines|-n)
+	--lines|-n|--unique|--unique-for)
 		return ;;
 	esac
 
@@ -91,7 +91,7 @@ _hivectl()
 	local opts=
 	case $verb in
 	stop-all) opts="--timeout" ;;
-	submit) opts="--priority --agent --id --wait --timeout --deadline --ttl --at --in" ;;
+	submit) opts="--priority --agent --id --wait --timeout --deadline --ttl --at --in --unique --unique-for" ;;
 	wait) opts="--timeout --follow -f" ;;
 	tasks) opts="--state --capability --agent --workflow --since --limit" ;;
 	workflows) opts="--state --since --limit" ;;

@@ -60,6 +60,9 @@ enum {
 	OPT_TTL        = 1 << 16,
 	OPT_AT         = 1 << 17,     /* --at TIME */
 	OPT_IN         = 1 << 18,     /* --in DURATION */
+	/* unique tasks */
+	OPT_UNIQUE     = 1 << 19,     /* --unique KEY */
+	OPT_UNIQUE_FOR = 1 << 20,     /* --unique-for DURATION */
 };
 
 /* The command line, parsed; what a verb reads. */
@@ -85,6 +88,8 @@ struct ctl {
 	int wait, all;
 	int follow;                   /* -f */
 	long lines;                   /* -n */
+	const char *unique;           /* --unique KEY */
+	long long unique_for_ms;      /* --unique-for; -1: none */
 
 	const char *verb;
 	char **args;                  /* positional arguments after the verb */

@@ -58,10 +58,12 @@ static const struct ctl_verb verbs[] = {
 	  "hived's health: Redis, PostgreSQL, quarantined instances.\n"
 	  "Exit 0 when healthy, 1 when degraded (or stopping)." },
 	{ "submit", verb_submit, 1, 2, OPT_PRIORITY | OPT_AGENT | OPT_ID |
-	  OPT_WAIT | OPT_TIMEOUT | OPT_DEADLINE | OPT_TTL | OPT_AT | OPT_IN,
+	  OPT_WAIT | OPT_TIMEOUT | OPT_DEADLINE | OPT_TTL | OPT_AT | OPT_IN |
+	  OPT_UNIQUE | OPT_UNIQUE_FOR,
 	  "submit CAPABILITY JSON | --agent AGENT[/N] JSON\n"
 	  "       [--priority N] [--id ID] [--wait [--timeout DURATION]]\n"
-	  "       [--deadline T | --ttl DURATION] [--at TIME | --in DURATION]",
+	  "       [--deadline T | --ttl DURATION] [--at TIME | --in DURATION]\n"
+	  "       [--unique KEY [--unique-for DURATION]]",
 	  "Submit a task whose payload is JSON (\"-\": read it from stdin)\n"
 	  "and print its id.  --agent sends it to that agent's queue (or\n"
 	  "instance N's) instead of a capability's.\n"
@@ -74,7 +76,11 @@ static const struct ctl_verb verbs[] = {
 	  "  --timeout DURATION  give up waiting after DURATION (exit 1)\n"
 	  "  --deadline T        not started by T (RFC 3339, or Unix ms):\n"
 	  "                      expired; running then: cancelled\n"
-	  "  --ttl DURATION      the same, DURATION from now" },
+	  "  --ttl DURATION      the same, DURATION from now\n"
+	  "  --unique KEY        at most one task with KEY queued or running:\n"
+	  "                      if one is, print its id, say so on stderr,\n"
+	  "                      queue nothing (exit 0)\n"
+	  "  --unique-for D      and keep KEY taken for D after it ends" },
 	{ "wait", verb_wait, 1, 1, OPT_TIMEOUT | OPT_FOLLOW,
 	  "wait ID [--timeout DURATION | -f]",
 	  "Wait for task ID to finish and print its result; exit 1 when it\n"
@@ -165,6 +171,7 @@ enum {
 	LO_CAPABILITY, LO_WORKFLOW, LO_SINCE, LO_LIMIT, LO_CODE, LO_ALL,
 	LO_FOLLOW, LO_LINES, LO_BY,
 	LO_DEADLINE, LO_TTL, LO_AT, LO_IN,
+	LO_UNIQUE, LO_UNIQUE_FOR,
 };
 
 static const struct option longopts[] = {
@@ -192,6 +199,8 @@ static const struct option longopts[] = {
 	{ "ttl", required_argument, NULL, LO_TTL },
 	{ "at", required_argument, NULL, LO_AT },
 	{ "in", required_argument, NULL, LO_IN },
+	{ "unique", required_argument, NULL, LO_UNIQUE },
+	{ "unique-for", required_argument, NULL, LO_UNIQUE_FOR },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -201,7 +210,7 @@ static const struct option longopts[] = {
 static unsigned
 opt_bit(int lo)
 {
-	return lo >= LO_PRIORITY && lo <= LO_IN ?
+	return lo >= LO_PRIORITY && lo <= LO_UNIQUE_FOR ?
 	    1u << (unsigned)(lo - LO_PRIORITY) : 0;
 }
 
@@ -356,6 +365,12 @@ take_option(struct ctl *c, int o, const char *arg)
 			return ctl_usage(c, "--in: '%s' is not a duration "
 			    "(500ms, 10s, 2m, 1h; bare: milliseconds)", arg);
 		break;
+	case LO_UNIQUE: c->unique = arg; break;
+	case LO_UNIQUE_FOR:
+		if ((c->unique_for_ms = ctl_parse_duration(arg)) < 0)
+			return ctl_usage(c, "--unique-for: '%s' is not a "
+			    "duration (500ms, 10s, 2m, 1h)", arg);
+		break;
 	default:
 		return CTL_USAGE;
 	}
@@ -429,6 +444,7 @@ main(int argc, char **argv)
 	c.timeout_ms = -1;
 	c.priority = -1;
 	c.in_ms = -1;
+	c.unique_for_ms = -1;
 	if ((r = parse_options(&c, argc, argv, &help, &version)) != CTL_OK)
 		return r;
 	if (version) {

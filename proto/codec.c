@@ -88,6 +88,11 @@ static const struct proto_field task_fields[] = {
 	/* cancel19: task control, deadlines */
 	F_UINT("deadline", false, struct hive_task, deadline, 0,
 	    UINT64_MAX, 0),
+	/* unique tasks */
+	F_STR("unique_key", PF_ID, false, struct hive_task, unique_key, 1,
+	    HIVE_ID_MAX),
+	F_UINT("unique_ms", false, struct hive_task, unique_ms, 0,
+	    HIVE_UNIQUE_MS_MAX, 0),
 };
 
 static const struct proto_field result_fields[] = {

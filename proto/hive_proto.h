@@ -60,6 +60,7 @@
 #define HIVE_REASON_MAX    1024         /* reason of an event or dead letter */
 #define HIVE_DEPTH_MAX     32           /* nesting of payload/result/memory */
 #define HIVE_ATTEMPTS_MAX  1000         /* attempt, max_attempts */
+#define HIVE_UNIQUE_MS_MAX 31536000000ULL /* unique_ms: a year */
 #define HIVE_TIMEOUT_MAX   (7u * 24 * 3600 * 1000)  /* timeout_ms: a week */
 #define HIVE_BACKOFF_MAX   (7u * 24 * 3600 * 1000)  /* backoff_ms, backoff_max_ms */
 #define HIVE_PRIO_LEVELS   3            /* priority 0 (low) .. 2 (high) */
@@ -195,6 +196,10 @@ struct hive_task {
 	uint64_t deadline;           /* unix ms: not started by then, the
 	                              * task expires; running past it, it is
 	                              * cancelled.  0 = none */
+	/* unique tasks (docs/PROTOCOL.md, Unique tasks) */
+	struct hive_str unique_key;  /* optional, id charset: the lock
+	                              * <p>:unique:<key> names this task */
+	uint64_t unique_ms;          /* the window after it ends (0: none) */
 	msgpack_unpacked up_;        /* owns the decoded tree */
 };
 
@@ -519,6 +524,22 @@ int proto_key_named(char *buf, size_t len, const char *prefix,
                           * "workflows", "delayed", "scheduled" */
 /* In a <p>:delayed member, what ends the queue's key (before the task). */
 #define HIVE_DELAYED_SEP     '\n'
+/*
+ * Unique tasks (docs/PROTOCOL.md, Unique tasks; unique.c): the Lua
+ * scripts that take the lock with the XADD, release it when the task
+ * ends, and keep it for a requeued task; HIVE_UNIQUE_TTL_MS is the
+ * lock's safety TTL.  proto_peek_unique reads unique_key (and
+ * unique_ms) of a message that may not decode: 0, or -1 if it has none.
+ */
+#define HIVE_UNIQUE_TTL_MS (24ull * 3600 * 1000)
+extern const char proto_unique_submit_lua[];
+extern const char proto_unique_release_lua[];
+extern const char proto_unique_refresh_lua[];
+int proto_peek_unique(const char *buf, size_t len, char *key, size_t keylen,
+    uint64_t *ms);
+/* <p>:unique:<key>, the lock of a unique task (key: proto_valid_id). */
+int proto_key_unique(char *buf, size_t len, const char *prefix,
+    const char *key);
 int proto_key_output(char *buf, size_t len, const char *prefix,
     const char *task_id);
 int proto_key_cancel(char *buf, size_t len, const char *prefix,

@@ -122,6 +122,15 @@ proto_key_cancel(char *buf, size_t len, const char *prefix,
 }
 
 int
+proto_key_unique(char *buf, size_t len, const char *prefix, const char *key)
+{
+	if (valid_prefix(prefix) == -1 || key == NULL ||
+	    proto_valid_id(key, strlen(key)) == -1)
+		return -1;
+	return fmt(buf, len, "%s:unique:%s", prefix, key);
+}
+
+int
 proto_consumer_name(char *buf, size_t len, const char *agent,
     unsigned instance, const char *host)
 {

@@ -101,6 +101,31 @@ send_exec(struct sup_reclaim *r)
 	rconn_cmd(r->rc, rconn_log_error, "reclaim", "EXEC");
 }
 
+/*
+ * A unique task's lock (docs/PROTOCOL.md, Unique tasks), in the entry's
+ * MULTI/EXEC: released (or kept for its window) when the task is given
+ * up on, kept another safety TTL when it is requeued; either only while
+ * it still names this task.  A task that did not decode is read for its
+ * key alone.
+ */
+static void
+rcl_unique(struct sup_reclaim *r, const char *raw, size_t rawlen,
+    struct hive_str id, int requeue)
+{
+	char key[HIVE_ID_MAX + 1], lock[HIVE_KEY_MAX], ms[24];
+	uint64_t window;
+
+	if (id.len == 0 || proto_peek_unique(raw, rawlen, key, sizeof(key),
+	    &window) < 0 || proto_key_unique(lock, sizeof(lock), r->prefix,
+	    key) < 0)
+		return;
+	snprintf(ms, sizeof(ms), "%llu", requeue ? HIVE_UNIQUE_TTL_MS :
+	    (unsigned long long)window);
+	rconn_cmd(r->rc, rconn_log_error, "reclaim", "EVAL %s 1 %s %b %s",
+	    requeue ? proto_unique_refresh_lua : proto_unique_release_lua,
+	    lock, id.ptr, (size_t)id.len, ms);
+}
+
 /* Give up on an entry: dead letter with the code and reason, a failed
  * result so whoever waits for it learns, acknowledge.  t may be NULL
  * (malformed: the dead letter still names the task when its id can be
@@ -171,6 +196,7 @@ rcl_give_up(struct rcl_job *j, const char *id, const char *raw, size_t rawlen,
 			    "XADD %b * m %b", t->reply_to.ptr,
 			    (size_t)t->reply_to.len, sr.data, sr.size);
 	}
+	rcl_unique(r, raw, rawlen, d.id, 0);
 	rconn_cmd(r->rc, rconn_log_error, "reclaim",
 	    "XACK %s " HIVE_GROUP_WORKERS " %s", j->key, id);
 	send_exec(r);
@@ -285,6 +311,7 @@ rcl_requeue(struct rcl_job *j, const char *id, const char *val, size_t len,
 	else
 		rconn_cmd(r->rc, rconn_log_error, "reclaim", "XADD %s * m %b",
 		    key, sb.data, sb.size);
+	rcl_unique(r, val, len, t.id, 1);
 	rconn_cmd(r->rc, rconn_log_error, "reclaim",
 	    "XACK %s " HIVE_GROUP_WORKERS " %s", j->key, id);
 	send_exec(r);

@@ -24,6 +24,7 @@
 #include "hived.h"
 #include "log.h"
 #include "rconn.h"
+#include "unique.h"
 #include "util.h"
 
 #define ID_RANDOM      20      /* random characters of a generated id */
@@ -369,6 +370,7 @@ sub_post_task(struct api_req *req)
 	    "id", "priority", "max_attempts", "timeout_ms", "reply_to",
 	    "traceparent", "not_before", "delay", "backoff_ms", "backoff_max_ms",
 	    "deadline", "ttl",   /* api_cancel.c */
+	    "unique_key", "unique_for",
 	    NULL };
 	json_t *b = api_body(req);
 	const char *cap, *agent, *reply;
@@ -413,7 +415,8 @@ sub_post_task(struct api_req *req)
 	    sizeof(err)) < 0 ||
 	    opt_uint(b, "backoff_max_ms", "", 0, HIVE_BACKOFF_MAX, 0, &bomax, err,
 	    sizeof(err)) < 0 ||
-	    api_task_deadline(b, &t.deadline, err, sizeof(err)) < 0) {
+	    api_task_deadline(b, &t.deadline, err, sizeof(err)) < 0 ||
+	    sub_unique_opts(b, &t, err, sizeof(err)) < 0) {
 		api_fail(req, 400, "bad_request", "%s", err);
 		free(s);
 		goto out;
@@ -433,7 +436,11 @@ sub_post_task(struct api_req *req)
 		free(s);
 		goto out;
 	}
-	submit_send(req, s, &sb);
+	if (t.unique_key.len > 0) {     /* the lock and the XADD: unique.c */
+		sub_unique_send(req, &t, s->key, s->tp, &sb, s->due);
+		free(s);
+	} else
+		submit_send(req, s, &sb);
 out:
 	msgpack_sbuffer_destroy(&sb);
 	msgpack_zone_destroy(&z);

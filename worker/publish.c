@@ -408,6 +408,7 @@ wrk_publish(struct wrk *w)
 				argvlen[4] = t->evlen;
 				rconn_argv(cmd, NULL, NULL, 5, argv, argvlen);
 			}
+			wrk_unique_release(w, cmd, t);   /* unique.c */
 		}
 		t->batch = b;
 		b->n++;

@@ -528,6 +528,13 @@ bool wrk_redis_forget(struct wrk *);
 
 void wrk_publish(struct wrk *);  /* send the out queue in one MULTI/EXEC */
 
+/* ---- unique.c ---- */
+
+/* In t's MULTI/EXEC (a result or dead letter): release its unique key's
+ * lock if it still names t, or keep it for its window. */
+void wrk_unique_release(struct wrk *, struct rconn *cmd,
+    const struct wrk_task *t);
+
 /*
  * A task's output stream <prefix>:output:<id> (docs/PROTOCOL.md): what a
  * stream handler writes for a task in flight is held per task and

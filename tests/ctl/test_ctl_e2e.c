@@ -141,6 +141,38 @@ Test(ctl_e2e, submit_prints_id)
 	ctl_run_free(&r);
 }
 
+/* submit --unique: a duplicate prints the holder's id, says so on
+ * stderr, exits 0; --json shows hived's answer. */
+Test(ctl_e2e, submit_unique_duplicate)
+{
+	struct hp *h = start("ctlsubuq", NULL);
+	struct ctl_run r = { 0 };
+	json_t *j;
+
+	ctl_need(h, "POST", "/tasks");
+	/* capability "nobody": no agent runs it, it stays queued */
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "nobody", "{}", "--id",
+	    "uq-1", "--unique", "report:1", "--unique-for", "10m", NULL), 0);
+	cr_assert_str_eq(r.out, "uq-1\n");
+	cr_assert_eq(r.err[0], '\0', "%s", r.err);
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "nobody", "{}", "--id",
+	    "uq-2", "--unique", "report:1", NULL), 0);
+	cr_assert_str_eq(r.out, "uq-1\n");
+	cr_assert(strstr(r.err, "duplicate") != NULL, "%s", r.err);
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "nobody", "{}", "--unique",
+	    "report:1", "--json", NULL), 0);
+	j = ctl_json(&r);
+	cr_assert_str_eq(jstr(j, "id"), "uq-1");
+	cr_assert(json_is_true(json_object_get(j, "duplicate")));
+	json_decref(j);
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "nobody", "{}",
+	    "--unique-for", "1m", NULL), 2);
+	cr_assert_eq(ctl_run_h(&r, h, "submit", "nobody", "{}", "--unique",
+	    "a b", NULL), 2);
+	cr_assert(strstr(r.err, "unique_key") != NULL, "%s", r.err);
+	ctl_run_free(&r);
+}
+
 Test(ctl_e2e, submit_wait_result_and_failure)
 {
 	struct hp *h = start("ctlsub", NULL);

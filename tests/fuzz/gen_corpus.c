@@ -121,6 +121,15 @@ tasks(msgpack_sbuffer *sb, msgpack_unpacked *up, msgpack_unpacked *up2)
 	t.deadline = 0;
 	PUT_LIT("task", "traceparent-bad", "\x83\xa1v\x01\xa2id\xa1x"
 	    "\xabtraceparent\xa6" "00-abc");
+	/* unique tasks */
+	t.unique_key = HIVE_STR("nightly-report");
+	t.unique_ms = 60000;
+	check(proto_encode_task(sb, &t, &err), &err, "task");
+	put_sb("task", "unique", sb);
+	t.unique_key = HIVE_STR("");
+	t.unique_ms = 0;
+	PUT_LIT("task", "unique-bad", "\x83\xa1v\x01\xa2id\xa1x"
+	    "\xaaunique_key\xa3" "a b");
 	/* near misses: newer version, id of the wrong type, a trailing byte */
 	PUT_LIT("task", "v2", "\x82\xa1v\x02\xa2id\xa1x");
 	PUT_LIT("task", "id-int", "\x82\xa1v\x01\xa2id\x05");

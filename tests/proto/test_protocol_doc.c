@@ -574,3 +574,19 @@ Test(protocol_doc, python_example_runs)
 	unlink(path);
 	unload(&pg);
 }
+
+/* The Lua scripts of Unique tasks are, word for word, the ones hived,
+ * the worker and the reclaimer run (proto/unique.c). */
+Test(protocol_doc, unique_scripts_are_the_codecs)
+{
+	const char *const scripts[] = { proto_unique_submit_lua,
+	    proto_unique_release_lua, proto_unique_refresh_lua };
+	char *text = tu_read_source("docs/PROTOCOL.md"), want[1024];
+
+	for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
+		snprintf(want, sizeof(want), "```lua\n%s```\n", scripts[i]);
+		cr_expect(strstr(text, want) != NULL, "not on the page:\n%s",
+		    scripts[i]);
+	}
+	free(text);
+}

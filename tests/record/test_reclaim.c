@@ -433,3 +433,103 @@ Test(reclaim, jitter_spreads_requeues)
 	cr_assert_leq(hi, (long long)proto_now_ms() + 1000);
 	env_fini(&e);
 }
+
+/* ---- unique tasks (docs/PROTOCOL.md, Unique tasks) ---- */
+
+static void
+submit_unique(struct env *e, const char *id, unsigned max, const char *key)
+{
+	msgpack_sbuffer sb;
+	struct hive_task t = { 0 };
+	struct proto_err err;
+
+	msgpack_sbuffer_init(&sb);
+	t.id = HIVE_STR(id);
+	t.attempt = 1;
+	t.max_attempts = max;
+	t.unique_key = HIVE_STR(key);
+	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
+	freeReplyObject(redisCommand(e->rc, "XADD %s * m %b", e->queue, sb.data,
+	    sb.size));
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* The lock of key: its holder (static buffer, "" if none), *pttl. */
+static const char *
+lock_of(struct env *e, const char *key, long long *pttl)
+{
+	static char id[HIVE_ID_MAX + 1];
+	char lock[HIVE_KEY_MAX];
+	redisReply *r;
+
+	cr_assert(proto_key_unique(lock, sizeof(lock), e->prefix, key) > 0);
+	r = redisCommand(e->rc, "GET %s", lock);
+	snprintf(id, sizeof(id), "%s", r->type == REDIS_REPLY_STRING ? r->str :
+	    "");
+	freeReplyObject(r);
+	if (pttl != NULL)
+		*pttl = count(e, "PTTL %s", lock);
+	return id;
+}
+
+static void
+set_lock(struct env *e, const char *key, const char *id, unsigned ms)
+{
+	char lock[HIVE_KEY_MAX];
+
+	proto_key_unique(lock, sizeof(lock), e->prefix, key);
+	freeReplyObject(redisCommand(e->rc, "SET %s %s PX %u", lock, id, ms));
+}
+
+/* A dead consumer's unique task: requeued, it keeps its lock (for another
+ * safety TTL); given up on, it releases it; a lock that names another
+ * task is left alone. */
+Test(reclaim, unique_lock_kept_on_requeue_released_when_dead)
+{
+	struct env e;
+	char dead[128];
+	long long ttl;
+
+	env_init(&e, 600000);
+	proto_key_named(dead, sizeof(dead), e.prefix, "dead");
+	set_lock(&e, "u", "t1", 60000);
+	set_lock(&e, "v", "someone-else", 60000);
+	submit_unique(&e, "t1", 2, "u");
+	submit_unique(&e, "t2", 1, "v");
+	cr_assert_eq(take(&e, "echo/1@gone-host"), 1);
+	cr_assert_eq(take(&e, "echo/1@gone-host"), 1);
+	/* t1 requeued (attempt 2), t2 out of attempts: a dead letter. */
+	run_until_len(&e, dead, 1);
+	run_until_len(&e, e.queue, 3);
+	cr_assert_str_eq(lock_of(&e, "u", &ttl), "t1");
+	cr_assert(ttl > 60000, "the requeue refreshed its TTL: %lld", ttl);
+	cr_assert_str_eq(lock_of(&e, "v", NULL), "someone-else");
+	cr_assert_eq(take(&e, "echo/2@gone-host"), 2);
+	run_until_len(&e, dead, 2);
+	cr_assert_str_eq(lock_of(&e, "u", NULL), "", "released with the "
+	    "dead letter");
+	env_fini(&e);
+}
+
+/* A dead consumer's entry that does not decode but names its unique key
+ * (and window): dead-lettered, its lock kept for the window only. */
+Test(reclaim, unique_lock_of_unreadable_task_released)
+{
+	struct env e;
+	char dead[128];
+	static const char v2[] = "\x84\xa1v\x02\xa2id\xa4v2-7"
+	    "\xaaunique_key\xa1k\xa9unique_ms\xcd\x75\x30";    /* 30000 */
+	long long ttl;
+
+	env_init(&e, 600000);
+	proto_key_named(dead, sizeof(dead), e.prefix, "dead");
+	set_lock(&e, "k", "v2-7", 3600000);
+	freeReplyObject(redisCommand(e.rc, "XADD %s * m %b", e.queue, v2,
+	    sizeof(v2) - 1));
+	freeReplyObject(redisCommand(e.rc, "XREADGROUP GROUP workers "
+	    "echo/1@gone-host COUNT 1 STREAMS %s >", e.queue));
+	run_until_len(&e, dead, 1);
+	cr_assert_str_eq(lock_of(&e, "k", &ttl), "v2-7");
+	cr_assert(ttl > 0 && ttl <= 30000, "kept for its window: %lld", ttl);
+	env_fini(&e);
+}
