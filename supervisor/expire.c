@@ -13,7 +13,8 @@
  * entry delivered already is the worker's to expire (its gate checks the
  * deadline before it starts a task), as are broadcast entries (a group
  * per worker).  Several hived may sweep at once:
- * the script lets one of them win.
+ * the script lets one of them win.  A unique task's lock is released by
+ * the same script, as the worker does with a result (proto/unique.c).
  */
 #include "hived.h"
 
@@ -39,8 +40,9 @@ static const char expire_sql[] =
     "  AND (extract(epoch FROM created_at) * 1000000)::int8 >= $1::int8"
     " ORDER BY created_at LIMIT " SUP_EXPIRE_PAGE;
 
-/* KEYS: the stream, <p>:results, the reply_to (or <p>:results again);
- * ARGV: the entry, the group, the result. */
+/* KEYS: the stream, <p>:results, the reply_to (or <p>:results again),
+ * the unique lock (or <p>:results again); ARGV: the entry, the group, the
+ * result, the task id when it holds a lock (else ""), its window ms. */
 static const char expire_lua[] =
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
     "local a1, a2 = string.match(ARGV[1], '^(%d+)-(%d+)$') "
@@ -62,6 +64,11 @@ static const char expire_lua[] =
     "redis.call('XADD', KEYS[2], '*', 'm', ARGV[3]) "
     "if KEYS[3] ~= KEYS[2] then "
     "  redis.call('XADD', KEYS[3], '*', 'm', ARGV[3]) end "
+    "if ARGV[4] ~= '' and redis.call('GET', KEYS[4]) == ARGV[4] then "
+    "  if tonumber(ARGV[5]) > 0 then "
+    "    redis.call('PEXPIRE', KEYS[4], ARGV[5]) "
+    "  else redis.call('DEL', KEYS[4]) end "
+    "end "
     "return 1";
 
 static struct {
@@ -102,7 +109,8 @@ ex_task(struct sup *sup, const char *id, const char *stream,
 	unsigned char *msg;
 	size_t len = 0;
 	char results[HIVE_KEY_MAX], reply[HIVE_KEY_MAX + 1];
-	char bcast[HIVE_KEY_MAX];
+	char bcast[HIVE_KEY_MAX], lock[HIVE_KEY_MAX], key[HIVE_ID_MAX + 1];
+	char ums[24];
 	struct ex_one *o;
 
 	/* Broadcast entries are read by a group per worker: not ours to
@@ -123,6 +131,12 @@ ex_task(struct sup *sup, const char *id, const char *stream,
 		goto out;
 	snprintf(reply, sizeof(reply), "%.*s", (int)t.reply_to.len,
 	    t.reply_to.ptr ? t.reply_to.ptr : "");
+	snprintf(key, sizeof(key), "%.*s", (int)t.unique_key.len,
+	    t.unique_key.ptr ? t.unique_key.ptr : "");
+	if (key[0] == '\0' || proto_key_unique(lock, sizeof(lock), c->prefix,
+	    key) < 0)
+		key[0] = '\0';
+	snprintf(ums, sizeof(ums), "%llu", (unsigned long long)t.unique_ms);
 	r.v = HIVE_PROTO_VERSION;
 	r.id = HIVE_STR(id);
 	r.agent = HIVE_STR("hived");
@@ -139,9 +153,10 @@ ex_task(struct sup *sup, const char *id, const char *stream,
 	    (o = calloc(1, sizeof(*o))) != NULL) {
 		snprintf(o->id, sizeof(o->id), "%s", id);
 		if (rconn_cmd(sup_store_redis(sup), ex_done_cb, o,
-		    "EVAL %s 3 %s %s %s %s %s %b", expire_lua, stream, results,
-		    reply[0] ? reply : results, entry, HIVE_GROUP_WORKERS,
-		    sb.data, sb.size) < 0)
+		    "EVAL %s 4 %s %s %s %s %s %s %b %s %s", expire_lua, stream,
+		    results, reply[0] ? reply : results,
+		    key[0] ? lock : results, entry, HIVE_GROUP_WORKERS,
+		    sb.data, sb.size, key[0] ? id : "", ums) < 0)
 			free(o);
 	}
 	msgpack_sbuffer_destroy(&sb);

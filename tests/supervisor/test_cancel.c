@@ -238,6 +238,12 @@ Test(cancel_api, queued_task_nobody_pulls_expires)
 	json_decref(post(h, "/tasks", "{\"id\": \"x-1\", \"capability\": "
 	    "\"nobody\", \"ttl\": \"300ms\", \"reply_to\": "
 	    "\"hive:reply:x-1\"}", 201));
+	json_decref(post(h, "/tasks", "{\"id\": \"x-3\", \"capability\": "
+	    "\"nobody\", \"ttl\": \"300ms\", \"unique_key\": \"ux\"}", 201));
+	r = redisCommand(c, "EXISTS %s:unique:ux", h->prefix);
+	cr_assert(r != NULL && r->type == REDIS_REPLY_INTEGER);
+	cr_assert_eq(r->integer, 1, "x-3 holds its lock");
+	freeReplyObject(r);
 	json_decref(post(h, "/tasks", "{\"id\": \"x-2\", \"capability\": "
 	    "\"nobody\", \"deadline\": \"2999-01-01T00:00:00Z\"}", 201));
 	json_decref(post(h, "/tasks", "{\"capability\": \"nobody\", "
@@ -257,6 +263,12 @@ Test(cancel_api, queued_task_nobody_pulls_expires)
 	proto_result_clear(&res);
 	freeReplyObject(r);
 	freeReplyObject(redisCommand(c, "DEL hive:reply:x-1"));
+	/* the expired unique task's lock is released with it */
+	wait_sql(h, "SELECT state FROM tasks WHERE id = 'x-3'", "expired");
+	r = redisCommand(c, "EXISTS %s:unique:ux", h->prefix);
+	cr_assert(r != NULL && r->type == REDIS_REPLY_INTEGER);
+	cr_assert_eq(r->integer, 0, "the lock of an expired task is released");
+	freeReplyObject(r);
 	redisFree(c);
 	/* the one with a far deadline waits on */
 	wait_sql(h, "SELECT state FROM tasks WHERE id = 'x-2'", "queued");
