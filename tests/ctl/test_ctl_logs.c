@@ -50,14 +50,16 @@ start(const char *tag)
 static void
 say(struct hp *h, redisContext *c, const char *id, const char *text)
 {
-	char payload[256], needle[256];
+	char payload[256], needle[256], said[256];
 	size_t from = hp_mark(h);
 
 	snprintf(payload, sizeof(payload), "{\"op\": \"say\", \"text\": \"%s\"}",
 	    text);
 	hp_submit_direct(c, h->prefix, "talk", 1, id, payload);
-	snprintf(needle, sizeof(needle), "agent=talk/1 task=%s: %s", id, text);
-	hp_wait(h, &from, T_LONG, needle, NULL);
+	/* hived's line: agent=talk/1 task=ID trace=TRACE: text */
+	snprintf(needle, sizeof(needle), "agent=talk/1 task=%s trace=", id);
+	snprintf(said, sizeof(said), ": %s", text);
+	hp_wait(h, &from, T_LONG, needle, said, NULL);
 }
 
 Test(ctl_logs, lines_n_and_json)
