@@ -598,8 +598,16 @@ class Run:
         """Every workflow completed, and no task was given out before all
         it depends on had completed."""
         want = len(self.counted()) // 4
-        done = int(self.pg.psql("SELECT count(*) FROM workflows "
-                                "WHERE state = 'completed'")[0][0])
+        # The coordinator marks a workflow completed after the recorder
+        # has recorded its last task: wait for that, 15 s at most.
+        def completed():
+            return int(self.pg.psql("SELECT count(*) FROM workflows "
+                                    "WHERE state = 'completed'")[0][0])
+        try:
+            wait_for(lambda: completed() >= want, 15, "every workflow completed")
+        except Failure:
+            pass
+        done = completed()
         early = int(self.pg.psql(
             "SELECT count(*) FROM workflow_edges e JOIN tasks t "
             "ON t.id = e.task_id JOIN tasks p ON p.id = e.depends_on "
