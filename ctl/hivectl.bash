@@ -24,7 +24,7 @@ _hivectl()
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=
 	local verbs="status start stop restart sleep wake reset drain reload
 	    stop-all start-all health submit wait task tasks workflow
-	    workflows queues dead logs usage cancel help"
+	    workflows queues dead logs usage help"
 	local global="--json --url --token-file --config --http-timeout --help"
 	local verb= i nargs=0
 
@@ -36,7 +36,7 @@ _hivectl()
 		case ${COMP_WORDS[i]} in
 		--url|--token-file|--config|--http-timeout|--priority|--agent|\
 		--id|--timeout|--state|--capability|--workflow|--since|--limit|\
-		--code|--lines|-n|--by|--at|--in|--unique|--unique-for)
+		--code|--lines|-n|--by)
 			((i++)) ;;
 		-*) ;;
 		*)
@@ -59,7 +59,7 @@ _hivectl()
 		if [[ $verb == workflows ]]; then
 			COMPREPLY=($(compgen -W "running completed failed" -- "$cur"))
 		else
-			COMPREPLY=($(compgen -W "waiting scheduled queued running completed
+			COMPREPLY=($(compgen -W "waiting queued running completed
 			    failed dead" -- "$cur"))
 		fi
 		return ;;
@@ -75,7 +75,7 @@ _hivectl()
 		    type size value duplicate" -- "$cur"))
 		return ;;
 	--url|--http-timeout|--id|--timeout|--since|--limit|--capability|--workflow|\
-	--lines|-n|--unique|--unique-for)
+	--lines|-n)
 		return ;;
 	esac
 
@@ -91,14 +91,13 @@ _hivectl()
 	local opts=
 	case $verb in
 	stop-all) opts="--timeout" ;;
-	submit) opts="--priority --agent --id --wait --timeout --deadline --ttl --at --in --unique --unique-for" ;;
+	submit) opts="--priority --agent --id --wait --timeout" ;;
 	wait) opts="--timeout --follow -f" ;;
 	tasks) opts="--state --capability --agent --workflow --since --limit" ;;
 	workflows) opts="--state --since --limit" ;;
 	dead) opts="--code --capability --all --limit" ;;
 	logs) opts="--follow --lines -f -n" ;;
 	usage) opts="--by --since --limit" ;;
-	cancel) opts="--workflow" ;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W "$opts $global" -- "$cur"))

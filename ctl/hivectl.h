@@ -56,13 +56,6 @@ enum {
 	OPT_FOLLOW     = 1 << 12,     /* -f, --follow */
 	OPT_LINES      = 1 << 13,     /* -n, --lines N */
 	OPT_BY         = 1 << 14,
-	OPT_DEADLINE   = 1 << 15,     /* cancel19 */
-	OPT_TTL        = 1 << 16,
-	OPT_AT         = 1 << 17,     /* --at TIME */
-	OPT_IN         = 1 << 18,     /* --in DURATION */
-	/* unique tasks */
-	OPT_UNIQUE     = 1 << 19,     /* --unique KEY */
-	OPT_UNIQUE_FOR = 1 << 20,     /* --unique-for DURATION */
 };
 
 /* The command line, parsed; what a verb reads. */
@@ -79,17 +72,11 @@ struct ctl {
 	long priority;
 	const char *agent, *id, *state, *capability, *workflow, *since, *code;
 	const char *by;               /* --by */
-	const char *deadline;         /* --deadline */
-	long long ttl_ms;             /* --ttl */
-	const char *at;               /* --at: RFC 3339 or Unix ms */
-	long long in_ms;              /* --in; -1: not given */
 	long long timeout_ms;         /* --timeout; -1: none */
 	long limit;
 	int wait, all;
 	int follow;                   /* -f */
 	long lines;                   /* -n */
-	const char *unique;           /* --unique KEY */
-	long long unique_for_ms;      /* --unique-for; -1: none */
 
 	const char *verb;
 	char **args;                  /* positional arguments after the verb */
@@ -253,7 +240,5 @@ int verb_dead(struct ctl *);
 int verb_logs(struct ctl *);
 /* ---- verb_usage.c ---- */
 int verb_usage(struct ctl *);
-/* ---- verb_cancel.c ---- */
-int verb_cancel(struct ctl *);
 
 #endif /* HIVE_HIVECTL_H */

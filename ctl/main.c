@@ -58,29 +58,17 @@ static const struct ctl_verb verbs[] = {
 	  "hived's health: Redis, PostgreSQL, quarantined instances.\n"
 	  "Exit 0 when healthy, 1 when degraded (or stopping)." },
 	{ "submit", verb_submit, 1, 2, OPT_PRIORITY | OPT_AGENT | OPT_ID |
-	  OPT_WAIT | OPT_TIMEOUT | OPT_DEADLINE | OPT_TTL | OPT_AT | OPT_IN |
-	  OPT_UNIQUE | OPT_UNIQUE_FOR,
+	  OPT_WAIT | OPT_TIMEOUT,
 	  "submit CAPABILITY JSON | --agent AGENT[/N] JSON\n"
-	  "       [--priority N] [--id ID] [--wait [--timeout DURATION]]\n"
-	  "       [--deadline T | --ttl DURATION] [--at TIME | --in DURATION]\n"
-	  "       [--unique KEY [--unique-for DURATION]]",
+	  "       [--priority N] [--id ID] [--wait [--timeout DURATION]]",
 	  "Submit a task whose payload is JSON (\"-\": read it from stdin)\n"
 	  "and print its id.  --agent sends it to that agent's queue (or\n"
 	  "instance N's) instead of a capability's.\n"
 	  "  --priority N        0 (high), 1 (default), 2 (low)\n"
 	  "  --id ID             the task's id (default: hived makes one)\n"
-	  "  --at TIME           not run before TIME (RFC 3339 or Unix ms)\n"
-	  "  --in DURATION       not run before DURATION from now (30s, 5m)\n"
 	  "  --wait              wait for the outcome and print the result;\n"
 	  "                      exit 1 when the task failed or went dead\n"
-	  "  --timeout DURATION  give up waiting after DURATION (exit 1)\n"
-	  "  --deadline T        not started by T (RFC 3339, or Unix ms):\n"
-	  "                      expired; running then: cancelled\n"
-	  "  --ttl DURATION      the same, DURATION from now\n"
-	  "  --unique KEY        at most one task with KEY queued or running:\n"
-	  "                      if one is, print its id, say so on stderr,\n"
-	  "                      queue nothing (exit 0)\n"
-	  "  --unique-for D      and keep KEY taken for D after it ends" },
+	  "  --timeout DURATION  give up waiting after DURATION (exit 1)" },
 	{ "wait", verb_wait, 1, 1, OPT_TIMEOUT | OPT_FOLLOW,
 	  "wait ID [--timeout DURATION | -f]",
 	  "Wait for task ID to finish and print its result; exit 1 when it\n"
@@ -88,12 +76,6 @@ static const struct ctl_verb verbs[] = {
 	  "  -f, --follow    print the task's output as it comes (its\n"
 	  "                  chunks on stdout; its progress on stderr, as a\n"
 	  "                  status line on a terminal), then the result" },
-	{ "cancel", verb_cancel, 0, 1, OPT_WORKFLOW,
-	  "cancel ID | cancel --workflow ID",
-	  "Cancel a task: a queued one never starts, a running one is told\n"
-	  "to stop, then killed after its agent's cancel_grace.  With\n"
-	  "--workflow, every unfinished task of workflow ID.  Exit 1 when\n"
-	  "it had ended already (its final state is printed)." },
 	{ "task", verb_task, 1, 1, 0, "task ID",
 	  "A task: its states with their times, each attempt, the result." },
 	{ "tasks", verb_tasks, 0, 0, OPT_STATE | OPT_CAPABILITY | OPT_AGENT |
@@ -101,8 +83,7 @@ static const struct ctl_verb verbs[] = {
 	  "tasks [--state S] [--capability C] [--agent A] [--workflow W]\n"
 	  "       [--since T] [--limit N]",
 	  "Tasks, newest first.\n"
-	  "  --state S       waiting, scheduled, queued, running, completed,\n"
-	  "                  failed, dead, cancelled, expired\n"
+	  "  --state S       waiting, queued, running, completed, failed, dead\n"
 	  "  --capability C  of capability C\n"
 	  "  --agent A       run by agent A (a name, or NAME/N)\n"
 	  "  --workflow W    of workflow W\n"
@@ -170,8 +151,6 @@ enum {
 	LO_PRIORITY, LO_AGENT, LO_ID, LO_WAIT, LO_TIMEOUT, LO_STATE,
 	LO_CAPABILITY, LO_WORKFLOW, LO_SINCE, LO_LIMIT, LO_CODE, LO_ALL,
 	LO_FOLLOW, LO_LINES, LO_BY,
-	LO_DEADLINE, LO_TTL, LO_AT, LO_IN,
-	LO_UNIQUE, LO_UNIQUE_FOR,
 };
 
 static const struct option longopts[] = {
@@ -195,12 +174,6 @@ static const struct option longopts[] = {
 	{ "follow", no_argument, NULL, LO_FOLLOW },
 	{ "lines", required_argument, NULL, LO_LINES },
 	{ "by", required_argument, NULL, LO_BY },
-	{ "deadline", required_argument, NULL, LO_DEADLINE },
-	{ "ttl", required_argument, NULL, LO_TTL },
-	{ "at", required_argument, NULL, LO_AT },
-	{ "in", required_argument, NULL, LO_IN },
-	{ "unique", required_argument, NULL, LO_UNIQUE },
-	{ "unique-for", required_argument, NULL, LO_UNIQUE_FOR },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -210,7 +183,7 @@ static const struct option longopts[] = {
 static unsigned
 opt_bit(int lo)
 {
-	return lo >= LO_PRIORITY && lo <= LO_UNIQUE_FOR ?
+	return lo >= LO_PRIORITY && lo <= LO_BY ?
 	    1u << (unsigned)(lo - LO_PRIORITY) : 0;
 }
 
@@ -345,12 +318,6 @@ take_option(struct ctl *c, int o, const char *arg)
 			    "1..1000000", arg);
 		break;
 	case LO_CODE: c->code = arg; break;
-	case LO_DEADLINE: c->deadline = arg; break;
-	case LO_TTL:
-		if ((c->ttl_ms = ctl_parse_duration(arg)) <= 0)
-			return ctl_usage(c, "--ttl: '%s' is not a duration "
-			    "above 0 (500ms, 10s, 2m; bare: milliseconds)", arg);
-		break;
 	case LO_ALL: c->all = 1; break;
 	case LO_FOLLOW: c->follow = 1; break;
 	case LO_LINES:
@@ -359,18 +326,6 @@ take_option(struct ctl *c, int o, const char *arg)
 			    arg);
 		break;
 	case LO_BY: c->by = arg; break;
-	case LO_AT: c->at = arg; break;
-	case LO_IN:
-		if ((c->in_ms = ctl_parse_duration(arg)) < 0)
-			return ctl_usage(c, "--in: '%s' is not a duration "
-			    "(500ms, 10s, 2m, 1h; bare: milliseconds)", arg);
-		break;
-	case LO_UNIQUE: c->unique = arg; break;
-	case LO_UNIQUE_FOR:
-		if ((c->unique_for_ms = ctl_parse_duration(arg)) < 0)
-			return ctl_usage(c, "--unique-for: '%s' is not a "
-			    "duration (500ms, 10s, 2m, 1h)", arg);
-		break;
 	default:
 		return CTL_USAGE;
 	}
@@ -443,8 +398,6 @@ main(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	c.timeout_ms = -1;
 	c.priority = -1;
-	c.in_ms = -1;
-	c.unique_for_ms = -1;
 	if ((r = parse_options(&c, argc, argv, &help, &version)) != CTL_OK)
 		return r;
 	if (version) {

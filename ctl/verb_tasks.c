@@ -145,8 +145,7 @@ static int
 final_state(const char *s)
 {
 	return s != NULL && (strcmp(s, "completed") == 0 ||
-	    strcmp(s, "failed") == 0 || strcmp(s, "dead") == 0 ||
-	    strcmp(s, "cancelled") == 0 || strcmp(s, "expired") == 0);
+	    strcmp(s, "failed") == 0 || strcmp(s, "dead") == 0);
 }
 
 /* A finished task's outcome: the result on stdout; exit 1 unless it
@@ -229,31 +228,6 @@ wait_task(struct ctl *c, const char *id, long long timeout_ms)
 	return rc;
 }
 
-/* --unique KEY [--unique-for D] into POST /tasks's body (API.md). */
-static int
-unique_opts(struct ctl *c, json_t *body)
-{
-	if (c->unique_for_ms >= 0 && c->unique == NULL)
-		return ctl_usage(c, "--unique-for needs --unique KEY");
-	if (c->unique == NULL)
-		return CTL_OK;
-	json_object_set_new(body, "unique_key", json_string(c->unique));
-	if (c->unique_for_ms > 0)
-		json_object_set_new(body, "unique_for",
-		    json_integer(c->unique_for_ms));
-	return CTL_OK;
-}
-
-/* A duplicate (the answer's "duplicate": true): said on stderr, so that
- * stdout is the id either way. */
-static void
-unique_say(const struct ctl *c, json_t *ans, const char *id)
-{
-	if (json_is_true(json_object_get(ans, "duplicate")))
-		fprintf(stderr, "hivectl: duplicate: task %s holds unique key "
-		    "%s; nothing was queued\n", id, c->unique);
-}
-
 int
 verb_submit(struct ctl *c)
 {
@@ -279,27 +253,6 @@ verb_submit(struct ctl *c)
 		json_object_set_new(body, "id", json_string(c->id));
 	if (c->priority >= 0)
 		json_object_set_new(body, "priority", json_integer(c->priority));
-	if (c->at != NULL && c->in_ms >= 0) {
-		json_decref(body);
-		return ctl_usage(c, "--at or --in, not both");
-	}
-	/* hived reads the time (RFC 3339 or Unix ms) and says what is
-	 * wrong with it. */
-	if (c->at != NULL)
-		json_object_set_new(body, "not_before",
-		    strspn(c->at, "0123456789") == strlen(c->at) &&
-		    strlen(c->at) < 16 ? json_integer(atoll(c->at)) :
-		    json_string(c->at));
-	if (c->in_ms >= 0)
-		json_object_set_new(body, "delay", json_integer(c->in_ms));
-	if (c->deadline != NULL)    /* hived reads RFC 3339 or Unix ms */
-		json_object_set_new(body, "deadline", json_string(c->deadline));
-	if (c->ttl_ms > 0)
-		json_object_set_new(body, "ttl", json_integer(c->ttl_ms));
-	if ((rc = unique_opts(c, body)) != CTL_OK) {
-		json_decref(body);
-		return rc;
-	}
 	rc = ctl_call(c, "POST", "/tasks", body, &ans);
 	json_decref(body);
 	if (rc != CTL_OK)
@@ -308,13 +261,11 @@ verb_submit(struct ctl *c)
 		fprintf(stderr, "hivectl: hived's answer has no task id\n");
 		rc = CTL_UNREACHABLE;
 	} else if (c->wait) {
-		unique_say(c, ans, id);
 		rc = wait_task(c, id, c->timeout_ms);
 	} else if (c->json) {
 		ctl_json_print(ans);
 	} else {
 		printf("%s\n", id);
-		unique_say(c, ans, id);
 	}
 	json_decref(ans);
 	return rc;

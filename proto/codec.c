@@ -43,9 +43,8 @@
 	{ .name = nm, .kind = PF_ENUM, .required = false, \
 	  .off = offsetof(st, mem), .en = &e, .type = "str" }
 
-static const char *const status_names[] = { "ok", "error", "cancelled",
-	"expired" };
-static const struct proto_enum status_enum = { status_names, 4,
+static const char *const status_names[] = { "ok", "error" };
+static const struct proto_enum status_enum = { status_names, 2,
 	HIVE_STATUS_OK };
 
 /* enum hive_code from 1; the first nine are proto_errcode_name()'s. */
@@ -78,21 +77,6 @@ static const struct proto_field task_fields[] = {
 	  .off = offsetof(struct hive_task, parents), .min = 0,
 	  .max = HIVE_WF_DEPS_MAX, .type = "map" },
 	F_TRACE(struct hive_task),
-	/* Task control: delays and retries. */
-	F_UINT("not_before", false, struct hive_task, not_before, 0,
-	    UINT64_MAX, 0),
-	F_UINT("backoff_ms", false, struct hive_task, backoff_ms, 0,
-	    HIVE_BACKOFF_MAX, 0),
-	F_UINT("backoff_max_ms", false, struct hive_task, backoff_max_ms, 0,
-	    HIVE_BACKOFF_MAX, 0),
-	/* cancel19: task control, deadlines */
-	F_UINT("deadline", false, struct hive_task, deadline, 0,
-	    UINT64_MAX, 0),
-	/* unique tasks */
-	F_STR("unique_key", PF_ID, false, struct hive_task, unique_key, 1,
-	    HIVE_ID_MAX),
-	F_UINT("unique_ms", false, struct hive_task, unique_ms, 0,
-	    HIVE_UNIQUE_MS_MAX, 0),
 };
 
 static const struct proto_field result_fields[] = {

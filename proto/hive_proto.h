@@ -60,9 +60,7 @@
 #define HIVE_REASON_MAX    1024         /* reason of an event or dead letter */
 #define HIVE_DEPTH_MAX     32           /* nesting of payload/result/memory */
 #define HIVE_ATTEMPTS_MAX  1000         /* attempt, max_attempts */
-#define HIVE_UNIQUE_MS_MAX 31536000000ULL /* unique_ms: a year */
 #define HIVE_TIMEOUT_MAX   (7u * 24 * 3600 * 1000)  /* timeout_ms: a week */
-#define HIVE_BACKOFF_MAX   (7u * 24 * 3600 * 1000)  /* backoff_ms, backoff_max_ms */
 #define HIVE_PRIO_LEVELS   3            /* priority 0 (low) .. 2 (high) */
 #define HIVE_PRIO_DEFAULT  1
 #define HIVE_TASK_MAX      (1u << 20)   /* a whole encoded task: 1 MiB */
@@ -188,18 +186,6 @@ struct hive_task {
 	                              * HIVE_WF_DEPS_MAX entries, keys unique */
 	struct hive_str traceparent; /* optional W3C trace context
 	                              * (proto_valid_traceparent) */
-	/* Task control, delays and retries (docs/PROTOCOL.md). */
-	uint64_t not_before;         /* unix ms; 0: now */
-	uint32_t backoff_ms;         /* retry backoff's base; 0: the agent's */
-	uint32_t backoff_max_ms;     /* its cap; 0: the agent's */
-	/* cancel19: task control, deadlines */
-	uint64_t deadline;           /* unix ms: not started by then, the
-	                              * task expires; running past it, it is
-	                              * cancelled.  0 = none */
-	/* unique tasks (docs/PROTOCOL.md, Unique tasks) */
-	struct hive_str unique_key;  /* optional, id charset: the lock
-	                              * <p>:unique:<key> names this task */
-	uint64_t unique_ms;          /* the window after it ends (0: none) */
 	msgpack_unpacked up_;        /* owns the decoded tree */
 };
 
@@ -222,11 +208,7 @@ struct hive_usage {
 	struct hive_str model;       /* 1..HIVE_MODEL_MAX bytes of UTF-8 */
 };
 
-/* cancelled: a cancel asked for it (or a running task passed its
- * deadline); expired: its deadline passed before it started.  Both are
- * final states of the record (docs/PROTOCOL.md, cancel). */
-enum hive_status { HIVE_STATUS_OK = 0, HIVE_STATUS_ERROR = 1,
-	HIVE_STATUS_CANCELLED = 2, HIVE_STATUS_EXPIRED = 3 };
+enum hive_status { HIVE_STATUS_OK = 0, HIVE_STATUS_ERROR = 1 };
 
 /* The outcome of a task, published by the worker to the results stream
  * (and the task's reply_to) in the same MULTI/EXEC that acknowledges it. */
@@ -235,8 +217,7 @@ struct hive_result {
 	struct hive_str id;          /* the task id */
 	struct hive_str agent;       /* "name/instance" that ran it */
 	struct hive_str host;        /* host of that worker */
-	enum hive_status status;     /* "ok" | "error" | "cancelled" |
-	                              * "expired" */
+	enum hive_status status;     /* "ok" | "error" */
 	msgpack_object result;       /* any value (ok); nil when absent */
 	struct hive_str error;       /* required when status is error */
 	enum hive_code code;         /* only with status error: why, for
@@ -502,16 +483,8 @@ int proto_framer_next(struct proto_framer *, const char **body, size_t *blen,
  *   <p>:events                    events
  *   <p>:dead                      dead letters
  *   <p>:workflows                 workflows submitted to the coordinator
- *   <p>:delayed                   sorted set: tasks not due yet, scored
- *                                 by due unix ms; member "<queue>\n<task>"
- *                                 (HIVE_DELAYED_SEP, docs/PROTOCOL.md)
- *   <p>:scheduled                 what went into <p>:delayed, for the
- *                                 recorder (m: the member, r: the result
- *                                 of the attempt a retry follows)
  *   <p>:output:<task id>          a task's progress and chunks
  *                                 (docs/PROTOCOL.md, output stream)
- *   <p>:cancel:<task id>          a string: the task is to be cancelled
- *                                 (docs/PROTOCOL.md, cancel)
  */
 int proto_key_queue(char *buf, size_t len, const char *prefix,
     const char *capability, unsigned prio);
@@ -521,28 +494,8 @@ int proto_key_direct(char *buf, size_t len, const char *prefix,
     const char *agent, unsigned instance);
 int proto_key_named(char *buf, size_t len, const char *prefix,
     const char *name);   /* "broadcast", "results", "events", "dead",
-                          * "workflows", "delayed", "scheduled" */
-/* In a <p>:delayed member, what ends the queue's key (before the task). */
-#define HIVE_DELAYED_SEP     '\n'
-/*
- * Unique tasks (docs/PROTOCOL.md, Unique tasks; unique.c): the Lua
- * scripts that take the lock with the XADD, release it when the task
- * ends, and keep it for a requeued task; HIVE_UNIQUE_TTL_MS is the
- * lock's safety TTL.  proto_peek_unique reads unique_key (and
- * unique_ms) of a message that may not decode: 0, or -1 if it has none.
- */
-#define HIVE_UNIQUE_TTL_MS (24ull * 3600 * 1000)
-extern const char proto_unique_submit_lua[];
-extern const char proto_unique_release_lua[];
-extern const char proto_unique_refresh_lua[];
-int proto_peek_unique(const char *buf, size_t len, char *key, size_t keylen,
-    uint64_t *ms);
-/* <p>:unique:<key>, the lock of a unique task (key: proto_valid_id). */
-int proto_key_unique(char *buf, size_t len, const char *prefix,
-    const char *key);
+                          * "workflows" */
 int proto_key_output(char *buf, size_t len, const char *prefix,
-    const char *task_id);
-int proto_key_cancel(char *buf, size_t len, const char *prefix,
     const char *task_id);
 
 /* The consumer group of workers on queue and direct streams. */

@@ -87,7 +87,7 @@ int
 proto_key_named(char *buf, size_t len, const char *prefix, const char *name)
 {
 	static const char *const names[] = { "broadcast", "results",
-		"events", "dead", "workflows", "delayed", "scheduled" };
+		"events", "dead", "workflows" };
 	size_t i;
 
 	if (valid_prefix(prefix) == -1 || name == NULL)
@@ -108,26 +108,6 @@ proto_key_output(char *buf, size_t len, const char *prefix,
 	    proto_valid_id(task_id, strlen(task_id)) == -1)
 		return -1;
 	return fmt(buf, len, "%s:output:%s", prefix, task_id);
-}
-
-/* cancel19: a cancel request (docs/PROTOCOL.md, cancel). */
-int
-proto_key_cancel(char *buf, size_t len, const char *prefix,
-    const char *task_id)
-{
-	if (valid_prefix(prefix) == -1 || task_id == NULL ||
-	    proto_valid_id(task_id, strlen(task_id)) == -1)
-		return -1;
-	return fmt(buf, len, "%s:cancel:%s", prefix, task_id);
-}
-
-int
-proto_key_unique(char *buf, size_t len, const char *prefix, const char *key)
-{
-	if (valid_prefix(prefix) == -1 || key == NULL ||
-	    proto_valid_id(key, strlen(key)) == -1)
-		return -1;
-	return fmt(buf, len, "%s:unique:%s", prefix, key);
 }
 
 int

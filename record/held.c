@@ -161,7 +161,6 @@ held_put(struct rec_held *hd, struct rec_task *w)
 	if (msg == w->own_msg)
 		w->own_msg = NULL;
 	w->agent = w->workflow = w->result = w->error = w->model = NULL;
-	w->msg_key = NULL;
 	w->skip = 1;
 	return 0;
 }

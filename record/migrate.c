@@ -637,39 +637,6 @@ static const struct migration migrations[] = {
 	"CREATE INDEX tasks_unfinished ON tasks (created_at)"
 	"  WHERE state IN ('scheduled', 'queued', 'running');"
 	},
-	/*
-	 * Retries on error (worker/retry.c): a failed attempt that is
-	 * retried publishes no result; its failure comes to the recorder
-	 * with the next attempt's scheduled entry (<p>:scheduled's r) as a
-	 * staged 'a' row.  So the 'a' rows go first, the final state of an
-	 * attempt before the others (ORDER BY rank), and the row the tasks
-	 * row had of that attempt adds only the times it knew (queued,
-	 * started), never replacing the failure and its error.
-	 */
-	{ 9, "retried attempts",
-	"CREATE OR REPLACE FUNCTION hive_rec_attempts() RETURNS void"
-	"  LANGUAGE plpgsql AS $$"
-	"BEGIN"
-	"  INSERT INTO task_attempts AS a (task_id, attempt, state, agent,"
-	"    queued_at, started_at, finished_at, detail)"
-	"    SELECT s.id, s.attempts, s.state, s.agent, s.queued_at,"
-	"      s.started_at, s.finished_at, s.error"
-	"    FROM hive_rec_stage s WHERE s.kind = 'a'"
-	"    ORDER BY hive_state_rank(s.state) DESC"
-	"    ON CONFLICT DO NOTHING;"
-	"  INSERT INTO task_attempts AS a (task_id, attempt, state, agent,"
-	"    queued_at, started_at, finished_at, detail)"
-	"    SELECT t.id, t.attempts, t.state, t.agent, t.queued_at,"
-	"      t.started_at, t.finished_at, t.error"
-	"    FROM hive_rec_stage s JOIN tasks t ON t.id = s.id"
-	"    WHERE s.kind = 't' AND s.attempts > 1 AND s.attempts > t.attempts"
-	"      AND hive_wins(t.state, t.attempts, s.state, s.attempts)"
-	"    ON CONFLICT (task_id, attempt) DO UPDATE SET"
-	"      queued_at = coalesce(a.queued_at, EXCLUDED.queued_at),"
-	"      started_at = coalesce(a.started_at, EXCLUDED.started_at),"
-	"      agent = coalesce(a.agent, EXCLUDED.agent);"
-	"END $$;"
-	},
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -38,7 +38,7 @@
 #define REC_HOLD_MAX     65536         /* entries (a power of 2) */
 #define REC_HOLD_BYTES   (64u << 20)   /* their messages */
 
-enum rec_kind { REC_QUEUE, REC_RESULTS, REC_EVENTS, REC_DEAD, REC_SCHED };
+enum rec_kind { REC_QUEUE, REC_RESULTS, REC_EVENTS, REC_DEAD };
 
 struct rec_stream {
 	char *key;
@@ -55,8 +55,7 @@ struct rec_ack {
 /* The state of one task that a batch writes to its tasks row. */
 struct rec_task {
 	char id[HIVE_ID_MAX + 1];
-	int rank;                    /* 0 scheduled, 1 queued, 2 running,
-	                              * 3 final */
+	int rank;                    /* 1 queued, 2 running, 3 final */
 	const char *state;
 	uint32_t attempts;
 	char *agent;
@@ -81,8 +80,6 @@ struct rec_task {
 	char msg_entry[HIVE_ENTRY_ID_MAX + 1];
 	const char *msg;             /* borrowed from the reply */
 	size_t msglen;
-	char *msg_key;               /* its queue when the message came from
-	                              * <p>:scheduled (else the stream's) */
 };
 
 /* What one entry counts (tstats.c), kept with its batch until the
@@ -117,10 +114,6 @@ struct rec_batch {
 	size_t ntasks, captasks;
 	struct pgcopy events;        /* the stage's rows of events */
 	struct pgcopy snaps;         /* ... and of memory snapshots */
-	/* Attempts a retry on error followed (<p>:scheduled's r): rows of
-	 * task_attempts only, never of tasks. */
-	struct rec_task *prev;
-	size_t nprev, capprev;
 };
 
 /* The hash of a task id: FNV-1a, never 0 (idset.c's empty slot). */
@@ -360,10 +353,6 @@ void rec_task_free(struct rec_task *);
 /* One entry of stream si (its "m" field, len bytes) into bt.  -1: a
  * queue entry that is no task, to be acknowledged now. */
 int rec_decode(struct sup_recorder *, struct rec_batch *, int si,
-    const char *entry, const char *buf, size_t len);
-/* A <p>:scheduled entry's "r": the result of the attempt its retry
- * follows, kept as that attempt's row of task_attempts. */
-void rec_decode_prev(struct sup_recorder *, struct rec_batch *, int si,
     const char *entry, const char *buf, size_t len);
 uint64_t rec_entry_ms(const char *id);
 void rec_entry_copy(char *dst, size_t size, const char *src);

@@ -55,7 +55,6 @@ rec_task_free(struct rec_task *t)
 	free(t->error);
 	free(t->model);
 	free(t->own_msg);
-	free(t->msg_key);
 }
 
 void
@@ -82,11 +81,6 @@ rec_batch_end(struct sup_recorder *rec, struct rec_batch *bt)
 	}
 	pgcopy_free(&bt->events);
 	pgcopy_free(&bt->snaps);
-	for (size_t i = 0; i < bt->nprev; i++)
-		rec_task_free(&bt->prev[i]);
-	free(bt->prev);
-	bt->prev = NULL;
-	bt->nprev = bt->capprev = 0;
 }
 
 /* ---- decoding ---- */
@@ -348,22 +342,6 @@ add_snapshot(struct rec_batch *bt, const struct hive_result *m,
 	free(mem);
 }
 
-/* The final state a result records (the names of migration 8). */
-static const char *
-rec_result_state(enum hive_status s)
-{
-	switch (s) {
-	case HIVE_STATUS_OK:
-		return "completed";
-	case HIVE_STATUS_CANCELLED:
-		return "cancelled";
-	case HIVE_STATUS_EXPIRED:
-		return "expired";
-	default:
-		return "failed";
-	}
-}
-
 static void
 record_result(struct sup_recorder *rec, struct rec_batch *bt, int si,
     const char *entry, const char *buf, size_t len)
@@ -386,7 +364,7 @@ record_result(struct sup_recorder *rec, struct rec_batch *bt, int si,
 		goto out;
 	}
 	t->rank = 3;
-	t->state = rec_result_state(m.status);
+	t->state = m.status == HIVE_STATUS_OK ? "completed" : "failed";
 	t->attempts = m.attempt;
 	t->agent = hstrdup(m.agent);
 	t->workflow = hstrdup(m.workflow);
@@ -487,90 +465,6 @@ out:
 	proto_dead_clear(&m);
 }
 
-/*
- * An entry of <p>:scheduled: m, a member of <p>:delayed ("<queue>\n"
- * then the task).  The task is scheduled at its attempt (rank 0: its
- * queue entry of the same attempt wins); its message is kept with the
- * queue it is bound for, which is what recovery puts back into
- * <p>:delayed should Redis lose it.
- */
-static void
-record_sched(struct sup_recorder *rec, struct rec_batch *bt, int si,
-    const char *entry, const char *buf, size_t len)
-{
-	const char *nl = memchr(buf, HIVE_DELAYED_SEP, len);
-	struct hive_task m;
-	struct proto_err err;
-	struct rec_task *t;
-	size_t kl;
-
-	if (nl == NULL || (kl = (size_t)(nl - buf)) == 0 || kl >= HIVE_KEY_MAX ||
-	    proto_decode_task(nl + 1, len - kl - 1, &m, &err) < 0) {
-		log_warnx("recorder: %s %s: not a delayed task, skipped",
-		    rec->streams[si].key, entry);
-		return;
-	}
-	if ((t = rec_batch_task(bt)) == NULL)
-		goto out;
-	if (set_id(t, m.id) < 0 || (t->msg_key = malloc(kl + 1)) == NULL) {
-		bt->ntasks--;
-		goto out;
-	}
-	memcpy(t->msg_key, buf, kl);
-	t->msg_key[kl] = '\0';
-	t->rank = 0;
-	t->state = "scheduled";
-	t->attempts = m.attempt;
-	t->workflow = hstrdup(m.workflow);
-	set_trace(t, m.traceparent);
-	t->created_ms = m.created_ms ? m.created_ms : rec_entry_ms(entry);
-	t->has_msg = 1;
-	t->msg_attempt = m.attempt;
-	t->msg_stream = si;
-	rec_entry_copy(t->msg_entry, sizeof(t->msg_entry), entry);
-	t->msg = nl + 1;
-	t->msglen = len - kl - 1;
-out:
-	proto_task_clear(&m);
-}
-
-void
-rec_decode_prev(struct sup_recorder *rec, struct rec_batch *bt, int si,
-    const char *entry, const char *buf, size_t len)
-{
-	struct hive_result m;
-	struct proto_err err;
-	struct rec_task *t;
-
-	if (proto_decode_result(buf, len, &m, &err) < 0) {
-		log_warnx("recorder: %s %s: bad result of a retried attempt, "
-		    "skipped", rec->streams[si].key, entry);
-		return;
-	}
-	if (bt->nprev == bt->capprev) {
-		size_t cap = bt->capprev ? 2 * bt->capprev : 16;
-		if ((t = realloc(bt->prev, cap * sizeof(*t))) == NULL)
-			goto out;
-		bt->prev = t;
-		bt->capprev = cap;
-	}
-	t = &bt->prev[bt->nprev];
-	memset(t, 0, sizeof(*t));
-	if (set_id(t, m.id) < 0)
-		goto out;
-	bt->nprev++;
-	t->rank = 3;
-	t->state = "failed";
-	t->attempts = m.attempt;
-	t->agent = hstrdup(m.agent);
-	t->error = hstrdup(m.error);
-	t->started_ms = m.started_ms;
-	t->finished_ms = m.finished_ms ? m.finished_ms : rec_entry_ms(entry);
-	t->created_ms = t->finished_ms;
-out:
-	proto_result_clear(&m);
-}
-
 int
 rec_decode(struct sup_recorder *rec, struct rec_batch *bt, int si,
     const char *entry, const char *buf, size_t len)
@@ -586,9 +480,6 @@ rec_decode(struct sup_recorder *rec, struct rec_batch *bt, int si,
 		break;
 	case REC_DEAD:
 		record_dead(rec, bt, si, entry, buf, len);
-		break;
-	case REC_SCHED:
-		record_sched(rec, bt, si, entry, buf, len);
 		break;
 	}
 	return 0;
@@ -673,8 +564,7 @@ task_row(struct sup_recorder *rec, struct pgcopy *c, char kind,
 	if (kind)
 		pgcopy_char(c, kind);
 	pgcopy_str(c, t->id);
-	pgcopy_str(c, !msg ? NULL : t->msg_key != NULL ? t->msg_key :
-	    rec->streams[t->msg_stream].key);
+	pgcopy_str(c, msg ? rec->streams[t->msg_stream].key : NULL);
 	pgcopy_str(c, msg ? t->msg_entry : NULL);
 	pgcopy_str(c, t->state);
 	pgcopy_int4(c, t->attempts);
@@ -724,13 +614,7 @@ fold_task(struct sup_recorder *rec, struct rec_task *run, size_t n,
 	for (size_t i = 1; i < n; i++) {
 		struct rec_task *t = &run[i];
 		t->skip = 1;
-		/* The newest attempt's; of one attempt, its queue entry's
-		 * over the scheduled one's. */
-		if (t->has_msg && (!w->has_msg || t->msg_attempt > w->msg_attempt ||
-		    (t->msg_attempt == w->msg_attempt && t->msg_key == NULL))) {
-			free(w->msg_key);
-			w->msg_key = t->msg_key;
-			t->msg_key = NULL;
+		if (t->has_msg && (!w->has_msg || t->msg_attempt >= w->msg_attempt)) {
 			w->has_msg = 1;
 			w->msg_attempt = t->msg_attempt;
 			w->msg_stream = t->msg_stream;
@@ -907,12 +791,6 @@ rec_build_txn(struct sup_recorder *rec, struct rec_batch *bt)
 	tx->keep = rec->keep;
 	if (fold_batch(rec, bt, tx) > 0 || tx->stage.rows > 0)
 		n++;
-	/* Attempts retried on error: their rows of task_attempts. */
-	for (size_t i = 0; i < bt->nprev; i++) {
-		task_row(rec, &tx->stage, 'a', &bt->prev[i]);
-		tx->attempts = 1;
-		n += i == 0 && tx->stage.rows == 1;
-	}
 	pgcopy_end(&tx->stage);
 	pgcopy_end(&tx->fresh);
 	pgcopy_end(&bt->events);

@@ -11,11 +11,6 @@
  *        --> XCLAIM key workers hived@<host> t ids...   (atomic: ours now)
  *        --> per entry, one MULTI/EXEC:
  *              requeue: XADD key (attempt + 1), XACK key workers id
- *                (with requeue_jitter_ms: ZADD <p>:delayed and XADD
- *                <p>:scheduled instead of the XADD, due after a random
- *                delay in [0, requeue_jitter_ms]: the tasks of a host
- *                that died together do not all come back in the same
- *                millisecond, a thundering herd on the restarted)
  *              or give up: XADD dead, XADD results (failed), XACK
  *
  * Every step is a callback carrying a small heap context; a lost
@@ -28,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "hive_proto.h"
 #include "log.h"
@@ -101,31 +95,6 @@ send_exec(struct sup_reclaim *r)
 	rconn_cmd(r->rc, rconn_log_error, "reclaim", "EXEC");
 }
 
-/*
- * A unique task's lock (docs/PROTOCOL.md, Unique tasks), in the entry's
- * MULTI/EXEC: released (or kept for its window) when the task is given
- * up on, kept another safety TTL when it is requeued; either only while
- * it still names this task.  A task that did not decode is read for its
- * key alone.
- */
-static void
-rcl_unique(struct sup_reclaim *r, const char *raw, size_t rawlen,
-    struct hive_str id, int requeue)
-{
-	char key[HIVE_ID_MAX + 1], lock[HIVE_KEY_MAX], ms[24];
-	uint64_t window;
-
-	if (id.len == 0 || proto_peek_unique(raw, rawlen, key, sizeof(key),
-	    &window) < 0 || proto_key_unique(lock, sizeof(lock), r->prefix,
-	    key) < 0)
-		return;
-	snprintf(ms, sizeof(ms), "%llu", requeue ? HIVE_UNIQUE_TTL_MS :
-	    (unsigned long long)window);
-	rconn_cmd(r->rc, rconn_log_error, "reclaim", "EVAL %s 1 %s %b %s",
-	    requeue ? proto_unique_refresh_lua : proto_unique_release_lua,
-	    lock, id.ptr, (size_t)id.len, ms);
-}
-
 /* Give up on an entry: dead letter with the code and reason, a failed
  * result so whoever waits for it learns, acknowledge.  t may be NULL
  * (malformed: the dead letter still names the task when its id can be
@@ -196,7 +165,6 @@ rcl_give_up(struct rcl_job *j, const char *id, const char *raw, size_t rawlen,
 			    "XADD %b * m %b", t->reply_to.ptr,
 			    (size_t)t->reply_to.len, sr.data, sr.size);
 	}
-	rcl_unique(r, raw, rawlen, d.id, 0);
 	rconn_cmd(r->rc, rconn_log_error, "reclaim",
 	    "XACK %s " HIVE_GROUP_WORKERS " %s", j->key, id);
 	send_exec(r);
@@ -210,50 +178,6 @@ out:
 	msgpack_sbuffer_destroy(&sr);
 }
 
-/* A random delay in [0, requeue_jitter_ms] (0: none). */
-static uint64_t
-rcl_jitter(const struct sup_reclaim *r)
-{
-	uint64_t v;
-
-	if (r->o.requeue_jitter_ms == 0)
-		return 0;
-	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v))
-		v = proto_now_ms() * 0x9e3779b97f4a7c15ull;
-	/* 1 at least: 0 would mean "no delay set" to the caller. */
-	return 1 + v % r->o.requeue_jitter_ms;
-}
-
-/* In the MULTI: the task (sb) into <p>:delayed, due at due, and onto
- * <p>:scheduled for the record (supervisor/delay.c, docs/PROTOCOL.md). */
-static void
-rcl_delay(struct sup_reclaim *r, const char *key, const msgpack_sbuffer *sb,
-    uint64_t due)
-{
-	char dkey[HIVE_KEY_MAX], skey[HIVE_KEY_MAX], score[24];
-	size_t kl = strlen(key);
-	char *m;
-
-	if (proto_key_named(dkey, sizeof(dkey), r->prefix, "delayed") < 0 ||
-	    proto_key_named(skey, sizeof(skey), r->prefix, "scheduled") < 0 ||
-	    (m = malloc(kl + 1 + sb->size)) == NULL) {
-		/* Cannot be (the prefix is checked), or out of memory:
-		 * straight back, as without jitter. */
-		rconn_cmd(r->rc, rconn_log_error, "reclaim", "XADD %s * m %b",
-		    key, sb->data, sb->size);
-		return;
-	}
-	memcpy(m, key, kl);
-	m[kl] = HIVE_DELAYED_SEP;
-	memcpy(m + kl + 1, sb->data, sb->size);
-	snprintf(score, sizeof(score), "%" PRIu64, due);
-	rconn_cmd(r->rc, rconn_log_error, "reclaim", "ZADD %s %s %b", dkey,
-	    score, m, kl + 1 + sb->size);
-	rconn_cmd(r->rc, rconn_log_error, "reclaim", "XADD %s * m %b", skey,
-	    m, kl + 1 + sb->size);
-	free(m);
-}
-
 static void
 rcl_requeue(struct rcl_job *j, const char *id, const char *val, size_t len,
     unsigned deliveries)
@@ -263,7 +187,6 @@ rcl_requeue(struct rcl_job *j, const char *id, const char *val, size_t len,
 	struct proto_err err;
 	char reason[HIVE_REASON_MAX], key[HIVE_KEY_MAX], agent[HIVE_NAME_MAX + 1];
 	unsigned made, max = 0;
-	uint64_t jitter;
 	msgpack_sbuffer sb;
 
 	if (proto_decode_task(val, len, &t, &err) < 0) {
@@ -292,9 +215,6 @@ rcl_requeue(struct rcl_job *j, const char *id, const char *val, size_t len,
 		return;
 	}
 	t.attempt = made + 1;
-	jitter = rcl_jitter(r);
-	if (jitter > 0)
-		t.not_before = proto_now_ms() + jitter;
 	msgpack_sbuffer_init(&sb);
 	if (proto_encode_task(&sb, &t, &err) < 0) {
 		char eb[PROTO_ERRBUF];
@@ -306,20 +226,16 @@ rcl_requeue(struct rcl_job *j, const char *id, const char *val, size_t len,
 	}
 	requeue_key(r, j->key, j->consumer, key, sizeof(key));
 	send_multi(r);
-	if (jitter > 0)
-		rcl_delay(r, key, &sb, t.not_before);
-	else
-		rconn_cmd(r->rc, rconn_log_error, "reclaim", "XADD %s * m %b",
-		    key, sb.data, sb.size);
-	rcl_unique(r, val, len, t.id, 1);
+	rconn_cmd(r->rc, rconn_log_error, "reclaim", "XADD %s * m %b", key,
+	    sb.data, sb.size);
 	rconn_cmd(r->rc, rconn_log_error, "reclaim",
 	    "XACK %s " HIVE_GROUP_WORKERS " %s", j->key, id);
 	send_exec(r);
 	r->st.requeued++;
-	log_notice("reclaim: task=%.*s trace=%.32s attempt=%u requeued to %s "
-	    "in %" PRIu64 " ms: worker %s is gone", (int)t.id.len, t.id.ptr,
-	    t.traceparent.len ? PROTO_TRACE_ID(t.traceparent.ptr) : "-",
-	    t.attempt, key, jitter, j->consumer);
+	log_notice("reclaim: task=%.*s trace=%.32s attempt=%u requeued to %s: "
+	    "worker %s is gone", (int)t.id.len, t.id.ptr, t.traceparent.len ?
+	    PROTO_TRACE_ID(t.traceparent.ptr) : "-", t.attempt, key,
+	    j->consumer);
 out:
 	msgpack_sbuffer_destroy(&sb);
 	proto_task_clear(&t);
@@ -614,7 +530,7 @@ rcl_scan_done(int ok, void *arg)
 {
 	struct sup_reclaim *r = arg;
 	static const char *const named[] = { "results", "events", "dead",
-	    "broadcast", "scheduled" };
+	    "broadcast" };
 	char key[HIVE_KEY_MAX];
 
 	r->scanning = 0;

@@ -404,10 +404,6 @@ struct sup_reclaim_opts {
 	                              * <prefix>:dead, where an operator looks
 	                              * at dead letters and retries them */
 	unsigned max_attempts;       /* 3: when neither task nor agent says */
-	unsigned requeue_jitter_ms;  /* a requeued task goes through
-	                              * <prefix>:delayed, due after a random
-	                              * delay in [0, this]; 0: straight back
-	                              * to its queue */
 	/* The max_attempts setting of an agent, 0 if unknown here. */
 	unsigned (*agent_max_attempts)(const char *agent, void *arg);
 	void *arg;

@@ -118,7 +118,7 @@ rec_fixed_streams(struct sup_recorder *rec)
 {
 	static const struct { const char *name; enum rec_kind kind; } fixed[] = {
 		{ "results", REC_RESULTS }, { "events", REC_EVENTS },
-		{ "dead", REC_DEAD }, { "scheduled", REC_SCHED },
+		{ "dead", REC_DEAD },
 	};
 	char key[HIVE_KEY_MAX];
 
@@ -465,9 +465,6 @@ rec_read_entry(struct sup_recorder *rec, struct rec_batch *bt, int si,
 		sum->ends_ms = rec_entry_ms(id);
 	if (rec_decode(rec, bt, si, id, f->str, f->len) < 0)
 		rec_push_ack(rec, si, id);
-	if (kind == REC_SCHED &&
-	    (f = rconn_entry_field(e->element[1], "r")) != NULL)
-		rec_decode_prev(rec, bt, si, id, f->str, f->len);
 	return 0;
 }
 

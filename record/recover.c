@@ -5,14 +5,10 @@
  *   SELECT unfinished tasks with their message  (PostgreSQL)
  *   per task: XRANGE stream entry entry         still there?
  *   missing:  XADD stream * m message           put back as submitted
- *   scheduled: ZADD <p>:delayed NX not_before "<stream>\n<message>"
- *             (stream: the queue it is bound for; NX: a member still
- *             there is left alone)
  *   DEL lock (if still ours: it expires anyway)
  */
 #include "record.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +19,6 @@
 #define RV_LIMIT "5000"
 
 struct rv_task {
-	int scheduled;               /* state scheduled: into <p>:delayed */
 	char *stream;
 	char *entry;
 	char *id;
@@ -96,11 +91,8 @@ rv_added_cb(redisAsyncContext *ac, void *r, void *priv)
 	struct rv *v = priv;
 	redisReply *reply = r;
 
-	if (reply != NULL && (reply->type == REDIS_REPLY_STRING ||
-	    (reply->type == REDIS_REPLY_INTEGER && reply->integer == 1)))
+	if (reply != NULL && reply->type == REDIS_REPLY_STRING)
 		v->requeued++;
-	else if (reply != NULL && reply->type == REDIS_REPLY_INTEGER)
-		;                        /* ZADD NX: still in <p>:delayed */
 	else
 		v->failed = 1;
 	if (--v->waiting == 0)
@@ -139,40 +131,6 @@ rv_range_cb(redisAsyncContext *ac, void *r, void *priv)
 		rv_finish(v);
 }
 
-/* A scheduled task back into <p>:delayed, due at its not_before, unless
- * its member is there. */
-static int
-rv_schedule(struct rv *v, struct rv_task *t)
-{
-	struct hive_task m;
-	struct proto_err err;
-	char key[HIVE_KEY_MAX], due[24];
-	size_t sl = strlen(t->stream);
-	char *member;
-	int rc;
-
-	if (proto_decode_task((const char *)t->msg, t->msglen, &m, &err) < 0)
-		return 0;                /* recorded, so it decoded once */
-	snprintf(due, sizeof(due), "%" PRIu64, m.not_before);
-	proto_task_clear(&m);
-	if (proto_key_named(key, sizeof(key), v->prefix, "delayed") < 0 ||
-	    (member = malloc(sl + 1 + t->msglen)) == NULL)
-		return -1;
-	memcpy(member, t->stream, sl);
-	member[sl] = HIVE_DELAYED_SEP;
-	memcpy(member + sl + 1, t->msg, t->msglen);
-	v->waiting++;
-	rc = rconn_cmd(v->rc, rv_added_cb, v, "ZADD %s NX %s %b", key, due,
-	    member, sl + 1 + t->msglen);
-	free(member);
-	if (rc < 0) {
-		v->waiting--;
-		return -1;
-	}
-	log_debug("recover: task=%s (scheduled) into %s if missing", t->id, key);
-	return 0;
-}
-
 static void
 rv_select_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 {
@@ -203,7 +161,6 @@ rv_select_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 		t->entry = strdup(PQgetvalue(res, i, 2));
 		t->msg = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 3),
 		    &t->msglen);
-		t->scheduled = strcmp(PQgetvalue(res, i, 4), "scheduled") == 0;
 		v->ntasks++;
 		if (t->id == NULL || t->stream == NULL || t->entry == NULL ||
 		    t->msg == NULL) {
@@ -214,13 +171,7 @@ rv_select_cb(struct sup_pg *pg, PGresult *res, const char *err, void *arg)
 	/* One XRANGE per task, pipelined; the last reply finishes. */
 	v->waiting = 1;
 	for (int i = 0; i < v->ntasks && !v->failed; i++) {
-		struct rv_one *o;
-		if (v->tasks[i].scheduled) {
-			if (rv_schedule(v, &v->tasks[i]) < 0)
-				v->failed = 1;
-			continue;
-		}
-		o = malloc(sizeof(*o));
+		struct rv_one *o = malloc(sizeof(*o));
 		if (o == NULL) {
 			v->failed = 1;
 			break;
@@ -256,9 +207,8 @@ rv_lock_cb(redisAsyncContext *ac, void *r, void *priv)
 	}
 	/* Only tasks untouched for a while: one just submitted may not have
 	 * its entry id recorded yet by a recorder on another host. */
-	if (sup_pg_query(v->pg, "SELECT id, stream, entry, message, state "
-	    "FROM tasks WHERE state IN ('scheduled', 'queued', 'running') "
-	    "AND message IS NOT NULL "
+	if (sup_pg_query(v->pg, "SELECT id, stream, entry, message FROM tasks "
+	    "WHERE state IN ('queued', 'running') AND message IS NOT NULL "
 	    "AND entry IS NOT NULL AND stream <> '' "
 	    "AND updated_at < now() - interval '2 seconds' "
 	    "ORDER BY created_at LIMIT " RV_LIMIT, 0, NULL, NULL, NULL,

@@ -26,13 +26,11 @@
  *         api_output_task.c  /tasks/ID/output (Redis, the record)
  *         api_output.c   /agents/NAME/output (output.c's rings)
  *         api_ui.c       /, /ui/{file}: the dashboard's files
- *         api_cancel.c   /tasks/ID/cancel, /workflows/ID/cancel
  */
 #ifndef HIVE_API_H
 #define HIVE_API_H
 
 #include <stddef.h>
-#include <stdint.h>
 
 #include <jansson.h>
 
@@ -82,7 +80,6 @@ extern const struct api_route api_metrics_routes[];
 extern const struct api_route api_output_task_routes[];
 extern const struct api_route api_output_routes[];
 extern const struct api_route api_ui_routes[];
-extern const struct api_route api_cancel_routes[];  /* api_cancel.c */
 
 /* ---- what an endpoint is given (http.c) ---- */
 
@@ -112,13 +109,6 @@ int api_limit(struct api_req *, unsigned *limit);
 int api_uint(struct api_req *, const char *name, unsigned long lo,
     unsigned long hi, unsigned long def, unsigned long *v);
 int api_time(struct api_req *, const char *name, long long *ms);
-/* The same time forms in a string: 0, or -1 when it is neither. */
-int api_time_text(const char *s, long long *ms);
-/* api_cancel.c: a task body's "deadline" (RFC 3339 or Unix ms) or "ttl"
- * (a duration: "30s", or ms as a number) into *deadline (unix ms, 0:
- * none); 0, or -1 with err. */
-int api_task_deadline(json_t *body, uint64_t *deadline, char *err,
-    size_t len);
 
 /* ---- answering: exactly once per request ---- */
 

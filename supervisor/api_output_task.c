@@ -100,8 +100,7 @@ static bool
 final_state(const char *s)
 {
 	return strcmp(s, "completed") == 0 || strcmp(s, "failed") == 0 ||
-	    strcmp(s, "dead") == 0 || strcmp(s, "cancelled") == 0 ||
-	    strcmp(s, "expired") == 0;
+	    strcmp(s, "dead") == 0;
 }
 
 /* A stream entry id "MS-SEQ" (what Last-Event-ID may give). */

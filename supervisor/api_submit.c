@@ -24,7 +24,6 @@
 #include "hived.h"
 #include "log.h"
 #include "rconn.h"
-#include "unique.h"
 #include "util.h"
 
 #define ID_RANDOM      20      /* random characters of a generated id */
@@ -243,7 +242,6 @@ struct dsubmit {
 	char id[HIVE_ID_MAX + 1];
 	char key[HIVE_KEY_MAX];
 	char tp[HIVE_TRACEPARENT_LEN + 1];
-	uint64_t due;                  /* scheduled for (unix ms); 0: queued */
 };
 
 static void
@@ -262,10 +260,7 @@ submit_cb(redisAsyncContext *ac, void *rp, void *priv)
 		api_fail(s->req, 500, "internal", "Redis: %s",
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	else {
-		if (s->status == 201 && s->due != 0)
-			body = sup_delay_answer(s->id, s->key, r->str, s->tp,
-			    s->due);
-		else if (s->status == 201)
+		if (s->status == 201)
 			body = json_pack("{s:s, s:s, s:s, s:s}", "id", s->id,
 			    "stream", s->key, "entry", r->str, "traceparent",
 			    s->tp);
@@ -286,17 +281,7 @@ static void
 submit_send(struct api_req *req, struct dsubmit *s, const msgpack_sbuffer *sb)
 {
 	struct rconn *rc = sup_store_redis(api_sup(req));
-	struct sup *sup = api_sup(req);
 
-	if (s->due != 0 && rc != NULL) {
-		/* Not due yet: into <p>:delayed (delay.c). */
-		if (sup_delay_schedule(rc, sup->cref->conf->prefix, s->key,
-		    sb->data, sb->size, s->due, submit_cb, s) == 0) {
-			sup_delay_hint(sup_store_delay(sup), s->due);
-			return;
-		}
-		rc = NULL;
-	}
 	if (rc == NULL || rconn_cmd(rc, submit_cb, s, "XADD %s * m %b", s->key,
 	    sb->data, sb->size) < 0) {
 		api_fail(req, 503, "unavailable", "Redis is down");
@@ -368,13 +353,10 @@ sub_post_task(struct api_req *req)
 {
 	static const char *const keys[] = { "capability", "agent", "payload",
 	    "id", "priority", "max_attempts", "timeout_ms", "reply_to",
-	    "traceparent", "not_before", "delay", "backoff_ms", "backoff_max_ms",
-	    "deadline", "ttl",   /* api_cancel.c */
-	    "unique_key", "unique_for",
-	    NULL };
+	    "traceparent", NULL };
 	json_t *b = api_body(req);
 	const char *cap, *agent, *reply;
-	uint64_t prio, maxa, tmo, bo, bomax;
+	uint64_t prio, maxa, tmo;
 	struct hive_task t;
 	struct proto_err pe;
 	struct dsubmit *s;
@@ -408,15 +390,7 @@ sub_post_task(struct api_req *req)
 	    !json_is_null(json_object_get(b, "priority")), s->key,
 	    sizeof(s->key), err, sizeof(err)) < 0 ||
 	    opt_any(b, "payload", "", &z, &t.payload, err, sizeof(err)) < 0 ||
-	    opt_traceparent(b, s->tp, err, sizeof(err)) < 0 ||
-	    sup_delay_when(b, "", &t.not_before, &s->due, err,
-	    sizeof(err)) < 0 ||
-	    opt_uint(b, "backoff_ms", "", 0, HIVE_BACKOFF_MAX, 0, &bo, err,
-	    sizeof(err)) < 0 ||
-	    opt_uint(b, "backoff_max_ms", "", 0, HIVE_BACKOFF_MAX, 0, &bomax, err,
-	    sizeof(err)) < 0 ||
-	    api_task_deadline(b, &t.deadline, err, sizeof(err)) < 0 ||
-	    sub_unique_opts(b, &t, err, sizeof(err)) < 0) {
+	    opt_traceparent(b, s->tp, err, sizeof(err)) < 0) {
 		api_fail(req, 400, "bad_request", "%s", err);
 		free(s);
 		goto out;
@@ -425,8 +399,6 @@ sub_post_task(struct api_req *req)
 	t.attempt = 1;
 	t.max_attempts = (uint32_t)maxa;
 	t.timeout_ms = (uint32_t)tmo;
-	t.backoff_ms = (uint32_t)bo;
-	t.backoff_max_ms = (uint32_t)bomax;
 	t.created_ms = proto_now_ms();
 	if (reply != NULL)
 		t.reply_to = HIVE_STR(reply);
@@ -436,11 +408,7 @@ sub_post_task(struct api_req *req)
 		free(s);
 		goto out;
 	}
-	if (t.unique_key.len > 0) {     /* the lock and the XADD: unique.c */
-		sub_unique_send(req, &t, s->key, s->tp, &sb, s->due);
-		free(s);
-	} else
-		submit_send(req, s, &sb);
+	submit_send(req, s, &sb);
 out:
 	msgpack_sbuffer_destroy(&sb);
 	msgpack_zone_destroy(&z);

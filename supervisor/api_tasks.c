@@ -83,11 +83,10 @@ struct at_q {
 
 static struct at_db *at_db;
 
-static const char *const task_states[] = { "waiting", "scheduled",
-	"queued", "running", "completed", "failed", "dead",
-	"cancelled", "expired", NULL };  /* cancel19 */
+static const char *const task_states[] = { "waiting", "queued", "running",
+	"completed", "failed", "dead", NULL };
 static const char *const wf_states[] = { "running", "completed", "failed",
-	"cancelled", NULL };
+	NULL };
 
 /* ---- the cursor (api_tasks.h): pure ---- */
 

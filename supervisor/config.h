@@ -77,11 +77,6 @@ struct hive_agent_conf {
 	unsigned heartbeat_deadline_ms; /* heartbeat_deadline */
 	unsigned task_timeout_ms;    /* task_timeout; 0: none */
 	unsigned max_attempts;       /* max_attempts */
-	int retry_on_error;          /* retry_on_error: a handler's error is
-	                              * retried (worker/retry.c) */
-	unsigned retry_backoff_ms;   /* retry_backoff: the backoff's base */
-	unsigned retry_backoff_max_ms; /* retry_backoff_max: its cap */
-	unsigned cancel_grace_ms;    /* cancel_grace */
 	uint64_t max_tasks;          /* max_tasks; 0: never recycle */
 	uint64_t max_rss_kb;         /* max_rss; 0: no limit */
 	char *env[HIVE_ENV_MAX];     /* environment: KEY=value each */

@@ -881,7 +881,6 @@ sup_hk_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		}
 	}
 	sup_store_tick(sup);
-	sup_expire_tick(sup);
 	if (sup->watchdog_usec > 0)
 		sd_notify(0, "WATCHDOG=1");
 	if (sup->ready_sent && !sup->stopping)

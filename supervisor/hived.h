@@ -36,9 +36,6 @@
  *              checks of Redis and PostgreSQL, memory snapshots, events,
  *              the agents table; it starts and feeds the recorder,
  *              reclaimer, workflow coordinator and recovery
- *   delay.c    delayed tasks: <prefix>:delayed's due members onto their
- *              queues (one Lua script, safe with several hived), and
- *              POST /tasks' not_before and delay
  *   qstat.c    the queues' state sampled from Redis every second (and
  *              the workers' RSS), for /queues, /metrics, /health
  *   metrics.c  GET /metrics (Prometheus text) and GET /queues, from state
@@ -104,7 +101,6 @@
 #include <sys/types.h>
 
 #include <ev.h>
-#include <hiredis/async.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -112,9 +108,6 @@
 #include "hive_proto.h"
 
 #define SUP_HOUSEKEEPING_S  0.25     /* the one periodic timer */
-/* A task requeued after its worker died waits a random delay up to this
- * (ms) in <prefix>:delayed: no thundering herd (record/reclaim.c). */
-#define SUP_REQUEUE_JITTER_MS 1000
 #define SUP_STABLE_MS       1000     /* ready this long: backoff starts over */
 #define SUP_TOKEN_MAX       256
 #define SUP_TOKEN_MIN       16       /* shorter: warned at start */
@@ -433,33 +426,6 @@ void sup_store_transition(struct sup_inst *, enum sup_state was,
 void sup_store_handler(struct sup_inst *, const char *reason);
 /* The housekeeping timer calls this. */
 void sup_store_tick(struct sup *);
-
-/* delay.c: <p>:delayed's due tasks onto their queues (docs/PROTOCOL.md) */
-struct sup_delay;
-struct rconn;
-struct sup_delay *sup_delay_new(struct ev_loop *, struct rconn *,
-    const char *prefix);
-void sup_delay_free(struct sup_delay *);
-/* A task this hived scheduled is due at due_ms: run by then. */
-void sup_delay_hint(struct sup_delay *, uint64_t due_ms);
-void sup_delay_stats(const struct sup_delay *, uint64_t *moved,
-    uint64_t *dropped);
-/* ZADD the member "<queue>\n<msg>" to <p>:delayed at due_ms and XADD it
- * to <p>:scheduled (one script); fn gets the XADD's entry id. */
-int sup_delay_schedule(struct rconn *, const char *prefix, const char *queue,
-    const char *msg, size_t msglen, uint64_t due_ms, redisCallbackFn *fn,
-    void *priv);
-struct json_t;
-/* POST /tasks' not_before or delay of JSON object o (in: its place for
- * errors, "" at the top): *not_before for the message (0 none), *due the
- * time to schedule it for (0: due now, queue it).  -1 and err set. */
-int sup_delay_when(struct json_t *o, const char *in, uint64_t *not_before,
-    uint64_t *due, char *err, size_t len);
-/* The answer of POST /tasks for a scheduled task. */
-struct json_t *sup_delay_answer(const char *id, const char *queue,
-    const char *entry, const char *tp, uint64_t due);
-/* expire.c: the deadline sweeper of queued tasks (every few seconds). */
-void sup_expire_tick(struct sup *);
 /* The configuration changed: name its queues to the recorder. */
 void sup_store_queues(struct sup *);
 /* A reload put sup->cref in place of oc: the record side follows it
@@ -479,7 +445,6 @@ void sup_store_log_status(struct sup *);
 struct rconn;
 struct sup_pg;
 struct rconn *sup_store_redis(struct sup *);
-struct sup_delay *sup_store_delay(struct sup *);   /* NULL before start */
 struct sup_pg *sup_store_pg(struct sup *);
 
 /* A server as GET /health shows it. */

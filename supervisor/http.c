@@ -116,7 +116,6 @@ static const struct api_route *const http_tables[] = {
 	api_output_task_routes,
 	api_output_routes,
 	api_ui_routes,
-	api_cancel_routes,
 	NULL
 };
 
@@ -393,12 +392,6 @@ parse_time(const char *s, long long *ms)
 	tm.tm_sec = se;
 	*ms = ((long long)timegm(&tm) - off * 60LL) * 1000 + frac;
 	return 0;
-}
-
-int
-api_time_text(const char *s, long long *ms)
-{
-	return parse_time(s, ms);
 }
 
 int

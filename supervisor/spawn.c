@@ -168,12 +168,6 @@ build_args(struct sup_inst *in, struct spawn_args *sa)
 	opt(sa, "--fd", "3");
 	opt_uint(sa, "--task-timeout", ac->task_timeout_ms);
 	opt_uint(sa, "--max-attempts", ac->max_attempts);
-	if (ac->retry_on_error) {
-		arg(sa, "--retry-on-error");
-		opt_uint(sa, "--retry-backoff", ac->retry_backoff_ms);
-		opt_uint(sa, "--retry-backoff-max", ac->retry_backoff_max_ms);
-	}
-	opt_uint(sa, "--cancel-grace", ac->cancel_grace_ms);
 	opt_uint(sa, "--heartbeat-ms", c->heartbeat_ms);
 	opt_uint(sa, "--stop-timeout", c->stop_timeout_ms);
 	opt_uint(sa, "--output-ttl", c->output_ttl_ms);

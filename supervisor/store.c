@@ -61,7 +61,6 @@ struct sup_store {
 	struct sup_recorder *rec;
 	struct sup_coord *coord;
 	struct sup_reclaim *reclaim;
-	struct sup_delay *delay;     /* delayed tasks' promoter (delay.c) */
 	int redis_checked;           /* eviction policy looked at */
 	int pg_done;                 /* migrated and snapshots loaded (or no pg) */
 	int migrated;                /* the schema is usable: rec, coord run */
@@ -753,7 +752,7 @@ reclaim_new(struct sup *sup)
 	struct sup_reclaim_opts ro = { .redis = c->redis, .prefix = c->prefix,
 	    .host = c->host, .alive_ttl_ms = 5 * c->heartbeat_ms > 5000 ?
 	    5 * c->heartbeat_ms : 5000, .agent_max_attempts = agent_max_attempts,
-	    .arg = sup, .requeue_jitter_ms = SUP_REQUEUE_JITTER_MS };
+	    .arg = sup };
 
 	return sup_reclaim_new(sup->loop, &ro);
 }
@@ -784,8 +783,6 @@ sup_store_start(struct sup *sup)
 		return -1;
 	}
 	if ((sup->qstat = sup_qstat_new(sup, r->rc)) == NULL)
-		return -1;
-	if ((r->delay = sup_delay_new(sup->loop, r->rc, c->prefix)) == NULL)
 		return -1;
 	if ((r->reclaim = reclaim_new(sup)) == NULL)
 		return -1;
@@ -931,13 +928,9 @@ sup_store_log_status(struct sup *sup)
 	struct sup_store *r = sup->store;
 	struct sup_recorder_stats st;
 	struct sup_reclaim_stats rs;
-	uint64_t moved, dropped;
 
 	if (r == NULL)
 		return;
-	sup_delay_stats(r->delay, &moved, &dropped);
-	log_info("status delayed promoted=%" PRIu64 " dropped=%" PRIu64,
-	    moved, dropped);
 	memset(&rs, 0, sizeof(rs));
 	if (r->reclaim != NULL)
 		sup_reclaim_stats(r->reclaim, &rs);
@@ -972,7 +965,6 @@ sup_store_free(struct sup *sup)
 		sup_pg_forget(r->pg, r);
 	sup_pg_free(r->pg);
 	rconn_free(r->rc);
-	sup_delay_free(r->delay);    /* after: its run had its NULL reply */
 	sup_qstat_free(sup->qstat);  /* after: its round had its NULL replies */
 	sup->qstat = NULL;
 	sup_tstats_free(r->tstats);
@@ -981,12 +973,6 @@ sup_store_free(struct sup *sup)
 }
 
 /* ---- what GET /metrics, /queues and /health read ---- */
-
-struct sup_delay *
-sup_store_delay(struct sup *sup)
-{
-	return sup->store != NULL ? sup->store->delay : NULL;
-}
 
 int
 sup_store_redis_up(struct sup *sup)

@@ -121,24 +121,6 @@ answer_init(struct wrk_answer *a)
 	a->progress = a->chunk = NULL;
 	a->usage = NULL;
 	a->error[0] = '\0';
-	a->no_retry = a->has_retry_after = false;
-	a->retry_after_ms = 0;
-}
-
-/* An error answer's "retryable": false and "retry_after": SECONDS (a
- * number >= 0, at most a week); other values are ignored. */
-static void
-answer_retry(json_t *j, struct wrk_answer *a)
-{
-	json_t *ra = json_object_get(j, "retry_after");
-	double sec;
-
-	a->no_retry = json_is_false(json_object_get(j, "retryable"));
-	if (json_is_number(ra) && (sec = json_number_value(ra)) >= 0 &&
-	    sec <= HIVE_BACKOFF_MAX / 1000.0) {
-		a->has_retry_after = true;
-		a->retry_after_ms = (uint64_t)(sec * 1000.0);
-	}
 }
 
 void
@@ -322,7 +304,6 @@ wrk_answer_line(const char *line, size_t len, struct wrk_answer *a,
 		if (a->error[0] == '\0')
 			snprintf(a->error, sizeof(a->error), "handler reported "
 			    "an error without a text");
-		answer_retry(j, a);
 	}
 	rc = 0;
 out:

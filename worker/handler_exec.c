@@ -203,7 +203,6 @@ proc_finish(struct wrk_proc *p)
 		if (text[0] == '\0')
 			snprintf(text, sizeof(text), "handler exited with "
 			    "status %d", WEXITSTATUS(st));
-		wrk_retry_hints_exec(t, p->out.p, p->out.len);
 		wrk_task_finish(w, t, HIVE_STATUS_ERROR, NULL, text, NULL);
 	} else if (wrk_answer_exec(p->out.p, p->out.len, &a, text,
 	    sizeof(text)) == -1) {

@@ -182,7 +182,6 @@ stream_line(struct wrk *w, const char *line, size_t len)
 	} else {
 		w->h.answered = true;
 		wrk_task_usage(t, a.usage);
-		wrk_retry_hints(t, &a);
 		wrk_task_finish(w, t, a.status, a.result,
 		    a.status == HIVE_STATUS_ERROR ? a.error : NULL, a.memory);
 	}
@@ -475,45 +474,6 @@ stream_timeouts(struct wrk *w, uint64_t now)
 	    w->nrunning, w->nrunning == 1 ? "" : "s");
 	/* STOPPING: nothing more is dispatched to it; stream_exited then
 	 * retries the rest and restarts it. */
-	h->state = WRK_H_STOPPING;
-	h->term_due = h->kill_due = h->task_due = 0;
-	kill(-h->pid, SIGKILL);
-	wrk_state_changed(w);
-}
-
-/* cancel.c: the documented cancel line (docs/HANDLERS.md, cancel). */
-void
-wrk_stream_cancel(struct wrk *w, struct wrk_task *t)
-{
-	struct wrk_handler *h = &w->h;
-
-	if (h->state != WRK_H_RUNNING || h->in_fd < 0)
-		return;
-	/* Ids are printable ASCII; '"' and '\' are escaped. */
-	if (hbuf_add(&h->in, "{\"cancel\":\"", 11) == -1)
-		fatal("agent=%s task=%s writing its cancel", w->agent_inst,
-		    t->id);
-	for (size_t i = 0; t->id[i]; i++)
-		if (((t->id[i] == '"' || t->id[i] == '\\') &&
-		    hbuf_add(&h->in, "\\", 1) == -1) ||
-		    hbuf_add(&h->in, &t->id[i], 1) == -1)
-			fatal("agent=%s task=%s writing its cancel",
-			    w->agent_inst, t->id);
-	if (hbuf_add(&h->in, "\"}\n", 3) == -1)
-		fatal("agent=%s task=%s writing its cancel", w->agent_inst,
-		    t->id);
-	wrk_stream_flush(w);
-}
-
-/* cancel.c: a cancelled task outlived its grace.  As after a timeout:
- * stream_exited ends it (cancelled) and retries the others. */
-void
-wrk_stream_abort(struct wrk *w)
-{
-	struct wrk_handler *h = &w->h;
-
-	if (h->state == WRK_H_NONE || h->pid <= 0)
-		return;
 	h->state = WRK_H_STOPPING;
 	h->term_due = h->kill_due = h->task_due = 0;
 	kill(-h->pid, SIGKILL);

@@ -382,9 +382,7 @@ wrk_publish(struct wrk *w)
 		}
 		if (t->taskout != NULL && t->out_kind != WRK_OUT_ACK)
 			output_end(w, cmd, t);
-		if (t->out_kind == WRK_OUT_DELAY)
-			wrk_delay_send(w, cmd, t);   /* retry.c */
-		else if (t->out_kind != WRK_OUT_ACK) {
+		if (t->out_kind != WRK_OUT_ACK) {
 			argv[0] = "XADD";
 			argv[1] = t->out_kind == WRK_OUT_DEAD ? w->dead_key :
 			    w->results_key;
@@ -408,7 +406,6 @@ wrk_publish(struct wrk *w)
 				argvlen[4] = t->evlen;
 				rconn_argv(cmd, NULL, NULL, 5, argv, argvlen);
 			}
-			wrk_unique_release(w, cmd, t);   /* unique.c */
 		}
 		t->batch = b;
 		b->n++;

@@ -150,12 +150,6 @@ wrk_task_accept(struct wrk *w, struct wrk_task *t, uint32_t deliveries)
 		memcpy(t->tp, t->t.traceparent.ptr, HIVE_TRACEPARENT_LEN);
 	else
 		proto_traceparent_make(t->tp, NULL);
-	if (wrk_delay_early(w, t)) {
-		if (t->key == w->bcast_key)
-			w->nbcast--;
-		task_to_outq(w, t);
-		return;
-	}
 	/* Each earlier delivery of this entry was a worker that took it and
 	 * died (or lost it) before acknowledging it: those were attempts. */
 	t->attempt = (t->t.attempt ? t->t.attempt : 1) + deliveries;
@@ -234,17 +228,12 @@ wrk_dispatch(struct wrk *w)
 	char key[HIVE_KEY_MAX] = "";
 	msgpack_sbuffer ev;
 	unsigned timeout;
-	int gate;
 
 	msgpack_sbuffer_init(&ev);
 	while ((t = TAILQ_FIRST(&w->backlog)) != NULL &&
 	    w->nrunning < (int)w->o.concurrency && w->phase != WRK_PH_EXITING) {
 		if (w->o.mode == WRK_MODE_STREAM && !wrk_stream_ready(w))
 			break;
-		if ((gate = wrk_cancel_gate(w, t)) == WRK_GATE_WAIT)
-			break;
-		if (gate == WRK_GATE_ENDED)
-			continue;
 		if (!changed && w->o.task_events &&
 		    proto_key_named(key, sizeof(key), w->o.prefix, "events") < 0)
 			key[0] = '\0';      /* cannot be: the prefix is checked */
@@ -455,7 +444,6 @@ task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
 	uint64_t v = w->memory_v + 1;
 
 	task_leave_running(w, t);
-	wrk_cancel_status(t, &status, &code, &error);
 	t->code = code;
 	if (error != NULL && strlen(error) >= HIVE_ERROR_MAX) {
 		if ((etext = strdup(error)) == NULL)
@@ -488,8 +476,9 @@ task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
 	}
 	free(etext);
 	t->out_kind = WRK_OUT_RESULT;
-	log_debug("agent=%s task=%s trace=%.32s attempt=%u status=%d",
-	    w->agent_inst, t->id, WRK_TRACE(t), t->attempt, (int)status);
+	log_debug("agent=%s task=%s trace=%.32s attempt=%u status=%s",
+	    w->agent_inst, t->id, WRK_TRACE(t), t->attempt,
+	    status == HIVE_STATUS_OK ? "ok" : "error");
 	task_to_outq(w, t);
 	wrk_state_changed(w);
 }
@@ -506,14 +495,6 @@ void
 wrk_task_finish(struct wrk *w, struct wrk_task *t, enum hive_status status,
     json_t *result, const char *error, json_t *memory)
 {
-	/* A retry on error (retry.c) publishes no result: the next
-	 * attempt goes into <p>:delayed. */
-	if (status == HIVE_STATUS_ERROR && wrk_retry(w, t, error)) {
-		task_leave_running(w, t);
-		task_to_outq(w, t);
-		wrk_state_changed(w);
-		return;
-	}
 	task_finish(w, t, status, status == HIVE_STATUS_ERROR ?
 	    HIVE_CODE_FAILED : HIVE_CODE_NONE, result, error, memory);
 }
@@ -608,8 +589,6 @@ wrk_task_retry(struct wrk *w, struct wrk_task *t)
 {
 	char why[HIVE_REASON_MAX];
 
-	if (wrk_cancel_retry(w, t))
-		return;
 	task_leave_running(w, t);
 	if (t->attempt >= t->max_attempts) {
 		/* this was the last attempt: t->attempt were made */

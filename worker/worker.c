@@ -56,9 +56,7 @@ usage(const char *fmt, ...)
 	    "           [--fd FD] [--task-timeout MS] [--max-attempts N]\n"
 	    "           [--heartbeat-ms MS] [--stop-timeout MS] [--task-events]\n"
 	    "           [--log-format text|json] [--log-time auto|yes|no]\n"
-	    "           [--output-ttl MS] [--cancel-grace MS]\n"
-	    "           [--retry-on-error [--retry-backoff MS]\n"
-	    "            [--retry-backoff-max MS]]\n"
+	    "           [--output-ttl MS]\n"
 	    "           [-v|--verbose]\n"
 	    "           -- HANDLER [ARG...]\n"
 	    "       hive-worker --help | --version\n");
@@ -117,19 +115,12 @@ static const struct wrk_optdef {
 	{ "heartbeat-ms", 0, OPT_UINT, OPT_AT(heartbeat_ms), 10, 3600 * 1000,
 	    "1000" },
 	{ "task-events", 0, OPT_COUNT, OPT_AT(task_events), 0, 0, NULL },
-	{ "retry-on-error", 0, OPT_COUNT, OPT_AT(retry_on_error), 0, 0, NULL },
-	{ "retry-backoff", 0, OPT_UINT, OPT_AT(retry_backoff_ms), 0,
-	    HIVE_BACKOFF_MAX, "1000" },
-	{ "retry-backoff-max", 0, OPT_UINT, OPT_AT(retry_backoff_max_ms), 0,
-	    HIVE_BACKOFF_MAX, "300000" },
 	{ "stop-timeout", 0, OPT_UINT, OPT_AT(stop_timeout_ms), 1,
 	    HIVE_TIMEOUT_MAX, "30000" },
 	{ "log-format", 0, OPT_LOGFMT, OPT_AT(log_format), 0, 0, "text" },
 	{ "log-time", 0, OPT_LOGTIME, OPT_AT(log_time), 0, 0, "auto" },
 	{ "output-ttl", 0, OPT_UINT, OPT_AT(output_ttl_ms), 1,
 	    30u * 86400 * 1000, "3600000" },
-	{ "cancel-grace", 0, OPT_UINT, OPT_AT(cancel_grace_ms), 0,
-	    HIVE_TIMEOUT_MAX, "5000" },
 	{ "verbose", 'v', OPT_COUNT, OPT_AT(verbose), 0, 0, NULL },
 	{ "help", 'h', OPT_HELP, 0, 0, 0, 0, NULL },
 	{ "version", 'V', OPT_VERSION, 0, 0, 0, 0, NULL },
@@ -437,7 +428,6 @@ on_cron(struct ev_loop *loop, ev_timer *tm, int revents)
 	wrk_redis_cron(w, now);
 	if (w->o.mode == WRK_MODE_STREAM)
 		wrk_stream_cron(w, now);
-	wrk_cancel_cron(w, now);
 	if (w->link.fd >= 0 && w->heartbeat_due <= now) {
 		wrk_link_heartbeat(w);
 		w->heartbeat_due = now + w->o.heartbeat_ms;
@@ -458,8 +448,6 @@ wrk_schedule(struct wrk *w)
 	    (!due || d < due))
 		due = d;
 	if ((d = wrk_taskout_next_due(w)) && (!due || d < due))
-		due = d;
-	if ((d = wrk_cancel_next_due(w)) && (!due || d < due))
 		due = d;
 	ev_timer_stop(w->loop, &w->cron);
 	if (!due)

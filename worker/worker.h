@@ -15,8 +15,6 @@
  *   publish.c         results, dead letters and acks, one MULTI/EXEC per
  *                     batch; a task's progress and chunks to its output
  *                     stream, coalesced
- *   retry.c           a task back into <prefix>:delayed: read before its
- *                     not_before, or retried on error after a backoff
  *   link.c            the socketpair to hived (frames, heartbeats)
  *   spawn.c           fork+exec of handlers, careful about fds and signals
  *   handler_stream.c  mode=stream: one long-lived handler, JSON lines
@@ -24,9 +22,6 @@
  *   answer.c          what a handler wrote, parsed into an answer (no
  *                     worker state: tests/fuzz/fuzz_handler.c runs it)
  *   output.c          handlers' stderr: lines, rate-bounded, to hived
- *   cancel.c          cancels and deadlines: the cancel keys read with
- *                     one MGET per batch (before tasks start) and every
- *                     100 ms; the cancel line, the kill after the grace
  *
  * From common/: struct hbuf and utf8_seq (util.h), the Redis connections
  * (rconn.h), the group reads of the streams (sreader.h), the log (log.h).
@@ -127,9 +122,6 @@ struct wrk_opts {
 	unsigned max_attempts;
 	unsigned heartbeat_ms;
 	int task_events;             /* --task-events: write task.* events */
-	int retry_on_error;          /* --retry-on-error (retry.c) */
-	unsigned retry_backoff_ms;   /* --retry-backoff: the base, ms */
-	unsigned retry_backoff_max_ms; /* --retry-backoff-max: the cap, ms */
 	unsigned stop_timeout_ms;    /* hived's stop_timeout: how long a
 	                              * predecessor of our name may take to
 	                              * finish (redis.c) */
@@ -137,8 +129,6 @@ struct wrk_opts {
 	int log_time;                /* --log-time: enum log_time */
 	unsigned output_ttl_ms;      /* [hive] output_ttl: PEXPIRE of a
 	                              * task's output stream */
-	unsigned cancel_grace_ms;    /* cancel_grace: a cancelled task's
-	                              * time to end before it is killed */
 	int verbose;
 	char **argv;                 /* the handler, NULL-terminated, borrowed */
 };
@@ -157,20 +147,11 @@ enum wrk_out_kind {
 	WRK_OUT_RESULT,              /* XADD results (+ reply_to), XACK */
 	WRK_OUT_DEAD,                /* XADD dead, XACK */
 	WRK_OUT_ACK,                 /* XACK only (entry deleted from its stream) */
-	WRK_OUT_DELAY,               /* ZADD <p>:delayed, XADD <p>:scheduled,
-	                              * XACK (retry.c) */
 };
 
 struct wrk_proc;
 struct wrk;
 struct wrk_taskout;
-
-/* A running task's cancel (cancel.c). */
-enum wrk_cancel_state {
-	WRK_CANCEL_NONE = 0,
-	WRK_CANCEL_ASKED,            /* cancel line / TERM sent */
-	WRK_CANCEL_KILLED,           /* the grace ran out: killed */
-};
 
 struct wrk_task {
 	TAILQ_ENTRY(wrk_task) q;
@@ -198,30 +179,14 @@ struct wrk_task {
 	                              * before when the worker knows early
 	                              * why it fails (a payload without JSON) */
 	msgpack_sbuffer out;         /* RESULT: the result, then its event
-	                              * (the last evlen bytes); DELAY: the
-	                              * attempt's result (rlen bytes, 0: none),
-	                              * then the <p>:delayed member */
+	                              * (the last evlen bytes) */
 	size_t evlen;
-	size_t rlen;                 /* DELAY (retry.c) */
-	/* The handler's error answer said (retry.c): not retryable; retry
-	 * after this long. */
-	bool no_retry;
-	bool has_retry_after;
-	uint64_t retry_after_ms;
-	uint64_t delay_due;          /* DELAY: the member's score, unix ms */
 	char *reply_to;              /* NUL-terminated copy, or NULL */
 	json_t *memory;              /* memory published with it, or NULL */
 	uint64_t memory_v;
 	struct wrk_batch *batch;     /* the MULTI/EXEC publishing it, or NULL */
 	struct wrk_taskout *taskout; /* progress/chunks it wrote, NULL = none
 	                              * (publish.c) */
-	/* cancel.c: its cancel key read since it was pulled (the gate);
-	 * the gate's MGET in flight for it (0: none); being cancelled. */
-	bool cancel_checked;
-	uint32_t cancel_seq;
-	enum wrk_cancel_state cancel;
-	const char *cancel_why;      /* static text, the result's error */
-	uint64_t cancel_kill_due;    /* monotonic ms (ASKED) */
 };
 
 TAILQ_HEAD(wrk_task_list, wrk_task);
@@ -420,12 +385,6 @@ struct wrk {
 	struct wrk_handler h;        /* mode=stream */
 	int nprocs;                  /* mode=exec: processes running */
 
-	struct {                     /* cancel.c */
-		uint32_t seq;            /* of the last gate MGET */
-		bool gate_busy, poll_busy;
-		uint64_t poll_due;       /* next poll, 0 = none */
-	} cancel;
-
 	uint64_t taskout_due;        /* the earliest output flush due (a
 	                              * lower bound), 0 = none (publish.c) */
 	/* output.c: the rate bound of stderr lines (a token bucket) and
@@ -490,23 +449,6 @@ void wrk_task_retry(struct wrk *, struct wrk_task *);
 /* The EXEC that published it succeeded. */
 void wrk_task_acked(struct wrk *, struct wrk_task *);
 
-/* ---- retry.c ---- */
-
-/* Not due yet (its not_before): t is set to go back into <p>:delayed
- * (WRK_OUT_DELAY), true; the caller puts it on the out queue. */
-bool wrk_delay_early(struct wrk *, struct wrk_task *);
-/* The retry hints of an error answer (a) or of an exec handler's
- * output (out, len: a JSON object with "retryable", "retry_after") to t. */
-struct wrk_answer;
-void wrk_retry_hints(struct wrk_task *, const struct wrk_answer *);
-void wrk_retry_hints_exec(struct wrk_task *, const char *out, size_t len);
-/* Retry t's failed attempt (error: its text) instead of finishing it?
- * Then t is set to go into <p>:delayed as attempt + 1 (WRK_OUT_DELAY)
- * with the attempt's result for the record, and true. */
-bool wrk_retry(struct wrk *, struct wrk_task *, const char *error);
-/* A WRK_OUT_DELAY task's ZADD and XADD, in the batch's MULTI. */
-void wrk_delay_send(struct wrk *, struct rconn *, struct wrk_task *);
-
 /* ---- redis.c ---- */
 
 void wrk_redis_start(struct wrk *);
@@ -527,13 +469,6 @@ bool wrk_redis_forget(struct wrk *);
 /* ---- publish.c ---- */
 
 void wrk_publish(struct wrk *);  /* send the out queue in one MULTI/EXEC */
-
-/* ---- unique.c ---- */
-
-/* In t's MULTI/EXEC (a result or dead letter): release its unique key's
- * lock if it still names t, or keep it for its window. */
-void wrk_unique_release(struct wrk *, struct rconn *cmd,
-    const struct wrk_task *t);
 
 /*
  * A task's output stream <prefix>:output:<id> (docs/PROTOCOL.md): what a
@@ -593,30 +528,11 @@ void wrk_stream_kill(struct wrk *);
 void wrk_stream_cron(struct wrk *, uint64_t now);
 uint64_t wrk_stream_next_due(const struct wrk *);
 bool wrk_stream_gone(const struct wrk *);
-/* cancel.c's: the cancel line for t; kill the handler's group. */
-void wrk_stream_cancel(struct wrk *, struct wrk_task *);
-void wrk_stream_abort(struct wrk *);
 
 /* ---- handler_exec.c ---- */
 
 int wrk_exec_start(struct wrk *, struct wrk_task *);
 void wrk_exec_kill_all(struct wrk *);
-
-/* ---- cancel.c ---- */
-
-/* A running task's cancel key is read this often (and deadlines). */
-#define WRK_CANCEL_POLL_MS 100
-enum { WRK_GATE_GO = 0, WRK_GATE_WAIT, WRK_GATE_ENDED };
-/* May the first task of the backlog start?  GO; WAIT (its cancel key is
- * being read); ENDED (cancelled or expired: it is on the out queue). */
-int wrk_cancel_gate(struct wrk *, struct wrk_task *);
-void wrk_cancel_cron(struct wrk *, uint64_t now);
-uint64_t wrk_cancel_next_due(const struct wrk *);
-/* The result of a task being cancelled: anything but ok is cancelled. */
-void wrk_cancel_status(const struct wrk_task *, enum hive_status *,
-    enum hive_code *, const char **error);
-/* Its handler died: a task being cancelled ends cancelled (true). */
-bool wrk_cancel_retry(struct wrk *, struct wrk_task *);
 
 /* ---- output.c ---- */
 
@@ -666,10 +582,6 @@ struct wrk_answer {
 	json_t *usage;               /* owned, NULL = none (checked when
 	                              * the result is made: task.c) */
 	char error[HIVE_ERROR_MAX];  /* status error: why (never ""), else "" */
-	/* status error: "retryable": false; "retry_after": SECONDS (>= 0) */
-	bool no_retry;
-	bool has_retry_after;
-	uint64_t retry_after_ms;
 	/* An output line (no "status"): owned, NULL = none. */
 	json_t *progress;            /* an object */
 	json_t *chunk;               /* a string */

@@ -212,18 +212,6 @@ function agentRow(a) {
 		};
 		acts.append(b);
 	}
-	/* The task it runs (paintAgent shows it while there is one). */
-	const cb = el("button", "act cancel", "cancel task");
-	cb.type = "button";
-	cb.hidden = true;
-	cb.onclick = async () => {
-		cb.disabled = true;
-		if (cb.dataset.task)
-			await action("/tasks/" + encodeURIComponent(cb.dataset.task) +
-			    "/cancel");
-		cb.disabled = false;
-	};
-	acts.append(cb);
 	tr.append(acts);
 	return tr;
 }
@@ -254,9 +242,6 @@ function paintAgent(a) {
 	setState(tr, a.state);
 	setCell(tr, "task", a.task);
 	setCell(tr, "for", a.task ? dur(a.task_ms) : null);
-	const cb = tr.querySelector("button.cancel");
-	cb.hidden = !a.task;
-	cb.dataset.task = a.task || "";
 	setCell(tr, "restarts", a.restarts);
 	setCell(tr, "hb", a.heartbeat_age_ms === null ? null :
 	    dur(a.heartbeat_age_ms));
@@ -531,20 +516,6 @@ function wfRow(w) {
 	    td((t.completed || 0) + "/" + total, "num done"));
 	tr.querySelector(".state").append(el("span", "badge s-" + w.state,
 	    w.state));
-	const c = el("td"), b = el("button", "act cancel", "Cancel");
-	b.type = "button";
-	b.hidden = w.state !== "running";
-	b.onclick = async (ev) => {
-		ev.stopPropagation();
-		b.disabled = true;
-		if (await action("/workflows/" + encodeURIComponent(w.id) +
-		    "/cancel"))
-			onWorkflow({id: w.id, state: "cancelled"});
-		else
-			b.disabled = false;
-	};
-	c.append(b);
-	tr.append(c);
 	tr.onclick = () => showWorkflow(w.id);
 	return tr;
 }
@@ -573,7 +544,6 @@ function onWorkflow(w) {
 	const b = tr.querySelector(".badge");
 	b.textContent = w.state;
 	b.className = "badge s-" + w.state;
-	tr.querySelector("button.cancel").hidden = w.state !== "running";
 	if (w.total !== undefined)
 		tr.querySelector(".done").textContent = (w.completed || 0) + "/" +
 		    w.total;

@@ -141,38 +141,6 @@ Test(ctl_e2e, submit_prints_id)
 	ctl_run_free(&r);
 }
 
-/* submit --unique: a duplicate prints the holder's id, says so on
- * stderr, exits 0; --json shows hived's answer. */
-Test(ctl_e2e, submit_unique_duplicate)
-{
-	struct hp *h = start("ctlsubuq", NULL);
-	struct ctl_run r = { 0 };
-	json_t *j;
-
-	ctl_need(h, "POST", "/tasks");
-	/* capability "nobody": no agent runs it, it stays queued */
-	cr_assert_eq(ctl_run_h(&r, h, "submit", "nobody", "{}", "--id",
-	    "uq-1", "--unique", "report:1", "--unique-for", "10m", NULL), 0);
-	cr_assert_str_eq(r.out, "uq-1\n");
-	cr_assert_eq(r.err[0], '\0', "%s", r.err);
-	cr_assert_eq(ctl_run_h(&r, h, "submit", "nobody", "{}", "--id",
-	    "uq-2", "--unique", "report:1", NULL), 0);
-	cr_assert_str_eq(r.out, "uq-1\n");
-	cr_assert(strstr(r.err, "duplicate") != NULL, "%s", r.err);
-	cr_assert_eq(ctl_run_h(&r, h, "submit", "nobody", "{}", "--unique",
-	    "report:1", "--json", NULL), 0);
-	j = ctl_json(&r);
-	cr_assert_str_eq(jstr(j, "id"), "uq-1");
-	cr_assert(json_is_true(json_object_get(j, "duplicate")));
-	json_decref(j);
-	cr_assert_eq(ctl_run_h(&r, h, "submit", "nobody", "{}",
-	    "--unique-for", "1m", NULL), 2);
-	cr_assert_eq(ctl_run_h(&r, h, "submit", "nobody", "{}", "--unique",
-	    "a b", NULL), 2);
-	cr_assert(strstr(r.err, "unique_key") != NULL, "%s", r.err);
-	ctl_run_free(&r);
-}
-
 Test(ctl_e2e, submit_wait_result_and_failure)
 {
 	struct hp *h = start("ctlsub", NULL);
@@ -637,41 +605,5 @@ Test(ctl_e2e, dead_pages_and_batches)
 	cr_assert_eq(json_array_size(json_object_get(j, "dead")), 1, "%s",
 	    r.out);
 	json_decref(j);
-	ctl_run_free(&r);
-}
-
-/* submit --in / --at: the task scheduled (recorded so at once), then run;
- * a time already past queues it; both at once is a usage error. */
-Test(ctl_e2e, submit_at_in)
-{
-	struct hp *h = start("ctlat", NULL);
-	struct ctl_run r = { 0 };
-	json_t *j;
-
-	ctl_need(h, "POST", "/tasks");
-	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", "{}", "--id",
-	    "ctl-later", "--in", "3s", "--json", NULL), 0);
-	j = ctl_json(&r);
-	cr_assert_str_eq(jstr(j, "state"), "scheduled");
-	json_decref(j);
-	wait_sql(h, "SELECT state FROM tasks WHERE id = 'ctl-later'",
-	    "scheduled");
-	cr_assert_eq(ctl_run_h(&r, h, "tasks", "--state", "scheduled",
-	    "--json", NULL), 0);
-	j = ctl_json(&r);
-	cr_assert_eq(json_array_size(json_object_get(j, "tasks")), 1, "%s",
-	    r.out);
-	json_decref(j);
-	cr_assert_eq(ctl_run_h(&r, h, "wait", "ctl-later", "--timeout", "30s",
-	    NULL), 0);
-	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", "{}", "--id",
-	    "ctl-past", "--at", "2020-01-01T00:00:00Z", NULL), 0);
-	wait_sql(h, "SELECT state FROM tasks WHERE id = 'ctl-past'",
-	    "completed");
-	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", "{}", "--at", "1",
-	    "--in", "1s", NULL), 2);
-	cr_assert_eq(ctl_run_h(&r, h, "submit", "work", "{}", "--at",
-	    "someday", NULL), 2);
-	cr_assert(strstr(r.err, "not_before") != NULL, "%s", r.err);
 	ctl_run_free(&r);
 }

@@ -106,30 +106,8 @@ tasks(msgpack_sbuffer *sb, msgpack_unpacked *up, msgpack_unpacked *up2)
 	t.traceparent = HIVE_STR(TRACEPARENT);
 	check(proto_encode_task(sb, &t, &err), &err, "task");
 	put_sb("task", "traceparent", sb);
-	/* Task control: delays and retries. */
-	t.not_before = 1700000060000ull;
-	t.backoff_ms = 500;
-	t.backoff_max_ms = 60000;
-	check(proto_encode_task(sb, &t, &err), &err, "task");
-	put_sb("task", "delayed", sb);
-	t.not_before = 0;
-	t.backoff_ms = t.backoff_max_ms = 0;
-	/* cancel19: a deadline */
-	t.deadline = 1700000060000ull;
-	check(proto_encode_task(sb, &t, &err), &err, "task");
-	put_sb("task", "deadline", sb);
-	t.deadline = 0;
 	PUT_LIT("task", "traceparent-bad", "\x83\xa1v\x01\xa2id\xa1x"
 	    "\xabtraceparent\xa6" "00-abc");
-	/* unique tasks */
-	t.unique_key = HIVE_STR("nightly-report");
-	t.unique_ms = 60000;
-	check(proto_encode_task(sb, &t, &err), &err, "task");
-	put_sb("task", "unique", sb);
-	t.unique_key = HIVE_STR("");
-	t.unique_ms = 0;
-	PUT_LIT("task", "unique-bad", "\x83\xa1v\x01\xa2id\xa1x"
-	    "\xaaunique_key\xa3" "a b");
 	/* near misses: newer version, id of the wrong type, a trailing byte */
 	PUT_LIT("task", "v2", "\x82\xa1v\x02\xa2id\xa1x");
 	PUT_LIT("task", "id-int", "\x82\xa1v\x01\xa2id\x05");
@@ -178,15 +156,6 @@ results(msgpack_sbuffer *sb, msgpack_unpacked *up, msgpack_unpacked *up2)
 	r.result.type = MSGPACK_OBJECT_NIL;
 	check(proto_encode_result(sb, &r, &err), &err, "result");
 	put_sb("result", "error", sb);
-	/* cancel19: cancelled and expired */
-	r.status = HIVE_STATUS_CANCELLED;
-	r.error = HIVE_STR("cancelled");
-	r.code = HIVE_CODE_NONE;
-	check(proto_encode_result(sb, &r, &err), &err, "result");
-	put_sb("result", "cancelled", sb);
-	r.status = HIVE_STATUS_EXPIRED;
-	check(proto_encode_result(sb, &r, &err), &err, "result");
-	put_sb("result", "expired", sb);
 	msgpack_unpacked_destroy(up);
 	msgpack_unpacked_destroy(up2);
 }

@@ -31,14 +31,9 @@ Test(keys, formats)
 	cr_assert_str_eq(b, "hive:dead");
 	cr_assert_gt(proto_key_named(b, sizeof(b), "hive", "workflows"), 0);
 	cr_assert_str_eq(b, "hive:workflows");
-	cr_assert_gt(proto_key_unique(b, sizeof(b), "hive", "report:2026"), 0);
-	cr_assert_str_eq(b, "hive:unique:report:2026");
 	cr_assert_gt(proto_consumer_name(b, sizeof(b), "reviewer", 2,
 	    "node-1.example.org"), 0);
 	cr_assert_str_eq(b, "reviewer/2@node-1.example.org");
-	cr_assert_gt(proto_key_cancel(b, sizeof(b), "hive", "job-1"), 0);
-	cr_assert_str_eq(b, "hive:cancel:job-1");
-	cr_assert_eq(proto_key_cancel(b, sizeof(b), "hive", "bad id"), -1);
 }
 
 Test(keys, refusals)
@@ -65,9 +60,6 @@ Test(keys, refusals)
 	cr_assert_eq(proto_consumer_name(b, sizeof(b), "a", 1, "bad host"), -1);
 	cr_assert_eq(proto_consumer_name(b, sizeof(b), "a", 0, "h"), -1);
 	cr_assert_eq(proto_key_queue(NULL, 0, "hive", "echo", 1), -1);
-	cr_assert_eq(proto_key_unique(b, sizeof(b), "hive", "a b"), -1);
-	cr_assert_eq(proto_key_unique(b, sizeof(b), "hive", ""), -1);
-	cr_assert_eq(proto_key_unique(b, sizeof(b), "hive", NULL), -1);
 }
 
 Test(keys, name_and_id_rules)

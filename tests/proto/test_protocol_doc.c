@@ -417,9 +417,6 @@ Test(protocol_doc, names_and_codes_are_the_codec)
 	cr_expect_not_null(strstr(pg.text, "`hive:direct:reviewer/2`"));
 	proto_consumer_name(key, sizeof(key), "reviewer", 2, "node-1");
 	cr_expect_not_null(strstr(pg.text, "`reviewer/2@node-1`"));
-	proto_key_cancel(key, sizeof(key), "hive", "job-1");
-	cr_expect_str_eq(key, "hive:cancel:job-1");
-	cr_expect_not_null(strstr(pg.text, "SET hive:cancel:job-1 "));
 	static const char *const named[] = { "broadcast", "results", "events",
 		"dead", "workflows" };
 	for (int i = 0; i < 5; i++) {
@@ -573,20 +570,4 @@ Test(protocol_doc, python_example_runs)
 	redisFree(c);
 	unlink(path);
 	unload(&pg);
-}
-
-/* The Lua scripts of Unique tasks are, word for word, the ones hived,
- * the worker and the reclaimer run (proto/unique.c). */
-Test(protocol_doc, unique_scripts_are_the_codecs)
-{
-	const char *const scripts[] = { proto_unique_submit_lua,
-	    proto_unique_release_lua, proto_unique_refresh_lua };
-	char *text = tu_read_source("docs/PROTOCOL.md"), want[1024];
-
-	for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
-		snprintf(want, sizeof(want), "```lua\n%s```\n", scripts[i]);
-		cr_expect(strstr(text, want) != NULL, "not on the page:\n%s",
-		    scripts[i]);
-	}
-	free(text);
 }

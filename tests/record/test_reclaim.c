@@ -22,9 +22,6 @@ struct env {
 	redisContext *rc;
 };
 
-/* requeue_jitter_ms of the next env_init (0: straight back). */
-static unsigned jitter_ms;
-
 static void
 env_init_dead(struct env *e, unsigned retain_ms, unsigned dead_retain_ms)
 {
@@ -38,8 +35,7 @@ env_init_dead(struct env *e, unsigned retain_ms, unsigned dead_retain_ms)
 	struct sup_reclaim_opts o = { .redis = e->redis, .prefix = e->prefix,
 	    .host = "host-a", .alive_ttl_ms = 100, .scan_ms = 100,
 	    .trim_ms = 100, .retain_ms = retain_ms,
-	    .dead_retain_ms = dead_retain_ms, .max_attempts = 3,
-	    .requeue_jitter_ms = jitter_ms };
+	    .dead_retain_ms = dead_retain_ms, .max_attempts = 3 };
 	e->r = sup_reclaim_new(e->loop, &o);
 	cr_assert_not_null(e->r);
 	e->rc = tu_redis_connect();
@@ -370,166 +366,5 @@ Test(reclaim, dead_letters_kept_longer)
 	/* "~" cuts whole nodes: of the old 300, at least 200 go. */
 	cr_assert_leq(len, 400, "old dead letters trimmed (len %lld)", len);
 	cr_assert_geq(len, 300, "new dead letters kept (len %lld)", len);
-	env_fini(&e);
-}
-
-/* With requeue_jitter_ms, 100 tasks of a dead consumer go into the
- * delayed set spread over [0, 1000] ms: about as few share a millisecond
- * as chance makes (100 into 1000 buckets: 95 distinct on average; fewer
- * than 80 has a chance below 1e-9), never all at once. */
-Test(reclaim, jitter_spreads_requeues)
-{
-	struct env e;
-	char id[32], delayed[128], sched[128];
-	long long t0, lo = -1, hi = -1;
-	size_t distinct = 0;
-	redisReply *r;
-
-	jitter_ms = 1000;
-	env_init(&e, 600000);
-	jitter_ms = 0;
-	proto_key_named(delayed, sizeof(delayed), e.prefix, "delayed");
-	proto_key_named(sched, sizeof(sched), e.prefix, "scheduled");
-	for (int i = 0; i < 100; i++) {
-		snprintf(id, sizeof(id), "j-%d", i);
-		submit(&e, id, 1, 0);
-	}
-	for (int i = 0; i < 100; i++)
-		cr_assert_eq(take(&e, "echo/1@gone-host"), 1);
-	t0 = (long long)proto_now_ms();
-	run_until_len(&e, sched, 100);
-	cr_assert_eq(count(&e, "XPENDING %s workers", e.queue), 0);
-	cr_assert_eq(count(&e, "XLEN %s", e.queue), 100, "none requeued "
-	    "straight to the queue");
-	r = redisCommand(e.rc, "ZRANGE %s 0 -1 WITHSCORES", delayed);
-	cr_assert_eq(r->elements, 200);
-	for (size_t i = 0; i < r->elements; i += 2) {
-		const char *m = r->element[i]->str;
-		const char *nl = memchr(m, '\n', r->element[i]->len);
-		long long sc = atoll(r->element[i + 1]->str);
-		struct hive_task t;
-		struct proto_err err;
-
-		cr_assert_not_null(nl);
-		cr_assert_eq((size_t)(nl - m), strlen(e.queue));
-		cr_assert_eq(memcmp(m, e.queue, strlen(e.queue)), 0);
-		cr_assert_eq(proto_decode_task(nl + 1, r->element[i]->len -
-		    (size_t)(nl - m) - 1, &t, &err), 0);
-		cr_assert_eq(t.attempt, 2);
-		cr_assert_eq((long long)t.not_before, sc);
-		proto_task_clear(&t);
-		if (i == 0 || sc != atoll(r->element[i - 1]->str))
-			distinct++;
-		if (lo < 0)
-			lo = sc;
-		hi = sc;
-	}
-	freeReplyObject(r);
-	fprintf(stderr, "reclaim: 100 requeues over %lld ms in %zu distinct "
-	    "milliseconds\n", hi - lo, distinct);
-	cr_assert_geq(distinct, 80);
-	cr_assert_geq(hi - lo, 500);
-	cr_assert_geq(lo, t0 - 1000);
-	cr_assert_leq(hi, (long long)proto_now_ms() + 1000);
-	env_fini(&e);
-}
-
-/* ---- unique tasks (docs/PROTOCOL.md, Unique tasks) ---- */
-
-static void
-submit_unique(struct env *e, const char *id, unsigned max, const char *key)
-{
-	msgpack_sbuffer sb;
-	struct hive_task t = { 0 };
-	struct proto_err err;
-
-	msgpack_sbuffer_init(&sb);
-	t.id = HIVE_STR(id);
-	t.attempt = 1;
-	t.max_attempts = max;
-	t.unique_key = HIVE_STR(key);
-	cr_assert_eq(proto_encode_task(&sb, &t, &err), 0);
-	freeReplyObject(redisCommand(e->rc, "XADD %s * m %b", e->queue, sb.data,
-	    sb.size));
-	msgpack_sbuffer_destroy(&sb);
-}
-
-/* The lock of key: its holder (static buffer, "" if none), *pttl. */
-static const char *
-lock_of(struct env *e, const char *key, long long *pttl)
-{
-	static char id[HIVE_ID_MAX + 1];
-	char lock[HIVE_KEY_MAX];
-	redisReply *r;
-
-	cr_assert(proto_key_unique(lock, sizeof(lock), e->prefix, key) > 0);
-	r = redisCommand(e->rc, "GET %s", lock);
-	snprintf(id, sizeof(id), "%s", r->type == REDIS_REPLY_STRING ? r->str :
-	    "");
-	freeReplyObject(r);
-	if (pttl != NULL)
-		*pttl = count(e, "PTTL %s", lock);
-	return id;
-}
-
-static void
-set_lock(struct env *e, const char *key, const char *id, unsigned ms)
-{
-	char lock[HIVE_KEY_MAX];
-
-	proto_key_unique(lock, sizeof(lock), e->prefix, key);
-	freeReplyObject(redisCommand(e->rc, "SET %s %s PX %u", lock, id, ms));
-}
-
-/* A dead consumer's unique task: requeued, it keeps its lock (for another
- * safety TTL); given up on, it releases it; a lock that names another
- * task is left alone. */
-Test(reclaim, unique_lock_kept_on_requeue_released_when_dead)
-{
-	struct env e;
-	char dead[128];
-	long long ttl;
-
-	env_init(&e, 600000);
-	proto_key_named(dead, sizeof(dead), e.prefix, "dead");
-	set_lock(&e, "u", "t1", 60000);
-	set_lock(&e, "v", "someone-else", 60000);
-	submit_unique(&e, "t1", 2, "u");
-	submit_unique(&e, "t2", 1, "v");
-	cr_assert_eq(take(&e, "echo/1@gone-host"), 1);
-	cr_assert_eq(take(&e, "echo/1@gone-host"), 1);
-	/* t1 requeued (attempt 2), t2 out of attempts: a dead letter. */
-	run_until_len(&e, dead, 1);
-	run_until_len(&e, e.queue, 3);
-	cr_assert_str_eq(lock_of(&e, "u", &ttl), "t1");
-	cr_assert(ttl > 60000, "the requeue refreshed its TTL: %lld", ttl);
-	cr_assert_str_eq(lock_of(&e, "v", NULL), "someone-else");
-	cr_assert_eq(take(&e, "echo/2@gone-host"), 2);
-	run_until_len(&e, dead, 2);
-	cr_assert_str_eq(lock_of(&e, "u", NULL), "", "released with the "
-	    "dead letter");
-	env_fini(&e);
-}
-
-/* A dead consumer's entry that does not decode but names its unique key
- * (and window): dead-lettered, its lock kept for the window only. */
-Test(reclaim, unique_lock_of_unreadable_task_released)
-{
-	struct env e;
-	char dead[128];
-	static const char v2[] = "\x84\xa1v\x02\xa2id\xa4v2-7"
-	    "\xaaunique_key\xa1k\xa9unique_ms\xcd\x75\x30";    /* 30000 */
-	long long ttl;
-
-	env_init(&e, 600000);
-	proto_key_named(dead, sizeof(dead), e.prefix, "dead");
-	set_lock(&e, "k", "v2-7", 3600000);
-	freeReplyObject(redisCommand(e.rc, "XADD %s * m %b", e.queue, v2,
-	    sizeof(v2) - 1));
-	freeReplyObject(redisCommand(e.rc, "XREADGROUP GROUP workers "
-	    "echo/1@gone-host COUNT 1 STREAMS %s >", e.queue));
-	run_until_len(&e, dead, 1);
-	cr_assert_str_eq(lock_of(&e, "k", &ttl), "v2-7");
-	cr_assert(ttl > 0 && ttl <= 30000, "kept for its window: %lld", ttl);
 	env_fini(&e);
 }

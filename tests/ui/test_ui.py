@@ -171,7 +171,6 @@ def page(h, drv, flag):
     output(h, drv, until)
     dead_letter(h, drv, flag, until)
     workflow(h, drv, flag + ".hold", until)
-    workflow_cancel(h, drv, flag + ".hold2", until)
 
     restart(h, drv, until)
 
@@ -327,32 +326,6 @@ def workflow(h, drv, hold, until):
         "const n = document.querySelector(arguments[0]);"
         " return n ? n.getAttribute('class') : '';", node % "ui-wf-b")),
         "b completes: its node turns completed")
-
-
-def workflow_cancel(h, drv, hold, until):
-    """A workflow in flight cancelled from the page: its Cancel button
-    (the token is the tab's already), the workflow recorded cancelled."""
-    from selenium.webdriver.common.by import By
-
-    open(hold, "w").close()
-    st, r = h.post("/workflows", {"id": "ui-wf-2", "tasks": [
-        {"id": "ui-wf2-a", "capability": "work", "payload": {"hold": hold}},
-        {"id": "ui-wf2-b", "capability": "work",
-         "depends_on": ["ui-wf2-a"]}]})
-    check(st == 202, "POST /workflows: 202")
-    row = '#workflows tr[data-wf="ui-wf-2"]'
-    until(lambda: drv.find_elements(By.CSS_SELECTOR, row + " button.cancel"),
-          "the workflow ui-wf-2 shows in flight, with its Cancel button")
-    drv.find_element(By.CSS_SELECTOR, row + " button.cancel").click()
-    until(lambda: drv.execute_script(
-        "const b = document.querySelector(arguments[0] + ' .badge');"
-        " return b ? b.textContent : 'cancelled';", row) == "cancelled",
-        "Cancel: the workflow shows cancelled")
-    until(lambda: h.get("/workflows/ui-wf-2")[1]["workflow"]["state"]
-          == "cancelled", "GET /workflows/ui-wf-2: cancelled")
-    os.unlink(hold)
-    check(not drv.find_element(By.ID, "error").is_displayed(),
-          "no error shown")
 
 
 if __name__ == "__main__":
