@@ -138,6 +138,11 @@ void api_fail_with(struct api_req *, unsigned status, const char *code,
 
 /* ---- helpers shared by the endpoints ---- */
 
+/* The agent the path's first "{}" names (api_agents.c), or NULL after
+ * answering 400 (not an agent name) or 404 (none, or a reload is
+ * removing it). */
+struct sup_agent *api_agent(struct api_req *);
+
 /* ms since the epoch as RFC 3339 UTC with milliseconds
  * ("2026-12-07T08:00:00.123Z"); json null for 0. */
 json_t *api_time_json(long long ms);

@@ -196,23 +196,33 @@ parse_instance(const char *s, unsigned *v)
  * (every configured one when the query names none).  Instances a reload
  * is removing are not addressed.
  */
+struct sup_agent *
+api_agent(struct api_req *req)
+{
+	const char *name = api_arg(req, 0);
+	struct sup_agent *a;
+
+	if (proto_valid_name(name, strlen(name)) != 0) {
+		api_fail(req, 400, "bad_request", "bad agent name");
+		return NULL;
+	}
+	if ((a = sup_agent_find(api_sup(req), name)) == NULL || a->removed) {
+		api_fail(req, 404, "not_found", "no agent '%s'", name);
+		return NULL;
+	}
+	return a;
+}
+
 static void
 api_act(struct api_req *req, const char *action, enum sup_event ev)
 {
-	struct sup *sup = api_sup(req);
 	const char *name = api_arg(req, 0), *inst = api_query(req, "instance");
 	struct sup_agent *a;
 	unsigned lo = 1, hi, v, applied = 0;
 	json_t *arr;
 
-	if (proto_valid_name(name, strlen(name)) != 0) {
-		api_fail(req, 400, "bad_request", "bad agent name");
+	if ((a = api_agent(req)) == NULL)
 		return;
-	}
-	if ((a = sup_agent_find(sup, name)) == NULL || a->removed) {
-		api_fail(req, 404, "not_found", "no agent '%s'", name);
-		return;
-	}
 	hi = a->conf->instances < a->ninst ? a->conf->instances : a->ninst;
 	if (inst != NULL) {
 		if (parse_instance(inst, &v) == -1) {

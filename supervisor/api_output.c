@@ -117,14 +117,8 @@ api_output(struct api_req *req)
 	unsigned lo, hi, max = 0;
 	json_t *arr;
 
-	if (proto_valid_name(name, strlen(name)) != 0) {
-		api_fail(req, 400, "bad_request", "bad agent name");
+	if ((a = api_agent(req)) == NULL)
 		return;
-	}
-	if ((a = sup_agent_find(sup, name)) == NULL || a->removed) {
-		api_fail(req, 404, "not_found", "no agent '%s'", name);
-		return;
-	}
 	if (api_uint(req, "instance", 1, HIVE_INSTANCE_MAX, 0, &inst) == -1)
 		return;
 	if (inst > a->ninst) {

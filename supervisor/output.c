@@ -134,18 +134,13 @@ sup_output_add(struct sup_inst *in, const struct hive_output *f)
 		    (unsigned long long)f->dropped);
 	if (f->text.len == 0)
 		return;
-	if (f->task.len == 0)
-		log_notice("agent=%s: %.*s", in->label, (int)f->text.len,
-		    f->text.ptr);
-	else if (f->traceparent.len == 0)
-		log_notice("agent=%s task=%.*s: %.*s", in->label,
-		    (int)f->task.len, f->task.ptr, (int)f->text.len,
-		    f->text.ptr);
-	else
-		log_notice("agent=%s task=%.*s trace=%.32s: %.*s", in->label,
-		    (int)f->task.len, f->task.ptr,
-		    PROTO_TRACE_ID(f->traceparent.ptr), (int)f->text.len,
-		    f->text.ptr);
+	/* task= and trace= only when the worker could tell them */
+	log_notice("agent=%s%s%.*s%s%.*s: %.*s", in->label,
+	    f->task.len ? " task=" : "", (int)f->task.len, f->task.ptr,
+	    f->traceparent.len ? " trace=" : "", f->traceparent.len ?
+	    HIVE_TRACE_ID_LEN : 0, f->traceparent.len ?
+	    PROTO_TRACE_ID(f->traceparent.ptr) : "", (int)f->text.len,
+	    f->text.ptr);
 	if ((l = output_keep(in, f, proto_now_ms())) == NULL) {
 		log_warnx("agent=%s output line: out of memory", in->label);
 		return;

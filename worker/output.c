@@ -129,11 +129,10 @@ output_line(struct wrk *w, const struct wrk_task *task, char *s, size_t n)
 	output_clean(s, n);
 	task = output_task(w, task);
 	if (w->link.fd < 0) {
-		if (task != NULL)
-			log_notice("agent=%s task=%s trace=%.32s: %.*s",
-			    w->agent_inst, task->id, WRK_TRACE(task), (int)n, s);
-		else
-			log_notice("agent=%s: %.*s", w->agent_inst, (int)n, s);
+		log_notice("agent=%s%s%s%s%.*s: %.*s", w->agent_inst,
+		    task ? " task=" : "", task ? task->id : "",
+		    task ? " trace=" : "", task ? HIVE_TRACE_ID_LEN : 0,
+		    task ? WRK_TRACE(task) : "", (int)n, s);
 		return;
 	}
 	wrk_link_output(w, task, s, n, w->out_dropped);
